@@ -1,0 +1,41 @@
+# TreeSynth Studio: `make app` runs the app on the embedded defaults, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# llama-cpp-python compiles llama.cpp from source: use both cores.
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install install-test app demo test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+app: install
+	$(BIN)/treesynth demo
+
+demo: install
+	$(BIN)/treesynth demo
+
+test: install-test
+	$(BIN)/python -m pytest
+
+lint: install-test
+	$(BIN)/ruff check treesynth_core tests
+	$(BIN)/mypy
+
+bench: install-test
+	$(BIN)/python benchmarks/llm_throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,47 @@
+"""The errors TreeSynth raises on purpose.
+
+Every error here carries a message a user can act on. The CLI prints it as one line (a traceback
+only with ``--debug``); the app shows it with ``st.error``.
+"""
+
+from __future__ import annotations
+
+
+class TreeSynthError(Exception):
+    """Base class: anything the user should see as a plain message."""
+
+
+class ConfigError(TreeSynthError):
+    """Settings are missing or contradict each other (bad backend name, missing model, ...)."""
+
+
+class EndpointError(TreeSynthError):
+    """An LLM endpoint could not be reached or kept failing after retries."""
+
+
+class AuthError(EndpointError):
+    """The endpoint refused the credentials (HTTP 401/403) or the key variable is unset."""
+
+
+class ParseError(TreeSynthError):
+    """An LLM reply could not be parsed or validated, even after re-asking."""
+
+
+class BudgetError(TreeSynthError):
+    """A run would exceed (or has reached) the user's cap on calls or cost."""
+
+
+class ProjectError(TreeSynthError):
+    """A project folder is missing, not a project, or its database is corrupt."""
+
+
+class TreeError(TreeSynthError):
+    """The tree breaks an invariant, or an edit would make it break one."""
+
+    def __init__(self, message: str, node_id: str | None = None) -> None:
+        super().__init__(message)
+        self.node_id = node_id
+
+
+class Cancelled(TreeSynthError):
+    """Work stopped because the user asked it to (Ctrl-C, a cancel button)."""

@@ -1,0 +1,91 @@
+"""The one seam every model sits behind: an async ``complete(ChatRequest) -> ChatResult``.
+
+Backends (``openai_compat``, ``embedded``) implement :class:`LLM`; caching and call logging wrap it
+(:mod:`treesynth_core.llm.recording`), so growth and synthesis code never see HTTP or SQLite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+#: Bump when the meaning of a cached reply changes, so old cache rows stop matching.
+CACHE_KEY_VERSION = "b2v1"
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion request.
+
+    ``schema`` is a JSON schema the reply must follow (structured output where the backend supports
+    it). ``meta`` is for logs only (purpose, node id, ...) and never part of the cache key.
+    """
+
+    messages: tuple[tuple[str, str], ...]
+    temperature: float = 0.7
+    max_tokens: int = 1024
+    seed: int | None = None
+    top_p: float | None = None
+    schema: Mapping[str, Any] | None = None
+    schema_name: str = "reply"
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def chat(system: str | None, user: str, **kwargs: Any) -> ChatRequest:
+        messages = ((("system", system),) if system else ()) + (("user", user),)
+        return ChatRequest(messages=messages, **kwargs)
+
+    def message_dicts(self) -> list[dict[str, str]]:
+        return [{"role": role, "content": content} for role, content in self.messages]
+
+    def purpose(self) -> str:
+        return self.meta.get("purpose", "")
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """A reply: its text, the model that wrote it, token counts and timing."""
+
+    text: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    cached: bool = False
+    call_id: str | None = None
+    finish_reason: str | None = None
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """What growth and synthesis need from a model."""
+
+    backend: str
+    model: str
+
+    async def complete(self, request: ChatRequest) -> ChatResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def cache_key(backend: str, model: str, request: ChatRequest) -> str:
+    """Content address of a request: same backend, model, messages, sampling and seed, same key."""
+    payload = {
+        "backend": backend,
+        "model": model,
+        "messages": request.messages,
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+        "seed": request.seed,
+        "top_p": request.top_p,
+        "schema": request.schema,
+    }
+    digest = hashlib.blake2b(canonical_json(payload).encode("utf-8"), digest_size=20).hexdigest()
+    return f"{CACHE_KEY_VERSION}:{digest}"

@@ -1,0 +1,38 @@
+"""Synthesized (or imported) samples as plain values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The sample set leaf synthesis writes to. Other sets (a flat baseline, an imported dataset, a
+#: rebalanced copy) live beside it in the same table under their own names.
+TREE_SET = "tree"
+
+
+@dataclass(frozen=True)
+class NewSample:
+    """A sample about to be stored.
+
+    ``key`` makes the insert idempotent: the same (sample_set, leaf_id, key) is stored once, so a
+    rerun after Ctrl-C adds no duplicates. Synthesis uses ``"<call index>:<item index>"``.
+    """
+
+    leaf_id: str
+    key: str
+    instruction: str
+    path: list[dict[str, str]]
+    response: str | None = None
+    model: str | None = None
+    call_id: str | None = None
+    response_call_id: str | None = None
+    sample_set: str = TREE_SET
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sample(NewSample):
+    """A stored sample, with its row id and creation time (UTC ISO 8601)."""
+
+    id: int = 0
+    created: str = ""
