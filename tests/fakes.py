@@ -1,0 +1,120 @@
+"""A scripted fake LLM: the test double behind the same protocol as the real backends.
+
+By default it answers every purpose (pivots, criterion, coverage, synth, response) with plausible,
+deterministic JSON derived from the prompt and seed. Tests push exact replies (or exceptions) for a
+purpose with :meth:`ScriptedLLM.enqueue` to script malformed output, and read ``history``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections import defaultdict, deque
+from collections.abc import Iterable
+
+from treesynth_core.llm.base import ChatRequest, ChatResult
+
+#: Criteria the fake proposes, in order of depth, with the values it knows for each.
+CRITERIA: list[tuple[str, list[str]]] = [
+    ("Operation", ["addition", "subtraction", "multiplication", "division"]),
+    ("Entity", ["fruit", "money", "animals"]),
+    ("Setting", ["school", "market", "farm"]),
+    ("Difficulty", ["easy", "hard"]),
+]
+
+
+class ScriptedLLM:
+    backend = "fake"
+
+    def __init__(self, model: str = "fake-model", *, delay: float = 0.0, coverage_extra: int = 1) -> None:
+        self.model = model
+        self.delay = delay
+        self.coverage_extra = coverage_extra
+        self.history: list[ChatRequest] = []
+        self.queues: dict[str, deque[str | BaseException]] = defaultdict(deque)
+        self.closed = False
+
+    def enqueue(self, purpose: str, replies: Iterable[str | BaseException]) -> None:
+        """Script the next replies for ``purpose`` (consumed before the default behaviour)."""
+        self.queues[purpose].extend(replies)
+
+    def calls(self, purpose: str | None = None) -> int:
+        return sum(1 for r in self.history if purpose is None or r.purpose() == purpose)
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        self.history.append(request)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        purpose = request.purpose()
+        queue = self.queues.get(purpose)
+        if queue:
+            item = queue.popleft()
+            if isinstance(item, BaseException):
+                raise item
+            return ChatResult(text=item, model=self.model, prompt_tokens=10, completion_tokens=10)
+        text = getattr(self, f"_{purpose}", self._plain)(request)
+        return ChatResult(text=text, model=self.model, prompt_tokens=len(request.messages[-1][1]) // 4,
+                          completion_tokens=len(text) // 4)  # fmt: skip
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    # -- default behaviour per purpose --------------------------------------------------------------
+    @staticmethod
+    def _prompt(request: ChatRequest) -> str:
+        return request.messages[-1][1] if request.messages[-1][0] == "user" else request.messages[1][1]
+
+    @staticmethod
+    def _count(prompt: str, default: int = 5) -> int:
+        match = re.search(r"exactly (\d+) (?:strings|values)", prompt)
+        return int(match.group(1)) if match else default
+
+    def _depth(self, request: ChatRequest) -> int:
+        prompt = request.messages[1][1]
+        match = re.search(r"(\[\{.*?\}\])", prompt, re.DOTALL)
+        return len(json.loads(match.group(1))) if match else 0
+
+    def _pivots(self, request: ChatRequest) -> str:
+        n = self._count(self._prompt(request))
+        return json.dumps({"samples": [f"pivot {i} (seed {request.seed})" for i in range(n)]})
+
+    def _criterion(self, request: ChatRequest) -> str:
+        prompt = request.messages[1][1]
+        n = self._count(prompt)
+        used = re.search(r"already used: (.*)\.\n", prompt)
+        used_text = used.group(1) if used else ""
+        for name, values in CRITERIA:
+            if f'"{name}"' not in used_text:
+                return json.dumps({"criterion": name, "values": [values[i % 2] for i in range(n)]})
+        return json.dumps({"criterion": "Tone", "values": ["formal"] * n})
+
+    def _coverage(self, request: ChatRequest) -> str:
+        prompt = request.messages[1][1]
+        match = re.search(r'criterion "(.*?)"', prompt)
+        name = match.group(1) if match else ""
+        known = dict(CRITERIA).get(name, [])
+        listed = set(re.findall(r"^- (.*)$", prompt, re.MULTILINE))
+        missing = [v for v in known if v not in listed][: self.coverage_extra]
+        return json.dumps({"new_values": missing, "complete": True})
+
+    def _synth(self, request: ChatRequest) -> str:
+        n = self._count(self._prompt(request))
+        path = re.search(r"(\[\{.*?\}\])", request.messages[1][1], re.DOTALL)
+        tag = " / ".join(d["value"] for d in json.loads(path.group(1))) if path else "root"
+        words = ["apples", "trains", "coins", "books", "pencils", "cakes", "boats", "shirts", "lamps", "chairs"]
+        return json.dumps(
+            {
+                "samples": [
+                    f"[{tag}] Problem {request.seed}-{i}: how many {words[((request.seed or 0) + i) % 10]} "
+                    f"does person {i} have after {i + 2} {words[i % 10]} are counted twice by {request.seed}?"
+                    for i in range(n)
+                ]
+            }
+        )
+
+    def _response(self, request: ChatRequest) -> str:
+        return "Answer: " + self._prompt(request)[:40]
+
+    def _plain(self, request: ChatRequest) -> str:
+        return "ok"

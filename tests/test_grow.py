@@ -1,0 +1,207 @@
+"""Growing the tree with the scripted fake LLM: the algorithm, review gating, bad replies, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import pytest
+
+from tests.fakes import ScriptedLLM
+from treesynth_core import tree as T
+from treesynth_core.errors import Cancelled, EndpointError
+from treesynth_core.grow import GrowOptions, grow, growable
+from treesynth_core.llm.recording import recording
+from treesynth_core.prompts.replies import extract_json, is_vague, overlaps
+from treesynth_core.store import Project
+
+
+@pytest.fixture
+def project(tmp_path):
+    with Project.create(tmp_path / "p", task="Math word problems", style="GSM8K-style") as p:
+        yield p
+
+
+def run_grow(project, llm, **options):
+    wrapped = recording(llm, project, project.start_run("grow", {}))
+    return asyncio.run(grow(project, wrapped, GrowOptions(**options)))
+
+
+def values(tree: T.Tree, node_id: str) -> list[str]:
+    return [k.value for k in tree.children(node_id)]
+
+
+def test_root_split_proposes_children_and_coverage_adds_values(project):
+    llm = ScriptedLLM()
+    report = run_grow(project, llm, max_depth=2, pivots=4)
+    tree = project.tree()
+    assert tree.root.split_criterion == "Operation"
+    # pivots were assigned addition/subtraction; coverage added multiplication (one per round)
+    assert values(tree, tree.root_id)[:2] == ["addition", "subtraction"]
+    assert "multiplication" in values(tree, tree.root_id)
+    assert all(k.status == "proposed" for k in tree.children(tree.root_id))
+    assert len(tree.root.pivots) == 4
+    # review on: proposed children do not grow
+    assert report.expanded == 1 and tree.levels() == 1
+    assert [r.purpose() for r in llm.history][:3] == ["pivots", "criterion", "coverage"]
+
+
+def test_temperatures_follow_the_paper(project):
+    llm = ScriptedLLM()
+    run_grow(project, llm, max_depth=1, pivots=3)
+    temps = {r.purpose(): r.temperature for r in llm.history}
+    assert temps == {"pivots": 0.7, "criterion": 1.0, "coverage": 0.7}
+
+
+def test_auto_approve_grows_to_max_depth_without_repeating_criteria(project):
+    run_grow(project, ScriptedLLM(), max_depth=3, pivots=4, auto_approve=True)
+    tree = project.tree()
+    assert tree.levels() == 3
+    assert T.problems(tree) == []
+    for leaf in tree.leaves():
+        criteria = [s.criterion for s in tree.path(leaf.id)]
+        assert len(set(criteria)) == len(criteria) == 3
+
+
+def test_only_approved_nodes_grow_with_review(project):
+    run_grow(project, ScriptedLLM(), max_depth=2, pivots=4)
+    tree = project.tree()
+    first = tree.children(tree.root_id)[0]
+    project.apply("approve", lambda t: T.approve(t, [first.id]))
+    run_grow(project, ScriptedLLM(), max_depth=2, pivots=4)
+    tree = project.tree()
+    assert tree.children(first.id)
+    assert all(not tree.children(k.id) for k in tree.children(tree.root_id)[1:])
+
+
+def test_rerun_is_served_from_cache(project):
+    run_grow(project, ScriptedLLM(), max_depth=2, pivots=4, auto_approve=True)
+    first = project.tree()
+    before = project.stats()
+    # undo everything growth did, grow again: same requests -> zero new calls
+    while project.undo() is not None:
+        pass
+    run_grow(project, ScriptedLLM(), max_depth=2, pivots=4, auto_approve=True)
+    after = project.stats()
+    assert after["calls"] == before["calls"]
+    assert after["cached"] > before["cached"]
+    again = project.tree()
+    shape = lambda t: sorted(tuple(s.value for s in t.path(n.id)) for n in t.leaves())  # noqa: E731
+    assert shape(again) == shape(first)
+
+
+def test_criterion_equal_to_ancestor_is_reasked(project):
+    run_grow(project, ScriptedLLM(), max_depth=1, pivots=2, auto_approve=True)
+    leaf = project.tree().leaves()[0]
+    llm = ScriptedLLM()
+    llm.enqueue("criterion", [json.dumps({"criterion": "operation!", "values": ["a", "b"]})])
+    run_grow(project, llm, max_depth=2, pivots=2, auto_approve=True, only=(leaf.id,))
+    tree = project.tree()
+    assert tree.node(leaf.id).split_criterion == "Entity"
+    assert llm.calls("criterion") == 2
+    assert "already used" in llm.history[-2].messages[-1][1] or any(
+        "already used" in r.messages[-1][1] for r in llm.history if r.purpose() == "criterion"
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "not json at all",
+        json.dumps({"criterion": "Operation"}),  # missing values
+        json.dumps({"criterion": "Kind", "values": ["other", "a", "b"]}),  # vague value
+        json.dumps({"criterion": "Kind", "values": ["a/b", "c", "d"]}),  # combined value
+        json.dumps({"criterion": "Kind", "values": ["a"]}),  # wrong count
+    ],
+)
+def test_malformed_criterion_replies_are_retried(project, bad):
+    llm = ScriptedLLM()
+    llm.enqueue("criterion", [bad])
+    run_grow(project, llm, max_depth=1, pivots=3)
+    tree = project.tree()
+    assert tree.root.split_criterion == "Operation"
+    assert llm.calls("criterion") == 2
+    second = [r for r in llm.history if r.purpose() == "criterion"][1]
+    assert "not valid" in second.messages[-1][1]
+
+
+def test_node_stays_leaf_after_bounded_failures(project):
+    llm = ScriptedLLM()
+    llm.enqueue("criterion", ["garbage"] * 5)
+    report = run_grow(project, llm, max_depth=2, pivots=3, criterion_attempts=5)
+    tree = project.tree()
+    assert report.leaves == 1 and tree.root.expanded and not tree.children(tree.root_id)
+    assert "kept as a leaf" in tree.root.note and "5 attempts" in tree.root.note
+
+
+def test_coverage_drops_duplicates_overlaps_vague_and_combined(project):
+    llm = ScriptedLLM()
+    llm.enqueue(
+        "coverage",
+        [json.dumps({"new_values": ["Addition", "others", "mult/div", "subtraction of fractions", "division"],
+                     "complete": True})],  # fmt: skip
+    )
+    run_grow(project, llm, max_depth=1, pivots=4)
+    tree = project.tree()
+    assert values(tree, tree.root_id) == ["addition", "subtraction", "division"]
+    assert "dropped 4" in tree.root.note
+
+
+def test_more_values_than_cap_make_one_sampled_child(project):
+    llm = ScriptedLLM()
+    many = [f"value {i}" for i in range(10)]
+    llm.enqueue("coverage", [json.dumps({"new_values": many, "complete": False})])
+    run_grow(project, llm, max_depth=1, pivots=4, max_values=5)
+    tree = project.tree()
+    (child,) = tree.children(tree.root_id)
+    assert len(child.pool) == 12 and "sampled" in child.label
+    assert "exceed the cap of 5" in tree.root.note
+
+
+def test_endpoint_failure_keeps_finished_nodes(project):
+    run_grow(project, ScriptedLLM(), max_depth=1, pivots=3, auto_approve=True)
+    llm = ScriptedLLM()
+    llm.enqueue("pivots", [json.dumps({"samples": ["a", "b", "c"]}), EndpointError("endpoint down")])
+    with pytest.raises(EndpointError):
+        run_grow(project, llm, max_depth=2, pivots=3, auto_approve=True)
+    tree = project.tree()
+    assert T.problems(tree) == []
+    # the run can be resumed: the failed node is still growable
+    assert growable(tree, GrowOptions(max_depth=2, auto_approve=True))
+
+
+def test_cancel_stops_between_nodes(project):
+    cancel = threading.Event()
+    cancel.set()
+    wrapped = recording(ScriptedLLM(), project, None)
+    with pytest.raises(Cancelled):
+        asyncio.run(grow(project, wrapped, GrowOptions(max_depth=2), cancel=cancel))
+
+
+def test_locked_and_pruned_nodes_do_not_grow(project):
+    run_grow(project, ScriptedLLM(), max_depth=1, pivots=3, auto_approve=True)
+    tree = project.tree()
+    a, b = tree.children(tree.root_id)[:2]
+    project.apply("lock", lambda t: T.lock(t, a.id))
+    project.apply("prune", lambda t: T.prune(t, b.id))
+    options = GrowOptions(max_depth=2, auto_approve=True)
+    ids = {n.id for n in growable(project.tree(), options)}
+    assert a.id not in ids and b.id not in ids and ids
+
+
+def test_reply_helpers():
+    assert extract_json('Sure!\n```json\n{"a": 1}\n```') == {"a": 1}
+    assert extract_json('prefix {"a": [1, 2]} suffix') == {"a": [1, 2]}
+    with pytest.raises(ValueError):
+        extract_json("nope")
+    assert is_vague("Others") and is_vague("misc.") and not is_vague("fruit")
+    assert overlaps("addition", "Addition!") and overlaps("fractions", "adding fractions")
+    assert not overlaps("addition", "subtraction")
+
+
+def test_options_are_validated():
+    with pytest.raises(ValueError):
+        GrowOptions(max_depth=0)
+    with pytest.raises(ValueError):
+        GrowOptions(max_depth=12)

@@ -1,0 +1,556 @@
+"""The project store: opening, the edit log (undo/redo), samples, the LLM cache and call log, runs."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from treesynth_core import tree as T
+from treesynth_core.config import BackendSettings
+from treesynth_core.errors import ProjectError, TreeError
+from treesynth_core.llm.base import ChatResult
+from treesynth_core.samples import NewSample
+from treesynth_core.store import CallRecord, EditRecord, Project, schema
+from treesynth_core.store import project as project_module
+
+TASK = "Grade-school math word problems"
+LLM = T.Provenance(source="llm", model="fake-model", call_id="call-1")
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return tmp_path / "proj"
+
+
+@pytest.fixture
+def project(folder: Path) -> Iterator[Project]:
+    with Project.create(folder, task=TASK, style="Short problems.") as p:
+        yield p
+
+
+def grow(tree: T.Tree, node_id: str, criterion: str, values: list[str]) -> T.Tree:
+    return T.attach_split(tree, node_id, criterion=criterion, values=values, pivots=["p1"], provenance=LLM)
+
+
+def by_value(tree: T.Tree, value: str) -> T.Node:
+    (node,) = [n for n in tree.nodes.values() if n.value == value]
+    return node
+
+
+def grown(project: Project) -> T.Tree:
+    """Topic: Fractions, Geometry, Algebra; Geometry split on Shape: Circles, Triangles."""
+    tree = project.apply("grow", lambda t: grow(t, t.root_id, "Topic", ["Fractions", "Geometry", "Algebra"]))
+    geometry = by_value(tree, "Geometry").id
+    return project.apply("grow", lambda t: grow(t, geometry, "Shape", ["Circles", "Triangles"]), actor="llm")
+
+
+# -- create and open ------------------------------------------------------------------------------
+
+
+def test_create_then_open_round_trips_task_style_settings_and_tree(folder: Path) -> None:
+    settings = BackendSettings(backend="openai", model="gpt-4o-mini", base_url="http://localhost:8080/v1")
+    with Project.create(folder, task=f"  {TASK}  ", style="Short.", settings=settings) as p:
+        tree = grown(p)
+    assert (folder / "treesynth.db").is_file()
+    with Project.open(folder) as p:
+        assert p.task == TASK and p.style == "Short."
+        assert p.settings() == settings
+        assert p.tree() == tree
+        assert p.path == folder
+
+
+def test_settings_default_and_save(project: Project) -> None:
+    assert project.settings() == BackendSettings()
+    project.save_settings(BackendSettings(backend="openai", model="m", concurrency=4))
+    assert project.settings().concurrency == 4
+
+
+@pytest.mark.parametrize("task", ["", "   \n"])
+def test_create_rejects_an_empty_task_before_touching_disk(folder: Path, task: str) -> None:
+    with pytest.raises(TreeError, match="task"):
+        Project.create(folder, task=task)
+    assert not folder.exists()
+
+
+def test_create_refuses_a_folder_that_already_holds_a_project(project: Project, folder: Path) -> None:
+    with pytest.raises(ProjectError, match="already holds a TreeSynth project"):
+        Project.create(folder, task="another")
+
+
+def test_create_makes_parent_folders(tmp_path: Path) -> None:
+    with Project.create(tmp_path / "a" / "b", task=TASK) as p:
+        assert p.tree().root.approved
+
+
+def _truncated(folder: Path) -> None:
+    with Project.create(folder, task=TASK) as p:
+        p.add_samples(NewSample(leaf_id="x", key=str(i), instruction="q" * 500, path=[]) for i in range(300))
+    db = folder / "treesynth.db"
+    db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])
+
+
+def _random_bytes(folder: Path) -> None:
+    folder.mkdir()
+    (folder / "treesynth.db").write_bytes(bytes(range(256)) * 40)
+
+
+def _empty_file(folder: Path) -> None:
+    folder.mkdir()
+    (folder / "treesynth.db").touch()
+
+
+def _foreign_sqlite(folder: Path) -> None:
+    folder.mkdir()
+    with sqlite3.connect(folder / "treesynth.db") as conn:
+        conn.execute("CREATE TABLE other (x)")
+
+
+def _dropped_table(folder: Path) -> None:
+    Project.create(folder, task=TASK).close()
+    with sqlite3.connect(folder / "treesynth.db") as conn:
+        conn.execute("DROP TABLE samples")
+
+
+def _interrupted_create(folder: Path) -> None:
+    Project.create(folder, task=TASK).close()
+    with sqlite3.connect(folder / "treesynth.db") as conn:
+        conn.execute("DELETE FROM meta")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda folder: None, "does not exist"),
+        (lambda folder: folder.mkdir(), "not a TreeSynth project"),
+        (lambda folder: folder.write_text("x"), "is a file"),
+        (_random_bytes, "not an SQLite database"),
+        (_empty_file, "empty"),
+        (_truncated, "damaged"),
+        (_foreign_sqlite, "not a TreeSynth project"),
+        (_dropped_table, "tables missing: samples"),
+        (_interrupted_create, "incomplete"),
+    ],
+    ids=[
+        "missing",
+        "empty-folder",
+        "file",
+        "random-bytes",
+        "empty-db",
+        "truncated",
+        "foreign",
+        "no-table",
+        "no-meta",
+    ],
+)
+def test_open_explains_what_is_wrong(folder: Path, make: Callable[[Path], object], message: str) -> None:
+    make(folder)
+    with pytest.raises(ProjectError, match=message) as info:
+        Project.open(folder)
+    assert str(folder) in str(info.value)
+
+
+def test_a_closed_project_says_so(project: Project) -> None:
+    project.close()
+    project.close()  # twice is fine
+    with pytest.raises(ProjectError, match="closed"):
+        project.tree()
+
+
+# -- migrations -----------------------------------------------------------------------------------
+
+
+def test_migrate_is_idempotent() -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    assert schema.migrate(conn) == [name for name, _ in schema.MIGRATIONS]
+    before = schema.schema_sql(conn)
+    assert schema.migrate(conn) == []
+    assert schema.schema_sql(conn) == before
+    assert schema.applied(conn) == [name for name, _ in schema.MIGRATIONS]
+    assert schema.pending(conn) == [] and schema.missing_tables(conn) == []
+
+
+def test_a_database_from_a_newer_treesynth_is_refused(project: Project, folder: Path) -> None:
+    project.close()
+    with sqlite3.connect(folder / "treesynth.db") as conn:
+        conn.execute("INSERT INTO _migrations VALUES ('m999_from_the_future', 'later')")
+    with pytest.raises(ProjectError, match="newer TreeSynth"):
+        Project.open(folder)
+
+
+def test_a_missing_migration_is_applied_on_open(project: Project, folder: Path) -> None:
+    project.close()
+    with sqlite3.connect(folder / "treesynth.db") as conn:
+        conn.execute("DROP TABLE runs")
+        conn.execute("DELETE FROM _migrations WHERE name = 'm007_runs'")
+    with Project.open(folder) as p:
+        assert p.start_run("grow")
+
+
+# -- edits, undo and redo -------------------------------------------------------------------------
+
+
+def test_every_edit_kind_undoes_and_redoes_exactly(project: Project) -> None:
+    tree = grown(project)
+    states = [tree]
+    ids = {v: by_value(tree, v).id for v in ("Fractions", "Geometry", "Algebra", "Circles", "Triangles")}
+    edits = [
+        ("approve", lambda t: T.approve(t, [ids["Circles"]])),
+        ("prune", lambda t: T.prune(t, ids["Algebra"])),
+        ("rename_value", lambda t: T.rename_value(t, ids["Fractions"], "Fractions and decimals")),
+        ("add_value", lambda t: T.add_value(t, ids["Geometry"], "Squares")),
+        ("merge", lambda t: T.merge(t, ids["Circles"], ids["Triangles"], new_value="Round and pointy")),
+        (
+            "replace_criterion",
+            lambda t: T.replace_criterion(t, ids["Fractions"], "Operation", ["add", "split"]),
+        ),
+        ("remove_value", lambda t: T.remove_value(t, ids["Geometry"])),
+    ]
+    for kind, fn in edits:
+        states.append(project.apply(kind, fn, args={"kind": kind}))
+        assert project.tree() == states[-1]
+    assert [r.kind for r in project.history(limit=len(edits))] == [k for k, _ in reversed(edits)]
+    for expected in reversed(states[:-1]):
+        assert project.undo() == expected
+    for expected in states[1:]:
+        assert project.redo() == expected
+    assert project.redo() is None
+    with Project.open(project.path) as again:  # what is on disk matches what the undo returned
+        assert again.tree() == states[-1]
+
+
+def test_undo_with_nothing_to_undo(project: Project) -> None:
+    assert not project.can_undo() and not project.can_redo()
+    assert project.undo() is None and project.redo() is None
+    assert project.history() == []
+
+
+def test_a_new_edit_drops_the_redo_stack(project: Project) -> None:
+    tree = grown(project)
+    a, b = by_value(tree, "Fractions").id, by_value(tree, "Algebra").id
+    project.apply("approve", lambda t: T.approve(t, [a]))
+    after_b = project.apply("prune", lambda t: T.prune(t, b))
+    project.undo()  # prune undone
+    assert project.can_redo()
+    project.apply("lock", lambda t: T.lock(t, a))
+    assert not project.can_redo() and project.redo() is None
+    history = project.history()
+    assert [(r.kind, r.undone) for r in history[:3]] == [("lock", False), ("prune", True), ("approve", False)]
+    project.undo()  # lock
+    project.undo()  # approve: the dropped prune is skipped
+    assert not project.tree().node(a).approved and not project.tree().node(b).pruned
+    assert project.redo() is not None and project.tree().node(a).approved  # approve again
+    assert project.redo() is not None and project.tree().node(a).locked  # then lock; never the prune
+    assert project.redo() is None
+    assert project.tree() != after_b
+
+
+def test_a_no_op_edit_is_not_recorded(project: Project) -> None:
+    tree = grown(project)
+    n = len(project.history())
+    assert project.apply("approve", lambda t: T.approve(t, [t.root_id])) == tree
+    assert len(project.history()) == n
+
+
+def test_a_failing_edit_writes_nothing(project: Project) -> None:
+    tree = grown(project)
+    history = project.history()
+    with pytest.raises(TreeError, match="root has no value"):
+        project.apply("rename_value", lambda t: T.rename_value(t, t.root_id, "x"))
+    with pytest.raises(KeyboardInterrupt):
+        project.apply("grow", lambda t: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert project.tree() == tree and project.history() == history
+    with Project.open(project.path) as again:
+        assert again.tree() == tree and again.history() == history
+
+
+def test_a_failed_write_rolls_back_the_whole_edit(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = grown(project)
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(project_module, "_set_meta", explode)  # fails after the node rows are written
+    with pytest.raises(ProjectError, match="could not be used"):
+        project.replace_tree(T.new_tree("another task"))
+    monkeypatch.undo()
+    assert project.tree() == tree
+    with Project.open(project.path) as again:
+        assert again.tree() == tree
+
+
+def test_undo_after_reopening(project: Project) -> None:
+    tree = grown(project)
+    fractions = by_value(tree, "Fractions").id
+    project.apply("prune", lambda t: T.prune(t, fractions))
+    project.close()
+    with Project.open(project.path) as again:
+        assert again.undo() == tree
+        assert not again.tree().node(fractions).pruned
+
+
+def test_history_records(project: Project) -> None:
+    grown(project)
+    latest = project.history(limit=1)
+    assert len(latest) == 1 and isinstance(latest[0], EditRecord)
+    record = latest[0]
+    assert (record.kind, record.actor, record.undone, record.n_changes) == ("grow", "llm", False, 3)
+    assert record.ts.endswith("+00:00")
+
+
+def test_replace_tree_is_one_undoable_edit_with_task_and_style(project: Project) -> None:
+    before = grown(project)
+    new = T.new_tree("Recipes", "Terse.")
+    new = T.add_value(new, new.root_id, "Thai", criterion="Cuisine")
+    imported = project.replace_tree(new)
+    assert imported == new and project.task == "Recipes" and project.style == "Terse."
+    assert project.history(limit=1)[0].kind == "import"
+    assert project.undo() == before
+    assert project.task == TASK and project.tree().root_id == before.root_id
+    assert project.redo() == new
+
+
+def test_replace_tree_rejects_a_broken_tree(project: Project) -> None:
+    tree = T.new_tree("x")
+    broken = T.with_nodes(tree, [T.Node(id="orphan", parent_id="nowhere", depth=1, value="v")])
+    with pytest.raises(TreeError):
+        project.replace_tree(broken)
+
+
+def test_two_projects_on_one_folder_lose_no_edit(project: Project) -> None:
+    tree = grown(project)
+    with Project.open(project.path) as tab:
+        assert tab.tree() == tree
+        project.apply("add_value", lambda t: T.add_value(t, t.root_id, "Probability"))
+        tab.apply("add_value", lambda t: T.add_value(t, t.root_id, "Statistics"))  # sees Probability
+        project.apply("add_value", lambda t: T.add_value(t, t.root_id, "Logic"))
+        for p in (project, tab):
+            values = {n.value for n in p.tree().children(p.tree().root_id)}
+            assert {"Probability", "Statistics", "Logic"} <= values
+        assert tab.undo() is not None  # undoes Logic, the latest edit, though the other tab made it
+        assert "Logic" not in {n.value for n in project.tree().nodes.values()}
+
+
+def test_concurrent_threads_and_connections_lose_no_edit(project: Project) -> None:
+    other = Project.open(project.path)
+    errors: list[BaseException] = []
+
+    def add_many(p: Project, prefix: str) -> None:
+        try:
+            for i in range(15):
+                p.apply(
+                    "add_value",
+                    functools.partial(
+                        T.add_value, value=f"{prefix}{i}", criterion="Topic", parent_id=p.tree().root_id
+                    ),
+                )
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=add_many, args=(p, name))
+        for p, name in [(project, "a"), (project, "b"), (other, "c"), (other, "d")]
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    other.close()
+    assert not errors
+    assert len(project.tree().children(project.tree().root_id)) == 60
+    assert len(project.history()) == 60
+
+
+_WRITER = """
+import sys
+from treesynth_core import tree as T
+from treesynth_core.store import Project
+
+with Project.open(sys.argv[1]) as p:
+    for i in range(20):
+        p.apply("add_value", lambda t: T.add_value(t, t.root_id, f"theirs{i}", criterion="Topic"))
+"""
+
+
+def test_two_processes_lose_no_edit(project: Project) -> None:
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+    }
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(project.path)], env=env)
+    for i in range(20):
+        project.apply(
+            "add_value",
+            functools.partial(
+                T.add_value, value=f"ours{i}", criterion="Topic", parent_id=project.tree().root_id
+            ),
+        )
+    assert writer.wait(timeout=120) == 0
+    values = {n.value for n in project.tree().children(project.tree().root_id)}
+    assert values == {f"ours{i}" for i in range(20)} | {f"theirs{i}" for i in range(20)}
+    assert len(project.history()) == 40
+
+
+def test_a_locked_project_reports_busy(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(project_module, "BUSY_TIMEOUT_S", 0.1)
+    blocker = sqlite3.connect(project.path / "treesynth.db", isolation_level=None)
+    with Project.open(project.path) as impatient:
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(ProjectError, match="busy"):
+                impatient.apply("approve", lambda t: T.add_value(t, t.root_id, "x", criterion="c"))
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert impatient.apply("add", lambda t: T.add_value(t, t.root_id, "x", criterion="c"))
+
+
+# -- samples --------------------------------------------------------------------------------------
+
+
+def sample(leaf: str, key: str, **kw: Any) -> NewSample:
+    path = [{"criterion": "c", "value": leaf}]
+    return NewSample(leaf_id=leaf, key=key, instruction=f"q {leaf} {key}", path=path, **kw)
+
+
+def test_add_samples_is_idempotent(project: Project) -> None:
+    batch = [sample("a", "0:0", response="r", extra={"score": 1}), sample("a", "0:1"), sample("b", "0:0")]
+    assert project.add_samples(batch) == 3
+    assert project.add_samples(batch) == 0
+    assert project.add_samples([sample("a", "0:0", sample_set="flat")]) == 1
+    assert project.add_samples([]) == 0
+    stored = project.samples()
+    assert [(s.leaf_id, s.key) for s in stored] == [("a", "0:0"), ("a", "0:1"), ("b", "0:0")]
+    first = stored[0]
+    assert first.response == "r" and first.extra == {"score": 1} and first.path[0]["value"] == "a"
+    assert first.id > 0 and first.created
+    assert project.sample_counts() == {"a": 2, "b": 1}
+    assert project.sample_counts(sample_set="flat") == {"a": 1}
+    assert project.sample_keys("a") == {"0:0", "0:1"}
+    assert [s.key for s in project.samples(leaf_id="b")] == ["0:0"]
+    assert len(project.samples(sample_set="flat")) == 1
+
+
+def test_samples_by_many_leaves_and_delete(project: Project) -> None:
+    project.add_samples(sample(f"leaf{i}", "k") for i in range(1200))
+    wanted = [f"leaf{i}" for i in range(0, 1200, 2)]
+    found = project.samples(leaf_ids=iter(wanted))
+    assert [s.leaf_id for s in found] == wanted
+    assert project.samples(leaf_ids=[]) == []
+    assert project.delete_samples([s.id for s in found] + [10**9]) == 600
+    assert len(project.samples()) == 600
+
+
+# -- LLM cache, call log, runs, stats -------------------------------------------------------------
+
+
+def test_cache_put_get(project: Project) -> None:
+    assert project.cache_get("b2v1:abc") is None
+    result = ChatResult(
+        text="hi", model="m", prompt_tokens=3, completion_tokens=1, latency_s=0.5, call_id="c1"
+    )
+    project.cache_put("b2v1:abc", result)
+    hit = project.cache_get("b2v1:abc")
+    assert hit is not None and hit.cached and hit.text == "hi" and hit.call_id == "c1"
+    assert hit == ChatResult(**{**result.__dict__, "cached": True})
+    project.cache_put("b2v1:abc", ChatResult(text="new", model="m"))
+    assert project.cache_get("b2v1:abc") == ChatResult(text="new", model="m", cached=True)
+
+
+def call(run_id: str | None, **kw: Any) -> CallRecord:
+    base: dict[str, Any] = dict(
+        run_id=run_id,
+        backend="openai",
+        model="m",
+        purpose="grow",
+        request={"messages": []},
+        response="ok",
+        prompt_tokens=10,
+        completion_tokens=5,
+        latency_s=1.0,
+    )
+    return CallRecord(**{**base, **kw})
+
+
+def test_stats_count_calls_cached_and_failed_per_command(project: Project) -> None:
+    grow_run = project.start_run("grow", {"levels": 2})
+    for _ in range(2):
+        project.log_call(call(grow_run))
+    project.log_call(call(grow_run, cached=True, prompt_tokens=10))
+    project.log_call(
+        call(grow_run, response=None, error="EndpointError: 500", prompt_tokens=0, completion_tokens=0)
+    )
+    project.finish_run(grow_run, "failed", "the endpoint kept failing")
+    synth_run = project.start_run("synth")
+    call_id = project.log_call(call(synth_run, prompt_tokens=100))
+    project.finish_run(synth_run)
+    project.log_call(call(None))
+    assert len(call_id) == 26
+
+    stats = project.stats()
+    assert (stats["calls"], stats["cached"], stats["failed"]) == (4, 1, 1)
+    assert stats["prompt_tokens"] == 2 * 10 + 100 + 10 and stats["completion_tokens"] == 4 * 5
+    assert stats["latency_s"] == pytest.approx(5.0)
+    assert stats["by_command"]["grow"] == {
+        "calls": 2,
+        "cached": 1,
+        "failed": 1,
+        "prompt_tokens": 20,
+        "completion_tokens": 10,
+        "latency_s": 3.0,
+    }
+    assert stats["by_command"]["synth"]["calls"] == 1 and stats["by_command"][""]["calls"] == 1
+    runs = stats["runs"]
+    assert [r["command"] for r in runs] == ["synth", "grow"]
+    assert (runs[1]["status"], runs[1]["calls"], runs[1]["cached"], runs[1]["failed"]) == ("failed", 2, 1, 1)
+    assert runs[1]["finished"] and runs[1]["error"] == "the endpoint kept failing"
+
+    one = project.stats(grow_run)
+    assert (one["calls"], one["cached"], one["failed"]) == (2, 1, 1)
+    assert [r["id"] for r in one["runs"]] == [grow_run]
+
+
+def test_finish_run_of_an_unknown_run(project: Project) -> None:
+    with pytest.raises(ProjectError, match="no run"):
+        project.finish_run("nope")
+
+
+def test_call_logs_never_hold_keys(project: Project) -> None:
+    key = "sk-proj-abcdefghijklmnop1234567890"
+    record = call(
+        project.start_run("grow", {"api_key": key}),
+        request={
+            "messages": [{"role": "user", "content": f"use {key}"}],
+            "headers": {"Authorization": f"Bearer {key}", "api_key": "secret-value"},
+        },
+        response=f"echo {key}",
+        error="401 for header 'Bearer abcdefghijklmnopqrstuv'",
+    )
+    project.log_call(record)
+    project.close()
+    raw = (project.path / "treesynth.db").read_bytes()
+    for wal in project.path.glob("treesynth.db-wal"):
+        raw += wal.read_bytes()
+    assert b"abcdefghijklmnop" not in raw and b"secret-value" not in raw
+    with sqlite3.connect(project.path / "treesynth.db") as conn:
+        request, error = conn.execute("SELECT request, error FROM llm_calls").fetchone()
+    assert "sk-[REDACTED]" in request and "Bearer [REDACTED]" in error
+
+
+def test_redact_leaves_ordinary_text_alone() -> None:
+    text = {"content": "a task-oriented, risk-assessment prompt; sk-8 is short", "max_tokens": 5}
+    assert project_module.redact_secrets(text) == text
+
+
+def test_ids_sort_by_creation() -> None:
+    ids = [project_module.new_ulid() for _ in range(1000)]
+    assert ids == sorted(ids) and len(set(ids)) == 1000 and all(len(i) == 26 for i in ids)

@@ -1,0 +1,143 @@
+"""Leaf synthesis with the scripted fake: per-leaf counts, dedup, responses, budget, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from tests.fakes import ScriptedLLM
+from treesynth_core import tree as T
+from treesynth_core.config import BackendSettings
+from treesynth_core.errors import BudgetError, EndpointError
+from treesynth_core.llm.recording import recording
+from treesynth_core.store import Project
+from treesynth_core.synth import (
+    DuplicateFilter,
+    SynthOptions,
+    check_budget,
+    plan_synthesis,
+    synthesize,
+)
+
+LLM = T.Provenance("llm", model="m")
+
+
+@pytest.fixture
+def project(tmp_path):
+    with Project.create(tmp_path / "p", task="Math word problems", style="GSM8K-style") as p:
+        def build(tree: T.Tree) -> T.Tree:
+            tree = T.attach_split(tree, tree.root_id, criterion="Operation", values=["addition", "division"],
+                                  provenance=LLM)  # fmt: skip
+            return T.approve(tree, [k.id for k in tree.children(tree.root_id)])
+
+        p.apply("grow", build, actor="llm")
+        yield p
+
+
+def run(project, llm, max_calls=None, **options):
+    wrapped = recording(llm, project, project.start_run("synth", {}), max_calls=max_calls)
+    return asyncio.run(synthesize(project, wrapped, SynthOptions(**options)))
+
+
+def test_fills_each_approved_leaf_with_path_conditioned_samples(project):
+    llm = ScriptedLLM()
+    report = run(project, llm, per_leaf=7, per_call=3)
+    counts = project.sample_counts()
+    assert sorted(counts.values()) == [7, 7] and report.added == 14
+    sample = project.samples()[0]
+    assert sample.path[0]["criterion"] == "Operation"
+    assert sample.model == "fake-model" and sample.call_id
+    prompts = [r.messages[1][1] for r in llm.history]
+    assert any('"value": "addition"' in p for p in prompts) and any('"value": "division"' in p for p in prompts)
+
+
+def test_rerun_makes_zero_calls_and_no_duplicates(project):
+    run(project, ScriptedLLM(), per_leaf=6, per_call=3)
+    before = project.stats()
+    again = ScriptedLLM()
+    run(project, again, per_leaf=6, per_call=3)
+    assert again.calls() == 0
+    assert project.stats()["calls"] == before["calls"]
+    assert sum(project.sample_counts().values()) == 12
+
+
+def test_interrupted_run_resumes_without_duplicates(project):
+    llm = ScriptedLLM()
+    llm.enqueue("synth", [json.dumps({"samples": ["one apple", "two pears", "three plums"]}),
+                          EndpointError("endpoint went away")])  # fmt: skip
+    leaf = project.tree().leaves()[0].id
+    with pytest.raises(EndpointError):
+        run(project, llm, per_leaf=6, per_call=3, extra_calls=0, leaf_ids=(leaf,))
+    assert project.sample_counts() == {leaf: 3}
+    resumed = ScriptedLLM()
+    run(project, resumed, per_leaf=6, per_call=3, extra_calls=0)
+    assert resumed.calls() == 3  # call 1 of the first leaf, calls 0 and 1 of the second
+    samples = project.samples()
+    assert len(samples) == 12
+    assert len({(s.leaf_id, s.key) for s in samples}) == 12
+
+
+def test_exact_and_near_duplicates_are_dropped_within_a_leaf(project):
+    llm = ScriptedLLM()
+    dup = "Tom has 3 apples and buys 4 more. How many apples does Tom have now?"
+    near = "Tom has 3 apples and buys 4 more. How many apples does Tom have now??"
+    llm.enqueue("synth", [json.dumps({"samples": [dup, dup.upper(), near]})])
+    report = run(project, llm, per_leaf=3, per_call=3, leaf_ids=(project.tree().leaves()[0].id,))
+    texts = [s.instruction for s in project.samples()]
+    assert texts.count(dup) == 1 and near not in texts
+    assert report.duplicates == 2
+
+
+def test_duplicate_filter_threshold():
+    f = DuplicateFilter(0.85, ["How many apples are left after eating two?"])
+    assert not f.admit("how many apples are LEFT after eating two")
+    assert f.admit("What is the area of a 3 by 4 rectangle?")
+
+
+def test_responses_make_instruction_response_pairs(project):
+    llm = ScriptedLLM()
+    run(project, llm, per_leaf=2, per_call=2, responses=True)
+    samples = project.samples()
+    assert all(s.response and s.response.startswith("Answer:") for s in samples)
+    assert llm.calls("response") == 4
+
+
+def test_plan_estimates_and_budget_cap(project):
+    tree = project.tree()
+    plan = plan_synthesis(tree, {}, SynthOptions(per_leaf=10, per_call=5), model="gpt-4o-mini",
+                          settings=BackendSettings(backend="openai", model="gpt-4o-mini"))  # fmt: skip
+    assert plan.calls == 4 and plan.samples == 20
+    assert plan.cost_usd is not None and plan.cost_usd > 0
+    with pytest.raises(BudgetError, match="cap of 3"):
+        check_budget(plan, SynthOptions(max_calls=3))
+    embedded = plan_synthesis(tree, {}, SynthOptions(), model="x", settings=BackendSettings())
+    assert embedded.cost_usd == 0
+    unknown = plan_synthesis(tree, {}, SynthOptions(), model="mystery",
+                             settings=BackendSettings(backend="openai", model="mystery"))  # fmt: skip
+    assert unknown.cost_usd is None and "unknown price" in unknown.summary()
+
+
+def test_call_cap_stops_a_run_and_keeps_its_samples(project):
+    with pytest.raises(BudgetError):
+        run(project, ScriptedLLM(), max_calls=1, per_leaf=6, per_call=3)
+    assert sum(project.sample_counts().values()) == 3
+
+
+def test_only_selected_leaves_and_no_pruned_leaves(project):
+    tree = project.tree()
+    add, div = tree.children(tree.root_id)
+    project.apply("prune", lambda t: T.prune(t, div.id))
+    run(project, ScriptedLLM(), per_leaf=2, per_call=2)
+    assert set(project.sample_counts()) == {add.id}
+
+
+def test_deleted_samples_are_not_brought_back(project):
+    leaf = project.tree().leaves()[0].id
+    run(project, ScriptedLLM(), per_leaf=3, per_call=3, leaf_ids=(leaf,))
+    bad = project.samples(leaf_id=leaf)[0]
+    project.delete_samples([bad.id])
+    run(project, ScriptedLLM(), per_leaf=3, per_call=3, leaf_ids=(leaf,))
+    texts = [s.instruction for s in project.samples(leaf_id=leaf)]
+    assert bad.instruction not in texts and len(texts) == 3

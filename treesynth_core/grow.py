@@ -1,0 +1,372 @@
+"""Growing the partition tree: pivots -> criterion determination -> subspace coverage -> children.
+
+This is TreeSynth's algorithm (arXiv 2503.17195, Algorithm 1), one level at a time with the nodes
+of a level expanded concurrently. For each growable node:
+
+1. **Pivots**: ``pivots`` samples conditioned on the node's path (temperature 0.7).
+2. **Criterion**: ONE criterion not used by an ancestor, and each pivot's value of it
+   (temperature 1.0). The reply is re-asked (bounded) when it repeats an ancestor's criterion or
+   assigns a vague ("other") or combined ("a/b") value.
+3. **Coverage**: the values the pivots did not show are added until the LLM says the list is
+   complete, or ``coverage_rounds`` rounds have passed (temperature 0.7). Duplicates, overlaps,
+   vague and combined values are dropped, and the node's note says so.
+4. **Children**: one proposed child per value.
+
+**The "infinite" dimension rule.** When a criterion ends with more than ``max_values`` values,
+the node gets ONE *sampled* child whose pool holds all the values (at most ``pool_cap``); each
+prompt along that path draws one value at random (seeded). This is the paper's rule; the node's
+note and its label say so. With ``max_values`` large enough it never triggers.
+
+A node whose criterion step fails every attempt stays a leaf, with the reason in its note. With
+review on (the default) only approved nodes grow and new children arrive as *proposed*;
+``auto_approve`` reproduces the paper's unattended run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from . import tree as T
+from .errors import Cancelled, ParseError
+from .llm.base import LLM, ChatRequest
+from .prompts import templates as P
+from .prompts.replies import (
+    CoverageReply,
+    CriterionReply,
+    SamplesReply,
+    ask_json,
+    label_problem,
+    overlaps,
+)
+
+Progress = Callable[[int, int, str], None]
+
+
+class TreeStore(Protocol):
+    """What growth needs from a project: the current tree and a way to commit an edit."""
+
+    def tree(self) -> T.Tree: ...
+
+    def apply(
+        self, kind: str, fn: Callable[[T.Tree], T.Tree], *, args: dict | None = None, actor: str = "human"
+    ) -> T.Tree: ...
+
+
+@dataclass(frozen=True)
+class GrowOptions:
+    """The knobs of growth. Defaults follow the paper except ``max_depth`` (paper: 4)."""
+
+    max_depth: int = 2
+    max_values: int = 10
+    pivots: int = 10
+    pivot_temperature: float = 0.7
+    criterion_temperature: float = 1.0
+    coverage_temperature: float = 0.7
+    criterion_attempts: int = 5
+    coverage_rounds: int = 3
+    coverage_batch: int = 10
+    pool_cap: int = 200
+    max_tokens: int = 1024
+    auto_approve: bool = False
+    seed: int = 0
+    only: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("max_depth", "max_values", "pivots", "criterion_attempts", "coverage_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.max_depth > 8:
+            raise ValueError("max_depth above 8 makes trees no one can review; the paper uses 4")
+
+
+@dataclass
+class GrowReport:
+    """What a growth run did."""
+
+    expanded: int = 0
+    children: int = 0
+    leaves: int = 0
+    sampled: int = 0
+    failed: list[str] = field(default_factory=list)
+    levels: int = 0
+
+
+def stable_seed(*parts: object) -> int:
+    """A 31-bit seed from text parts: the same node and purpose always get the same seed."""
+    digest = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % (2**31 - 1)
+
+
+def render_path(path: Sequence[T.PathStep], rng: random.Random) -> list[tuple[str, str]]:
+    """A path as (criterion, value) pairs, drawing a value for each sampled step."""
+    return [(s.criterion, rng.choice(s.pool) if s.pool else s.value) for s in path]
+
+
+def growable(tree: T.Tree, options: GrowOptions) -> list[T.Node]:
+    """The nodes to expand now: active, unexpanded, unlocked, childless, shallower than the cap,
+    approved (unless auto-approving), and inside ``options.only`` subtrees when given."""
+    scope: set[str] | None = None
+    if options.only:
+        scope = {n.id for node_id in options.only for n in tree.subtree(node_id)}
+    out = []
+    for node in tree.nodes.values():
+        if scope is not None and node.id not in scope:
+            continue
+        if node.expanded or node.locked or node.depth >= options.max_depth:
+            continue
+        if tree.children(node.id) or not tree.is_active(node.id):
+            continue
+        if not options.auto_approve and not tree.is_approved_path(node.id):
+            continue
+        out.append(node)
+    out.sort(key=lambda n: (n.depth, n.id))
+    return out
+
+
+@dataclass(frozen=True)
+class Split:
+    """The outcome of expanding one node, before it is committed to the tree."""
+
+    pivots: tuple[str, ...]
+    criterion: str | None
+    values: tuple[str, ...] = ()
+    pool: tuple[str, ...] = ()
+    note: str = ""
+    call_id: str | None = None
+
+
+class Grower:
+    """Expands nodes with an LLM. Stateless apart from the task text and options."""
+
+    def __init__(self, llm: LLM, task: str, style: str, options: GrowOptions) -> None:
+        self.llm, self.task, self.style, self.options = llm, task, style, options
+
+    def _request(self, prompt: str, schema: dict, name: str, temperature: float, seed: int, node: T.Node,
+                 purpose: str) -> ChatRequest:  # fmt: skip
+        return ChatRequest.chat(
+            P.SYSTEM,
+            prompt,
+            temperature=temperature,
+            max_tokens=self.options.max_tokens,
+            seed=seed,
+            schema=schema,
+            schema_name=name,
+            meta={"purpose": purpose, "node_id": node.id},
+        )
+
+    async def expand(self, tree: T.Tree, node: T.Node) -> Split:
+        path_steps = tree.path(node.id)
+        key = [(s.criterion, s.value, len(s.pool)) for s in path_steps]
+        rng = random.Random(stable_seed(self.options.seed, "path", key))
+        path = render_path(path_steps, rng)
+        pivots = await self._pivots(node, path, key)
+        excluded = [s.criterion for s in path_steps]
+        try:
+            criterion, assigned, call_id = await self._criterion(node, path, pivots, excluded, key)
+        except ParseError as exc:
+            return Split(pivots=tuple(pivots), criterion=None, note=f"kept as a leaf: {exc}")
+        values, notes, more = await self._coverage(node, path, criterion, assigned, key)
+        if len(values) > self.options.max_values:
+            pool = tuple(values[: self.options.pool_cap])
+            notes.append(
+                f"{len(values)} values exceed the cap of {self.options.max_values}: one sampled child "
+                f"draws a value from {len(pool)} at random per prompt"
+            )
+            return Split(tuple(pivots), criterion, pool=pool, note="; ".join(notes), call_id=call_id)
+        if more:
+            notes.append(f"the LLM still saw missing values after {self.options.coverage_rounds} rounds")
+        return Split(tuple(pivots), criterion, values=tuple(values), note="; ".join(notes), call_id=call_id)
+
+    async def _pivots(self, node: T.Node, path: list[tuple[str, str]], key: object) -> list[str]:
+        n = self.options.pivots
+        request = self._request(
+            P.samples_prompt(self.task, self.style, path, n),
+            P.samples_schema(n),
+            "samples",
+            self.options.pivot_temperature,
+            stable_seed(self.options.seed, "pivots", key),
+            node,
+            "pivots",
+        )
+
+        def check(reply: SamplesReply) -> str | None:
+            return None if len(reply.samples) >= max(2, n // 2) else f"expected {n} samples"
+
+        reply, _ = await ask_json(self.llm, request, SamplesReply, attempts=3, check=check, what="pivot samples")
+        return reply.samples[:n]
+
+    async def _criterion(
+        self, node: T.Node, path: list[tuple[str, str]], pivots: list[str], excluded: list[str], key: object
+    ) -> tuple[str, list[str], str | None]:
+        used = {T.normalize(c) for c in excluded}
+        request = self._request(
+            P.criterion_prompt(self.task, self.style, path, pivots, excluded),
+            P.criterion_schema(len(pivots)),
+            "criterion",
+            self.options.criterion_temperature,
+            stable_seed(self.options.seed, "criterion", key),
+            node,
+            "criterion",
+        )
+
+        def check(reply: CriterionReply) -> str | None:
+            name = T.clean_label(reply.criterion)
+            if not name:
+                return "the criterion is empty"
+            if T.normalize(name) in used:
+                return f'the criterion "{name}" is already used above; choose a different one'
+            if len(reply.values) != len(pivots):
+                return f"give exactly {len(pivots)} values, one per sample"
+            for value in reply.values:
+                problem = label_problem(value)
+                if problem:
+                    return f"{problem} is not allowed"
+            return None
+
+        reply, result = await ask_json(
+            self.llm, request, CriterionReply, attempts=self.options.criterion_attempts, check=check,
+            what="criterion",
+        )  # fmt: skip
+        return T.clean_label(reply.criterion), [T.clean_label(v) for v in reply.values], result.call_id
+
+    async def _coverage(
+        self, node: T.Node, path: list[tuple[str, str]], criterion: str, assigned: list[str], key: object
+    ) -> tuple[list[str], list[str], bool]:
+        values: list[str] = []
+        for value in assigned:
+            if not any(T.normalize(value) == T.normalize(v) for v in values):
+                values.append(value)
+        dropped: list[str] = []
+        more = False
+        batch = self.options.coverage_batch
+        for round_no in range(self.options.coverage_rounds):
+            if len(values) > self.options.max_values and round_no > 0:
+                break
+            request = self._request(
+                P.coverage_prompt(self.task, self.style, path, criterion, values, batch),
+                P.coverage_schema(batch),
+                "coverage",
+                self.options.coverage_temperature,
+                stable_seed(self.options.seed, "coverage", key, criterion, round_no),
+                node,
+                "coverage",
+            )
+            try:
+                reply, _ = await ask_json(self.llm, request, CoverageReply, attempts=2, what="value list")
+            except ParseError as exc:
+                dropped.append(f"coverage round {round_no + 1} failed ({exc})")
+                break
+            added = 0
+            for raw in reply.new_values:
+                value = T.clean_label(raw)
+                problem = label_problem(value)
+                if problem is None and any(overlaps(value, v) for v in values):
+                    problem = f'"{value}" (overlaps an existing value)'
+                if problem:
+                    dropped.append(problem)
+                    continue
+                values.append(value)
+                added += 1
+            more = not reply.complete
+            if reply.complete or added == 0:
+                break
+        notes = [f"dropped {len(dropped)}: " + "; ".join(dropped[:5])] if dropped else []
+        return values, notes, more and len(values) <= self.options.max_values
+
+
+def commit_split(store: TreeStore, node: T.Node, split: Split, llm: LLM, auto_approve: bool) -> T.Tree:
+    """Write one node's expansion into the store as a single undoable ``grow`` edit."""
+    provenance = T.Provenance("llm", model=llm.model, call_id=split.call_id)
+
+    def edit(current: T.Tree) -> T.Tree:
+        if node.id not in current.nodes or current.children(node.id):
+            return current  # removed or split by someone else meanwhile: leave it alone
+        if split.criterion is None:
+            return T.mark_leaf(current, node.id, pivots=split.pivots, note=split.note)
+        siblings_ok = _fits(current, node.id, split.criterion)
+        if not siblings_ok:
+            return T.mark_leaf(
+                current, node.id, pivots=split.pivots,
+                note=f'kept as a leaf: criterion "{split.criterion}" is already used above',
+            )  # fmt: skip
+        grown = T.attach_split(
+            current,
+            node.id,
+            criterion=split.criterion,
+            values=list(split.values),
+            pivots=split.pivots,
+            provenance=provenance,
+            pool=split.pool,
+            note=split.note,
+        )
+        if auto_approve:
+            grown = T.approve(grown, [k.id for k in grown.children(node.id)])
+        return grown
+
+    args = {"node_id": node.id, "criterion": split.criterion, "values": list(split.values or split.pool)}
+    return store.apply("grow", edit, args=args, actor="llm")
+
+
+def _fits(tree: T.Tree, node_id: str, criterion: str) -> bool:
+    used = {T.normalize(a.split_criterion or "") for a in tree.ancestors(node_id)}
+    return T.normalize(criterion) not in used
+
+
+async def grow(
+    store: TreeStore,
+    llm: LLM,
+    options: GrowOptions,
+    *,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> GrowReport:
+    """Grow the stored tree level by level until nothing is growable. Each node's result is
+    committed as soon as it arrives, so an interrupted run keeps all finished nodes."""
+    report = GrowReport()
+    done = 0
+    while True:
+        tree = store.tree()
+        frontier = growable(tree, options)
+        if not frontier:
+            break
+        depth = frontier[0].depth
+        level = [n for n in frontier if n.depth == depth]
+        total = done + len(frontier)
+        grower = Grower(llm, tree.task, tree.style, options)
+
+        async def run(node: T.Node, tree: T.Tree = tree, grower: Grower = grower) -> tuple[T.Node, Split]:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("growth stopped; finished nodes are saved")
+            return node, await grower.expand(tree, node)
+
+        tasks = [asyncio.ensure_future(run(node)) for node in level]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                node, split = await next_done
+                commit_split(store, node, split, llm, options.auto_approve)
+                done += 1
+                report.expanded += 1
+                if split.criterion is None:
+                    report.leaves += 1
+                    report.failed.append(node.id)
+                else:
+                    report.children += len(split.values) or 1
+                    report.sampled += bool(split.pool)
+                if progress:
+                    progress(done, total, f"level {depth + 1}: {node.value or 'root'} -> {split.criterion or 'leaf'}")
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("growth stopped; finished nodes are saved")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        report.levels = max(report.levels, depth + 1)
+    return report
+
+

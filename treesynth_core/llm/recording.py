@@ -1,0 +1,132 @@
+"""Wrappers that cache and log every LLM call: ``CachedLLM(LoggedLLM(backend))``.
+
+Growth and synthesis only ever see the :class:`~treesynth_core.llm.base.LLM` protocol; these
+wrappers put each request/reply (or error) into the project's call log and serve repeated requests
+from the project's cache, so rerunning a build costs zero calls.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, replace
+from typing import Protocol
+
+from ..errors import BudgetError, TreeSynthError
+from ..store.project import CallRecord
+from .base import LLM, ChatRequest, ChatResult, cache_key
+
+
+class CallStore(Protocol):
+    """What the wrappers need from a store (the project implements it)."""
+
+    def cache_get(self, key: str) -> ChatResult | None: ...
+
+    def cache_put(self, key: str, result: ChatResult) -> None: ...
+
+    def log_call(self, record: CallRecord) -> str: ...
+
+
+def request_dict(request: ChatRequest) -> dict:
+    """The loggable form of a request."""
+    data = asdict(request)
+    data["messages"] = request.message_dicts()
+    data["meta"] = dict(request.meta)
+    return data
+
+
+class CallBudget:
+    """A cap on the calls a run may send to the backend (cached replies are free)."""
+
+    def __init__(self, max_calls: int | None = None) -> None:
+        self.max_calls = max_calls
+        self.used = 0
+
+    def take(self) -> None:
+        if self.max_calls is not None and self.used >= self.max_calls:
+            raise BudgetError(
+                f"stopped at the cap of {self.max_calls} LLM calls; what was done is saved — "
+                "raise --max-calls and rerun to continue"
+            )
+        self.used += 1
+
+
+class LoggedLLM:
+    """Logs every call that reaches the backend, successful or not."""
+
+    def __init__(self, inner: LLM, store: CallStore, run_id: str | None, budget: CallBudget | None = None):
+        self.inner, self.store, self.run_id = inner, store, run_id
+        self.backend, self.model = inner.backend, inner.model
+        self.budget = budget or CallBudget()
+
+    def _record(self, request: ChatRequest, key: str | None, **fields: object) -> CallRecord:
+        return CallRecord(
+            run_id=self.run_id,
+            backend=self.backend,
+            model=self.model,
+            purpose=request.purpose(),
+            node_id=request.meta.get("node_id"),
+            cache_key=key,
+            request=request_dict(request),
+            **fields,  # type: ignore[arg-type]
+        )
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        self.budget.take()
+        key = cache_key(self.backend, self.model, request)
+        started = time.perf_counter()
+        try:
+            result = await self.inner.complete(request)
+        except TreeSynthError as exc:
+            elapsed = time.perf_counter() - started
+            self.store.log_call(self._record(request, key, response=None, latency_s=elapsed, error=str(exc)))
+            raise
+        call_id = self.store.log_call(
+            self._record(
+                request,
+                key,
+                response=result.text,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                latency_s=result.latency_s or (time.perf_counter() - started),
+            )
+        )
+        return replace(result, call_id=call_id)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class CachedLLM:
+    """Serves a request seen before from the store; otherwise asks ``inner`` and caches the reply."""
+
+    def __init__(self, inner: LoggedLLM) -> None:
+        self.inner = inner
+        self.store, self.run_id = inner.store, inner.run_id
+        self.backend, self.model = inner.backend, inner.model
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        key = cache_key(self.backend, self.model, request)
+        hit = self.store.cache_get(key)
+        if hit is not None:
+            call_id = self.store.log_call(
+                self.inner._record(
+                    request,
+                    key,
+                    response=hit.text,
+                    prompt_tokens=hit.prompt_tokens,
+                    completion_tokens=hit.completion_tokens,
+                    cached=True,
+                )
+            )
+            return replace(hit, cached=True, call_id=hit.call_id or call_id)
+        result = await self.inner.complete(request)
+        self.store.cache_put(key, result)
+        return result
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def recording(inner: LLM, store: CallStore, run_id: str | None, *, max_calls: int | None = None) -> CachedLLM:
+    """The standard stack: cache in front of the call log in front of the backend."""
+    return CachedLLM(LoggedLLM(inner, store, run_id, CallBudget(max_calls)))

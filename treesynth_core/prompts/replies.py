@@ -1,0 +1,134 @@
+"""Parsing and checking LLM replies (pydantic at the boundary), and the bounded re-ask loop."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError, field_validator
+
+from ..errors import ParseError
+from ..llm.base import LLM, ChatRequest, ChatResult
+from ..tree import clean_label, is_combined, normalize
+from .templates import repair_message
+
+_VAGUE = {
+    "other", "others", "misc", "miscellaneous", "various", "etc", "general", "unknown", "none",
+    "n a", "na", "any", "mixed", "everything else", "rest", "something else", "not applicable",
+}  # fmt: skip
+
+
+class SamplesReply(BaseModel):
+    samples: list[str]
+
+    @field_validator("samples")
+    @classmethod
+    def _strip(cls, items: list[str]) -> list[str]:
+        return [s.strip() for s in items if s and s.strip()]
+
+
+class CriterionReply(BaseModel):
+    criterion: str
+    values: list[str]
+
+
+class CoverageReply(BaseModel):
+    new_values: list[str]
+    complete: bool = True
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def is_vague(value: str) -> bool:
+    """True for catch-all values ("other", "misc", ...), which break exhaustive partitions."""
+    key = normalize(value)
+    return key in _VAGUE or key.startswith("other ") or key.endswith(" other")
+
+
+def overlaps(a: str, b: str) -> bool:
+    """True when two values are the same after normalization, or one's words contain the other's."""
+    ka, kb = normalize(a), normalize(b)
+    if not ka or not kb:
+        return False
+    if ka == kb:
+        return True
+    wa, wb = set(ka.split()), set(kb.split())
+    return wa <= wb or wb <= wa
+
+
+def label_problem(value: str) -> str | None:
+    """Why a criterion value written by an LLM cannot be used, or None when it is fine."""
+    if not clean_label(value):
+        return "an empty value"
+    if is_vague(value):
+        return f'the vague value "{value}"'
+    if is_combined(value):
+        return f'the combined value "{value}"'
+    return None
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+def extract_json(text: str) -> object:
+    """Parse a reply that should be JSON, tolerating code fences and prose around one object."""
+    text = text.strip()
+    candidates = [text]
+    candidates += [m.group(1) for m in _FENCE.finditer(text)]
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        candidates.append(text[start : end + 1])
+    for candidate in candidates:
+        try:
+            return json.loads(candidate)
+        except (json.JSONDecodeError, ValueError):
+            continue
+    raise ValueError("the reply is not JSON")
+
+
+def parse_reply(text: str, model: type[M]) -> M:
+    """Parse ``text`` into ``model`` or raise ValueError with a short reason."""
+    data = extract_json(text)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "reply"
+        raise ValueError(f"{where}: {first['msg']}") from None
+
+
+async def ask_json(
+    llm: LLM,
+    request: ChatRequest,
+    model: type[M],
+    *,
+    attempts: int,
+    check: Callable[[M], str | None] | None = None,
+    what: str = "reply",
+) -> tuple[M, ChatResult]:
+    """Send ``request``; parse and check the reply; re-ask up to ``attempts`` times in total.
+
+    Each re-ask shows the model its previous reply and what was wrong with it, and uses the next
+    seed, so every attempt is a distinct, cacheable request. Raises :class:`ParseError` naming the
+    last problem when no attempt gives a usable reply.
+    """
+    messages: Sequence[tuple[str, str]] = request.messages
+    problem = "no attempt made"
+    for attempt in range(max(1, attempts)):
+        seed = None if request.seed is None else request.seed + attempt
+        current = replace(request, messages=tuple(messages), seed=seed)
+        result = await llm.complete(current)
+        try:
+            parsed = parse_reply(result.text, model)
+            issue = check(parsed) if check else None
+        except ValueError as exc:
+            issue = str(exc)
+        if issue is None:
+            return parsed, result
+        problem = issue
+        messages = (*request.messages, ("assistant", result.text[:2000]), ("user", repair_message(issue)))
+    raise ParseError(f"the model gave no usable {what} after {max(1, attempts)} attempts (last problem: {problem})")

@@ -1,0 +1,171 @@
+"""Every prompt TreeSynth sends, in one place, with the JSON schema its reply must follow.
+
+Templates follow the paper's skeletons (arXiv 2503.17195, appendix; see
+``shared/research/treesynth.md``) but are task-agnostic: the task and its style are the user's
+free text, never hard-coded per benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+SYSTEM = (
+    "You are a careful data designer who writes synthetic training data for language models. "
+    "You follow the requested output format exactly."
+)
+
+#: Labels (criteria and values) are short; long strings are cut by the schema.
+LABEL_MAX = 80
+SAMPLE_MAX = 1200
+
+
+def path_json(path: Sequence[tuple[str, str]]) -> str:
+    """A root-to-node path as the JSON list the paper puts in prompts."""
+    return json.dumps([{"criterion": c, "value": v} for c, v in path], ensure_ascii=False)
+
+
+def _task_block(task: str, style: str) -> str:
+    block = f"Task: {task}"
+    if style:
+        block += f"\nStyle of the data: {style}"
+    return block
+
+
+def _path_block(path: Sequence[tuple[str, str]], lead: str) -> str:
+    if not path:
+        return ""
+    return f"\n{lead}\n{path_json(path)}\n"
+
+
+# -- pivots and leaf samples ----------------------------------------------------------------------
+
+
+def samples_schema(n: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "samples": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1, "maxLength": SAMPLE_MAX},
+                "minItems": n,
+                "maxItems": n,
+            }
+        },
+        "required": ["samples"],
+    }
+
+
+def samples_prompt(task: str, style: str, path: Sequence[tuple[str, str]], n: int) -> str:
+    """Ask for ``n`` samples of the task inside the subspace given by ``path``."""
+    return (
+        f"{_task_block(task, style)}\n\n"
+        f"Write {n} different samples of this task. Each sample is one complete, self-contained "
+        "example (for instance one instruction or one problem), realistic and clear. Make the "
+        f"{n} samples differ from each other in content and wording."
+        + _path_block(path, "Every sample must have ALL of these attributes:")
+        + f'\nReply with JSON only: {{"samples": ["<sample 1>", ..., "<sample {n}>"]}} with exactly {n} strings.'
+    )
+
+
+# -- criterion determination ----------------------------------------------------------------------
+
+
+def criterion_schema(n: int) -> dict[str, Any]:
+    label = {"type": "string", "minLength": 1, "maxLength": LABEL_MAX}
+    return {
+        "type": "object",
+        "properties": {
+            "criterion": label,
+            "values": {"type": "array", "items": label, "minItems": n, "maxItems": n},
+        },
+        "required": ["criterion", "values"],
+    }
+
+
+def criterion_prompt(
+    task: str,
+    style: str,
+    path: Sequence[tuple[str, str]],
+    pivots: Sequence[str],
+    excluded: Sequence[str],
+) -> str:
+    """Ask for the ONE criterion that best separates the pivots, and each pivot's value of it."""
+    numbered = "\n".join(f"{i}. {p}" for i, p in enumerate(pivots, 1))
+    excluded_text = ", ".join(f'"{c}"' for c in excluded) if excluded else "none"
+    return (
+        f"{_task_block(task, style)}\n"
+        + _path_block(path, "These samples all come from the subspace with these attributes:")
+        + f"\nSamples:\n{numbered}\n\n"
+        "Name the SINGLE most significant criterion (a dimension such as topic, difficulty, "
+        "format, operation, domain) along which these samples differ, and give each sample's "
+        "value of that criterion.\n"
+        "Rules:\n"
+        f"- Do not use any of these criteria, they are already used: {excluded_text}.\n"
+        "- The values must be mutually exclusive: every sample has exactly one value.\n"
+        '- No vague values such as "other", "misc" or "various".\n'
+        '- No combined values such as "a/b", "a and b" or "a_and_b".\n'
+        "- Criterion and values are short: one to five words.\n"
+        f'Reply with JSON only: {{"criterion": "<criterion>", "values": ["<value of sample 1>", ..., '
+        f'"<value of sample {len(pivots)}>"]}} with exactly {len(pivots)} values, in sample order.'
+    )
+
+
+# -- subspace coverage ----------------------------------------------------------------------------
+
+
+def coverage_schema(batch: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "new_values": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1, "maxLength": LABEL_MAX},
+                "maxItems": batch,
+            },
+            "complete": {"type": "boolean"},
+        },
+        "required": ["new_values", "complete"],
+    }
+
+
+def coverage_prompt(
+    task: str,
+    style: str,
+    path: Sequence[tuple[str, str]],
+    criterion: str,
+    values: Sequence[str],
+    batch: int,
+) -> str:
+    """Ask for the values of ``criterion`` still missing, so that the values cover the subspace."""
+    listed = "\n".join(f"- {v}" for v in values) or "(none yet)"
+    return (
+        f"{_task_block(task, style)}\n"
+        + _path_block(path, "We look at the part of the task with these attributes:")
+        + f'\nWe split it by the criterion "{criterion}". Values so far:\n{listed}\n\n'
+        "List the values of this criterion that are still MISSING, so that together with the "
+        "values above they cover every possible sample of this part of the task.\n"
+        "Rules:\n"
+        "- Each new value is mutually exclusive with every other value (no overlaps).\n"
+        '- No vague values such as "other", "misc" or "various"; no combined values such as "a/b".\n'
+        "- Stay within the scope of the task; values are short (one to five words).\n"
+        f'- If the values above already cover the criterion, reply {{"new_values": [], "complete": true}}.\n'
+        f"- If more than {batch} values are missing, list {batch} of them and set complete to false.\n"
+        'Reply with JSON only: {"new_values": ["..."], "complete": true or false}.'
+    )
+
+
+# -- responses ------------------------------------------------------------------------------------
+
+
+def response_prompt(task: str, style: str, instruction: str) -> str:
+    """Ask for the response to one synthesized instruction."""
+    context = f"(This is training data for the task: {task}"
+    context += f"; style: {style})" if style else ")"
+    return f"{instruction}\n\n{context}\nAnswer the request above as well as you can."
+
+
+def repair_message(error: str) -> str:
+    """The follow-up turn sent when a reply did not parse or broke a rule."""
+    return f"Your reply was not valid: {error}\nReply again with valid JSON only, following every rule."

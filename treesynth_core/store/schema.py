@@ -1,0 +1,295 @@
+"""The project database schema: an ordered list of named migrations, and how values map to rows.
+
+Each migration is a function that takes the connection and runs plain SQL. :func:`migrate` applies
+the ones a database lacks, each in its own ``BEGIN IMMEDIATE`` transaction together with its row in
+``_migrations``, so a crash leaves every migration either fully applied or not at all, and two
+processes opening the same project at once apply each migration exactly once. Never edit or reorder
+a migration that has shipped: add a new one at the end.
+
+The connection must be in autocommit mode (``isolation_level=None``): the store manages its own
+transactions.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from ..errors import ProjectError
+from ..samples import NewSample, Sample
+from ..tree import Node, node_from_dict, node_to_dict
+
+Migration = Callable[[sqlite3.Connection], None]
+
+#: Every migration, in the order it runs: (name, function).
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+#: Tables a usable project database must hold.
+TABLES = ("meta", "nodes", "edits", "samples", "llm_calls", "llm_cache", "runs")
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration, under its function name."""
+    if any(name == fn.__name__ for name, _ in MIGRATIONS):
+        raise ValueError(f"duplicate migration name {fn.__name__!r}")
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_meta(conn: sqlite3.Connection) -> None:
+    # Keys: task, style, root_id, settings (JSON), created, format_version.
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+@migration
+def m002_nodes(conn: sqlite3.Connection) -> None:
+    # One row per tree.Node; pivots and pool are JSON lists, provenance a JSON object.
+    conn.execute(
+        """CREATE TABLE nodes (
+            id TEXT PRIMARY KEY,
+            parent_id TEXT,
+            depth INTEGER NOT NULL,
+            criterion TEXT,
+            value TEXT,
+            split_criterion TEXT,
+            pivots TEXT NOT NULL DEFAULT '[]',
+            approved INTEGER NOT NULL DEFAULT 0,
+            pruned INTEGER NOT NULL DEFAULT 0,
+            locked INTEGER NOT NULL DEFAULT 0,
+            provenance TEXT NOT NULL DEFAULT '{}',
+            pool TEXT NOT NULL DEFAULT '[]',
+            rank INTEGER NOT NULL DEFAULT 0,
+            expanded INTEGER NOT NULL DEFAULT 0,
+            note TEXT NOT NULL DEFAULT ''
+        )"""
+    )
+    conn.execute("CREATE INDEX nodes_parent ON nodes (parent_id)")
+
+
+@migration
+def m003_edits(conn: sqlite3.Connection) -> None:
+    # changes: JSON list of {node_id, before, after} (tree.node_to_dict or null).
+    # meta: JSON {field: [before, after]} for task/style/root_id, or null.
+    # The undo stack is the edits with undone = 0; the redo stack the edits with undone = 1 and
+    # redoable = 1 (a new edit sets redoable = 0 on every undone edit).
+    conn.execute(
+        """CREATE TABLE edits (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            args TEXT NOT NULL DEFAULT '{}',
+            actor TEXT NOT NULL DEFAULT 'human',
+            changes TEXT NOT NULL,
+            meta TEXT,
+            n_changes INTEGER NOT NULL DEFAULT 0,
+            undone INTEGER NOT NULL DEFAULT 0,
+            redoable INTEGER NOT NULL DEFAULT 1
+        )"""
+    )
+    conn.execute("CREATE INDEX edits_undone ON edits (undone, redoable, id)")
+
+
+@migration
+def m004_samples(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """CREATE TABLE samples (
+            id INTEGER PRIMARY KEY,
+            sample_set TEXT NOT NULL,
+            leaf_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            instruction TEXT NOT NULL,
+            response TEXT,
+            path TEXT NOT NULL DEFAULT '[]',
+            model TEXT,
+            call_id TEXT,
+            response_call_id TEXT,
+            extra TEXT NOT NULL DEFAULT '{}',
+            created TEXT NOT NULL,
+            UNIQUE (sample_set, leaf_id, key)
+        )"""
+    )
+
+
+@migration
+def m005_llm_calls(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """CREATE TABLE llm_calls (
+            id TEXT PRIMARY KEY,
+            ts TEXT NOT NULL,
+            run_id TEXT,
+            backend TEXT NOT NULL,
+            model TEXT NOT NULL,
+            purpose TEXT NOT NULL DEFAULT '',
+            node_id TEXT,
+            cache_key TEXT,
+            request TEXT NOT NULL,
+            response TEXT,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            latency_s REAL NOT NULL DEFAULT 0,
+            error TEXT,
+            cached INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+    conn.execute("CREATE INDEX llm_calls_run ON llm_calls (run_id)")
+    conn.execute("CREATE INDEX llm_calls_node ON llm_calls (node_id)")
+
+
+@migration
+def m006_llm_cache(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE llm_cache (key TEXT PRIMARY KEY, result TEXT NOT NULL, created TEXT NOT NULL)")
+
+
+@migration
+def m007_runs(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            command TEXT NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}',
+            started TEXT NOT NULL,
+            finished TEXT,
+            status TEXT NOT NULL DEFAULT 'running',
+            error TEXT
+        )"""
+    )
+
+
+@migration
+def m008_deleted_samples(conn: sqlite3.Connection) -> None:
+    """Keys of samples a person deleted, so a rerun of synthesis does not bring them back."""
+    conn.execute(
+        """CREATE TABLE deleted_samples (
+            sample_set TEXT NOT NULL,
+            leaf_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            PRIMARY KEY (sample_set, leaf_id, key)
+        )"""
+    )
+    conn.execute("CREATE INDEX runs_started ON runs (started)")
+
+
+# -- applying -------------------------------------------------------------------------------------
+
+
+def has_migrations_table(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone()
+    return row is not None
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    """The names of the migrations this database has, in the order they were applied."""
+    if not has_migrations_table(conn):
+        return []
+    return [name for (name,) in conn.execute("SELECT name FROM _migrations ORDER BY rowid")]
+
+
+def pending(conn: sqlite3.Connection) -> list[str]:
+    """The names of the migrations :func:`migrate` would apply."""
+    done = set(applied(conn))
+    return [name for name, _ in MIGRATIONS if name not in done]
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Bring the schema up to date; return the names applied now. Safe to call on every open.
+
+    Raises :class:`ProjectError` if the database records a migration this code does not know,
+    that is, it was written by a newer TreeSynth.
+    """
+    if not has_migrations_table(conn):
+        conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)")
+    known = {name for name, _ in MIGRATIONS}
+    already = applied(conn)
+    unknown = [name for name in already if name not in known]
+    if unknown:
+        raise ProjectError(
+            f"this project was made by a newer TreeSynth (unknown schema step {unknown[0]!r}): "
+            "upgrade TreeSynth to open it"
+        )
+    done: list[str] = []
+    for name, fn in MIGRATIONS:
+        if name not in already and _apply_one(conn, name, fn):
+            done.append(name)
+    return done
+
+
+def _apply_one(conn: sqlite3.Connection, name: str, fn: Migration) -> bool:
+    """Apply one migration with its record in one transaction; False if another process won."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
+            conn.execute("ROLLBACK")
+            return False
+        fn(conn)
+        conn.execute("INSERT INTO _migrations (name, applied) VALUES (?, ?)", (name, now()))
+        conn.execute("COMMIT")
+        return True
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def missing_tables(conn: sqlite3.Connection) -> list[str]:
+    """The tables of :data:`TABLES` the database lacks."""
+    present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return [name for name in TABLES if name not in present]
+
+
+def schema_sql(conn: sqlite3.Connection) -> str:
+    """The CREATE statements of the database, for docs and debugging."""
+    rows = conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid")
+    return ";\n".join(sql for (sql,) in rows) + ";\n"
+
+
+# -- rows -----------------------------------------------------------------------------------------
+
+#: The columns of ``nodes``, in the order :func:`node_row` and :func:`row_node` use.
+NODE_COLUMNS = (
+    "id", "parent_id", "depth", "criterion", "value", "split_criterion", "pivots", "approved",
+    "pruned", "locked", "provenance", "pool", "rank", "expanded", "note",
+)  # fmt: skip
+_NODE_JSON = frozenset({"pivots", "provenance", "pool"})
+#: The columns of ``samples`` (``id`` aside), in the order :func:`sample_row` uses.
+SAMPLE_COLUMNS = (
+    "sample_set", "leaf_id", "key", "instruction", "response", "path", "model", "call_id",
+    "response_call_id", "extra", "created",
+)  # fmt: skip
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON for a TEXT column."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def node_row(node: Node) -> tuple[Any, ...]:
+    data = node_to_dict(node)
+    return tuple(dumps(data[c]) if c in _NODE_JSON else data[c] for c in NODE_COLUMNS)
+
+
+def row_node(row: Sequence[Any]) -> Node:
+    data = dict(zip(NODE_COLUMNS, row, strict=True))
+    return node_from_dict({k: json.loads(v) if k in _NODE_JSON else v for k, v in data.items()})
+
+
+def sample_row(sample: NewSample, created: str) -> tuple[Any, ...]:
+    return (
+        sample.sample_set, sample.leaf_id, sample.key, sample.instruction, sample.response,
+        dumps(sample.path), sample.model, sample.call_id, sample.response_call_id, dumps(sample.extra),
+        created,
+    )  # fmt: skip
+
+
+def row_sample(row: Sequence[Any]) -> Sample:
+    """A ``samples`` row selected as ``id, *SAMPLE_COLUMNS``."""
+    data = dict(zip(("id", *SAMPLE_COLUMNS), row, strict=True))
+    return Sample(**{**data, "path": json.loads(data["path"]), "extra": json.loads(data["extra"])})
