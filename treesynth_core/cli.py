@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import sys
@@ -20,7 +19,7 @@ from . import __version__
 from . import tree as T
 from .config import BackendSettings, merge_settings, settings_from_env
 from .edits import resolve_node, run_edit
-from .errors import Cancelled, TreeSynthError
+from .errors import TreeSynthError
 
 app = typer.Typer(
     help=(
@@ -99,51 +98,22 @@ def _settings(project: Any, overrides: dict[str, Any]) -> BackendSettings:
     return merge_settings(project.settings(), settings_from_env(), overrides)
 
 
-T_ = TypeVar("T_")
-
-
 def run_with_llm(
     project: Any,
     command: str,
     params: dict[str, Any],
     settings: BackendSettings,
-    work: Callable[[Any, threading.Event], Coroutine[Any, Any, T_]],
+    work: Callable[[Any, threading.Event], Coroutine[Any, Any, Any]],
     *,
     max_calls: int | None = None,
     quiet: bool = False,
-) -> tuple[T_, dict[str, Any]]:
-    """Run ``work(llm, cancel)`` with the recording LLM stack, as one logged run of ``command``."""
-    from .llm import make_llm
-    from .llm.recording import recording
+) -> tuple[Any, dict[str, Any]]:
+    """Run LLM work as one logged run, after saying so when the weak embedded model is in use."""
+    from .runs import run_llm_work
 
     if settings.backend == "embedded" and not quiet:
         err.print(EMBEDDED_NOTE, style="yellow", highlight=False)
-    run_id = project.start_run(command, params)
-    cancel = threading.Event()
-
-    async def main() -> T_:
-        llm = recording(make_llm(settings), project, run_id, max_calls=max_calls)
-        try:
-            return await work(llm, cancel)
-        finally:
-            await llm.aclose()
-
-    try:
-        result = asyncio.run(main())
-    except KeyboardInterrupt:
-        project.finish_run(run_id, "interrupted", "Ctrl-C")
-        raise
-    except Cancelled as exc:
-        project.finish_run(run_id, "cancelled", str(exc))
-        raise
-    except TreeSynthError as exc:
-        project.finish_run(run_id, "failed", str(exc))
-        raise
-    except BaseException as exc:
-        project.finish_run(run_id, "failed", repr(exc))
-        raise
-    project.finish_run(run_id, "ok")
-    return result, project.stats(run_id)
+    return run_llm_work(project, command, params, settings, work, max_calls=max_calls)
 
 
 def _progress(quiet: bool) -> Progress:

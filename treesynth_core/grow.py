@@ -29,7 +29,7 @@ import hashlib
 import random
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import tree as T
@@ -199,7 +199,10 @@ class Grower:
             return None if len(reply.samples) >= max(2, n // 2) else f"expected {n} samples"
 
         reply, _ = await ask_json(self.llm, request, SamplesReply, attempts=3, check=check, what="pivot samples")
-        return reply.samples[:n]
+        unique: dict[str, str] = {}
+        for sample in reply.samples[:n]:
+            unique.setdefault(T.normalize(sample), sample)
+        return list(unique.values())
 
     async def _criterion(
         self, node: T.Node, path: list[tuple[str, str]], pivots: list[str], excluded: list[str], key: object
@@ -219,6 +222,8 @@ class Grower:
             name = T.clean_label(reply.criterion)
             if not name:
                 return "the criterion is empty"
+            if T.normalize(name) == T.normalize(self.task):
+                return "the criterion must be one dimension of the task, not the task itself"
             if T.normalize(name) in used:
                 return f'the criterion "{name}" is already used above; choose a different one'
             if len(reply.values) != len(pivots):

@@ -18,7 +18,6 @@ SYSTEM = (
 
 #: Labels (criteria and values) are short; long strings are cut by the schema.
 LABEL_MAX = 80
-SAMPLE_MAX = 1200
 
 
 def path_json(path: Sequence[tuple[str, str]]) -> str:
@@ -48,7 +47,7 @@ def samples_schema(n: int) -> dict[str, Any]:
         "properties": {
             "samples": {
                 "type": "array",
-                "items": {"type": "string", "minLength": 1, "maxLength": SAMPLE_MAX},
+                "items": {"type": "string", "minLength": 1},
                 "minItems": n,
                 "maxItems": n,
             }

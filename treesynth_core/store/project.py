@@ -19,6 +19,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -475,6 +476,71 @@ class Project:
 
 
 # -- SQL pieces -----------------------------------------------------------------------------------
+
+
+    # -- background jobs --------------------------------------------------------------------------
+    def claim_job(self, kind: str, params: dict[str, Any], *, stale_after_s: float) -> tuple[dict[str, Any], bool]:
+        """Start recording a job, unless one is already running: ``(job row, created)``.
+
+        In one transaction: running jobs whose heartbeat is older than ``stale_after_s`` (their
+        process died) become ``interrupted``; if a live one remains it is returned uncreated.
+        """
+        stamp = time.time()
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE jobs SET status = 'interrupted', finished = ? WHERE status = 'running' AND heartbeat < ?",
+                (now(), stamp - stale_after_s),
+            )
+            live = conn.execute("SELECT * FROM jobs WHERE status = 'running' ORDER BY started DESC").fetchone()
+            if live is not None:
+                return _job_dict(conn, live), False
+            job_id = new_ulid()
+            conn.execute(
+                "INSERT INTO jobs (id, kind, params, status, started, heartbeat) VALUES (?, ?, ?, 'running', ?, ?)",
+                (job_id, kind, dumps(redact_secrets(params)), now(), stamp),
+            )
+            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return _job_dict(conn, row), True
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        """Set some of: done, total, message, status, error, finished, run_id (and the heartbeat)."""
+        allowed = {"done", "total", "message", "status", "error", "finished", "run_id"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"unknown job fields: {sorted(unknown)}")
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        values = [redact_secrets(v) if isinstance(v, str) else v for v in fields.values()]
+        with self._tx() as conn:
+            conn.execute(
+                f"UPDATE jobs SET heartbeat = ?{', ' if sets else ''}{sets} WHERE id = ?",
+                (time.time(), *values, job_id),
+            )
+
+    def request_cancel(self, job_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        with self._read() as conn:
+            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise ProjectError(f"no job with id {job_id!r} in {self.path}")
+            return _job_dict(conn, row)
+
+    def jobs(self, *, kind: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Jobs, newest first."""
+        sql = "SELECT * FROM jobs" + (" WHERE kind = ?" if kind else "") + " ORDER BY started DESC, id DESC LIMIT ?"
+        with self._read() as conn:
+            rows = conn.execute(sql, ((kind,) if kind else ()) + (limit,)).fetchall()
+            return [_job_dict(conn, row) for row in rows]
+
+
+def _job_dict(conn: sqlite3.Connection, row: tuple[Any, ...]) -> dict[str, Any]:
+    names = [d[1] for d in conn.execute("PRAGMA table_info(jobs)")]
+    data = dict(zip(names, row, strict=True))
+    data["params"] = json.loads(data["params"] or "{}")
+    data["cancel_requested"] = bool(data["cancel_requested"])
+    return data
 
 
 def _marks(n: int) -> str:

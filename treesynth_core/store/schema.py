@@ -170,6 +170,29 @@ def m008_deleted_samples(conn: sqlite3.Connection) -> None:
             PRIMARY KEY (sample_set, leaf_id, key)
         )"""
     )
+
+
+@migration
+def m009_jobs(conn: sqlite3.Connection) -> None:
+    """Background jobs (grow, synth) the app starts and polls; ``heartbeat`` tells live from dead."""
+    conn.execute(
+        """CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL,
+            done INTEGER NOT NULL DEFAULT 0,
+            total INTEGER,
+            message TEXT NOT NULL DEFAULT '',
+            error TEXT,
+            started TEXT NOT NULL,
+            heartbeat REAL NOT NULL,
+            finished TEXT,
+            run_id TEXT,
+            cancel_requested INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+    conn.execute("CREATE INDEX jobs_started ON jobs (started)")
     conn.execute("CREATE INDEX runs_started ON runs (started)")
 
 

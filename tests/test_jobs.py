@@ -1,0 +1,110 @@
+"""Background jobs: one at a time, progress persisted, cancel, failure, interrupted and resumed."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.fakes import ScriptedLLM
+from treesynth_core import jobs
+from treesynth_core import tree as T
+from treesynth_core.errors import EndpointError, TreeSynthError
+from treesynth_core.store import Project
+
+
+@pytest.fixture
+def path(tmp_path):
+    Project.create(tmp_path / "p", task="Math word problems").close()
+    return tmp_path / "p"
+
+
+@pytest.fixture
+def fake():
+    made: list[ScriptedLLM] = []
+
+    def factory(settings):
+        llm = ScriptedLLM(delay=0.01)
+        made.append(llm)
+        return llm
+
+    jobs.set_llm_factory(factory)
+    yield made
+    jobs.set_llm_factory(None)
+
+
+def test_grow_job_runs_in_background_and_records_progress(path, fake):
+    state = jobs.start_job(path, "grow", {"max_depth": 2, "pivots": 3, "auto_approve": True})
+    assert state.status == "running" and state.active
+    final = jobs.wait_job(path, state.id, timeout=30)
+    assert final.status == "done", final.error
+    assert final.done == final.total and final.done > 1
+    assert "expanded" in final.message and final.run_id
+    with Project.open(path) as project:
+        assert project.tree().levels() == 2
+        assert jobs.latest_job(project, "grow").id == state.id
+
+
+def test_second_start_returns_the_running_job(path, fake):
+    first = jobs.start_job(path, "grow", {"max_depth": 3, "pivots": 3, "auto_approve": True})
+    second = jobs.start_job(path, "synth", {"per_leaf": 2})
+    assert second.id == first.id and second.kind == "grow"
+    jobs.wait_job(path, first.id, timeout=30)
+
+
+def test_cancel_stops_a_job(path, fake):
+    state = jobs.start_job(path, "grow", {"max_depth": 4, "pivots": 3, "auto_approve": True})
+    with Project.open(path) as project:
+        jobs.cancel_job(project, state.id)
+    final = jobs.wait_job(path, state.id, timeout=30)
+    assert final.status == "cancelled"
+    with Project.open(path) as project:
+        assert T.problems(project.tree()) == []
+        assert project.stats()["runs"][0]["status"] == "cancelled"
+
+
+def test_failed_job_reports_the_error(path):
+    def broken(settings):
+        llm = ScriptedLLM()
+        llm.enqueue("pivots", [EndpointError("could not reach http://127.0.0.1:9/v1 after 6 attempts")])
+        return llm
+
+    jobs.set_llm_factory(broken)
+    try:
+        state = jobs.start_job(path, "grow", {"max_depth": 1})
+        final = jobs.wait_job(path, state.id, timeout=30)
+    finally:
+        jobs.set_llm_factory(None)
+    assert final.status == "failed" and "127.0.0.1:9" in final.error
+
+
+def test_stale_job_reads_interrupted_and_a_new_one_can_start(path, fake):
+    with Project.open(path) as project:
+        row, created = project.claim_job("grow", {}, stale_after_s=jobs.STALE_AFTER_S)
+        assert created
+    # simulate a dead process: heartbeat far in the past
+    import sqlite3
+
+    conn = sqlite3.connect(path / "treesynth.db")
+    conn.execute("UPDATE jobs SET heartbeat = ?", (time.time() - 3600,))
+    conn.commit()
+    conn.close()
+    with Project.open(path) as project:
+        assert jobs.get_job(project, row["id"]).status == "interrupted"
+        assert jobs.active_job(project) is None
+    state = jobs.start_job(path, "grow", {"max_depth": 1, "pivots": 3})
+    assert state.id != row["id"]
+    assert jobs.wait_job(path, state.id, timeout=30).status == "done"
+
+
+def test_synth_job_and_unknown_options(path, fake):
+    with Project.open(path) as project:
+        project.apply("build", lambda t: T.approve(
+            T.attach_split(t, t.root_id, criterion="Operation", values=["a", "b"],
+                           provenance=T.Provenance("llm")), []))  # fmt: skip
+        project.apply("approve", lambda t: T.approve(t, [k.id for k in t.children(t.root_id)]))
+    state = jobs.start_job(path, "synth", {"per_leaf": 3, "per_call": 3})
+    final = jobs.wait_job(path, state.id, timeout=30)
+    assert final.status == "done" and "added 6 samples" in final.message
+    with pytest.raises(TreeSynthError, match="unknown synth options"):
+        jobs.start_job(path, "synth", {"per_leaf": 3, "bogus": 1})

@@ -1,0 +1,211 @@
+"""Background jobs: growth and synthesis running beside the app, persisted in the project store.
+
+A job runs in a daemon thread with its own project connection and event loop. Its progress,
+status and cancel flag live in the store's ``jobs`` table, so any page, browser tab or process
+can poll it, and a browser reload loses nothing. At most one job runs per project: starting one
+while another is live returns the live one. A job whose heartbeat stops (the process died) reads
+as ``interrupted``; starting it again resumes, because growth and synthesis are idempotent (the
+reply cache and the sample keys).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from .config import BackendSettings, merge_settings
+from .errors import Cancelled, TreeSynthError
+from .llm.base import LLM
+from .runs import LLMFactory, run_llm_work
+from .store import Project
+
+Kind = Literal["grow", "synth"]
+HEARTBEAT_S = 1.0
+STALE_AFTER_S = 20.0
+
+_factory: LLMFactory | None = None
+
+
+def set_llm_factory(factory: LLMFactory | None) -> None:
+    """Test hook: the backend jobs use (``None`` restores the real one from the settings)."""
+    global _factory
+    _factory = factory
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A job as the store records it."""
+
+    id: str
+    kind: str
+    params: dict[str, Any]
+    status: str  # running | done | failed | cancelled | interrupted
+    done: int
+    total: int | None
+    message: str
+    error: str | None
+    started: str
+    finished: str | None
+    run_id: str | None
+    heartbeat: float = 0.0
+    cancel_requested: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.status == "running" and time.time() - self.heartbeat < STALE_AFTER_S
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.total:
+            return None
+        return min(1.0, self.done / self.total)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> JobState:
+        names = {f.name for f in fields(cls)}
+        state = cls(**{k: v for k, v in row.items() if k in names})
+        if state.status == "running" and not state.active:
+            return cls(**{**{f.name: getattr(state, f.name) for f in fields(cls)}, "status": "interrupted"})
+        return state
+
+
+def _options(kind: Kind, params: dict[str, Any]) -> Any:
+    from .grow import GrowOptions
+    from .synth import SynthOptions
+
+    cls = GrowOptions if kind == "grow" else SynthOptions
+    known = {f.name for f in fields(cls)}
+    clean = {k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k in known}
+    unknown = set(params) - known - {"max_calls"}
+    if unknown:
+        raise TreeSynthError(f"unknown {kind} options: {', '.join(sorted(unknown))}")
+    return cls(**clean)
+
+
+def start_job(
+    project_path: Path | str, kind: Kind, params: dict[str, Any], *, settings: BackendSettings | None = None
+) -> JobState:
+    """Start a grow or synth job in the background, or return the job already running."""
+    options = _options(kind, params)  # fail fast on bad options, before any thread starts
+    with Project.open(project_path) as project:
+        row, created = project.claim_job(kind, params, stale_after_s=STALE_AFTER_S)
+        state = JobState.from_row(row)
+        resolved = merge_settings(project.settings(), settings.model_dump() if settings else {})
+    if created:
+        thread = threading.Thread(
+            target=_run,
+            args=(Path(project_path), state.id, kind, options, params, resolved, _factory),
+            name=f"treesynth-{kind}-{state.id}",
+            daemon=True,
+        )
+        thread.start()
+    return state
+
+
+def _run(
+    path: Path,
+    job_id: str,
+    kind: Kind,
+    options: Any,
+    params: dict[str, Any],
+    settings: BackendSettings,
+    factory: LLMFactory | None,
+) -> None:
+    project = Project.open(path)
+    cancel = threading.Event()
+    stop = threading.Event()
+    progress = {"done": 0, "total": None, "message": ""}
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                project.update_job(job_id, **progress)
+                if project.job(job_id)["cancel_requested"]:
+                    cancel.set()
+            except TreeSynthError:
+                pass  # a busy database only delays the next beat
+
+    def on_progress(done: int, total: int, message: str) -> None:
+        progress.update(done=done, total=total, message=message)
+        project.update_job(job_id, **progress)
+        if project.job(job_id)["cancel_requested"]:
+            cancel.set()
+
+    async def work(llm: LLM, cancel: threading.Event) -> Any:
+        if kind == "grow":
+            from .grow import grow
+
+            return await grow(project, llm, options, progress=on_progress, cancel=cancel)
+        from .synth import synthesize
+
+        return await synthesize(project, llm, options, progress=on_progress, cancel=cancel,
+                                concurrency=settings.concurrency)  # fmt: skip
+
+    beater = threading.Thread(target=beat, daemon=True)
+    beater.start()
+    status, error, message = "done", None, ""
+    try:
+        result, stats = run_llm_work(
+            project, kind, params, settings, work, cancel=cancel, max_calls=params.get("max_calls"),
+            llm_factory=factory, on_start=lambda run_id: project.update_job(job_id, run_id=run_id),
+        )  # fmt: skip
+        message = _summary(kind, result, stats)
+    except Cancelled as exc:
+        status, message = "cancelled", str(exc)
+    except TreeSynthError as exc:
+        status, error = "failed", str(exc)
+    except Exception as exc:  # a bug: keep the job record honest rather than silently dead
+        status, error = "failed", f"unexpected error: {exc!r}"
+    finally:
+        stop.set()
+        beater.join()
+        from .store.schema import now
+
+        project.update_job(job_id, status=status, error=error, message=message or progress["message"],
+                           finished=now())  # fmt: skip
+        project.close()
+
+
+def _summary(kind: str, result: Any, stats: dict[str, Any]) -> str:
+    calls = f"{stats['calls']} LLM calls, {stats['cached']} cached"
+    if kind == "grow":
+        return f"expanded {result.expanded} nodes into {result.children} children ({calls})"
+    return f"added {result.added} samples, {result.duplicates} duplicates dropped ({calls})"
+
+
+def get_job(project: Project, job_id: str) -> JobState:
+    return JobState.from_row(project.job(job_id))
+
+
+def latest_job(project: Project, kind: str | None = None) -> JobState | None:
+    rows = project.jobs(kind=kind, limit=1)
+    return JobState.from_row(rows[0]) if rows else None
+
+
+def active_job(project: Project) -> JobState | None:
+    job = latest_job(project)
+    return job if job is not None and job.active else None
+
+
+def cancel_job(project: Project, job_id: str) -> None:
+    """Ask a job to stop; it stops between nodes (grow) or leaves (synth) and reads ``cancelled``."""
+    project.request_cancel(job_id)
+
+
+def wait_job(project_path: Path | str, job_id: str, timeout: float = 60.0,
+             poll: float = 0.05) -> JobState:  # fmt: skip
+    """Block until the job is no longer running (for tests and scripts)."""
+    deadline = time.monotonic() + timeout
+    with Project.open(project_path) as project:
+        while True:
+            state = get_job(project, job_id)
+            if state.status != "running":
+                return state
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still running after {timeout} s ({state.message})")
+            time.sleep(poll)
+
+
