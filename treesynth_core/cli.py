@@ -32,8 +32,10 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-edit_app = typer.Typer(help="Edit the tree by hand; every edit can be undone (`treesynth edit DIR undo`).",
-                       no_args_is_help=True)  # fmt: skip
+edit_app = typer.Typer(
+    help="Edit the tree by hand: treesynth edit DIR COMMAND ... Every edit can be undone (treesynth edit DIR undo).",
+    no_args_is_help=True,
+)
 app.add_typer(edit_app, name="edit")
 
 out = Console()
@@ -47,7 +49,7 @@ EMBEDDED_NOTE = (
 )
 
 # -- shared options ---------------------------------------------------------------------------------
-DirArg = Annotated[Path, typer.Argument(help="The project folder.", show_default=False)]
+DirArg = Annotated[Path, typer.Argument(help="The project folder.", show_default=False, metavar="DIR")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")]
 LlmOpt = Annotated[str | None, typer.Option("--llm", help="Backend: embedded (offline default) or openai.")]
 BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")]  # fmt: skip
@@ -312,7 +314,18 @@ def show(
     )
 
 
-NodeArg = Annotated[str, typer.Argument(help="Node id (or unique prefix), or a value path like 'addition > fruit'.")]
+NodeArg = Annotated[
+    str, typer.Argument(help="Node id (or unique prefix), or a value path like 'addition > fruit'.", metavar="NODE")
+]
+
+
+@edit_app.callback()
+def _edit_group(ctx: typer.Context, directory: DirArg) -> None:
+    ctx.obj = directory
+
+
+def _dir(ctx: typer.Context) -> Path:
+    return Path(ctx.obj)
 
 
 def _edit(directory: Path, name: str, **args: Any) -> None:
@@ -330,11 +343,12 @@ def _ref(directory: Path, ref: str) -> str:
 @edit_app.command("approve")
 @handle_errors
 def edit_approve(
-    directory: DirArg,
+    ctx: typer.Context,
     nodes: Annotated[list[str] | None, typer.Argument(help="Nodes to approve (their ancestors are approved too).")] = None,  # fmt: skip
     level: Annotated[int | None, typer.Option("--level", help="Approve every node at this depth (1 = first split).")] = None,  # fmt: skip
 ) -> None:
     """Approve nodes (or a whole level), so they grow and give leaves for synthesis."""
+    directory = _dir(ctx)
     if level is not None:
         _edit(directory, "approve-level", depth=level)
     elif nodes:
@@ -346,11 +360,12 @@ def edit_approve(
 @edit_app.command("prune")
 @handle_errors
 def edit_prune(
-    directory: DirArg,
+    ctx: typer.Context,
     node: Annotated[str | None, typer.Argument(help="Node to prune (id or value path).")] = None,
     level: Annotated[int | None, typer.Option("--level", help="Prune every unlocked node at this depth.")] = None,
 ) -> None:
     """Prune a node (soft: it and its subtree stop giving leaves; `restore` brings it back)."""
+    directory = _dir(ctx)
     if level is not None:
         _edit(directory, "prune-level", depth=level)
     elif node:
@@ -361,20 +376,22 @@ def edit_prune(
 
 @edit_app.command("restore")
 @handle_errors
-def edit_restore(directory: DirArg, node: NodeArg) -> None:
+def edit_restore(ctx: typer.Context, node: NodeArg) -> None:
     """Restore a pruned node."""
+    directory = _dir(ctx)
     _edit(directory, "restore", node_id=_ref(directory, node))
 
 
 @edit_app.command("rename")
 @handle_errors
 def edit_rename(
-    directory: DirArg,
+    ctx: typer.Context,
     node: NodeArg,
     new_name: Annotated[str, typer.Argument(help="The new text.")],
     criterion: Annotated[bool, typer.Option("--criterion", help="Rename the criterion that splits NODE instead of its value.")] = False,  # fmt: skip
 ) -> None:
     """Rename a node's value, or (with --criterion) the criterion that splits it."""
+    directory = _dir(ctx)
     node_id = _ref(directory, node)
     if criterion:
         _edit(directory, "rename-criterion", node_id=node_id, new_criterion=new_name)
@@ -385,61 +402,67 @@ def edit_rename(
 @edit_app.command("add-value")
 @handle_errors
 def edit_add_value(
-    directory: DirArg,
+    ctx: typer.Context,
     parent: NodeArg,
     value: Annotated[str, typer.Argument(help="The value to add under PARENT.")],
     criterion: Annotated[str | None, typer.Option("--criterion", help="Criterion, when PARENT is not split yet.")] = None,  # fmt: skip
 ) -> None:
     """Add a value by hand under a node (approved, written by a person)."""
+    directory = _dir(ctx)
     _edit(directory, "add-value", parent_id=_ref(directory, parent), value=value, criterion=criterion)
 
 
 @edit_app.command("remove-value")
 @handle_errors
-def edit_remove_value(directory: DirArg, node: NodeArg) -> None:
+def edit_remove_value(ctx: typer.Context, node: NodeArg) -> None:
     """Remove a value and its subtree (undo brings it back)."""
+    directory = _dir(ctx)
     _edit(directory, "remove-value", node_id=_ref(directory, node))
 
 
 @edit_app.command("merge")
 @handle_errors
 def edit_merge(
-    directory: DirArg,
+    ctx: typer.Context,
     keep: NodeArg,
     other: Annotated[str, typer.Argument(help="The sibling merged into KEEP.")],
     value: Annotated[str | None, typer.Option("--value", help="New text for the merged value.")] = None,
 ) -> None:
     """Merge two sibling values into one."""
+    directory = _dir(ctx)
     _edit(directory, "merge", keep_id=_ref(directory, keep), other_id=_ref(directory, other), new_value=value)
 
 
 @edit_app.command("replace-criterion")
 @handle_errors
 def edit_replace_criterion(
-    directory: DirArg,
+    ctx: typer.Context,
     node: NodeArg,
     criterion: Annotated[str, typer.Argument(help="The new criterion.")],
     values: Annotated[list[str], typer.Argument(help="Its values.")],
 ) -> None:
     """Split a node on a new criterion with the given values (the old subtree is dropped; undo restores it)."""
+    directory = _dir(ctx)
     _edit(directory, "replace-criterion", node_id=_ref(directory, node), criterion=criterion, values=values)
 
 
 @edit_app.command("lock")
 @handle_errors
 def edit_lock(
-    directory: DirArg,
+    ctx: typer.Context,
     node: NodeArg,
     unlock: Annotated[bool, typer.Option("--unlock", help="Unlock instead.")] = False,
 ) -> None:
     """Lock a node against edits and regrowth (or --unlock it)."""
+    directory = _dir(ctx)
     _edit(directory, "unlock" if unlock else "lock", node_id=_ref(directory, node))
 
 
 @edit_app.command("undo")
 @handle_errors
-def edit_undo(directory: DirArg) -> None:
+def edit_undo(ctx: typer.Context) -> None:
     """Undo the latest edit (growth included)."""
+    directory = _dir(ctx)
     with _open(directory) as project:
         tree = project.undo()
         out.print("Nothing to undo." if tree is None else f"Undone. Tree: {len(tree.nodes)} nodes.")
@@ -447,8 +470,9 @@ def edit_undo(directory: DirArg) -> None:
 
 @edit_app.command("redo")
 @handle_errors
-def edit_redo(directory: DirArg) -> None:
+def edit_redo(ctx: typer.Context) -> None:
     """Redo the latest undone edit."""
+    directory = _dir(ctx)
     with _open(directory) as project:
         tree = project.redo()
         out.print("Nothing to redo." if tree is None else f"Redone. Tree: {len(tree.nodes)} nodes.")
@@ -456,8 +480,9 @@ def edit_redo(directory: DirArg) -> None:
 
 @edit_app.command("history")
 @handle_errors
-def edit_history(directory: DirArg, limit: Annotated[int, typer.Option("--limit")] = 20, as_json: JsonOpt = False) -> None:  # fmt: skip
+def edit_history(ctx: typer.Context, limit: Annotated[int, typer.Option("--limit")] = 20, as_json: JsonOpt = False) -> None:  # fmt: skip
     """List recent edits, newest first."""
+    directory = _dir(ctx)
     with _open(directory) as project:
         records = project.history(limit)
     rows = [{"id": r.id, "ts": r.ts, "kind": r.kind, "actor": r.actor, "undone": r.undone,
