@@ -41,6 +41,7 @@ from .prompts.replies import (
     CriterionReply,
     SamplesReply,
     ask_json,
+    is_placeholder,
     label_problem,
     overlaps,
 )
@@ -148,12 +149,12 @@ class Grower:
         self.llm, self.task, self.style, self.options = llm, task, style, options
 
     def _request(self, prompt: str, schema: dict, name: str, temperature: float, seed: int, node: T.Node,
-                 purpose: str) -> ChatRequest:  # fmt: skip
+                 purpose: str, max_tokens: int) -> ChatRequest:  # fmt: skip
         return ChatRequest.chat(
             P.SYSTEM,
             prompt,
             temperature=temperature,
-            max_tokens=self.options.max_tokens,
+            max_tokens=min(max_tokens, self.options.max_tokens),
             seed=seed,
             schema=schema,
             schema_name=name,
@@ -165,7 +166,10 @@ class Grower:
         key = [(s.criterion, s.value, len(s.pool)) for s in path_steps]
         rng = random.Random(stable_seed(self.options.seed, "path", key))
         path = render_path(path_steps, rng)
-        pivots = await self._pivots(node, path, key)
+        try:
+            pivots = await self._pivots(node, path, key)
+        except ParseError as exc:
+            return Split(pivots=(), criterion=None, note=f"kept as a leaf: {exc}")
         excluded = [s.criterion for s in path_steps]
         try:
             criterion, assigned, call_id = await self._criterion(node, path, pivots, excluded, key)
@@ -193,15 +197,18 @@ class Grower:
             stable_seed(self.options.seed, "pivots", key),
             node,
             "pivots",
+            P.samples_budget(n),
         )
 
         def check(reply: SamplesReply) -> str | None:
-            return None if len(reply.samples) >= max(2, n // 2) else f"expected {n} samples"
+            real = {T.normalize(s) for s in reply.samples if not is_placeholder(s)}
+            return None if len(real) >= min(2, n) else f"write {n} different, complete samples"
 
         reply, _ = await ask_json(self.llm, request, SamplesReply, attempts=3, check=check, what="pivot samples")
         unique: dict[str, str] = {}
         for sample in reply.samples[:n]:
-            unique.setdefault(T.normalize(sample), sample)
+            if not is_placeholder(sample):
+                unique.setdefault(T.normalize(sample), sample)
         return list(unique.values())
 
     async def _criterion(
@@ -216,6 +223,7 @@ class Grower:
             stable_seed(self.options.seed, "criterion", key),
             node,
             "criterion",
+            P.labels_budget(len(pivots) + 1),
         )
 
         def check(reply: CriterionReply) -> str | None:
@@ -261,6 +269,7 @@ class Grower:
                 stable_seed(self.options.seed, "coverage", key, criterion, round_no),
                 node,
                 "coverage",
+                P.labels_budget(batch),
             )
             try:
                 reply, _ = await ask_json(self.llm, request, CoverageReply, attempts=2, what="value list")

@@ -25,7 +25,7 @@ from .errors import BudgetError, Cancelled, ParseError
 from .grow import render_path, stable_seed
 from .llm.base import LLM, ChatRequest
 from .prompts import templates as P
-from .prompts.replies import SamplesReply, ask_json
+from .prompts.replies import SamplesReply, ask_json, is_placeholder
 from .samples import TREE_SET, NewSample, Sample
 
 Progress = Callable[[int, int, str], None]
@@ -245,7 +245,7 @@ class LeafSynthesizer:
             P.SYSTEM,
             P.samples_prompt(self.tree.task, self.tree.style, drawn, n),
             temperature=self.options.temperature,
-            max_tokens=self.options.max_tokens,
+            max_tokens=min(self.options.max_tokens, P.samples_budget(n)),
             seed=stable_seed(self.options.seed, "synth", key, call_no),
             schema=P.samples_schema(n),
             schema_name="samples",
@@ -295,7 +295,7 @@ class LeafSynthesizer:
             for item_no, text in enumerate(reply.samples):
                 if have + len(rows) >= self.options.per_leaf:
                     break
-                if not dupes.admit(text):
+                if is_placeholder(text) or not dupes.admit(text):
                     report.duplicates += 1
                     continue
                 key = f"{call_no}:{item_no}"

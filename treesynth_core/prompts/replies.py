@@ -49,6 +49,14 @@ def is_vague(value: str) -> bool:
     return key in _VAGUE or key.startswith("other ") or key.endswith(" other")
 
 
+_PLACEHOLDER = re.compile(r"^\W*(sample|example|question|item|instruction)\W*\d*\W*$", re.IGNORECASE)
+
+
+def is_placeholder(sample: str) -> bool:
+    """True for template echoes such as "<sample 1>" or "sample2" instead of a real sample."""
+    return bool(_PLACEHOLDER.match(sample.strip())) or len(sample.split()) < 2
+
+
 def overlaps(a: str, b: str) -> bool:
     """True when two values are the same after normalization, or one's words contain the other's."""
     ka, kb = normalize(a), normalize(b)

@@ -41,6 +41,16 @@ def _path_block(path: Sequence[tuple[str, str]], lead: str) -> str:
 # -- pivots and leaf samples ----------------------------------------------------------------------
 
 
+def samples_budget(n: int) -> int:
+    """max_tokens for a reply of ``n`` samples (the paper gives 1024 to 10 samples)."""
+    return max(256, 110 * n)
+
+
+def labels_budget(n: int) -> int:
+    """max_tokens for a reply of ``n`` short labels."""
+    return 64 + 24 * n
+
+
 def samples_schema(n: int) -> dict[str, Any]:
     return {
         "type": "object",
@@ -64,7 +74,8 @@ def samples_prompt(task: str, style: str, path: Sequence[tuple[str, str]], n: in
         "example (for instance one instruction or one problem), realistic and clear. Make the "
         f"{n} samples differ from each other in content and wording."
         + _path_block(path, "Every sample must have ALL of these attributes:")
-        + f'\nReply with JSON only: {{"samples": ["<sample 1>", ..., "<sample {n}>"]}} with exactly {n} strings.'
+        + f'\nReply with JSON only: an object whose key "samples" holds a list of exactly {n} strings, '
+        "each string one complete sample written out in full."
     )
 
 
