@@ -1,0 +1,132 @@
+"""Throughput of the ``openai`` backend against a fake server with a fixed delay per request.
+
+With ``N`` requests, a delay ``d`` and concurrency ``C``, a perfect client needs ``N * d / C`` seconds;
+the ratio of the measured wall time to that ideal is the client's overhead (target: <= 1.3).
+
+    .venv/bin/python benchmarks/llm_throughput.py --n 2000 --delay 0.1 --concurrency 64 [--json]
+
+The fake server runs in a child process by default (as a real server would, it then has a core of
+its own); ``--server thread`` runs it in this process instead, sharing the interpreter lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from helpers_http import FakeOpenAIServer, FakeServerProcess  # noqa: E402
+
+from treesynth_core.config import BackendSettings  # noqa: E402
+from treesynth_core.llm.base import ChatRequest  # noqa: E402
+from treesynth_core.llm.openai_compat import HttpStack, OpenAICompatLLM  # noqa: E402
+
+TARGET_RATIO = 1.3
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One benchmark run: what was asked, how long it took, and how that compares to ideal."""
+
+    n: int
+    delay_s: float
+    concurrency: int
+    server: str
+    http_stack: str
+    wall_s: float
+    ideal_s: float
+    ratio: float
+    requests_per_s: float
+    client_cpu_ms_per_request: float
+    #: The server's CPU per request; -1 when it runs in a thread (then it is inside the client's).
+    server_cpu_ms_per_request: float
+    max_in_flight: int
+    target_ratio: float = TARGET_RATIO
+
+
+async def fire(llm: OpenAICompatLLM, n: int) -> None:
+    """Send ``n`` small requests at once; the backend's semaphore limits how many are in flight."""
+    requests = [ChatRequest.chat("You are terse.", f"Say hi #{i}", max_tokens=8, seed=i) for i in range(n)]
+    try:
+        await asyncio.gather(*(llm.complete(request) for request in requests))
+    finally:
+        await llm.aclose()
+
+
+def measure(n: int, delay_s: float, concurrency: int, server: str, http_stack: HttpStack) -> Measurement:
+    """Run the benchmark once against a fresh fake server (``server``: "process" or "thread")."""
+    fake = FakeServerProcess(delay_s=delay_s) if server == "process" else FakeOpenAIServer(delay_s=delay_s)
+    with fake:
+        settings = BackendSettings(
+            backend="openai",
+            base_url=fake.base_url,
+            model="fake-model",
+            api_key_env="TREESYNTH_BENCH_API_KEY",
+            concurrency=concurrency,
+            timeout_s=60.0,
+            max_retries=0,
+        )
+        llm = OpenAICompatLLM(settings, http_stack=http_stack)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        asyncio.run(fire(llm, n))
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    if isinstance(fake, FakeOpenAIServer):
+        max_in_flight, server_cpu_ms = fake.max_in_flight, -1.0
+    else:
+        max_in_flight = fake.stats.get("max_in_flight", -1)
+        server_cpu_ms = round(1000 * fake.stats.get("cpu_s", -0.001) / n, 3)
+    ideal = n * delay_s / concurrency
+    return Measurement(
+        n=n,
+        delay_s=delay_s,
+        concurrency=concurrency,
+        server=server,
+        http_stack=http_stack,
+        wall_s=round(wall, 3),
+        ideal_s=round(ideal, 3),
+        ratio=round(wall / ideal, 3) if ideal else float("inf"),
+        requests_per_s=round(n / wall, 1),
+        client_cpu_ms_per_request=round(1000 * cpu / n, 3),
+        server_cpu_ms_per_request=server_cpu_ms,
+        max_in_flight=max_in_flight,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--n", type=int, default=2000, help="number of requests (default 2000)")
+    parser.add_argument("--delay", type=float, default=0.1, help="server delay per request, s (default 0.1)")
+    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight (default 64)")
+    parser.add_argument("--server", choices=("process", "thread"), default="process", help="where the fake server runs")
+    parser.add_argument("--http-stack", choices=("auto", "aiohttp", "httpx"), default="auto", help="client HTTP stack")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    result = measure(args.n, args.delay, args.concurrency, args.server, args.http_stack)
+    if args.json:
+        print(json.dumps(asdict(result)))
+    else:
+        verdict = "ok" if result.ratio <= TARGET_RATIO else f"above target {TARGET_RATIO}"
+        print(
+            f"{result.n} requests, delay {result.delay_s * 1000:g} ms, concurrency {result.concurrency}, "
+            f"server in a {result.server}, http stack {result.http_stack}"
+        )
+        print(f"wall  {result.wall_s:.3f} s  ({result.requests_per_s:.0f} req/s)")
+        print(f"ideal {result.ideal_s:.3f} s  (n x delay / concurrency)")
+        print(f"ratio {result.ratio:.3f}  {verdict}; max in flight at the server: {result.max_in_flight}")
+        server_cpu = result.server_cpu_ms_per_request
+        print(
+            f"CPU per request: client {result.client_cpu_ms_per_request:.2f} ms"
+            + (f", server {server_cpu:.2f} ms" if server_cpu >= 0 else " (server thread included)")
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
