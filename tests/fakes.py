@@ -63,7 +63,8 @@ class ScriptedLLM:
     # -- default behaviour per purpose --------------------------------------------------------------
     @staticmethod
     def _prompt(request: ChatRequest) -> str:
-        return request.messages[-1][1] if request.messages[-1][0] == "user" else request.messages[1][1]
+        """The original user prompt (re-asks append an assistant turn and a repair message)."""
+        return next(content for role, content in request.messages if role == "user")
 
     @staticmethod
     def _count(prompt: str, default: int = 5) -> int:
@@ -71,7 +72,7 @@ class ScriptedLLM:
         return int(match.group(1)) if match else default
 
     def _depth(self, request: ChatRequest) -> int:
-        prompt = request.messages[1][1]
+        prompt = self._prompt(request)
         match = re.search(r"(\[\{.*?\}\])", prompt, re.DOTALL)
         return len(json.loads(match.group(1))) if match else 0
 
@@ -80,7 +81,7 @@ class ScriptedLLM:
         return json.dumps({"samples": [f"pivot {i} (seed {request.seed})" for i in range(n)]})
 
     def _criterion(self, request: ChatRequest) -> str:
-        prompt = request.messages[1][1]
+        prompt = self._prompt(request)
         n = self._count(prompt)
         used = re.search(r"already used: (.*)\.\n", prompt)
         used_text = used.group(1) if used else ""
@@ -90,7 +91,7 @@ class ScriptedLLM:
         return json.dumps({"criterion": "Tone", "values": ["formal"] * n})
 
     def _coverage(self, request: ChatRequest) -> str:
-        prompt = request.messages[1][1]
+        prompt = self._prompt(request)
         match = re.search(r'criterion "(.*?)"', prompt)
         name = match.group(1) if match else ""
         known = dict(CRITERIA).get(name, [])
@@ -100,7 +101,7 @@ class ScriptedLLM:
 
     def _synth(self, request: ChatRequest) -> str:
         n = self._count(self._prompt(request))
-        path = re.search(r"(\[\{.*?\}\])", request.messages[1][1], re.DOTALL)
+        path = re.search(r"(\[\{.*?\}\])", self._prompt(request), re.DOTALL)
         tag = " / ".join(d["value"] for d in json.loads(path.group(1))) if path else "root"
         words = ["apples", "trains", "coins", "books", "pencils", "cakes", "boats", "shirts", "lamps", "chairs"]
         return json.dumps(

@@ -49,7 +49,7 @@ def test_fills_each_approved_leaf_with_path_conditioned_samples(project):
     sample = project.samples()[0]
     assert sample.path[0]["criterion"] == "Operation"
     assert sample.model == "fake-model" and sample.call_id
-    prompts = [r.messages[1][1] for r in llm.history]
+    prompts = [r.messages[0][1] for r in llm.history]
     assert any('"value": "addition"' in p for p in prompts) and any('"value": "division"' in p for p in prompts)
 
 

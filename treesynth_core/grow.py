@@ -151,7 +151,7 @@ class Grower:
     def _request(self, prompt: str, schema: dict, name: str, temperature: float, seed: int, node: T.Node,
                  purpose: str, max_tokens: int) -> ChatRequest:  # fmt: skip
         return ChatRequest.chat(
-            P.SYSTEM,
+            None,
             prompt,
             temperature=temperature,
             max_tokens=min(max_tokens, self.options.max_tokens),

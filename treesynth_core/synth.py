@@ -194,7 +194,7 @@ def plan_synthesis(
         path = tree.path(leaf.id)
         leaves.append(LeafPlan(leaf.id, path, have, need, n_calls))
         prompt = P.samples_prompt(tree.task, tree.style, [(s.criterion, s.value) for s in path], options.per_call)
-        prompt_tokens += n_calls * (len(P.SYSTEM) + len(prompt)) // 4
+        prompt_tokens += n_calls * len(prompt) // 4
         completion_tokens += n_calls * options.per_call * 60
         calls += n_calls
         if options.responses:
@@ -242,7 +242,7 @@ class LeafSynthesizer:
         drawn = render_path(path, rng)
         n = self.options.per_call
         request = ChatRequest.chat(
-            P.SYSTEM,
+            None,
             P.samples_prompt(self.tree.task, self.tree.style, drawn, n),
             temperature=self.options.temperature,
             max_tokens=min(self.options.max_tokens, P.samples_budget(n)),

@@ -11,10 +11,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-SYSTEM = (
-    "You are a careful data designer who writes synthetic training data for language models. "
-    "You follow the requested output format exactly."
-)
+#: Every prompt is one user message, as in the paper's code (small models also do better without a
+#: system prompt).
 
 #: Labels (criteria and values) are short; long strings are cut by the schema.
 LABEL_MAX = 80
@@ -67,16 +65,18 @@ def samples_schema(n: int) -> dict[str, Any]:
 
 
 def samples_prompt(task: str, style: str, path: Sequence[tuple[str, str]], n: int) -> str:
-    """Ask for ``n`` samples of the task inside the subspace given by ``path``."""
-    return (
-        f"{_task_block(task, style)}\n\n"
-        f"Write {n} different samples of this task. Each sample is one complete, self-contained "
-        "example (for instance one instruction or one problem), realistic and clear. Make the "
-        f"{n} samples differ from each other in content and wording."
-        + _path_block(path, "Every sample must have ALL of these attributes:")
-        + f'\nReply with JSON only: an object whose key "samples" holds a list of exactly {n} strings, '
-        "each string one complete sample written out in full."
-    )
+    """Ask for ``n`` samples of the task inside the subspace given by ``path``.
+
+    Kept short on purpose: small models follow a short prompt far better than a long one.
+    """
+    lines = [f"Write {n} different examples of this task: {task}"]
+    if style:
+        lines.append(f"Style: {style}")
+    if path:
+        lines.append(f"Every example must have ALL of these attributes: {path_json(path)}")
+    lines.append("Each example is complete and realistic; make them differ in content and wording.")
+    lines.append(f'Reply in JSON: {{"samples": [...]}} with exactly {n} strings.')
+    return "\n".join(lines)
 
 
 # -- criterion determination ----------------------------------------------------------------------
