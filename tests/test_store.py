@@ -554,3 +554,24 @@ def test_redact_leaves_ordinary_text_alone() -> None:
 def test_ids_sort_by_creation() -> None:
     ids = [project_module.new_ulid() for _ in range(1000)]
     assert ids == sorted(ids) and len(set(ids)) == 1000 and all(len(i) == 26 for i in ids)
+
+
+def test_features_and_blobs_round_trip_and_follow_deleted_samples(tmp_path):
+    import numpy as np
+
+    from treesynth_core.samples import NewSample
+
+    with Project.create(tmp_path / "f", task="t") as project:
+        project.add_samples([NewSample(leaf_id="l", key=f"0:{i}", instruction=f"s {i}", path=[]) for i in range(3)])
+        ids = [s.id for s in project.samples()]
+        vectors = {i: np.full(4, i, dtype=np.float32).tobytes() for i in ids}
+        project.put_features("emb:x", vectors)
+        got = project.get_features("emb:x", ids + [999])
+        assert set(got) == set(ids)
+        assert np.frombuffer(got[ids[1]], dtype=np.float32).tolist() == [ids[1]] * 4
+        assert project.get_features("emb:other", ids) == {}
+        project.delete_samples([ids[0]])
+        assert set(project.get_features("emb:x", ids)) == set(ids[1:])
+        assert project.get_blob("k") is None
+        project.put_blob("k", b"abc")
+        assert project.get_blob("k") == b"abc"

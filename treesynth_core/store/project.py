@@ -107,9 +107,7 @@ class Project:
 
     # -- opening and closing ----------------------------------------------------------------------
     @classmethod
-    def create(
-        cls, path: StrPath, *, task: str, style: str = "", settings: BackendSettings | None = None
-    ) -> Project:
+    def create(cls, path: StrPath, *, task: str, style: str = "", settings: BackendSettings | None = None) -> Project:
         """Create the folder (and its parents) and a project in it whose tree is just the root."""
         folder = Path(path).expanduser()
         tree = new_tree(task, style)  # TreeError on an empty task, before anything touches the disk
@@ -251,9 +249,7 @@ class Project:
             data = json.loads(row[0]) if row else {}
             return merge_settings(None, data if isinstance(data, dict) else {})
         except (ValueError, ConfigError) as exc:
-            raise ConfigError(
-                f"the settings saved in {self.path} are invalid ({exc}): save new ones"
-            ) from None
+            raise ConfigError(f"the settings saved in {self.path} are invalid ({exc}): save new ones") from None
 
     def save_settings(self, settings: BackendSettings) -> None:
         with self._tx() as conn:
@@ -377,14 +373,13 @@ class Project:
         deleted = 0
         with self._tx() as conn:
             for chunk in _chunks(list(dict.fromkeys(int(i) for i in ids))):
+                conn.execute(f"DELETE FROM features WHERE sample_id IN ({_marks(len(chunk))})", chunk)
                 conn.execute(
                     "INSERT OR IGNORE INTO deleted_samples (sample_set, leaf_id, key) "
                     f"SELECT sample_set, leaf_id, key FROM samples WHERE id IN ({_marks(len(chunk))})",
                     chunk,
                 )
-                deleted += conn.execute(
-                    f"DELETE FROM samples WHERE id IN ({_marks(len(chunk))})", chunk
-                ).rowcount
+                deleted += conn.execute(f"DELETE FROM samples WHERE id IN ({_marks(len(chunk))})", chunk).rowcount
         return deleted
 
     # -- LLM reply cache and call log -------------------------------------------------------------
@@ -474,9 +469,7 @@ class Project:
         ]
         return {**totals, "by_command": by_command, "runs": runs}
 
-
-# -- SQL pieces -----------------------------------------------------------------------------------
-
+    # -- SQL pieces -----------------------------------------------------------------------------------
 
     # -- background jobs --------------------------------------------------------------------------
     def claim_job(self, kind: str, params: dict[str, Any], *, stale_after_s: float) -> tuple[dict[str, Any], bool]:
@@ -534,6 +527,37 @@ class Project:
             rows = conn.execute(sql, ((kind,) if kind else ()) + (limit,)).fetchall()
             return [_job_dict(conn, row) for row in rows]
 
+    # -- feature vectors and cached arrays ----------------------------------------------------------
+    def put_features(self, kind: str, vectors: Mapping[int, bytes]) -> None:
+        """Store float32 feature vectors (as bytes) by sample id under ``kind``; one transaction."""
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO features (kind, sample_id, vector) VALUES (?, ?, ?)",
+                [(kind, int(sample_id), bytes(vector)) for sample_id, vector in vectors.items()],
+            )
+
+    def get_features(self, kind: str, sample_ids: Iterable[int]) -> dict[int, bytes]:
+        """The stored vectors (float32 bytes) of ``kind`` for those sample ids that have one."""
+        found: dict[int, bytes] = {}
+        with self._read() as conn:
+            for chunk in _chunks(list(dict.fromkeys(int(i) for i in sample_ids))):
+                rows = conn.execute(
+                    f"SELECT sample_id, vector FROM features WHERE kind = ? AND sample_id IN ({_marks(len(chunk))})",
+                    (kind, *chunk),
+                )
+                found.update({sample_id: vector for sample_id, vector in rows})
+        return found
+
+    def put_blob(self, key: str, data: bytes) -> None:
+        """Cache derived data (a map's coordinates, ...) under a content key."""
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO blobs (key, created, data) VALUES (?, ?, ?)", (key, now(), data))
+
+    def get_blob(self, key: str) -> bytes | None:
+        with self._read() as conn:
+            row = conn.execute("SELECT data FROM blobs WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
 
 def _job_dict(conn: sqlite3.Connection, row: tuple[Any, ...]) -> dict[str, Any]:
     names = [d[1] for d in conn.execute("PRAGMA table_info(jobs)")]
@@ -584,9 +608,7 @@ def _existing_db(folder: Path) -> Path:
     """The database of a project folder, or a ProjectError that says what is wrong and what to do."""
     db = folder / DB_NAME
     if not folder.exists():
-        raise ProjectError(
-            f"no project at {folder}: the folder does not exist (check the path, or create it)"
-        )
+        raise ProjectError(f"no project at {folder}: the folder does not exist (check the path, or create it)")
     if not folder.is_dir():
         raise ProjectError(f"{folder} is a file, not a project folder: give the folder that holds {DB_NAME}")
     if not db.is_file():
@@ -608,9 +630,7 @@ def _connect(db: Path, *, create: bool) -> sqlite3.Connection:
     """A connection in autocommit mode (the store runs its own transactions), WAL, FKs on."""
     uri = f"{db.resolve().as_uri()}?mode={'rwc' if create else 'rw'}"
     try:
-        conn = sqlite3.connect(
-            uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
         raise ProjectError(f"cannot open the project database {db}: {exc}") from exc
     try:
@@ -661,9 +681,7 @@ def _record_edit(
         return
     _write(conn, changes, meta, undo=False)
     conn.execute("UPDATE edits SET redoable = 0 WHERE undone = 1 AND redoable = 1")
-    encoded = [
-        {"node_id": c.node_id, "before": _encode(c.before), "after": _encode(c.after)} for c in changes
-    ]
+    encoded = [{"node_id": c.node_id, "before": _encode(c.before), "after": _encode(c.after)} for c in changes]
     conn.execute(
         "INSERT INTO edits (ts, kind, args, actor, changes, meta, n_changes) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
@@ -684,9 +702,7 @@ def _replay(conn: sqlite3.Connection, tree: Tree, *, undo: bool) -> Tree | None:
     if row is None:
         return None
     edit_id, changes_json, meta_json = row
-    changes = [
-        NodeChange(c["node_id"], _decode(c["before"]), _decode(c["after"])) for c in json.loads(changes_json)
-    ]
+    changes = [NodeChange(c["node_id"], _decode(c["before"]), _decode(c["after"])) for c in json.loads(changes_json)]
     meta: dict[str, list[str]] = json.loads(meta_json) if meta_json else {}
     _write(conn, changes, meta, undo=undo)
     conn.execute("UPDATE edits SET undone = ? WHERE id = ?", (int(undo), edit_id))
@@ -708,9 +724,7 @@ def _decode(data: Mapping[str, Any] | None) -> Node | None:
     return None if data is None else node_from_dict(data)
 
 
-def _write(
-    conn: sqlite3.Connection, changes: list[NodeChange], meta: Mapping[str, list[str]], *, undo: bool
-) -> None:
+def _write(conn: sqlite3.Connection, changes: list[NodeChange], meta: Mapping[str, list[str]], *, undo: bool) -> None:
     """Write node rows (and task/style/root_id) as they are after the edit, or before it (undo)."""
     targets = [(c.node_id, c.before if undo else c.after) for c in changes]
     conn.executemany("DELETE FROM nodes WHERE id = ?", [(i,) for i, node in targets if node is None])
@@ -731,10 +745,7 @@ def redact_secrets(value: Any) -> Any:
     if isinstance(value, str):
         return _SECRET.sub(lambda m: ("sk-" if m.group(0).startswith("sk-") else "Bearer ") + REDACTED, value)
     if isinstance(value, Mapping):
-        return {
-            k: REDACTED if v and str(k).lower() in _SECRET_KEYS else redact_secrets(v)
-            for k, v in value.items()
-        }
+        return {k: REDACTED if v and str(k).lower() in _SECRET_KEYS else redact_secrets(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact_secrets(v) for v in value]
     return value

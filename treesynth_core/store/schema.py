@@ -193,6 +193,24 @@ def m009_jobs(conn: sqlite3.Connection) -> None:
         )"""
     )
     conn.execute("CREATE INDEX jobs_started ON jobs (started)")
+
+
+@migration
+def m010_features(conn: sqlite3.Connection) -> None:
+    """Per-sample feature vectors (embeddings, projected gradients) and cached derived arrays (maps).
+
+    ``kind`` names what made a vector (model, dimension, seed), so features from different
+    models never mix; ``vector`` holds float32 bytes.
+    """
+    conn.execute(
+        """CREATE TABLE features (
+            kind TEXT NOT NULL,
+            sample_id INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            PRIMARY KEY (kind, sample_id)
+        )"""
+    )
+    conn.execute("CREATE TABLE blobs (key TEXT PRIMARY KEY, created TEXT NOT NULL, data BLOB NOT NULL)")
     conn.execute("CREATE INDEX runs_started ON runs (started)")
 
 
