@@ -76,9 +76,9 @@ def _options(kind: Kind, params: dict[str, Any]) -> Any:
     from .grow import GrowOptions
     from .synth import SynthOptions
 
-    cls = GrowOptions if kind == "grow" else SynthOptions
+    cls: type[GrowOptions] | type[SynthOptions] = GrowOptions if kind == "grow" else SynthOptions
     known = {f.name for f in fields(cls)}
-    clean = {k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k in known}
+    clean: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k in known}
     unknown = set(params) - known - {"max_calls"}
     if unknown:
         raise TreeSynthError(f"unknown {kind} options: {', '.join(sorted(unknown))}")

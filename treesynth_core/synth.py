@@ -291,7 +291,7 @@ class LeafSynthesizer:
             except ParseError:
                 report.failed_calls += 1
                 continue
-            rows = []
+            rows: list[NewSample] = []
             for item_no, text in enumerate(reply.samples):
                 if have + len(rows) >= self.options.per_leaf:
                     break
