@@ -212,3 +212,51 @@ def test_db_is_consistent_after_everything(tmp_path, fake):
     invoke("synth", proj, "--per-leaf", "2", "-q")
     conn = sqlite3.connect(proj / "treesynth.db")
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_endpoint_down_is_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TREESYNTH_MAX_RETRIES", "1")
+    proj = tmp_path / "p"
+    invoke("new", proj, "--task", "t", "--llm", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m")
+    result = invoke("grow", proj, "-q", ok=False)
+    assert result.exit_code == 1
+    assert "127.0.0.1:9" in result.output and "Traceback" not in result.output
+    stats = json.loads(invoke("stats", proj, "--json").stdout)
+    assert stats["runs"][0]["status"] == "failed"
+
+
+def test_ctrl_c_mid_synth_resumes_without_duplicates(tmp_path, monkeypatch, fake):
+    proj = grown(tmp_path, fake)
+    calls = {"n": 0}
+
+    class Interrupting(ScriptedLLM):
+        async def complete(self, request):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+            return await super().complete(request)
+
+    monkeypatch.setattr(runs, "default_factory", lambda settings: Interrupting())
+    result = invoke("synth", proj, "--per-leaf", "4", "--per-call", "2", "--concurrency", "1", "-q", ok=False)
+    assert result.exit_code == 130
+    partial = json.loads(invoke("show", proj, "--json").stdout)["sample_counts"]
+    assert 0 < sum(partial.values()) < 4 * len(show(proj)["leaves"])
+    monkeypatch.setattr(runs, "default_factory", lambda settings: ScriptedLLM())
+    invoke("synth", proj, "--per-leaf", "4", "--per-call", "2", "-q")
+    counts = show(proj)["sample_counts"]
+    assert set(counts.values()) == {4}
+
+
+def test_prices_give_a_cost_estimate(tmp_path, fake):
+    proj = tmp_path / "p"
+    invoke("new", proj, "--task", "Math word problems", "--llm", "openai", "--model", "fake-model",
+           "--base-url", "http://127.0.0.1:1/v1")  # fmt: skip
+    invoke("grow", proj, "--depth", "1", "--pivots", "3", "-q")
+    unknown = json.loads(invoke("stats", proj, "--json").stdout)
+    assert unknown["cost_usd"] is None
+    invoke("settings", proj, "--price", "fake-model=1.0,2.0")
+    priced = json.loads(invoke("stats", proj, "--json").stdout)
+    expected = (priced["prompt_tokens"] * 1.0 + priced["completion_tokens"] * 2.0) / 1e6
+    assert priced["cost_usd"] == pytest.approx(expected) and priced["cost_usd"] > 0
+    bad = invoke("settings", proj, "--price", "nonsense", ok=False)
+    assert bad.exit_code == 1 and "MODEL=INPUT,OUTPUT" in bad.output

@@ -588,9 +588,15 @@ def export(
 @handle_errors
 def stats(directory: DirArg, as_json: JsonOpt = False) -> None:
     """LLM calls made, served from cache and failed, with tokens, per command and per run."""
+    from .pricing import spent
+
     with _open(directory) as project:
         data = project.stats()
-    lines = [_call_line(data), ""]
+        data["cost_usd"] = spent(data["by_model"], project.settings())
+    cost = "unknown (no price for a model; set one with treesynth settings DIR --price MODEL=IN,OUT)"
+    if data["cost_usd"] is not None:
+        cost = f"${data['cost_usd']:.4f}"
+    lines = [_call_line(data), f"Estimated cost: {cost}", ""]
     for command, row in data["by_command"].items():
         lines.append(f"  {command:<8} {row['calls']:>6} made {row['cached']:>6} cached {row['failed']:>5} failed")
     if data["runs"]:
@@ -634,12 +640,17 @@ def settings(
     api_key_env: KeyEnvOpt = None,
     gguf: GgufOpt = None,
     concurrency: ConcOpt = None,
+    price: Annotated[list[str] | None, typer.Option("--price", help="Token price for a model, MODEL=INPUT,OUTPUT in USD per million tokens; repeatable.")] = None,  # fmt: skip
     as_json: JsonOpt = False,
 ) -> None:
     """Show the project's backend settings, or change them with the options."""
-    overrides = _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency)
+    from .pricing import parse_price
+
+    overrides: dict[str, Any] = _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency)
     with _open(directory) as project:
         current = project.settings()
+        if price:
+            overrides["prices"] = {**current.prices, **dict(parse_price(p) for p in price)}
         if any(v is not None for v in overrides.values()):
             current = merge_settings(current, overrides)
             project.save_settings(current)

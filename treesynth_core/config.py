@@ -26,6 +26,7 @@ ENV_VARS = {
     "TREESYNTH_GGUF": "gguf_path",
     "TREESYNTH_CONCURRENCY": "concurrency",
     "TREESYNTH_TIMEOUT": "timeout_s",
+    "TREESYNTH_MAX_RETRIES": "max_retries",
 }
 
 

@@ -24,21 +24,13 @@ from .config import BackendSettings
 from .errors import BudgetError, Cancelled, ParseError
 from .grow import render_path, stable_seed
 from .llm.base import LLM, ChatRequest
+from .pricing import cost as pricing_cost
+from .pricing import price_for
 from .prompts import templates as P
 from .prompts.replies import SamplesReply, ask_json, is_placeholder
 from .samples import TREE_SET, NewSample, Sample
 
 Progress = Callable[[int, int, str], None]
-
-#: USD per million tokens (input, output) for well-known hosted models; override per project.
-DEFAULT_PRICES: dict[str, tuple[float, float]] = {
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1-nano": (0.10, 0.40),
-}
-
 
 class SampleStore(Protocol):
     def tree(self) -> T.Tree: ...
@@ -169,13 +161,6 @@ def target_leaves(tree: T.Tree, leaf_ids: Sequence[str] = ()) -> list[T.Node]:
     return [leaf for leaf in approved if leaf.id in wanted]
 
 
-def price_for(model: str, settings: BackendSettings | None) -> tuple[float, float] | None:
-    if settings is not None and settings.backend == "embedded":
-        return (0.0, 0.0)
-    prices = {**DEFAULT_PRICES, **(settings.prices if settings else {})}
-    return prices.get(model)
-
-
 def plan_synthesis(
     tree: T.Tree,
     counts: dict[str, int],
@@ -202,7 +187,7 @@ def plan_synthesis(
             prompt_tokens += need * 120
             completion_tokens += need * 300
     price = price_for(model, settings)
-    cost = None if price is None else (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6
+    cost = None if price is None else pricing_cost(prompt_tokens, completion_tokens, price)
     return SynthPlan(leaves, calls, prompt_tokens, completion_tokens, cost, model)
 
 

@@ -453,6 +453,9 @@ class Project:
             f"SELECT COALESCE(r.command, ''), {_COUNTS} FROM llm_calls c LEFT JOIN runs r ON r.id = c.run_id "
             f"{'WHERE c.run_id = ?' if run_id else ''} GROUP BY 1 ORDER BY 1"
         )
+        by_model_sql = (
+            f"SELECT c.model, {_COUNTS} FROM llm_calls c {'WHERE c.run_id = ?' if run_id else ''} GROUP BY 1 ORDER BY 1"
+        )
         runs_sql = (
             f"SELECT r.id, r.command, r.started, r.finished, r.status, r.error, {_COUNTS} FROM runs r "
             f"LEFT JOIN llm_calls c ON c.run_id = r.id {'WHERE r.id = ?' if run_id else ''} "
@@ -460,6 +463,7 @@ class Project:
         )
         with self._read() as conn:
             by_command = {row[0]: _count_dict(row[1:]) for row in conn.execute(by_command_sql, params)}
+            by_model = {row[0]: _count_dict(row[1:]) for row in conn.execute(by_model_sql, params)}
             run_rows = conn.execute(runs_sql, params).fetchall()
         totals = _count_dict(sum(counts[key] for counts in by_command.values()) for key in _COUNT_KEYS)
         runs = [
@@ -467,9 +471,7 @@ class Project:
             | {k: v for k, v in _count_dict(r[6:]).items() if k in ("calls", "cached", "failed")}
             for r in run_rows
         ]
-        return {**totals, "by_command": by_command, "runs": runs}
-
-    # -- SQL pieces -----------------------------------------------------------------------------------
+        return {**totals, "by_command": by_command, "by_model": by_model, "runs": runs}
 
     # -- background jobs --------------------------------------------------------------------------
     def claim_job(self, kind: str, params: dict[str, Any], *, stale_after_s: float) -> tuple[dict[str, Any], bool]:
@@ -557,6 +559,9 @@ class Project:
         with self._read() as conn:
             row = conn.execute("SELECT data FROM blobs WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
+
+
+# -- SQL pieces -----------------------------------------------------------------------------------
 
 
 def _job_dict(conn: sqlite3.Connection, row: tuple[Any, ...]) -> dict[str, Any]:
