@@ -468,29 +468,49 @@ def merge(tree: Tree, keep_id: str, other_id: str, *, new_value: str | None = No
     return validate(with_nodes(tree, changed, removed))
 
 
-def replace_criterion(tree: Tree, node_id: str, criterion: str, values: Iterable[str]) -> Tree:
-    """Split ``node_id`` on a new criterion with the given values, dropping the old subtree."""
-    node = _editable(tree, node_id)
-    name = _label(criterion, "criterion")
-    labels = [_label(v, "value") for v in values]
-    if not labels:
-        raise TreeError("give at least one value for the new criterion", node_id)
-    removed = [n.id for n in tree.subtree(node_id)[1:]]
+def _split(
+    tree: Tree,
+    node: Node,
+    criterion: str,
+    values: Iterable[str],
+    *,
+    provenance: Provenance,
+    approved: bool,
+    pool: tuple[str, ...] = (),
+    pivots: tuple[str, ...] | None = None,
+    note: str = "",
+) -> Tree:
+    """``node`` split on ``criterion`` into one child per value (or one sampled child for ``pool``),
+    its old subtree dropped."""
+    removed = [n.id for n in tree.subtree(node.id)[1:]]
+    labels = [f"any {criterion}"] if pool else list(values)
     kids = [
         Node(
             id=new_id(),
-            parent_id=node_id,
+            parent_id=node.id,
             depth=node.depth + 1,
-            criterion=name,
+            criterion=criterion,
             value=label,
-            approved=True,
-            provenance=Provenance("human"),
+            approved=approved,
+            provenance=provenance,
+            pool=tuple(pool),
             rank=i,
         )
         for i, label in enumerate(labels)
     ]
-    split = replace(node, split_criterion=name, expanded=True, note="")
+    split = replace(node, split_criterion=criterion, expanded=True, note=note)
+    if pivots is not None:
+        split = replace(split, pivots=pivots)
     return validate(with_nodes(tree, [split, *kids], removed))
+
+
+def replace_criterion(tree: Tree, node_id: str, criterion: str, values: Iterable[str]) -> Tree:
+    """Split ``node_id`` on a new criterion with the given values, dropping the old subtree."""
+    node = _editable(tree, node_id)
+    labels = [_label(v, "value") for v in values]
+    if not labels:
+        raise TreeError("give at least one value for the new criterion", node_id)
+    return _split(tree, node, _label(criterion, "criterion"), labels, provenance=Provenance("human"), approved=True)
 
 
 def attach_split(
@@ -508,35 +528,10 @@ def attach_split(
 
     With ``pool`` set, one sampled child stands for all pool values (see :class:`Node`).
     """
-    node = tree.node(node_id)
-    removed = [n.id for n in tree.subtree(node_id)[1:]]
-    if pool:
-        kids = [
-            Node(
-                id=new_id(),
-                parent_id=node_id,
-                depth=node.depth + 1,
-                criterion=criterion,
-                value=f"any {criterion}",
-                provenance=provenance,
-                pool=tuple(pool),
-            )
-        ]
-    else:
-        kids = [
-            Node(
-                id=new_id(),
-                parent_id=node_id,
-                depth=node.depth + 1,
-                criterion=criterion,
-                value=v,
-                provenance=provenance,
-                rank=i,
-            )
-            for i, v in enumerate(values)
-        ]
-    split = replace(node, split_criterion=criterion, pivots=tuple(pivots), expanded=True, note=note)
-    return validate(with_nodes(tree, [split, *kids], removed))
+    return _split(
+        tree, tree.node(node_id), criterion, values, provenance=provenance, approved=False, pool=pool,
+        pivots=tuple(pivots), note=note,
+    )  # fmt: skip
 
 
 def mark_leaf(tree: Tree, node_id: str, *, pivots: Iterable[str] = (), note: str) -> Tree:
