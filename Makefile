@@ -22,7 +22,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@
 
 app: install
-	$(BIN)/treesynth demo
+	$(BIN)/streamlit run app.py --server.address 127.0.0.1
 
 demo: install
 	$(BIN)/treesynth demo

@@ -221,7 +221,7 @@ class LeafSynthesizer:
     def __init__(self, llm: LLM, tree: T.Tree, options: SynthOptions) -> None:
         self.llm, self.tree, self.options = llm, tree, options
 
-    def _generation(self, leaf_id: str, path: list[T.PathStep], call_no: int) -> tuple[ChatRequest, list[dict]]:
+    def generation_request(self, leaf_id: str, path: list[T.PathStep], call_no: int) -> tuple[ChatRequest, list[dict]]:
         key = [(s.criterion, s.value, len(s.pool)) for s in path]
         rng = random.Random(stable_seed(self.options.seed, "synth-path", key, call_no))
         drawn = render_path(path, rng)
@@ -238,7 +238,7 @@ class LeafSynthesizer:
         )
         return request, [{"criterion": c, "value": v} for c, v in drawn]
 
-    async def _response(self, leaf_id: str, instruction: str, key: str) -> tuple[str, str | None]:
+    async def answer(self, leaf_id: str, instruction: str, key: str) -> tuple[str, str | None]:
         request = ChatRequest.chat(
             None,
             P.response_prompt(self.tree.task, self.tree.style, instruction),
@@ -270,7 +270,7 @@ class LeafSynthesizer:
                 break
             if str(call_no) in used_calls:
                 continue  # stored (or deleted by a person) in an earlier run
-            request, path = self._generation(leaf.leaf_id, leaf.path, call_no)
+            request, path = self.generation_request(leaf.leaf_id, leaf.path, call_no)
             try:
                 reply, result = await ask_json(self.llm, request, SamplesReply, attempts=2, what="samples")
             except ParseError:
@@ -286,7 +286,7 @@ class LeafSynthesizer:
                 key = f"{call_no}:{item_no}"
                 response, response_call = (None, None)
                 if self.options.responses:
-                    response, response_call = await self._response(leaf.leaf_id, text, key)
+                    response, response_call = await self.answer(leaf.leaf_id, text, key)
                 rows.append(
                     NewSample(
                         leaf_id=leaf.leaf_id,

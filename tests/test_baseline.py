@@ -1,0 +1,139 @@
+"""The flat (Temp) baseline with the scripted fake: size, storage, idempotent reruns, dedup with a
+bounded number of extra calls, concurrency, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import pytest
+
+from tests.fakes import ScriptedLLM
+from treesynth_core import tree as T
+from treesynth_core.baseline import BASELINE_SET, default_extra_calls, synthesize_baseline
+from treesynth_core.errors import Cancelled, TreeSynthError
+from treesynth_core.llm.recording import recording
+from treesynth_core.samples import NewSample
+from treesynth_core.store import Project
+
+
+@pytest.fixture
+def project(tmp_path):
+    with Project.create(tmp_path / "p", task="Math word problems", style="GSM8K-style") as p:
+        def build(tree: T.Tree) -> T.Tree:
+            tree = T.attach_split(tree, tree.root_id, criterion="Operation", values=["addition", "division"],
+                                  provenance=T.Provenance("llm"))  # fmt: skip
+            return T.approve(tree, [k.id for k in tree.children(tree.root_id)])
+
+        tree = p.apply("grow", build)
+        leaf = tree.children(tree.root_id)[0].id
+        p.add_samples([NewSample(leaf_id=leaf, key="0:0", instruction="tree sample one two", path=[])])
+        yield p
+
+
+def run(project, llm, **kwargs):
+    wrapped = recording(llm, project, project.start_run("baseline", {}))
+    return asyncio.run(synthesize_baseline(project, wrapped, **kwargs))
+
+
+def test_fills_n_flat_samples_in_their_own_set(project):
+    llm = ScriptedLLM()
+    report = run(project, llm, n=12, per_call=5)
+    root = project.tree().root_id
+    flat = project.samples(sample_set=BASELINE_SET)
+    assert report.added == 12 and report.total == 12 and report.short == 0 and report.calls == 3
+    assert {s.leaf_id for s in flat} == {root} and {s.sample_set for s in flat} == {BASELINE_SET}
+    assert all(s.path == [] and s.model == "fake-model" and s.call_id for s in flat)
+    assert sorted(s.key for s in flat)[:2] == ["0:0", "0:1"]
+    assert project.sample_counts() == {project.tree().children(root)[0].id: 1}  # the tree's set is untouched
+    prompt = llm.history[0].messages[-1][1]
+    assert "Math word problems" in prompt and "GSM8K-style" in prompt and "attributes" not in prompt
+    assert {r.temperature for r in llm.history} == {1.0}
+    assert len({r.seed for r in llm.history}) == 3
+
+
+def test_rerun_is_served_from_cache_and_adds_nothing(project):
+    run(project, ScriptedLLM(), n=10, per_call=5)
+    again = ScriptedLLM()
+    report = run(project, again, n=10, per_call=5)
+    assert again.calls() == 0 and report.added == 0 and report.total == 10
+    more = ScriptedLLM()
+    report = run(project, more, n=13, per_call=5)
+    assert report.added == 3 and report.total == 13 and more.calls() == 1
+
+
+def test_duplicates_are_dropped_and_replaced_by_extra_calls(project):
+    llm = ScriptedLLM()
+    same = json.dumps({"samples": ["Tom has two apples today.", "Tom has two apples today!", "Ann buys five pears."]})
+    llm.enqueue("synth", [same, same])
+    report = run(project, llm, n=6, per_call=3)
+    texts = [s.instruction for s in project.samples(sample_set=BASELINE_SET)]
+    assert len(texts) == 6 and len(set(texts)) == 6
+    assert report.duplicates == 4 and report.calls == 4
+
+
+def test_a_collapsing_generator_stops_after_the_extra_calls(project):
+    llm = ScriptedLLM()
+    same = json.dumps({"samples": ["The only question there is.", "Another single question here."]})
+    llm.enqueue("synth", [same] * 50)
+    report = run(project, llm, n=10, per_call=2)
+    assert report.total == 2 and report.short == 8
+    assert llm.calls("synth") == 5 + default_extra_calls(10, 2) == report.calls
+
+
+def test_unparsable_replies_count_as_failed_calls(project):
+    llm = ScriptedLLM()
+    llm.enqueue("synth", ["not json", "still not json"])
+    report = run(project, llm, n=4, per_call=2)
+    assert report.failed_calls == 1 and report.total == 4
+
+
+def test_calls_run_concurrently(project):
+    in_flight, peak = [0], [0]
+
+    class Counting(ScriptedLLM):
+        async def complete(self, request):
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+            try:
+                await asyncio.sleep(0.02)
+                return await super().complete(request)
+            finally:
+                in_flight[0] -= 1
+
+    report = run(project, Counting(), n=30, per_call=3, concurrency=4)
+    assert report.total == 30 and peak[0] == 4
+
+
+def test_responses_follow_the_tree_samples(project):
+    llm = ScriptedLLM()
+    run(project, llm, n=2, per_call=2)
+    assert llm.calls("response") == 0
+    root = project.tree().root_id
+    leaf = project.tree().children(root)[0].id
+    project.add_samples([NewSample(leaf_id=leaf, key="1:0", instruction="answered one", path=[], response="42")])
+    llm = ScriptedLLM()
+    run(project, llm, n=4, per_call=2)
+    flat = project.samples(sample_set=BASELINE_SET)
+    assert llm.calls("response") == 2 and [s.response is not None for s in flat] == [False, False, True, True]
+
+
+def test_cancel_keeps_what_was_made(project):
+    cancel = threading.Event()
+    seen: list[int] = []
+
+    def progress(done, total, note):
+        seen.append(done)
+        cancel.set()
+
+    with pytest.raises(Cancelled):
+        run(project, ScriptedLLM(), n=20, per_call=5, progress=progress, cancel=cancel)
+    assert seen == [5] and len(project.samples(sample_set=BASELINE_SET)) == 5
+
+
+def test_bad_sizes_are_clear_errors(project):
+    with pytest.raises(TreeSynthError):
+        run(project, ScriptedLLM(), n=0)
+    with pytest.raises(TreeSynthError, match="per_call"):
+        run(project, ScriptedLLM(), n=10, per_call=30)

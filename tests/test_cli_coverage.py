@@ -1,0 +1,247 @@
+"""``treesynth score | map | baseline | fill-gaps`` with the scripted LLM and a fake embedder, and the
+coverage report behind ``score``; one slow end-to-end run on the embedded MiniLM and real UMAP."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.fakes import ScriptedLLM
+from tests.test_embeddings import HashEmbedder
+from treesynth_core import cli_coverage, maps, runs
+from treesynth_core import tree as T
+from treesynth_core.cli import app
+from treesynth_core.coverage import coverage_report, subtree_table
+from treesynth_core.samples import NewSample
+from treesynth_core.store import Project
+
+cli_coverage.register(app)
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    made: list[ScriptedLLM] = []
+
+    def factory(settings):
+        made.append(ScriptedLLM())
+        return made[-1]
+
+    monkeypatch.setattr(runs, "default_factory", factory)
+    return made
+
+
+@pytest.fixture
+def fake_embedder(monkeypatch):
+    embedder = HashEmbedder(dim=32)
+    monkeypatch.setattr(cli_coverage, "_embedder", lambda project, spec: embedder)
+    return embedder
+
+
+@pytest.fixture
+def fake_layout(monkeypatch):
+    def layout(X, *, seed=0, n_neighbors=15, min_dist=0.1, metric="cosine"):
+        return np.column_stack([np.arange(len(X), dtype=float), np.zeros(len(X))])
+
+    monkeypatch.setattr(maps, "umap_2d", layout)
+
+
+def invoke(*args, ok: bool = True):
+    result = runner.invoke(app, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def said(result) -> str:
+    """The output with Rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
+def synthesized(tmp_path) -> object:
+    proj = tmp_path / "proj"
+    invoke("new", proj, "--task", "Math word problems", "--style", "GSM8K-style")
+    invoke("grow", proj, "--depth", "2", "--pivots", "4", "--auto-approve", "-q")
+    invoke("synth", proj, "--per-leaf", "4", "--per-call", "2", "-q")
+    return proj
+
+
+def test_register_is_idempotent_and_every_command_has_help():
+    before = len(app.registered_commands)
+    cli_coverage.register(app)
+    assert len(app.registered_commands) == before
+    for name in ("score", "map", "baseline", "fill-gaps"):
+        result = invoke(name, "--help")
+        assert "Usage" in result.output and len(result.output) > 200
+
+
+def test_baseline_score_map_end_to_end(tmp_path, fake, fake_embedder, fake_layout):
+    proj = synthesized(tmp_path)
+    tree_count = sum(json.loads(invoke("show", proj, "--json").stdout)["sample_counts"].values())
+    made = json.loads(invoke("baseline", proj, "--json").stdout)
+    assert made["total"] == tree_count and made["short"] == 0 and made["llm"]["calls"] > 0
+    again = json.loads(invoke("baseline", proj, "--json").stdout)
+    assert again["added"] == 0 and again["llm"]["calls"] == 0
+
+    report = json.loads(invoke("score", proj, "--json").stdout)
+    assert report["n"] == tree_count and set(report["sets"]) == {"tree", "baseline"}
+    tree, flat = report["sets"]["tree"], report["sets"]["baseline"]
+    assert tree["n"] == flat["n"] == tree_count and tree["total"] == tree_count
+    assert set(tree["vendi_q"]) == {"0.5", "1", "2", "inf"} and tree["vendi"] == tree["vendi_q"]["1"]
+    assert report["gain"]["vendi"] == pytest.approx(tree["vendi"] - flat["vendi"])
+    assert report["embedder"] == "emb:fake" and report["gradients"] is None
+    assert len(report["leaves"]["rows"]) >= 4 and report["subtrees"]["rows"]
+    assert report["curve"]["tree"][-1]["n"] == tree_count
+    assert any("equal n" in note for note in report["notes"])
+    embedded = len(fake_embedder.seen)
+    text = invoke("score", proj, "-q").stdout
+    assert "Diversity at equal n" in text and "tree - base" in text and len(fake_embedder.seen) == embedded
+
+    out = tmp_path / "map.html"
+    data = json.loads(invoke("map", proj, "--out", out, "--json").stdout)
+    assert data["points"] == 2 * tree_count and out.stat().st_size > 1_000_000
+    invoke("map", proj, "--out", tmp_path / "op.html", "--color-by", "Operation", "--no-baseline", "-q")
+    bad = invoke("map", proj, "--out", tmp_path / "x.html", "--color-by", "Nope", ok=False)
+    assert bad.exit_code == 1 and "choose one of" in said(bad)
+
+
+def test_score_without_baseline_and_required_baseline(tmp_path, fake, fake_embedder):
+    proj = synthesized(tmp_path)
+    report = json.loads(invoke("score", proj, "--json").stdout)
+    assert set(report["sets"]) == {"tree"} and report["gain"] is None
+    assert any("treesynth baseline" in note for note in report["notes"])
+    missing = invoke("score", proj, "--baseline", ok=False)
+    assert missing.exit_code == 1 and "no flat baseline" in said(missing)
+    empty = tmp_path / "empty"
+    invoke("new", empty, "--task", "Anything")
+    result = invoke("score", empty, ok=False)
+    assert result.exit_code == 1 and "no samples" in said(result)
+
+
+def test_png_without_an_image_engine_is_one_clear_line(tmp_path, fake, fake_embedder, fake_layout, monkeypatch):
+    proj = synthesized(tmp_path)
+
+    def no_engine(self, *args, **kwargs):
+        raise ValueError("Image export using the kaleido engine requires the kaleido package")
+
+    monkeypatch.setattr("plotly.graph_objects.Figure.write_image", no_engine)
+    result = invoke("map", proj, "--out", tmp_path / "m.png", ok=False)
+    assert result.exit_code == 1 and ".html" in said(result) and "Traceback" not in result.output
+
+
+class FakeGradients:
+    name, dim = "grad:fake:8:0", 8
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def features(self, samples, *, batch_size=8, progress=None):
+        self.seen += len(samples)
+        rng = np.random.default_rng([s.id for s in samples])
+        return rng.normal(size=(len(samples), 8)).astype(np.float32)
+
+
+def test_score_with_gradients(tmp_path, fake, fake_embedder, monkeypatch):
+    proj = synthesized(tmp_path)
+    invoke("baseline", proj, "--n", "5", "-q")
+    grads = FakeGradients()
+    monkeypatch.setattr(cli_coverage, "_gradient_featurizer", lambda: grads)
+    report = json.loads(invoke("score", proj, "--gradients", "--json").stdout)
+    assert report["n"] == 5 and report["gradients"] == "grad:fake:8:0"
+    assert report["sets"]["tree"]["g_vendi"] > 1 and "g_vendi" in report["gain"]
+    assert grads.seen == 10  # only the equal-n subsamples get gradient features
+
+
+def test_fill_gaps_runs_one_logged_round(tmp_path, fake, fake_embedder, monkeypatch):
+    proj = synthesized(tmp_path)
+    calls: list[dict] = []
+
+    @dataclass
+    class GapReport:
+        rounds: int
+        candidates: int
+        accepted: int
+        acceptance_rate: float
+        before: float
+        after: float
+        n: int
+        space: str
+
+    async def fill_gaps(project, llm, featurize, *, rounds=1, per_round=20, seed=0, progress=None, cancel=None):
+        X = featurize(project.samples())
+        calls.append({"rounds": rounds, "per_round": per_round, "shape": X.shape, "model": llm.model})
+        return GapReport(rounds, per_round, 3, 3 / per_round, 1.5, 1.7, len(X), "emb:fake")
+
+    monkeypatch.setitem(sys.modules, "treesynth_core.gaps", types.SimpleNamespace(fill_gaps=fill_gaps))
+    data = json.loads(invoke("fill-gaps", proj, "--rounds", "1", "--per-round", "6", "--json").stdout)
+    assert calls[0]["rounds"] == 1 and calls[0]["per_round"] == 6 and calls[0]["shape"][1] == 32
+    assert data["accepted"] == 3 and data["space"] == "emb:fake" and "llm" in data
+    stats = json.loads(invoke("stats", proj, "--json").stdout)
+    assert any(run["command"] == "fill-gaps" and run["status"] == "ok" for run in stats["runs"])
+
+
+# -- the report itself ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path):
+    with Project.create(tmp_path / "p", task="Math word problems") as p:
+        def build(tree: T.Tree) -> T.Tree:
+            values = ["addition", "division", "fractions"]
+            llm = T.Provenance("llm")
+            tree = T.attach_split(tree, tree.root_id, criterion="Operation", values=values, provenance=llm)
+            return T.approve(tree, [k.id for k in tree.children(tree.root_id)])
+
+        tree = p.apply("grow", build)
+        add, div, frac = (k.id for k in tree.children(tree.root_id))
+        words = "apples pears trains coins boats lamps chairs books cakes shirts".split()
+        rows = [NewSample(leaf_id=add, key=f"0:{i}", instruction=f"add {words[i]} and {words[(i * 3) % 10]} now",
+                          path=[]) for i in range(10)]  # fmt: skip
+        rows += [NewSample(leaf_id=div, key=f"0:{i}", instruction="divide the same cake", path=[]) for i in range(6)]
+        rows[-1] = NewSample(leaf_id=div, key="0:9", instruction="divide the same cake", path=[])
+        rows += [NewSample(leaf_id=tree.root_id, key=f"0:{i}", instruction=f"flat {words[i % 3]} question",
+                           path=[], sample_set="baseline") for i in range(7)]  # fmt: skip
+        p.add_samples(rows)
+        yield p
+
+
+def test_report_compares_at_equal_n_and_flags_leaves(project):
+    report = coverage_report(project, embedder=HashEmbedder(dim=32), seed=3)
+    assert report["n"] == 7 and report["sets"]["tree"]["total"] == 16 and report["sets"]["baseline"]["total"] == 7
+    assert report["sets"]["tree"]["n"] == report["sets"]["baseline"]["n"] == 7
+    json.dumps(report, allow_nan=False)  # strictly JSON-serializable
+    rows = {row["path"]: row for row in report["leaves"]["rows"]}
+    assert rows["fractions"]["flags"] == ["empty"] and rows["fractions"]["vendi"] is None
+    assert "collapsed" in rows["division"]["flags"] and rows["division"]["mean_cosine"] == pytest.approx(1.0)
+    assert rows["addition"]["flags"] == [] and rows["addition"]["n"] == report["leaves"]["n"]
+    assert [r["n"] for r in report["subtrees"]["rows"]] == [report["subtrees"]["n"]] * 2
+    assert subtree_table(project.tree(), project.samples(), np.ones((16, 3)), depth=2)["rows"] == []
+    assert [p["n"] for p in report["curve"]["tree"]] == [2, 5, 10, 16]
+    assert report == coverage_report(project, embedder=HashEmbedder(dim=32), seed=3)  # deterministic
+    smaller = coverage_report(project, embedder=HashEmbedder(dim=32), n=4, include_baseline=False)
+    assert smaller["n"] == 4 and set(smaller["sets"]) == {"tree"}
+
+
+@pytest.mark.slow
+def test_embedded_defaults_end_to_end(tmp_path, fake):
+    """The real MiniLM embedder (offline, from site-packages) and real UMAP, scripted LLM."""
+    proj = synthesized(tmp_path)
+    invoke("baseline", proj, "-q")
+    report = json.loads(invoke("score", proj, "--json", "-q").stdout)
+    assert report["embedder"] == "emb:all-MiniLM-L6-v2"
+    assert report["sets"]["tree"]["vendi"] > 1 and report["sets"]["baseline"]["vendi"] > 1
+    out = tmp_path / "emb.html"
+    invoke("map", proj, "--out", out, "-q")
+    assert "plotly" in out.read_text(encoding="utf-8")[:5000].lower() or out.stat().st_size > 1_000_000

@@ -1,0 +1,177 @@
+"""Maps: exact neighbours against brute force, UMAP quality by trustworthiness and determinism under
+a seed (not exact coordinates), cached layouts, figures and offline HTML."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from treesynth_core import maps as M
+from treesynth_core import tree as T
+from treesynth_core.errors import TreeSynthError
+from treesynth_core.samples import NewSample
+from treesynth_core.store import Project
+
+SEED = 7
+
+
+def blobs(n: int = 300, d: int = 24, k: int = 5, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = 3.0 * rng.normal(size=(k, d))
+    labels = rng.integers(0, k, n)
+    return centers[labels] + rng.normal(size=(n, d)), labels
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_exact_knn_matches_brute_force(metric):
+    X, _ = blobs(90, 6)
+    X[5] = X[4]  # a duplicate: each row must still come first in its own list
+    idx, dist = M.exact_knn(X, 7, metric, block=16)
+    if metric == "cosine":
+        U = X / np.linalg.norm(X, axis=1, keepdims=True)
+        full = 1.0 - U @ U.T
+    else:
+        full = np.linalg.norm(X[:, None, :] - X[None, :, :], axis=2)
+    np.fill_diagonal(full, 0.0)
+    assert (idx[:, 0] == np.arange(90)).all() and np.allclose(dist[:, 0], 0.0)
+    expected = np.sort(full, axis=1)[:, :7]
+    assert np.allclose(dist, np.maximum(expected, 0), atol=1e-5)
+    assert np.allclose(np.take_along_axis(full, idx, 1), dist, atol=1e-5)
+
+
+def test_tiny_inputs_fall_back_without_umap():
+    assert M.umap_2d(np.zeros((0, 5))).shape == (0, 2)
+    assert np.array_equal(M.umap_2d(np.ones((1, 5))), np.zeros((1, 2)))
+    three = M.umap_2d(np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]))
+    assert three.shape == (3, 2) and np.isfinite(three).all()
+    assert np.array_equal(three, M.umap_2d(np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])))
+    with pytest.raises(ValueError):
+        M.umap_2d(np.array([[np.nan, 1.0]] * 5))
+
+
+@pytest.fixture(scope="module")
+def layout():
+    X, labels = blobs()
+    return X, labels, M.umap_2d(X, seed=SEED)
+
+
+@pytest.mark.slow  # numba compiles UMAP on first use (~10 s)
+def test_umap_keeps_neighbourhoods(layout):
+    from sklearn.manifold import trustworthiness
+
+    X, labels, coords = layout
+    assert coords.shape == (300, 2) and np.isfinite(coords).all()
+    assert trustworthiness(X, coords, n_neighbors=10, metric="cosine") >= 0.9
+    centroids = np.stack([coords[labels == c].mean(axis=0) for c in range(5)])
+    spread = np.mean([np.linalg.norm(coords[labels == c] - centroids[c], axis=1).mean() for c in range(5)])
+    gaps = [np.linalg.norm(a - b) for i, a in enumerate(centroids) for b in centroids[i + 1 :]]
+    assert min(gaps) > spread  # clusters stay apart
+
+
+@pytest.mark.slow
+def test_umap_is_deterministic_under_a_seed(layout):
+    X, _, coords = layout
+    assert np.array_equal(M.umap_2d(X, seed=SEED), coords)
+    assert not np.allclose(M.umap_2d(X, seed=SEED + 1), coords)
+    small = M.umap_2d(X[:6], seed=0, n_neighbors=15)  # n_neighbors clipped to n - 1
+    assert small.shape == (6, 2) and np.isfinite(small).all()
+
+
+# -- points, cache, figures -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path):
+    with Project.create(tmp_path / "p", task="Math word problems") as p:
+        def build(tree: T.Tree) -> T.Tree:
+            tree = T.attach_split(tree, tree.root_id, criterion="Operation", values=["addition", "division"],
+                                  provenance=T.Provenance("llm"))  # fmt: skip
+            return T.approve(tree, [k.id for k in tree.children(tree.root_id)])
+
+        tree = p.apply("grow", build)
+        add, div = (k.id for k in tree.children(tree.root_id))
+        rows = [NewSample(leaf_id=leaf, key=f"0:{i}", instruction=f"<b>{op}</b> problem {i} & more",
+                          path=[{"criterion": "Operation", "value": op}])
+                for leaf, op in ((add, "addition"), (div, "division")) for i in range(4)]  # fmt: skip
+        rows.append(NewSample(leaf_id=tree.root_id, key="0:0", instruction="flat one", path=[], sample_set="baseline"))
+        p.add_samples(rows)
+        yield p
+
+
+@pytest.fixture
+def fake_layout(monkeypatch):
+    calls: list[int] = []
+
+    def layout(X, *, seed=0, n_neighbors=15, min_dist=0.1, metric="cosine"):
+        calls.append(len(X))
+        return np.column_stack([np.arange(len(X), dtype=float), np.full(len(X), float(seed))])
+
+    monkeypatch.setattr(M, "umap_2d", layout)
+    return calls
+
+
+def samples_and_features(project):
+    samples = project.samples() + project.samples(sample_set="baseline")
+    X = np.random.default_rng(0).normal(size=(len(samples), 8)).astype(np.float32)
+    return samples, X
+
+
+def test_map_points_carry_leaf_path_criteria_and_are_cached(project, fake_layout):
+    samples, X = samples_and_features(project)
+    points = M.map_points(project, samples, X, "emb:fake", seed=3)
+    assert len(points) == 9 and fake_layout == [9]
+    first = points[0]
+    assert first.sample_id == samples[0].id and first.leaf_id == samples[0].leaf_id
+    assert first.path == "addition" and first.leaf_label == "addition"
+    assert first.criteria == {"Operation": "addition"} and first.sample_set == "tree"
+    assert first.text.startswith("<b>addition</b>") and (first.x, first.y) == (0.0, 3.0)
+    assert points[-1].sample_set == "baseline" and points[-1].leaf_label == M.BASELINE_LABEL
+    again = M.map_points(project, samples, X, "emb:fake", seed=3)
+    assert fake_layout == [9] and again == points  # served from the cache
+    M.map_points(project, samples, X, "emb:fake", seed=4)
+    M.map_points(project, samples, X + 1, "emb:fake", seed=3)
+    M.map_points(project, samples[:-1], X[:-1], "emb:fake", seed=3)
+    assert fake_layout == [9, 9, 9, 8]
+
+
+def test_figure_groups_escapes_hover_and_refuses_unknown_colours(project, fake_layout):
+    samples, X = samples_and_features(project)
+    points = M.map_points(project, samples, X, "emb:fake")
+    fig = M.figure(points, color_by="leaf", title="t")
+    assert [t.name for t in fig.data] == ["addition", "division", M.BASELINE_LABEL]
+    assert fig.data[2].marker.symbol == "x"
+    hover = fig.data[0].text[0]
+    assert "&lt;b&gt;addition&lt;/b&gt; problem 0 &amp; more" in hover and "<b>addition</b><br>" in hover
+    by_set = M.figure(points, color_by="sample_set")
+    assert sorted(t.name for t in by_set.data) == ["baseline", "tree"]
+    by_criterion = M.figure(points, color_by="Operation")
+    assert [len(t.x) for t in by_criterion.data] == [4, 4, 1]
+    assert M.color_options(points) == ["leaf", "subtree", "sample_set", "Operation"]
+    with pytest.raises(TreeSynthError, match="choose one of"):
+        M.figure(points, color_by="Colour")
+
+
+def test_write_map_html_is_self_contained(project, fake_layout, tmp_path):
+    samples, X = samples_and_features(project)
+    fig = M.figure(M.map_points(project, samples, X, "emb:fake"))
+    out = M.write_map(fig, tmp_path / "maps" / "m.html")
+    text = out.read_text(encoding="utf-8")
+    assert out.stat().st_size > 1_000_000  # plotly.js inline
+    assert 'src="https://cdn.plot.ly' not in text and "&lt;b&gt;addition" in text
+    with pytest.raises(TreeSynthError, match=".html or .png"):
+        M.write_map(fig, tmp_path / "m.svg")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("kaleido") is not None, reason="kaleido is installed")
+def test_png_without_kaleido_says_to_use_html(project, fake_layout, tmp_path):
+    samples, X = samples_and_features(project)
+    fig = M.figure(M.map_points(project, samples, X, "emb:fake"))
+    with pytest.raises(TreeSynthError, match="html"):
+        M.write_map(fig, tmp_path / "m.png")
+
+
+def test_leaf_labels_name_sampled_nodes(project):
+    labels = M.leaf_labels(project.tree())
+    assert sorted(labels.values()) == ["addition", "division", "root"]

@@ -1,0 +1,176 @@
+"""The flat baseline: the same number of samples from the task description alone.
+
+This is the TreeSynth paper's "Temp. Sampling" baseline: the same generator is asked repeatedly for
+samples of the task (and its style) with no path, at a high temperature. The samples are stored in
+the sample set ``"baseline"`` under the root's id, beside the tree's samples, so every diversity
+figure can be shown for both at equal n (:mod:`treesynth_core.coverage`).
+
+The requests are exactly those leaf synthesis would send for a tree that is only its root
+(:class:`~treesynth_core.synth.LeafSynthesizer` builds them, with an empty path), so the prompt is
+``prompts.templates.samples_prompt`` with no attributes. As in leaf synthesis, call ``i`` has a seed
+derived from ``i`` and samples are stored under ``"<call>:<item>"``: a rerun is served from the
+cache and adds no duplicates; exact and near duplicates are dropped, and a bounded number of extra
+calls makes up for them. Unlike one leaf's calls, the baseline's calls run concurrently (in waves,
+their replies taken in call order, so the result does not depend on timing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import Cancelled, ParseError, TreeSynthError
+from .llm.base import LLM, ChatResult
+from .prompts.replies import SamplesReply, ask_json, is_placeholder
+from .samples import NewSample
+from .synth import DuplicateFilter, LeafSynthesizer, SampleStore, SynthOptions
+
+BASELINE_SET = "baseline"
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class BaselineReport:
+    """What a baseline run did. ``total`` counts the baseline samples stored after it."""
+
+    requested: int
+    added: int = 0
+    duplicates: int = 0
+    failed_calls: int = 0
+    calls: int = 0
+    total: int = 0
+
+    @property
+    def short(self) -> int:
+        """How many samples the baseline lacks of ``requested`` (duplicates or unusable replies)."""
+        return max(0, self.requested - self.total)
+
+
+def default_extra_calls(n: int, per_call: int) -> int:
+    """Calls allowed beyond ``ceil(n / per_call)`` to replace duplicates: half as many again, plus 2.
+
+    Temperature sampling from one prompt repeats itself far more than a leaf does, so the baseline
+    gets a larger allowance than leaf synthesis; the cap keeps a collapsing generator from
+    looping.
+    """
+    return math.ceil(math.ceil(n / per_call) / 2) + 2
+
+
+async def synthesize_baseline(
+    store: SampleStore,
+    llm: LLM,
+    *,
+    n: int,
+    per_call: int = 5,
+    temperature: float = 1.0,
+    seed: int = 0,
+    responses: bool | None = None,
+    extra_calls: int | None = None,
+    concurrency: int = 8,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> BaselineReport:
+    """Fill the flat baseline up to ``n`` samples (nothing is asked if it has them already).
+
+    Parameters
+    ----------
+    store
+        The project.
+    llm
+        The generator (the same one the tree's samples came from, for a fair comparison).
+    n
+        Target size, usually the number of tree samples.
+    per_call, temperature, seed
+        Samples per call, sampling temperature (the paper's Temp baseline samples hot), seed.
+    responses
+        Also answer each instruction; None does so when the tree's samples have responses.
+    extra_calls
+        Calls allowed beyond ``ceil(n / per_call)``; default :func:`default_extra_calls`.
+    concurrency
+        Generation calls in flight at once.
+    """
+    if n < 1:
+        raise TreeSynthError("the baseline needs n >= 1 samples")
+    tree = store.tree()
+    root = tree.root_id
+    if responses is None:
+        responses = any(s.response for s in store.samples())
+    if per_call < 1:
+        raise TreeSynthError("--per-call must be at least 1")
+    try:
+        options = SynthOptions(
+            per_leaf=n,
+            per_call=per_call,
+            temperature=temperature,
+            seed=seed,
+            responses=responses,
+            extra_calls=default_extra_calls(n, per_call) if extra_calls is None else extra_calls,
+        )
+    except ValueError as exc:
+        raise TreeSynthError(str(exc)) from None
+    synthesizer = LeafSynthesizer(llm, tree, options)
+    existing = store.samples(sample_set=BASELINE_SET, leaf_id=root)
+    used_keys = store.sample_keys(root, sample_set=BASELINE_SET)
+    used_calls = {key.split(":", 1)[0] for key in used_keys}
+    dupes = DuplicateFilter(options.near_duplicate, (s.instruction for s in existing))
+    report = BaselineReport(requested=n)
+    have = len(existing)
+    pending = [c for c in synthesizer.call_numbers(have, used_keys) if str(c) not in used_calls]
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def generate(call_no: int) -> tuple[SamplesReply, ChatResult, list[dict]] | None:
+        request, path = synthesizer.generation_request(root, [], call_no)
+        async with gate:
+            try:
+                reply, result = await ask_json(llm, request, SamplesReply, attempts=2, what="samples")
+            except ParseError:
+                return None
+        return reply, result, path
+
+    async def store_call(call_no: int, reply: SamplesReply, result: ChatResult, path: list[dict]) -> int:
+        admitted: list[tuple[str, str]] = []
+        for item_no, text in enumerate(reply.samples):
+            if have + len(admitted) >= n:
+                break
+            if is_placeholder(text) or not dupes.admit(text):
+                report.duplicates += 1
+                continue
+            admitted.append((f"{call_no}:{item_no}", text))
+        answers: list[tuple[str | None, str | None]] = [(None, None)] * len(admitted)
+        if options.responses and admitted:
+            answers = list(await asyncio.gather(*(synthesizer.answer(root, t, k) for k, t in admitted)))
+        rows = [
+            NewSample(leaf_id=root, key=key, instruction=text, path=path, response=answer, model=llm.model,
+                      call_id=result.call_id, response_call_id=answer_call, sample_set=BASELINE_SET)  # fmt: skip
+            for (key, text), (answer, answer_call) in zip(admitted, answers, strict=True)
+        ]
+        return store.add_samples(rows)
+
+    while have < n and pending:
+        wave, pending = pending[: math.ceil((n - have) / per_call)], pending[math.ceil((n - have) / per_call) :]
+        tasks = [asyncio.ensure_future(generate(call_no)) for call_no in wave]
+        try:
+            for call_no, task in zip(wave, tasks, strict=True):  # replies taken in call order
+                outcome = await task
+                report.calls += 1
+                if outcome is None:
+                    report.failed_calls += 1
+                else:
+                    added = await store_call(call_no, *outcome)
+                    have += added
+                    report.added += added
+                if progress:
+                    progress(min(have, n), n, f"{have} baseline samples")
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("baseline stopped; samples made so far are saved")
+                if have >= n:
+                    break
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    report.total = store.sample_counts(sample_set=BASELINE_SET).get(root, 0)
+    return report

@@ -1,0 +1,125 @@
+"""What every ``treesynth`` command shares: consoles, option types, error handling, progress bars,
+JSON output, and running LLM work as one logged run."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .config import BackendSettings, merge_settings, settings_from_env
+from .errors import TreeSynthError
+
+out = Console()
+err = Console(stderr=True)
+STATE = {"debug": False}
+F = TypeVar("F", bound=Callable[..., Any])
+
+EMBEDDED_NOTE = (
+    "Using the embedded SmolLM2-135M model: everything runs offline, but a 135M model proposes weak "
+    "criteria. For real trees use a capable model: --llm openai --base-url URL --model NAME."
+)
+
+# -- shared options ---------------------------------------------------------------------------------
+DirArg = Annotated[Path, typer.Argument(help="The project folder.", show_default=False, metavar="DIR")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")]
+LlmOpt = Annotated[str | None, typer.Option("--llm", help="Backend: embedded (offline default) or openai.")]
+BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")]  # fmt: skip
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name at the endpoint.")]
+KeyEnvOpt = Annotated[str | None, typer.Option("--api-key-env", help="NAME of the environment variable holding the API key (the key itself is never stored).")]  # fmt: skip
+GgufOpt = Annotated[str | None, typer.Option("--gguf", help="Path to a local GGUF model for the embedded backend.")]  # fmt: skip
+ConcOpt = Annotated[int | None, typer.Option("--concurrency", help="Requests in flight at once (openai backend).")]  # fmt: skip
+
+
+def _backend_overrides(llm: str | None, base_url: str | None, model: str | None, api_key_env: str | None,
+                       gguf: str | None, concurrency: int | None) -> dict[str, Any]:  # fmt: skip
+    return {
+        "backend": llm,
+        "base_url": base_url,
+        "model": model,
+        "api_key_env": api_key_env,
+        "gguf_path": gguf,
+        "concurrency": concurrency,
+    }
+
+
+def handle_errors(fn: F) -> F:
+    """Print TreeSynth errors as one line and exit 1 (a traceback only with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TreeSynthError as exc:
+            if STATE["debug"]:
+                raise
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("stopped (Ctrl-C). Everything finished so far is saved; rerun the command to resume.")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _open(directory: Path) -> Any:
+    from .store import Project
+
+    return Project.open(directory)
+
+
+def _settings(project: Any, overrides: dict[str, Any]) -> BackendSettings:
+    return merge_settings(project.settings(), settings_from_env(), overrides)
+
+
+def run_with_llm(
+    project: Any,
+    command: str,
+    params: dict[str, Any],
+    settings: BackendSettings,
+    work: Callable[[Any, threading.Event], Coroutine[Any, Any, Any]],
+    *,
+    max_calls: int | None = None,
+    quiet: bool = False,
+) -> tuple[Any, dict[str, Any]]:
+    """Run LLM work as one logged run, after saying so when the weak embedded model is in use."""
+    from .runs import run_llm_work
+
+    if settings.backend == "embedded" and not quiet:
+        err.print(EMBEDDED_NOTE, style="yellow", highlight=False)
+    return run_llm_work(project, command, params, settings, work, max_calls=max_calls)
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=err,
+        disable=quiet,
+        transient=False,
+    )
+
+
+def _call_line(stats: dict[str, Any]) -> str:
+    return (
+        f"LLM calls: {stats['calls']} made, {stats['cached']} cached, {stats['failed']} failed; "
+        f"tokens: {stats['prompt_tokens'] + stats['completion_tokens']:,}"
+    )
+
+
+def _emit(as_json: bool, data: Any, text: str) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    else:
+        out.print(text, highlight=False)
