@@ -179,7 +179,8 @@ def test_fill_gaps_runs_one_logged_round(tmp_path, fake, fake_embedder, monkeypa
         n: int
         space: str
 
-    async def fill_gaps(project, llm, featurize, *, rounds=1, per_round=20, seed=0, progress=None, cancel=None):
+    async def fill_gaps(project, llm, featurize, *, rounds=1, per_round=20, seed=0, progress=None, cancel=None,
+                        space=None):
         X = featurize(project.samples())
         calls.append({"rounds": rounds, "per_round": per_round, "shape": X.shape, "model": llm.model})
         return GapReport(rounds, per_round, 3, 3 / per_round, 1.5, 1.7, len(X), "emb:fake")

@@ -304,11 +304,14 @@ def fill_gaps(
             progress = _Bar(bar, "Filling gaps")
 
             def featurize(samples: list[Any]) -> Any:
-                return ensure_features(project, samples, featurizer)
+                # stored samples use (and fill) the feature store; unsaved candidates have no id yet
+                if all(sample.id for sample in samples):
+                    return ensure_features(project, samples, featurizer)
+                return featurizer.features(samples)
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
                 return await fill(project, model_, featurize, rounds=rounds, per_round=per_round, seed=seed,
-                                  progress=progress, cancel=cancel)  # fmt: skip
+                                  progress=progress, cancel=cancel, space=featurizer.name)  # fmt: skip
 
             report, stats = run_with_llm(project, "fill-gaps", params, settings, work, max_calls=max_calls,
                                          quiet=as_json)  # fmt: skip

@@ -50,7 +50,6 @@ DB_NAME = "treesynth.db"
 #: Written to ``meta.format_version``; the schema itself is versioned by its migrations.
 FORMAT_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 _CHUNK = 500  # ids per `IN (...)` query, well under SQLite's variable limit
 _TREE_META = ("task", "style", "root_id")  # the Tree fields kept in `meta`
 HUMAN = "human"
@@ -621,13 +620,14 @@ def _existing_db(folder: Path) -> Path:
             f"{folder} is not a TreeSynth project (it has no {DB_NAME}): pick the project's folder, or "
             "create a new project"
         )
-    try:
-        with db.open("rb") as fh:
-            header = fh.read(len(_SQLITE_MAGIC))
-    except OSError as exc:
-        raise ProjectError(f"cannot read the project database {db}: {exc.strerror}") from exc
-    if header != _SQLITE_MAGIC:
-        raise ProjectError(_damaged(db, "the file is empty" if not header else "not an SQLite database"))
+    # Never open() the file itself: closing any other descriptor on it drops this process's POSIX
+    # locks held by SQLite connections already open on it (another app session, a job), and then
+    # another process can checkpoint and delete the WAL under them, losing their later writes.
+    # SQLite rejects a file that is not a database when it connects (see _connect).
+    if not os.access(db, os.R_OK | os.W_OK):
+        raise ProjectError(f"cannot read and write the project database {db}: check its permissions")
+    if db.stat().st_size == 0:
+        raise ProjectError(_damaged(db, "the file is empty"))
     return db
 
 
@@ -645,7 +645,8 @@ def _connect(db: Path, *, create: bool) -> sqlite3.Connection:
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise ProjectError(_damaged(db, str(exc))) from exc
+        why = "not an SQLite database" if "not a database" in str(exc) else str(exc)
+        raise ProjectError(_damaged(db, why)) from exc
     return conn
 
 

@@ -1,0 +1,71 @@
+"""Export page: the samples as JSONL (chat messages), Parquet or a Hugging Face dataset folder,
+each with the tree JSON and a generated dataset card, ready to download."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from treesynth_core.errors import TreeSynthError
+from treesynth_core.export import to_rows
+from treesynth_core.ui import exports as E
+from treesynth_core.ui.state import get_state
+from treesynth_core.ui.widgets import PAGE_SYNTH, md, require_project, show_notices
+
+FORMATS = {
+    "jsonl": "JSONL (chat messages)",
+    "parquet": "Parquet",
+    "hf": "Hugging Face dataset folder (save_to_disk)",
+}
+
+state = get_state()
+project = require_project(state)
+st.title("Export")
+st.caption(
+    "Every row carries the chat `messages`, the instruction and response, the leaf's path and one "
+    "column per criterion. The tree JSON and a dataset card go beside the data."
+)
+show_notices(state)
+
+tree = project.tree()
+samples = project.samples()
+counts = project.sample_counts()
+cols = st.columns(3)
+cols[0].metric("Samples", len(samples), border=True)
+cols[1].metric("Leaves with samples", sum(1 for leaf_id in counts if leaf_id in tree.nodes), border=True)
+cols[2].metric("With responses", sum(1 for s in samples if s.response), border=True)
+if not samples:
+    st.info("There are no samples to export yet.", icon=":material/info:")
+    st.page_link(PAGE_SYNTH, label="Go to the Synthesize page", icon=":material/auto_awesome:")
+    st.stop()
+
+with st.container(border=True):
+    fmt = st.radio("Format", list(FORMATS), format_func=FORMATS.get, key="export.format", horizontal=True)
+    name = st.text_input("File name", value=f"{state.project_name}-dataset", key="export.name")
+    if st.button("Export", key="export.run", type="primary", icon=":material/file_export:"):
+        try:
+            with st.spinner("Writing the dataset\u2026"):
+                result = E.run_export(project, fmt, name)
+        except TreeSynthError as exc:
+            st.error(str(exc), icon=":material/error:")
+        else:
+            state.last_export = result
+
+result = state.last_export
+if result is not None and result.data.exists() and result.data.is_relative_to(project.path):
+    st.success(f"Wrote {result.rows} rows to {md(str(result.data))}", icon=":material/check_circle:")
+    buttons = st.columns(3)
+    for col, item in zip(buttons, E.downloads(result), strict=False):
+        col.download_button(
+            f"Download {item.label.lower()}",
+            item.data,
+            file_name=item.name,
+            mime=item.mime,
+            key=f"export.download.{item.label}",
+            icon=":material/download:",
+            width="stretch",
+        )
+    with st.expander("Dataset card", icon=":material/description:"):
+        st.markdown(result.card.read_text(encoding="utf-8").split("---", 2)[-1])
+
+with st.expander("Preview the first rows", icon=":material/table:"):
+    st.dataframe(to_rows(samples[:50]), hide_index=True, width="stretch")

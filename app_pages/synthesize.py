@@ -1,0 +1,99 @@
+"""Synthesize page: choose leaves and sample counts, see the estimate, run in the background, and
+browse (and delete) the samples of each leaf.
+
+A run survives a browser reload (it lives in the app process and the project store) and an app
+restart (it reads "interrupted" and resumes where it stopped: finished samples are kept and never
+asked for again).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from treesynth_core import jobs
+from treesynth_core.synth import target_leaves
+from treesynth_core.ui import synth_panel as S
+from treesynth_core.ui.state import get_state
+from treesynth_core.ui.widgets import (
+    PAGE_EXPORT,
+    PAGE_TREE,
+    POLL_S,
+    job_outcome,
+    job_progress,
+    md,
+    require_project,
+    show_notices,
+    start_job,
+)
+
+state = get_state()
+project = require_project(state)
+running_at_start = jobs.active_job(project) is not None
+
+st.title("Synthesize")
+st.caption("Samples are written per leaf, each conditioned on the leaf's full root-to-leaf path.")
+
+
+@st.fragment(run_every=POLL_S if running_at_start else None)
+def body() -> None:
+    live = jobs.active_job(project)
+    if (live is not None) != running_at_start:
+        st.rerun()
+    tree = project.tree()
+    settings = state.settings()
+    show_notices(state)
+    if not tree.leaves(approved_only=True):
+        st.info("There are no approved leaves yet: grow the tree and approve its leaves first.", icon=":material/info:")
+        st.page_link(PAGE_TREE, label="Go to the Tree page", icon=":material/account_tree:")
+        return
+
+    with st.container(border=True):
+        st.markdown("##### :material/checklist: What to make")
+        choice = S.choose(tree)
+    plan = S.estimate(project, tree, choice, settings)
+    with st.container(border=True):
+        st.markdown("##### :material/calculate: Estimate")
+        S.show_estimate(plan, project, settings)
+
+    last = jobs.latest_job(project, "synth")
+    if live is not None and live.kind == "synth":
+        job_progress(project, live, key="synth.job")
+        leaves = [leaf.id for leaf in target_leaves(tree, live.params.get("leaf_ids") or ())]
+        S.leaf_counts(project, tree, leaves, int(live.params.get("per_leaf") or 1))
+    elif live is not None:
+        st.info("The tree is growing; synthesis can start when growth ends.", icon=":material/hourglass_top:")
+    else:
+        resumable = last is not None and last.status in ("interrupted", "cancelled", "failed")
+        if last is not None:
+            job_outcome(last)
+        left, right, _ = st.columns([1, 1, 2])
+        if left.button(
+            "Start synthesis",
+            key="synth.start",
+            type="primary",
+            icon=":material/play_arrow:",
+            disabled=choice.empty or plan.samples == 0,
+            help=None if plan.samples else "Every chosen leaf already has enough samples.",
+            width="stretch",
+        ):
+            if start_job(state, "synth", choice.params()):
+                st.rerun()
+        if resumable and last is not None:
+            if right.button(
+                "Resume the last run",
+                key="synth.resume",
+                icon=":material/restart_alt:",
+                help="Start the interrupted run again with its settings; finished samples are kept.",
+                width="stretch",
+            ):
+                if start_job(state, "synth", dict(last.params)):
+                    st.rerun()
+        if last is not None and last.status == "done":
+            st.page_link(PAGE_EXPORT, label="Export the dataset", icon=":material/download:")
+
+    st.markdown("##### :material/dataset: Samples")
+    S.browser(project, tree)
+    st.caption(f"Backend: {md(settings.describe())}")
+
+
+body()

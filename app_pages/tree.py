@@ -1,0 +1,58 @@
+"""Tree page: the partition tree as an interactive graph, with an editor panel for the selected node.
+
+Click a node in the graph to edit it; double-click to fold or unfold its subtree. Growth runs in
+the background: while it runs, the page polls the project and the graph fills in as nodes arrive.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from treesynth_core import graph as G
+from treesynth_core import jobs
+from treesynth_core.ui import actions as A
+from treesynth_core.ui import tree_panel as panel
+from treesynth_core.ui.graph_component import tree_graph
+from treesynth_core.ui.state import get_state
+from treesynth_core.ui.widgets import POLL_S, job_outcome, job_progress, md, require_project, show_notices
+
+state = get_state()
+project = require_project(state)
+running_at_start = jobs.active_job(project) is not None
+
+st.title("Tree")
+st.caption(md(project.tree().task))
+
+
+@st.fragment(run_every=POLL_S if running_at_start else None)
+def body() -> None:
+    live = jobs.active_job(project)
+    if (live is not None) != running_at_start:
+        st.rerun()  # a job started or ended: redraw the page, polling only while one runs
+    tree = project.tree()
+    state.valid_selection(tree)
+    show_notices(state)
+    panel.metrics(project, tree)
+    panel.toolbar(project, tree, state)
+    panel.grow_controls(state, tree, live)
+    if live is not None and live.kind == "grow":
+        job_progress(project, live, key="tree.job")
+    elif live is None:
+        last = jobs.latest_job(project, "grow")
+        if last is not None and last.status != "done":
+            job_outcome(last)
+    left, right = st.columns([2, 1], gap="medium")
+    with left:
+        data = G.build_graph(tree, state.view, counts=project.sample_counts(), selected=state.selected)
+        focus_key = f"{state.view.focus}:{state.focus_seq}" if state.view.focus else None
+        tree_graph(data, key="tree.graph", height=640, focus_key=focus_key, on_select=A.select, on_toggle=A.toggle)
+        if data.folded_by_budget:
+            st.caption(
+                f"Large tree: {data.shown} of {data.total} nodes shown. Double-click a node marked "
+                "'+N more' to open it, or search for a node to jump to it."
+            )
+    with right:
+        panel.editor(project, tree, state, live)
+
+
+body()

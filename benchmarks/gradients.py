@@ -1,0 +1,408 @@
+"""G-Vendi gradient features: speed against the forward+backward floor and the naive method, and fidelity.
+
+Run: ``.venv/bin/python benchmarks/gradients.py`` (about 5 minutes on 2 idle CPU cores, and 17 GB of
+free disk for the exact gradients; ``--help`` for options). Everything is offline: the proxy is
+SmolLM2-135M-Instruct from the embedded GGUF, the samples are made up here from templates (prompt +
+response, cut to exactly ``--tokens`` tokens).
+
+It prints:
+
+* **features/s** of :class:`~treesynth_core.features.gradients.GradientFeaturizer` at 128 tokens,
+  and the **floor**: a plain forward + backward of the same batches (per-sample mean loss,
+  parameter gradients on, nothing else), batch by batch, interleaved with ours so that both see the
+  same load. Overhead ratio = our time / floor (target <= 1.3), by wall clock and by CPU time.
+* the **naive method**: per-sample full flattened gradient (batch-1 backward, as the Prismatic code
+  does), then a dense seeded Rademacher projection in parameter chunks, buffered ``--naive-batch``
+  samples at a time (the matrix is regenerated chunk by chunk: |θ| x d never fits). The projection
+  is timed on a slice of the chunks and scaled to all of them (it costs the same per chunk); the
+  output says so. Speedup = naive time / ours, per sample.
+* **fidelity**: Pearson (and the largest error) between the cosines of our features and the exact
+  cosines of the full gradients, on ``--fidelity`` samples (all pairs). Exact gradients are kept as
+  bfloat16 in a temporary memory-mapped file (about 270 MB a sample) and deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# -- made-up samples: twelve kinds of task, filled from a seeded RNG ---------------------------------
+
+_NAMES = ["Ava", "Ben", "Chloe", "Dmitri", "Esther", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemal", "Lena"]
+_THINGS = ["apples", "bicycles", "notebooks", "candles", "tickets", "marbles", "stamps", "lemons", "kites"]
+_TOPICS = [
+    "photosynthesis",
+    "the French Revolution",
+    "black holes",
+    "inflation",
+    "the immune system",
+    "plate tectonics",
+    "the printing press",
+    "neural networks",
+    "the water cycle",
+    "supply chains",
+]
+_CITIES = ["Lisbon", "Kyoto", "Nairobi", "Montreal", "Oslo", "Lima", "Hanoi", "Krakow", "Tunis", "Perth"]
+_LANGS = ["French", "Spanish", "German", "Italian", "Portuguese"]
+_FILLER = ("Please be careful, explain each step, and keep the answer self-contained so that a reader "
+           "who has not seen the question can still follow it from start to finish.")  # fmt: skip
+
+
+def _pair(kind: int, rng: random.Random) -> tuple[str, str]:
+    name, other = rng.sample(_NAMES, 2)
+    a, b, c = rng.randint(3, 90), rng.randint(2, 40), rng.randint(2, 9)
+    thing, topic, city, lang = rng.choice(_THINGS), rng.choice(_TOPICS), rng.choice(_CITIES), rng.choice(_LANGS)
+    if kind == 0:
+        q = f"{name} has {a} {thing} and buys {b} more, then gives {c} to {other}. How many {thing} are left?"
+        r = (
+            f"{name} starts with {a} {thing}. After buying {b} more there are {a} + {b} = {a + b}. Giving "
+            f"{c} to {other} leaves {a + b} - {c} = {a + b - c}. So {name} has {a + b - c} {thing} left. "
+            f"Check: {a + b - c} + {c} = {a + b}, and {a + b} - {b} = {a}, which matches the start."
+        )
+    elif kind == 1:
+        q = f"Write a Python function that returns the {c} largest numbers of a list, for {name}'s {thing} data."
+        r = (
+            f'def top_{c}(values):\n    """Return the {c} largest values, largest first."""\n'
+            f"    if not values:\n        return []\n    ordered = sorted(values, reverse=True)\n"
+            f"    return ordered[:{c}]\n\n# Example\nprint(top_{c}([{a}, {b}, {c}, {a + b}, {a * 2}]))\n"
+            "The function sorts a copy in descending order and slices the first items; it runs in "
+            "O(n log n) time and handles short lists because slicing never raises."
+        )
+    elif kind == 2:
+        q = f"Translate into {lang}: '{name} will visit {city} next week to buy {thing} with {other}.'"
+        r = (
+            f"Here is the sentence in {lang}, followed by a word-by-word note. The subject {name} stays "
+            f"the same, the verb is put in the future tense, {city} keeps its usual spelling in {lang}, "
+            f"and the plural noun for {thing} agrees with the article. A natural alternative uses the "
+            f"near future, which sounds more spoken. Both versions are correct in everyday {lang}."
+        )
+    elif kind == 3:
+        q = f"Summarize in {c} sentences what {name}, a student aged {10 + c}, should know about {topic}."
+        r = (
+            f"{topic.capitalize()} is a central idea that explains how a large system changes over time. "
+            f"For {name}, the key point is that its parts interact in predictable ways, and that people study "
+            f"them with evidence such as measurements, records and models. At {10 + c}, {name} can connect "
+            f"{topic} with everyday observations, for example {thing} or a trip to {city}, and with the "
+            "larger patterns met in later courses."
+        )
+    elif kind == 4:
+        q = f"Give me a simple recipe that uses {thing} as a decoration for a party of {a} people."
+        r = (
+            f"Ingredients: {c} cups of flour, {b} eggs, sugar, butter, and {thing} for decoration. "
+            f"1. Mix the dry ingredients. 2. Beat in the eggs and butter until smooth. 3. Bake at 180 C "
+            f"for {20 + c} minutes. 4. Let it cool, then arrange the {thing} on top. For {a} guests, "
+            f"make {math.ceil(a / 8)} batches. Tip: prepare the decoration the day before."
+        )
+    elif kind == 5:
+        q = f"Why did {topic} matter so much, and what happened in {city} because of it? Answer as a historian."
+        r = (
+            f"Historians point to three reasons. First, {topic} changed how ordinary people worked and "
+            f"lived. Second, it shifted power between institutions. Third, it spread new ideas quickly. "
+            f"In {city}, merchants and officials adapted within a generation, and local archives show "
+            f"new guilds, new taxes and new schools appearing in the following {c * 10} years."
+        )
+    elif kind == 6:
+        q = f"Write a short, polite email from {name} to {other} asking to move our meeting about {thing}."
+        r = (
+            f"Subject: Moving our meeting about {thing}\n\nDear {other},\n\nI hope you are well. Would it be "
+            f"possible to move our meeting from Tuesday to Thursday at {c} pm? Something urgent came up "
+            f"and I would like to give the {thing} order the attention it deserves. Please let me know if "
+            f"that works for you, or suggest another time.\n\nBest regards,\n{name}"
+        )
+    elif kind == 7:
+        q = f"Write a four-line poem about {city} at night, mentioning {thing}."
+        r = (
+            f"The lamps of {city} hum along the quay,\nwhere {thing} drift like thoughts I cannot say;\n"
+            f"the river keeps the secrets of the day,\nand morning comes to carry them away.\n\nThe poem uses "
+            f"an AAAA rhyme and iambic rhythm, with the image of {thing} standing for memories."
+        )
+    elif kind == 8:
+        q = f"Write an SQL query listing customers from {city} who bought more than {c} {thing} in {2000 + b}."
+        r = (
+            f"SELECT c.id, c.name, SUM(o.quantity) AS total\nFROM customers AS c\nJOIN orders AS o ON "
+            f"o.customer_id = c.id\nWHERE c.city = '{city}' AND o.item = '{thing}'\n  AND o.year = {2000 + b}\n"
+            f"GROUP BY c.id, c.name\nHAVING SUM(o.quantity) > {c}\nORDER BY total DESC;\n"
+            "The HAVING clause filters after aggregation, which a WHERE clause cannot do."
+        )
+    elif kind == 9:
+        q = f"A ball is dropped from {a} meters. Ignoring air, how long does it take to hit the ground?"
+        t = math.sqrt(2 * a / 9.81)
+        r = (
+            f"Use h = g t^2 / 2 with g = 9.81 m/s^2. Solving for t gives t = sqrt(2h / g) = "
+            f"sqrt(2 * {a} / 9.81) = sqrt({2 * a / 9.81:.3f}) = {t:.2f} seconds. The impact speed is "
+            f"v = g t = {9.81 * t:.1f} m/s. Air resistance would make the fall slightly longer for light "
+            "objects, but for a dense ball over this height the estimate is good."
+        )
+    elif kind == 10:
+        q = f"Is this review positive or negative? '{name} said the {thing} arrived late but worked perfectly.'"
+        r = (
+            f"Mostly positive. The review mentions one problem, the late delivery, but the main point is "
+            f"that the {thing} worked perfectly, which is what a buyer cares about most. A sentiment "
+            f"score on a one-to-five scale would be about four. Signals: 'perfectly' is strongly "
+            "positive; 'late' is mildly negative and about the shipping, not the product."
+        )
+    else:
+        q = f"Plan a {c}-day trip to {city} for {name}, who loves museums and {thing}."
+        r = (
+            f"Day 1: arrive in {city}, walk the old town, dinner near the river. Day 2: the main art "
+            f"museum in the morning, a market famous for {thing} in the afternoon. Day 3: a day trip to "
+            f"the coast or the hills. Remaining days: smaller museums, a cooking class, and a free "
+            f"afternoon. Book museum tickets online; many close on Mondays."
+        )
+    return f"{q} {_FILLER}", r
+
+
+def bench_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """``n`` made-up (prompt, response) pairs, cycling through the twelve kinds of task."""
+    rng = random.Random(seed)
+    return [_pair(i % 12, rng) for i in range(n)]
+
+
+# -- the measurements -----------------------------------------------------------------------------
+
+
+def _batches(featurizer, pairs, batch_size):
+    """Encoded batches (ids, mask, target) exactly as the featurizer builds them."""
+    import torch
+
+    from treesynth_core.features.gradients import encode
+
+    encoded = [encode(featurizer.tokenizer, p, r, featurizer.max_tokens) for p, r in pairs]
+    out = []
+    for start in range(0, len(encoded), batch_size):
+        chunk = encoded[start : start + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        ids = torch.full((len(chunk), width), featurizer._pad_id)
+        mask = torch.zeros((len(chunk), width), dtype=torch.bool)
+        target = torch.zeros((len(chunk), width), dtype=torch.bool)
+        for i, (row, tg) in enumerate(chunk):
+            ids[i, : len(row)], mask[i, : len(row)], target[i, : len(row)] = torch.tensor(row), True, torch.tensor(tg)
+        out.append((ids.to(featurizer.device), mask.to(featurizer.device), target.to(featurizer.device)))
+    return out
+
+
+def _loss(featurizer, ids, mask, target):
+    import torch.nn.functional as F  # noqa: N812
+
+    from treesynth_core.features.gradients import _per_sample_mean_ce
+
+    logits = featurizer.model(input_ids=ids, attention_mask=mask.long(), use_cache=False).logits
+    return _per_sample_mean_ce(F, logits, ids, target).sum()
+
+
+def _sync(featurizer):
+    import torch
+
+    if featurizer.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def floor_time(featurizer, batches) -> float:
+    """Seconds for a plain forward + backward (parameter gradients on) of every batch."""
+    import torch
+
+    params = [p for p in featurizer.model.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        _sync(featurizer)
+        start = time.perf_counter()
+        for ids, mask, target in batches:
+            featurizer.model.zero_grad(set_to_none=True)
+            with torch.enable_grad():
+                _loss(featurizer, ids, mask, target).backward()
+        _sync(featurizer)
+        return time.perf_counter() - start
+    finally:
+        featurizer.model.zero_grad(set_to_none=True)
+        for p in params:
+            p.requires_grad_(False)
+
+
+def exact_gradients(featurizer, pairs, store, *, on_sample=None) -> tuple[float, np.ndarray]:
+    """Full flattened gradient of each sample (batch 1, plain autograd) into ``store`` rows, as
+    bfloat16 scaled to unit norm; returns (seconds spent on gradient + flatten, exact norms).
+
+    The parameters' ``.grad`` are views into one flat buffer, so autograd writes the flattened
+    gradient in place (no per-sample allocation or concatenation: the naive method at its best)."""
+    import torch
+
+    named = list(featurizer.model.named_parameters())
+    flat = torch.zeros(sum(p.numel() for _, p in named), device=featurizer.device)
+    unit = torch.empty_like(flat)
+    offset = 0
+    for _, p in named:
+        p.requires_grad_(True)
+        p.grad = flat[offset : offset + p.numel()].view_as(p)
+        offset += p.numel()
+    spent, norms = 0.0, []
+    try:
+        for i, batch in enumerate(_batches(featurizer, pairs, 1)):
+            _sync(featurizer)
+            start = time.perf_counter()
+            flat.zero_()
+            with torch.enable_grad():
+                _loss(featurizer, *batch).backward()
+            _sync(featurizer)
+            spent += time.perf_counter() - start
+            norm = flat.norm().item()
+            norms.append(norm)
+            store[i].copy_(torch.div(flat, max(norm, 1e-30), out=unit))
+            if on_sample:
+                on_sample(i, {n: p.grad for n, p in named})
+    finally:
+        for _, p in named:
+            p.grad = None
+            p.requires_grad_(False)
+    return spent, np.array(norms)
+
+
+def gram(store, chunk: int = 1 << 22) -> np.ndarray:
+    """Row Gram matrix of a (n, m) bfloat16 tensor, in float64, column chunk by column chunk."""
+    import torch
+
+    n, m = store.shape
+    out = torch.zeros((n, n), dtype=torch.float64)
+    block = torch.empty((n, chunk))
+    for start in range(0, m, chunk):
+        width = min(chunk, m - start)
+        part = block[:, :width]
+        part.copy_(store[:, start : start + width])
+        out += (part @ part.T).double()
+    return out.numpy()
+
+
+def naive_projection_time(featurizer, store, *, batch: int, fraction: float, chunk: int = 1 << 16) -> float:
+    """Seconds per sample of a dense seeded Rademacher projection of the full gradient, regenerated
+    chunk by chunk and applied to ``batch`` buffered gradients at once; timed on ``fraction`` of
+    the chunks and scaled up (every chunk costs the same)."""
+    import torch
+
+    n_params = store.shape[1]
+    chunks = math.ceil(n_params / chunk)
+    timed = max(1, round(chunks * fraction))
+    grads = store[:batch, : timed * chunk].float().to(featurizer.device)  # values do not matter for timing
+    out = torch.zeros((grads.shape[0], featurizer.dim), device=featurizer.device)
+    gen = torch.Generator(device=featurizer.device)
+    _sync(featurizer)
+    start = time.perf_counter()
+    for c in range(timed):
+        gen.manual_seed(featurizer.seed * 1_000_003 + c)
+        lo, hi = c * chunk, min(grads.shape[1], (c + 1) * chunk)
+        signs = torch.randint(
+            0, 2, (hi - lo, featurizer.dim), generator=gen, dtype=torch.float32, device=featurizer.device
+        )
+        out += grads[:, lo:hi] @ signs.mul_(2).sub_(1)
+    _sync(featurizer)
+    elapsed = (time.perf_counter() - start) * chunks / timed
+    return elapsed / grads.shape[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="proxy model (default: the embedded SmolLM2-135M GGUF)")
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--dim", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--samples", type=int, default=64, help="samples for speed and fidelity")
+    parser.add_argument("--floor-batches", type=int, default=3, help="batches also timed for the floor")
+    parser.add_argument("--naive-batch", type=int, default=8, help="gradients buffered per dense projection")
+    parser.add_argument("--naive-fraction", type=float, default=1 / 64, help="share of the chunks timed")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from treesynth_core.features.gradients import GradientFeaturizer
+
+    began, load = time.perf_counter(), os.getloadavg()[0]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cuda={torch.cuda.is_available()}, "
+          f"load average {load:.1f} on {os.cpu_count()} cores")  # fmt: skip
+    start = time.perf_counter()
+    featurizer = GradientFeaturizer(args.model, dim=args.dim, seed=args.seed, max_tokens=args.tokens)
+    n_params = sum(p.numel() for p in featurizer.model.parameters())
+    print(f"loaded {featurizer.name} ({n_params / 1e6:.1f}M parameters) on {featurizer.device} "
+          f"in {time.perf_counter() - start:.1f} s")  # fmt: skip
+    pairs = bench_pairs(args.samples, seed=args.seed)
+    lengths = [len(featurizer_encode(featurizer, p, r)[0]) for p, r in pairs]
+    print(f"samples: {len(pairs)} prompt+response pairs of {min(lengths)}-{max(lengths)} tokens")
+
+    # 1. speed: ours on every batch; the floor on the first --floor-batches, interleaved with ours
+    #    batch by batch so that both see the same load (the machine may be shared)
+    batches = _batches(featurizer, pairs, args.batch)
+    featurizer.features_for_texts(pairs[: args.batch], batch_size=args.batch)  # warm-up
+    floor_time(featurizer, batches[:1])
+    features, ours, paired, floor, paired_cpu, floor_cpu = [], 0.0, 0.0, 0.0, 0.0, 0.0
+    for i, batch in enumerate(batches):
+        cpu, start = time.process_time(), time.perf_counter()
+        features.append(
+            featurizer.features_for_texts(pairs[i * args.batch : (i + 1) * args.batch], batch_size=args.batch)
+        )
+        _sync(featurizer)
+        spent, spent_cpu = time.perf_counter() - start, time.process_time() - cpu
+        ours += spent
+        if i < args.floor_batches:
+            paired, paired_cpu = paired + spent, paired_cpu + spent_cpu
+            cpu = time.process_time()
+            floor += floor_time(featurizer, [batch])
+            floor_cpu += time.process_time() - cpu
+    n, n_floor = len(pairs), min(len(pairs), args.floor_batches * args.batch)
+    print(f"\nG-Vendi features: {n / ours:.2f} samples/s ({ours / n * 1000:.0f} ms/sample; {n} samples, batch "
+          f"{args.batch}, {args.tokens} tokens, d={args.dim})")  # fmt: skip
+    floor_ms, paired_ms = floor / n_floor * 1000, paired / n_floor * 1000
+    print(f"floor, plain forward+backward of the first {n_floor} samples' batches: {n_floor / floor:.2f} "
+          f"samples/s ({floor_ms:.0f} ms/sample; ours on them: {paired_ms:.0f} ms/sample)")  # fmt: skip
+    print(f"overhead ratio: {paired / floor:.2f} wall clock, {paired_cpu / floor_cpu:.2f} CPU time (target <= 1.3)")
+
+    # 2. exact gradients: the naive method's first step, and the fidelity reference
+    with tempfile.TemporaryDirectory(prefix="gvendi-bench-") as tmp:
+        path = Path(tmp) / "grads.bf16"
+        store = torch.from_file(str(path), shared=True, size=n * n_params, dtype=torch.bfloat16).view(n, n_params)
+        start = time.perf_counter()
+        grad_s, _ = exact_gradients(featurizer, pairs, store)
+        print(f"\nexact full gradients (batch 1, plain autograd): {grad_s / n:.2f} s/sample "
+              f"(+ {time.perf_counter() - start - grad_s:.0f} s keeping them as bf16 on disk)")  # fmt: skip
+        exact = gram(store)
+        proj_s = naive_projection_time(featurizer, store, batch=args.naive_batch, fraction=args.naive_fraction)
+        del store
+
+    X = np.concatenate(features).astype(np.float64)
+    ours_cos = X @ X.T
+    d = np.sqrt(np.diag(exact))
+    exact_cos = exact / np.outer(d, d)
+    iu = np.triu_indices(n, 1)
+    pearson = float(np.corrcoef(ours_cos[iu], exact_cos[iu])[0, 1])
+    err = np.abs(ours_cos[iu] - exact_cos[iu])
+    print(f"fidelity on {n} samples ({len(iu[0])} pairs): Pearson {pearson:.4f} (target >= 0.95), "
+          f"|error| mean {err.mean():.4f}, max {err.max():.4f}; exact cosines "
+          f"{exact_cos[iu].min():.3f}..{exact_cos[iu].max():.3f} (sd {exact_cos[iu].std():.3f})")  # fmt: skip
+
+    naive = grad_s / n + proj_s
+    print(f"\nnaive: full gradient per sample, then a dense seeded Rademacher projection in chunks of "
+          f"{1 << 16:,} parameters with {args.naive_batch} gradients buffered: {naive:.2f} s/sample = "
+          f"{grad_s / n:.2f} s gradient + {proj_s:.2f} s projection")  # fmt: skip
+    print(f"  (projection timed on {args.naive_fraction:.1%} of the chunks, scaled to all of them)")
+    print(f"speedup over naive: {naive / (ours / n):.0f}x")
+    print(f"total {time.perf_counter() - began:.0f} s; load average now {os.getloadavg()[0]:.1f} (was {load:.1f}): "
+          "timings on a busy machine are noisy")  # fmt: skip
+    return 0
+
+
+def featurizer_encode(featurizer, prompt, response):
+    from treesynth_core.features.gradients import encode
+
+    return encode(featurizer.tokenizer, prompt, response, featurizer.max_tokens)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

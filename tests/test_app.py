@@ -1,0 +1,543 @@
+"""Every page of the Streamlit app, driven with AppTest through native widgets.
+
+Growth and synthesis run as real background jobs on the scripted fake LLM: a test starts a job with
+a button, waits for it with ``jobs.wait_job`` and reruns the page to see the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.fakes import ScriptedLLM
+from treesynth_core import jobs
+from treesynth_core.store import Project
+from treesynth_core.ui.tree_panel import wkey
+from treesynth_core.ui.widgets import PAGE_EXPORT as EXPORT
+from treesynth_core.ui.widgets import PAGE_PROJECT as PROJECT
+from treesynth_core.ui.widgets import PAGE_SYNTH as SYNTH
+from treesynth_core.ui.widgets import PAGE_TREE as TREE
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+
+
+@pytest.fixture
+def projects(tmp_path, monkeypatch):
+    folder = tmp_path / "projects"
+    monkeypatch.setenv("TREESYNTH_PROJECTS", str(folder))
+    for name in list(os.environ):
+        if name.startswith("TREESYNTH_") and name != "TREESYNTH_PROJECTS":
+            monkeypatch.delenv(name)
+    jobs.set_llm_factory(lambda settings: ScriptedLLM())
+    yield folder
+    jobs.set_llm_factory(None)
+
+
+def new_app(**query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def run(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error]
+    parts += [s.value for s in at.success] + [w.value for w in at.warning] + [i.value for i in at.info]
+    return "\n".join(str(p) for p in parts)
+
+
+def create_project(at: AppTest, name: str = "demo", task: str = "Grade-school math word problems") -> AppTest:
+    at.text_input(key="new.name").input(name)
+    at.text_input(key="new.task").input(task)
+    at.button(key="new.create").click()
+    return run(at)
+
+
+def open_example(at: AppTest, name: str = "gsm8k_math") -> AppTest:
+    at.button(key=f"example.{name}").click()
+    return run(at)
+
+
+def wait_for_job(folder: Path) -> jobs.JobState:
+    with Project.open(folder) as project:
+        job = jobs.latest_job(project)
+    assert job is not None
+    return jobs.wait_job(folder, job.id, timeout=60)
+
+
+def tree_of(folder: Path):
+    with Project.open(folder) as project:
+        return project.tree()
+
+
+def select(at: AppTest, node_id: str) -> AppTest:
+    at.selectbox(key="tree.search").set_value(node_id)
+    return run(at)
+
+
+def node(tree, value):
+    return next(n for n in tree.nodes.values() if n.value == value)
+
+
+# -- Project page ---------------------------------------------------------------------------------
+
+
+def test_first_page_offers_examples_and_a_new_project_and_warns_about_the_embedded_model(projects):
+    at = new_app()
+    assert [t.value for t in at.title] == ["Project"]
+    keys = {b.key for b in at.button}
+    assert {"example.gsm8k_math", "example.python_coding", "example.customer_support", "new.create"} <= keys
+    assert any("tiny" in w.value for w in at.warning)
+
+
+def test_create_project_opens_the_tree_page(projects):
+    at = create_project(new_app())
+    assert [t.value for t in at.title] == ["Tree"]
+    assert (projects / "demo" / "treesynth.db").is_file()
+    assert tree_of(projects / "demo").task == "Grade-school math word problems"
+    assert "1 nodes" in texts(at)
+
+
+def test_create_project_errors_are_shown(projects):
+    at = new_app()
+    at.text_input(key="new.name").input("demo")
+    at.button(key="new.create").click()
+    run(at)
+    assert any("task description is empty" in e.value for e in at.error)
+
+
+def test_backend_settings_keep_the_key_out_of_the_project(projects, monkeypatch):
+    monkeypatch.setenv("MY_KEY", "sk-secret-value-123456789")
+    at = create_project(new_app())
+    at.switch_page(PROJECT)
+    run(at)
+    at.radio(key="settings.backend").set_value("openai")
+    run(at)
+    at.text_input(key="settings.base_url").input("http://127.0.0.1:9/v1")
+    at.text_input(key="settings.model").input("my-model")
+    at.text_input(key="settings.key_env").input("MY_KEY")
+    run(at)
+    assert "MY\\_KEY is set" in texts(at)
+    at.button(key="settings.save").click()
+    run(at)
+    with Project.open(projects / "demo") as project:
+        saved = project.settings()
+    assert saved.backend == "openai" and saved.api_key_env == "MY_KEY" and saved.model == "my-model"
+    db = (projects / "demo" / "treesynth.db").read_bytes()
+    assert b"sk-secret-value" not in db
+
+
+def test_test_connection_says_what_is_wrong(projects):
+    at = create_project(new_app())
+    at.switch_page(PROJECT)
+    run(at)
+    at.radio(key="settings.backend").set_value("openai")
+    run(at)
+    at.text_input(key="settings.base_url").input("http://127.0.0.1:9/v1")
+    at.text_input(key="settings.model").input("my-model")
+    at.button(key="settings.test").click()
+    run(at)
+    assert at.error and "Connection failed" in at.error[0].value
+
+
+def test_open_example_and_reopen_it_from_the_url(projects):
+    at = open_example(new_app())
+    assert [t.value for t in at.title] == ["Tree"]
+    assert "65 nodes" in texts(at)
+    assert at.query_params["project"] in ("example-gsm8k_math", ["example-gsm8k_math"])
+    # A browser reload is a new session: the project comes back from the URL.
+    again = new_app(project="example-gsm8k_math")
+    assert "example\\-gsm8k\\_math" in texts(again)
+    # Opening the example again keeps the person's edits.
+    assert open_example(new_app()).title[0].value == "Tree"
+
+
+def test_open_an_existing_project(projects):
+    create_project(new_app(), name="first")
+    at = new_app()
+    at.selectbox(key="open.choice").set_value(projects / "first")
+    at.button(key="open.button").click()
+    run(at)
+    assert [t.value for t in at.title] == ["Tree"]
+
+
+def test_pages_without_a_project_point_to_the_project_page(projects):
+    at = new_app()
+    for page in (TREE, SYNTH, EXPORT):
+        at.switch_page(page)
+        run(at)
+        assert any("No project is open" in i.value for i in at.info)
+
+
+# -- Tree page ------------------------------------------------------------------------------------
+
+
+def grow(at: AppTest, folder: Path, *, depth: int = 1, auto: bool = False) -> AppTest:
+    at.number_input(key="grow.depth").set_value(depth)
+    if auto:
+        at.toggle(key="grow.auto").set_value(True)
+    at.button(key="grow.start").click()
+    run(at)
+    job = wait_for_job(folder)
+    assert job.status == "done", job
+    return run(at)
+
+
+def test_grow_then_review_with_native_widgets(projects):
+    folder = projects / "demo"
+    at = grow(create_project(new_app()), folder)
+    tree = tree_of(folder)
+    kids = tree.children(tree.root_id)
+    assert [k.value for k in kids][:2] == ["addition", "subtraction"]
+    assert all(k.status == "proposed" for k in kids)
+    assert "awaiting review" in texts(at)
+
+    first, second, third = kids[0], kids[1], kids[2]
+    at = select(at, first.id)
+    at.button(key="edit.approve").click()
+    run(at)
+    assert tree_of(folder).nodes[first.id].approved
+
+    at = select(at, second.id)
+    at.button(key="edit.prune").click()
+    run(at)
+    assert tree_of(folder).nodes[second.id].pruned
+    at.button(key="edit.restore").click()
+    run(at)
+    assert not tree_of(folder).nodes[second.id].pruned
+
+    at = select(at, third.id)
+    at.text_input(key=wkey("value", third.id)).input("times tables")
+    at.button(key="edit.rename").click()
+    run(at)
+    assert tree_of(folder).nodes[third.id].value == "times tables"
+
+    at.button(key="tree.undo").click()
+    run(at)
+    assert tree_of(folder).nodes[third.id].value == "multiplication"
+    at.button(key="tree.redo").click()
+    run(at)
+    assert tree_of(folder).nodes[third.id].value == "times tables"
+
+
+def test_values_criterion_lock_and_levels(projects):
+    folder = projects / "demo"
+    at = grow(create_project(new_app()), folder)
+    tree = tree_of(folder)
+    root = tree.root_id
+    add, sub = node(tree, "addition"), node(tree, "subtraction")
+
+    at.button(key="level.approve").click()
+    run(at)
+    assert all(k.approved for k in tree_of(folder).children(root))
+
+    at = select(at, root)
+    at.text_input(key=wkey("add", root)).input("percentages")
+    at.button(key="edit.add_value").click()
+    run(at)
+    assert node(tree_of(folder), "percentages").approved
+
+    at = select(at, add.id)
+    at.selectbox(key=wkey("merge", add.id)).set_value(sub.id)
+    at.text_input(key=wkey("merge_value", add.id)).input("addition or subtraction")
+    at.button(key="edit.merge").click()
+    run(at)
+    merged = tree_of(folder)
+    assert sub.id not in merged.nodes and merged.nodes[add.id].value == "addition or subtraction"
+
+    at.text_input(key=wkey("new_criterion", add.id)).input("Entity")
+    at.text_area(key=wkey("new_values", add.id)).input("fruit\nmoney\n\n")
+    at.button(key="edit.replace_criterion").click()
+    run(at)
+    assert [k.value for k in tree_of(folder).children(add.id)] == ["fruit", "money"]
+
+    at.text_input(key=wkey("criterion", add.id)).input("Thing counted")
+    at.button(key="edit.rename_criterion").click()
+    run(at)
+    assert tree_of(folder).nodes[add.id].split_criterion == "Thing counted"
+
+    at.button(key="edit.lock").click()
+    run(at)
+    assert tree_of(folder).nodes[add.id].locked
+    assert at.button(key="edit.prune").disabled
+    at.button(key="edit.unlock").click()
+    run(at)
+
+    fruit = node(tree_of(folder), "fruit")
+    at = select(at, fruit.id)
+    at.button(key="edit.remove").click()
+    run(at)
+    assert fruit.id not in tree_of(folder).nodes
+
+    at.selectbox(key="level.depth").set_value(2)
+    run(at)
+    at.button(key="level.prune").click()
+    run(at)
+    assert node(tree_of(folder), "money").pruned
+
+
+def test_edit_errors_show_as_messages(projects):
+    folder = projects / "demo"
+    at = grow(create_project(new_app()), folder)
+    kid = tree_of(folder).children(tree_of(folder).root_id)[0]
+    at = select(at, kid.id)
+    at.text_input(key=wkey("value", kid.id)).input("subtraction")  # a sibling's value
+    at.button(key="edit.rename").click()
+    run(at)
+    assert at.error and "repeats sibling" in at.error[0].value
+
+
+def test_grow_a_subtree_and_fold_it(projects):
+    folder = projects / "demo"
+    at = grow(create_project(new_app()), folder, depth=2, auto=True)
+    tree = tree_of(folder)
+    assert tree.levels() == 2
+    add = node(tree, "addition")
+    at = select(at, add.id)
+    at.button(key="edit.fold").click()
+    run(at)
+    assert at.button(key="edit.fold").label == "Unfold subtree"
+    at.number_input(key="grow.depth").set_value(3)
+    run(at)
+    at.button(key="edit.grow_subtree").click()
+    run(at)
+    assert wait_for_job(folder).status == "done"
+    run(at)
+    grown = tree_of(folder)
+    assert grown.levels() == 3
+    assert all(n.depth < 3 or grown.ancestors(n.id)[1].id == add.id for n in grown.nodes.values())
+
+
+def test_levels_shown_and_search_focus(projects):
+    at = open_example(new_app())
+    at.selectbox(key="tree.depth").set_value("all")
+    run(at)
+    tree = tree_of(projects / "example-gsm8k_math")
+    deep = max(tree.nodes.values(), key=lambda n: n.depth)
+    at = select(at, deep.id)
+    assert deep.value in texts(at).replace("\\", "")
+
+
+def test_a_running_job_is_not_started_twice(projects):
+    folder = projects / "demo"
+    jobs.set_llm_factory(lambda settings: ScriptedLLM(delay=0.2))
+    at = create_project(new_app())
+    at.toggle(key="grow.auto").set_value(True)
+    at.number_input(key="grow.depth").set_value(2)
+    at.button(key="grow.start").click()
+    run(at)
+    assert at.button(key="grow.start").disabled
+    assert any("Growing the tree" in p.text for p in at.get("progress")) or "Growing" in texts(at)
+    other = new_app(project="demo")  # a second browser tab
+    other.switch_page(TREE)
+    run(other)
+    assert other.button(key="grow.start").disabled
+    with Project.open(folder) as project:
+        assert len(project.jobs()) == 1
+    at.button(key="tree.job.stop").click()
+    run(at)
+    assert wait_for_job(folder).status in ("cancelled", "done")
+
+
+def test_two_sessions_editing_one_project(projects):
+    folder = projects / "demo"
+    first = grow(create_project(new_app()), folder)
+    second = new_app(project="demo")
+    second.switch_page(TREE)
+    run(second)
+    kids = tree_of(folder).children(tree_of(folder).root_id)
+    first = select(first, kids[0].id)
+    second = select(second, kids[1].id)
+    first.button(key="edit.prune").click()
+    second.button(key="edit.approve").click()
+    run(first)
+    run(second)
+    tree = tree_of(folder)
+    assert tree.nodes[kids[0].id].pruned and tree.nodes[kids[1].id].approved
+    assert "1 pruned" in texts(run(second))
+
+
+# -- Synthesize and Export ------------------------------------------------------------------------
+
+
+def synthesize(at: AppTest, folder: Path, per_leaf: int = 2) -> AppTest:
+    at.switch_page(SYNTH)
+    run(at)
+    at.number_input(key="synth.per_leaf").set_value(per_leaf)
+    run(at)
+    at.button(key="synth.start").click()
+    run(at)
+    assert wait_for_job(folder).status == "done"
+    return run(at)
+
+
+def test_synthesize_estimate_run_browse_and_delete(projects):
+    folder = projects / "example-gsm8k_math"
+    at = open_example(new_app())
+    at.switch_page(SYNTH)
+    run(at)
+    at.number_input(key="synth.per_leaf").set_value(2)
+    run(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Leaves"] == "56" and metrics["Samples to make"] == "112"
+    assert int(metrics["LLM calls (at most)"]) >= 56
+    at = synthesize(at, folder)
+    with Project.open(folder) as project:
+        counts = project.sample_counts()
+    assert len(counts) == 56 and set(counts.values()) == {2}
+    assert any("Synthesis finished" in s.value for s in at.success)
+    assert at.button(key="synth.start").disabled  # every leaf already has its samples
+
+    leaf = at.selectbox(key="samples.leaf").value
+    with Project.open(folder) as project:
+        doomed = project.samples(leaf_id=leaf)[0].id
+    at.multiselect(key=f"samples.delete.{leaf}").set_value([doomed])
+    run(at)
+    at.button(key="samples.delete").click()
+    run(at)
+    with Project.open(folder) as project:
+        assert doomed not in {s.id for s in project.samples(leaf_id=leaf)}
+
+
+def test_synthesize_picked_leaves_with_responses(projects):
+    folder = projects / "example-gsm8k_math"
+    at = open_example(new_app())
+    at.switch_page(SYNTH)
+    run(at)
+    tree = tree_of(folder)
+    leaves = [leaf.id for leaf in tree.leaves(approved_only=True)][:2]
+    at.radio(key="synth.scope").set_value("picked")
+    run(at)
+    at.multiselect(key="synth.picked").set_value(leaves)
+    at.radio(key="synth.kind").set_value("pair")
+    at.number_input(key="synth.per_leaf").set_value(1)
+    run(at)
+    assert {m.label: m.value for m in at.metric}["Leaves"] == "2"
+    at.button(key="synth.start").click()
+    run(at)
+    assert wait_for_job(folder).status == "done"
+    with Project.open(folder) as project:
+        samples = project.samples()
+    assert {s.leaf_id for s in samples} == set(leaves)
+    assert all(s.response for s in samples)
+
+
+def test_an_interrupted_synthesis_resumes(projects):
+    folder = projects / "example-gsm8k_math"
+    jobs.set_llm_factory(lambda settings: ScriptedLLM(delay=0.3))
+    at = open_example(new_app())
+    at.switch_page(SYNTH)
+    run(at)
+    at.number_input(key="synth.per_leaf").set_value(2)
+    at.button(key="synth.start").click()
+    run(at)
+    at.button(key="synth.job.stop").click()
+    run(at)
+    assert wait_for_job(folder).status in ("cancelled", "done")
+    run(at)
+    if at.button(key="synth.start").disabled:  # it finished before the stop arrived
+        pytest.skip("the run finished before it could be stopped")
+    assert any("stopped" in w.value for w in at.warning)
+    at.button(key="synth.resume").click()
+    run(at)
+    assert wait_for_job(folder).status == "done"
+    with Project.open(folder) as project:
+        assert set(project.sample_counts().values()) == {2} and len(project.sample_counts()) == 56
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
+def test_export_writes_data_tree_and_card_with_downloads(projects, fmt):
+    folder = projects / "demo"
+    at = grow(create_project(new_app()), folder, auto=True)
+    at = synthesize(at, folder)
+    at.switch_page(EXPORT)
+    run(at)
+    at.radio(key="export.format").set_value(fmt)
+    at.button(key="export.run").click()
+    run(at)
+    assert at.success and "Wrote" in at.success[0].value
+    exports = folder / "exports"
+    names = sorted(p.name for p in exports.iterdir())
+    downloads = [b for b in at.get("download_button")]
+    assert len(downloads) == 3
+    if fmt == "jsonl":
+        assert names == ["demo-dataset.README.md", "demo-dataset.jsonl", "demo-dataset.tree.json"]
+        rows = [json.loads(line) for line in (exports / "demo-dataset.jsonl").read_text().splitlines()]
+        assert rows and rows[0]["messages"][0]["role"] == "user" and rows[0]["model"] == "fake-model"
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(exports / "demo-dataset.parquet").num_rows == len(rows_of(folder))
+    else:
+        from datasets import load_from_disk
+
+        assert len(load_from_disk(str(exports / "demo-dataset"))) == len(rows_of(folder))
+        assert (exports / "demo-dataset" / "README.md").is_file()
+    card = next(exports.rglob("*README.md")).read_text()
+    assert "Grade-school math word problems" in card and "fake-model" in card
+
+
+def rows_of(folder: Path):
+    with Project.open(folder) as project:
+        return project.samples()
+
+
+def test_export_without_samples_points_to_synthesize(projects):
+    at = create_project(new_app())
+    at.switch_page(EXPORT)
+    run(at)
+    assert any("no samples" in i.value for i in at.info)
+
+
+def test_a_tree_of_thousands_of_nodes_stays_responsive(projects):
+    import time
+
+    from tests.test_graph import wide_tree
+
+    big = wide_tree(fanout=13, depth=3)  # 2,380 nodes
+    with Project.create(projects / "big", task=big.task) as project:
+        project.replace_tree(big, kind="import")
+    at = new_app(project="big")
+    at.switch_page(TREE)
+    started = time.perf_counter()
+    run(at)
+    elapsed = time.perf_counter() - started
+    assert "2380 nodes" in texts(at)
+    assert elapsed < 10, f"the Tree page took {elapsed:.1f} s"
+    deep = "r.12.12.12"
+    at = select(at, deep)
+    assert "v3\\-12" in texts(at)
+    assert len(at.selectbox(key="tree.search").options) == 2380
+
+
+def test_another_process_reading_the_project_never_hides_the_apps_writes(projects):
+    """Opening a project must not drop the SQLite locks of connections this process already holds:
+    otherwise another process (the CLI, a second server) deletes the WAL under them and later
+    writes are lost."""
+    import subprocess
+    import sys
+
+    folder = projects / "demo"
+    at = create_project(new_app())
+    Project.open(folder).close()  # a second open in the process that holds the app's connection
+    read = "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from nodes').fetchone()[0])"
+    db = str(folder / "treesynth.db")
+    assert subprocess.run([sys.executable, "-c", read, db], capture_output=True, text=True).stdout.strip() == "1"
+    at.text_input(key=wkey("add", tree_of(folder).root_id)).input("fractions")
+    at.text_input(key=wkey("add_criterion", tree_of(folder).root_id)).input("Topic")
+    at.button(key="edit.add_value").click()
+    run(at)
+    assert subprocess.run([sys.executable, "-c", read, db], capture_output=True, text=True).stdout.strip() == "2"

@@ -1,0 +1,289 @@
+"""End to end in a real browser: `streamlit run app.py` headless, Debian's chromium driven by
+Playwright, the embedded model growing a small tree.
+
+Creates a project, grows it, clicks a node on the graph's canvas, prunes it from the editor panel
+and checks the project changed; renames a value to an HTML payload and checks it shows as text
+and runs nothing; checks that nothing was fetched from outside 127.0.0.1. Screenshots go to
+``test-artifacts/``.
+
+Without /usr/bin/chromium or the playwright package the test skips with the reason, except under
+CI (``CI`` set), where it fails: CI must run it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from treesynth_core.store import Project
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+XSS = "<img src=x onerror=alert(1)>"
+TASK = "Short questions about animals"
+
+
+def _missing() -> str | None:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    if importlib.util.find_spec("playwright") is None:
+        return "the playwright package is missing (pip install playwright)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    why = _missing()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"the browser test must run in CI, but {why}")
+        pytest.skip(f"real-browser test skipped: {why}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield instance
+        instance.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A fresh `streamlit run app.py` on a free port, with projects under tmp_path."""
+    port = _free_port()
+    projects = tmp_path / "projects"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TREESYNTH_")}
+    env |= {"TREESYNTH_PROJECTS": str(projects), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    log = (tmp_path / "streamlit.log").open("w")
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                if reply.read().strip() == b"ok":
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"streamlit did not start:\n{(tmp_path / 'streamlit.log').read_text()[-3000:]}")
+        time.sleep(0.3)
+    yield url, projects
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def wait_until(fn, timeout: float, what: str, poll: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(poll)
+
+
+def latest_job_status(folder: Path) -> str | None:
+    if not (folder / "treesynth.db").exists():
+        return None
+    with Project.open(folder) as project:
+        rows = project.jobs(limit=1)
+    return rows[0]["status"] if rows else None
+
+
+def graph_nodes(page) -> list[dict]:
+    return page.evaluate(
+        "() => window.treesynthGraph ? window.treesynthGraph.nodes.get().map("
+        "n => ({id: n.id, level: n.level, status: n.status, label: n.label})) : []"
+    )
+
+
+def click_node(page, node_id: str, *, double: bool = False) -> None:
+    page.evaluate("(id) => window.treesynthGraph.network.focus(id, {scale: 1.0})", node_id)
+    time.sleep(0.3)
+    center = page.evaluate("(id) => window.treesynthGraph.nodeCenter(id)", node_id)
+    if double:
+        page.mouse.dblclick(center["x"], center["y"])
+    else:
+        page.mouse.click(center["x"], center["y"])
+
+
+def test_create_grow_click_prune_and_safe_text(browser, server):
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    try:
+        _create_grow_click_prune(page, *server)
+    except BaseException:
+        shot(page, "failure")  # what the page showed when it went wrong
+        raise
+    finally:
+        page.close()
+
+
+def _create_grow_click_prune(page, url: str, projects: Path) -> None:
+    folder = projects / "animals"
+    dialogs: list[str] = []
+    outside: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith((url, "blob:", "data:")) else outside.append(r.url),
+    )
+    page.set_default_timeout(60_000)
+
+    # -- create a project on the embedded default ------------------------------------------------
+    page.goto(url)
+    page.get_by_role("heading", name="Open an example").wait_for()
+    shot(page, "01-project")
+    page.get_by_label("Project name").fill("animals")
+    page.get_by_label("Task description").fill(TASK)
+    page.get_by_role("button", name="Create project").click()
+    page.get_by_role("heading", name="Tree", exact=True).wait_for()
+    assert (folder / "treesynth.db").is_file()
+
+    # -- grow a small tree with the embedded model ----------------------------------------------
+    for label, value in (("Depth", "1"), ("Pivots", "3"), ("Max values", "4")):
+        box = page.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Tab")
+        time.sleep(0.6)
+    page.get_by_text("Auto-approve", exact=True).click()
+    time.sleep(0.8)
+    page.get_by_role("button", name="Grow the tree").click()
+    wait_until(lambda: latest_job_status(folder) not in (None, "running"), 240, "growth to finish", poll=1)
+    assert latest_job_status(folder) == "done"
+    nodes = wait_until(lambda: [n for n in graph_nodes(page) if n["level"] == 1], 30, "grown nodes in the graph")
+    time.sleep(1)
+    shot(page, "02-tree-grown")
+    with Project.open(folder) as project:
+        tree = project.tree()
+    assert len(tree.children(tree.root_id)) == len(nodes) >= 2
+
+    # -- click a node on the canvas, prune it from the panel -------------------------------------
+    target = nodes[0]["id"]
+    value = tree.nodes[target].value
+    click_node(page, target)
+    panel_prune = page.get_by_role("button", name="Prune", exact=True)
+    panel_prune.wait_for()
+    page.get_by_text(f"path: {value}", exact=False).first.wait_for()
+    shot(page, "03-node-selected")
+    panel_prune.click()
+    page.get_by_role("button", name="Restore", exact=True).wait_for()
+    wait_until(lambda: any(n["id"] == target and n["status"] == "pruned" for n in graph_nodes(page)), 20,
+               "the graph to show the prune")  # fmt: skip
+    with Project.open(folder) as project:
+        assert project.tree().nodes[target].pruned
+    shot(page, "04-node-pruned")
+
+    # -- an HTML payload as a value shows as text and runs nothing -------------------------------
+    other = nodes[1]["id"]
+    click_node(page, other)
+    value_box = page.get_by_label("Value", exact=True)
+    value_box.wait_for()
+    wait_until(lambda: value_box.input_value() == tree.nodes[other].value, 20, "the panel to show the node")
+    value_box.fill(XSS)
+    value_box.press("Tab")
+    time.sleep(0.4)
+    page.get_by_role("button", name="Rename value").click()
+    wait_until(lambda: any(n["id"] == other and n["label"] == XSS for n in graph_nodes(page)), 20,
+               "the renamed node in the graph")  # fmt: skip
+    page.evaluate("(id) => window.treesynthGraph.network.focus(id, {scale: 1.0})", other)
+    time.sleep(0.4)
+    center = page.evaluate("(id) => window.treesynthGraph.nodeCenter(id)", other)
+    page.mouse.move(5, 5)  # off the graph, so the next hover opens a fresh tooltip
+    time.sleep(0.3)
+    page.mouse.move(center["x"] + 5, center["y"] + 2, steps=5)
+    tooltip = page.locator("div.vis-tooltip")
+    tooltip.wait_for(state="visible")
+    shot(page, "05-xss-as-text")
+    assert XSS in tooltip.inner_text()
+    assert tooltip.locator("img").count() == 0
+    assert page.locator("img[src='x']").count() == 0
+    assert page.get_by_text(XSS, exact=True).count() >= 1  # the panel shows it literally too
+    time.sleep(1)
+    assert dialogs == []
+    with Project.open(folder) as project:
+        assert project.tree().nodes[other].value == XSS
+
+    # -- a reload comes back to the same project; nothing was fetched from the internet ----------
+    page.reload()
+    page.get_by_role("heading", name="Tree", exact=True).wait_for()
+    wait_until(lambda: len(graph_nodes(page)) >= 3, 30, "the graph after a reload")
+    assert outside == [], f"requests left the machine: {outside[:5]}"
+
+
+def test_deep_link_after_a_restart_draws_the_frame(browser, server):
+    """A tab reloading /tree right after the server starts gets the whole app, not a bare page."""
+    url, projects = server
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{url}/tree")
+    page.get_by_text("No project is open yet").wait_for(timeout=30_000)
+    assert page.get_by_text("TreeSynth Studio").count() >= 1  # the sidebar of app.py
+    assert page.get_by_role("link", name="Synthesize").count() >= 1
+    page.close()
+
+
+def test_example_tree_screenshot(browser, server):
+    """The README picture: an example tree with one branch open and its tooltip."""
+    url, projects = server
+    page = browser.new_page(viewport={"width": 1500, "height": 1120}, device_scale_factor=1)
+    page.goto(url)
+    page.get_by_role("button", name="Open example").nth(1).click()
+    page.get_by_role("heading", name="Tree", exact=True).wait_for(timeout=30_000)
+    nodes = wait_until(lambda: [n for n in graph_nodes(page) if n["level"] == 1], 30, "the example's graph")
+    click_node(page, nodes[0]["id"], double=True)
+    wait_until(lambda: any(n["level"] == 2 for n in graph_nodes(page)), 20, "an unfolded branch")
+    page.locator(".ts-fit").click()
+    time.sleep(0.8)
+    level2 = [n for n in graph_nodes(page) if n["level"] == 2]
+    click_node(page, level2[5]["id"])
+    page.get_by_role("button", name="Prune", exact=True).wait_for()
+    page.locator(".ts-fit").click()
+    time.sleep(0.8)
+    level1 = [n for n in graph_nodes(page) if n["level"] == 1]
+    center = page.evaluate("(id) => window.treesynthGraph.nodeCenter(id)", level1[2]["id"])
+    page.mouse.move(5, 5)
+    page.mouse.move(center["x"] + 4, center["y"] + 2, steps=5)
+    page.locator("div.vis-tooltip").wait_for(state="visible")
+    page.get_by_test_id("stToast").first.wait_for(state="detached", timeout=15_000)
+    shot(page, "06-example-tree")
+    for name, label in (("07-synthesize", "Synthesize"), ("08-export", "Export")):
+        page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=label).click()
+        page.get_by_role("heading", name=label, exact=True).wait_for()
+        time.sleep(1)
+        shot(page, name)
+    page.close()
+    target = os.environ.get("TREESYNTH_README_SHOT")  # where to keep a copy for the README, if asked
+    if target:
+        shutil.copy(ARTIFACTS / "06-example-tree.png", target)

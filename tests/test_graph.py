@@ -1,0 +1,266 @@
+"""The tree as a vis-network graph: safe text, colours by status, folding, the node budget, search."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+
+import pytest
+
+from treesynth_core import graph as G
+from treesynth_core import tree as T
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def small_tree() -> T.Tree:
+    tree = T.new_tree("Math word problems")
+    tree = T.add_value(tree, tree.root_id, "addition", criterion="Operation")
+    tree = T.add_value(tree, tree.root_id, "subtraction")
+    tree = T.add_value(tree, tree.root_id, XSS)
+    add = next(n for n in tree.children(tree.root_id) if n.value == "addition")
+    tree = T.add_value(tree, add.id, "fruit", criterion="Entity")
+    tree = T.add_value(tree, add.id, "money")
+    return tree
+
+
+def by_value(tree: T.Tree, value: str) -> T.Node:
+    return next(n for n in tree.nodes.values() if n.value == value)
+
+
+def wide_tree(fanout: int, depth: int) -> T.Tree:
+    """A full tree with ``fanout`` children per node, built directly (edits validate every step)."""
+    root = T.Node(id="r", parent_id=None, depth=0, approved=True, split_criterion="c1")
+    nodes = {"r": root}
+    frontier = [root]
+    for level in range(1, depth + 1):
+        nxt = []
+        for parent in frontier:
+            for i in range(fanout):
+                node = T.Node(
+                    id=f"{parent.id}.{i}",
+                    parent_id=parent.id,
+                    depth=level,
+                    criterion=f"c{level}",
+                    value=f"v{level}-{i}",
+                    split_criterion=f"c{level + 1}" if level < depth else None,
+                    approved=True,
+                    rank=i,
+                )
+                nodes[node.id] = node
+                nxt.append(node)
+        frontier = nxt
+    return T.Tree(task="Big task", style="", nodes=nodes, root_id="r")
+
+
+def test_labels_and_tooltips_are_plain_text_never_markup():
+    tree = small_tree()
+    data = G.build_graph(tree)
+    bad = by_value(tree, XSS)
+    node = next(n for n in data.nodes if n["id"] == bad.id)
+    # The label is drawn on a canvas and the tooltip is built with textContent: both keep the
+    # text exactly as written, and nothing in the payload is an HTML string for innerHTML.
+    assert node["label"] == XSS
+    assert node["tip"]["title"] == XSS
+    assert ["path", XSS] in node["tip"]["rows"]
+    assert "title" not in node  # vis-network would render a string title; the component builds DOM instead
+    payload = json.dumps(data.payload())
+    assert "<b>" not in payload and "<div" not in payload
+
+
+def test_tooltip_html_escapes_every_piece():
+    tree = small_tree()
+    bad = by_value(tree, XSS)
+    tip = G.tooltip(tree, replace(bad, pivots=(XSS, "plain")), samples=3)
+    markup = G.tooltip_html(tip)
+    assert "<img" not in markup
+    assert "&lt;img src=x onerror=alert(1)&gt;" in markup
+    assert markup.count("<li>") == 2
+
+
+def test_tooltip_says_criterion_path_pivots_and_samples():
+    tree = small_tree()
+    fruit = by_value(tree, "fruit")
+    tree = T.with_nodes(tree, [replace(fruit, pivots=("Ann has 3 apples", "Bob eats a pear"))])
+    tip = G.tooltip(tree, tree.nodes[fruit.id], samples=7)
+    rows = dict(tip["rows"])
+    assert rows["criterion"] == "Entity"
+    assert rows["path"] == "addition \u203a fruit"
+    assert rows["samples"] == "7"
+    assert tip["pivots"] == ["Ann has 3 apples", "Bob eats a pear"]
+
+
+def test_colors_follow_status_locking_and_sampling():
+    tree = small_tree()
+    sub, add = by_value(tree, "subtraction"), by_value(tree, "addition")
+    fruit = by_value(tree, "fruit")
+    tree = T.prune(tree, sub.id)
+    tree = T.lock(tree, fruit.id)
+    tree = T.with_nodes(tree, [replace(tree.nodes[add.id], approved=False)])
+    tree = T.with_nodes(tree, [replace(by_value(tree, "money"), pool=("a", "b", "c"))])
+    nodes = {n["id"]: n for n in G.build_graph(tree).nodes}
+    assert nodes[sub.id]["status"] == "pruned"
+    assert nodes[sub.id]["shapeProperties"]["borderDashes"]
+    assert nodes[sub.id]["color"]["background"] == G.STATUS_COLORS["pruned"][0]
+    assert nodes[add.id]["status"] == "proposed"
+    assert nodes[add.id]["color"]["border"] == G.STATUS_COLORS["proposed"][1]
+    assert nodes[fruit.id]["color"]["border"] == G.LOCKED_BORDER
+    assert nodes[fruit.id]["label"].startswith(G.LOCK_MARK)
+    money = by_value(tree, "money")
+    assert nodes[money.id]["sampled"] and nodes[money.id]["shape"] == "ellipse"
+    assert nodes[money.id]["color"]["border"] == G.SAMPLED_BORDER
+    assert G.SAMPLED_MARK in nodes[money.id]["label"]
+    assert nodes[tree.root_id]["status"] == "root"
+
+
+def test_nodes_under_a_pruned_node_look_pruned():
+    tree = small_tree()
+    add = by_value(tree, "addition")
+    tree = T.prune(tree, add.id)
+    nodes = {n["id"]: n for n in G.build_graph(tree).nodes}
+    fruit = by_value(tree, "fruit")
+    assert nodes[fruit.id]["status"] == "pruned"
+    assert dict(nodes[fruit.id]["tip"]["rows"])["status"] == "inside a pruned subtree"
+    edge = next(e for e in G.build_graph(tree).edges if e["to"] == fruit.id)
+    assert edge["dashes"]
+
+
+def test_edges_link_parent_to_child_with_levels():
+    tree = small_tree()
+    data = G.build_graph(tree)
+    assert len(data.edges) == len(tree.nodes) - 1
+    levels = {n["id"]: n["level"] for n in data.nodes}
+    for edge in data.edges:
+        assert levels[edge["to"]] == levels[edge["from"]] + 1
+
+
+def test_folding_hides_a_subtree_and_counts_it():
+    tree = small_tree()
+    add = by_value(tree, "addition")
+    view = G.View().toggle(tree, add.id)
+    data = G.build_graph(tree, view)
+    ids = {n["id"] for n in data.nodes}
+    assert by_value(tree, "fruit").id not in ids
+    folded = next(n for n in data.nodes if n["id"] == add.id)
+    assert folded["folded"] == 2 and "+2 more" in folded["label"]
+    again = G.build_graph(tree, view.toggle(tree, add.id))
+    assert by_value(tree, "fruit").id in {n["id"] for n in again.nodes}
+
+
+def test_show_depth_and_explicit_expansion():
+    tree = small_tree()
+    add = by_value(tree, "addition")
+    view = G.View(show_depth=1)
+    assert {n["level"] for n in G.build_graph(tree, view).nodes} == {0, 1}
+    opened = view.toggle(tree, add.id)
+    assert 2 in {n["level"] for n in G.build_graph(tree, opened).nodes}
+    assert G.build_graph(tree, view.expand_all()).shown == len(tree.nodes)
+
+
+def test_budget_keeps_big_trees_drawable_and_focus_reveals_a_deep_node():
+    tree = wide_tree(fanout=13, depth=3)  # 1 + 13 + 169 + 2197 = 2380 nodes
+    assert len(tree.nodes) == 2380
+    started = time.perf_counter()
+    data = G.build_graph(tree, G.View(budget=300))
+    elapsed = time.perf_counter() - started
+    assert data.shown <= 300 and data.folded_by_budget
+    assert elapsed < 2.0
+    # Breadth first: the shallow levels are complete before anything deeper opens.
+    assert sum(1 for n in data.nodes if n["level"] == 1) == 13
+    deep = "r.12.12.12"
+    focused = G.build_graph(tree, G.View(budget=300, focus=deep))
+    ids = {n["id"] for n in focused.nodes}
+    assert {deep, "r.12.12", "r.12"} <= ids
+    assert any(n["folded"] for n in focused.nodes)
+
+
+def test_visible_ids_respects_explicit_expansion_over_the_budget():
+    tree = wide_tree(fanout=10, depth=2)
+    view = G.View(budget=12, expanded=frozenset({"r.3"}))
+    visible = G.visible_ids(tree, view)
+    assert "r.3.9" in visible.ids
+    assert "r.3" in visible.opened
+
+
+def test_auto_depth_limits_rows_but_shows_at_least_one_level():
+    assert G.auto_depth(small_tree()) is None
+    big = wide_tree(fanout=6, depth=3)
+    assert G.auto_depth(big, target=24) == 1
+    assert G.auto_depth(big, target=40) == 2
+    assert G.auto_depth(wide_tree(fanout=40, depth=2), target=24) == 1
+
+
+def test_subtree_sizes():
+    tree = wide_tree(fanout=3, depth=2)
+    sizes = G.subtree_sizes(tree)
+    assert sizes["r"] == 12 and sizes["r.0"] == 3 and sizes["r.0.0"] == 0
+
+
+def test_search_matches_value_criterion_and_path():
+    tree = small_tree()
+    assert G.search(tree, "fruit") == [by_value(tree, "fruit").id]
+    assert by_value(tree, "fruit").id in G.search(tree, "Entity")
+    assert G.search(tree, "ADDITION  fruit")  # path text, punctuation and case ignored
+    assert G.search(tree, "")[0] == tree.root_id
+    assert G.search(tree, "nothing like this") == []
+
+
+def test_node_options_and_labels():
+    tree = small_tree()
+    options = G.node_options(tree)
+    assert options[0] == tree.root_id and set(options) == set(tree.nodes)
+    fruit = by_value(tree, "fruit")
+    assert G.option_label(tree, fruit.id) == "\u2713 addition \u203a fruit"
+    assert G.option_label(tree, tree.root_id).startswith("(root)")
+
+
+def test_graph_version_changes_only_with_content():
+    tree = small_tree()
+    first = G.build_graph(tree)
+    assert G.build_graph(tree).version == first.version
+    assert G.build_graph(tree, selected=by_value(tree, "fruit").id).version == first.version
+    renamed = T.rename_value(tree, by_value(tree, "fruit").id, "pears")
+    assert G.build_graph(renamed).version != first.version
+
+
+@pytest.mark.parametrize("text", ["a" * 500, "line\nbreak"])
+def test_labels_are_shortened_to_one_line(text):
+    tree = T.new_tree("t")
+    tree = T.add_value(tree, tree.root_id, text, criterion="c")
+    node = next(n for n in tree.nodes.values() if not n.is_root)
+    label = G.node_label(tree, node)
+    assert "\n" not in label and len(label) <= G.LABEL_MAX
+
+
+def test_tidy_layout_puts_levels_left_to_right_without_overlaps():
+    tree = wide_tree(fanout=4, depth=3)
+    data = G.build_graph(tree)
+    by_id = {n["id"]: n for n in data.nodes}
+    heights = {n["id"]: G.box_height(n["label"]) for n in data.nodes}
+    # x grows with the level, the same for every node of one level
+    xs = {}
+    for n in data.nodes:
+        xs.setdefault(n["level"], set()).add(n["x"])
+    assert all(len(v) == 1 for v in xs.values())
+    assert sorted(xs, key=lambda d: next(iter(xs[d]))) == sorted(xs)
+    # within a level, boxes do not overlap
+    for level in xs:
+        column = sorted((n for n in data.nodes if n["level"] == level), key=lambda n: n["y"])
+        for upper, lower in zip(column, column[1:], strict=False):
+            assert lower["y"] - upper["y"] >= (heights[upper["id"]] + heights[lower["id"]]) / 2
+    # a parent sits level with the middle of its children
+    for node_id, node in by_id.items():
+        kids = [k.id for k in tree.children(node_id)]
+        if kids:
+            assert by_id[kids[0]]["y"] <= node["y"] <= by_id[kids[-1]]["y"]
+
+
+def test_layout_does_not_move_what_was_already_drawn_when_a_subtree_grows_below():
+    tree = small_tree()
+    before = {n["id"]: (n["x"], n["y"]) for n in G.build_graph(tree).nodes}
+    money = by_value(tree, "money")
+    grown = T.add_value(tree, money.id, "coins", criterion="Kind")
+    after = {n["id"]: (n["x"], n["y"]) for n in G.build_graph(grown).nodes}
+    assert after[tree.root_id][0] == before[tree.root_id][0]
+    assert after[by_value(tree, "fruit").id][1] == before[by_value(tree, "fruit").id][1]

@@ -1,0 +1,191 @@
+"""The Synthesize page's parts: leaf choice, the estimate, live counts and the sample browser."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from .. import graph as G
+from .. import tree as T
+from ..config import BackendSettings
+from ..store import Project
+from ..synth import SynthOptions, SynthPlan, plan_synthesis
+from .widgets import md, model_name
+
+SCOPE, SUBTREE, PICKED = "synth.scope", "synth.subtree", "synth.picked"
+PER_LEAF, PER_CALL, KIND = "synth.per_leaf", "synth.per_call", "synth.kind"
+SCOPES = {"all": "All approved leaves", "subtree": "Leaves under one node", "picked": "Leaves I pick"}
+KINDS = {"instruction": "Instructions only", "pair": "Instruction + response"}
+
+#: Seconds per call assumed when the project has no timing yet (embedded runs on this CPU).
+DEFAULT_CALL_S = {"embedded": 6.0, "openai": 3.0}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What the form asks for."""
+
+    leaf_ids: tuple[str, ...]
+    per_leaf: int
+    per_call: int
+    responses: bool
+    empty: bool = False
+
+    def params(self) -> dict:
+        return {
+            "per_leaf": self.per_leaf,
+            "per_call": self.per_call,
+            "responses": self.responses,
+            "leaf_ids": list(self.leaf_ids),
+        }
+
+
+def choose(tree: T.Tree) -> Choice:
+    """Which leaves, how many samples, and what kind."""
+    approved = tree.leaves(approved_only=True)
+    scope = st.radio("Leaves", list(SCOPES), format_func=SCOPES.get, key=SCOPE, horizontal=True)
+    leaf_ids: tuple[str, ...] = ()
+    empty = False
+    if scope == "subtree":
+        inner = [n.id for n in tree.subtree(tree.root_id) if tree.children(n.id) and tree.is_active(n.id)]
+        chosen = st.selectbox(
+            "Node", inner, key=SUBTREE, format_func=lambda i: G.option_label(tree, i), placeholder="Pick a node"
+        )
+        leaf_ids = (chosen,) if chosen else ()
+        empty = not chosen
+    elif scope == "picked":
+        picked = st.multiselect(
+            "Leaves",
+            [leaf.id for leaf in approved],
+            key=PICKED,
+            format_func=lambda i: G.shorten(G.path_text(tree, i), 90),
+            placeholder="Type to search the approved leaves",
+        )
+        leaf_ids = tuple(picked)
+        empty = not picked
+    left, mid, right = st.columns([1, 1, 2])
+    per_leaf = left.number_input("Samples per leaf", 1, 10_000, value=10, key=PER_LEAF)
+    per_call = mid.number_input(
+        "Samples per call", 1, 20, value=5, key=PER_CALL, help="How many samples one LLM call is asked for."
+    )
+    kind = right.radio("Each sample is", list(KINDS), format_func=KINDS.get, key=KIND, horizontal=True)
+    return Choice(leaf_ids, int(per_leaf), int(per_call), kind == "pair", empty)
+
+
+def seconds_per_call(project: Project, settings: BackendSettings) -> float:
+    """Average latency of this project's real (uncached) calls, or a default for the backend."""
+    stats = project.stats()
+    if stats["calls"]:
+        return max(0.05, stats["latency_s"] / stats["calls"])
+    return DEFAULT_CALL_S[settings.backend]
+
+
+def estimate(project: Project, tree: T.Tree, choice: Choice, settings: BackendSettings) -> SynthPlan:
+    options = SynthOptions(
+        per_leaf=choice.per_leaf, per_call=choice.per_call, responses=choice.responses, leaf_ids=choice.leaf_ids
+    )
+    return plan_synthesis(tree, project.sample_counts(), options, model=model_name(settings), settings=settings)
+
+
+def show_estimate(plan: SynthPlan, project: Project, settings: BackendSettings) -> None:
+    parallel = 1 if settings.backend == "embedded" else max(1, min(settings.concurrency, 8))
+    seconds = plan.calls * seconds_per_call(project, settings) / parallel
+    cols = st.columns(6)
+    cols[0].metric("Leaves", len(plan.leaves), border=True)
+    cols[1].metric("Samples to make", plan.samples, border=True)
+    cols[2].metric("LLM calls (at most)", plan.calls, border=True)
+    cols[3].metric("Tokens (about)", f"{plan.prompt_tokens + plan.completion_tokens:,}", border=True)
+    cost = "free" if settings.backend == "embedded" else _money(plan.cost_usd)
+    cost_help = (
+        "The embedded model runs on this machine."
+        if settings.backend == "embedded"
+        else ("From the model's price per million tokens (set `prices` in the settings for other models).")
+    )
+    cols[4].metric("Cost (about)", cost, border=True, help=cost_help)
+    cols[5].metric("Time (about)", _duration(seconds), border=True, help="From this project's average call time.")
+    st.caption(f"On {md(plan.model)}. Leaves that already have enough samples are skipped; cached replies are free.")
+
+
+def _money(value: float | None) -> str:
+    return "unknown price" if value is None else f"${value:,.2f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def leaf_counts(project: Project, tree: T.Tree, leaf_ids: list[str], target: int) -> None:
+    """Samples per leaf against the target: the live table while a run goes on."""
+    counts = project.sample_counts()
+    rows = [
+        {
+            "leaf": G.path_text(tree, leaf_id),
+            "samples": counts.get(leaf_id, 0),
+            "progress": min(1.0, counts.get(leaf_id, 0) / target) if target else 0.0,
+        }
+        for leaf_id in leaf_ids
+        if leaf_id in tree.nodes
+    ]
+    st.dataframe(
+        rows,
+        hide_index=True,
+        width="stretch",
+        height=min(420, 38 + 35 * max(1, len(rows))),
+        column_config={
+            "leaf": st.column_config.TextColumn("Leaf (path)", width="large"),
+            "samples": st.column_config.NumberColumn("Samples", format="%d"),
+            "progress": st.column_config.ProgressColumn("Of target", min_value=0.0, max_value=1.0, format="percent"),
+        },
+    )
+
+
+def browser(project: Project, tree: T.Tree) -> None:
+    """Browse one leaf's samples and delete bad ones."""
+    counts = project.sample_counts()
+    with_samples = [leaf.id for leaf in tree.leaves() if counts.get(leaf.id)]
+    orphans = [leaf_id for leaf_id in counts if leaf_id not in tree.nodes]
+    if not with_samples and not orphans:
+        st.caption("No samples yet.")
+        return
+    options = with_samples + orphans
+    leaf_id = st.selectbox(
+        "Leaf",
+        options,
+        key="samples.leaf",
+        format_func=lambda i: (
+            f"{G.shorten(G.path_text(tree, i), 90)} ({counts.get(i, 0)})"
+            if i in tree.nodes
+            else f"(removed leaf {i}) ({counts.get(i, 0)})"
+        ),
+    )
+    if leaf_id is None:
+        return
+    samples = project.samples(leaf_id=leaf_id)
+    st.dataframe(
+        [{"id": s.id, "instruction": s.instruction, "response": s.response or ""} for s in samples],
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "id": st.column_config.NumberColumn("#", width="small"),
+            "instruction": st.column_config.TextColumn("Instruction", width="large"),
+            "response": st.column_config.TextColumn("Response", width="medium"),
+        },
+    )
+    by_id = {s.id: s for s in samples}
+    doomed = st.multiselect(
+        "Samples to delete",
+        list(by_id),
+        key=f"samples.delete.{leaf_id}",
+        format_func=lambda i: f"#{i}: {G.shorten(by_id[i].instruction, 80)}",
+        placeholder="Pick bad samples to delete",
+    )
+    if st.button("Delete selected", key="samples.delete", disabled=not doomed, icon=":material/delete:"):
+        deleted = project.delete_samples(doomed)
+        st.session_state.pop(f"samples.delete.{leaf_id}", None)
+        st.toast(f"Deleted {deleted} samples. A later run will not make them again.", icon=":material/delete:")
+        st.rerun()
