@@ -43,6 +43,7 @@ PAGES = {
     ],
     "Dataset": [
         st.Page(PAGE_SYNTH, title="Synthesize", icon=":material/auto_awesome:", url_path="synthesize"),
+        st.Page("app_pages/coverage.py", title="Coverage", icon=":material/scatter_plot:", url_path="coverage"),
         st.Page(PAGE_EXPORT, title="Export", icon=":material/download:", url_path="export"),
     ],
 }

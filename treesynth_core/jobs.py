@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -22,17 +23,50 @@ from .llm.base import LLM
 from .runs import LLMFactory, run_llm_work
 from .store import Project
 
-Kind = Literal["grow", "synth"]
+Kind = Literal["grow", "synth", "features", "baseline", "fill-gaps"]
+#: Job kinds of the Coverage page (features and maps need no LLM; the others do).
+COVERAGE_KINDS = ("features", "baseline", "fill-gaps")
+SPACES = ("embeddings", "gradients")
 HEARTBEAT_S = 1.0
 STALE_AFTER_S = 20.0
 
 _factory: LLMFactory | None = None
+_featurizer_factory: Callable[[str], Any] | None = None
 
 
 def set_llm_factory(factory: LLMFactory | None) -> None:
     """Test hook: the backend jobs use (``None`` restores the real one from the settings)."""
     global _factory
     _factory = factory
+
+
+def set_featurizer_factory(factory: Callable[[str], Any] | None) -> None:
+    """Test hook: ``factory(space)`` returns the featurizer of ``"embeddings"`` or ``"gradients"``
+    (``None`` restores the embedded MiniLM embedder and SmolLM2 gradient proxy)."""
+    global _featurizer_factory
+    _featurizer_factory = factory
+
+
+def featurizer(space: str) -> Any:
+    """The featurizer coverage jobs use for ``space`` (``"embeddings"`` or ``"gradients"``)."""
+    if space not in SPACES:
+        raise TreeSynthError(f"unknown feature space {space!r}: choose embeddings or gradients")
+    if _featurizer_factory is not None:
+        return _featurizer_factory(space)
+    if space == "embeddings":
+        from .features.embeddings import make_embedder
+
+        return make_embedder(None)
+    try:
+        from .features.gradients import default_featurizer
+    except ImportError as exc:
+        raise TreeSynthError(f"gradient features are not available in this install ({exc})") from None
+    return default_featurizer()
+
+
+def space_key(space: str) -> str:
+    """The blob under which a finished features job records the feature kind of ``space``."""
+    return f"coverage.space.{space}"
 
 
 @dataclass(frozen=True)
@@ -73,6 +107,14 @@ class JobState:
 
 
 def _options(kind: Kind, params: dict[str, Any]) -> Any:
+    if kind in COVERAGE_KINDS:
+        if kind in ("features", "fill-gaps") and params.get("space", "embeddings") not in SPACES:
+            raise TreeSynthError(f"unknown feature space {params.get('space')!r}")
+        if kind == "baseline" and int(params.get("n") or 0) < 1:
+            raise TreeSynthError("the flat baseline needs n >= 1 samples")
+        return dict(params)
+    if kind not in ("grow", "synth"):
+        raise TreeSynthError(f"unknown job kind {kind!r}")
     from .grow import GrowOptions
     from .synth import SynthOptions
 
@@ -139,6 +181,17 @@ def _run(
             from .grow import grow
 
             return await grow(project, llm, options, progress=on_progress, cancel=cancel)
+        if kind == "baseline":
+            from .baseline import synthesize_baseline
+
+            return await synthesize_baseline(
+                project, llm, n=int(options["n"]), per_call=int(options.get("per_call", 5)),
+                temperature=float(options.get("temperature", 1.0)), seed=int(options.get("seed", 0)),
+                responses=options.get("responses"), concurrency=settings.concurrency, progress=on_progress,
+                cancel=cancel,
+            )  # fmt: skip
+        if kind == "fill-gaps":
+            return await _fill_gaps(project, llm, options, on_progress, cancel)
         from .synth import synthesize
 
         return await synthesize(project, llm, options, progress=on_progress, cancel=cancel,
@@ -148,11 +201,16 @@ def _run(
     beater.start()
     status, error, message = "done", None, ""
     try:
+        if kind == "features":
+            message = _features(project, options, on_progress, cancel)
+            raise _Finished
         result, stats = run_llm_work(
             project, kind, params, settings, work, cancel=cancel, max_calls=params.get("max_calls"),
             llm_factory=factory, on_start=lambda run_id: project.update_job(job_id, run_id=run_id),
         )  # fmt: skip
         message = _summary(kind, result, stats)
+    except _Finished:
+        pass
     except Cancelled as exc:
         status, message = "cancelled", str(exc)
     except TreeSynthError as exc:
@@ -169,8 +227,60 @@ def _run(
         project.close()
 
 
+class _Finished(Exception):
+    """A job without an LLM (features) ended normally."""
+
+
+def _features(project: Project, options: dict[str, Any], progress: Any, cancel: threading.Event) -> str:
+    """Compute (and store) the features of the tree's and the baseline's samples, then their map."""
+    from .baseline import BASELINE_SET
+    from .features.embeddings import ensure_features
+    from .maps import map_points
+
+    space = options.get("space", "embeddings")
+    samples = project.samples() + project.samples(sample_set=BASELINE_SET)
+    if not samples:
+        raise TreeSynthError("the project has no samples yet: synthesize first")
+    progress(0, len(samples), f"loading the {space} model")
+    feats = featurizer(space)
+
+    def report(done: int, total: int, note: str = "") -> None:
+        progress(done, total, f"{space}: {note}")
+
+    X = ensure_features(project, samples, feats, progress=report)
+    if cancel.is_set():
+        raise Cancelled("stopped before the map")
+    progress(len(samples), len(samples), "laying out the map (UMAP)")
+    map_points(project, samples, X, feats.name, seed=int(options.get("seed", 0)))
+    project.put_blob(space_key(space), feats.name.encode())
+    return f"{space} of {len(samples)} samples ({feats.name}) and their map are ready"
+
+
+async def _fill_gaps(project: Project, llm: LLM, options: dict[str, Any], progress: Any,
+                     cancel: threading.Event) -> Any:  # fmt: skip
+    from .features.embeddings import ensure_features
+    from .gaps import fill_gaps
+
+    feats = featurizer(options.get("space", "embeddings"))
+
+    def featurize(samples: list[Any]) -> Any:
+        # stored samples use (and fill) the feature store; unsaved candidates have no id yet
+        if all(sample.id for sample in samples):
+            return ensure_features(project, samples, feats)
+        return feats.features(samples)
+
+    return await fill_gaps(project, llm, featurize, rounds=int(options.get("rounds", 1)),
+                           per_round=int(options.get("per_round", 20)), seed=int(options.get("seed", 0)),
+                           progress=progress, cancel=cancel, space=feats.name)  # fmt: skip
+
+
 def _summary(kind: str, result: Any, stats: dict[str, Any]) -> str:
     calls = f"{stats['calls']} LLM calls, {stats['cached']} cached"
+    if kind == "baseline":
+        return f"flat baseline: {result.total} samples, added {result.added} ({calls})"
+    if kind == "fill-gaps":
+        return (f"{result.accepted} of {result.candidates} candidates kept; diversity {result.before:.3f} -> "
+                f"{result.after:.3f} at n = {result.n} ({calls})")  # fmt: skip
     if kind == "grow":
         return f"expanded {result.expanded} nodes into {result.children} children ({calls})"
     return f"added {result.added} samples, {result.duplicates} duplicates dropped ({calls})"
@@ -207,5 +317,3 @@ def wait_job(project_path: Path | str, job_id: str, timeout: float = 60.0,
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still running after {timeout} s ({state.message})")
             time.sleep(poll)
-
-

@@ -1,0 +1,125 @@
+"""Coverage page: how diverse the tree's samples are, where they lie, and how the tree compares with
+a flat baseline; fill the sparse regions.
+
+Heavy work (features, UMAP layouts, the baseline, gap filling) runs as background jobs; the page
+shows whatever the project store already holds and polls while a job runs.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from treesynth_core import jobs
+from treesynth_core.baseline import BASELINE_SET
+from treesynth_core.ui import coverage_panel as C
+from treesynth_core.ui.state import get_state
+from treesynth_core.ui.widgets import PAGE_SYNTH, PAGE_TREE, POLL_S, md, require_project, show_notices, start_job
+
+state = get_state()
+project = require_project(state)
+running_at_start = jobs.active_job(project) is not None
+
+st.title("Coverage")
+st.caption("Diversity of the samples, their map, and the tree against a flat baseline at equal n.")
+
+
+def _start(kind: jobs.Kind, params: dict) -> None:
+    if start_job(state, kind, params):
+        st.rerun()
+
+
+@st.fragment(run_every=POLL_S if running_at_start else None)
+def body() -> None:
+    live = jobs.active_job(project)
+    if (live is not None) != running_at_start:
+        st.rerun()
+    show_notices(state)
+    tree_n = sum(project.sample_counts().values())
+    if tree_n == 0:
+        st.info("The project has no samples yet: synthesize first.", icon=":material/info:")
+        st.page_link(PAGE_SYNTH, label="Go to the Synthesize page", icon=":material/auto_awesome:")
+        return
+    flat_n = sum(project.sample_counts(sample_set=BASELINE_SET).values())
+    busy = live is not None
+    if live is not None and live.kind in C.JOB_LABELS:
+        C.job_progress(project, live)
+    elif live is not None:
+        st.info("Another job is running on this project; coverage work can start when it ends.",
+                icon=":material/hourglass_top:")  # fmt: skip
+    else:
+        C.job_outcome(jobs.latest_job(project))
+
+    emb_kind, grad_kind = C.stored_kind(project, "embeddings"), C.stored_kind(project, "gradients")
+    rep = C.report(project, emb_kind, grad_kind) if emb_kind else None
+    left, mid, _ = st.columns([1, 1, 2])
+    first = "primary" if rep is None else "secondary"
+    if left.button("Compute features and map", key="coverage.features", type=first, icon=":material/scatter_plot:",
+                   disabled=busy, width="stretch",
+                   help="Embed every sample (MiniLM) and lay out the UMAP map, in the background."):  # fmt: skip
+        _start("features", {"space": "embeddings"})
+    if mid.button("Compute gradient features", key="coverage.gradients", icon=":material/function:", disabled=busy,
+                  width="stretch", help="Gradient features of the embedded SmolLM2-135M (G-Vendi, gradient map); "
+                  "slow on CPU: about 1 s a sample."):  # fmt: skip
+        _start("features", {"space": "gradients"})
+    if rep is None:
+        st.info("No features yet (or new samples since they were computed): compute features and map.",
+                icon=":material/scatter_plot:")  # fmt: skip
+        return
+
+    C.score_cards(rep)
+    if rep["gradients_stale"]:
+        st.caption("Gradient features are out of date (new samples): compute gradient features again for G-Vendi.")
+    tab_map, tab_leaves, tab_base, tab_gaps = st.tabs(["Map", "Per leaf", "Tree vs flat baseline", "Fill gaps"])
+    with tab_map:
+        spaces = ["embeddings"] + (["gradients"] if grad_kind else [])
+        c1, c2, c3 = st.columns(3)
+        space = c1.radio("Space", spaces, format_func=C.SPACE_LABELS.get, horizontal=True, key="coverage.space")
+        kind = grad_kind if space == "gradients" else emb_kind
+        pts = C.points(project, kind or "")
+        if pts is None:
+            st.info("This map is not computed yet: compute features and map.", icon=":material/scatter_plot:")
+        else:
+            from treesynth_core.maps import color_options
+
+            color_by = c2.selectbox("Colour by", color_options(pts), key="coverage.color")
+            labels = dict.fromkeys((p.leaf_id, p.leaf_label) for p in pts if p.sample_set == "tree")
+            leaf_ids = {leaf: label for leaf, label in labels}
+            leaf = c3.selectbox("Highlight a leaf", [None, *leaf_ids], key="coverage.leaf",
+                                format_func=lambda i: "(none)" if i is None else leaf_ids[i])  # fmt: skip
+            if leaf is not None and state.selected != leaf:
+                state.select(leaf)  # the Tree page opens on it
+            fig = C.scatter(pts, color_by, {leaf} if leaf else set(), f"UMAP of {space} ({kind}), {len(pts)} samples")
+            event = st.plotly_chart(fig, key=C.MAP_KEY, on_select="rerun", selection_mode=("box", "lasso"))
+            chosen = C.selected(event, pts)
+            if chosen:
+                C.selection_list(chosen)
+                st.page_link(PAGE_TREE, label="Open the Tree page", icon=":material/account_tree:")
+            else:
+                st.caption("Box- or lasso-select points to list their samples and leaves.")
+    with tab_leaves:
+        C.leaf_table(rep)
+    with tab_base:
+        if flat_n == 0:
+            st.info(f"No flat baseline yet: make {tree_n} samples from the task description alone (no tree), "
+                    "with the same generator, to compare against.", icon=":material/compare_arrows:")  # fmt: skip
+        label = f"Make the flat baseline, n = {tree_n}" if flat_n < tree_n else "Baseline complete"
+        if st.button(label, key="coverage.baseline", icon=":material/compare_arrows:",
+                     disabled=busy or flat_n >= tree_n):  # fmt: skip
+            _start("baseline", {"n": tree_n})
+        if "baseline" in rep["sets"]:
+            C.comparison(rep)
+            st.caption("On the map, colour by sample_set to see the baseline (grey crosses) over the tree.")
+        for note in rep["notes"]:
+            st.caption(md(note))
+    with tab_gaps:
+        st.caption("Generate candidates near sparse regions of the feature space and keep those that land there.")
+        g1, g2, g3 = st.columns(3)
+        rounds = g1.number_input("Rounds", 1, 10, 1, key="coverage.rounds")
+        per_round = g2.number_input("Candidates per round", 5, 200, 20, step=5, key="coverage.per_round")
+        gspace = g3.radio("Space", ["embeddings", "gradients"], format_func=C.SPACE_LABELS.get, horizontal=True,
+                          key="coverage.gap_space")  # fmt: skip
+        if st.button("Fill gaps", key="coverage.fill", type="primary", icon=":material/join_inner:", disabled=busy):
+            _start("fill-gaps", {"rounds": int(rounds), "per_round": int(per_round), "space": gspace})
+
+
+body()

@@ -1,0 +1,148 @@
+"""The Coverage page with AppTest: features, maps, the baseline and gap filling run as real
+background jobs on a fake featurizer (hashed words, no model), a fake UMAP layout and the scripted
+fake LLM."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from tests.test_app import new_app, open_example, projects, run, synthesize, texts, wait_for_job  # noqa: F401
+from treesynth_core import jobs
+from treesynth_core import maps as M
+from treesynth_core.features.embeddings import sample_text
+from treesynth_core.store import Project
+
+COVERAGE = "app_pages/coverage.py"
+
+
+class HashFeaturizer:
+    """Deterministic bag-of-hashed-words vectors, unit length."""
+
+    def __init__(self, name: str, dim: int = 32) -> None:
+        self.name, self._dim = name, dim
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def features(self, samples, *, batch_size: int = 64, progress=None) -> np.ndarray:
+        out = np.zeros((len(samples), self._dim), dtype=np.float32)
+        for row, sample in enumerate(samples):
+            for word in sample_text(sample).lower().split():
+                out[row, int(hashlib.blake2b(word.encode(), digest_size=2).hexdigest(), 16) % self._dim] += 1.0
+        out += 1e-3
+        if progress:
+            progress(len(samples), len(samples))
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def fakes(projects, monkeypatch):  # noqa: F811
+    jobs.set_featurizer_factory(lambda space: HashFeaturizer(f"fake-{space}"))
+
+    def layout(X, *, seed=0, **_):
+        rng = np.random.default_rng(seed)
+        return np.asarray(X, dtype=np.float64) @ rng.standard_normal((np.asarray(X).shape[1], 2))
+
+    monkeypatch.setattr(M, "umap_2d", layout)
+    yield projects
+    jobs.set_featurizer_factory(None)
+
+
+def coverage(at):
+    at.switch_page(COVERAGE)
+    return run(at)
+
+
+def click_and_wait(at, key, folder):
+    at.button(key=key).click()
+    run(at)
+    job = wait_for_job(folder)
+    assert job.status == "done", (job.error, job.message)
+    return run(at), job
+
+
+def test_empty_state_says_synthesize_first(fakes):
+    at = coverage(open_example(new_app()))
+    assert "no samples yet: synthesize first" in texts(at)
+    assert "coverage.features" not in [b.key for b in at.button]
+
+
+def test_features_scores_map_baseline_and_gaps(fakes):
+    folder = fakes / "example-gsm8k_math"
+    at = synthesize(open_example(new_app()), folder, per_leaf=2)
+    at = coverage(at)
+    assert "No features yet" in texts(at)
+    assert not at.get("plotly_chart")
+
+    at, job = click_and_wait(at, "coverage.features", folder)
+    assert job.kind == "features" and "fake-embeddings" in job.message
+    metrics = {m.label: m.value for m in at.metric}
+    assert {"Vendi", "G-Vendi", "Mean cosine", "n"} <= set(metrics)
+    assert metrics["n"] == "112" and float(metrics["Vendi"]) > 1.0 and metrics["G-Vendi"] == "\u2013"
+    assert len(at.dataframe) >= 1
+    leaves = at.dataframe[0].value
+    assert len(leaves) == 56 and {"path", "Vendi", "flags"} <= set(leaves.columns)
+    assert len(at.get("plotly_chart")) == 1  # the map
+    assert "No flat baseline yet" in texts(at)
+    leaf = at.selectbox(key="coverage.leaf").options[1]
+    at.selectbox(key="coverage.leaf").set_value(at.selectbox(key="coverage.leaf").options[1])
+    at = run(at)
+    assert at.session_state["treesynth"].selected is not None  # the Tree page opens on the chosen leaf
+    assert leaf
+
+    # gradient space: optional, then a second map space and G-Vendi
+    at, _ = click_and_wait(at, "coverage.gradients", folder)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["G-Vendi"] != "\u2013"
+    at.radio(key="coverage.space").set_value("gradients")
+    at = run(at)
+    assert len(at.get("plotly_chart")) == 1
+    at.selectbox(key="coverage.color").set_value("sample_set")
+    run(at)
+
+    # the flat baseline at the tree's n, then its features: comparison and diversity-vs-n curve
+    at, job = click_and_wait(at, "coverage.baseline", folder)
+    with Project.open(folder) as project:
+        assert sum(project.sample_counts(sample_set="baseline").values()) > 0
+    assert "No features yet" in texts(at)  # new samples: features are out of date
+    at, _ = click_and_wait(at, "coverage.features", folder)
+    assert "Gradient features are out of date" in texts(at)
+    assert len(at.get("plotly_chart")) == 2  # map + curve
+    compare = [df.value for df in at.dataframe if "baseline" in df.value.columns]
+    assert compare and list(compare[0]["score"])[:3] == ["Vendi", "G-Vendi", "mean cosine"]
+
+    # one gap-filling round
+    with Project.open(folder) as project:
+        before = len(project.samples())
+    at.number_input(key="coverage.per_round").set_value(5)
+    at, job = click_and_wait(run(at), "coverage.fill", folder)
+    assert job.kind == "fill-gaps" and "candidates kept" in job.message
+    with Project.open(folder) as project:
+        assert len(project.samples()) >= before
+
+
+def test_coverage_job_kinds_validate_params(fakes):
+    from treesynth_core.errors import TreeSynthError
+
+    with pytest.raises(TreeSynthError):
+        jobs.start_job(fakes / "x", "features", {"space": "pixels"})
+    with pytest.raises(TreeSynthError):
+        jobs.start_job(fakes / "x", "baseline", {"n": 0})
+
+
+def test_selection_maps_customdata_to_points():
+    from types import SimpleNamespace
+
+    from treesynth_core.ui import coverage_panel as C
+
+    pts = [M.MapPoint(i, float(i), 0.0, f"leaf{i % 2}", f"L{i % 2}", f"path {i}", text=f"s{i}") for i in range(4)]
+    event = SimpleNamespace(selection=SimpleNamespace(points=[{"customdata": [1, "leaf1"]}, {"customdata": [3, "x"]},
+                                                              {"point_index": 0}]))  # fmt: skip
+    assert [p.sample_id for p in C.selected(event, pts)] == [1, 3]
+    assert C.selected(None, pts) == []
+    fig = C.scatter(pts, "leaf", {"leaf0"}, "t")
+    assert fig.data[-1].name == "chosen leaf" and len(fig.data[-1].x) == 2

@@ -1,0 +1,225 @@
+"""Pieces of the Coverage page: what is already computed, score cards, the per-leaf table, the map
+with its selection, the baseline comparison and the coverage jobs' progress.
+
+The page never computes features or layouts itself: a ``features`` job (see :mod:`treesynth_core.jobs`)
+stores them, and everything here reads the store. :class:`StoredFeatures` is the featurizer the
+page hands to the core: it answers from the store and refuses to compute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from .. import jobs
+from ..baseline import BASELINE_SET
+from ..errors import TreeSynthError
+from ..features.embeddings import ensure_features
+from ..maps import MapPoint, figure, map_cache_key, map_points
+from ..samples import Sample
+from ..store import Project
+from .widgets import md
+
+SPACE_LABELS = {"embeddings": "Embedding space", "gradients": "Gradient space"}
+JOB_LABELS = {
+    "features": "Computing features and the map",
+    "baseline": "Making the flat baseline",
+    "fill-gaps": "Filling gaps",
+}
+MAP_KEY = "coverage.map"
+
+
+class FeaturesMissing(TreeSynthError):
+    """Some samples have no stored features of this kind (new samples since the last features job)."""
+
+
+class StoredFeatures:
+    """A featurizer that only reads the store: ``ensure_features`` with it never computes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def dim(self) -> int:  # pragma: no cover - never asked while every vector is stored
+        return 0
+
+    def features(self, samples: Sequence[Sample], **_: Any) -> np.ndarray:
+        raise FeaturesMissing(f"{len(samples)} samples have no {self.name} features yet: compute them")
+
+
+def stored_kind(project: Project, space: str) -> str | None:
+    """The feature kind the last finished features job of ``space`` stored, if any."""
+    blob = project.get_blob(jobs.space_key(space))
+    return blob.decode() if blob else None
+
+
+def all_samples(project: Project) -> list[Sample]:
+    return project.samples() + project.samples(sample_set=BASELINE_SET)
+
+
+def report(project: Project, embedding_kind: str, gradient_kind: str | None) -> dict[str, Any] | None:
+    """The coverage report from stored features (``None`` when embeddings are missing; without
+    G-Vendi, and ``report["gradients_stale"]`` true, when only gradient features are missing)."""
+    from ..coverage import coverage_report
+
+    for grads in [gradient_kind, None] if gradient_kind else [None]:
+        try:
+            rep = coverage_report(
+                project,
+                embedder=StoredFeatures(embedding_kind),
+                gradient_featurizer=StoredFeatures(grads) if grads else None,
+            )
+        except FeaturesMissing:
+            continue
+        rep["gradients_stale"] = bool(gradient_kind) and grads is None
+        return rep
+    return None
+
+
+def points(project: Project, kind: str, seed: int = 0) -> list[MapPoint] | None:
+    """The cached map of the tree's and the baseline's samples (``None`` when not computed)."""
+    samples = all_samples(project)
+    try:
+        X = ensure_features(project, samples, StoredFeatures(kind))
+    except FeaturesMissing:
+        return None
+    key = map_cache_key(kind, [s.id for s in samples], np.asarray(X, dtype=np.float32),
+                        {"seed": seed, "n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"})  # fmt: skip
+    if project.get_blob(key) is None:
+        return None
+    return map_points(project, samples, X, kind, seed=seed)
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+
+def job_progress(project: Project, job: jobs.JobState) -> None:
+    """A running coverage job: progress bar, its note and a Stop button."""
+    label = JOB_LABELS.get(job.kind, job.kind)
+    with st.container(border=True):
+        left, right = st.columns([5, 1], vertical_alignment="center")
+        done = f"{job.done} of {job.total}" if job.total else f"{job.done}"
+        left.progress(job.fraction or 0.0, text=f"**{label}** \u2014 {done} {md(job.message)}")
+        if job.cancel_requested:
+            right.button("Stopping\u2026", key="coverage.stopping", disabled=True, width="stretch")
+        elif right.button("Stop", key="coverage.stop", icon=":material/stop_circle:", width="stretch"):
+            jobs.cancel_job(project, job.id)
+            st.rerun()
+
+
+def job_outcome(job: jobs.JobState | None) -> None:
+    if job is None or job.active or job.kind not in JOB_LABELS:
+        return
+    label = JOB_LABELS[job.kind]
+    if job.status == "done":
+        st.success(f"{label}: done \u2014 {md(job.message)}", icon=":material/check_circle:")
+    elif job.status in ("cancelled", "interrupted"):
+        st.warning(f"{label} stopped ({job.status}); what finished is saved.", icon=":material/pause_circle:")
+    elif job.status == "failed":
+        st.error(f"{label} failed: {job.error or job.message}", icon=":material/error:")
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    return "\u2013" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def score_cards(rep: dict[str, Any]) -> None:
+    """Vendi, G-Vendi, mean cosine and n of the tree (with the change against the baseline)."""
+    tree, flat, gain = rep["sets"]["tree"], rep["sets"].get("baseline"), rep.get("gain") or {}
+    cols = st.columns(4)
+    for col, (label, key, hint) in zip(
+        cols,
+        [
+            ("Vendi", "vendi", "Effective number of distinct samples (higher: more diverse)."),
+            ("G-Vendi", "g_vendi", "Vendi of gradient features (compute gradient features to see it)."),
+            ("Mean cosine", "mean_cosine", "Mean pairwise cosine similarity (lower: more diverse)."),
+        ],
+        strict=False,
+    ):
+        delta = gain.get(key)
+        col.metric(
+            label,
+            _fmt(tree.get(key)),
+            delta=None if delta is None or flat is None else f"{delta:+.2f} vs flat",
+            delta_color="inverse" if key == "mean_cosine" else "normal",
+            help=hint,
+            border=True,
+        )
+    cols[3].metric("n", rep["n"], help=f"Every set is scored at equal n; the tree has {tree['total']}.", border=True)
+
+
+def leaf_table(rep: dict[str, Any]) -> None:
+    rows = rep["leaves"]["rows"]
+    data = {
+        "path": [r["path"] for r in rows],
+        "samples": [r["count"] for r in rows],
+        "n": [r["n"] for r in rows],
+        "Vendi": [r.get("vendi") for r in rows],
+        "mean cosine": [r.get("mean_cosine") for r in rows],
+        "flags": [", ".join(r["flags"]) for r in rows],
+    }
+    st.dataframe(data, key="coverage.leaves", hide_index=True, width="stretch")
+    st.caption(md(rep["leaves"]["note"]))
+
+
+def comparison(rep: dict[str, Any]) -> None:
+    """Tree vs flat baseline at equal n, and diversity against n for both."""
+    sets = rep["sets"]
+    keys = [("Vendi", "vendi"), ("G-Vendi", "g_vendi"), ("mean cosine", "mean_cosine"),
+            ("distinct-1", "distinct_1"), ("distinct-2", "distinct_2")]  # fmt: skip
+    table = {"score": [label for label, _ in keys]}
+    for name, scores in sets.items():
+        table[name] = [_fmt(scores.get(key), 3) for _, key in keys]
+    st.dataframe(table, key="coverage.compare", hide_index=True)
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, rows in rep["curve"].items():
+        fig.add_trace(go.Scatter(x=[r["n"] for r in rows], y=[r["vendi"] for r in rows], mode="lines+markers",
+                                 name=name))  # fmt: skip
+    fig.update_layout(title="Diversity (Vendi) against n", xaxis_title="n", yaxis_title="Vendi",
+                      template="plotly_white", height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    st.plotly_chart(fig, key="coverage.curve")
+
+
+def scatter(pts: list[MapPoint], color_by: str, highlight: set[str], title: str) -> Any:
+    """The map figure with the points of the ``highlight`` leaves ringed."""
+    import plotly.graph_objects as go
+
+    fig = figure(pts, color_by=color_by, title=title)
+    marked = [p for p in pts if p.leaf_id in highlight]
+    if marked:
+        fig.add_trace(go.Scatter(x=[p.x for p in marked], y=[p.y for p in marked], mode="markers",
+                                 name="chosen leaf", hoverinfo="skip",
+                                 marker={"size": 13, "color": "rgba(0,0,0,0)",
+                                         "line": {"width": 2, "color": "#d62728"}}))  # fmt: skip
+    return fig
+
+
+def selected(event: Any, pts: list[MapPoint]) -> list[MapPoint]:
+    """The points a box or lasso selection picked (by sample id, from the traces' customdata)."""
+    try:
+        chosen = event.selection.points if event is not None else []
+    except AttributeError:
+        chosen = []
+    by_id = {p.sample_id: p for p in pts}
+    out: list[MapPoint] = []
+    for item in chosen or []:
+        data = item.get("customdata") if isinstance(item, dict) else None
+        if data and data[0] in by_id:
+            out.append(by_id[data[0]])
+    return out
+
+
+def selection_list(chosen: list[MapPoint]) -> None:
+    leaves: dict[str, str] = {}
+    for p in chosen:
+        leaves.setdefault(p.leaf_id, p.leaf_label)
+    st.markdown(f"**{len(chosen)} samples selected** in {len(leaves)} leaves:")
+    for label in leaves.values():
+        st.markdown(f"- {md(label)}")
+    st.dataframe({"path": [p.path for p in chosen], "sample": [p.text for p in chosen]}, key="coverage.selection",
+                 hide_index=True, width="stretch")  # fmt: skip
