@@ -4,9 +4,6 @@ coverage report behind ``score``; one slow end-to-end run on the embedded MiniLM
 from __future__ import annotations
 
 import json
-import sys
-import types
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -164,31 +161,13 @@ def test_score_with_gradients(tmp_path, fake, fake_embedder, monkeypatch):
     assert grads.seen == 10  # only the equal-n subsamples get gradient features
 
 
-def test_fill_gaps_runs_one_logged_round(tmp_path, fake, fake_embedder, monkeypatch):
+def test_fill_gaps_runs_one_logged_round(tmp_path, fake, fake_embedder):
     proj = synthesized(tmp_path)
-    calls: list[dict] = []
-
-    @dataclass
-    class GapReport:
-        rounds: int
-        candidates: int
-        accepted: int
-        acceptance_rate: float
-        before: float
-        after: float
-        n: int
-        space: str
-
-    async def fill_gaps(project, llm, featurize, *, rounds=1, per_round=20, seed=0, progress=None, cancel=None,
-                        space=None):
-        X = featurize(project.samples())
-        calls.append({"rounds": rounds, "per_round": per_round, "shape": X.shape, "model": llm.model})
-        return GapReport(rounds, per_round, 3, 3 / per_round, 1.5, 1.7, len(X), "emb:fake")
-
-    monkeypatch.setitem(sys.modules, "treesynth_core.gaps", types.SimpleNamespace(fill_gaps=fill_gaps))
+    before = len(json.loads(invoke("show", proj, "--json").stdout)["sample_counts"])
     data = json.loads(invoke("fill-gaps", proj, "--rounds", "1", "--per-round", "6", "--json").stdout)
-    assert calls[0]["rounds"] == 1 and calls[0]["per_round"] == 6 and calls[0]["shape"][1] == 32
-    assert data["accepted"] == 3 and data["space"] == "emb:fake" and "llm" in data
+    assert data["rounds"] == 1 and data["candidates"] >= data["accepted"] >= 0
+    assert data["space"].startswith("emb:") and data["llm"]["calls"] > 0
+    assert len(json.loads(invoke("show", proj, "--json").stdout)["sample_counts"]) >= before
     stats = json.loads(invoke("stats", proj, "--json").stdout)
     assert any(run["command"] == "fill-gaps" and run["status"] == "ok" for run in stats["runs"])
 
