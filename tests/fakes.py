@@ -114,6 +114,16 @@ class ScriptedLLM:
             }
         )
 
+    def _route(self, request: ChatRequest) -> str:
+        """The first listed value whose words all appear in the sample, else "none of these"."""
+        prompt = self._prompt(request)
+        sample = prompt.split("Sample:\n", 1)[1].split("\n\nWhich value", 1)[0].lower()
+        values = request.schema["properties"]["value"]["enum"] if request.schema else []
+        for value in values[:-1]:
+            if all(word in sample for word in value.lower().split()):
+                return json.dumps({"value": value})
+        return json.dumps({"value": values[-1] if values else "none of these"})
+
     def _response(self, request: ChatRequest) -> str:
         return "Answer: " + self._prompt(request)[:40]
 

@@ -35,6 +35,7 @@ from .cli_common import (
     run_with_llm,
 )
 from .cli_coverage import register as register_coverage
+from .cli_data import register as register_data
 from .config import merge_settings, settings_from_env
 from .edits import resolve_node, run_edit
 from .errors import TreeSynthError
@@ -115,6 +116,7 @@ def grow(
     depth: Annotated[int, typer.Option("--depth", help="Maximum depth of the tree (the paper uses 4).")] = 2,
     max_values: Annotated[int, typer.Option("--max-values", help="Most values per criterion; more become one sampled child.")] = 10,  # fmt: skip
     pivots: Annotated[int, typer.Option("--pivots", help="Pivot samples generated per node.")] = 10,
+    pivots_from: Annotated[str | None, typer.Option("--pivots-from", help="Grow a tree for an imported dataset: draw each node's pivots from this sample set (the samples that fall in the node's subspace) instead of generating them.")] = None,  # fmt: skip
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Approve every proposed node and keep growing (the paper's unattended run).")] = False,  # fmt: skip
     node: Annotated[list[str] | None, typer.Option("--node", help="Grow only under this node (id or value path); repeatable.")] = None,  # fmt: skip
     seed: Annotated[int, typer.Option("--seed", help="Seed for all sampling (same seed, same tree, served from cache).")] = 0,  # fmt: skip
@@ -141,9 +143,15 @@ def grow(
         tree = project.tree()
         only = tuple(resolve_node(tree, ref).id for ref in node or [])
         options = GrowOptions(max_depth=depth, max_values=max_values, pivots=pivots,
-                              auto_approve=auto_approve, seed=seed, only=only)  # fmt: skip
+                              auto_approve=auto_approve, seed=seed, only=only, pivots_from=pivots_from or "")  # fmt: skip
         params = {"depth": depth, "max_values": max_values, "pivots": pivots, "auto_approve": auto_approve,
-                  "seed": seed, "only": list(only)}  # fmt: skip
+                  "seed": seed, "only": list(only), "pivots_from": pivots_from}  # fmt: skip
+        source = None
+        if pivots_from:
+            from .cli_common import _embedder
+            from .data import data_pivots
+
+            source = data_pivots(project, pivots_from, _embedder(project, None), seed=seed)
         with _progress(quiet or as_json) as bar:
             task_id = bar.add_task("Growing", total=None, note="")
 
@@ -151,7 +159,8 @@ def grow(
                 bar.update(task_id, completed=done, total=total, note=note[:60])
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
-                return await grow_tree(project, model_, options, progress=on_progress, cancel=cancel)
+                return await grow_tree(project, model_, options, progress=on_progress, cancel=cancel,
+                                       pivot_source=source)  # fmt: skip
 
             report, stats = run_with_llm(project, "grow", params, settings, work, max_calls=max_calls,
                                          quiet=as_json)  # fmt: skip
@@ -481,6 +490,7 @@ def export(
     directory: DirArg,
     fmt: Annotated[str, typer.Option("--format", help="jsonl (chat messages), parquet, or hf (datasets.save_to_disk folder).")] = "jsonl",  # fmt: skip
     out_path: Annotated[Path, typer.Option("--out", help="Output file (jsonl/parquet) or folder (hf).")] = Path("dataset.jsonl"),  # fmt: skip
+    sample_set: Annotated[str, typer.Option("--set", help="Which sample set: tree (leaf synthesis), baseline, an imported dataset, or a balanced set (see treesynth sets DIR).")] = "tree",  # fmt: skip
     as_json: JsonOpt = False,
 ) -> None:
     """Export the samples with the tree JSON and a dataset card beside them."""
@@ -489,7 +499,11 @@ def export(
     if fmt not in ("jsonl", "parquet", "hf"):
         raise TreeSynthError(f"unknown format {fmt!r}: use jsonl, parquet or hf")
     with _open(directory) as project:
-        result = export_samples(project.tree(), project.samples(), fmt, out_path)  # type: ignore[arg-type]
+        samples = project.samples(sample_set=sample_set)
+        if not samples and sample_set != "tree":
+            sets = ", ".join(f"{name} ({n})" for name, n in project.sample_sets().items()) or "none"
+            raise TreeSynthError(f"the sample set {sample_set!r} has no samples; sets in {directory}: {sets}")
+        result = export_samples(project.tree(), samples, fmt, out_path)  # type: ignore[arg-type]
     _emit(as_json, {"data": str(result.data), "tree": str(result.tree), "card": str(result.card),
                     "rows": result.rows},
           f"Wrote {result.rows} rows to {result.data}\nTree: {result.tree}\nDataset card: {result.card}")  # fmt: skip
@@ -589,6 +603,7 @@ def demo(
 
 
 register_coverage(app)
+register_data(app)
 
 
 def main() -> None:

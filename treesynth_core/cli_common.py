@@ -123,3 +123,39 @@ def _emit(as_json: bool, data: Any, text: str) -> None:
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     else:
         out.print(text, highlight=False)
+
+
+def _embedder(project: Any, spec: str | None) -> Any:
+    from .features.embeddings import make_embedder
+
+    settings = _settings(project, {}) if spec and spec.startswith("openai:") else None
+    return make_embedder(spec, settings=settings)
+
+
+def _gradient_featurizer() -> Any:
+    try:
+        from .features.gradients import default_featurizer
+    except ImportError as exc:
+        raise TreeSynthError(f"gradient features are not available in this install ({exc})") from None
+    return default_featurizer()
+
+
+class _Bar:
+    """A progress bar driven by ``(done, total, note)`` callbacks."""
+
+    def __init__(self, bar: Any, description: str) -> None:
+        self.bar, self.description = bar, description
+        self.task: Any = None  # shown on the first report: nothing to compute, no bar
+
+    def __call__(self, done: int, total: int, note: str = "") -> None:
+        if self.task is None:
+            self.task = self.bar.add_task(self.description, total=None, note="")
+        self.bar.update(self.task, completed=done, total=total or None, note=note[:60])
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)

@@ -24,8 +24,12 @@ from .cli_common import (
     LlmOpt,
     ModelOpt,
     _backend_overrides,
+    _Bar,
     _call_line,
+    _embedder,
     _emit,
+    _fmt,
+    _gradient_featurizer,
     _open,
     _progress,
     _settings,
@@ -74,21 +78,6 @@ SpaceOpt = Annotated[
 # -- helpers ----------------------------------------------------------------------------------------
 
 
-def _embedder(project: Any, spec: str | None) -> Any:
-    from .features.embeddings import make_embedder
-
-    settings = _settings(project, {}) if spec and spec.startswith("openai:") else None
-    return make_embedder(spec, settings=settings)
-
-
-def _gradient_featurizer() -> Any:
-    try:
-        from .features.gradients import default_featurizer
-    except ImportError as exc:
-        raise TreeSynthError(f"gradient features are not available in this install ({exc})") from None
-    return default_featurizer()
-
-
 def _baseline_wanted(project: Any, flag: bool | None) -> bool:
     """False with --no-baseline; else True (the baseline is used when present; --baseline requires it)."""
     from .baseline import BASELINE_SET
@@ -100,27 +89,6 @@ def _baseline_wanted(project: Any, flag: bool | None) -> bool:
             f"the project {project.path} has no flat baseline yet: make one with treesynth baseline {project.path}"
         )
     return True
-
-
-class _Bar:
-    """A progress bar driven by ``(done, total, note)`` callbacks."""
-
-    def __init__(self, bar: Any, description: str) -> None:
-        self.bar, self.description = bar, description
-        self.task: Any = None  # shown on the first report: nothing to compute, no bar
-
-    def __call__(self, done: int, total: int, note: str = "") -> None:
-        if self.task is None:
-            self.task = self.bar.add_task(self.description, total=None, note="")
-        self.bar.update(self.task, completed=done, total=total or None, note=note[:60])
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def _score_text(report: dict[str, Any]) -> str:
@@ -161,8 +129,9 @@ def score(
     directory: DirArg,
     gradients: GradientsOpt = False,
     baseline: BaselineOpt = None,
-    n: Annotated[int | None, typer.Option("--n", help="Score every set at this many samples (default: the smallest "
-                                                      "set's size).")] = None,  # fmt: skip
+    n: Annotated[
+        int | None, typer.Option("--n", help="Score every set at this many samples (default: the smallest set's size).")
+    ] = None,  # fmt: skip
     seed: SeedOpt = 0,
     embedder: EmbedderOpt = None,
     quiet: QuietOpt = False,
@@ -228,8 +197,9 @@ def baseline_cmd(
     directory: DirArg,
     n: Annotated[int | None, typer.Option("--n", help="Samples to make (default: as many as the tree has).")] = None,
     per_call: Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")] = 5,
-    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature (the paper's Temp "
-                                                                     "baseline samples hot).")] = 1.0,  # fmt: skip
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="Sampling temperature (the paper's Temp baseline samples hot).")
+    ] = 1.0,  # fmt: skip
     responses: ResponsesOpt = None,
     seed: SeedOpt = 0,
     max_calls: MaxCallsOpt = None,

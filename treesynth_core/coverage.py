@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -168,8 +168,14 @@ def subtree_table(
     scores = D.per_group_scores(X[members], labels, n=common, seed=seed)
     node_labels = _node_labels(tree)
     rows = [
-        {"node_id": node_id, "path": node_labels.get(node_id, node_id), "count": score.count, "n": score.n,
-         "vendi": _num(score.vendi), "mean_cosine": _num(score.mean_cosine)}  # fmt: skip
+        {
+            "node_id": node_id,
+            "path": node_labels.get(node_id, node_id),
+            "count": score.count,
+            "n": score.n,
+            "vendi": _num(score.vendi),
+            "mean_cosine": _num(score.mean_cosine),
+        }  # fmt: skip
         for node_id, score in scores.items()
         if node_id is not None
     ]
@@ -276,4 +282,46 @@ def coverage_report(
         "subtrees": subtree_table(tree, sets["tree"], embeddings["tree"], seed=seed),
         "curve": {name: curve(embeddings[name], seed=seed) for name in sets},
         "notes": notes,
+    }
+
+
+def compare_sets(
+    project: CoverageStore,
+    sets: Mapping[str, Sequence[Sample]],
+    *,
+    embedder: Featurizer,
+    gradient_featurizer: Featurizer | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Scores of several sample sets (e.g. a dataset before and after rebalancing) at equal n.
+
+    Returns ``{"n", "seed", "sets": {name: scores}, "notes"}`` with the same figures as
+    :func:`coverage_report` (Vendi, mean cosine, distinct-n; G-Vendi with a gradient featurizer).
+    """
+    chosen_sets = {name: list(samples) for name, samples in sets.items() if samples}
+    if not chosen_sets:
+        raise TreeSynthError("nothing to score: the sample sets are empty")
+    common, chosen = D.subsample_equal_n({name: len(s) for name, s in chosen_sets.items()}, n, seed)
+    if common < 2:
+        raise TreeSynthError("every set needs at least 2 samples to be compared")
+    scores: dict[str, dict[str, Any]] = {}
+    for name, samples in chosen_sets.items():
+        subset = [samples[i] for i in chosen[name]]
+
+        def report(done: int, total: int, inner: str = "", name: str = name) -> None:
+            if progress:
+                progress(done, total, f"features of {name}")
+
+        X = ensure_features(project, subset, embedder, progress=report)
+        scores[name] = {"total": len(samples), **set_scores(X, [s.instruction for s in subset])}
+        if gradient_featurizer is not None:
+            scores[name]["g_vendi"] = _g_vendi(ensure_features(project, subset, gradient_featurizer, progress=report))
+    sizes = ", ".join(f"{name} {len(s)}" for name, s in chosen_sets.items())
+    return {
+        "n": common,
+        "seed": seed,
+        "sets": scores,
+        "notes": [f"Every set is scored at equal n = {common} (seeded subsample, seed {seed}; sizes: {sizes})."],
     }

@@ -45,3 +45,8 @@ class TreeError(TreeSynthError):
 
 class Cancelled(TreeSynthError):
     """Work stopped because the user asked it to (Ctrl-C, a cancel button)."""
+
+
+class DataError(TreeSynthError):
+    """A dataset file (or a table of points) is unreadable, malformed, or does not match the
+    column mapping the user gave."""

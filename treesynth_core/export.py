@@ -24,7 +24,7 @@ from .samples import Sample
 from .treefile import tree_to_json
 
 Format = Literal["jsonl", "parquet", "hf"]
-FIXED_COLUMNS = ("id", "leaf_id", "path", "instruction", "response", "messages", "model", "sample_set")
+FIXED_COLUMNS = ("id", "leaf_id", "path", "instruction", "response", "messages", "model", "sample_set", "provenance")
 
 
 def criterion_columns(samples: Sequence[Sample]) -> dict[str, str]:
@@ -44,8 +44,8 @@ def to_rows(samples: Sequence[Sample]) -> list[dict[str, Any]]:
     columns = criterion_columns(samples)
     rows = []
     for s in samples:
-        messages = [{"role": "user", "content": s.instruction}]
-        if s.response:
+        messages = s.extra.get("messages") or [{"role": "user", "content": s.instruction}]
+        if s.response and "messages" not in s.extra:
             messages.append({"role": "assistant", "content": s.response})
         row: dict[str, Any] = {
             "id": s.id,
@@ -56,6 +56,7 @@ def to_rows(samples: Sequence[Sample]) -> list[dict[str, Any]]:
             "path": [{"criterion": p["criterion"], "value": p["value"]} for p in s.path],
             "model": s.model,
             "sample_set": s.sample_set,
+            "provenance": s.extra.get("provenance", "synthesized"),
         }
         values = {p["criterion"]: p["value"] for p in s.path}
         for name, column in columns.items():
@@ -85,6 +86,8 @@ def dataset_card(tree: T.Tree, samples: Sequence[Sample], *, fmt: str, today: dt
             if node.split_criterion not in names:
                 names.append(node.split_criterion)
     with_response = sum(1 for s in samples if s.response)
+    origins = Counter(s.extra.get("provenance", "synthesized") for s in samples)
+    origin_text = ", ".join(f"{n} {name}" for name, n in sorted(origins.items()))
     lines = [
         "---",
         "language: [en]",
@@ -102,7 +105,7 @@ def dataset_card(tree: T.Tree, samples: Sequence[Sample], *, fmt: str, today: dt
         "|---|---|",
         f"| Task | {_cell(tree.task)} |",
         f"| Style | {_cell(tree.style or '-')} |",
-        f"| Samples | {len(samples)} ({with_response} with responses) |",
+        f"| Samples | {len(samples)} ({with_response} with responses; {origin_text}) |",
         f"| Leaves | {len(leaves)} ({len(counts)} with samples) |",
         f"| Generator model(s) | {_cell(', '.join(models) or '-')} |",
         f"| Exported | {today.isoformat()} as {fmt} |",
@@ -121,7 +124,8 @@ def dataset_card(tree: T.Tree, samples: Sequence[Sample], *, fmt: str, today: dt
         "## Columns",
         "",
         "`messages` (chat form), `instruction`, `response`, `leaf_id`, `path` (list of criterion/value), "
-        "and one column per criterion. The tree itself is in the `*.tree.json` file beside the data.",
+        "`provenance` (`original`: imported from a dataset; `synthesized`: written by the model), and one column "
+        "per criterion. The tree itself is in the `*.tree.json` file beside the data.",
         "",
     ]
     return "\n".join(lines)

@@ -77,6 +77,9 @@ class GrowOptions:
     auto_approve: bool = False
     seed: int = 0
     only: tuple[str, ...] = ()
+    #: Grow from a dataset: the pivots of each node are drawn from this sample set's samples that
+    #: fall in the node's subspace, instead of being generated (see :class:`PivotSource`).
+    pivots_from: str = ""
 
     def __post_init__(self) -> None:
         for name in ("max_depth", "max_values", "pivots", "criterion_attempts", "coverage_batch"):
@@ -142,11 +145,20 @@ class Split:
     call_id: str | None = None
 
 
+class PivotSource(Protocol):
+    """Gives a node's pivots from existing data: up to ``n`` samples of the node's subspace."""
+
+    def __call__(self, tree: T.Tree, node: T.Node, n: int) -> list[str]: ...
+
+
 class Grower:
     """Expands nodes with an LLM. Stateless apart from the task text and options."""
 
-    def __init__(self, llm: LLM, task: str, style: str, options: GrowOptions) -> None:
+    def __init__(
+        self, llm: LLM, task: str, style: str, options: GrowOptions, pivot_source: PivotSource | None = None
+    ) -> None:
         self.llm, self.task, self.style, self.options = llm, task, style, options
+        self.pivot_source = pivot_source
 
     def _request(self, prompt: str, schema: dict, name: str, temperature: float, seed: int, node: T.Node,
                  purpose: str, max_tokens: int) -> ChatRequest:  # fmt: skip
@@ -166,10 +178,16 @@ class Grower:
         key = [(s.criterion, s.value, len(s.pool)) for s in path_steps]
         rng = random.Random(stable_seed(self.options.seed, "path", key))
         path = render_path(path_steps, rng)
-        try:
-            pivots = await self._pivots(node, path, key)
-        except ParseError as exc:
-            return Split(pivots=(), criterion=None, note=f"kept as a leaf: {exc}")
+        if self.pivot_source is not None:
+            pivots = self.pivot_source(tree, node, self.options.pivots)
+            if len(pivots) < 2:
+                note = f"kept as a leaf: only {len(pivots)} dataset sample(s) fall in this subspace"
+                return Split(pivots=tuple(pivots), criterion=None, note=note)
+        else:
+            try:
+                pivots = await self._pivots(node, path, key)
+            except ParseError as exc:
+                return Split(pivots=(), criterion=None, note=f"kept as a leaf: {exc}")
         excluded = [s.criterion for s in path_steps]
         try:
             criterion, assigned, call_id = await self._criterion(node, path, pivots, excluded, key)
@@ -339,9 +357,11 @@ async def grow(
     *,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    pivot_source: PivotSource | None = None,
 ) -> GrowReport:
     """Grow the stored tree level by level until nothing is growable. Each node's result is
-    committed as soon as it arrives, so an interrupted run keeps all finished nodes."""
+    committed as soon as it arrives, so an interrupted run keeps all finished nodes. With
+    ``pivot_source`` (a tree for data that has none), pivots come from the data, not the LLM."""
     report = GrowReport()
     done = 0
     while True:
@@ -352,7 +372,7 @@ async def grow(
         depth = frontier[0].depth
         level = [n for n in frontier if n.depth == depth]
         total = done + len(frontier)
-        grower = Grower(llm, tree.task, tree.style, options)
+        grower = Grower(llm, tree.task, tree.style, options, pivot_source)
 
         async def run(node: T.Node, tree: T.Tree = tree, grower: Grower = grower) -> tuple[T.Node, Split]:
             if cancel is not None and cancel.is_set():
@@ -382,5 +402,3 @@ async def grow(
             await asyncio.gather(*tasks, return_exceptions=True)
         report.levels = max(report.levels, depth + 1)
     return report
-
-

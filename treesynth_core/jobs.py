@@ -23,9 +23,11 @@ from .llm.base import LLM
 from .runs import LLMFactory, run_llm_work
 from .store import Project
 
-Kind = Literal["grow", "synth", "features", "baseline", "fill-gaps"]
+Kind = Literal["grow", "synth", "features", "baseline", "fill-gaps", "import", "route", "balance"]
 #: Job kinds of the Coverage page (features and maps need no LLM; the others do).
 COVERAGE_KINDS = ("features", "baseline", "fill-gaps")
+#: Job kinds of the Data page (import needs no LLM; route with the embedding router alone neither).
+DATA_KINDS = ("import", "route", "balance")
 SPACES = ("embeddings", "gradients")
 HEARTBEAT_S = 1.0
 STALE_AFTER_S = 20.0
@@ -113,6 +115,8 @@ def _options(kind: Kind, params: dict[str, Any]) -> Any:
         if kind == "baseline" and int(params.get("n") or 0) < 1:
             raise TreeSynthError("the flat baseline needs n >= 1 samples")
         return dict(params)
+    if kind in DATA_KINDS:
+        return _data_options(kind, params)
     if kind not in ("grow", "synth"):
         raise TreeSynthError(f"unknown job kind {kind!r}")
     from .grow import GrowOptions
@@ -125,6 +129,30 @@ def _options(kind: Kind, params: dict[str, Any]) -> Any:
     if unknown:
         raise TreeSynthError(f"unknown {kind} options: {', '.join(sorted(unknown))}")
     return cls(**clean)
+
+
+def _data_options(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    if kind == "import":
+        for key in ("file", "map", "sample_set"):
+            if not params.get(key):
+                raise TreeSynthError(f"an import needs {key!r}")
+    if kind == "route":
+        from .routing import require_router
+
+        require_router(str(params.get("router", "llm")))
+    if kind == "balance" and int(params.get("per_leaf") or 0) < 1:
+        raise TreeSynthError("the per-leaf target must be at least 1")
+    return dict(params)
+
+
+def _needs_llm(kind: str, options: Any) -> bool:
+    if kind in ("features", "import"):
+        return False
+    if kind == "route":
+        from .data import needs_llm
+
+        return needs_llm(options.get("router", "llm"), int(options.get("agreement_n", 0)))
+    return True
 
 
 def start_job(
@@ -176,11 +204,35 @@ def _run(
         if project.job(job_id)["cancel_requested"]:
             cancel.set()
 
-    async def work(llm: LLM, cancel: threading.Event) -> Any:
+    async def work(llm: LLM | None, cancel: threading.Event) -> Any:
+        if kind == "route":
+            from .data import route_dataset
+
+            embedder = featurizer("embeddings") if options.get("router") == "embedding" or options.get(
+                "agreement_n") else None  # fmt: skip
+            return await route_dataset(project, sample_set=options["sample_set"], router=options.get("router", "llm"),
+                                       llm=llm, embedder=embedder, agreement_n=int(options.get("agreement_n", 0)),
+                                       seed=int(options.get("seed", 0)), concurrency=settings.concurrency,
+                                       progress=on_progress, cancel=cancel)  # fmt: skip
+        assert llm is not None
+        if kind == "balance":
+            from .data import balance_dataset
+
+            return await balance_dataset(
+                project, llm, source_set=options["sample_set"], per_leaf=int(options["per_leaf"]),
+                target_set=options.get("target_set", "balanced"), seed=int(options.get("seed", 0)),
+                responses=bool(options.get("responses", False)), concurrency=settings.concurrency,
+                embedder=featurizer("embeddings"), progress=on_progress, cancel=cancel,
+            )  # fmt: skip
         if kind == "grow":
             from .grow import grow
 
-            return await grow(project, llm, options, progress=on_progress, cancel=cancel)
+            source = None
+            if options.pivots_from:
+                from .data import data_pivots
+
+                source = data_pivots(project, options.pivots_from, featurizer("embeddings"), seed=options.seed)
+            return await grow(project, llm, options, progress=on_progress, cancel=cancel, pivot_source=source)
         if kind == "baseline":
             from .baseline import synthesize_baseline
 
@@ -203,6 +255,14 @@ def _run(
     try:
         if kind == "features":
             message = _features(project, options, on_progress, cancel)
+            raise _Finished
+        if kind == "import":
+            message = _import(project, options, on_progress, cancel)
+            raise _Finished
+        if not _needs_llm(kind, options):
+            import asyncio
+
+            message = _summary(kind, asyncio.run(work(None, cancel)), None)
             raise _Finished
         result, stats = run_llm_work(
             project, kind, params, settings, work, cancel=cancel, max_calls=params.get("max_calls"),
@@ -256,6 +316,23 @@ def _features(project: Project, options: dict[str, Any], progress: Any, cancel: 
     return f"{space} of {len(samples)} samples ({feats.name}) and their map are ready"
 
 
+def _import(project: Project, options: dict[str, Any], progress: Any, cancel: threading.Event) -> str:
+    """Import a dataset file as a new sample set; a Stop rolls the whole import back."""
+    from .ingest import ColumnMap, import_file
+
+    def on_rows(done: int) -> None:
+        if cancel.is_set():
+            raise Cancelled("import stopped: nothing was imported")
+        progress(done, 0, f"{done:,} rows")
+
+    summary = import_file(project, Path(options["file"]), ColumnMap(**options["map"]),
+                          sample_set=options["sample_set"], fmt=options.get("format"),
+                          encoding=options.get("encoding", "utf-8"), skip_empty=bool(options.get("skip_empty")),
+                          limit=options.get("limit"), progress=on_rows)  # fmt: skip
+    skipped = f", {summary.skipped_empty} empty rows skipped" if summary.skipped_empty else ""
+    return f"imported {summary.imported:,} rows as {summary.sample_set!r}{skipped}"
+
+
 async def _fill_gaps(project: Project, llm: LLM, options: dict[str, Any], progress: Any,
                      cancel: threading.Event) -> Any:  # fmt: skip
     from .features.embeddings import ensure_features
@@ -274,8 +351,17 @@ async def _fill_gaps(project: Project, llm: LLM, options: dict[str, Any], progre
                            progress=progress, cancel=cancel, space=feats.name)  # fmt: skip
 
 
-def _summary(kind: str, result: Any, stats: dict[str, Any]) -> str:
-    calls = f"{stats['calls']} LLM calls, {stats['cached']} cached"
+def _summary(kind: str, result: Any, stats: dict[str, Any] | None) -> str:
+    calls = f"{stats['calls']} LLM calls, {stats['cached']} cached" if stats else "no LLM calls"
+    if kind == "route":
+        agree = result.get("agreement")
+        rate = f"; agreement with the {agree['other']} router {agree['rate']:.0%} on {agree['n']}" if agree and \
+            agree["rate"] is not None else ""  # fmt: skip
+        return (f"routed {result['routed']} of {result['total']}: {result['leaf']} in leaves, {result['none_fits']} "
+                f"fit no value, {result['errors']} errors{rate} ({calls})")  # fmt: skip
+    if kind == "balance":
+        return (f"balanced into {result['target_set']!r}: kept {result['kept']}, synthesized {result['synthesized']}"
+                f" ({calls})")  # fmt: skip
     if kind == "baseline":
         return f"flat baseline: {result.total} samples, added {result.added} ({calls})"
     if kind == "fill-gaps":

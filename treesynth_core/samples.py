@@ -36,3 +36,26 @@ class Sample(NewSample):
 
     id: int = 0
     created: str = ""
+
+
+#: The ``leaf_id`` of an imported sample no router has placed yet (or that fits no leaf).
+UNROUTED = ""
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one router sent one sample.
+
+    ``status`` is ``"leaf"`` (``leaf_id`` names the leaf) or ``"none"``: at node ``stopped_at``
+    none of the criterion's values fitted, which is counted and shown, never dropped. ``path`` is
+    the root-to-``stopped_at`` path of (criterion, value) pairs taken.
+    """
+
+    sample_id: int
+    router: str
+    status: str
+    stopped_at: str
+    leaf_id: str | None = None
+    path: list[dict[str, str]] = field(default_factory=list)
+    detail: str = ""
+    tree_digest: str = ""

@@ -32,6 +32,7 @@ from .samples import TREE_SET, NewSample, Sample
 
 Progress = Callable[[int, int, str], None]
 
+
 class SampleStore(Protocol):
     def tree(self) -> T.Tree: ...
 
@@ -59,6 +60,8 @@ class SynthOptions:
     leaf_ids: tuple[str, ...] = ()
     max_calls: int | None = None
     max_cost: float | None = None
+    #: Where the samples go: the tree's own set, or e.g. a rebalanced copy of an imported dataset.
+    sample_set: str = TREE_SET
 
     def __post_init__(self) -> None:
         if self.per_leaf < 1 or self.per_call < 1:
@@ -198,9 +201,7 @@ def check_budget(plan: SynthPlan, options: SynthOptions) -> None:
             "raise --max-calls or make fewer samples"
         )
     if options.max_cost is not None and plan.cost_usd is not None and plan.cost_usd > options.max_cost:
-        raise BudgetError(
-            f"this run is estimated at ${plan.cost_usd:.2f}, above your cap of ${options.max_cost:.2f}"
-        )
+        raise BudgetError(f"this run is estimated at ${plan.cost_usd:.2f}, above your cap of ${options.max_cost:.2f}")
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -259,8 +260,9 @@ class LeafSynthesizer:
         return range(count + math.ceil(deleted / per_call))
 
     async def fill(self, store: SampleStore, leaf: LeafPlan, report: SynthReport) -> int:
-        existing = store.samples(leaf_id=leaf.leaf_id)
-        used_keys = store.sample_keys(leaf.leaf_id)
+        sample_set = self.options.sample_set
+        existing = store.samples(sample_set=sample_set, leaf_id=leaf.leaf_id)
+        used_keys = store.sample_keys(leaf.leaf_id, sample_set=sample_set)
         dupes = DuplicateFilter(self.options.near_duplicate, (s.instruction for s in existing))
         used_calls = {k.split(":", 1)[0] for k in used_keys}
         have = len(existing)
@@ -297,6 +299,8 @@ class LeafSynthesizer:
                         model=self.llm.model,
                         call_id=result.call_id,
                         response_call_id=response_call,
+                        sample_set=sample_set,
+                        extra={"provenance": "synthesized"},
                     )
                 )
             inserted = store.add_samples(rows)
@@ -318,7 +322,7 @@ async def synthesize(
     """Fill every target leaf up to ``per_leaf`` samples; each call's samples are saved as soon as
     they arrive. Leaves run concurrently (bounded by ``concurrency`` and the backend's own limit)."""
     tree = store.tree()
-    plan = plan or plan_synthesis(tree, store.sample_counts(), options, model=llm.model)
+    plan = plan or plan_synthesis(tree, store.sample_counts(sample_set=options.sample_set), options, model=llm.model)
     todo = [leaf for leaf in plan.leaves if leaf.need > 0]
     report = SynthReport(leaves=len(todo))
     synthesizer = LeafSynthesizer(llm, tree, options)
@@ -345,6 +349,6 @@ async def synthesize(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    counts = store.sample_counts()
+    counts = store.sample_counts(sample_set=options.sample_set)
     report.short_leaves = [leaf.leaf_id for leaf in todo if counts.get(leaf.leaf_id, 0) < options.per_leaf]
     return report

@@ -35,6 +35,10 @@ class CriterionReply(BaseModel):
     values: list[str]
 
 
+class RouteReply(BaseModel):
+    value: str
+
+
 class CoverageReply(BaseModel):
     new_values: list[str]
     complete: bool = True

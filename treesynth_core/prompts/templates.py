@@ -166,6 +166,35 @@ def coverage_prompt(
     )
 
 
+# -- routing existing samples (TreeSynth-balance) ---------------------------------------------------
+
+#: The reply that says no value of the criterion fits the sample (counted, never dropped silently).
+NONE_FITS = "none of these"
+
+
+def route_schema(values: Sequence[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"value": {"type": "string", "enum": [*values, NONE_FITS]}},
+        "required": ["value"],
+    }
+
+
+def route_prompt(
+    task: str, style: str, path: Sequence[tuple[str, str]], criterion: str, values: Sequence[str], sample: str
+) -> str:
+    """Ask which ONE value of ``criterion`` a sample has (the paper's classification, one level)."""
+    listed = "\n".join(f"- {v}" for v in values)
+    return (
+        f"{_task_block(task, style)}\n"
+        + _path_block(path, "The sample below belongs to the part of the task with these attributes:")
+        + f"\nSample:\n{sample}\n\n"
+        f'Which value of the criterion "{criterion}" does this sample have? Values:\n{listed}\n'
+        f'Choose exactly one value from the list. If none of them fits, choose "{NONE_FITS}".\n'
+        'Reply with JSON only: {"value": "<one value from the list>"}.'
+    )
+
+
 # -- responses ------------------------------------------------------------------------------------
 
 

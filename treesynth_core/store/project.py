@@ -31,7 +31,7 @@ from typing import Any
 from ..config import BackendSettings, merge_settings
 from ..errors import ConfigError, ProjectError
 from ..llm.base import ChatResult
-from ..samples import TREE_SET, NewSample, Sample
+from ..samples import TREE_SET, NewSample, Route, Sample
 from ..tree import (
     Node,
     NodeChange,
@@ -380,6 +380,97 @@ class Project:
                 )
                 deleted += conn.execute(f"DELETE FROM samples WHERE id IN ({_marks(len(chunk))})", chunk).rowcount
         return deleted
+
+    def import_samples(
+        self,
+        samples: Iterable[NewSample],
+        *,
+        sample_set: str,
+        progress: Callable[[int], None] | None = None,
+        batch: int = 2_000,
+    ) -> int:
+        """Store a whole dataset as a new sample set, all or nothing.
+
+        ``samples`` may be a lazy stream (a file read row by row): rows are inserted in batches of
+        ``batch`` inside ONE transaction, so a bad row, an error or Ctrl-C half way rolls everything
+        back and leaves no half-imported set. ``progress`` gets the running count after each batch.
+        Refuses a set name that already holds samples.
+        """
+        if not sample_set or sample_set == TREE_SET:
+            raise ProjectError(f"an imported dataset needs its own sample set name (not {TREE_SET!r})")
+        columns = schema.SAMPLE_COLUMNS
+        sql = f"INSERT OR IGNORE INTO samples ({', '.join(columns)}) VALUES ({_marks(len(columns))})"
+        created, added, pending = now(), 0, []
+        with self._tx() as conn:
+            (held,) = conn.execute("SELECT COUNT(*) FROM samples WHERE sample_set = ?", (sample_set,)).fetchone()
+            if held:
+                raise ProjectError(
+                    f"the sample set {sample_set!r} already holds {held} samples; choose another name "
+                    "or delete that set first"
+                )
+            for sample in samples:
+                if sample.sample_set != sample_set:
+                    sample = dataclasses.replace(sample, sample_set=sample_set)
+                pending.append(schema.sample_row(sample, created))
+                if len(pending) >= batch:
+                    added += conn.executemany(sql, pending).rowcount
+                    pending = []
+                    if progress is not None:
+                        progress(added)
+            added += conn.executemany(sql, pending).rowcount if pending else 0
+            if progress is not None:
+                progress(added)
+        return added
+
+    def sample_sets(self) -> dict[str, int]:
+        """Every sample set in the project with its number of samples."""
+        with self._read() as conn:
+            return dict(conn.execute("SELECT sample_set, COUNT(*) FROM samples GROUP BY sample_set ORDER BY 1"))
+
+    def delete_sample_set(self, sample_set: str) -> int:
+        """Delete a whole sample set with its features, routes and deletion marks; one transaction."""
+        ids = "SELECT id FROM samples WHERE sample_set = ?"
+        with self._tx() as conn:
+            conn.execute(f"DELETE FROM features WHERE sample_id IN ({ids})", (sample_set,))
+            conn.execute(f"DELETE FROM routes WHERE sample_id IN ({ids})", (sample_set,))
+            conn.execute("DELETE FROM deleted_samples WHERE sample_set = ?", (sample_set,))
+            return conn.execute("DELETE FROM samples WHERE sample_set = ?", (sample_set,)).rowcount
+
+    # -- routes -----------------------------------------------------------------------------------
+    def put_routes(self, routes: Iterable[Route]) -> None:
+        """Store routes (replacing a router's earlier route of the same sample); one transaction."""
+        created = now()
+        rows = [
+            (r.sample_id, r.router, r.tree_digest, r.status, r.leaf_id, r.stopped_at, dumps(r.path), r.detail, created)
+            for r in routes
+        ]
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO routes (sample_id, router, tree_digest, status, leaf_id, stopped_at, path, "
+                f"detail, created) VALUES ({_marks(9)})",
+                rows,
+            )
+
+    def routes(self, router: str, *, sample_set: str) -> dict[int, Route]:
+        """The routes ``router`` made for the samples of ``sample_set``, by sample id."""
+        sql = (
+            "SELECT r.sample_id, r.router, r.status, r.stopped_at, r.leaf_id, r.path, r.detail, r.tree_digest "
+            "FROM routes r JOIN samples s ON s.id = r.sample_id WHERE r.router = ? AND s.sample_set = ?"
+        )
+        with self._read() as conn:
+            rows = conn.execute(sql, (router, sample_set)).fetchall()
+        return {
+            int(sid): Route(int(sid), rtr, status, stopped, leaf, json.loads(path), detail, digest)
+            for sid, rtr, status, stopped, leaf, path, detail, digest in rows
+        }
+
+    def assign_leaves(self, assignments: Mapping[int, tuple[str, list[dict[str, str]]]]) -> None:
+        """Set each sample's leaf and path (by sample id), as routing decided; one transaction."""
+        with self._tx() as conn:
+            conn.executemany(
+                "UPDATE samples SET leaf_id = ?, path = ? WHERE id = ?",
+                [(leaf, dumps(path), int(sid)) for sid, (leaf, path) in assignments.items()],
+            )
 
     # -- LLM reply cache and call log -------------------------------------------------------------
     def cache_get(self, key: str) -> ChatResult | None:

@@ -214,6 +214,29 @@ def m010_features(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX runs_started ON runs (started)")
 
 
+@migration
+def m011_routes(conn: sqlite3.Connection) -> None:
+    """Where each router sent each sample: a leaf, or "none fits" with the node it stopped at.
+
+    One row per (sample, router), so the LLM and embedding routers can be compared; ``tree_digest``
+    names the tree the route was made on, so a route made before the tree changed is redone.
+    """
+    conn.execute(
+        """CREATE TABLE routes (
+            sample_id INTEGER NOT NULL,
+            router TEXT NOT NULL,
+            tree_digest TEXT NOT NULL,
+            status TEXT NOT NULL,
+            leaf_id TEXT,
+            stopped_at TEXT NOT NULL,
+            path TEXT NOT NULL DEFAULT '[]',
+            detail TEXT NOT NULL DEFAULT '',
+            created TEXT NOT NULL,
+            PRIMARY KEY (sample_id, router)
+        )"""
+    )
+
+
 # -- applying -------------------------------------------------------------------------------------
 
 

