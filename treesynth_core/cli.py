@@ -36,6 +36,7 @@ from .cli_common import (
 )
 from .cli_coverage import register as register_coverage
 from .cli_data import register as register_data
+from .cli_scale import register as register_scale
 from .config import merge_settings, settings_from_env
 from .edits import resolve_node, run_edit
 from .errors import TreeSynthError
@@ -604,6 +605,7 @@ def demo(
 
 register_coverage(app)
 register_data(app)
+register_scale(app)
 
 
 def main() -> None:

@@ -1,0 +1,344 @@
+"""Scaling-law fitter: the SynthLLM Table 1 fixture, parameter recovery from noiseless data, the
+rectified law beating the power law out of sample, plateau sizes computed by hand, determinism
+under a seed, and every input error.
+
+Fixture tolerance (achieved, MATH error in percentage points, D in billions of tokens, all 7 points
+fitted): 3B RMSE 0.159 pp (max 0.27), beta 0.659, E 14.92, B 193.3, D_l 4.98; 8B RMSE 0.153 pp
+(max 0.245), beta 0.788, E 16.72, B 154.0, D_l 9.47. These are not the paper's parameters: without
+its small-D points the law is poorly identified (see research notes B3).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from treesynth_core import scaling as S
+from treesynth_core.errors import TreeSynthError
+from treesynth_core.scaling_plot import scaling_figure
+
+FIXTURE = Path(__file__).parent / "fixtures" / "synthllm_table1.csv"
+#: RMSE (pp) the rectified fit must reach on each model's 7 fixture points; achieved 0.159 and 0.153.
+FIXTURE_RMSE_PP = 0.16
+#: Largest single miss (pp) on the fixture; achieved 0.27 and 0.245.
+FIXTURE_MAX_PP = 0.28
+FIXTURE_PARAMS = {"3B": {"beta": 0.659, "E": 14.92}, "8B": {"beta": 0.788, "E": 16.72}}
+
+
+def rectified(D, B, D_l, beta, E):
+    return B / (D_l + np.asarray(D, dtype=float) ** beta) + E
+
+
+@pytest.fixture(scope="module")
+def table1() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per model: sizes (billions of tokens) and MATH error (%)."""
+    out = {}
+    for model, points in S.read_points(FIXTURE).by_model().items():
+        sizes = np.array([p.size for p in points])
+        out[model] = (sizes, S.to_error([p.metric for p in points], "accuracy_percent"))
+    return out
+
+
+# -- the paper's numbers ------------------------------------------------------------------------------
+
+
+def test_fixture_reads_as_two_models_in_billions_of_tokens():
+    point_set = S.read_points(FIXTURE)
+    assert (point_set.size_column, point_set.metric_column) == ("tokens", "accuracy")
+    groups = point_set.by_model()
+    assert list(groups) == ["3B", "8B"] and all(len(points) == 7 for points in groups.values())
+    assert groups["3B"][0] == S.Point(4.5, 60.0, None, "3B") and groups["8B"][-1] == S.Point(4000.0, 83.2, None, "8B")
+    assert S.infer_metric_kind(point_set.metric_column, [p.metric for p in point_set.points]) == "accuracy_percent"
+
+
+@pytest.mark.parametrize("model", ["3B", "8B"])
+def test_rectified_fit_reproduces_table1(table1, model):
+    sizes, errors = table1[model]
+    fit = S.fit_rectified(sizes, errors)
+    assert fit.law == "rectified" and fit.n_points == 7 and fit.size_range == (4.5, 4000.0)
+    assert fit.rmse <= FIXTURE_RMSE_PP
+    assert np.abs(fit.predict(sizes) - errors).max() <= FIXTURE_MAX_PP
+    assert fit.beta == pytest.approx(FIXTURE_PARAMS[model]["beta"], abs=0.01)
+    assert fit.E == pytest.approx(FIXTURE_PARAMS[model]["E"], abs=0.05)
+    assert fit.initial_gap == pytest.approx(fit.B / fit.D_l)
+    power = S.fit_power(sizes, errors)
+    assert power.law == "power" and power.D_l == 0.0 and power.initial_gap is None
+    assert power.rmse > 2 * fit.rmse  # the power law cannot bend
+
+
+def test_fit_is_deterministic_under_a_seed_and_independent_of_size_units(table1):
+    sizes, errors = table1["3B"]
+    first = S.fit_rectified(sizes, errors, seed=3)
+    assert S.fit_rectified(sizes, errors, seed=3) == first
+    assert S.fit_power(sizes, errors, seed=3) == S.fit_power(sizes, errors, seed=3)
+    assert S.fit_rectified(sizes, errors, seed=4).rmse == pytest.approx(first.rmse, rel=1e-6)
+    in_tokens = S.fit_rectified(sizes * 1e9, errors, seed=3)  # the same law with D in tokens
+    assert in_tokens.beta == pytest.approx(first.beta, rel=1e-4) and in_tokens.E == pytest.approx(first.E, rel=1e-4)
+    assert np.allclose(in_tokens.predict(sizes * 1e9), first.predict(sizes), atol=1e-6)
+
+
+# -- synthetic laws -----------------------------------------------------------------------------------
+
+
+def test_recovers_known_parameters_from_noiseless_data():
+    sizes = np.geomspace(0.1, 1e5, 12)
+    fit = S.fit_rectified(sizes, rectified(sizes, 500.0, 20.0, 0.6, 5.0))
+    assert (fit.B, fit.D_l, fit.beta, fit.E) == pytest.approx((500.0, 20.0, 0.6, 5.0), rel=1e-4)
+    assert fit.rmse < 1e-8
+    power = S.fit_power(sizes, 300.0 / sizes**0.4 + 2.0)
+    assert (power.B, power.beta, power.E) == pytest.approx((300.0, 0.4, 2.0), rel=1e-4)
+    assert np.allclose(fit.predict([1e9]), rectified(1e9, 500.0, 20.0, 0.6, 5.0))
+    assert fit.predict(np.ones((2, 3))).shape == (2, 3)
+
+
+def test_floor_is_never_negative():
+    sizes = np.geomspace(1, 1e4, 8)
+    fit = S.fit_power(sizes, 10.0 / sizes**0.5)  # true floor 0
+    assert fit.E >= 0 and fit.E == pytest.approx(0.0, abs=1e-6)
+
+
+def test_rectified_beats_power_out_of_sample_when_D_l_is_large():
+    rng = np.random.default_rng(0)
+    sizes = np.geomspace(1, 1e5, 9)
+    errors = rectified(sizes, 5000.0, 100.0, 0.7, 8.0) + rng.normal(size=9) * 0.1
+    report = S.fit_report([S.Point(d, e) for d, e in zip(sizes, errors, strict=True)], n_test=2)
+    assert len(report.test_points) == 2 and {p.size for p in report.test_points} == set(sizes[-2:])
+    rect, power = report.held_out["rectified"], report.held_out["power"]
+    assert rect is not None and power is not None
+    assert rect.rmse < 1.0 < 5 * rect.rmse < power.rmse
+    assert report.preferred == "rectified"
+    assert report.fits["rectified"].D_l == pytest.approx(100.0, rel=0.2)
+
+
+# -- plateau ------------------------------------------------------------------------------------------
+
+
+def hand_fit(law: str, B: float, D_l: float, beta: float, E: float) -> S.ScalingFit:
+    return S.ScalingFit(law, B, D_l, beta, E, rmse=0.0, n_points=5, size_range=(1.0, 100.0))  # type: ignore[arg-type]
+
+
+def test_plateau_of_a_power_law_by_hand():
+    # L = 100 / D + 5: L(D) - L(10 D) = 90 / D, which falls below 0.9 past D = 100
+    fit = hand_fit("power", 100.0, 0.0, 1.0, 5.0)
+    assert S.gain_per_decade(fit, 100.0) == pytest.approx(0.9)
+    assert S.plateau_size(fit, 0.9) == pytest.approx(100.0, rel=1e-9)
+    assert S.plateau_size(fit, 0.09) == pytest.approx(1000.0, rel=1e-9)
+    assert S.plateau_size(fit, 0.9, start=500.0) == 500.0  # already flat at the start
+    assert S.plateau_size(fit, 0.9, stop=50.0) is None  # still paying at the end of the search
+
+
+def test_plateau_of_a_rectified_law_by_hand():
+    # beta = 1: B/(D_l + D) - B/(D_l + 10 D) = t  <=>  10 t D^2 + (11 t D_l - 9 B) D + t D_l^2 = 0; larger root
+    B, D_l, t = 1000.0, 50.0, 1.0
+    a, b, c = 10 * t, 11 * t * D_l - 9 * B, t * D_l**2
+    expected = (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)
+    fit = hand_fit("rectified", B, D_l, 1.0, 2.0)
+    assert S.plateau_size(fit, t, start=0.01) == pytest.approx(expected, rel=1e-9)
+    # the gain is small at tiny D (D << D_l) too: the plateau is the last crossing, not the first
+    assert S.gain_per_decade(fit, 0.01) < t
+    with pytest.raises(S.PointsError, match="> 0"):
+        S.plateau_size(fit, 0.0)
+    with pytest.raises(S.PointsError, match="start < stop"):
+        S.plateau_size(fit, 1.0, start=10.0, stop=5.0)
+
+
+def test_extrapolate_converts_back_to_the_metric():
+    fit = hand_fit("power", 100.0, 0.0, 1.0, 5.0)
+    rows = S.extrapolate([fit], [10.0, 100.0], "accuracy_percent")
+    assert rows == [{"size": 10.0, "power": pytest.approx(85.0)}, {"size": 100.0, "power": pytest.approx(94.0)}]
+    with pytest.raises(S.PointsError, match="> 0"):
+        S.extrapolate([fit], [0.0])
+
+
+# -- the report ---------------------------------------------------------------------------------------
+
+
+def test_fit_report_on_the_fixture(table1):
+    points = S.read_points(FIXTURE).by_model()["8B"]
+    report = S.fit_report(points, metric_kind="accuracy_percent", bootstrap=8, extrapolate_to=[10.0, 1e4])
+    assert report.model == "8B" and len(report.fit_points) == 6 and [p.size for p in report.test_points] == [4000.0]
+    assert report.preferred == "rectified" and report.threshold == 1.0
+    assert report.ceiling("rectified") == pytest.approx(100.0 - report.fits["rectified"].E)
+    assert report.plateau["rectified"] is not None and report.plateau["rectified"] < report.plateau["power"]
+    assert [row["size"] for row in report.extrapolation] == [10.0, 1e4]
+    assert report.extrapolation[0]["rectified"] == pytest.approx(73.2, abs=0.5)  # Table 1 at 10B
+    intervals = report.intervals["rectified"]
+    assert set(intervals) == {"B", "D_l", "beta", "E", "B_over_D_l"} and "D_l" not in report.intervals["power"]
+    assert all(low <= high for low, high in intervals.values())
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["fits"]["rectified"]["beta"] == pytest.approx(report.fits["rectified"].beta)
+    assert data["fits"]["power"]["D_l"] is None and data["held_out"]["power"]["n"] == 1
+    assert data["preferred"] == "rectified" and data["notes"] == []
+    again = S.fit_report(points, metric_kind="accuracy_percent", bootstrap=8, extrapolate_to=[10.0, 1e4])
+    assert again.fits == report.fits and again.intervals == report.intervals  # seeded: the same every time
+
+
+def test_report_notes_say_what_to_check():
+    sizes = [1.0, 2.0, 4.0, 8.0]
+    rising = S.fit_report([S.Point(d, 50.0 + d) for d in sizes])  # an accuracy given as a loss
+    assert any("--metric accuracy" in note for note in rising.notes)
+    assert any("interpolates" in note for note in rising.notes) and any("No held-out" in n for n in rising.notes)
+    fractions = S.fit_report([S.Point(d, 0.5 + 0.01 * d) for d in sizes], metric_kind="accuracy_percent")
+    assert any("accuracy-fraction" in note for note in fractions.notes)
+
+
+def test_fit_reports_one_per_model():
+    reports = S.fit_reports(S.read_points(FIXTURE), metric_kind="accuracy_percent", n_test=0)
+    assert [r.model for r in reports] == ["3B", "8B"] and all(not r.test_points for r in reports)
+    assert reports[0].fits["rectified"].rmse <= FIXTURE_RMSE_PP
+
+
+def test_split_fit_test():
+    points = [S.Point(float(d), 1.0 / d) for d in (1, 2, 2, 4, 8, 16, 32)]
+    fit, test = S.split_fit_test(points)  # 6 distinct sizes: hold out the largest
+    assert [p.size for p in test] == [32.0] and len(fit) == 6
+    fit, test = S.split_fit_test(points, n_test=2)
+    assert [p.size for p in test] == [16.0, 32.0]
+    assert S.split_fit_test(points[:5])[1] == []  # 4 distinct sizes: nothing to spare
+    assert S.split_fit_test(points, n_test=0) == (points, [])
+    explicit = [S.Point(1, 3, "fit"), S.Point(2, 2, "test"), S.Point(3, 1, "fit")]
+    assert S.split_fit_test(explicit) == ([explicit[0], explicit[2]], [explicit[1]])
+    with pytest.raises(S.PointsError, match="split column"):
+        S.split_fit_test(explicit, n_test=1)
+    with pytest.raises(S.PointsError, match="leaves 3"):
+        S.split_fit_test(points, n_test=3)
+    with pytest.raises(S.PointsError, match=">= 0"):
+        S.split_fit_test(points, n_test=-1)
+
+
+def test_evaluate():
+    fit = hand_fit("power", 100.0, 0.0, 1.0, 5.0)
+    held = S.evaluate(fit, [S.Point(10.0, 14.0), S.Point(100.0, 7.0)])
+    assert held is not None and held.n == 2 and held.residuals == pytest.approx((1.0, -1.0))
+    assert held.rmse == pytest.approx(1.0) and held.max_abs_error == pytest.approx(1.0)
+    assert S.evaluate(fit, []) is None
+    as_accuracy = S.evaluate(fit, [S.Point(10.0, 86.0)], "accuracy_percent")
+    assert as_accuracy is not None and as_accuracy.residuals == pytest.approx((1.0,))  # predicted 85, not 86
+
+
+# -- parsing and input errors -------------------------------------------------------------------------
+
+
+def test_parse_points_variants():
+    pasted = S.parse_points("# from a notebook\n1e3 3.2\n1e4\t2.5\n\n1e5 2.1\n")
+    assert [(p.size, p.metric) for p in pasted.points] == [(1e3, 3.2), (1e4, 2.5), (1e5, 2.1)]
+    named = S.parse_points("Num_Tokens,Error_Rate,Split,Model,notes\n4.5B,40%,fit,a,x\n1T,20,TEST,a,y\n2t,19,,b,z\n")
+    assert (named.size_column, named.metric_column) == ("Num_Tokens", "Error_Rate")
+    assert [(p.size, p.metric, p.split, p.model) for p in named.points] == [
+        (4.5e9, 40.0, "fit", "a"), (1e12, 20.0, "test", "a"), (2e12, 19.0, "fit", "b")]  # fmt: skip
+    assert list(named.by_model()) == ["a", "b"]
+    semi = S.parse_points("samples;accuracy\n100;0.5\n100;0.52\n")  # repeated sizes are fine
+    assert [p.size for p in semi.points] == [100.0, 100.0] and semi.metric_column == "accuracy"
+    assert S.parse_points("size,metric,split\n1,2,heldout\n").points[0].split == "test"
+    assert S.parse_sizes("10, 100 1e3,4.5B") == [10.0, 100.0, 1000.0, 4.5e9]
+
+
+def test_metric_conversions():
+    assert S.to_error([60.0, 100.0], "accuracy_percent") == pytest.approx([40.0, 0.0])
+    assert S.to_error([0.6], "accuracy_fraction") == pytest.approx([0.4])
+    assert S.to_error([2.5], "loss") == pytest.approx([2.5])
+    for kind in S.METRIC_KINDS:
+        assert S.from_error(S.to_error([0.25, 0.75], kind), kind) == pytest.approx([0.25, 0.75])
+    assert S.infer_metric_kind("acc", [0.5, 0.9]) == "accuracy_fraction"
+    assert S.infer_metric_kind("MATH accuracy (%)", [50.0]) == "accuracy_percent"
+    assert S.infer_metric_kind("loss", [0.5]) == "loss" and S.infer_metric_kind("error", [50.0]) == "loss"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "no points"),
+        ("# only a comment\n\n", "no points"),
+        ("size,metric\n", "header but no points"),
+        ("size,metric\n10,abc\n", "line 2: metric 'abc' is not a number"),
+        ("size,metric\nten,1\n", "size 'ten' is not a number"),
+        ("size,metric\n0,1\n", "must be > 0"),
+        ("size,metric\n-5,1\n", "must be > 0"),
+        ("size,metric\ninf,1\n", "not a finite number"),
+        ("size,metric\n10\n", "expected 2 columns"),
+        ("when,what\n1,2\n", "no size or metric column"),
+        ("tokens,value\n1,2\n", "no metric column"),
+        ("tokens,samples,loss\n1,2,3\n", "two size columns"),
+        ("size,metric,split\n1,2,validation\n", "must be fit or test"),
+    ],
+)
+def test_parse_errors(text, message):
+    with pytest.raises(S.PointsError, match=message) as caught:
+        S.parse_points(text)
+    assert isinstance(caught.value, TreeSynthError) and "\n" not in str(caught.value)
+
+
+def test_read_points_errors(tmp_path):
+    with pytest.raises(S.PointsError, match="no such points file"):
+        S.read_points(tmp_path / "missing.csv")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(S.PointsError, match="empty.csv has no points"):
+        S.read_points(empty)
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(S.PointsError, match="cannot read"):
+        S.read_points(binary)
+
+
+def test_fit_input_errors():
+    with pytest.raises(S.PointsError, match="needs at least 4 distinct sizes to fit; got 3"):
+        S.fit_rectified([1, 2, 3, 3, 3], [5, 4, 3, 3, 3])  # duplicates do not count twice
+    with pytest.raises(S.PointsError, match="at least 3 distinct sizes"):
+        S.fit_power([1, 2], [2, 1])
+    with pytest.raises(S.PointsError, match="3 sizes but 2"):
+        S.fit_rectified([1, 2, 3], [1, 2])
+    with pytest.raises(S.PointsError, match="must be > 0"):
+        S.fit_rectified([0, 1, 2, 3], [4, 3, 2, 1])
+    with pytest.raises(S.PointsError, match="negative"):
+        S.fit_rectified([1, 2, 3, 4], [4, 3, 2, -1])
+    with pytest.raises(S.PointsError, match="finite"):
+        S.fit_rectified([1, 2, 3, 4], [4, 3, np.nan, 1])
+    assert S.fit_rectified([1, 1, 2, 3, 4], [5, 5.1, 3, 2, 1.5]).n_points == 5
+
+
+def test_report_input_errors():
+    points = [S.Point(float(d), 50.0 + d) for d in (1, 2, 4, 8, 16)]
+    with pytest.raises(S.PointsError, match="no points"):
+        S.fit_report([])
+    with pytest.raises(S.PointsError, match="outside 0..1"):
+        S.fit_report(points, metric_kind="accuracy_fraction")
+    with pytest.raises(S.PointsError, match="outside 0..100"):
+        S.fit_report([*points, S.Point(32.0, 101.0)], metric_kind="accuracy_percent")
+    with pytest.raises(S.PointsError, match="negative"):
+        S.fit_report([*points, S.Point(32.0, -1.0)])
+    with pytest.raises(S.PointsError, match="unknown metric kind"):
+        S.fit_report(points, metric_kind="percent")  # type: ignore[arg-type]
+    with pytest.raises(S.PointsError, match="2 models"):
+        S.fit_report([*points, S.Point(1.0, 2.0, model="other")])
+    with pytest.raises(S.PointsError, match="leaves 3"):
+        S.fit_report(points, n_test=2)
+    with pytest.raises(S.PointsError, match="no sizes"):
+        S.parse_sizes(" , ")
+    with pytest.raises(S.PointsError, match="must be > 0"):
+        S.parse_sizes("10,-1")
+
+
+# -- figure -------------------------------------------------------------------------------------------
+
+
+def test_scaling_figure(table1):
+    groups = S.read_points(FIXTURE).by_model()
+    reports = [S.fit_report(points, metric_kind="accuracy_percent") for points in groups.values()]
+    fig = scaling_figure(reports[0], size_label="tokens (B)")
+    names = [trace.name for trace in fig.data]
+    assert names[:4] == ["rectified law", "power law", "fit points", "held-out points"]
+    assert any(name.startswith("plateau") for name in names)
+    by_name = {trace.name: trace for trace in fig.data}
+    assert by_name["fit points"].marker.color != by_name["held-out points"].marker.color
+    assert max(by_name["rectified law"].x) > 4000.0  # extended past the data
+    assert fig.layout.xaxis.type == "log" and fig.layout.xaxis.title.text == "tokens (B)"
+    both = scaling_figure(reports)
+    assert both.layout.xaxis2.type == "log" and len(both.data) == 2 * len(fig.data)
+    assert sum(trace.showlegend is not False for trace in both.data) == len(fig.data)
+    with pytest.raises(S.PointsError, match="nothing to plot"):
+        scaling_figure([])
