@@ -137,7 +137,9 @@ def _load_sentence_transformer(source: str, device: str, local_path: bool) -> An
         key = (source, device)
         if key not in _models:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.disable_progress_bar()  # "Loading weights" bars would break our own progress display
             try:
                 _models[key] = SentenceTransformer(source, device=device, local_files_only=True)
             except (OSError, ValueError) as exc:
