@@ -37,6 +37,22 @@ ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name at the
 KeyEnvOpt = Annotated[str | None, typer.Option("--api-key-env", help="NAME of the environment variable holding the API key (the key itself is never stored).")]  # fmt: skip
 GgufOpt = Annotated[str | None, typer.Option("--gguf", help="Path to a local GGUF model for the embedded backend.")]  # fmt: skip
 ConcOpt = Annotated[int | None, typer.Option("--concurrency", help="Requests in flight at once (openai backend).")]  # fmt: skip
+EmbedderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--embedder",
+        help="Embedding model: empty for the embedded all-MiniLM-L6-v2 (offline), a sentence-transformers "
+        "model folder or cached name, or openai:MODEL for the project's OpenAI-compatible /v1/embeddings.",
+    ),
+]
+SeedOpt = Annotated[
+    int,
+    typer.Option("--seed", help="Seed of every sampled choice: subsamples, layouts, routing (same seed, same result)."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+MaxCallsOpt = Annotated[
+    int | None, typer.Option("--max-calls", help="Stop after this many LLM calls (cached replies are free).")
+]
 
 
 def _backend_overrides(llm: str | None, base_url: str | None, model: str | None, api_key_env: str | None,

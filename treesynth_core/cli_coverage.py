@@ -18,11 +18,15 @@ from .cli_common import (
     BaseUrlOpt,
     ConcOpt,
     DirArg,
+    EmbedderOpt,
     GgufOpt,
     JsonOpt,
     KeyEnvOpt,
     LlmOpt,
+    MaxCallsOpt,
     ModelOpt,
+    QuietOpt,
+    SeedOpt,
     _backend_overrides,
     _Bar,
     _call_line,
@@ -38,16 +42,6 @@ from .cli_common import (
 )
 from .errors import TreeSynthError
 
-EmbedderOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--embedder",
-        help="Embedding model: empty for the embedded all-MiniLM-L6-v2 (offline), a sentence-transformers "
-        "model folder or cached name, or openai:MODEL for the project's OpenAI-compatible /v1/embeddings.",
-    ),
-]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every subsample and layout.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 GradientsOpt = Annotated[
     bool, typer.Option("--gradients", help="Use gradient features of the embedded SmolLM2-135M (G-Vendi; slow on CPU).")
 ]
@@ -59,9 +53,6 @@ BaselineOpt = Annotated[
     ),
 ]
 
-MaxCallsOpt = Annotated[
-    int | None, typer.Option("--max-calls", help="Stop after this many LLM calls (cached replies are free).")
-]
 ResponsesOpt = Annotated[
     bool | None,
     typer.Option("--responses/--no-responses", help="Answer each instruction too (default: as the tree's samples)."),
@@ -169,10 +160,10 @@ def map_(
     as_json: JsonOpt = False,
 ) -> None:
     """A 2-D UMAP map of the samples' embeddings (or, with --gradients, gradient features); hover shows
-    each sample with its path. The layout is cached in the project."""
+    each sample with its path (a .png is a static image of the same map). The layout is cached in the project."""
     from .baseline import BASELINE_SET
     from .features.embeddings import ensure_features
-    from .maps import figure, map_points, write_map
+    from .maps import map_points, write_map
 
     with _open(directory) as project:
         samples = project.samples()
@@ -188,7 +179,7 @@ def map_(
                                 min_dist=min_dist, progress=progress)  # fmt: skip
         space = "gradient features" if gradients else "embeddings"
         title = f"{project.task[:80]}: UMAP of {space} ({featurizer.name}), {len(points)} samples"
-        path = write_map(figure(points, color_by=color_by, title=title), out_file)
+        path = write_map(points, out_file, color_by=color_by, title=title)
     _emit(as_json, {"out": str(path), "points": len(points), "space": featurizer.name, "color_by": color_by},
           f"Wrote a map of {len(points)} samples ({space}, coloured by {color_by}) to {path}")  # fmt: skip
 

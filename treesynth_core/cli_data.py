@@ -18,11 +18,15 @@ from .cli_common import (
     BaseUrlOpt,
     ConcOpt,
     DirArg,
+    EmbedderOpt,
     GgufOpt,
     JsonOpt,
     KeyEnvOpt,
     LlmOpt,
+    MaxCallsOpt,
     ModelOpt,
+    QuietOpt,
+    SeedOpt,
     _backend_overrides,
     _Bar,
     _call_line,
@@ -39,19 +43,6 @@ from .cli_common import (
 from .errors import TreeSynthError
 
 SetOpt = Annotated[str, typer.Option("--set", help="The sample set holding the imported dataset.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every sampled choice (same seed: same result).")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-EmbedderOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--embedder",
-        help="Embedding model: empty for the embedded all-MiniLM-L6-v2 (offline), a sentence-transformers "
-        "model folder or cached name, or openai:MODEL for the project's OpenAI-compatible /v1/embeddings.",
-    ),
-]
-MaxCallsOpt = Annotated[
-    int | None, typer.Option("--max-calls", help="Stop after this many LLM calls (cached replies are free).")
-]
 
 
 def _sets_line(project: Any) -> str:
