@@ -23,7 +23,8 @@ st.html("<style>[data-testid='stMainBlockContainer'] { padding-top: 2.2rem; }</s
 state = get_state()
 sync_url(state)
 
-# Later pages (Coverage, Data) join the "Dataset" section.
+# The "Dataset" section: synthesize, measure coverage, bring your own data (import, route, rebalance,
+# scaling), export.
 PAGES = {
     "Build": [
         st.Page(
@@ -44,6 +45,7 @@ PAGES = {
     "Dataset": [
         st.Page(PAGE_SYNTH, title="Synthesize", icon=":material/auto_awesome:", url_path="synthesize"),
         st.Page("app_pages/coverage.py", title="Coverage", icon=":material/scatter_plot:", url_path="coverage"),
+        st.Page("app_pages/data.py", title="Data", icon=":material/dataset:", url_path="data"),
         st.Page(PAGE_EXPORT, title="Export", icon=":material/download:", url_path="export"),
     ],
 }

@@ -575,3 +575,30 @@ def test_features_and_blobs_round_trip_and_follow_deleted_samples(tmp_path):
         assert project.get_blob("k") is None
         project.put_blob("k", b"abc")
         assert project.get_blob("k") == b"abc"
+
+
+def test_an_import_is_staged_hidden_and_lets_other_writers_in_between_batches(tmp_path):
+    from treesynth_core.store.project import STAGING_PREFIX
+
+    with Project.create(tmp_path / "p", task="t") as project:
+        seen: list[tuple[int, dict[str, int]]] = []
+
+        def rows():
+            for i in range(7):
+                yield NewSample(leaf_id="", key=f"row:{i}", instruction=f"q{i}", path=[])
+
+        def progress(done: int) -> None:
+            project.put_blob("heartbeat", str(done).encode())  # a write between batches must not fail
+            seen.append((done, project.sample_sets()))
+
+        assert project.import_samples(rows(), sample_set="data", progress=progress, batch=3) == 7
+        assert [done for done, _ in seen] == [3, 6, 7]
+        assert all(sets == {} for _, sets in seen)  # nothing visible until the whole file is in
+        assert project.sample_sets() == {"data": 7}
+
+        # a process killed mid-import leaves hidden staging rows: the next import of the name clears them
+        project.add_samples([NewSample(leaf_id="", key="row:0", instruction="stale", path=[],
+                                       sample_set=STAGING_PREFIX + "more")])  # fmt: skip
+        assert project.import_samples(rows(), sample_set="more") == 7
+        assert [s.instruction for s in project.samples(sample_set="more")][0] == "q0"
+        assert project.sample_counts(sample_set=STAGING_PREFIX + "more") == {}

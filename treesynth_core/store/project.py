@@ -51,7 +51,9 @@ DB_NAME = "treesynth.db"
 FORMAT_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
 _CHUNK = 500  # ids per `IN (...)` query, well under SQLite's variable limit
-_TREE_META = ("task", "style", "root_id")  # the Tree fields kept in `meta`
+_TREE_META = ("task", "style", "root_id")
+#: Prefix of the hidden sample set an import fills before it becomes visible under its own name.
+STAGING_PREFIX = "~importing:"  # the Tree fields kept in `meta`
 HUMAN = "human"
 StrPath = str | os.PathLike[str]
 
@@ -391,41 +393,66 @@ class Project:
     ) -> int:
         """Store a whole dataset as a new sample set, all or nothing.
 
-        ``samples`` may be a lazy stream (a file read row by row): rows are inserted in batches of
-        ``batch`` inside ONE transaction, so a bad row, an error or Ctrl-C half way rolls everything
-        back and leaves no half-imported set. ``progress`` gets the running count after each batch.
-        Refuses a set name that already holds samples.
+        ``samples`` may be a lazy stream (a file read row by row). Rows go in batches of ``batch``,
+        each committed, into a hidden staging set (``~importing:NAME``) that becomes ``sample_set``
+        in one final transaction; a bad row, an error or Ctrl-C half way deletes the staging rows, so
+        no half-imported set is ever visible, while other writers (a job's heartbeat, its progress)
+        are never blocked for longer than one batch. ``progress`` gets the running count after
+        each batch, outside any transaction. Refuses a set name that already holds samples.
         """
-        if not sample_set or sample_set == TREE_SET:
-            raise ProjectError(f"an imported dataset needs its own sample set name (not {TREE_SET!r})")
+        if not sample_set or sample_set == TREE_SET or sample_set.startswith(STAGING_PREFIX):
+            raise ProjectError(f"an imported dataset needs its own sample set name (not {sample_set or TREE_SET!r})")
+        self._refuse_taken(sample_set)
+        staging = STAGING_PREFIX + sample_set
+        self.delete_sample_set(staging)  # left behind by a process killed during an earlier import
         columns = schema.SAMPLE_COLUMNS
         sql = f"INSERT OR IGNORE INTO samples ({', '.join(columns)}) VALUES ({_marks(len(columns))})"
-        created, added, pending = now(), 0, []
-        with self._tx() as conn:
-            (held,) = conn.execute("SELECT COUNT(*) FROM samples WHERE sample_set = ?", (sample_set,)).fetchone()
-            if held:
-                raise ProjectError(
-                    f"the sample set {sample_set!r} already holds {held} samples; choose another name "
-                    "or delete that set first"
-                )
-            for sample in samples:
-                if sample.sample_set != sample_set:
-                    sample = dataclasses.replace(sample, sample_set=sample_set)
-                pending.append(schema.sample_row(sample, created))
-                if len(pending) >= batch:
-                    added += conn.executemany(sql, pending).rowcount
-                    pending = []
-                    if progress is not None:
-                        progress(added)
-            added += conn.executemany(sql, pending).rowcount if pending else 0
+        created, added = now(), 0
+        pending: list[tuple[Any, ...]] = []
+
+        def flush() -> None:
+            nonlocal added, pending
+            with self._tx() as conn:
+                added += conn.executemany(sql, pending).rowcount
+            pending = []
             if progress is not None:
                 progress(added)
+
+        try:
+            for sample in samples:
+                pending.append(schema.sample_row(dataclasses.replace(sample, sample_set=staging), created))
+                if len(pending) >= batch:
+                    flush()
+            flush()
+            with self._tx() as conn:
+                self._refuse_taken(sample_set, conn)
+                conn.execute("UPDATE samples SET sample_set = ? WHERE sample_set = ?", (sample_set, staging))
+        except BaseException:
+            self.delete_sample_set(staging)
+            raise
         return added
 
+    def _refuse_taken(self, sample_set: str, conn: sqlite3.Connection | None = None) -> None:
+        def count(c: sqlite3.Connection) -> int:
+            return int(c.execute("SELECT COUNT(*) FROM samples WHERE sample_set = ?", (sample_set,)).fetchone()[0])
+
+        if conn is not None:
+            held = count(conn)
+        else:
+            with self._read() as c:
+                held = count(c)
+        if held:
+            raise ProjectError(
+                f"the sample set {sample_set!r} already holds {held} samples; choose another name "
+                "or delete that set first"
+            )
+
     def sample_sets(self) -> dict[str, int]:
-        """Every sample set in the project with its number of samples."""
+        """Every sample set in the project with its number of samples (imports still running, which
+        are staged under a hidden name, are not listed)."""
         with self._read() as conn:
-            return dict(conn.execute("SELECT sample_set, COUNT(*) FROM samples GROUP BY sample_set ORDER BY 1"))
+            rows = conn.execute("SELECT sample_set, COUNT(*) FROM samples GROUP BY sample_set ORDER BY 1")
+            return {name: n for name, n in rows if not name.startswith(STAGING_PREFIX)}
 
     def delete_sample_set(self, sample_set: str) -> int:
         """Delete a whole sample set with its features, routes and deletion marks; one transaction."""

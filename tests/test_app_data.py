@@ -1,0 +1,241 @@
+"""The Data page with AppTest: import (the bundled HumanEval file, a path, an upload), routing,
+rebalancing and growing a tree from the data run as real background jobs on the scripted fake LLM
+and a hashed-words fake embedder; the SynthLLM fit runs on the paper's example points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.test_app import create_project, new_app, open_example, projects, run, texts, wait_for_job  # noqa: F401
+from tests.test_embeddings import HashEmbedder
+from treesynth_core import jobs
+from treesynth_core.examples import EXAMPLES
+from treesynth_core.ingest import ColumnMap, import_file
+from treesynth_core.store import Project
+from treesynth_core.ui.widgets import PAGE_DATA
+
+EVIL = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def data(projects, tmp_path):  # noqa: F811
+    jobs.set_featurizer_factory(lambda space: HashEmbedder(dim=64, name=f"emb:fake-{space}"))
+    yield projects / "example-python_coding"
+    jobs.set_featurizer_factory(None)
+
+
+def data_page(at=None):
+    at = at or open_example(new_app(), "python_coding")
+    at.switch_page(PAGE_DATA)
+    return run(at)
+
+
+def click_and_wait(at, key, folder, status="done"):
+    at.button(key=key).click()
+    run(at)
+    job = wait_for_job(folder)
+    assert job.status == status, (job.error, job.message)
+    return run(at), job
+
+
+def seed_example(folder: Path, name: str = "imported") -> None:
+    """Import HumanEval with the core function (what the import job runs)."""
+    example = EXAMPLES["humaneval"]
+    with Project.open(folder) as project:
+        import_file(project, example.path(), ColumnMap(**example.mapping), sample_set=name)
+
+
+def selectbox(at, label):
+    return next(s for s in at.selectbox if s.label == label)
+
+
+def table(at, *columns: str):
+    """The first table holding these columns (st.dataframe keys do not reach AppTest)."""
+    return next(df.value for df in at.dataframe if set(columns) <= set(df.value.columns))
+
+
+def metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def sets_of(folder: Path) -> dict[str, int]:
+    with Project.open(folder) as project:
+        return project.sample_sets()
+
+
+def no_raw_html(at) -> None:
+    """No markdown-rendered element carries a raw tag: user text reaches markdown escaped."""
+    for element in [*at.markdown, *at.caption, *at.error, *at.warning, *at.info, *at.success]:
+        assert "<img" not in str(element.value) and "<b>" not in str(element.value), element.value
+
+
+def test_example_button_previews_humaneval_with_its_mapping(data):
+    at = data_page()
+    assert [t.value for t in at.title] == ["Data"]
+    assert "The project has no samples yet" in texts(at)
+    at.button(key="data.example").click()
+    at = run(at)
+    assert at.text_input(key="data.path").value == "example:humaneval"
+    assert "HumanEval\\.jsonl\\.gz\\: jsonl" in texts(at) and "MIT" in texts(at)
+    preview = table(at, "prompt", "canonical_solution")
+    assert len(preview) == 5 and {"prompt", "canonical_solution"} <= set(preview.columns)
+    assert selectbox(at, "Instruction column").value == "prompt"
+    assert selectbox(at, "Output column (the response)").value == "canonical_solution"
+    assert selectbox(at, "Messages column (chat rows)").value is None
+    assert not at.button(key="data.import").disabled
+
+
+def test_import_job_adds_the_example_set(data):
+    at = data_page()
+    at.button(key="data.example").click()
+    at = run(at)
+    at, job = click_and_wait(at, "data.import", data)
+    assert job.kind == "import" and "imported 164 rows" in job.message
+    assert sets_of(data) == {"imported": 164}
+    shown = table(at, "sample set", "samples")
+    assert dict(zip(shown["sample set"], shown["samples"], strict=True)) == {"imported": 164}
+
+
+def test_route_rebalance_and_score(data):
+    at = data_page()
+    seed_example(data)
+    at = run(at)
+    assert "Not routed on the current tree yet." in texts(at)
+    assert "No sample of this set is in a leaf yet" in texts(at)
+    assert at.button(key="data.balance.run").disabled
+
+    # route with the embedding router, agreement against the LLM router on 10 samples
+    at.radio(key="data.route.router").set_value("embedding")
+    at.number_input(key="data.route.agreement").set_value(10)
+    at, job = click_and_wait(run(at), "data.route.run", data)
+    assert job.kind == "route" and "routed 164 of 164" in job.message
+    seen = metrics(at)
+    assert seen["Routed"] == "164" and seen["Not routed"] == "0"
+    assert int(seen["In a leaf"]) + int(seen["None fits"]) + int(seen["Errors"]) == 164
+    assert seen["Agreement with the llm router"].endswith("%")
+    if int(seen["None fits"]):
+        stopped = table(at, "stopped at", "samples")
+        assert stopped["samples"].sum() == int(seen["None fits"])
+    assert "Placed by the embedding router" in texts(at)
+    assert len(at.get("plotly_chart")) == 1  # samples per leaf
+
+    # the plan before running, then the balance job
+    at.number_input(key="data.balance.per_leaf").set_value(2)
+    at = run(at)
+    plan = table(at, "leaf", "kept", "dropped")
+    assert len(plan) == 55 and {"leaf", "before", "kept", "dropped", "synthesize", "approved"} <= set(plan.columns)
+    assert plan["kept"].max() <= 2 and plan["before"].sum() == int(seen["In a leaf"])
+    assert metrics(at)["Unrouted, left out"] == seen["None fits"]
+    at, job = click_and_wait(at, "data.balance.run", data)
+    assert job.kind == "balance" and "balanced into 'balanced'" in job.message
+    sets = sets_of(data)
+    assert sets["imported"] == 164 and 0 < sets["balanced"] <= 2 * 55
+    seen = metrics(at)
+    assert int(seen["Original"]) + int(seen["Synthesized"]) == sets["balanced"] == int(seen["Samples"])
+    assert int(seen["Original"]) == int(plan["kept"].sum())
+    counts = table(at, "leaf", "before", "after")
+    assert counts["after"].max() <= 2 and counts["after"].sum() == sets["balanced"]
+    assert any(link.label == "Go to the Export page" for link in at.get("page_link"))
+
+    # before/after diversity at equal n, on demand
+    at.toggle(key="data.balance.score").set_value(True)
+    at = run(at)
+    seen = metrics(at)
+    assert float(seen["Vendi after"]) > 1.0 and int(seen["n"]) >= 2
+    assert list(table(at, "score", "before", "after")["score"])[:3] == ["Vendi", "G-Vendi", "mean cosine"]
+
+
+def test_scaling_example_fit_shows_the_plateau_and_both_laws(data):
+    at = data_page()
+    at.button(key="data.scale.fit").click()
+    at = run(at)
+    assert any("no points" in e.value for e in at.error)  # the empty table
+
+    at.radio(key="data.scale.source").set_value("example")
+    at = run(at)
+    assert selectbox(at, "Metric").value == "accuracy_percent"
+    assert len(at.data_editor[0].value) == 7
+    at.button(key="data.scale.fit").click()
+    at = run(at)
+    seen = metrics(at)
+    assert float(seen["Plateau (rectified law)"].replace(",", "")) > 4.5
+    assert seen["Better on held-out points"] in ("rectified", "power")
+    fits = table(at, "law", "B", "D_l")
+    assert list(fits["law"]) == ["rectified", "power"] and {"B", "D_l", "beta", "E", "held-out RMSE"} <= set(fits)
+    assert fits["D_l"][1] == "\u2013"  # the power law has no D_l
+    assert len(at.get("plotly_chart")) == 1  # the fit figure
+
+
+def test_a_malformed_file_shows_the_line_and_imports_nothing(data, tmp_path):
+    at = data_page()
+    early = tmp_path / "early.jsonl"
+    early.write_text('{"question": "q1", "answer": "a"}\n{"question": "q2"\n')
+    at.text_input(key="data.path").input(str(early))
+    at = run(at)
+    assert any("line 2" in e.value for e in at.error)
+    assert "data.import" not in [b.key for b in at.button]
+
+    # a bad row after the preview: the import job fails, names the line and rolls everything back
+    late = tmp_path / "late.jsonl"
+    late.write_text("".join(f'{{"question": "q{i}", "answer": "a{i}"}}\n' for i in range(1, 8)) + "{oops\n")
+    at.text_input(key="data.path").input(str(late))
+    at = run(at)
+    assert not at.error and len(table(at, "question", "answer")) == 5
+    at, job = click_and_wait(at, "data.import", data, status="failed")
+    assert "line 8" in job.error
+    assert any("line 8" in e.value and "failed" in e.value for e in at.error)
+    assert sets_of(data) == {}
+
+    # an upload is staged under the project and previewed the same way
+    at.text_input(key="data.path").input("")
+    at.file_uploader(key="data.upload").set_value(("bad.jsonl", early.read_bytes(), "application/json"))
+    at = run(at)
+    assert any("line 2" in e.value for e in at.error)
+    assert (data / "uploads" / "bad.jsonl").read_bytes() == early.read_bytes()
+    assert sets_of(data) == {}
+
+
+def test_sample_text_shows_literally_and_a_set_is_deleted_after_confirmation(data, tmp_path):
+    at = data_page()
+    file = tmp_path / "evil.jsonl"
+    file.write_text(f'{{"instruction": "{EVIL}", "output": "<b>bold</b>"}}\n{{"instruction": "fine", "output": "x"}}\n')
+    at.text_input(key="data.path").input(str(file))
+    at = run(at)
+    assert table(at, "instruction", "output")["instruction"][0] == EVIL
+    with Project.open(data) as project:
+        import_file(project, file, ColumnMap(instruction="instruction", output="output"), sample_set="<b>evil</b>")
+    at = run(at)
+    at.selectbox(key="data.browse").set_value("<b>evil</b>")
+    at = run(at)
+    rows = table(at, "instruction", "response", "leaf")
+    assert rows["instruction"][0] == EVIL and rows["response"][0] == "<b>bold</b>"
+    no_raw_html(at)
+    assert any("\\<b\\>evil\\</b\\>" in m.value for m in at.markdown)
+
+    at.button(key="data.delete.<b>evil</b>").click()
+    at = run(at)
+    assert sets_of(data) == {}
+
+
+def test_a_tree_grows_from_the_data_when_it_has_no_leaves(projects):  # noqa: F811
+    jobs.set_featurizer_factory(lambda space: HashEmbedder(dim=64, name=f"emb:fake-{space}"))
+    try:
+        at = create_project(new_app(), "fresh", "Python programming problems")
+        folder = projects / "fresh"
+        seed_example(folder, "he")
+        at = data_page(at)
+        assert "The tree is only its root" in texts(at)
+        assert at.button(key="data.route.run").disabled
+        at.number_input(key="data.grow.depth").set_value(1)
+        at, job = click_and_wait(run(at), "data.grow.run", folder)
+        assert job.kind == "grow" and job.params["pivots_from"] == "he"
+        assert "Growing a tree from the data: done" in texts(at)
+        with Project.open(folder) as project:
+            tree = project.tree()
+            samples = {s.instruction[:400] for s in project.samples(sample_set="he")}
+        assert len(tree.nodes) > 1 and set(tree.root.pivots) <= samples
+        assert not at.button(key="data.route.run").disabled
+    finally:
+        jobs.set_featurizer_factory(None)
