@@ -88,14 +88,25 @@ def body() -> None:
                                 format_func=lambda i: "(none)" if i is None else leaf_ids[i])  # fmt: skip
             if leaf is not None and state.selected != leaf:
                 state.select(leaf)  # the Tree page opens on it
-            fig = C.scatter(pts, color_by, {leaf} if leaf else set(), f"UMAP of {space} ({kind}), {len(pts)} samples")
+            baseline = C.has_baseline(pts) and st.checkbox(
+                "Show the flat baseline", value=True, key="coverage.show_baseline",
+                help="Draw the flat baseline's samples (grey crosses) over the tree's.")  # fmt: skip
+            shown = C.shown_points(pts, show_baseline=baseline)
+            title = f"UMAP of {space} ({kind}), {len(shown)} samples"
+            fig = C.scatter(shown, color_by, {leaf} if leaf else set(), title)
             event = st.plotly_chart(fig, key=C.MAP_KEY, on_select="rerun", selection_mode=("box", "lasso"))
-            chosen = C.selected(event, pts)
+            C.downloads(shown, color_by, title)
+            chosen = C.selected(event, shown)
             if chosen:
                 C.selection_list(chosen)
-                st.page_link(PAGE_TREE, label="Open the Tree page", icon=":material/account_tree:")
+                leaves = C.selected_leaves(chosen)
+                state.set_highlight(leaves)  # the Tree page marks them
+                if leaves:
+                    n = len(leaves)
+                    st.page_link(PAGE_TREE, label=f"Open the Tree page ({n} lea{'ves' if n != 1 else 'f'} highlighted)",
+                                 icon=":material/account_tree:")  # fmt: skip
             else:
-                st.caption("Box- or lasso-select points to list their samples and leaves.")
+                st.caption("Box- or lasso-select points to list their samples and highlight their leaves in the tree.")
     with tab_leaves:
         C.leaf_table(rep)
     with tab_base:
@@ -108,7 +119,8 @@ def body() -> None:
             _start("baseline", {"n": tree_n})
         if "baseline" in rep["sets"]:
             C.comparison(rep)
-            st.caption("On the map, colour by sample_set to see the baseline (grey crosses) over the tree.")
+            st.caption("On the map the baseline shows as grey crosses (Show the flat baseline hides them); "
+                       "colour by sample_set to compare the two sets.")  # fmt: skip
         for note in rep["notes"]:
             st.caption(md(note))
     with tab_gaps:

@@ -27,8 +27,18 @@ st.caption(
 show_notices(state)
 
 tree = project.tree()
-samples = project.samples()
-counts = project.sample_counts()
+sets = project.sample_sets()
+sample_set = "tree"
+if len(sets) > 1 or (sets and "tree" not in sets):
+    names = list(sets)
+    sample_set = st.selectbox(
+        "Sample set", names, index=names.index("tree") if "tree" in names else 0, key="export.set",
+        format_func=lambda n: E.set_label(n, sets[n]),
+        help="tree: leaf synthesis; baseline: the flat baseline; others: imported or rebalanced datasets "
+        "(each row's provenance column says original or synthesized).",
+    )  # fmt: skip
+samples = project.samples(sample_set=sample_set)
+counts = project.sample_counts(sample_set=sample_set)
 cols = st.columns(3)
 cols[0].metric("Samples", len(samples), border=True)
 cols[1].metric("Leaves with samples", sum(1 for leaf_id in counts if leaf_id in tree.nodes), border=True)
@@ -40,11 +50,12 @@ if not samples:
 
 with st.container(border=True):
     fmt = st.radio("Format", list(FORMATS), format_func=FORMATS.get, key="export.format", horizontal=True)
-    name = st.text_input("File name", value=f"{state.project_name}-dataset", key="export.name")
+    suffix = "dataset" if sample_set == "tree" else sample_set
+    name = st.text_input("File name", value=f"{state.project_name}-{suffix}", key=f"export.name.{sample_set}")
     if st.button("Export", key="export.run", type="primary", icon=":material/file_export:"):
         try:
             with st.spinner("Writing the dataset\u2026"):
-                result = E.run_export(project, fmt, name)
+                result = E.run_export(project, fmt, name, sample_set)
         except TreeSynthError as exc:
             st.error(str(exc), icon=":material/error:")
         else:

@@ -32,6 +32,7 @@ def body() -> None:
     tree = project.tree()
     state.valid_selection(tree)
     show_notices(state)
+    panel.highlight_banner(state)
     panel.metrics(project, tree)
     panel.toolbar(project, tree, state)
     panel.grow_controls(state, tree, live)
@@ -43,7 +44,9 @@ def body() -> None:
             job_outcome(last)
     left, right = st.columns([2, 1], gap="medium")
     with left:
-        data = G.build_graph(tree, state.view, counts=project.sample_counts(), selected=state.selected)
+        data = G.build_graph(
+            tree, state.view, counts=project.sample_counts(), selected=state.selected, highlight=state.highlight
+        )
         focus_key = f"{state.view.focus}:{state.focus_seq}" if state.view.focus else None
         tree_graph(data, key="tree.graph", height=640, focus_key=focus_key, on_select=A.select, on_toggle=A.toggle)
         if data.folded_by_budget:

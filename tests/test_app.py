@@ -541,3 +541,25 @@ def test_another_process_reading_the_project_never_hides_the_apps_writes(project
     at.button(key="edit.add_value").click()
     run(at)
     assert subprocess.run([sys.executable, "-c", read, db], capture_output=True, text=True).stdout.strip() == "2"
+
+
+def test_export_a_chosen_sample_set_with_provenance(projects):
+    from treesynth_core.examples import resolve
+    from treesynth_core.ingest import ColumnMap, import_file
+
+    at = open_example(new_app(), "python_coding")
+    folder = next(p for p in projects.iterdir() if p.is_dir())
+    humaneval, _ = resolve("example:humaneval")
+    with Project.open(folder) as project:
+        cmap = ColumnMap(instruction="prompt", output="canonical_solution")
+        import_file(project, humaneval, cmap, sample_set="humaneval", limit=7)
+    at.switch_page(EXPORT)
+    run(at)
+    picker = at.selectbox(key="export.set")
+    assert picker.value == "humaneval"  # the only set: the tree has no samples yet
+    at.button(key="export.run").click()
+    run(at)
+    data = folder / "exports" / f"{folder.name}-humaneval.jsonl"
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    assert len(rows) == 7 and {r["provenance"] for r in rows} == {"original"}
+    assert rows[0]["messages"][1]["role"] == "assistant"

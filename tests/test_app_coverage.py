@@ -5,11 +5,12 @@ fake LLM."""
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
 
-from tests.test_app import new_app, open_example, projects, run, synthesize, texts, wait_for_job  # noqa: F401
+from tests.test_app import TREE, new_app, open_example, projects, run, synthesize, texts, wait_for_job  # noqa: F401
 from treesynth_core import jobs
 from treesynth_core import maps as M
 from treesynth_core.features.embeddings import sample_text
@@ -57,6 +58,12 @@ def coverage(at):
     return run(at)
 
 
+def map_traces(at) -> dict[str, int]:
+    """The map's traces: name -> number of points."""
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    return {t.get("name"): len(t.get("x", [])) for t in spec["data"]}
+
+
 def click_and_wait(at, key, folder):
     at.button(key=key).click()
     run(at)
@@ -87,6 +94,9 @@ def test_features_scores_map_baseline_and_gaps(fakes):
     leaves = at.dataframe[0].value
     assert len(leaves) == 56 and {"path", "Vendi", "flags"} <= set(leaves.columns)
     assert len(at.get("plotly_chart")) == 1  # the map
+    assert [b.proto.label for b in at.get("download_button")] == ["Download the map as HTML",
+                                                                  "Download the map as PNG"]  # fmt: skip
+    assert "coverage.show_baseline" not in [c.key for c in at.checkbox]  # no baseline yet
     assert "No flat baseline yet" in texts(at)
     leaf = at.selectbox(key="coverage.leaf").options[1]
     at.selectbox(key="coverage.leaf").set_value(at.selectbox(key="coverage.leaf").options[1])
@@ -112,6 +122,16 @@ def test_features_scores_map_baseline_and_gaps(fakes):
     at, _ = click_and_wait(at, "coverage.features", folder)
     assert "Gradient features are out of date" in texts(at)
     assert len(at.get("plotly_chart")) == 2  # map + curve
+    both = map_traces(at)  # coloured by leaf: the baseline is one grey group
+    flat = both.pop(M.BASELINE_LABEL)
+    assert flat == 112 and sum(both.values()) == 112 and at.checkbox(key="coverage.show_baseline").value
+    at.checkbox(key="coverage.show_baseline").uncheck()
+    at = run(at)
+    assert map_traces(at) == both
+    at.selectbox(key="coverage.color").set_value("sample_set")
+    at.checkbox(key="coverage.show_baseline").check()
+    at = run(at)
+    assert map_traces(at) == {"tree": 112, "baseline": 112}
     compare = [df.value for df in at.dataframe if "baseline" in df.value.columns]
     assert compare and list(compare[0]["score"])[:3] == ["Vendi", "G-Vendi", "mean cosine"]
 
@@ -146,3 +166,49 @@ def test_selection_maps_customdata_to_points():
     assert C.selected(None, pts) == []
     fig = C.scatter(pts, "leaf", {"leaf0"}, "t")
     assert fig.data[-1].name == "chosen leaf" and len(fig.data[-1].x) == 2
+
+
+def test_map_selection_highlights_its_leaves_on_the_tree_page(fakes, monkeypatch):
+    from treesynth_core.ui import coverage_panel as C
+
+    folder = fakes / "example-gsm8k_math"
+    at = synthesize(open_example(new_app()), folder, per_leaf=2)
+    at, _ = click_and_wait(coverage(at), "coverage.features", folder)
+    assert "Box- or lasso-select points" in texts(at) and not at.session_state["treesynth"].highlight
+
+    # AppTest cannot send a plotly box/lasso selection event (the chart's selection state is not
+    # writable from Python), so the panel's event decoder is patched to pick every point of two
+    # leaves; everything after it (listing, state, Tree page) is the real code.
+    picked: list[str] = []
+
+    def select(event, pts):
+        picked[:] = list(dict.fromkeys(p.leaf_id for p in pts))[:2]
+        return [p for p in pts if p.leaf_id in picked]
+
+    monkeypatch.setattr(C, "selected", select)
+    at = run(at)
+    state = at.session_state["treesynth"]
+    assert len(picked) == 2 and state.highlight == frozenset(picked)
+    assert "**4 samples selected** in 2 leaves:" in texts(at)
+    assert sum(":gray-badge[2 samples]" in m.value for m in at.markdown) == 2  # each leaf, its count
+    tree = at.session_state["treesynth"].tree()
+    assert {tree.nodes[leaf].parent_id for leaf in picked} <= state.view.expanded  # the paths open
+
+    at.switch_page(TREE)
+    at = run(at)
+    assert "2 leaves highlighted from the Coverage map selection" in texts(at)
+    at.button(key="tree.clear_highlight").click()
+    at = run(at)
+    assert not at.session_state["treesynth"].highlight
+    assert "highlighted from the Coverage map" not in texts(at)
+    assert "tree.clear_highlight" not in [b.key for b in at.button]
+
+
+def test_selected_leaves_count_tree_points_only():
+    from treesynth_core.ui import coverage_panel as C
+
+    pts = [M.MapPoint(i, 0.0, 0.0, f"leaf{i % 2}", f"L{i % 2}", "p") for i in range(5)]
+    pts.append(M.MapPoint(9, 0.0, 0.0, "root", M.BASELINE_LABEL, "", sample_set="baseline"))
+    assert C.selected_leaves(pts) == {"leaf0": 3, "leaf1": 2}
+    assert C.has_baseline(pts) and not C.has_baseline(pts[:5])
+    assert C.shown_points(pts, show_baseline=False) == pts[:5] and C.shown_points(pts, show_baseline=True) == pts

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from tests.fakes import ScriptedLLM
 from tests.test_embeddings import HashEmbedder
+from tests.test_maps import png_size
 from treesynth_core import cli_coverage, maps, runs
 from treesynth_core import tree as T
 from treesynth_core.cli import app
@@ -127,15 +128,20 @@ def test_score_without_baseline_and_required_baseline(tmp_path, fake, fake_embed
     assert result.exit_code == 1 and "no samples" in said(result)
 
 
-def test_png_without_an_image_engine_is_one_clear_line(tmp_path, fake, fake_embedder, fake_layout, monkeypatch):
+def test_map_png_needs_no_browser(tmp_path, fake, fake_embedder, fake_layout, monkeypatch):
     proj = synthesized(tmp_path)
 
     def no_engine(self, *args, **kwargs):
-        raise ValueError("Image export using the kaleido engine requires the kaleido package")
+        raise AssertionError("a PNG map is drawn with matplotlib, not kaleido")
 
     monkeypatch.setattr("plotly.graph_objects.Figure.write_image", no_engine)
-    result = invoke("map", proj, "--out", tmp_path / "m.png", ok=False)
-    assert result.exit_code == 1 and ".html" in said(result) and "Traceback" not in result.output
+    out = tmp_path / "x.png"
+    data = json.loads(invoke("map", proj, "--out", out, "--color-by", "Operation", "--json").stdout)
+    assert data["out"] == str(out) and data["color_by"] == "Operation"
+    width, _ = png_size(out.read_bytes())
+    assert width >= 800
+    result = invoke("map", proj, "--out", tmp_path / "m.svg", ok=False)
+    assert result.exit_code == 1 and ".html or .png" in said(result) and "Traceback" not in result.output
 
 
 class FakeGradients:
@@ -178,6 +184,7 @@ def test_fill_gaps_runs_one_logged_round(tmp_path, fake, fake_embedder):
 @pytest.fixture
 def project(tmp_path):
     with Project.create(tmp_path / "p", task="Math word problems") as p:
+
         def build(tree: T.Tree) -> T.Tree:
             values = ["addition", "division", "fractions"]
             llm = T.Provenance("llm")

@@ -264,3 +264,63 @@ def test_layout_does_not_move_what_was_already_drawn_when_a_subtree_grows_below(
     after = {n["id"]: (n["x"], n["y"]) for n in G.build_graph(grown).nodes}
     assert after[tree.root_id][0] == before[tree.root_id][0]
     assert after[by_value(tree, "fruit").id][1] == before[by_value(tree, "fruit").id][1]
+
+
+# -- highlighted leaves (the Coverage map's selection) ----------------------------------------------
+
+
+def test_highlighted_leaves_and_the_path_to_them_are_marked():
+    tree = small_tree()
+    add, fruit, money = by_value(tree, "addition"), by_value(tree, "fruit"), by_value(tree, "money")
+    data = G.build_graph(tree, highlight={fruit.id, "no-such-node"})
+    nodes = {n["id"]: n for n in data.nodes}
+    assert data.highlighted == 1 and data.payload()["highlighted"] == 1  # unknown ids are ignored
+    leaf = nodes[fruit.id]
+    assert leaf["highlighted"] and not leaf["on_path"]
+    assert leaf["color"]["border"] == G.HIGHLIGHT_BORDER and leaf["shadow"]["enabled"] and leaf["borderWidth"] == 5
+    for on_path in (nodes[add.id], nodes[tree.root_id]):
+        assert on_path["on_path"] and not on_path["highlighted"] and not on_path["shadow"]["enabled"]
+        assert on_path["color"]["border"] == G.HIGHLIGHT_BORDER
+    assert not nodes[money.id]["highlighted"] and not nodes[money.id]["on_path"]
+    assert nodes[money.id]["color"]["border"] != G.HIGHLIGHT_BORDER
+    lit = {e["to"] for e in data.edges if e["highlighted"]}
+    assert lit == {add.id, fruit.id}
+    assert all(e["color"]["color"] == (G.HIGHLIGHT_BORDER if e["to"] in lit else G.EDGE_COLOR) for e in data.edges)
+
+    plain = G.build_graph(tree)
+    assert plain.highlighted == 0 and not any(n["highlighted"] or n["on_path"] for n in plain.nodes)
+    assert plain.version != data.version  # the component redraws when the highlight changes
+    assert G.build_graph(tree, highlight=["no-such-node"]).version == plain.version
+    # every style key is present either way: the component updates its data set in place
+    assert set(plain.nodes[0]) == set(data.nodes[0]) and set(plain.edges[0]) == set(data.edges[0])
+
+
+def test_highlighted_text_stays_plain_text():
+    tree = small_tree()
+    bad = by_value(tree, XSS)
+    node = next(n for n in G.build_graph(tree, highlight=[bad.id]).nodes if n["id"] == bad.id)
+    assert node["highlighted"] and node["label"] == XSS and node["tip"]["title"] == XSS
+
+
+def test_a_folded_highlighted_leaf_marks_its_ancestor_and_reveal_opens_the_path():
+    tree = small_tree()
+    add, fruit = by_value(tree, "addition"), by_value(tree, "fruit")
+    view = G.View(collapsed=frozenset({add.id}))
+    data = G.build_graph(tree, view, highlight={fruit.id})
+    nodes = {n["id"]: n for n in data.nodes}
+    assert fruit.id not in nodes and nodes[add.id]["on_path"] and data.highlighted == 1
+
+    opened = view.reveal(tree, [fruit.id, "no-such-node"])
+    assert add.id in opened.expanded and add.id not in opened.collapsed
+    assert fruit.id in G.visible_ids(tree, opened).ids
+    assert fruit.id in G.visible_ids(tree, G.View(show_depth=1).reveal(tree, [fruit.id])).ids
+    assert view.reveal(tree, ["no-such-node"]) is view
+    assert fruit.id not in G.visible_ids(tree, opened.toggle(tree, add.id)).ids  # folding again still works
+
+
+def test_the_legend_lists_highlighted_only_while_leaves_are():
+    from treesynth_core.ui.graph_component import legend_items
+
+    assert "highlighted" not in [i["key"] for i in legend_items()]
+    item = legend_items(highlighted=True)[-1]
+    assert item["key"] == "highlighted" and item["border"] == G.HIGHLIGHT_BORDER

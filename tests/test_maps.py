@@ -3,8 +3,6 @@ a seed (not exact coordinates), cached layouts, figures and offline HTML."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -85,6 +83,7 @@ def test_umap_is_deterministic_under_a_seed(layout):
 @pytest.fixture
 def project(tmp_path):
     with Project.create(tmp_path / "p", task="Math word problems") as p:
+
         def build(tree: T.Tree) -> T.Tree:
             tree = T.attach_split(tree, tree.root_id, criterion="Operation", values=["addition", "division"],
                                   provenance=T.Provenance("llm"))  # fmt: skip
@@ -155,21 +154,82 @@ def test_figure_groups_escapes_hover_and_refuses_unknown_colours(project, fake_l
 
 def test_write_map_html_is_self_contained(project, fake_layout, tmp_path):
     samples, X = samples_and_features(project)
-    fig = M.figure(M.map_points(project, samples, X, "emb:fake"))
+    points = M.map_points(project, samples, X, "emb:fake")
+    fig = M.figure(points)
     out = M.write_map(fig, tmp_path / "maps" / "m.html")
     text = out.read_text(encoding="utf-8")
     assert out.stat().st_size > 1_000_000  # plotly.js inline
     assert 'src="https://cdn.plot.ly' not in text and "&lt;b&gt;addition" in text
+    from_points = M.write_map(points, tmp_path / "p.htm", color_by="Operation").read_text(encoding="utf-8")
+    assert 'src="https://cdn.plot.ly' not in from_points and '"Operation"' in from_points
     with pytest.raises(TreeSynthError, match=".html or .png"):
         M.write_map(fig, tmp_path / "m.svg")
+    assert not (tmp_path / "m.svg").exists()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("kaleido") is not None, reason="kaleido is installed")
-def test_png_without_kaleido_says_to_use_html(project, fake_layout, tmp_path):
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_write_map_png_without_a_browser(project, fake_layout, tmp_path):
     samples, X = samples_and_features(project)
-    fig = M.figure(M.map_points(project, samples, X, "emb:fake"))
-    with pytest.raises(TreeSynthError, match="html"):
-        M.write_map(fig, tmp_path / "m.png")
+    points = M.map_points(project, samples, X, "emb:fake")
+    out = M.write_map(points, tmp_path / "maps" / "m.PNG", color_by="Operation", title="Math $5 & <b>more</b>")
+    width, height = png_size(out.read_bytes())
+    assert width >= 800 and height >= 600 and out.stat().st_size > 10_000
+    assert M.map_bytes(points, "png") == M.map_bytes(points, "png")  # deterministic
+    assert png_size(M.map_bytes([], "png"))[0] >= 800  # an empty map still draws
+    with pytest.raises(TreeSynthError, match="choose one of"):
+        M.map_bytes(points, "png", color_by="Colour")
+    with pytest.raises(TreeSynthError, match="points"):
+        M.write_map(M.figure(points), tmp_path / "m.png")
+    with pytest.raises(TreeSynthError, match="html or png"):
+        M.map_bytes(points, "svg")
+
+
+def test_png_groups_colours_and_legend(project, fake_layout, monkeypatch):
+    """The PNG draws the groups of the HTML figure, in plotly's colours, the baseline as grey crosses,
+    and names at most PNG_LEGEND_MAX groups in its legend."""
+    from matplotlib.figure import Figure
+
+    samples, X = samples_and_features(project)
+    points = M.map_points(project, samples, X, "emb:fake")
+    drawn: list[Figure] = []
+    savefig = Figure.savefig
+
+    def keep(self, *args, **kwargs):
+        drawn.append(self)
+        return savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    M.png(points, color_by="leaf", title="t")
+    ax = drawn[-1].axes[0]
+    assert [c.get_label() for c in ax.collections] == ["addition", "division", M.BASELINE_LABEL]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["addition", "division", M.BASELINE_LABEL]
+    assert ax.get_xlabel() == "UMAP 1" and ax.get_ylabel() == "UMAP 2" and ax.get_title(loc="left") == "t"
+    colours = [tuple(round(v, 3) for v in c.get_facecolor()[0][:3]) for c in ax.collections]
+    rgb = [tuple(round(int(h[i : i + 2], 16) / 255, 3) for i in (1, 3, 5)) for h in (*M.COLORWAY[:2], M.BASELINE_COLOR)]
+    assert colours == rgb
+
+    many = [M.MapPoint(i, float(i), float(i % 7), f"l{i}", f"_leaf {i} $x$", f"leaf {i}") for i in range(30)]
+    M.png(many)
+    ax = drawn[-1].axes[0]
+    assert ax.get_legend() is None and len(ax.collections) == 30
+    assert ax.collections[0].get_label() == " _leaf 0 \\$x\\$"  # no mathtext, not hidden from a legend
+    M.png(many[:20])
+    assert len(drawn[-1].axes[0].get_legend().get_texts()) == 20
+
+
+def test_matplotlib_is_imported_only_for_a_png():
+    import subprocess
+    import sys
+
+    code = "import sys, treesynth_core.maps, treesynth_core.cli_coverage; print('matplotlib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == (
+        "False"
+    )
 
 
 def test_leaf_labels_name_sampled_nodes(project):

@@ -14,6 +14,11 @@ any consumer that wants one HTML string, and escapes every piece.
 default, and a budget of visible nodes. :func:`visible_ids` walks the tree breadth-first, honouring
 explicit expansions and the path to the focused node, and stops opening further subtrees once
 the budget is used; a collapsed node shows how many nodes hide below it.
+
+**Highlights.** :func:`build_graph` can mark a set of leaves (the Coverage map's selection): each
+is drawn with a distinct border and a glow, and the nodes and edges on the way from the root to it
+with the same colour, so a highlighted leaf hidden in a folded subtree still shows where it is.
+:meth:`View.reveal` opens the paths to them.
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ STATUS_COLORS: dict[str, tuple[str, str, str]] = {
 LOCKED_BORDER = "#2563eb"
 SAMPLED_BORDER = "#7c3aed"
 SELECTED_BORDER = "#e11d48"
+HIGHLIGHT_BORDER = "#0891b2"  # leaves picked on the Coverage map, and the path to them
 EDGE_COLOR = "#94a3b8"
+EDGE_HOVER = "#64748b"
 
 LOCK_MARK = "\U0001f512"  # shown before a locked node's value
 SAMPLED_MARK = "\u221e"  # "infinite" dimension: one value drawn per prompt
@@ -51,6 +58,8 @@ LEGEND: tuple[tuple[str, str, str], ...] = (
     ("locked", "locked", "protected from edits and regrowth"),
     ("sampled", "sampled \u221e", "too many values: one is drawn at random per prompt"),
 )
+#: Shown in the legend only while leaves are highlighted.
+HIGHLIGHT_LEGEND = ("highlighted", "highlighted", "a leaf of the Coverage map selection, and the path to it")
 
 LABEL_MAX = 48
 ROOT_LABEL_MAX = 36
@@ -89,6 +98,14 @@ class View:
     def with_depth(self, depth: int | None) -> View:
         """Show ``depth`` levels by default; forgets per-node folds."""
         return replace(self, collapsed=frozenset(), expanded=frozenset(), show_depth=depth)
+
+    def reveal(self, tree: T.Tree, node_ids: Iterable[str]) -> View:
+        """Open the path to each of ``node_ids`` (unknown ids ignored) so that they show; unlike
+        ``focus`` this is a one-off: folding one of those nodes afterwards hides them again."""
+        path = {a.id for node_id in node_ids if node_id in tree.nodes for a in tree.ancestors(node_id)}
+        if not path:
+            return self
+        return replace(self, collapsed=self.collapsed - path, expanded=self.expanded | path)
 
 
 @dataclass(frozen=True)
@@ -268,6 +285,7 @@ class GraphData:
     version: str = ""
     selected: str | None = None
     focus: str | None = None
+    highlighted: int = 0  # how many of the nodes asked to be highlighted are in the tree
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -284,6 +302,7 @@ class GraphData:
             "focus": self.focus,
             "total": self.total,
             "shown": self.shown,
+            "highlighted": self.highlighted,
             **self.extra,
         }
 
@@ -301,15 +320,31 @@ def _inactive_ids(tree: T.Tree) -> set[str]:
     return out
 
 
-def node_style(status: str, *, locked: bool, sampled: bool) -> dict[str, Any]:
+def highlight_path(tree: T.Tree, node_ids: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """The known ids among ``node_ids`` (unknown ids ignored), and their ancestors that are not
+    highlighted themselves: the path drawn from the root to the highlighted nodes."""
+    marked = frozenset(node_id for node_id in node_ids if node_id in tree.nodes)
+    path = {a.id for node_id in marked for a in tree.ancestors(node_id)}
+    return marked, frozenset(path - marked)
+
+
+def node_style(
+    status: str, *, locked: bool, sampled: bool, highlighted: bool = False, on_path: bool = False
+) -> dict[str, Any]:
     """vis-network colour, border and font options for one node (selection is drawn by vis-network
-    with the ``highlight`` colours, so selecting a node does not change the data)."""
+    with the ``highlight`` colours, so selecting a node does not change the data). A highlighted
+    node (or one on the path to one) takes :data:`HIGHLIGHT_BORDER`; a highlighted one also glows.
+    Every key is always present: the component updates its data set in place, so a key left out
+    would keep its old value."""
     background, border, text = STATUS_COLORS[status]
     if sampled:
         border = SAMPLED_BORDER
     if locked:
         border = LOCKED_BORDER
     width = 3 if locked or sampled else 2
+    if highlighted or on_path:
+        border = HIGHLIGHT_BORDER
+        width = 5 if highlighted else 3
     style: dict[str, Any] = {
         "color": {
             "background": background,
@@ -321,6 +356,7 @@ def node_style(status: str, *, locked: bool, sampled: bool) -> dict[str, Any]:
         "borderWidth": width,
         "borderWidthSelected": 4,
         "shapeProperties": {"borderDashes": [6, 4] if status == "pruned" else False},
+        "shadow": {"enabled": highlighted, "color": HIGHLIGHT_BORDER, "size": 14, "x": 0, "y": 0},
     }
     if sampled:
         style["shape"] = "ellipse"
@@ -417,10 +453,13 @@ def build_graph(
     *,
     counts: Mapping[str, int] | None = None,
     selected: str | None = None,
+    highlight: Iterable[str] = (),
 ) -> GraphData:
-    """The nodes and edges to draw for ``view`` (all of a small tree by default)."""
+    """The nodes and edges to draw for ``view`` (all of a small tree by default); the ``highlight``
+    nodes (unknown ids ignored) and the path to them are marked (``highlighted``, ``on_path``)."""
     view = view or View()
     counts = counts or {}
+    marked, path = highlight_path(tree, highlight)
     if selected is not None and selected not in tree.nodes:
         selected = None
     if view.focus is None and selected is not None:
@@ -456,23 +495,34 @@ def build_graph(
             "locked": node.locked,
             "sampled": bool(node.pool),
             "folded": hidden,
+            "highlighted": node_id in marked,
+            "on_path": node_id in path,
             "tip": tooltip(tree, node, samples=samples, status=status),
         }
-        item.update(node_style(status, locked=node.locked, sampled=bool(node.pool)))
+        item.update(node_style(status, locked=node.locked, sampled=bool(node.pool), highlighted=node_id in marked,
+                               on_path=node_id in path))  # fmt: skip
         nodes.append(item)
         if node.parent_id is not None:
+            lit = node_id in marked or node_id in path
             edges.append(
                 {
                     "id": f"{node.parent_id}>{node_id}",
                     "from": node.parent_id,
                     "to": node_id,
                     "dashes": status == "pruned",
+                    "highlighted": lit,
+                    "color": {
+                        "color": HIGHLIGHT_BORDER if lit else EDGE_COLOR,
+                        "highlight": SELECTED_BORDER,
+                        "hover": EDGE_HOVER,
+                    },  # fmt: skip
+                    "width": 3 if lit else 1.5,
                 }
             )
     digest = hashlib.blake2b(
         json.dumps([nodes, edges], sort_keys=True, ensure_ascii=False).encode(), digest_size=8
     ).hexdigest()
-    return GraphData(nodes, edges, len(tree.nodes), visible.by_budget, digest, selected, view.focus)
+    return GraphData(nodes, edges, len(tree.nodes), visible.by_budget, digest, selected, view.focus, len(marked))
 
 
 # -- search ---------------------------------------------------------------------------------------

@@ -4,10 +4,10 @@
 :func:`map_points` lays out a set of samples, caches the coordinates in the project (keyed by a hash
 of the feature kind, the sample ids, the parameters and the features themselves) and returns one
 :class:`MapPoint` per sample, carrying its leaf, path and criterion values. :func:`figure` draws the
-points with plotly (hover shows the text and the path); :func:`write_map` writes a self-contained
-HTML file (plotly.js inline, so it opens offline) or a PNG.
+points with plotly (hover shows the text and the path), :func:`png` as a static matplotlib image;
+:func:`write_map` writes a self-contained HTML file (plotly.js inline, so it opens offline) or a PNG.
 
-umap-learn and plotly are imported on first use: importing this module is cheap. The first UMAP
+umap-learn, plotly and matplotlib are imported on first use: importing this module is cheap. The first UMAP
 of a process spends ~10 s compiling numba code; later ones are fast.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import io
 import json
 import textwrap
 import warnings
@@ -41,6 +42,16 @@ EXACT_KNN_MAX = 20_000
 WEBGL_ABOVE = 2_000
 HOVER_CHARS = 400
 BASELINE_LABEL = "flat baseline"
+BASELINE_COLOR = "#9e9e9e"
+#: plotly's default colours, in its order: a group has the same colour in the HTML and the PNG map.
+COLORWAY = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff",
+            "#fecb52")  # fmt: skip
+PNG_SIZE = (10.0, 7.5)  # inches
+PNG_DPI = 150
+#: A PNG map lists its groups in a legend up to this many (more would cover the plot).
+PNG_LEGEND_MAX = 20
+MAP_FORMATS = ("html", "png")
+MAP_SUFFIXES = {".html": "html", ".htm": "html", ".png": "png"}
 
 
 @dataclass(frozen=True)
@@ -301,6 +312,21 @@ def _group(point: MapPoint, color_by: str) -> str:
     return point.criteria.get(color_by, f"(no {color_by})")
 
 
+def groups(points: Sequence[MapPoint], color_by: str = "leaf") -> dict[str, list[MapPoint]]:
+    """The points by colour group, in order of first appearance (one legend entry each).
+
+    Raises a :class:`~treesynth_core.errors.TreeSynthError` when ``color_by`` is not one of
+    :func:`color_options`.
+    """
+    options = color_options(points)
+    if points and color_by not in options:
+        raise TreeSynthError(f"cannot colour the map by {color_by!r}: choose one of {', '.join(options)}")
+    out: dict[str, list[MapPoint]] = {}
+    for point in points:
+        out.setdefault(_group(point, color_by), []).append(point)
+    return out
+
+
 def figure(points: Sequence[MapPoint], *, color_by: str = "leaf", title: str = "") -> Any:
     """A plotly scatter of the points, one trace (legend entry) per group.
 
@@ -318,15 +344,10 @@ def figure(points: Sequence[MapPoint], *, color_by: str = "leaf", title: str = "
     """
     import plotly.graph_objects as go
 
-    options = color_options(points)
-    if points and color_by not in options:
-        raise TreeSynthError(f"cannot colour the map by {color_by!r}: choose one of {', '.join(options)}")
-    groups: dict[str, list[MapPoint]] = {}
-    for point in points:
-        groups.setdefault(_group(point, color_by), []).append(point)
+    grouped = groups(points, color_by)
     scatter = go.Scattergl if len(points) > WEBGL_ABOVE else go.Scatter
     fig = go.Figure()
-    for name, members in groups.items():
+    for name, members in grouped.items():
         flat = name == BASELINE_LABEL
         fig.add_trace(
             scatter(
@@ -337,7 +358,7 @@ def figure(points: Sequence[MapPoint], *, color_by: str = "leaf", title: str = "
                 text=[hover_text(p) for p in members],
                 hovertemplate="%{text}<extra></extra>",
                 customdata=[[p.sample_id, p.leaf_id] for p in members],
-                marker={"size": 6, "opacity": 0.8, **({"color": "#9e9e9e", "symbol": "x"} if flat else {})},
+                marker={"size": 6, "opacity": 0.8, **({"color": BASELINE_COLOR, "symbol": "x"} if flat else {})},
             )
         )
     fig.update_layout(
@@ -352,26 +373,93 @@ def figure(points: Sequence[MapPoint], *, color_by: str = "leaf", title: str = "
     return fig
 
 
-def write_map(fig: Any, out: str | Path) -> Path:
-    """Write the figure to ``.html`` (self-contained: plotly.js inline, works offline) or ``.png``.
+def _plain(text: str, limit: int) -> str:
+    """Text for matplotlib as written: ``$`` would start mathtext, a leading ``_`` hides a legend entry."""
+    text = " ".join(text.split())
+    text = text if len(text) <= limit else text[: limit - 1] + "\u2026"
+    text = text.replace("$", r"\$")
+    return " " + text if text.startswith("_") else text
 
-    PNG export needs plotly's static image engine (the ``kaleido`` package, which drives a local
-    Chrome); without it a :class:`~treesynth_core.errors.TreeSynthError` suggests ``.html``.
+
+def png(points: Sequence[MapPoint], *, color_by: str = "leaf", title: str = "") -> bytes:
+    """A static PNG of the map (matplotlib, Agg; no browser): the groups of :func:`figure` in the
+    same colours, the flat baseline as grey crosses, a legend up to :data:`PNG_LEGEND_MAX` groups.
+
+    Returns
+    -------
+    bytes
+        A PNG of about ``PNG_SIZE`` inches at ``PNG_DPI`` (wider with the legend beside it).
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    grouped = groups(points, color_by)
+    fig = Figure(figsize=PNG_SIZE, dpi=PNG_DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    size = 14 if len(points) <= WEBGL_ABOVE else 5
+    for index, (name, members) in enumerate(grouped.items()):
+        flat = name == BASELINE_LABEL
+        ax.scatter(
+            [p.x for p in members],
+            [p.y for p in members],
+            s=size * (1.6 if flat else 1.0),
+            marker="x" if flat else "o",
+            c=BASELINE_COLOR if flat else COLORWAY[index % len(COLORWAY)],
+            alpha=0.8,
+            linewidths=1.2 if flat else 0,
+            label=_plain(name, 40),
+        )
+    ax.set_xlabel("UMAP 1")
+    ax.set_ylabel("UMAP 2")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    if title:
+        ax.set_title("\n".join(textwrap.wrap(_plain(title, 400), 90)), fontsize=11, loc="left")
+    if 0 < len(grouped) <= PNG_LEGEND_MAX:
+        ax.legend(title=_plain(color_by, 40), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                  title_fontsize=9, frameon=False, markerscale=1.5)  # fmt: skip
+    elif grouped:
+        ax.text(1.01, 1.0, f"{len(grouped)} groups by {_plain(color_by, 40)}\n(too many for a legend)",
+                transform=ax.transAxes, va="top", fontsize=8, color="#555555")  # fmt: skip
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # glyphs the default font lacks (emoji, CJK) draw as boxes
+        fig.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.2, facecolor="white")
+    return buffer.getvalue()
+
+
+def html_page(fig: Any) -> bytes:
+    """A plotly figure as one self-contained HTML page (plotly.js inline: opens offline)."""
+    page = fig.to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False})
+    return str(page).encode("utf-8")
+
+
+def map_bytes(points: Any, fmt: str, *, color_by: str = "leaf", title: str = "") -> bytes:
+    """The map as a file's bytes: ``fmt`` ``html`` (interactive, from :func:`figure`) or ``png``
+    (static, from :func:`png`). ``points`` is a sequence of :class:`MapPoint`, or, for HTML only,
+    a plotly figure already drawn."""
+    if fmt not in MAP_FORMATS:
+        raise TreeSynthError(f"cannot write a map as {fmt!r}: use html or png")
+    drawn = hasattr(points, "to_html")
+    if fmt == "png":
+        if drawn:
+            raise TreeSynthError("a PNG map is drawn from the map's points, not from a plotly figure")
+        return png(points, color_by=color_by, title=title)
+    return html_page(points if drawn else figure(points, color_by=color_by, title=title))
+
+
+def write_map(points: Any, out: str | Path, *, color_by: str = "leaf", title: str = "") -> Path:
+    """Write the map to ``.html`` (self-contained: plotly.js inline, works offline) or ``.png``
+    (matplotlib: no browser or kaleido needed), chosen by the file's suffix; any other suffix is a
+    :class:`~treesynth_core.errors.TreeSynthError`. ``points``: as for :func:`map_bytes`."""
     path = Path(out).expanduser()
-    suffix = path.suffix.lower()
-    if suffix not in (".html", ".htm", ".png"):
+    fmt = MAP_SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
         raise TreeSynthError(f"cannot write a map to {path.name}: use a .html or .png file name")
+    data = map_bytes(points, fmt, color_by=color_by, title=title)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".png":
-        try:
-            fig.write_image(str(path), width=1000, height=800, scale=2)
-        except Exception as exc:  # kaleido missing, or no browser for it to drive
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TreeSynthError(
-                f"could not write the PNG {path} ({reason}); install kaleido (pip install kaleido) for PNG "
-                "export, or write an interactive .html map instead"
-            ) from None
-    else:
-        fig.write_html(str(path), include_plotlyjs=True, full_html=True, config={"displaylogo": False})
+    path.write_bytes(data)
     return path

@@ -98,5 +98,10 @@ def fold(node_id: str, *, open_: bool) -> None:
         state.view = view.toggle(project.tree(), node_id)
 
 
+def clear_highlight() -> None:
+    """The Tree page's Clear: forget the leaves highlighted from the Coverage map's selection."""
+    get_state().clear_highlight()
+
+
 PICKER_KEY = "tree.search"
 DEPTH_KEY = "tree.depth"

@@ -18,7 +18,7 @@ from .. import jobs
 from ..baseline import BASELINE_SET
 from ..errors import TreeSynthError
 from ..features.embeddings import ensure_features
-from ..maps import MapPoint, figure, map_cache_key, map_points
+from ..maps import MapPoint, figure, map_bytes, map_cache_key, map_points
 from ..samples import Sample
 from ..store import Project
 from .widgets import md
@@ -214,12 +214,51 @@ def selected(event: Any, pts: list[MapPoint]) -> list[MapPoint]:
     return out
 
 
-def selection_list(chosen: list[MapPoint]) -> None:
-    leaves: dict[str, str] = {}
+def has_baseline(pts: list[MapPoint]) -> bool:
+    return any(p.sample_set == BASELINE_SET for p in pts)
+
+
+def shown_points(pts: list[MapPoint], show_baseline: bool) -> list[MapPoint]:
+    """The points the map draws: every one, or without the flat baseline's."""
+    return list(pts) if show_baseline else [p for p in pts if p.sample_set != BASELINE_SET]
+
+
+def selected_leaves(chosen: list[MapPoint]) -> dict[str, int]:
+    """The tree leaves of the selected points, with how many of them each has (flat-baseline points
+    have no leaf), in order of first appearance."""
+    counts: dict[str, int] = {}
     for p in chosen:
-        leaves.setdefault(p.leaf_id, p.leaf_label)
-    st.markdown(f"**{len(chosen)} samples selected** in {len(leaves)} leaves:")
-    for label in leaves.values():
-        st.markdown(f"- {md(label)}")
+        if p.sample_set != BASELINE_SET:
+            counts[p.leaf_id] = counts.get(p.leaf_id, 0) + 1
+    return counts
+
+
+def selection_list(chosen: list[MapPoint]) -> None:
+    """The selected points: their leaves (in path order, siblings together) with how many selected
+    samples each, then the samples."""
+    leaves = selected_leaves(chosen)
+    labels = {p.leaf_id: p.leaf_label for p in chosen}
+    flat = len(chosen) - sum(leaves.values())
+    st.markdown(f"**{len(chosen)} samples selected** in {len(leaves)} leaves"
+                + (f" and {flat} from the flat baseline" if flat else "") + ":")  # fmt: skip
+    for leaf_id, count in sorted(leaves.items(), key=lambda item: labels[item[0]]):
+        st.markdown(f"- {md(labels[leaf_id])} :gray-badge[{count} sample{'s' if count != 1 else ''}]")
     st.dataframe({"path": [p.path for p in chosen], "sample": [p.text for p in chosen]}, key="coverage.selection",
                  hide_index=True, width="stretch")  # fmt: skip
+
+
+def downloads(pts: list[MapPoint], color_by: str, title: str) -> None:
+    """Download the map as an interactive HTML page or a PNG (made only when clicked)."""
+    left, right, _ = st.columns([1, 1, 2])
+    for col, fmt, mime, icon in ((left, "html", "text/html", ":material/code:"),
+                                 (right, "png", "image/png", ":material/image:")):  # fmt: skip
+        col.download_button(f"Download the map as {fmt.upper()}", data=_deferred(pts, fmt, color_by, title),
+                            file_name=f"map.{fmt}", mime=mime, key=f"coverage.download_{fmt}", icon=icon,
+                            on_click="ignore", width="stretch")  # fmt: skip
+
+
+def _deferred(pts: list[MapPoint], fmt: str, color_by: str, title: str) -> Any:
+    def make() -> bytes:
+        return map_bytes(pts, fmt, color_by=color_by, title=title)
+
+    return make

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..export import ExportResult, Format, export_samples
+from ..samples import TREE_SET
 from ..store import Project
 from .projects import folder_name
 
@@ -28,13 +29,19 @@ def export_dir(project: Project) -> Path:
     return project.path / "exports"
 
 
-def run_export(project: Project, fmt: Format, name: str) -> ExportResult:
-    """Export the project's samples under ``<project>/exports/`` as ``name`` in ``fmt``."""
+def run_export(project: Project, fmt: Format, name: str, sample_set: str = TREE_SET) -> ExportResult:
+    """Export one sample set of the project under ``<project>/exports/`` as ``name`` in ``fmt``."""
     stem = folder_name(name)
     out = export_dir(project) / (stem + EXTENSIONS[fmt])
     if fmt == "hf" and out.exists():
         out = _free_folder(out)
-    return export_samples(project.tree(), project.samples(), fmt, out)
+    return export_samples(project.tree(), project.samples(sample_set=sample_set), fmt, out)
+
+
+def set_label(name: str, count: int) -> str:
+    """How a sample set is named in the set picker."""
+    kinds = {TREE_SET: "the tree's synthesized samples", "baseline": "the flat baseline"}
+    return f"{name} ({count:,} samples{', ' + kinds[name] if name in kinds else ''})"
 
 
 def _free_folder(path: Path) -> Path:

@@ -186,7 +186,6 @@ function draw(state, vis) {
       state.userMoved = false;
       fit(state, true);
     });
-    root.querySelector(".ts-legend").appendChild(legendElement(data.legend || []));
     // For end-to-end tests and debugging: the network and a way to find a node on screen.
     window.treesynthGraph = {
       network: state.network,
@@ -207,6 +206,12 @@ function draw(state, vis) {
     // A tooltip open during the update shows the old text: hide it until the next hover.
     root.querySelectorAll("div.vis-tooltip").forEach((tip) => { tip.style.visibility = "hidden"; });
     if (!state.userMoved) fit(state, false);
+  }
+  // The legend changes only when highlighted leaves come or go; rebuild it then.
+  const legendKey = JSON.stringify(data.legend || []);
+  if (state.legendKey !== legendKey) {
+    root.querySelector(".ts-legend").replaceChildren(legendElement(data.legend || []));
+    state.legendKey = legendKey;
   }
   const count = root.querySelector(".ts-count");
   count.textContent = data.shown === data.total
@@ -257,14 +262,16 @@ def _components() -> tuple[Any, Any]:
     return lib, graph
 
 
-def legend_items() -> list[dict[str, Any]]:
-    """The legend's swatches, from the graph module's colours."""
+def legend_items(highlighted: bool = False) -> list[dict[str, Any]]:
+    """The legend's swatches, from the graph module's colours (with ``highlighted`` while leaves are)."""
     items = []
-    for key, title, text in G.LEGEND:
+    for key, title, text in (*G.LEGEND, G.HIGHLIGHT_LEGEND) if highlighted else G.LEGEND:
         if key in G.STATUS_COLORS:
             background, border, _ = G.STATUS_COLORS[key]
         elif key == "locked":
             background, border = G.STATUS_COLORS["approved"][0], G.LOCKED_BORDER
+        elif key == "highlighted":
+            background, border = G.STATUS_COLORS["approved"][0], G.HIGHLIGHT_BORDER
         else:
             background, border = G.STATUS_COLORS["approved"][0], G.SAMPLED_BORDER
         items.append(
@@ -293,7 +300,8 @@ def tree_graph(
     before the rerun) when a node is clicked / double-clicked."""
     lib, graph = _components()
     lib(key=f"{key}-lib", height=0)
-    payload = data.payload() | {"height": height, "legend": legend_items(), "focus_key": focus_key}
+    legend = legend_items(highlighted=data.highlighted > 0)
+    payload = data.payload() | {"height": height, "legend": legend, "focus_key": focus_key}
 
     def handler(event: str, fn: Callable[[str], None] | None) -> Callable[[], None]:
         def run() -> None:

@@ -2,13 +2,15 @@
 
 :class:`AppState` holds what one browser session is doing: the open project (one connection per
 session: it is per-user mutable state, so never in ``st.cache_resource``), the selected node, the
-graph view, and notices to show after the next rerun. Widgets keep their own keys; everything else
+graph view, the leaves highlighted from the Coverage map's selection, and notices to show after the
+next rerun. Widgets keep their own keys; everything else
 lives here.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -27,6 +29,9 @@ PROJECTS_ENV = "TREESYNTH_PROJECTS"
 URL_PARAM = "project"
 #: Rows a tree may fill when opened before deeper levels start folded (they open on double-click).
 INITIAL_ROWS = 24
+#: Up to this many highlighted leaves, the Tree page opens the paths to them; more would unfold too
+#: much of a big tree (their folded ancestors are still marked).
+REVEAL_MAX = 40
 
 NoticeKind = Literal["success", "info", "warning", "error"]
 
@@ -58,6 +63,7 @@ class AppState:
     project_path: Path | None = None
     selected: str | None = None
     view: G.View = field(default_factory=G.View)
+    highlight: frozenset[str] = frozenset()  # leaves of the Coverage map's selection, marked on the Tree page
     notices: list[Notice] = field(default_factory=list)
     last_export: ExportResult | None = None  # the Export page's latest result, for its download buttons
     focus_seq: int = 0  # bumped when the search box asks the graph to bring a node into view
@@ -83,7 +89,7 @@ class AppState:
         project = Project.open(path)
         self.close()
         self._project, self.project_path = project, project.path
-        self.selected = None
+        self.selected, self.highlight = None, frozenset()
         tree = project.tree()
         self.view = G.View(show_depth=G.auto_depth(tree, INITIAL_ROWS))
         return project
@@ -92,7 +98,7 @@ class AppState:
         """Make a just-created project the open one."""
         self.close()
         self._project, self.project_path = project, project.path
-        self.selected = None
+        self.selected, self.highlight = None, frozenset()
         self.view = G.View(show_depth=G.auto_depth(project.tree(), INITIAL_ROWS))
         return project
 
@@ -100,6 +106,7 @@ class AppState:
         if self._project is not None:
             self._project.close()
         self._project, self.project_path, self.selected, self.last_export = None, None, None, None
+        self.highlight = frozenset()
 
     @property
     def project_name(self) -> str:
@@ -123,9 +130,26 @@ class AppState:
         if focus:
             self.view = replace(self.view, focus=node_id)
 
+    def set_highlight(self, leaf_ids: Iterable[str]) -> None:
+        """Highlight these leaves on the Tree page (and open the paths to them, up to
+        :data:`REVEAL_MAX`); the same set again changes nothing, so folds made since stay."""
+        wanted = frozenset(leaf_ids)
+        if wanted == self.highlight:
+            return
+        self.highlight = wanted
+        project = self.project()
+        if project is not None and 0 < len(wanted) <= REVEAL_MAX:
+            self.view = self.view.reveal(project.tree(), wanted)
+
+    def clear_highlight(self) -> None:
+        self.highlight = frozenset()
+
     def valid_selection(self, tree: Tree) -> str | None:
+        """Forget a selected node, focus or highlighted leaves the tree no longer has."""
         if self.selected is not None and self.selected not in tree.nodes:
             self.selected = None
+        if any(node_id not in tree.nodes for node_id in self.highlight):
+            self.highlight = frozenset(node_id for node_id in self.highlight if node_id in tree.nodes)
         if self.view.focus is not None and self.view.focus not in tree.nodes:
             self.view = replace(self.view, focus=None)
         return self.selected

@@ -41,6 +41,26 @@ def metrics(project: Project, tree: T.Tree) -> None:
     st.markdown(" ".join(parts))
 
 
+def highlight_banner(state: AppState) -> None:
+    """While leaves are highlighted from the Coverage map's selection: how many, and Clear."""
+    n = len(state.highlight)
+    if not n:
+        return
+    text, clear = st.columns([6, 1], vertical_alignment="center")
+    text.info(
+        f"{n} lea{'ves' if n != 1 else 'f'} highlighted from the Coverage map selection",
+        icon=":material/highlight:",
+    )
+    clear.button(
+        "Clear",
+        key="tree.clear_highlight",
+        on_click=A.clear_highlight,
+        icon=":material/close:",
+        width="stretch",
+        help="Stop highlighting these leaves",
+    )
+
+
 def toolbar(project: Project, tree: T.Tree, state: AppState) -> None:
     """Search (jumps to a node), levels shown, undo and redo."""
     search, depth, undo, redo = st.columns([6, 2, 1, 1], vertical_alignment="bottom")
