@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
@@ -56,13 +55,15 @@ def _sets_line(project: Any) -> str:
 def import_cmd(
     directory: DirArg,
     file: Annotated[
-        Path,
+        str,
         typer.Argument(
-            help="A .jsonl/.json/.csv/.tsv/.parquet file (.gz allowed for jsonl "
-            "and csv) or a Hugging Face datasets folder (save_to_disk).",
+            help="A .jsonl/.json/.csv/.tsv/.parquet file (.gz allowed for jsonl and csv), a Hugging Face "
+            "datasets folder (save_to_disk), or example:humaneval (OpenAI's HumanEval, 164 Python problems, MIT, "
+            "shipped with TreeSynth).",
             show_default=False,
+            metavar="FILE",
         ),
-    ],  # fmt: skip
+    ],
     mapping: Annotated[
         str | None,
         typer.Option(
