@@ -202,8 +202,13 @@ class SentenceTransformerEmbedder(TextEmbedder):
         for start in range(0, len(texts), step):
             chunk = texts[start : start + step]
             parts.append(
-                model.encode(chunk, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True,
-                             normalize_embeddings=True)  # fmt: skip
+                model.encode(
+                    chunk,
+                    batch_size=batch_size,
+                    show_progress_bar=False,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                )  # fmt: skip
             )
             if progress:
                 progress(start + len(chunk), len(texts), "embedding")
@@ -340,28 +345,11 @@ class OpenAIEmbeddingsEmbedder(TextEmbedder):
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _raise_if_final(self, exc: Any, attempt: int, attempts: int) -> None:
-        from ..errors import AuthError
-        from ..llm.openai_compat import MAX_SERVER_MESSAGE_CHARS
+        from ..llm.openai_compat import raise_if_refused, raise_unless_retryable, server_message
 
-        status = exc.status_code
-        body = exc.body
-        message: Any = body
-        if isinstance(body, Mapping):
-            message = body.get("message") or body.get("detail") or body.get("error") or body
-        if message is None or message == "":
-            message = exc.response.text or exc.message
-        message = self._redact(str(message))[:MAX_SERVER_MESSAGE_CHARS]
-        if status in (401, 403):
-            raise AuthError(
-                f"{self.base_url} refused the API key (HTTP {status}): {message}. "
-                f"Check the key in ${self.settings.api_key_env}."
-            ) from None
-        if not (status == 429 or status >= 500):
-            raise EndpointError(f"{self.base_url}/embeddings answered HTTP {status}: {message}") from None
-        if attempt + 1 >= attempts:
-            raise EndpointError(
-                f"{self.base_url}/embeddings kept failing after {attempts} attempts: HTTP {status}: {message}"
-            ) from None
+        status, message = exc.status_code, server_message(exc, self._redact)
+        raise_if_refused(status, message, self.base_url, self.settings.api_key_env)
+        raise_unless_retryable(status, message, f"{self.base_url}/embeddings", attempt, attempts)
 
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text

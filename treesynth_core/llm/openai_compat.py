@@ -203,12 +203,8 @@ class OpenAICompatLLM:
 
     def _raise_if_final(self, exc: openai.APIStatusError, fmt: Format, level: int, attempt: int, attempts: int) -> None:
         """Raise the error a status reply ends in; return if it is worth retrying."""
-        status, message = exc.status_code, self._server_message(exc)
-        if status in (401, 403):
-            raise AuthError(
-                f"{self.base_url} refused the API key (HTTP {status}): {message}. "
-                f"Check the key in ${self.settings.api_key_env}."
-            ) from None
+        status, message = exc.status_code, server_message(exc, self._redact)
+        raise_if_refused(status, message, self.base_url, self.settings.api_key_env)
         if fmt != "none" and _rejects_format(status, message):
             if level + 1 < len(self._ladder):
                 raise _FormatRejected(level) from None
@@ -216,13 +212,7 @@ class OpenAICompatLLM:
                 f"{self.base_url} rejected response_format {fmt!r} (HTTP {status}): {message}; "
                 "try structured output 'auto' or 'none'"
             ) from None
-        retryable = status == 429 or status >= 500
-        if not retryable:
-            raise EndpointError(f"{self.base_url} answered HTTP {status}: {message}") from None
-        if attempt + 1 >= attempts:
-            raise EndpointError(
-                f"{self.base_url} kept failing after {attempts} attempts: HTTP {status}: {message}"
-            ) from None
+        raise_unless_retryable(status, message, self.base_url, attempt, attempts)
 
     def _fall_back(self, rejected_level: int) -> None:
         """Remember that the format at ``rejected_level`` is unsupported (concurrent calls agree)."""
@@ -290,16 +280,6 @@ class OpenAICompatLLM:
             latency_s=latency,
             finish_reason=choice.get("finish_reason"),
         )
-
-    def _server_message(self, exc: openai.APIStatusError) -> str:
-        """The server's own error message, shortened, with the key blanked out should it echo it."""
-        body = exc.body
-        message: Any = body
-        if isinstance(body, Mapping):
-            message = body.get("message") or body.get("detail") or body.get("error") or body
-        if message is None or message == "":
-            message = exc.response.text or exc.message
-        return self._redact(str(message))[:MAX_SERVER_MESSAGE_CHARS]
 
     def _reason(self, exc: openai.APIConnectionError) -> str:
         reason = _connection_reason(exc)
@@ -392,6 +372,34 @@ def _with_schema_instruction(messages: list[dict[str, str]], schema: Any) -> lis
             message["content"] = f"{message['content']}\n\n{instruction}"
             return messages
     return [*messages, {"role": "user", "content": instruction}]
+
+
+def server_message(exc: openai.APIStatusError, redact: Callable[[str], str]) -> str:
+    """The server's own error message, shortened, with the key blanked out should it echo it."""
+    body = exc.body
+    message: Any = body
+    if isinstance(body, Mapping):
+        message = body.get("message") or body.get("detail") or body.get("error") or body
+    if message is None or message == "":
+        message = exc.response.text or exc.message
+    return redact(str(message))[:MAX_SERVER_MESSAGE_CHARS]
+
+
+def raise_if_refused(status: int, message: str, base_url: str, key_env: str) -> None:
+    """HTTP 401/403: the key is wrong or missing; never worth retrying."""
+    if status in (401, 403):
+        raise AuthError(
+            f"{base_url} refused the API key (HTTP {status}): {message}. Check the key in ${key_env}."
+        ) from None
+
+
+def raise_unless_retryable(status: int, message: str, where: str, attempt: int, attempts: int) -> None:
+    """Return when a status is worth retrying (429, 5xx) and attempts are left; else raise
+    :class:`EndpointError` saying what the server answered."""
+    if not (status == 429 or status >= 500):
+        raise EndpointError(f"{where} answered HTTP {status}: {message}") from None
+    if attempt + 1 >= attempts:
+        raise EndpointError(f"{where} kept failing after {attempts} attempts: HTTP {status}: {message}") from None
 
 
 def _rejects_format(status: int, message: str) -> bool:
