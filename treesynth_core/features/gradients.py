@@ -508,8 +508,10 @@ def _load(model: str | None) -> tuple[Any, Any, str]:
     """(model, tokenizer, label) for a model setting, fully offline."""
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
     except ImportError as exc:  # pragma: no cover - a default dependency
         raise ConfigError("gradient features need transformers: pip install transformers gguf accelerate") from exc
+    hf_logging.disable_progress_bar()  # GGUF conversion bars would break the CLI's and the app's own progress
     kwargs: dict[str, Any] = {}
     if model is None:
         from ..llm.embedded import default_gguf_path
