@@ -234,6 +234,8 @@ with tab_balance:
                     st.error(md(str(exc)), icon=":material/error:")
                 else:
                     D.scores_view(scores)
+            st.page_link(PAGE_TREE, label="See before and after on the tree (pick the set under 'Counts shown on "
+                         "the tree')", icon=":material/account_tree:")  # fmt: skip
             st.page_link(PAGE_EXPORT, label="Go to the Export page", icon=":material/download:")
             st.caption(md(f"From the command line: treesynth export {project.path} --set {target} --format jsonl "
                           f"--out {target}.jsonl"))  # fmt: skip

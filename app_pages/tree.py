@@ -44,8 +44,13 @@ def body() -> None:
             job_outcome(last)
     left, right = st.columns([2, 1], gap="medium")
     with left:
+        count_set = panel.count_set_picker(project, state)
         data = G.build_graph(
-            tree, state.view, counts=project.sample_counts(), selected=state.selected, highlight=state.highlight
+            tree,
+            state.view,
+            counts=project.sample_counts(sample_set=count_set),
+            selected=state.selected,
+            highlight=state.highlight,
         )
         focus_key = f"{state.view.focus}:{state.focus_seq}" if state.view.focus else None
         tree_graph(data, key="tree.graph", height=640, focus_key=focus_key, on_select=A.select, on_toggle=A.toggle)

@@ -563,3 +563,28 @@ def test_export_a_chosen_sample_set_with_provenance(projects):
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     assert len(rows) == 7 and {r["provenance"] for r in rows} == {"original"}
     assert rows[0]["messages"][1]["role"] == "assistant"
+
+
+def test_tree_page_shows_the_counts_of_a_chosen_sample_set(projects):
+    from treesynth_core import graph as G
+    from treesynth_core.examples import resolve
+    from treesynth_core.ingest import ColumnMap, import_file
+
+    at = open_example(new_app(), "python_coding")
+    folder = next(p for p in projects.iterdir() if p.is_dir())
+    with Project.open(folder) as project:
+        leaf = project.tree().leaves()[0]
+        import_file(project, resolve("example:humaneval")[0], ColumnMap(instruction="prompt"), sample_set="he",
+                    limit=5)  # fmt: skip
+        ids = [s.id for s in project.samples(sample_set="he")]
+        project.assign_leaves({i: (leaf.id, []) for i in ids})
+    at.switch_page(TREE)
+    run(at)
+    picker = at.selectbox(key="tree.count_set")
+    assert picker.options == ["tree (0 samples)", "he (5 samples)"]
+    picker.set_value("he")
+    run(at)
+    assert not at.exception
+    with Project.open(folder) as project:
+        data = G.build_graph(project.tree(), counts=project.sample_counts(sample_set="he"))
+    assert any("5 samples" in str(node) for node in data.nodes)

@@ -64,6 +64,7 @@ class AppState:
     selected: str | None = None
     view: G.View = field(default_factory=G.View)
     highlight: frozenset[str] = frozenset()  # leaves of the Coverage map's selection, marked on the Tree page
+    count_set: str = "tree"  # the sample set whose per-node counts the Tree page's graph shows
     notices: list[Notice] = field(default_factory=list)
     last_export: ExportResult | None = None  # the Export page's latest result, for its download buttons
     focus_seq: int = 0  # bumped when the search box asks the graph to bring a node into view

@@ -482,3 +482,21 @@ def _level_actions(tree: T.Tree) -> None:
             args=("prune-level", f"Pruned level {level}.", {"depth": level}),
             width="stretch",
         )
+
+
+def count_set_picker(project: Project, state: AppState) -> str:
+    """Which sample set's counts the graph shows (only offered when there is more than the tree's set):
+    an imported dataset before rebalancing, the balanced set after, the flat baseline."""
+    sets = project.sample_sets()
+    if state.count_set not in sets:
+        state.count_set = "tree"
+    if len(sets) < 2 and state.count_set in sets:
+        return state.count_set
+    names = list(dict.fromkeys(["tree", *sets]))
+    state.count_set = st.selectbox(
+        "Counts shown on the tree", names, index=names.index(state.count_set), key="tree.count_set",
+        format_func=lambda name: f"{name} ({sets.get(name, 0):,} samples)",
+        help="Per-node sample counts of this set: compare an imported dataset (before) with its balanced set "
+        "(after).",
+    )  # fmt: skip
+    return state.count_set
