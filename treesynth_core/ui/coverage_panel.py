@@ -21,6 +21,7 @@ from ..features.embeddings import ensure_features
 from ..maps import MapPoint, figure, map_bytes, map_cache_key, map_points
 from ..samples import Sample
 from ..store import Project
+from . import widgets
 from .widgets import md
 
 SPACE_LABELS = {"embeddings": "Embedding space", "gradients": "Gradient space"}
@@ -98,16 +99,9 @@ def points(project: Project, kind: str, seed: int = 0) -> list[MapPoint] | None:
 
 def job_progress(project: Project, job: jobs.JobState) -> None:
     """A running coverage job: progress bar, its note and a Stop button."""
-    label = JOB_LABELS.get(job.kind, job.kind)
-    with st.container(border=True):
-        left, right = st.columns([5, 1], vertical_alignment="center")
-        done = f"{job.done} of {job.total}" if job.total else f"{job.done}"
-        left.progress(job.fraction or 0.0, text=f"**{label}** \u2014 {done} {md(job.message)}")
-        if job.cancel_requested:
-            right.button("Stopping\u2026", key="coverage.stopping", disabled=True, width="stretch")
-        elif right.button("Stop", key="coverage.stop", icon=":material/stop_circle:", width="stretch"):
-            jobs.cancel_job(project, job.id)
-            st.rerun()
+    done = f"{job.done} of {job.total}" if job.total else f"{job.done}"
+    widgets.job_progress(project, job, key="coverage", label=JOB_LABELS.get(job.kind, job.kind),
+                         status=f"{done} {job.message}")  # fmt: skip
 
 
 def job_outcome(job: jobs.JobState | None) -> None:

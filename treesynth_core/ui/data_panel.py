@@ -36,6 +36,7 @@ from ..samples import TREE_SET, UNROUTED
 from ..scaling import DEFAULT_THRESHOLD, MetricKind, Point, PointsError, ScalingReport, fit_report
 from ..store import Project
 from ..tree import Tree
+from . import widgets
 from .widgets import md
 
 #: Job kinds this page starts, with what the progress bar says.
@@ -74,16 +75,9 @@ def is_data_job(job: jobs.JobState) -> bool:
 
 def job_progress(project: Project, job: jobs.JobState) -> None:
     """A running job: progress bar, its note and a Stop button."""
-    label = JOB_LABELS.get(job.kind, job.kind)
-    with st.container(border=True):
-        left, right = st.columns([5, 1], vertical_alignment="center")
-        done = f"{job.done:,} of {job.total:,}" if job.total else f"{job.done:,}"
-        left.progress(job.fraction or 0.0, text=f"**{label}** \u2014 {done} {md(job.message)}")
-        if job.cancel_requested:
-            right.button("Stopping\u2026", key="data.stopping", disabled=True, width="stretch")
-        elif right.button("Stop", key="data.stop", icon=":material/stop_circle:", width="stretch"):
-            jobs.cancel_job(project, job.id)
-            st.rerun()
+    done = f"{job.done:,} of {job.total:,}" if job.total else f"{job.done:,}"
+    widgets.job_progress(project, job, key="data", label=JOB_LABELS.get(job.kind, job.kind),
+                         status=f"{done} {job.message}")  # fmt: skip
 
 
 def job_outcome(job: jobs.JobState | None) -> None:

@@ -76,15 +76,17 @@ def job_status_line(job: jobs.JobState) -> str:
     return f"{done} {what}" + (f" \u2014 {job.message}" if job.message else "")
 
 
-def job_progress(project: Project, job: jobs.JobState, *, key: str) -> None:
-    """A running job: progress bar, what it is doing, and a Stop button."""
-    label = "Growing the tree" if job.kind == "grow" else "Synthesizing samples"
+def job_progress(
+    project: Project, job: jobs.JobState, *, key: str, label: str | None = None, status: str | None = None
+) -> None:
+    """A running job: progress bar, what it is doing (``label``, ``status``: defaults for growth and
+    synthesis), and a Stop button keyed ``{key}.stop``."""
+    label = label or ("Growing the tree" if job.kind == "grow" else "Synthesizing samples")
+    status = job_status_line(job) if status is None else status
     with st.container(border=True):
         left, right = st.columns([5, 1], vertical_alignment="center")
         with left:
-            st.progress(
-                job.fraction if job.fraction is not None else 0.0, text=f"**{label}** \u2014 {md(job_status_line(job))}"
-            )
+            st.progress(job.fraction if job.fraction is not None else 0.0, text=f"**{label}** \u2014 {md(status)}")
         with right:
             if job.cancel_requested:
                 st.button("Stopping\u2026", key=f"{key}.stopping", disabled=True, width="stretch")
