@@ -32,14 +32,15 @@ PAGES = {
             title="Project",
             icon=":material/folder_open:",
             url_path="project",
-            default=state.project_path is None,
+            # Always the default (served at "/"): a page that is the default has no address of its own,
+            # so making the Tree page the default while a project is open broke links to /tree?project=...
+            default=True,
         ),
         st.Page(
             PAGE_TREE,
             title="Tree",
             icon=":material/account_tree:",
             url_path="tree",
-            default=state.project_path is not None,
         ),
     ],
     "Dataset": [

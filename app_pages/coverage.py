@@ -36,7 +36,13 @@ def body() -> None:
     show_notices(state)
     tree_n = sum(project.sample_counts().values())
     if tree_n == 0:
-        st.info("The project has no samples yet: synthesize first.", icon=":material/info:")
+        others = [name for name in project.sample_sets() if name != BASELINE_SET]
+        if others:
+            st.info(md(f"This page scores the samples synthesized from the tree, and there are none yet. The other "
+                       f"sets ({', '.join(others)}) are compared before and after rebalancing on the Data page."),
+                    icon=":material/info:")  # fmt: skip
+        else:
+            st.info("The project has no samples yet: synthesize first.", icon=":material/info:")
         st.page_link(PAGE_SYNTH, label="Go to the Synthesize page", icon=":material/auto_awesome:")
         return
     flat_n = sum(project.sample_counts(sample_set=BASELINE_SET).values())

@@ -54,7 +54,7 @@ def status() -> None:
 
 status()
 sets = project.sample_sets()
-datasets = D.dataset_names(sets)
+datasets = D.dataset_names(sets, balanced=D.balanced_sets(project))
 tree = project.tree()
 tab_import, tab_route, tab_balance, tab_scale = st.tabs(["Import", "Route", "Rebalance", "Scaling (SynthLLM)"])
 
@@ -146,9 +146,12 @@ with tab_route:
                     "below, or on the Tree page.", icon=":material/account_tree:")  # fmt: skip
         c1, c2 = st.columns([1, 2])
         rset = c1.selectbox("Sample set", datasets, key="data.route.set")
-        router = c2.radio("Router", list(D.ROUTER_LABELS), format_func=D.ROUTER_LABELS.get, key="data.route.router")
+        embedded = state.settings().backend == "embedded"  # its 135M LLM router says "none of these" to most
+        routers = list(D.ROUTER_LABELS)
+        router = c2.radio("Router", routers, index=routers.index("embedding" if embedded else "llm"),
+                          format_func=D.ROUTER_LABELS.get, key="data.route.router")  # fmt: skip
         c3, c4, c5 = st.columns([2, 1, 1], vertical_alignment="bottom")
-        agree_n = c3.number_input("Measure agreement on N samples (0 = off)", 0, 1_000_000, 20,
+        agree_n = c3.number_input("Measure agreement on N samples (0 = off)", 0, 1_000_000, 5 if embedded else 20,
                                   key="data.route.agreement",
                                   help="Route a seeded sample of N with the other router too, and report how "
                                   "often both put a sample in the same place.")  # fmt: skip
@@ -198,9 +201,11 @@ with tab_balance:
         elif not any(leaf["before"] for leaf in plan["leaves"]):
             problem = "No sample of this set is in a leaf yet: route it first (the Route tab)."
         elif sets.get(target):
+            missing = D.still_missing(project, target, per_leaf)
             st.warning(f"The set {md(target)} already holds {sets[target]:,} samples: rebalancing into it again "
-                       "adds only what is missing (with the same options it resumes). Delete it on the Import tab "
-                       "to rebuild it.", icon=":material/info:")  # fmt: skip
+                       f"adds only what is missing ({missing:,} samples to reach {per_leaf} in every approved leaf; "
+                       "the plan below is for a new set). Delete it on the Import tab to rebuild it.",
+                       icon=":material/info:")  # fmt: skip
         st.markdown("**The plan**")
         D.plan_view(plan)
         if st.button("Rebalance", key="data.balance.run", type="primary", icon=":material/balance:",
@@ -221,6 +226,11 @@ with tab_balance:
             if info["sources"] and src not in info["sources"]:
                 st.caption(md(f"{target} was built from {', '.join(info['sources'])}; 'before' shows {src}."))
             rows = D.before_after(project, src, target)
+            if short := [row for row in rows if row["after"] < per_leaf]:
+                st.warning(f"{len(short)} of {len(rows)} leaves are below the target of {per_leaf}: the model "
+                           "repeated itself or gave unusable replies there (or the leaf is not approved). Rebalance "
+                           "again with another seed, or with a capable model, to fill them.",
+                           icon=":material/warning:")  # fmt: skip
             st.plotly_chart(D.before_after_figure(rows), key="data.balance.figure")
             st.caption(md(f"{D.unrouted_count(project, src):,} samples of {src} are in no leaf and were left out."))
             st.dataframe(rows, key="data.balance.counts", hide_index=True, width="stretch")

@@ -48,6 +48,14 @@ if not samples:
     st.page_link(PAGE_SYNTH, label="Go to the Synthesize page", icon=":material/auto_awesome:")
     st.stop()
 
+without = sum(1 for s in samples if not s.response)
+if 0 < without:
+    st.caption(
+        f":orange[:material/warning:] {without:,} of {len(samples):,} rows have no response (instructions only): their "
+        "`messages` hold only the user turn. Synthesize with responses (or rebalance with 'Also write responses') "
+        "for instruction-response pairs."
+    )
+
 with st.container(border=True):
     fmt = st.radio("Format", list(FORMATS), format_func=FORMATS.get, key="export.format", horizontal=True)
     suffix = "dataset" if sample_set == "tree" else sample_set

@@ -114,7 +114,8 @@ def test_route_rebalance_and_score(data):
     seen = metrics(at)
     assert seen["Routed"] == "164" and seen["Not routed"] == "0"
     assert int(seen["In a leaf"]) + int(seen["None fits"]) + int(seen["Errors"]) == 164
-    assert seen["Agreement with the llm router"].endswith("%")
+    assert seen["Agreement with the LLM router"].endswith("%")
+    assert "the LLM router put" in texts(at)
     if int(seen["None fits"]):
         stopped = table(at, "stopped at", "samples")
         assert stopped["samples"].sum() == int(seen["None fits"])

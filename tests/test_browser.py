@@ -285,6 +285,14 @@ def test_example_tree_screenshot(browser, server):
         page.get_by_role("heading", name=label, exact=True).wait_for()
         time.sleep(1)
         shot(page, name)
+    # A link to a page of the open project (a reload, a bookmark) opens that page, not "Page not found".
+    name = page.url.split("project=", 1)[1].split("&", 1)[0]
+    for path, heading in (("tree", "Tree"), ("data", "Data"), ("coverage", "Coverage")):
+        page.goto(f"{url}/{path}?project={name}")
+        page.get_by_role("heading", name=heading, exact=True).wait_for(timeout=30_000)
+        time.sleep(1)
+        assert page.get_by_text("Page not found").count() == 0, path
+        assert f"/{path}" in page.url
     page.close()
     target = os.environ.get("TREESYNTH_README_SHOT")  # where to keep a copy for the README, if asked
     if target:

@@ -108,6 +108,7 @@ def test_embedding_router_and_agreement_with_the_llm_router(project):
     assert report["routed"] == 6 and report["router"] == "embedding"
     agree = report["agreement"]
     assert agree["other"] == "llm" and agree["n"] == 4 and 0 <= agree["rate"] <= 1
+    assert sum(agree["other_status"].values()) == 4
     llm_routes = R.current_routes(project, "llm", sample_set="data")
     assert len(llm_routes) == 4  # the LLM routed only the seeded sample
 

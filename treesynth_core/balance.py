@@ -196,6 +196,8 @@ async def balance(
     report.copied = store.add_samples(original_rows(samples, plan.kept_ids, source_set=source_set,
                                                     target_set=target_set))  # fmt: skip
     targets = tuple(leaf.leaf_id for leaf in plan.leaves if leaf.synthesize > 0)
+    if progress is not None:
+        progress(0, len(targets), f"copied {report.copied:,} originals; synthesizing {plan.to_synthesize:,} samples")
     if targets:
         options = SynthOptions(per_leaf=per_leaf, per_call=min(per_call, per_leaf), responses=responses,
                                seed=seed, leaf_ids=targets, sample_set=target_set)  # fmt: skip

@@ -166,8 +166,12 @@ def _route_text(report: dict[str, Any]) -> str:
                      f"({sum(1 for c in counts if c == 0)} empty leaves of {len(counts)})")  # fmt: skip
     agree = report.get("agreement")
     if agree:
-        lines.append(f"Agreement with the {agree['other']} router on {agree['n']} samples: same leaf "
-                     f"{_fmt(agree['rate'], 2)}, same first level {_fmt(agree['first_level_rate'], 2)}")  # fmt: skip
+        other = "LLM" if agree["other"] == "llm" else agree["other"]
+        did = agree.get("other_status") or {}
+        lines.append(f"Agreement with the {other} router on {agree['n']} samples: same leaf "
+                     f"{_fmt(agree['rate'], 2)}, same first level {_fmt(agree['first_level_rate'], 2)} (the {other} "
+                     f"router: {did.get('leaf', 0)} in a leaf, {did.get('none', 0)} none fits, "
+                     f"{did.get('error', 0)} errors)")  # fmt: skip
     return "\n".join(lines)
 
 

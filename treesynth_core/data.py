@@ -47,8 +47,12 @@ def _embed_fn(embedder: Any) -> Callable[[list[str]], np.ndarray]:
 
 
 def _features_fn(project: Project, embedder: Featurizer, progress: Progress | None) -> Callable[[list[Sample]], Any]:
+    def report(done: int, total: int, _note: str = "") -> None:
+        if progress:
+            progress(done, total, "embedding the samples (stored for next time)")
+
     def features(samples: list[Sample]) -> np.ndarray:
-        return ensure_features(project, samples, embedder, progress=progress)
+        return ensure_features(project, samples, embedder, progress=report)
 
     return features
 

@@ -360,8 +360,11 @@ def _summary(kind: str, result: Any, stats: dict[str, Any] | None) -> str:
         return (f"routed {result['routed']} of {result['total']}: {result['leaf']} in leaves, {result['none_fits']} "
                 f"fit no value, {result['errors']} errors{rate} ({calls})")  # fmt: skip
     if kind == "balance":
-        return (f"balanced into {result['target_set']!r}: kept {result['kept']}, synthesized {result['synthesized']}"
-                f" ({calls})")  # fmt: skip
+        short = result["short_leaves"]
+        shortfall = f"; {len(short)} leaves stayed below {result['per_leaf']} (duplicates or unusable replies)" \
+            if short else ""  # fmt: skip
+        return (f"balanced into {result['target_set']!r}: kept {result['kept']}, synthesized {result['synthesized']} "
+                f"of {result['to_synthesize']} planned{shortfall} ({calls})")  # fmt: skip
     if kind == "baseline":
         return f"flat baseline: {result.total} samples, added {result.added} ({calls})"
     if kind == "fill-gaps":

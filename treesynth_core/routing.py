@@ -334,7 +334,8 @@ def path_label(tree: T.Tree, node_id: str) -> str:
 
 def agreement(a: Mapping[int, Route], b: Mapping[int, Route]) -> dict[str, Any]:
     """How often two routers put the same sample in the same place (same leaf, or both "none fits"
-    at the same node), over the samples both routed; also agreement at the first level."""
+    at the same node), over the samples both routed; also agreement at the first level, and what
+    the second router (``b``) did with those samples (``other_status``: leaf / none / error counts)."""
     both = sorted(set(a) & set(b))
     same = sum(1 for i in both if (a[i].status, a[i].stopped_at) == (b[i].status, b[i].stopped_at))
     first = sum(1 for i in both if a[i].path[:1] == b[i].path[:1])
@@ -344,6 +345,7 @@ def agreement(a: Mapping[int, Route], b: Mapping[int, Route]) -> dict[str, Any]:
         "same_leaf": same,
         "rate": same / n if n else None,
         "first_level_rate": first / n if n else None,
+        "other_status": dict(Counter(b[i].status for i in both)),
     }
 
 

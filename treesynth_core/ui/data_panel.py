@@ -46,6 +46,8 @@ JOB_LABELS = {
     "balance": "Rebalancing",
     "grow": "Growing a tree from the data",
 }
+#: What a job's done/total counts.
+JOB_UNITS = {"import": "rows", "route": "samples", "balance": "leaves", "grow": "nodes"}
 #: Extensions the uploader takes (``.gz`` for gzipped JSONL and CSV).
 UPLOAD_TYPES = ["jsonl", "ndjson", "json", "csv", "tsv", "parquet", "gz"]
 UPLOADS = "uploads"
@@ -58,6 +60,7 @@ MAP_LABELS = {
     "output": "Output column (the response)",
     "messages": "Messages column (chat rows)",
 }
+ROUTER_NAMES = {"llm": "LLM", "embedding": "embedding"}
 ROUTER_LABELS = {
     "llm": "LLM: the paper's top-down classifier (temperature 0.3, 'none of these' allowed)",
     "embedding": "Embedding: nearest value description (fast, no LLM)",
@@ -75,9 +78,10 @@ def is_data_job(job: jobs.JobState) -> bool:
 
 def job_progress(project: Project, job: jobs.JobState) -> None:
     """A running job: progress bar, its note and a Stop button."""
-    done = f"{job.done:,} of {job.total:,}" if job.total else f"{job.done:,}"
+    unit = JOB_UNITS.get(job.kind, "")
+    done = f"{job.done:,} of {job.total:,} {unit}" if job.total else f"{job.done:,} {unit}"
     widgets.job_progress(project, job, key="data", label=JOB_LABELS.get(job.kind, job.kind),
-                         status=f"{done} {job.message}")  # fmt: skip
+                         status=f"{done.strip()} \u2014 {job.message}" if job.message else done)  # fmt: skip
 
 
 def job_outcome(job: jobs.JobState | None) -> None:
@@ -229,9 +233,17 @@ def _counts(project: Project, sample_set: str) -> tuple[tuple[str, int], ...]:
 # -- sample sets ----------------------------------------------------------------------------------
 
 
-def dataset_names(sets: dict[str, int]) -> list[str]:
-    """Sample sets that hold a dataset (imported or rebalanced), not synthesis or the baseline."""
-    return [name for name in sets if name not in RESERVED_SETS]
+def dataset_names(sets: dict[str, int], balanced: frozenset[str] = frozenset()) -> list[str]:
+    """Sample sets that hold a dataset (imported or rebalanced), not synthesis or the baseline; imported
+    sets first, so the pickers default to a source rather than to a rebalanced result."""
+    names = [name for name in sets if name not in RESERVED_SETS]
+    return sorted(names, key=lambda name: name in balanced)
+
+
+def balanced_sets(project: Project) -> frozenset[str]:
+    """The sets rebalancing jobs wrote."""
+    done = project.jobs(kind="balance", limit=100)
+    return frozenset(str(job["params"].get("target_set", "balanced")) for job in done)
 
 
 def set_kind(name: str) -> str:
@@ -320,9 +332,15 @@ def route_summary(report: dict[str, Any]) -> None:
     agree = report.get("agreement")
     if agree and agree["rate"] is not None:
         first = agree["first_level_rate"]
-        st.metric("Agreement with the " + agree["other"] + " router", f"{agree['rate']:.0%}",
+        other = ROUTER_NAMES.get(agree["other"], agree["other"])
+        st.metric(f"Agreement with the {other} router", f"{agree['rate']:.0%}",
                   help=f"Same leaf (or the same 'none fits' node) on the {agree['n']} samples both routers placed; "
                   f"same first level: {first:.0%}.", border=True)  # fmt: skip
+        did = agree.get("other_status") or {}
+        st.caption(md(f"On those {agree['n']} samples the {other} router put {did.get('leaf', 0)} in a leaf, found "
+                      f"that no value fits for {did.get('none', 0)} and could not classify {did.get('error', 0)}."
+                      + (" A small model that answers 'none of these' to everything shows up here: route with the "
+                         "embedding router then." if did.get("none", 0) == agree["n"] else "")))  # fmt: skip
     if report["none_fits_at"]:
         st.markdown("**Where \u201cnone fits\u201d stopped**")
         st.dataframe({"stopped at": [row["path"] for row in report["none_fits_at"]],
@@ -405,6 +423,13 @@ def before_after(project: Project, source: str, target: str) -> list[dict[str, A
     before, after = project.sample_counts(sample_set=source), project.sample_counts(sample_set=target)
     return [{"leaf": path_label(tree, leaf.id), "before": before.get(leaf.id, 0), "after": after.get(leaf.id, 0)}
             for leaf in tree.leaves()]  # fmt: skip
+
+
+def still_missing(project: Project, target: str, per_leaf: int) -> int:
+    """Samples a rerun of rebalancing into ``target`` would still add: the shortfall of approved leaves."""
+    tree = project.tree()
+    have = project.sample_counts(sample_set=target)
+    return sum(max(0, per_leaf - have.get(leaf.id, 0)) for leaf in tree.leaves(approved_only=True))
 
 
 def unrouted_count(project: Project, sample_set: str) -> int:

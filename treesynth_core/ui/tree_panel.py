@@ -24,9 +24,10 @@ def wkey(name: str, node_id: str) -> str:
     return f"edit.{name}.{node_id}"
 
 
-def metrics(project: Project, tree: T.Tree) -> None:
-    """One line of counts: nodes, levels, leaves approved, nodes awaiting review, samples."""
-    counts = project.sample_counts()
+def metrics(project: Project, tree: T.Tree, sample_set: str = "tree") -> None:
+    """One line of counts: nodes, levels, leaves approved, nodes awaiting review, samples (of the set
+    whose counts the graph shows)."""
+    counts = project.sample_counts(sample_set=sample_set)
     leaves = tree.leaves()
     approved = tree.leaves(approved_only=True)
     proposed = sum(1 for n in tree.nodes.values() if n.status == "proposed")
@@ -36,7 +37,8 @@ def metrics(project: Project, tree: T.Tree) -> None:
         f":green-badge[:material/check: {len(approved)} of {len(leaves)} leaves approved]",
         f":orange-badge[:material/rate_review: {proposed} awaiting review]",
         f":gray-badge[:material/content_cut: {pruned} pruned]",
-        f":violet-badge[:material/dataset: {sum(counts.values())} samples]",
+        f":violet-badge[:material/dataset: {sum(counts.values())} samples"
+        + (f" in {md(sample_set)}]" if sample_set != "tree" else "]"),
     ]
     st.markdown(" ".join(parts))
 
