@@ -324,3 +324,16 @@ def test_the_legend_lists_highlighted_only_while_leaves_are():
     assert "highlighted" not in [i["key"] for i in legend_items()]
     item = legend_items(highlighted=True)[-1]
     assert item["key"] == "highlighted" and item["border"] == G.HIGHLIGHT_BORDER
+
+
+def test_internal_nodes_show_the_samples_of_their_subtree():
+    tree = T.new_tree("t")
+    tree = T.replace_criterion(tree, tree.root_id, "Operation", ["addition", "subtraction"])
+    add, sub = tree.children(tree.root_id)
+    tree = T.replace_criterion(tree, add.id, "Entity", ["fruit", "money"])
+    fruit, money = tree.children(add.id)
+    totals = G.subtree_counts(tree, {fruit.id: 3, money.id: 2, sub.id: 4, "gone": 7})
+    assert totals[add.id] == 5 and totals[tree.root_id] == 9 and totals[sub.id] == 4
+    data = G.build_graph(tree, counts={fruit.id: 3, money.id: 2, sub.id: 4})
+    labels = {node["id"]: node["label"] for node in data.nodes}
+    assert "9 samples" in labels[tree.root_id]

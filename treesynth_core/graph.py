@@ -134,6 +134,23 @@ def subtree_sizes(tree: T.Tree) -> dict[str, int]:
     return sizes
 
 
+def subtree_counts(tree: T.Tree, counts: Mapping[str, int]) -> dict[str, int]:
+    """Samples under every node: its own plus all its descendants' (pruned subtrees included, as
+    their samples still exist), so a folded branch shows how many samples it holds."""
+    order: list[str] = []
+    stack = [tree.root_id]
+    while stack:
+        node_id = stack.pop()
+        order.append(node_id)
+        stack.extend(kid.id for kid in tree.children(node_id))
+    totals = {node_id: int(counts.get(node_id, 0)) for node_id in order}
+    for node_id in reversed(order):
+        parent = tree.nodes[node_id].parent_id
+        if parent is not None and parent in totals:
+            totals[parent] += totals[node_id]
+    return totals
+
+
 def visible_ids(tree: T.Tree, view: View, sizes: Mapping[str, int] | None = None) -> Visible:
     """Which nodes to draw: breadth-first from the root, within the view's folds and budget."""
     sizes = sizes if sizes is not None else subtree_sizes(tree)
@@ -458,7 +475,7 @@ def build_graph(
     """The nodes and edges to draw for ``view`` (all of a small tree by default); the ``highlight``
     nodes (unknown ids ignored) and the path to them are marked (``highlighted``, ``on_path``)."""
     view = view or View()
-    counts = counts or {}
+    counts = subtree_counts(tree, counts or {})
     marked, path = highlight_path(tree, highlight)
     if selected is not None and selected not in tree.nodes:
         selected = None
