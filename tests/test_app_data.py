@@ -161,7 +161,7 @@ def test_scaling_example_fit_shows_the_plateau_and_both_laws(data):
     at.button(key="data.scale.fit").click()
     at = run(at)
     seen = metrics(at)
-    assert float(seen["Plateau (rectified law)"].replace(",", "")) > 4.5
+    assert float(seen["Plateau, rectified law (tokens (billions))"].replace(",", "")) > 4.5
     assert seen["Better on held-out points"] in ("rectified", "power")
     fits = table(at, "law", "B", "D_l")
     assert list(fits["law"]) == ["rectified", "power"] and {"B", "D_l", "beta", "E", "held-out RMSE"} <= set(fits)

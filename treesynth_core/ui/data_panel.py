@@ -594,9 +594,10 @@ def fit_view(report: ScalingReport, *, size_label: str = "size") -> None:
     """Plateau, both fits' parameters and held-out errors, the extrapolation and the figure."""
     cols = st.columns(3)
     unit = "points" if report.metric_kind == "accuracy_percent" else "of the metric"
-    hint = f"The size beyond which 10x more data gains less than {report.threshold:g} {unit}."
-    cols[0].metric("Plateau (rectified law)", _size(report.plateau.get("rectified")), border=True, help=hint)
-    cols[1].metric("Plateau (power law)", _size(report.plateau.get("power")), border=True)
+    hint = f"The size ({size_label}) beyond which 10x more data gains less than {report.threshold:g} {unit}."
+    cols[0].metric(f"Plateau, rectified law ({size_label})", _size(report.plateau.get("rectified")), border=True,
+                   help=hint)  # fmt: skip
+    cols[1].metric(f"Plateau, power law ({size_label})", _size(report.plateau.get("power")), border=True, help=hint)
     preferred = report.preferred
     cols[2].metric("Better on held-out points", preferred or "\u2013 (no held-out points)", border=True,
                    help="The law with the lower RMSE on the held-out (largest) sizes.")  # fmt: skip
