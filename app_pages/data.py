@@ -144,14 +144,18 @@ with tab_route:
         if no_leaves:
             st.info("The tree is only its root: there is no criterion to route by yet. Grow a tree from this data "
                     "below, or on the Tree page.", icon=":material/account_tree:")  # fmt: skip
+        last = D.last_params(project, "route")  # after a reload, the latest run's choices come back
         c1, c2 = st.columns([1, 2])
-        rset = c1.selectbox("Sample set", datasets, key="data.route.set")
+        rset = c1.selectbox("Sample set", datasets, index=D.index_of(datasets, last.get("sample_set")),
+                            key="data.route.set")  # fmt: skip
         embedded = state.settings().backend == "embedded"  # its 135M LLM router says "none of these" to most
         routers = list(D.ROUTER_LABELS)
-        router = c2.radio("Router", routers, index=routers.index("embedding" if embedded else "llm"),
+        default_router = last.get("router", "embedding" if embedded else "llm")
+        router = c2.radio("Router", routers, index=D.index_of(routers, default_router),
                           format_func=D.ROUTER_LABELS.get, key="data.route.router")  # fmt: skip
         c3, c4, c5 = st.columns([2, 1, 1], vertical_alignment="bottom")
-        agree_n = c3.number_input("Measure agreement on N samples (0 = off)", 0, 1_000_000, 5 if embedded else 20,
+        agree_n = c3.number_input("Measure agreement on N samples (0 = off)", 0, 1_000_000,
+                                  int(last.get("agreement_n", 5 if embedded else 20)),
                                   key="data.route.agreement",
                                   help="Route a seeded sample of N with the other router too, and report how "
                                   "often both put a sample in the same place.")  # fmt: skip
@@ -184,10 +188,13 @@ with tab_balance:
         st.caption("A new sample set with the same number of samples in every leaf: crowded leaves keep a seeded "
                    "random subset, short approved leaves get the shortfall synthesized in the leaf. The source "
                    "set is never changed; every row records whether it is original or synthesized.")  # fmt: skip
+        last = D.last_params(project, "balance")  # after a reload, the latest run's choices come back
         c1, c2, c3, c4 = st.columns([2, 1, 2, 1])
-        src = c1.selectbox("Source set", datasets, key="data.balance.set")
-        per_leaf = int(c2.number_input("Target per leaf", 1, 1_000_000, 10, key="data.balance.per_leaf"))
-        target = c3.text_input("New set", "balanced", key="data.balance.target").strip()
+        src = c1.selectbox("Source set", datasets, index=D.index_of(datasets, last.get("sample_set")),
+                           key="data.balance.set")  # fmt: skip
+        per_leaf = int(c2.number_input("Target per leaf", 1, 1_000_000, int(last.get("per_leaf", 10)),
+                                       key="data.balance.per_leaf"))  # fmt: skip
+        target = c3.text_input("New set", str(last.get("target_set", "balanced")), key="data.balance.target").strip()
         bseed = int(c4.number_input("Seed", 0, 2**31 - 1, 0, key="data.balance.seed"))
         responses = st.checkbox("Also write responses for the synthesized samples", key="data.balance.responses")
         plan = D.balance_plan(project, src, per_leaf=per_leaf, seed=bseed, target=target)

@@ -147,6 +147,15 @@ def test_route_rebalance_and_score(data):
     assert float(seen["Vendi after"]) > 1.0 and int(seen["n"]) >= 2
     assert list(table(at, "score", "before", "after")["score"])[:3] == ["Vendi", "G-Vendi", "mean cosine"]
 
+    # a browser reload (a new session): the latest runs' choices come back, not the page's defaults
+    again = run(new_app(project=data.name))
+    again.switch_page(PAGE_DATA)
+    again = run(again)
+    assert again.number_input(key="data.balance.per_leaf").value == 2
+    assert again.selectbox(key="data.balance.set").value == "imported"  # the source, not the balanced set
+    assert again.radio(key="data.route.router").value == "embedding"
+    assert again.number_input(key="data.route.agreement").value == 10
+
 
 def test_scaling_example_fit_shows_the_plateau_and_both_laws(data):
     at = data_page()

@@ -107,6 +107,17 @@ def last_job(project: Project, kind: str, sample_set: str) -> jobs.JobState | No
     return None
 
 
+def last_params(project: Project, kind: str) -> dict[str, Any]:
+    """The options of the latest ``kind`` job (the defaults after a reload, so a running or finished
+    job's choices come back instead of the page's defaults)."""
+    rows = project.jobs(kind=kind, limit=1)
+    return dict(rows[0]["params"]) if rows else {}
+
+
+def index_of(options: list[str], value: Any, fallback: int = 0) -> int:
+    return options.index(value) if value in options else fallback
+
+
 # -- import ---------------------------------------------------------------------------------------
 
 
