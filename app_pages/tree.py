@@ -33,7 +33,7 @@ def body() -> None:
     state.valid_selection(tree)
     show_notices(state)
     panel.highlight_banner(state)
-    panel.metrics(project, tree, state.count_set if state.count_set in project.sample_sets() else "tree")
+    panel.metrics(project, tree, panel.resolve_count_set(state, project.sample_sets()))
     panel.toolbar(project, tree, state)
     panel.grow_controls(state, tree, live)
     if live is not None and live.kind == "grow":

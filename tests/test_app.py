@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.fakes import ScriptedLLM
 from treesynth_core import jobs
+from treesynth_core.samples import NewSample
 from treesynth_core.store import Project
 from treesynth_core.ui.tree_panel import wkey
 from treesynth_core.ui.widgets import PAGE_EXPORT as EXPORT
@@ -580,11 +581,15 @@ def test_tree_page_shows_the_counts_of_a_chosen_sample_set(projects):
         project.assign_leaves({i: (leaf.id, []) for i in ids})
     at.switch_page(TREE)
     run(at)
-    picker = at.selectbox(key="tree.count_set")
-    assert picker.options == ["tree (0 samples)", "he (5 samples)"]
-    picker.set_value("he")
+    assert "5 samples in he" in texts(at)  # nothing synthesized yet: the dataset's counts, not zeros
+    with Project.open(folder) as project:
+        project.add_samples([NewSample(leaf_id=leaf.id, key="0:0", instruction="a synthesized one", path=[])])
     run(at)
-    assert not at.exception
+    picker = at.selectbox(key="tree.count_set")
+    assert picker.options == ["tree (1 samples)", "he (5 samples)"] and picker.value == "he"
+    picker.set_value("tree")
+    run(at)
+    assert not at.exception and "1 samples]" not in texts(at)
     with Project.open(folder) as project:
         data = G.build_graph(project.tree(), counts=project.sample_counts(sample_set="he"))
     assert any("5 samples" in str(node) for node in data.nodes)

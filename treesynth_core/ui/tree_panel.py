@@ -486,12 +486,20 @@ def _level_actions(tree: T.Tree) -> None:
         )
 
 
+def resolve_count_set(state: AppState, sets: dict[str, int]) -> str:
+    """The set whose counts the Tree page shows: the chosen one while it exists; else the tree's own,
+    or, when nothing is synthesized yet but a dataset is imported, that dataset (not zeros)."""
+    if state.count_set not in sets:
+        others = [name for name in sets if name not in ("tree", "baseline")]
+        state.count_set = "tree" if "tree" in sets or not others else others[0]
+    return state.count_set
+
+
 def count_set_picker(project: Project, state: AppState) -> str:
     """Which sample set's counts the graph shows (only offered when there is more than the tree's set):
     an imported dataset before rebalancing, the balanced set after, the flat baseline."""
     sets = project.sample_sets()
-    if state.count_set not in sets:
-        state.count_set = "tree"
+    resolve_count_set(state, sets)
     if len(sets) < 2 and state.count_set in sets:
         return state.count_set
     names = list(dict.fromkeys(["tree", *sets]))
