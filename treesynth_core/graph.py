@@ -118,14 +118,20 @@ class Visible:
     by_budget: bool = False  # True when the budget folded something
 
 
-def subtree_sizes(tree: T.Tree) -> dict[str, int]:
-    """Descendant counts for every node (the node itself excluded), in one pass."""
+def _preorder(tree: T.Tree) -> list[str]:
+    """Every node id, parents before children (pruned subtrees included)."""
     order: list[str] = []
     stack = [tree.root_id]
     while stack:
         node_id = stack.pop()
         order.append(node_id)
         stack.extend(kid.id for kid in tree.children(node_id))
+    return order
+
+
+def subtree_sizes(tree: T.Tree) -> dict[str, int]:
+    """Descendant counts for every node (the node itself excluded), in one pass."""
+    order = _preorder(tree)
     sizes = dict.fromkeys(order, 0)
     for node_id in reversed(order):
         parent = tree.nodes[node_id].parent_id
@@ -137,12 +143,7 @@ def subtree_sizes(tree: T.Tree) -> dict[str, int]:
 def subtree_counts(tree: T.Tree, counts: Mapping[str, int]) -> dict[str, int]:
     """Samples under every node: its own plus all its descendants' (pruned subtrees included, as
     their samples still exist), so a folded branch shows how many samples it holds."""
-    order: list[str] = []
-    stack = [tree.root_id]
-    while stack:
-        node_id = stack.pop()
-        order.append(node_id)
-        stack.extend(kid.id for kid in tree.children(node_id))
+    order = _preorder(tree)
     totals = {node_id: int(counts.get(node_id, 0)) for node_id in order}
     for node_id in reversed(order):
         parent = tree.nodes[node_id].parent_id
