@@ -8,8 +8,8 @@ file holding one JSON array, which is parsed whole: save big datasets as JSONL.
 
 A :class:`ColumnMap` says which columns feed a sample: flat columns (``instruction``, optional
 ``input``, ``output``) or one column of chat ``messages``. :func:`import_file` hands the lazy stream
-of samples to :meth:`Project.import_samples`, which stores it in ONE transaction: a bad row at row
-90,000, or Ctrl-C, leaves nothing imported.
+of samples to :meth:`Project.import_samples`, which stages it under a hidden set and makes it visible
+in one transaction at the end: a bad row at row 90,000, or Ctrl-C, leaves nothing imported.
 
 Every problem with the file or the mapping is a :class:`DataError` naming the file and the line
 (JSONL) or row (CSV, Parquet, Arrow; data rows counted from 1 after the CSV header).
@@ -437,7 +437,8 @@ def import_file(
 ) -> ImportSummary:
     """Import a dataset file as the new sample set ``sample_set``, all or nothing.
 
-    The rows stream from the file into :meth:`Project.import_samples`, one transaction: any
+    The rows stream from the file into :meth:`Project.import_samples` (staged, then made visible at
+    once): any
     :class:`DataError` (found at the first row or the last), an exception from ``progress`` or
     Ctrl-C leaves the project as it was. ``progress`` gets the running count of stored samples.
     """
