@@ -10,8 +10,8 @@ The requests are exactly those leaf synthesis would send for a tree that is only
 ``prompts.templates.samples_prompt`` with no attributes. As in leaf synthesis, call ``i`` has a seed
 derived from ``i`` and samples are stored under ``"<call>:<item>"``: a rerun is served from the
 cache and adds no duplicates; exact and near duplicates are dropped, and a bounded number of extra
-calls makes up for them. Unlike one leaf's calls, the baseline's calls run concurrently (in waves,
-their replies taken in call order, so the result does not depend on timing).
+calls makes up for them. It is filled by the same :meth:`LeafSynthesizer.fill` as a leaf: calls in
+concurrent waves, their replies taken in call order, so the result does not depend on timing.
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import Cancelled, ParseError, TreeSynthError
-from .llm.base import LLM, ChatResult
-from .prompts.replies import SamplesReply, ask_json, is_placeholder
-from .samples import NewSample
-from .synth import DuplicateFilter, LeafSynthesizer, SampleStore, SynthOptions
+from .errors import Cancelled, TreeSynthError
+from .llm.base import LLM
+from .synth import LeafPlan, LeafSynthesizer, SampleStore, SynthOptions, SynthReport
 
 BASELINE_SET = "baseline"
 Progress = Callable[[int, int, str], None]
@@ -108,69 +106,28 @@ async def synthesize_baseline(
             seed=seed,
             responses=responses,
             extra_calls=default_extra_calls(n, per_call) if extra_calls is None else extra_calls,
+            sample_set=BASELINE_SET,
         )
     except ValueError as exc:
         raise TreeSynthError(str(exc)) from None
     synthesizer = LeafSynthesizer(llm, tree, options)
-    existing = store.samples(sample_set=BASELINE_SET, leaf_id=root)
-    used_keys = store.sample_keys(root, sample_set=BASELINE_SET)
-    used_calls = {key.split(":", 1)[0] for key in used_keys}
-    dupes = DuplicateFilter(options.near_duplicate, (s.instruction for s in existing))
     report = BaselineReport(requested=n)
-    have = len(existing)
-    pending = [c for c in synthesizer.call_numbers(have, used_keys) if str(c) not in used_calls]
-    gate = asyncio.Semaphore(max(1, concurrency))
+    synth_report = SynthReport()
+    calls = 0
 
-    async def generate(call_no: int) -> tuple[SamplesReply, ChatResult, list[dict]] | None:
-        request, path = synthesizer.generation_request(root, [], call_no)
-        async with gate:
-            try:
-                reply, result = await ask_json(llm, request, SamplesReply, attempts=2, what="samples")
-            except ParseError:
-                return None
-        return reply, result, path
+    def on_call(have: int) -> None:
+        nonlocal calls
+        calls += 1
+        if progress:
+            progress(min(have, n), n, f"{have} baseline samples")
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("baseline stopped; samples made so far are saved")
 
-    async def store_call(call_no: int, reply: SamplesReply, result: ChatResult, path: list[dict]) -> int:
-        admitted: list[tuple[str, str]] = []
-        for item_no, text in enumerate(reply.samples):
-            if have + len(admitted) >= n:
-                break
-            if is_placeholder(text) or not dupes.admit(text):
-                report.duplicates += 1
-                continue
-            admitted.append((f"{call_no}:{item_no}", text))
-        answers: list[tuple[str | None, str | None]] = [(None, None)] * len(admitted)
-        if options.responses and admitted:
-            answers = list(await asyncio.gather(*(synthesizer.answer(root, t, k) for k, t in admitted)))
-        rows = [
-            NewSample(leaf_id=root, key=key, instruction=text, path=path, response=answer, model=llm.model,
-                      call_id=result.call_id, response_call_id=answer_call, sample_set=BASELINE_SET)  # fmt: skip
-            for (key, text), (answer, answer_call) in zip(admitted, answers, strict=True)
-        ]
-        return store.add_samples(rows)
-
-    while have < n and pending:
-        wave, pending = pending[: math.ceil((n - have) / per_call)], pending[math.ceil((n - have) / per_call) :]
-        tasks = [asyncio.ensure_future(generate(call_no)) for call_no in wave]
-        try:
-            for call_no, task in zip(wave, tasks, strict=True):  # replies taken in call order
-                outcome = await task
-                report.calls += 1
-                if outcome is None:
-                    report.failed_calls += 1
-                else:
-                    added = await store_call(call_no, *outcome)
-                    have += added
-                    report.added += added
-                if progress:
-                    progress(min(have, n), n, f"{have} baseline samples")
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("baseline stopped; samples made so far are saved")
-                if have >= n:
-                    break
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    root_leaf = LeafPlan(root, [], 0, n, 0)
+    try:
+        gate = asyncio.Semaphore(max(1, concurrency))
+        report.added = await synthesizer.fill(store, root_leaf, synth_report, gate=gate, on_call=on_call)
+    finally:
+        report.calls, report.duplicates, report.failed_calls = calls, synth_report.duplicates, synth_report.failed_calls
     report.total = store.sample_counts(sample_set=BASELINE_SET).get(root, 0)
     return report

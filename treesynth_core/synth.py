@@ -23,7 +23,7 @@ from . import tree as T
 from .config import BackendSettings
 from .errors import BudgetError, Cancelled, ParseError
 from .grow import render_path, stable_seed
-from .llm.base import LLM, ChatRequest
+from .llm.base import LLM, ChatRequest, ChatResult
 from .pricing import cost as pricing_cost
 from .pricing import price_for
 from .prompts import templates as P
@@ -259,54 +259,106 @@ class LeafSynthesizer:
         count = math.ceil(self.options.per_leaf / per_call) + self.options.extra_calls
         return range(count + math.ceil(deleted / per_call))
 
-    async def fill(self, store: SampleStore, leaf: LeafPlan, report: SynthReport) -> int:
-        sample_set = self.options.sample_set
+    async def fill(
+        self,
+        store: SampleStore,
+        leaf: LeafPlan,
+        report: SynthReport,
+        *,
+        gate: asyncio.Semaphore | None = None,
+        on_call: Callable[[int], None] | None = None,
+    ) -> int:
+        """Fill one leaf up to ``per_leaf`` samples; return how many were added.
+
+        Calls go in waves of as many as the shortfall needs, run concurrently (each through
+        ``gate``, when given), and their replies are taken in call order, so which samples are kept
+        does not depend on timing; a wave short of samples (duplicates, unusable replies) is followed
+        by another, within :meth:`call_numbers`. Each call's samples are stored as soon as they are
+        taken; ``on_call(have)`` runs after each call (it may raise :class:`Cancelled`).
+        """
+        sample_set, per_leaf, per_call = self.options.sample_set, self.options.per_leaf, self.options.per_call
         existing = store.samples(sample_set=sample_set, leaf_id=leaf.leaf_id)
         used_keys = store.sample_keys(leaf.leaf_id, sample_set=sample_set)
         dupes = DuplicateFilter(self.options.near_duplicate, (s.instruction for s in existing))
         used_calls = {k.split(":", 1)[0] for k in used_keys}
-        have = len(existing)
-        added = 0
-        for call_no in self.call_numbers(have, used_keys):
-            if have >= self.options.per_leaf:
-                break
-            if str(call_no) in used_calls:
-                continue  # stored (or deleted by a person) in an earlier run
+        have, added = len(existing), 0
+        pending = [c for c in self.call_numbers(have, used_keys) if str(c) not in used_calls]
+
+        async def generate(call_no: int) -> tuple[SamplesReply, ChatResult, list[dict]] | None:
             request, path = self.generation_request(leaf.leaf_id, leaf.path, call_no)
+            async with gate or _NO_GATE:
+                try:
+                    reply, result = await ask_json(self.llm, request, SamplesReply, attempts=2, what="samples")
+                except ParseError:
+                    return None
+            return reply, result, path
+
+        async def answer(text: str, key: str) -> tuple[str | None, str | None]:
+            async with gate or _NO_GATE:
+                return await self.answer(leaf.leaf_id, text, key)
+
+        while have < per_leaf and pending:
+            size = math.ceil((per_leaf - have) / per_call)
+            wave, pending = pending[:size], pending[size:]
+            tasks = [asyncio.ensure_future(generate(call_no)) for call_no in wave]
             try:
-                reply, result = await ask_json(self.llm, request, SamplesReply, attempts=2, what="samples")
-            except ParseError:
-                report.failed_calls += 1
-                continue
-            rows: list[NewSample] = []
-            for item_no, text in enumerate(reply.samples):
-                if have + len(rows) >= self.options.per_leaf:
-                    break
-                if is_placeholder(text) or not dupes.admit(text):
-                    report.duplicates += 1
-                    continue
-                key = f"{call_no}:{item_no}"
-                response, response_call = (None, None)
-                if self.options.responses:
-                    response, response_call = await self.answer(leaf.leaf_id, text, key)
-                rows.append(
-                    NewSample(
-                        leaf_id=leaf.leaf_id,
-                        key=key,
-                        instruction=text,
-                        response=response,
-                        path=path,
-                        model=self.llm.model,
-                        call_id=result.call_id,
-                        response_call_id=response_call,
-                        sample_set=sample_set,
-                        extra={"provenance": "synthesized"},
-                    )
-                )
-            inserted = store.add_samples(rows)
-            have += inserted
-            added += inserted
+                for call_no, task in zip(wave, tasks, strict=True):  # replies taken in call order
+                    outcome = await task
+                    if outcome is None:
+                        report.failed_calls += 1
+                    else:
+                        reply, result, path = outcome
+                        admitted: list[tuple[str, str]] = []
+                        for item_no, text in enumerate(reply.samples):
+                            if have + len(admitted) >= per_leaf:
+                                break
+                            if is_placeholder(text) or not dupes.admit(text):
+                                report.duplicates += 1
+                                continue
+                            admitted.append((f"{call_no}:{item_no}", text))
+                        answers: list[tuple[str | None, str | None]] = [(None, None)] * len(admitted)
+                        if self.options.responses and admitted:
+                            answers = list(await asyncio.gather(*(answer(text, key) for key, text in admitted)))
+                        rows = [
+                            NewSample(
+                                leaf_id=leaf.leaf_id,
+                                key=key,
+                                instruction=text,
+                                response=response,
+                                path=path,
+                                model=self.llm.model,
+                                call_id=result.call_id,
+                                response_call_id=response_call,
+                                sample_set=sample_set,
+                                extra={"provenance": "synthesized"},
+                            )  # fmt: skip
+                            for (key, text), (response, response_call) in zip(admitted, answers, strict=True)
+                        ]
+                        inserted = store.add_samples(rows)
+                        have += inserted
+                        added += inserted
+                    if on_call is not None:
+                        on_call(have)
+                    if have >= per_leaf:
+                        break
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
         return added
+
+
+class _NoGate:
+    """A stand-in for a semaphore when calls are not limited here."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_GATE = _NoGate()
 
 
 async def synthesize(
@@ -329,11 +381,14 @@ async def synthesize(
     gate = asyncio.Semaphore(concurrency)
     done = 0
 
-    async def one(leaf: LeafPlan) -> int:
+    def check_cancel(_have: int) -> None:
         if cancel is not None and cancel.is_set():
             raise Cancelled("synthesis stopped; samples made so far are saved")
-        async with gate:
-            return await synthesizer.fill(store, leaf, report)
+
+    async def one(leaf: LeafPlan) -> int:
+        check_cancel(0)
+        async with gate:  # leaves in flight; a leaf's own calls are bounded by its wave and the backend
+            return await synthesizer.fill(store, leaf, report, on_call=check_cancel)
 
     tasks = [asyncio.ensure_future(one(leaf)) for leaf in todo]
     try:
