@@ -89,7 +89,14 @@ def test_import_route_balance_export_end_to_end(proj, tmp_path, fakes):
     assert len(rows) == sum(after)
     assert {r["provenance"] for r in rows} <= {"original", "synthesized"}
     assert "original" in {r["provenance"] for r in rows}
-    assert " original" in out_file.with_name("even.README.md").read_text()  # the card counts provenance
+    card = out_file.with_name("even.README.md").read_text()
+    assert " original" in card  # the card counts provenance
+    assert "rebalanced dataset" in card and "| Imported from | HumanEval.jsonl.gz (" in card
+
+    raw = tmp_path / "raw.jsonl"
+    invoke("export", proj, "--set", "humaneval", "--format", "jsonl", "--out", raw)
+    card = raw.with_name("raw.README.md").read_text()
+    assert "tags: [treesynth]" in card and "every imported sample was routed" in card
 
 
 def test_import_errors_are_one_line_and_import_nothing(proj, tmp_path):

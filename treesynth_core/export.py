@@ -88,18 +88,18 @@ def dataset_card(tree: T.Tree, samples: Sequence[Sample], *, fmt: str, today: dt
     with_response = sum(1 for s in samples if s.response)
     origins = Counter(s.extra.get("provenance", "synthesized") for s in samples)
     origin_text = ", ".join(f"{n} {name}" for name, n in sorted(origins.items()))
+    sources = Counter(str(s.extra["source"]) for s in samples if s.extra.get("source"))
+    tags = "synthetic, treesynth" if origins.get("synthesized") else "treesynth"
     lines = [
         "---",
         "language: [en]",
-        "tags: [synthetic, treesynth]",
+        f"tags: [{tags}]",
         f"size_categories: [{_size_category(len(samples))}]",
         "---",
         "",
         f"# {tree.task}",
         "",
-        "Synthetic dataset made with TreeSynth Studio: the task's data space was split into a tree of "
-        "mutually exclusive subspaces (TreeSynth, arXiv 2503.17195) and samples were written per leaf, "
-        "conditioned on the leaf's root-to-leaf path.",
+        _intro(origins),
         "",
         "| | |",
         "|---|---|",
@@ -108,6 +108,11 @@ def dataset_card(tree: T.Tree, samples: Sequence[Sample], *, fmt: str, today: dt
         f"| Samples | {len(samples)} ({with_response} with responses; {origin_text}) |",
         f"| Leaves | {len(leaves)} ({len(counts)} with samples) |",
         f"| Generator model(s) | {_cell(', '.join(models) or '-')} |",
+        *(
+            [f"| Imported from | {_cell(', '.join(f'{name} ({n} rows)' for name, n in sources.most_common()))} |"]
+            if sources
+            else []
+        ),
         f"| Exported | {today.isoformat()} as {fmt} |",
         "",
         "## Tree",
@@ -129,6 +134,24 @@ def dataset_card(tree: T.Tree, samples: Sequence[Sample], *, fmt: str, today: dt
         "",
     ]
     return "\n".join(lines)
+
+
+def _intro(origins: Counter[str]) -> str:
+    """What the dataset is, by where its rows came from (synthesized, imported, or both)."""
+    tree_text = (
+        "the task's data space was split into a tree of mutually exclusive subspaces (TreeSynth, arXiv 2503.17195)"
+    )
+    if not origins.get("original"):
+        return (f"Synthetic dataset made with TreeSynth Studio: {tree_text} and samples were written per leaf, "
+                "conditioned on the leaf's root-to-leaf path.")  # fmt: skip
+    if not origins.get("synthesized"):
+        return (f"A dataset organized with TreeSynth Studio: {tree_text} and every imported sample was routed "
+                "to a leaf (the `path` column); samples that fit no leaf have an empty `leaf_id`.")  # fmt: skip
+    return (
+        f"A rebalanced dataset made with TreeSynth Studio: {tree_text}; imported samples were routed to "
+        "the leaves, crowded leaves downsampled, and short leaves filled with samples synthesized in the leaf "
+        "(the `provenance` column says which rows are original and which are synthesized)."
+    )
 
 
 def _cell(text: str) -> str:
