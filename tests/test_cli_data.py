@@ -150,3 +150,13 @@ def test_grow_a_tree_for_data_with_pivots_from_the_dataset(tmp_path, fakes):
 def test_every_data_command_explains_itself(command):
     result = invoke(command, "--help")
     assert "Usage" in result.output and len(result.output) > 300
+
+
+def test_route_defaults_to_the_embedding_router_on_the_embedded_model(proj, fakes):
+    invoke("import", proj, "example:humaneval", "--set", "he", "--limit", "6")
+    report = as_json("route", proj, "--set", "he")
+    assert report["router"] == "embedding" and report["routed"] == 6 and report["llm"] is None
+    assert not fakes  # no LLM was even created
+    report = as_json("route", proj, "--set", "he", "--llm", "openai", "--base-url", "http://127.0.0.1:9/v1",
+                     "--model", "m", "--agreement", "0")  # fmt: skip
+    assert report["router"] == "llm"  # any other backend: the paper's LLM router (here the scripted fake)

@@ -179,14 +179,15 @@ def route(
     directory: DirArg,
     sample_set: SetOpt = "imported",
     router: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--router",
-            help="llm: the paper's top-down classifier (temperature 0.3, "
-            "one call per level, 'none of these' allowed); "
-            "embedding: nearest value description, fast.",
+            help="llm: the paper's top-down classifier (temperature 0.3, one call per level, 'none of these' "
+            "allowed); embedding: nearest value description, fast. Default: llm, except on the embedded 135M "
+            "model, whose LLM router answers 'none of these' to almost everything: embedding there.",
+            show_default=False,
         ),
-    ] = "llm",  # fmt: skip
+    ] = None,
     agreement_n: Annotated[
         int,
         typer.Option(
@@ -215,9 +216,11 @@ def route(
         if not project.sample_sets().get(sample_set):
             raise TreeSynthError(f"no samples in the set {sample_set!r}; sets: {_sets_line(project)}. "
                                  f"Import first: treesynth import {directory} FILE")  # fmt: skip
+        overrides = _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency)
+        if router is None:
+            router = "embedding" if _settings(project, overrides).backend == "embedded" else "llm"
         embed = _embedder(project, embedder) if router == "embedding" or agreement_n > 0 else None
         uses_llm = needs_llm(router, agreement_n)
-        overrides = _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency)
         settings = _settings(project, overrides) if uses_llm else None
         params = {"set": sample_set, "router": router, "agreement": agreement_n, "seed": seed}
         with _progress(quiet or as_json) as bar:
