@@ -144,7 +144,7 @@ def stage_upload(project: Project, uploaded: Any) -> Path:
 #: The bundled example dataset the one-click button imports (see :mod:`treesynth_core.examples`).
 EXAMPLE = EXAMPLES["humaneval"]
 EXAMPLE_SPEC = PREFIX + EXAMPLE.name
-EXAMPLE_LABEL = "Use the example dataset: HumanEval (164 Python problems, MIT)"
+EXAMPLE_LABEL = "Example: HumanEval"
 
 
 def resolve_source(spec: str) -> tuple[Path, ExampleDataset | None]:
@@ -415,7 +415,7 @@ def plan_view(plan: dict[str, Any]) -> None:
         ("Dropped", plan["dropped"], "Originals left out of crowded leaves (the source set keeps them)."),
         ("To synthesize", plan["to_synthesize"], "Samples the LLM writes in short, approved leaves."),
         ("Unrouted, left out", plan["unrouted"], "Samples no router placed in a leaf ('none fits', errors, new)."),
-        ("Short leaves not approved", len(plan["skipped_leaves"]), "Short leaves with nothing synthesized: "
+        ("Not approved", len(plan["skipped_leaves"]), "Short leaves with nothing synthesized: "
          "approve them on the Tree page to fill them."),
     ]  # fmt: skip
     for col, (label, value, hint) in zip(cols, cards, strict=True):

@@ -24,6 +24,11 @@ def wkey(name: str, node_id: str) -> str:
     return f"edit.{name}.{node_id}"
 
 
+def plural(n: int, word: str) -> str:
+    """``1 sample``, ``2 samples``."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def metrics(project: Project, tree: T.Tree, sample_set: str = "tree") -> None:
     """One line of counts: nodes, levels, leaves approved, nodes awaiting review, samples (of the set
     whose counts the graph shows)."""
@@ -37,7 +42,7 @@ def metrics(project: Project, tree: T.Tree, sample_set: str = "tree") -> None:
         f":green-badge[:material/check: {len(approved)} of {len(leaves)} leaves approved]",
         f":orange-badge[:material/rate_review: {proposed} awaiting review]",
         f":gray-badge[:material/content_cut: {pruned} pruned]",
-        f":violet-badge[:material/dataset: {sum(counts.values())} samples"
+        f":violet-badge[:material/dataset: {plural(sum(counts.values()), 'sample')}"
         + (f" in {md(sample_set)}]" if sample_set != "tree" else "]"),
     ]
     st.markdown(" ".join(parts))
