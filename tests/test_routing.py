@@ -214,3 +214,28 @@ def test_data_pivots_follow_the_tree_and_leave_thin_subspaces_as_leaves(project)
     assert source(tree, tree.root, 3) == source(tree, tree.root, 3)  # seeded
     with pytest.raises(TreeSynthError, match="has 0 samples"):
         data_pivots(project, "nothing", emb)
+
+
+def test_a_persons_value_notes_describe_values_to_both_routers():
+    from treesynth_core.treefile import tree_from_json
+
+    tree = tree_from_json(json.dumps({
+        "format": "treesynth-tree", "version": 1, "task": "Python problems", "style": "",
+        "root": {"criterion": "Input", "children": [
+            {"value": "nested data", "note": "lists of lists, lists of dicts"},
+            {"value": "date", "note": "kept as a leaf: no usable criterion"},
+            {"value": "string"},
+        ]},
+    }))  # fmt: skip
+    nested, date, string = tree.children(tree.root_id)
+    assert R.value_note(tree, nested) == "lists of lists, lists of dicts"
+    assert R.value_note(tree, date) == "" and R.value_note(tree, string) == ""  # growth's note is no description
+    texts = [R.description(tree, c) for c in R.choices(tree, tree.root)]
+    assert texts == ["Input: nested data (lists of lists, lists of dicts)", "Input: date", "Input: string"]
+    grown = T.attach_split(tree, nested.id, criterion="Depth", values=["two levels"],
+                           provenance=T.Provenance("llm"), note="the LLM still saw missing values")  # fmt: skip
+    assert R.value_note(grown, grown.node(nested.id)) == ""  # a split by growth wrote its own note
+    llm = ScriptedLLM()
+    asyncio.run(R.LLMRouter(llm, tree).route(1, "flatten a list of lists"))
+    prompt = llm.history[0].messages[-1][1]
+    assert "- nested data (lists of lists, lists of dicts)" in prompt and "- date\n" in prompt

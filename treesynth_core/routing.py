@@ -85,6 +85,24 @@ def choices(tree: T.Tree, node: T.Node) -> list[Choice]:
     return out
 
 
+def value_note(tree: T.Tree, node: T.Node) -> str:
+    """A person's description of a value (the note of a hand-written node, e.g. "lists of lists, lists
+    of dicts"), or "" — notes that growth wrote (why a node stayed a leaf, how its split went) are not
+    descriptions of the value and are left out."""
+    note = node.note.strip()
+    if not note or node.provenance.source != "human" or note.startswith("kept as a leaf"):
+        return ""
+    if any(kid.provenance.source == "llm" for kid in tree.children(node.id)):
+        return ""  # the node was split by growth, which wrote its own note over the person's
+    return note
+
+
+def description(tree: T.Tree, choice: Choice) -> str:
+    """What the embedding router compares a sample with: ``criterion: value`` and the value's note."""
+    note = value_note(tree, choice.child) if not choice.child.pool else ""
+    return f"{choice.child.criterion}: {choice.value}" + (f" ({note})" if note else "")
+
+
 def _step(criterion: str, value: str) -> dict[str, str]:
     return {"criterion": criterion, "value": value}
 
@@ -103,6 +121,7 @@ class LLMRouter:
 
     def request(self, node: T.Node, path: list[dict[str, str]], options: list[Choice], text: str) -> ChatRequest:
         values = list(dict.fromkeys(c.value for c in options))
+        notes = {c.value: value_note(self.tree, c.child) for c in options if not c.child.pool}
         criterion = options[0].child.criterion or ""
         prompt = P.route_prompt(
             self.tree.task,
@@ -111,6 +130,7 @@ class LLMRouter:
             criterion,
             values,
             text[: self.max_chars],
+            notes={v: n for v, n in notes.items() if n},
         )
         return ChatRequest.chat(
             None,
@@ -171,7 +191,7 @@ class EmbeddingRouter:
     def _options(self, node: T.Node) -> tuple[list[Choice], np.ndarray]:
         if node.id not in self._values:
             options = choices(self.tree, node)
-            texts = [f"{c.child.criterion}: {c.value}" for c in options]
+            texts = [description(self.tree, c) for c in options]
             matrix = np.asarray(self.embed(texts), dtype=np.float32) if texts else np.zeros((0, 1), np.float32)
             self._values[node.id] = (options, matrix)
         return self._values[node.id]
@@ -396,7 +416,7 @@ class DataPivots:
         options = choices(tree, parent)
         if not rows or not options:
             return []
-        V = self._embed([f"{c.child.criterion}: {c.value}" for c in options])
+        V = self._embed([description(tree, c) for c in options])
         best = (self.X[rows] @ V.T).argmax(axis=1)
         return [i for i, b in zip(rows, best, strict=True) if options[int(b)].child.id == node.id]
 

@@ -8,7 +8,7 @@ free text, never hard-coded per benchmark.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 #: Every prompt is one user message, as in the paper's code (small models also do better without a
@@ -181,10 +181,19 @@ def route_schema(values: Sequence[str]) -> dict[str, Any]:
 
 
 def route_prompt(
-    task: str, style: str, path: Sequence[tuple[str, str]], criterion: str, values: Sequence[str], sample: str
+    task: str,
+    style: str,
+    path: Sequence[tuple[str, str]],
+    criterion: str,
+    values: Sequence[str],
+    sample: str,
+    *,
+    notes: Mapping[str, str] | None = None,
 ) -> str:
-    """Ask which ONE value of ``criterion`` a sample has (the paper's classification, one level)."""
-    listed = "\n".join(f"- {v}" for v in values)
+    """Ask which ONE value of ``criterion`` a sample has (the paper's classification, one level);
+    ``notes`` are a person's descriptions of values, shown beside them."""
+    notes = notes or {}
+    listed = "\n".join(f"- {v}" + (f" ({notes[v]})" if notes.get(v) else "") for v in values)
     return (
         f"{_task_block(task, style)}\n"
         + _path_block(path, "The sample below belongs to the part of the task with these attributes:")
