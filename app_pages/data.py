@@ -14,7 +14,7 @@ import streamlit as st
 from treesynth_core import jobs
 from treesynth_core.errors import DataError, TreeSynthError
 from treesynth_core.ingest import FORMATS
-from treesynth_core.scaling import PointsError, infer_metric_kind, parse_points
+from treesynth_core.scaling import METRIC_LABEL, PointsError, infer_metric_kind, parse_points
 from treesynth_core.ui import data_panel as D
 from treesynth_core.ui.state import get_state
 from treesynth_core.ui.widgets import PAGE_EXPORT, PAGE_TREE, POLL_S, md, require_project, show_notices, start_job
@@ -290,8 +290,8 @@ with tab_scale:
                            column_config={"size": st.column_config.NumberColumn("size", format="%g"),
                                           "metric": st.column_config.NumberColumn("metric", format="%g")})  # fmt: skip
     k1, k2, k3 = st.columns(3)
-    kinds = list(D.METRIC_LABELS)
-    kind = k1.selectbox("Metric", kinds, index=kinds.index(default_kind), format_func=D.METRIC_LABELS.get,
+    kinds = list(METRIC_LABEL)
+    kind = k1.selectbox("Metric", kinds, index=kinds.index(default_kind), format_func=METRIC_LABEL.get,
                         key=f"data.scale.kind.{token}")  # fmt: skip
     n_test = k2.number_input("Held-out points (the largest sizes)", 0, 20, 1, key="data.scale.test")
     threshold = k3.number_input("Plateau threshold (gain per 10x)", min_value=1e-9, value=D.default_threshold(kind),

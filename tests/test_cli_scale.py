@@ -69,7 +69,7 @@ def test_register_is_idempotent_and_help_explains_the_law():
 def test_text_report_on_the_fixture():
     text = said(invoke("scale", FIXTURE))
     assert "Model 3B: 6 points fitted, 1 held out (size 4,000)" in text and "Model 8B" in text
-    assert "accuracy in %, fitted as error = 100 - accuracy" in text and "guessed from the column name" in text
+    assert "accuracy (%), fitted as error = 100 - accuracy" in text and "guessed from the column name" in text
     assert "rectified" in text and "power" in text and "plateau (gain per 10x < 1)" in text
     assert "The held-out points favour the rectified law." in text
     assert "Extrapolated accuracy (%)" in text and "40,000" in text

@@ -29,11 +29,6 @@ METRIC_KIND: dict[str, MetricKind] = {
     "accuracy": "accuracy_percent",
     "accuracy-fraction": "accuracy_fraction",
 }
-METRIC_WORDS: dict[MetricKind, str] = {
-    "loss": "loss (lower is better), fitted as given",
-    "accuracy_percent": "accuracy in %, fitted as error = 100 - accuracy",
-    "accuracy_fraction": "accuracy in [0, 1], fitted as error = 1 - accuracy",
-}
 
 PointsArg = Annotated[
     Path,
@@ -175,7 +170,7 @@ def scale(
     floor E before fine-tuning; the rectified law bends where D^beta passes D_l, the power law
     cannot. Accuracies are fitted as errors (100 - accuracy); the ceiling is 100 - E.
     """
-    from .scaling import fit_report, infer_metric_kind, parse_sizes, read_points
+    from .scaling import FITTED_AS, METRIC_LABEL, fit_report, infer_metric_kind, parse_sizes, read_points
     from .scaling_plot import scaling_figure
 
     point_set = read_points(points)
@@ -201,7 +196,7 @@ def scale(
         written = plot.expanduser()
         written.parent.mkdir(parents=True, exist_ok=True)
         fig.write_html(str(written), include_plotlyjs=True, full_html=True, config={"displaylogo": False})
-    note = [f"Metric: {METRIC_WORDS[kind]}", *source]
+    note = [f"Metric: {METRIC_LABEL[kind]}, fitted as {FITTED_AS[kind]}", *source]
     text = "\n\n".join(_report_text(report, note) for report in reports)
     if written is not None:
         text += f"\n\nWrote the plot to {written}"

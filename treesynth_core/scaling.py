@@ -51,8 +51,11 @@ Law = Literal["rectified", "power"]
 FIT_COLOUR, TEST_COLOUR = "#2ca02c", "#d62728"  # the paper's green fit points and red test points
 MetricKind = Literal["loss", "accuracy_percent", "accuracy_fraction"]
 METRIC_KINDS: tuple[MetricKind, ...] = ("loss", "accuracy_percent", "accuracy_fraction")
-METRIC_LABEL: dict[MetricKind, str] = {"loss": "metric (lower is better)", "accuracy_percent": "accuracy (%)",
-                                       "accuracy_fraction": "accuracy"}  # fmt: skip
+#: How each metric kind is named (axis titles, pickers) and what the laws are fitted to.
+METRIC_LABEL: dict[MetricKind, str] = {"loss": "loss / error (lower is better)", "accuracy_percent": "accuracy (%)",
+                                       "accuracy_fraction": "accuracy (0 to 1)"}  # fmt: skip
+FITTED_AS: dict[MetricKind, str] = {"loss": "the metric itself", "accuracy_percent": "error = 100 - accuracy",
+                                    "accuracy_fraction": "error = 1 - accuracy"}  # fmt: skip
 #: Parameters of each law (the power law has no D_l).
 N_PARAMS: dict[Law, int] = {"rectified": 4, "power": 3}
 #: beta is searched in [BETA_MIN, BETA_MAX].

@@ -33,7 +33,7 @@ from ..examples import EXAMPLES, PREFIX, ExampleDataset, resolve
 from ..ingest import ColumnMap, Preview, preview
 from ..routing import ROUTERS, agreement, current_routes, path_label, summary, tree_digest
 from ..samples import TREE_SET, UNROUTED
-from ..scaling import DEFAULT_THRESHOLD, MetricKind, Point, PointsError, ScalingReport, fit_report
+from ..scaling import DEFAULT_THRESHOLD, FITTED_AS, MetricKind, Point, PointsError, ScalingReport, fit_report
 from ..store import Project
 from ..tree import Tree
 from . import widgets
@@ -538,16 +538,6 @@ EXAMPLE_NOTE = (
     "SynthLLM (Qin et al., arXiv 2503.19551) Table 1: MATH accuracy (%) of Llama-3.1-8B fine-tuned on D billion "
     "synthetic tokens; 4.5B is measured, 10B to 4T are the paper's own extrapolations."
 )
-METRIC_LABELS: dict[MetricKind, str] = {
-    "loss": "loss / error (lower is better)",
-    "accuracy_percent": "accuracy, %",
-    "accuracy_fraction": "accuracy, 0\u20131",
-}
-ERROR_OF: dict[MetricKind, str] = {
-    "loss": "the metric itself",
-    "accuracy_percent": "100 - accuracy",
-    "accuracy_fraction": "1 - accuracy",
-}
 
 
 def points_frame(points: Sequence[tuple[float, float]]) -> Any:
@@ -624,7 +614,7 @@ def fit_view(report: ScalingReport, *, size_label: str = "size") -> None:
             rows[column].append(value if isinstance(value, str) else _fmt4(value))
     st.dataframe(rows, key="data.scale.fits", hide_index=True, width="stretch")
     st.caption(f"Fitted on {len(report.fit_points)} points, {len(report.test_points)} held out. The laws are "
-               f"fitted to {ERROR_OF[report.metric_kind]}; the ceiling is the metric as the data grows without "
+               f"fitted to {FITTED_AS[report.metric_kind]}; the ceiling is the metric as the data grows without "
                "bound.")  # fmt: skip
     for note in report.notes:
         st.caption(md(note))
