@@ -11,6 +11,7 @@ import hashlib
 
 import streamlit as st
 
+from treesynth_core import data as data_steps
 from treesynth_core import jobs
 from treesynth_core.errors import DataError, TreeSynthError
 from treesynth_core.ingest import FORMATS
@@ -148,9 +149,9 @@ with tab_route:
         c1, c2 = st.columns([1, 2])
         rset = c1.selectbox("Sample set", datasets, index=D.index_of(datasets, last.get("sample_set")),
                             key="data.route.set")  # fmt: skip
-        embedded = state.settings().backend == "embedded"  # its 135M LLM router says "none of these" to most
+        embedded = state.settings().backend == "embedded"
         routers = list(D.ROUTER_LABELS)
-        default_router = last.get("router", "embedding" if embedded else "llm")
+        default_router = last.get("router", data_steps.default_router(state.settings().backend))
         router = c2.radio("Router", routers, index=D.index_of(routers, default_router),
                           format_func=D.ROUTER_LABELS.get, key="data.route.router")  # fmt: skip
         c3, c4, c5 = st.columns([2, 1, 1], vertical_alignment="bottom")
@@ -239,7 +240,7 @@ with tab_balance:
                            "again with another seed, or with a capable model, to fill them.",
                            icon=":material/warning:")  # fmt: skip
             st.plotly_chart(D.before_after_figure(rows), key="data.balance.figure")
-            st.caption(md(f"{D.unrouted_count(project, src):,} samples of {src} are in no leaf and were left out."))
+            st.caption(md(f"{plan['unrouted']:,} samples of {src} are in no leaf and were left out."))
             st.dataframe(rows, key="data.balance.counts", hide_index=True, width="stretch")
             if st.toggle("Score before/after at equal n", key="data.balance.score",
                          help="Vendi, mean cosine and distinct-n of both sets on equal-size seeded subsamples, "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,7 +28,7 @@ from .samples import UNROUTED, NewSample, Sample
 from .synth import SampleStore, SynthOptions, SynthReport, synthesize
 
 BALANCED_SET = "balanced"
-Progress = Any  # (done, total, note) -> None
+Progress = Callable[[int, int, str], None]
 
 
 class BalanceStore(SampleStore, Protocol):

@@ -210,18 +210,16 @@ def route(
     """Route every sample of an imported set to a leaf of the tree, one level at a time. Samples that fit
     no value are counted per node and stay unrouted, never dropped. A rerun routes only what is new or was
     routed on an older tree."""
-    from .data import needs_llm, route_dataset
+    from .data import default_router, needs_llm, route_dataset
 
     with _open(directory) as project:
         if not project.sample_sets().get(sample_set):
             raise TreeSynthError(f"no samples in the set {sample_set!r}; sets: {_sets_line(project)}. "
                                  f"Import first: treesynth import {directory} FILE")  # fmt: skip
-        overrides = _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency)
-        if router is None:
-            router = "embedding" if _settings(project, overrides).backend == "embedded" else "llm"
+        resolved = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        router = router or default_router(resolved.backend)
         embed = _embedder(project, embedder) if router == "embedding" or agreement_n > 0 else None
-        uses_llm = needs_llm(router, agreement_n)
-        settings = _settings(project, overrides) if uses_llm else None
+        settings = resolved if needs_llm(router, agreement_n) else None
         params = {"set": sample_set, "router": router, "agreement": agreement_n, "seed": seed}
         with _progress(quiet or as_json) as bar:
             progress = _Bar(bar, "Routing")

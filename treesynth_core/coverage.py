@@ -84,6 +84,15 @@ def _g_vendi(grads: np.ndarray) -> float | None:
     return _num(D.vendi_score(kept)) if kept.shape[0] else None
 
 
+def _subset_scores(project: CoverageStore, samples: Sequence[Sample], subset: Sequence[Sample], X: np.ndarray,
+                   gradient_featurizer: Featurizer | None, progress: Progress) -> dict[str, Any]:  # fmt: skip
+    """The scores of one set from its equal-n ``subset`` (embeddings ``X``); G-Vendi with a featurizer."""
+    scores = {"total": len(samples), **set_scores(X, [s.instruction for s in subset])}
+    if gradient_featurizer is not None:
+        scores["g_vendi"] = _g_vendi(ensure_features(project, subset, gradient_featurizer, progress=progress))
+    return scores
+
+
 def curve(X: np.ndarray, *, seed: int = 0, sizes: Sequence[int] = CURVE_SIZES) -> list[dict[str, Any]]:
     """Vendi and mean cosine of nested seeded subsamples of growing size (and of all rows)."""
     total = X.shape[0]
@@ -247,13 +256,8 @@ def coverage_report(
     scores: dict[str, dict[str, Any]] = {}
     for name, samples in sets.items():
         picked = chosen[name]
-        texts = [samples[i].instruction for i in picked]
-        scores[name] = {"total": len(samples), **set_scores(embeddings[name][picked], texts)}
-        if gradient_featurizer is not None:
-            subset = [samples[i] for i in picked]
-            note = f"gradients of {name} samples"
-            grads = ensure_features(project, subset, gradient_featurizer, progress=stage(note))
-            scores[name]["g_vendi"] = _g_vendi(grads)
+        scores[name] = _subset_scores(project, samples, [samples[i] for i in picked], embeddings[name][picked],
+                                      gradient_featurizer, stage(f"gradients of {name} samples"))  # fmt: skip
     gain = None
     if "baseline" in scores:
         keys = ["vendi", "g_vendi", "mean_cosine", "distinct_1", "distinct_2"]
@@ -315,9 +319,7 @@ def compare_sets(
                 progress(done, total, f"features of {name}")
 
         X = ensure_features(project, subset, embedder, progress=report)
-        scores[name] = {"total": len(samples), **set_scores(X, [s.instruction for s in subset])}
-        if gradient_featurizer is not None:
-            scores[name]["g_vendi"] = _g_vendi(ensure_features(project, subset, gradient_featurizer, progress=report))
+        scores[name] = _subset_scores(project, samples, subset, X, gradient_featurizer, report)
     sizes = ", ".join(f"{name} {len(s)}" for name, s in chosen_sets.items())
     return {
         "n": common,

@@ -57,6 +57,12 @@ def _features_fn(project: Project, embedder: Featurizer, progress: Progress | No
     return features
 
 
+def default_router(backend: str) -> str:
+    """The paper's LLM router, except on the embedded 135M model, which answers "none of these" to
+    almost everything: the embedding router there."""
+    return "embedding" if backend == "embedded" else "llm"
+
+
 def needs_llm(router: str, agreement_n: int) -> bool:
     """Whether routing needs an LLM: the LLM router, or agreement measured against it."""
     return require_router(router) == "llm" or agreement_n > 0

@@ -10,7 +10,7 @@ grows a dataset where a feature space, normally the G-Vendi gradient features of
    ascending sizes (every cluster, when none is);
 3. for each call, takes one sparse cluster, one of its samples' leaf, and up to five few-shot
    examples of that leaf from sparse clusters, and asks the generator for new samples of the same
-   kind but different (:func:`gap_prompt`, with the leaf's path);
+   kind but different (:func:`~treesynth_core.prompts.templates.gap_prompt`, with the leaf's path);
 4. featurizes the candidates, keeps those whose nearest centroid (cosine) is a sparse cluster and
    that are no near-duplicate of their leaf, and stores them in the ``"tree"`` set under the
    examples' leaf, key ``"gap:<round>:<call>:<item>"``, ``extra={"origin": "fill-gaps", "round": r}``.
@@ -47,6 +47,7 @@ from .grow import stable_seed
 from .llm.base import LLM, ChatRequest, ChatResult
 from .prompts import templates as P
 from .prompts.replies import SamplesReply, ask_json, is_placeholder
+from .prompts.templates import EXAMPLE_CHARS, gap_prompt
 from .samples import TREE_SET, NewSample, Sample
 from .synth import DuplicateFilter
 
@@ -56,7 +57,6 @@ Featurize = Callable[[list[Sample]], np.ndarray]
 
 ORIGIN = "fill-gaps"
 #: Characters of each few-shot example shown in the prompt (keeps prompts inside small contexts).
-EXAMPLE_CHARS = 600
 MIN_POOL = 4
 
 
@@ -201,29 +201,6 @@ def sparse_clusters(labels: np.ndarray, k: int, fraction: float) -> np.ndarray:
     threshold = np.sort(sizes)[min(k - 1, max(0, math.floor(k * fraction)))]
     sparse = sizes < threshold
     return sparse if sparse.any() else np.ones(k, dtype=bool)
-
-
-# -- the prompt -----------------------------------------------------------------------------------
-
-
-def gap_prompt(task: str, style: str, path: Sequence[tuple[str, str]], examples: Sequence[str], n: int) -> str:
-    """Ask for ``n`` new samples like ``examples`` (same task and attributes) but different from them."""
-    lines = [f"Task: {task}"]
-    if style:
-        lines.append(f"Style: {style}")
-    if path:
-        lines.append(f"The examples below all have these attributes: {P.path_json(path)}")
-    lines.append("Examples:")
-    for i, example in enumerate(examples, 1):
-        text = example if len(example) <= EXAMPLE_CHARS else example[: EXAMPLE_CHARS - 3].rstrip() + "..."
-        lines.append(f"{i}. {text}")
-    same = "the same task and attributes" if path else "the same task"
-    lines.append(
-        f"Write {n} NEW examples of {same}, in the same kind of format and length, but different from "
-        "every example above: other situations, content and structure that these examples do not cover."
-    )
-    lines.append(f'Reply in JSON: {{"samples": [...]}} with exactly {n} strings.')
-    return "\n".join(lines)
 
 
 # -- the loop -------------------------------------------------------------------------------------

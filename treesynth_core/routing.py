@@ -329,9 +329,6 @@ def summary(tree: T.Tree, routes: Iterable[Route], *, total: int) -> dict[str, A
     status = Counter(r.status for r in routes)
     per_leaf = Counter(r.leaf_id for r in routes if r.status == "leaf")
     stopped = Counter(r.stopped_at for r in routes if r.status == "none")
-    label = {
-        n.id: " / ".join(f"{s.criterion}={s.value}" for s in tree.path(n.id)) or "root" for n in tree.nodes.values()
-    }
     return {
         "total": total,
         "routed": len(routes),
@@ -341,7 +338,7 @@ def summary(tree: T.Tree, routes: Iterable[Route], *, total: int) -> dict[str, A
         "errors": status.get("error", 0),
         "per_leaf": {leaf.id: per_leaf.get(leaf.id, 0) for leaf in tree.leaves()},
         "none_fits_at": [
-            {"node_id": node_id, "path": label.get(node_id, node_id), "count": n}
+            {"node_id": node_id, "path": path_label(tree, node_id) if node_id in tree.nodes else node_id, "count": n}
             for node_id, n in stopped.most_common()
         ],
     }

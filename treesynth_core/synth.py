@@ -11,6 +11,7 @@ per sample.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import re
@@ -286,7 +287,7 @@ class LeafSynthesizer:
 
         async def generate(call_no: int) -> tuple[SamplesReply, ChatResult, list[dict]] | None:
             request, path = self.generation_request(leaf.leaf_id, leaf.path, call_no)
-            async with gate or _NO_GATE:
+            async with gate or contextlib.nullcontext():
                 try:
                     reply, result = await ask_json(self.llm, request, SamplesReply, attempts=2, what="samples")
                 except ParseError:
@@ -294,7 +295,7 @@ class LeafSynthesizer:
             return reply, result, path
 
         async def answer(text: str, key: str) -> tuple[str | None, str | None]:
-            async with gate or _NO_GATE:
+            async with gate or contextlib.nullcontext():
                 return await self.answer(leaf.leaf_id, text, key)
 
         while have < per_leaf and pending:
@@ -346,19 +347,6 @@ class LeafSynthesizer:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
         return added
-
-
-class _NoGate:
-    """A stand-in for a semaphore when calls are not limited here."""
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_GATE = _NoGate()
 
 
 async def synthesize(

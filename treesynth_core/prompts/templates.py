@@ -204,6 +204,32 @@ def route_prompt(
     )
 
 
+# -- filling gaps (Prismatic Synthesis) ------------------------------------------------------------
+
+#: Examples shown to the gap-filling prompt are cut to this many characters.
+EXAMPLE_CHARS = 600
+
+
+def gap_prompt(task: str, style: str, path: Sequence[tuple[str, str]], examples: Sequence[str], n: int) -> str:
+    """Ask for ``n`` new samples like ``examples`` (same task and attributes) but different from them."""
+    lines = [f"Task: {task}"]
+    if style:
+        lines.append(f"Style: {style}")
+    if path:
+        lines.append(f"The examples below all have these attributes: {path_json(path)}")
+    lines.append("Examples:")
+    for i, example in enumerate(examples, 1):
+        text = example if len(example) <= EXAMPLE_CHARS else example[: EXAMPLE_CHARS - 3].rstrip() + "..."
+        lines.append(f"{i}. {text}")
+    same = "the same task and attributes" if path else "the same task"
+    lines.append(
+        f"Write {n} NEW examples of {same}, in the same kind of format and length, but different from "
+        "every example above: other situations, content and structure that these examples do not cover."
+    )
+    lines.append(f'Reply in JSON: {{"samples": [...]}} with exactly {n} strings.')
+    return "\n".join(lines)
+
+
 # -- responses ------------------------------------------------------------------------------------
 
 

@@ -402,7 +402,8 @@ class Project:
         """
         if not sample_set or sample_set == TREE_SET or sample_set.startswith(STAGING_PREFIX):
             raise ProjectError(f"an imported dataset needs its own sample set name (not {sample_set or TREE_SET!r})")
-        self._refuse_taken(sample_set)
+        with self._read() as conn:
+            _refuse_taken(conn, sample_set)
         staging = STAGING_PREFIX + sample_set
         self.delete_sample_set(staging)  # left behind by a process killed during an earlier import
         columns = schema.SAMPLE_COLUMNS
@@ -425,27 +426,12 @@ class Project:
                     flush()
             flush()
             with self._tx() as conn:
-                self._refuse_taken(sample_set, conn)
+                _refuse_taken(conn, sample_set)
                 conn.execute("UPDATE samples SET sample_set = ? WHERE sample_set = ?", (sample_set, staging))
         except BaseException:
             self.delete_sample_set(staging)
             raise
         return added
-
-    def _refuse_taken(self, sample_set: str, conn: sqlite3.Connection | None = None) -> None:
-        def count(c: sqlite3.Connection) -> int:
-            return int(c.execute("SELECT COUNT(*) FROM samples WHERE sample_set = ?", (sample_set,)).fetchone()[0])
-
-        if conn is not None:
-            held = count(conn)
-        else:
-            with self._read() as c:
-                held = count(c)
-        if held:
-            raise ProjectError(
-                f"the sample set {sample_set!r} already holds {held} samples; choose another name "
-                "or delete that set first"
-            )
 
     def sample_sets(self) -> dict[str, int]:
         """Every sample set in the project with its number of samples (imports still running, which
@@ -679,6 +665,15 @@ class Project:
 
 
 # -- SQL pieces -----------------------------------------------------------------------------------
+
+
+def _refuse_taken(conn: sqlite3.Connection, sample_set: str) -> None:
+    """Refuse to import into a sample set that already holds samples."""
+    (held,) = conn.execute("SELECT COUNT(*) FROM samples WHERE sample_set = ?", (sample_set,)).fetchone()
+    if held:
+        raise ProjectError(
+            f"the sample set {sample_set!r} already holds {held} samples; choose another name or delete that set first"
+        )
 
 
 def _job_dict(conn: sqlite3.Connection, row: tuple[Any, ...]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from ..errors import DataError
 from ..examples import EXAMPLES, PREFIX, ExampleDataset, resolve
 from ..ingest import ColumnMap, Preview, preview
 from ..routing import ROUTERS, agreement, current_routes, path_label, summary, tree_digest
-from ..samples import TREE_SET, UNROUTED
+from ..samples import TREE_SET
 from ..scaling import DEFAULT_THRESHOLD, FITTED_AS, MetricKind, Point, PointsError, ScalingReport, fit_report
 from ..store import Project
 from ..tree import Tree
@@ -443,13 +443,6 @@ def still_missing(project: Project, target: str, per_leaf: int) -> int:
     return sum(max(0, per_leaf - have.get(leaf.id, 0)) for leaf in tree.leaves(approved_only=True))
 
 
-def unrouted_count(project: Project, sample_set: str) -> int:
-    """Samples of ``sample_set`` outside every leaf of the current tree."""
-    leaves = {leaf.id for leaf in project.tree().leaves()}
-    counts = project.sample_counts(sample_set=sample_set)
-    return sum(n for leaf_id, n in counts.items() if leaf_id == UNROUTED or leaf_id not in leaves)
-
-
 @st.cache_data(show_spinner=False, max_entries=32)
 def _provenance(_project: Project, key: tuple[Any, ...], target: str) -> dict[str, Any]:
     samples = _project.samples(sample_set=target)
@@ -635,12 +628,9 @@ def _fmt4(value: Any) -> str:
 
 
 def scaling_plot(report: ScalingReport, *, size_label: str, title: str) -> Any:
-    """The plotly figure of :mod:`treesynth_core.scaling` (its figure lives in ``scaling_plot``, or in
-    ``scaling`` itself in older trees)."""
-    try:
-        from ..scaling_plot import scaling_figure
-    except ImportError:  # pragma: no cover - the figure moved between modules
-        from ..scaling import scaling_figure  # type: ignore[attr-defined,no-redef]
+    """The plotly figure of a fit (:func:`treesynth_core.scaling_plot.scaling_figure`), page-wide."""
+    from ..scaling_plot import scaling_figure
+
     fig = scaling_figure(report, title=title, size_label=size_label)
     fig.update_layout(width=None, autosize=True)
     return fig
