@@ -249,3 +249,41 @@ def test_a_tree_grows_from_the_data_when_it_has_no_leaves(projects):  # noqa: F8
         assert not at.button(key="data.route.run").disabled
     finally:
         jobs.set_featurizer_factory(None)
+
+
+def test_rebalance_says_which_leaves_stay_short_and_the_job_counts_the_plan(data):
+    from treesynth_core import tree as T
+
+    at = data_page()
+    seed_example(data)
+    with Project.open(data) as project:
+        first, second = project.tree().leaves()[:2]
+        ids = [s.id for s in project.samples(sample_set="imported")]
+        project.assign_leaves({i: (first.id, []) for i in ids})  # routed: all in the first leaf
+        project.apply("approve", lambda t: T.approve(t, [second.id], approved=False))  # a short leaf not approved
+    at = run(at)
+    at.number_input(key="data.balance.per_leaf").set_value(2)
+    at, job = click_and_wait(run(at), "data.balance.run", data)
+    # 53 leaves x 2: the first leaf keeps 2 originals, the second is not approved
+    assert "synthesized 106 of 106 planned" in job.message
+    assert any("1 of 55 leaves are below the target of 2" in w.value for w in at.warning)
+
+
+def test_coverage_explains_an_empty_tree_set_beside_imported_data(data):
+    at = open_example(new_app(), "python_coding")
+    seed_example(data, "humaneval")
+    at.switch_page("app_pages/coverage.py")
+    at = run(at)
+    assert any("humaneval" in i.value and "Data page" in i.value for i in at.info)
+
+
+def test_export_warns_about_rows_without_responses(data):
+    from treesynth_core.samples import NewSample
+
+    at = open_example(new_app(), "python_coding")
+    with Project.open(data) as project:
+        leaf = project.tree().leaves()[0]
+        project.add_samples([NewSample(leaf_id=leaf.id, key=f"0:{i}", instruction=f"q {i}", path=[]) for i in range(3)])
+    at.switch_page("app_pages/export.py")
+    at = run(at)
+    assert "3 of 3 rows have no response" in texts(at)
