@@ -151,8 +151,10 @@ def test_plan_balance_downsamples_with_a_seed_and_counts_shortfall_and_unrouted(
     assert (add_fruit.before, add_fruit.kept, add_fruit.dropped, add_fruit.synthesize) == (2, 1, 1, 0)
     assert plan.unrouted == 1 and len(plan.kept_ids) == 4 and plan.to_synthesize == 0
     assert plan == plan_balance(tree, samples, per_leaf=1, seed=0)
-    kept = {plan_balance(tree, samples, per_leaf=1, seed=s).kept_ids for s in range(8)}
-    assert len(kept) == 2  # the seed decides which apple problem stays
+    # The seed decides which apple problem stays. Leaf ids are random per project, so any one
+    # seed's pick is arbitrary; over 64 seeds both picks turn up (all alike: p = 2**-63).
+    kept = {plan_balance(tree, samples, per_leaf=1, seed=s).kept_ids for s in range(64)}
+    assert len(kept) == 2
     with pytest.raises(TreeSynthError):
         plan_balance(tree, samples, per_leaf=0)
 
