@@ -68,9 +68,16 @@ def highlight_banner(state: AppState) -> None:
     )
 
 
+def _button_row() -> tuple:
+    """Two slots for buttons side by side that wrap onto two lines when the panel is too narrow
+    for both labels (columns would cut the labels off instead)."""
+    row = st.container(horizontal=True, gap="small")
+    return row, row
+
+
 def toolbar(project: Project, tree: T.Tree, state: AppState) -> None:
     """Search (jumps to a node), levels shown, undo and redo."""
-    search, depth, undo, redo = st.columns([6, 2, 1, 1], vertical_alignment="bottom")
+    search, depth, undo, redo = st.columns([5, 2, 1.5, 1.5], vertical_alignment="bottom")
     options = G.node_options(tree)
     if st.session_state.get(A.PICKER_KEY) not in (None, *tree.nodes):
         st.session_state[A.PICKER_KEY] = None
@@ -215,7 +222,7 @@ def editor(project: Project, tree: T.Tree, state: AppState, live: jobs.JobState 
             st.caption(f":material/info: {md(node.note)}")
 
         locked = node.locked
-        c1, c2 = st.columns(2)
+        c1, c2 = _button_row()
         if not node.is_root:
             if node.approved:
                 c1.button(
@@ -255,7 +262,7 @@ def editor(project: Project, tree: T.Tree, state: AppState, live: jobs.JobState 
                     args=("prune", "Pruned (restore brings it back).", {"node_id": nid}),
                     width="stretch",
                 )
-        c3, c4 = st.columns(2)
+        c3, c4 = _button_row()
         if locked:
             c3.button(
                 "Unlock",
@@ -324,14 +331,14 @@ def _grow_buttons(state: AppState, tree: T.Tree, node: T.Node, live: jobs.JobSta
         why = "the node is pruned (or under a pruned node): restore it first"
     elif not approved:
         why = "approve the node (and its ancestors) first, or turn on auto-approve"
-    g1, g2 = st.columns(2)
+    g1, g2 = _button_row()
     one_help = why or (
         "already split: grow its subtree, or replace its criterion"
         if split
         else "Ask the LLM for this node's criterion and values"
     )
     if g1.button(
-        "Grow this node",
+        "Grow node",
         key="edit.grow_node",
         icon=":material/psychiatry:",
         disabled=bool(why) or split,
@@ -472,18 +479,20 @@ def _level_actions(tree: T.Tree) -> None:
     with st.container(border=True):
         st.markdown("**A whole level at once**")
         level = st.selectbox("Level", list(range(1, tree.levels() + 1)), key="level.depth")
-        left, right = st.columns(2)
+        left, right = _button_row()
         left.button(
-            "Approve level",
+            "Approve all",
             key="level.approve",
+            help=f"Approve every node on level {level}",
             on_click=A.edit,
             icon=":material/done_all:",
             args=("approve-level", f"Approved level {level}.", {"depth": level}),
             width="stretch",
         )
         right.button(
-            "Prune level",
+            "Prune all",
             key="level.prune",
+            help=f"Prune every node on level {level} (Undo brings them back)",
             on_click=A.edit,
             icon=":material/content_cut:",
             args=("prune-level", f"Pruned level {level}.", {"depth": level}),
