@@ -53,7 +53,10 @@ def body() -> None:
     plan = S.estimate(project, tree, choice, settings)
     with st.container(border=True):
         st.markdown("##### :material/calculate: Estimate")
-        S.show_estimate(plan, project, settings)
+        if choice.empty:
+            st.info("Pick the leaves (or the node) to make samples for: the estimate follows.", icon=":material/ads_click:")
+        else:
+            S.show_estimate(plan, project, settings)
 
     last = jobs.latest_job(project, "synth")
     if live is not None and live.kind == "synth":
@@ -73,7 +76,9 @@ def body() -> None:
             type="primary",
             icon=":material/play_arrow:",
             disabled=choice.empty or plan.samples == 0,
-            help=None if plan.samples else "Every chosen leaf already has enough samples.",
+            help="Pick the leaves first."
+            if choice.empty
+            else (None if plan.samples else "Every chosen leaf already has enough samples."),
             width="stretch",
         ):
             if start_job(state, "synth", choice.params()):

@@ -94,8 +94,9 @@ def show_estimate(plan: SynthPlan, project: Project, settings: BackendSettings) 
     cols = st.columns(6)
     cols[0].metric("Leaves", len(plan.leaves), border=True)
     cols[1].metric("Samples to make", plan.samples, border=True)
-    cols[2].metric("LLM calls (at most)", plan.calls, border=True)
-    cols[3].metric("Tokens (about)", f"{plan.prompt_tokens + plan.completion_tokens:,}", border=True)
+    cols[2].metric("LLM calls", f"{plan.calls:,}", border=True, help="At most this many; cached replies are free.")
+    tokens = plan.prompt_tokens + plan.completion_tokens
+    cols[3].metric("Tokens", compact(tokens), border=True, help=f"About {tokens:,} tokens in and out.")
     cost = "free" if settings.backend == "embedded" else _money(plan.cost_usd)
     cost_help = (
         "The embedded model runs on this machine."
@@ -105,6 +106,15 @@ def show_estimate(plan: SynthPlan, project: Project, settings: BackendSettings) 
     cols[4].metric("Cost (about)", cost, border=True, help=cost_help)
     cols[5].metric("Time (about)", _duration(seconds), border=True, help="From this project's average call time.")
     st.caption(f"On {md(plan.model)}. Leaves that already have enough samples are skipped; cached replies are free.")
+
+
+def compact(n: int) -> str:
+    """A count short enough for a metric card: 950, 12.3k, 118k, 4.2M."""
+    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if n >= size:
+            value = n / size
+            return f"{value:.1f}{suffix}" if value < 100 else f"{value:,.0f}{suffix}"
+    return str(n)
 
 
 def _money(value: float | None) -> str:
