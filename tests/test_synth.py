@@ -119,6 +119,20 @@ def test_plan_estimates_and_budget_cap(project):
     assert unknown.cost_usd is None and "unknown price" in unknown.summary()
 
 
+def test_estimated_calls_bound_a_run_whose_replies_are_all_bad(project):
+    """``calls`` is what a run of clean replies makes; ``calls_max`` bounds a run whose replies never
+    parse, whose re-asks and extra calls go past ``calls``."""
+    plan = plan_synthesis(project.tree(), {}, SynthOptions(per_leaf=4, per_call=2, responses=True), model="m")
+    assert (plan.calls, plan.calls_max) == (2 * (2 + 4), 2 * ((2 + 2) * 2 + 4))
+    assert "about 12 calls (at most 24)" in plan.summary()
+    bad = ScriptedLLM()
+    bad.enqueue("synth", ["not json at all"] * 100)
+    report = run(project, bad, per_leaf=4, per_call=2, responses=True)
+    assert report.added == 0
+    assert plan.calls < bad.calls() <= plan.calls_max
+    assert bad.calls() == bad.calls("synth") == 2 * (2 + 2) * 2  # every call and its re-ask, no responses
+
+
 def test_call_cap_stops_a_run_and_keeps_its_samples(project):
     with pytest.raises(BudgetError):
         run(project, ScriptedLLM(), max_calls=1, per_leaf=6, per_call=3)

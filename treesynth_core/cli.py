@@ -453,6 +453,7 @@ def synth(
             raise TreeSynthError("no approved leaves to fill: approve nodes first (treesynth edit DIR approve ...)")
         if estimate:
             _emit(as_json, {"leaves": len(plan.leaves), "samples": plan.samples, "calls": plan.calls,
+                            "calls_max": plan.calls_max,
                             "prompt_tokens": plan.prompt_tokens, "completion_tokens": plan.completion_tokens,
                             "cost_usd": plan.cost_usd}, "Estimate: " + plan.summary())  # fmt: skip
             return

@@ -71,6 +71,10 @@ class SynthOptions:
             raise ValueError("per_call above 20 makes replies long and fragile; use 10 or fewer")
 
 
+#: One ask for samples plus one re-ask when the reply does not parse.
+SAMPLE_ATTEMPTS = 2
+
+
 # -- duplicates -----------------------------------------------------------------------------------
 
 _WS = re.compile(r"\s+")
@@ -138,11 +142,13 @@ class SynthPlan:
     """What a run would do, before it starts."""
 
     leaves: list[LeafPlan]
-    calls: int
+    calls: int  # when every reply is usable and new
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float | None
     model: str
+    calls_max: int  # with every extra call and re-ask a leaf may use
+
 
     @property
     def samples(self) -> int:
@@ -151,7 +157,8 @@ class SynthPlan:
     def summary(self) -> str:
         cost = "unknown price" if self.cost_usd is None else f"~${self.cost_usd:.2f}"
         return (
-            f"{len(self.leaves)} leaves, {self.samples} samples to make: up to {self.calls} calls, "
+            f"{len(self.leaves)} leaves, {self.samples} samples to make: about {self.calls} calls "
+            f"(at most {self.calls_max}), "
             f"~{self.prompt_tokens + self.completion_tokens:,} tokens, {cost} on {self.model}"
         )
 
@@ -175,7 +182,7 @@ def plan_synthesis(
 ) -> SynthPlan:
     """Estimate calls, tokens and cost for filling each target leaf up to ``per_leaf`` samples."""
     leaves = []
-    prompt_tokens = completion_tokens = calls = 0
+    prompt_tokens = completion_tokens = calls = calls_max = 0
     for leaf in target_leaves(tree, options.leaf_ids):
         have = counts.get(leaf.id, 0)
         need = max(0, options.per_leaf - have)
@@ -186,19 +193,21 @@ def plan_synthesis(
         prompt_tokens += n_calls * len(prompt) // 4
         completion_tokens += n_calls * options.per_call * 60
         calls += n_calls
+        calls_max += (n_calls + options.extra_calls) * SAMPLE_ATTEMPTS if need else 0
         if options.responses:
             calls += need
+            calls_max += need
             prompt_tokens += need * 120
             completion_tokens += need * 300
     price = price_for(model, settings)
     cost = None if price is None else pricing_cost(prompt_tokens, completion_tokens, price)
-    return SynthPlan(leaves, calls, prompt_tokens, completion_tokens, cost, model)
+    return SynthPlan(leaves, calls, prompt_tokens, completion_tokens, cost, model, calls_max)
 
 
 def check_budget(plan: SynthPlan, options: SynthOptions) -> None:
     if options.max_calls is not None and plan.calls > options.max_calls:
         raise BudgetError(
-            f"this run needs up to {plan.calls} LLM calls, above your cap of {options.max_calls}; "
+            f"this run needs about {plan.calls} LLM calls, above your cap of {options.max_calls}; "
             "raise --max-calls or make fewer samples"
         )
     if options.max_cost is not None and plan.cost_usd is not None and plan.cost_usd > options.max_cost:
@@ -289,7 +298,7 @@ class LeafSynthesizer:
             request, path = self.generation_request(leaf.leaf_id, leaf.path, call_no)
             async with gate or contextlib.nullcontext():
                 try:
-                    reply, result = await ask_json(self.llm, request, SamplesReply, attempts=2, what="samples")
+                    reply, result = await ask_json(self.llm, request, SamplesReply, attempts=SAMPLE_ATTEMPTS, what="samples")
                 except ParseError:
                     return None
             return reply, result, path

@@ -94,7 +94,11 @@ def show_estimate(plan: SynthPlan, project: Project, settings: BackendSettings) 
     cols = st.columns(6)
     cols[0].metric("Leaves", len(plan.leaves), border=True)
     cols[1].metric("Samples to make", plan.samples, border=True)
-    cols[2].metric("LLM calls", f"{plan.calls:,}", border=True, help="At most this many; cached replies are free.")
+    calls_help = (
+        f"About this many when the model's replies are usable and new; up to {plan.calls_max:,} with "
+        "re-asks and extra calls for duplicates. Cached replies are free."
+    )
+    cols[2].metric("LLM calls", f"{plan.calls:,}", border=True, help=calls_help)
     tokens = plan.prompt_tokens + plan.completion_tokens
     cols[3].metric("Tokens", compact(tokens), border=True, help=f"About {tokens:,} tokens in and out.")
     cost = "free" if settings.backend == "embedded" else _money(plan.cost_usd)
