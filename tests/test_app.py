@@ -413,6 +413,37 @@ def test_synthesize_estimate_run_browse_and_delete(projects):
         assert doomed not in {s.id for s in project.samples(leaf_id=leaf)}
 
 
+def test_a_leaf_left_short_is_reported_and_another_seed_tops_it_up(projects):
+    folder = projects / "example-gsm8k_math"
+    llm = ScriptedLLM()  # the first run's replies repeat one problem; later replies are new
+    llm.enqueue("synth", [json.dumps({"samples": ["Ann has 2 pens and buys 3. How many now?"] * 2})] * 3)
+    jobs.set_llm_factory(lambda settings: llm)
+    at = open_example(new_app())
+    at.switch_page(SYNTH)
+    run(at)
+    leaf = tree_of(folder).leaves(approved_only=True)[0].id
+    at.radio(key="synth.scope").set_value("picked")
+    run(at)
+    at.multiselect(key="synth.picked").set_value([leaf])
+    at.number_input(key="synth.per_leaf").set_value(2)
+    at.number_input(key="synth.per_call").set_value(2)
+    run(at)
+    at.button(key="synth.start").click()
+    run(at)
+    assert wait_for_job(folder).status == "done"
+    run(at)
+    assert any("1 leaves stayed below the target" in s.value and "another seed" in s.value for s in at.success)
+    with Project.open(folder) as project:
+        assert project.sample_counts() == {leaf: 1}
+    at.number_input(key="synth.seed").set_value(1)
+    run(at)
+    at.button(key="synth.start").click()
+    run(at)
+    assert wait_for_job(folder).status == "done"
+    with Project.open(folder) as project:
+        assert project.sample_counts() == {leaf: 2}
+
+
 def test_metric_counts_are_compact():
     from treesynth_core.ui.synth_panel import compact
 

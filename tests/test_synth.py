@@ -90,6 +90,27 @@ def test_exact_and_near_duplicates_are_dropped_within_a_leaf(project):
     assert report.duplicates == 2
 
 
+def test_a_short_leaf_stays_short_on_a_rerun_and_another_seed_tops_it_up(project):
+    leaf = project.tree().leaves()[0].id
+    llm = ScriptedLLM()
+    dup = "Tom has 3 apples and buys 4 more. How many apples does Tom have now?"
+    llm.enqueue("synth", [json.dumps({"samples": [dup, dup, dup]})])
+    report = run(project, llm, per_leaf=3, per_call=3, extra_calls=0, leaf_ids=(leaf,))
+    assert report.short_leaves == [leaf] and project.sample_counts() == {leaf: 1}
+    again = ScriptedLLM()
+    run(project, again, per_leaf=3, per_call=3, extra_calls=0, leaf_ids=(leaf,))
+    assert again.calls() == 0 and project.sample_counts() == {leaf: 1}  # same questions: nothing new to ask
+    other_seed = ScriptedLLM()
+    report = run(project, other_seed, per_leaf=3, per_call=3, extra_calls=0, leaf_ids=(leaf,), seed=1)
+    assert other_seed.calls() == 1 and report.short_leaves == []
+    assert project.sample_counts() == {leaf: 3}
+    keys = {s.key for s in project.samples(leaf_id=leaf)}
+    assert "0:0" in keys and {k for k in keys if k.startswith("s1.0:")} and len(keys) == 3
+    rerun = ScriptedLLM()
+    run(project, rerun, per_leaf=3, per_call=3, extra_calls=0, leaf_ids=(leaf,), seed=1)
+    assert rerun.calls() == 0
+
+
 def test_duplicate_filter_threshold():
     f = DuplicateFilter(0.85, ["How many apples are left after eating two?"])
     assert not f.admit("how many apples are LEFT after eating two")

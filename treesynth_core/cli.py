@@ -424,7 +424,7 @@ def synth(
     per_call: Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")] = 5,
     responses: Annotated[bool, typer.Option("--responses", help="Also answer each instruction (a second call per sample).")] = False,  # fmt: skip
     node: Annotated[list[str] | None, typer.Option("--node", help="Only leaves under this node; repeatable.")] = None,  # fmt: skip
-    seed: Annotated[int, typer.Option("--seed", help="Seed for sampling (same seed: served from cache).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for sampling: the same seed asks the same questions (served from the cache); another tops up leaves a run left short.")] = 0,  # fmt: skip
     max_calls: Annotated[int | None, typer.Option("--max-calls", help="Refuse to start (and stop) above this many LLM calls.")] = None,  # fmt: skip
     max_cost: Annotated[float | None, typer.Option("--max-cost", help="Refuse to start above this estimated cost in USD.")] = None,  # fmt: skip
     estimate: Annotated[bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens and cost.")] = False,  # fmt: skip
@@ -479,8 +479,9 @@ def synth(
         data = {"leaves": report.leaves, "added": report.added, "duplicates_dropped": report.duplicates,
                 "failed_calls": report.failed_calls, "short_leaves": report.short_leaves,
                 "total_samples": total, "llm": stats}  # fmt: skip
-        short = (f"\n{len(report.short_leaves)} leaves have fewer than {per_leaf} samples "
-                 "(duplicates dropped or replies unusable)." if report.short_leaves else "")  # fmt: skip
+        short = (f"\n{len(report.short_leaves)} leaves have fewer than {per_leaf} samples (duplicates dropped or "
+                 f"replies unusable); --seed {seed + 1} asks new questions to top them up." if report.short_leaves
+                 else "")  # fmt: skip
         _emit(as_json, data,
               f"Added {report.added} samples ({report.duplicates} duplicates dropped); "
               f"{total} samples in the project.{short}\n{_call_line(stats)}")  # fmt: skip

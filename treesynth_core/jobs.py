@@ -372,7 +372,9 @@ def _summary(kind: str, result: Any, stats: dict[str, Any] | None) -> str:
                 f"{result.after:.3f} at n = {result.n} ({calls})")  # fmt: skip
     if kind == "grow":
         return f"expanded {result.expanded} nodes into {result.children} children ({calls})"
-    return f"added {result.added} samples, {result.duplicates} duplicates dropped ({calls})"
+    short = (f"; {len(result.short_leaves)} leaves stayed below the target (duplicates or unusable replies): "
+             "run again with another seed to ask new questions" if result.short_leaves else "")  # fmt: skip
+    return f"added {result.added} samples, {result.duplicates} duplicates dropped{short} ({calls})"
 
 
 def get_job(project: Project, job_id: str) -> JobState:

@@ -4,8 +4,9 @@ Each leaf's samples come from numbered calls (call ``i`` asks for ``per_call`` s
 derived from the leaf's path and ``i``), so the same run asks the same questions: a rerun is
 served from the cache, and samples are stored under the key ``"<call>:<item>"``, so a rerun after
 Ctrl-C adds no duplicates. Exact and near-duplicates within a leaf are dropped; when that leaves a
-shortfall, up to ``extra_calls`` more calls are made. Optional responses come from a second call
-per sample.
+shortfall, up to ``extra_calls`` more calls are made. A leaf still short after that stays short on a
+rerun (the same questions get the same answers); another ``seed`` asks new questions and tops it
+up. Optional responses come from a second call per sample.
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ class SynthOptions:
             raise ValueError("per_leaf and per_call must be at least 1")
         if self.per_call > 20:
             raise ValueError("per_call above 20 makes replies long and fragile; use 10 or fewer")
+
+
+def key_prefix(seed: int) -> str:
+    """Sample keys are ``"<call>:<item>"`` under seed 0 and ``"s<seed>.<call>:<item>"`` under any
+    other: another seed's calls are new questions, so they can top up a leaf left short."""
+    return "" if seed == 0 else f"s{seed}."
 
 
 #: One ask for samples plus one re-ask when the reply does not parse.
@@ -290,7 +297,8 @@ class LeafSynthesizer:
         existing = store.samples(sample_set=sample_set, leaf_id=leaf.leaf_id)
         used_keys = store.sample_keys(leaf.leaf_id, sample_set=sample_set)
         dupes = DuplicateFilter(self.options.near_duplicate, (s.instruction for s in existing))
-        used_calls = {k.split(":", 1)[0] for k in used_keys}
+        prefix = key_prefix(self.options.seed)
+        used_calls = {k[len(prefix) :].split(":", 1)[0] for k in used_keys if k.startswith(prefix)}
         have, added = len(existing), 0
         pending = [c for c in self.call_numbers(have, used_keys) if str(c) not in used_calls]
 
@@ -298,7 +306,9 @@ class LeafSynthesizer:
             request, path = self.generation_request(leaf.leaf_id, leaf.path, call_no)
             async with gate or contextlib.nullcontext():
                 try:
-                    reply, result = await ask_json(self.llm, request, SamplesReply, attempts=SAMPLE_ATTEMPTS, what="samples")
+                    reply, result = await ask_json(
+                        self.llm, request, SamplesReply, attempts=SAMPLE_ATTEMPTS, what="samples"
+                    )
                 except ParseError:
                     return None
             return reply, result, path
@@ -325,7 +335,7 @@ class LeafSynthesizer:
                             if is_placeholder(text) or not dupes.admit(text):
                                 report.duplicates += 1
                                 continue
-                            admitted.append((f"{call_no}:{item_no}", text))
+                            admitted.append((f"{prefix}{call_no}:{item_no}", text))
                         answers: list[tuple[str | None, str | None]] = [(None, None)] * len(admitted)
                         if self.options.responses and admitted:
                             answers = list(await asyncio.gather(*(answer(text, key) for key, text in admitted)))

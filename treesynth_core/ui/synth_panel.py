@@ -14,7 +14,7 @@ from ..synth import SynthOptions, SynthPlan, plan_synthesis
 from .widgets import md, model_name
 
 SCOPE, SUBTREE, PICKED = "synth.scope", "synth.subtree", "synth.picked"
-PER_LEAF, PER_CALL, KIND = "synth.per_leaf", "synth.per_call", "synth.kind"
+PER_LEAF, PER_CALL, KIND, SEED = "synth.per_leaf", "synth.per_call", "synth.kind", "synth.seed"
 SCOPES = {"all": "All approved leaves", "subtree": "Leaves under one node", "picked": "Leaves I pick"}
 KINDS = {"instruction": "Instructions only", "pair": "Instruction + response"}
 
@@ -31,6 +31,7 @@ class Choice:
     per_call: int
     responses: bool
     empty: bool = False
+    seed: int = 0
 
     def params(self) -> dict:
         return {
@@ -38,6 +39,7 @@ class Choice:
             "per_call": self.per_call,
             "responses": self.responses,
             "leaf_ids": list(self.leaf_ids),
+            "seed": self.seed,
         }
 
 
@@ -64,13 +66,22 @@ def choose(tree: T.Tree) -> Choice:
         )
         leaf_ids = tuple(picked)
         empty = not picked
-    left, mid, right = st.columns([1, 1, 2])
+    left, mid, seed_col, right = st.columns([1, 1, 1, 2])
     per_leaf = left.number_input("Samples per leaf", 1, 10_000, value=10, key=PER_LEAF)
     per_call = mid.number_input(
         "Samples per call", 1, 20, value=5, key=PER_CALL, help="How many samples one LLM call is asked for."
     )
+    seed = seed_col.number_input(
+        "Seed",
+        0,
+        1_000_000,
+        value=0,
+        key=SEED,
+        help="The same seed asks the same questions again (served from the cache). Another seed asks new "
+        "ones: use it to top up leaves a run left short.",
+    )
     kind = right.radio("Each sample is", list(KINDS), format_func=KINDS.get, key=KIND, horizontal=True)
-    return Choice(leaf_ids, int(per_leaf), int(per_call), kind == "pair", empty)
+    return Choice(leaf_ids, int(per_leaf), int(per_call), kind == "pair", empty, int(seed))
 
 
 def seconds_per_call(project: Project, settings: BackendSettings) -> float:
