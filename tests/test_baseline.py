@@ -137,3 +137,27 @@ def test_bad_sizes_are_clear_errors(project):
         run(project, ScriptedLLM(), n=0)
     with pytest.raises(TreeSynthError, match="per_call"):
         run(project, ScriptedLLM(), n=10, per_call=30)
+
+
+
+def test_a_one_call_backend_gets_one_call_at_a_time_and_progress_after_each(project):
+    """Like the embedded model (max_parallel = 1): calls go one at a time, in call order, so each
+    call's samples are stored and shown as it returns (not after a whole wave, in random order)."""
+    in_flight, peak, ticks = [0], [0], []
+
+    class OneAtATime(ScriptedLLM):
+        max_parallel = 1
+
+        async def complete(self, request):
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+            try:
+                await asyncio.sleep(0.01)
+                return await super().complete(request)
+            finally:
+                in_flight[0] -= 1
+
+    report = run(project, OneAtATime(), n=20, per_call=5, concurrency=8,
+                 progress=lambda done, total, _: ticks.append(done))  # fmt: skip
+    assert report.total == 20 and peak[0] == 1
+    assert ticks == [5, 10, 15, 20]

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import Cancelled, TreeSynthError
-from .llm.base import LLM
+from .llm.base import LLM, useful_concurrency
 from .synth import LeafPlan, LeafSynthesizer, SampleStore, SynthOptions, SynthReport
 
 BASELINE_SET = "baseline"
@@ -125,7 +125,7 @@ async def synthesize_baseline(
 
     root_leaf = LeafPlan(root, [], 0, n, 0)
     try:
-        gate = asyncio.Semaphore(max(1, concurrency))
+        gate = asyncio.Semaphore(useful_concurrency(llm, concurrency))
         report.added = await synthesizer.fill(store, root_leaf, synth_report, gate=gate, on_call=on_call)
     finally:
         report.calls, report.duplicates, report.failed_calls = calls, synth_report.duplicates, synth_report.failed_calls

@@ -44,7 +44,7 @@ from . import tree as T
 from .diversity import subsample_indices, vendi_score
 from .errors import Cancelled, ParseError, TreeSynthError
 from .grow import stable_seed
-from .llm.base import LLM, ChatRequest, ChatResult
+from .llm.base import LLM, ChatRequest, ChatResult, useful_concurrency
 from .prompts import templates as P
 from .prompts.replies import SamplesReply, ask_json, is_placeholder
 from .prompts.templates import EXAMPLE_CHARS, gap_prompt
@@ -277,7 +277,7 @@ async def fill_gaps(
     report = GapReport(rounds, 0, 0, 0.0, 0.0, 0.0, n0, space or _space(featurize))
     filters: dict[str, DuplicateFilter] = {}
     calls_per_round = math.ceil(per_round / per_call)
-    gate = asyncio.Semaphore(max(1, concurrency))
+    gate = asyncio.Semaphore(useful_concurrency(llm, concurrency))
     done = 0
 
     def stop() -> None:

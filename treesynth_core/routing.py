@@ -32,7 +32,7 @@ import numpy as np
 from . import tree as T
 from .errors import Cancelled, ParseError, TreeSynthError
 from .grow import stable_seed
-from .llm.base import LLM, ChatRequest
+from .llm.base import LLM, ChatRequest, useful_concurrency
 from .prompts import templates as P
 from .prompts.replies import RouteReply, ask_json
 from .samples import UNROUTED, Route, Sample
@@ -253,7 +253,7 @@ async def route_with_llm(
     wanted = set(sample_ids) if sample_ids is not None else None
     samples = [s for s in store.samples(sample_set=sample_set) if wanted is None or s.id in wanted]
     todo = routable(samples, store.routes(router.name, sample_set=sample_set), router.digest)
-    gate = asyncio.Semaphore(concurrency)
+    gate = asyncio.Semaphore(useful_concurrency(llm, concurrency))
     done: list[Route] = []
     pending: list[Route] = []
 

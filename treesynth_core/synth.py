@@ -25,7 +25,7 @@ from . import tree as T
 from .config import BackendSettings
 from .errors import BudgetError, Cancelled, ParseError
 from .grow import render_path, stable_seed
-from .llm.base import LLM, ChatRequest, ChatResult
+from .llm.base import LLM, ChatRequest, ChatResult, useful_concurrency
 from .pricing import cost as pricing_cost
 from .pricing import price_for
 from .prompts import templates as P
@@ -385,7 +385,7 @@ async def synthesize(
     todo = [leaf for leaf in plan.leaves if leaf.need > 0]
     report = SynthReport(leaves=len(todo))
     synthesizer = LeafSynthesizer(llm, tree, options)
-    gate = asyncio.Semaphore(concurrency)
+    gate = asyncio.Semaphore(useful_concurrency(llm, concurrency))
     done = 0
 
     def check_cancel(_have: int) -> None:

@@ -71,6 +71,14 @@ class LLM(Protocol):
     async def aclose(self) -> None: ...
 
 
+def useful_concurrency(llm: LLM, wanted: int) -> int:
+    """Calls worth having in flight at once: ``wanted``, capped by the backend's optional
+    ``max_parallel`` (the embedded model generates one reply at a time; more calls in flight there
+    only queue up in no particular order, so results that are kept in call order arrive late)."""
+    limit = getattr(llm, "max_parallel", None)
+    return max(1, min(wanted, limit) if limit else wanted)
+
+
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 

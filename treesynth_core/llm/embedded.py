@@ -150,6 +150,8 @@ class EmbeddedLLM:
     """
 
     backend = "embedded"
+    #: llama.cpp generates one reply at a time (under the model's lock).
+    max_parallel = 1
 
     def __init__(self, settings: BackendSettings | None = None) -> None:
         settings = settings or BackendSettings()

@@ -56,6 +56,7 @@ class LoggedLLM:
     def __init__(self, inner: LLM, store: CallStore, run_id: str | None, budget: CallBudget | None = None):
         self.inner, self.store, self.run_id = inner, store, run_id
         self.backend, self.model = inner.backend, inner.model
+        self.max_parallel: int | None = getattr(inner, "max_parallel", None)
         self.budget = budget or CallBudget()
 
     def _record(self, request: ChatRequest, key: str | None, **fields: object) -> CallRecord:
@@ -103,6 +104,7 @@ class CachedLLM:
         self.inner = inner
         self.store, self.run_id = inner.store, inner.run_id
         self.backend, self.model = inner.backend, inner.model
+        self.max_parallel = inner.max_parallel
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         key = cache_key(self.backend, self.model, request)
