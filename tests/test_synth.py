@@ -111,6 +111,15 @@ def test_a_short_leaf_stays_short_on_a_rerun_and_another_seed_tops_it_up(project
     assert rerun.calls() == 0
 
 
+def test_non_samples_are_rejected():
+    from treesynth_core.prompts.replies import is_placeholder
+
+    junk = ["<sample 1>", "sample2", "Question", "2 - 2", "1.2.12-1.3.6.4-3", "] 3+2+4+5+6", "hello", "  "]
+    real = ["What is 3 + 4?", "Tom has 3 apples.", "小明有3个苹果，吃了1个，还剩几个？", "りんごが3つあります。"]
+    assert [is_placeholder(t) for t in junk] == [True] * len(junk)
+    assert [is_placeholder(t) for t in real] == [False] * len(real)
+
+
 def test_duplicate_filter_threshold():
     f = DuplicateFilter(0.85, ["How many apples are left after eating two?"])
     assert not f.admit("how many apples are LEFT after eating two")

@@ -56,9 +56,18 @@ def is_vague(value: str) -> bool:
 _PLACEHOLDER = re.compile(r"^\W*(sample|example|question|item|instruction)\W*\d*\W*$", re.IGNORECASE)
 
 
+_LETTER = re.compile(r"[^\W\d_]")
+#: Scripts written without spaces between words (kana, CJK ideographs, hangul).
+_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+
+
 def is_placeholder(sample: str) -> bool:
-    """True for template echoes such as "<sample 1>" or "sample2" instead of a real sample."""
-    return bool(_PLACEHOLDER.match(sample.strip())) or len(sample.split()) < 2
+    """True for what is not a sample: template echoes such as "<sample 1>" or "sample2", a single
+    word (in scripts that put spaces between words), or text with fewer than three letters
+    ("2 - 2", "1.2.12-1.3.6", "] 3+2+4+5"), which small models emit when sampled hot."""
+    text = sample.strip()
+    one_word = len(text.split()) < 2 and not _UNSPACED.search(text)
+    return bool(_PLACEHOLDER.match(text)) or one_word or len(_LETTER.findall(text)) < 3
 
 
 def overlaps(a: str, b: str) -> bool:
