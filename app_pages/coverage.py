@@ -75,6 +75,8 @@ def body() -> None:
     C.score_cards(rep)
     if rep["gradients_stale"]:
         st.caption("Gradient features are out of date (new samples): compute gradient features again for G-Vendi.")
+    if rep["baseline_stale"]:
+        st.caption("The flat baseline has samples without features yet: compute features and map to compare it.")
     tab_map, tab_leaves, tab_base, tab_gaps = st.tabs(["Map", "Per leaf", "Tree vs flat baseline", "Fill gaps"])
     with tab_map:
         spaces = ["embeddings"] + (["gradients"] if grad_kind else [])

@@ -118,9 +118,15 @@ def test_features_scores_map_baseline_and_gaps(fakes):
     at, job = click_and_wait(at, "coverage.baseline", folder)
     with Project.open(folder) as project:
         assert sum(project.sample_counts(sample_set="baseline").values()) > 0
-    assert "No features yet" in texts(at)  # new samples: features are out of date
+    # the baseline has no features yet: the tree's scores stay, with a note, until they are computed
+    assert "No features yet" not in texts(at) and "flat baseline has samples without features" in texts(at)
+    assert {m.label: m.value for m in at.metric}["n"] == "112"
     at, _ = click_and_wait(at, "coverage.features", folder)
+    assert "flat baseline has samples without features" not in texts(at)
     assert "Gradient features are out of date" in texts(at)
+    assert "This map is not computed yet" in texts(at)  # still on gradient space, which lacks the baseline
+    at.radio(key="coverage.space").set_value("embeddings")
+    at = run(at)
     assert len(at.get("plotly_chart")) == 2  # map + curve
     both = map_traces(at)  # coloured by leaf: the baseline is one grey group
     flat = both.pop(M.BASELINE_LABEL)

@@ -119,7 +119,7 @@ async def synthesize_baseline(
         nonlocal calls
         calls += 1
         if progress:
-            progress(min(have, n), n, f"{have} baseline samples")
+            progress(min(have, n), n, f"samples ({calls} calls)")
         if cancel is not None and cancel.is_set():
             raise Cancelled("baseline stopped; samples made so far are saved")
 

@@ -306,7 +306,7 @@ async def fill_gaps(
             nonlocal done
             done += 1
             if progress:
-                progress(done, rounds * calls_per_round, f"round {r - first + 1}/{rounds}: {report.accepted} kept")
+                progress(done, rounds * calls_per_round, f"calls; round {r - first + 1}/{rounds}: {report.accepted} kept")
 
         await _all([generate(call) for call in calls], each=called)
 
@@ -351,7 +351,7 @@ async def fill_gaps(
         pool += [_candidate(c) for c in kept]
         X = np.concatenate([X, Y[kept_rows]]) if kept_rows else X
         if progress:
-            progress(done, rounds * calls_per_round, f"round {r - first + 1}/{rounds}: {report.accepted} kept")
+            progress(done, rounds * calls_per_round, f"calls; round {r - first + 1}/{rounds}: {report.accepted} kept")
 
     report.acceptance_rate = report.accepted / report.candidates if report.candidates else 0.0
     report.before = vendi_score(before_X)

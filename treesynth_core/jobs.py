@@ -301,16 +301,16 @@ def _features(project: Project, options: dict[str, Any], progress: Any, cancel: 
     samples = project.samples() + project.samples(sample_set=BASELINE_SET)
     if not samples:
         raise TreeSynthError("the project has no samples yet: synthesize first")
-    progress(0, len(samples), f"loading the {space} model")
+    progress(0, len(samples), f"samples; loading the {space} model")
     feats = featurizer(space)
 
     def report(done: int, total: int, note: str = "") -> None:
-        progress(done, total, f"{space}: {note}")
+        progress(done, total, f"samples; {space}: {note}")
 
     X = ensure_features(project, samples, feats, progress=report)
     if cancel.is_set():
         raise Cancelled("stopped before the map")
-    progress(len(samples), len(samples), "laying out the map (UMAP)")
+    progress(len(samples), len(samples), "samples; laying out the map (UMAP)")
     map_points(project, samples, X, feats.name, seed=int(options.get("seed", 0)))
     project.put_blob(space_key(space), feats.name.encode())
     return f"{space} of {len(samples)} samples ({feats.name}) and their map are ready"

@@ -62,21 +62,27 @@ def all_samples(project: Project) -> list[Sample]:
 
 
 def report(project: Project, embedding_kind: str, gradient_kind: str | None) -> dict[str, Any] | None:
-    """The coverage report from stored features (``None`` when embeddings are missing; without
-    G-Vendi, and ``report["gradients_stale"]`` true, when only gradient features are missing)."""
+    """The coverage report from stored features: ``None`` when the tree's embeddings are missing.
+    When only gradient features are missing it comes without G-Vendi (``report["gradients_stale"]``);
+    when only the flat baseline's features are missing (it grew since), it scores the tree alone
+    (``report["baseline_stale"]``)."""
     from ..coverage import coverage_report
 
-    for grads in [gradient_kind, None] if gradient_kind else [None]:
-        try:
-            rep = coverage_report(
-                project,
-                embedder=StoredFeatures(embedding_kind),
-                gradient_featurizer=StoredFeatures(grads) if grads else None,
-            )
-        except FeaturesMissing:
-            continue
-        rep["gradients_stale"] = bool(gradient_kind) and grads is None
-        return rep
+    grads_options = [gradient_kind, None] if gradient_kind else [None]
+    for with_baseline in (True, False):
+        for grads in grads_options:
+            try:
+                rep = coverage_report(
+                    project,
+                    embedder=StoredFeatures(embedding_kind),
+                    gradient_featurizer=StoredFeatures(grads) if grads else None,
+                    include_baseline=with_baseline,
+                )
+            except FeaturesMissing:
+                continue
+            rep["gradients_stale"] = bool(gradient_kind) and grads is None
+            rep["baseline_stale"] = not with_baseline
+            return rep
     return None
 
 
