@@ -121,10 +121,16 @@ def body() -> None:
         if flat_n == 0:
             st.info(f"No flat baseline yet: make {tree_n} samples from the task description alone (no tree), "
                     "with the same generator, to compare against.", icon=":material/compare_arrows:")  # fmt: skip
-        label = f"Make the flat baseline, n = {tree_n}" if flat_n < tree_n else "Baseline complete"
+        seed = C.next_baseline_seed(jobs.latest_job(project, "baseline"), flat_n, tree_n)
+        if 0 < flat_n < tree_n:
+            st.caption(f"The flat baseline has {flat_n} of {tree_n} samples (the model repeated itself or "
+                       f"replied unusably); scores compare at equal n. Topping it up asks new questions "
+                       f"(seed {seed}).")  # fmt: skip
+        label = (f"Make the flat baseline, n = {tree_n}" if flat_n == 0 else f"Top up the flat baseline to n = {tree_n}"
+                 if flat_n < tree_n else "Baseline complete")  # fmt: skip
         if st.button(label, key="coverage.baseline", icon=":material/compare_arrows:",
                      disabled=busy or flat_n >= tree_n):  # fmt: skip
-            _start("baseline", {"n": tree_n})
+            _start("baseline", {"n": tree_n, "seed": seed})
         if "baseline" in rep["sets"]:
             C.comparison(rep)
             st.caption("On the map the baseline shows as grey crosses (Show the flat baseline hides them); "

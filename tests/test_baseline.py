@@ -161,3 +161,27 @@ def test_a_one_call_backend_gets_one_call_at_a_time_and_progress_after_each(proj
                  progress=lambda done, total, _: ticks.append(done))  # fmt: skip
     assert report.total == 20 and peak[0] == 1
     assert ticks == [5, 10, 15, 20]
+
+
+def test_a_short_baseline_is_topped_up_by_another_seed_only(project):
+    dup = json.dumps({"samples": ["Tom has three apples and eats one."] * 5})
+    llm = ScriptedLLM()
+    llm.enqueue("synth", [dup] * 50)
+    report = run(project, llm, n=10, per_call=5)
+    assert report.total == 1 and report.short == 9
+    same = ScriptedLLM()
+    assert run(project, same, n=10, per_call=5).total == 1 and same.calls() == 0
+    report = run(project, ScriptedLLM(), n=10, per_call=5, seed=1)
+    assert report.total == 10 and report.short == 0
+
+
+def test_the_app_tops_up_a_short_baseline_with_the_next_seed():
+    from types import SimpleNamespace
+
+    from treesynth_core.ui.coverage_panel import next_baseline_seed
+
+    last = SimpleNamespace(params={"n": 88, "seed": 2}, active=False)
+    assert next_baseline_seed(None, 0, 88) == 0
+    assert next_baseline_seed(last, 29, 88) == 3  # short: new questions
+    assert next_baseline_seed(last, 88, 88) == 2
+    assert next_baseline_seed(SimpleNamespace(params={"seed": 2}, active=True), 29, 88) == 2

@@ -218,6 +218,10 @@ class _Call:
     result: ChatResult | None = None
 
 
+def _round_note(r: int, rounds: int, kept: int) -> str:
+    return f"calls; round {r}/{rounds}: {kept} kept"
+
+
 def _candidate(sample: NewSample) -> Sample:
     fields = {f: getattr(sample, f) for f in NewSample.__dataclass_fields__}
     return Sample(**fields)  # id 0: not stored
@@ -306,7 +310,7 @@ async def fill_gaps(
             nonlocal done
             done += 1
             if progress:
-                progress(done, rounds * calls_per_round, f"calls; round {r - first + 1}/{rounds}: {report.accepted} kept")
+                progress(done, rounds * calls_per_round, _round_note(r - first + 1, rounds, report.accepted))
 
         await _all([generate(call) for call in calls], each=called)
 
@@ -351,7 +355,7 @@ async def fill_gaps(
         pool += [_candidate(c) for c in kept]
         X = np.concatenate([X, Y[kept_rows]]) if kept_rows else X
         if progress:
-            progress(done, rounds * calls_per_round, f"calls; round {r - first + 1}/{rounds}: {report.accepted} kept")
+            progress(done, rounds * calls_per_round, _round_note(r - first + 1, rounds, report.accepted))
 
     report.acceptance_rate = report.accepted / report.candidates if report.candidates else 0.0
     report.before = vendi_score(before_X)

@@ -366,7 +366,9 @@ def _summary(kind: str, result: Any, stats: dict[str, Any] | None) -> str:
         return (f"balanced into {result['target_set']!r}: kept {result['kept']}, synthesized {result['synthesized']} "
                 f"of {result['to_synthesize']} planned{shortfall} ({calls})")  # fmt: skip
     if kind == "baseline":
-        return f"flat baseline: {result.total} samples, added {result.added} ({calls})"
+        short = (f"; {result.short} short (the model repeated itself or replied unusably): make it again to ask "
+                 "new questions" if result.short else "")  # fmt: skip
+        return f"flat baseline: {result.total} of {result.requested} samples, added {result.added}{short} ({calls})"
     if kind == "fill-gaps":
         return (f"{result.accepted} of {result.candidates} candidates kept; diversity {result.before:.3f} -> "
                 f"{result.after:.3f} at n = {result.n} ({calls})")  # fmt: skip

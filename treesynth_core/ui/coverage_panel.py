@@ -86,6 +86,13 @@ def report(project: Project, embedding_kind: str, gradient_kind: str | None) -> 
     return None
 
 
+def next_baseline_seed(last: jobs.JobState | None, flat_n: int, tree_n: int) -> int:
+    """The seed for the next baseline run: the last run's, or the one after it when the baseline is
+    still short (the same seed would ask the same questions and get the same, cached, replies)."""
+    seed = int((last.params if last else {}).get("seed", 0))
+    return seed + 1 if 0 < flat_n < tree_n and last is not None and not last.active else seed
+
+
 def points(project: Project, kind: str, seed: int = 0) -> list[MapPoint] | None:
     """The cached map of the tree's and the baseline's samples (``None`` when not computed)."""
     samples = all_samples(project)
