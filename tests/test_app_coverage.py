@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import numpy as np
 import pytest
 
+from tests.fakes import ScriptedLLM
 from tests.test_app import TREE, new_app, open_example, projects, run, synthesize, texts, wait_for_job  # noqa: F401
 from treesynth_core import jobs
 from treesynth_core import maps as M
@@ -40,9 +42,20 @@ class HashFeaturizer:
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
+class GapWriter(ScriptedLLM):
+    """Answers gap-filling prompts with variations of the prompt's first example (so they land in
+    the sparse cluster it came from)."""
+
+    def _gaps(self, request):
+        n = self._count(self._prompt(request))
+        first = re.search(r"^1\. (.*)$", self._prompt(request), re.MULTILINE).group(1)
+        return json.dumps({"samples": [f"{first} Then {i + 2} more arrive on day {request.seed}." for i in range(n)]})
+
+
 @pytest.fixture
 def fakes(projects, monkeypatch):  # noqa: F811
     jobs.set_featurizer_factory(lambda space: HashFeaturizer(f"fake-{space}"))
+    jobs.set_llm_factory(lambda settings: GapWriter())
 
     def layout(X, *, seed=0, **_):
         rng = np.random.default_rng(seed)
@@ -144,11 +157,13 @@ def test_features_scores_map_baseline_and_gaps(fakes):
     # one gap-filling round
     with Project.open(folder) as project:
         before = len(project.samples())
-    at.number_input(key="coverage.per_round").set_value(5)
+    at.number_input(key="coverage.per_round").set_value(20)
     at, job = click_and_wait(run(at), "coverage.fill", folder)
     assert job.kind == "fill-gaps" and "candidates kept" in job.message
     with Project.open(folder) as project:
-        assert len(project.samples()) >= before
+        assert len(project.samples()) > before, job.message  # some were kept...
+    assert "No features yet" not in texts(at)  # ...and have features: scores and map stay
+    assert {m.label: m.value for m in at.metric}["n"] == "112"  # at equal n with the baseline
 
 
 def test_coverage_job_kinds_validate_params(fakes):

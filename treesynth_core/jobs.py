@@ -346,9 +346,12 @@ async def _fill_gaps(project: Project, llm: LLM, options: dict[str, Any], progre
             return ensure_features(project, samples, feats)
         return feats.features(samples)
 
-    return await fill_gaps(project, llm, featurize, rounds=int(options.get("rounds", 1)),
-                           per_round=int(options.get("per_round", 20)), seed=int(options.get("seed", 0)),
-                           progress=progress, cancel=cancel, space=feats.name)  # fmt: skip
+    result = await fill_gaps(project, llm, featurize, rounds=int(options.get("rounds", 1)),
+                             per_round=int(options.get("per_round", 20)), seed=int(options.get("seed", 0)),
+                             progress=progress, cancel=cancel, space=feats.name)  # fmt: skip
+    if result.accepted:  # the kept samples join the scores and the map at once
+        _features(project, {"space": options.get("space", "embeddings")}, progress, cancel)
+    return result
 
 
 def _summary(kind: str, result: Any, stats: dict[str, Any] | None) -> str:
