@@ -374,15 +374,20 @@ def test_two_sessions_editing_one_project(projects):
 # -- Synthesize and Export ------------------------------------------------------------------------
 
 
+def start_and_wait(at: AppTest, folder: Path) -> AppTest:
+    """Click Start synthesis, wait for the job to finish, and show the page after it."""
+    at.button(key="synth.start").click()
+    run(at)
+    assert wait_for_job(folder).status == "done"
+    return run(at)
+
+
 def synthesize(at: AppTest, folder: Path, per_leaf: int = 2) -> AppTest:
     at.switch_page(SYNTH)
     run(at)
     at.number_input(key="synth.per_leaf").set_value(per_leaf)
     run(at)
-    at.button(key="synth.start").click()
-    run(at)
-    assert wait_for_job(folder).status == "done"
-    return run(at)
+    return start_and_wait(at, folder)
 
 
 def test_synthesize_estimate_run_browse_and_delete(projects):
@@ -427,19 +432,12 @@ def test_a_leaf_left_short_is_reported_and_another_seed_tops_it_up(projects):
     at.multiselect(key="synth.picked").set_value([leaf])
     at.number_input(key="synth.per_leaf").set_value(2)
     at.number_input(key="synth.per_call").set_value(2)
-    run(at)
-    at.button(key="synth.start").click()
-    run(at)
-    assert wait_for_job(folder).status == "done"
-    run(at)
+    at = start_and_wait(run(at), folder)
     assert any("1 leaves stayed below the target" in s.value and "another seed" in s.value for s in at.success)
     with Project.open(folder) as project:
         assert project.sample_counts() == {leaf: 1}
     at.number_input(key="synth.seed").set_value(1)
-    run(at)
-    at.button(key="synth.start").click()
-    run(at)
-    assert wait_for_job(folder).status == "done"
+    start_and_wait(run(at), folder)
     with Project.open(folder) as project:
         assert project.sample_counts() == {leaf: 2}
 

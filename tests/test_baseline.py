@@ -89,21 +89,27 @@ def test_unparsable_replies_count_as_failed_calls(project):
     assert report.failed_calls == 1 and report.total == 4
 
 
+class InFlight(ScriptedLLM):
+    """Counts the calls in flight at once (``peak``); ``max_parallel`` is the backend's own limit."""
+
+    def __init__(self, max_parallel: int | None = None) -> None:
+        super().__init__()
+        self.max_parallel, self.in_flight, self.peak = max_parallel, 0, 0
+
+    async def complete(self, request):
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(0.01)
+            return await super().complete(request)
+        finally:
+            self.in_flight -= 1
+
+
 def test_calls_run_concurrently(project):
-    in_flight, peak = [0], [0]
-
-    class Counting(ScriptedLLM):
-        async def complete(self, request):
-            in_flight[0] += 1
-            peak[0] = max(peak[0], in_flight[0])
-            try:
-                await asyncio.sleep(0.02)
-                return await super().complete(request)
-            finally:
-                in_flight[0] -= 1
-
-    report = run(project, Counting(), n=30, per_call=3, concurrency=4)
-    assert report.total == 30 and peak[0] == 4
+    llm = InFlight()
+    report = run(project, llm, n=30, per_call=3, concurrency=4)
+    assert report.total == 30 and llm.peak == 4
 
 
 def test_responses_follow_the_tree_samples(project):
@@ -143,23 +149,9 @@ def test_bad_sizes_are_clear_errors(project):
 def test_a_one_call_backend_gets_one_call_at_a_time_and_progress_after_each(project):
     """Like the embedded model (max_parallel = 1): calls go one at a time, in call order, so each
     call's samples are stored and shown as it returns (not after a whole wave, in random order)."""
-    in_flight, peak, ticks = [0], [0], []
-
-    class OneAtATime(ScriptedLLM):
-        max_parallel = 1
-
-        async def complete(self, request):
-            in_flight[0] += 1
-            peak[0] = max(peak[0], in_flight[0])
-            try:
-                await asyncio.sleep(0.01)
-                return await super().complete(request)
-            finally:
-                in_flight[0] -= 1
-
-    report = run(project, OneAtATime(), n=20, per_call=5, concurrency=8,
-                 progress=lambda done, total, _: ticks.append(done))  # fmt: skip
-    assert report.total == 20 and peak[0] == 1
+    llm, ticks = InFlight(max_parallel=1), []
+    report = run(project, llm, n=20, per_call=5, concurrency=8, progress=lambda done, total, _: ticks.append(done))
+    assert report.total == 20 and llm.peak == 1
     assert ticks == [5, 10, 15, 20]
 
 
