@@ -182,6 +182,20 @@ def test_balance_keeps_provenance_and_synthesizes_the_shortfall_idempotently(pro
     assert out["copied"] == 0 and out["synthesized"] == 0 and again.calls("synth") == 0
 
 
+def test_rebalance_again_with_another_seed_fills_the_leaves_left_short(project):
+    route(project, ScriptedLLM(), router="llm", agreement_n=0)
+    stuck = ScriptedLLM()  # every synthesis reply repeats one problem: short leaves stay short
+    stuck.enqueue("synth", [json.dumps({"samples": ["Sam has four pens and buys two more."] * 3})] * 50)
+    out = asyncio.run(balance_dataset(project, stuck, source_set="data", per_leaf=3))
+    short = [leaf for leaf, c in out["counts"].items() if c["after"] < 3]
+    assert short and out["short_leaves"]
+    originals = {s.id for s in project.samples(sample_set="balanced") if s.extra["provenance"] == "original"}
+    out = asyncio.run(balance_dataset(project, ScriptedLLM(), source_set="data", per_leaf=3, seed=1))
+    assert all(c["after"] == 3 for c in out["counts"].values()) and not out["short_leaves"]
+    kept = {s.id for s in project.samples(sample_set="balanced") if s.extra["provenance"] == "original"}
+    assert kept == originals  # topping up copies no other originals
+
+
 def test_balance_refuses_an_unrouted_or_missing_source(project):
     with pytest.raises(TreeSynthError, match="empty or missing"):
         asyncio.run(balance_dataset(project, ScriptedLLM(), source_set="nope", per_leaf=2))
