@@ -187,6 +187,10 @@ def test_budget_cap_refuses_before_start(tmp_path, fake):
     assert result.exit_code == 1 and "cap of 1" in result.output
     estimate = json.loads(invoke("synth", proj, "--per-leaf", "10", "--estimate", "--json").stdout)
     assert estimate["calls"] >= 2 and estimate["cost_usd"] == 0
+    assert estimate["calls_max"] > estimate["calls"]
+    text = invoke("synth", proj, "--per-leaf", "10", "--estimate").stdout
+    line = next(x for x in text.splitlines() if x.startswith("Estimate:"))  # one line, not wrapped at 80
+    assert len(line) > 80 and "calls (at most" in line and "tokens" in line
 
 
 def test_settings_never_store_a_key(tmp_path, monkeypatch):

@@ -226,7 +226,7 @@ def show(
 
     root = RichTree(label(tree.root))
     add(root, tree.root)
-    out.print(root)
+    out.print(root, soft_wrap=False)  # a tree wraps its own long labels
     leaves = tree.leaves()
     out.print(
         f"{len(tree.nodes)} nodes, {len(leaves)} leaves "

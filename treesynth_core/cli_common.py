@@ -18,7 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .config import BackendSettings, merge_settings, settings_from_env
 from .errors import TreeSynthError
 
-out = Console()
+#: Results are printed without rich's hard wrapping at the console width (80 columns when piped),
+#: so a line stays one line in a pipe, a file or a log; a terminal wraps long lines itself.
+out = Console(soft_wrap=True)
 err = Console(stderr=True)
 STATE = {"debug": False}
 F = TypeVar("F", bound=Callable[..., Any])
