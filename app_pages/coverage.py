@@ -83,10 +83,14 @@ def body() -> None:
         c1, c2, c3 = st.columns(3)
         space = c1.radio("Space", spaces, format_func=C.SPACE_LABELS.get, horizontal=True, key="coverage.space")
         kind = grad_kind if space == "gradients" else emb_kind
-        pts = C.points(project, kind or "")
-        if pts is None:
+        laid_out = C.points(project, kind or "")
+        if laid_out is None:
             st.info("This map is not computed yet: compute features and map.", icon=":material/scatter_plot:")
         else:
+            pts, missing = laid_out
+            if missing:
+                st.caption(f":orange[:material/update:] {missing} newer sample{'s are' if missing != 1 else ' is'} "
+                           "not on this map yet: compute features and map to place them.")  # fmt: skip
             from treesynth_core.maps import color_options
 
             color_by = c2.selectbox("Colour by", color_options(pts), key="coverage.color")

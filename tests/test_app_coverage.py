@@ -137,8 +137,11 @@ def test_features_scores_map_baseline_and_gaps(fakes):
     at, _ = click_and_wait(at, "coverage.features", folder)
     assert "flat baseline has samples without features" not in texts(at)
     assert "Gradient features are out of date" in texts(at)
-    assert "This map is not computed yet" in texts(at)  # still on gradient space, which lacks the baseline
+    # still on gradient space, whose last map predates the baseline: it shows, saying what it lacks
+    assert "112 newer samples are" in texts(at) and map_traces(at)["tree"] == 112
     at.radio(key="coverage.space").set_value("embeddings")
+    at.selectbox(key="coverage.color").set_value("leaf")
+    at.selectbox(key="coverage.leaf").set_value(None)
     at = run(at)
     assert len(at.get("plotly_chart")) == 2  # map + curve
     both = map_traces(at)  # coloured by leaf: the baseline is one grey group

@@ -135,6 +135,20 @@ def test_map_points_carry_leaf_path_criteria_and_are_cached(project, fake_layout
     assert fake_layout == [9, 9, 9, 8]
 
 
+def test_the_last_map_stays_usable_after_samples_come_and_go(project, fake_layout):
+    samples, X = samples_and_features(project)
+    assert M.latest_map_points(project, samples, "emb:fake") is None  # nothing laid out yet
+    laid_out = M.map_points(project, samples, X, "emb:fake")
+    new = NewSample(leaf_id=samples[0].leaf_id, key="9:9", instruction="a newer sample", path=samples[0].path)
+    project.add_samples([new])
+    project.delete_samples([samples[1].id])
+    now = project.samples() + project.samples(sample_set="baseline")
+    older = M.latest_map_points(project, now, "emb:fake")
+    assert [p.sample_id for p in older] == [s.id for s in samples if s.id != samples[1].id]  # no new, no deleted
+    assert {p.sample_id: (p.x, p.y) for p in older}.items() <= {p.sample_id: (p.x, p.y) for p in laid_out}.items()
+    assert M.latest_map_points(project, now, "emb:other") is None and fake_layout == [9]
+
+
 def test_figure_groups_escapes_hover_and_refuses_unknown_colours(project, fake_layout):
     samples, X = samples_and_features(project)
     points = M.map_points(project, samples, X, "emb:fake")

@@ -255,8 +255,34 @@ def map_points(
             progress(0, 1, f"UMAP of {len(samples)} points")
         coords = umap_2d(features, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric)
         store.put_blob(key, np.ascontiguousarray(coords, dtype=np.float64).tobytes())
+        latest = {"key": key, "ids": [int(s.id) for s in samples]}
+        store.put_blob(_latest_key(kind, seed), json.dumps(latest).encode())
     if progress:
         progress(1, 1, "map ready")
+    return _points(store, samples, coords)
+
+
+def _latest_key(kind: str, seed: int) -> str:
+    return f"{MAP_CACHE_VERSION}:latest:{kind}:{seed}"
+
+
+def latest_map_points(store: MapStore, samples: Sequence[Sample], kind: str, *, seed: int = 0) -> list[MapPoint] | None:
+    """The last map laid out for ``kind``, on those of ``samples`` it holds (samples added since are
+    left off, deleted ones are gone); ``None`` when no map of ``kind`` was laid out yet."""
+    blob = store.get_blob(_latest_key(kind, seed))
+    if blob is None:
+        return None
+    latest = json.loads(blob)
+    coords_blob = store.get_blob(latest["key"])
+    if coords_blob is None or len(coords_blob) != 16 * len(latest["ids"]):
+        return None
+    coords = np.frombuffer(coords_blob, dtype=np.float64).reshape(-1, 2)
+    where = {int(sample_id): row for row, sample_id in enumerate(latest["ids"])}
+    kept = [s for s in samples if s.id in where]
+    return _points(store, kept, coords[[where[s.id] for s in kept]].reshape(-1, 2))
+
+
+def _points(store: MapStore, samples: Sequence[Sample], coords: np.ndarray) -> list[MapPoint]:
     labels = leaf_labels(store.tree())
     points = []
     for sample, (x, y) in zip(samples, coords, strict=True):

@@ -18,7 +18,7 @@ from .. import jobs
 from ..baseline import BASELINE_SET
 from ..errors import TreeSynthError
 from ..features.embeddings import ensure_features
-from ..maps import MapPoint, figure, map_bytes, map_cache_key, map_points
+from ..maps import MapPoint, figure, latest_map_points, map_bytes, map_cache_key, map_points
 from ..samples import Sample
 from ..store import Project
 from . import widgets
@@ -93,18 +93,21 @@ def next_baseline_seed(last: jobs.JobState | None, flat_n: int, tree_n: int) -> 
     return seed + 1 if 0 < flat_n < tree_n and last is not None and not last.active else seed
 
 
-def points(project: Project, kind: str, seed: int = 0) -> list[MapPoint] | None:
-    """The cached map of the tree's and the baseline's samples (``None`` when not computed)."""
+def points(project: Project, kind: str, seed: int = 0) -> tuple[list[MapPoint], int] | None:
+    """The map of the tree's and the baseline's samples and how many of them it lacks: the cached
+    map of exactly these samples, else the last one laid out (samples added since are not on it);
+    ``None`` when no map was laid out yet."""
     samples = all_samples(project)
     try:
         X = ensure_features(project, samples, StoredFeatures(kind))
+        key = map_cache_key(kind, [s.id for s in samples], np.asarray(X, dtype=np.float32),
+                            {"seed": seed, "n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"})  # fmt: skip
+        if project.get_blob(key) is not None:
+            return map_points(project, samples, X, kind, seed=seed), 0
     except FeaturesMissing:
-        return None
-    key = map_cache_key(kind, [s.id for s in samples], np.asarray(X, dtype=np.float32),
-                        {"seed": seed, "n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"})  # fmt: skip
-    if project.get_blob(key) is None:
-        return None
-    return map_points(project, samples, X, kind, seed=seed)
+        pass
+    older = latest_map_points(project, samples, kind, seed=seed)
+    return None if older is None else (older, len(samples) - len(older))
 
 
 # -- rendering ------------------------------------------------------------------------------------
