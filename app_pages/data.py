@@ -216,6 +216,9 @@ with tab_balance:
                        icon=":material/info:")  # fmt: skip
         st.markdown("**The plan**")
         D.plan_view(plan)
+        if cost := D.shortfall_cost(project, plan, state.settings(), per_leaf=per_leaf,
+                                   responses=responses):
+            st.caption(f":material/schedule: {md(cost)}")
         if st.button("Rebalance", key="data.balance.run", type="primary", icon=":material/balance:",
                      disabled=busy or problem is not None):  # fmt: skip
             _start("balance", {"sample_set": src, "per_leaf": per_leaf, "target_set": target, "seed": bseed,

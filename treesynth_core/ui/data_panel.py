@@ -28,6 +28,7 @@ import streamlit as st
 
 from .. import jobs
 from ..baseline import BASELINE_SET
+from ..config import BackendSettings
 from ..errors import DataError
 from ..examples import EXAMPLES, PREFIX, ExampleDataset, resolve
 from ..ingest import ColumnMap, Preview, preview
@@ -406,6 +407,22 @@ def balance_plan(project: Project, source: str, *, per_leaf: int, seed: int, tar
     the tree's approvals are unchanged)."""
     key = (str(project.path), _tree_stamp(project.tree()), _counts(project, source))
     return _plan(project, key, source, int(per_leaf), int(seed), target)
+
+
+def shortfall_cost(
+    project: Project, plan: dict[str, Any], settings: BackendSettings, *, per_leaf: int, responses: bool
+) -> str | None:
+    """About how many LLM calls, and how long, synthesizing the plan's shortfall takes (None when
+    nothing is to be synthesized); the same count as synthesis, which writes 5 samples a call."""
+    from .synth_panel import duration, seconds_for
+
+    per_call = min(5, per_leaf)
+    calls = sum(math.ceil(row["synthesize"] / per_call) for row in plan["leaves"] if row["synthesize"])
+    if not calls:
+        return None
+    calls += plan["to_synthesize"] if responses else 0
+    return (f"Synthesizing the {plan['to_synthesize']:,} missing samples takes about {calls:,} LLM calls, about "
+            f"{duration(seconds_for(calls, project, settings))} on {settings.describe()}.")  # fmt: skip
 
 
 def plan_view(plan: dict[str, Any]) -> None:

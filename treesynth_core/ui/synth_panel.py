@@ -92,6 +92,13 @@ def seconds_per_call(project: Project, settings: BackendSettings) -> float:
     return DEFAULT_CALL_S[settings.backend]
 
 
+def seconds_for(calls: int, project: Project, settings: BackendSettings) -> float:
+    """About how long ``calls`` LLM calls take: one at a time on the embedded model, up to 8 at once
+    at an endpoint."""
+    parallel = 1 if settings.backend == "embedded" else max(1, min(settings.concurrency, 8))
+    return calls * seconds_per_call(project, settings) / parallel
+
+
 def estimate(project: Project, tree: T.Tree, choice: Choice, settings: BackendSettings) -> SynthPlan:
     options = SynthOptions(
         per_leaf=choice.per_leaf, per_call=choice.per_call, responses=choice.responses, leaf_ids=choice.leaf_ids
@@ -100,8 +107,7 @@ def estimate(project: Project, tree: T.Tree, choice: Choice, settings: BackendSe
 
 
 def show_estimate(plan: SynthPlan, project: Project, settings: BackendSettings) -> None:
-    parallel = 1 if settings.backend == "embedded" else max(1, min(settings.concurrency, 8))
-    seconds = plan.calls * seconds_per_call(project, settings) / parallel
+    seconds = seconds_for(plan.calls, project, settings)
     cols = st.columns(6)
     cols[0].metric("Leaves", len(plan.leaves), border=True)
     cols[1].metric("Samples to make", plan.samples, border=True)
@@ -119,7 +125,7 @@ def show_estimate(plan: SynthPlan, project: Project, settings: BackendSettings) 
         else ("From the model's price per million tokens (set `prices` in the settings for other models).")
     )
     cols[4].metric("Cost (about)", cost, border=True, help=cost_help)
-    cols[5].metric("Time (about)", _duration(seconds), border=True, help="From this project's average call time.")
+    cols[5].metric("Time (about)", duration(seconds), border=True, help="From this project's average call time.")
     st.caption(f"On {md(plan.model)}. Leaves that already have enough samples are skipped; cached replies are free.")
 
 
@@ -136,7 +142,7 @@ def _money(value: float | None) -> str:
     return "unknown price" if value is None else f"${value:,.2f}"
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds < 90:
         return f"{max(1, round(seconds))} s"
     if seconds < 5400:
