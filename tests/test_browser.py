@@ -211,8 +211,9 @@ def _create_grow_click_prune(page, url: str, projects: Path) -> None:
     click_node(page, other)
     value_box = page.get_by_label("Value", exact=True)
     value_box.wait_for()
-    # while Streamlit redraws, the previous node's (stale) input can briefly stand beside the new one
-    wait_until(lambda: value_box.count() == 1 and value_box.input_value() == tree.nodes[other].value, 20,
+    # while Streamlit redraws, the previous node's (stale) input can briefly stand beside the new one:
+    # read every "Value" box in one go (counting, then reading, races with the redraw)
+    wait_until(lambda: value_box.evaluate_all("els => els.map(e => e.value)") == [tree.nodes[other].value], 20,
                "the panel to show the node")  # fmt: skip
     value_box.fill(XSS)
     value_box.press("Tab")
