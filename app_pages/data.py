@@ -215,10 +215,7 @@ with tab_balance:
                        "the plan below is for a new set). Delete it on the Import tab to rebuild it.",
                        icon=":material/info:")  # fmt: skip
         st.markdown("**The plan**")
-        D.plan_view(plan)
-        if cost := D.shortfall_cost(project, plan, state.settings(), per_leaf=per_leaf,
-                                   responses=responses):
-            st.caption(f":material/schedule: {md(cost)}")
+        D.plan_view(plan, D.shortfall_cost(project, plan, state.settings(), per_leaf=per_leaf, responses=responses))
         if st.button("Rebalance", key="data.balance.run", type="primary", icon=":material/balance:",
                      disabled=busy or problem is not None):  # fmt: skip
             _start("balance", {"sample_set": src, "per_leaf": per_leaf, "target_set": target, "seed": bseed,

@@ -442,6 +442,23 @@ def test_a_leaf_left_short_is_reported_and_another_seed_tops_it_up(projects):
         assert project.sample_counts() == {leaf: 2}
 
 
+def test_time_estimates_use_the_latency_of_calls_that_wrote_samples():
+    from types import SimpleNamespace
+
+    from treesynth_core.config import BackendSettings
+    from treesynth_core.ui.synth_panel import DEFAULT_CALL_S, seconds_per_call
+
+    def project(by_command):
+        calls, latency = sum(c["calls"] for c in by_command.values()), sum(c["latency_s"] for c in by_command.values())
+        return SimpleNamespace(stats=lambda: {"calls": calls, "latency_s": latency, "by_command": by_command})
+
+    embedded = BackendSettings()
+    route, synth = {"calls": 100, "latency_s": 100.0}, {"calls": 10, "latency_s": 80.0}
+    assert seconds_per_call(project({"route": route, "synth": synth}), embedded) == 8.0  # not (100 + 80) / 110
+    assert seconds_per_call(project({"route": route}), embedded) == 1.0
+    assert seconds_per_call(project({}), embedded) == DEFAULT_CALL_S["embedded"]
+
+
 def test_metric_counts_are_compact():
     from treesynth_core.ui.synth_panel import compact
 

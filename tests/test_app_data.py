@@ -128,7 +128,7 @@ def test_route_rebalance_and_score(data):
     plan = table(at, "leaf", "kept", "dropped")
     assert len(plan) == 55 and {"leaf", "before", "kept", "dropped", "synthesize", "approved"} <= set(plan.columns)
     assert plan["kept"].max() <= 2 and plan["before"].sum() == int(seen["In a leaf"])
-    assert metrics(at)["Unrouted, left out"] == seen["None fits"]
+    assert metrics(at)["Unrouted"] == seen["None fits"]
     shortfall = plan["synthesize"]  # 2 per leaf at most: one call each (per_call = min(5, 2))
     assert f"takes about {int((shortfall > 0).sum())} LLM calls" in texts(at)
     at, job = click_and_wait(at, "data.balance.run", data)

@@ -425,18 +425,22 @@ def shortfall_cost(
             f"{duration(seconds_for(calls, project, settings))} on {settings.describe()}.")  # fmt: skip
 
 
-def plan_view(plan: dict[str, Any]) -> None:
+def plan_view(plan: dict[str, Any], note: str | None = None) -> None:
+    """The plan's cards, ``note`` (e.g. what synthesizing the shortfall costs), then its per-leaf table."""
     cols = st.columns(5)
     cards = [
         ("Kept", plan["kept"], "Originals kept (a seeded random per-leaf target of each crowded leaf)."),
         ("Dropped", plan["dropped"], "Originals left out of crowded leaves (the source set keeps them)."),
         ("To synthesize", plan["to_synthesize"], "Samples the LLM writes in short, approved leaves."),
-        ("Unrouted, left out", plan["unrouted"], "Samples no router placed in a leaf ('none fits', errors, new)."),
+        ("Unrouted", plan["unrouted"], "Samples no router placed in a leaf ('none fits', errors, new): they are "
+         "left out of the new set."),
         ("Not approved", len(plan["skipped_leaves"]), "Short leaves with nothing synthesized: "
          "approve them on the Tree page to fill them."),
     ]  # fmt: skip
     for col, (label, value, hint) in zip(cols, cards, strict=True):
         col.metric(label, value, help=hint, border=True)
+    if note:
+        st.caption(f":material/schedule: {md(note)}")
     leaves = plan["leaves"]
     st.dataframe({"leaf": [row["path"] for row in leaves], "before": [row["before"] for row in leaves],
                   "kept": [row["kept"] for row in leaves], "dropped": [row["dropped"] for row in leaves],

@@ -84,11 +84,20 @@ def choose(tree: T.Tree) -> Choice:
     return Choice(leaf_ids, int(per_leaf), int(per_call), kind == "pair", empty, int(seed))
 
 
+#: Commands whose calls write samples: their latency predicts a synthesis better than routing's
+#: one-word replies do.
+WRITING_COMMANDS = ("synth", "balance", "baseline", "fill-gaps")
+
+
 def seconds_per_call(project: Project, settings: BackendSettings) -> float:
-    """Average latency of this project's real (uncached) calls, or a default for the backend."""
+    """Average latency of this project's real (uncached) calls that wrote samples, else of all its
+    calls, else a default for the backend."""
     stats = project.stats()
-    if stats["calls"]:
-        return max(0.05, stats["latency_s"] / stats["calls"])
+    writing = [stats["by_command"][c] for c in WRITING_COMMANDS if c in stats["by_command"]]
+    for calls, latency in ((sum(w["calls"] for w in writing), sum(w["latency_s"] for w in writing)),
+                           (stats["calls"], stats["latency_s"])):  # fmt: skip
+        if calls:
+            return max(0.05, latency / calls)
     return DEFAULT_CALL_S[settings.backend]
 
 
@@ -108,7 +117,7 @@ def estimate(project: Project, tree: T.Tree, choice: Choice, settings: BackendSe
 
 def show_estimate(plan: SynthPlan, project: Project, settings: BackendSettings) -> None:
     seconds = seconds_for(plan.calls, project, settings)
-    cols = st.columns(6)
+    cols = [*st.columns(3), *st.columns(3)]  # two rows: six cards in one row cut their values off below ~1500 px
     cols[0].metric("Leaves", len(plan.leaves), border=True)
     cols[1].metric("Samples to make", plan.samples, border=True)
     calls_help = (
