@@ -28,6 +28,8 @@ from .samples import UNROUTED, NewSample, Sample
 from .synth import SampleStore, SynthOptions, SynthReport, synthesize
 
 BALANCED_SET = "balanced"
+#: Samples asked for in one call when a short leaf is filled.
+PER_CALL = 5
 Progress = Callable[[int, int, str], None]
 
 
@@ -165,6 +167,20 @@ class BalanceReport:
         }
 
 
+def shortfall_options(
+    per_leaf: int,
+    targets: Iterable[str],
+    *,
+    per_call: int = PER_CALL,
+    responses: bool = False,
+    seed: int = 0,
+    target_set: str = BALANCED_SET,
+) -> SynthOptions:
+    """How the short leaves ``targets`` are synthesized up to ``per_leaf`` in the balanced set."""
+    return SynthOptions(per_leaf=per_leaf, per_call=min(per_call, per_leaf), responses=responses, seed=seed,
+                        leaf_ids=tuple(targets), sample_set=target_set)  # fmt: skip
+
+
 async def balance(
     store: BalanceStore,
     llm: LLM,
@@ -173,7 +189,7 @@ async def balance(
     per_leaf: int,
     target_set: str = BALANCED_SET,
     seed: int = 0,
-    per_call: int = 5,
+    per_call: int = PER_CALL,
     responses: bool = False,
     concurrency: int = 8,
     progress: Progress | None = None,
@@ -199,8 +215,8 @@ async def balance(
     if progress is not None:
         progress(0, len(targets), f"copied {report.copied:,} originals; synthesizing {plan.to_synthesize:,} samples")
     if targets:
-        options = SynthOptions(per_leaf=per_leaf, per_call=min(per_call, per_leaf), responses=responses,
-                               seed=seed, leaf_ids=targets, sample_set=target_set)  # fmt: skip
+        options = shortfall_options(per_leaf, targets, per_call=per_call, responses=responses, seed=seed,
+                                    target_set=target_set)  # fmt: skip
         report.synth = await synthesize(store, llm, options, progress=progress, cancel=cancel,
                                         concurrency=concurrency)  # fmt: skip
     report.after = store.sample_counts(sample_set=target_set)

@@ -291,8 +291,10 @@ class _Finished(Exception):
     """A job without an LLM (features) ended normally."""
 
 
-def _features(project: Project, options: dict[str, Any], progress: Any, cancel: threading.Event) -> str:
-    """Compute (and store) the features of the tree's and the baseline's samples, then their map."""
+def _features(project: Project, options: dict[str, Any], progress: Any, cancel: threading.Event,
+              feats: Any = None) -> str:  # fmt: skip
+    """Compute (and store) the features of the tree's and the baseline's samples, then their map
+    (with ``feats`` when the caller has the space's featurizer loaded already)."""
     from .baseline import BASELINE_SET
     from .features.embeddings import ensure_features
     from .maps import map_points
@@ -301,8 +303,9 @@ def _features(project: Project, options: dict[str, Any], progress: Any, cancel: 
     samples = project.samples() + project.samples(sample_set=BASELINE_SET)
     if not samples:
         raise TreeSynthError("the project has no samples yet: synthesize first")
-    progress(0, len(samples), f"samples; loading the {space} model")
-    feats = featurizer(space)
+    if feats is None:
+        progress(0, len(samples), f"samples; loading the {space} model")
+        feats = featurizer(space)
 
     def report(done: int, total: int, note: str = "") -> None:
         progress(done, total, f"samples; {space}: {note}")
@@ -338,7 +341,8 @@ async def _fill_gaps(project: Project, llm: LLM, options: dict[str, Any], progre
     from .features.embeddings import ensure_features
     from .gaps import fill_gaps
 
-    feats = featurizer(options.get("space", "embeddings"))
+    space = options.get("space", "embeddings")
+    feats = featurizer(space)
 
     def featurize(samples: list[Any]) -> Any:
         # stored samples use (and fill) the feature store; unsaved candidates have no id yet
@@ -350,7 +354,7 @@ async def _fill_gaps(project: Project, llm: LLM, options: dict[str, Any], progre
                              per_round=int(options.get("per_round", 20)), seed=int(options.get("seed", 0)),
                              progress=progress, cancel=cancel, space=feats.name)  # fmt: skip
     if result.accepted:  # the kept samples join the scores and the map at once
-        _features(project, {"space": options.get("space", "embeddings")}, progress, cancel)
+        _features(project, {"space": space}, progress, cancel, feats)
     return result
 
 

@@ -279,7 +279,7 @@ def latest_map_points(store: MapStore, samples: Sequence[Sample], kind: str, *, 
     coords = np.frombuffer(coords_blob, dtype=np.float64).reshape(-1, 2)
     where = {int(sample_id): row for row, sample_id in enumerate(latest["ids"])}
     kept = [s for s in samples if s.id in where]
-    return _points(store, kept, coords[[where[s.id] for s in kept]].reshape(-1, 2))
+    return _points(store, kept, coords[[where[s.id] for s in kept]])
 
 
 def _points(store: MapStore, samples: Sequence[Sample], coords: np.ndarray) -> list[MapPoint]:

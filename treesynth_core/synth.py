@@ -156,7 +156,6 @@ class SynthPlan:
     model: str
     calls_max: int  # with every extra call and re-ask a leaf may use
 
-
     @property
     def samples(self) -> int:
         return sum(leaf.need for leaf in self.leaves)

@@ -36,6 +36,10 @@ MAP_KEY = "coverage.map"
 class FeaturesMissing(TreeSynthError):
     """Some samples have no stored features of this kind (new samples since the last features job)."""
 
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
 
 class StoredFeatures:
     """A featurizer that only reads the store: ``ensure_features`` with it never computes."""
@@ -48,7 +52,7 @@ class StoredFeatures:
         return 0
 
     def features(self, samples: Sequence[Sample], **_: Any) -> np.ndarray:
-        raise FeaturesMissing(f"{len(samples)} samples have no {self.name} features yet: compute them")
+        raise FeaturesMissing(f"{len(samples)} samples have no {self.name} features yet: compute them", self.name)
 
 
 def stored_kind(project: Project, space: str) -> str | None:
@@ -78,7 +82,9 @@ def report(project: Project, embedding_kind: str, gradient_kind: str | None) -> 
                     gradient_featurizer=StoredFeatures(grads) if grads else None,
                     include_baseline=with_baseline,
                 )
-            except FeaturesMissing:
+            except FeaturesMissing as missing:
+                if missing.kind == embedding_kind:
+                    break  # without gradients they would still be missing
                 continue
             rep["gradients_stale"] = bool(gradient_kind) and grads is None
             rep["baseline_stale"] = not with_baseline

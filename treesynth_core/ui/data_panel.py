@@ -27,6 +27,7 @@ from typing import Any
 import streamlit as st
 
 from .. import jobs
+from ..balance import shortfall_options
 from ..baseline import BASELINE_SET
 from ..config import BackendSettings
 from ..errors import DataError
@@ -36,9 +37,11 @@ from ..routing import ROUTERS, agreement, current_routes, path_label, summary, t
 from ..samples import TREE_SET
 from ..scaling import DEFAULT_THRESHOLD, FITTED_AS, MetricKind, Point, PointsError, ScalingReport, fit_report
 from ..store import Project
+from ..synth import plan_synthesis
 from ..tree import Tree
 from . import widgets
-from .widgets import md
+from .synth_panel import duration, seconds_for
+from .widgets import md, model_name
 
 #: Job kinds this page starts, with what the progress bar says.
 JOB_LABELS = {
@@ -413,14 +416,13 @@ def shortfall_cost(
     project: Project, plan: dict[str, Any], settings: BackendSettings, *, per_leaf: int, responses: bool
 ) -> str | None:
     """About how many LLM calls, and how long, synthesizing the plan's shortfall takes (None when
-    nothing is to be synthesized); the same count as synthesis, which writes 5 samples a call."""
-    from .synth_panel import duration, seconds_for
-
-    per_call = min(5, per_leaf)
-    calls = sum(math.ceil(row["synthesize"] / per_call) for row in plan["leaves"] if row["synthesize"])
-    if not calls:
+    nothing is to be synthesized): synthesis's own estimate of the rebalance's synthesis options."""
+    targets = [row["leaf_id"] for row in plan["leaves"] if row["synthesize"]]
+    if not targets:
         return None
-    calls += plan["to_synthesize"] if responses else 0
+    options = shortfall_options(per_leaf, targets, responses=responses)
+    kept = {row["leaf_id"]: row["kept"] for row in plan["leaves"]}
+    calls = plan_synthesis(project.tree(), kept, options, model=model_name(settings), settings=settings).calls
     return (f"Synthesizing the {plan['to_synthesize']:,} missing samples takes about {calls:,} LLM calls, about "
             f"{duration(seconds_for(calls, project, settings))} on {settings.describe()}.")  # fmt: skip
 

@@ -94,11 +94,10 @@ def seconds_per_call(project: Project, settings: BackendSettings) -> float:
     calls, else a default for the backend."""
     stats = project.stats()
     writing = [stats["by_command"][c] for c in WRITING_COMMANDS if c in stats["by_command"]]
-    for calls, latency in ((sum(w["calls"] for w in writing), sum(w["latency_s"] for w in writing)),
-                           (stats["calls"], stats["latency_s"])):  # fmt: skip
-        if calls:
-            return max(0.05, latency / calls)
-    return DEFAULT_CALL_S[settings.backend]
+    calls, latency = sum(w["calls"] for w in writing), sum(w["latency_s"] for w in writing)
+    if not calls:
+        calls, latency = stats["calls"], stats["latency_s"]
+    return max(0.05, latency / calls) if calls else DEFAULT_CALL_S[settings.backend]
 
 
 def seconds_for(calls: int, project: Project, settings: BackendSettings) -> float:

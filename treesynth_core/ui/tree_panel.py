@@ -7,6 +7,7 @@ graph only selects it for this panel.
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from .. import graph as G
 from .. import jobs
@@ -68,11 +69,10 @@ def highlight_banner(state: AppState) -> None:
     )
 
 
-def _button_row() -> tuple:
-    """Two slots for buttons side by side that wrap onto two lines when the panel is too narrow
-    for both labels (columns would cut the labels off instead)."""
-    row = st.container(horizontal=True, gap="small")
-    return row, row
+def _button_row() -> DeltaGenerator:
+    """A row for buttons side by side that wraps onto two lines when the panel is too narrow for
+    their labels (columns would cut the labels off instead)."""
+    return st.container(horizontal=True, gap="small")
 
 
 def toolbar(project: Project, tree: T.Tree, state: AppState) -> None:
@@ -222,10 +222,10 @@ def editor(project: Project, tree: T.Tree, state: AppState, live: jobs.JobState 
             st.caption(f":material/info: {md(node.note)}")
 
         locked = node.locked
-        c1, c2 = _button_row()
+        row = _button_row()
         if not node.is_root:
             if node.approved:
-                c1.button(
+                row.button(
                     "Unapprove",
                     key="edit.unapprove",
                     on_click=A.edit,
@@ -234,7 +234,7 @@ def editor(project: Project, tree: T.Tree, state: AppState, live: jobs.JobState 
                     width="stretch",
                 )
             else:
-                c1.button(
+                row.button(
                     "Approve",
                     key="edit.approve",
                     on_click=A.edit,
@@ -244,7 +244,7 @@ def editor(project: Project, tree: T.Tree, state: AppState, live: jobs.JobState 
                     width="stretch",
                 )
             if node.pruned:
-                c2.button(
+                row.button(
                     "Restore",
                     key="edit.restore",
                     on_click=A.edit,
@@ -253,7 +253,7 @@ def editor(project: Project, tree: T.Tree, state: AppState, live: jobs.JobState 
                     width="stretch",
                 )
             else:
-                c2.button(
+                row.button(
                     "Prune",
                     key="edit.prune",
                     on_click=A.edit,
@@ -262,9 +262,9 @@ def editor(project: Project, tree: T.Tree, state: AppState, live: jobs.JobState 
                     args=("prune", "Pruned (restore brings it back).", {"node_id": nid}),
                     width="stretch",
                 )
-        c3, c4 = _button_row()
+        row = _button_row()
         if locked:
-            c3.button(
+            row.button(
                 "Unlock",
                 key="edit.unlock",
                 on_click=A.edit,
@@ -273,7 +273,7 @@ def editor(project: Project, tree: T.Tree, state: AppState, live: jobs.JobState 
                 width="stretch",
             )
         else:
-            c3.button(
+            row.button(
                 "Lock",
                 key="edit.lock",
                 on_click=A.edit,
@@ -283,7 +283,7 @@ def editor(project: Project, tree: T.Tree, state: AppState, live: jobs.JobState 
             )
         if tree.children(nid):
             is_open = nid in G.visible_ids(tree, state.view).opened
-            c4.button(
+            row.button(
                 "Fold subtree" if is_open else "Unfold subtree",
                 key="edit.fold",
                 on_click=A.fold,
@@ -331,13 +331,13 @@ def _grow_buttons(state: AppState, tree: T.Tree, node: T.Node, live: jobs.JobSta
         why = "the node is pruned (or under a pruned node): restore it first"
     elif not approved:
         why = "approve the node (and its ancestors) first, or turn on auto-approve"
-    g1, g2 = _button_row()
+    row = _button_row()
     one_help = why or (
         "already split: grow its subtree, or replace its criterion"
         if split
         else "Ask the LLM for this node's criterion and values"
     )
-    if g1.button(
+    if row.button(
         "Grow node",
         key="edit.grow_node",
         icon=":material/psychiatry:",
@@ -348,7 +348,7 @@ def _grow_buttons(state: AppState, tree: T.Tree, node: T.Node, live: jobs.JobSta
         if start_job(state, "grow", grow_params(only=(nid,), max_depth=node.depth + 1)):
             st.rerun()
     depth = max(int(st.session_state.get(GROW_DEPTH) or 2), node.depth + 1)
-    if g2.button(
+    if row.button(
         "Grow subtree",
         key="edit.grow_subtree",
         icon=":material/account_tree:",
@@ -479,8 +479,8 @@ def _level_actions(tree: T.Tree) -> None:
     with st.container(border=True):
         st.markdown("**A whole level at once**")
         level = st.selectbox("Level", list(range(1, tree.levels() + 1)), key="level.depth")
-        left, right = _button_row()
-        left.button(
+        row = _button_row()
+        row.button(
             "Approve all",
             key="level.approve",
             help=f"Approve every node on level {level}",
@@ -489,7 +489,7 @@ def _level_actions(tree: T.Tree) -> None:
             args=("approve-level", f"Approved level {level}.", {"depth": level}),
             width="stretch",
         )
-        right.button(
+        row.button(
             "Prune all",
             key="level.prune",
             help=f"Prune every node on level {level} (Undo brings them back)",
