@@ -178,3 +178,16 @@ def test_the_app_tops_up_a_short_baseline_with_the_next_seed():
     assert next_baseline_seed(last, 88, 88) == 2
     assert next_baseline_seed(None, 29, 88) == 1  # made short by `treesynth baseline` (seed 0): no job on record
     assert next_baseline_seed(SimpleNamespace(params={"seed": 2}, active=True), 29, 88) == 2
+
+
+def test_progress_and_job_summary_say_what_a_short_baseline_lacks(project):
+    from treesynth_core.jobs import _summary
+
+    notes = []
+    dup = json.dumps({"samples": ["Tom has three apples and eats one."] * 5})
+    llm = ScriptedLLM()
+    llm.enqueue("synth", [dup] * 50)
+    report = run(project, llm, n=10, per_call=5, progress=lambda done, total, note: notes.append((done, total, note)))
+    assert notes[0] == (1, 10, "samples (1 calls)") and notes[-1][2] == f"samples ({report.calls} calls)"
+    summary = _summary("baseline", report, None)
+    assert summary.startswith("flat baseline: 1 of 10 samples, added 1; 9 short") and "new questions" in summary
