@@ -32,11 +32,12 @@ class ScriptedLLM:
         self.delay = delay
         self.coverage_extra = coverage_extra
         self.history: list[ChatRequest] = []
-        self.queues: dict[str, deque[str | BaseException]] = defaultdict(deque)
+        self.queues: dict[str, deque[str | ChatResult | BaseException]] = defaultdict(deque)
         self.closed = False
 
-    def enqueue(self, purpose: str, replies: Iterable[str | BaseException]) -> None:
-        """Script the next replies for ``purpose`` (consumed before the default behaviour)."""
+    def enqueue(self, purpose: str, replies: Iterable[str | ChatResult | BaseException]) -> None:
+        """Script the next replies for ``purpose`` (consumed before the default behaviour). A
+        :class:`ChatResult` is returned as it is (e.g. with ``finish_reason="length"``)."""
         self.queues[purpose].extend(replies)
 
     def calls(self, purpose: str | None = None) -> int:
@@ -52,6 +53,8 @@ class ScriptedLLM:
             item = queue.popleft()
             if isinstance(item, BaseException):
                 raise item
+            if isinstance(item, ChatResult):
+                return item
             return ChatResult(text=item, model=self.model, prompt_tokens=10, completion_tokens=10)
         text = getattr(self, f"_{purpose}", self._plain)(request)
         return ChatResult(text=text, model=self.model, prompt_tokens=len(request.messages[-1][1]) // 4,

@@ -60,6 +60,8 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
     action: Action = "respond"
     delay_s: float | None = None
+    #: The completion's ``finish_reason``: ``"length"`` scripts a reply cut off by ``max_tokens``.
+    finish_reason: str = "stop"
 
     @staticmethod
     def ok(text: str = "ok", **kwargs: Any) -> Reply:
@@ -98,7 +100,7 @@ class RecordedRequest:
         return next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
 
 
-def completion_body(text: str, model: str, request: RecordedRequest) -> dict[str, Any]:
+def completion_body(text: str, model: str, request: RecordedRequest, finish_reason: str = "stop") -> dict[str, Any]:
     """A ``chat.completion`` object answering ``request`` with ``text``."""
     prompt_chars = sum(len(str(m.get("content", ""))) for m in (request.body or {}).get("messages", []))
     return {
@@ -106,7 +108,7 @@ def completion_body(text: str, model: str, request: RecordedRequest) -> dict[str
         "object": "chat.completion",
         "created": 0,
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
         "usage": {
             "prompt_tokens": max(1, prompt_chars // 4),
             "completion_tokens": max(1, len(text) // 4),
@@ -270,7 +272,11 @@ class FakeOpenAIServer:
             await asyncio.Event().wait()  # until the server stops and cancels us
         if reply.action == "close":
             return False
-        body = reply.body if reply.body is not None else completion_body(reply.text, self.model, request)
+        body = (
+            reply.body
+            if reply.body is not None
+            else completion_body(reply.text, self.model, request, reply.finish_reason)
+        )
         await _write_json(writer, reply.status, body, reply.headers)
         return True
 

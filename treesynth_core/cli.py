@@ -78,7 +78,9 @@ def new(
     directory: DirArg,
     task: Annotated[str, typer.Option("--task", help="One line saying what data you want.")] = "",
     style: Annotated[str, typer.Option("--style", help="Free-text style, e.g. 'GSM8K-style word problems'.")] = "",
-    from_tree: Annotated[Path | None, typer.Option("--from-tree", help="Start from a tree JSON file (e.g. assets/trees/*.json).")] = None,  # fmt: skip
+    from_tree: Annotated[
+        Path | None, typer.Option("--from-tree", help="Start from a tree JSON file (e.g. assets/trees/*.json).")
+    ] = None,  # fmt: skip
     llm: LlmOpt = None,
     base_url: BaseUrlOpt = None,
     model: ModelOpt = None,
@@ -103,8 +105,13 @@ def new(
         tree = project.tree()
         _emit(
             as_json,
-            {"project": str(directory), "task": tree.task, "style": tree.style, "nodes": len(tree.nodes),
-             "backend": settings.describe()},  # fmt: skip
+            {
+                "project": str(directory),
+                "task": tree.task,
+                "style": tree.style,
+                "nodes": len(tree.nodes),
+                "backend": settings.describe(),
+            },  # fmt: skip
             f"Created project {directory} for: {tree.task}\nBackend: {settings.describe()}\n"
             f"Next: treesynth grow {directory}",
         )
@@ -115,13 +122,32 @@ def new(
 def grow(
     directory: DirArg,
     depth: Annotated[int, typer.Option("--depth", help="Maximum depth of the tree (the paper uses 4).")] = 2,
-    max_values: Annotated[int, typer.Option("--max-values", help="Most values per criterion; more become one sampled child.")] = 10,  # fmt: skip
+    max_values: Annotated[
+        int, typer.Option("--max-values", help="Most values per criterion; more become one sampled child.")
+    ] = 10,  # fmt: skip
     pivots: Annotated[int, typer.Option("--pivots", help="Pivot samples generated per node.")] = 10,
-    pivots_from: Annotated[str | None, typer.Option("--pivots-from", help="Grow a tree for an imported dataset: draw each node's pivots from this sample set (the samples that fall in the node's subspace) instead of generating them.")] = None,  # fmt: skip
-    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Approve every proposed node and keep growing (the paper's unattended run).")] = False,  # fmt: skip
-    node: Annotated[list[str] | None, typer.Option("--node", help="Grow only under this node (id or value path); repeatable.")] = None,  # fmt: skip
-    seed: Annotated[int, typer.Option("--seed", help="Seed for all sampling (same seed, same tree, served from cache).")] = 0,  # fmt: skip
-    max_calls: Annotated[int | None, typer.Option("--max-calls", help="Stop after this many LLM calls (cached replies are free).")] = None,  # fmt: skip
+    pivots_from: Annotated[
+        str | None,
+        typer.Option(
+            "--pivots-from",
+            help="Grow a tree for an imported dataset: draw each node's pivots from this sample set (the samples that fall in the node's subspace) instead of generating them.",
+        ),
+    ] = None,  # fmt: skip
+    auto_approve: Annotated[
+        bool,
+        typer.Option(
+            "--auto-approve", help="Approve every proposed node and keep growing (the paper's unattended run)."
+        ),
+    ] = False,  # fmt: skip
+    node: Annotated[
+        list[str] | None, typer.Option("--node", help="Grow only under this node (id or value path); repeatable.")
+    ] = None,  # fmt: skip
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed for all sampling (same seed, same tree, served from cache).")
+    ] = 0,  # fmt: skip
+    max_calls: Annotated[
+        int | None, typer.Option("--max-calls", help="Stop after this many LLM calls (cached replies are free).")
+    ] = None,  # fmt: skip
     llm: LlmOpt = None,
     base_url: BaseUrlOpt = None,
     model: ModelOpt = None,
@@ -265,8 +291,12 @@ def _ref(directory: Path, ref: str) -> str:
 @handle_errors
 def edit_approve(
     ctx: typer.Context,
-    nodes: Annotated[list[str] | None, typer.Argument(help="Nodes to approve (their ancestors are approved too).")] = None,  # fmt: skip
-    level: Annotated[int | None, typer.Option("--level", help="Approve every node at this depth (1 = first split).")] = None,  # fmt: skip
+    nodes: Annotated[
+        list[str] | None, typer.Argument(help="Nodes to approve (their ancestors are approved too).")
+    ] = None,  # fmt: skip
+    level: Annotated[
+        int | None, typer.Option("--level", help="Approve every node at this depth (1 = first split).")
+    ] = None,  # fmt: skip
 ) -> None:
     """Approve nodes (or a whole level), so they grow and give leaves for synthesis."""
     directory = _dir(ctx)
@@ -309,7 +339,9 @@ def edit_rename(
     ctx: typer.Context,
     node: NodeArg,
     new_name: Annotated[str, typer.Argument(help="The new text.")],
-    criterion: Annotated[bool, typer.Option("--criterion", help="Rename the criterion that splits NODE instead of its value.")] = False,  # fmt: skip
+    criterion: Annotated[
+        bool, typer.Option("--criterion", help="Rename the criterion that splits NODE instead of its value.")
+    ] = False,  # fmt: skip
 ) -> None:
     """Rename a node's value, or (with --criterion) the criterion that splits it."""
     directory = _dir(ctx)
@@ -326,7 +358,9 @@ def edit_add_value(
     ctx: typer.Context,
     parent: NodeArg,
     value: Annotated[str, typer.Argument(help="The value to add under PARENT.")],
-    criterion: Annotated[str | None, typer.Option("--criterion", help="Criterion, when PARENT is not split yet.")] = None,  # fmt: skip
+    criterion: Annotated[
+        str | None, typer.Option("--criterion", help="Criterion, when PARENT is not split yet.")
+    ] = None,  # fmt: skip
 ) -> None:
     """Add a value by hand under a node (approved, written by a person)."""
     directory = _dir(ctx)
@@ -422,12 +456,28 @@ def synth(
     directory: DirArg,
     per_leaf: Annotated[int, typer.Option("--per-leaf", help="Samples per approved leaf.")] = 10,
     per_call: Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")] = 5,
-    responses: Annotated[bool, typer.Option("--responses", help="Also answer each instruction (a second call per sample).")] = False,  # fmt: skip
-    node: Annotated[list[str] | None, typer.Option("--node", help="Only leaves under this node; repeatable.")] = None,  # fmt: skip
-    seed: Annotated[int, typer.Option("--seed", help="Seed for sampling: the same seed asks the same questions (served from the cache); another tops up leaves a run left short.")] = 0,  # fmt: skip
-    max_calls: Annotated[int | None, typer.Option("--max-calls", help="Refuse to start (and stop) above this many LLM calls.")] = None,  # fmt: skip
-    max_cost: Annotated[float | None, typer.Option("--max-cost", help="Refuse to start above this estimated cost in USD.")] = None,  # fmt: skip
-    estimate: Annotated[bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens and cost.")] = False,  # fmt: skip
+    responses: Annotated[
+        bool, typer.Option("--responses", help="Also answer each instruction (a second call per sample).")
+    ] = False,  # fmt: skip
+    node: Annotated[
+        list[str] | None, typer.Option("--node", help="Only leaves under this node; repeatable.")
+    ] = None,  # fmt: skip
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed",
+            help="Seed for sampling: the same seed asks the same questions (served from the cache); another tops up leaves a run left short.",
+        ),
+    ] = 0,  # fmt: skip
+    max_calls: Annotated[
+        int | None, typer.Option("--max-calls", help="Refuse to start (and stop) above this many LLM calls.")
+    ] = None,  # fmt: skip
+    max_cost: Annotated[
+        float | None, typer.Option("--max-cost", help="Refuse to start above this estimated cost in USD.")
+    ] = None,  # fmt: skip
+    estimate: Annotated[
+        bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens and cost.")
+    ] = False,  # fmt: skip
     llm: LlmOpt = None,
     base_url: BaseUrlOpt = None,
     model: ModelOpt = None,
@@ -491,9 +541,19 @@ def synth(
 @handle_errors
 def export(
     directory: DirArg,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl (chat messages), parquet, or hf (datasets.save_to_disk folder).")] = "jsonl",  # fmt: skip
-    out_path: Annotated[Path, typer.Option("--out", help="Output file (jsonl/parquet) or folder (hf).")] = Path("dataset.jsonl"),  # fmt: skip
-    sample_set: Annotated[str, typer.Option("--set", help="Which sample set: tree (leaf synthesis), baseline, an imported dataset, or a balanced set (see treesynth sets DIR).")] = "tree",  # fmt: skip
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl (chat messages), parquet, or hf (datasets.save_to_disk folder).")
+    ] = "jsonl",  # fmt: skip
+    out_path: Annotated[Path, typer.Option("--out", help="Output file (jsonl/parquet) or folder (hf).")] = Path(
+        "dataset.jsonl"
+    ),  # fmt: skip
+    sample_set: Annotated[
+        str,
+        typer.Option(
+            "--set",
+            help="Which sample set: tree (leaf synthesis), baseline, an imported dataset, or a balanced set (see treesynth sets DIR).",
+        ),
+    ] = "tree",  # fmt: skip
     as_json: JsonOpt = False,
 ) -> None:
     """Export the samples with the tree JSON and a dataset card beside them."""
@@ -568,7 +628,19 @@ def settings(
     api_key_env: KeyEnvOpt = None,
     gguf: GgufOpt = None,
     concurrency: ConcOpt = None,
-    price: Annotated[list[str] | None, typer.Option("--price", help="Token price for a model, MODEL=INPUT,OUTPUT in USD per million tokens; repeatable.")] = None,  # fmt: skip
+    price: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--price", help="Token price for a model, MODEL=INPUT,OUTPUT in USD per million tokens; repeatable."
+        ),
+    ] = None,  # fmt: skip
+    prompts: Annotated[
+        str | None,
+        typer.Option(
+            "--prompts",
+            help="Prompt profile: 'paper' (the reference prompts, for capable models), 'small' (short prompts for the embedded 135M model) or 'auto' (small for the embedded default model, paper for everything else).",
+        ),
+    ] = None,  # fmt: skip
     as_json: JsonOpt = False,
 ) -> None:
     """Show the project's backend settings, or change them with the options."""
@@ -577,12 +649,14 @@ def settings(
     overrides: dict[str, Any] = _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency)
     with _open(directory) as project:
         current = project.settings()
+        if prompts is not None:
+            overrides["prompts"] = prompts
         if price:
             overrides["prices"] = {**current.prices, **dict(parse_price(p) for p in price)}
         if any(v is not None for v in overrides.values()):
             current = merge_settings(current, overrides)
             project.save_settings(current)
-    _emit(as_json, current.model_dump(), current.describe())
+    _emit(as_json, current.model_dump(), f"{current.describe()}; {current.describe_prompts()}")
 
 
 @app.command()

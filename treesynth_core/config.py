@@ -27,6 +27,7 @@ ENV_VARS = {
     "TREESYNTH_CONCURRENCY": "concurrency",
     "TREESYNTH_TIMEOUT": "timeout_s",
     "TREESYNTH_MAX_RETRIES": "max_retries",
+    "TREESYNTH_PROMPTS": "prompts",
 }
 
 
@@ -45,6 +46,9 @@ class BackendSettings(BaseModel):
     max_retries: int = Field(default=5, ge=0, le=20)
     structured: Structured = "auto"
     n_ctx: int = Field(default=4096, ge=512)
+    #: The prompt profile (see :mod:`treesynth_core.prompts.templates`): ``auto`` gives the embedded
+    #: default model the ``small`` prompts and every other model the ``paper`` ones.
+    prompts: Literal["auto", "paper", "small"] = "auto"
     #: USD per million tokens, by model name: {"gpt-4o-mini": [0.15, 0.60]} (input, output).
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
@@ -58,11 +62,22 @@ class BackendSettings(BaseModel):
             raise ValueError("api_key_env takes the NAME of the variable that holds the key, not the key")
         return value
 
+    def prompt_profile(self) -> Literal["paper", "small"]:
+        """The prompt profile this backend gets (the setting, or the backend's natural one)."""
+        if self.prompts != "auto":
+            return self.prompts
+        return "small" if self.backend == "embedded" and not self.gguf_path else "paper"
+
     def describe(self) -> str:
         """One line for logs and the UI; never contains the key."""
         if self.backend == "embedded":
             return f"embedded llama.cpp ({self.gguf_path or 'SmolLM2-135M-Instruct'})"
         return f"openai-compatible {self.model or '?'} at {self.base_url or 'https://api.openai.com/v1'}"
+
+    def describe_prompts(self) -> str:
+        """The prompt profile in words, e.g. ``paper prompts (auto)``."""
+        how = "auto" if self.prompts == "auto" else "set for this project"
+        return f"{self.prompt_profile()} prompts ({how})"
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:

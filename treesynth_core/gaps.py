@@ -294,7 +294,7 @@ async def fill_gaps(
         centroids, labels = spherical_kmeans(X, k, seed=stable_seed(seed, "gaps-kmeans", r))
         sparse = sparse_clusters(labels, k, sparse_fraction)
         calls = _plan_round(tree, pool, labels, sparse, r, calls_per_round, per_round, per_call, shots,
-                            seed, temperature)  # fmt: skip
+                            seed, temperature, P.profile_for(llm))  # fmt: skip
 
         async def generate(call: _Call) -> None:
             async with gate:
@@ -390,6 +390,7 @@ def _plan_round(
     shots: int,
     seed: int,
     temperature: float,
+    profile: P.Profile,
 ) -> list[_Call]:
     """The calls of round ``r``: each on one sparse cluster (cycling through them in a seeded
     order), with examples of one leaf taken from that cluster first, then other sparse ones."""
@@ -417,7 +418,7 @@ def _plan_round(
         longest = max(len(e) for e in examples)
         request = ChatRequest.chat(
             None,
-            gap_prompt(tree.task, tree.style, path, examples, n),
+            gap_prompt(tree.task, tree.style, path, examples, n, profile=profile),
             temperature=temperature,
             max_tokens=min(4096, max(P.samples_budget(n), n * (min(longest, EXAMPLE_CHARS) // 3 + 24))),
             seed=stable_seed(seed, "gaps", r, c),
@@ -444,7 +445,7 @@ async def _with_responses(
             stop()
             request = ChatRequest.chat(
                 None,
-                P.response_prompt(tree.task, tree.style, candidate.instruction),
+                P.response_prompt(tree.task, tree.style, candidate.instruction, profile=P.profile_for(llm)),
                 temperature=0.7,
                 max_tokens=512,
                 seed=stable_seed(seed, "gaps-response", candidate.leaf_id, candidate.key, candidate.instruction),

@@ -159,6 +159,7 @@ class Grower:
     ) -> None:
         self.llm, self.task, self.style, self.options = llm, task, style, options
         self.pivot_source = pivot_source
+        self.profile = P.profile_for(llm)
 
     def _request(self, prompt: str, schema: dict, name: str, temperature: float, seed: int, node: T.Node,
                  purpose: str, max_tokens: int) -> ChatRequest:  # fmt: skip
@@ -208,7 +209,7 @@ class Grower:
     async def _pivots(self, node: T.Node, path: list[tuple[str, str]], key: object) -> list[str]:
         n = self.options.pivots
         request = self._request(
-            P.samples_prompt(self.task, self.style, path, n),
+            P.samples_prompt(self.task, self.style, path, n, profile=self.profile),
             P.samples_schema(n),
             "samples",
             self.options.pivot_temperature,
@@ -234,7 +235,7 @@ class Grower:
     ) -> tuple[str, list[str], str | None]:
         used = {T.normalize(c) for c in excluded}
         request = self._request(
-            P.criterion_prompt(self.task, self.style, path, pivots, excluded),
+            P.criterion_prompt(self.task, self.style, path, pivots, excluded, profile=self.profile),
             P.criterion_schema(len(pivots)),
             "criterion",
             self.options.criterion_temperature,
@@ -280,7 +281,7 @@ class Grower:
             if len(values) > self.options.max_values and round_no > 0:
                 break
             request = self._request(
-                P.coverage_prompt(self.task, self.style, path, criterion, values, batch),
+                P.coverage_prompt(self.task, self.style, path, criterion, values, batch, profile=self.profile),
                 P.coverage_schema(batch),
                 "coverage",
                 self.options.coverage_temperature,

@@ -189,13 +189,16 @@ def plan_synthesis(
     """Estimate calls, tokens and cost for filling each target leaf up to ``per_leaf`` samples."""
     leaves = []
     prompt_tokens = completion_tokens = calls = calls_max = 0
+    profile = settings.prompt_profile() if settings is not None else "paper"
     for leaf in target_leaves(tree, options.leaf_ids):
         have = counts.get(leaf.id, 0)
         need = max(0, options.per_leaf - have)
         n_calls = math.ceil(need / options.per_call) if need else 0
         path = tree.path(leaf.id)
         leaves.append(LeafPlan(leaf.id, path, have, need, n_calls))
-        prompt = P.samples_prompt(tree.task, tree.style, [(s.criterion, s.value) for s in path], options.per_call)
+        prompt = P.samples_prompt(
+            tree.task, tree.style, [(s.criterion, s.value) for s in path], options.per_call, profile=profile
+        )
         prompt_tokens += n_calls * len(prompt) // 4
         completion_tokens += n_calls * options.per_call * 60
         calls += n_calls
@@ -237,6 +240,7 @@ class LeafSynthesizer:
 
     def __init__(self, llm: LLM, tree: T.Tree, options: SynthOptions) -> None:
         self.llm, self.tree, self.options = llm, tree, options
+        self.profile = P.profile_for(llm)
 
     def generation_request(self, leaf_id: str, path: list[T.PathStep], call_no: int) -> tuple[ChatRequest, list[dict]]:
         key = [(s.criterion, s.value, len(s.pool)) for s in path]
@@ -245,7 +249,7 @@ class LeafSynthesizer:
         n = self.options.per_call
         request = ChatRequest.chat(
             None,
-            P.samples_prompt(self.tree.task, self.tree.style, drawn, n),
+            P.samples_prompt(self.tree.task, self.tree.style, drawn, n, profile=self.profile),
             temperature=self.options.temperature,
             max_tokens=min(self.options.max_tokens, P.samples_budget(n)),
             seed=stable_seed(self.options.seed, "synth", key, call_no),
@@ -258,7 +262,7 @@ class LeafSynthesizer:
     async def answer(self, leaf_id: str, instruction: str, key: str) -> tuple[str, str | None]:
         request = ChatRequest.chat(
             None,
-            P.response_prompt(self.tree.task, self.tree.style, instruction),
+            P.response_prompt(self.tree.task, self.tree.style, instruction, profile=self.profile),
             temperature=self.options.response_temperature,
             max_tokens=self.options.response_max_tokens,
             seed=stable_seed(self.options.seed, "response", leaf_id, key, instruction),

@@ -44,9 +44,7 @@ LOAD_SEED = 1234
 
 #: llama-cpp-python's JSON-schema converter lets a string hold raw control characters (newlines,
 #: tabs), which strict JSON parsers reject. Swapped for llama.cpp's own JSON-strict ``char`` rule.
-_LOOSE_CHAR_RULE = (
-    r'char ::= [^"\\] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
-)
+_LOOSE_CHAR_RULE = r'char ::= [^"\\] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
 _STRICT_CHAR_RULE = (
     r'char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
 )
@@ -114,9 +112,7 @@ def _load(path: Path, n_ctx: int) -> LoadedModel:
     started = time.perf_counter()
     try:
         # verbose=False routes llama.cpp's log below ERROR away from stderr and silences backend init.
-        llama = Llama(
-            model_path=str(path), n_ctx=n_ctx, n_threads=os.cpu_count() or 1, verbose=False, seed=LOAD_SEED
-        )
+        llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=os.cpu_count() or 1, verbose=False, seed=LOAD_SEED)
     except (ValueError, RuntimeError, OSError) as exc:
         raise ConfigError(f"could not load GGUF model {path}: {exc}") from exc
     return LoadedModel(llama=llama, load_s=time.perf_counter() - started)
@@ -158,6 +154,7 @@ class EmbeddedLLM:
         self.path = resolve_gguf_path(settings)
         self.n_ctx = settings.n_ctx
         self.model = self.path.stem
+        self.prompt_profile = settings.prompt_profile()
 
     def load(self) -> LoadedModel:
         """Load (or fetch the already loaded) model now, e.g. to warm up before the first request."""

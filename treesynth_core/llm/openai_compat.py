@@ -128,6 +128,7 @@ class OpenAICompatLLM:
         self.model: str = settings.model
         self.base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
         self.settings = settings
+        self.prompt_profile = settings.prompt_profile()
         self._api_key = _read_api_key(settings.api_key_env, self.base_url)
         self._http_client = http_client
         self._sleep = sleep

@@ -57,6 +57,7 @@ class LoggedLLM:
         self.inner, self.store, self.run_id = inner, store, run_id
         self.backend, self.model = inner.backend, inner.model
         self.max_parallel: int | None = getattr(inner, "max_parallel", None)
+        self.prompt_profile: str = getattr(inner, "prompt_profile", "paper")
         self.budget = budget or CallBudget()
 
     def _record(self, request: ChatRequest, key: str | None, **fields: object) -> CallRecord:
@@ -105,6 +106,7 @@ class CachedLLM:
         self.store, self.run_id = inner.store, inner.run_id
         self.backend, self.model = inner.backend, inner.model
         self.max_parallel = inner.max_parallel
+        self.prompt_profile = inner.prompt_profile
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         key = cache_key(self.backend, self.model, request)

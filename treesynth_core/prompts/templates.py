@@ -1,15 +1,38 @@
 """Every prompt TreeSynth sends, in one place, with the JSON schema its reply must follow.
 
-Templates follow the paper's skeletons (arXiv 2503.17195, appendix; see
-``shared/research/treesynth.md``) but are task-agnostic: the task and its style are the user's
-free text, never hard-coded per benchmark.
+Two **prompt profiles** say how much a prompt may ask of the model:
+
+- ``paper`` (the default) follows the reference implementation's skeletons (arXiv 2503.17195; see
+  ``shared/research/treesynth.md``, appendix): a role, numbered requirements built from the task and
+  style text, and an explicit diversity rule. It is written for the models people run for real data
+  (GPT-4o-class APIs, 7B-70B open models).
+- ``small`` keeps each prompt to a few short lines, which the embedded 135M smoke model follows far
+  better than a long one.
+
+Both are task-agnostic: the task and its style are the user's free text, never hard-coded per
+benchmark. The JSON reply line is the same in both profiles. A backend's profile comes from its
+settings (:meth:`~treesynth_core.config.BackendSettings.prompt_profile`: ``small`` only for the
+embedded default model), and a project can override it (``treesynth settings DIR --prompts
+paper|small``); :func:`profile_for` reads it off a backend object.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
+
+Profile = Literal["paper", "small"]
+#: The profiles, in the order the app lists them.
+PROFILES: tuple[Profile, ...] = get_args(Profile)
+
+
+def profile_for(llm: object) -> Profile:
+    """The profile of a backend object (its ``prompt_profile`` attribute; ``paper`` when it has none,
+    as test doubles of capable models do)."""
+    profile = getattr(llm, "prompt_profile", "paper")
+    return profile if profile in PROFILES else "paper"
+
 
 #: Every prompt is one user message, as in the paper's code (small models also do better without a
 #: system prompt).
@@ -64,19 +87,41 @@ def samples_schema(n: int) -> dict[str, Any]:
     }
 
 
-def samples_prompt(task: str, style: str, path: Sequence[tuple[str, str]], n: int) -> str:
-    """Ask for ``n`` samples of the task inside the subspace given by ``path``.
-
-    Kept short on purpose: small models follow a short prompt far better than a long one.
-    """
-    lines = [f"Write {n} different examples of this task: {task}"]
+def samples_prompt(
+    task: str, style: str, path: Sequence[tuple[str, str]], n: int, *, profile: Profile = "paper"
+) -> str:
+    """Ask for ``n`` samples of the task inside the subspace given by ``path`` (pivots, leaf
+    synthesis and the flat baseline, which has no path)."""
+    if profile == "small":
+        lines = [f"Write {n} different examples of this task: {task}"]
+        if style:
+            lines.append(f"Style: {style}")
+        if path:
+            lines.append(f"Every example must have ALL of these attributes: {path_json(path)}")
+        lines.append("Each example is complete and realistic; make them differ in content and wording.")
+        lines.append(f'Reply in JSON: {{"samples": [...]}} with exactly {n} strings.')
+        return "\n".join(lines)
+    rules = [f"Each sample is one complete, realistic example of the task: {task}"]
     if style:
-        lines.append(f"Style: {style}")
+        rules.append(f"Follow this style in form, length and level: {style}")
     if path:
-        lines.append(f"Every example must have ALL of these attributes: {path_json(path)}")
-    lines.append("Each example is complete and realistic; make them differ in content and wording.")
-    lines.append(f'Reply in JSON: {{"samples": [...]}} with exactly {n} strings.')
-    return "\n".join(lines)
+        rules.append(f"Every sample must have ALL of these attributes, each of them clearly: {path_json(path)}")
+    rules += [
+        f"The {n} samples must be diverse from all potential perspectives: situation, content, structure, "
+        "length and wording; no two may be variations of one another.",
+        "Each sample stands alone: no numbering, no references to the other samples, no placeholders "
+        'such as "[name]" or "...".',
+        "Write only the samples themselves, not answers or commentary (unless the style asks for them).",
+    ]
+    return (
+        "You are an expert creator of training data for language models.\n"
+        f"Write {n} new samples of the task below.\n\n"
+        "Requirements:\n" + _numbered(rules) + f'\n\nReply in JSON: {{"samples": [...]}} with exactly {n} strings.'
+    )
+
+
+def _numbered(rules: Sequence[str]) -> str:
+    return "\n".join(f"{i}. {rule}" for i, rule in enumerate(rules, 1))
 
 
 # -- criterion determination ----------------------------------------------------------------------
@@ -100,25 +145,54 @@ def criterion_prompt(
     path: Sequence[tuple[str, str]],
     pivots: Sequence[str],
     excluded: Sequence[str],
+    *,
+    profile: Profile = "paper",
 ) -> str:
     """Ask for the ONE criterion that best separates the pivots, and each pivot's value of it."""
     numbered = "\n".join(f"{i}. {p}" for i, p in enumerate(pivots, 1))
     excluded_text = ", ".join(f'"{c}"' for c in excluded) if excluded else "none"
+    reply = (
+        f'Reply with JSON only: {{"criterion": "<criterion>", "values": ["<value of sample 1>", ..., '
+        f'"<value of sample {len(pivots)}>"]}} with exactly {len(pivots)} values, in sample order.'
+    )
+    if profile == "small":
+        return (
+            f"{_task_block(task, style)}\n"
+            + _path_block(path, "These samples all come from the subspace with these attributes:")
+            + f"\nSamples:\n{numbered}\n\n"
+            "Name the SINGLE most significant criterion (a dimension such as topic, difficulty, "
+            "format, operation, domain) along which these samples differ, and give each sample's "
+            "value of that criterion.\n"
+            "Rules:\n"
+            f"- Do not use any of these criteria, they are already used: {excluded_text}.\n"
+            "- The values must be mutually exclusive: every sample has exactly one value.\n"
+            '- No vague values such as "other", "misc" or "various".\n'
+            '- No combined values such as "a/b", "a and b" or "a_and_b".\n'
+            "- Criterion and values are short: one to five words.\n" + reply
+        )
     return (
+        "You are an expert analyst of data spaces. The samples below are drawn from the data space of "
+        "one task; your job is to find the dimension that best partitions this space.\n\n"
         f"{_task_block(task, style)}\n"
         + _path_block(path, "These samples all come from the subspace with these attributes:")
         + f"\nSamples:\n{numbered}\n\n"
-        "Name the SINGLE most significant criterion (a dimension such as topic, difficulty, "
-        "format, operation, domain) along which these samples differ, and give each sample's "
-        "value of that criterion.\n"
-        "Rules:\n"
-        f"- Do not use any of these criteria, they are already used: {excluded_text}.\n"
-        "- The values must be mutually exclusive: every sample has exactly one value.\n"
-        '- No vague values such as "other", "misc" or "various".\n'
-        '- No combined values such as "a/b", "a and b" or "a_and_b".\n'
-        "- Criterion and values are short: one to five words.\n"
-        f'Reply with JSON only: {{"criterion": "<criterion>", "values": ["<value of sample 1>", ..., '
-        f'"<value of sample {len(pivots)}>"]}} with exactly {len(pivots)} values, in sample order.'
+        "Identify the SINGLE most significant dimension along which these samples differ, and give "
+        "each sample's value of it.\n"
+        "Requirements:\n"
+        + _numbered(
+            [
+                f"Do not use any of these criteria, they are already used: {excluded_text}.",
+                "Choose exactly ONE dimension, not a combination of several.",
+                "The values are mutually exclusive: every sample has exactly one value of the dimension.",
+                'No vague values such as "other", "misc" or "various".',
+                'No value may merge two values of this same dimension (such as "x and y" or "x/y" '
+                'where x and y would each be a value). A single concept whose name contains "and", '
+                '"/" or "&" (such as "Supply and demand" or "File I/O") is fine.',
+                "Name the dimension and its values concisely, as a person would label them.",
+            ]
+        )
+        + "\n"
+        + reply
     )
 
 
@@ -147,22 +221,43 @@ def coverage_prompt(
     criterion: str,
     values: Sequence[str],
     batch: int,
+    *,
+    profile: Profile = "paper",
 ) -> str:
     """Ask for the values of ``criterion`` still missing, so that the values cover the subspace."""
     listed = "\n".join(f"- {v}" for v in values) or "(none yet)"
+    complete = '- If the values above already cover the criterion, reply {"new_values": [], "complete": true}.\n'
+    more = f"- If more than {batch} values are missing, list {batch} of them and set complete to false.\n"
+    reply = 'Reply with JSON only: {"new_values": ["..."], "complete": true or false}.'
+    if profile == "small":
+        return (
+            f"{_task_block(task, style)}\n"
+            + _path_block(path, "We look at the part of the task with these attributes:")
+            + f'\nWe split it by the criterion "{criterion}". Values so far:\n{listed}\n\n'
+            "List the values of this criterion that are still MISSING, so that together with the "
+            "values above they cover every possible sample of this part of the task.\n"
+            "Rules:\n"
+            "- Each new value is mutually exclusive with every other value (no overlaps).\n"
+            '- No vague values such as "other", "misc" or "various"; no combined values such as "a/b".\n'
+            "- Stay within the scope of the task; values are short (one to five words).\n" + complete + more + reply
+        )
     return (
+        "You are an expert analyst of data spaces. A part of one task's data space is being split by "
+        "one criterion; your job is to make the list of its values complete.\n\n"
         f"{_task_block(task, style)}\n"
         + _path_block(path, "We look at the part of the task with these attributes:")
         + f'\nWe split it by the criterion "{criterion}". Values so far:\n{listed}\n\n'
-        "List the values of this criterion that are still MISSING, so that together with the "
-        "values above they cover every possible sample of this part of the task.\n"
+        "Add the values of this criterion that are still MISSING, so that together with the values "
+        "above they cover every possible sample of this part of the task completely.\n"
         "Rules:\n"
-        "- Each new value is mutually exclusive with every other value (no overlaps).\n"
-        '- No vague values such as "other", "misc" or "various"; no combined values such as "a/b".\n'
-        "- Stay within the scope of the task; values are short (one to five words).\n"
-        f'- If the values above already cover the criterion, reply {{"new_values": [], "complete": true}}.\n'
-        f"- If more than {batch} values are missing, list {batch} of them and set complete to false.\n"
-        'Reply with JSON only: {"new_values": ["..."], "complete": true or false}.'
+        "- Each new value is mutually exclusive with every other value (no overlaps, no synonyms of a "
+        "listed value).\n"
+        '- No vague values such as "other", "misc" or "various"; no value that merges two values of '
+        "this criterion.\n"
+        "- Stay within the scope of the task and of the attributes above; label values concisely.\n"
+        + complete
+        + more
+        + reply
     )
 
 
@@ -210,9 +305,18 @@ def route_prompt(
 EXAMPLE_CHARS = 600
 
 
-def gap_prompt(task: str, style: str, path: Sequence[tuple[str, str]], examples: Sequence[str], n: int) -> str:
+def gap_prompt(
+    task: str,
+    style: str,
+    path: Sequence[tuple[str, str]],
+    examples: Sequence[str],
+    n: int,
+    *,
+    profile: Profile = "paper",
+) -> str:
     """Ask for ``n`` new samples like ``examples`` (same task and attributes) but different from them."""
-    lines = [f"Task: {task}"]
+    lines = [] if profile == "small" else ["You are an expert creator of training data for language models."]
+    lines.append(f"Task: {task}")
     if style:
         lines.append(f"Style: {style}")
     if path:
@@ -226,6 +330,8 @@ def gap_prompt(task: str, style: str, path: Sequence[tuple[str, str]], examples:
         f"Write {n} NEW examples of {same}, in the same kind of format and length, but different from "
         "every example above: other situations, content and structure that these examples do not cover."
     )
+    if profile != "small":
+        lines.append("Each new example must also differ from the others you write, and stand alone.")
     lines.append(f'Reply in JSON: {{"samples": [...]}} with exactly {n} strings.')
     return "\n".join(lines)
 
@@ -233,11 +339,18 @@ def gap_prompt(task: str, style: str, path: Sequence[tuple[str, str]], examples:
 # -- responses ------------------------------------------------------------------------------------
 
 
-def response_prompt(task: str, style: str, instruction: str) -> str:
+def response_prompt(task: str, style: str, instruction: str, *, profile: Profile = "paper") -> str:
     """Ask for the response to one synthesized instruction."""
     context = f"(This is training data for the task: {task}"
     context += f"; style: {style})" if style else ")"
-    return f"{instruction}\n\n{context}\nAnswer the request above as well as you can."
+    if profile == "small":
+        return f"{instruction}\n\n{context}\nAnswer the request above as well as you can."
+    return (
+        f"{instruction}\n\n{context}\n"
+        "Write the ideal response to the request above: correct, complete and in the form the request "
+        "implies. Where it needs reasoning (a problem to solve, code to write), reason step by step and "
+        "end with the final answer."
+    )
 
 
 def repair_message(error: str) -> str:
