@@ -32,9 +32,10 @@ def backend_form(current: BackendSettings, *, key: str) -> BackendSettings | Non
         index=list(labels).index(current.backend),
         horizontal=True,
     )
+    prompts = prompts_select(current, key=key)
     if backend == "embedded":
         st.warning(EMBEDDED_WARNING, icon=":material/lightbulb:")
-        return merge_settings(current, {"backend": "embedded"})
+        return merge_settings(current, {"backend": "embedded", "prompts": prompts})
     left, right = st.columns(2)
     base_url = left.text_input(
         "Base URL",
@@ -66,11 +67,34 @@ def backend_form(current: BackendSettings, *, key: str) -> BackendSettings | Non
                 "model": model.strip() or None,
                 "api_key_env": key_env,
                 "concurrency": int(concurrency),
+                "prompts": prompts,
             },
         )
     except TreeSynthError as exc:
         st.error(str(exc), icon=":material/error:")
         return None
+
+
+PROMPT_LABELS = {
+    "auto": "Automatic",
+    "paper": "Paper (capable models)",
+    "small": "Small (the embedded 135M model)",
+}
+
+
+def prompts_select(current: BackendSettings, *, key: str) -> str:
+    """The prompt profile choice; ``auto`` follows the backend."""
+    return st.selectbox(
+        "Prompts",
+        list(PROMPT_LABELS),
+        format_func=PROMPT_LABELS.get,
+        index=list(PROMPT_LABELS).index(current.prompts),
+        key=f"{key}.prompts",
+        help="Paper: the reference implementation's prompts (a role, numbered requirements, a diversity "
+        "rule), written for GPT-4o-class APIs and 7B-70B models. Small: a few short lines, which the "
+        "embedded 135M model follows better. Automatic gives the embedded default model the small "
+        "prompts and every other model (an endpoint, or a GGUF you chose) the paper ones.",
+    )
 
 
 def test_connection(settings: BackendSettings) -> None:
@@ -114,7 +138,9 @@ if project is not None:
     ):
         assert settings is not None
         project.save_settings(settings)
-        st.success(f"Saved: {md(settings.describe())}", icon=":material/check_circle:")
+        st.success(
+            f"Saved: {md(settings.describe())}; {md(settings.describe_prompts())}", icon=":material/check_circle:"
+        )
     if right.button("Test connection", key="settings.test", disabled=settings is None, icon=":material/cable:"):
         assert settings is not None
         test_connection(settings)

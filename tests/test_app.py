@@ -141,6 +141,20 @@ def test_backend_settings_keep_the_key_out_of_the_project(projects, monkeypatch)
     assert b"sk-secret-value" not in db
 
 
+def test_prompt_profile_is_chosen_and_saved_per_project(projects):
+    at = create_project(new_app())
+    at.switch_page(PROJECT)
+    run(at)
+    assert at.selectbox(key="settings.prompts").value == "auto"
+    at.selectbox(key="settings.prompts").set_value("paper")
+    at.button(key="settings.save").click()
+    run(at)
+    assert "paper prompts" in texts(at)
+    with Project.open(projects / "demo") as project:
+        assert project.settings().prompts == "paper"
+        assert project.settings().prompt_profile() == "paper"
+
+
 def test_test_connection_says_what_is_wrong(projects):
     at = create_project(new_app())
     at.switch_page(PROJECT)
