@@ -199,7 +199,7 @@ def grow(
         settings = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
         tree = project.tree()
         only = tuple(resolve_node(tree, ref).id for ref in node or [])
-        given = {
+        given: dict[str, Any] = {
             "max_depth": depth,
             "max_values": max_values,
             "coverage_rounds": coverage_rounds,
@@ -207,7 +207,7 @@ def grow(
             "auto_approve": auto_approve,
         }
         explicit = {k: v for k, v in given.items() if v is not None}
-        fixed = {"seed": seed, "only": only, "pivots_from": pivots_from or ""}
+        fixed: dict[str, Any] = {"seed": seed, "only": only, "pivots_from": pivots_from or ""}
         try:
             options = paper_options(**explicit, **fixed) if paper else GrowOptions(**explicit, **fixed)
         except ValueError as exc:
@@ -249,9 +249,8 @@ def grow(
         hint = (f"\n{proposed} nodes await review: treesynth show {directory}; "
                 f"treesynth edit {directory} approve NODE ..." if proposed else "")  # fmt: skip
         if report.flagged:
-            hint += (
-                f"\n{report.flagged} values are flagged for review (⚑ in treesynth show): approve, rename or merge them"
-            )
+            are = "value is" if report.flagged == 1 else "values are"
+            hint += f"\n{report.flagged} {are} flagged for review (⚑ in treesynth show): approve, rename or merge them"
         if report.expanded == 0 and not as_json:
             hint += "\nNothing to grow: approve proposed nodes first, or raise --depth."
         _emit(as_json, data,

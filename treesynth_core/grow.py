@@ -36,7 +36,7 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import tree as T
 from .errors import Cancelled, ParseError
@@ -114,14 +114,14 @@ class GrowOptions:
 
 #: What the paper preset changes from :class:`GrowOptions`' defaults: the paper's depth and its
 #: unattended run (the threshold of 50 and coverage until complete are the defaults already).
-PAPER_PRESET: dict[str, object] = {"max_depth": 4, "auto_approve": True}
+PAPER_PRESET: dict[str, Any] = {"max_depth": 4, "auto_approve": True}
 
 
-def paper_options(**given: object) -> GrowOptions:
+def paper_options(**given: Any) -> GrowOptions:
     """The paper's unattended run (``treesynth grow --paper``): depth 4, auto-approve, more than 50
     values make a sampled child, coverage until the model says complete (within the cap). Options
     in ``given`` (the ones a person set explicitly) win over the preset."""
-    return GrowOptions(**{**PAPER_PRESET, **given})  # type: ignore[arg-type]
+    return GrowOptions(**{**PAPER_PRESET, **given})
 
 
 @dataclass
