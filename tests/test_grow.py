@@ -294,3 +294,15 @@ def test_options_are_validated():
         GrowOptions(max_depth=0)
     with pytest.raises(ValueError):
         GrowOptions(max_depth=12)
+
+
+def test_plural_forms_of_a_value_are_one_value(project):
+    llm = ScriptedLLM()
+    llm.enqueue("criterion", [json.dumps({"criterion": "Operation", "values": ["Fraction", "Fractions", "Decimals"]})])
+    llm.enqueue(
+        "coverage", [json.dumps({"new_values": ["Decimal", "Type I errors", "Type II errors"], "complete": True})]
+    )
+    run_grow(project, llm, max_depth=1, pivots=3)
+    tree = project.tree()
+    assert values(tree, tree.root_id) == ["Fraction", "Decimals", "Type I errors", "Type II errors"]
+    assert '"Decimal" (repeats an existing value)' in tree.root.note

@@ -43,6 +43,7 @@ from .errors import Cancelled, ParseError
 from .llm.base import LLM, ChatRequest
 from .prompts import templates as P
 from .prompts.labels import judge_all
+from .prompts.labels import key as value_key
 from .prompts.replies import (
     CoverageReply,
     CriterionReply,
@@ -343,6 +344,8 @@ class Grower:
             added = 0
             for value in new:
                 problem = label_problem(value)
+                if problem is None and any(value_key(value) == value_key(v) for v in values):
+                    problem = f'"{value}" (repeats an existing value)'
                 if problem is None and judged[value].verdict == "combined":
                     problem = judged[value].reason
                 if problem is None and any(overlaps(value, v) for v in values):
@@ -375,7 +378,7 @@ def _distinct(assigned: Sequence[str]) -> tuple[list[str], dict[str, str], list[
     """The criterion reply's distinct values with glued ones dropped: (values, flags, notes)."""
     values: list[str] = []
     for value in assigned:
-        if not any(T.normalize(value) == T.normalize(v) for v in values):
+        if not any(value_key(value) == value_key(v) for v in values):
             values.append(value)
     judged = judge_all(values)
     notes = [judged[v].reason + " (the pivot keeps the split)" for v in values if judged[v].verdict == "combined"]
