@@ -666,3 +666,73 @@ def test_tree_page_shows_the_counts_of_a_chosen_sample_set(projects):
     with Project.open(folder) as project:
         data = G.build_graph(project.tree(), counts=project.sample_counts(sample_set="he"))
     assert any("5 samples" in str(node) for node in data.nodes)
+
+
+# -- growth with a capable model ------------------------------------------------------------------
+
+
+def test_the_app_grows_a_node_through_an_http_endpoint_and_shows_all_15_children(projects):
+    from tests.conftest import capable_responder, named_values_of
+    from tests.helpers_http import FakeOpenAIServer
+    from treesynth_core.config import BackendSettings
+
+    jobs.set_llm_factory(None)  # the real backend from the project's settings
+    with FakeOpenAIServer(model="gpt-4o", respond=capable_responder("math_topic_15")) as server:
+        settings = BackendSettings(backend="openai", base_url=server.base_url, model="gpt-4o")
+        Project.create(projects / "capable", task="Grade-school math word problems", settings=settings).close()
+        at = new_app()
+        at.selectbox(key="open.choice").set_value(projects / "capable")
+        at.button(key="open.button").click()
+        run(at)
+        assert [t.value for t in at.title] == ["Tree"]
+        at.button(key="edit.grow_node").click()  # the root is selected
+        run(at)
+        assert wait_for_job(projects / "capable").status == "done"
+        run(at)
+    tree = tree_of(projects / "capable")
+    kids = [k.value for k in tree.children(tree.root_id)]
+    assert kids == named_values_of("math_topic_15") and len(kids) == 15
+    shown = [o for o in at.selectbox(key="tree.search").options if o.startswith("?")]
+    assert [o[2:] for o in shown] == kids  # every child is on the page, awaiting review
+    assert "15 awaiting review" in texts(at)
+
+
+def test_the_editor_shows_a_flag_and_approving_clears_it(projects):
+    from tests.conftest import capable_results
+
+    def factory(settings):
+        llm = ScriptedLLM(model="capable-model")
+        for purpose, results in capable_results("operation_glued_and_suspicious").items():
+            llm.enqueue(purpose, results)
+        return llm
+
+    jobs.set_llm_factory(factory)
+    folder = projects / "demo"
+    at = create_project(new_app())
+    at.number_input(key="grow.pivots").set_value(10)  # the scenario's 10 pivots
+    at = grow(at, folder)
+    odd = node(tree_of(folder), "Multiplication and exponents")
+    assert odd.flag
+    at = select(at, odd.id)
+    assert any("may combine" in w.value for w in at.warning)
+    assert "flagged for review" in texts(at)
+    at.button(key="edit.approve").click()
+    run(at)
+    assert tree_of(folder).nodes[odd.id].flag == ""
+    assert not any("may combine" in w.value for w in at.warning)
+
+
+def test_the_paper_preset_grows_unattended_to_the_papers_depth(projects):
+    folder = projects / "demo"
+    at = create_project(new_app())
+    at.toggle(key="grow.paper").set_value(True)
+    run(at)
+    assert at.number_input(key="grow.depth.paper").value == 4 and at.number_input(key="grow.depth.paper").disabled
+    assert at.toggle(key="grow.auto.paper").value
+    at.button(key="grow.start").click()
+    run(at)
+    job = wait_for_job(folder)
+    assert job.status == "done", job
+    assert job.params["max_depth"] == 4 and job.params["auto_approve"] and job.params["max_values"] == 50
+    tree = tree_of(folder)
+    assert tree.levels() == 4 and all(n.approved for n in tree.nodes.values())

@@ -173,7 +173,7 @@ def _create_grow_click_prune(page, url: str, projects: Path) -> None:
     assert (folder / "treesynth.db").is_file()
 
     # -- grow a small tree with the embedded model ----------------------------------------------
-    for label, value in (("Depth", "1"), ("Pivots", "3"), ("Max values", "4")):
+    for label, value in (("Depth", "1"), ("Pivots", "3"), ("Sampled above", "4"), ("Coverage rounds", "3")):
         box = page.get_by_label(label, exact=True)
         box.fill(value)
         box.press("Tab")

@@ -264,3 +264,19 @@ def test_prices_give_a_cost_estimate(tmp_path, fake):
     assert priced["cost_usd"] == pytest.approx(expected) and priced["cost_usd"] > 0
     bad = invoke("settings", proj, "--price", "nonsense", ok=False)
     assert bad.exit_code == 1 and "MODEL=INPUT,OUTPUT" in bad.output
+
+
+def test_grow_paper_preset_runs_unattended_to_depth_4_and_explicit_flags_win(tmp_path, fake):
+    proj = tmp_path / "proj"
+    invoke("new", proj, "--task", "Math word problems")
+    data = json.loads(invoke("grow", proj, "--paper", "--pivots", "3", "--json").stdout)
+    assert data["proposed"] == 0 and data["sampled"] == 0
+    tree = show(proj)
+    depth = lambda node: 1 + max((depth(k) for k in node.get("children", [])), default=0)  # noqa: E731
+    assert depth(tree["root"]) == 5  # the root and 4 levels, as the paper
+    other = tmp_path / "other"
+    invoke("new", other, "--task", "Math word problems")
+    data = json.loads(invoke("grow", other, "--paper", "--review", "--depth", "3", "--pivots", "3", "--json").stdout)
+    assert data["expanded"] == 1 and data["proposed"] == data["children"]  # review wins over auto-approve
+    result = invoke("grow", other, "--paper", "--max-values", "0", ok=False)
+    assert result.exit_code == 1 and "max_values must be at least 1" in result.output

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from treesynth_core import tree as T
+from treesynth_core.prompts.labels import judge
 from treesynth_core.treefile import read_tree_file, tree_from_json, tree_to_json
 
 TREES_DIR = Path(__file__).resolve().parent.parent / "assets" / "trees"
@@ -57,7 +58,8 @@ def test_values_are_short_and_not_combined(tree_file: Path) -> None:
             continue
         assert node.value is not None
         assert 1 <= len(node.value.split()) <= 5, node.value
-        assert not T.is_combined(node.value), node.value
+        siblings = [k.value or "" for k in tree.children(node.parent_id or "") if k.id != node.id]
+        assert judge(node.value, siblings).verdict != "combined", node.value
         assert node.value == T.clean_label(node.value), node.value
 
 

@@ -337,3 +337,23 @@ def test_internal_nodes_show_the_samples_of_their_subtree():
     data = G.build_graph(tree, counts={fruit.id: 3, money.id: 2, sub.id: 4})
     labels = {node["id"]: node["label"] for node in data.nodes}
     assert "9 samples" in labels[tree.root_id]
+
+
+def test_a_flagged_node_has_its_own_border_mark_tooltip_row_and_legend_entry():
+    from treesynth_core.ui.graph_component import legend_items
+
+    tree = small_tree()
+    plain = tree.children(tree.root_id)[0]
+    odd = replace(plain, flag='may combine "Cats" and "birds"')
+    tree = T.with_nodes(tree, [odd])
+    data = G.build_graph(tree, G.View())
+    items = {item["id"]: item for item in data.nodes}
+    item = items[odd.id]
+    assert item["flagged"] and item["label"].startswith(G.FLAG_MARK)
+    assert item["color"]["border"] == G.FLAG_BORDER and item["borderWidth"] == 3
+    assert ["flagged", 'may combine "Cats" and "birds"'] in item["tip"]["rows"]
+    others = [i for i in data.nodes if i["id"] != odd.id]
+    assert not any(i["flagged"] or i["color"]["border"] == G.FLAG_BORDER for i in others)
+    assert "flagged" in [i["key"] for i in legend_items()]
+    # the tooltip stays text: a flag quoting LLM text is escaped where HTML is made
+    assert "&lt;b&gt;" in G.tooltip_html(G.tooltip(tree, replace(odd, flag="<b>x</b>")))

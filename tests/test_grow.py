@@ -111,7 +111,6 @@ def test_criterion_equal_to_ancestor_is_reasked(project):
         "not json at all",
         json.dumps({"criterion": "Operation"}),  # missing values
         json.dumps({"criterion": "Kind", "values": ["other", "a", "b"]}),  # vague value
-        json.dumps({"criterion": "Kind", "values": ["a/b", "c", "d"]}),  # combined value
         json.dumps({"criterion": "Kind", "values": ["a"]}),  # wrong count
     ],
 )
@@ -135,28 +134,118 @@ def test_node_stays_leaf_after_bounded_failures(project):
     assert "kept as a leaf" in tree.root.note and "5 attempts" in tree.root.note
 
 
-def test_coverage_drops_duplicates_overlaps_vague_and_combined(project):
+def test_coverage_drops_duplicates_overlaps_vague_and_glued_values_and_flags_lists(project):
     llm = ScriptedLLM()
-    llm.enqueue(
-        "coverage",
-        [json.dumps({"new_values": ["Addition", "others", "mult/div", "subtraction of fractions", "division"],
-                     "complete": True})],  # fmt: skip
-    )
-    run_grow(project, llm, max_depth=1, pivots=4)
+    new = [
+        "Addition",
+        "others",
+        "Addition/Subtraction",
+        "subtraction of fractions",
+        "division",
+        "Ratios and proportions",
+        "Tables, charts and graphs",
+    ]
+    llm.enqueue("coverage", [json.dumps({"new_values": new, "complete": True})])
+    report = run_grow(project, llm, max_depth=1, pivots=4)
     tree = project.tree()
-    assert values(tree, tree.root_id) == ["addition", "subtraction", "division"]
-    assert "dropped 4" in tree.root.note
+    kids = tree.children(tree.root_id)
+    assert [k.value for k in kids] == [
+        "addition",
+        "subtraction",
+        "division",
+        "Ratios and proportions",
+        "Tables, charts and graphs",
+    ]
+    note = tree.root.note
+    assert "dropped 4" in note and '"Addition/Subtraction" combines the values "addition", "subtraction"' in note
+    assert [k.flag for k in kids] == ["", "", "", "", 'may combine "Tables", "charts" and "graphs"']
+    assert report.flagged == 1
 
 
-def test_more_values_than_cap_make_one_sampled_child(project):
+def test_a_glued_criterion_value_is_dropped_and_the_rest_of_the_reply_kept(project):
+    llm = ScriptedLLM()
+    values = ["Addition", "Subtraction", "Addition and subtraction", "Multiplication and exponents", "Multiplication"]
+    llm.enqueue("criterion", [json.dumps({"criterion": "Operation", "values": values})])
+    llm.enqueue("coverage", [json.dumps({"new_values": [], "complete": True})])
+    run_grow(project, llm, max_depth=1, pivots=5)
+    tree = project.tree()
+    assert llm.calls("criterion") == 1  # not re-asked
+    kids = {k.value: k for k in tree.children(tree.root_id)}
+    assert list(kids) == ["Addition", "Subtraction", "Multiplication and exponents", "Multiplication"]
+    assert '"Addition and subtraction" combines the values "Addition", "Subtraction"' in tree.root.note
+    assert kids["Multiplication and exponents"].flag.startswith('may combine "Multiplication" and "exponents"')
+    assert T.problems(tree) == []
+
+
+def test_a_complete_list_above_the_old_cap_never_collapses(project):
+    llm = ScriptedLLM()
+    rounds = [[f"topic{r * 10 + i}" for i in range(10)] for r in range(4)]
+    llm.enqueue("coverage", [json.dumps({"new_values": v, "complete": r == 3}) for r, v in enumerate(rounds)])
+    report = run_grow(project, llm, max_depth=1, pivots=4)
+    tree = project.tree()
+    assert len(tree.children(tree.root_id)) == 42 and report.sampled == 0
+    assert llm.calls("coverage") == 4 and tree.root.note == ""
+
+
+def test_an_open_ended_list_collapses_with_a_pool_past_the_threshold(project):
+    llm = ScriptedLLM()
+    rounds = [[f"name{r * 10 + i}" for i in range(10)] for r in range(8)]
+    llm.enqueue("coverage", [json.dumps({"new_values": v, "complete": False}) for v in rounds])
+    report = run_grow(project, llm, max_depth=1, pivots=4)
+    tree = project.tree()
+    (child,) = tree.children(tree.root_id)
+    # the paper's loop: ask while the model says incomplete, until the list holds more than 50
+    assert llm.calls("coverage") == 5 and len(child.pool) == 52 and report.sampled == 1
+    assert "52 values exceed the threshold of 50" in tree.root.note and "sampled" in child.label
+
+
+def test_more_values_than_the_threshold_make_one_sampled_child(project):
     llm = ScriptedLLM()
     many = [f"value {i}" for i in range(10)]
-    llm.enqueue("coverage", [json.dumps({"new_values": many, "complete": False})])
+    llm.enqueue("coverage", [json.dumps({"new_values": many, "complete": True})])
     run_grow(project, llm, max_depth=1, pivots=4, max_values=5)
     tree = project.tree()
     (child,) = tree.children(tree.root_id)
     assert len(child.pool) == 12 and "sampled" in child.label
-    assert "exceed the cap of 5" in tree.root.note
+    assert "12 values exceed the threshold of 5" in tree.root.note
+
+
+def test_a_list_still_incomplete_at_the_coverage_cap_is_open_ended(project):
+    llm = ScriptedLLM()
+    llm.enqueue(
+        "coverage",
+        [json.dumps({"new_values": [f"v{r * 10 + i}" for i in range(3)], "complete": False}) for r in range(3)],
+    )
+    run_grow(project, llm, max_depth=1, pivots=4, coverage_rounds=2)
+    tree = project.tree()
+    (child,) = tree.children(tree.root_id)
+    assert llm.calls("coverage") == 2 and len(child.pool) == 8
+    assert "still saw missing values after 2 coverage rounds" in tree.root.note
+
+
+def test_coverage_stops_when_no_new_values_come(project):
+    llm = ScriptedLLM()
+    llm.enqueue(
+        "coverage",
+        [
+            json.dumps({"new_values": ["division"], "complete": False}),
+            json.dumps({"new_values": [], "complete": False}),
+        ],
+    )
+    report = run_grow(project, llm, max_depth=1, pivots=4)
+    tree = project.tree()
+    assert llm.calls("coverage") == 2 and report.sampled == 0
+    assert values(tree, tree.root_id) == ["addition", "subtraction", "division"]
+
+
+def test_paper_preset_and_explicit_options_win():
+    from treesynth_core.grow import paper_options
+
+    preset = paper_options()
+    assert (preset.max_depth, preset.max_values, preset.auto_approve, preset.pivots) == (4, 50, True, 10)
+    assert preset.coverage_rounds == GrowOptions().coverage_rounds
+    assert paper_options(max_depth=2, auto_approve=False).max_depth == 2
+    assert not paper_options(auto_approve=False).auto_approve
 
 
 def test_endpoint_failure_keeps_finished_nodes(project):
@@ -205,3 +294,15 @@ def test_options_are_validated():
         GrowOptions(max_depth=0)
     with pytest.raises(ValueError):
         GrowOptions(max_depth=12)
+
+
+def test_plural_forms_of_a_value_are_one_value(project):
+    llm = ScriptedLLM()
+    llm.enqueue("criterion", [json.dumps({"criterion": "Operation", "values": ["Fraction", "Fractions", "Decimals"]})])
+    llm.enqueue(
+        "coverage", [json.dumps({"new_values": ["Decimal", "Type I errors", "Type II errors"], "complete": True})]
+    )
+    run_grow(project, llm, max_depth=1, pivots=3)
+    tree = project.tree()
+    assert values(tree, tree.root_id) == ["Fraction", "Decimals", "Type I errors", "Type II errors"]
+    assert '"Decimal" (repeats an existing value)' in tree.root.note

@@ -195,6 +195,26 @@ def test_a_missing_migration_is_applied_on_open(project: Project, folder: Path) 
         assert p.start_run("grow")
 
 
+def test_node_flags_persist_and_a_project_from_before_flags_opens(project: Project, folder: Path) -> None:
+    root = project.tree().root_id
+    flags = {"Mammals and birds": 'may combine "Mammals" and "birds"'}
+    values = ["Mammals", "Mammals and birds"]
+    llm = T.Provenance("llm")
+    project.apply(
+        "grow", lambda t: T.attach_split(t, root, criterion="Class", values=values, provenance=llm, flags=flags)
+    )
+    project.close()
+    with Project.open(folder) as again:
+        assert by_value(again.tree(), "Mammals and birds").flag == flags["Mammals and birds"]
+    with sqlite3.connect(folder / "treesynth.db") as conn:  # as a project made before flags existed
+        conn.execute("ALTER TABLE nodes DROP COLUMN flag")
+        conn.execute("DELETE FROM _migrations WHERE name = 'm012_node_flag'")
+    with Project.open(folder) as old:
+        tree = old.tree()
+        assert len(tree.nodes) == 3 and all(n.flag == "" for n in tree.nodes.values())
+        assert old.undo() is not None  # edit records written before flags existed replay too
+
+
 # -- edits, undo and redo -------------------------------------------------------------------------
 
 
@@ -348,9 +368,7 @@ def test_concurrent_threads_and_connections_lose_no_edit(project: Project) -> No
             for i in range(15):
                 p.apply(
                     "add_value",
-                    functools.partial(
-                        T.add_value, value=f"{prefix}{i}", criterion="Topic", parent_id=p.tree().root_id
-                    ),
+                    functools.partial(T.add_value, value=f"{prefix}{i}", criterion="Topic", parent_id=p.tree().root_id),
                 )
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -390,9 +408,7 @@ def test_two_processes_lose_no_edit(project: Project) -> None:
     for i in range(20):
         project.apply(
             "add_value",
-            functools.partial(
-                T.add_value, value=f"ours{i}", criterion="Topic", parent_id=project.tree().root_id
-            ),
+            functools.partial(T.add_value, value=f"ours{i}", criterion="Topic", parent_id=project.tree().root_id),
         )
     assert writer.wait(timeout=120) == 0
     values = {n.value for n in project.tree().children(project.tree().root_id)}
@@ -455,9 +471,7 @@ def test_samples_by_many_leaves_and_delete(project: Project) -> None:
 
 def test_cache_put_get(project: Project) -> None:
     assert project.cache_get("b2v1:abc") is None
-    result = ChatResult(
-        text="hi", model="m", prompt_tokens=3, completion_tokens=1, latency_s=0.5, call_id="c1"
-    )
+    result = ChatResult(text="hi", model="m", prompt_tokens=3, completion_tokens=1, latency_s=0.5, call_id="c1")
     project.cache_put("b2v1:abc", result)
     hit = project.cache_get("b2v1:abc")
     assert hit is not None and hit.cached and hit.text == "hi" and hit.call_id == "c1"
@@ -486,9 +500,7 @@ def test_stats_count_calls_cached_and_failed_per_command(project: Project) -> No
     for _ in range(2):
         project.log_call(call(grow_run))
     project.log_call(call(grow_run, cached=True, prompt_tokens=10))
-    project.log_call(
-        call(grow_run, response=None, error="EndpointError: 500", prompt_tokens=0, completion_tokens=0)
-    )
+    project.log_call(call(grow_run, response=None, error="EndpointError: 500", prompt_tokens=0, completion_tokens=0))
     project.finish_run(grow_run, "failed", "the endpoint kept failing")
     synth_run = project.start_run("synth")
     call_id = project.log_call(call(synth_run, prompt_tokens=100))

@@ -31,11 +31,10 @@ def tree() -> T.Tree:
         pivots=["Half a pizza", "Area of a room"],
         provenance=LLM,
         note="from 2 pivots",
+        flags={"Logic": 'may combine "Logic" and "sets"'},
     )
     geometry = by_value(t, "Geometry").id
-    t = T.attach_split(
-        t, geometry, criterion="Named person", values=[], provenance=LLM, pool=("Ana", "Bo", "Chen")
-    )
+    t = T.attach_split(t, geometry, criterion="Named person", values=[], provenance=LLM, pool=("Ana", "Bo", "Chen"))
     t = T.mark_leaf(t, by_value(t, "Fractions").id, note="specific enough")
     t = T.approve(t, [by_value(t, "Fractions").id])
     t = T.prune(t, by_value(t, "Algebra").id)
@@ -70,6 +69,15 @@ def test_written_file_is_nested_ordered_and_leaves_out_defaults(tree: T.Tree) ->
     assert geometry["children"][0]["pool"] == ["Ana", "Bo", "Chen"]
     assert geometry["provenance"] == {"source": "llm", "model": "fake-model", "call_id": "call-7"}
     assert text.endswith("}\n") and '\n  "root": {\n    "id"' in text  # indent 2
+
+
+def test_flags_are_written_and_files_without_them_load(tree: T.Tree) -> None:
+    data = json.loads(tree_to_json(tree))
+    logic = next(kid for kid in data["root"]["children"] if kid["value"] == "Logic")
+    assert logic["flag"] == 'may combine "Logic" and "sets"'
+    assert all("flag" not in kid for kid in data["root"]["children"] if kid["value"] != "Logic")
+    del logic["flag"]  # a file written before flags existed
+    assert by_value(tree_from_json(json.dumps(data)), "Logic").flag == ""
 
 
 def test_a_hand_written_file_loads_with_defaults() -> None:
@@ -205,9 +213,7 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
         write_tree_file(T.new_tree("x"), tmp_path / "no" / "such" / "dir" / "tree.json")
 
 
-def test_a_failed_write_keeps_the_old_file(
-    tree: T.Tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failed_write_keeps_the_old_file(tree: T.Tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "tree.json"
     write_tree_file(tree, path)
     before = path.read_text()

@@ -121,11 +121,38 @@ def new(
 @handle_errors
 def grow(
     directory: DirArg,
-    depth: Annotated[int, typer.Option("--depth", help="Maximum depth of the tree (the paper uses 4).")] = 2,
+    paper: Annotated[
+        bool,
+        typer.Option(
+            "--paper",
+            help="The paper's unattended run: depth 4, auto-approve, more than 50 values make one sampled "
+            "child, coverage until the model says the list is complete (within --coverage-rounds). Options "
+            "given explicitly win over the preset (e.g. --paper --review --depth 3).",
+        ),
+    ] = False,
+    depth: Annotated[
+        int | None, typer.Option("--depth", help="Maximum depth of the tree [default: 2; 4 with --paper].")
+    ] = None,
     max_values: Annotated[
-        int, typer.Option("--max-values", help="Most values per criterion; more become one sampled child.")
-    ] = 10,  # fmt: skip
-    pivots: Annotated[int, typer.Option("--pivots", help="Pivot samples generated per node.")] = 10,
+        int | None,
+        typer.Option(
+            "--max-values",
+            help="More values than this make one sampled child, which draws one value per prompt (the paper's "
+            "'infinite' threshold) [default: 50].",
+        ),
+    ] = None,
+    coverage_rounds: Annotated[
+        int | None,
+        typer.Option(
+            "--coverage-rounds",
+            help="Coverage asks for missing values (10 at a time) until the model says the list is complete, "
+            "at most this many times; a list still incomplete then is open-ended and makes one sampled "
+            "child [default: 8].",
+        ),
+    ] = None,
+    pivots: Annotated[
+        int | None, typer.Option("--pivots", help="Pivot samples generated per node [default: 10].")
+    ] = None,
     pivots_from: Annotated[
         str | None,
         typer.Option(
@@ -134,11 +161,13 @@ def grow(
         ),
     ] = None,  # fmt: skip
     auto_approve: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--auto-approve", help="Approve every proposed node and keep growing (the paper's unattended run)."
+            "--auto-approve/--review",
+            help="Approve every proposed node and keep growing (the paper's unattended run), or grow only "
+            "approved nodes and propose new ones for review [default: --review; --auto-approve with --paper].",
         ),
-    ] = False,  # fmt: skip
+    ] = None,
     node: Annotated[
         list[str] | None, typer.Option("--node", help="Grow only under this node (id or value path); repeatable.")
     ] = None,  # fmt: skip
@@ -160,19 +189,40 @@ def grow(
     """Grow the tree: pivots -> one criterion -> complete the values -> proposed children.
 
     With review on (the default) only approved nodes grow, so a person approves or prunes each new
-    level before growing again. --auto-approve grows unattended down to --depth.
+    level before growing again. --auto-approve grows unattended down to --depth; --paper is the
+    paper's unattended run.
     """
-    from .grow import GrowOptions
+    from .grow import GrowOptions, paper_options
     from .grow import grow as grow_tree
 
     with _open(directory) as project:
         settings = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
         tree = project.tree()
         only = tuple(resolve_node(tree, ref).id for ref in node or [])
-        options = GrowOptions(max_depth=depth, max_values=max_values, pivots=pivots,
-                              auto_approve=auto_approve, seed=seed, only=only, pivots_from=pivots_from or "")  # fmt: skip
-        params = {"depth": depth, "max_values": max_values, "pivots": pivots, "auto_approve": auto_approve,
-                  "seed": seed, "only": list(only), "pivots_from": pivots_from}  # fmt: skip
+        given: dict[str, Any] = {
+            "max_depth": depth,
+            "max_values": max_values,
+            "coverage_rounds": coverage_rounds,
+            "pivots": pivots,
+            "auto_approve": auto_approve,
+        }
+        explicit = {k: v for k, v in given.items() if v is not None}
+        fixed: dict[str, Any] = {"seed": seed, "only": only, "pivots_from": pivots_from or ""}
+        try:
+            options = paper_options(**explicit, **fixed) if paper else GrowOptions(**explicit, **fixed)
+        except ValueError as exc:
+            raise TreeSynthError(str(exc)) from None
+        params = {
+            "paper": paper,
+            "depth": options.max_depth,
+            "max_values": options.max_values,
+            "coverage_rounds": options.coverage_rounds,
+            "pivots": options.pivots,
+            "auto_approve": options.auto_approve,
+            "seed": seed,
+            "only": list(only),
+            "pivots_from": pivots_from,
+        }
         source = None
         if pivots_from:
             from .cli_common import _embedder
@@ -194,16 +244,22 @@ def grow(
         tree = project.tree()
         proposed = sum(1 for n in tree.nodes.values() if n.status == "proposed")
         data = {"expanded": report.expanded, "children": report.children, "kept_as_leaf": report.leaves,
-                "sampled": report.sampled, "nodes": len(tree.nodes), "proposed": proposed,
-                "leaves": len(tree.leaves()), "llm": stats}  # fmt: skip
+                "sampled": report.sampled, "flagged": report.flagged, "nodes": len(tree.nodes),
+                "proposed": proposed, "leaves": len(tree.leaves()), "llm": stats}  # fmt: skip
         hint = (f"\n{proposed} nodes await review: treesynth show {directory}; "
                 f"treesynth edit {directory} approve NODE ..." if proposed else "")  # fmt: skip
+        if report.flagged:
+            are = "value is" if report.flagged == 1 else "values are"
+            hint += f"\n{report.flagged} {are} flagged for review (⚑ in treesynth show): approve, rename or merge them"
         if report.expanded == 0 and not as_json:
             hint += "\nNothing to grow: approve proposed nodes first, or raise --depth."
         _emit(as_json, data,
               f"Expanded {report.expanded} nodes into {report.children} children "
               f"({report.leaves} kept as leaves). Tree: {len(tree.nodes)} nodes, {len(tree.leaves())} leaves.\n"
               f"{_call_line(stats)}{hint}")  # fmt: skip
+
+
+FLAG_MARK = "\u2691"  # ⚑: the node is flagged for a person's review
 
 
 def _status_mark(node: T.Node) -> str:
@@ -239,6 +295,8 @@ def show(
             text += f"  [cyan]split by {escape(node.split_criterion)}[/]"
         if counts.get(node.id):
             text += f"  [magenta]{counts[node.id]} samples[/]"
+        if node.flag:
+            text += f"  [bold yellow]{FLAG_MARK} {escape(node.flag[:100])}[/]"
         if node.note:
             text += f"  [dim]({escape(node.note[:80])})[/]"
         return text
@@ -257,7 +315,7 @@ def show(
     out.print(
         f"{len(tree.nodes)} nodes, {len(leaves)} leaves "
         f"({len(tree.leaves(approved_only=True))} approved), {sum(counts.values())} samples.  "
-        "✓ approved  ? proposed  ✗ pruned  🔒 locked"
+        f"✓ approved  ? proposed  ✗ pruned  🔒 locked  {FLAG_MARK} flagged for review"
     )
 
 
@@ -669,9 +727,9 @@ def demo(
 
     if not (directory / "treesynth.db").exists():
         Project.create(directory, task="Grade-school math word problems", style="GSM8K-style word problems").close()
-    grow(directory, depth=2, max_values=6, pivots=6, auto_approve=True, node=None, seed=0, max_calls=None,
-         llm=None, base_url=None, model=None, api_key_env=None, gguf=None, concurrency=None, quiet=False,
-         as_json=False)  # fmt: skip
+    grow(directory, paper=False, depth=2, max_values=6, coverage_rounds=3, pivots=6, auto_approve=True, node=None,
+         seed=0, max_calls=None, llm=None, base_url=None, model=None, api_key_env=None, gguf=None,
+         concurrency=None, quiet=False, as_json=False)  # fmt: skip
     synth(directory, per_leaf=3, per_call=3, responses=False, node=None, seed=0, max_calls=None, max_cost=None,
           estimate=False, llm=None, base_url=None, model=None, api_key_env=None, gguf=None, concurrency=None,
           quiet=False, as_json=False)  # fmt: skip

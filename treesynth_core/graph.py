@@ -42,6 +42,7 @@ STATUS_COLORS: dict[str, tuple[str, str, str]] = {
 }
 LOCKED_BORDER = "#2563eb"
 SAMPLED_BORDER = "#7c3aed"
+FLAG_BORDER = "#db2777"  # flagged for a person's review
 SELECTED_BORDER = "#e11d48"
 HIGHLIGHT_BORDER = "#0891b2"  # leaves picked on the Coverage map, and the path to them
 EDGE_COLOR = "#94a3b8"
@@ -49,6 +50,7 @@ EDGE_HOVER = "#64748b"
 
 LOCK_MARK = "\U0001f512"  # shown before a locked node's value
 SAMPLED_MARK = "\u221e"  # "infinite" dimension: one value drawn per prompt
+FLAG_MARK = "\u2691"  # flagged for review (e.g. a value that may combine two)
 
 #: The legend, as (key, title, explanation); the component draws swatches from the colours above.
 LEGEND: tuple[tuple[str, str, str], ...] = (
@@ -57,6 +59,7 @@ LEGEND: tuple[tuple[str, str, str], ...] = (
     ("pruned", "pruned", "switched off with its subtree (restore brings it back)"),
     ("locked", "locked", "protected from edits and regrowth"),
     ("sampled", "sampled \u221e", "too many values: one is drawn at random per prompt"),
+    ("flagged", "flagged \u2691", "worth a look (e.g. may combine two values): approve, rename or merge it"),
 )
 #: Shown in the legend only while leaves are highlighted.
 HIGHLIGHT_LEGEND = ("highlighted", "highlighted", "a leaf of the Coverage map selection, and the path to it")
@@ -236,6 +239,8 @@ def node_label(tree: T.Tree, node: T.Node, *, hidden: int = 0, samples: int = 0)
         first = f"{SAMPLED_MARK} {shorten(node.value or '', LABEL_MAX - 8)} ({len(node.pool)})"
     else:
         first = shorten(node.value or "", LABEL_MAX)
+    if node.flag:
+        first = f"{FLAG_MARK} {first}"
     if node.locked:
         first = f"{LOCK_MARK} {first}"
     info = []
@@ -258,6 +263,8 @@ def tooltip(tree: T.Tree, node: T.Node, *, samples: int = 0, status: str | None 
     if state == "pruned" and not node.pruned:
         state = "inside a pruned subtree"
     rows.append(["status", state + (", locked" if node.locked else "")])
+    if node.flag:
+        rows.append(["flagged", shorten(node.flag, TIP_TEXT_MAX)])
     if node.split_criterion:
         rows.append(["splits by", shorten(node.split_criterion, TIP_TEXT_MAX)])
     if node.pool:
@@ -347,19 +354,28 @@ def highlight_path(tree: T.Tree, node_ids: Iterable[str]) -> tuple[frozenset[str
 
 
 def node_style(
-    status: str, *, locked: bool, sampled: bool, highlighted: bool = False, on_path: bool = False
+    status: str,
+    *,
+    locked: bool,
+    sampled: bool,
+    highlighted: bool = False,
+    on_path: bool = False,
+    flagged: bool = False,
 ) -> dict[str, Any]:
     """vis-network colour, border and font options for one node (selection is drawn by vis-network
     with the ``highlight`` colours, so selecting a node does not change the data). A highlighted
     node (or one on the path to one) takes :data:`HIGHLIGHT_BORDER`; a highlighted one also glows.
     Every key is always present: the component updates its data set in place, so a key left out
-    would keep its old value."""
+    would keep its old value. A flagged node takes :data:`FLAG_BORDER` (locked and highlighted
+    borders win over it)."""
     background, border, text = STATUS_COLORS[status]
     if sampled:
         border = SAMPLED_BORDER
+    if flagged:
+        border = FLAG_BORDER
     if locked:
         border = LOCKED_BORDER
-    width = 3 if locked or sampled else 2
+    width = 3 if locked or sampled or flagged else 2
     if highlighted or on_path:
         border = HIGHLIGHT_BORDER
         width = 5 if highlighted else 3
@@ -512,13 +528,14 @@ def build_graph(
             "status": status,
             "locked": node.locked,
             "sampled": bool(node.pool),
+            "flagged": bool(node.flag),
             "folded": hidden,
             "highlighted": node_id in marked,
             "on_path": node_id in path,
             "tip": tooltip(tree, node, samples=samples, status=status),
         }
         item.update(node_style(status, locked=node.locked, sampled=bool(node.pool), highlighted=node_id in marked,
-                               on_path=node_id in path))  # fmt: skip
+                               on_path=node_id in path, flagged=bool(node.flag)))  # fmt: skip
         nodes.append(item)
         if node.parent_id is not None:
             lit = node_id in marked or node_id in path

@@ -6,16 +6,22 @@ of a level expanded concurrently. For each growable node:
 1. **Pivots**: ``pivots`` samples conditioned on the node's path (temperature 0.7).
 2. **Criterion**: ONE criterion not used by an ancestor, and each pivot's value of it
    (temperature 1.0). The reply is re-asked (bounded) when it repeats an ancestor's criterion or
-   assigns a vague ("other") or combined ("a/b") value.
+   assigns a vague ("other") value. A value that glues two of the reply's other values together
+   ("Addition and subtraction" beside "Addition" and "Subtraction") is dropped and noted; the rest
+   of the reply stands. A value that only may combine two is kept and *flagged* for a person's
+   review (:mod:`~treesynth_core.prompts.labels`).
 3. **Coverage**: the values the pivots did not show are added until the LLM says the list is
-   complete, or ``coverage_rounds`` rounds have passed (temperature 0.7). Duplicates, overlaps,
-   vague and combined values are dropped, and the node's note says so.
+   complete (``complete: true``, or no new values), or ``coverage_rounds`` rounds of
+   ``coverage_batch`` values have passed (temperature 0.7). Duplicates, overlaps, vague values and
+   values glued from existing ones are dropped, and the node's note says so.
 4. **Children**: one proposed child per value.
 
-**The "infinite" dimension rule.** When a criterion ends with more than ``max_values`` values,
-the node gets ONE *sampled* child whose pool holds all the values (at most ``pool_cap``); each
-prompt along that path draws one value at random (seeded). This is the paper's rule; the node's
-note and its label say so. With ``max_values`` large enough it never triggers.
+**The "infinite" dimension rule** (the paper's, with its threshold N = 50). A criterion collapses
+into ONE *sampled* child only when it is open-ended: it has more than ``max_values`` values, or the
+LLM still says the list is incomplete when the coverage cap is reached. Once the list is open-ended,
+coverage keeps asking (within the cap) until it holds more than ``max_values`` values, as the
+paper's loop does; the pool keeps at most ``pool_cap``. Each prompt along that path draws one value
+at random (seeded). A complete list of up to ``max_values`` values never collapses.
 
 A node whose criterion step fails every attempt stays a leaf, with the reason in its note. With
 review on (the default) only approved nodes grow and new children arrive as *proposed*;
@@ -30,12 +36,14 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import tree as T
 from .errors import Cancelled, ParseError
 from .llm.base import LLM, ChatRequest
 from .prompts import templates as P
+from .prompts.labels import judge_all
+from .prompts.labels import key as value_key
 from .prompts.replies import (
     CoverageReply,
     CriterionReply,
@@ -61,16 +69,32 @@ class TreeStore(Protocol):
 
 @dataclass(frozen=True)
 class GrowOptions:
-    """The knobs of growth. Defaults follow the paper except ``max_depth`` (paper: 4)."""
+    """The knobs of growth.
+
+    These defaults are the paper's (arXiv 2503.17195, reference ``config.py``): 10 pivots at
+    temperature 0.7, the criterion at 1.0 with 5 attempts, coverage at 0.7 asking for 10 values at a
+    time, and more than ``max_values`` = 50 values make one sampled child. Four differ:
+
+    - ``max_depth`` is 2 (paper 4), so a person reviews the first levels before paying for more;
+    - ``auto_approve`` is off (the paper runs unattended); :func:`paper_options` (``treesynth grow
+      --paper``) sets depth 4 and auto-approve;
+    - ``coverage_rounds`` caps coverage at 8 rounds of ``coverage_batch`` values (the paper asks
+      until the model says complete, without a bound); 8 x 10 new values is enough to pass the
+      threshold of 50 when a list is open-ended;
+    - ``pool_cap``: a sampled child's pool keeps at most 200 values (the paper keeps all, and stops
+      asking once it holds more than 50, as we do).
+    """
 
     max_depth: int = 2
-    max_values: int = 10
+    #: More values than this make one sampled child (the paper's "infinite" threshold N).
+    max_values: int = 50
     pivots: int = 10
     pivot_temperature: float = 0.7
     criterion_temperature: float = 1.0
     coverage_temperature: float = 0.7
     criterion_attempts: int = 5
-    coverage_rounds: int = 3
+    #: Coverage asks at most this many times (each for up to ``coverage_batch`` new values).
+    coverage_rounds: int = 8
     coverage_batch: int = 10
     pool_cap: int = 200
     max_tokens: int = 1024
@@ -82,11 +106,23 @@ class GrowOptions:
     pivots_from: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("max_depth", "max_values", "pivots", "criterion_attempts", "coverage_batch"):
+        for name in ("max_depth", "max_values", "pivots", "criterion_attempts", "coverage_rounds", "coverage_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_depth > 8:
             raise ValueError("max_depth above 8 makes trees no one can review; the paper uses 4")
+
+
+#: What the paper preset changes from :class:`GrowOptions`' defaults: the paper's depth and its
+#: unattended run (the threshold of 50 and coverage until complete are the defaults already).
+PAPER_PRESET: dict[str, Any] = {"max_depth": 4, "auto_approve": True}
+
+
+def paper_options(**given: Any) -> GrowOptions:
+    """The paper's unattended run (``treesynth grow --paper``): depth 4, auto-approve, more than 50
+    values make a sampled child, coverage until the model says complete (within the cap). Options
+    in ``given`` (the ones a person set explicitly) win over the preset."""
+    return GrowOptions(**{**PAPER_PRESET, **given})
 
 
 @dataclass
@@ -99,6 +135,8 @@ class GrowReport:
     sampled: int = 0
     failed: list[str] = field(default_factory=list)
     levels: int = 0
+    #: Children kept but flagged for a person's review (values that may combine two).
+    flagged: int = 0
 
 
 def stable_seed(*parts: object) -> int:
@@ -143,6 +181,8 @@ class Split:
     pool: tuple[str, ...] = ()
     note: str = ""
     call_id: str | None = None
+    #: (value, reason) for each value kept but flagged for a person's review.
+    flags: tuple[tuple[str, str], ...] = ()
 
 
 class PivotSource(Protocol):
@@ -194,17 +234,24 @@ class Grower:
             criterion, assigned, call_id = await self._criterion(node, path, pivots, excluded, key)
         except ParseError as exc:
             return Split(pivots=tuple(pivots), criterion=None, note=f"kept as a leaf: {exc}")
-        values, notes, more = await self._coverage(node, path, criterion, assigned, key)
-        if len(values) > self.options.max_values:
-            pool = tuple(values[: self.options.pool_cap])
-            notes.append(
-                f"{len(values)} values exceed the cap of {self.options.max_values}: one sampled child "
-                f"draws a value from {len(pool)} at random per prompt"
+        values, flags, dropped = _distinct(assigned)
+        cover = await self._coverage(node, path, criterion, values, key)
+        notes = dropped + cover.dropped
+        note = f"dropped {len(notes)}: " + "; ".join(notes[:5]) if notes else ""
+        threshold = self.options.max_values
+        if len(cover.values) > threshold or cover.open_ended:
+            pool = tuple(cover.values[: self.options.pool_cap])
+            why = (
+                f"{len(cover.values)} values exceed the threshold of {threshold}"
+                if len(cover.values) > threshold
+                else f"the LLM still saw missing values after {self.options.coverage_rounds} coverage rounds"
             )
-            return Split(tuple(pivots), criterion, pool=pool, note="; ".join(notes), call_id=call_id)
-        if more:
-            notes.append(f"the LLM still saw missing values after {self.options.coverage_rounds} rounds")
-        return Split(tuple(pivots), criterion, values=tuple(values), note="; ".join(notes), call_id=call_id)
+            sampled = f"{why}: one sampled child draws a value from {len(pool)} at random per prompt"
+            note = f"{note}; {sampled}" if note else sampled
+            return Split(tuple(pivots), criterion, pool=pool, note=note, call_id=call_id)
+        flags.update(cover.flags)
+        kept = tuple((v, flags[v]) for v in cover.values if v in flags)
+        return Split(tuple(pivots), criterion, values=tuple(cover.values), note=note, call_id=call_id, flags=kept)
 
     async def _pivots(self, node: T.Node, path: list[tuple[str, str]], key: object) -> list[str]:
         n = self.options.pivots
@@ -255,7 +302,7 @@ class Grower:
                 return f'the criterion "{name}" is already used above; choose a different one'
             if len(reply.values) != len(pivots):
                 return f"give exactly {len(pivots)} values, one per sample"
-            for value in reply.values:
+            for value in reply.values:  # a glued value is dropped later, not re-asked
                 problem = label_problem(value)
                 if problem:
                     return f"{problem} is not allowed"
@@ -269,17 +316,13 @@ class Grower:
 
     async def _coverage(
         self, node: T.Node, path: list[tuple[str, str]], criterion: str, assigned: list[str], key: object
-    ) -> tuple[list[str], list[str], bool]:
-        values: list[str] = []
-        for value in assigned:
-            if not any(T.normalize(value) == T.normalize(v) for v in values):
-                values.append(value)
+    ) -> Coverage:
+        values = list(assigned)
+        flags: dict[str, str] = {}
         dropped: list[str] = []
-        more = False
+        open_ended = False
         batch = self.options.coverage_batch
         for round_no in range(self.options.coverage_rounds):
-            if len(values) > self.options.max_values and round_no > 0:
-                break
             request = self._request(
                 P.coverage_prompt(self.task, self.style, path, criterion, values, batch, profile=self.profile),
                 P.coverage_schema(batch),
@@ -294,23 +337,53 @@ class Grower:
                 reply, _ = await ask_json(self.llm, request, CoverageReply, attempts=2, what="value list")
             except ParseError as exc:
                 dropped.append(f"coverage round {round_no + 1} failed ({exc})")
+                open_ended = False
                 break
+            new = [T.clean_label(raw) for raw in reply.new_values]
+            judged = judge_all(new, values)
             added = 0
-            for raw in reply.new_values:
-                value = T.clean_label(raw)
+            for value in new:
                 problem = label_problem(value)
+                if problem is None and any(value_key(value) == value_key(v) for v in values):
+                    problem = f'"{value}" (repeats an existing value)'
+                if problem is None and judged[value].verdict == "combined":
+                    problem = judged[value].reason
                 if problem is None and any(overlaps(value, v) for v in values):
                     problem = f'"{value}" (overlaps an existing value)'
                 if problem:
                     dropped.append(problem)
                     continue
                 values.append(value)
+                if judged[value].verdict == "flagged":
+                    flags[value] = judged[value].reason
                 added += 1
-            more = not reply.complete
-            if reply.complete or added == 0:
+            open_ended = not reply.complete and added > 0
+            if not open_ended or len(values) > self.options.max_values:
                 break
-        notes = [f"dropped {len(dropped)}: " + "; ".join(dropped[:5])] if dropped else []
-        return values, notes, more and len(values) <= self.options.max_values
+        return Coverage(values, flags, dropped, open_ended)
+
+
+@dataclass
+class Coverage:
+    """What the coverage rounds gave: the values (the assigned ones first), the flagged ones, what
+    was dropped and why, and whether the LLM still called the list incomplete when it stopped."""
+
+    values: list[str]
+    flags: dict[str, str]
+    dropped: list[str]
+    open_ended: bool
+
+
+def _distinct(assigned: Sequence[str]) -> tuple[list[str], dict[str, str], list[str]]:
+    """The criterion reply's distinct values with glued ones dropped: (values, flags, notes)."""
+    values: list[str] = []
+    for value in assigned:
+        if not any(value_key(value) == value_key(v) for v in values):
+            values.append(value)
+    judged = judge_all(values)
+    notes = [judged[v].reason + " (the pivot keeps the split)" for v in values if judged[v].verdict == "combined"]
+    flags = {v: judged[v].reason for v in values if judged[v].verdict == "flagged"}
+    return [v for v in values if judged[v].verdict != "combined"], flags, notes
 
 
 def commit_split(store: TreeStore, node: T.Node, split: Split, llm: LLM, auto_approve: bool) -> T.Tree:
@@ -337,9 +410,10 @@ def commit_split(store: TreeStore, node: T.Node, split: Split, llm: LLM, auto_ap
             provenance=provenance,
             pool=split.pool,
             note=split.note,
+            flags=dict(split.flags),
         )
         if auto_approve:
-            grown = T.approve(grown, [k.id for k in grown.children(node.id)])
+            grown = T.approve(grown, [k.id for k in grown.children(node.id)], clear_flags=False)
         return grown
 
     args = {"node_id": node.id, "criterion": split.criterion, "values": list(split.values or split.pool)}
@@ -392,6 +466,7 @@ async def grow(
                     report.failed.append(node.id)
                 else:
                     report.children += len(split.values) or 1
+                    report.flagged += len(split.flags)
                     report.sampled += bool(split.pool)
                 if progress:
                     progress(done, total, f"level {depth + 1}: {node.value or 'root'} -> {split.criterion or 'leaf'}")

@@ -39,7 +39,8 @@ class Node:
     the root). ``split_criterion`` is the criterion chosen to split *this* node; its children are
     its values. A node with a non-empty ``pool`` is a *sampled* node: the split had more values than
     the cap (the paper's "infinite" dimension), so one value of the pool is drawn at random each
-    time the path is written into a prompt.
+    time the path is written into a prompt. A non-empty ``flag`` says why a person should look at
+    the node (e.g. ``may combine "x" and "y"``); approving, renaming or merging it clears the flag.
     """
 
     id: str
@@ -57,6 +58,7 @@ class Node:
     rank: int = 0
     expanded: bool = False
     note: str = ""
+    flag: str = ""
 
     @property
     def status(self) -> str:
@@ -201,9 +203,9 @@ class Tree:
 # -- text normalization ---------------------------------------------------------------------------
 
 _BULLET = re.compile(r"^\s*(?:[-*\u2022\u2023\u25e6>]+|\(?\d{1,3}[.)]|\(?[a-zA-Z][.)](?=\s))\s*")
-_PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
+#: Punctuation ignored when comparing labels; "+" and "#" stay, so "C", "C++" and "C#" differ.
+_PUNCT = re.compile(r"[^\w\s+#]", re.UNICODE)
 _SPACE = re.compile(r"\s+")
-_COMBINED = re.compile(r"(/|&|\+|\b_and_\b|\band\b|_and_)", re.IGNORECASE)
 
 
 def clean_label(text: str) -> str:
@@ -222,11 +224,6 @@ def normalize(text: str) -> str:
     text = text.replace("_", " ")
     text = _PUNCT.sub(" ", text)
     return _SPACE.sub(" ", text).strip()
-
-
-def is_combined(value: str) -> bool:
-    """True for values that glue two values together: "a/b", "a and b", "a & b", "a_and_b"."""
-    return bool(_COMBINED.search(value))
 
 
 def new_id() -> str:
@@ -285,9 +282,7 @@ def problems(tree: Tree) -> list[Problem]:
             found.append(Problem(node.id, f"node {node.id} has depth {node.depth}, its parent {parent.depth}"))
         if not node.value or not node.value.strip():
             found.append(Problem(node.id, f"node {node.id} has an empty value"))
-        if parent.split_criterion is None or normalize(node.criterion or "") != normalize(
-            parent.split_criterion
-        ):
+        if parent.split_criterion is None or normalize(node.criterion or "") != normalize(parent.split_criterion):
             found.append(
                 Problem(
                     node.id,
@@ -295,8 +290,6 @@ def problems(tree: Tree) -> list[Problem]:
                     f"{parent.split_criterion!r}",
                 )
             )
-        if node.provenance.source == "llm" and node.value and is_combined(node.value):
-            found.append(Problem(node.id, f"value {node.value!r} combines several values (only a person may)"))
     for node in tree.nodes.values():
         seen: dict[str, str] = {}
         for kid in tree.children(node.id):
@@ -314,9 +307,7 @@ def problems(tree: Tree) -> list[Problem]:
                 found.append(Problem(node.id, str(exc)))
                 continue
             if normalize(node.split_criterion) in used:
-                found.append(
-                    Problem(node.id, f"criterion {node.split_criterion!r} is already used above this node")
-                )
+                found.append(Problem(node.id, f"criterion {node.split_criterion!r} is already used above this node"))
     for leaf in tree.leaves():
         if not tree.is_active(leaf.id):
             found.append(Problem(leaf.id, f"node {leaf.id} is a leaf under a pruned subtree"))
@@ -350,8 +341,11 @@ def _label(text: str, what: str) -> str:
     return cleaned
 
 
-def approve(tree: Tree, node_ids: Iterable[str], *, approved: bool = True) -> Tree:
-    """Mark nodes approved (or back to proposed). Approving a node approves its ancestors too."""
+def approve(tree: Tree, node_ids: Iterable[str], *, approved: bool = True, clear_flags: bool = True) -> Tree:
+    """Mark nodes approved (or back to proposed). Approving a node approves its ancestors too.
+
+    A person approving a node has seen its flag, so the flag is cleared (on the named nodes only);
+    growth's auto-approve passes ``clear_flags=False``, keeping the flags for a later review."""
     changed: dict[str, Node] = {}
     for node_id in node_ids:
         node = tree.node(node_id)
@@ -359,6 +353,8 @@ def approve(tree: Tree, node_ids: Iterable[str], *, approved: bool = True) -> Tr
         for target in targets:
             if target.approved != approved and not (target.is_root and not approved):
                 changed[target.id] = replace(changed.get(target.id, target), approved=approved)
+        if approved and clear_flags and node.flag:
+            changed[node.id] = replace(changed.get(node.id, node), flag="")
     return with_nodes(tree, changed.values())
 
 
@@ -399,7 +395,7 @@ def rename_value(tree: Tree, node_id: str, new_value: str) -> Tree:
     if node.is_root:
         raise TreeError("the root has no value to rename", node_id)
     value = _label(new_value, "value")
-    renamed = replace(node, value=value, provenance=Provenance("human"))
+    renamed = replace(node, value=value, provenance=Provenance("human"), flag="")
     return validate(with_nodes(tree, [renamed]))
 
 
@@ -455,6 +451,7 @@ def merge(tree: Tree, keep_id: str, other_id: str, *, new_value: str | None = No
         value=value,
         pivots=keep.pivots + tuple(p for p in other.pivots if p not in keep.pivots),
         provenance=Provenance("human"),
+        flag="",
     )
     changed: list[Node] = []
     removed = [other_id]
@@ -479,9 +476,11 @@ def _split(
     pool: tuple[str, ...] = (),
     pivots: tuple[str, ...] | None = None,
     note: str = "",
+    flags: Mapping[str, str] | None = None,
 ) -> Tree:
     """``node`` split on ``criterion`` into one child per value (or one sampled child for ``pool``),
-    its old subtree dropped."""
+    its old subtree dropped; ``flags`` maps values to the reason a person should review them."""
+    flags = flags or {}
     removed = [n.id for n in tree.subtree(node.id)[1:]]
     labels = [f"any {criterion}"] if pool else list(values)
     kids = [
@@ -495,6 +494,7 @@ def _split(
             provenance=provenance,
             pool=tuple(pool),
             rank=i,
+            flag=flags.get(label, ""),
         )
         for i, label in enumerate(labels)
     ]
@@ -523,14 +523,16 @@ def attach_split(
     provenance: Provenance,
     pool: tuple[str, ...] = (),
     note: str = "",
+    flags: Mapping[str, str] | None = None,
 ) -> Tree:
     """Record the result of growing ``node_id``: its pivots, its criterion and proposed children.
 
-    With ``pool`` set, one sampled child stands for all pool values (see :class:`Node`).
+    With ``pool`` set, one sampled child stands for all pool values (see :class:`Node`). ``flags``
+    marks values for review (see :attr:`Node.flag`).
     """
     return _split(
         tree, tree.node(node_id), criterion, values, provenance=provenance, approved=False, pool=pool,
-        pivots=tuple(pivots), note=note,
+        pivots=tuple(pivots), note=note, flags=flags,
     )  # fmt: skip
 
 
@@ -599,6 +601,7 @@ def node_to_dict(node: Node) -> dict[str, Any]:
         "rank": node.rank,
         "expanded": node.expanded,
         "note": node.note,
+        "flag": node.flag,
     }
 
 
@@ -615,11 +618,10 @@ def node_from_dict(data: Mapping[str, Any]) -> Node:
         approved=bool(data.get("approved", False)),
         pruned=bool(data.get("pruned", False)),
         locked=bool(data.get("locked", False)),
-        provenance=Provenance(
-            source=prov.get("source", "human"), model=prov.get("model"), call_id=prov.get("call_id")
-        ),
+        provenance=Provenance(source=prov.get("source", "human"), model=prov.get("model"), call_id=prov.get("call_id")),
         pool=tuple(data.get("pool") or ()),
         rank=int(data.get("rank", 0)),
         expanded=bool(data.get("expanded", False)),
         note=str(data.get("note", "")),
+        flag=str(data.get("flag") or ""),
     )

@@ -27,6 +27,8 @@ The other keys and their defaults:
 - ``"id"``: generated when absent (written files keep every id, so samples stay linked to leaves);
 - ``"approved"``: true; ``"pruned"``, ``"locked"``: false;
 - ``"pivots"``: [] (the example items growth derived the split from); ``"note"``: "";
+- ``"flag"``: "" (why a person should review the node, e.g. a value that may combine two; files
+  written before flags existed have none);
 - ``"pool"``: [] (a non-empty pool makes a *sampled* node: one pool value is drawn per prompt);
 - ``"provenance"``: ``{"source": "human"}``, or ``{"source": "llm", "model": ..., "call_id": ...}``;
 - ``"rank"``: the node's position among its siblings; ``"expanded"``: whether it has children.
@@ -78,6 +80,7 @@ class NodeSpec(BaseModel):
     pivots: list[str] = Field(default_factory=list)
     pool: list[str] = Field(default_factory=list)
     note: str = ""
+    flag: str = ""
     provenance: ProvenanceSpec | None = None
     rank: int | None = None
     expanded: bool | None = None
@@ -124,6 +127,7 @@ def _spec(tree: Tree, node: Node, *, position: int) -> NodeSpec:
         pivots=list(node.pivots),
         pool=list(node.pool),
         note=node.note,
+        flag=node.flag,
         provenance=None if prov == Provenance() else ProvenanceSpec(**dataclasses.asdict(prov)),
         rank=None if node.rank == position else node.rank,
         expanded=None if node.expanded == bool(kids) else node.expanded,
@@ -260,6 +264,7 @@ def _build(
         rank=position if spec.rank is None else spec.rank,
         expanded=bool(spec.children) if spec.expanded is None else spec.expanded,
         note=spec.note,
+        flag=spec.flag,
     )
     nodes[node_id] = node
     places[node_id] = place

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError, field_validator
 
 from ..errors import ParseError
 from ..llm.base import LLM, ChatRequest, ChatResult
-from ..tree import clean_label, is_combined, normalize
+from ..tree import clean_label, normalize
 from .templates import repair_message
 
 _VAGUE = {
@@ -71,24 +71,27 @@ def is_placeholder(sample: str) -> bool:
 
 
 def overlaps(a: str, b: str) -> bool:
-    """True when two values are the same after normalization, or one's words contain the other's."""
+    """True when two values are the same after normalization, or one's words contain the other's
+    ("fractions" and "adding fractions"). A contained key of fewer than three letters is no overlap:
+    "C" is not part of "Objective-C", nor "R" of "R Markdown"."""
     ka, kb = normalize(a), normalize(b)
     if not ka or not kb:
         return False
     if ka == kb:
         return True
     wa, wb = set(ka.split()), set(kb.split())
-    return wa <= wb or wb <= wa
+    small = ka if len(wa) <= len(wb) else kb
+    return (wa <= wb or wb <= wa) and len(_LETTER.findall(small)) >= 3
 
 
 def label_problem(value: str) -> str | None:
-    """Why a criterion value written by an LLM cannot be used, or None when it is fine."""
+    """Why a criterion value written by an LLM cannot be used on its own, or None when it is fine.
+    Whether a value glues two sibling values together depends on its siblings: see
+    :mod:`treesynth_core.prompts.labels`."""
     if not clean_label(value):
         return "an empty value"
     if is_vague(value):
         return f'the vague value "{value}"'
-    if is_combined(value):
-        return f'the combined value "{value}"'
     return None
 
 

@@ -237,6 +237,13 @@ def m011_routes(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m012_node_flag(conn: sqlite3.Connection) -> None:
+    """A node's review flag (why a person should look at it, e.g. a value that may combine two);
+    nodes of older projects get none."""
+    conn.execute("ALTER TABLE nodes ADD COLUMN flag TEXT NOT NULL DEFAULT ''")
+
+
 # -- applying -------------------------------------------------------------------------------------
 
 
@@ -315,7 +322,7 @@ def schema_sql(conn: sqlite3.Connection) -> str:
 #: The columns of ``nodes``, in the order :func:`node_row` and :func:`row_node` use.
 NODE_COLUMNS = (
     "id", "parent_id", "depth", "criterion", "value", "split_criterion", "pivots", "approved",
-    "pruned", "locked", "provenance", "pool", "rank", "expanded", "note",
+    "pruned", "locked", "provenance", "pool", "rank", "expanded", "note", "flag",
 )  # fmt: skip
 _NODE_JSON = frozenset({"pivots", "provenance", "pool"})
 #: The columns of ``samples`` (``id`` aside), in the order :func:`sample_row` uses.

@@ -272,6 +272,8 @@ def legend_items(highlighted: bool = False) -> list[dict[str, Any]]:
             background, border = G.STATUS_COLORS["approved"][0], G.LOCKED_BORDER
         elif key == "highlighted":
             background, border = G.STATUS_COLORS["approved"][0], G.HIGHLIGHT_BORDER
+        elif key == "flagged":
+            background, border = G.STATUS_COLORS["proposed"][0], G.FLAG_BORDER
         else:
             background, border = G.STATUS_COLORS["approved"][0], G.SAMPLED_BORDER
         items.append(

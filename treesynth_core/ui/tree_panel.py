@@ -12,12 +12,14 @@ from streamlit.delta_generator import DeltaGenerator
 from .. import graph as G
 from .. import jobs
 from .. import tree as T
+from ..grow import GrowOptions, paper_options
 from ..store import Project
 from . import actions as A
 from .state import AppState
 from .widgets import md, start_job
 
 GROW_DEPTH, GROW_PIVOTS, GROW_VALUES, GROW_AUTO = "grow.depth", "grow.pivots", "grow.max_values", "grow.auto"
+GROW_ROUNDS, GROW_PAPER = "grow.coverage_rounds", "grow.paper"
 
 
 def wkey(name: str, node_id: str) -> str:
@@ -119,13 +121,32 @@ def toolbar(project: Project, tree: T.Tree, state: AppState) -> None:
     )
 
 
+def _paper() -> bool:
+    return bool(st.session_state.get(GROW_PAPER))
+
+
+def _auto() -> bool:
+    return _paper() or bool(st.session_state.get(GROW_AUTO))
+
+
+def _depth() -> int:
+    return paper_options().max_depth if _paper() else int(st.session_state.get(GROW_DEPTH) or GrowOptions().max_depth)
+
+
 def grow_params(*, only: tuple[str, ...] = (), max_depth: int | None = None) -> dict:
-    """Growth options from the growth controls (read from their widget keys)."""
+    """Growth options from the growth controls (read from their widget keys); with the paper preset
+    on, the preset's (:func:`~treesynth_core.grow.paper_options`)."""
+    defaults = paper_options() if _paper() else GrowOptions()
     params: dict[str, object] = {
-        "max_depth": int(max_depth or st.session_state.get(GROW_DEPTH) or 2),
-        "pivots": int(st.session_state.get(GROW_PIVOTS) or 4),
-        "max_values": int(st.session_state.get(GROW_VALUES) or 8),
-        "auto_approve": bool(st.session_state.get(GROW_AUTO)),
+        "max_depth": int(max_depth or _depth()),
+        "pivots": int(st.session_state.get(GROW_PIVOTS) or defaults.pivots),
+        "max_values": defaults.max_values
+        if _paper()
+        else int(st.session_state.get(GROW_VALUES) or defaults.max_values),
+        "coverage_rounds": defaults.coverage_rounds
+        if _paper()
+        else int(st.session_state.get(GROW_ROUNDS) or defaults.coverage_rounds),
+        "auto_approve": _auto(),
     }
     if only:
         params["only"] = list(only)
@@ -133,40 +154,68 @@ def grow_params(*, only: tuple[str, ...] = (), max_depth: int | None = None) -> 
 
 
 def grow_controls(state: AppState, tree: T.Tree, live: jobs.JobState | None) -> None:
-    """Growth settings and the button that grows the whole tree."""
+    """Growth settings and the button that grows the whole tree. The paper preset shows (and uses)
+    the core's :func:`~treesynth_core.grow.paper_options` in place of the settings it fixes."""
     embedded = state.settings().backend == "embedded"
+    defaults, paper = GrowOptions(), paper_options()
+    on = _paper()
+    fixed = " (set by the paper preset)" if on else ""
     with st.expander("Grow with the LLM", icon=":material/psychiatry:", expanded=len(tree.nodes) == 1):
-        cols = st.columns([1, 1, 1, 2, 2], vertical_alignment="bottom")
+        cols = st.columns(4, vertical_alignment="bottom")
+        suffix = ".paper" if on else ""  # the preset's values show in their own, disabled inputs
         cols[0].number_input(
             "Depth",
             1,
             8,
-            value=max(2, min(tree.levels() + 1, 4)),
-            key=GROW_DEPTH,
-            help="Grow down to this many levels (the paper uses 4).",
+            value=paper.max_depth if on else max(defaults.max_depth, min(tree.levels() + 1, paper.max_depth)),
+            key=GROW_DEPTH + suffix,
+            disabled=on,
+            help=f"Grow down to this many levels (the paper uses {paper.max_depth}){fixed}.",
         )
         cols[1].number_input(
             "Pivots",
             2,
             30,
-            value=4 if embedded else 10,
+            value=4 if embedded else defaults.pivots,
             key=GROW_PIVOTS,
             help="Example samples written per node to find its criterion.",
         )
         cols[2].number_input(
-            "Max values",
+            "Sampled above",
             2,
-            50,
-            value=6 if embedded else 10,
-            key=GROW_VALUES,
-            help="More values than this become one sampled child (the 'infinite' dimension).",
+            500,
+            value=paper.max_values if on else defaults.max_values,
+            key=GROW_VALUES + suffix,
+            disabled=on,
+            help="More values than this make one sampled child, which draws one value per prompt (the paper's "
+            f"'infinite' threshold, {paper.max_values}){fixed}.",
         )
-        cols[3].toggle(
+        cols[3].number_input(
+            "Coverage rounds",
+            1,
+            30,
+            value=paper.coverage_rounds if on else defaults.coverage_rounds,
+            key=GROW_ROUNDS + suffix,
+            disabled=on,
+            help=f"Ask for missing values ({defaults.coverage_batch} at a time) until the model says the list "
+            "is complete, at most this many times; a list still incomplete then is open-ended and makes one "
+            f"sampled child{fixed}.",
+        )
+        row = st.columns([2, 2, 3], vertical_alignment="bottom")
+        row[0].toggle(
+            "Paper preset",
+            key=GROW_PAPER,
+            help=f"The paper's unattended run (treesynth grow --paper): depth {paper.max_depth}, auto-approve, "
+            f"more than {paper.max_values} values make one sampled child, coverage until complete.",
+        )
+        row[1].toggle(
             "Auto-approve",
-            key=GROW_AUTO,
+            key=GROW_AUTO + suffix,
+            value=on,
+            disabled=on,
             help="Approve every proposed node and keep growing, without review (the paper's run).",
         )
-        if cols[4].button(
+        if row[2].button(
             "Grow the tree",
             key="grow.start",
             type="primary",
@@ -194,6 +243,8 @@ def _badges(tree: T.Tree, node: T.Node, samples: int) -> None:
         parts.append(":blue-badge[:material/lock: locked]")
     if node.pool:
         parts.append(f":violet-badge[\u221e sampled from {len(node.pool)} values]")
+    if node.flag:
+        parts.append(f":red-badge[{G.FLAG_MARK} flagged for review]")
     if node.provenance.source == "llm":
         parts.append(f":gray-badge[by {md(node.provenance.model or 'LLM')}]")
     else:
@@ -218,6 +269,11 @@ def editor(project: Project, tree: T.Tree, state: AppState, live: jobs.JobState 
             + md(G.path_text(tree, nid))
         )
         _badges(tree, node, counts.get(nid, 0))
+        if node.flag:
+            st.warning(
+                f"{md(node.flag)}. Approve it if it is one value; rename it, or merge it into a sibling, if not.",
+                icon=":material/flag:",
+            )
         if node.note:
             st.caption(f":material/info: {md(node.note)}")
 
@@ -320,7 +376,7 @@ def editor(project: Project, tree: T.Tree, state: AppState, live: jobs.JobState 
 
 def _grow_buttons(state: AppState, tree: T.Tree, node: T.Node, live: jobs.JobState | None) -> None:
     nid = node.id
-    approved = tree.is_approved_path(nid) or bool(st.session_state.get(GROW_AUTO))
+    approved = tree.is_approved_path(nid) or _auto()
     split = bool(tree.children(nid))
     why = None
     if live is not None:
@@ -347,7 +403,7 @@ def _grow_buttons(state: AppState, tree: T.Tree, node: T.Node, live: jobs.JobSta
     ):
         if start_job(state, "grow", grow_params(only=(nid,), max_depth=node.depth + 1)):
             st.rerun()
-    depth = max(int(st.session_state.get(GROW_DEPTH) or 2), node.depth + 1)
+    depth = max(_depth(), node.depth + 1)
     if row.button(
         "Grow subtree",
         key="edit.grow_subtree",
@@ -517,6 +573,7 @@ def count_set_picker(project: Project, state: AppState) -> str:
     if len(sets) < 2 and state.count_set in sets:
         return state.count_set
     names = list(dict.fromkeys(["tree", *sets]))
+
     def chosen() -> None:  # before the rerun, so the badge above the picker shows the new set too
         state.count_set = st.session_state["tree.count_set"]
 
