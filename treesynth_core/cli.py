@@ -459,7 +459,7 @@ def synth(
     per_leaf: Annotated[int, typer.Option("--per-leaf", help="Samples per approved leaf.")] = 10,
     per_call: Annotated[
         int, typer.Option("--per-call", help="Samples asked for in one LLM call (the paper's 10).")
-    ] = PER_CALL,  # fmt: skip
+    ] = PER_CALL,
     responses: Annotated[
         bool,
         typer.Option(
@@ -473,14 +473,14 @@ def synth(
             "--sampled-scale",
             help="A leaf with k sampled nodes on its path gets --per-leaf times this to the power k samples, each with its own draw (the paper: 10).",
         ),
-    ] = SAMPLED_SCALE,  # fmt: skip
+    ] = SAMPLED_SCALE,
     max_tokens: Annotated[
         int,
         typer.Option(
             "--max-tokens",
             help="The most tokens one call may use: the budget sized from the leaf's pivots, and the larger budgets of retries after a reply is cut off, stop here.",
         ),
-    ] = MAX_TOKENS_CAP,  # fmt: skip
+    ] = MAX_TOKENS_CAP,
     node: Annotated[
         list[str] | None, typer.Option("--node", help="Only leaves under this node; repeatable.")
     ] = None,  # fmt: skip
@@ -560,8 +560,10 @@ def synth(
                  f"replies unusable); --seed {seed + 1} asks new questions to top them up." if report.short_leaves
                  else "")  # fmt: skip
         if report.responses_cut_off:
-            short += (f"\n{report.responses_cut_off} responses were cut off at the token limit even with a larger "
-                      f"budget and were not stored (those samples have no response); raise --max-tokens.")  # fmt: skip
+            short += (
+                f"\n{report.responses_cut_off} responses were cut off at the token limit even with a larger "
+                f"budget and were not stored (those samples have no response); raise --max-tokens."
+            )
         _emit(as_json, data,
               f"Added {report.added} samples ({report.duplicates} duplicates dropped); "
               f"{total} samples in the project.{short}\n{_call_line(stats)}")  # fmt: skip

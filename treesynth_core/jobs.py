@@ -376,8 +376,10 @@ def _summary(kind: str, result: Any, stats: dict[str, Any] | None) -> str:
     if kind == "baseline":
         short = (f"; {result.short} short (the model repeated itself or replied unusably): make it again to ask "
                  "new questions" if result.short else "")  # fmt: skip
-        return (f"flat baseline: {result.total} of {result.requested} samples, added {result.added}{short}"
-                f"{_cut(result)} ({calls})")  # fmt: skip
+        return (
+            f"flat baseline: {result.total} of {result.requested} samples, added {result.added}{short}"
+            f"{_cut(result)} ({calls})"
+        )
     if kind == "fill-gaps":
         return (f"{result.accepted} of {result.candidates} candidates kept; diversity {result.before:.3f} -> "
                 f"{result.after:.3f} at n = {result.n} ({calls})")  # fmt: skip
@@ -391,8 +393,11 @@ def _summary(kind: str, result: Any, stats: dict[str, Any] | None) -> str:
 def _cut(result: Any) -> str:
     """The note on responses cut off by the token limit (not stored), or ""."""
     cut = getattr(result, "responses_cut_off", 0)
-    return (f"; {cut} responses were cut off at the token limit and not stored (those samples have no "
-            "response)" if cut else "")  # fmt: skip
+    return (
+        f"; {cut} responses were cut off at the token limit and not stored (those samples have no response)"
+        if cut
+        else ""
+    )
 
 
 def get_job(project: Project, job_id: str) -> JobState:
