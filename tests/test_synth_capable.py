@@ -336,6 +336,8 @@ def test_cli_synth_over_http_retries_cut_off_replies(tmp_path, monkeypatch):
     data = json.loads(result.stdout)
     assert data["added"] == 10 and data["failed_calls"] == 0 and data["responses_cut_off"] == 1
     samples_requests = [r for r in requests if '{"samples"' in r.last_user_message()]
+    schema = samples_requests[0].response_format["json_schema"]["schema"]
+    assert schema["properties"]["samples"]["minItems"] == 10  # 10 a call by default
     assert [r.body["max_tokens"] for r in samples_requests] == [first_budget[0], 2 * first_budget[0]]
     assert first_budget[0] == P.samples_budget(10, PIVOTS)
     with Project.open(proj) as project:
@@ -345,3 +347,39 @@ def test_cli_synth_over_http_retries_cut_off_replies(tmp_path, monkeypatch):
     assert all(s.response == "Step 1: work it out.\nFinal answer: 42." for s in samples if s.instruction != never_fits)
     text = runner.invoke(app, ["synth", str(proj), "--per-leaf", "10", "--estimate"]).stdout
     assert "0 samples to make" in text
+
+
+def test_ten_samples_a_call_is_the_one_default_everywhere():
+    """Leaf synthesis, the flat baseline (compared with the tree on equal terms) and rebalancing (the
+    paper's balance also fills in batches of 10) share one default; the CLI commands show it."""
+    import inspect
+
+    from typer.main import get_command
+
+    from treesynth_core.balance import balance, shortfall_options
+    from treesynth_core.baseline import synthesize_baseline
+    from treesynth_core.cli import app
+    from treesynth_core.data import balance_dataset
+    from treesynth_core.synth import PER_CALL
+
+    assert PER_CALL == SynthOptions().per_call == 10
+    for fn in (synthesize_baseline, balance, balance_dataset):
+        assert inspect.signature(fn).parameters["per_call"].default == PER_CALL, fn.__name__
+    options = shortfall_options(30, ["leaf"])
+    assert options.per_call == PER_CALL and options.sampled_scale == 1  # balance targets are its own
+    commands = get_command(app).commands
+    for name in ("synth", "baseline", "balance"):
+        [param] = [p for p in commands[name].params if p.name == "per_call"]
+        assert param.default == PER_CALL, name
+
+
+def test_job_summaries_say_how_many_responses_were_cut_off():
+    from treesynth_core.baseline import BaselineReport
+    from treesynth_core.jobs import _summary
+    from treesynth_core.synth import SynthReport
+
+    stats = {"calls": 3, "cached": 0}
+    assert "2 responses were cut off" in _summary("synth", SynthReport(added=5, responses_cut_off=2), stats)
+    assert "cut off" not in _summary("synth", SynthReport(added=5), stats)
+    baseline = BaselineReport(requested=5, total=5, responses_cut_off=1)
+    assert "1 responses were cut off" in _summary("baseline", baseline, stats)

@@ -194,6 +194,7 @@ async def ask_json(
         while raises and (bigger := retry_budget(result, budget, max_tokens_cap)) is not None:
             budget, raises = bigger, raises - 1
             result = await llm.complete(replace(current, max_tokens=budget))
+        issue: str | None
         if is_cut_off(result):
             issue = f"it was cut off at the token limit ({budget} tokens); write it shorter"
         else:
