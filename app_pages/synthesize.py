@@ -63,7 +63,7 @@ def body() -> None:
     if live is not None and live.kind == "synth":
         job_progress(project, live, key="synth.job")
         leaves = [leaf.id for leaf in target_leaves(tree, live.params.get("leaf_ids") or ())]
-        S.leaf_counts(project, tree, leaves, int(live.params.get("per_leaf") or 1))
+        S.leaf_counts(project, tree, leaves, int(live.params.get("per_leaf") or 1), live.params.get("sampled_scale"))
     elif live is not None:
         st.info("The tree is growing; synthesis can start when growth ends.", icon=":material/hourglass_top:")
     else:

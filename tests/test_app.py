@@ -17,6 +17,7 @@ from tests.fakes import ScriptedLLM
 from treesynth_core import jobs
 from treesynth_core.samples import NewSample
 from treesynth_core.store import Project
+from treesynth_core.synth import PER_CALL
 from treesynth_core.ui.tree_panel import wkey
 from treesynth_core.ui.widgets import PAGE_EXPORT as EXPORT
 from treesynth_core.ui.widgets import PAGE_PROJECT as PROJECT
@@ -413,6 +414,7 @@ def test_synthesize_estimate_run_browse_and_delete(projects):
     run(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Leaves"] == "56" and metrics["Samples to make"] == "112"
+    assert at.number_input(key="synth.per_call").value == PER_CALL  # the paper's 10, from the core
     assert int(metrics["LLM calls"]) >= 56
     at = synthesize(at, folder)
     with Project.open(folder) as project:

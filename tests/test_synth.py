@@ -151,10 +151,11 @@ def test_plan_estimates_and_budget_cap(project):
 
 def test_estimated_calls_bound_a_run_whose_replies_are_all_bad(project):
     """``calls`` is what a run of clean replies makes; ``calls_max`` bounds a run whose replies never
-    parse, whose re-asks and extra calls go past ``calls``."""
+    parse, whose re-asks, larger-budget retries and extra calls go past ``calls``."""
     plan = plan_synthesis(project.tree(), {}, SynthOptions(per_leaf=4, per_call=2, responses=True), model="m")
-    assert (plan.calls, plan.calls_max) == (2 * (2 + 4), 2 * ((2 + 2) * 2 + 4))
-    assert "about 12 calls (at most 24)" in plan.summary()
+    # per leaf: (2 calls + 2 extra) x (2 attempts + 2 budget retries), and 4 responses x (1 + 2 retries)
+    assert (plan.calls, plan.calls_max) == (2 * (2 + 4), 2 * ((2 + 2) * (2 + 2) + 4 * 3))
+    assert "about 12 calls (at most 56)" in plan.summary()
     bad = ScriptedLLM()
     bad.enqueue("synth", ["not json at all"] * 100)
     report = run(project, bad, per_leaf=4, per_call=2, responses=True)

@@ -25,11 +25,9 @@ from .errors import TreeSynthError
 from .llm.base import LLM
 from .routing import path_label
 from .samples import UNROUTED, NewSample, Sample
-from .synth import SampleStore, SynthOptions, SynthReport, synthesize
+from .synth import PER_CALL, SampleStore, SynthOptions, SynthReport, synthesize
 
 BALANCED_SET = "balanced"
-#: Samples asked for in one call when a short leaf is filled.
-PER_CALL = 5
 Progress = Callable[[int, int, str], None]
 
 
@@ -162,6 +160,7 @@ class BalanceReport:
             "copied": self.copied,
             "synthesized": self.synth.added,
             "failed_calls": self.synth.failed_calls,
+            "responses_cut_off": self.synth.responses_cut_off,
             "short_leaves": self.synth.short_leaves,
             "counts": counts,
         }
@@ -176,9 +175,11 @@ def shortfall_options(
     seed: int = 0,
     target_set: str = BALANCED_SET,
 ) -> SynthOptions:
-    """How the short leaves ``targets`` are synthesized up to ``per_leaf`` in the balanced set."""
+    """How the short leaves ``targets`` are synthesized up to ``per_leaf`` in the balanced set: in calls
+    of leaf synthesis's :data:`~treesynth_core.synth.PER_CALL` (the paper's balance fills in batches of
+    10 too), every leaf to the same ``per_leaf`` (sampled nodes do not scale a balance target)."""
     return SynthOptions(per_leaf=per_leaf, per_call=min(per_call, per_leaf), responses=responses, seed=seed,
-                        leaf_ids=tuple(targets), sample_set=target_set)  # fmt: skip
+                        leaf_ids=tuple(targets), sample_set=target_set, sampled_scale=1)  # fmt: skip
 
 
 async def balance(

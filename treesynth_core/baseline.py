@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from .errors import Cancelled, TreeSynthError
 from .llm.base import LLM, useful_concurrency
-from .synth import LeafPlan, LeafSynthesizer, SampleStore, SynthOptions, SynthReport
+from .synth import PER_CALL, LeafPlan, LeafSynthesizer, SampleStore, SynthOptions, SynthReport
 
 BASELINE_SET = "baseline"
 Progress = Callable[[int, int, str], None]
@@ -40,6 +40,8 @@ class BaselineReport:
     failed_calls: int = 0
     calls: int = 0
     total: int = 0
+    #: Responses cut off by ``max_tokens`` (not stored; their samples have no response).
+    responses_cut_off: int = 0
 
     @property
     def short(self) -> int:
@@ -62,7 +64,7 @@ async def synthesize_baseline(
     llm: LLM,
     *,
     n: int,
-    per_call: int = 5,
+    per_call: int = PER_CALL,
     temperature: float = 1.0,
     seed: int = 0,
     responses: bool | None = None,
@@ -82,7 +84,8 @@ async def synthesize_baseline(
     n
         Target size, usually the number of tree samples.
     per_call, temperature, seed
-        Samples per call, sampling temperature (the paper's Temp baseline samples hot), seed.
+        Samples per call (the same default as leaf synthesis, so the two are compared on equal terms),
+        sampling temperature (the paper's Temp baseline samples hot), seed.
     responses
         Also answer each instruction; None does so when the tree's samples have responses.
     extra_calls
@@ -123,11 +126,12 @@ async def synthesize_baseline(
         if cancel is not None and cancel.is_set():
             raise Cancelled("baseline stopped; samples made so far are saved")
 
-    root_leaf = LeafPlan(root, [], 0, n, 0)
+    root_leaf = LeafPlan(root, [], 0, n, 0, target=n)
     try:
         gate = asyncio.Semaphore(useful_concurrency(llm, concurrency))
         report.added = await synthesizer.fill(store, root_leaf, synth_report, gate=gate, on_call=on_call)
     finally:
         report.calls, report.duplicates, report.failed_calls = calls, synth_report.duplicates, synth_report.failed_calls
+        report.responses_cut_off = synth_report.responses_cut_off
     report.total = store.sample_counts(sample_set=BASELINE_SET).get(root, 0)
     return report

@@ -40,6 +40,8 @@ from .cli_scale import register as register_scale
 from .config import merge_settings, settings_from_env
 from .edits import resolve_node, run_edit
 from .errors import TreeSynthError
+from .prompts.replies import MAX_TOKENS_CAP
+from .synth import PER_CALL, SAMPLED_SCALE
 
 app = typer.Typer(
     help=(
@@ -513,10 +515,30 @@ def edit_history(ctx: typer.Context, limit: Annotated[int, typer.Option("--limit
 def synth(
     directory: DirArg,
     per_leaf: Annotated[int, typer.Option("--per-leaf", help="Samples per approved leaf.")] = 10,
-    per_call: Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")] = 5,
+    per_call: Annotated[
+        int, typer.Option("--per-call", help="Samples asked for in one LLM call (the paper's 10).")
+    ] = PER_CALL,
     responses: Annotated[
-        bool, typer.Option("--responses", help="Also answer each instruction (a second call per sample).")
+        bool,
+        typer.Option(
+            "--responses",
+            help="Also answer each instruction (a second call per sample); a response cut off by the token limit is asked again with a larger budget, and is not stored if it is still cut off.",
+        ),
     ] = False,  # fmt: skip
+    sampled_scale: Annotated[
+        int,
+        typer.Option(
+            "--sampled-scale",
+            help="A leaf with k sampled nodes on its path gets --per-leaf times this to the power k samples, each with its own draw (the paper: 10).",
+        ),
+    ] = SAMPLED_SCALE,
+    max_tokens: Annotated[
+        int,
+        typer.Option(
+            "--max-tokens",
+            help="The most tokens one call may use: the budget sized from the leaf's pivots, and the larger budgets of retries after a reply is cut off, stop here.",
+        ),
+    ] = MAX_TOKENS_CAP,
     node: Annotated[
         list[str] | None, typer.Option("--node", help="Only leaves under this node; repeatable.")
     ] = None,  # fmt: skip
@@ -552,8 +574,12 @@ def synth(
         settings = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
         tree = project.tree()
         leaf_ids = tuple(resolve_node(tree, ref).id for ref in node or [])
-        options = SynthOptions(per_leaf=per_leaf, per_call=per_call, responses=responses, seed=seed,
-                               leaf_ids=leaf_ids, max_calls=max_calls, max_cost=max_cost)  # fmt: skip
+        try:
+            options = SynthOptions(per_leaf=per_leaf, per_call=per_call, responses=responses, seed=seed,
+                                   leaf_ids=leaf_ids, max_calls=max_calls, max_cost=max_cost,
+                                   sampled_scale=sampled_scale, max_tokens=max_tokens)  # fmt: skip
+        except ValueError as exc:
+            raise TreeSynthError(str(exc)) from None
         model_name = settings.model or (Path(settings.gguf_path).stem if settings.gguf_path
                                          else "SmolLM2-135M-Instruct.Q4_1")  # fmt: skip
         plan = plan_synthesis(tree, project.sample_counts(), options, model=model_name, settings=settings)
@@ -563,13 +589,14 @@ def synth(
             _emit(as_json, {"leaves": len(plan.leaves), "samples": plan.samples, "calls": plan.calls,
                             "calls_max": plan.calls_max,
                             "prompt_tokens": plan.prompt_tokens, "completion_tokens": plan.completion_tokens,
-                            "cost_usd": plan.cost_usd}, "Estimate: " + plan.summary())  # fmt: skip
+                            "cost_usd": plan.cost_usd, "sampled_scale": sampled_scale,
+                            "scaled_leaves": plan.scaled_leaves}, "Estimate: " + plan.summary())  # fmt: skip
             return
         check_budget(plan, options)
         if not as_json:
             err.print("Plan: " + plan.summary(), highlight=False)
         params = {"per_leaf": per_leaf, "per_call": per_call, "responses": responses, "seed": seed,
-                  "leaf_ids": list(leaf_ids)}  # fmt: skip
+                  "leaf_ids": list(leaf_ids), "sampled_scale": sampled_scale, "max_tokens": max_tokens}  # fmt: skip
         with _progress(quiet or as_json) as bar:
             todo = sum(1 for leaf in plan.leaves if leaf.need)
             task_id = bar.add_task("Synthesizing leaves", total=todo, note="")
@@ -586,10 +613,15 @@ def synth(
         total = sum(project.sample_counts().values())
         data = {"leaves": report.leaves, "added": report.added, "duplicates_dropped": report.duplicates,
                 "failed_calls": report.failed_calls, "short_leaves": report.short_leaves,
-                "total_samples": total, "llm": stats}  # fmt: skip
-        short = (f"\n{len(report.short_leaves)} leaves have fewer than {per_leaf} samples (duplicates dropped or "
+                "responses_cut_off": report.responses_cut_off, "total_samples": total, "llm": stats}  # fmt: skip
+        short = (f"\n{len(report.short_leaves)} leaves have fewer samples than their target (duplicates dropped or "
                  f"replies unusable); --seed {seed + 1} asks new questions to top them up." if report.short_leaves
                  else "")  # fmt: skip
+        if report.responses_cut_off:
+            short += (
+                f"\n{report.responses_cut_off} responses were cut off at the token limit even with a larger "
+                f"budget and were not stored (those samples have no response); raise --max-tokens."
+            )
         _emit(as_json, data,
               f"Added {report.added} samples ({report.duplicates} duplicates dropped); "
               f"{total} samples in the project.{short}\n{_call_line(stats)}")  # fmt: skip
@@ -730,7 +762,8 @@ def demo(
     grow(directory, paper=False, depth=2, max_values=6, coverage_rounds=3, pivots=6, auto_approve=True, node=None,
          seed=0, max_calls=None, llm=None, base_url=None, model=None, api_key_env=None, gguf=None,
          concurrency=None, quiet=False, as_json=False)  # fmt: skip
-    synth(directory, per_leaf=3, per_call=3, responses=False, node=None, seed=0, max_calls=None, max_cost=None,
+    synth(directory, per_leaf=3, per_call=3, responses=False, sampled_scale=SAMPLED_SCALE, max_tokens=MAX_TOKENS_CAP,
+          node=None, seed=0, max_calls=None, max_cost=None,
           estimate=False, llm=None, base_url=None, model=None, api_key_env=None, gguf=None, concurrency=None,
           quiet=False, as_json=False)  # fmt: skip
     export(directory, fmt="jsonl", out_path=directory / "dataset.jsonl", as_json=False)

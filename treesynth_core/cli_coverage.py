@@ -41,6 +41,7 @@ from .cli_common import (
     run_with_llm,
 )
 from .errors import TreeSynthError
+from .synth import PER_CALL
 
 GradientsOpt = Annotated[
     bool, typer.Option("--gradients", help="Use gradient features of the embedded SmolLM2-135M (G-Vendi; slow on CPU).")
@@ -187,7 +188,7 @@ def map_(
 def baseline_cmd(
     directory: DirArg,
     n: Annotated[int | None, typer.Option("--n", help="Samples to make (default: as many as the tree has).")] = None,
-    per_call: Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")] = 5,
+    per_call: Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")] = PER_CALL,
     temperature: Annotated[
         float, typer.Option("--temperature", help="Sampling temperature (the paper's Temp baseline samples hot).")
     ] = 1.0,  # fmt: skip

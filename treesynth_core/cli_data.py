@@ -40,6 +40,7 @@ from .cli_common import (
     run_with_llm,
 )
 from .errors import TreeSynthError
+from .synth import PER_CALL
 
 SetOpt = Annotated[str, typer.Option("--set", help="The sample set holding the imported dataset.")]
 
@@ -275,7 +276,7 @@ def balance(
     per_leaf: Annotated[int, typer.Option("--per-leaf", help="Target samples per leaf.", show_default=False)],
     sample_set: SetOpt = "imported",
     into: Annotated[str, typer.Option("--into", help="Name of the new, balanced sample set.")] = "balanced",
-    per_call: Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")] = 5,
+    per_call: Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")] = PER_CALL,
     responses: Annotated[bool, typer.Option("--responses", help="Also answer each synthesized instruction.")] = False,
     score: Annotated[
         bool, typer.Option("--score/--no-score", help="Score before and after at equal n (Vendi over embeddings).")

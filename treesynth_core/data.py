@@ -33,6 +33,7 @@ from .routing import (
 )
 from .samples import Sample
 from .store import Project
+from .synth import PER_CALL
 
 Progress = Callable[[int, int, str], None]
 #: Samples the other router routes to measure agreement, by default.
@@ -144,7 +145,7 @@ async def balance_dataset(
     per_leaf: int,
     target_set: str = BALANCED_SET,
     seed: int = 0,
-    per_call: int = 5,
+    per_call: int = PER_CALL,
     responses: bool = False,
     concurrency: int = 8,
     embedder: Any = None,

@@ -22,6 +22,7 @@ from .errors import Cancelled, TreeSynthError
 from .llm.base import LLM
 from .runs import LLMFactory, run_llm_work
 from .store import Project
+from .synth import PER_CALL
 
 Kind = Literal["grow", "synth", "features", "baseline", "fill-gaps", "import", "route", "balance"]
 #: Job kinds of the Coverage page (features and maps need no LLM; the others do).
@@ -237,7 +238,7 @@ def _run(
             from .baseline import synthesize_baseline
 
             return await synthesize_baseline(
-                project, llm, n=int(options["n"]), per_call=int(options.get("per_call", 5)),
+                project, llm, n=int(options["n"]), per_call=int(options.get("per_call", PER_CALL)),
                 temperature=float(options.get("temperature", 1.0)), seed=int(options.get("seed", 0)),
                 responses=options.get("responses"), concurrency=settings.concurrency, progress=on_progress,
                 cancel=cancel,
@@ -375,7 +376,10 @@ def _summary(kind: str, result: Any, stats: dict[str, Any] | None) -> str:
     if kind == "baseline":
         short = (f"; {result.short} short (the model repeated itself or replied unusably): make it again to ask "
                  "new questions" if result.short else "")  # fmt: skip
-        return f"flat baseline: {result.total} of {result.requested} samples, added {result.added}{short} ({calls})"
+        return (
+            f"flat baseline: {result.total} of {result.requested} samples, added {result.added}{short}"
+            f"{_cut(result)} ({calls})"
+        )
     if kind == "fill-gaps":
         return (f"{result.accepted} of {result.candidates} candidates kept; diversity {result.before:.3f} -> "
                 f"{result.after:.3f} at n = {result.n} ({calls})")  # fmt: skip
@@ -383,7 +387,17 @@ def _summary(kind: str, result: Any, stats: dict[str, Any] | None) -> str:
         return f"expanded {result.expanded} nodes into {result.children} children ({calls})"
     short = (f"; {len(result.short_leaves)} leaves stayed below the target (duplicates or unusable replies): "
              "run again with another seed to ask new questions" if result.short_leaves else "")  # fmt: skip
-    return f"added {result.added} samples, {result.duplicates} duplicates dropped{short} ({calls})"
+    return f"added {result.added} samples, {result.duplicates} duplicates dropped{short}{_cut(result)} ({calls})"
+
+
+def _cut(result: Any) -> str:
+    """The note on responses cut off by the token limit (not stored), or ""."""
+    cut = getattr(result, "responses_cut_off", 0)
+    return (
+        f"; {cut} responses were cut off at the token limit and not stored (those samples have no response)"
+        if cut
+        else ""
+    )
 
 
 def get_job(project: Project, job_id: str) -> JobState:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
@@ -125,6 +126,48 @@ def parse_reply(text: str, model: type[M]) -> M:
         raise ValueError(f"{where}: {first['msg']}") from None
 
 
+#: A reply cut off by ``max_tokens`` (``finish_reason == "length"``) is asked again with twice the
+#: budget, at most this many times per ask (the larger budget carries over to later re-asks).
+BUDGET_RETRIES = 2
+#: The default ceiling of those larger budgets, in tokens.
+MAX_TOKENS_CAP = 4096
+
+
+#: A cut-off reply at least this long whose text (digits ignored) compresses below this ratio is
+#: a loop ("Test 1: Test 2: Test 3: ..."): a larger budget would only lengthen it. Real replies
+#: compress to about half (hand-written capable-model fixtures: 0.5-0.6).
+LOOP_MIN_CHARS, LOOP_RATIO = 400, 0.15
+_DIGIT = re.compile(r"\d")
+
+
+def is_cut_off(result: ChatResult) -> bool:
+    """True when the reply stopped at ``max_tokens``: it is not whole, however it parses (a model
+    may close the JSON early around a truncated last string)."""
+    return result.finish_reason == "length"
+
+
+def is_loop(text: str) -> bool:
+    """True for text that repeats itself (see :data:`LOOP_RATIO`)."""
+    if len(text) < LOOP_MIN_CHARS:
+        return False
+    data = _DIGIT.sub("0", text).encode("utf-8")
+    return len(zlib.compress(data, 9)) < LOOP_RATIO * len(data)
+
+
+def larger_budget(max_tokens: int, cap: int) -> int | None:
+    """The budget a cut-off reply is asked again with: twice ``max_tokens``, at most ``cap``; None
+    when ``max_tokens`` is at the cap already."""
+    return min(cap, 2 * max_tokens) if max_tokens < cap else None
+
+
+def retry_budget(result: ChatResult, max_tokens: int, cap: int) -> int | None:
+    """The larger budget to ask again with after ``result``, or None: the reply was whole, the
+    budget is at the cap, or the reply was a loop (:func:`is_loop`)."""
+    if not is_cut_off(result) or is_loop(result.text):
+        return None
+    return larger_budget(max_tokens, cap)
+
+
 async def ask_json(
     llm: LLM,
     request: ChatRequest,
@@ -133,26 +176,38 @@ async def ask_json(
     attempts: int,
     check: Callable[[M], str | None] | None = None,
     what: str = "reply",
+    max_tokens_cap: int = MAX_TOKENS_CAP,
 ) -> tuple[M, ChatResult]:
     """Send ``request``; parse and check the reply; re-ask up to ``attempts`` times in total.
 
     Each re-ask shows the model its previous reply and what was wrong with it, and uses the next
-    seed, so every attempt is a distinct, cacheable request. Raises :class:`ParseError` naming the
-    last problem when no attempt gives a usable reply.
+    seed, so every attempt is a distinct, cacheable request. A reply cut off by ``max_tokens`` is
+    never parsed as if whole: it is asked again, same messages and seed, with twice the budget
+    (bounded by ``max_tokens_cap``, at most :data:`BUDGET_RETRIES` times per ask, never for a reply
+    that loops); one still cut off is a failed attempt. Raises :class:`ParseError` naming the last
+    problem when no attempt gives a usable reply.
     """
     messages: Sequence[tuple[str, str]] = request.messages
     problem = "no attempt made"
+    budget, raises = request.max_tokens, BUDGET_RETRIES
     for attempt in range(max(1, attempts)):
         seed = None if request.seed is None else request.seed + attempt
-        current = replace(request, messages=tuple(messages), seed=seed)
+        current = replace(request, messages=tuple(messages), seed=seed, max_tokens=budget)
         result = await llm.complete(current)
-        try:
-            parsed = parse_reply(result.text, model)
-            issue = check(parsed) if check else None
-        except ValueError as exc:
-            issue = str(exc)
-        if issue is None:
-            return parsed, result
+        while raises and (bigger := retry_budget(result, budget, max_tokens_cap)) is not None:
+            budget, raises = bigger, raises - 1
+            result = await llm.complete(replace(current, max_tokens=budget))
+        issue: str | None
+        if is_cut_off(result):
+            issue = f"it was cut off at the token limit ({budget} tokens); write it shorter"
+        else:
+            try:
+                parsed = parse_reply(result.text, model)
+                issue = check(parsed) if check else None
+            except ValueError as exc:
+                issue = str(exc)
+            if issue is None:
+                return parsed, result
         problem = issue
         messages = (*request.messages, ("assistant", result.text[:2000]), ("user", repair_message(issue)))
     raise ParseError(f"the model gave no usable {what} after {max(1, attempts)} attempts (last problem: {problem})")

@@ -19,6 +19,7 @@ paper|small``); :func:`profile_for` reads it off a backend object.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, get_args
 
@@ -62,9 +63,40 @@ def _path_block(path: Sequence[tuple[str, str]], lead: str) -> str:
 # -- pivots and leaf samples ----------------------------------------------------------------------
 
 
-def samples_budget(n: int) -> int:
-    """max_tokens for a reply of ``n`` samples (the paper gives 1024 to 10 samples)."""
-    return max(256, 110 * n)
+#: A data-sized budget gives each sample this many times the long end of the examples' lengths,
+SAMPLE_LENGTH_MULTIPLE = 2
+#: and never fewer than this many tokens a sample,
+SAMPLE_TOKENS_FLOOR = 48
+#: plus JSON overhead: per sample (quotes, comma) and per reply (braces, the key).
+JSON_TOKENS_PER_SAMPLE, JSON_TOKENS_PER_REPLY = 4, 16
+
+
+def approx_tokens(text: str) -> int:
+    """About how many tokens ``text`` takes as a JSON string: 4 characters a token for ASCII (escapes
+    included), one a token for anything else (CJK, accents, symbols tokenize far denser)."""
+    encoded = json.dumps(text, ensure_ascii=False)
+    wide = sum(1 for ch in encoded if ord(ch) > 127)
+    return math.ceil((len(encoded) - wide) / 4) + wide
+
+
+def long_end(examples: Sequence[str]) -> int:
+    """The long end of the examples' lengths in tokens: the 90th percentile (nearest rank)."""
+    lengths = sorted(approx_tokens(e) for e in examples)
+    return lengths[math.ceil(0.9 * len(lengths)) - 1]
+
+
+def samples_budget(n: int, examples: Sequence[str] = ()) -> int:
+    """max_tokens for a reply of ``n`` samples.
+
+    Sized from ``examples`` (samples the model wrote for this subspace, e.g. a leaf's pivots) when
+    there are any: ``n`` times :data:`SAMPLE_LENGTH_MULTIPLE` x their :func:`long_end` (at least
+    :data:`SAMPLE_TOKENS_FLOOR`), plus JSON overhead. Without examples, 110 tokens a sample (the
+    paper gives 1024 to 10 samples). Callers bound it by their cap.
+    """
+    if not examples:
+        return max(256, 110 * n)
+    per_sample = max(SAMPLE_TOKENS_FLOOR, SAMPLE_LENGTH_MULTIPLE * long_end(examples))
+    return JSON_TOKENS_PER_REPLY + n * (per_sample + JSON_TOKENS_PER_SAMPLE)
 
 
 def labels_budget(n: int) -> int:
@@ -87,25 +119,74 @@ def samples_schema(n: int) -> dict[str, Any]:
     }
 
 
+#: What a samples prompt shows of what the leaf already holds: each sample cut to this many
+#: characters, the most recent ones first, until this many characters in all (the ``small``
+#: profile: one short line of at most :data:`SMALL_HELD` samples).
+HELD_CHARS, HELD_TOTAL_CHARS = 300, 3000
+SMALL_HELD, SMALL_HELD_CHARS = 3, 80
+
+
+def held_lines(held: Sequence[str], *, chars: int = HELD_CHARS, total_chars: int = HELD_TOTAL_CHARS) -> list[str]:
+    """The samples a leaf already holds as the prompt lists them (oldest first): the most recent ones
+    that fit ``total_chars``, each cut to ``chars``, whitespace collapsed."""
+    lines: list[str] = []
+    total = 0
+    for text in reversed(held):
+        text = " ".join(text.split())
+        text = text if len(text) <= chars else text[: chars - 3].rstrip() + "..."
+        if lines and total + len(text) > total_chars:
+            break
+        lines.append(text)
+        total += len(text)
+    return lines[::-1]
+
+
+def _each_block(each: Sequence[Sequence[tuple[str, str]]]) -> str:
+    return "\n".join(f"{i}. {path_json(attrs)}" for i, attrs in enumerate(each, 1))
+
+
 def samples_prompt(
-    task: str, style: str, path: Sequence[tuple[str, str]], n: int, *, profile: Profile = "paper"
+    task: str,
+    style: str,
+    path: Sequence[tuple[str, str]],
+    n: int,
+    *,
+    profile: Profile = "paper",
+    held: Sequence[str] = (),
+    each: Sequence[Sequence[tuple[str, str]]] = (),
 ) -> str:
     """Ask for ``n`` samples of the task inside the subspace given by ``path`` (pivots, leaf
-    synthesis and the flat baseline, which has no path)."""
+    synthesis and the flat baseline, which has no path).
+
+    ``each`` gives every sample its own further attributes (sample ``i`` gets ``each[i]``: the values
+    drawn for the sampled nodes of a leaf's path). ``held`` lists samples the subspace already holds
+    (see :func:`held_lines`), which the new ones must not repeat.
+    """
     if profile == "small":
+        shown = held_lines(held[-SMALL_HELD:], chars=SMALL_HELD_CHARS)
         lines = [f"Write {n} different examples of this task: {task}"]
         if style:
             lines.append(f"Style: {style}")
         if path:
             lines.append(f"Every example must have ALL of these attributes: {path_json(path)}")
+        if each:
+            lines.append(f"Example number i also has the attributes on line i:\n{_each_block(each)}")
         lines.append("Each example is complete and realistic; make them differ in content and wording.")
+        if shown:
+            lines.append("Already written, do not repeat: " + " | ".join(shown))
         lines.append(f'Reply in JSON: {{"samples": [...]}} with exactly {n} strings.')
         return "\n".join(lines)
+    shown = held_lines(held)
     rules = [f"Each sample is one complete, realistic example of the task: {task}"]
     if style:
         rules.append(f"Follow this style in form, length and level: {style}")
     if path:
         rules.append(f"Every sample must have ALL of these attributes, each of them clearly: {path_json(path)}")
+    if each:
+        rules.append(
+            'Each sample also has its own attributes, listed under "Attributes of each sample": sample i '
+            "has those of line i, clearly, and the samples come in that order."
+        )
     rules += [
         f"The {n} samples must be diverse from all potential perspectives: situation, content, structure, "
         "length and wording; no two may be variations of one another.",
@@ -113,10 +194,23 @@ def samples_prompt(
         'such as "[name]" or "...".',
         "Write only the samples themselves, not answers or commentary (unless the style asks for them).",
     ]
+    if shown:
+        rules.append(
+            'This subspace already holds the samples listed under "Already written": every new sample '
+            "must differ from all of them in situation and content, not only in wording."
+        )
+    blocks = ""
+    if each:
+        blocks += f"\n\nAttributes of each sample:\n{_each_block(each)}"
+    if shown:
+        blocks += "\n\nAlready written:\n" + "\n".join(f"- {text}" for text in shown)
     return (
         "You are an expert creator of training data for language models.\n"
         f"Write {n} new samples of the task below.\n\n"
-        "Requirements:\n" + _numbered(rules) + f'\n\nReply in JSON: {{"samples": [...]}} with exactly {n} strings.'
+        "Requirements:\n"
+        + _numbered(rules)
+        + blocks
+        + f'\n\nReply in JSON: {{"samples": [...]}} with exactly {n} strings.'
     )
 
 

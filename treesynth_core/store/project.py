@@ -369,6 +369,15 @@ class Project:
         with self._read() as conn:
             return {key for (key,) in conn.execute(sql, (sample_set, leaf_id, sample_set, leaf_id))}
 
+    def skip_keys(self, leaf_id: str, keys: Iterable[str], *, sample_set: str = TREE_SET) -> None:
+        """Record keys a rerun must skip though no sample holds them (a synthesis call that was
+        answered but kept nothing); kept beside the deletion marks, returned by :meth:`sample_keys`."""
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO deleted_samples (sample_set, leaf_id, key) VALUES (?, ?, ?)",
+                [(sample_set, leaf_id, key) for key in keys],
+            )
+
     def delete_samples(self, ids: Iterable[int]) -> int:
         """Delete samples by row id, in one transaction; return how many were deleted."""
         deleted = 0

@@ -10,11 +10,12 @@ from .. import graph as G
 from .. import tree as T
 from ..config import BackendSettings
 from ..store import Project
-from ..synth import SynthOptions, SynthPlan, plan_synthesis
+from ..synth import PER_CALL, SAMPLED_SCALE, SynthOptions, SynthPlan, leaf_target, plan_synthesis, sampled_steps
 from .widgets import md, model_name
 
 SCOPE, SUBTREE, PICKED = "synth.scope", "synth.subtree", "synth.picked"
-PER_LEAF, PER_CALL, KIND, SEED = "synth.per_leaf", "synth.per_call", "synth.kind", "synth.seed"
+PER_LEAF, PER_CALL_KEY, KIND, SEED = "synth.per_leaf", "synth.per_call", "synth.kind", "synth.seed"
+SCALE = "synth.sampled_scale"
 SCOPES = {"all": "All approved leaves", "subtree": "Leaves under one node", "picked": "Leaves I pick"}
 KINDS = {"instruction": "Instructions only", "pair": "Instruction + response"}
 
@@ -32,6 +33,7 @@ class Choice:
     responses: bool
     empty: bool = False
     seed: int = 0
+    sampled_scale: int = SAMPLED_SCALE
 
     def params(self) -> dict:
         return {
@@ -40,6 +42,7 @@ class Choice:
             "responses": self.responses,
             "leaf_ids": list(self.leaf_ids),
             "seed": self.seed,
+            "sampled_scale": self.sampled_scale,
         }
 
 
@@ -69,7 +72,12 @@ def choose(tree: T.Tree) -> Choice:
     left, mid, seed_col, right = st.columns([1, 1, 1, 2])
     per_leaf = left.number_input("Samples per leaf", 1, 10_000, value=10, key=PER_LEAF)
     per_call = mid.number_input(
-        "Samples per call", 1, 20, value=5, key=PER_CALL, help="How many samples one LLM call is asked for."
+        "Samples per call",
+        1,
+        20,
+        value=PER_CALL,
+        key=PER_CALL_KEY,
+        help="How many samples one LLM call is asked for (the paper's 10).",
     )
     seed = seed_col.number_input(
         "Seed",
@@ -81,7 +89,18 @@ def choose(tree: T.Tree) -> Choice:
         "ones: use it to top up leaves a run left short.",
     )
     kind = right.radio("Each sample is", list(KINDS), format_func=KINDS.get, key=KIND, horizontal=True)
-    return Choice(leaf_ids, int(per_leaf), int(per_call), kind == "pair", empty, int(seed))
+    scale = SAMPLED_SCALE
+    if any(sampled_steps(tree.path(leaf.id)) for leaf in approved):
+        scale = st.number_input(
+            "Samples x per sampled node",
+            1,
+            100,
+            value=SAMPLED_SCALE,
+            key=SCALE,
+            help="A leaf under k sampled nodes gets samples per leaf times this to the power k, each sample with "
+            "its own draw of the sampled values (the paper: 10).",
+        )
+    return Choice(leaf_ids, int(per_leaf), int(per_call), kind == "pair", empty, int(seed), int(scale))
 
 
 #: Commands whose calls write samples: their latency predicts a synthesis better than routing's
@@ -109,7 +128,11 @@ def seconds_for(calls: int, project: Project, settings: BackendSettings) -> floa
 
 def estimate(project: Project, tree: T.Tree, choice: Choice, settings: BackendSettings) -> SynthPlan:
     options = SynthOptions(
-        per_leaf=choice.per_leaf, per_call=choice.per_call, responses=choice.responses, leaf_ids=choice.leaf_ids
+        per_leaf=choice.per_leaf,
+        per_call=choice.per_call,
+        responses=choice.responses,
+        leaf_ids=choice.leaf_ids,
+        sampled_scale=choice.sampled_scale,
     )
     return plan_synthesis(tree, project.sample_counts(), options, model=model_name(settings), settings=settings)
 
@@ -134,7 +157,11 @@ def show_estimate(plan: SynthPlan, project: Project, settings: BackendSettings) 
     )
     cols[4].metric("Cost (about)", cost, border=True, help=cost_help)
     cols[5].metric("Time (about)", duration(seconds), border=True, help="From this project's average call time.")
-    st.caption(f"On {md(plan.model)}. Leaves that already have enough samples are skipped; cached replies are free.")
+    note = plan.scaling_note()
+    st.caption(
+        f"On {md(plan.model)}. Leaves that already have enough samples are skipped; cached replies are free."
+        + (f" {md(note[:1].upper() + note[1:])}." if note else "")
+    )
 
 
 def compact(n: int) -> str:
@@ -158,14 +185,16 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def leaf_counts(project: Project, tree: T.Tree, leaf_ids: list[str], target: int) -> None:
-    """Samples per leaf against the target: the live table while a run goes on."""
+def leaf_counts(project: Project, tree: T.Tree, leaf_ids: list[str], per_leaf: int, sampled_scale: int | None) -> None:
+    """Samples per leaf against its target (scaled by the sampled nodes on its path): the live table
+    while a run goes on."""
+    options = SynthOptions(per_leaf=max(1, per_leaf), sampled_scale=sampled_scale or SAMPLED_SCALE)
     counts = project.sample_counts()
     rows = [
         {
             "leaf": G.path_text(tree, leaf_id),
             "samples": counts.get(leaf_id, 0),
-            "progress": min(1.0, counts.get(leaf_id, 0) / target) if target else 0.0,
+            "progress": min(1.0, counts.get(leaf_id, 0) / leaf_target(tree.path(leaf_id), options)),
         }
         for leaf_id in leaf_ids
         if leaf_id in tree.nodes
