@@ -10,6 +10,10 @@ HTTP/1.1 with keep-alive over asyncio streams, and serves ``POST /v1/chat/comple
         ...  # point a client at server.base_url
         assert server.requests[-1].body["seed"] == 7
 
+:class:`ReplayByPurpose` is a ``respond`` callback that answers each request with the next scripted
+reply for its purpose (told by the name of its JSON schema), e.g. the hand-written capable-model
+replies of ``tests/fixtures/capable/``.
+
 :class:`FakeServerProcess` runs the same server in a child process (``python tests/helpers_http.py``),
 so that a benchmark's client and server do not share one interpreter lock.
 """
@@ -25,7 +29,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -115,6 +119,51 @@ def completion_body(text: str, model: str, request: RecordedRequest, finish_reas
             "total_tokens": max(1, prompt_chars // 4) + max(1, len(text) // 4),
         },
     }
+
+
+#: The purpose a request serves, by the name of the JSON schema it sends (``ChatRequest.schema_name``).
+#: Pivots and leaf samples share the "samples" schema; a scenario with both tells them apart itself.
+SCHEMA_PURPOSE = {"samples": "pivots", "criterion": "criterion", "coverage": "coverage", "route": "route"}
+
+
+def purpose_of(request: RecordedRequest) -> str:
+    """The purpose of a chat request: from its ``json_schema`` name, else ``""``."""
+    response_format = request.response_format or {}
+    name = (response_format.get("json_schema") or {}).get("name", "") if isinstance(response_format, dict) else ""
+    return SCHEMA_PURPOSE.get(name, name)
+
+
+class ReplayByPurpose:
+    """A ``respond`` callback for :class:`FakeOpenAIServer`: each request gets the next reply scripted
+    for its purpose (:func:`purpose_of`); a request with none left gets an HTTP 400 naming the purpose
+    (not retried), so an unexpected call fails fast and visibly. ``asked`` lists the purposes seen."""
+
+    def __init__(self, replies: Mapping[str, Sequence[Reply]]) -> None:
+        self.queues = {purpose: deque(items) for purpose, items in replies.items()}
+        self.asked: list[str] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_scenario(cls, scenario: Mapping[str, Any]) -> ReplayByPurpose:
+        """From a ``tests/fixtures/capable/*.json`` scenario (its ``replies`` by purpose)."""
+        replies = {
+            purpose: [Reply.ok(item["text"], finish_reason=item.get("finish_reason", "stop")) for item in items]
+            for purpose, items in scenario["replies"].items()
+        }
+        return cls(replies)
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        purpose = purpose_of(request)
+        with self._lock:
+            self.asked.append(purpose)
+            queue = self.queues.get(purpose)
+            if queue:
+                return queue.popleft()
+        return Reply.error(400, f"no scripted reply left for purpose {purpose!r}")
+
+    def left(self) -> dict[str, int]:
+        """Scripted replies not yet served, by purpose (only purposes with some left)."""
+        return {purpose: len(queue) for purpose, queue in self.queues.items() if queue}
 
 
 def free_port() -> int:

@@ -1,9 +1,13 @@
 """End to end in a real browser: `streamlit run app.py` headless, Debian's chromium driven by
-Playwright, the embedded model growing a small tree.
+Playwright, a tree grown through a real-HTTP OpenAI-compatible endpoint on 127.0.0.1
+(:class:`helpers_http.FakeOpenAIServer`) answering with hand-written capable-model replies
+(``tests/fixtures/capable/animals_habitat_6.json``), so the growth is the same on every machine.
+(The embedded model's own growth is tested, for what holds on any CPU, in ``test_e2e_embedded.py``.)
 
-Creates a project, grows it, clicks a node on the graph's canvas, prunes it from the editor panel
-and checks the project changed; renames a value to an HTML payload and checks it shows as text
-and runs nothing; checks that nothing was fetched from outside 127.0.0.1. Screenshots go to
+Creates a project on that endpoint in the app's form, grows it, checks the children are the values
+the replies name, clicks a node on the graph's canvas, prunes it from the editor panel and checks
+the project changed; renames a value to an HTML payload and checks it shows as text and runs
+nothing; checks that the browser fetched nothing from outside 127.0.0.1. Screenshots go to
 ``test-artifacts/``.
 
 Without /usr/bin/chromium or the playwright package the test skips with the reason, except under
@@ -13,6 +17,7 @@ CI (``CI`` set), where it fails: CI must run it.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -24,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers_http import FakeOpenAIServer, ReplayByPurpose
 
 from treesynth_core.store import Project
 
@@ -35,6 +41,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 XSS = "<img src=x onerror=alert(1)>"
 TASK = "Short questions about animals"
+#: The capable-model scenario the endpoint replays: a root split into six habitats.
+SCENARIO = json.loads((ROOT / "tests" / "fixtures" / "capable" / "animals_habitat_6.json").read_text(encoding="utf-8"))
+CRITERION, VALUES = "Habitat", ["Ocean", "Desert", "Rainforest", "Arctic tundra", "Grassland", "Freshwater"]
+MODEL = "capable-model"
 
 
 def _missing() -> str | None:
@@ -140,10 +150,18 @@ def click_node(page, node_id: str, *, double: bool = False) -> None:
         page.mouse.click(center["x"], center["y"])
 
 
-def test_create_grow_click_prune_and_safe_text(browser, server):
+@pytest.fixture
+def endpoint():
+    """An OpenAI-compatible endpoint on 127.0.0.1 replaying the capable-model scenario by purpose."""
+    replay = ReplayByPurpose.from_scenario(SCENARIO)
+    with FakeOpenAIServer(respond=replay, model=MODEL) as fake:
+        yield fake, replay
+
+
+def test_create_grow_click_prune_and_safe_text(browser, server, endpoint):
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     try:
-        _create_grow_click_prune(page, *server)
+        _create_grow_click_prune(page, *server, *endpoint)
     except BaseException:
         shot(page, "failure")  # what the page showed when it went wrong
         raise
@@ -151,7 +169,7 @@ def test_create_grow_click_prune_and_safe_text(browser, server):
         page.close()
 
 
-def _create_grow_click_prune(page, url: str, projects: Path) -> None:
+def _create_grow_click_prune(page, url: str, projects: Path, fake: FakeOpenAIServer, replay: ReplayByPurpose) -> None:
     folder = projects / "animals"
     dialogs: list[str] = []
     outside: list[str] = []
@@ -162,18 +180,27 @@ def _create_grow_click_prune(page, url: str, projects: Path) -> None:
     )
     page.set_default_timeout(60_000)
 
-    # -- create a project on the embedded default ------------------------------------------------
+    # -- create a project on the OpenAI-compatible endpoint ---------------------------------------
     page.goto(url)
     page.get_by_role("heading", name="Open an example").wait_for()
     shot(page, "01-project")
     page.get_by_label("Project name").fill("animals")
     page.get_by_label("Task description").fill(TASK)
+    page.get_by_text("OpenAI-compatible endpoint", exact=True).click()
+    for label, value in (("Base URL", fake.base_url), ("Model", MODEL)):
+        box = page.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Tab")
+        time.sleep(0.6)
     page.get_by_role("button", name="Create project").click()
     page.get_by_role("heading", name="Tree", exact=True).wait_for()
     assert (folder / "treesynth.db").is_file()
+    with Project.open(folder) as project:
+        settings = project.settings()
+    assert (settings.backend, settings.base_url, settings.model) == ("openai", fake.base_url, MODEL)
 
-    # -- grow a small tree with the embedded model ----------------------------------------------
-    for label, value in (("Depth", "1"), ("Pivots", "3"), ("Sampled above", "4"), ("Coverage rounds", "3")):
+    # -- grow one level through the endpoint -----------------------------------------------------
+    for label, value in (("Depth", "1"), ("Pivots", "3")):
         box = page.get_by_label(label, exact=True)
         box.fill(value)
         box.press("Tab")
@@ -181,14 +208,19 @@ def _create_grow_click_prune(page, url: str, projects: Path) -> None:
     page.get_by_text("Auto-approve", exact=True).click()
     time.sleep(0.8)
     page.get_by_role("button", name="Grow the tree").click()
-    wait_until(lambda: latest_job_status(folder) not in (None, "running"), 240, "growth to finish", poll=1)
+    wait_until(lambda: latest_job_status(folder) not in (None, "running"), 120, "growth to finish", poll=1)
     assert latest_job_status(folder) == "done"
+    assert replay.left() == {} and sorted(set(replay.asked)) == ["coverage", "criterion", "pivots"]
+    assert all(r.body["model"] == MODEL for r in fake.chat_requests)
     nodes = wait_until(lambda: [n for n in graph_nodes(page) if n["level"] == 1], 30, "grown nodes in the graph")
     time.sleep(1)
     shot(page, "02-tree-grown")
     with Project.open(folder) as project:
         tree = project.tree()
-    assert len(tree.children(tree.root_id)) == len(nodes) >= 2
+    assert tree.nodes[tree.root_id].split_criterion == CRITERION
+    children = tree.children(tree.root_id)
+    assert sorted(c.value for c in children) == sorted(VALUES) and not any(c.pool for c in children)
+    assert len(nodes) == len(children) == len(VALUES)
 
     # -- click a node on the canvas, prune it from the panel -------------------------------------
     target = nodes[0]["id"]

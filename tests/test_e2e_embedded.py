@@ -1,5 +1,12 @@
 """The whole pipeline on the real embedded model (SmolLM2-135M through llama.cpp), offline:
-new -> grow (depth 2) -> synth -> export, then a rerun that costs zero LLM calls."""
+new -> grow (depth 2) -> synth -> export, then a rerun that costs zero LLM calls.
+
+What the 135M model writes differs from CPU to CPU, so this asserts only what holds on any of
+them: every command finishes, every node the growth tried either split (into children with values)
+or stayed a leaf with a note saying why, every leaf got its samples or is reported short, the export
+holds exactly the stored samples, and a rerun is served from the cache. Growth that must yield
+particular children is tested through scripted capable-model replies (test_grow.py, test_browser.py).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,11 @@ from treesynth_core.cli import app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
+
+
+def tree_nodes(node: dict) -> list[dict]:
+    """A node of ``show --json``'s tree and all its descendants."""
+    return [node, *(n for child in node.get("children", []) for n in tree_nodes(child))]
 
 
 def invoke(*args):
@@ -30,18 +42,29 @@ def test_embedded_pipeline_end_to_end(tmp_path, monkeypatch):
     first_grow = json.loads(invoke(*grow_args).stdout)
     assert first_grow["expanded"] >= 1 and first_grow["llm"]["calls"] > 0
     tree = json.loads(invoke("show", proj, "--json").stdout)
-    assert tree["leaves"]
+    nodes = tree_nodes(tree["root"])
+    assert len(nodes) == first_grow["nodes"] and tree["leaves"] and len(tree["leaves"]) == first_grow["leaves"]
+    split = [n for n in nodes if n.get("children")]
+    assert first_grow["expanded"] == len(split) + first_grow["kept_as_leaf"]
+    for node in split:  # a split names its criterion and gives each child a value
+        assert node["criterion"].strip() and all(str(c.get("value") or "").strip() for c in node["children"])
+    kept = [n for n in nodes if n.get("expanded") and not n.get("children")]
+    assert all(str(n.get("note") or "").strip() for n in kept)  # a node left a leaf says why
 
     synth_args = ("synth", proj, "--per-leaf", "2", "--per-call", "2", "--json")
     first_synth = json.loads(invoke(*synth_args).stdout)
-    assert first_synth["total_samples"] > 0
+    assert first_synth["llm"]["calls"] > 0
+    counts = json.loads(invoke("show", proj, "--json").stdout)["sample_counts"]
+    assert sum(counts.values()) == first_synth["total_samples"]
+    for leaf in tree["leaves"]:  # every leaf got its samples, or is reported short
+        assert counts.get(leaf, 0) >= 2 or leaf in first_synth["short_leaves"]
 
     out = tmp_path / "data.jsonl"
     invoke("export", proj, "--format", "jsonl", "--out", out)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == first_synth["total_samples"]
     assert all(r["messages"][0]["content"].strip() for r in rows)
-    assert rows[0]["model"].startswith("SmolLM2-135M-Instruct")
+    assert all(r["model"].startswith("SmolLM2-135M-Instruct") for r in rows)
 
     # Rerunning the same build costs nothing: every request is served from the project's cache.
     again_grow = json.loads(invoke(*grow_args).stdout)

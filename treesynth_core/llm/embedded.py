@@ -10,8 +10,14 @@ Without a ``gguf_path`` setting it runs SmolLM2-135M-Instruct, the GGUF shipped 
 * A request with a ``schema`` is decoded under a GBNF grammar built from the JSON schema (cached per
   schema), so every finished reply parses as JSON and follows the schema. A reply cut off by
   ``max_tokens`` is still cut off: its ``finish_reason`` is ``"length"``.
-* The same request with the same ``seed`` gives the same text (llama-cpp-python seeds the sampler
-  from the per-call seed).
+* The same request with the same ``seed`` gives the same text, whatever ran before it: llama-cpp-python
+  seeds the sampler from the per-call seed, and the model's state is reset before every call
+  (:meth:`Llama.reset`). Without the reset llama-cpp-python keeps the previous prompt's KV cache,
+  evaluates only the new suffix (or, for an identical prompt, re-evaluates its last token), and the
+  logits of a prompt evaluated in a different split differ in the last bits, enough to change a
+  sampled token. The reset costs re-evaluating the prefix the previous prompt shared:
+  for the 135M model and ~110-token prompts on 2 cores, about 0.4 s a call (0.54 s against 0.18 s
+  for 8-token replies, 1.18 s against 0.80 s for 64-token ones; ``benchmarks/embedded_reset.py``).
 """
 
 from __future__ import annotations
@@ -172,6 +178,7 @@ class EmbeddedLLM:
         kwargs = self._generation_kwargs(request)
         with loaded.lock:
             started = time.perf_counter()
+            loaded.llama.reset()  # evaluate the whole prompt afresh: no state carried over from the last call
             try:
                 response = loaded.llama.create_chat_completion(**kwargs)
             except ValueError as exc:
