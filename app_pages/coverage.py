@@ -64,15 +64,15 @@ def body() -> None:
                    help="Embed every sample (MiniLM) and lay out the UMAP map, in the background."):  # fmt: skip
         _start("features", {"space": "embeddings"})
     grads = C.gradient_settings_form(project, disabled=busy)
+    about = "" if busy else f": {C.gradient_time(project, grads)}"  # no estimate to read while a job runs
+    grad_help = md(f"Gradient features (G-Vendi, gradient map) of the {grads.describe()}{about}.")
     if mid.button(
         "Compute gradient features",
         key="coverage.gradients",
         icon=":material/function:",
         disabled=busy,
         width="stretch",
-        help=md(
-            f"Gradient features (G-Vendi, gradient map) of the {grads.describe()}: {C.gradient_time(project, grads)}."
-        ),
+        help=grad_help,
     ):
         _start("features", {"space": "gradients"})
     stale = C.stale_gradients(grads, grad_kind)
@@ -158,7 +158,7 @@ def body() -> None:
         rounds = g1.number_input("Rounds", 1, 10, 1, key="coverage.rounds")
         per_round = g2.number_input("Candidates per round", 5, 200, 20, step=5, key="coverage.per_round")
         gspace = g3.radio("Space", list(C.GAP_SPACES), format_func=C.GAP_SPACES.get, key="coverage.gap_space")
-        if gspace == "gradients":
+        if gspace == "gradients" and not busy:
             st.caption(md(f"Gradient features: {C.gradient_time(project, grads, int(rounds) * int(per_round))}."))
         if st.button("Fill gaps", key="coverage.fill", type="primary", icon=":material/join_inner:", disabled=busy):
             _start("fill-gaps", {"rounds": int(rounds), "per_round": int(per_round), "space": gspace})

@@ -3,10 +3,11 @@
 Run: ``.venv/bin/python benchmarks/gradient_lengths.py`` (about 5 minutes on 2 idle CPU cores;
 ``--help`` for options). Offline: the proxy is the embedded SmolLM2-135M GGUF unless ``--model``.
 
-Samples are long chain-of-thought-style pairs (a prompt of ~60 tokens, a response of 600+ tokens
+Samples are long chain-of-thought-style pairs (a prompt of ~85 tokens, a response of ~1,100 tokens
 made of several worked steps from :func:`benchmarks.gradients.bench_pairs`), so every cut really
 cuts. For each cut it prints the seconds a sample (batch ``--batch``), the tokens each sample keeps,
-and how much of the response the loss sees.
+and how much of the response the loss sees. Wall-clock times on a shared machine are noisy: the
+load average is printed with each line.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.gradients import bench_pairs  # noqa: E402
 
 
-def long_pairs(n: int, seed: int = 0, parts: int = 6) -> list[tuple[str, str]]:
+def long_pairs(n: int, seed: int = 0, parts: int = 12) -> list[tuple[str, str]]:
     """``n`` pairs whose response chains ``parts`` worked answers: a long, step-by-step response."""
     base = bench_pairs(n * parts, seed=seed)
     out = []
@@ -45,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from treesynth_core.features.gradients import GradientFeaturizer, encode
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cuda={torch.cuda.is_available()}, "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, cuda={torch.cuda.is_available()}, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     pairs = long_pairs(args.samples)
     featurizer = None
     for cut in [int(c) for c in args.cuts.split(",")]:
@@ -55,17 +58,22 @@ def main(argv: list[str] | None = None) -> int:
             full = [encode(featurizer.tokenizer, p, r, 1 << 20) for p, r in pairs]
             total = [len(ids) for ids, _ in full]
             resp = [sum(t) for _, t in full]
-            print(f"{featurizer.label}: {len(pairs)} samples of {min(total)}-{max(total)} tokens "
-                  f"({min(resp)}-{max(resp)} response tokens)")  # fmt: skip
+            print(
+                f"{featurizer.label}: {len(pairs)} samples of {min(total)}-{max(total)} tokens "
+                f"({min(resp)}-{max(resp)} response tokens)"
+            )
         featurizer.max_tokens = cut
         featurizer.features_for_texts(pairs[: args.batch], batch_size=args.batch)  # warm-up at this length
         kept = [sum(encode(featurizer.tokenizer, p, r, cut)[1]) for p, r in pairs]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         featurizer.features_for_texts(pairs, batch_size=args.batch)
-        per = (time.perf_counter() - start) / len(pairs)
+        per, per_cpu = (time.perf_counter() - start) / len(pairs), (time.process_time() - cpu) / len(pairs)
         share = sum(k / r for k, r in zip(kept, resp, strict=True)) / len(pairs)
-        print(f"cut {cut:5d}: {per:6.2f} s/sample; the loss sees {sum(kept) / len(kept):.0f} response tokens "
-              f"({share:.0%} of the response)")  # fmt: skip
+        print(
+            f"cut {cut:5d}: {per:6.2f} s/sample wall, {per_cpu:6.2f} s CPU; the loss sees "
+            f"{sum(kept) / len(kept):.0f} response tokens ({share:.0%} of the response); "
+            f"load average {os.getloadavg()[0]:.1f}"
+        )
     print(f"load average now {os.getloadavg()[0]:.1f}")
     return 0
 
