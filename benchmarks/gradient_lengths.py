@@ -6,14 +6,15 @@ Run: ``.venv/bin/python benchmarks/gradient_lengths.py`` (about 5 minutes on 2 i
 Samples are long chain-of-thought-style pairs (a prompt of ~85 tokens, a response of ~1,100 tokens
 made of several worked steps from :func:`benchmarks.gradients.bench_pairs`), so every cut really
 cuts. For each cut it prints the seconds a sample (batch ``--batch``), the tokens each sample keeps,
-and how much of the response the loss sees. Wall-clock times on a shared machine are noisy: the
-load average is printed with each line.
+and how much of the response the loss sees. The cuts are timed in interleaved rounds and the best
+round counts, so that a busy machine (the load average is printed) disturbs the ratios less.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cuts", default="128,256,512,1024", help="token cuts to time, comma-separated")
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--reps", type=int, default=3, help="rounds over the cuts; the best round counts")
     args = parser.parse_args(argv)
 
     import torch
@@ -51,28 +53,33 @@ def main(argv: list[str] | None = None) -> int:
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     pairs = long_pairs(args.samples)
-    featurizer = None
-    for cut in [int(c) for c in args.cuts.split(",")]:
-        if featurizer is None:
-            featurizer = GradientFeaturizer(args.model, max_tokens=cut)
-            full = [encode(featurizer.tokenizer, p, r, 1 << 20) for p, r in pairs]
-            total = [len(ids) for ids, _ in full]
-            resp = [sum(t) for _, t in full]
-            print(
-                f"{featurizer.label}: {len(pairs)} samples of {min(total)}-{max(total)} tokens "
-                f"({min(resp)}-{max(resp)} response tokens)"
-            )
+    cuts = [int(c) for c in args.cuts.split(",")]
+    featurizer = GradientFeaturizer(args.model, max_tokens=cuts[0])
+    full = [encode(featurizer.tokenizer, p, r, 1 << 20) for p, r in pairs]
+    total, resp = [len(ids) for ids, _ in full], [sum(t) for _, t in full]
+    print(
+        f"{featurizer.label}: {len(pairs)} samples of {min(total)}-{max(total)} tokens "
+        f"({min(resp)}-{max(resp)} response tokens); batch {args.batch}, {args.reps} rounds over the cuts"
+    )
+    wall: dict[int, list[float]] = {cut: [] for cut in cuts}
+    cpu: dict[int, list[float]] = {cut: [] for cut in cuts}
+    for cut in cuts:  # warm-up at each length
         featurizer.max_tokens = cut
-        featurizer.features_for_texts(pairs[: args.batch], batch_size=args.batch)  # warm-up at this length
+        featurizer.features_for_texts(pairs[: args.batch], batch_size=args.batch)
+    for _ in range(args.reps):  # the cuts interleaved, so that each sees the same load
+        for cut in cuts:
+            featurizer.max_tokens = cut
+            start, began_cpu = time.perf_counter(), time.process_time()
+            featurizer.features_for_texts(pairs, batch_size=args.batch)
+            wall[cut].append((time.perf_counter() - start) / len(pairs))
+            cpu[cut].append((time.process_time() - began_cpu) / len(pairs))
+    for cut in cuts:
         kept = [sum(encode(featurizer.tokenizer, p, r, cut)[1]) for p, r in pairs]
-        start, cpu = time.perf_counter(), time.process_time()
-        featurizer.features_for_texts(pairs, batch_size=args.batch)
-        per, per_cpu = (time.perf_counter() - start) / len(pairs), (time.process_time() - cpu) / len(pairs)
         share = sum(k / r for k, r in zip(kept, resp, strict=True)) / len(pairs)
         print(
-            f"cut {cut:5d}: {per:6.2f} s/sample wall, {per_cpu:6.2f} s CPU; the loss sees "
-            f"{sum(kept) / len(kept):.0f} response tokens ({share:.0%} of the response); "
-            f"load average {os.getloadavg()[0]:.1f}"
+            f"cut {cut:5d}: {min(wall[cut]):6.2f} s/sample (best of {args.reps}; median "
+            f"{statistics.median(wall[cut]):.2f}), {min(cpu[cut]):.2f} s CPU; the loss sees "
+            f"{sum(kept) / len(kept):.0f} response tokens ({share:.0%} of the response)"
         )
     print(f"load average now {os.getloadavg()[0]:.1f}")
     return 0
