@@ -35,7 +35,7 @@ KEEP_RUNS = 5
 #: Seconds a sample of the embedded SmolLM2-135M proxy, by token cut, on 2 CPU cores (torch 2.x,
 #: batch 8, samples at least as long as the cut): ``benchmarks/gradient_lengths.py``. An estimate
 #: from it spans short samples (the 128-token figure) to samples as long as the cut.
-REFERENCE_SECONDS = {128: 0.58, 256: 1.2, 512: 2.5, 1024: 5.5}
+REFERENCE_SECONDS = {128: 0.49, 256: 1.04, 512: 2.34, 1024: 6.21}
 
 
 class GradientSettings(BaseModel):

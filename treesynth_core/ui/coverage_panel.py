@@ -82,7 +82,7 @@ def gradient_settings_form(project: Project, *, disabled: bool) -> Any:
             step=64,
             key="coverage.grad_max_tokens",
             help="Each sample is cut to this many tokens (0: no cut, as the paper). 512 keeps most of a "
-            "chain-of-thought response; 128 is about 4x faster on a CPU but sees ~10% of it.",
+            "chain-of-thought response; 128 is about 5x faster on a CPU but sees ~10% of it.",
         )
         if st.button("Save", key="coverage.grad_save", icon=":material/save:", disabled=disabled):
             try:
