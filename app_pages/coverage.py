@@ -63,10 +63,21 @@ def body() -> None:
                    disabled=busy, width="stretch",
                    help="Embed every sample (MiniLM) and lay out the UMAP map, in the background."):  # fmt: skip
         _start("features", {"space": "embeddings"})
-    if mid.button("Compute gradient features", key="coverage.gradients", icon=":material/function:", disabled=busy,
-                  width="stretch", help="Gradient features of the embedded SmolLM2-135M (G-Vendi, gradient map); "
-                  "slow on CPU: about 1 s a sample."):  # fmt: skip
+    grads = C.gradient_settings_form(project, disabled=busy)
+    about = "" if busy else f": {C.gradient_time(project, grads)}"  # no estimate to read while a job runs
+    grad_help = md(f"Gradient features (G-Vendi, gradient map) of the {grads.describe()}{about}.")
+    if mid.button(
+        "Compute gradient features",
+        key="coverage.gradients",
+        icon=":material/function:",
+        disabled=busy,
+        width="stretch",
+        help=grad_help,
+    ):
         _start("features", {"space": "gradients"})
+    stale = C.stale_gradients(grads, grad_kind)
+    if stale:
+        st.caption(md(stale))
     if rep is None:
         st.info("No features yet (or new samples since they were computed): compute features and map.",
                 icon=":material/scatter_plot:")  # fmt: skip
@@ -146,8 +157,9 @@ def body() -> None:
         g1, g2, g3 = st.columns(3)
         rounds = g1.number_input("Rounds", 1, 10, 1, key="coverage.rounds")
         per_round = g2.number_input("Candidates per round", 5, 200, 20, step=5, key="coverage.per_round")
-        gspace = g3.radio("Space", ["embeddings", "gradients"], format_func=C.SPACE_LABELS.get, horizontal=True,
-                          key="coverage.gap_space")  # fmt: skip
+        gspace = g3.radio("Space", list(C.GAP_SPACES), format_func=C.GAP_SPACES.get, key="coverage.gap_space")
+        if gspace == "gradients" and not busy:
+            st.caption(md(f"Gradient features: {C.gradient_time(project, grads, int(rounds) * int(per_round))}."))
         if st.button("Fill gaps", key="coverage.fill", type="primary", icon=":material/join_inner:", disabled=busy):
             _start("fill-gaps", {"rounds": int(rounds), "per_round": int(per_round), "space": gspace})
 

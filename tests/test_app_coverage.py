@@ -236,3 +236,84 @@ def test_selected_leaves_count_tree_points_only():
     assert C.selected_leaves(pts) == {"leaf0": 3, "leaf1": 2}
     assert C.has_baseline(pts) and not C.has_baseline(pts[:5])
     assert C.shown_points(pts, show_baseline=False) == pts[:5] and C.shown_points(pts, show_baseline=True) == pts
+
+
+def plain(text: str) -> str:
+    """Text with markdown escapes removed."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+@pytest.fixture
+def real_paths(fakes, monkeypatch):
+    """The jobs' own featurizer choice (the project's gradient settings, timed), over hashed-word
+    features instead of models: gradient features named as the settings' proxy would name them."""
+    from treesynth_core.features import embeddings, proxy
+
+    jobs.set_featurizer_factory(None)
+    loaded = []
+
+    def load(settings):
+        loaded.append(settings)
+        return HashFeaturizer(proxy.gradient_kind(settings))
+
+    monkeypatch.setattr(embeddings, "make_embedder", lambda spec=None, settings=None: HashFeaturizer("fake-embeddings"))
+    monkeypatch.setattr(proxy, "load_gradients", load)
+    return loaded
+
+
+def test_gradient_proxy_settings_estimates_and_gap_space(fakes, real_paths, tmp_path):
+    from treesynth_core.features.proxy import gradient_settings, timings
+
+    folder = fakes / "example-gsm8k_math"
+    at = synthesize(open_example(new_app()), folder, per_leaf=2)
+    at, _ = click_and_wait(coverage(at), "coverage.features", folder)
+    with Project.open(folder) as project:
+        assert gradient_settings(project).proxy is None
+    # the gradient button says what it computes and how long it takes (a reference figure: no run yet)
+    help_text = plain(at.button(key="coverage.gradients").proto.help)
+    assert "SmolLM2-135M-Instruct (embedded), cut at 512 tokens" in help_text
+    assert "for 112 samples" in help_text and "reference figure" in help_text
+
+    # a bad proxy: one clear error, nothing saved
+    at.text_input(key="coverage.proxy").set_value(str(tmp_path / "no-such-model"))
+    at.button(key="coverage.grad_save").click()
+    at = run(at)
+    assert len(at.error) == 1 and "does not exist" in plain(at.error[0].value)
+    with Project.open(folder) as project:
+        assert gradient_settings(project).proxy is None
+    # a checkpoint folder and a cut: saved in the project, where the CLI reads them
+    ckpt = tmp_path / "my-proxy"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    at.text_input(key="coverage.proxy").set_value(str(ckpt))
+    at.number_input(key="coverage.grad_max_tokens").set_value(256)
+    at.button(key="coverage.grad_save").click()
+    at = run(at)
+    assert not at.error and "Saved: gradient proxy" in plain(texts(at))
+    with Project.open(folder) as project:
+        saved = gradient_settings(project)
+    assert (saved.proxy, saved.max_tokens) == (str(ckpt), 256)
+    assert "time unknown for this proxy" in plain(at.button(key="coverage.gradients").proto.help)
+
+    # the gradient job uses the saved proxy and records its time: estimates now come from this project
+    at, job = click_and_wait(at, "coverage.gradients", folder)
+    kind = job.message.split("(")[1].split(")")[0]
+    assert real_paths[-1] == saved and kind.startswith("grad:my-proxy@") and kind.endswith(":t256")
+    with Project.open(folder) as project:
+        assert timings(project, kind)[-1]["n"] == 112
+    assert "G-Vendi and the gradient map show" not in plain(texts(at))  # made with the saved settings
+
+    # Fill gaps: gradient space by default, with the estimate for the candidates; embeddings: none
+    assert at.radio(key="coverage.gap_space").value == "gradients"
+    assert at.radio(key="coverage.gap_space").options[1] == "Embedding space (fast)"
+    note = next(c.value for c in at.caption if plain(c.value).startswith("Gradient features: about"))
+    assert "for 20 samples" in plain(note) and "measured on 112 samples of this project" in plain(note)
+    at.radio(key="coverage.gap_space").set_value("embeddings")
+    at = run(at)
+    assert not any(plain(c.value).startswith("Gradient features:") for c in at.caption)
+
+    # other settings than the stored features': the page says so
+    at.number_input(key="coverage.grad_max_tokens").set_value(128)
+    at.button(key="coverage.grad_save").click()
+    at = run(at)
+    assert "G-Vendi and the gradient map show" in plain(texts(at)) and "compute gradient features" in plain(texts(at))

@@ -4,6 +4,7 @@ coverage report behind ``score``; one slow end-to-end run on the embedded MiniLM
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -147,8 +148,9 @@ def test_map_png_needs_no_browser(tmp_path, fake, fake_embedder, fake_layout, mo
 class FakeGradients:
     name, dim = "grad:fake:8:0", 8
 
-    def __init__(self) -> None:
+    def __init__(self, name: str | None = None) -> None:
         self.seen = 0
+        self.name = name or self.name
 
     def features(self, samples, *, batch_size=8, progress=None):
         self.seen += len(samples)
@@ -160,7 +162,7 @@ def test_score_with_gradients(tmp_path, fake, fake_embedder, monkeypatch):
     proj = synthesized(tmp_path)
     invoke("baseline", proj, "--n", "5", "-q")
     grads = FakeGradients()
-    monkeypatch.setattr(cli_coverage, "_gradient_featurizer", lambda: grads)
+    monkeypatch.setattr(cli_coverage, "_gradient_featurizer", lambda project, proxy=None, max_tokens=None: grads)
     report = json.loads(invoke("score", proj, "--gradients", "--json").stdout)
     assert report["n"] == 5 and report["gradients"] == "grad:fake:8:0"
     assert report["sets"]["tree"]["g_vendi"] > 1 and "g_vendi" in report["gain"]
@@ -170,12 +172,130 @@ def test_score_with_gradients(tmp_path, fake, fake_embedder, monkeypatch):
 def test_fill_gaps_runs_one_logged_round(tmp_path, fake, fake_embedder):
     proj = synthesized(tmp_path)
     before = len(json.loads(invoke("show", proj, "--json").stdout)["sample_counts"])
-    data = json.loads(invoke("fill-gaps", proj, "--rounds", "1", "--per-round", "6", "--json").stdout)
-    assert data["rounds"] == 1 and data["candidates"] >= data["accepted"] >= 0
+    data = json.loads(invoke("fill-gaps", proj, "--embeddings", "--rounds", "1", "--per-round", "6", "--json").stdout)
+    assert data["rounds"] == 1 and "gradient_estimate" not in data and data["candidates"] >= data["accepted"] >= 0
     assert data["space"].startswith("emb:") and data["llm"]["calls"] > 0
     assert len(json.loads(invoke("show", proj, "--json").stdout)["sample_counts"]) >= before
     stats = json.loads(invoke("stats", proj, "--json").stdout)
     assert any(run["command"] == "fill-gaps" and run["status"] == "ok" for run in stats["runs"])
+
+
+class GapWriter(ScriptedLLM):
+    """Also answers gap-filling prompts: variations of the prompt's first example."""
+
+    def _gaps(self, request):
+        prompt = self._prompt(request)
+        first = re.search(r"^1\. (.*)$", prompt, re.MULTILINE).group(1)
+        n = int(request.schema["properties"]["samples"]["maxItems"])
+        return json.dumps({"samples": [f"{first} Then {i + 2} more arrive on day {request.seed}." for i in range(n)]})
+
+
+@pytest.fixture
+def fake_proxy(monkeypatch):
+    """Gradient features of any proxy setting without a model: the settings each load asked for."""
+    from treesynth_core.features import proxy
+
+    loaded: list[tuple[object, FakeGradients]] = []
+
+    def load(settings):
+        loaded.append((settings, FakeGradients(proxy.gradient_kind(settings))))
+        return loaded[-1][1]
+
+    monkeypatch.setattr(proxy, "load_gradients", load)
+    return loaded
+
+
+def test_fill_gaps_defaults_to_gradient_space_and_says_how_long_first(
+    tmp_path, fake, fake_embedder, fake_proxy, monkeypatch
+):
+    proj = synthesized(tmp_path)
+    monkeypatch.setattr(runs, "default_factory", lambda settings: GapWriter())
+    result = invoke("fill-gaps", proj, "--per-round", "6")
+    text = said(result)
+    assert "Measuring gradient features (grad:SmolLM2-135M-Instruct:1024:0:t512) on a few samples" in text
+    assert "Gradient features: about" in text and "measured on 8 samples of this project" in text
+    assert "Gap filling (grad:SmolLM2-135M-Instruct:1024:0:t512)" in text
+    kind = "grad:SmolLM2-135M-Instruct:1024:0:t512"
+    with Project.open(proj) as project:
+        samples = project.samples()
+        assert len(project.get_features(kind, [s.id for s in samples])) == len(samples)  # kept ones stored too
+    grads = fake_proxy[-1][1]
+    assert grads.seen == len(samples) - sum(s.extra.get("origin") == "fill-gaps" for s in samples) + 6
+
+    again = json.loads(invoke("fill-gaps", proj, "--per-round", "4", "--seed", "1", "--json").stdout)
+    estimate = again["gradient_estimate"]
+    assert estimate["samples"] == 4 and estimate["seconds"] is not None  # only the candidates are missing
+    assert again["space"] == kind
+
+
+def test_proxy_and_cut_come_from_the_project_or_the_command(tmp_path, fake, fake_embedder, fake_proxy, fake_layout):
+    proj = synthesized(tmp_path)
+    ckpt = tmp_path / "my-proxy"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    shown = json.loads(invoke("settings", proj, "--json").stdout)["gradients"]
+    assert shown == {"proxy": None, "max_tokens": 512}
+    assert "G-Vendi: gradient proxy SmolLM2-135M-Instruct (embedded), cut at 512 tokens" in said(
+        invoke("settings", proj)
+    )
+    invoke("settings", proj, "--proxy", ckpt, "--grad-max-tokens", "256")
+    assert json.loads(invoke("settings", proj, "--json").stdout)["gradients"] == {"proxy": str(ckpt), "max_tokens": 256}
+
+    report = json.loads(invoke("score", proj, "--gradients", "--json").stdout)
+    settings, grads = fake_proxy[-1]
+    assert (settings.proxy, settings.max_tokens) == (str(ckpt), 256)
+    assert (
+        report["gradients"] == grads.name and grads.name.startswith("grad:my-proxy@") and grads.name.endswith(":t256")
+    )
+    invoke("score", proj, "--gradients", "--grad-max-tokens", "128", "--proxy", "", "-q")
+    assert (fake_proxy[-1][0].proxy, fake_proxy[-1][0].max_tokens) == (None, 128)  # this run only
+    assert json.loads(invoke("settings", proj, "--json").stdout)["gradients"]["max_tokens"] == 256
+    invoke("map", proj, "--gradients", "--out", tmp_path / "g.png", "-q")
+    assert fake_proxy[-1][0].proxy == str(ckpt)
+
+    invoke("settings", proj, "--proxy", "")
+    assert json.loads(invoke("settings", proj, "--json").stdout)["gradients"]["proxy"] is None
+
+
+def test_bad_gradient_options_are_one_clear_line(tmp_path, fake, fake_embedder):
+    proj = synthesized(tmp_path)
+    cases = [
+        (["score", proj, "--proxy", "x"], "add --gradients"),
+        (["map", proj, "--grad-max-tokens", "64"], "add --gradients"),
+        (["fill-gaps", proj, "--embeddings", "--proxy", "x"], "add --gradients"),
+        (["score", proj, "--gradients", "--proxy", tmp_path / "no" / "such"], "does not exist"),
+        (["fill-gaps", proj, "--proxy", tmp_path / "nope.gguf"], "does not exist"),
+        (["settings", proj, "--proxy", tmp_path], "no config.json"),
+        (["settings", proj, "--grad-max-tokens", "1"], "at least 2"),
+    ]
+    for args, reason in cases:
+        result = invoke(*args, ok=False)
+        assert result.exit_code == 1 and reason in said(result) and "Traceback" not in result.output, args
+        assert len([line for line in result.output.splitlines() if line.startswith("error:")]) == 1
+    assert json.loads(invoke("settings", proj, "--json").stdout)["gradients"]["max_tokens"] == 512
+
+
+def test_a_tiny_local_checkpoint_as_the_proxy(tmp_path, fake, fake_embedder, monkeypatch):
+    """A real checkpoint folder made here (2-layer Llama, hidden 32, a byte-level tokenizer built
+    offline): score, then fill gaps in gradient space (the default) with it."""
+    pytest.importorskip("transformers")
+    from tests.test_gradients import tiny_llama, tiny_tokenizer
+
+    folder = tmp_path / "tiny-llama"
+    tokenizer = tiny_tokenizer()
+    tiny_llama(len(tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    proj = synthesized(tmp_path)
+    report = json.loads(
+        invoke("score", proj, "--gradients", "--proxy", folder, "--grad-max-tokens", "256", "--json").stdout
+    )
+    assert report["gradients"].startswith("grad:tiny-llama@") and report["gradients"].endswith(":1024:0:t256")
+    assert report["sets"]["tree"]["g_vendi"] > 1
+    monkeypatch.setattr(runs, "default_factory", lambda settings: GapWriter())
+    data = json.loads(
+        invoke("fill-gaps", proj, "--per-round", "4", "--proxy", folder, "--grad-max-tokens", "256", "--json").stdout
+    )
+    assert data["space"] == report["gradients"] and data["candidates"] == 4 and data["gradient_estimate"]["seconds"]
 
 
 # -- the report itself ------------------------------------------------------------------------------

@@ -299,7 +299,7 @@ def test_fills_gaps_in_gradient_space_of_a_tiny_model(project):
     tokenizer = tiny_tokenizer()
     featurizer = GradientFeaturizer.from_model(tiny_llama(len(tokenizer)), tokenizer, label="tiny", dim=64)
     report = run(project, scripted(), featurizer.features, per_round=4, per_call=2)
-    assert report.space == "grad:tiny:64:0" and report.candidates == 4
+    assert report.space == "grad:tiny:64:0:t512" and report.candidates == 4
     assert 1.0 <= report.before <= 20 and 1.0 <= report.after <= 20 and report.n == 20
     kept = [s for s in project.samples() if s.extra.get("origin") == "fill-gaps"]
     assert len(kept) == report.accepted

@@ -8,6 +8,7 @@ seed must give bitwise-identical features, and batching and padding must not cha
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -22,9 +23,12 @@ from treesynth_core.errors import ConfigError  # noqa: E402
 from treesynth_core.features.gradients import (  # noqa: E402
     GradientFeaturizer,
     _per_sample_mean_ce,
+    check_proxy,
     encode,
     factor_dims,
     gradient_features_for_texts,
+    load_featurizer,
+    proxy_label,
 )
 from treesynth_core.samples import Sample  # noqa: E402
 
@@ -221,11 +225,26 @@ def test_a_sample_with_nothing_to_predict_gets_a_zero_row(featurizer):
     assert np.linalg.norm(X[1]) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_name_says_model_dim_seed_and_nondefault_length(tokenizer):
+def test_name_says_model_dim_seed_and_length(tokenizer):
     model = tiny_llama(len(tokenizer))
-    assert GradientFeaturizer.from_model(model, tokenizer, label="m", dim=64, seed=2).name == "grad:m:64:2"
+    first = GradientFeaturizer.from_model(model, tokenizer, label="m", dim=64, seed=2, max_tokens=128)
+    assert first.name == "grad:m:64:2"  # the first default's cut: older stored features keep their kind
+    assert GradientFeaturizer.from_model(model, tokenizer, label="m", dim=64, seed=2).name == "grad:m:64:2:t512"
     short = GradientFeaturizer.from_model(model, tokenizer, label="m", dim=64, seed=2, max_tokens=32)
     assert short.name == "grad:m:64:2:t32"
+    whole = GradientFeaturizer.from_model(model, tokenizer, label="m", dim=64, seed=2, max_tokens=0)
+    assert whole.name == "grad:m:64:2:tall" and whole.cut == model.config.max_position_embeddings
+    with pytest.raises(ValueError, match="0 \\(no cut\\) or at least 2"):
+        GradientFeaturizer.from_model(model, tokenizer, label="m", max_tokens=1)
+
+
+def test_no_cut_sees_the_whole_response(tokenizer):
+    model = tiny_llama(len(tokenizer))
+    long_pair = [("Explain step by step.", "Step one, then step two. " * 8)]
+    whole = GradientFeaturizer.from_model(model, tokenizer, label="m", dim=64, max_tokens=0)
+    cut = GradientFeaturizer.from_model(model, tokenizer, label="m", dim=64, max_tokens=48)
+    assert len(encode(tokenizer, *long_pair[0], whole.cut)[0]) > 200  # longer than the cut below
+    assert np.abs(whole.features_for_texts(long_pair) - cut.features_for_texts(long_pair)).max() > 0.05
 
 
 def test_loads_a_local_model_folder_offline(tmp_path, tokenizer, featurizer):
@@ -233,13 +252,58 @@ def test_loads_a_local_model_folder_offline(tmp_path, tokenizer, featurizer):
     tiny_llama(len(tokenizer)).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     loaded = GradientFeaturizer(str(folder), dim=256, seed=0, max_tokens=48)
-    assert loaded.name == "grad:tiny-llama:256:0:t48"
+    assert re.fullmatch(r"grad:tiny-llama@[0-9a-f]{8}:256:0:t48", loaded.name)
     np.testing.assert_allclose(loaded.features_for_texts(PAIRS), featurizer.features_for_texts(PAIRS), atol=1e-5)
 
 
-def test_a_model_that_is_not_on_disk_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="offline"):
-        GradientFeaturizer(str(tmp_path / "no-such-model"))
+def test_a_bad_proxy_is_one_clear_config_error(tmp_path):
+    not_a_model = tmp_path / "notes"
+    not_a_model.mkdir()
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    cases = [
+        (tmp_path / "no-such-model", "does not exist"),
+        (tmp_path / "gone.gguf", "does not exist"),
+        (not_a_model, "no config.json"),
+        (tmp_path / "weights.bin", "not a .gguf"),
+        (broken, "could not load the gradient proxy"),
+    ]
+    for path, reason in cases:
+        with pytest.raises(ConfigError, match=reason) as caught:
+            GradientFeaturizer(str(path))
+        assert "\n" not in str(caught.value)
+    with pytest.raises(ConfigError, match="could not load"):  # a name that is not in the local cache
+        GradientFeaturizer("no-such-org/no-such-model-xyz")
+
+
+def test_proxy_labels_tell_proxies_apart(tmp_path):
+    a, b = tmp_path / "a" / "model", tmp_path / "b" / "model"
+    for folder in (a, b):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+    assert proxy_label(str(a)) != proxy_label(str(b))  # two folders named "model"
+    assert proxy_label(str(a)).startswith("model@") and proxy_label(str(a)) == proxy_label(str(a) + "/")
+    assert proxy_label(None) == "SmolLM2-135M-Instruct"
+    assert proxy_label("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
+    gguf = tmp_path / "small.Q4.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert proxy_label(str(gguf)).startswith("small.Q4@")
+    check_proxy(str(a)), check_proxy(str(gguf)), check_proxy(None)  # no error
+
+
+def test_load_featurizer_keeps_recent_ones_loaded(tmp_path, tokenizer):
+    folder = tmp_path / "tiny-gpt2"
+    tiny_gpt2(len(tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    first = load_featurizer(str(folder), 64)
+    assert load_featurizer(str(folder) + "/", 64) is first and first.max_tokens == 64
+    other = load_featurizer(str(folder), 32)
+    assert other is not first and other.name != first.name and other.label == first.label
+    for cut in (40, 50):  # two more: the first one is let go
+        load_featurizer(str(folder), cut)
+    assert load_featurizer(str(folder), 64) is not first
 
 
 # -- the real proxy ---------------------------------------------------------------------------------
@@ -257,7 +321,7 @@ def test_embedded_proxy_from_the_gguf():
     start = time.perf_counter()
     featurizer = GradientFeaturizer()
     loaded = time.perf_counter() - start
-    assert featurizer.name == "grad:SmolLM2-135M-Instruct:1024:0"
+    assert featurizer.name == "grad:SmolLM2-135M-Instruct:1024:0:t512"
     X = featurizer.features_for_texts(PAIRS[:4], batch_size=4)
     assert X.shape == (4, 1024) and X.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)

@@ -19,10 +19,12 @@ from .cli_common import (
     ConcOpt,
     DirArg,
     GgufOpt,
+    GradTokensOpt,
     JsonOpt,
     KeyEnvOpt,
     LlmOpt,
     ModelOpt,
+    ProxyOpt,
     _backend_overrides,
     _call_line,
     _emit,
@@ -731,9 +733,14 @@ def settings(
             help="Prompt profile: 'paper' (the reference prompts, for capable models), 'small' (short prompts for the embedded 135M model) or 'auto' (small for the embedded default model, paper for everything else).",
         ),
     ] = None,  # fmt: skip
+    proxy: ProxyOpt = None,
+    grad_max_tokens: GradTokensOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the project's backend settings, or change them with the options."""
+    """Show the project's backend settings, or change them with the options. --proxy and
+    --grad-max-tokens save the gradient proxy the Coverage page and every --gradients command use
+    (--proxy "" goes back to the embedded SmolLM2-135M)."""
+    from .features.proxy import gradient_settings, save_gradient_settings
     from .pricing import parse_price
 
     overrides: dict[str, Any] = _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency)
@@ -746,7 +753,14 @@ def settings(
         if any(v is not None for v in overrides.values()):
             current = merge_settings(current, overrides)
             project.save_settings(current)
-    _emit(as_json, current.model_dump(), f"{current.describe()}; {current.describe_prompts()}")
+        grads = gradient_settings(project, proxy=proxy, max_tokens=grad_max_tokens, check=False)
+        if proxy is not None or grad_max_tokens is not None:
+            save_gradient_settings(project, grads)
+    _emit(
+        as_json,
+        {**current.model_dump(), "gradients": grads.model_dump()},
+        f"{current.describe()}; {current.describe_prompts()}\nG-Vendi: {grads.describe()}",
+    )
 
 
 @app.command()

@@ -20,11 +20,13 @@ from .cli_common import (
     DirArg,
     EmbedderOpt,
     GgufOpt,
+    GradTokensOpt,
     JsonOpt,
     KeyEnvOpt,
     LlmOpt,
     MaxCallsOpt,
     ModelOpt,
+    ProxyOpt,
     QuietOpt,
     SeedOpt,
     _backend_overrides,
@@ -34,9 +36,11 @@ from .cli_common import (
     _emit,
     _fmt,
     _gradient_featurizer,
+    _needs_gradients,
     _open,
     _progress,
     _settings,
+    err,
     handle_errors,
     run_with_llm,
 )
@@ -44,7 +48,12 @@ from .errors import TreeSynthError
 from .synth import PER_CALL
 
 GradientsOpt = Annotated[
-    bool, typer.Option("--gradients", help="Use gradient features of the embedded SmolLM2-135M (G-Vendi; slow on CPU).")
+    bool,
+    typer.Option(
+        "--gradients",
+        help="Use gradient features (G-Vendi) of the project's proxy (default: the embedded SmolLM2-135M; see "
+        "--proxy and --grad-max-tokens); slow on CPU.",
+    ),
 ]
 BaselineOpt = Annotated[
     bool | None,
@@ -62,7 +71,8 @@ SpaceOpt = Annotated[
     bool,
     typer.Option(
         "--gradients/--embeddings",
-        help="Find gaps in gradient space (Prismatic Synthesis; slow on CPU) or in embedding space.",
+        help="Find gaps in gradient space (the default, as Prismatic Synthesis: seconds a sample on a CPU; "
+        "the time estimate is printed first) or in embedding space (the fast choice).",
     ),
 ]
 
@@ -126,6 +136,8 @@ def score(
     ] = None,  # fmt: skip
     seed: SeedOpt = 0,
     embedder: EmbedderOpt = None,
+    proxy: ProxyOpt = None,
+    grad_max_tokens: GradTokensOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -133,10 +145,11 @@ def score(
     cosine, distinct-n, per leaf and per subtree, and diversity against n."""
     from .coverage import coverage_report
 
+    _needs_gradients(gradients, proxy, grad_max_tokens)
     with _open(directory) as project:
         include = _baseline_wanted(project, baseline)
         embed = _embedder(project, embedder)
-        grads = _gradient_featurizer() if gradients else None
+        grads = _gradient_featurizer(project, proxy, grad_max_tokens) if gradients else None
         with _progress(quiet or as_json) as bar:
             report = coverage_report(project, embedder=embed, gradient_featurizer=grads, include_baseline=include,
                                      n=n, seed=seed, progress=_Bar(bar, "Features"))  # fmt: skip
@@ -157,6 +170,8 @@ def map_(
     n_neighbors: Annotated[int, typer.Option("--n-neighbors", help="UMAP neighbourhood size.")] = 15,
     min_dist: Annotated[float, typer.Option("--min-dist", help="UMAP minimum distance.")] = 0.1,
     embedder: EmbedderOpt = None,
+    proxy: ProxyOpt = None,
+    grad_max_tokens: GradTokensOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -166,13 +181,16 @@ def map_(
     from .features.embeddings import ensure_features
     from .maps import map_points, write_map
 
+    _needs_gradients(gradients, proxy, grad_max_tokens)
     with _open(directory) as project:
         samples = project.samples()
         if not samples:
             raise TreeSynthError(f"the project {directory} has no samples yet: run treesynth synth {directory}")
         if _baseline_wanted(project, baseline):
             samples += project.samples(sample_set=BASELINE_SET)
-        featurizer = _gradient_featurizer() if gradients else _embedder(project, embedder)
+        featurizer = (
+            _gradient_featurizer(project, proxy, grad_max_tokens) if gradients else _embedder(project, embedder)
+        )
         with _progress(quiet or as_json) as bar:
             progress = _Bar(bar, "Map")
             X = ensure_features(project, samples, featurizer, progress=progress)
@@ -237,8 +255,10 @@ def fill_gaps(
     directory: DirArg,
     rounds: Annotated[int, typer.Option("--rounds", help="Gap-filling rounds.")] = 1,
     per_round: Annotated[int, typer.Option("--per-round", help="Candidate samples generated per round.")] = 20,
-    gradients: SpaceOpt = False,
+    gradients: SpaceOpt = True,
     embedder: EmbedderOpt = None,
+    proxy: ProxyOpt = None,
+    grad_max_tokens: GradTokensOpt = None,
     seed: SeedOpt = 0,
     max_calls: MaxCallsOpt = None,
     llm: LlmOpt = None,
@@ -250,26 +270,29 @@ def fill_gaps(
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Generate candidates and keep those that land in sparse regions of the feature space."""
-    from .features.embeddings import ensure_features
+    """Generate candidates and keep those that land in sparse regions of the feature space (Prismatic
+    Synthesis). Gradient space by default, as the paper: the time its features take is printed first
+    (measured on a few samples when the project has no record yet); --embeddings is the fast choice."""
+    from .gaps import StoreFeaturize
 
     try:
         from .gaps import fill_gaps as fill
     except ImportError as exc:
         raise TreeSynthError(f"gap filling is not available in this install ({exc})") from None
 
+    _needs_gradients(gradients, proxy, grad_max_tokens)
     with _open(directory) as project:
         settings = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
-        featurizer = _gradient_featurizer() if gradients else _embedder(project, embedder)
+        featurizer = (
+            _gradient_featurizer(project, proxy, grad_max_tokens) if gradients else _embedder(project, embedder)
+        )
+        estimate = _gap_estimate(project, featurizer, rounds * per_round, proxy, grad_max_tokens) if gradients else None
+        if estimate is not None and not as_json:
+            err.print(f"Gradient features: {estimate.text()}", highlight=False)
         params = {"rounds": rounds, "per_round": per_round, "seed": seed, "space": featurizer.name}
         with _progress(quiet or as_json) as bar:
             progress = _Bar(bar, "Filling gaps")
-
-            def featurize(samples: list[Any]) -> Any:
-                # stored samples use (and fill) the feature store; unsaved candidates have no id yet
-                if all(sample.id for sample in samples):
-                    return ensure_features(project, samples, featurizer)
-                return featurizer.features(samples)
+            featurize = StoreFeaturize(project, featurizer, progress)
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
                 return await fill(project, model_, featurize, rounds=rounds, per_round=per_round, seed=seed,
@@ -277,11 +300,27 @@ def fill_gaps(
 
             report, stats = run_with_llm(project, "fill-gaps", params, settings, work, max_calls=max_calls,
                                          quiet=as_json)  # fmt: skip
+            featurize.store_kept()
     data = {**dataclasses.asdict(report), "llm": stats}
+    if estimate is not None:
+        data["gradient_estimate"] = dataclasses.asdict(estimate)
     _emit(as_json, data,
           f"Gap filling ({report.space}): {report.rounds} rounds, {report.accepted} of {report.candidates} "
           f"candidates kept ({report.acceptance_rate:.0%}); diversity {report.before:.3f} -> {report.after:.3f} "
           f"at n = {report.n}.\n{_call_line(stats)}")  # fmt: skip
+
+
+def _gap_estimate(project: Any, featurizer: Any, candidates: int, proxy: str | None, max_tokens: int | None) -> Any:
+    """The gradient-time estimate of fill-gaps; without a record of this proxy in the project, a few
+    of the pool's samples are featurized (and stored) first to measure it."""
+    from .features.proxy import gradient_estimate, gradient_settings, measure, missing_features, timings
+
+    grads = gradient_settings(project, proxy=proxy, max_tokens=max_tokens)
+    if not timings(project, featurizer.name):
+        missing = missing_features(project, featurizer.name)
+        err.print(f"Measuring gradient features ({featurizer.name}) on a few samples...", highlight=False)
+        measure(featurizer, missing or project.samples(), store=project if missing else None)
+    return gradient_estimate(project, grads, candidates=candidates)
 
 
 COMMANDS = {"score": score, "map": map_, "baseline": baseline_cmd, "fill-gaps": fill_gaps}

@@ -19,11 +19,13 @@ from .cli_common import (
     DirArg,
     EmbedderOpt,
     GgufOpt,
+    GradTokensOpt,
     JsonOpt,
     KeyEnvOpt,
     LlmOpt,
     MaxCallsOpt,
     ModelOpt,
+    ProxyOpt,
     QuietOpt,
     SeedOpt,
     _backend_overrides,
@@ -33,6 +35,7 @@ from .cli_common import (
     _emit,
     _fmt,
     _gradient_featurizer,
+    _needs_gradients,
     _open,
     _progress,
     _settings,
@@ -282,10 +285,12 @@ def balance(
         bool, typer.Option("--score/--no-score", help="Score before and after at equal n (Vendi over embeddings).")
     ] = True,  # fmt: skip
     gradients: Annotated[
-        bool, typer.Option("--gradients", help="Also G-Vendi (gradient features of the embedded SmolLM2; slow on CPU).")
+        bool, typer.Option("--gradients", help="Also G-Vendi (gradient features of the project's proxy; slow on CPU).")
     ] = False,  # fmt: skip
     seed: SeedOpt = 0,
     embedder: EmbedderOpt = None,
+    proxy: ProxyOpt = None,
+    grad_max_tokens: GradTokensOpt = None,
     max_calls: MaxCallsOpt = None,
     llm: LlmOpt = None,
     base_url: BaseUrlOpt = None,
@@ -301,10 +306,11 @@ def balance(
     synthesized). The source set is never changed. Export with: treesynth export DIR --set NAME."""
     from .data import balance_dataset
 
+    _needs_gradients(score and gradients, proxy, grad_max_tokens)
     with _open(directory) as project:
         settings = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
         embed = _embedder(project, embedder) if score else None
-        grads = _gradient_featurizer() if score and gradients else None
+        grads = _gradient_featurizer(project, proxy, grad_max_tokens) if score and gradients else None
         params = {"set": sample_set, "into": into, "per_leaf": per_leaf, "seed": seed}
         with _progress(quiet or as_json) as bar:
             progress = _Bar(bar, "Balancing")

@@ -26,6 +26,9 @@ the pool is unchanged and a rerun repeats it; change the seed for other candidat
 
 ``featurize`` receives the pool (stored samples, with ids) and the candidates, which are not stored
 yet and have ``id == 0``: a featurizer that caches by sample id must compute those afresh.
+:class:`StoreFeaturize` is that function over a project's feature store; it keeps the candidates'
+vectors so that the kept ones are stored once they have ids (gradient features are slow: a kept
+sample is never featurized twice).
 """
 
 from __future__ import annotations
@@ -58,6 +61,50 @@ Featurize = Callable[[list[Sample]], np.ndarray]
 ORIGIN = "fill-gaps"
 #: Characters of each few-shot example shown in the prompt (keeps prompts inside small contexts).
 MIN_POOL = 4
+
+
+class StoreFeaturize:
+    """``featurize`` for :func:`fill_gaps` over a project's feature store: stored samples use (and
+    fill) the store through :func:`~treesynth_core.features.embeddings.ensure_features`; unsaved
+    candidates are computed afresh and remembered by text, and :meth:`store_kept` stores the
+    vectors of those that were kept (and saved) after the run."""
+
+    def __init__(self, project: Any, featurizer: Any, progress: Progress | None = None) -> None:
+        self.project, self.featurizer, self.progress = project, featurizer, progress
+        self.name: str = featurizer.name
+        self._fresh: dict[tuple[str, str | None], np.ndarray] = {}
+
+    def __call__(self, samples: list[Sample]) -> np.ndarray:
+        from .features.embeddings import ensure_features
+
+        if all(sample.id for sample in samples):
+            return ensure_features(self.project, samples, self.featurizer, progress=self._progress)
+        X = np.asarray(self.featurizer.features(samples), dtype=np.float32)
+        for sample, row in zip(samples, X, strict=False):
+            self._fresh[(sample.instruction, sample.response)] = row
+        return X
+
+    def _progress(self, done: int, total: int, note: str = "") -> None:
+        if self.progress:
+            self.progress(done, total, f"samples: features of the pool ({note})")
+
+    def store_kept(self) -> int:
+        """Store the vectors of the candidates fill gaps kept (found by their text among the
+        project's gap-filling samples that have none yet); the number stored."""
+        kept = [
+            s
+            for s in self.project.samples(sample_set=TREE_SET)
+            if s.extra.get("origin") == ORIGIN and (s.instruction, s.response) in self._fresh
+        ]
+        have = self.project.get_features(self.name, [s.id for s in kept])
+        rows = {
+            s.id: np.ascontiguousarray(self._fresh[(s.instruction, s.response)]).tobytes()
+            for s in kept
+            if s.id not in have
+        }
+        if rows:
+            self.project.put_features(self.name, rows)
+        return len(rows)
 
 
 class GapStore(Protocol):

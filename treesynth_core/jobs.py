@@ -30,6 +30,8 @@ COVERAGE_KINDS = ("features", "baseline", "fill-gaps")
 #: Job kinds of the Data page (import needs no LLM; route with the embedding router alone neither).
 DATA_KINDS = ("import", "route", "balance")
 SPACES = ("embeddings", "gradients")
+#: The space of each coverage job when its params name none: gap filling in gradient space, as the paper.
+DEFAULT_SPACE = {"features": "embeddings", "fill-gaps": "gradients"}
 HEARTBEAT_S = 1.0
 STALE_AFTER_S = 20.0
 
@@ -50,8 +52,10 @@ def set_featurizer_factory(factory: Callable[[str], Any] | None) -> None:
     _featurizer_factory = factory
 
 
-def featurizer(space: str) -> Any:
-    """The featurizer coverage jobs use for ``space`` (``"embeddings"`` or ``"gradients"``)."""
+def featurizer(space: str, project: Project | None = None) -> Any:
+    """The featurizer coverage jobs use for ``space`` (``"embeddings"`` or ``"gradients"``); for
+    gradients, the ``project``'s saved proxy and token cut, timed in the project (its runs make the
+    time estimates of :mod:`treesynth_core.features.proxy`)."""
     if space not in SPACES:
         raise TreeSynthError(f"unknown feature space {space!r}: choose embeddings or gradients")
     if _featurizer_factory is not None:
@@ -62,9 +66,12 @@ def featurizer(space: str) -> Any:
         return make_embedder(None)
     try:
         from .features.gradients import default_featurizer
+        from .features.proxy import TimedFeaturizer, gradient_settings, load_gradients
     except ImportError as exc:
         raise TreeSynthError(f"gradient features are not available in this install ({exc})") from None
-    return default_featurizer()
+    if project is None:
+        return default_featurizer()
+    return TimedFeaturizer(load_gradients(gradient_settings(project)), project)
 
 
 def space_key(space: str) -> str:
@@ -111,7 +118,7 @@ class JobState:
 
 def _options(kind: Kind, params: dict[str, Any]) -> Any:
     if kind in COVERAGE_KINDS:
-        if kind in ("features", "fill-gaps") and params.get("space", "embeddings") not in SPACES:
+        if kind in DEFAULT_SPACE and params.get("space", DEFAULT_SPACE[kind]) not in SPACES:
             raise TreeSynthError(f"unknown feature space {params.get('space')!r}")
         if kind == "baseline" and int(params.get("n") or 0) < 1:
             raise TreeSynthError("the flat baseline needs n >= 1 samples")
@@ -300,13 +307,13 @@ def _features(project: Project, options: dict[str, Any], progress: Any, cancel: 
     from .features.embeddings import ensure_features
     from .maps import map_points
 
-    space = options.get("space", "embeddings")
+    space = options.get("space", DEFAULT_SPACE["features"])
     samples = project.samples() + project.samples(sample_set=BASELINE_SET)
     if not samples:
         raise TreeSynthError("the project has no samples yet: synthesize first")
     if feats is None:
         progress(0, len(samples), f"samples; loading the {space} model")
-        feats = featurizer(space)
+        feats = featurizer(space, project)
 
     def report(done: int, total: int, note: str = "") -> None:
         progress(done, total, f"samples; {space}: {note}")
@@ -339,22 +346,18 @@ def _import(project: Project, options: dict[str, Any], progress: Any, cancel: th
 
 async def _fill_gaps(project: Project, llm: LLM, options: dict[str, Any], progress: Any,
                      cancel: threading.Event) -> Any:  # fmt: skip
-    from .features.embeddings import ensure_features
-    from .gaps import fill_gaps
+    from .gaps import StoreFeaturize, fill_gaps
 
-    space = options.get("space", "embeddings")
-    feats = featurizer(space)
-
-    def featurize(samples: list[Any]) -> Any:
-        # stored samples use (and fill) the feature store; unsaved candidates have no id yet
-        if all(sample.id for sample in samples):
-            return ensure_features(project, samples, feats)
-        return feats.features(samples)
-
+    space = options.get("space", DEFAULT_SPACE["fill-gaps"])
+    feats = featurizer(space, project)
+    featurize = StoreFeaturize(project, feats, progress)
     result = await fill_gaps(project, llm, featurize, rounds=int(options.get("rounds", 1)),
                              per_round=int(options.get("per_round", 20)), seed=int(options.get("seed", 0)),
                              progress=progress, cancel=cancel, space=feats.name)  # fmt: skip
+    featurize.store_kept()  # kept samples are not featurized again for the map
     if result.accepted:  # the kept samples join the scores and the map at once
+        if space != "embeddings":  # the page's scores need their embeddings too
+            _features(project, {"space": "embeddings"}, progress, cancel)
         _features(project, {"space": space}, progress, cancel, feats)
     return result
 

@@ -9,7 +9,12 @@ per-sample gradients a small instruction-tuned proxy model produces; see
 
 over **all** parameters of the proxy (tied embeddings once), with the prompt and response formatted
 by the proxy's chat template as one user turn and one assistant turn, the loss masked up to the
-assistant's content, and the text cut to ``max_tokens`` tokens.
+assistant's content, and the text cut to ``max_tokens`` tokens (0: no cut but the proxy's context
+length, as the paper; the default keeps most of a chain-of-thought response: see
+``benchmarks/gradient_lengths.py``).
+
+The proxy is the embedded SmolLM2-135M-Instruct by default; the paper's is Qwen2.5-0.5B-Instruct.
+Any local causal-LM checkpoint folder or GGUF file can be used (:func:`proxy_label` names it).
 
 How the projection is computed (chosen by measurement: see ``benchmarks/gradients.py``)
 -------------------------------------------------------------------------------------
@@ -40,8 +45,9 @@ model, ``dim``, ``seed`` or ``max_tokens`` never mix: :attr:`GradientFeaturizer.
 
 from __future__ import annotations
 
-import functools
+import hashlib
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,7 +65,12 @@ if TYPE_CHECKING:
 #: The embedded proxy: the GGUF the embedded LLM runs, loaded into transformers (needs gguf).
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 DEFAULT_DIM = 1024
-DEFAULT_MAX_TOKENS = 128
+#: The token cut by default. Measured on SmolLM2-135M, 2 CPU cores (benchmarks/gradient_lengths.py):
+#: 0.49 / 1.04 / 2.34 / 6.21 s a sample at 128 / 256 / 512 / 1024 tokens; the loss of a 570-token
+#: chain-of-thought response sees 11% of it at 128 and 74% at 512 (a GSM8K-style answer, all of it).
+DEFAULT_MAX_TOKENS = 512
+#: The cut that feature kinds without a ``:t`` suffix were made with (the first default).
+UNSUFFIXED_MAX_TOKENS = 128
 
 Progress = Callable[[int, int], None]
 
@@ -90,7 +101,7 @@ def encode(tokenizer: Any, instruction: str, response: str | None, max_tokens: i
     plain text, every token but the first a target.
     """
     if max_tokens < 2:
-        raise ValueError("max_tokens must be at least 2")
+        raise ValueError("max_tokens must be at least 2 (0, no cut, is resolved by the featurizer)")
     if response is None:
         ids = list(tokenizer(instruction)["input_ids"])[:max_tokens]
         return ids, [i > 0 for i in range(len(ids))]
@@ -176,8 +187,8 @@ class GradientFeaturizer:
 
     ``model`` None: SmolLM2-135M-Instruct from the embedded LLM's GGUF. Otherwise a local Hugging
     Face model folder, a ``.gguf`` file, or a model name already in the local Hugging Face cache
-    (nothing is downloaded). Runs in float32, on the GPU when there is one. Not thread-safe: one
-    ``features`` call at a time per featurizer.
+    (nothing is downloaded). Runs in float32, on the GPU when there is one. ``features`` calls on
+    one featurizer run one at a time (a lock).
     """
 
     def __init__(
@@ -217,6 +228,8 @@ class GradientFeaturizer:
 
         if dim < 2:
             raise ValueError("dim must be at least 2")
+        if max_tokens != 0 and max_tokens < 2:
+            raise ValueError("max_tokens must be 0 (no cut) or at least 2")
         self.dim, self.seed, self.max_tokens, self.label = dim, seed, max_tokens, label
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(device=self.device, dtype=torch.float32).eval()
@@ -232,6 +245,7 @@ class GradientFeaturizer:
         self._flat: dict[str, CountSketch] = {}
         self._hooks: list[Any] = []
         self._active = False
+        self._lock = threading.Lock()
         self._mask: torch.Tensor | None = None  # (B, T) bool, None when the batch has no padding
         self._acc_m: torch.Tensor | None = None  # (B, k_r, k_c): Σ of the matrix blocks
         self._acc_v: torch.Tensor | None = None  # (B, d): Σ of the count-sketched parameters
@@ -240,8 +254,16 @@ class GradientFeaturizer:
     @property
     def name(self) -> str:
         """The feature store kind: vectors of different models or settings never mix."""
-        name = f"grad:{self.label}:{self.dim}:{self.seed}"
-        return name if self.max_tokens == DEFAULT_MAX_TOKENS else f"{name}:t{self.max_tokens}"
+        return feature_kind(self.label, self.dim, self.seed, self.max_tokens)
+
+    @property
+    def cut(self) -> int:
+        """The tokens a sample is cut to: ``max_tokens``, or with 0 the proxy's context length."""
+        if self.max_tokens:
+            return self.max_tokens
+        config = getattr(self.model, "config", None)
+        context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        return int(context) if context else 1 << 20
 
     def __repr__(self) -> str:
         return f"GradientFeaturizer({self.name!r}, device={self.device.type!r})"
@@ -423,15 +445,17 @@ class GradientFeaturizer:
         self, pairs: Sequence[tuple[str, str | None]], *, batch_size: int = 8, progress: Progress | None = None
     ) -> np.ndarray:
         """Like :meth:`features`, for (instruction, response or None) pairs."""
-        encoded = [encode(self.tokenizer, text, response, self.max_tokens) for text, response in pairs]
+        cut = self.cut
+        encoded = [encode(self.tokenizer, text, response, cut) for text, response in pairs]
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))  # similar lengths: less padding
         out = np.zeros((len(encoded), self.dim), dtype=np.float32)
         step = max(1, batch_size)
-        for start in range(0, len(order), step):
-            chunk = order[start : start + step]
-            out[chunk] = self._batch([encoded[i] for i in chunk])
-            if progress:
-                progress(min(start + step, len(order)), len(order))
+        with self._lock:  # one process-wide featurizer may serve several jobs' threads
+            for start in range(0, len(order), step):
+                chunk = order[start : start + step]
+                out[chunk] = self._batch([encoded[i] for i in chunk])
+                if progress:
+                    progress(min(start + step, len(order)), len(order))
         return out
 
     def _batch(self, encoded: Sequence[tuple[list[int], list[bool]]]) -> np.ndarray:
@@ -504,8 +528,66 @@ def _forward_params(model: Any) -> set[str]:
 # -- loading --------------------------------------------------------------------------------------
 
 
+def feature_kind(label: str, dim: int = DEFAULT_DIM, seed: int = 0, max_tokens: int = DEFAULT_MAX_TOKENS) -> str:
+    """The store kind of gradient features: ``grad:LABEL:DIM:SEED`` plus ``:tN`` for a cut of N
+    tokens (none for 128, the first default, so older features keep their kind) or ``:tall`` for
+    no cut."""
+    name = f"grad:{label}:{dim}:{seed}"
+    if max_tokens == UNSUFFIXED_MAX_TOKENS:
+        return name
+    return f"{name}:t{max_tokens}" if max_tokens else f"{name}:tall"
+
+
+def proxy_label(model: str | None) -> str:
+    """The label a proxy setting gets in feature kinds, without loading it: the embedded model's
+    name; for a local folder or GGUF file its name plus a hash of its resolved path (two folders
+    both called ``model`` never share features); a cached Hugging Face name as it is."""
+    if model is None:
+        return DEFAULT_MODEL_NAME
+    path = Path(model).expanduser()
+    if not path.exists():
+        return model
+    resolved = path.resolve()
+    if resolved.is_file() and _is_default_gguf(resolved):
+        return DEFAULT_MODEL_NAME
+    digest = hashlib.blake2b(str(resolved).encode(), digest_size=4).hexdigest()
+    return f"{resolved.stem if resolved.is_file() else resolved.name}@{digest}"
+
+
+def _is_default_gguf(path: Path) -> bool:
+    from ..llm.embedded import default_gguf_path
+
+    try:
+        return default_gguf_path().resolve() == path
+    except ConfigError:
+        return False
+
+
+def check_proxy(model: str | None) -> None:
+    """Refuse, with one clear line, a proxy setting that cannot be loaded offline, without loading
+    it: a path that does not exist, a folder without ``config.json``, a file that is not a GGUF."""
+    if model is None:
+        return
+    if not model.strip():
+        raise ConfigError("the gradient proxy is empty: give a checkpoint folder or a .gguf file")
+    path = Path(model).expanduser()
+    looks_like_path = model.endswith(".gguf") or model.startswith((".", "~", "/")) or "\\" in model
+    if not path.exists():
+        if looks_like_path or model.count("/") > 1:
+            raise ConfigError(
+                f"the gradient proxy {model!r} does not exist: give a local causal-LM checkpoint folder "
+                "(with config.json) or a .gguf file"
+            )
+        return  # a Hugging Face model name: it must be in the local cache (checked when loading)
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ConfigError(f"the gradient proxy folder {model!r} has no config.json: it is not a model checkpoint")
+    if path.is_file() and path.suffix != ".gguf":
+        raise ConfigError(f"the gradient proxy {model!r} is a file but not a .gguf model: give a folder or a .gguf")
+
+
 def _load(model: str | None) -> tuple[Any, Any, str]:
     """(model, tokenizer, label) for a model setting, fully offline."""
+    check_proxy(model)
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -518,27 +600,52 @@ def _load(model: str | None) -> tuple[Any, Any, str]:
 
         path = default_gguf_path()
         folder, kwargs["gguf_file"], label = str(path.parent), path.name, DEFAULT_MODEL_NAME
-    elif model.endswith(".gguf") and Path(model).is_file():
-        path = Path(model)
-        folder, kwargs["gguf_file"], label = str(path.parent), path.name, path.stem
+    elif Path(model).expanduser().is_file():
+        path = Path(model).expanduser().resolve()
+        folder, kwargs["gguf_file"], label = str(path.parent), path.name, proxy_label(model)
     else:
-        folder, label = model, model.rstrip("/").split("/")[-1] if Path(model).is_dir() else model
+        path = Path(model).expanduser()
+        folder, label = str(path.resolve()) if path.is_dir() else model, proxy_label(model)
         kwargs["local_files_only"] = True
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
         lm = AutoModelForCausalLM.from_pretrained(folder, dtype="float32", **kwargs)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(
-            f"could not load the gradient proxy model {model or DEFAULT_MODEL_NAME!r} offline: {exc}. "
-            "Use a local model folder, a .gguf file, or a model already in the Hugging Face cache."
+            f"could not load the gradient proxy {model or DEFAULT_MODEL_NAME!r} offline ({reason}): give a local "
+            "causal-LM checkpoint folder, a .gguf file, or a model already in the Hugging Face cache"
         ) from exc
     return lm, tokenizer, label
 
 
-@functools.cache
+_loaded: dict[tuple[str | None, int], GradientFeaturizer] = {}
+_loaded_lock = threading.Lock()
+#: Featurizers kept loaded per process (each holds its own copy of the proxy's weights).
+KEEP_LOADED = 2
+
+
+def load_featurizer(proxy: str | None = None, max_tokens: int = DEFAULT_MAX_TOKENS) -> GradientFeaturizer:
+    """The featurizer of a proxy setting (None: the embedded SmolLM2-135M) at a token cut, loaded
+    once per process; the :data:`KEEP_LOADED` most recently used stay in memory."""
+    key = (
+        str(Path(proxy).expanduser().resolve()) if proxy and Path(proxy).expanduser().exists() else proxy,
+        max_tokens,
+    )
+    with _loaded_lock:
+        if key in _loaded:
+            _loaded[key] = _loaded.pop(key)  # most recent last
+            return _loaded[key]
+        featurizer = GradientFeaturizer(proxy, max_tokens=max_tokens)
+        _loaded[key] = featurizer
+        while len(_loaded) > KEEP_LOADED:
+            _loaded.pop(next(iter(_loaded)))
+        return featurizer
+
+
 def default_featurizer() -> GradientFeaturizer:
-    """The embedded proxy (SmolLM2-135M-Instruct), loaded once per process."""
-    return GradientFeaturizer()
+    """The embedded proxy (SmolLM2-135M-Instruct) at the default cut, loaded once per process."""
+    return load_featurizer(None, DEFAULT_MAX_TOKENS)
 
 
 def gradient_features_for_texts(

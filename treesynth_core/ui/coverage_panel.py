@@ -25,6 +25,8 @@ from . import widgets
 from .widgets import md
 
 SPACE_LABELS = {"embeddings": "Embedding space", "gradients": "Gradient space"}
+#: The Fill gaps choice: gradient space first (the paper's), embeddings the fast one.
+GAP_SPACES = {"gradients": "Gradient space (as the paper)", "embeddings": "Embedding space (fast)"}
 JOB_LABELS = {
     "features": "Computing features and the map",
     "baseline": "Making the flat baseline",
@@ -53,6 +55,65 @@ class StoredFeatures:
 
     def features(self, samples: Sequence[Sample], **_: Any) -> np.ndarray:
         raise FeaturesMissing(f"{len(samples)} samples have no {self.name} features yet: compute them", self.name)
+
+
+def gradient_settings_form(project: Project, *, disabled: bool) -> Any:
+    """The gradient proxy and token cut, saved in the project (what every gradient job and the CLI's
+    ``--gradients`` commands use); returns the saved settings."""
+    from pydantic import ValidationError
+
+    from ..features.proxy import GradientSettings, gradient_settings, save_gradient_settings
+
+    saved = gradient_settings(project, check=False)
+    with st.expander(md(f"G-Vendi: {saved.describe()}"), icon=":material/tune:"):
+        left, right = st.columns([3, 1])
+        proxy = left.text_input(
+            "Proxy model",
+            value=saved.proxy or "",
+            key="coverage.proxy",
+            placeholder="empty: the embedded SmolLM2-135M-Instruct",
+            help="A local causal-LM checkpoint folder or a .gguf file; nothing is downloaded. The paper uses "
+            "Qwen2.5-0.5B-Instruct. Each proxy's features are stored apart.",
+        )
+        cut = right.number_input(
+            "Token cut",
+            min_value=0,
+            value=saved.max_tokens,
+            step=64,
+            key="coverage.grad_max_tokens",
+            help="Each sample is cut to this many tokens (0: no cut, as the paper). 512 keeps most of a "
+            "chain-of-thought response; 128 is about 5x faster on a CPU but sees ~10% of it.",
+        )
+        if st.button("Save", key="coverage.grad_save", icon=":material/save:", disabled=disabled):
+            try:
+                chosen = GradientSettings(proxy=proxy.strip() or None, max_tokens=int(cut))
+                save_gradient_settings(project, chosen)
+            except (TreeSynthError, ValidationError) as exc:
+                st.error(md(str(exc).splitlines()[0]), icon=":material/error:")
+            else:
+                st.success(md(f"Saved: {chosen.describe()}"), icon=":material/check_circle:")
+                saved = chosen
+    return saved
+
+
+def gradient_time(project: Project, settings: Any, candidates: int = 0) -> str:
+    """The time estimate (one line) of gradient features for the samples without them (tree and
+    flat baseline, as the jobs compute) plus ``candidates``."""
+    from ..features.proxy import gradient_estimate
+
+    return gradient_estimate(project, settings, candidates=candidates, sample_sets=("tree", BASELINE_SET)).text()
+
+
+def stale_gradients(settings: Any, stored: str | None) -> str | None:
+    """A note when the stored gradient features were made with other settings than the saved ones."""
+    from ..features.proxy import gradient_kind
+
+    if stored is None or stored == gradient_kind(settings):
+        return None
+    return (
+        f"G-Vendi and the gradient map show {stored}; the settings now give {gradient_kind(settings)}: "
+        "compute gradient features to use them."
+    )
 
 
 def stored_kind(project: Project, space: str) -> str | None:
