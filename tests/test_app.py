@@ -674,7 +674,7 @@ def test_tree_page_shows_the_counts_of_a_chosen_sample_set(projects):
 
 
 def test_the_app_grows_a_node_through_an_http_endpoint_and_shows_all_15_children(projects):
-    from tests.conftest import capable_responder, named_values_of
+    from tests.capable import capable_responder, named_values_of
     from tests.helpers_http import FakeOpenAIServer
     from treesynth_core.config import BackendSettings
 
@@ -700,7 +700,7 @@ def test_the_app_grows_a_node_through_an_http_endpoint_and_shows_all_15_children
 
 
 def test_the_editor_shows_a_flag_and_approving_clears_it(projects):
-    from tests.conftest import capable_results
+    from tests.capable import capable_results
 
     def factory(settings):
         llm = ScriptedLLM(model="capable-model")

@@ -11,7 +11,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import capable_responder, load_capable
+from tests.capable import capable_responder, load_capable
 from tests.fakes import ScriptedLLM
 from tests.helpers_http import FakeOpenAIServer
 from treesynth_core import tree as T

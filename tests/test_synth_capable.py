@@ -11,7 +11,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import load_capable
+from tests.capable import load_capable
 from tests.fakes import ScriptedLLM
 from treesynth_core import tree as T
 from treesynth_core.errors import EndpointError, ParseError
