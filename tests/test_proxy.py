@@ -16,7 +16,6 @@ from treesynth_core.features.proxy import (
     REFERENCE_SECONDS,
     GradientSettings,
     TimedFeaturizer,
-    duration,
     estimate_time,
     gradient_estimate,
     gradient_kind,
@@ -28,6 +27,7 @@ from treesynth_core.features.proxy import (
     timings,
 )
 from treesynth_core.gaps import ORIGIN, StoreFeaturize
+from treesynth_core.pricing import duration
 from treesynth_core.samples import NewSample, Sample
 from treesynth_core.store import Project
 

@@ -56,3 +56,12 @@ def parse_price(text: str) -> tuple[str, tuple[float, float]]:
     if prompt < 0 or completion < 0 or not model.strip():
         raise ConfigError(f"price {text!r}: give a model name and non-negative prices")
     return model.strip(), (prompt, completion)
+
+
+def duration(seconds: float) -> str:
+    """An estimated time in words: ``45 s``, ``12 min``, ``2.5 h``."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"

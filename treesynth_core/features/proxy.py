@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ConfigError
+from ..pricing import duration
 from ..samples import Sample
 from .gradients import DEFAULT_DIM, DEFAULT_MAX_TOKENS, DEFAULT_MODEL_NAME, check_proxy, feature_kind, proxy_label
 
@@ -162,15 +163,6 @@ class TimeEstimate:
             f"about {duration(self.seconds)} ({duration(self.low)} to {duration(self.high)}) for "
             f"{self.samples} samples at {lo:.2g}-{hi:.2g} s a sample; {self.source}"
         )
-
-
-def duration(seconds: float) -> str:
-    """``45 s``, ``12 min``, ``2.5 h``."""
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    if seconds < 5400:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def estimate_time(project: BlobStore, settings: GradientSettings, samples: int) -> TimeEstimate:

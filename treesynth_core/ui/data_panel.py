@@ -33,6 +33,7 @@ from ..config import BackendSettings
 from ..errors import DataError
 from ..examples import EXAMPLES, PREFIX, ExampleDataset, resolve
 from ..ingest import ColumnMap, Preview, preview
+from ..pricing import duration
 from ..routing import ROUTERS, agreement, current_routes, path_label, summary, tree_digest
 from ..samples import TREE_SET
 from ..scaling import DEFAULT_THRESHOLD, FITTED_AS, MetricKind, Point, PointsError, ScalingReport, fit_report
@@ -40,7 +41,7 @@ from ..store import Project
 from ..synth import plan_synthesis
 from ..tree import Tree
 from . import widgets
-from .synth_panel import duration, seconds_for
+from .synth_panel import seconds_for
 from .widgets import md, model_name
 
 #: Job kinds this page starts, with what the progress bar says.

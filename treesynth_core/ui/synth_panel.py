@@ -9,6 +9,7 @@ import streamlit as st
 from .. import graph as G
 from .. import tree as T
 from ..config import BackendSettings
+from ..pricing import duration
 from ..store import Project
 from ..synth import PER_CALL, SAMPLED_SCALE, SynthOptions, SynthPlan, leaf_target, plan_synthesis, sampled_steps
 from .widgets import md, model_name
@@ -175,14 +176,6 @@ def compact(n: int) -> str:
 
 def _money(value: float | None) -> str:
     return "unknown price" if value is None else f"${value:,.2f}"
-
-
-def duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    if seconds < 5400:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def leaf_counts(project: Project, tree: T.Tree, leaf_ids: list[str], per_leaf: int, sampled_scale: int | None) -> None:
