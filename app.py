@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from treesynth_core.ui.state import get_state, sync_url
-from treesynth_core.ui.widgets import PAGE_EXPORT, PAGE_PROJECT, PAGE_SYNTH, PAGE_TREE, md
+from studio.state import get_state, sync_url
+from studio.widgets import PAGE_EXPORT, PAGE_PROJECT, PAGE_SYNTH, PAGE_TREE, md
 
 st.set_page_config(page_title="TreeSynth Studio", page_icon="\U0001f333", layout="wide")
 

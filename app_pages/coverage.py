@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from treesynth_core import jobs
-from treesynth_core.baseline import BASELINE_SET
-from treesynth_core.ui import coverage_panel as C
-from treesynth_core.ui.state import get_state
-from treesynth_core.ui.widgets import PAGE_SYNTH, PAGE_TREE, POLL_S, md, require_project, show_notices, start_job
+from studio import coverage_panel as C
+from studio.state import get_state
+from studio.widgets import PAGE_SYNTH, PAGE_TREE, POLL_S, md, require_project, show_notices, start_job
+from treesynth_core.generate.baseline import BASELINE_SET
+from treesynth_core.jobs import background as jobs
 
 state = get_state()
 project = require_project(state)
@@ -102,7 +102,7 @@ def body() -> None:
             if missing:
                 st.caption(f":orange[:material/update:] {missing} newer sample{'s are' if missing != 1 else ' is'} "
                            "not on this map yet: compute features and map to place them.")  # fmt: skip
-            from treesynth_core.maps import color_options
+            from treesynth_core.coverage.maps import color_options
 
             color_by = c2.selectbox("Colour by", color_options(pts), key="coverage.color")
             labels = dict.fromkeys((p.leaf_id, p.leaf_label) for p in pts if p.sample_set == "tree")

@@ -11,14 +11,14 @@ import hashlib
 
 import streamlit as st
 
-from treesynth_core import data as data_steps
-from treesynth_core import jobs
+from studio import data_panel as D
+from studio.state import get_state
+from studio.widgets import PAGE_EXPORT, PAGE_TREE, POLL_S, md, require_project, show_notices, start_job
+from treesynth_core.data import pipeline as data_steps
+from treesynth_core.data.ingest import FORMATS
 from treesynth_core.errors import DataError, TreeSynthError
-from treesynth_core.ingest import FORMATS
-from treesynth_core.scaling import METRIC_LABEL, PointsError, infer_metric_kind, parse_points
-from treesynth_core.ui import data_panel as D
-from treesynth_core.ui.state import get_state
-from treesynth_core.ui.widgets import PAGE_EXPORT, PAGE_TREE, POLL_S, md, require_project, show_notices, start_job
+from treesynth_core.jobs import background as jobs
+from treesynth_core.scaling.law import METRIC_LABEL, PointsError, infer_metric_kind, parse_points
 
 state = get_state()
 project = require_project(state)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from studio import exports as E
+from studio.state import get_state
+from studio.widgets import PAGE_SYNTH, md, require_project, show_notices
+from treesynth_core.data.export import to_rows
 from treesynth_core.errors import TreeSynthError
-from treesynth_core.export import to_rows
-from treesynth_core.ui import exports as E
-from treesynth_core.ui.state import get_state
-from treesynth_core.ui.widgets import PAGE_SYNTH, md, require_project, show_notices
 
 FORMATS = {
     "jsonl": "JSONL (chat messages)",

@@ -6,11 +6,11 @@ import os
 
 import streamlit as st
 
-from treesynth_core.config import BackendSettings, merge_settings
+from studio import projects as P
+from studio.state import get_state, list_projects, projects_dir
+from studio.widgets import EMBEDDED_WARNING, PAGE_TREE, md, show_notices
 from treesynth_core.errors import TreeSynthError
-from treesynth_core.ui import projects as P
-from treesynth_core.ui.state import get_state, list_projects, projects_dir
-from treesynth_core.ui.widgets import EMBEDDED_WARNING, PAGE_TREE, md, show_notices
+from treesynth_core.llm.settings import BackendSettings, merge_settings
 
 state = get_state()
 st.title("Project")

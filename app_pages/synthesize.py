@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from treesynth_core import jobs
-from treesynth_core.synth import target_leaves
-from treesynth_core.ui import synth_panel as S
-from treesynth_core.ui.state import get_state
-from treesynth_core.ui.widgets import (
+from studio import synth_panel as S
+from studio.state import get_state
+from studio.widgets import (
     PAGE_EXPORT,
     PAGE_TREE,
     POLL_S,
@@ -25,6 +23,8 @@ from treesynth_core.ui.widgets import (
     show_notices,
     start_job,
 )
+from treesynth_core.generate.synth import target_leaves
+from treesynth_core.jobs import background as jobs
 
 state = get_state()
 project = require_project(state)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from treesynth_core import graph as G
-from treesynth_core import jobs
-from treesynth_core.ui import actions as A
-from treesynth_core.ui import tree_panel as panel
-from treesynth_core.ui.graph_component import tree_graph
-from treesynth_core.ui.state import get_state
-from treesynth_core.ui.widgets import POLL_S, job_outcome, job_progress, md, require_project, show_notices
+from studio import actions as A
+from studio import graph as G
+from studio import tree_panel as panel
+from studio.graph_component import tree_graph
+from studio.state import get_state
+from studio.widgets import POLL_S, job_outcome, job_progress, md, require_project, show_notices
+from treesynth_core.jobs import background as jobs
 
 state = get_state()
 project = require_project(state)

@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from treesynth_core.samples import NewSample  # noqa: E402
 from treesynth_core.store import Project  # noqa: E402
+from treesynth_core.store.samples import NewSample  # noqa: E402
 
 NAMES = ["Ava", "Ben", "Chloe", "Dev", "Emma", "Farid", "Grace", "Hiro", "Isla", "Jonas", "Kemi", "Liam"]
 THINGS = ["apples", "marbles", "stickers", "books", "coins", "pencils", "cupcakes", "seashells", "tickets", "stamps"]
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         samples = p.samples()
 
         start = time.perf_counter()
-        from treesynth_core.features.embeddings import SentenceTransformerEmbedder, ensure_features
-        from treesynth_core.maps import map_points, umap_2d
+        from treesynth_core.coverage.features.embeddings import SentenceTransformerEmbedder, ensure_features
+        from treesynth_core.coverage.maps import map_points, umap_2d
 
         embedder = SentenceTransformerEmbedder()
         dim = embedder.dim

@@ -34,9 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from treesynth_core.config import BackendSettings  # noqa: E402
 from treesynth_core.llm.base import ChatRequest, ChatResult  # noqa: E402
 from treesynth_core.llm.embedded import EmbeddedLLM  # noqa: E402
+from treesynth_core.llm.settings import BackendSettings  # noqa: E402
 from treesynth_core.prompts import templates as P  # noqa: E402
 
 TASK = "Short math word problems for grade-school students"

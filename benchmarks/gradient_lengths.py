@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from treesynth_core.features.gradients import GradientFeaturizer, encode
+    from treesynth_core.coverage.features.gradients import GradientFeaturizer, encode
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, cuda={torch.cuda.is_available()}, "

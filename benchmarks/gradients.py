@@ -7,7 +7,7 @@ response, cut to exactly ``--tokens`` tokens).
 
 It prints:
 
-* **features/s** of :class:`~treesynth_core.features.gradients.GradientFeaturizer` at 128 tokens,
+* **features/s** of :class:`~treesynth_core.coverage.features.gradients.GradientFeaturizer` at 128 tokens,
   and the **floor**: a plain forward + backward of the same batches (per-sample mean loss,
   parameter gradients on, nothing else), batch by batch, interleaved with ours so that both see the
   same load. Overhead ratio = our time / floor (target <= 1.3), by wall clock and by CPU time.
@@ -175,7 +175,7 @@ def _batches(featurizer, pairs, batch_size):
     """Encoded batches (ids, mask, target) exactly as the featurizer builds them."""
     import torch
 
-    from treesynth_core.features.gradients import encode
+    from treesynth_core.coverage.features.gradients import encode
 
     encoded = [encode(featurizer.tokenizer, p, r, featurizer.max_tokens) for p, r in pairs]
     out = []
@@ -194,7 +194,7 @@ def _batches(featurizer, pairs, batch_size):
 def _loss(featurizer, ids, mask, target):
     import torch.nn.functional as F  # noqa: N812
 
-    from treesynth_core.features.gradients import _per_sample_mean_ce
+    from treesynth_core.coverage.features.gradients import _per_sample_mean_ce
 
     logits = featurizer.model(input_ids=ids, attention_mask=mask.long(), use_cache=False).logits
     return _per_sample_mean_ce(F, logits, ids, target).sum()
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from treesynth_core.features.gradients import GradientFeaturizer
+    from treesynth_core.coverage.features.gradients import GradientFeaturizer
 
     began, load = time.perf_counter(), os.getloadavg()[0]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cuda={torch.cuda.is_available()}, "
@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def featurizer_encode(featurizer, prompt, response):
-    from treesynth_core.features.gradients import encode
+    from treesynth_core.coverage.features.gradients import encode
 
     return encode(featurizer.tokenizer, prompt, response, featurizer.max_tokens)
 

@@ -1,11 +1,11 @@
 """Streaming import: speed against the parse floor and peak memory against the file size, one run.
 
 Writes a ~300 MB Alpaca-style JSONL file in a temporary folder, imports it into a temporary project
-with ``treesynth_core.ingest.import_file`` (staged, then made visible in one transaction), and prints
-the import time against the cost floor measured in the same run (reading the file and parsing every
-line as JSON, no mapping, no SQLite), and the process's peak RSS (``resource.getrusage(...).ru_maxrss``) against the file size. The import
-streams, so peak RSS / file size must stay well below 1. On Linux it also resets the kernel's
-high-water mark before the import (``/proc/self/clear_refs``) and prints the import's own peak.
+with ``treesynth_core.data.ingest.import_file`` (staged, then made visible in one transaction), and
+prints the import time against the cost floor measured in the same run (reading the file and parsing
+every line as JSON, no mapping, no SQLite), and the process's peak RSS
+(``resource.getrusage(...).ru_maxrss``) against the file size. The import streams, so peak RSS /
+file size must stay well below 1. On Linux it also resets the kernel's high-water mark before the import (``/proc/self/clear_refs``) and prints the import's own peak.
 
     .venv/bin/python benchmarks/import_stream.py [--mb 300] [--json]
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from treesynth_core.ingest import ColumnMap, import_file  # noqa: E402
+from treesynth_core.data.ingest import ColumnMap, import_file  # noqa: E402
 from treesynth_core.store.project import Project  # noqa: E402
 
 WORDS = (

@@ -24,9 +24,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from helpers_http import FakeOpenAIServer, FakeServerProcess  # noqa: E402
 
-from treesynth_core.config import BackendSettings  # noqa: E402
 from treesynth_core.llm.base import ChatRequest  # noqa: E402
 from treesynth_core.llm.openai_compat import HttpStack, OpenAICompatLLM  # noqa: E402
+from treesynth_core.llm.settings import BackendSettings  # noqa: E402
 
 TARGET_RATIO = 1.3
 

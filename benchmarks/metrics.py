@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from treesynth_core import diversity as D  # noqa: E402
+from treesynth_core.coverage import diversity as D  # noqa: E402
 
 AGREEMENT = 1e-9
 

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from studio.tree_panel import wkey
+from studio.widgets import PAGE_EXPORT as EXPORT
+from studio.widgets import PAGE_PROJECT as PROJECT
+from studio.widgets import PAGE_SYNTH as SYNTH
+from studio.widgets import PAGE_TREE as TREE
 from tests.fakes import ScriptedLLM
-from treesynth_core import jobs
-from treesynth_core.samples import NewSample
+from treesynth_core.generate.synth import PER_CALL
+from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
-from treesynth_core.synth import PER_CALL
-from treesynth_core.ui.tree_panel import wkey
-from treesynth_core.ui.widgets import PAGE_EXPORT as EXPORT
-from treesynth_core.ui.widgets import PAGE_PROJECT as PROJECT
-from treesynth_core.ui.widgets import PAGE_SYNTH as SYNTH
-from treesynth_core.ui.widgets import PAGE_TREE as TREE
+from treesynth_core.store.samples import NewSample
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -461,8 +461,8 @@ def test_a_leaf_left_short_is_reported_and_another_seed_tops_it_up(projects):
 def test_time_estimates_use_the_latency_of_calls_that_wrote_samples():
     from types import SimpleNamespace
 
-    from treesynth_core.config import BackendSettings
-    from treesynth_core.ui.synth_panel import DEFAULT_CALL_S, seconds_per_call
+    from studio.synth_panel import DEFAULT_CALL_S, seconds_per_call
+    from treesynth_core.llm.settings import BackendSettings
 
     def project(by_command):
         calls, latency = sum(c["calls"] for c in by_command.values()), sum(c["latency_s"] for c in by_command.values())
@@ -476,7 +476,7 @@ def test_time_estimates_use_the_latency_of_calls_that_wrote_samples():
 
 
 def test_metric_counts_are_compact():
-    from treesynth_core.ui.synth_panel import compact
+    from studio.synth_panel import compact
 
     assert [compact(n) for n in (0, 950, 1_000, 12_345, 118_452, 4_200_000)] == [
         "0", "950", "1.0k", "12.3k", "118k", "4.2M"
@@ -619,8 +619,8 @@ def test_another_process_reading_the_project_never_hides_the_apps_writes(project
 
 
 def test_export_a_chosen_sample_set_with_provenance(projects):
-    from treesynth_core.examples import resolve
-    from treesynth_core.ingest import ColumnMap, import_file
+    from treesynth_core.data.examples import resolve
+    from treesynth_core.data.ingest import ColumnMap, import_file
 
     at = open_example(new_app(), "python_coding")
     folder = next(p for p in projects.iterdir() if p.is_dir())
@@ -641,9 +641,9 @@ def test_export_a_chosen_sample_set_with_provenance(projects):
 
 
 def test_tree_page_shows_the_counts_of_a_chosen_sample_set(projects):
-    from treesynth_core import graph as G
-    from treesynth_core.examples import resolve
-    from treesynth_core.ingest import ColumnMap, import_file
+    from studio import graph as G
+    from treesynth_core.data.examples import resolve
+    from treesynth_core.data.ingest import ColumnMap, import_file
 
     at = open_example(new_app(), "python_coding")
     folder = next(p for p in projects.iterdir() if p.is_dir())
@@ -676,7 +676,7 @@ def test_tree_page_shows_the_counts_of_a_chosen_sample_set(projects):
 def test_the_app_grows_a_node_through_an_http_endpoint_and_shows_all_15_children(projects):
     from tests.capable import capable_responder, named_values_of
     from tests.helpers_http import FakeOpenAIServer
-    from treesynth_core.config import BackendSettings
+    from treesynth_core.llm.settings import BackendSettings
 
     jobs.set_llm_factory(None)  # the real backend from the project's settings
     with FakeOpenAIServer(model="gpt-4o", respond=capable_responder("math_topic_15")) as server:

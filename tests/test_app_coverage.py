@@ -13,9 +13,9 @@ import pytest
 
 from tests.fakes import ScriptedLLM
 from tests.test_app import TREE, new_app, open_example, projects, run, synthesize, texts, wait_for_job  # noqa: F401
-from treesynth_core import jobs
-from treesynth_core import maps as M
-from treesynth_core.features.embeddings import sample_text
+from treesynth_core.coverage import maps as M
+from treesynth_core.coverage.features.embeddings import sample_text
+from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
 
 COVERAGE = "app_pages/coverage.py"
@@ -181,7 +181,7 @@ def test_coverage_job_kinds_validate_params(fakes):
 def test_selection_maps_customdata_to_points():
     from types import SimpleNamespace
 
-    from treesynth_core.ui import coverage_panel as C
+    from studio import coverage_panel as C
 
     pts = [M.MapPoint(i, float(i), 0.0, f"leaf{i % 2}", f"L{i % 2}", f"path {i}", text=f"s{i}") for i in range(4)]
     event = SimpleNamespace(selection=SimpleNamespace(points=[{"customdata": [1, "leaf1"]}, {"customdata": [3, "x"]},
@@ -193,7 +193,7 @@ def test_selection_maps_customdata_to_points():
 
 
 def test_map_selection_highlights_its_leaves_on_the_tree_page(fakes, monkeypatch):
-    from treesynth_core.ui import coverage_panel as C
+    from studio import coverage_panel as C
 
     folder = fakes / "example-gsm8k_math"
     at = synthesize(open_example(new_app()), folder, per_leaf=2)
@@ -229,7 +229,7 @@ def test_map_selection_highlights_its_leaves_on_the_tree_page(fakes, monkeypatch
 
 
 def test_selected_leaves_count_tree_points_only():
-    from treesynth_core.ui import coverage_panel as C
+    from studio import coverage_panel as C
 
     pts = [M.MapPoint(i, 0.0, 0.0, f"leaf{i % 2}", f"L{i % 2}", "p") for i in range(5)]
     pts.append(M.MapPoint(9, 0.0, 0.0, "root", M.BASELINE_LABEL, "", sample_set="baseline"))
@@ -247,7 +247,7 @@ def plain(text: str) -> str:
 def real_paths(fakes, monkeypatch):
     """The jobs' own featurizer choice (the project's gradient settings, timed), over hashed-word
     features instead of models: gradient features named as the settings' proxy would name them."""
-    from treesynth_core.features import embeddings, proxy
+    from treesynth_core.coverage.features import embeddings, proxy
 
     jobs.set_featurizer_factory(None)
     loaded = []
@@ -262,7 +262,7 @@ def real_paths(fakes, monkeypatch):
 
 
 def test_gradient_proxy_settings_estimates_and_gap_space(fakes, real_paths, tmp_path):
-    from treesynth_core.features.proxy import gradient_settings, timings
+    from treesynth_core.coverage.features.proxy import gradient_settings, timings
 
     folder = fakes / "example-gsm8k_math"
     at = synthesize(open_example(new_app()), folder, per_leaf=2)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from studio.widgets import PAGE_DATA
 from tests.test_app import create_project, new_app, open_example, projects, run, texts, wait_for_job  # noqa: F401
 from tests.test_embeddings import HashEmbedder
-from treesynth_core import jobs
-from treesynth_core.examples import EXAMPLES
-from treesynth_core.ingest import ColumnMap, import_file
+from treesynth_core.data.examples import EXAMPLES
+from treesynth_core.data.ingest import ColumnMap, import_file
+from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
-from treesynth_core.ui.widgets import PAGE_DATA
 
 EVIL = "<img src=x onerror=alert(1)>"
 
@@ -254,7 +254,7 @@ def test_a_tree_grows_from_the_data_when_it_has_no_leaves(projects):  # noqa: F8
 
 
 def test_rebalance_says_which_leaves_stay_short_and_the_job_counts_the_plan(data):
-    from treesynth_core import tree as T
+    from treesynth_core.tree import model as T
 
     at = data_page()
     seed_example(data)
@@ -280,7 +280,7 @@ def test_coverage_explains_an_empty_tree_set_beside_imported_data(data):
 
 
 def test_export_warns_about_rows_without_responses(data):
-    from treesynth_core.samples import NewSample
+    from treesynth_core.store.samples import NewSample
 
     at = open_example(new_app(), "python_coding")
     with Project.open(data) as project:

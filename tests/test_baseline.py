@@ -10,12 +10,12 @@ import threading
 import pytest
 
 from tests.fakes import ScriptedLLM
-from treesynth_core import tree as T
-from treesynth_core.baseline import BASELINE_SET, default_extra_calls, synthesize_baseline
 from treesynth_core.errors import Cancelled, TreeSynthError
+from treesynth_core.generate.baseline import BASELINE_SET, default_extra_calls, synthesize_baseline
 from treesynth_core.llm.recording import recording
-from treesynth_core.samples import NewSample
 from treesynth_core.store import Project
+from treesynth_core.store.samples import NewSample
+from treesynth_core.tree import model as T
 
 
 @pytest.fixture
@@ -170,7 +170,7 @@ def test_a_short_baseline_is_topped_up_by_another_seed_only(project):
 def test_the_app_tops_up_a_short_baseline_with_the_next_seed():
     from types import SimpleNamespace
 
-    from treesynth_core.ui.coverage_panel import next_baseline_seed
+    from studio.coverage_panel import next_baseline_seed
 
     last = SimpleNamespace(params={"n": 88, "seed": 2}, active=False)
     assert next_baseline_seed(None, 0, 88) == 0
@@ -181,7 +181,7 @@ def test_the_app_tops_up_a_short_baseline_with_the_next_seed():
 
 
 def test_progress_and_job_summary_say_what_a_short_baseline_lacks(project):
-    from treesynth_core.jobs import _summary
+    from treesynth_core.jobs.background import _summary
 
     notes = []
     dup = json.dumps({"samples": ["Tom has three apples and eats one."] * 5})

@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 from tests.capable import capable_responder, load_capable
 from tests.fakes import ScriptedLLM
 from tests.helpers_http import FakeOpenAIServer
-from treesynth_core import tree as T
-from treesynth_core.cli import app
-from treesynth_core.grow import GrowOptions, grow
+from treesynth_core.cli.app import app
+from treesynth_core.generate.grow import GrowOptions, grow
 from treesynth_core.llm.recording import recording
 from treesynth_core.store import Project
+from treesynth_core.tree import model as T
 
 
 def scripted(capable, name: str) -> ScriptedLLM:

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.fakes import ScriptedLLM
-from treesynth_core import runs
-from treesynth_core.cli import app
+from treesynth_core.cli.app import app
+from treesynth_core.jobs import runs
 
 runner = CliRunner()
 

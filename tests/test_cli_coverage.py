@@ -13,12 +13,14 @@ from typer.testing import CliRunner
 from tests.fakes import ScriptedLLM
 from tests.test_embeddings import HashEmbedder
 from tests.test_maps import png_size
-from treesynth_core import cli_coverage, maps, runs
-from treesynth_core import tree as T
-from treesynth_core.cli import app
-from treesynth_core.coverage import coverage_report, subtree_table
-from treesynth_core.samples import NewSample
+from treesynth_core.cli import coverage as cli_coverage
+from treesynth_core.cli.app import app
+from treesynth_core.coverage import maps
+from treesynth_core.coverage.report import coverage_report, subtree_table
+from treesynth_core.jobs import runs
 from treesynth_core.store import Project
+from treesynth_core.store.samples import NewSample
+from treesynth_core.tree import model as T
 
 cli_coverage.register(app)
 runner = CliRunner()
@@ -193,7 +195,7 @@ class GapWriter(ScriptedLLM):
 @pytest.fixture
 def fake_proxy(monkeypatch):
     """Gradient features of any proxy setting without a model: the settings each load asked for."""
-    from treesynth_core.features import proxy
+    from treesynth_core.coverage.features import proxy
 
     loaded: list[tuple[object, FakeGradients]] = []
 

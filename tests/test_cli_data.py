@@ -11,9 +11,11 @@ from typer.testing import CliRunner
 
 from tests.fakes import ScriptedLLM
 from tests.test_embeddings import HashEmbedder
-from treesynth_core import cli_common, cli_data, runs
-from treesynth_core.cli import app
-from treesynth_core.examples import EXAMPLES, resolve
+from treesynth_core.cli import common as cli_common
+from treesynth_core.cli import data as cli_data
+from treesynth_core.cli.app import app
+from treesynth_core.data.examples import EXAMPLES, resolve
+from treesynth_core.jobs import runs
 from treesynth_core.store import Project
 
 runner = CliRunner()

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from treesynth_core import cli_scale
+from treesynth_core.cli import scale as cli_scale
 
 FIXTURE = Path(__file__).parent / "fixtures" / "synthllm_table1.csv"
 runner = CliRunner()

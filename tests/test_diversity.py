@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from treesynth_core import diversity as D
+from treesynth_core.coverage import diversity as D
 
 SEED = 20250101
 

@@ -15,7 +15,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from treesynth_core.cli import app
+from treesynth_core.cli.app import app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

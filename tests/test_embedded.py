@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from treesynth_core.config import BackendSettings
 from treesynth_core.errors import ConfigError
 from treesynth_core.llm import embedded
 from treesynth_core.llm.base import LLM, ChatRequest, ChatResult
@@ -30,6 +29,7 @@ from treesynth_core.llm.embedded import (
     grammar_for_schema,
     load_model,
 )
+from treesynth_core.llm.settings import BackendSettings
 
 SYSTEM = "You write quiz questions. Reply with JSON only."
 USER = "Write 5 short questions about photosynthesis, one sentence each, and name the topic."

@@ -10,11 +10,11 @@ import httpx
 import numpy as np
 import pytest
 
-from treesynth_core.config import BackendSettings
+from treesynth_core.coverage.features import embeddings as E
 from treesynth_core.errors import AuthError, ConfigError, EndpointError
-from treesynth_core.features import embeddings as E
-from treesynth_core.samples import NewSample
+from treesynth_core.llm.settings import BackendSettings
 from treesynth_core.store import Project
+from treesynth_core.store.samples import NewSample
 
 KEY_ENV = "TREESYNTH_TEST_EMBED_KEY"
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from treesynth_core import tree as T
 from treesynth_core.prompts.labels import judge
-from treesynth_core.treefile import read_tree_file, tree_from_json, tree_to_json
+from treesynth_core.tree import model as T
+from treesynth_core.tree.file import read_tree_file, tree_from_json, tree_to_json
 
 TREES_DIR = Path(__file__).resolve().parent.parent / "assets" / "trees"
 TREE_FILES = sorted(TREES_DIR.glob("*.json"))

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 from tests.fakes import ScriptedLLM
-from treesynth_core import tree as T
-from treesynth_core.diversity import subsample_indices, vendi_score
+from treesynth_core.coverage.diversity import subsample_indices, vendi_score
 from treesynth_core.errors import Cancelled, TreeSynthError
-from treesynth_core.gaps import GapReport, fill_gaps, gap_prompt, sparse_clusters, spherical_kmeans
-from treesynth_core.grow import stable_seed
-from treesynth_core.samples import NewSample
+from treesynth_core.generate.gaps import GapReport, fill_gaps, gap_prompt, sparse_clusters, spherical_kmeans
+from treesynth_core.generate.grow import stable_seed
 from treesynth_core.store import Project
+from treesynth_core.store.samples import NewSample
+from treesynth_core.tree import model as T
 
 LLM_PROVENANCE = T.Provenance("llm", model="m")
 DIM = 64
@@ -294,7 +294,7 @@ def test_a_featurizer_that_caches_candidates_by_id_is_caught(project):
 def test_fills_gaps_in_gradient_space_of_a_tiny_model(project):
     pytest.importorskip("transformers")
     from tests.test_gradients import tiny_llama, tiny_tokenizer
-    from treesynth_core.features.gradients import GradientFeaturizer
+    from treesynth_core.coverage.features.gradients import GradientFeaturizer
 
     tokenizer = tiny_tokenizer()
     featurizer = GradientFeaturizer.from_model(tiny_llama(len(tokenizer)), tokenizer, label="tiny", dim=64)

@@ -19,8 +19,7 @@ transformers = pytest.importorskip("transformers")
 
 import torch.nn.functional as F  # noqa: E402
 
-from treesynth_core.errors import ConfigError  # noqa: E402
-from treesynth_core.features.gradients import (  # noqa: E402
+from treesynth_core.coverage.features.gradients import (  # noqa: E402
     GradientFeaturizer,
     _per_sample_mean_ce,
     check_proxy,
@@ -30,7 +29,8 @@ from treesynth_core.features.gradients import (  # noqa: E402
     load_featurizer,
     proxy_label,
 )
-from treesynth_core.samples import Sample  # noqa: E402
+from treesynth_core.errors import ConfigError  # noqa: E402
+from treesynth_core.store.samples import Sample  # noqa: E402
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

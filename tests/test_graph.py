@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from treesynth_core import graph as G
-from treesynth_core import tree as T
+from studio import graph as G
+from treesynth_core.tree import model as T
 
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -319,7 +319,7 @@ def test_a_folded_highlighted_leaf_marks_its_ancestor_and_reveal_opens_the_path(
 
 
 def test_the_legend_lists_highlighted_only_while_leaves_are():
-    from treesynth_core.ui.graph_component import legend_items
+    from studio.graph_component import legend_items
 
     assert "highlighted" not in [i["key"] for i in legend_items()]
     item = legend_items(highlighted=True)[-1]
@@ -340,7 +340,7 @@ def test_internal_nodes_show_the_samples_of_their_subtree():
 
 
 def test_a_flagged_node_has_its_own_border_mark_tooltip_row_and_legend_entry():
-    from treesynth_core.ui.graph_component import legend_items
+    from studio.graph_component import legend_items
 
     tree = small_tree()
     plain = tree.children(tree.root_id)[0]

@@ -9,12 +9,12 @@ import threading
 import pytest
 
 from tests.fakes import ScriptedLLM
-from treesynth_core import tree as T
 from treesynth_core.errors import Cancelled, EndpointError
-from treesynth_core.grow import GrowOptions, grow, growable
+from treesynth_core.generate.grow import GrowOptions, grow, growable
 from treesynth_core.llm.recording import recording
 from treesynth_core.prompts.replies import extract_json, is_vague, overlaps
 from treesynth_core.store import Project
+from treesynth_core.tree import model as T
 
 
 @pytest.fixture
@@ -239,7 +239,7 @@ def test_coverage_stops_when_no_new_values_come(project):
 
 
 def test_paper_preset_and_explicit_options_win():
-    from treesynth_core.grow import paper_options
+    from treesynth_core.generate.grow import paper_options
 
     preset = paper_options()
     assert (preset.max_depth, preset.max_values, preset.auto_approve, preset.pivots) == (4, 50, True, 10)

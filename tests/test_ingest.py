@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from treesynth_core import ingest
+from treesynth_core.data import ingest
+from treesynth_core.data.export import export_samples
+from treesynth_core.data.ingest import ColumnMap, ImportSummary, detect_format, import_file, iter_records, preview
 from treesynth_core.errors import DataError, ProjectError
-from treesynth_core.export import export_samples
-from treesynth_core.ingest import ColumnMap, ImportSummary, detect_format, import_file, iter_records, preview
-from treesynth_core.samples import TREE_SET, UNROUTED, NewSample
 from treesynth_core.store.project import Project
+from treesynth_core.store.samples import TREE_SET, UNROUTED, NewSample
 
 QA = ColumnMap(instruction="question", output="answer")
 ROWS = [

@@ -7,10 +7,10 @@ import time
 import pytest
 
 from tests.fakes import ScriptedLLM
-from treesynth_core import jobs
-from treesynth_core import tree as T
 from treesynth_core.errors import EndpointError, TreeSynthError
+from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
+from treesynth_core.tree import model as T
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from treesynth_core.cli import app
+from treesynth_core.cli.app import app
 from treesynth_core.store import Project
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy_project_ed34279"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from treesynth_core import maps as M
-from treesynth_core import tree as T
+from treesynth_core.coverage import maps as M
 from treesynth_core.errors import TreeSynthError
-from treesynth_core.samples import NewSample
 from treesynth_core.store import Project
+from treesynth_core.store.samples import NewSample
+from treesynth_core.tree import model as T
 
 SEED = 7
 
@@ -240,7 +240,7 @@ def test_matplotlib_is_imported_only_for_a_png():
     import subprocess
     import sys
 
-    code = "import sys, treesynth_core.maps, treesynth_core.cli_coverage; print('matplotlib' in sys.modules)"
+    code = "import sys, treesynth_core.coverage.maps, treesynth_core.cli.coverage; print('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == (
         "False"
     )

@@ -18,10 +18,10 @@ import httpx
 import pytest
 from helpers_http import FakeOpenAIServer, RecordedRequest, Reply, free_port
 
-from treesynth_core.config import BackendSettings
 from treesynth_core.errors import AuthError, ConfigError, EndpointError
 from treesynth_core.llm.base import LLM, ChatRequest, ChatResult
 from treesynth_core.llm.openai_compat import OpenAICompatLLM
+from treesynth_core.llm.settings import BackendSettings
 
 KEY_ENV = "TREESYNTH_TEST_OPENAI_KEY"
 KEY = "sk-test-DO-NOT-LEAK-0123456789abcdef"

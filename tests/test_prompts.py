@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes import ScriptedLLM
-from treesynth_core.config import BackendSettings, merge_settings
 from treesynth_core.errors import ConfigError
 from treesynth_core.llm.recording import CachedLLM, LoggedLLM
+from treesynth_core.llm.settings import BackendSettings, merge_settings
 from treesynth_core.prompts import templates as P
 
 PATH = [("Operation", "addition"), ("Entity", "fruit")]
@@ -73,7 +73,7 @@ def test_small_prompts_stay_short():
 def test_cli_settings_sets_the_prompt_profile(tmp_path):
     from typer.testing import CliRunner
 
-    from treesynth_core.cli import app
+    from treesynth_core.cli.app import app
 
     runner = CliRunner()
     directory = str(tmp_path / "p")

@@ -8,10 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from treesynth_core.errors import ConfigError
-from treesynth_core.features.embeddings import ensure_features
-from treesynth_core.features.gradients import DEFAULT_MAX_TOKENS, proxy_label
-from treesynth_core.features.proxy import (
+from treesynth_core.coverage.features.embeddings import ensure_features
+from treesynth_core.coverage.features.gradients import DEFAULT_MAX_TOKENS, proxy_label
+from treesynth_core.coverage.features.proxy import (
     KEEP_RUNS,
     REFERENCE_SECONDS,
     GradientSettings,
@@ -26,10 +25,11 @@ from treesynth_core.features.proxy import (
     save_gradient_settings,
     timings,
 )
-from treesynth_core.gaps import ORIGIN, StoreFeaturize
-from treesynth_core.pricing import duration
-from treesynth_core.samples import NewSample, Sample
+from treesynth_core.errors import ConfigError
+from treesynth_core.generate.gaps import ORIGIN, StoreFeaturize
+from treesynth_core.llm.pricing import duration
 from treesynth_core.store import Project
+from treesynth_core.store.samples import NewSample, Sample
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_settings_default_save_override_and_refuse(project, checkpoint):
 
 def test_timed_featurizer_records_each_run_with_its_batch_rates(project, monkeypatch):
     clock = Clock()
-    monkeypatch.setattr("treesynth_core.features.proxy.time.perf_counter", clock)
+    monkeypatch.setattr("treesynth_core.coverage.features.proxy.time.perf_counter", clock)
     samples = project.samples()
     fake = SlowFake("grad:fake:4:0", clock, cost=lambda s: 3.0 if s.key in ("k0", "k1") else 1.0)
     timed = TimedFeaturizer(fake, project)
@@ -175,7 +175,7 @@ def test_estimates_count_missing_samples_and_candidates(project, monkeypatch):
 
 def test_measure_stores_what_it_times(project, monkeypatch):
     clock = Clock()
-    monkeypatch.setattr("treesynth_core.features.proxy.time.perf_counter", clock)
+    monkeypatch.setattr("treesynth_core.coverage.features.proxy.time.perf_counter", clock)
     fake = SlowFake("grad:fake:4:0", clock)
     timed = TimedFeaturizer(fake, project)
     measure(timed, project.samples(), store=project, count=3)

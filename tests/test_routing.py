@@ -9,15 +9,15 @@ import pytest
 
 from tests.fakes import ScriptedLLM
 from tests.test_embeddings import HashEmbedder
-from treesynth_core import routing as R
-from treesynth_core import tree as T
-from treesynth_core.balance import plan_balance
-from treesynth_core.data import balance_dataset, data_pivots, route_dataset
+from treesynth_core.data import routing as R
+from treesynth_core.data.balance import plan_balance
+from treesynth_core.data.pipeline import balance_dataset, data_pivots, route_dataset
 from treesynth_core.errors import TreeSynthError
-from treesynth_core.grow import GrowOptions, grow
+from treesynth_core.generate.grow import GrowOptions, grow
 from treesynth_core.prompts.templates import NONE_FITS
-from treesynth_core.samples import UNROUTED, NewSample
 from treesynth_core.store import Project
+from treesynth_core.store.samples import UNROUTED, NewSample
+from treesynth_core.tree import model as T
 
 TEXTS = [
     "addition of fruit: 3 apples plus 4 apples",
@@ -233,7 +233,7 @@ def test_data_pivots_follow_the_tree_and_leave_thin_subspaces_as_leaves(project)
 
 
 def test_a_persons_value_notes_describe_values_to_both_routers():
-    from treesynth_core.treefile import tree_from_json
+    from treesynth_core.tree.file import tree_from_json
 
     tree = tree_from_json(json.dumps({
         "format": "treesynth-tree", "version": 1, "task": "Python problems", "style": "",

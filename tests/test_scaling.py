@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from treesynth_core import scaling as S
 from treesynth_core.errors import TreeSynthError
-from treesynth_core.scaling_plot import scaling_figure
+from treesynth_core.scaling import law as S
+from treesynth_core.scaling.plot import scaling_figure
 
 FIXTURE = Path(__file__).parent / "fixtures" / "synthllm_table1.csv"
 #: RMSE (pp) the rectified fit must reach on each model's six Table 1 points; achieved 0.017 and 0.003.

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from treesynth_core import tree as T
-from treesynth_core.config import BackendSettings
 from treesynth_core.errors import ProjectError, TreeError
 from treesynth_core.llm.base import ChatResult
-from treesynth_core.samples import NewSample
+from treesynth_core.llm.settings import BackendSettings
 from treesynth_core.store import CallRecord, EditRecord, Project, schema
 from treesynth_core.store import project as project_module
+from treesynth_core.store.samples import NewSample
+from treesynth_core.tree import model as T
 
 TASK = "Grade-school math word problems"
 LLM = T.Provenance(source="llm", model="fake-model", call_id="call-1")
@@ -389,7 +389,7 @@ def test_concurrent_threads_and_connections_lose_no_edit(project: Project) -> No
 
 _WRITER = """
 import sys
-from treesynth_core import tree as T
+from treesynth_core.tree import model as T
 from treesynth_core.store import Project
 
 with Project.open(sys.argv[1]) as p:
@@ -571,7 +571,7 @@ def test_ids_sort_by_creation() -> None:
 def test_features_and_blobs_round_trip_and_follow_deleted_samples(tmp_path):
     import numpy as np
 
-    from treesynth_core.samples import NewSample
+    from treesynth_core.store.samples import NewSample
 
     with Project.create(tmp_path / "f", task="t") as project:
         project.add_samples([NewSample(leaf_id="l", key=f"0:{i}", instruction=f"s {i}", path=[]) for i in range(3)])

@@ -8,18 +8,18 @@ import json
 import pytest
 
 from tests.fakes import ScriptedLLM
-from treesynth_core import tree as T
-from treesynth_core.config import BackendSettings
 from treesynth_core.errors import BudgetError, EndpointError
-from treesynth_core.llm.recording import recording
-from treesynth_core.store import Project
-from treesynth_core.synth import (
+from treesynth_core.generate.synth import (
     DuplicateFilter,
     SynthOptions,
     check_budget,
     plan_synthesis,
     synthesize,
 )
+from treesynth_core.llm.recording import recording
+from treesynth_core.llm.settings import BackendSettings
+from treesynth_core.store import Project
+from treesynth_core.tree import model as T
 
 LLM = T.Provenance("llm", model="m")
 

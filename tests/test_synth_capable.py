@@ -13,14 +13,14 @@ from typer.testing import CliRunner
 
 from tests.capable import load_capable
 from tests.fakes import ScriptedLLM
-from treesynth_core import tree as T
 from treesynth_core.errors import EndpointError, ParseError
+from treesynth_core.generate.synth import SynthOptions, call_budget, leaf_target, plan_synthesis, synthesize
 from treesynth_core.llm.base import ChatRequest, ChatResult
 from treesynth_core.llm.recording import recording
 from treesynth_core.prompts import templates as P
 from treesynth_core.prompts.replies import MAX_TOKENS_CAP, SamplesReply, ask_json, is_loop
 from treesynth_core.store import Project
-from treesynth_core.synth import SynthOptions, call_budget, leaf_target, plan_synthesis, synthesize
+from treesynth_core.tree import model as T
 
 LLM = T.Provenance("llm", model="m")
 #: Pivots as a capable model writes them for the leaf: GSM8K-length problems.
@@ -275,7 +275,7 @@ def test_cli_synth_over_http_retries_cut_off_replies(tmp_path, monkeypatch):
     is not stored and the summary says so."""
     from helpers_http import FakeOpenAIServer, RecordedRequest, Reply
 
-    from treesynth_core.cli import app
+    from treesynth_core.cli.app import app
 
     full = samples_of("synth_cut_off", 2)
     cut_early = load_capable("synth_cut_off")["replies"]["synth"][0]["text"]
@@ -356,11 +356,11 @@ def test_ten_samples_a_call_is_the_one_default_everywhere():
 
     from typer.main import get_command
 
-    from treesynth_core.balance import balance, shortfall_options
-    from treesynth_core.baseline import synthesize_baseline
-    from treesynth_core.cli import app
-    from treesynth_core.data import balance_dataset
-    from treesynth_core.synth import PER_CALL
+    from treesynth_core.cli.app import app
+    from treesynth_core.data.balance import balance, shortfall_options
+    from treesynth_core.data.pipeline import balance_dataset
+    from treesynth_core.generate.baseline import synthesize_baseline
+    from treesynth_core.generate.synth import PER_CALL
 
     assert PER_CALL == SynthOptions().per_call == 10
     for fn in (synthesize_baseline, balance, balance_dataset):
@@ -374,9 +374,9 @@ def test_ten_samples_a_call_is_the_one_default_everywhere():
 
 
 def test_job_summaries_say_how_many_responses_were_cut_off():
-    from treesynth_core.baseline import BaselineReport
-    from treesynth_core.jobs import _summary
-    from treesynth_core.synth import SynthReport
+    from treesynth_core.generate.baseline import BaselineReport
+    from treesynth_core.generate.synth import SynthReport
+    from treesynth_core.jobs.background import _summary
 
     stats = {"calls": 3, "cached": 0}
     assert "2 responses were cut off" in _summary("synth", SynthReport(added=5, responses_cut_off=2), stats)

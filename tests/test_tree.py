@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from treesynth_core import tree as T
 from treesynth_core.errors import TreeError
+from treesynth_core.tree import model as T
 
 LLM = T.Provenance("llm", model="m")
 

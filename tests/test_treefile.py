@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from treesynth_core import tree as T
 from treesynth_core.errors import ProjectError, TreeError
-from treesynth_core.treefile import read_tree_file, tree_from_json, tree_to_json, write_tree_file
+from treesynth_core.tree import model as T
+from treesynth_core.tree.file import read_tree_file, tree_from_json, tree_to_json, write_tree_file
 
 LLM = T.Provenance(source="llm", model="fake-model", call_id="call-7")
 
@@ -221,7 +221,7 @@ def test_a_failed_write_keeps_the_old_file(tree: T.Tree, tmp_path: Path, monkeyp
     def fail(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("treesynth_core.treefile.os.replace", fail)
+    monkeypatch.setattr("treesynth_core.tree.file.os.replace", fail)
     with pytest.raises(ProjectError, match="No space left"):
         write_tree_file(T.new_tree("other"), path)
     assert path.read_text() == before

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..config import BackendSettings
 from .base import LLM, ChatRequest, ChatResult, cache_key
+from .settings import BackendSettings
 
 
 def make_llm(settings: BackendSettings) -> LLM:

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from ..config import BackendSettings
 from ..errors import ConfigError
 from .base import ChatRequest, ChatResult, canonical_json
+from .settings import BackendSettings
 
 if TYPE_CHECKING:
     from llama_cpp import Llama, LlamaGrammar

@@ -28,9 +28,9 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 
-from ..config import BackendSettings
 from ..errors import AuthError, ConfigError, EndpointError
 from .base import ChatRequest, ChatResult
+from .settings import BackendSettings
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..tree import normalize
+from ..tree.model import normalize
 
 _PARENS = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
 _SEPARATOR = re.compile(r"\s*(?:/|&|\+|,|_and_|\band\b|\bor\b)\s*", re.IGNORECASE)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError, field_validator
 
 from ..errors import ParseError
 from ..llm.base import LLM, ChatRequest, ChatResult
-from ..tree import clean_label, normalize
+from ..tree.model import clean_label, normalize
 from .templates import repair_message
 
 _VAGUE = {

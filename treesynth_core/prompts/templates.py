@@ -11,7 +11,7 @@ Two **prompt profiles** say how much a prompt may ask of the model:
 
 Both are task-agnostic: the task and its style are the user's free text, never hard-coded per
 benchmark. The JSON reply line is the same in both profiles. A backend's profile comes from its
-settings (:meth:`~treesynth_core.config.BackendSettings.prompt_profile`: ``small`` only for the
+settings (:meth:`~treesynth_core.llm.settings.BackendSettings.prompt_profile`: ``small`` only for the
 embedded default model), and a project can override it (``treesynth settings DIR --prompts
 paper|small``); :func:`profile_for` reads it off a backend object.
 """

@@ -28,22 +28,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..config import BackendSettings, merge_settings
 from ..errors import ConfigError, ProjectError
 from ..llm.base import ChatResult
-from ..samples import TREE_SET, NewSample, Route, Sample
-from ..tree import (
-    Node,
-    NodeChange,
-    Tree,
-    apply_changes,
-    diff,
-    new_tree,
-    node_from_dict,
-    node_to_dict,
-    validate,
-)
+from ..llm.settings import BackendSettings, merge_settings
+from ..tree.model import Node, NodeChange, Tree, apply_changes, diff, new_tree, node_from_dict, node_to_dict, validate
 from . import schema
+from .samples import TREE_SET, NewSample, Route, Sample
 from .schema import dumps, now
 
 DB_NAME = "treesynth.db"

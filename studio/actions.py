@@ -1,0 +1,107 @@
+"""Widget callbacks for tree edits: each runs one core edit and leaves a notice for the rerun.
+
+Callbacks run before the script reruns, so the page always draws the tree after the edit. Text a
+person typed is read from the widget's session-state key at click time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import streamlit as st
+
+from studio import graph as G
+from studio.state import get_state
+from treesynth_core.errors import TreeSynthError
+from treesynth_core.tree.edits import run_edit
+
+
+def edit(
+    name: str,
+    done: str,
+    args: Mapping[str, Any] | None = None,
+    from_widgets: Mapping[str, str] | None = None,
+    lines: Mapping[str, str] | None = None,
+) -> None:
+    """Run the edit ``name`` with ``args``, plus arguments read from widgets (``arg -> widget key``;
+    ``lines``: a text area split into one item per line). ``done`` is the success message."""
+    state = get_state()
+    project = state.project()
+    if project is None:
+        return
+    kwargs = dict(args or {})
+    for arg, key in (from_widgets or {}).items():
+        value = st.session_state.get(key)
+        kwargs[arg] = value.strip() if isinstance(value, str) else value
+    for arg, key in (lines or {}).items():
+        kwargs[arg] = [line.strip() for line in str(st.session_state.get(key) or "").splitlines() if line.strip()]
+    try:
+        run_edit(project, name, **kwargs)
+    except TreeSynthError as exc:
+        state.notify("error", str(exc))
+        return
+    state.notify("success", done)
+
+
+def undo() -> None:
+    state = get_state()
+    project = state.project()
+    if project is not None:
+        state.notify("success", "Undone." if project.undo() is not None else "Nothing to undo.")
+
+
+def redo() -> None:
+    state = get_state()
+    project = state.project()
+    if project is not None:
+        state.notify("success", "Redone." if project.redo() is not None else "Nothing to redo.")
+
+
+def select(node_id: str) -> None:
+    """A click on a node in the graph."""
+    state = get_state()
+    state.select(node_id)
+    st.session_state[PICKER_KEY] = node_id
+
+
+def toggle(node_id: str) -> None:
+    """A double-click on a node in the graph: fold or unfold its subtree."""
+    state = get_state()
+    project = state.project()
+    if project is not None:
+        state.view = state.view.toggle(project.tree(), node_id)
+
+
+def picked() -> None:
+    """The search box chose a node: select it and bring it into view."""
+    state = get_state()
+    node_id = st.session_state.get(PICKER_KEY)
+    state.select(node_id, focus=True)
+    state.focus_seq += 1
+
+
+def set_depth() -> None:
+    state = get_state()
+    value = st.session_state.get(DEPTH_KEY)
+    state.view = state.view.with_depth(None if value in (None, "all") else int(value))
+
+
+def fold(node_id: str, *, open_: bool) -> None:
+    state = get_state()
+    project = state.project()
+    if project is None:
+        return
+    view = state.view
+    visible = G.visible_ids(project.tree(), view)
+    if (node_id in visible.opened) != open_:
+        state.view = view.toggle(project.tree(), node_id)
+
+
+def clear_highlight() -> None:
+    """The Tree page's Clear: forget the leaves highlighted from the Coverage map's selection."""
+    get_state().clear_highlight()
+
+
+PICKER_KEY = "tree.search"
+DEPTH_KEY = "tree.depth"

@@ -1,0 +1,342 @@
+"""Pieces of the Coverage page: what is already computed, score cards, the per-leaf table, the map
+with its selection, the baseline comparison and the coverage jobs' progress.
+
+The page never computes features or layouts itself: a ``features`` job (see :mod:`treesynth_core.jobs.background`)
+stores them, and everything here reads the store. :class:`StoredFeatures` is the featurizer the
+page hands to the core: it answers from the store and refuses to compute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from studio import widgets
+from studio.widgets import md
+from treesynth_core.coverage.features.embeddings import ensure_features
+from treesynth_core.coverage.maps import MapPoint, figure, latest_map_points, map_bytes, map_cache_key, map_points
+from treesynth_core.errors import TreeSynthError
+from treesynth_core.generate.baseline import BASELINE_SET
+from treesynth_core.jobs import background as jobs
+from treesynth_core.store import Project
+from treesynth_core.store.samples import Sample
+
+SPACE_LABELS = {"embeddings": "Embedding space", "gradients": "Gradient space"}
+#: The Fill gaps choice: gradient space first (the paper's), embeddings the fast one.
+GAP_SPACES = {"gradients": "Gradient space (as the paper)", "embeddings": "Embedding space (fast)"}
+JOB_LABELS = {
+    "features": "Computing features and the map",
+    "baseline": "Making the flat baseline",
+    "fill-gaps": "Filling gaps",
+}
+MAP_KEY = "coverage.map"
+
+
+class FeaturesMissing(TreeSynthError):
+    """Some samples have no stored features of this kind (new samples since the last features job)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class StoredFeatures:
+    """A featurizer that only reads the store: ``ensure_features`` with it never computes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def dim(self) -> int:  # pragma: no cover - never asked while every vector is stored
+        return 0
+
+    def features(self, samples: Sequence[Sample], **_: Any) -> np.ndarray:
+        raise FeaturesMissing(f"{len(samples)} samples have no {self.name} features yet: compute them", self.name)
+
+
+def gradient_settings_form(project: Project, *, disabled: bool) -> Any:
+    """The gradient proxy and token cut, saved in the project (what every gradient job and the CLI's
+    ``--gradients`` commands use); returns the saved settings."""
+    from pydantic import ValidationError
+
+    from treesynth_core.coverage.features.proxy import GradientSettings, gradient_settings, save_gradient_settings
+
+    saved = gradient_settings(project, check=False)
+    with st.expander(md(f"G-Vendi: {saved.describe()}"), icon=":material/tune:"):
+        left, right = st.columns([3, 1])
+        proxy = left.text_input(
+            "Proxy model",
+            value=saved.proxy or "",
+            key="coverage.proxy",
+            placeholder="empty: the embedded SmolLM2-135M-Instruct",
+            help="A local causal-LM checkpoint folder or a .gguf file; nothing is downloaded. The paper uses "
+            "Qwen2.5-0.5B-Instruct. Each proxy's features are stored apart.",
+        )
+        cut = right.number_input(
+            "Token cut",
+            min_value=0,
+            value=saved.max_tokens,
+            step=64,
+            key="coverage.grad_max_tokens",
+            help="Each sample is cut to this many tokens (0: no cut, as the paper). 512 keeps most of a "
+            "chain-of-thought response; 128 is about 5x faster on a CPU but sees ~10% of it.",
+        )
+        if st.button("Save", key="coverage.grad_save", icon=":material/save:", disabled=disabled):
+            try:
+                chosen = GradientSettings(proxy=proxy.strip() or None, max_tokens=int(cut))
+                save_gradient_settings(project, chosen)
+            except (TreeSynthError, ValidationError) as exc:
+                st.error(md(str(exc).splitlines()[0]), icon=":material/error:")
+            else:
+                st.success(md(f"Saved: {chosen.describe()}"), icon=":material/check_circle:")
+                saved = chosen
+    return saved
+
+
+def gradient_time(project: Project, settings: Any, candidates: int = 0) -> str:
+    """The time estimate (one line) of gradient features for the samples without them (tree and
+    flat baseline, as the jobs compute) plus ``candidates``."""
+    from treesynth_core.coverage.features.proxy import gradient_estimate
+
+    return gradient_estimate(project, settings, candidates=candidates, sample_sets=("tree", BASELINE_SET)).text()
+
+
+def stale_gradients(settings: Any, stored: str | None) -> str | None:
+    """A note when the stored gradient features were made with other settings than the saved ones."""
+    from treesynth_core.coverage.features.proxy import gradient_kind
+
+    if stored is None or stored == gradient_kind(settings):
+        return None
+    return (
+        f"G-Vendi and the gradient map show {stored}; the settings now give {gradient_kind(settings)}: "
+        "compute gradient features to use them."
+    )
+
+
+def stored_kind(project: Project, space: str) -> str | None:
+    """The feature kind the last finished features job of ``space`` stored, if any."""
+    blob = project.get_blob(jobs.space_key(space))
+    return blob.decode() if blob else None
+
+
+def all_samples(project: Project) -> list[Sample]:
+    return project.samples() + project.samples(sample_set=BASELINE_SET)
+
+
+def report(project: Project, embedding_kind: str, gradient_kind: str | None) -> dict[str, Any] | None:
+    """The coverage report from stored features: ``None`` when the tree's embeddings are missing.
+    When only gradient features are missing it comes without G-Vendi (``report["gradients_stale"]``);
+    when only the flat baseline's features are missing (it grew since), it scores the tree alone
+    (``report["baseline_stale"]``)."""
+    from treesynth_core.coverage.report import coverage_report
+
+    grads_options = [gradient_kind, None] if gradient_kind else [None]
+    for with_baseline in (True, False):
+        for grads in grads_options:
+            try:
+                rep = coverage_report(
+                    project,
+                    embedder=StoredFeatures(embedding_kind),
+                    gradient_featurizer=StoredFeatures(grads) if grads else None,
+                    include_baseline=with_baseline,
+                )
+            except FeaturesMissing as missing:
+                if missing.kind == embedding_kind:
+                    break  # without gradients they would still be missing
+                continue
+            rep["gradients_stale"] = bool(gradient_kind) and grads is None
+            rep["baseline_stale"] = not with_baseline
+            return rep
+    return None
+
+
+def next_baseline_seed(last: jobs.JobState | None, flat_n: int, tree_n: int) -> int:
+    """The seed for the next baseline run: the last app run's (0 when the baseline came from the
+    command line), or the one after it when the baseline is still short (the same seed would ask
+    the same questions and get the same, cached, replies)."""
+    seed = int((last.params if last else {}).get("seed", 0))
+    return seed + 1 if 0 < flat_n < tree_n and not (last is not None and last.active) else seed
+
+
+def points(project: Project, kind: str, seed: int = 0) -> tuple[list[MapPoint], int] | None:
+    """The map of the tree's and the baseline's samples and how many of them it lacks: the cached
+    map of exactly these samples, else the last one laid out (samples added since are not on it);
+    ``None`` when no map was laid out yet."""
+    samples = all_samples(project)
+    try:
+        X = ensure_features(project, samples, StoredFeatures(kind))
+        key = map_cache_key(kind, [s.id for s in samples], np.asarray(X, dtype=np.float32),
+                            {"seed": seed, "n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"})  # fmt: skip
+        if project.get_blob(key) is not None:
+            return map_points(project, samples, X, kind, seed=seed), 0
+    except FeaturesMissing:
+        pass
+    older = latest_map_points(project, samples, kind, seed=seed)
+    return None if older is None else (older, len(samples) - len(older))
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+
+def job_progress(project: Project, job: jobs.JobState) -> None:
+    """A running coverage job: progress bar, its note and a Stop button."""
+    done = f"{job.done} of {job.total}" if job.total else f"{job.done}"
+    widgets.job_progress(project, job, key="coverage", label=JOB_LABELS.get(job.kind, job.kind),
+                         status=f"{done} {job.message}")  # fmt: skip
+
+
+def job_outcome(job: jobs.JobState | None) -> None:
+    if job is None or job.active or job.kind not in JOB_LABELS:
+        return
+    label = JOB_LABELS[job.kind]
+    if job.status == "done":
+        st.success(f"{label}: done \u2014 {md(job.message)}", icon=":material/check_circle:")
+    elif job.status in ("cancelled", "interrupted"):
+        st.warning(f"{label} stopped ({job.status}); what finished is saved.", icon=":material/pause_circle:")
+    elif job.status == "failed":
+        st.error(f"{label} failed: {job.error or job.message}", icon=":material/error:")
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    return "\u2013" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def score_cards(rep: dict[str, Any]) -> None:
+    """Vendi, G-Vendi, mean cosine and n of the tree (with the change against the baseline)."""
+    tree, flat, gain = rep["sets"]["tree"], rep["sets"].get("baseline"), rep.get("gain") or {}
+    cols = st.columns(4)
+    for col, (label, key, hint) in zip(
+        cols,
+        [
+            ("Vendi", "vendi", "Effective number of distinct samples (higher: more diverse)."),
+            ("G-Vendi", "g_vendi", "Vendi of gradient features (compute gradient features to see it)."),
+            ("Mean cosine", "mean_cosine", "Mean pairwise cosine similarity (lower: more diverse)."),
+        ],
+        strict=False,
+    ):
+        delta = gain.get(key)
+        col.metric(
+            label,
+            _fmt(tree.get(key)),
+            delta=None if delta is None or flat is None else f"{delta:+.2f} vs flat",
+            delta_color="inverse" if key == "mean_cosine" else "normal",
+            help=hint,
+            border=True,
+        )
+    cols[3].metric("n", rep["n"], help=f"Every set is scored at equal n; the tree has {tree['total']}.", border=True)
+
+
+def leaf_table(rep: dict[str, Any]) -> None:
+    rows = rep["leaves"]["rows"]
+    data = {
+        "path": [r["path"] for r in rows],
+        "samples": [r["count"] for r in rows],
+        "n": [r["n"] for r in rows],
+        "Vendi": [r.get("vendi") for r in rows],
+        "mean cosine": [r.get("mean_cosine") for r in rows],
+        "flags": [", ".join(r["flags"]) for r in rows],
+    }
+    st.dataframe(data, key="coverage.leaves", hide_index=True, width="stretch")
+    st.caption(md(rep["leaves"]["note"]))
+
+
+def comparison(rep: dict[str, Any]) -> None:
+    """Tree vs flat baseline at equal n, and diversity against n for both."""
+    sets = rep["sets"]
+    keys = [("Vendi", "vendi"), ("G-Vendi", "g_vendi"), ("mean cosine", "mean_cosine"),
+            ("distinct-1", "distinct_1"), ("distinct-2", "distinct_2")]  # fmt: skip
+    table = {"score": [label for label, _ in keys]}
+    for name, scores in sets.items():
+        table[name] = [_fmt(scores.get(key), 3) for _, key in keys]
+    st.dataframe(table, key="coverage.compare", hide_index=True)
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, rows in rep["curve"].items():
+        fig.add_trace(go.Scatter(x=[r["n"] for r in rows], y=[r["vendi"] for r in rows], mode="lines+markers",
+                                 name=name))  # fmt: skip
+    fig.update_layout(title="Diversity (Vendi) against n", xaxis_title="n", yaxis_title="Vendi",
+                      template="plotly_white", height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    st.plotly_chart(fig, key="coverage.curve")
+
+
+def scatter(pts: list[MapPoint], color_by: str, highlight: set[str], title: str) -> Any:
+    """The map figure with the points of the ``highlight`` leaves ringed."""
+    import plotly.graph_objects as go
+
+    fig = figure(pts, color_by=color_by, title=title)
+    marked = [p for p in pts if p.leaf_id in highlight]
+    if marked:
+        fig.add_trace(go.Scatter(x=[p.x for p in marked], y=[p.y for p in marked], mode="markers",
+                                 name="chosen leaf", hoverinfo="skip",
+                                 marker={"size": 13, "color": "rgba(0,0,0,0)",
+                                         "line": {"width": 2, "color": "#d62728"}}))  # fmt: skip
+    return fig
+
+
+def selected(event: Any, pts: list[MapPoint]) -> list[MapPoint]:
+    """The points a box or lasso selection picked (by sample id, from the traces' customdata)."""
+    try:
+        chosen = event.selection.points if event is not None else []
+    except AttributeError:
+        chosen = []
+    by_id = {p.sample_id: p for p in pts}
+    out: list[MapPoint] = []
+    for item in chosen or []:
+        data = item.get("customdata") if isinstance(item, dict) else None
+        if data and data[0] in by_id:
+            out.append(by_id[data[0]])
+    return out
+
+
+def has_baseline(pts: list[MapPoint]) -> bool:
+    return any(p.sample_set == BASELINE_SET for p in pts)
+
+
+def shown_points(pts: list[MapPoint], show_baseline: bool) -> list[MapPoint]:
+    """The points the map draws: every one, or without the flat baseline's."""
+    return list(pts) if show_baseline else [p for p in pts if p.sample_set != BASELINE_SET]
+
+
+def selected_leaves(chosen: list[MapPoint]) -> dict[str, int]:
+    """The tree leaves of the selected points, with how many of them each has (flat-baseline points
+    have no leaf), in order of first appearance."""
+    counts: dict[str, int] = {}
+    for p in chosen:
+        if p.sample_set != BASELINE_SET:
+            counts[p.leaf_id] = counts.get(p.leaf_id, 0) + 1
+    return counts
+
+
+def selection_list(chosen: list[MapPoint]) -> None:
+    """The selected points: their leaves (in path order, siblings together) with how many selected
+    samples each, then the samples."""
+    leaves = selected_leaves(chosen)
+    labels = {p.leaf_id: p.leaf_label for p in chosen}
+    flat = len(chosen) - sum(leaves.values())
+    st.markdown(f"**{len(chosen)} samples selected** in {len(leaves)} leaves"
+                + (f" and {flat} from the flat baseline" if flat else "") + ":")  # fmt: skip
+    for leaf_id, count in sorted(leaves.items(), key=lambda item: labels[item[0]]):
+        st.markdown(f"- {md(labels[leaf_id])} :gray-badge[{count} sample{'s' if count != 1 else ''}]")
+    st.dataframe({"path": [p.path for p in chosen], "sample": [p.text for p in chosen]}, key="coverage.selection",
+                 hide_index=True, width="stretch")  # fmt: skip
+
+
+def downloads(pts: list[MapPoint], color_by: str, title: str) -> None:
+    """Download the map as an interactive HTML page or a PNG (made only when clicked)."""
+    left, right, _ = st.columns([1, 1, 2])
+    for col, fmt, mime, icon in ((left, "html", "text/html", ":material/code:"),
+                                 (right, "png", "image/png", ":material/image:")):  # fmt: skip
+        col.download_button(f"Download the map as {fmt.upper()}", data=_deferred(pts, fmt, color_by, title),
+                            file_name=f"map.{fmt}", mime=mime, key=f"coverage.download_{fmt}", icon=icon,
+                            on_click="ignore", width="stretch")  # fmt: skip
+
+
+def _deferred(pts: list[MapPoint], fmt: str, color_by: str, title: str) -> Any:
+    def make() -> bytes:
+        return map_bytes(pts, fmt, color_by=color_by, title=title)
+
+    return make

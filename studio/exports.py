@@ -1,0 +1,71 @@
+"""Export helpers for the app: where exports go, and the files to offer for download."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.projects import folder_name
+from treesynth_core.data.export import ExportResult, Format, export_samples
+from treesynth_core.store import Project
+from treesynth_core.store.samples import TREE_SET
+
+EXTENSIONS: dict[str, str] = {"jsonl": ".jsonl", "parquet": ".parquet", "hf": ""}
+MIME = {".jsonl": "application/jsonl", ".parquet": "application/vnd.apache.parquet", ".json": "application/json",
+        ".md": "text/markdown", ".zip": "application/zip"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Download:
+    label: str
+    name: str
+    data: bytes
+    mime: str
+
+
+def export_dir(project: Project) -> Path:
+    return project.path / "exports"
+
+
+def run_export(project: Project, fmt: Format, name: str, sample_set: str = TREE_SET) -> ExportResult:
+    """Export one sample set of the project under ``<project>/exports/`` as ``name`` in ``fmt``."""
+    stem = folder_name(name)
+    out = export_dir(project) / (stem + EXTENSIONS[fmt])
+    if fmt == "hf" and out.exists():
+        out = _free_folder(out)
+    return export_samples(project.tree(), project.samples(sample_set=sample_set), fmt, out)
+
+
+def set_label(name: str, count: int) -> str:
+    """How a sample set is named in the set picker."""
+    kinds = {TREE_SET: "the tree's synthesized samples", "baseline": "the flat baseline"}
+    return f"{name} ({count:,} samples{', ' + kinds[name] if name in kinds else ''})"
+
+
+def _free_folder(path: Path) -> Path:
+    n = 2
+    while (candidate := path.with_name(f"{path.name}-{n}")).exists():
+        n += 1
+    return candidate
+
+
+def downloads(result: ExportResult) -> list[Download]:
+    """The files of an export, ready for download buttons (a folder is zipped)."""
+    if result.data.is_dir():
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file in sorted(result.data.rglob("*")):
+                if file.is_file():
+                    archive.write(file, Path(result.data.name) / file.relative_to(result.data))
+        main = Download("Dataset folder (.zip)", result.data.name + ".zip", buffer.getvalue(), MIME[".zip"])
+    else:
+        main = Download(
+            "Data", result.data.name, result.data.read_bytes(), MIME.get(result.data.suffix, "application/octet-stream")
+        )
+    return [
+        main,
+        Download("Tree JSON", result.tree.name, result.tree.read_bytes(), MIME[".json"]),
+        Download("Dataset card", result.card.name, result.card.read_bytes(), MIME[".md"]),
+    ]

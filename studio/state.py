@@ -1,0 +1,207 @@
+"""The app's state: one typed object under one ``st.session_state`` key.
+
+:class:`AppState` holds what one browser session is doing: the open project (one connection per
+session: it is per-user mutable state, so never in ``st.cache_resource``), the selected node, the
+graph view, the leaves highlighted from the Coverage map's selection, and notices to show after the
+next rerun. Widgets keep their own keys; everything else
+lives here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import streamlit as st
+
+from studio import graph as G
+from treesynth_core.data.export import ExportResult
+from treesynth_core.errors import ProjectError, TreeSynthError
+from treesynth_core.llm.settings import BackendSettings, merge_settings, settings_from_env
+from treesynth_core.store import Project
+from treesynth_core.tree.model import Tree
+
+SESSION_KEY = "treesynth"
+PROJECTS_ENV = "TREESYNTH_PROJECTS"
+URL_PARAM = "project"
+#: Rows a tree may fill when opened before deeper levels start folded (they open on double-click).
+INITIAL_ROWS = 24
+#: Up to this many highlighted leaves, the Tree page opens the paths to them; more would unfold too
+#: much of a big tree (their folded ancestors are still marked).
+REVEAL_MAX = 40
+
+NoticeKind = Literal["success", "info", "warning", "error"]
+
+
+def projects_dir() -> Path:
+    """Where new projects and opened examples go: ``$TREESYNTH_PROJECTS`` or ``./projects``."""
+    return Path(os.environ.get(PROJECTS_ENV) or "projects").expanduser()
+
+
+def list_projects() -> list[Path]:
+    """Project folders directly under :func:`projects_dir`, newest first."""
+    root = projects_dir()
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if (p / "treesynth.db").is_file()]
+    return sorted(found, key=lambda p: (p / "treesynth.db").stat().st_mtime, reverse=True)
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: NoticeKind
+    text: str
+
+
+@dataclass
+class AppState:
+    """Everything one browser session keeps between reruns."""
+
+    project_path: Path | None = None
+    selected: str | None = None
+    view: G.View = field(default_factory=G.View)
+    highlight: frozenset[str] = frozenset()  # leaves of the Coverage map's selection, marked on the Tree page
+    count_set: str = "tree"  # the sample set whose per-node counts the Tree page's graph shows
+    notices: list[Notice] = field(default_factory=list)
+    last_export: ExportResult | None = None  # the Export page's latest result, for its download buttons
+    focus_seq: int = 0  # bumped when the search box asks the graph to bring a node into view
+    url_checked: bool = False
+    _project: Project | None = field(default=None, repr=False)
+
+    # -- the project ------------------------------------------------------------------------------
+    def project(self) -> Project | None:
+        """The open project (its connection is opened lazily, once per session)."""
+        if self.project_path is None:
+            return None
+        if self._project is None or self._project.path != self.project_path:
+            try:
+                self._project = Project.open(self.project_path)
+            except TreeSynthError as exc:
+                self.project_path, self._project = None, None
+                self.notify("error", str(exc))
+                return None
+        return self._project
+
+    def open(self, path: Path | str) -> Project:
+        """Open the project at ``path`` (a ProjectError says what is wrong) and reset the view."""
+        project = Project.open(path)
+        self.close()
+        self._project, self.project_path = project, project.path
+        self.selected, self.highlight = None, frozenset()
+        tree = project.tree()
+        self.view = G.View(show_depth=G.auto_depth(tree, INITIAL_ROWS))
+        return project
+
+    def adopt(self, project: Project) -> Project:
+        """Make a just-created project the open one."""
+        self.close()
+        self._project, self.project_path = project, project.path
+        self.selected, self.highlight = None, frozenset()
+        self.view = G.View(show_depth=G.auto_depth(project.tree(), INITIAL_ROWS))
+        return project
+
+    def close(self) -> None:
+        if self._project is not None:
+            self._project.close()
+        self._project, self.project_path, self.selected, self.last_export = None, None, None, None
+        self.highlight = frozenset()
+
+    @property
+    def project_name(self) -> str:
+        return self.project_path.name if self.project_path else ""
+
+    def tree(self) -> Tree:
+        project = self.project()
+        if project is None:
+            raise ProjectError("no project is open: create or open one on the Project page")
+        return project.tree()
+
+    def settings(self) -> BackendSettings:
+        """The backend the project's jobs use: its saved settings, then ``TREESYNTH_*`` variables."""
+        project = self.project()
+        saved = project.settings() if project is not None else BackendSettings()
+        return merge_settings(saved, settings_from_env())
+
+    # -- selection and view -----------------------------------------------------------------------
+    def select(self, node_id: str | None, *, focus: bool = False) -> None:
+        self.selected = node_id
+        if focus:
+            self.view = replace(self.view, focus=node_id)
+
+    def set_highlight(self, leaf_ids: Iterable[str]) -> None:
+        """Highlight these leaves on the Tree page (and open the paths to them, up to
+        :data:`REVEAL_MAX`); the same set again changes nothing, so folds made since stay."""
+        wanted = frozenset(leaf_ids)
+        if wanted == self.highlight:
+            return
+        self.highlight = wanted
+        project = self.project()
+        if project is not None and 0 < len(wanted) <= REVEAL_MAX:
+            self.view = self.view.reveal(project.tree(), wanted)
+
+    def clear_highlight(self) -> None:
+        self.highlight = frozenset()
+
+    def valid_selection(self, tree: Tree) -> str | None:
+        """Forget a selected node, focus or highlighted leaves the tree no longer has."""
+        if self.selected is not None and self.selected not in tree.nodes:
+            self.selected = None
+        if any(node_id not in tree.nodes for node_id in self.highlight):
+            self.highlight = frozenset(node_id for node_id in self.highlight if node_id in tree.nodes)
+        if self.view.focus is not None and self.view.focus not in tree.nodes:
+            self.view = replace(self.view, focus=None)
+        return self.selected
+
+    # -- notices ----------------------------------------------------------------------------------
+    def notify(self, kind: NoticeKind, text: str) -> None:
+        self.notices.append(Notice(kind, text))
+
+    def pop_notices(self) -> list[Notice]:
+        out, self.notices = self.notices, []
+        return out
+
+
+def get_state() -> AppState:
+    """This session's :class:`AppState` (created on first use)."""
+    state = st.session_state.get(SESSION_KEY)
+    if not isinstance(state, AppState):
+        state = AppState()
+        st.session_state[SESSION_KEY] = state
+    return state
+
+
+def sync_url(state: AppState) -> None:
+    """Keep ``?project=NAME`` in the URL, so a browser reload reopens the project.
+
+    Only folders under :func:`projects_dir` are reopened from the URL, by name.
+    """
+    params = st.query_params
+    if not state.url_checked:
+        state.url_checked = True
+        name = params.get(URL_PARAM)
+        if state.project_path is None and name and "/" not in name and "\\" not in name and name not in (".", ".."):
+            candidate = projects_dir() / name
+            if (candidate / "treesynth.db").is_file():
+                try:
+                    state.open(candidate)
+                except TreeSynthError as exc:
+                    state.notify("error", str(exc))
+    ref = _url_ref(state.project_path)
+    if ref and params.get(URL_PARAM) != ref:
+        params[URL_PARAM] = ref
+    elif not ref and URL_PARAM in params:
+        del params[URL_PARAM]
+
+
+def _url_ref(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        if path.resolve().parent == projects_dir().resolve():
+            return path.name
+    except OSError:
+        return None
+    return None

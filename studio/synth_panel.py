@@ -1,0 +1,260 @@
+"""The Synthesize page's parts: leaf choice, the estimate, live counts and the sample browser."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from studio import graph as G
+from studio.widgets import md, model_name
+from treesynth_core.generate.synth import (
+    PER_CALL,
+    SAMPLED_SCALE,
+    SynthOptions,
+    SynthPlan,
+    leaf_target,
+    plan_synthesis,
+    sampled_steps,
+)
+from treesynth_core.llm.pricing import duration
+from treesynth_core.llm.settings import BackendSettings
+from treesynth_core.store import Project
+from treesynth_core.tree import model as T
+
+SCOPE, SUBTREE, PICKED = "synth.scope", "synth.subtree", "synth.picked"
+PER_LEAF, PER_CALL_KEY, KIND, SEED = "synth.per_leaf", "synth.per_call", "synth.kind", "synth.seed"
+SCALE = "synth.sampled_scale"
+SCOPES = {"all": "All approved leaves", "subtree": "Leaves under one node", "picked": "Leaves I pick"}
+KINDS = {"instruction": "Instructions only", "pair": "Instruction + response"}
+
+#: Seconds per call assumed when the project has no timing yet (embedded runs on this CPU).
+DEFAULT_CALL_S = {"embedded": 6.0, "openai": 3.0}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What the form asks for."""
+
+    leaf_ids: tuple[str, ...]
+    per_leaf: int
+    per_call: int
+    responses: bool
+    empty: bool = False
+    seed: int = 0
+    sampled_scale: int = SAMPLED_SCALE
+
+    def params(self) -> dict:
+        return {
+            "per_leaf": self.per_leaf,
+            "per_call": self.per_call,
+            "responses": self.responses,
+            "leaf_ids": list(self.leaf_ids),
+            "seed": self.seed,
+            "sampled_scale": self.sampled_scale,
+        }
+
+
+def choose(tree: T.Tree) -> Choice:
+    """Which leaves, how many samples, and what kind."""
+    approved = tree.leaves(approved_only=True)
+    scope = st.radio("Leaves", list(SCOPES), format_func=SCOPES.get, key=SCOPE, horizontal=True)
+    leaf_ids: tuple[str, ...] = ()
+    empty = False
+    if scope == "subtree":
+        inner = [n.id for n in tree.subtree(tree.root_id) if tree.children(n.id) and tree.is_active(n.id)]
+        chosen = st.selectbox(
+            "Node", inner, key=SUBTREE, format_func=lambda i: G.option_label(tree, i), placeholder="Pick a node"
+        )
+        leaf_ids = (chosen,) if chosen else ()
+        empty = not chosen
+    elif scope == "picked":
+        picked = st.multiselect(
+            "Leaves",
+            [leaf.id for leaf in approved],
+            key=PICKED,
+            format_func=lambda i: G.shorten(G.path_text(tree, i), 90),
+            placeholder="Type to search the approved leaves",
+        )
+        leaf_ids = tuple(picked)
+        empty = not picked
+    left, mid, seed_col, right = st.columns([1, 1, 1, 2])
+    per_leaf = left.number_input("Samples per leaf", 1, 10_000, value=10, key=PER_LEAF)
+    per_call = mid.number_input(
+        "Samples per call",
+        1,
+        20,
+        value=PER_CALL,
+        key=PER_CALL_KEY,
+        help="How many samples one LLM call is asked for (the paper's 10).",
+    )
+    seed = seed_col.number_input(
+        "Seed",
+        0,
+        1_000_000,
+        value=0,
+        key=SEED,
+        help="The same seed asks the same questions again (served from the cache). Another seed asks new "
+        "ones: use it to top up leaves a run left short.",
+    )
+    kind = right.radio("Each sample is", list(KINDS), format_func=KINDS.get, key=KIND, horizontal=True)
+    scale = SAMPLED_SCALE
+    if any(sampled_steps(tree.path(leaf.id)) for leaf in approved):
+        scale = st.number_input(
+            "Samples x per sampled node",
+            1,
+            100,
+            value=SAMPLED_SCALE,
+            key=SCALE,
+            help="A leaf under k sampled nodes gets samples per leaf times this to the power k, each sample with "
+            "its own draw of the sampled values (the paper: 10).",
+        )
+    return Choice(leaf_ids, int(per_leaf), int(per_call), kind == "pair", empty, int(seed), int(scale))
+
+
+#: Commands whose calls write samples: their latency predicts a synthesis better than routing's
+#: one-word replies do.
+WRITING_COMMANDS = ("synth", "balance", "baseline", "fill-gaps")
+
+
+def seconds_per_call(project: Project, settings: BackendSettings) -> float:
+    """Average latency of this project's real (uncached) calls that wrote samples, else of all its
+    calls, else a default for the backend."""
+    stats = project.stats()
+    writing = [stats["by_command"][c] for c in WRITING_COMMANDS if c in stats["by_command"]]
+    calls, latency = sum(w["calls"] for w in writing), sum(w["latency_s"] for w in writing)
+    if not calls:
+        calls, latency = stats["calls"], stats["latency_s"]
+    return max(0.05, latency / calls) if calls else DEFAULT_CALL_S[settings.backend]
+
+
+def seconds_for(calls: int, project: Project, settings: BackendSettings) -> float:
+    """About how long ``calls`` LLM calls take: one at a time on the embedded model, up to 8 at once
+    at an endpoint."""
+    parallel = 1 if settings.backend == "embedded" else max(1, min(settings.concurrency, 8))
+    return calls * seconds_per_call(project, settings) / parallel
+
+
+def estimate(project: Project, tree: T.Tree, choice: Choice, settings: BackendSettings) -> SynthPlan:
+    options = SynthOptions(
+        per_leaf=choice.per_leaf,
+        per_call=choice.per_call,
+        responses=choice.responses,
+        leaf_ids=choice.leaf_ids,
+        sampled_scale=choice.sampled_scale,
+    )
+    return plan_synthesis(tree, project.sample_counts(), options, model=model_name(settings), settings=settings)
+
+
+def show_estimate(plan: SynthPlan, project: Project, settings: BackendSettings) -> None:
+    seconds = seconds_for(plan.calls, project, settings)
+    cols = [*st.columns(3), *st.columns(3)]  # two rows: six cards in one row cut their values off below ~1500 px
+    cols[0].metric("Leaves", len(plan.leaves), border=True)
+    cols[1].metric("Samples to make", plan.samples, border=True)
+    calls_help = (
+        f"About this many when the model's replies are usable and new; up to {plan.calls_max:,} with "
+        "re-asks and extra calls for duplicates. Cached replies are free."
+    )
+    cols[2].metric("LLM calls", f"{plan.calls:,}", border=True, help=calls_help)
+    tokens = plan.prompt_tokens + plan.completion_tokens
+    cols[3].metric("Tokens", compact(tokens), border=True, help=f"About {tokens:,} tokens in and out.")
+    cost = "free" if settings.backend == "embedded" else _money(plan.cost_usd)
+    cost_help = (
+        "The embedded model runs on this machine."
+        if settings.backend == "embedded"
+        else ("From the model's price per million tokens (set `prices` in the settings for other models).")
+    )
+    cols[4].metric("Cost (about)", cost, border=True, help=cost_help)
+    cols[5].metric("Time (about)", duration(seconds), border=True, help="From this project's average call time.")
+    note = plan.scaling_note()
+    st.caption(
+        f"On {md(plan.model)}. Leaves that already have enough samples are skipped; cached replies are free."
+        + (f" {md(note[:1].upper() + note[1:])}." if note else "")
+    )
+
+
+def compact(n: int) -> str:
+    """A count short enough for a metric card: 950, 12.3k, 118k, 4.2M."""
+    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if n >= size:
+            value = n / size
+            return f"{value:.1f}{suffix}" if value < 100 else f"{value:,.0f}{suffix}"
+    return str(n)
+
+
+def _money(value: float | None) -> str:
+    return "unknown price" if value is None else f"${value:,.2f}"
+
+
+def leaf_counts(project: Project, tree: T.Tree, leaf_ids: list[str], per_leaf: int, sampled_scale: int | None) -> None:
+    """Samples per leaf against its target (scaled by the sampled nodes on its path): the live table
+    while a run goes on."""
+    options = SynthOptions(per_leaf=max(1, per_leaf), sampled_scale=sampled_scale or SAMPLED_SCALE)
+    counts = project.sample_counts()
+    rows = [
+        {
+            "leaf": G.path_text(tree, leaf_id),
+            "samples": counts.get(leaf_id, 0),
+            "progress": min(1.0, counts.get(leaf_id, 0) / leaf_target(tree.path(leaf_id), options)),
+        }
+        for leaf_id in leaf_ids
+        if leaf_id in tree.nodes
+    ]
+    st.dataframe(
+        rows,
+        hide_index=True,
+        width="stretch",
+        height=min(420, 38 + 35 * max(1, len(rows))),
+        column_config={
+            "leaf": st.column_config.TextColumn("Leaf (path)", width="large"),
+            "samples": st.column_config.NumberColumn("Samples", format="%d"),
+            "progress": st.column_config.ProgressColumn("Of target", min_value=0.0, max_value=1.0, format="percent"),
+        },
+    )
+
+
+def browser(project: Project, tree: T.Tree) -> None:
+    """Browse one leaf's samples and delete bad ones."""
+    counts = project.sample_counts()
+    with_samples = [leaf.id for leaf in tree.leaves() if counts.get(leaf.id)]
+    orphans = [leaf_id for leaf_id in counts if leaf_id not in tree.nodes]
+    if not with_samples and not orphans:
+        st.caption("No samples yet.")
+        return
+    options = with_samples + orphans
+    leaf_id = st.selectbox(
+        "Leaf",
+        options,
+        key="samples.leaf",
+        format_func=lambda i: (
+            f"{G.shorten(G.path_text(tree, i), 90)} ({counts.get(i, 0)})"
+            if i in tree.nodes
+            else f"(removed leaf {i}) ({counts.get(i, 0)})"
+        ),
+    )
+    if leaf_id is None:
+        return
+    samples = project.samples(leaf_id=leaf_id)
+    st.dataframe(
+        [{"id": s.id, "instruction": s.instruction, "response": s.response or ""} for s in samples],
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "id": st.column_config.NumberColumn("#", width="small"),
+            "instruction": st.column_config.TextColumn("Instruction", width="large"),
+            "response": st.column_config.TextColumn("Response", width="medium"),
+        },
+    )
+    by_id = {s.id: s for s in samples}
+    doomed = st.multiselect(
+        "Samples to delete",
+        list(by_id),
+        key=f"samples.delete.{leaf_id}",
+        format_func=lambda i: f"#{i}: {G.shorten(by_id[i].instruction, 80)}",
+        placeholder="Pick bad samples to delete",
+    )
+    if st.button("Delete selected", key="samples.delete", disabled=not doomed, icon=":material/delete:"):
+        deleted = project.delete_samples(doomed)
+        st.session_state.pop(f"samples.delete.{leaf_id}", None)
+        st.toast(f"Deleted {deleted} samples. A later run will not make them again.", icon=":material/delete:")
+        st.rerun()

@@ -1,0 +1,131 @@
+"""Small pieces shared by the pages: the project guard, notices, job progress, safe text."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import streamlit as st
+
+from studio.state import AppState
+from treesynth_core.errors import TreeSynthError
+from treesynth_core.jobs import background as jobs
+from treesynth_core.llm.settings import BackendSettings
+from treesynth_core.store import Project
+
+PAGE_PROJECT = "app_pages/project.py"
+PAGE_TREE = "app_pages/tree.py"
+PAGE_SYNTH = "app_pages/synthesize.py"
+PAGE_EXPORT = "app_pages/export.py"
+PAGE_DATA = "app_pages/data.py"
+
+#: Seconds between polls of a running job (the graph and the counts refresh this often).
+POLL_S = 1.0
+
+EMBEDDED_WARNING = (
+    "The embedded model (SmolLM2-135M) runs offline on this machine, but it is tiny: the criteria and "
+    "values it proposes are weak. Use it to try the workflow; for a real dataset, open an example tree "
+    "or point TreeSynth at a capable OpenAI-compatible model."
+)
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<$:])")
+
+
+def md(text: str) -> str:
+    """Escape text (values, criteria, samples, paths) for Streamlit markdown, so it shows literally."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def show_notices(state: AppState) -> None:
+    """Show and forget the notices callbacks left for this rerun."""
+    for notice in state.pop_notices():
+        if notice.kind == "error":
+            st.error(notice.text, icon=":material/error:")
+        elif notice.kind == "warning":
+            st.warning(notice.text, icon=":material/warning:")
+        elif notice.kind == "info":
+            st.info(notice.text, icon=":material/info:")
+        else:
+            st.toast(notice.text, icon=":material/check_circle:")
+
+
+def require_project(state: AppState) -> Project:
+    """The open project; otherwise a pointer to the Project page, and the page stops."""
+    project = state.project()
+    if project is None:
+        show_notices(state)
+        st.info(
+            "No project is open yet. Create one, or open an example tree, on the Project page.",
+            icon=":material/folder_open:",
+        )
+        st.page_link(PAGE_PROJECT, label="Go to the Project page", icon=":material/arrow_forward:")
+        st.stop()
+    return project
+
+
+def model_name(settings: BackendSettings) -> str:
+    """The model name samples and estimates are recorded under (as the CLI names it)."""
+    if settings.backend == "embedded":
+        return Path(settings.gguf_path).stem if settings.gguf_path else "SmolLM2-135M-Instruct.Q4_1"
+    return settings.model or "unknown model"
+
+
+def job_status_line(job: jobs.JobState) -> str:
+    done = f"{job.done} of {job.total}" if job.total else f"{job.done}"
+    what = "nodes expanded" if job.kind == "grow" else "leaves filled"
+    return f"{done} {what}" + (f" \u2014 {job.message}" if job.message else "")
+
+
+def job_progress(
+    project: Project, job: jobs.JobState, *, key: str, label: str | None = None, status: str | None = None
+) -> None:
+    """A running job: progress bar, what it is doing (``label``, ``status``: defaults for growth and
+    synthesis), and a Stop button keyed ``{key}.stop``."""
+    label = label or ("Growing the tree" if job.kind == "grow" else "Synthesizing samples")
+    status = job_status_line(job) if status is None else status
+    with st.container(border=True):
+        left, right = st.columns([5, 1], vertical_alignment="center")
+        with left:
+            st.progress(job.fraction if job.fraction is not None else 0.0, text=f"**{label}** \u2014 {md(status)}")
+        with right:
+            if job.cancel_requested:
+                st.button("Stopping\u2026", key=f"{key}.stopping", disabled=True, width="stretch")
+            elif st.button("Stop", key=f"{key}.stop", icon=":material/stop_circle:", width="stretch"):
+                jobs.cancel_job(project, job.id)
+                st.rerun()
+
+
+def job_outcome(job: jobs.JobState | None) -> None:
+    """How the latest job ended (once it is no longer running)."""
+    if job is None or job.active:
+        return
+    what = "Growth" if job.kind == "grow" else "Synthesis"
+    if job.status == "done":
+        st.success(f"{what} finished: {md(job.message)}", icon=":material/check_circle:")
+    elif job.status == "cancelled":
+        st.warning(
+            f"{what} stopped. Everything finished so far is saved; start it again to go on.",
+            icon=":material/pause_circle:",
+        )
+    elif job.status == "interrupted":
+        st.warning(
+            f"{what} was interrupted (the app stopped). Everything finished so far is saved; start it again to resume.",
+            icon=":material/restart_alt:",
+        )
+    elif job.status == "failed":
+        st.error(f"{what} failed: {job.error or job.message}", icon=":material/error:")
+
+
+def start_job(state: AppState, kind: jobs.Kind, params: dict) -> jobs.JobState | None:
+    """Start a background job for the open project (or get the one already running)."""
+    project = state.project()
+    if project is None:
+        return None
+    try:
+        job = jobs.start_job(project.path, kind, params, settings=state.settings())
+    except (TreeSynthError, ValueError) as exc:
+        state.notify("error", str(exc))
+        return None
+    if job.kind != kind:
+        state.notify("warning", f"A {job.kind} job is already running on this project; wait for it or stop it.")
+    return job

@@ -1,0 +1,210 @@
+"""What every ``treesynth`` command shares: consoles, option types, error handling, progress bars,
+JSON output, and running LLM work as one logged run."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..errors import TreeSynthError
+from ..llm.settings import BackendSettings, merge_settings, settings_from_env
+
+#: Results are printed without rich's hard wrapping at the console width (80 columns when piped),
+#: so a line stays one line in a pipe, a file or a log; a terminal wraps long lines itself.
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+STATE = {"debug": False}
+F = TypeVar("F", bound=Callable[..., Any])
+
+EMBEDDED_NOTE = (
+    "Using the embedded SmolLM2-135M model: everything runs offline, but a 135M model proposes weak "
+    "criteria. For real trees use a capable model: --llm openai --base-url URL --model NAME."
+)
+
+# -- shared options ---------------------------------------------------------------------------------
+DirArg = Annotated[Path, typer.Argument(help="The project folder.", show_default=False, metavar="DIR")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")]
+LlmOpt = Annotated[str | None, typer.Option("--llm", help="Backend: embedded (offline default) or openai.")]
+BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")]  # fmt: skip
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name at the endpoint.")]
+KeyEnvOpt = Annotated[str | None, typer.Option("--api-key-env", help="NAME of the environment variable holding the API key (the key itself is never stored).")]  # fmt: skip
+GgufOpt = Annotated[str | None, typer.Option("--gguf", help="Path to a local GGUF model for the embedded backend.")]  # fmt: skip
+ConcOpt = Annotated[int | None, typer.Option("--concurrency", help="Requests in flight at once (openai backend).")]  # fmt: skip
+EmbedderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--embedder",
+        help="Embedding model: empty for the embedded all-MiniLM-L6-v2 (offline), a sentence-transformers "
+        "model folder or cached name, or openai:MODEL for the project's OpenAI-compatible /v1/embeddings.",
+    ),
+]
+ProxyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--proxy",
+        help="Gradient proxy for G-Vendi (with --gradients): a local causal-LM checkpoint folder or a .gguf "
+        "file, never downloaded. Default: the project's setting (treesynth settings DIR --proxy), else the "
+        "embedded SmolLM2-135M-Instruct; the paper uses Qwen2.5-0.5B-Instruct. Each proxy's features are "
+        "stored apart.",
+        show_default=False,
+    ),
+]
+GradTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--grad-max-tokens",
+        help="Cut each sample to this many tokens for gradient features (with --gradients). Default: the "
+        "project's setting, else 512, which keeps most of a chain-of-thought response (2.3 s a sample on 2 CPU "
+        "cores); 128 is about 5x faster but its loss sees ~10% of a 570-token response; 0: no cut, as the "
+        "paper (slowest). "
+        "Features at each cut are stored apart.",
+        show_default=False,
+    ),
+]
+SeedOpt = Annotated[
+    int,
+    typer.Option("--seed", help="Seed of every sampled choice: subsamples, layouts, routing (same seed, same result)."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+MaxCallsOpt = Annotated[
+    int | None, typer.Option("--max-calls", help="Stop after this many LLM calls (cached replies are free).")
+]
+
+
+def _backend_overrides(llm: str | None, base_url: str | None, model: str | None, api_key_env: str | None,
+                       gguf: str | None, concurrency: int | None) -> dict[str, Any]:  # fmt: skip
+    return {
+        "backend": llm,
+        "base_url": base_url,
+        "model": model,
+        "api_key_env": api_key_env,
+        "gguf_path": gguf,
+        "concurrency": concurrency,
+    }
+
+
+def handle_errors(fn: F) -> F:
+    """Print TreeSynth errors as one line and exit 1 (a traceback only with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TreeSynthError as exc:
+            if STATE["debug"]:
+                raise
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("stopped (Ctrl-C). Everything finished so far is saved; rerun the command to resume.")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _open(directory: Path) -> Any:
+    from ..store import Project
+
+    return Project.open(directory)
+
+
+def _settings(project: Any, overrides: dict[str, Any]) -> BackendSettings:
+    return merge_settings(project.settings(), settings_from_env(), overrides)
+
+
+def run_with_llm(
+    project: Any,
+    command: str,
+    params: dict[str, Any],
+    settings: BackendSettings,
+    work: Callable[[Any, threading.Event], Coroutine[Any, Any, Any]],
+    *,
+    max_calls: int | None = None,
+    quiet: bool = False,
+) -> tuple[Any, dict[str, Any]]:
+    """Run LLM work as one logged run, after saying so when the weak embedded model is in use."""
+    from ..jobs.runs import run_llm_work
+
+    if settings.backend == "embedded" and not quiet:
+        err.print(EMBEDDED_NOTE, style="yellow", highlight=False)
+    return run_llm_work(project, command, params, settings, work, max_calls=max_calls)
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=err,
+        disable=quiet,
+        transient=False,
+    )
+
+
+def _call_line(stats: dict[str, Any]) -> str:
+    return (
+        f"LLM calls: {stats['calls']} made, {stats['cached']} cached, {stats['failed']} failed; "
+        f"tokens: {stats['prompt_tokens'] + stats['completion_tokens']:,}"
+    )
+
+
+def _emit(as_json: bool, data: Any, text: str) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    else:
+        out.print(text, highlight=False)
+
+
+def _embedder(project: Any, spec: str | None) -> Any:
+    from ..coverage.features.embeddings import make_embedder
+
+    settings = _settings(project, {}) if spec and spec.startswith("openai:") else None
+    return make_embedder(spec, settings=settings)
+
+
+def _gradient_featurizer(project: Any, proxy: str | None = None, max_tokens: int | None = None) -> Any:
+    """The project's gradient featurizer (its saved proxy and cut, or these overrides), timing its
+    runs in the project for later estimates."""
+    try:
+        from ..coverage.features.proxy import TimedFeaturizer, gradient_settings, load_gradients
+    except ImportError as exc:
+        raise TreeSynthError(f"gradient features are not available in this install ({exc})") from None
+    return TimedFeaturizer(load_gradients(gradient_settings(project, proxy=proxy, max_tokens=max_tokens)), project)
+
+
+def _needs_gradients(gradients: bool, proxy: str | None, max_tokens: int | None) -> None:
+    """--proxy and --grad-max-tokens only make sense with gradient features."""
+    if not gradients and (proxy is not None or max_tokens is not None):
+        raise TreeSynthError("--proxy and --grad-max-tokens set the gradient features: add --gradients")
+
+
+class _Bar:
+    """A progress bar driven by ``(done, total, note)`` callbacks."""
+
+    def __init__(self, bar: Any, description: str) -> None:
+        self.bar, self.description = bar, description
+        self.task: Any = None  # shown on the first report: nothing to compute, no bar
+
+    def __call__(self, done: int, total: int, note: str = "") -> None:
+        if self.task is None:
+            self.task = self.bar.add_task(self.description, total=None, note="")
+        self.bar.update(self.task, completed=done, total=total or None, note=note[:60])
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)

@@ -1,0 +1,334 @@
+"""CLI commands for coverage: ``score``, ``map``, ``baseline`` and ``fill-gaps``.
+
+Thin wrappers over :mod:`treesynth_core.coverage.report`, :mod:`~treesynth_core.coverage.maps`,
+:mod:`~treesynth_core.generate.baseline` and :mod:`~treesynth_core.generate.gaps`. :func:`register` adds them to the
+``treesynth`` app (:mod:`treesynth_core.cli.app` does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import typer
+
+from ..errors import TreeSynthError
+from ..generate.synth import PER_CALL
+from .common import (
+    BaseUrlOpt,
+    ConcOpt,
+    DirArg,
+    EmbedderOpt,
+    GgufOpt,
+    GradTokensOpt,
+    JsonOpt,
+    KeyEnvOpt,
+    LlmOpt,
+    MaxCallsOpt,
+    ModelOpt,
+    ProxyOpt,
+    QuietOpt,
+    SeedOpt,
+    _backend_overrides,
+    _Bar,
+    _call_line,
+    _embedder,
+    _emit,
+    _fmt,
+    _gradient_featurizer,
+    _needs_gradients,
+    _open,
+    _progress,
+    _settings,
+    err,
+    handle_errors,
+    run_with_llm,
+)
+
+GradientsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--gradients",
+        help="Use gradient features (G-Vendi) of the project's proxy (default: the embedded SmolLM2-135M; see "
+        "--proxy and --grad-max-tokens); slow on CPU.",
+    ),
+]
+BaselineOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--baseline/--no-baseline",
+        help="Include the flat baseline (default: when the project has one; --baseline requires it).",
+    ),
+]
+
+ResponsesOpt = Annotated[
+    bool | None,
+    typer.Option("--responses/--no-responses", help="Answer each instruction too (default: as the tree's samples)."),
+]
+SpaceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--gradients/--embeddings",
+        help="Find gaps in gradient space (the default, as Prismatic Synthesis: seconds a sample on a CPU; "
+        "the time estimate is printed first) or in embedding space (the fast choice).",
+    ),
+]
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def _baseline_wanted(project: Any, flag: bool | None) -> bool:
+    """False with --no-baseline; else True (the baseline is used when present; --baseline requires it)."""
+    from ..generate.baseline import BASELINE_SET
+
+    if flag is False:
+        return False
+    if flag and not project.sample_counts(sample_set=BASELINE_SET):
+        raise TreeSynthError(
+            f"the project {project.path} has no flat baseline yet: make one with treesynth baseline {project.path}"
+        )
+    return True
+
+
+def _score_text(report: dict[str, Any]) -> str:
+    sets = report["sets"]
+    names = list(sets)
+    rows = [("Vendi (q=1)", "1"), ("Vendi (q=0.5)", "0.5"), ("Vendi (q=2)", "2"), ("Vendi (q=inf)", "inf"),
+            ("G-Vendi", "g_vendi"), ("mean cosine (lower: more diverse)", "mean_cosine"),
+            ("distinct-1", "distinct_1"), ("distinct-2", "distinct_2")]  # fmt: skip
+    both = names == ["tree", "baseline"]
+    header = f"{'':36}" + "".join(f"{name:>12}" for name in names) + (f"{'tree - base':>14}" if both else "")
+    lines = [f"Diversity at equal n = {report['n']} (embedder {report['embedder']})", header]
+    for label, key in rows:
+        values = [sets[name]["vendi_q"].get(key) if key[0].isdigit() or key == "inf" else sets[name].get(key)
+                  for name in names]  # fmt: skip
+        if all(v is None for v in values):
+            continue
+        line = f"{label:36}" + "".join(f"{_fmt(v):>12}" for v in values)
+        if both and None not in values:
+            line += f"{values[0] - values[1]:>+14.3f}"
+        lines.append(line)
+    leaves = report["leaves"]
+    flagged = {flag: sum(flag in row["flags"] for row in leaves["rows"]) for flag in ("thin", "collapsed", "empty")}
+    lines.append("")
+    lines.append(
+        f"Leaves: {len(leaves['rows'])} ({', '.join(f'{v} {k}' for k, v in flagged.items())}); {leaves['note']}."
+    )
+    for row in [r for r in leaves["rows"] if r["flags"]][:10]:
+        lines.append(f"  {row['path'][:60]:60} n={row['n']:<4} Vendi {_fmt(row['vendi'], 2):>6}  "
+                     f"cos {_fmt(row['mean_cosine'], 2):>5}  {', '.join(row['flags'])}")  # fmt: skip
+    lines += ["", *report["notes"]]
+    return "\n".join(lines)
+
+
+# -- commands ---------------------------------------------------------------------------------------
+
+
+def score(
+    directory: DirArg,
+    gradients: GradientsOpt = False,
+    baseline: BaselineOpt = None,
+    n: Annotated[
+        int | None, typer.Option("--n", help="Score every set at this many samples (default: the smallest set's size).")
+    ] = None,  # fmt: skip
+    seed: SeedOpt = 0,
+    embedder: EmbedderOpt = None,
+    proxy: ProxyOpt = None,
+    grad_max_tokens: GradTokensOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Diversity of the tree's samples (and the flat baseline's) at equal n: Vendi, G-Vendi, mean
+    cosine, distinct-n, per leaf and per subtree, and diversity against n."""
+    from ..coverage.report import coverage_report
+
+    _needs_gradients(gradients, proxy, grad_max_tokens)
+    with _open(directory) as project:
+        include = _baseline_wanted(project, baseline)
+        embed = _embedder(project, embedder)
+        grads = _gradient_featurizer(project, proxy, grad_max_tokens) if gradients else None
+        with _progress(quiet or as_json) as bar:
+            report = coverage_report(project, embedder=embed, gradient_featurizer=grads, include_baseline=include,
+                                     n=n, seed=seed, progress=_Bar(bar, "Features"))  # fmt: skip
+    _emit(as_json, report, _score_text(report))
+
+
+def map_(
+    directory: DirArg,
+    out_file: Annotated[Path, typer.Option("--out", help="Output file: .html (interactive, offline) or .png.")] = (
+        Path("map.html")
+    ),
+    gradients: GradientsOpt = False,
+    baseline: BaselineOpt = None,
+    color_by: Annotated[str, typer.Option("--color-by", help="leaf, subtree, sample_set, or a criterion name.")] = (
+        "leaf"
+    ),
+    seed: SeedOpt = 0,
+    n_neighbors: Annotated[int, typer.Option("--n-neighbors", help="UMAP neighbourhood size.")] = 15,
+    min_dist: Annotated[float, typer.Option("--min-dist", help="UMAP minimum distance.")] = 0.1,
+    embedder: EmbedderOpt = None,
+    proxy: ProxyOpt = None,
+    grad_max_tokens: GradTokensOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """A 2-D UMAP map of the samples' embeddings (or, with --gradients, gradient features); hover shows
+    each sample with its path (a .png is a static image of the same map). The layout is cached in the project."""
+    from ..coverage.features.embeddings import ensure_features
+    from ..coverage.maps import map_points, write_map
+    from ..generate.baseline import BASELINE_SET
+
+    _needs_gradients(gradients, proxy, grad_max_tokens)
+    with _open(directory) as project:
+        samples = project.samples()
+        if not samples:
+            raise TreeSynthError(f"the project {directory} has no samples yet: run treesynth synth {directory}")
+        if _baseline_wanted(project, baseline):
+            samples += project.samples(sample_set=BASELINE_SET)
+        featurizer = (
+            _gradient_featurizer(project, proxy, grad_max_tokens) if gradients else _embedder(project, embedder)
+        )
+        with _progress(quiet or as_json) as bar:
+            progress = _Bar(bar, "Map")
+            X = ensure_features(project, samples, featurizer, progress=progress)
+            points = map_points(project, samples, X, featurizer.name, seed=seed, n_neighbors=n_neighbors,
+                                min_dist=min_dist, progress=progress)  # fmt: skip
+        space = "gradient features" if gradients else "embeddings"
+        title = f"{project.task[:80]}: UMAP of {space} ({featurizer.name}), {len(points)} samples"
+        path = write_map(points, out_file, color_by=color_by, title=title)
+    _emit(as_json, {"out": str(path), "points": len(points), "space": featurizer.name, "color_by": color_by},
+          f"Wrote a map of {len(points)} samples ({space}, coloured by {color_by}) to {path}")  # fmt: skip
+
+
+def baseline_cmd(
+    directory: DirArg,
+    n: Annotated[int | None, typer.Option("--n", help="Samples to make (default: as many as the tree has).")] = None,
+    per_call: Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")] = PER_CALL,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="Sampling temperature (the paper's Temp baseline samples hot).")
+    ] = 1.0,  # fmt: skip
+    responses: ResponsesOpt = None,
+    seed: SeedOpt = 0,
+    max_calls: MaxCallsOpt = None,
+    llm: LlmOpt = None,
+    base_url: BaseUrlOpt = None,
+    model: ModelOpt = None,
+    api_key_env: KeyEnvOpt = None,
+    gguf: GgufOpt = None,
+    concurrency: ConcOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Synthesize the flat baseline: N samples from the task description alone (no tree), with the same
+    generator, stored as a separate sample set to compare the tree against (treesynth score)."""
+    from ..generate.baseline import synthesize_baseline
+
+    with _open(directory) as project:
+        settings = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        target = n if n is not None else sum(project.sample_counts().values())
+        if target < 1:
+            raise TreeSynthError("the tree has no samples to match: synthesize first, or pass --n N")
+        params = {"n": target, "per_call": per_call, "temperature": temperature, "seed": seed, "responses": responses}
+        with _progress(quiet or as_json) as bar:
+            progress = _Bar(bar, "Flat baseline")
+
+            async def work(model_: Any, cancel: threading.Event) -> Any:
+                return await synthesize_baseline(project, model_, n=target, per_call=per_call,
+                                                 temperature=temperature, seed=seed, responses=responses,
+                                                 concurrency=settings.concurrency, progress=progress,
+                                                 cancel=cancel)  # fmt: skip
+
+            report, stats = run_with_llm(project, "baseline", params, settings, work, max_calls=max_calls,
+                                         quiet=as_json)  # fmt: skip
+    data = {**dataclasses.asdict(report), "short": report.short, "llm": stats}
+    short = f" ({report.short} short: duplicates dropped or replies unusable)" if report.short else ""
+    _emit(as_json, data,
+          f"Flat baseline: {report.total} of {target} samples{short}; added {report.added}, "
+          f"{report.duplicates} duplicates dropped.\n{_call_line(stats)}\n"
+          f"Compare: treesynth score {directory}")  # fmt: skip
+
+
+def fill_gaps(
+    directory: DirArg,
+    rounds: Annotated[int, typer.Option("--rounds", help="Gap-filling rounds.")] = 1,
+    per_round: Annotated[int, typer.Option("--per-round", help="Candidate samples generated per round.")] = 20,
+    gradients: SpaceOpt = True,
+    embedder: EmbedderOpt = None,
+    proxy: ProxyOpt = None,
+    grad_max_tokens: GradTokensOpt = None,
+    seed: SeedOpt = 0,
+    max_calls: MaxCallsOpt = None,
+    llm: LlmOpt = None,
+    base_url: BaseUrlOpt = None,
+    model: ModelOpt = None,
+    api_key_env: KeyEnvOpt = None,
+    gguf: GgufOpt = None,
+    concurrency: ConcOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate candidates and keep those that land in sparse regions of the feature space (Prismatic
+    Synthesis). Gradient space by default, as the paper: the time its features take is printed first
+    (measured on a few samples when the project has no record yet); --embeddings is the fast choice."""
+    from ..generate.gaps import StoreFeaturize
+
+    try:
+        from ..generate.gaps import fill_gaps as fill
+    except ImportError as exc:
+        raise TreeSynthError(f"gap filling is not available in this install ({exc})") from None
+
+    _needs_gradients(gradients, proxy, grad_max_tokens)
+    with _open(directory) as project:
+        settings = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        featurizer = (
+            _gradient_featurizer(project, proxy, grad_max_tokens) if gradients else _embedder(project, embedder)
+        )
+        estimate = _gap_estimate(project, featurizer, rounds * per_round, proxy, grad_max_tokens) if gradients else None
+        if estimate is not None and not as_json:
+            err.print(f"Gradient features: {estimate.text()}", highlight=False)
+        params = {"rounds": rounds, "per_round": per_round, "seed": seed, "space": featurizer.name}
+        with _progress(quiet or as_json) as bar:
+            progress = _Bar(bar, "Filling gaps")
+            featurize = StoreFeaturize(project, featurizer, progress)
+
+            async def work(model_: Any, cancel: threading.Event) -> Any:
+                return await fill(project, model_, featurize, rounds=rounds, per_round=per_round, seed=seed,
+                                  progress=progress, cancel=cancel, space=featurizer.name)  # fmt: skip
+
+            report, stats = run_with_llm(project, "fill-gaps", params, settings, work, max_calls=max_calls,
+                                         quiet=as_json)  # fmt: skip
+            featurize.store_kept()
+    data = {**dataclasses.asdict(report), "llm": stats}
+    if estimate is not None:
+        data["gradient_estimate"] = dataclasses.asdict(estimate)
+    _emit(as_json, data,
+          f"Gap filling ({report.space}): {report.rounds} rounds, {report.accepted} of {report.candidates} "
+          f"candidates kept ({report.acceptance_rate:.0%}); diversity {report.before:.3f} -> {report.after:.3f} "
+          f"at n = {report.n}.\n{_call_line(stats)}")  # fmt: skip
+
+
+def _gap_estimate(project: Any, featurizer: Any, candidates: int, proxy: str | None, max_tokens: int | None) -> Any:
+    """The gradient-time estimate of fill-gaps; without a record of this proxy in the project, a few
+    of the pool's samples are featurized (and stored) first to measure it."""
+    from ..coverage.features.proxy import gradient_estimate, gradient_settings, measure, missing_features, timings
+
+    grads = gradient_settings(project, proxy=proxy, max_tokens=max_tokens)
+    if not timings(project, featurizer.name):
+        missing = missing_features(project, featurizer.name)
+        err.print(f"Measuring gradient features ({featurizer.name}) on a few samples...", highlight=False)
+        measure(featurizer, missing or project.samples(), store=project if missing else None)
+    return gradient_estimate(project, grads, candidates=candidates)
+
+
+COMMANDS = {"score": score, "map": map_, "baseline": baseline_cmd, "fill-gaps": fill_gaps}
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``score``, ``map``, ``baseline`` and ``fill-gaps`` to ``app`` (once; calling again is a no-op)."""
+    present = {command.name for command in app.registered_commands}
+    for name, fn in COMMANDS.items():
+        if name not in present:
+            app.command(name)(handle_errors(cast(Any, fn)))

@@ -1,0 +1,339 @@
+"""CLI commands for bringing your own data: ``import``, ``sets``, ``route`` and ``balance``.
+
+Thin wrappers over :mod:`treesynth_core.data.ingest`, :mod:`~treesynth_core.data.pipeline`,
+:mod:`~treesynth_core.data.routing` and :mod:`~treesynth_core.data.balance`. :func:`register` adds them to
+the ``treesynth`` app (:mod:`treesynth_core.cli.app` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Annotated, Any, cast
+
+import typer
+
+from ..errors import TreeSynthError
+from ..generate.synth import PER_CALL
+from .common import (
+    BaseUrlOpt,
+    ConcOpt,
+    DirArg,
+    EmbedderOpt,
+    GgufOpt,
+    GradTokensOpt,
+    JsonOpt,
+    KeyEnvOpt,
+    LlmOpt,
+    MaxCallsOpt,
+    ModelOpt,
+    ProxyOpt,
+    QuietOpt,
+    SeedOpt,
+    _backend_overrides,
+    _Bar,
+    _call_line,
+    _embedder,
+    _emit,
+    _fmt,
+    _gradient_featurizer,
+    _needs_gradients,
+    _open,
+    _progress,
+    _settings,
+    handle_errors,
+    run_with_llm,
+)
+
+SetOpt = Annotated[str, typer.Option("--set", help="The sample set holding the imported dataset.")]
+
+
+def _sets_line(project: Any) -> str:
+    sets = project.sample_sets()
+    return ", ".join(f"{name} ({n})" for name, n in sets.items()) or "none"
+
+
+# -- import ---------------------------------------------------------------------------------------
+
+
+def import_cmd(
+    directory: DirArg,
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="A .jsonl/.json/.csv/.tsv/.parquet file (.gz allowed for jsonl and csv), a Hugging Face "
+            "datasets folder (save_to_disk), or example:humaneval (OpenAI's HumanEval, 164 Python problems, MIT, "
+            "shipped with TreeSynth).",
+            show_default=False,
+            metavar="FILE",
+        ),
+    ],
+    mapping: Annotated[
+        str | None,
+        typer.Option(
+            "--map",
+            help="Which columns feed a sample, e.g. 'instruction=question,output=answer', "
+            "'instruction=instruction,input=input,output=output' (Alpaca) or 'messages=messages' (chat). "
+            "Default: the mapping suggested from the column names (printed).",
+        ),
+    ] = None,
+    sample_set: Annotated[str, typer.Option("--set", help="Name of the new sample set.")] = "imported",
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="jsonl, json, csv, parquet or hf (default: from the file name).")
+    ] = None,  # fmt: skip
+    encoding: Annotated[str, typer.Option("--encoding", help="Text encoding of jsonl/csv files.")] = "utf-8",
+    skip_empty: Annotated[
+        bool, typer.Option("--skip-empty", help="Skip (and count) rows whose instruction is empty instead of stopping.")
+    ] = False,  # fmt: skip
+    limit: Annotated[int | None, typer.Option("--limit", help="Import only the first N rows.")] = None,
+    preview: Annotated[
+        bool, typer.Option("--preview", help="Show the columns, first rows and suggested mapping; import nothing.")
+    ] = False,  # fmt: skip
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a dataset as a new sample set, streaming: all rows or none (a bad row, an error or Ctrl-C
+    leaves nothing half-imported). Then: treesynth route DIR --set NAME."""
+    from ..data import ingest
+    from ..data.examples import resolve
+
+    path, example = resolve(file)
+    if example is not None and mapping is None:
+        mapping = ",".join(f"{k}={v}" for k, v in example.mapping.items())
+    if preview:
+        seen = ingest.preview(path, fmt=fmt, encoding=encoding)
+        suggested = {k: v for k, v in seen.suggested.__dict__.items() if v}
+        lines = [
+            f"{file}: {seen.format}, {seen.total_bytes:,} bytes; columns: {', '.join(seen.columns)}",
+            "Suggested --map " + (",".join(f"{k}={v}" for k, v in suggested.items()) or "(none: pass --map)"),
+        ]
+        for row in seen.rows:
+            lines.append("  " + "; ".join(f"{k}={str(v)[:40]!r}" for k, v in list(row.items())[:6]))  # fmt: skip
+        _emit(as_json, {"format": seen.format, "columns": seen.columns, "rows": seen.rows, "suggested": suggested,
+                        "bytes": seen.total_bytes}, "\n".join(lines))  # fmt: skip
+        return
+    if mapping:
+        cmap = ingest.ColumnMap.parse(mapping)
+    else:
+        cmap = ingest.preview(path, fmt=fmt, encoding=encoding).suggested
+        if not (cmap.instruction or cmap.messages):
+            raise TreeSynthError(f"no column of {file} looks like an instruction: pass --map instruction=COLUMN,"
+                                 "output=COLUMN (see --preview)")  # fmt: skip
+    used = ",".join(f"{k}={v}" for k, v in cmap.__dict__.items() if v)
+    with _open(directory) as project, _progress(quiet or as_json) as bar:
+        task = bar.add_task(f"Importing {path.name}", total=None, note=used)
+
+        def progress(done: int) -> None:
+            bar.update(task, completed=done)
+
+        summary = ingest.import_file(project, path, cmap, sample_set=sample_set, fmt=fmt, encoding=encoding,
+                                     skip_empty=skip_empty, limit=limit, progress=progress)  # fmt: skip
+    skipped = f", {summary.skipped_empty} empty rows skipped" if summary.skipped_empty else ""
+    _emit(as_json, {**summary.__dict__, "map": used},
+          f"Imported {summary.imported} rows of {file} ({summary.format}; --map {used}) as the sample set "
+          f"{summary.sample_set!r}{skipped}.\nNext: treesynth route {directory} --set {summary.sample_set}")  # fmt: skip
+
+
+def sets(
+    directory: DirArg,
+    delete: Annotated[
+        str | None, typer.Option("--delete", help="Delete this sample set (its samples, features and routes).")
+    ] = None,  # fmt: skip
+    as_json: JsonOpt = False,
+) -> None:
+    """List the project's sample sets (tree, baseline, imported datasets, balanced sets) with their sizes."""
+    with _open(directory) as project:
+        if delete:
+            if delete not in project.sample_sets():
+                raise TreeSynthError(f"no sample set {delete!r} in {directory}; sets: {_sets_line(project)}")
+            gone = project.delete_sample_set(delete)
+            _emit(as_json, {"deleted": delete, "samples": gone}, f"Deleted the sample set {delete!r} ({gone} samples)")
+            return
+        data = project.sample_sets()
+    _emit(as_json, data, "\n".join(f"{name:24} {n:>8}" for name, n in data.items()) or "No samples yet.")
+
+
+# -- route ----------------------------------------------------------------------------------------
+
+
+def _route_text(report: dict[str, Any]) -> str:
+    lines = [
+        f"Routed {report['routed']} of {report['total']} samples of {report['sample_set']!r} with the "
+        f"{report['router']} router: {report['leaf']} in a leaf, {report['none_fits']} fit no value, "
+        f"{report['errors']} could not be classified."
+    ]
+    for row in report["none_fits_at"][:8]:
+        lines.append(f"  none fits at {row['path'][:70]}: {row['count']}")
+    counts = sorted(report["per_leaf"].values())
+    if counts:
+        lines.append(f"Per leaf: min {counts[0]}, median {counts[len(counts) // 2]}, max {counts[-1]} "
+                     f"({sum(1 for c in counts if c == 0)} empty leaves of {len(counts)})")  # fmt: skip
+    agree = report.get("agreement")
+    if agree:
+        other = "LLM" if agree["other"] == "llm" else agree["other"]
+        did = agree.get("other_status") or {}
+        lines.append(f"Agreement with the {other} router on {agree['n']} samples: same leaf "
+                     f"{_fmt(agree['rate'], 2)}, same first level {_fmt(agree['first_level_rate'], 2)} (the {other} "
+                     f"router: {did.get('leaf', 0)} in a leaf, {did.get('none', 0)} none fits, "
+                     f"{did.get('error', 0)} errors)")  # fmt: skip
+    return "\n".join(lines)
+
+
+def route(
+    directory: DirArg,
+    sample_set: SetOpt = "imported",
+    router: Annotated[
+        str | None,
+        typer.Option(
+            "--router",
+            help="llm: the paper's top-down classifier (temperature 0.3, one call per level, 'none of these' "
+            "allowed); embedding: nearest value description, fast. Default: llm, except on the embedded 135M "
+            "model, whose LLM router answers 'none of these' to almost everything: embedding there.",
+            show_default=False,
+        ),
+    ] = None,
+    agreement_n: Annotated[
+        int,
+        typer.Option(
+            "--agreement",
+            help="Also route a seeded sample of this many with the other router and report agreement (0: off).",
+        ),
+    ] = 0,  # fmt: skip
+    seed: SeedOpt = 0,
+    embedder: EmbedderOpt = None,
+    max_calls: MaxCallsOpt = None,
+    llm: LlmOpt = None,
+    base_url: BaseUrlOpt = None,
+    model: ModelOpt = None,
+    api_key_env: KeyEnvOpt = None,
+    gguf: GgufOpt = None,
+    concurrency: ConcOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Route every sample of an imported set to a leaf of the tree, one level at a time. Samples that fit
+    no value are counted per node and stay unrouted, never dropped. A rerun routes only what is new or was
+    routed on an older tree."""
+    from ..data.pipeline import default_router, needs_llm, route_dataset
+
+    with _open(directory) as project:
+        if not project.sample_sets().get(sample_set):
+            raise TreeSynthError(f"no samples in the set {sample_set!r}; sets: {_sets_line(project)}. "
+                                 f"Import first: treesynth import {directory} FILE")  # fmt: skip
+        resolved = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        router = router or default_router(resolved.backend)
+        embed = _embedder(project, embedder) if router == "embedding" or agreement_n > 0 else None
+        settings = resolved if needs_llm(router, agreement_n) else None
+        params = {"set": sample_set, "router": router, "agreement": agreement_n, "seed": seed}
+        with _progress(quiet or as_json) as bar:
+            progress = _Bar(bar, "Routing")
+
+            async def work(model_: Any, cancel: threading.Event | None) -> Any:
+                return await route_dataset(project, sample_set=sample_set, router=router, llm=model_, embedder=embed,
+                                           agreement_n=agreement_n, seed=seed, progress=progress, cancel=cancel,
+                                           concurrency=settings.concurrency if settings else 8)  # fmt: skip
+
+            stats: dict[str, Any] | None = None
+            if settings is not None:
+                report, stats = run_with_llm(project, "route", params, settings, work, max_calls=max_calls,
+                                             quiet=as_json)  # fmt: skip
+            else:
+                report = asyncio.run(work(None, None))
+    report["llm"] = stats
+    _emit(as_json, report, _route_text(report) + (f"\n{_call_line(stats)}" if stats else "") +
+          f"\nNext: treesynth balance {directory} --set {sample_set} --per-leaf N")  # fmt: skip
+
+
+# -- balance --------------------------------------------------------------------------------------
+
+
+def _balance_text(report: dict[str, Any]) -> str:
+    lines = [
+        f"Balanced {report['source_set']!r} into {report['target_set']!r} at {report['per_leaf']} per leaf: kept "
+        f"{report['kept']} originals (dropped {report['dropped']} from crowded leaves), synthesized "
+        f"{report['synthesized']} in short leaves; {report['unrouted']} unrouted samples left out."
+    ]
+    if report["skipped_leaves"]:
+        lines.append(f"{len(report['skipped_leaves'])} short leaves are not approved, so nothing was synthesized "
+                     "there: approve them and rerun.")  # fmt: skip
+    if report["short_leaves"]:
+        lines.append(f"{len(report['short_leaves'])} leaves stayed short (duplicates or unusable replies).")
+    lines.append(f"{'leaf':60} {'before':>7} {'after':>7}")
+    for leaf in report["leaves"][:40]:
+        after = report["counts"][leaf["leaf_id"]]["after"]
+        lines.append(f"{leaf['path'][:60]:60} {leaf['before']:>7} {after:>7}")
+    if len(report["leaves"]) > 40:
+        lines.append(f"... {len(report['leaves']) - 40} more leaves (--json for all)")
+    scores = report.get("scores")
+    if scores:
+        before, after = scores["sets"].get("before", {}), scores["sets"].get("after", {})
+        for key, label in (("vendi", "Vendi"), ("g_vendi", "G-Vendi"), ("mean_cosine", "mean cosine")):
+            if before.get(key) is not None or after.get(key) is not None:
+                lines.append(f"{label:12} before {_fmt(before.get(key))}  after {_fmt(after.get(key))}  "
+                             f"(equal n = {scores['n']})")  # fmt: skip
+    return "\n".join(lines)
+
+
+def balance(
+    directory: DirArg,
+    per_leaf: Annotated[int, typer.Option("--per-leaf", help="Target samples per leaf.", show_default=False)],
+    sample_set: SetOpt = "imported",
+    into: Annotated[str, typer.Option("--into", help="Name of the new, balanced sample set.")] = "balanced",
+    per_call: Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")] = PER_CALL,
+    responses: Annotated[bool, typer.Option("--responses", help="Also answer each synthesized instruction.")] = False,
+    score: Annotated[
+        bool, typer.Option("--score/--no-score", help="Score before and after at equal n (Vendi over embeddings).")
+    ] = True,  # fmt: skip
+    gradients: Annotated[
+        bool, typer.Option("--gradients", help="Also G-Vendi (gradient features of the project's proxy; slow on CPU).")
+    ] = False,  # fmt: skip
+    seed: SeedOpt = 0,
+    embedder: EmbedderOpt = None,
+    proxy: ProxyOpt = None,
+    grad_max_tokens: GradTokensOpt = None,
+    max_calls: MaxCallsOpt = None,
+    llm: LlmOpt = None,
+    base_url: BaseUrlOpt = None,
+    model: ModelOpt = None,
+    api_key_env: KeyEnvOpt = None,
+    gguf: GgufOpt = None,
+    concurrency: ConcOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rebalance a routed dataset into a new sample set: crowded leaves are downsampled (seeded), short
+    approved leaves get the shortfall synthesized in the leaf; every row keeps its provenance (original or
+    synthesized). The source set is never changed. Export with: treesynth export DIR --set NAME."""
+    from ..data.pipeline import balance_dataset
+
+    _needs_gradients(score and gradients, proxy, grad_max_tokens)
+    with _open(directory) as project:
+        settings = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        embed = _embedder(project, embedder) if score else None
+        grads = _gradient_featurizer(project, proxy, grad_max_tokens) if score and gradients else None
+        params = {"set": sample_set, "into": into, "per_leaf": per_leaf, "seed": seed}
+        with _progress(quiet or as_json) as bar:
+            progress = _Bar(bar, "Balancing")
+
+            async def work(model_: Any, cancel: threading.Event) -> Any:
+                return await balance_dataset(project, model_, source_set=sample_set, per_leaf=per_leaf,
+                                             target_set=into, seed=seed, per_call=per_call, responses=responses,
+                                             concurrency=settings.concurrency, embedder=embed,
+                                             gradient_featurizer=grads, progress=progress, cancel=cancel)  # fmt: skip
+
+            report, stats = run_with_llm(project, "balance", params, settings, work, max_calls=max_calls,
+                                         quiet=as_json)  # fmt: skip
+    report["llm"] = stats
+    _emit(as_json, report, _balance_text(report) + f"\n{_call_line(stats)}\n"
+          f"Export: treesynth export {directory} --set {into} --format jsonl --out {into}.jsonl")  # fmt: skip
+
+
+COMMANDS = {"import": import_cmd, "sets": sets, "route": route, "balance": balance}
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``import``, ``sets``, ``route`` and ``balance`` to ``app`` (once; calling again is a no-op)."""
+    present = {command.name for command in app.registered_commands}
+    for name, fn in COMMANDS.items():
+        if name not in present:
+            app.command(name)(handle_errors(cast(Any, fn)))

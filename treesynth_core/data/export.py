@@ -1,0 +1,222 @@
+"""Exports: JSONL in chat "messages" form, Parquet, and a Hugging Face dataset folder, each with
+the tree JSON and a dataset card beside it.
+
+Every row carries the chat ``messages``, the flat ``instruction``/``response``, the ``leaf_id``,
+the ``path`` (list of {criterion, value}) and one column per criterion seen in any path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import TreeSynthError
+from ..store.samples import Sample
+from ..tree import model as T
+from ..tree.file import tree_to_json
+
+Format = Literal["jsonl", "parquet", "hf"]
+FIXED_COLUMNS = ("id", "leaf_id", "path", "instruction", "response", "messages", "model", "sample_set", "provenance")
+
+
+def criterion_columns(samples: Sequence[Sample]) -> dict[str, str]:
+    """Criterion name -> column name, in order of first appearance; renamed on clashes."""
+    columns: dict[str, str] = {}
+    for sample in samples:
+        for step in sample.path:
+            name = step["criterion"]
+            if name not in columns:
+                column = name if name not in FIXED_COLUMNS else f"{name} (criterion)"
+                columns[name] = column
+    return columns
+
+
+def to_rows(samples: Sequence[Sample]) -> list[dict[str, Any]]:
+    """The rows of an export, one per sample."""
+    columns = criterion_columns(samples)
+    rows = []
+    for s in samples:
+        messages = s.extra.get("messages") or [{"role": "user", "content": s.instruction}]
+        if s.response and "messages" not in s.extra:
+            messages.append({"role": "assistant", "content": s.response})
+        row: dict[str, Any] = {
+            "id": s.id,
+            "messages": messages,
+            "instruction": s.instruction,
+            "response": s.response,
+            "leaf_id": s.leaf_id,
+            "path": [{"criterion": p["criterion"], "value": p["value"]} for p in s.path],
+            "model": s.model,
+            "sample_set": s.sample_set,
+            "provenance": s.extra.get("provenance", "synthesized"),
+        }
+        values = {p["criterion"]: p["value"] for p in s.path}
+        for name, column in columns.items():
+            row[column] = values.get(name)
+        rows.append(row)
+    return rows
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    data: Path
+    tree: Path
+    card: Path
+    rows: int
+
+
+def dataset_card(tree: T.Tree, samples: Sequence[Sample], *, fmt: str, today: dt.date | None = None) -> str:
+    """A Hugging Face-style README: task, tree summary, counts per leaf, generator, date."""
+    today = today or dt.date.today()
+    counts = Counter(s.leaf_id for s in samples)
+    models = sorted({s.model for s in samples if s.model})
+    leaves = tree.leaves(approved_only=True) or tree.leaves()
+    criteria_by_depth: dict[int, list[str]] = {}
+    for node in tree.nodes.values():
+        if node.split_criterion and tree.is_active(node.id):
+            names = criteria_by_depth.setdefault(node.depth + 1, [])
+            if node.split_criterion not in names:
+                names.append(node.split_criterion)
+    with_response = sum(1 for s in samples if s.response)
+    origins = Counter(s.extra.get("provenance", "synthesized") for s in samples)
+    origin_text = ", ".join(f"{n} {name}" for name, n in sorted(origins.items()))
+    sources = Counter(str(s.extra["source"]) for s in samples if s.extra.get("source"))
+    tags = "synthetic, treesynth" if origins.get("synthesized") else "treesynth"
+    lines = [
+        "---",
+        "language: [en]",
+        f"tags: [{tags}]",
+        f"size_categories: [{_size_category(len(samples))}]",
+        "---",
+        "",
+        f"# {tree.task}",
+        "",
+        _intro(origins),
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Task | {_cell(tree.task)} |",
+        f"| Style | {_cell(tree.style or '-')} |",
+        f"| Samples | {len(samples)} ({with_response} with responses; {origin_text}) |",
+        f"| Leaves | {len(leaves)} ({len(counts)} with samples) |",
+        f"| Generator model(s) | {_cell(', '.join(models) or '-')} |",
+        *(
+            [f"| Imported from | {_cell(', '.join(f'{name} ({n} rows)' for name, n in sources.most_common()))} |"]
+            if sources
+            else []
+        ),
+        f"| Exported | {today.isoformat()} as {fmt} |",
+        "",
+        "## Tree",
+        "",
+    ]
+    for depth in sorted(criteria_by_depth):
+        lines.append(f"- Level {depth}: {_cell(', '.join(criteria_by_depth[depth]))}")
+    lines += ["", "## Samples per leaf", "", "| leaf | path | samples |", "|---|---|---|"]
+    for leaf in leaves:
+        path = " > ".join(f"{s.criterion}: {s.value}" for s in tree.path(leaf.id)) or "(root)"
+        lines.append(f"| `{leaf.id}` | {_cell(path)} | {counts.get(leaf.id, 0)} |")
+    lines += [
+        "",
+        "## Columns",
+        "",
+        "`messages` (chat form), `instruction`, `response`, `leaf_id`, `path` (list of criterion/value), "
+        "`provenance` (`original`: imported from a dataset; `synthesized`: written by the model), and one column "
+        "per criterion. The tree itself is in the `*.tree.json` file beside the data.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _intro(origins: Counter[str]) -> str:
+    """What the dataset is, by where its rows came from (synthesized, imported, or both)."""
+    tree_text = (
+        "the task's data space was split into a tree of mutually exclusive subspaces (TreeSynth, arXiv 2503.17195)"
+    )
+    if not origins.get("original"):
+        return (f"Synthetic dataset made with TreeSynth Studio: {tree_text} and samples were written per leaf, "
+                "conditioned on the leaf's root-to-leaf path.")  # fmt: skip
+    if not origins.get("synthesized"):
+        return (f"A dataset organized with TreeSynth Studio: {tree_text} and every imported sample was routed "
+                "to a leaf (the `path` column); samples that fit no leaf have an empty `leaf_id`.")  # fmt: skip
+    return (
+        f"A rebalanced dataset made with TreeSynth Studio: {tree_text}; imported samples were routed to "
+        "the leaves, crowded leaves downsampled, and short leaves filled with samples synthesized in the leaf "
+        "(the `provenance` column says which rows are original and which are synthesized)."
+    )
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")):
+        if n < limit:
+            return name
+    return "100K<n<1M"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def export_samples(tree: T.Tree, samples: Sequence[Sample], fmt: Format, out: Path) -> ExportResult:
+    """Write the samples to ``out`` in ``fmt``, plus the tree JSON and a dataset card.
+
+    For ``jsonl``/``parquet``, ``out`` is the data file; the tree and card go beside it as
+    ``<stem>.tree.json`` and ``<stem>.README.md``. For ``hf``, ``out`` is a folder made with
+    ``datasets.Dataset.save_to_disk`` holding ``tree.json`` and ``README.md`` too.
+    """
+    if not samples:
+        raise TreeSynthError("there are no samples to export yet: run `treesynth synth` first")
+    out = Path(out)
+    rows = to_rows(samples)
+    card = dataset_card(tree, samples, fmt=fmt)
+    if fmt == "jsonl":
+        _atomic_write(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    elif fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+        os.replace(tmp, out)
+    elif fmt == "hf":
+        from datasets import Dataset
+
+        if out.exists() and any(out.iterdir()):
+            raise TreeSynthError(f"{out} exists and is not empty; choose a new folder for the dataset")
+        staging = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=".hf-"))
+        try:
+            Dataset.from_list(rows).save_to_disk(str(staging / "data"))
+            _atomic_write(staging / "data" / "tree.json", tree_to_json(tree))
+            _atomic_write(staging / "data" / "README.md", card)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if out.exists():
+                out.rmdir()
+            os.replace(staging / "data", out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return ExportResult(out, out / "tree.json", out / "README.md", len(rows))
+    else:
+        raise TreeSynthError(f"unknown export format {fmt!r}; use jsonl, parquet or hf")
+    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
+    tree_path = out.with_name(f"{stem}.tree.json")
+    card_path = out.with_name(f"{stem}.README.md")
+    _atomic_write(tree_path, tree_to_json(tree))
+    _atomic_write(card_path, card)
+    return ExportResult(out, tree_path, card_path, len(rows))

@@ -1,0 +1,167 @@
+"""Bring your own data: the steps the CLI and the app's Data page share.
+
+Import (:mod:`treesynth_core.data.ingest`) puts a dataset in its own sample set; then
+
+* :func:`route_dataset` places every sample in a leaf with the chosen router, compares the two
+  routers on a seeded sample, and reports "none fits" and errors by node;
+* :func:`data_pivots` lets growth draw pivots from the dataset (a tree for data that has none);
+* :func:`balance_dataset` builds the rebalanced set and scores it against the source at equal n.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..coverage.features.embeddings import Featurizer, ensure_features
+from ..coverage.report import compare_sets
+from ..errors import TreeSynthError
+from ..generate.synth import PER_CALL
+from ..llm.base import LLM
+from ..store import Project
+from ..store.samples import Sample
+from .balance import BALANCED_SET, balance
+from .routing import (
+    DataPivots,
+    agreement,
+    assign,
+    current_routes,
+    pick,
+    require_router,
+    route_with_embeddings,
+    route_with_llm,
+)
+
+Progress = Callable[[int, int, str], None]
+#: Samples the other router routes to measure agreement, by default.
+AGREEMENT_N = 50
+
+
+def _embed_fn(embedder: Any) -> Callable[[list[str]], np.ndarray]:
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.asarray(embedder.embed(texts), dtype=np.float32)
+
+    return embed
+
+
+def _features_fn(project: Project, embedder: Featurizer, progress: Progress | None) -> Callable[[list[Sample]], Any]:
+    def report(done: int, total: int, _note: str = "") -> None:
+        if progress:
+            progress(done, total, "embedding the samples (stored for next time)")
+
+    def features(samples: list[Sample]) -> np.ndarray:
+        return ensure_features(project, samples, embedder, progress=report)
+
+    return features
+
+
+def default_router(backend: str) -> str:
+    """The paper's LLM router, except on the embedded 135M model, which answers "none of these" to
+    almost everything: the embedding router there."""
+    return "embedding" if backend == "embedded" else "llm"
+
+
+def needs_llm(router: str, agreement_n: int) -> bool:
+    """Whether routing needs an LLM: the LLM router, or agreement measured against it."""
+    return require_router(router) == "llm" or agreement_n > 0
+
+
+async def route_dataset(
+    project: Project,
+    *,
+    sample_set: str,
+    router: str,
+    llm: LLM | None = None,
+    embedder: Any = None,
+    agreement_n: int = AGREEMENT_N,
+    seed: int = 0,
+    concurrency: int = 8,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> dict[str, Any]:
+    """Route every sample of ``sample_set`` with ``router`` and place it (a leaf, or unrouted with the
+    reason); with ``agreement_n`` > 0 the other router routes a seeded sample of that size and the
+    agreement is reported. Returns the routing summary with ``"agreement"``."""
+    require_router(router)
+    samples = project.samples(sample_set=sample_set)
+    if not samples:
+        raise TreeSynthError(f"the sample set {sample_set!r} is empty or missing: import a dataset first")
+    if needs_llm(router, agreement_n) and llm is None:
+        raise TreeSynthError("LLM routing (or measuring agreement against it) needs an LLM")
+    if (router == "embedding" or agreement_n > 0) and embedder is None:
+        raise TreeSynthError("embedding routing (or measuring agreement against it) needs an embedder")
+
+    async def with_llm(ids: Sequence[int] | None) -> None:
+        assert llm is not None
+        await route_with_llm(project, llm, sample_set=sample_set, sample_ids=ids, seed=seed,
+                             concurrency=concurrency, progress=progress, cancel=cancel)  # fmt: skip
+
+    def with_embeddings() -> None:
+        if progress:
+            progress(0, len(samples), "embedding the samples")
+        route_with_embeddings(project, _embed_fn(embedder), _features_fn(project, embedder, progress),
+                              sample_set=sample_set)  # fmt: skip
+
+    ids = [s.id for s in samples]
+    if router == "llm":
+        await with_llm(None)
+        if agreement_n > 0:
+            with_embeddings()
+    else:
+        with_embeddings()
+        if agreement_n > 0:
+            await with_llm(pick(ids, agreement_n, seed))
+    report = assign(project, router, sample_set=sample_set)
+    report["router"] = router
+    report["sample_set"] = sample_set
+    other = "embedding" if router == "llm" else "llm"
+    if agreement_n > 0:
+        mine = current_routes(project, router, sample_set=sample_set)
+        theirs = current_routes(project, other, sample_set=sample_set)
+        report["agreement"] = {**agreement(mine, theirs), "other": other}
+    else:
+        report["agreement"] = None
+    return report
+
+
+def data_pivots(project: Project, sample_set: str, embedder: Any, *, seed: int = 0,
+                progress: Progress | None = None) -> DataPivots:  # fmt: skip
+    """Pivots from the dataset in ``sample_set`` for growing a tree (``grow --pivots-from``)."""
+    samples = project.samples(sample_set=sample_set)
+    if len(samples) < 2:
+        raise TreeSynthError(f"the sample set {sample_set!r} has {len(samples)} samples: import a dataset first")
+    X = ensure_features(project, samples, embedder, progress=progress)
+    return DataPivots([s.instruction for s in samples], X, _embed_fn(embedder), seed=seed)
+
+
+async def balance_dataset(
+    project: Project,
+    llm: LLM,
+    *,
+    source_set: str,
+    per_leaf: int,
+    target_set: str = BALANCED_SET,
+    seed: int = 0,
+    per_call: int = PER_CALL,
+    responses: bool = False,
+    concurrency: int = 8,
+    embedder: Any = None,
+    gradient_featurizer: Any = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> dict[str, Any]:
+    """Build the balanced set (see :mod:`treesynth_core.data.balance`) and, with an embedder, score the
+    source and the balanced set at equal n (Vendi; G-Vendi with a gradient featurizer)."""
+    report = await balance(project, llm, source_set=source_set, per_leaf=per_leaf, target_set=target_set,
+                           seed=seed, per_call=per_call, responses=responses, concurrency=concurrency,
+                           progress=progress, cancel=cancel)  # fmt: skip
+    out = report.to_dict()
+    out["scores"] = None
+    if embedder is not None:
+        sets = {"before": project.samples(sample_set=source_set), "after": project.samples(sample_set=target_set)}
+        out["scores"] = compare_sets(project, sets, embedder=embedder, gradient_featurizer=gradient_featurizer,
+                                     seed=seed, progress=progress)  # fmt: skip
+    return out

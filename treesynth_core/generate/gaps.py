@@ -1,0 +1,520 @@
+"""Gap filling (Prismatic Synthesis): generate where the pool is sparse, keep what lands there.
+
+Prismatic Synthesis (Jung et al., arXiv 2505.20161; ``shared/research/prismatic_synthllm.md``, A3)
+grows a dataset where a feature space, normally the G-Vendi gradient features of
+:mod:`treesynth_core.coverage.features.gradients`, is thinly covered. Each round of :func:`fill_gaps`:
+
+1. clusters the pool (the tree's samples, plus what earlier rounds kept) with
+   :func:`spherical_kmeans`, k = max(2, round(n / 10));
+2. calls a cluster *sparse* when its size is below the size at index ⌊k · sparse_fraction⌋ of the
+   ascending sizes (every cluster, when none is);
+3. for each call, takes one sparse cluster, one of its samples' leaf, and up to five few-shot
+   examples of that leaf from sparse clusters, and asks the generator for new samples of the same
+   kind but different (:func:`~treesynth_core.prompts.templates.gap_prompt`, with the leaf's path);
+4. featurizes the candidates, keeps those whose nearest centroid (cosine) is a sparse cluster and
+   that are no near-duplicate of their leaf, and stores them in the ``"tree"`` set under the
+   examples' leaf, key ``"gap:<round>:<call>:<item>"``, ``extra={"origin": "fill-gaps", "round": r}``.
+
+Cluster sizes are not updated within a round, as in the released code. The report gives the
+candidates, the kept ones, and the diversity (Vendi of the features: G-Vendi for gradient features)
+before and after, at equal n: the grown pool is subsampled (seeded) to the original size.
+
+Requests are deterministic (seeds from :func:`~treesynth_core.generate.grow.stable_seed`), so rerunning the
+same command on the same project is served from the LLM cache. Round numbers continue after the
+highest round stored, so a later run asks new questions, unless the last round kept nothing: then
+the pool is unchanged and a rerun repeats it; change the seed for other candidates.
+
+``featurize`` receives the pool (stored samples, with ids) and the candidates, which are not stored
+yet and have ``id == 0``: a featurizer that caches by sample id must compute those afresh.
+:class:`StoreFeaturize` is that function over a project's feature store; it keeps the candidates'
+vectors so that the kept ones are stored once they have ids (gradient features are slow: a kept
+sample is never featurized twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import threading
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from ..coverage.diversity import subsample_indices, vendi_score
+from ..errors import Cancelled, ParseError, TreeSynthError
+from ..llm.base import LLM, ChatRequest, ChatResult, useful_concurrency
+from ..prompts import templates as P
+from ..prompts.replies import SamplesReply, ask_json, is_placeholder
+from ..prompts.templates import EXAMPLE_CHARS, gap_prompt
+from ..store.samples import TREE_SET, NewSample, Sample
+from ..tree import model as T
+from .grow import stable_seed
+from .synth import DuplicateFilter
+
+Progress = Callable[[int, int, str], None]
+R = TypeVar("R")
+Featurize = Callable[[list[Sample]], np.ndarray]
+
+ORIGIN = "fill-gaps"
+#: Characters of each few-shot example shown in the prompt (keeps prompts inside small contexts).
+MIN_POOL = 4
+
+
+class StoreFeaturize:
+    """``featurize`` for :func:`fill_gaps` over a project's feature store: stored samples use (and
+    fill) the store through :func:`~treesynth_core.coverage.features.embeddings.ensure_features`; unsaved
+    candidates are computed afresh and remembered by text, and :meth:`store_kept` stores the
+    vectors of those that were kept (and saved) after the run."""
+
+    def __init__(self, project: Any, featurizer: Any, progress: Progress | None = None) -> None:
+        self.project, self.featurizer, self.progress = project, featurizer, progress
+        self.name: str = featurizer.name
+        self._fresh: dict[tuple[str, str | None], np.ndarray] = {}
+
+    def __call__(self, samples: list[Sample]) -> np.ndarray:
+        from ..coverage.features.embeddings import ensure_features
+
+        if all(sample.id for sample in samples):
+            return ensure_features(self.project, samples, self.featurizer, progress=self._progress)
+        X = np.asarray(self.featurizer.features(samples), dtype=np.float32)
+        for sample, row in zip(samples, X, strict=False):
+            self._fresh[(sample.instruction, sample.response)] = row
+        return X
+
+    def _progress(self, done: int, total: int, note: str = "") -> None:
+        if self.progress:
+            self.progress(done, total, f"samples: features of the pool ({note})")
+
+    def store_kept(self) -> int:
+        """Store the vectors of the candidates fill gaps kept (found by their text among the
+        project's gap-filling samples that have none yet); the number stored."""
+        kept = [
+            s
+            for s in self.project.samples(sample_set=TREE_SET)
+            if s.extra.get("origin") == ORIGIN and (s.instruction, s.response) in self._fresh
+        ]
+        have = self.project.get_features(self.name, [s.id for s in kept])
+        rows = {
+            s.id: np.ascontiguousarray(self._fresh[(s.instruction, s.response)]).tobytes()
+            for s in kept
+            if s.id not in have
+        }
+        if rows:
+            self.project.put_features(self.name, rows)
+        return len(rows)
+
+
+class GapStore(Protocol):
+    def tree(self) -> T.Tree: ...
+
+    def samples(self, *, sample_set: str = TREE_SET, leaf_id: str | None = None) -> list[Sample]: ...
+
+    def add_samples(self, samples: Iterable[NewSample]) -> int: ...
+
+
+@dataclass
+class GapReport:
+    """What :func:`fill_gaps` did. ``before`` and ``after`` are Vendi scores of the features (G-Vendi
+    for gradient features) of the pool before the run and after it, both at ``n`` samples."""
+
+    rounds: int
+    candidates: int
+    accepted: int
+    acceptance_rate: float
+    before: float
+    after: float
+    n: int
+    space: str
+    failed_calls: int = 0
+    duplicates: int = 0
+
+
+# -- clustering -----------------------------------------------------------------------------------
+
+_CHUNK = 4096  # rows of X per similarity block
+
+
+def _unit_rows(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise ValueError(f"expected features of shape (n, d), got {X.shape}")
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.where(norms > 0, norms, 1.0)
+
+
+def _assign(X: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, cosine to the chosen centroid) of each row, in row blocks."""
+    labels = np.empty(len(X), dtype=np.int64)
+    best = np.empty(len(X), dtype=np.float32)
+    for start in range(0, len(X), _CHUNK):
+        sims = X[start : start + _CHUNK] @ centroids.T
+        labels[start : start + _CHUNK] = sims.argmax(axis=1)
+        best[start : start + _CHUNK] = sims.max(axis=1)
+    return labels, best
+
+
+def _kmeans_pp(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding for the cosine distance: the next seed is drawn with probability
+    proportional to 1 - (best cosine to the seeds so far), the squared chord length."""
+    chosen = [int(rng.integers(len(X)))]
+    closest = X @ X[chosen[0]]
+    for _ in range(1, k):
+        weights = np.clip(1.0 - closest, 0.0, None).astype(np.float64)
+        weights[chosen] = 0.0
+        total = weights.sum()
+        if total <= 0:  # every remaining point duplicates a seed: take any unused one
+            pick = int(rng.choice(np.setdiff1d(np.arange(len(X)), chosen)))
+        else:
+            pick = int(rng.choice(len(X), p=weights / total))
+        chosen.append(pick)
+        closest = np.maximum(closest, X @ X[pick])
+    return X[chosen].copy()
+
+
+def spherical_kmeans(
+    X: np.ndarray, k: int, *, iters: int = 20, seed: int = 0, init: str | np.ndarray = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spherical (cosine) k-means.
+
+    Parameters
+    ----------
+    X : array of shape (n, d)
+        Feature rows; they are L2-normalized here (a zero row stays zero).
+    k : int
+        Number of clusters, 1 <= k <= n.
+    iters : int
+        At most this many Lloyd iterations (it stops early when no label changes).
+    seed : int
+        Seeds the initialization: the same X, k and seed give the same result.
+    init : {"auto", "k-means++", "random"} or array of shape (k, d)
+        "k-means++" (cosine k-means++ seeding, O(n·k·d)); "random": k distinct rows drawn with the
+        seed; "auto": k-means++ when n·k <= 5e7, else random. An array gives the initial centroids.
+
+    Returns
+    -------
+    centroids : array of shape (k, d), float32, unit rows
+    labels : array of shape (n,), int64
+        The nearest centroid (highest cosine) of each row.
+
+    Notes
+    -----
+    The M-step is one sparse one-hot product (no Python loop over clusters). A cluster left empty
+    is re-seeded with the row farthest from its own centroid (distinct rows for several empty
+    clusters), so the returned labels leave no cluster empty unless X has fewer than k distinct
+    rows.
+    """
+    from scipy import sparse
+
+    X = _unit_rows(X)
+    n, d = X.shape
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be between 1 and the number of rows ({n}), not {k}")
+    rng = np.random.default_rng(seed)
+    if isinstance(init, np.ndarray):
+        if init.shape != (k, d):
+            raise ValueError(f"initial centroids must have shape {(k, d)}, not {init.shape}")
+        centroids = _unit_rows(init)
+    elif init == "k-means++" or (init == "auto" and n * k <= 5e7):
+        centroids = _kmeans_pp(X, k, rng)
+    elif init in ("random", "auto"):
+        centroids = X[rng.choice(n, size=k, replace=False)].copy()
+    else:
+        raise ValueError(f"init must be 'auto', 'k-means++', 'random' or an array, not {init!r}")
+    previous: np.ndarray | None = None
+    for _ in range(max(1, iters)):
+        labels, best = _assign(X, centroids)
+        if previous is not None and np.array_equal(labels, previous):
+            break
+        previous = labels
+        onehot = sparse.csr_matrix((np.ones(n, dtype=np.float32), (labels, np.arange(n))), shape=(k, n))
+        sums = np.asarray(onehot @ X, dtype=np.float32)
+        counts = np.bincount(labels, minlength=k)
+        empty = np.flatnonzero(counts == 0)
+        if len(empty):
+            far = np.argsort(best, kind="stable")[: len(empty)]  # lowest cosine to its own centroid
+            sums[empty[: len(far)]] = X[far]
+        centroids = _unit_rows(sums)
+    labels, _ = _assign(X, centroids)
+    return centroids, labels
+
+
+def sparse_clusters(labels: np.ndarray, k: int, fraction: float) -> np.ndarray:
+    """Boolean (k,): clusters whose size is below the size at index ⌊k · fraction⌋ of the
+    ascending sizes (Prismatic's "smallest ratio"); every cluster when none is."""
+    sizes = np.bincount(labels, minlength=k)
+    threshold = np.sort(sizes)[min(k - 1, max(0, math.floor(k * fraction)))]
+    sparse = sizes < threshold
+    return sparse if sparse.any() else np.ones(k, dtype=bool)
+
+
+# -- the loop -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Call:
+    """One generation call of a round: its examples' leaf and path, and what came back."""
+
+    number: int
+    leaf_id: str
+    path: list[dict[str, str]]
+    request: ChatRequest
+    texts: list[str]
+    result: ChatResult | None = None
+
+
+def _round_note(r: int, rounds: int, kept: int) -> str:
+    return f"calls; round {r}/{rounds}: {kept} kept"
+
+
+def _candidate(sample: NewSample) -> Sample:
+    fields = {f: getattr(sample, f) for f in NewSample.__dataclass_fields__}
+    return Sample(**fields)  # id 0: not stored
+
+
+def _space(featurize: Any) -> str:
+    for owner in (featurize, getattr(featurize, "__self__", None)):
+        name = getattr(owner, "name", None)
+        if isinstance(name, str):
+            return name
+    return "features"
+
+
+async def fill_gaps(
+    project: GapStore,
+    llm: LLM,
+    featurize: Featurize,
+    *,
+    rounds: int = 1,
+    per_round: int = 20,
+    sparse_fraction: float = 0.5,
+    seed: int = 0,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    per_call: int = 5,
+    shots: int = 5,
+    responses: bool | None = None,
+    temperature: float = 0.9,
+    near_duplicate: float = 0.85,
+    concurrency: int = 4,
+    space: str | None = None,
+) -> GapReport:
+    """Run ``rounds`` rounds of Prismatic gap filling on the tree's samples (see the module doc).
+
+    ``per_round`` candidates are asked for per round, ``per_call`` per call. ``responses`` None:
+    candidates get responses when most pool samples have one (their gradient features then carry
+    the response's loss, like the pool's). Samples kept in a round are stored when the round ends.
+    """
+    if rounds < 0 or per_round < 1 or per_call < 1 or shots < 1:
+        raise ValueError("rounds must be >= 0 and per_round, per_call and shots >= 1")
+    if not 0.0 < sparse_fraction <= 1.0:
+        raise ValueError("sparse_fraction must be in (0, 1]")
+    tree = project.tree()
+    pool = project.samples(sample_set=TREE_SET)
+    if len(pool) < MIN_POOL:
+        raise TreeSynthError(f"fill gaps needs at least {MIN_POOL} samples in the tree; it has {len(pool)}")
+    if responses is None:
+        responses = sum(s.response is not None for s in pool) * 2 > len(pool)
+    X = _unit_rows(await asyncio.to_thread(featurize, list(pool)))
+    if X.shape[0] != len(pool):
+        raise TreeSynthError(f"featurize returned {X.shape[0]} rows for {len(pool)} samples")
+    n0, before_X = len(pool), X
+    first = 1 + max(
+        (int(s.extra.get("round", -1)) for s in pool if s.extra.get("origin") == ORIGIN),
+        default=-1,
+    )
+    report = GapReport(rounds, 0, 0, 0.0, 0.0, 0.0, n0, space or _space(featurize))
+    filters: dict[str, DuplicateFilter] = {}
+    calls_per_round = math.ceil(per_round / per_call)
+    gate = asyncio.Semaphore(useful_concurrency(llm, concurrency))
+    done = 0
+
+    def stop() -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("gap filling stopped; rounds finished so far are saved")
+
+    for r in range(first, first + rounds):
+        stop()
+        k = min(len(pool), max(2, round(len(pool) / 10)))
+        centroids, labels = spherical_kmeans(X, k, seed=stable_seed(seed, "gaps-kmeans", r))
+        sparse = sparse_clusters(labels, k, sparse_fraction)
+        calls = _plan_round(tree, pool, labels, sparse, r, calls_per_round, per_round, per_call, shots,
+                            seed, temperature, P.profile_for(llm))  # fmt: skip
+
+        async def generate(call: _Call) -> None:
+            async with gate:
+                stop()
+                try:
+                    reply, call.result = await ask_json(llm, call.request, SamplesReply, attempts=2, what="samples")
+                except ParseError:
+                    report.failed_calls += 1
+                    return
+                call.texts = reply.samples[: _wanted(call.request)]
+
+        def called(r: int = r) -> None:
+            nonlocal done
+            done += 1
+            if progress:
+                progress(done, rounds * calls_per_round, _round_note(r - first + 1, rounds, report.accepted))
+
+        await _all([generate(call) for call in calls], each=called)
+
+        candidates: list[NewSample] = []
+        for call in calls:
+            for item, text in enumerate(call.texts):
+                report.candidates += 1
+                if is_placeholder(text):
+                    continue
+                candidates.append(
+                    NewSample(
+                        leaf_id=call.leaf_id,
+                        key=f"gap:{r}:{call.number}:{item}",
+                        instruction=text,
+                        path=call.path,
+                        model=llm.model,
+                        call_id=call.result.call_id if call.result else None,
+                        extra={"origin": ORIGIN, "round": r},
+                    )
+                )
+        if responses:
+            candidates = await _with_responses(llm, tree, candidates, seed, gate, stop)
+        if not candidates:
+            continue
+        stop()
+        Y = _unit_rows(await asyncio.to_thread(featurize, [_candidate(c) for c in candidates]))
+        _check_candidate_features(Y, candidates)
+        nearest, _ = _assign(Y, centroids)
+        kept, kept_rows = [], []
+        for i, candidate in enumerate(candidates):
+            if not sparse[nearest[i]]:
+                continue
+            leaf = candidate.leaf_id
+            if leaf not in filters:
+                filters[leaf] = DuplicateFilter(near_duplicate, (s.instruction for s in pool if s.leaf_id == leaf))
+            if not filters[leaf].admit(candidate.instruction):
+                report.duplicates += 1
+                continue
+            kept.append(candidate)
+            kept_rows.append(i)
+        report.accepted += project.add_samples(kept)
+        pool += [_candidate(c) for c in kept]
+        X = np.concatenate([X, Y[kept_rows]]) if kept_rows else X
+        if progress:
+            progress(done, rounds * calls_per_round, _round_note(r - first + 1, rounds, report.accepted))
+
+    report.acceptance_rate = report.accepted / report.candidates if report.candidates else 0.0
+    report.before = vendi_score(before_X)
+    report.after = vendi_score(X[subsample_indices(len(X), n0, seed=stable_seed(seed, "gaps-vendi"))])
+    return report
+
+
+def _check_candidate_features(Y: np.ndarray, candidates: Sequence[NewSample]) -> None:
+    if Y.shape[0] != len(candidates):
+        raise TreeSynthError(f"featurize returned {Y.shape[0]} rows for {len(candidates)} candidates")
+    if len(candidates) > 1 and len({c.instruction for c in candidates}) > 1 and (Y == Y[0]).all():
+        raise TreeSynthError(
+            "featurize returned one vector for different candidates: a featurizer that caches by sample id "
+            "must compute samples that are not stored yet (id 0) afresh"
+        )
+
+
+def _wanted(request: ChatRequest) -> int:
+    items = (request.schema or {}).get("properties", {}).get("samples", {})
+    return int(items.get("maxItems", 1_000_000))
+
+
+def _plan_round(
+    tree: T.Tree,
+    pool: Sequence[Sample],
+    labels: np.ndarray,
+    sparse: np.ndarray,
+    r: int,
+    calls: int,
+    per_round: int,
+    per_call: int,
+    shots: int,
+    seed: int,
+    temperature: float,
+    profile: P.Profile,
+) -> list[_Call]:
+    """The calls of round ``r``: each on one sparse cluster (cycling through them in a seeded
+    order), with examples of one leaf taken from that cluster first, then other sparse ones."""
+    members: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        if sparse[label]:
+            members.setdefault(int(label), []).append(i)
+    if not members:  # only empty clusters are sparse: draw from all of them
+        for i, label in enumerate(labels):
+            members.setdefault(int(label), []).append(i)
+    order = sorted(members)
+    random.Random(stable_seed(seed, "gaps-clusters", r)).shuffle(order)
+    planned = []
+    for c in range(calls):
+        rng = random.Random(stable_seed(seed, "gaps-call", r, c))
+        cluster = order[c % len(order)]
+        anchor = pool[rng.choice(members[cluster])]
+        same_leaf = [i for i in members[cluster] if pool[i].leaf_id == anchor.leaf_id and pool[i] is not anchor]
+        others = [i for label in order if label != cluster for i in members[label] if pool[i].leaf_id == anchor.leaf_id]
+        rng.shuffle(same_leaf)
+        rng.shuffle(others)
+        examples = [anchor.instruction] + [pool[i].instruction for i in (same_leaf + others)[: shots - 1]]
+        n = min(per_call, per_round - c * per_call)
+        path = [(str(step.get("criterion", "")), str(step.get("value", ""))) for step in anchor.path]
+        longest = max(len(e) for e in examples)
+        request = ChatRequest.chat(
+            None,
+            gap_prompt(tree.task, tree.style, path, examples, n, profile=profile),
+            temperature=temperature,
+            max_tokens=min(4096, max(P.samples_budget(n), n * (min(longest, EXAMPLE_CHARS) // 3 + 24))),
+            seed=stable_seed(seed, "gaps", r, c),
+            schema=P.samples_schema(n),
+            schema_name="samples",
+            meta={"purpose": "gaps", "node_id": anchor.leaf_id},
+        )
+        planned.append(_Call(c, anchor.leaf_id, list(anchor.path), request, []))
+    return planned
+
+
+async def _with_responses(
+    llm: LLM,
+    tree: T.Tree,
+    candidates: list[NewSample],
+    seed: int,
+    gate: asyncio.Semaphore,
+    stop: Callable[[], None],
+) -> list[NewSample]:
+    """The candidates with a response each (one call per candidate, as leaf synthesis does)."""
+
+    async def one(candidate: NewSample) -> NewSample:
+        async with gate:
+            stop()
+            request = ChatRequest.chat(
+                None,
+                P.response_prompt(tree.task, tree.style, candidate.instruction, profile=P.profile_for(llm)),
+                temperature=0.7,
+                max_tokens=512,
+                seed=stable_seed(seed, "gaps-response", candidate.leaf_id, candidate.key, candidate.instruction),
+                meta={"purpose": "response", "node_id": candidate.leaf_id},
+            )
+            result = await llm.complete(request)
+        fields = {f: getattr(candidate, f) for f in NewSample.__dataclass_fields__}
+        return NewSample(**{**fields, "response": result.text.strip(), "response_call_id": result.call_id})
+
+    return await _all([one(c) for c in candidates])
+
+
+async def _all(coroutines: Sequence[Coroutine[Any, Any, R]], *, each: Callable[[], None] | None = None) -> list[R]:
+    """Run the coroutines concurrently; their results in order. The first error cancels the rest."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        for next_done in asyncio.as_completed(tasks):
+            await next_done
+            if each:
+                each()
+        return [task.result() for task in tasks]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

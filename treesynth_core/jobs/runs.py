@@ -1,0 +1,77 @@
+"""One logged run of LLM work (grow, synth, ...): the recording LLM stack, the run record, and how
+the run ended. Shared by the CLI and background jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, TypeVar
+
+from ..errors import Cancelled, TreeSynthError
+from ..llm.base import LLM
+from ..llm.recording import CallStore, recording
+from ..llm.settings import BackendSettings
+
+R = TypeVar("R")
+LLMFactory = Callable[[BackendSettings], LLM]
+
+
+class RunStore(CallStore, Protocol):
+    def start_run(self, command: str, params: dict[str, Any] | None = None) -> str: ...
+
+    def finish_run(self, run_id: str, status: str = "ok", error: str | None = None) -> None: ...
+
+    def stats(self, run_id: str | None = None) -> dict[str, Any]: ...
+
+
+def default_factory(settings: BackendSettings) -> LLM:
+    from ..llm import make_llm
+
+    return make_llm(settings)
+
+
+def run_llm_work(
+    store: RunStore,
+    command: str,
+    params: dict[str, Any],
+    settings: BackendSettings,
+    work: Callable[[LLM, threading.Event], Coroutine[Any, Any, R]],
+    *,
+    cancel: threading.Event | None = None,
+    max_calls: int | None = None,
+    llm_factory: LLMFactory | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> tuple[R, dict[str, Any]]:
+    """Run ``work(llm, cancel)`` on a fresh event loop with ``CachedLLM(LoggedLLM(backend))``,
+    recorded as one run of ``command``. Returns the work's result and the run's call stats; the
+    run's status says how it ended (ok, failed, cancelled, interrupted)."""
+    run_id = store.start_run(command, params)
+    if on_start:
+        on_start(run_id)
+    cancel = cancel or threading.Event()
+    factory = llm_factory or default_factory
+
+    async def main() -> R:
+        llm = recording(factory(settings), store, run_id, max_calls=max_calls)
+        try:
+            return await work(llm, cancel)
+        finally:
+            await llm.aclose()
+
+    try:
+        result = asyncio.run(main())
+    except KeyboardInterrupt:
+        store.finish_run(run_id, "interrupted", "Ctrl-C")
+        raise
+    except Cancelled as exc:
+        store.finish_run(run_id, "cancelled", str(exc))
+        raise
+    except TreeSynthError as exc:
+        store.finish_run(run_id, "failed", str(exc))
+        raise
+    except BaseException as exc:
+        store.finish_run(run_id, "failed", repr(exc))
+        raise
+    store.finish_run(run_id, "ok")
+    return result, store.stats(run_id)

@@ -1,0 +1,67 @@
+"""Token prices and cost estimates. The embedded model is free; hosted models use a small default
+table that a project can override (``treesynth settings DIR --price MODEL=IN,OUT``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .settings import BackendSettings
+
+#: USD per million tokens (input, output) for well-known hosted models.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+}
+
+
+def price_for(model: str, settings: BackendSettings | None) -> tuple[float, float] | None:
+    """(input, output) USD per million tokens, or None when the price is unknown."""
+    if settings is not None and settings.backend == "embedded":
+        return (0.0, 0.0)
+    prices = {**DEFAULT_PRICES, **(settings.prices if settings else {})}
+    return prices.get(model)
+
+
+def cost(prompt_tokens: int, completion_tokens: int, price: tuple[float, float]) -> float:
+    return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6
+
+
+def spent(by_model: Mapping[str, Mapping[str, Any]], settings: BackendSettings | None) -> float | None:
+    """Estimated USD spent on the calls in ``stats()["by_model"]``; None if any model's price is
+    unknown. Local models (embedded, or a price of 0 set by the user) cost nothing."""
+    total = 0.0
+    for model, counts in by_model.items():
+        price = price_for(model, settings)
+        if price is None:
+            if counts.get("prompt_tokens", 0) or counts.get("completion_tokens", 0):
+                return None
+            continue
+        total += cost(counts.get("prompt_tokens", 0), counts.get("completion_tokens", 0), price)
+    return total
+
+
+def parse_price(text: str) -> tuple[str, tuple[float, float]]:
+    """``"gpt-4o-mini=0.15,0.60"`` -> ("gpt-4o-mini", (0.15, 0.6))."""
+    from ..errors import ConfigError
+
+    try:
+        model, numbers = text.split("=", 1)
+        prompt, completion = (float(x) for x in numbers.split(","))
+    except ValueError:
+        raise ConfigError(f"price {text!r} should look like MODEL=INPUT,OUTPUT in USD per million tokens") from None
+    if prompt < 0 or completion < 0 or not model.strip():
+        raise ConfigError(f"price {text!r}: give a model name and non-negative prices")
+    return model.strip(), (prompt, completion)
+
+
+def duration(seconds: float) -> str:
+    """An estimated time in words: ``45 s``, ``12 min``, ``2.5 h``."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
