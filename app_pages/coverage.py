@@ -12,8 +12,8 @@ import streamlit as st
 from studio import coverage_panel as C
 from studio.state import get_state
 from studio.widgets import PAGE_SYNTH, PAGE_TREE, POLL_S, md, require_project, show_notices, start_job
-from treesynth_core.generate.baseline import BASELINE_SET
 from treesynth_core.jobs import background as jobs
+from treesynth_core.store.samples import BASELINE_SET
 
 state = get_state()
 project = require_project(state)

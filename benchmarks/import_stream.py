@@ -5,7 +5,8 @@ with ``treesynth_core.data.ingest.import_file`` (staged, then made visible in on
 prints the import time against the cost floor measured in the same run (reading the file and parsing
 every line as JSON, no mapping, no SQLite), and the process's peak RSS
 (``resource.getrusage(...).ru_maxrss``) against the file size. The import streams, so peak RSS /
-file size must stay well below 1. On Linux it also resets the kernel's high-water mark before the import (``/proc/self/clear_refs``) and prints the import's own peak.
+file size must stay well below 1. On Linux it also resets the kernel's high-water mark before the
+import (``/proc/self/clear_refs``) and prints the import's own peak.
 
     .venv/bin/python benchmarks/import_stream.py [--mb 300] [--json]
 """

@@ -19,10 +19,9 @@ from studio.widgets import md
 from treesynth_core.coverage.features.embeddings import ensure_features
 from treesynth_core.coverage.maps import MapPoint, figure, latest_map_points, map_bytes, map_cache_key, map_points
 from treesynth_core.errors import TreeSynthError
-from treesynth_core.generate.baseline import BASELINE_SET
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
-from treesynth_core.store.samples import Sample
+from treesynth_core.store.samples import BASELINE_SET, Sample
 
 SPACE_LABELS = {"embeddings": "Embedding space", "gradients": "Gradient space"}
 #: The Fill gaps choice: gradient space first (the paper's), embeddings the fast one.

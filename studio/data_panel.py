@@ -34,7 +34,6 @@ from treesynth_core.data.examples import EXAMPLES, PREFIX, ExampleDataset, resol
 from treesynth_core.data.ingest import ColumnMap, Preview, preview
 from treesynth_core.data.routing import ROUTERS, agreement, current_routes, path_label, summary, tree_digest
 from treesynth_core.errors import DataError
-from treesynth_core.generate.baseline import BASELINE_SET
 from treesynth_core.generate.synth import plan_synthesis
 from treesynth_core.jobs import background as jobs
 from treesynth_core.llm.pricing import duration
@@ -49,7 +48,7 @@ from treesynth_core.scaling.law import (
     fit_report,
 )
 from treesynth_core.store import Project
-from treesynth_core.store.samples import TREE_SET
+from treesynth_core.store.samples import BASELINE_SET, TREE_SET
 from treesynth_core.tree.model import Tree
 
 #: Job kinds this page starts, with what the progress bar says.

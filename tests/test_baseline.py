@@ -11,10 +11,10 @@ import pytest
 
 from tests.fakes import ScriptedLLM
 from treesynth_core.errors import Cancelled, TreeSynthError
-from treesynth_core.generate.baseline import BASELINE_SET, default_extra_calls, synthesize_baseline
+from treesynth_core.generate.baseline import default_extra_calls, synthesize_baseline
 from treesynth_core.llm.recording import recording
 from treesynth_core.store import Project
-from treesynth_core.store.samples import NewSample
+from treesynth_core.store.samples import BASELINE_SET, NewSample
 from treesynth_core.tree import model as T
 
 

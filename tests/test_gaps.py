@@ -17,7 +17,7 @@ from tests.fakes import ScriptedLLM
 from treesynth_core.coverage.diversity import subsample_indices, vendi_score
 from treesynth_core.errors import Cancelled, TreeSynthError
 from treesynth_core.generate.gaps import GapReport, fill_gaps, gap_prompt, sparse_clusters, spherical_kmeans
-from treesynth_core.generate.grow import stable_seed
+from treesynth_core.seeding import stable_seed
 from treesynth_core.store import Project
 from treesynth_core.store.samples import NewSample
 from treesynth_core.tree import model as T

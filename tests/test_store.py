@@ -16,8 +16,9 @@ import pytest
 
 from treesynth_core.errors import ProjectError, TreeError
 from treesynth_core.llm.base import ChatResult
+from treesynth_core.llm.recording import CallRecord
 from treesynth_core.llm.settings import BackendSettings
-from treesynth_core.store import CallRecord, EditRecord, Project, schema
+from treesynth_core.store import EditRecord, Project, schema
 from treesynth_core.store import project as project_module
 from treesynth_core.store.samples import NewSample
 from treesynth_core.tree import model as T

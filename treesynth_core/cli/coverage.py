@@ -82,7 +82,7 @@ SpaceOpt = Annotated[
 
 def _baseline_wanted(project: Any, flag: bool | None) -> bool:
     """False with --no-baseline; else True (the baseline is used when present; --baseline requires it)."""
-    from ..generate.baseline import BASELINE_SET
+    from ..store.samples import BASELINE_SET
 
     if flag is False:
         return False
@@ -179,7 +179,7 @@ def map_(
     each sample with its path (a .png is a static image of the same map). The layout is cached in the project."""
     from ..coverage.features.embeddings import ensure_features
     from ..coverage.maps import map_points, write_map
-    from ..generate.baseline import BASELINE_SET
+    from ..store.samples import BASELINE_SET
 
     _needs_gradients(gradients, proxy, grad_max_tokens)
     with _open(directory) as project:

@@ -25,8 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import TreeSynthError
-from ..generate.baseline import BASELINE_SET
-from ..store.samples import TREE_SET, Sample
+from ..store.samples import BASELINE_SET, TREE_SET, Sample
 from ..tree.model import Tree
 from . import diversity as D
 from .features.embeddings import FeatureStore, Featurizer, ensure_features

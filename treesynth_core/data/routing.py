@@ -30,10 +30,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import Cancelled, ParseError, TreeSynthError
-from ..generate.grow import stable_seed
 from ..llm.base import LLM, ChatRequest, useful_concurrency
 from ..prompts import templates as P
 from ..prompts.replies import RouteReply, ask_json
+from ..seeding import stable_seed
 from ..store.samples import UNROUTED, Route, Sample
 from ..tree import model as T
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 from ..errors import Cancelled, TreeSynthError
 from ..llm.base import LLM, useful_concurrency
+from ..store.samples import BASELINE_SET
 from .synth import PER_CALL, LeafPlan, LeafSynthesizer, SampleStore, SynthOptions, SynthReport
 
-BASELINE_SET = "baseline"
 Progress = Callable[[int, int, str], None]
 
 

@@ -49,9 +49,9 @@ from ..llm.base import LLM, ChatRequest, ChatResult, useful_concurrency
 from ..prompts import templates as P
 from ..prompts.replies import SamplesReply, ask_json, is_placeholder
 from ..prompts.templates import EXAMPLE_CHARS, gap_prompt
+from ..seeding import stable_seed
 from ..store.samples import TREE_SET, NewSample, Sample
 from ..tree import model as T
-from .grow import stable_seed
 from .synth import DuplicateFilter
 
 Progress = Callable[[int, int, str], None]

@@ -31,7 +31,6 @@ review on (the default) only approved nodes grow and new children arrive as *pro
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 import threading
 from collections.abc import Callable, Sequence
@@ -52,6 +51,7 @@ from ..prompts.replies import (
     label_problem,
     overlaps,
 )
+from ..seeding import stable_seed
 from ..tree import model as T
 
 Progress = Callable[[int, int, str], None]
@@ -137,12 +137,6 @@ class GrowReport:
     levels: int = 0
     #: Children kept but flagged for a person's review (values that may combine two).
     flagged: int = 0
-
-
-def stable_seed(*parts: object) -> int:
-    """A 31-bit seed from text parts: the same node and purpose always get the same seed."""
-    digest = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % (2**31 - 1)
 
 
 def render_path(path: Sequence[T.PathStep], rng: random.Random) -> list[tuple[str, str]]:

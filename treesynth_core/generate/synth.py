@@ -50,9 +50,10 @@ from ..prompts.replies import (
     is_placeholder,
     retry_budget,
 )
+from ..seeding import stable_seed
 from ..store.samples import TREE_SET, NewSample, Sample
 from ..tree import model as T
-from .grow import render_path, stable_seed
+from .grow import render_path
 
 Progress = Callable[[int, int, str], None]
 

@@ -305,7 +305,7 @@ def _features(project: Project, options: dict[str, Any], progress: Any, cancel: 
     (with ``feats`` when the caller has the space's featurizer loaded already)."""
     from ..coverage.features.embeddings import ensure_features
     from ..coverage.maps import map_points
-    from ..generate.baseline import BASELINE_SET
+    from ..store.samples import BASELINE_SET
 
     space = options.get("space", DEFAULT_SPACE["features"])
     samples = project.samples() + project.samples(sample_set=BASELINE_SET)

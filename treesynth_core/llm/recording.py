@@ -8,12 +8,31 @@ from the project's cache, so rerunning a build costs zero calls.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Protocol
 
 from ..errors import BudgetError, TreeSynthError
-from ..store.project import CallRecord
 from .base import LLM, ChatRequest, ChatResult, cache_key
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One LLM call, as the logging wrapper hands it to :meth:`Project.log_call`."""
+
+    run_id: str | None = None
+    backend: str = ""
+    model: str = ""
+    purpose: str = ""
+    node_id: str | None = None
+    cache_key: str | None = None
+    request: Mapping[str, Any] = field(default_factory=dict)
+    response: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    error: str | None = None
+    cached: bool = False
 
 
 class CallStore(Protocol):

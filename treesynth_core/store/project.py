@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +30,7 @@ from typing import Any
 
 from ..errors import ConfigError, ProjectError
 from ..llm.base import ChatResult
+from ..llm.recording import CallRecord
 from ..llm.settings import BackendSettings, merge_settings
 from ..tree.model import Node, NodeChange, Tree, apply_changes, diff, new_tree, node_from_dict, node_to_dict, validate
 from . import schema
@@ -59,25 +60,6 @@ class EditRecord:
     actor: str
     undone: bool
     n_changes: int
-
-
-@dataclass(frozen=True)
-class CallRecord:
-    """One LLM call, as the logging wrapper hands it to :meth:`Project.log_call`."""
-
-    run_id: str | None = None
-    backend: str = ""
-    model: str = ""
-    purpose: str = ""
-    node_id: str | None = None
-    cache_key: str | None = None
-    request: Mapping[str, Any] = field(default_factory=dict)
-    response: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    latency_s: float = 0.0
-    error: str | None = None
-    cached: bool = False
 
 
 _CALL_FIELDS = tuple(f.name for f in dataclasses.fields(CallRecord))

@@ -8,6 +8,8 @@ from typing import Any
 #: The sample set leaf synthesis writes to. Other sets (a flat baseline, an imported dataset, a
 #: rebalanced copy) live beside it in the same table under their own names.
 TREE_SET = "tree"
+#: The sample set of the flat baseline (the paper's "Temp" sampling from the task alone).
+BASELINE_SET = "baseline"
 
 
 @dataclass(frozen=True)

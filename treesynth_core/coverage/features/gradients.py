@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...errors import ConfigError
-from ...generate.grow import stable_seed
+from ...seeding import stable_seed
 from ...store.samples import Sample
 
 if TYPE_CHECKING:
