@@ -215,3 +215,124 @@ def test_cli_routes_every_reply_form_through_a_real_http_endpoint(tmp_path, monk
     with Project.open(proj) as project:
         assert_routed_as_the_replies_say(project, report, ROUTE)
     assert (again["leaf"], again["none_fits"], again["errors"]) == (report["leaf"], report["none_fits"], 0)
+
+
+# -- gap filling ------------------------------------------------------------------------------------
+
+GAPS = "gaps_music_long"
+DIM = 64
+#: Words that set a text's topic (one direction each); every other word adds a little hashed noise.
+TOPIC_WORDS = {
+    0: {"apple", "apples", "orchard", "farmer", "farm", "tree", "trees", "basket", "baskets", "harvest"},
+    1: {"music", "musicians", "orchestra", "concert", "violin", "violins", "cello", "cellos", "piano", "choir",
+        "band", "drum", "guitar", "flute", "songs", "album", "albums", "lesson", "lessons", "recital"},
+}  # fmt: skip
+
+
+def topic_vector(text: str) -> np.ndarray:
+    """A deterministic stand-in for sample features: farm texts point one way, music texts another."""
+    v = np.zeros(DIM, dtype=np.float32)
+    for word in re.findall(r"[a-z]+", text.lower()):
+        topic = next((t for t, words in TOPIC_WORDS.items() if word in words), None)
+        if topic is not None:
+            v[topic] += 3.0
+        else:
+            h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "big")
+            v[len(TOPIC_WORDS) + h % (DIM - len(TOPIC_WORDS))] += 0.3
+    return v
+
+
+class TopicFeaturize:
+    name = "fake:topics"
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __call__(self, samples):
+        self.seen += [s.instruction for s in samples]
+        return np.stack([topic_vector(s.instruction) for s in samples])
+
+
+FARM = [f"A farmer picks {n} apples from each tree in the orchard. How many apples does he pick from 6 trees?"
+        for n in range(10, 26)]  # fmt: skip
+MUSIC = [
+    "A school orchestra has 24 violin players and 8 cello players. How many string players are there?",
+    "Concert tickets cost $12 each. The choir sells 45 tickets. How much money does the choir raise?",
+    "A music teacher gives 3 piano lessons a day for 5 days. How many lessons does she give?",
+    "The band shares 96 pages of sheet music equally among 8 musicians. How many pages does each get?",
+]
+
+
+@pytest.fixture
+def farm_and_music(tmp_path):
+    with Project.create(tmp_path / "g", task="Grade-school math word problems") as project:
+
+        def build(tree: T.Tree) -> T.Tree:
+            tree = T.attach_split(tree, tree.root_id, criterion="Topic", values=["farm", "music"],
+                                  provenance=T.Provenance("human"))  # fmt: skip
+            return T.approve(tree, [k.id for k in tree.children(tree.root_id)])
+
+        project.apply("grow", build)
+        farm, music = (leaf.id for leaf in project.tree().leaves())
+        rows = [NewSample(farm, f"0:{i}", text, [{"criterion": "Topic", "value": "farm"}]) for i, text in
+                enumerate(FARM)]  # fmt: skip
+        rows += [NewSample(music, f"1:{i}", text, [{"criterion": "Topic", "value": "music"}]) for i, text in
+                 enumerate(MUSIC)]  # fmt: skip
+        project.add_samples(rows)
+        yield project
+
+
+def gap_texts(name: str) -> tuple[list[str], str]:
+    """The samples of the whole replies, in order, and the cut-off reply's truncated last sample."""
+    replies = load_capable(name)["replies"]["gaps"]
+    whole = [t for r in replies if r["finish_reason"] == "stop" for t in json.loads(r["text"])["samples"]]
+    cut = next(json.loads(r["text"])["samples"][-1] for r in replies if r["finish_reason"] == "length")
+    return whole, cut
+
+
+def test_long_samples_are_kept_whole_and_a_cut_off_reply_is_asked_again(farm_and_music, capable):
+    llm, featurize = scripted(capable, GAPS), TopicFeaturize()
+    report = asyncio.run(fill_gaps(farm_and_music, llm, featurize, per_round=10, per_call=5, concurrency=1))
+    whole, cut = gap_texts(GAPS)
+    drifts = load_capable(GAPS)["drifts"]
+    kept = [s for s in farm_and_music.samples() if s.extra.get("origin") == "fill-gaps"]
+    music = farm_and_music.tree().leaves()[1]
+
+    # the cut-off reply was asked again with the same messages and twice the budget, and never parsed
+    requests = [r for r in llm.history if r.purpose() == "gaps"]
+    assert len(requests) == 3 and not llm.queues["gaps"]
+    assert requests[1].messages == requests[0].messages and len(requests[1].messages) == 1
+    assert (
+        requests[1].max_tokens == 2 * (requests[0].max_tokens or 0) and requests[2].max_tokens == requests[0].max_tokens
+    )
+    assert report.failed_calls == 0 and report.candidates == len(whole) == 10
+    assert cut not in featurize.seen and not any(s.instruction == cut for s in farm_and_music.samples())
+
+    # what lands in the sparse (music) cluster is kept, character for character; the drifts are not
+    assert sorted(s.instruction for s in kept) == sorted(t for t in whole if t not in drifts)
+    assert report.accepted == len(kept) == 8 and report.acceptance_rate == 0.8 and report.duplicates == 0
+    assert max(len(s.instruction) for s in kept) > 600  # longer than the examples shown in a prompt
+    assert all(len(re.findall(r"[.?!](?:\s|$)", s.instruction)) >= 3 for s in kept)  # multi-sentence
+    assert all(s.leaf_id == music.id and s.path == [{"criterion": "Topic", "value": "music"}] for s in kept)
+
+
+def test_the_kept_count_follows_the_sparse_cluster_rule(farm_and_music, capable):
+    pool = farm_and_music.samples()
+    report = asyncio.run(
+        fill_gaps(farm_and_music, scripted(capable, GAPS), TopicFeaturize(), per_round=10, per_call=5, concurrency=1)
+    )
+    # the rule, applied here by hand: k = max(2, round(n / 10)) clusters of the pool; clusters smaller
+    # than the size at index floor(k * 0.5) of the ascending sizes are sparse; a candidate is kept when
+    # its nearest centroid is a sparse cluster (and it is no near-duplicate: none are here)
+    X = np.stack([topic_vector(s.instruction) for s in pool])
+    k = max(2, round(len(pool) / 10))
+    centroids, labels = spherical_kmeans(X, k, seed=stable_seed(0, "gaps-kmeans", 0))
+    sparse = sparse_clusters(labels, k, 0.5)
+    assert sorted(np.bincount(labels, minlength=k)) == [len(MUSIC), len(FARM)] and sparse.sum() == 1
+    whole, _ = gap_texts(GAPS)
+    Y = np.stack([topic_vector(t) for t in whole])
+    Y /= np.linalg.norm(Y, axis=1, keepdims=True)
+    in_sparse = [t for t, c in zip(whole, (Y @ centroids.T).argmax(axis=1), strict=True) if sparse[c]]
+    kept = sorted(s.instruction for s in farm_and_music.samples() if s.extra.get("origin") == "fill-gaps")
+    assert kept == sorted(in_sparse) and report.accepted == len(in_sparse)
+    assert set(whole) - set(in_sparse) == set(load_capable(GAPS)["drifts"])
