@@ -4,7 +4,8 @@ Two routers walk the tree top-down, one level at a time, choosing exactly one va
 node's criterion:
 
 * **llm** — the paper's classifier: one call per level at temperature 0.3, whose reply must be one
-  of the listed values or :data:`~treesynth_core.prompts.templates.NONE_FITS`. A sample for which
+  of the listed values or :data:`~treesynth_core.prompts.templates.NONE_FITS` (compared as labels:
+  case, spacing and punctuation aside; "none of the above" and "none" say none fits too). A sample for which
   no value fits stops there with status ``"none"``; a sample the model could not classify after
   re-asking gets status ``"error"``. Both are stored, counted and shown — never dropped.
 * **embedding** — fast: the sample's embedding against the embeddings of each child's value
@@ -42,6 +43,9 @@ ROUTERS = ("llm", "embedding")
 ROUTE_TEMPERATURE = 0.3
 #: Below this cosine to every value description, the embedding router says "none fits".
 MIN_SIMILARITY = 0.05
+#: How models word "none fits" besides the prompt's own :data:`~treesynth_core.prompts.templates.NONE_FITS`
+#: (compared normalized; a listed value of the same name wins).
+NONE_WORDINGS = (P.NONE_FITS, "none of the above", "none of them", "none")
 Progress = Callable[[int, int, str], None]
 
 
@@ -145,13 +149,13 @@ class LLMRouter:
 
     async def route(self, sample_id: int, text: str) -> Route:
         node, path = self.tree.root, list[dict[str, str]]()
-        none_key = T.normalize(P.NONE_FITS)
+        none_keys = {T.normalize(w) for w in NONE_WORDINGS}
         while options := choices(self.tree, node):
             by_value = {T.normalize(c.value): c for c in options}
 
             def check(reply: RouteReply, by_value: dict[str, Choice] = by_value) -> str | None:
                 key = T.normalize(reply.value)
-                if key in by_value or key == none_key:
+                if key in by_value or key in none_keys:
                     return None
                 return f'"{reply.value}" is not one of the listed values'
 
@@ -163,7 +167,7 @@ class LLMRouter:
             except ParseError as exc:
                 return Route(sample_id, self.name, "error", node.id, None, path, str(exc), self.digest)
             key = T.normalize(reply.value)
-            if key == none_key:
+            if key in none_keys and key not in by_value:
                 criterion = options[0].child.criterion or ""
                 detail = f'no value of "{criterion}" fits'
                 return Route(sample_id, self.name, "none", node.id, None, path, detail, self.digest)
