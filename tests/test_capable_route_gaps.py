@@ -24,15 +24,15 @@ from typer.testing import CliRunner
 from tests.capable import capable_responder, load_capable
 from tests.fakes import ScriptedLLM
 from tests.helpers_http import FakeOpenAIServer
-from treesynth_core import routing as R
-from treesynth_core import tree as T
-from treesynth_core.cli import app
-from treesynth_core.data import route_dataset
-from treesynth_core.gaps import fill_gaps, sparse_clusters, spherical_kmeans
-from treesynth_core.grow import stable_seed
-from treesynth_core.samples import UNROUTED, NewSample
+from treesynth_core.cli.app import app
+from treesynth_core.data import routing as R
+from treesynth_core.data.pipeline import route_dataset
+from treesynth_core.generate.gaps import fill_gaps, sparse_clusters, spherical_kmeans
+from treesynth_core.seeding import stable_seed
 from treesynth_core.store import Project
-from treesynth_core.treefile import read_tree_file
+from treesynth_core.store.samples import UNROUTED, NewSample
+from treesynth_core.tree import model as T
+from treesynth_core.tree.file import read_tree_file
 
 ROOT = Path(__file__).resolve().parents[1]
 GSM8K_TREE = ROOT / "assets" / "trees" / "gsm8k_math.json"
