@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-test app demo test lint bench clean
+.PHONY: install install-test app demo test test-fast lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -30,9 +30,19 @@ demo: install
 test: install-test
 	$(BIN)/python -m pytest
 
+# The inner loop: everything but the real-component tests (embedded model, real server, browser).
+test-fast: install-test
+	$(BIN)/python -m pytest -m "not slow"
+
+# The formatter wins: `make format` lays the code out, `make lint` checks layout, lint rules and types.
 lint: install-test
-	$(BIN)/ruff check treesynth_core tests
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+format: install-test
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 bench: install-test
 	$(BIN)/python benchmarks/llm_throughput.py

@@ -38,9 +38,13 @@ def body() -> None:
     if tree_n == 0:
         others = [name for name in project.sample_sets() if name != BASELINE_SET]
         if others:
-            st.info(md(f"This page scores the samples synthesized from the tree, and there are none yet. The other "
-                       f"sets ({', '.join(others)}) are compared before and after rebalancing on the Data page."),
-                    icon=":material/info:")  # fmt: skip
+            st.info(
+                md(
+                    f"This page scores the samples synthesized from the tree, and there are none yet. The other "
+                    f"sets ({', '.join(others)}) are compared before and after rebalancing on the Data page."
+                ),
+                icon=":material/info:",
+            )
         else:
             st.info("The project has no samples yet: synthesize first.", icon=":material/info:")
         st.page_link(PAGE_SYNTH, label="Go to the Synthesize page", icon=":material/auto_awesome:")
@@ -50,8 +54,10 @@ def body() -> None:
     if live is not None and live.kind in C.JOB_LABELS:
         C.job_progress(project, live)
     elif live is not None:
-        st.info("Another job is running on this project; coverage work can start when it ends.",
-                icon=":material/hourglass_top:")  # fmt: skip
+        st.info(
+            "Another job is running on this project; coverage work can start when it ends.",
+            icon=":material/hourglass_top:",
+        )
     else:
         C.job_outcome(jobs.latest_job(project))
 
@@ -59,9 +65,15 @@ def body() -> None:
     rep = C.report(project, emb_kind, grad_kind) if emb_kind else None
     left, mid, _ = st.columns([1, 1, 2])
     first = "primary" if rep is None else "secondary"
-    if left.button("Compute features and map", key="coverage.features", type=first, icon=":material/scatter_plot:",
-                   disabled=busy, width="stretch",
-                   help="Embed every sample (MiniLM) and lay out the UMAP map, in the background."):  # fmt: skip
+    if left.button(
+        "Compute features and map",
+        key="coverage.features",
+        type=first,
+        icon=":material/scatter_plot:",
+        disabled=busy,
+        width="stretch",
+        help="Embed every sample (MiniLM) and lay out the UMAP map, in the background.",
+    ):
         _start("features", {"space": "embeddings"})
     grads = C.gradient_settings_form(project, disabled=busy)
     about = "" if busy else f": {C.gradient_time(project, grads)}"  # no estimate to read while a job runs
@@ -79,8 +91,10 @@ def body() -> None:
     if stale:
         st.caption(md(stale))
     if rep is None:
-        st.info("No features yet (or new samples since they were computed): compute features and map.",
-                icon=":material/scatter_plot:")  # fmt: skip
+        st.info(
+            "No features yet (or new samples since they were computed): compute features and map.",
+            icon=":material/scatter_plot:",
+        )
         return
 
     C.score_cards(rep)
@@ -100,20 +114,29 @@ def body() -> None:
         else:
             pts, missing = laid_out
             if missing:
-                st.caption(f":orange[:material/update:] {missing} newer sample{'s are' if missing != 1 else ' is'} "
-                           "not on this map yet: compute features and map to place them.")  # fmt: skip
+                st.caption(
+                    f":orange[:material/update:] {missing} newer sample{'s are' if missing != 1 else ' is'} "
+                    "not on this map yet: compute features and map to place them."
+                )
             from treesynth_core.coverage.maps import color_options
 
             color_by = c2.selectbox("Colour by", color_options(pts), key="coverage.color")
             labels = dict.fromkeys((p.leaf_id, p.leaf_label) for p in pts if p.sample_set == "tree")
             leaf_ids = {leaf: label for leaf, label in labels}
-            leaf = c3.selectbox("Highlight a leaf", [None, *leaf_ids], key="coverage.leaf",
-                                format_func=lambda i: "(none)" if i is None else leaf_ids[i])  # fmt: skip
+            leaf = c3.selectbox(
+                "Highlight a leaf",
+                [None, *leaf_ids],
+                key="coverage.leaf",
+                format_func=lambda i: "(none)" if i is None else leaf_ids[i],
+            )
             if leaf is not None and state.selected != leaf:
                 state.select(leaf)  # the Tree page opens on it
             baseline = C.has_baseline(pts) and st.checkbox(
-                "Show the flat baseline", value=True, key="coverage.show_baseline",
-                help="Draw the flat baseline's samples (grey crosses) over the tree's.")  # fmt: skip
+                "Show the flat baseline",
+                value=True,
+                key="coverage.show_baseline",
+                help="Draw the flat baseline's samples (grey crosses) over the tree's.",
+            )
             shown = C.shown_points(pts, show_baseline=baseline)
             title = f"UMAP of {space} ({kind}), {len(shown)} samples"
             fig = C.scatter(shown, color_by, {leaf} if leaf else set(), title)
@@ -126,30 +149,46 @@ def body() -> None:
                 state.set_highlight(leaves)  # the Tree page marks them
                 if leaves:
                     n = len(leaves)
-                    st.page_link(PAGE_TREE, label=f"Open the Tree page ({n} lea{'ves' if n != 1 else 'f'} highlighted)",
-                                 icon=":material/account_tree:")  # fmt: skip
+                    st.page_link(
+                        PAGE_TREE,
+                        label=f"Open the Tree page ({n} lea{'ves' if n != 1 else 'f'} highlighted)",
+                        icon=":material/account_tree:",
+                    )
             else:
                 st.caption("Box- or lasso-select points to list their samples and highlight their leaves in the tree.")
     with tab_leaves:
         C.leaf_table(rep)
     with tab_base:
         if flat_n == 0:
-            st.info(f"No flat baseline yet: make {tree_n} samples from the task description alone (no tree), "
-                    "with the same generator, to compare against.", icon=":material/compare_arrows:")  # fmt: skip
+            st.info(
+                f"No flat baseline yet: make {tree_n} samples from the task description alone (no tree), "
+                "with the same generator, to compare against.",
+                icon=":material/compare_arrows:",
+            )
         seed = C.next_baseline_seed(jobs.latest_job(project, "baseline"), flat_n, tree_n)
         if 0 < flat_n < tree_n:
-            st.caption(f"The flat baseline has {flat_n} of {tree_n} samples (the model repeated itself or "
-                       f"replied unusably); scores compare at equal n. Topping it up asks new questions "
-                       f"(seed {seed}).")  # fmt: skip
-        label = (f"Make the flat baseline, n = {tree_n}" if flat_n == 0 else f"Top up the flat baseline to n = {tree_n}"
-                 if flat_n < tree_n else "Baseline complete")  # fmt: skip
-        if st.button(label, key="coverage.baseline", icon=":material/compare_arrows:",
-                     disabled=busy or flat_n >= tree_n):  # fmt: skip
+            st.caption(
+                f"The flat baseline has {flat_n} of {tree_n} samples (the model repeated itself or "
+                f"replied unusably); scores compare at equal n. Topping it up asks new questions "
+                f"(seed {seed})."
+            )
+        label = (
+            f"Make the flat baseline, n = {tree_n}"
+            if flat_n == 0
+            else f"Top up the flat baseline to n = {tree_n}"
+            if flat_n < tree_n
+            else "Baseline complete"
+        )
+        if st.button(
+            label, key="coverage.baseline", icon=":material/compare_arrows:", disabled=busy or flat_n >= tree_n
+        ):
             _start("baseline", {"n": tree_n, "seed": seed})
         if "baseline" in rep["sets"]:
             C.comparison(rep)
-            st.caption("On the map the baseline shows as grey crosses (Show the flat baseline hides them); "
-                       "colour by sample_set to compare the two sets.")  # fmt: skip
+            st.caption(
+                "On the map the baseline shows as grey crosses (Show the flat baseline hides them); "
+                "colour by sample_set to compare the two sets."
+            )
         for note in rep["notes"]:
             st.caption(md(note))
     with tab_gaps:

@@ -25,8 +25,10 @@ project = require_project(state)
 busy = jobs.active_job(project) is not None
 
 st.title("Data")
-st.caption("Bring your own data: import a dataset, route it into the tree's leaves, rebalance it over the "
-           "leaves, and find where more data stops paying.")  # fmt: skip
+st.caption(
+    "Bring your own data: import a dataset, route it into the tree's leaves, rebalance it over the "
+    "leaves, and find where more data stops paying."
+)
 
 
 def _start(kind: jobs.Kind, params: dict) -> None:
@@ -49,8 +51,9 @@ def status() -> None:
     elif D.is_data_job(live):
         D.job_progress(project, live)
     else:
-        st.info("Another job is running on this project; data jobs can start when it ends.",
-                icon=":material/hourglass_top:")  # fmt: skip
+        st.info(
+            "Another job is running on this project; data jobs can start when it ends.", icon=":material/hourglass_top:"
+        )
 
 
 status()
@@ -61,14 +64,25 @@ tab_import, tab_route, tab_balance, tab_scale = st.tabs(["Import", "Route", "Reb
 
 # -- import ---------------------------------------------------------------------------------------
 with tab_import:
-    st.caption("JSONL, JSON, CSV/TSV (also gzipped) or Parquet; a Hugging Face dataset folder by its path. "
-               "All rows or none: a bad row anywhere imports nothing.")  # fmt: skip
+    st.caption(
+        "JSONL, JSON, CSV/TSV (also gzipped) or Parquet; a Hugging Face dataset folder by its path. "
+        "All rows or none: a bad row anywhere imports nothing."
+    )
     uploaded = st.file_uploader("Upload a dataset file", type=D.UPLOAD_TYPES, key="data.upload", disabled=busy)
     left, right = st.columns([3, 2], vertical_alignment="bottom")
-    typed = left.text_input("\u2026or a path on this machine (big files, Hugging Face dataset folders)",
-                            key="data.path", placeholder="/data/train.jsonl.gz or ~/datasets/my_set")  # fmt: skip
-    right.button(D.EXAMPLE_LABEL, key="data.example", icon=":material/dataset:", on_click=_use_example,
-                 width="stretch", help=f"{D.EXAMPLE.title}. Licence: {D.EXAMPLE.licence}.")  # fmt: skip
+    typed = left.text_input(
+        "\u2026or a path on this machine (big files, Hugging Face dataset folders)",
+        key="data.path",
+        placeholder="/data/train.jsonl.gz or ~/datasets/my_set",
+    )
+    right.button(
+        D.EXAMPLE_LABEL,
+        key="data.example",
+        icon=":material/dataset:",
+        on_click=_use_example,
+        width="stretch",
+        help=f"{D.EXAMPLE.title}. Licence: {D.EXAMPLE.licence}.",
+    )
     path, example = None, None
     try:
         if typed.strip():
@@ -80,24 +94,39 @@ with tab_import:
     except (TreeSynthError, OSError) as exc:
         st.error(md(str(exc)), icon=":material/error:")
     if example is not None:
-        st.caption(md(f"{example.title}. Licence: {example.licence}. Source: {example.source}. It pairs with the "
-                      f"example tree {example.tree.removesuffix('.json')} (open it on the Project page)."))  # fmt: skip
+        st.caption(
+            md(
+                f"{example.title}. Licence: {example.licence}. Source: {example.source}. It pairs with the "
+                f"example tree {example.tree.removesuffix('.json')} (open it on the Project page)."
+            )
+        )
 
     if path is not None:
         c1, c2, c3 = st.columns(3, vertical_alignment="bottom")
-        fmt = c1.selectbox("Format", [None, *FORMATS], format_func=lambda f: "from the file name" if f is None else f,
-                           key="data.format")  # fmt: skip
+        fmt = c1.selectbox(
+            "Format",
+            [None, *FORMATS],
+            format_func=lambda f: "from the file name" if f is None else f,
+            key="data.format",
+        )
         encoding = c2.text_input("Encoding", "utf-8", key="data.encoding")
-        skip_empty = c3.checkbox("Skip rows with an empty instruction", key="data.skip_empty",
-                                 help="Count and skip them instead of stopping the import.")  # fmt: skip
+        skip_empty = c3.checkbox(
+            "Skip rows with an empty instruction",
+            key="data.skip_empty",
+            help="Count and skip them instead of stopping the import.",
+        )
         try:
             seen = D.load_preview(path, fmt, encoding)
         except (TreeSynthError, OSError, LookupError) as exc:
             st.error(md(str(exc)), icon=":material/error:")
             seen = None
         if seen is not None:
-            st.caption(md(f"{path.name}: {seen.format}, {seen.total_bytes:,} bytes; {len(seen.columns)} columns: "
-                          f"{', '.join(seen.columns)}. The first {len(seen.rows)} rows:"))  # fmt: skip
+            st.caption(
+                md(
+                    f"{path.name}: {seen.format}, {seen.total_bytes:,} bytes; {len(seen.columns)} columns: "
+                    f"{', '.join(seen.columns)}. The first {len(seen.rows)} rows:"
+                )
+            )
             st.dataframe(D.preview_table(seen), key="data.preview", hide_index=True, width="stretch")
             cmap = D.mapping_widgets(seen, D.initial_map(seen, example), D.source_token(path, fmt), disabled=busy)
             n1, n2 = st.columns([3, 1], vertical_alignment="bottom")
@@ -107,25 +136,37 @@ with tab_import:
                 cmap.check()
             except DataError as exc:
                 problem = problem or str(exc)
-            if n2.button("Import", key="data.import", type="primary", icon=":material/upload:",
-                         disabled=busy or problem is not None, width="stretch"):  # fmt: skip
-                _start("import", D.import_params(path, cmap, sample_set=name, encoding=encoding,
-                                                 skip_empty=skip_empty, fmt=fmt))  # fmt: skip
+            if n2.button(
+                "Import",
+                key="data.import",
+                type="primary",
+                icon=":material/upload:",
+                disabled=busy or problem is not None,
+                width="stretch",
+            ):
+                _start(
+                    "import",
+                    D.import_params(path, cmap, sample_set=name, encoding=encoding, skip_empty=skip_empty, fmt=fmt),
+                )
             if problem:
                 st.caption(f":orange[:material/warning: {md(problem)}]")
 
     st.subheader("Sample sets")
     if not sets:
-        st.info("The project has no samples yet: import a dataset above, or synthesize on the Synthesize page.",
-                icon=":material/info:")  # fmt: skip
+        st.info(
+            "The project has no samples yet: import a dataset above, or synthesize on the Synthesize page.",
+            icon=":material/info:",
+        )
     else:
         D.sets_table(sets)
         for name in datasets:
             a, b = st.columns([5, 1], vertical_alignment="center")
             a.markdown(f"**{md(name)}** \u2014 {sets[name]:,} samples")
             with b.popover("Delete", icon=":material/delete:", disabled=busy, width="stretch"):
-                st.markdown(f"Delete the sample set **{md(name)}**: its {sets[name]:,} samples, their features and "
-                            "routes? The imported file is not touched.")  # fmt: skip
+                st.markdown(
+                    f"Delete the sample set **{md(name)}**: its {sets[name]:,} samples, their features and "
+                    "routes? The imported file is not touched."
+                )
                 if st.button("Delete for good", key=f"data.delete.{name}", type="primary"):
                     gone = project.delete_sample_set(name)
                     state.notify("success", f"Deleted the sample set {md(name)} ({gone:,} samples).")
@@ -140,42 +181,67 @@ with tab_route:
     if not datasets:
         st.info("Import a dataset first (the Import tab).", icon=":material/info:")
     else:
-        st.caption("Every sample walks the tree top-down, one level at a time, to exactly one value of each "
-                   "criterion. Samples that fit no value stop there: they are counted, never dropped.")  # fmt: skip
+        st.caption(
+            "Every sample walks the tree top-down, one level at a time, to exactly one value of each "
+            "criterion. Samples that fit no value stop there: they are counted, never dropped."
+        )
         if no_leaves:
-            st.info("The tree is only its root: there is no criterion to route by yet. Grow a tree from this data "
-                    "below, or on the Tree page.", icon=":material/account_tree:")  # fmt: skip
+            st.info(
+                "The tree is only its root: there is no criterion to route by yet. Grow a tree from this data "
+                "below, or on the Tree page.",
+                icon=":material/account_tree:",
+            )
         last = D.last_params(project, "route")  # after a reload, the latest run's choices come back
         c1, c2 = st.columns([1, 2])
-        rset = c1.selectbox("Sample set", datasets, index=D.index_of(datasets, last.get("sample_set")),
-                            key="data.route.set")  # fmt: skip
+        rset = c1.selectbox(
+            "Sample set", datasets, index=D.index_of(datasets, last.get("sample_set")), key="data.route.set"
+        )
         embedded = state.settings().backend == "embedded"
         routers = list(D.ROUTER_LABELS)
         default_router = last.get("router", data_steps.default_router(state.settings().backend))
-        router = c2.radio("Router", routers, index=D.index_of(routers, default_router),
-                          format_func=D.ROUTER_LABELS.get, key="data.route.router")  # fmt: skip
+        router = c2.radio(
+            "Router",
+            routers,
+            index=D.index_of(routers, default_router),
+            format_func=D.ROUTER_LABELS.get,
+            key="data.route.router",
+        )
         c3, c4, c5 = st.columns([2, 1, 1], vertical_alignment="bottom")
-        agree_n = c3.number_input("Measure agreement on N samples (0 = off)", 0, 1_000_000,
-                                  int(last.get("agreement_n", 5 if embedded else 20)),
-                                  key="data.route.agreement",
-                                  help="Route a seeded sample of N with the other router too, and report how "
-                                  "often both put a sample in the same place.")  # fmt: skip
+        agree_n = c3.number_input(
+            "Measure agreement on N samples (0 = off)",
+            0,
+            1_000_000,
+            int(last.get("agreement_n", 5 if embedded else 20)),
+            key="data.route.agreement",
+            help="Route a seeded sample of N with the other router too, and report how "
+            "often both put a sample in the same place.",
+        )
         seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="data.route.seed")
-        if c5.button("Route", key="data.route.run", type="primary", icon=":material/alt_route:",
-                     disabled=busy or no_leaves, width="stretch"):  # fmt: skip
+        if c5.button(
+            "Route",
+            key="data.route.run",
+            type="primary",
+            icon=":material/alt_route:",
+            disabled=busy or no_leaves,
+            width="stretch",
+        ):
             _start("route", {"sample_set": rset, "router": router, "agreement_n": int(agree_n), "seed": int(seed)})
         if router == "llm" or agree_n:
-            st.caption(f":material/memory: LLM calls go to {md(state.settings().describe())}; replies are cached, "
-                       "so a rerun only routes what is new.")  # fmt: skip
+            st.caption(
+                f":material/memory: LLM calls go to {md(state.settings().describe())}; replies are cached, "
+                "so a rerun only routes what is new."
+            )
         report = D.route_view(project, rset)
         if report is None:
             st.caption("Not routed on the current tree yet.")
         else:
             D.route_summary(report)
         with st.expander("Grow a tree from this data", expanded=no_leaves, icon=":material/park:"):
-            st.caption("Growth draws each node's pivots from this set's samples that fall in the node instead of "
-                       "generating them, so the criteria come from the data. New nodes wait for your approval on "
-                       "the Tree page.")  # fmt: skip
+            st.caption(
+                "Growth draws each node's pivots from this set's samples that fall in the node instead of "
+                "generating them, so the criteria come from the data. New nodes wait for your approval on "
+                "the Tree page."
+            )
             depth = st.number_input("Depth", 1, 4, 2, key="data.grow.depth")
             if st.button("Grow from this data", key="data.grow.run", icon=":material/park:", disabled=busy):
                 _start("grow", {"pivots_from": rset, "max_depth": int(depth), "auto_approve": False})
@@ -186,15 +252,19 @@ with tab_balance:
     if not datasets:
         st.info("Import and route a dataset first (the Import and Route tabs).", icon=":material/info:")
     else:
-        st.caption("A new sample set with the same number of samples in every leaf: crowded leaves keep a seeded "
-                   "random subset, short approved leaves get the shortfall synthesized in the leaf. The source "
-                   "set is never changed; every row records whether it is original or synthesized.")  # fmt: skip
+        st.caption(
+            "A new sample set with the same number of samples in every leaf: crowded leaves keep a seeded "
+            "random subset, short approved leaves get the shortfall synthesized in the leaf. The source "
+            "set is never changed; every row records whether it is original or synthesized."
+        )
         last = D.last_params(project, "balance")  # after a reload, the latest run's choices come back
         c1, c2, c3, c4 = st.columns([2, 1, 2, 1])
-        src = c1.selectbox("Source set", datasets, index=D.index_of(datasets, last.get("sample_set")),
-                           key="data.balance.set")  # fmt: skip
-        per_leaf = int(c2.number_input("Target per leaf", 1, 1_000_000, int(last.get("per_leaf", 10)),
-                                       key="data.balance.per_leaf"))  # fmt: skip
+        src = c1.selectbox(
+            "Source set", datasets, index=D.index_of(datasets, last.get("sample_set")), key="data.balance.set"
+        )
+        per_leaf = int(
+            c2.number_input("Target per leaf", 1, 1_000_000, int(last.get("per_leaf", 10)), key="data.balance.per_leaf")
+        )
         target = c3.text_input("New set", str(last.get("target_set", "balanced")), key="data.balance.target").strip()
         bseed = int(c4.number_input("Seed", 0, 2**31 - 1, 0, key="data.balance.seed"))
         responses = st.checkbox("Also write responses for the synthesized samples", key="data.balance.responses")
@@ -210,16 +280,25 @@ with tab_balance:
             problem = "No sample of this set is in a leaf yet: route it first (the Route tab)."
         elif sets.get(target):
             missing = D.still_missing(project, target, per_leaf)
-            st.warning(f"The set {md(target)} already holds {sets[target]:,} samples: rebalancing into it again "
-                       f"adds only what is missing ({missing:,} samples to reach {per_leaf} in every approved leaf; "
-                       "the plan below is for a new set). Delete it on the Import tab to rebuild it.",
-                       icon=":material/info:")  # fmt: skip
+            st.warning(
+                f"The set {md(target)} already holds {sets[target]:,} samples: rebalancing into it again "
+                f"adds only what is missing ({missing:,} samples to reach {per_leaf} in every approved leaf; "
+                "the plan below is for a new set). Delete it on the Import tab to rebuild it.",
+                icon=":material/info:",
+            )
         st.markdown("**The plan**")
         D.plan_view(plan, D.shortfall_cost(project, plan, state.settings(), per_leaf=per_leaf, responses=responses))
-        if st.button("Rebalance", key="data.balance.run", type="primary", icon=":material/balance:",
-                     disabled=busy or problem is not None):  # fmt: skip
-            _start("balance", {"sample_set": src, "per_leaf": per_leaf, "target_set": target, "seed": bseed,
-                               "responses": responses})  # fmt: skip
+        if st.button(
+            "Rebalance",
+            key="data.balance.run",
+            type="primary",
+            icon=":material/balance:",
+            disabled=busy or problem is not None,
+        ):
+            _start(
+                "balance",
+                {"sample_set": src, "per_leaf": per_leaf, "target_set": target, "seed": bseed, "responses": responses},
+            )
         if problem:
             st.caption(f":orange[:material/warning: {md(problem)}]")
 
@@ -235,16 +314,21 @@ with tab_balance:
                 st.caption(md(f"{target} was built from {', '.join(info['sources'])}; 'before' shows {src}."))
             rows = D.before_after(project, src, target)
             if short := [row for row in rows if row["after"] < per_leaf]:
-                st.warning(f"{len(short)} of {len(rows)} leaves are below the target of {per_leaf}: the model "
-                           "repeated itself or gave unusable replies there (or the leaf is not approved). Rebalance "
-                           "again with another seed, or with a capable model, to fill them.",
-                           icon=":material/warning:")  # fmt: skip
+                st.warning(
+                    f"{len(short)} of {len(rows)} leaves are below the target of {per_leaf}: the model "
+                    "repeated itself or gave unusable replies there (or the leaf is not approved). Rebalance "
+                    "again with another seed, or with a capable model, to fill them.",
+                    icon=":material/warning:",
+                )
             st.plotly_chart(D.before_after_figure(rows), key="data.balance.figure")
             st.caption(md(f"{plan['unrouted']:,} samples of {src} are in no leaf and were left out."))
             st.dataframe(rows, key="data.balance.counts", hide_index=True, width="stretch")
-            if st.toggle("Score before/after at equal n", key="data.balance.score",
-                         help="Vendi, mean cosine and distinct-n of both sets on equal-size seeded subsamples, "
-                         "with the embedded embedder (G-Vendi where gradient features are stored)."):  # fmt: skip
+            if st.toggle(
+                "Score before/after at equal n",
+                key="data.balance.score",
+                help="Vendi, mean cosine and distinct-n of both sets on equal-size seeded subsamples, "
+                "with the embedded embedder (G-Vendi where gradient features are stored).",
+            ):
                 try:
                     with st.spinner("Scoring both sets\u2026"):
                         scores = D.balance_scores(project, src, target, seed=bseed)
@@ -252,18 +336,27 @@ with tab_balance:
                     st.error(md(str(exc)), icon=":material/error:")
                 else:
                     D.scores_view(scores)
-            st.page_link(PAGE_TREE, label="See before and after on the tree (pick the set under 'Counts shown on "
-                         "the tree')", icon=":material/account_tree:")  # fmt: skip
+            st.page_link(
+                PAGE_TREE,
+                label="See before and after on the tree (pick the set under 'Counts shown on the tree')",
+                icon=":material/account_tree:",
+            )
             st.page_link(PAGE_EXPORT, label="Go to the Export page", icon=":material/download:")
-            st.caption(md(f"From the command line: treesynth export {project.path} --set {target} --format jsonl "
-                          f"--out {target}.jsonl"))  # fmt: skip
+            st.caption(
+                md(
+                    f"From the command line: treesynth export {project.path} --set {target} --format jsonl "
+                    f"--out {target}.jsonl"
+                )
+            )
 
 # -- scaling (SynthLLM) ---------------------------------------------------------------------------
 with tab_scale:
-    st.caption("SynthLLM (Qin et al., arXiv 2503.19551) fits the rectified scaling law L(D) = B / (D_l + D^beta) + E "
-               "to how a model's error falls with the amount D of synthetic data, against the plain power law "
-               "B / D^beta + E. Hold out the largest sizes to see which law predicts better; the plateau is the "
-               "size beyond which 10x more data gains less than the threshold.")  # fmt: skip
+    st.caption(
+        "SynthLLM (Qin et al., arXiv 2503.19551) fits the rectified scaling law L(D) = B / (D_l + D^beta) + E "
+        "to how a model's error falls with the amount D of synthetic data, against the plain power law "
+        "B / D^beta + E. Hold out the largest sizes to see which law predicts better; the plateau is the "
+        "size beyond which 10x more data gains less than the threshold."
+    )
     sources = {"table": "Type or paste points", "example": "The paper's example (Table 1, 8B)", "csv": "Upload a CSV"}
     source = st.radio("Points", list(sources), format_func=sources.get, horizontal=True, key="data.scale.source")
     start: list[tuple[float, float]] = []
@@ -272,8 +365,11 @@ with tab_scale:
         start, default_kind, size_label = list(D.EXAMPLE_POINTS), "accuracy_percent", "tokens (billions)"
         st.caption(md(D.EXAMPLE_NOTE))
     elif source == "csv":
-        up = st.file_uploader("A CSV of size,metric rows (optional split and model columns)",
-                              type=["csv", "tsv", "txt"], key="data.scale.csv")  # fmt: skip
+        up = st.file_uploader(
+            "A CSV of size,metric rows (optional split and model columns)",
+            type=["csv", "tsv", "txt"],
+            key="data.scale.csv",
+        )
         if up is not None:
             try:
                 point_set = parse_points(up.getvalue().decode("utf-8-sig"), source=up.name)
@@ -287,16 +383,29 @@ with tab_scale:
                 default_kind = infer_metric_kind(point_set.metric_column, [p.metric for p in point_set.points])
                 size_label, ident = point_set.size_column, f"csv.{up.file_id}.{model}"
     token = hashlib.blake2b(ident.encode(), digest_size=4).hexdigest()
-    frame = st.data_editor(D.points_frame(start), num_rows="dynamic", hide_index=True, key=f"data.scale.points.{token}",
-                           column_config={"size": st.column_config.NumberColumn("size", format="%g"),
-                                          "metric": st.column_config.NumberColumn("metric", format="%g")})  # fmt: skip
+    frame = st.data_editor(
+        D.points_frame(start),
+        num_rows="dynamic",
+        hide_index=True,
+        key=f"data.scale.points.{token}",
+        column_config={
+            "size": st.column_config.NumberColumn("size", format="%g"),
+            "metric": st.column_config.NumberColumn("metric", format="%g"),
+        },
+    )
     k1, k2, k3 = st.columns(3)
     kinds = list(METRIC_LABEL)
-    kind = k1.selectbox("Metric", kinds, index=kinds.index(default_kind), format_func=METRIC_LABEL.get,
-                        key=f"data.scale.kind.{token}")  # fmt: skip
+    kind = k1.selectbox(
+        "Metric", kinds, index=kinds.index(default_kind), format_func=METRIC_LABEL.get, key=f"data.scale.kind.{token}"
+    )
     n_test = k2.number_input("Held-out points (the largest sizes)", 0, 20, 1, key="data.scale.test")
-    threshold = k3.number_input("Plateau threshold (gain per 10x)", min_value=1e-9, value=D.default_threshold(kind),
-                                format="%g", key=f"data.scale.threshold.{kind}")  # fmt: skip
+    threshold = k3.number_input(
+        "Plateau threshold (gain per 10x)",
+        min_value=1e-9,
+        value=D.default_threshold(kind),
+        format="%g",
+        key=f"data.scale.threshold.{kind}",
+    )
     if st.button("Fit", key="data.scale.fit", type="primary", icon=":material/show_chart:"):
         try:
             points = D.table_points(frame)

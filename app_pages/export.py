@@ -32,11 +32,14 @@ sample_set = "tree"
 if len(sets) > 1 or (sets and "tree" not in sets):
     names = list(sets)
     sample_set = st.selectbox(
-        "Sample set", names, index=names.index("tree") if "tree" in names else 0, key="export.set",
+        "Sample set",
+        names,
+        index=names.index("tree") if "tree" in names else 0,
+        key="export.set",
         format_func=lambda n: E.set_label(n, sets[n]),
         help="tree: leaf synthesis; baseline: the flat baseline; others: imported or rebalanced datasets "
         "(each row's provenance column says original or synthesized).",
-    )  # fmt: skip
+    )
 samples = project.samples(sample_set=sample_set)
 counts = project.sample_counts(sample_set=sample_set)
 cols = st.columns(3)

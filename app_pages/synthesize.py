@@ -54,8 +54,9 @@ def body() -> None:
     with st.container(border=True):
         st.markdown("##### :material/calculate: Estimate")
         if choice.empty:
-            st.info("Pick the leaves (or the node) to make samples for: the estimate follows.",
-                    icon=":material/ads_click:")  # fmt: skip
+            st.info(
+                "Pick the leaves (or the node) to make samples for: the estimate follows.", icon=":material/ads_click:"
+            )
         else:
             S.show_estimate(plan, project, settings)
 

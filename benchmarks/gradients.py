@@ -54,8 +54,10 @@ _TOPICS = [
 ]
 _CITIES = ["Lisbon", "Kyoto", "Nairobi", "Montreal", "Oslo", "Lima", "Hanoi", "Krakow", "Tunis", "Perth"]
 _LANGS = ["French", "Spanish", "German", "Italian", "Portuguese"]
-_FILLER = ("Please be careful, explain each step, and keep the answer self-contained so that a reader "
-           "who has not seen the question can still follow it from start to finish.")  # fmt: skip
+_FILLER = (
+    "Please be careful, explain each step, and keep the answer self-contained so that a reader "
+    "who has not seen the question can still follow it from start to finish."
+)
 
 
 def _pair(kind: int, rng: random.Random) -> tuple[str, str]:
@@ -326,13 +328,17 @@ def main(argv: list[str] | None = None) -> int:
     from treesynth_core.coverage.features.gradients import GradientFeaturizer
 
     began, load = time.perf_counter(), os.getloadavg()[0]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cuda={torch.cuda.is_available()}, "
-          f"load average {load:.1f} on {os.cpu_count()} cores")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, cuda={torch.cuda.is_available()}, "
+        f"load average {load:.1f} on {os.cpu_count()} cores"
+    )
     start = time.perf_counter()
     featurizer = GradientFeaturizer(args.model, dim=args.dim, seed=args.seed, max_tokens=args.tokens)
     n_params = sum(p.numel() for p in featurizer.model.parameters())
-    print(f"loaded {featurizer.name} ({n_params / 1e6:.1f}M parameters) on {featurizer.device} "
-          f"in {time.perf_counter() - start:.1f} s")  # fmt: skip
+    print(
+        f"loaded {featurizer.name} ({n_params / 1e6:.1f}M parameters) on {featurizer.device} "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
     pairs = bench_pairs(args.samples, seed=args.seed)
     lengths = [len(featurizer_encode(featurizer, p, r)[0]) for p, r in pairs]
     print(f"samples: {len(pairs)} prompt+response pairs of {min(lengths)}-{max(lengths)} tokens")
@@ -357,11 +363,15 @@ def main(argv: list[str] | None = None) -> int:
             floor += floor_time(featurizer, [batch])
             floor_cpu += time.process_time() - cpu
     n, n_floor = len(pairs), min(len(pairs), args.floor_batches * args.batch)
-    print(f"\nG-Vendi features: {n / ours:.2f} samples/s ({ours / n * 1000:.0f} ms/sample; {n} samples, batch "
-          f"{args.batch}, {args.tokens} tokens, d={args.dim})")  # fmt: skip
+    print(
+        f"\nG-Vendi features: {n / ours:.2f} samples/s ({ours / n * 1000:.0f} ms/sample; {n} samples, batch "
+        f"{args.batch}, {args.tokens} tokens, d={args.dim})"
+    )
     floor_ms, paired_ms = floor / n_floor * 1000, paired / n_floor * 1000
-    print(f"floor, plain forward+backward of the first {n_floor} samples' batches: {n_floor / floor:.2f} "
-          f"samples/s ({floor_ms:.0f} ms/sample; ours on them: {paired_ms:.0f} ms/sample)")  # fmt: skip
+    print(
+        f"floor, plain forward+backward of the first {n_floor} samples' batches: {n_floor / floor:.2f} "
+        f"samples/s ({floor_ms:.0f} ms/sample; ours on them: {paired_ms:.0f} ms/sample)"
+    )
     print(f"overhead ratio: {paired / floor:.2f} wall clock, {paired_cpu / floor_cpu:.2f} CPU time (target <= 1.3)")
 
     # 2. exact gradients: the naive method's first step, and the fidelity reference
@@ -370,8 +380,10 @@ def main(argv: list[str] | None = None) -> int:
         store = torch.from_file(str(path), shared=True, size=n * n_params, dtype=torch.bfloat16).view(n, n_params)
         start = time.perf_counter()
         grad_s, _ = exact_gradients(featurizer, pairs, store)
-        print(f"\nexact full gradients (batch 1, plain autograd): {grad_s / n:.2f} s/sample "
-              f"(+ {time.perf_counter() - start - grad_s:.0f} s keeping them as bf16 on disk)")  # fmt: skip
+        print(
+            f"\nexact full gradients (batch 1, plain autograd): {grad_s / n:.2f} s/sample "
+            f"(+ {time.perf_counter() - start - grad_s:.0f} s keeping them as bf16 on disk)"
+        )
         exact = gram(store)
         proj_s = naive_projection_time(featurizer, store, batch=args.naive_batch, fraction=args.naive_fraction)
         del store
@@ -383,18 +395,24 @@ def main(argv: list[str] | None = None) -> int:
     iu = np.triu_indices(n, 1)
     pearson = float(np.corrcoef(ours_cos[iu], exact_cos[iu])[0, 1])
     err = np.abs(ours_cos[iu] - exact_cos[iu])
-    print(f"fidelity on {n} samples ({len(iu[0])} pairs): Pearson {pearson:.4f} (target >= 0.95), "
-          f"|error| mean {err.mean():.4f}, max {err.max():.4f}; exact cosines "
-          f"{exact_cos[iu].min():.3f}..{exact_cos[iu].max():.3f} (sd {exact_cos[iu].std():.3f})")  # fmt: skip
+    print(
+        f"fidelity on {n} samples ({len(iu[0])} pairs): Pearson {pearson:.4f} (target >= 0.95), "
+        f"|error| mean {err.mean():.4f}, max {err.max():.4f}; exact cosines "
+        f"{exact_cos[iu].min():.3f}..{exact_cos[iu].max():.3f} (sd {exact_cos[iu].std():.3f})"
+    )
 
     naive = grad_s / n + proj_s
-    print(f"\nnaive: full gradient per sample, then a dense seeded Rademacher projection in chunks of "
-          f"{1 << 16:,} parameters with {args.naive_batch} gradients buffered: {naive:.2f} s/sample = "
-          f"{grad_s / n:.2f} s gradient + {proj_s:.2f} s projection")  # fmt: skip
+    print(
+        f"\nnaive: full gradient per sample, then a dense seeded Rademacher projection in chunks of "
+        f"{1 << 16:,} parameters with {args.naive_batch} gradients buffered: {naive:.2f} s/sample = "
+        f"{grad_s / n:.2f} s gradient + {proj_s:.2f} s projection"
+    )
     print(f"  (projection timed on {args.naive_fraction:.1%} of the chunks, scaled to all of them)")
     print(f"speedup over naive: {naive / (ours / n):.0f}x")
-    print(f"total {time.perf_counter() - began:.0f} s; load average now {os.getloadavg()[0]:.1f} (was {load:.1f}): "
-          "timings on a busy machine are noisy")  # fmt: skip
+    print(
+        f"total {time.perf_counter() - began:.0f} s; load average now {os.getloadavg()[0]:.1f} (was {load:.1f}): "
+        "timings on a busy machine are noisy"
+    )
     return 0
 
 

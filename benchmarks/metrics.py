@@ -89,8 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     data = {
         "vendi_big": {"n": args.n, "d": args.d, "seconds": big_s, "vendi": big_vendi},
         "check": {"n": args.n_check, "d": args.d, "orders": results, "max_abs_diff": worst, "limit": AGREEMENT},
-        "mean_cosine": {"n": args.n_check, "abs_diff": abs(cos - cos_brute), "seconds": cos_s,
-                        "brute_force_seconds": cos_brute_s, "time_ratio": cos_s / cos_brute_s},  # fmt: skip
+        "mean_cosine": {
+            "n": args.n_check,
+            "abs_diff": abs(cos - cos_brute),
+            "seconds": cos_s,
+            "brute_force_seconds": cos_brute_s,
+            "time_ratio": cos_s / cos_brute_s,
+        },
         "ok": worst < AGREEMENT,
     }
     if args.json:
@@ -99,12 +104,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Vendi of {args.n:,} x {args.d:,} float32 features (dual form): {big_s:.2f} s (score {big_vendi:.2f})")
         print(f"Dual vs brute force at n = {args.n_check:,}, d = {args.d:,}:")
         for q, r in results.items():
-            print(f"  q={q:<4} dual {r['dual']:.12f}  brute {r['brute_force']:.12f}  |diff| {r['abs_diff']:.2e}  "
-                  f"time dual/brute {r['time_ratio_dual_over_brute']:.3f} ({r['dual_s']:.3f} s / "
-                  f"{r['brute_force_s']:.3f} s)")  # fmt: skip
+            print(
+                f"  q={q:<4} dual {r['dual']:.12f}  brute {r['brute_force']:.12f}  |diff| {r['abs_diff']:.2e}  "
+                f"time dual/brute {r['time_ratio_dual_over_brute']:.3f} ({r['dual_s']:.3f} s / "
+                f"{r['brute_force_s']:.3f} s)"
+            )
         print(f"  max |diff| {worst:.2e} (limit {AGREEMENT:g}): {'OK' if data['ok'] else 'FAIL'}")
-        print(f"Mean pairwise cosine, sum trick vs explicit matrix: |diff| {data['mean_cosine']['abs_diff']:.2e}, "
-              f"time ratio {data['mean_cosine']['time_ratio']:.3f}")  # fmt: skip
+        print(
+            f"Mean pairwise cosine, sum trick vs explicit matrix: |diff| {data['mean_cosine']['abs_diff']:.2e}, "
+            f"time ratio {data['mean_cosine']['time_ratio']:.3f}"
+        )
     return 0 if data["ok"] else 1
 
 

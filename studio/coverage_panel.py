@@ -167,8 +167,12 @@ def points(project: Project, kind: str, seed: int = 0) -> tuple[list[MapPoint], 
     samples = all_samples(project)
     try:
         X = ensure_features(project, samples, StoredFeatures(kind))
-        key = map_cache_key(kind, [s.id for s in samples], np.asarray(X, dtype=np.float32),
-                            {"seed": seed, "n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"})  # fmt: skip
+        key = map_cache_key(
+            kind,
+            [s.id for s in samples],
+            np.asarray(X, dtype=np.float32),
+            {"seed": seed, "n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"},
+        )
         if project.get_blob(key) is not None:
             return map_points(project, samples, X, kind, seed=seed), 0
     except FeaturesMissing:
@@ -183,8 +187,9 @@ def points(project: Project, kind: str, seed: int = 0) -> tuple[list[MapPoint], 
 def job_progress(project: Project, job: jobs.JobState) -> None:
     """A running coverage job: progress bar, its note and a Stop button."""
     done = f"{job.done} of {job.total}" if job.total else f"{job.done}"
-    widgets.job_progress(project, job, key="coverage", label=JOB_LABELS.get(job.kind, job.kind),
-                         status=f"{done} {job.message}")  # fmt: skip
+    widgets.job_progress(
+        project, job, key="coverage", label=JOB_LABELS.get(job.kind, job.kind), status=f"{done} {job.message}"
+    )
 
 
 def job_outcome(job: jobs.JobState | None) -> None:
@@ -245,8 +250,13 @@ def leaf_table(rep: dict[str, Any]) -> None:
 def comparison(rep: dict[str, Any]) -> None:
     """Tree vs flat baseline at equal n, and diversity against n for both."""
     sets = rep["sets"]
-    keys = [("Vendi", "vendi"), ("G-Vendi", "g_vendi"), ("mean cosine", "mean_cosine"),
-            ("distinct-1", "distinct_1"), ("distinct-2", "distinct_2")]  # fmt: skip
+    keys = [
+        ("Vendi", "vendi"),
+        ("G-Vendi", "g_vendi"),
+        ("mean cosine", "mean_cosine"),
+        ("distinct-1", "distinct_1"),
+        ("distinct-2", "distinct_2"),
+    ]
     table = {"score": [label for label, _ in keys]}
     for name, scores in sets.items():
         table[name] = [_fmt(scores.get(key), 3) for _, key in keys]
@@ -255,10 +265,17 @@ def comparison(rep: dict[str, Any]) -> None:
 
     fig = go.Figure()
     for name, rows in rep["curve"].items():
-        fig.add_trace(go.Scatter(x=[r["n"] for r in rows], y=[r["vendi"] for r in rows], mode="lines+markers",
-                                 name=name))  # fmt: skip
-    fig.update_layout(title="Diversity (Vendi) against n", xaxis_title="n", yaxis_title="Vendi",
-                      template="plotly_white", height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+        fig.add_trace(
+            go.Scatter(x=[r["n"] for r in rows], y=[r["vendi"] for r in rows], mode="lines+markers", name=name)
+        )
+    fig.update_layout(
+        title="Diversity (Vendi) against n",
+        xaxis_title="n",
+        yaxis_title="Vendi",
+        template="plotly_white",
+        height=320,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )
     st.plotly_chart(fig, key="coverage.curve")
 
 
@@ -269,10 +286,16 @@ def scatter(pts: list[MapPoint], color_by: str, highlight: set[str], title: str)
     fig = figure(pts, color_by=color_by, title=title)
     marked = [p for p in pts if p.leaf_id in highlight]
     if marked:
-        fig.add_trace(go.Scatter(x=[p.x for p in marked], y=[p.y for p in marked], mode="markers",
-                                 name="chosen leaf", hoverinfo="skip",
-                                 marker={"size": 13, "color": "rgba(0,0,0,0)",
-                                         "line": {"width": 2, "color": "#d62728"}}))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=[p.x for p in marked],
+                y=[p.y for p in marked],
+                mode="markers",
+                name="chosen leaf",
+                hoverinfo="skip",
+                marker={"size": 13, "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": "#d62728"}},
+            )
+        )
     return fig
 
 
@@ -316,22 +339,38 @@ def selection_list(chosen: list[MapPoint]) -> None:
     leaves = selected_leaves(chosen)
     labels = {p.leaf_id: p.leaf_label for p in chosen}
     flat = len(chosen) - sum(leaves.values())
-    st.markdown(f"**{len(chosen)} samples selected** in {len(leaves)} leaves"
-                + (f" and {flat} from the flat baseline" if flat else "") + ":")  # fmt: skip
+    st.markdown(
+        f"**{len(chosen)} samples selected** in {len(leaves)} leaves"
+        + (f" and {flat} from the flat baseline" if flat else "")
+        + ":"
+    )
     for leaf_id, count in sorted(leaves.items(), key=lambda item: labels[item[0]]):
         st.markdown(f"- {md(labels[leaf_id])} :gray-badge[{count} sample{'s' if count != 1 else ''}]")
-    st.dataframe({"path": [p.path for p in chosen], "sample": [p.text for p in chosen]}, key="coverage.selection",
-                 hide_index=True, width="stretch")  # fmt: skip
+    st.dataframe(
+        {"path": [p.path for p in chosen], "sample": [p.text for p in chosen]},
+        key="coverage.selection",
+        hide_index=True,
+        width="stretch",
+    )
 
 
 def downloads(pts: list[MapPoint], color_by: str, title: str) -> None:
     """Download the map as an interactive HTML page or a PNG (made only when clicked)."""
     left, right, _ = st.columns([1, 1, 2])
-    for col, fmt, mime, icon in ((left, "html", "text/html", ":material/code:"),
-                                 (right, "png", "image/png", ":material/image:")):  # fmt: skip
-        col.download_button(f"Download the map as {fmt.upper()}", data=_deferred(pts, fmt, color_by, title),
-                            file_name=f"map.{fmt}", mime=mime, key=f"coverage.download_{fmt}", icon=icon,
-                            on_click="ignore", width="stretch")  # fmt: skip
+    for col, fmt, mime, icon in (
+        (left, "html", "text/html", ":material/code:"),
+        (right, "png", "image/png", ":material/image:"),
+    ):
+        col.download_button(
+            f"Download the map as {fmt.upper()}",
+            data=_deferred(pts, fmt, color_by, title),
+            file_name=f"map.{fmt}",
+            mime=mime,
+            key=f"coverage.download_{fmt}",
+            icon=icon,
+            on_click="ignore",
+            width="stretch",
+        )
 
 
 def _deferred(pts: list[MapPoint], fmt: str, color_by: str, title: str) -> Any:

@@ -92,8 +92,13 @@ def job_progress(project: Project, job: jobs.JobState) -> None:
     """A running job: progress bar, its note and a Stop button."""
     unit = JOB_UNITS.get(job.kind, "")
     done = f"{job.done:,} of {job.total:,} {unit}" if job.total else f"{job.done:,} {unit}"
-    widgets.job_progress(project, job, key="data", label=JOB_LABELS.get(job.kind, job.kind),
-                         status=f"{done.strip()} \u2014 {job.message}" if job.message else done)  # fmt: skip
+    widgets.job_progress(
+        project,
+        job,
+        key="data",
+        label=JOB_LABELS.get(job.kind, job.kind),
+        status=f"{done.strip()} \u2014 {job.message}" if job.message else done,
+    )
 
 
 def job_outcome(job: jobs.JobState | None) -> None:
@@ -229,8 +234,13 @@ def import_params(
     path: Path, cmap: ColumnMap, *, sample_set: str, encoding: str, skip_empty: bool, fmt: str | None
 ) -> dict[str, Any]:
     """The ``import`` job's params."""
-    params: dict[str, Any] = {"file": str(path), "map": cmap.columns(), "sample_set": sample_set,
-                              "encoding": encoding or "utf-8", "skip_empty": skip_empty}  # fmt: skip
+    params: dict[str, Any] = {
+        "file": str(path),
+        "map": cmap.columns(),
+        "sample_set": sample_set,
+        "encoding": encoding or "utf-8",
+        "skip_empty": skip_empty,
+    }
     if fmt:
         params["format"] = fmt
     return params
@@ -278,8 +288,12 @@ def set_kind(name: str) -> str:
 
 
 def sets_table(sets: dict[str, int]) -> None:
-    st.dataframe({"sample set": list(sets), "samples": list(sets.values()), "what": [set_kind(n) for n in sets]},
-                 key="data.sets", hide_index=True, width="stretch")  # fmt: skip
+    st.dataframe(
+        {"sample set": list(sets), "samples": list(sets.values()), "what": [set_kind(n) for n in sets]},
+        key="data.sets",
+        hide_index=True,
+        width="stretch",
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -288,8 +302,14 @@ def _first_rows(_project: Project, key: tuple[Any, ...], sample_set: str, n: int
     rows = []
     for sample in _project.samples(sample_set=sample_set)[:n]:
         where = path_label(tree, sample.leaf_id) if sample.leaf_id in tree.nodes else "(not routed)"
-        rows.append({"instruction": _cell(sample.instruction), "response": _cell(sample.response or ""),
-                     "leaf": where, "provenance": str(sample.extra.get("provenance", ""))})  # fmt: skip
+        rows.append(
+            {
+                "instruction": _cell(sample.instruction),
+                "response": _cell(sample.response or ""),
+                "leaf": where,
+                "provenance": str(sample.extra.get("provenance", "")),
+            }
+        )
     return rows
 
 
@@ -309,8 +329,9 @@ def has_no_leaves(tree: Tree) -> bool:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _route_view(_project: Project, key: tuple[Any, ...], sample_set: str, preferred: str | None,
-                total: int) -> dict[str, Any] | None:  # fmt: skip
+def _route_view(
+    _project: Project, key: tuple[Any, ...], sample_set: str, preferred: str | None, total: int
+) -> dict[str, Any] | None:
     tree = _project.tree()
     routes = {router: current_routes(_project, router, sample_set=sample_set) for router in ROUTERS}
     order = [preferred, *[r for r in ROUTERS if r != preferred]] if preferred in ROUTERS else list(ROUTERS)
@@ -321,8 +342,9 @@ def _route_view(_project: Project, key: tuple[Any, ...], sample_set: str, prefer
     other = next(r for r in ROUTERS if r != router)
     report["router"] = router
     report["agreement"] = {**agreement(routes[router], routes[other]), "other": other} if routes[other] else None
-    report["leaves"] = [{"path": path_label(tree, leaf.id), "count": report["per_leaf"].get(leaf.id, 0)}
-                        for leaf in tree.leaves()]  # fmt: skip
+    report["leaves"] = [
+        {"path": path_label(tree, leaf.id), "count": report["per_leaf"].get(leaf.id, 0)} for leaf in tree.leaves()
+    ]
     return report
 
 
@@ -356,19 +378,37 @@ def route_summary(report: dict[str, Any]) -> None:
     if agree and agree["rate"] is not None:
         first = agree["first_level_rate"]
         other = ROUTER_NAMES.get(agree["other"], agree["other"])
-        st.metric(f"Agreement with the {other} router", f"{agree['rate']:.0%}",
-                  help=f"Same leaf (or the same 'none fits' node) on the {agree['n']} samples both routers placed; "
-                  f"same first level: {first:.0%}.", border=True)  # fmt: skip
+        st.metric(
+            f"Agreement with the {other} router",
+            f"{agree['rate']:.0%}",
+            help=f"Same leaf (or the same 'none fits' node) on the {agree['n']} samples both routers placed; "
+            f"same first level: {first:.0%}.",
+            border=True,
+        )
         did = agree.get("other_status") or {}
-        st.caption(md(f"On those {agree['n']} samples the {other} router put {did.get('leaf', 0)} in a leaf, found "
-                      f"that no value fits for {did.get('none', 0)} and could not classify {did.get('error', 0)}."
-                      + (" A small model that answers 'none of these' to everything shows up here: route with the "
-                         "embedding router then." if did.get("none", 0) == agree["n"] else "")))  # fmt: skip
+        st.caption(
+            md(
+                f"On those {agree['n']} samples the {other} router put {did.get('leaf', 0)} in a leaf, found "
+                f"that no value fits for {did.get('none', 0)} and could not classify {did.get('error', 0)}."
+                + (
+                    " A small model that answers 'none of these' to everything shows up here: route with the "
+                    "embedding router then."
+                    if did.get("none", 0) == agree["n"]
+                    else ""
+                )
+            )
+        )
     if report["none_fits_at"]:
         st.markdown("**Where \u201cnone fits\u201d stopped**")
-        st.dataframe({"stopped at": [row["path"] for row in report["none_fits_at"]],
-                      "samples": [row["count"] for row in report["none_fits_at"]]},
-                     key="data.route.none", hide_index=True, width="stretch")  # fmt: skip
+        st.dataframe(
+            {
+                "stopped at": [row["path"] for row in report["none_fits_at"]],
+                "samples": [row["count"] for row in report["none_fits_at"]],
+            },
+            key="data.route.none",
+            hide_index=True,
+            width="stretch",
+        )
     leaves = report["leaves"]
     empty = sum(1 for row in leaves if row["count"] == 0)
     st.caption(f"{len(leaves)} leaves, {empty} of them empty.")
@@ -377,8 +417,9 @@ def route_summary(report: dict[str, Any]) -> None:
 
 def _bar_layout(fig: Any, title: str, n: int) -> None:
     legend = {"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"}
-    fig.update_layout(title=title, template="plotly_white", height=360, legend=legend,
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    fig.update_layout(
+        title=title, template="plotly_white", height=360, legend=legend, margin={"l": 10, "r": 10, "t": 40, "b": 10}
+    )
     fig.update_xaxes(showticklabels=n <= SHOW_TICKS, title="leaf (hover for its path)")
     fig.update_yaxes(title="samples")
 
@@ -389,8 +430,14 @@ def leaf_figure(leaves: Sequence[dict[str, Any]]) -> Any:
 
     rows = sorted(leaves, key=lambda row: -row["count"])
     paths = [html.escape(row["path"], quote=False) for row in rows]
-    fig = go.Figure(go.Bar(x=paths, y=[row["count"] for row in rows], marker_color="#1f77b4",
-                           hovertemplate="%{x}<br>%{y} samples<extra></extra>"))  # fmt: skip
+    fig = go.Figure(
+        go.Bar(
+            x=paths,
+            y=[row["count"] for row in rows],
+            marker_color="#1f77b4",
+            hovertemplate="%{x}<br>%{y} samples<extra></extra>",
+        )
+    )
     _bar_layout(fig, "Samples per leaf", len(rows))
     return fig
 
@@ -404,13 +451,15 @@ def _tree_stamp(tree: Tree) -> tuple[str, tuple[str, ...]]:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _plan(_project: Project, key: tuple[Any, ...], source: str, per_leaf: int, seed: int,
-          target: str) -> dict[str, Any]:  # fmt: skip
+def _plan(
+    _project: Project, key: tuple[Any, ...], source: str, per_leaf: int, seed: int, target: str
+) -> dict[str, Any]:
     from treesynth_core.data.balance import plan_balance
 
     samples = _project.samples(sample_set=source)
-    return plan_balance(_project.tree(), samples, per_leaf=per_leaf, seed=seed, source_set=source,
-                        target_set=target).to_dict()  # fmt: skip
+    return plan_balance(
+        _project.tree(), samples, per_leaf=per_leaf, seed=seed, source_set=source, target_set=target
+    ).to_dict()
 
 
 def balance_plan(project: Project, source: str, *, per_leaf: int, seed: int, target: str) -> dict[str, Any]:
@@ -431,8 +480,10 @@ def shortfall_cost(
     options = shortfall_options(per_leaf, targets, responses=responses)
     kept = {row["leaf_id"]: row["kept"] for row in plan["leaves"]}
     calls = plan_synthesis(project.tree(), kept, options, model=model_name(settings), settings=settings).calls
-    return (f"Synthesizing the {plan['to_synthesize']:,} missing samples takes about {calls:,} LLM calls, about "
-            f"{duration(seconds_for(calls, project, settings))} on {settings.describe()}.")  # fmt: skip
+    return (
+        f"Synthesizing the {plan['to_synthesize']:,} missing samples takes about {calls:,} LLM calls, about "
+        f"{duration(seconds_for(calls, project, settings))} on {settings.describe()}."
+    )
 
 
 def plan_view(plan: dict[str, Any], note: str | None = None) -> None:
@@ -442,29 +493,45 @@ def plan_view(plan: dict[str, Any], note: str | None = None) -> None:
         ("Kept", plan["kept"], "Originals kept (a seeded random per-leaf target of each crowded leaf)."),
         ("Dropped", plan["dropped"], "Originals left out of crowded leaves (the source set keeps them)."),
         ("To synthesize", plan["to_synthesize"], "Samples the LLM writes in short, approved leaves."),
-        ("Unrouted", plan["unrouted"], "Samples no router placed in a leaf ('none fits', errors, new): they are "
-         "left out of the new set."),
-        ("Not approved", len(plan["skipped_leaves"]), "Short leaves with nothing synthesized: "
-         "approve them on the Tree page to fill them."),
-    ]  # fmt: skip
+        (
+            "Unrouted",
+            plan["unrouted"],
+            "Samples no router placed in a leaf ('none fits', errors, new): they are left out of the new set.",
+        ),
+        (
+            "Not approved",
+            len(plan["skipped_leaves"]),
+            "Short leaves with nothing synthesized: approve them on the Tree page to fill them.",
+        ),
+    ]
     for col, (label, value, hint) in zip(cols, cards, strict=True):
         col.metric(label, value, help=hint, border=True)
     if note:
         st.caption(f":material/schedule: {md(note)}")
     leaves = plan["leaves"]
-    st.dataframe({"leaf": [row["path"] for row in leaves], "before": [row["before"] for row in leaves],
-                  "kept": [row["kept"] for row in leaves], "dropped": [row["dropped"] for row in leaves],
-                  "synthesize": [row["synthesize"] for row in leaves],
-                  "approved": [row["approved"] for row in leaves]},
-                 key="data.balance.plan", hide_index=True, width="stretch")  # fmt: skip
+    st.dataframe(
+        {
+            "leaf": [row["path"] for row in leaves],
+            "before": [row["before"] for row in leaves],
+            "kept": [row["kept"] for row in leaves],
+            "dropped": [row["dropped"] for row in leaves],
+            "synthesize": [row["synthesize"] for row in leaves],
+            "approved": [row["approved"] for row in leaves],
+        },
+        key="data.balance.plan",
+        hide_index=True,
+        width="stretch",
+    )
 
 
 def before_after(project: Project, source: str, target: str) -> list[dict[str, Any]]:
     """Samples per leaf in ``source`` (before) and ``target`` (after)."""
     tree = project.tree()
     before, after = project.sample_counts(sample_set=source), project.sample_counts(sample_set=target)
-    return [{"leaf": path_label(tree, leaf.id), "before": before.get(leaf.id, 0), "after": after.get(leaf.id, 0)}
-            for leaf in tree.leaves()]  # fmt: skip
+    return [
+        {"leaf": path_label(tree, leaf.id), "before": before.get(leaf.id, 0), "after": after.get(leaf.id, 0)}
+        for leaf in tree.leaves()
+    ]
 
 
 def still_missing(project: Project, target: str, per_leaf: int) -> int:
@@ -495,8 +562,15 @@ def before_after_figure(rows: Sequence[dict[str, Any]]) -> Any:
     paths = [html.escape(row["leaf"], quote=False) for row in rows]
     fig = go.Figure()
     for name, colour in (("before", "#9e9e9e"), ("after", "#2ca02c")):
-        fig.add_trace(go.Bar(x=paths, y=[row[name] for row in rows], name=name, marker_color=colour,
-                             hovertemplate=f"%{{x}}<br>{name}: %{{y}}<extra></extra>"))  # fmt: skip
+        fig.add_trace(
+            go.Bar(
+                x=paths,
+                y=[row[name] for row in rows],
+                name=name,
+                marker_color=colour,
+                hovertemplate=f"%{{x}}<br>{name}: %{{y}}<extra></extra>",
+            )
+        )
     fig.update_layout(barmode="group")
     _bar_layout(fig, "Samples per leaf, before and after", len(rows))
     return fig
@@ -528,19 +602,36 @@ def balance_scores(project: Project, source: str, target: str, *, seed: int = 0)
 
 def scores_view(scores: dict[str, Any]) -> None:
     before, after = scores["sets"].get("before", {}), scores["sets"].get("after", {})
-    keys = [("Vendi", "vendi"), ("G-Vendi", "g_vendi"), ("mean cosine", "mean_cosine"),
-            ("distinct-1", "distinct_1"), ("distinct-2", "distinct_2")]  # fmt: skip
+    keys = [
+        ("Vendi", "vendi"),
+        ("G-Vendi", "g_vendi"),
+        ("mean cosine", "mean_cosine"),
+        ("distinct-1", "distinct_1"),
+        ("distinct-2", "distinct_2"),
+    ]
     cards = [(label, key) for label, key in keys[:3] if after.get(key) is not None or before.get(key) is not None]
     cols = st.columns(len(cards) + 1)
     for col, (label, key) in zip(cols, cards, strict=False):
         now, then = after.get(key), before.get(key)
         delta = None if now is None or then is None else f"{now - then:+.2f} vs before"
-        col.metric(f"{label} after", _fmt(now), delta=delta, help=f"Before: {_fmt(then)}.", border=True,
-                   delta_color="inverse" if key == "mean_cosine" else "normal")  # fmt: skip
+        col.metric(
+            f"{label} after",
+            _fmt(now),
+            delta=delta,
+            help=f"Before: {_fmt(then)}.",
+            border=True,
+            delta_color="inverse" if key == "mean_cosine" else "normal",
+        )
     cols[-1].metric("n", scores["n"], help="Both sets are scored on seeded subsamples of this size.", border=True)
-    st.dataframe({"score": [label for label, _ in keys], "before": [_fmt(before.get(k), 3) for _, k in keys],
-                  "after": [_fmt(after.get(k), 3) for _, k in keys]},
-                 key="data.balance.scores", hide_index=True)  # fmt: skip
+    st.dataframe(
+        {
+            "score": [label for label, _ in keys],
+            "before": [_fmt(before.get(k), 3) for _, k in keys],
+            "after": [_fmt(after.get(k), 3) for _, k in keys],
+        },
+        key="data.balance.scores",
+        hide_index=True,
+    )
     for note in scores.get("notes", []):
         st.caption(md(note))
 
@@ -556,8 +647,14 @@ def _fmt(value: Any, digits: int = 2) -> str:
 #: SynthLLM (Qin et al., arXiv 2503.19551) Table 1: MATH accuracy (%) of Llama-3.1-8B against billions of
 #: synthetic tokens; 4.5B is measured, 10B..4T are the paper's extrapolations (tests/fixtures/synthllm_table1.csv).
 EXAMPLE_POINTS: tuple[tuple[float, float], ...] = (
-    (4.5, 71.3), (10.0, 73.2), (50.0, 78.6), (250.0, 81.4), (300.0, 81.6), (1000.0, 82.6), (4000.0, 83.2),
-)  # fmt: skip
+    (4.5, 71.3),
+    (10.0, 73.2),
+    (50.0, 78.6),
+    (250.0, 81.4),
+    (300.0, 81.6),
+    (1000.0, 82.6),
+    (4000.0, 83.2),
+)
 EXAMPLE_NOTE = (
     "SynthLLM (Qin et al., arXiv 2503.19551) Table 1: MATH accuracy (%) of Llama-3.1-8B fine-tuned on D billion "
     "synthetic tokens; 4.5B is measured, 10B to 4T are the paper's own extrapolations."
@@ -568,8 +665,9 @@ def points_frame(points: Sequence[tuple[float, float]]) -> Any:
     """An editable table of (size, metric) rows."""
     import pandas as pd
 
-    return pd.DataFrame({"size": [float(s) for s, _ in points], "metric": [float(m) for _, m in points]},
-                        dtype="float64")  # fmt: skip
+    return pd.DataFrame(
+        {"size": [float(s) for s, _ in points], "metric": [float(m) for _, m in points]}, dtype="float64"
+    )
 
 
 def _number(value: Any) -> float | None:
@@ -601,8 +699,9 @@ def table_points(frame: Any) -> list[Point]:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def fit(points: tuple[Point, ...], kind: MetricKind, n_test: int | None, threshold: float,
-        model: str = "") -> ScalingReport:  # fmt: skip
+def fit(
+    points: tuple[Point, ...], kind: MetricKind, n_test: int | None, threshold: float, model: str = ""
+) -> ScalingReport:
     """:func:`scaling.fit_report` (seed 0), cached: the same points give the same fit."""
     return fit_report(list(points), metric_kind=kind, n_test=n_test, threshold=threshold, seed=0, model=model)
 
@@ -620,36 +719,70 @@ def fit_view(report: ScalingReport, *, size_label: str = "size") -> None:
     cols = st.columns(3)
     unit = "points" if report.metric_kind == "accuracy_percent" else "of the metric"
     hint = f"The size ({size_label}) beyond which 10x more data gains less than {report.threshold:g} {unit}."
-    cols[0].metric(f"Plateau, rectified law ({size_label})", _size(report.plateau.get("rectified")), border=True,
-                   help=hint)  # fmt: skip
+    cols[0].metric(
+        f"Plateau, rectified law ({size_label})", _size(report.plateau.get("rectified")), border=True, help=hint
+    )
     cols[1].metric(f"Plateau, power law ({size_label})", _size(report.plateau.get("power")), border=True, help=hint)
     preferred = report.preferred
-    cols[2].metric("Better on held-out points", preferred or "\u2013 (no held-out points)", border=True,
-                   help="The law with the lower RMSE on the held-out (largest) sizes.")  # fmt: skip
-    columns = ["law", "B", "D_l", "beta", "E", "B / D_l", "ceiling", "fit RMSE", "held-out RMSE",
-               "held-out max |error|", "plateau"]  # fmt: skip
+    cols[2].metric(
+        "Better on held-out points",
+        preferred or "\u2013 (no held-out points)",
+        border=True,
+        help="The law with the lower RMSE on the held-out (largest) sizes.",
+    )
+    columns = [
+        "law",
+        "B",
+        "D_l",
+        "beta",
+        "E",
+        "B / D_l",
+        "ceiling",
+        "fit RMSE",
+        "held-out RMSE",
+        "held-out max |error|",
+        "plateau",
+    ]
     rows: dict[str, list[Any]] = {column: [] for column in columns}
     for law, law_fit in report.fits.items():
         held = report.held_out.get(law)
-        values = [law, law_fit.B, law_fit.D_l if law == "rectified" else None, law_fit.beta, law_fit.E,
-                  law_fit.initial_gap, report.ceiling(law), law_fit.rmse, held.rmse if held else None,
-                  held.max_abs_error if held else None, report.plateau.get(law)]  # fmt: skip
+        values = [
+            law,
+            law_fit.B,
+            law_fit.D_l if law == "rectified" else None,
+            law_fit.beta,
+            law_fit.E,
+            law_fit.initial_gap,
+            report.ceiling(law),
+            law_fit.rmse,
+            held.rmse if held else None,
+            held.max_abs_error if held else None,
+            report.plateau.get(law),
+        ]
         for column, value in zip(rows, values, strict=True):
             rows[column].append(value if isinstance(value, str) else _fmt4(value))
     st.dataframe(rows, key="data.scale.fits", hide_index=True, width="stretch")
-    st.caption(f"Fitted on {len(report.fit_points)} points, {len(report.test_points)} held out. The laws are "
-               f"fitted to {FITTED_AS[report.metric_kind]}; the ceiling is the metric as the data grows without "
-               "bound.")  # fmt: skip
+    st.caption(
+        f"Fitted on {len(report.fit_points)} points, {len(report.test_points)} held out. The laws are "
+        f"fitted to {FITTED_AS[report.metric_kind]}; the ceiling is the metric as the data grows without "
+        "bound."
+    )
     for note in report.notes:
         st.caption(md(note))
     if report.extrapolation:
         ext = report.extrapolation
-        st.dataframe({"size": [_fmt4(row["size"]) for row in ext],
-                      **{law: [_fmt4(row.get(law)) for row in ext] for law in report.fits}},
-                     key="data.scale.extrapolation", hide_index=True)  # fmt: skip
+        st.dataframe(
+            {
+                "size": [_fmt4(row["size"]) for row in ext],
+                **{law: [_fmt4(row.get(law)) for row in ext] for law in report.fits},
+            },
+            key="data.scale.extrapolation",
+            hide_index=True,
+        )
     title = "Scaling law" + (f": {html.escape(report.model, quote=False)}" if report.model else "")
-    st.plotly_chart(scaling_plot(report, size_label=html.escape(size_label, quote=False), title=title),
-                    key="data.scale.figure")  # fmt: skip
+    st.plotly_chart(
+        scaling_plot(report, size_label=html.escape(size_label, quote=False), title=title), key="data.scale.figure"
+    )
 
 
 def _fmt4(value: Any) -> str:

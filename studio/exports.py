@@ -13,8 +13,13 @@ from treesynth_core.store import Project
 from treesynth_core.store.samples import TREE_SET
 
 EXTENSIONS: dict[str, str] = {"jsonl": ".jsonl", "parquet": ".parquet", "hf": ""}
-MIME = {".jsonl": "application/jsonl", ".parquet": "application/vnd.apache.parquet", ".json": "application/json",
-        ".md": "text/markdown", ".zip": "application/zip"}  # fmt: skip
+MIME = {
+    ".jsonl": "application/jsonl",
+    ".parquet": "application/vnd.apache.parquet",
+    ".json": "application/json",
+    ".md": "text/markdown",
+    ".zip": "application/zip",
+}
 
 
 @dataclass(frozen=True)

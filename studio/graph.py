@@ -504,10 +504,11 @@ def build_graph(
     nodes: list[dict[str, Any]] = []
     edges: list[dict[str, Any]] = []
     labels = {
-        node_id: node_label(tree, tree.nodes[node_id], hidden=visible.folded.get(node_id, 0),
-                            samples=counts.get(node_id, 0))
+        node_id: node_label(
+            tree, tree.nodes[node_id], hidden=visible.folded.get(node_id, 0), samples=counts.get(node_id, 0)
+        )
         for node_id in visible.ids
-    }  # fmt: skip
+    }
     positions = tidy_layout(
         tree,
         visible.ids,
@@ -534,8 +535,16 @@ def build_graph(
             "on_path": node_id in path,
             "tip": tooltip(tree, node, samples=samples, status=status),
         }
-        item.update(node_style(status, locked=node.locked, sampled=bool(node.pool), highlighted=node_id in marked,
-                               on_path=node_id in path, flagged=bool(node.flag)))  # fmt: skip
+        item.update(
+            node_style(
+                status,
+                locked=node.locked,
+                sampled=bool(node.pool),
+                highlighted=node_id in marked,
+                on_path=node_id in path,
+                flagged=bool(node.flag),
+            )
+        )
         nodes.append(item)
         if node.parent_id is not None:
             lit = node_id in marked or node_id in path
@@ -550,7 +559,7 @@ def build_graph(
                         "color": HIGHLIGHT_BORDER if lit else EDGE_COLOR,
                         "highlight": SELECTED_BORDER,
                         "hover": EDGE_HOVER,
-                    },  # fmt: skip
+                    },
                     "width": 3 if lit else 1.5,
                 }
             )

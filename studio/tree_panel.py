@@ -578,9 +578,12 @@ def count_set_picker(project: Project, state: AppState) -> str:
         state.count_set = st.session_state["tree.count_set"]
 
     state.count_set = st.selectbox(
-        "Counts shown on the tree", names, index=names.index(state.count_set), key="tree.count_set",
-        format_func=lambda name: f"{name} ({plural(sets.get(name, 0), 'sample')})", on_change=chosen,
-        help="Per-node sample counts of this set: compare an imported dataset (before) with its balanced set "
-        "(after).",
-    )  # fmt: skip
+        "Counts shown on the tree",
+        names,
+        index=names.index(state.count_set),
+        key="tree.count_set",
+        format_func=lambda name: f"{name} ({plural(sets.get(name, 0), 'sample')})",
+        on_change=chosen,
+        help="Per-node sample counts of this set: compare an imported dataset (before) with its balanced set (after).",
+    )
     return state.count_set

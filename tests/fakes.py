@@ -57,8 +57,12 @@ class ScriptedLLM:
                 return item
             return ChatResult(text=item, model=self.model, prompt_tokens=10, completion_tokens=10)
         text = getattr(self, f"_{purpose}", self._plain)(request)
-        return ChatResult(text=text, model=self.model, prompt_tokens=len(request.messages[-1][1]) // 4,
-                          completion_tokens=len(text) // 4)  # fmt: skip
+        return ChatResult(
+            text=text,
+            model=self.model,
+            prompt_tokens=len(request.messages[-1][1]) // 4,
+            completion_tokens=len(text) // 4,
+        )
 
     async def aclose(self) -> None:
         self.closed = True

@@ -479,8 +479,13 @@ def test_metric_counts_are_compact():
     from studio.synth_panel import compact
 
     assert [compact(n) for n in (0, 950, 1_000, 12_345, 118_452, 4_200_000)] == [
-        "0", "950", "1.0k", "12.3k", "118k", "4.2M"
-    ]  # fmt: skip
+        "0",
+        "950",
+        "1.0k",
+        "12.3k",
+        "118k",
+        "4.2M",
+    ]
 
 
 def test_synthesize_picked_leaves_with_responses(projects):
@@ -649,8 +654,7 @@ def test_tree_page_shows_the_counts_of_a_chosen_sample_set(projects):
     folder = next(p for p in projects.iterdir() if p.is_dir())
     with Project.open(folder) as project:
         leaf = project.tree().leaves()[0]
-        import_file(project, resolve("example:humaneval")[0], ColumnMap(instruction="prompt"), sample_set="he",
-                    limit=5)  # fmt: skip
+        import_file(project, resolve("example:humaneval")[0], ColumnMap(instruction="prompt"), sample_set="he", limit=5)
         ids = [s.id for s in project.samples(sample_set="he")]
         project.assign_leaves({i: (leaf.id, []) for i in ids})
     at.switch_page(TREE)

@@ -107,8 +107,7 @@ def test_features_scores_map_baseline_and_gaps(fakes):
     leaves = at.dataframe[0].value
     assert len(leaves) == 56 and {"path", "Vendi", "flags"} <= set(leaves.columns)
     assert len(at.get("plotly_chart")) == 1  # the map
-    assert [b.proto.label for b in at.get("download_button")] == ["Download the map as HTML",
-                                                                  "Download the map as PNG"]  # fmt: skip
+    assert [b.proto.label for b in at.get("download_button")] == ["Download the map as HTML", "Download the map as PNG"]
     assert "coverage.show_baseline" not in [c.key for c in at.checkbox]  # no baseline yet
     assert "No flat baseline yet" in texts(at)
     leaf = at.selectbox(key="coverage.leaf").options[1]
@@ -184,8 +183,9 @@ def test_selection_maps_customdata_to_points():
     from studio import coverage_panel as C
 
     pts = [M.MapPoint(i, float(i), 0.0, f"leaf{i % 2}", f"L{i % 2}", f"path {i}", text=f"s{i}") for i in range(4)]
-    event = SimpleNamespace(selection=SimpleNamespace(points=[{"customdata": [1, "leaf1"]}, {"customdata": [3, "x"]},
-                                                              {"point_index": 0}]))  # fmt: skip
+    event = SimpleNamespace(
+        selection=SimpleNamespace(points=[{"customdata": [1, "leaf1"]}, {"customdata": [3, "x"]}, {"point_index": 0}])
+    )
     assert [p.sample_id for p in C.selected(event, pts)] == [1, 3]
     assert C.selected(None, pts) == []
     fig = C.scatter(pts, "leaf", {"leaf0"}, "t")

@@ -21,9 +21,15 @@ from treesynth_core.tree import model as T
 @pytest.fixture
 def project(tmp_path):
     with Project.create(tmp_path / "p", task="Math word problems", style="GSM8K-style") as p:
+
         def build(tree: T.Tree) -> T.Tree:
-            tree = T.attach_split(tree, tree.root_id, criterion="Operation", values=["addition", "division"],
-                                  provenance=T.Provenance("llm"))  # fmt: skip
+            tree = T.attach_split(
+                tree,
+                tree.root_id,
+                criterion="Operation",
+                values=["addition", "division"],
+                provenance=T.Provenance("llm"),
+            )
             return T.approve(tree, [k.id for k in tree.children(tree.root_id)])
 
         tree = p.apply("grow", build)
@@ -143,7 +149,6 @@ def test_bad_sizes_are_clear_errors(project):
         run(project, ScriptedLLM(), n=0)
     with pytest.raises(TreeSynthError, match="per_call"):
         run(project, ScriptedLLM(), n=10, per_call=30)
-
 
 
 def test_a_one_call_backend_gets_one_call_at_a_time_and_progress_after_each(project):

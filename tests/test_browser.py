@@ -84,8 +84,19 @@ def server(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TREESYNTH_")}
     env |= {"TREESYNTH_PROJECTS": str(projects), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     log = (tmp_path / "streamlit.log").open("w")
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -232,8 +243,11 @@ def _create_grow_click_prune(page, url: str, projects: Path, fake: FakeOpenAISer
     shot(page, "03-node-selected")
     panel_prune.click()
     page.get_by_role("button", name="Restore", exact=True).wait_for()
-    wait_until(lambda: any(n["id"] == target and n["status"] == "pruned" for n in graph_nodes(page)), 20,
-               "the graph to show the prune")  # fmt: skip
+    wait_until(
+        lambda: any(n["id"] == target and n["status"] == "pruned" for n in graph_nodes(page)),
+        20,
+        "the graph to show the prune",
+    )
     with Project.open(folder) as project:
         assert project.tree().nodes[target].pruned
     shot(page, "04-node-pruned")
@@ -245,14 +259,20 @@ def _create_grow_click_prune(page, url: str, projects: Path, fake: FakeOpenAISer
     value_box.wait_for()
     # while Streamlit redraws, the previous node's (stale) input can briefly stand beside the new one:
     # read every "Value" box in one go (counting, then reading, races with the redraw)
-    wait_until(lambda: value_box.evaluate_all("els => els.map(e => e.value)") == [tree.nodes[other].value], 20,
-               "the panel to show the node")  # fmt: skip
+    wait_until(
+        lambda: value_box.evaluate_all("els => els.map(e => e.value)") == [tree.nodes[other].value],
+        20,
+        "the panel to show the node",
+    )
     value_box.fill(XSS)
     value_box.press("Tab")
     time.sleep(0.4)
     page.get_by_role("button", name="Rename value").click()
-    wait_until(lambda: any(n["id"] == other and n["label"] == XSS for n in graph_nodes(page)), 20,
-               "the renamed node in the graph")  # fmt: skip
+    wait_until(
+        lambda: any(n["id"] == other and n["label"] == XSS for n in graph_nodes(page)),
+        20,
+        "the renamed node in the graph",
+    )
     page.evaluate("(id) => window.treesynthGraph.network.focus(id, {scale: 1.0})", other)
     time.sleep(0.4)
     center = page.evaluate("(id) => window.treesynthGraph.nodeCenter(id)", other)

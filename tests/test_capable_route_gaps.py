@@ -108,8 +108,10 @@ def assert_each_request_was_about_its_sample(prompts: list[str], max_tokens: lis
 def gsm8k(tmp_path):
     with Project.create(tmp_path / "p", task="Grade-school math word problems") as project:
         project.replace_tree(read_tree_file(GSM8K_TREE))
-        rows = [NewSample(leaf_id=UNROUTED, key=f"row:{i}", instruction=item["text"], path=[], sample_set="data")
-                for i, item in enumerate(route_samples(ROUTE), 1)]  # fmt: skip
+        rows = [
+            NewSample(leaf_id=UNROUTED, key=f"row:{i}", instruction=item["text"], path=[], sample_set="data")
+            for i, item in enumerate(route_samples(ROUTE), 1)
+        ]
         project.import_samples(rows, sample_set="data")
         yield project
 
@@ -166,8 +168,9 @@ def test_none_fits_in_the_wordings_models_use(reply):
 
 def test_a_listed_value_named_none_is_that_value_not_none_fits():
     tree = T.new_tree("Unit conversion problems")
-    tree = T.attach_split(tree, tree.root_id, criterion="Units", values=["none", "metric", "imperial"],
-                          provenance=T.Provenance("human"))  # fmt: skip
+    tree = T.attach_split(
+        tree, tree.root_id, criterion="Units", values=["none", "metric", "imperial"], provenance=T.Provenance("human")
+    )
     llm = ScriptedLLM()
     llm.enqueue("route", [json.dumps({"value": "None"})])
     route = asyncio.run(R.LLMRouter(llm, tree).route(1, "How many apples are in 3 bags of 4?"))
@@ -198,8 +201,18 @@ def test_cli_routes_every_reply_form_through_a_real_http_endpoint(tmp_path, monk
     data.write_text("".join(json.dumps({"question": s["text"]}) + "\n" for s in route_samples(ROUTE)))
     responder = capable_responder(ROUTE)
     with FakeOpenAIServer(model="gpt-4o", respond=responder) as server:
-        invoke("new", proj, "--from-tree", GSM8K_TREE, "--llm", "openai", "--base-url", server.base_url,
-               "--model", "gpt-4o")  # fmt: skip
+        invoke(
+            "new",
+            proj,
+            "--from-tree",
+            GSM8K_TREE,
+            "--llm",
+            "openai",
+            "--base-url",
+            server.base_url,
+            "--model",
+            "gpt-4o",
+        )
         imported = json.loads(invoke("import", proj, data, "--set", "data", "--map", "instruction=question", "--json"))
         report = json.loads(invoke("route", proj, "--set", "data", "--router", "llm", "--concurrency", "1", "--json"))
         requests = server.chat_requests
@@ -224,9 +237,29 @@ DIM = 64
 #: Words that set a text's topic (one direction each); every other word adds a little hashed noise.
 TOPIC_WORDS = {
     0: {"apple", "apples", "orchard", "farmer", "farm", "tree", "trees", "basket", "baskets", "harvest"},
-    1: {"music", "musicians", "orchestra", "concert", "violin", "violins", "cello", "cellos", "piano", "choir",
-        "band", "drum", "guitar", "flute", "songs", "album", "albums", "lesson", "lessons", "recital"},
-}  # fmt: skip
+    1: {
+        "music",
+        "musicians",
+        "orchestra",
+        "concert",
+        "violin",
+        "violins",
+        "cello",
+        "cellos",
+        "piano",
+        "choir",
+        "band",
+        "drum",
+        "guitar",
+        "flute",
+        "songs",
+        "album",
+        "albums",
+        "lesson",
+        "lessons",
+        "recital",
+    },
+}
 
 
 def topic_vector(text: str) -> np.ndarray:
@@ -253,8 +286,10 @@ class TopicFeaturize:
         return np.stack([topic_vector(s.instruction) for s in samples])
 
 
-FARM = [f"A farmer picks {n} apples from each tree in the orchard. How many apples does he pick from 6 trees?"
-        for n in range(10, 26)]  # fmt: skip
+FARM = [
+    f"A farmer picks {n} apples from each tree in the orchard. How many apples does he pick from 6 trees?"
+    for n in range(10, 26)
+]
 MUSIC = [
     "A school orchestra has 24 violin players and 8 cello players. How many string players are there?",
     "Concert tickets cost $12 each. The choir sells 45 tickets. How much money does the choir raise?",
@@ -268,16 +303,19 @@ def farm_and_music(tmp_path):
     with Project.create(tmp_path / "g", task="Grade-school math word problems") as project:
 
         def build(tree: T.Tree) -> T.Tree:
-            tree = T.attach_split(tree, tree.root_id, criterion="Topic", values=["farm", "music"],
-                                  provenance=T.Provenance("human"))  # fmt: skip
+            tree = T.attach_split(
+                tree, tree.root_id, criterion="Topic", values=["farm", "music"], provenance=T.Provenance("human")
+            )
             return T.approve(tree, [k.id for k in tree.children(tree.root_id)])
 
         project.apply("grow", build)
         farm, music = (leaf.id for leaf in project.tree().leaves())
-        rows = [NewSample(farm, f"0:{i}", text, [{"criterion": "Topic", "value": "farm"}]) for i, text in
-                enumerate(FARM)]  # fmt: skip
-        rows += [NewSample(music, f"1:{i}", text, [{"criterion": "Topic", "value": "music"}]) for i, text in
-                 enumerate(MUSIC)]  # fmt: skip
+        rows = [
+            NewSample(farm, f"0:{i}", text, [{"criterion": "Topic", "value": "farm"}]) for i, text in enumerate(FARM)
+        ]
+        rows += [
+            NewSample(music, f"1:{i}", text, [{"criterion": "Topic", "value": "music"}]) for i, text in enumerate(MUSIC)
+        ]
         project.add_samples(rows)
         yield project
 

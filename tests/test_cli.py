@@ -253,8 +253,18 @@ def test_ctrl_c_mid_synth_resumes_without_duplicates(tmp_path, monkeypatch, fake
 
 def test_prices_give_a_cost_estimate(tmp_path, fake):
     proj = tmp_path / "p"
-    invoke("new", proj, "--task", "Math word problems", "--llm", "openai", "--model", "fake-model",
-           "--base-url", "http://127.0.0.1:1/v1")  # fmt: skip
+    invoke(
+        "new",
+        proj,
+        "--task",
+        "Math word problems",
+        "--llm",
+        "openai",
+        "--model",
+        "fake-model",
+        "--base-url",
+        "http://127.0.0.1:1/v1",
+    )
     invoke("grow", proj, "--depth", "1", "--pivots", "3", "-q")
     unknown = json.loads(invoke("stats", proj, "--json").stdout)
     assert unknown["cost_usd"] is None

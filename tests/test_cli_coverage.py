@@ -316,12 +316,22 @@ def project(tmp_path):
         tree = p.apply("grow", build)
         add, div, frac = (k.id for k in tree.children(tree.root_id))
         words = "apples pears trains coins boats lamps chairs books cakes shirts".split()
-        rows = [NewSample(leaf_id=add, key=f"0:{i}", instruction=f"add {words[i]} and {words[(i * 3) % 10]} now",
-                          path=[]) for i in range(10)]  # fmt: skip
+        rows = [
+            NewSample(leaf_id=add, key=f"0:{i}", instruction=f"add {words[i]} and {words[(i * 3) % 10]} now", path=[])
+            for i in range(10)
+        ]
         rows += [NewSample(leaf_id=div, key=f"0:{i}", instruction="divide the same cake", path=[]) for i in range(6)]
         rows[-1] = NewSample(leaf_id=div, key="0:9", instruction="divide the same cake", path=[])
-        rows += [NewSample(leaf_id=tree.root_id, key=f"0:{i}", instruction=f"flat {words[i % 3]} question",
-                           path=[], sample_set="baseline") for i in range(7)]  # fmt: skip
+        rows += [
+            NewSample(
+                leaf_id=tree.root_id,
+                key=f"0:{i}",
+                instruction=f"flat {words[i % 3]} question",
+                path=[],
+                sample_set="baseline",
+            )
+            for i in range(7)
+        ]
         p.add_samples(rows)
         yield p
 

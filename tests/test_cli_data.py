@@ -159,6 +159,18 @@ def test_route_defaults_to_the_embedding_router_on_the_embedded_model(proj, fake
     report = as_json("route", proj, "--set", "he")
     assert report["router"] == "embedding" and report["routed"] == 6 and report["llm"] is None
     assert not fakes  # no LLM was even created
-    report = as_json("route", proj, "--set", "he", "--llm", "openai", "--base-url", "http://127.0.0.1:9/v1",
-                     "--model", "m", "--agreement", "0")  # fmt: skip
+    report = as_json(
+        "route",
+        proj,
+        "--set",
+        "he",
+        "--llm",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--model",
+        "m",
+        "--agreement",
+        "0",
+    )
     assert report["router"] == "llm"  # any other backend: the paper's LLM router (here the scripted fake)

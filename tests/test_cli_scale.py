@@ -77,8 +77,9 @@ def test_text_report_on_the_fixture():
 
 def test_json_report(loss_csv):
     sizes = "10,50,250,300,1000,4000"  # Table 1's columns, in billions of tokens
-    data = json.loads(invoke("scale", FIXTURE, "--model", "3B", "--extrapolate", sizes, "--bootstrap", "5",
-                             "--json").stdout)  # fmt: skip
+    data = json.loads(
+        invoke("scale", FIXTURE, "--model", "3B", "--extrapolate", sizes, "--bootstrap", "5", "--json").stdout
+    )
     assert data["metric_kind"] == "accuracy_percent" and data["plot"] is None and len(data["reports"]) == 1
     report = data["reports"][0]
     assert report["model"] == "3B" and [p["size"] for p in report["test_points"]] == [4.5]
@@ -91,8 +92,9 @@ def test_json_report(loss_csv):
     assert [row["size"] for row in report["extrapolation"]] == [10, 50, 250, 300, 1000, 4000]
     assert max(abs(p - t) for p, t in zip(predicted, table1, strict=True)) < 0.05
 
-    loss = json.loads(invoke("scale", loss_csv, "--metric", "loss", "--test", "2", "--threshold", "0.05",
-                             "--json").stdout)["reports"][0]  # fmt: skip
+    loss = json.loads(
+        invoke("scale", loss_csv, "--metric", "loss", "--test", "2", "--threshold", "0.05", "--json").stdout
+    )["reports"][0]
     assert loss["metric_kind"] == "loss" and loss["threshold"] == 0.05 and loss["model"] == ""
     assert [p["size"] for p in loss["test_points"]] == [32, 64] and loss["held_out"]["rectified"]["n"] == 2
     assert len(loss["extrapolation"]) == 3 and loss["extrapolation"][0]["size"] == 640

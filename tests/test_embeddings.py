@@ -47,8 +47,10 @@ class HashEmbedder(E.TextEmbedder):
 def project(tmp_path):
     with Project.create(tmp_path / "p", task="Math word problems") as p:
         root = p.tree().root_id
-        p.add_samples(NewSample(leaf_id=root, key=f"0:{i}", instruction=f"problem number {i} about apples",
-                                path=[]) for i in range(6))  # fmt: skip
+        p.add_samples(
+            NewSample(leaf_id=root, key=f"0:{i}", instruction=f"problem number {i} about apples", path=[])
+            for i in range(6)
+        )
         yield p
 
 
@@ -133,8 +135,9 @@ def test_unknown_model_name_is_never_downloaded(monkeypatch):
 
 def openai_embedder(handler, monkeypatch, **kwargs: Any) -> tuple[E.OpenAIEmbeddingsEmbedder, list[float]]:
     monkeypatch.setenv(KEY_ENV, "sk-test-secret-123456")
-    settings = BackendSettings(backend="openai", base_url="http://mock.local/v1", model="chat", api_key_env=KEY_ENV,
-                               max_retries=2)  # fmt: skip
+    settings = BackendSettings(
+        backend="openai", base_url="http://mock.local/v1", model="chat", api_key_env=KEY_ENV, max_retries=2
+    )
     delays: list[float] = []
     client = httpx.Client(transport=httpx.MockTransport(handler))
     embedder = E.OpenAIEmbeddingsEmbedder(settings, "embed-small", http_client=client, sleep=delays.append, **kwargs)
@@ -166,8 +169,12 @@ def test_openai_embeddings_batches_orders_and_normalizes(monkeypatch):
 
 
 def test_openai_embeddings_retry_429_then_succeed(monkeypatch):
-    replies = iter([httpx.Response(429, headers={"retry-after": "2"}, json={"error": "slow down"}),
-                    httpx.Response(503, json={"error": "busy"})])  # fmt: skip
+    replies = iter(
+        [
+            httpx.Response(429, headers={"retry-after": "2"}, json={"error": "slow down"}),
+            httpx.Response(503, json={"error": "busy"}),
+        ]
+    )
 
     def handler(request: httpx.Request) -> httpx.Response:
         return next(replies, None) or ok_reply(request)
@@ -178,8 +185,9 @@ def test_openai_embeddings_retry_429_then_succeed(monkeypatch):
 
 
 def test_openai_embeddings_errors_name_the_endpoint_not_the_key(monkeypatch):
-    embedder, delays = openai_embedder(lambda r: httpx.Response(500, json={"error": "sk-test-secret-123456 boom"}),
-                                       monkeypatch)  # fmt: skip
+    embedder, delays = openai_embedder(
+        lambda r: httpx.Response(500, json={"error": "sk-test-secret-123456 boom"}), monkeypatch
+    )
     with pytest.raises(EndpointError) as info:
         embedder.embed(["x"])
     assert "mock.local" in str(info.value) and "sk-test-secret" not in str(info.value) and len(delays) == 2

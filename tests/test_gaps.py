@@ -119,9 +119,27 @@ class Featurize:
         return np.stack([word_vector(s.instruction) for s in samples])
 
 
-DENSE = [f"count the apples in basket number {n} on the farm" for n in
-         ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-          "thirteen", "fourteen", "fifteen", "sixteen"]]  # fmt: skip
+DENSE = [
+    f"count the apples in basket number {n} on the farm"
+    for n in [
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+    ]
+]
 SPARSE = [
     "divide the violin strings among zebra quartets",
     "share the violin bows between zebra orchestras",
@@ -130,8 +148,20 @@ SPARSE = [
 ]
 
 
-SCIENCE_WORDS = ["zebra", "quantum", "crystals", "telescopes", "observatories", "orchestras",
-                 "lattice", "bows", "strings", "quartets", "among", "across"]  # fmt: skip
+SCIENCE_WORDS = [
+    "zebra",
+    "quantum",
+    "crystals",
+    "telescopes",
+    "observatories",
+    "orchestras",
+    "lattice",
+    "bows",
+    "strings",
+    "quartets",
+    "among",
+    "across",
+]
 
 
 class GapLLM(ScriptedLLM):
@@ -156,17 +186,22 @@ def make_project(folder, *, responses: bool = False) -> Project:
     p = Project.create(folder, task="Word problems", style="short")
 
     def build(tree: T.Tree) -> T.Tree:
-        tree = T.attach_split(tree, tree.root_id, criterion="Topic", values=["farm", "science"],
-                              provenance=LLM_PROVENANCE)  # fmt: skip
+        tree = T.attach_split(
+            tree, tree.root_id, criterion="Topic", values=["farm", "science"], provenance=LLM_PROVENANCE
+        )
         return T.approve(tree, [k.id for k in tree.children(tree.root_id)])
 
     p.apply("grow", build, actor="llm")
     farm, science = (leaf.id for leaf in p.tree().leaves())
     response = "ok" if responses else None
-    rows = [NewSample(farm, f"0:{i}", text, [{"criterion": "Topic", "value": "farm"}], response=response)
-            for i, text in enumerate(DENSE)]  # fmt: skip
-    rows += [NewSample(science, f"0:{i}", text, [{"criterion": "Topic", "value": "science"}], response=response)
-             for i, text in enumerate(SPARSE)]  # fmt: skip
+    rows = [
+        NewSample(farm, f"0:{i}", text, [{"criterion": "Topic", "value": "farm"}], response=response)
+        for i, text in enumerate(DENSE)
+    ]
+    rows += [
+        NewSample(science, f"0:{i}", text, [{"criterion": "Topic", "value": "science"}], response=response)
+        for i, text in enumerate(SPARSE)
+    ]
     p.add_samples(rows)
     return p
 
@@ -198,8 +233,10 @@ def test_keeps_candidates_that_land_in_sparse_clusters(project):
     assert report.acceptance_rate == 0.5 and report.space == "fake:words"
     science = project.tree().leaves()[1].id
     kept = [s for s in project.samples() if s.extra.get("origin") == "fill-gaps"]
-    assert sorted(s.instruction for s in kept) == ["divide the violin cases among zebra bands",
-                                                   "split violin crystals across telescopes twice"]  # fmt: skip
+    assert sorted(s.instruction for s in kept) == [
+        "divide the violin cases among zebra bands",
+        "split violin crystals across telescopes twice",
+    ]
     assert {s.leaf_id for s in kept} == {science} and {s.key for s in kept} == {"gap:0:0:0", "gap:0:1:0"}
     assert all(s.extra == {"origin": "fill-gaps", "round": 0} and s.path[0]["value"] == "science" for s in kept)
     # every prompt shows the sparse cluster's leaf path and its examples, never the dense ones

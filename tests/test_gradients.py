@@ -83,8 +83,15 @@ def tiny_llama(vocab: int, *, tie: bool = True, seed: int = 0):
 
 def tiny_gpt2(vocab: int, seed: int = 0):
     torch.manual_seed(seed)
-    config = transformers.GPT2Config(vocab_size=vocab, n_positions=256, n_embd=32, n_layer=2, n_head=4,
-                                     bos_token_id=vocab - 1, eos_token_id=vocab - 1)  # fmt: skip
+    config = transformers.GPT2Config(
+        vocab_size=vocab,
+        n_positions=256,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=vocab - 1,
+        eos_token_id=vocab - 1,
+    )
     return transformers.GPT2LMHeadModel(config)
 
 
@@ -176,8 +183,10 @@ def test_cosines_track_the_exact_gradient_cosines(tokenizer):
     model = tiny_llama(len(tokenizer), seed=1)
     featurizer = GradientFeaturizer.from_model(model, tokenizer, label="tiny", dim=1024, seed=0, max_tokens=40)
     pairs = [(f"Question {i}: what is {i} times {i + 3}?", f"{i} times {i + 3} is {i * (i + 3)}.") for i in range(8)]
-    pairs += [(f"Write a word that rhymes with {w}.", f"{w.capitalize()} rhymes with b{w[1:]}.") for w in
-              ["cat", "dog", "sun", "tree", "hat", "moon", "rain", "star"]]  # fmt: skip
+    pairs += [
+        (f"Write a word that rhymes with {w}.", f"{w.capitalize()} rhymes with b{w[1:]}.")
+        for w in ["cat", "dog", "sun", "tree", "hat", "moon", "rain", "star"]
+    ]
     grads = exact_gradients(featurizer, pairs)
     flat = np.array([unit(np.concatenate([g.ravel() for g in grad.values()])) for grad in grads])
     X = featurizer.features_for_texts(pairs).astype(np.float64)
@@ -191,11 +200,13 @@ def test_same_seed_gives_bitwise_identical_features(tokenizer, featurizer):
     first = featurizer.features_for_texts(PAIRS)
     again = featurizer.features_for_texts(PAIRS)
     assert np.array_equal(first, again)
-    twin = GradientFeaturizer.from_model(tiny_llama(len(tokenizer)), tokenizer, label="tiny", dim=256, seed=0,
-                                         max_tokens=48)  # fmt: skip
+    twin = GradientFeaturizer.from_model(
+        tiny_llama(len(tokenizer)), tokenizer, label="tiny", dim=256, seed=0, max_tokens=48
+    )
     assert np.array_equal(twin.features_for_texts(PAIRS), first)
-    other = GradientFeaturizer.from_model(tiny_llama(len(tokenizer)), tokenizer, label="tiny", dim=256, seed=1,
-                                          max_tokens=48)  # fmt: skip
+    other = GradientFeaturizer.from_model(
+        tiny_llama(len(tokenizer)), tokenizer, label="tiny", dim=256, seed=1, max_tokens=48
+    )
     assert other.name != featurizer.name
     assert np.abs(other.features_for_texts(PAIRS) - first).max() > 0.1
 

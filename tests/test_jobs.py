@@ -99,9 +99,13 @@ def test_stale_job_reads_interrupted_and_a_new_one_can_start(path, fake):
 
 def test_synth_job_and_unknown_options(path, fake):
     with Project.open(path) as project:
-        project.apply("build", lambda t: T.approve(
-            T.attach_split(t, t.root_id, criterion="Operation", values=["a", "b"],
-                           provenance=T.Provenance("llm")), []))  # fmt: skip
+        project.apply(
+            "build",
+            lambda t: T.approve(
+                T.attach_split(t, t.root_id, criterion="Operation", values=["a", "b"], provenance=T.Provenance("llm")),
+                [],
+            ),
+        )
         project.apply("approve", lambda t: T.approve(t, [k.id for k in t.children(t.root_id)]))
     state = jobs.start_job(path, "synth", {"per_leaf": 3, "per_call": 3})
     final = jobs.wait_job(path, state.id, timeout=30)

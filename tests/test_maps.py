@@ -85,15 +85,27 @@ def project(tmp_path):
     with Project.create(tmp_path / "p", task="Math word problems") as p:
 
         def build(tree: T.Tree) -> T.Tree:
-            tree = T.attach_split(tree, tree.root_id, criterion="Operation", values=["addition", "division"],
-                                  provenance=T.Provenance("llm"))  # fmt: skip
+            tree = T.attach_split(
+                tree,
+                tree.root_id,
+                criterion="Operation",
+                values=["addition", "division"],
+                provenance=T.Provenance("llm"),
+            )
             return T.approve(tree, [k.id for k in tree.children(tree.root_id)])
 
         tree = p.apply("grow", build)
         add, div = (k.id for k in tree.children(tree.root_id))
-        rows = [NewSample(leaf_id=leaf, key=f"0:{i}", instruction=f"<b>{op}</b> problem {i} & more",
-                          path=[{"criterion": "Operation", "value": op}])
-                for leaf, op in ((add, "addition"), (div, "division")) for i in range(4)]  # fmt: skip
+        rows = [
+            NewSample(
+                leaf_id=leaf,
+                key=f"0:{i}",
+                instruction=f"<b>{op}</b> problem {i} & more",
+                path=[{"criterion": "Operation", "value": op}],
+            )
+            for leaf, op in ((add, "addition"), (div, "division"))
+            for i in range(4)
+        ]
         rows.append(NewSample(leaf_id=tree.root_id, key="0:0", instruction="flat one", path=[], sample_set="baseline"))
         p.add_samples(rows)
         yield p

@@ -40,8 +40,10 @@ def build(tree: T.Tree) -> T.Tree:
 def project(tmp_path):
     with Project.create(tmp_path / "p", task="Math word problems") as p:
         p.replace_tree(build(p.tree()))
-        rows = [NewSample(leaf_id=UNROUTED, key=f"row:{i}", instruction=t, path=[], sample_set="data") for i, t in
-                enumerate(TEXTS, 1)]  # fmt: skip
+        rows = [
+            NewSample(leaf_id=UNROUTED, key=f"row:{i}", instruction=t, path=[], sample_set="data")
+            for i, t in enumerate(TEXTS, 1)
+        ]
         p.import_samples(rows, sample_set="data")
         yield p
 
@@ -67,8 +69,10 @@ def test_llm_router_walks_top_down_at_temperature_03_and_counts_none_fits(projec
     by_text = {s.instruction: s for s in project.samples(sample_set="data")}
     assert by_text[TEXTS[0]].leaf_id == leaf_of(tree, "addition", "fruit")
     assert by_text[TEXTS[3]].leaf_id == leaf_of(tree, "subtraction", "money")
-    assert by_text[TEXTS[3]].path == [{"criterion": "Operation", "value": "subtraction"},
-                                      {"criterion": "Entity", "value": "money"}]  # fmt: skip
+    assert by_text[TEXTS[3]].path == [
+        {"criterion": "Operation", "value": "subtraction"},
+        {"criterion": "Entity", "value": "money"},
+    ]
     assert by_text[TEXTS[5]].leaf_id == UNROUTED
     assert sum(report["per_leaf"].values()) + report["none_fits"] == 6  # nothing lost
     requests = [r for r in llm.history if r.purpose() == "route"]
@@ -126,8 +130,14 @@ def test_embedding_router_picks_the_nearest_value_and_says_none_below_the_thresh
 
 def test_sampled_nodes_route_by_any_pool_value():
     tree = T.new_tree("t")
-    tree = T.attach_split(tree, tree.root_id, criterion="Country", values=["France"], pool=("France", "Peru", "Chad"),
-                          provenance=T.Provenance("human"))  # fmt: skip
+    tree = T.attach_split(
+        tree,
+        tree.root_id,
+        criterion="Country",
+        values=["France"],
+        pool=("France", "Peru", "Chad"),
+        provenance=T.Provenance("human"),
+    )
     llm = ScriptedLLM()
     route_ = asyncio.run(R.LLMRouter(llm, tree).route(1, "a trip to peru"))
     assert route_.status == "leaf" and route_.path == [{"criterion": "Country", "value": "Peru"}]
@@ -235,21 +245,37 @@ def test_data_pivots_follow_the_tree_and_leave_thin_subspaces_as_leaves(project)
 def test_a_persons_value_notes_describe_values_to_both_routers():
     from treesynth_core.tree.file import tree_from_json
 
-    tree = tree_from_json(json.dumps({
-        "format": "treesynth-tree", "version": 1, "task": "Python problems", "style": "",
-        "root": {"criterion": "Input", "children": [
-            {"value": "nested data", "note": "lists of lists, lists of dicts"},
-            {"value": "date", "note": "kept as a leaf: no usable criterion"},
-            {"value": "string"},
-        ]},
-    }))  # fmt: skip
+    tree = tree_from_json(
+        json.dumps(
+            {
+                "format": "treesynth-tree",
+                "version": 1,
+                "task": "Python problems",
+                "style": "",
+                "root": {
+                    "criterion": "Input",
+                    "children": [
+                        {"value": "nested data", "note": "lists of lists, lists of dicts"},
+                        {"value": "date", "note": "kept as a leaf: no usable criterion"},
+                        {"value": "string"},
+                    ],
+                },
+            }
+        )
+    )
     nested, date, string = tree.children(tree.root_id)
     assert R.value_note(tree, nested) == "lists of lists, lists of dicts"
     assert R.value_note(tree, date) == "" and R.value_note(tree, string) == ""  # growth's note is no description
     texts = [R.description(tree, c) for c in R.choices(tree, tree.root)]
     assert texts == ["Input: nested data (lists of lists, lists of dicts)", "Input: date", "Input: string"]
-    grown = T.attach_split(tree, nested.id, criterion="Depth", values=["two levels"],
-                           provenance=T.Provenance("llm"), note="the LLM still saw missing values")  # fmt: skip
+    grown = T.attach_split(
+        tree,
+        nested.id,
+        criterion="Depth",
+        values=["two levels"],
+        provenance=T.Provenance("llm"),
+        note="the LLM still saw missing values",
+    )
     assert R.value_note(grown, grown.node(nested.id)) == ""  # a split by growth wrote its own note
     llm = ScriptedLLM()
     asyncio.run(R.LLMRouter(llm, tree).route(1, "flatten a list of lists"))

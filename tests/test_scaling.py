@@ -273,7 +273,10 @@ def test_parse_points_variants():
     named = S.parse_points("Num_Tokens,Error_Rate,Split,Model,notes\n4.5B,40%,fit,a,x\n1T,20,TEST,a,y\n2t,19,,b,z\n")
     assert (named.size_column, named.metric_column) == ("Num_Tokens", "Error_Rate")
     assert [(p.size, p.metric, p.split, p.model) for p in named.points] == [
-        (4.5e9, 40.0, "fit", "a"), (1e12, 20.0, "test", "a"), (2e12, 19.0, "fit", "b")]  # fmt: skip
+        (4.5e9, 40.0, "fit", "a"),
+        (1e12, 20.0, "test", "a"),
+        (2e12, 19.0, "fit", "b"),
+    ]
     assert list(named.by_model()) == ["a", "b"]
     semi = S.parse_points("samples;accuracy\n100;0.5\n100;0.52\n")  # repeated sizes are fine
     assert [p.size for p in semi.points] == [100.0, 100.0] and semi.metric_column == "accuracy"

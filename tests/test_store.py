@@ -610,8 +610,9 @@ def test_an_import_is_staged_hidden_and_lets_other_writers_in_between_batches(tm
         assert project.sample_sets() == {"data": 7}
 
         # a process killed mid-import leaves hidden staging rows: the next import of the name clears them
-        project.add_samples([NewSample(leaf_id="", key="row:0", instruction="stale", path=[],
-                                       sample_set=STAGING_PREFIX + "more")])  # fmt: skip
+        project.add_samples(
+            [NewSample(leaf_id="", key="row:0", instruction="stale", path=[], sample_set=STAGING_PREFIX + "more")]
+        )
         assert project.import_samples(rows(), sample_set="more") == 7
         assert [s.instruction for s in project.samples(sample_set="more")][0] == "q0"
         assert project.sample_counts(sample_set=STAGING_PREFIX + "more") == {}

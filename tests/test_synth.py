@@ -27,9 +27,11 @@ LLM = T.Provenance("llm", model="m")
 @pytest.fixture
 def project(tmp_path):
     with Project.create(tmp_path / "p", task="Math word problems", style="GSM8K-style") as p:
+
         def build(tree: T.Tree) -> T.Tree:
-            tree = T.attach_split(tree, tree.root_id, criterion="Operation", values=["addition", "division"],
-                                  provenance=LLM)  # fmt: skip
+            tree = T.attach_split(
+                tree, tree.root_id, criterion="Operation", values=["addition", "division"], provenance=LLM
+            )
             return T.approve(tree, [k.id for k in tree.children(tree.root_id)])
 
         p.apply("grow", build, actor="llm")
@@ -65,8 +67,10 @@ def test_rerun_makes_zero_calls_and_no_duplicates(project):
 
 def test_interrupted_run_resumes_without_duplicates(project):
     llm = ScriptedLLM()
-    llm.enqueue("synth", [json.dumps({"samples": ["one apple", "two pears", "three plums"]}),
-                          EndpointError("endpoint went away")])  # fmt: skip
+    llm.enqueue(
+        "synth",
+        [json.dumps({"samples": ["one apple", "two pears", "three plums"]}), EndpointError("endpoint went away")],
+    )
     leaf = project.tree().leaves()[0].id
     with pytest.raises(EndpointError):
         run(project, llm, per_leaf=6, per_call=3, extra_calls=0, leaf_ids=(leaf,))
@@ -136,16 +140,22 @@ def test_responses_make_instruction_response_pairs(project):
 
 def test_plan_estimates_and_budget_cap(project):
     tree = project.tree()
-    plan = plan_synthesis(tree, {}, SynthOptions(per_leaf=10, per_call=5), model="gpt-4o-mini",
-                          settings=BackendSettings(backend="openai", model="gpt-4o-mini"))  # fmt: skip
+    plan = plan_synthesis(
+        tree,
+        {},
+        SynthOptions(per_leaf=10, per_call=5),
+        model="gpt-4o-mini",
+        settings=BackendSettings(backend="openai", model="gpt-4o-mini"),
+    )
     assert plan.calls == 4 and plan.samples == 20
     assert plan.cost_usd is not None and plan.cost_usd > 0
     with pytest.raises(BudgetError, match="cap of 3"):
         check_budget(plan, SynthOptions(max_calls=3))
     embedded = plan_synthesis(tree, {}, SynthOptions(), model="x", settings=BackendSettings())
     assert embedded.cost_usd == 0
-    unknown = plan_synthesis(tree, {}, SynthOptions(), model="mystery",
-                             settings=BackendSettings(backend="openai", model="mystery"))  # fmt: skip
+    unknown = plan_synthesis(
+        tree, {}, SynthOptions(), model="mystery", settings=BackendSettings(backend="openai", model="mystery")
+    )
     assert unknown.cost_usd is None and "unknown price" in unknown.summary()
 
 

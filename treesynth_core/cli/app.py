@@ -84,7 +84,7 @@ def new(
     style: Annotated[str, typer.Option("--style", help="Free-text style, e.g. 'GSM8K-style word problems'.")] = "",
     from_tree: Annotated[
         Path | None, typer.Option("--from-tree", help="Start from a tree JSON file (e.g. assets/trees/*.json).")
-    ] = None,  # fmt: skip
+    ] = None,
     llm: LlmOpt = None,
     base_url: BaseUrlOpt = None,
     model: ModelOpt = None,
@@ -97,8 +97,9 @@ def new(
     from ..store import Project
     from ..tree.file import read_tree_file
 
-    settings = merge_settings(None, settings_from_env(),
-                              _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))  # fmt: skip
+    settings = merge_settings(
+        None, settings_from_env(), _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency)
+    )
     if from_tree is not None:
         tree = read_tree_file(from_tree)
         project = Project.create(directory, task=task or tree.task, style=style or tree.style, settings=settings)
@@ -115,7 +116,7 @@ def new(
                 "style": tree.style,
                 "nodes": len(tree.nodes),
                 "backend": settings.describe(),
-            },  # fmt: skip
+            },
             f"Created project {directory} for: {tree.task}\nBackend: {settings.describe()}\n"
             f"Next: treesynth grow {directory}",
         )
@@ -163,7 +164,7 @@ def grow(
             "--pivots-from",
             help="Grow a tree for an imported dataset: draw each node's pivots from this sample set (the samples that fall in the node's subspace) instead of generating them.",
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     auto_approve: Annotated[
         bool | None,
         typer.Option(
@@ -174,13 +175,13 @@ def grow(
     ] = None,
     node: Annotated[
         list[str] | None, typer.Option("--node", help="Grow only under this node (id or value path); repeatable.")
-    ] = None,  # fmt: skip
+    ] = None,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed for all sampling (same seed, same tree, served from cache).")
-    ] = 0,  # fmt: skip
+    ] = 0,
     max_calls: Annotated[
         int | None, typer.Option("--max-calls", help="Stop after this many LLM calls (cached replies are free).")
-    ] = None,  # fmt: skip
+    ] = None,
     llm: LlmOpt = None,
     base_url: BaseUrlOpt = None,
     model: ModelOpt = None,
@@ -240,27 +241,41 @@ def grow(
                 bar.update(task_id, completed=done, total=total, note=note[:60])
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
-                return await grow_tree(project, model_, options, progress=on_progress, cancel=cancel,
-                                       pivot_source=source)  # fmt: skip
+                return await grow_tree(
+                    project, model_, options, progress=on_progress, cancel=cancel, pivot_source=source
+                )
 
-            report, stats = run_with_llm(project, "grow", params, settings, work, max_calls=max_calls,
-                                         quiet=as_json)  # fmt: skip
+            report, stats = run_with_llm(project, "grow", params, settings, work, max_calls=max_calls, quiet=as_json)
         tree = project.tree()
         proposed = sum(1 for n in tree.nodes.values() if n.status == "proposed")
-        data = {"expanded": report.expanded, "children": report.children, "kept_as_leaf": report.leaves,
-                "sampled": report.sampled, "flagged": report.flagged, "nodes": len(tree.nodes),
-                "proposed": proposed, "leaves": len(tree.leaves()), "llm": stats}  # fmt: skip
-        hint = (f"\n{proposed} nodes await review: treesynth show {directory}; "
-                f"treesynth edit {directory} approve NODE ..." if proposed else "")  # fmt: skip
+        data = {
+            "expanded": report.expanded,
+            "children": report.children,
+            "kept_as_leaf": report.leaves,
+            "sampled": report.sampled,
+            "flagged": report.flagged,
+            "nodes": len(tree.nodes),
+            "proposed": proposed,
+            "leaves": len(tree.leaves()),
+            "llm": stats,
+        }
+        hint = (
+            f"\n{proposed} nodes await review: treesynth show {directory}; treesynth edit {directory} approve NODE ..."
+            if proposed
+            else ""
+        )
         if report.flagged:
             are = "value is" if report.flagged == 1 else "values are"
             hint += f"\n{report.flagged} {are} flagged for review (⚑ in treesynth show): approve, rename or merge them"
         if report.expanded == 0 and not as_json:
             hint += "\nNothing to grow: approve proposed nodes first, or raise --depth."
-        _emit(as_json, data,
-              f"Expanded {report.expanded} nodes into {report.children} children "
-              f"({report.leaves} kept as leaves). Tree: {len(tree.nodes)} nodes, {len(tree.leaves())} leaves.\n"
-              f"{_call_line(stats)}{hint}")  # fmt: skip
+        _emit(
+            as_json,
+            data,
+            f"Expanded {report.expanded} nodes into {report.children} children "
+            f"({report.leaves} kept as leaves). Tree: {len(tree.nodes)} nodes, {len(tree.leaves())} leaves.\n"
+            f"{_call_line(stats)}{hint}",
+        )
 
 
 FLAG_MARK = "\u2691"  # ⚑: the node is flagged for a person's review
@@ -340,8 +355,10 @@ def _dir(ctx: typer.Context) -> Path:
 def _edit(directory: Path, name: str, **args: Any) -> None:
     with _open(directory) as project:
         tree = run_edit(project, name, **args)
-        out.print(f"{name}: done. Tree: {len(tree.nodes)} nodes, {len(tree.leaves())} leaves. "
-                  f"Undo with: treesynth edit {directory} undo")  # fmt: skip
+        out.print(
+            f"{name}: done. Tree: {len(tree.nodes)} nodes, {len(tree.leaves())} leaves. "
+            f"Undo with: treesynth edit {directory} undo"
+        )
 
 
 def _ref(directory: Path, ref: str) -> str:
@@ -355,10 +372,10 @@ def edit_approve(
     ctx: typer.Context,
     nodes: Annotated[
         list[str] | None, typer.Argument(help="Nodes to approve (their ancestors are approved too).")
-    ] = None,  # fmt: skip
+    ] = None,
     level: Annotated[
         int | None, typer.Option("--level", help="Approve every node at this depth (1 = first split).")
-    ] = None,  # fmt: skip
+    ] = None,
 ) -> None:
     """Approve nodes (or a whole level), so they grow and give leaves for synthesis."""
     directory = _dir(ctx)
@@ -403,7 +420,7 @@ def edit_rename(
     new_name: Annotated[str, typer.Argument(help="The new text.")],
     criterion: Annotated[
         bool, typer.Option("--criterion", help="Rename the criterion that splits NODE instead of its value.")
-    ] = False,  # fmt: skip
+    ] = False,
 ) -> None:
     """Rename a node's value, or (with --criterion) the criterion that splits it."""
     directory = _dir(ctx)
@@ -422,7 +439,7 @@ def edit_add_value(
     value: Annotated[str, typer.Argument(help="The value to add under PARENT.")],
     criterion: Annotated[
         str | None, typer.Option("--criterion", help="Criterion, when PARENT is not split yet.")
-    ] = None,  # fmt: skip
+    ] = None,
 ) -> None:
     """Add a value by hand under a node (approved, written by a person)."""
     directory = _dir(ctx)
@@ -497,13 +514,25 @@ def edit_redo(ctx: typer.Context) -> None:
 
 @edit_app.command("history")
 @handle_errors
-def edit_history(ctx: typer.Context, limit: Annotated[int, typer.Option("--limit")] = 20, as_json: JsonOpt = False) -> None:  # fmt: skip
+def edit_history(
+    ctx: typer.Context, limit: Annotated[int, typer.Option("--limit")] = 20, as_json: JsonOpt = False
+) -> None:
     """List recent edits, newest first."""
     directory = _dir(ctx)
     with _open(directory) as project:
         records = project.history(limit)
-    rows = [{"id": r.id, "ts": r.ts, "kind": r.kind, "actor": r.actor, "undone": r.undone,
-             "changes": r.n_changes, "args": r.args} for r in records]  # fmt: skip
+    rows = [
+        {
+            "id": r.id,
+            "ts": r.ts,
+            "kind": r.kind,
+            "actor": r.actor,
+            "undone": r.undone,
+            "changes": r.n_changes,
+            "args": r.args,
+        }
+        for r in records
+    ]
     text = "\n".join(
         f"{r['id']:>4} {r['ts']} {r['actor']:<5} {r['kind']:<18} {r['changes']} nodes"
         + ("  (undone)" if r["undone"] else "")
@@ -526,7 +555,7 @@ def synth(
             "--responses",
             help="Also answer each instruction (a second call per sample); a response cut off by the token limit is asked again with a larger budget, and is not stored if it is still cut off.",
         ),
-    ] = False,  # fmt: skip
+    ] = False,
     sampled_scale: Annotated[
         int,
         typer.Option(
@@ -541,25 +570,23 @@ def synth(
             help="The most tokens one call may use: the budget sized from the leaf's pivots, and the larger budgets of retries after a reply is cut off, stop here.",
         ),
     ] = MAX_TOKENS_CAP,
-    node: Annotated[
-        list[str] | None, typer.Option("--node", help="Only leaves under this node; repeatable.")
-    ] = None,  # fmt: skip
+    node: Annotated[list[str] | None, typer.Option("--node", help="Only leaves under this node; repeatable.")] = None,
     seed: Annotated[
         int,
         typer.Option(
             "--seed",
             help="Seed for sampling: the same seed asks the same questions (served from the cache); another tops up leaves a run left short.",
         ),
-    ] = 0,  # fmt: skip
+    ] = 0,
     max_calls: Annotated[
         int | None, typer.Option("--max-calls", help="Refuse to start (and stop) above this many LLM calls.")
-    ] = None,  # fmt: skip
+    ] = None,
     max_cost: Annotated[
         float | None, typer.Option("--max-cost", help="Refuse to start above this estimated cost in USD.")
-    ] = None,  # fmt: skip
+    ] = None,
     estimate: Annotated[
         bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens and cost.")
-    ] = False,  # fmt: skip
+    ] = False,
     llm: LlmOpt = None,
     base_url: BaseUrlOpt = None,
     model: ModelOpt = None,
@@ -577,28 +604,54 @@ def synth(
         tree = project.tree()
         leaf_ids = tuple(resolve_node(tree, ref).id for ref in node or [])
         try:
-            options = SynthOptions(per_leaf=per_leaf, per_call=per_call, responses=responses, seed=seed,
-                                   leaf_ids=leaf_ids, max_calls=max_calls, max_cost=max_cost,
-                                   sampled_scale=sampled_scale, max_tokens=max_tokens)  # fmt: skip
+            options = SynthOptions(
+                per_leaf=per_leaf,
+                per_call=per_call,
+                responses=responses,
+                seed=seed,
+                leaf_ids=leaf_ids,
+                max_calls=max_calls,
+                max_cost=max_cost,
+                sampled_scale=sampled_scale,
+                max_tokens=max_tokens,
+            )
         except ValueError as exc:
             raise TreeSynthError(str(exc)) from None
-        model_name = settings.model or (Path(settings.gguf_path).stem if settings.gguf_path
-                                         else "SmolLM2-135M-Instruct.Q4_1")  # fmt: skip
+        model_name = settings.model or (
+            Path(settings.gguf_path).stem if settings.gguf_path else "SmolLM2-135M-Instruct.Q4_1"
+        )
         plan = plan_synthesis(tree, project.sample_counts(), options, model=model_name, settings=settings)
         if not plan.leaves:
             raise TreeSynthError("no approved leaves to fill: approve nodes first (treesynth edit DIR approve ...)")
         if estimate:
-            _emit(as_json, {"leaves": len(plan.leaves), "samples": plan.samples, "calls": plan.calls,
-                            "calls_max": plan.calls_max,
-                            "prompt_tokens": plan.prompt_tokens, "completion_tokens": plan.completion_tokens,
-                            "cost_usd": plan.cost_usd, "sampled_scale": sampled_scale,
-                            "scaled_leaves": plan.scaled_leaves}, "Estimate: " + plan.summary())  # fmt: skip
+            _emit(
+                as_json,
+                {
+                    "leaves": len(plan.leaves),
+                    "samples": plan.samples,
+                    "calls": plan.calls,
+                    "calls_max": plan.calls_max,
+                    "prompt_tokens": plan.prompt_tokens,
+                    "completion_tokens": plan.completion_tokens,
+                    "cost_usd": plan.cost_usd,
+                    "sampled_scale": sampled_scale,
+                    "scaled_leaves": plan.scaled_leaves,
+                },
+                "Estimate: " + plan.summary(),
+            )
             return
         check_budget(plan, options)
         if not as_json:
             err.print("Plan: " + plan.summary(), highlight=False)
-        params = {"per_leaf": per_leaf, "per_call": per_call, "responses": responses, "seed": seed,
-                  "leaf_ids": list(leaf_ids), "sampled_scale": sampled_scale, "max_tokens": max_tokens}  # fmt: skip
+        params = {
+            "per_leaf": per_leaf,
+            "per_call": per_call,
+            "responses": responses,
+            "seed": seed,
+            "leaf_ids": list(leaf_ids),
+            "sampled_scale": sampled_scale,
+            "max_tokens": max_tokens,
+        }
         with _progress(quiet or as_json) as bar:
             todo = sum(1 for leaf in plan.leaves if leaf.need)
             task_id = bar.add_task("Synthesizing leaves", total=todo, note="")
@@ -607,26 +660,45 @@ def synth(
                 bar.update(task_id, completed=done, total=total, note=note)
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
-                return await synthesize(project, model_, options, plan=plan, progress=on_progress, cancel=cancel,
-                                        concurrency=settings.concurrency)  # fmt: skip
+                return await synthesize(
+                    project,
+                    model_,
+                    options,
+                    plan=plan,
+                    progress=on_progress,
+                    cancel=cancel,
+                    concurrency=settings.concurrency,
+                )
 
-            report, stats = run_with_llm(project, "synth", params, settings, work, max_calls=max_calls,
-                                         quiet=as_json)  # fmt: skip
+            report, stats = run_with_llm(project, "synth", params, settings, work, max_calls=max_calls, quiet=as_json)
         total = sum(project.sample_counts().values())
-        data = {"leaves": report.leaves, "added": report.added, "duplicates_dropped": report.duplicates,
-                "failed_calls": report.failed_calls, "short_leaves": report.short_leaves,
-                "responses_cut_off": report.responses_cut_off, "total_samples": total, "llm": stats}  # fmt: skip
-        short = (f"\n{len(report.short_leaves)} leaves have fewer samples than their target (duplicates dropped or "
-                 f"replies unusable); --seed {seed + 1} asks new questions to top them up." if report.short_leaves
-                 else "")  # fmt: skip
+        data = {
+            "leaves": report.leaves,
+            "added": report.added,
+            "duplicates_dropped": report.duplicates,
+            "failed_calls": report.failed_calls,
+            "short_leaves": report.short_leaves,
+            "responses_cut_off": report.responses_cut_off,
+            "total_samples": total,
+            "llm": stats,
+        }
+        short = (
+            f"\n{len(report.short_leaves)} leaves have fewer samples than their target (duplicates dropped or "
+            f"replies unusable); --seed {seed + 1} asks new questions to top them up."
+            if report.short_leaves
+            else ""
+        )
         if report.responses_cut_off:
             short += (
                 f"\n{report.responses_cut_off} responses were cut off at the token limit even with a larger "
                 f"budget and were not stored (those samples have no response); raise --max-tokens."
             )
-        _emit(as_json, data,
-              f"Added {report.added} samples ({report.duplicates} duplicates dropped); "
-              f"{total} samples in the project.{short}\n{_call_line(stats)}")  # fmt: skip
+        _emit(
+            as_json,
+            data,
+            f"Added {report.added} samples ({report.duplicates} duplicates dropped); "
+            f"{total} samples in the project.{short}\n{_call_line(stats)}",
+        )
 
 
 @app.command()
@@ -635,17 +707,17 @@ def export(
     directory: DirArg,
     fmt: Annotated[
         str, typer.Option("--format", help="jsonl (chat messages), parquet, or hf (datasets.save_to_disk folder).")
-    ] = "jsonl",  # fmt: skip
+    ] = "jsonl",
     out_path: Annotated[Path, typer.Option("--out", help="Output file (jsonl/parquet) or folder (hf).")] = Path(
         "dataset.jsonl"
-    ),  # fmt: skip
+    ),
     sample_set: Annotated[
         str,
         typer.Option(
             "--set",
             help="Which sample set: tree (leaf synthesis), baseline, an imported dataset, or a balanced set (see treesynth sets DIR).",
         ),
-    ] = "tree",  # fmt: skip
+    ] = "tree",
     as_json: JsonOpt = False,
 ) -> None:
     """Export the samples with the tree JSON and a dataset card beside them."""
@@ -659,9 +731,11 @@ def export(
             sets = ", ".join(f"{name} ({n})" for name, n in project.sample_sets().items()) or "none"
             raise TreeSynthError(f"the sample set {sample_set!r} has no samples; sets in {directory}: {sets}")
         result = export_samples(project.tree(), samples, fmt, out_path)  # type: ignore[arg-type]
-    _emit(as_json, {"data": str(result.data), "tree": str(result.tree), "card": str(result.card),
-                    "rows": result.rows},
-          f"Wrote {result.rows} rows to {result.data}\nTree: {result.tree}\nDataset card: {result.card}")  # fmt: skip
+    _emit(
+        as_json,
+        {"data": str(result.data), "tree": str(result.tree), "card": str(result.card), "rows": result.rows},
+        f"Wrote {result.rows} rows to {result.data}\nTree: {result.tree}\nDataset card: {result.card}",
+    )
 
 
 @app.command()
@@ -682,8 +756,10 @@ def stats(directory: DirArg, as_json: JsonOpt = False) -> None:
     if data["runs"]:
         lines += ["", "Recent runs:"]
         for run in data["runs"][:10]:
-            lines.append(f"  {run['started']} {run['command']:<8} {run['status']:<12} "
-                         f"{run['calls']} made, {run['cached']} cached, {run['failed']} failed")  # fmt: skip
+            lines.append(
+                f"  {run['started']} {run['command']:<8} {run['status']:<12} "
+                f"{run['calls']} made, {run['cached']} cached, {run['failed']} failed"
+            )
     _emit(as_json, data, "\n".join(lines))
 
 
@@ -725,14 +801,14 @@ def settings(
         typer.Option(
             "--price", help="Token price for a model, MODEL=INPUT,OUTPUT in USD per million tokens; repeatable."
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     prompts: Annotated[
         str | None,
         typer.Option(
             "--prompts",
             help="Prompt profile: 'paper' (the reference prompts, for capable models), 'small' (short prompts for the embedded 135M model) or 'auto' (small for the embedded default model, paper for everything else).",
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     proxy: ProxyOpt = None,
     grad_max_tokens: GradTokensOpt = None,
     as_json: JsonOpt = False,
@@ -773,13 +849,47 @@ def demo(
 
     if not (directory / "treesynth.db").exists():
         Project.create(directory, task="Grade-school math word problems", style="GSM8K-style word problems").close()
-    grow(directory, paper=False, depth=2, max_values=6, coverage_rounds=3, pivots=6, auto_approve=True, node=None,
-         seed=0, max_calls=None, llm=None, base_url=None, model=None, api_key_env=None, gguf=None,
-         concurrency=None, quiet=False, as_json=False)  # fmt: skip
-    synth(directory, per_leaf=3, per_call=3, responses=False, sampled_scale=SAMPLED_SCALE, max_tokens=MAX_TOKENS_CAP,
-          node=None, seed=0, max_calls=None, max_cost=None,
-          estimate=False, llm=None, base_url=None, model=None, api_key_env=None, gguf=None, concurrency=None,
-          quiet=False, as_json=False)  # fmt: skip
+    grow(
+        directory,
+        paper=False,
+        depth=2,
+        max_values=6,
+        coverage_rounds=3,
+        pivots=6,
+        auto_approve=True,
+        node=None,
+        seed=0,
+        max_calls=None,
+        llm=None,
+        base_url=None,
+        model=None,
+        api_key_env=None,
+        gguf=None,
+        concurrency=None,
+        quiet=False,
+        as_json=False,
+    )
+    synth(
+        directory,
+        per_leaf=3,
+        per_call=3,
+        responses=False,
+        sampled_scale=SAMPLED_SCALE,
+        max_tokens=MAX_TOKENS_CAP,
+        node=None,
+        seed=0,
+        max_calls=None,
+        max_cost=None,
+        estimate=False,
+        llm=None,
+        base_url=None,
+        model=None,
+        api_key_env=None,
+        gguf=None,
+        concurrency=None,
+        quiet=False,
+        as_json=False,
+    )
     export(directory, fmt="jsonl", out_path=directory / "dataset.jsonl", as_json=False)
     show(directory, as_json=False, pivots=False)
 

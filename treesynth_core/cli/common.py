@@ -34,11 +34,18 @@ EMBEDDED_NOTE = (
 DirArg = Annotated[Path, typer.Argument(help="The project folder.", show_default=False, metavar="DIR")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")]
 LlmOpt = Annotated[str | None, typer.Option("--llm", help="Backend: embedded (offline default) or openai.")]
-BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")]  # fmt: skip
+BaseUrlOpt = Annotated[
+    str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")
+]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name at the endpoint.")]
-KeyEnvOpt = Annotated[str | None, typer.Option("--api-key-env", help="NAME of the environment variable holding the API key (the key itself is never stored).")]  # fmt: skip
-GgufOpt = Annotated[str | None, typer.Option("--gguf", help="Path to a local GGUF model for the embedded backend.")]  # fmt: skip
-ConcOpt = Annotated[int | None, typer.Option("--concurrency", help="Requests in flight at once (openai backend).")]  # fmt: skip
+KeyEnvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key-env", help="NAME of the environment variable holding the API key (the key itself is never stored)."
+    ),
+]
+GgufOpt = Annotated[str | None, typer.Option("--gguf", help="Path to a local GGUF model for the embedded backend.")]
+ConcOpt = Annotated[int | None, typer.Option("--concurrency", help="Requests in flight at once (openai backend).")]
 EmbedderOpt = Annotated[
     str | None,
     typer.Option(
@@ -80,8 +87,14 @@ MaxCallsOpt = Annotated[
 ]
 
 
-def _backend_overrides(llm: str | None, base_url: str | None, model: str | None, api_key_env: str | None,
-                       gguf: str | None, concurrency: int | None) -> dict[str, Any]:  # fmt: skip
+def _backend_overrides(
+    llm: str | None,
+    base_url: str | None,
+    model: str | None,
+    api_key_env: str | None,
+    gguf: str | None,
+    concurrency: int | None,
+) -> dict[str, Any]:
     return {
         "backend": llm,
         "base_url": base_url,

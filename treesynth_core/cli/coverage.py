@@ -96,15 +96,24 @@ def _baseline_wanted(project: Any, flag: bool | None) -> bool:
 def _score_text(report: dict[str, Any]) -> str:
     sets = report["sets"]
     names = list(sets)
-    rows = [("Vendi (q=1)", "1"), ("Vendi (q=0.5)", "0.5"), ("Vendi (q=2)", "2"), ("Vendi (q=inf)", "inf"),
-            ("G-Vendi", "g_vendi"), ("mean cosine (lower: more diverse)", "mean_cosine"),
-            ("distinct-1", "distinct_1"), ("distinct-2", "distinct_2")]  # fmt: skip
+    rows = [
+        ("Vendi (q=1)", "1"),
+        ("Vendi (q=0.5)", "0.5"),
+        ("Vendi (q=2)", "2"),
+        ("Vendi (q=inf)", "inf"),
+        ("G-Vendi", "g_vendi"),
+        ("mean cosine (lower: more diverse)", "mean_cosine"),
+        ("distinct-1", "distinct_1"),
+        ("distinct-2", "distinct_2"),
+    ]
     both = names == ["tree", "baseline"]
     header = f"{'':36}" + "".join(f"{name:>12}" for name in names) + (f"{'tree - base':>14}" if both else "")
     lines = [f"Diversity at equal n = {report['n']} (embedder {report['embedder']})", header]
     for label, key in rows:
-        values = [sets[name]["vendi_q"].get(key) if key[0].isdigit() or key == "inf" else sets[name].get(key)
-                  for name in names]  # fmt: skip
+        values = [
+            sets[name]["vendi_q"].get(key) if key[0].isdigit() or key == "inf" else sets[name].get(key)
+            for name in names
+        ]
         if all(v is None for v in values):
             continue
         line = f"{label:36}" + "".join(f"{_fmt(v):>12}" for v in values)
@@ -118,8 +127,10 @@ def _score_text(report: dict[str, Any]) -> str:
         f"Leaves: {len(leaves['rows'])} ({', '.join(f'{v} {k}' for k, v in flagged.items())}); {leaves['note']}."
     )
     for row in [r for r in leaves["rows"] if r["flags"]][:10]:
-        lines.append(f"  {row['path'][:60]:60} n={row['n']:<4} Vendi {_fmt(row['vendi'], 2):>6}  "
-                     f"cos {_fmt(row['mean_cosine'], 2):>5}  {', '.join(row['flags'])}")  # fmt: skip
+        lines.append(
+            f"  {row['path'][:60]:60} n={row['n']:<4} Vendi {_fmt(row['vendi'], 2):>6}  "
+            f"cos {_fmt(row['mean_cosine'], 2):>5}  {', '.join(row['flags'])}"
+        )
     lines += ["", *report["notes"]]
     return "\n".join(lines)
 
@@ -133,7 +144,7 @@ def score(
     baseline: BaselineOpt = None,
     n: Annotated[
         int | None, typer.Option("--n", help="Score every set at this many samples (default: the smallest set's size).")
-    ] = None,  # fmt: skip
+    ] = None,
     seed: SeedOpt = 0,
     embedder: EmbedderOpt = None,
     proxy: ProxyOpt = None,
@@ -151,8 +162,15 @@ def score(
         embed = _embedder(project, embedder)
         grads = _gradient_featurizer(project, proxy, grad_max_tokens) if gradients else None
         with _progress(quiet or as_json) as bar:
-            report = coverage_report(project, embedder=embed, gradient_featurizer=grads, include_baseline=include,
-                                     n=n, seed=seed, progress=_Bar(bar, "Features"))  # fmt: skip
+            report = coverage_report(
+                project,
+                embedder=embed,
+                gradient_featurizer=grads,
+                include_baseline=include,
+                n=n,
+                seed=seed,
+                progress=_Bar(bar, "Features"),
+            )
     _emit(as_json, report, _score_text(report))
 
 
@@ -194,13 +212,24 @@ def map_(
         with _progress(quiet or as_json) as bar:
             progress = _Bar(bar, "Map")
             X = ensure_features(project, samples, featurizer, progress=progress)
-            points = map_points(project, samples, X, featurizer.name, seed=seed, n_neighbors=n_neighbors,
-                                min_dist=min_dist, progress=progress)  # fmt: skip
+            points = map_points(
+                project,
+                samples,
+                X,
+                featurizer.name,
+                seed=seed,
+                n_neighbors=n_neighbors,
+                min_dist=min_dist,
+                progress=progress,
+            )
         space = "gradient features" if gradients else "embeddings"
         title = f"{project.task[:80]}: UMAP of {space} ({featurizer.name}), {len(points)} samples"
         path = write_map(points, out_file, color_by=color_by, title=title)
-    _emit(as_json, {"out": str(path), "points": len(points), "space": featurizer.name, "color_by": color_by},
-          f"Wrote a map of {len(points)} samples ({space}, coloured by {color_by}) to {path}")  # fmt: skip
+    _emit(
+        as_json,
+        {"out": str(path), "points": len(points), "space": featurizer.name, "color_by": color_by},
+        f"Wrote a map of {len(points)} samples ({space}, coloured by {color_by}) to {path}",
+    )
 
 
 def baseline_cmd(
@@ -209,7 +238,7 @@ def baseline_cmd(
     per_call: Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")] = PER_CALL,
     temperature: Annotated[
         float, typer.Option("--temperature", help="Sampling temperature (the paper's Temp baseline samples hot).")
-    ] = 1.0,  # fmt: skip
+    ] = 1.0,
     responses: ResponsesOpt = None,
     seed: SeedOpt = 0,
     max_calls: MaxCallsOpt = None,
@@ -236,19 +265,31 @@ def baseline_cmd(
             progress = _Bar(bar, "Flat baseline")
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
-                return await synthesize_baseline(project, model_, n=target, per_call=per_call,
-                                                 temperature=temperature, seed=seed, responses=responses,
-                                                 concurrency=settings.concurrency, progress=progress,
-                                                 cancel=cancel)  # fmt: skip
+                return await synthesize_baseline(
+                    project,
+                    model_,
+                    n=target,
+                    per_call=per_call,
+                    temperature=temperature,
+                    seed=seed,
+                    responses=responses,
+                    concurrency=settings.concurrency,
+                    progress=progress,
+                    cancel=cancel,
+                )
 
-            report, stats = run_with_llm(project, "baseline", params, settings, work, max_calls=max_calls,
-                                         quiet=as_json)  # fmt: skip
+            report, stats = run_with_llm(
+                project, "baseline", params, settings, work, max_calls=max_calls, quiet=as_json
+            )
     data = {**dataclasses.asdict(report), "short": report.short, "llm": stats}
     short = f" ({report.short} short: duplicates dropped or replies unusable)" if report.short else ""
-    _emit(as_json, data,
-          f"Flat baseline: {report.total} of {target} samples{short}; added {report.added}, "
-          f"{report.duplicates} duplicates dropped.\n{_call_line(stats)}\n"
-          f"Compare: treesynth score {directory}")  # fmt: skip
+    _emit(
+        as_json,
+        data,
+        f"Flat baseline: {report.total} of {target} samples{short}; added {report.added}, "
+        f"{report.duplicates} duplicates dropped.\n{_call_line(stats)}\n"
+        f"Compare: treesynth score {directory}",
+    )
 
 
 def fill_gaps(
@@ -295,19 +336,32 @@ def fill_gaps(
             featurize = StoreFeaturize(project, featurizer, progress)
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
-                return await fill(project, model_, featurize, rounds=rounds, per_round=per_round, seed=seed,
-                                  progress=progress, cancel=cancel, space=featurizer.name)  # fmt: skip
+                return await fill(
+                    project,
+                    model_,
+                    featurize,
+                    rounds=rounds,
+                    per_round=per_round,
+                    seed=seed,
+                    progress=progress,
+                    cancel=cancel,
+                    space=featurizer.name,
+                )
 
-            report, stats = run_with_llm(project, "fill-gaps", params, settings, work, max_calls=max_calls,
-                                         quiet=as_json)  # fmt: skip
+            report, stats = run_with_llm(
+                project, "fill-gaps", params, settings, work, max_calls=max_calls, quiet=as_json
+            )
             featurize.store_kept()
     data = {**dataclasses.asdict(report), "llm": stats}
     if estimate is not None:
         data["gradient_estimate"] = dataclasses.asdict(estimate)
-    _emit(as_json, data,
-          f"Gap filling ({report.space}): {report.rounds} rounds, {report.accepted} of {report.candidates} "
-          f"candidates kept ({report.acceptance_rate:.0%}); diversity {report.before:.3f} -> {report.after:.3f} "
-          f"at n = {report.n}.\n{_call_line(stats)}")  # fmt: skip
+    _emit(
+        as_json,
+        data,
+        f"Gap filling ({report.space}): {report.rounds} rounds, {report.accepted} of {report.candidates} "
+        f"candidates kept ({report.acceptance_rate:.0%}); diversity {report.before:.3f} -> {report.after:.3f} "
+        f"at n = {report.n}.\n{_call_line(stats)}",
+    )
 
 
 def _gap_estimate(project: Any, featurizer: Any, candidates: int, proxy: str | None, max_tokens: int | None) -> Any:

@@ -80,15 +80,15 @@ def import_cmd(
     sample_set: Annotated[str, typer.Option("--set", help="Name of the new sample set.")] = "imported",
     fmt: Annotated[
         str | None, typer.Option("--format", help="jsonl, json, csv, parquet or hf (default: from the file name).")
-    ] = None,  # fmt: skip
+    ] = None,
     encoding: Annotated[str, typer.Option("--encoding", help="Text encoding of jsonl/csv files.")] = "utf-8",
     skip_empty: Annotated[
         bool, typer.Option("--skip-empty", help="Skip (and count) rows whose instruction is empty instead of stopping.")
-    ] = False,  # fmt: skip
+    ] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="Import only the first N rows.")] = None,
     preview: Annotated[
         bool, typer.Option("--preview", help="Show the columns, first rows and suggested mapping; import nothing.")
-    ] = False,  # fmt: skip
+    ] = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -108,17 +108,28 @@ def import_cmd(
             "Suggested --map " + (",".join(f"{k}={v}" for k, v in suggested.items()) or "(none: pass --map)"),
         ]
         for row in seen.rows:
-            lines.append("  " + "; ".join(f"{k}={str(v)[:40]!r}" for k, v in list(row.items())[:6]))  # fmt: skip
-        _emit(as_json, {"format": seen.format, "columns": seen.columns, "rows": seen.rows, "suggested": suggested,
-                        "bytes": seen.total_bytes}, "\n".join(lines))  # fmt: skip
+            lines.append("  " + "; ".join(f"{k}={str(v)[:40]!r}" for k, v in list(row.items())[:6]))
+        _emit(
+            as_json,
+            {
+                "format": seen.format,
+                "columns": seen.columns,
+                "rows": seen.rows,
+                "suggested": suggested,
+                "bytes": seen.total_bytes,
+            },
+            "\n".join(lines),
+        )
         return
     if mapping:
         cmap = ingest.ColumnMap.parse(mapping)
     else:
         cmap = ingest.preview(path, fmt=fmt, encoding=encoding).suggested
         if not (cmap.instruction or cmap.messages):
-            raise TreeSynthError(f"no column of {file} looks like an instruction: pass --map instruction=COLUMN,"
-                                 "output=COLUMN (see --preview)")  # fmt: skip
+            raise TreeSynthError(
+                f"no column of {file} looks like an instruction: pass --map instruction=COLUMN,"
+                "output=COLUMN (see --preview)"
+            )
     used = ",".join(f"{k}={v}" for k, v in cmap.__dict__.items() if v)
     with _open(directory) as project, _progress(quiet or as_json) as bar:
         task = bar.add_task(f"Importing {path.name}", total=None, note=used)
@@ -126,19 +137,31 @@ def import_cmd(
         def progress(done: int) -> None:
             bar.update(task, completed=done)
 
-        summary = ingest.import_file(project, path, cmap, sample_set=sample_set, fmt=fmt, encoding=encoding,
-                                     skip_empty=skip_empty, limit=limit, progress=progress)  # fmt: skip
+        summary = ingest.import_file(
+            project,
+            path,
+            cmap,
+            sample_set=sample_set,
+            fmt=fmt,
+            encoding=encoding,
+            skip_empty=skip_empty,
+            limit=limit,
+            progress=progress,
+        )
     skipped = f", {summary.skipped_empty} empty rows skipped" if summary.skipped_empty else ""
-    _emit(as_json, {**summary.__dict__, "map": used},
-          f"Imported {summary.imported} rows of {file} ({summary.format}; --map {used}) as the sample set "
-          f"{summary.sample_set!r}{skipped}.\nNext: treesynth route {directory} --set {summary.sample_set}")  # fmt: skip
+    _emit(
+        as_json,
+        {**summary.__dict__, "map": used},
+        f"Imported {summary.imported} rows of {file} ({summary.format}; --map {used}) as the sample set "
+        f"{summary.sample_set!r}{skipped}.\nNext: treesynth route {directory} --set {summary.sample_set}",
+    )
 
 
 def sets(
     directory: DirArg,
     delete: Annotated[
         str | None, typer.Option("--delete", help="Delete this sample set (its samples, features and routes).")
-    ] = None,  # fmt: skip
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List the project's sample sets (tree, baseline, imported datasets, balanced sets) with their sizes."""
@@ -166,16 +189,20 @@ def _route_text(report: dict[str, Any]) -> str:
         lines.append(f"  none fits at {row['path'][:70]}: {row['count']}")
     counts = sorted(report["per_leaf"].values())
     if counts:
-        lines.append(f"Per leaf: min {counts[0]}, median {counts[len(counts) // 2]}, max {counts[-1]} "
-                     f"({sum(1 for c in counts if c == 0)} empty leaves of {len(counts)})")  # fmt: skip
+        lines.append(
+            f"Per leaf: min {counts[0]}, median {counts[len(counts) // 2]}, max {counts[-1]} "
+            f"({sum(1 for c in counts if c == 0)} empty leaves of {len(counts)})"
+        )
     agree = report.get("agreement")
     if agree:
         other = "LLM" if agree["other"] == "llm" else agree["other"]
         did = agree.get("other_status") or {}
-        lines.append(f"Agreement with the {other} router on {agree['n']} samples: same leaf "
-                     f"{_fmt(agree['rate'], 2)}, same first level {_fmt(agree['first_level_rate'], 2)} (the {other} "
-                     f"router: {did.get('leaf', 0)} in a leaf, {did.get('none', 0)} none fits, "
-                     f"{did.get('error', 0)} errors)")  # fmt: skip
+        lines.append(
+            f"Agreement with the {other} router on {agree['n']} samples: same leaf "
+            f"{_fmt(agree['rate'], 2)}, same first level {_fmt(agree['first_level_rate'], 2)} (the {other} "
+            f"router: {did.get('leaf', 0)} in a leaf, {did.get('none', 0)} none fits, "
+            f"{did.get('error', 0)} errors)"
+        )
     return "\n".join(lines)
 
 
@@ -198,7 +225,7 @@ def route(
             "--agreement",
             help="Also route a seeded sample of this many with the other router and report agreement (0: off).",
         ),
-    ] = 0,  # fmt: skip
+    ] = 0,
     seed: SeedOpt = 0,
     embedder: EmbedderOpt = None,
     max_calls: MaxCallsOpt = None,
@@ -218,8 +245,10 @@ def route(
 
     with _open(directory) as project:
         if not project.sample_sets().get(sample_set):
-            raise TreeSynthError(f"no samples in the set {sample_set!r}; sets: {_sets_line(project)}. "
-                                 f"Import first: treesynth import {directory} FILE")  # fmt: skip
+            raise TreeSynthError(
+                f"no samples in the set {sample_set!r}; sets: {_sets_line(project)}. "
+                f"Import first: treesynth import {directory} FILE"
+            )
         resolved = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
         router = router or default_router(resolved.backend)
         embed = _embedder(project, embedder) if router == "embedding" or agreement_n > 0 else None
@@ -229,19 +258,34 @@ def route(
             progress = _Bar(bar, "Routing")
 
             async def work(model_: Any, cancel: threading.Event | None) -> Any:
-                return await route_dataset(project, sample_set=sample_set, router=router, llm=model_, embedder=embed,
-                                           agreement_n=agreement_n, seed=seed, progress=progress, cancel=cancel,
-                                           concurrency=settings.concurrency if settings else 8)  # fmt: skip
+                return await route_dataset(
+                    project,
+                    sample_set=sample_set,
+                    router=router,
+                    llm=model_,
+                    embedder=embed,
+                    agreement_n=agreement_n,
+                    seed=seed,
+                    progress=progress,
+                    cancel=cancel,
+                    concurrency=settings.concurrency if settings else 8,
+                )
 
             stats: dict[str, Any] | None = None
             if settings is not None:
-                report, stats = run_with_llm(project, "route", params, settings, work, max_calls=max_calls,
-                                             quiet=as_json)  # fmt: skip
+                report, stats = run_with_llm(
+                    project, "route", params, settings, work, max_calls=max_calls, quiet=as_json
+                )
             else:
                 report = asyncio.run(work(None, None))
     report["llm"] = stats
-    _emit(as_json, report, _route_text(report) + (f"\n{_call_line(stats)}" if stats else "") +
-          f"\nNext: treesynth balance {directory} --set {sample_set} --per-leaf N")  # fmt: skip
+    _emit(
+        as_json,
+        report,
+        _route_text(report)
+        + (f"\n{_call_line(stats)}" if stats else "")
+        + f"\nNext: treesynth balance {directory} --set {sample_set} --per-leaf N",
+    )
 
 
 # -- balance --------------------------------------------------------------------------------------
@@ -254,8 +298,10 @@ def _balance_text(report: dict[str, Any]) -> str:
         f"{report['synthesized']} in short leaves; {report['unrouted']} unrouted samples left out."
     ]
     if report["skipped_leaves"]:
-        lines.append(f"{len(report['skipped_leaves'])} short leaves are not approved, so nothing was synthesized "
-                     "there: approve them and rerun.")  # fmt: skip
+        lines.append(
+            f"{len(report['skipped_leaves'])} short leaves are not approved, so nothing was synthesized "
+            "there: approve them and rerun."
+        )
     if report["short_leaves"]:
         lines.append(f"{len(report['short_leaves'])} leaves stayed short (duplicates or unusable replies).")
     lines.append(f"{'leaf':60} {'before':>7} {'after':>7}")
@@ -269,8 +315,10 @@ def _balance_text(report: dict[str, Any]) -> str:
         before, after = scores["sets"].get("before", {}), scores["sets"].get("after", {})
         for key, label in (("vendi", "Vendi"), ("g_vendi", "G-Vendi"), ("mean_cosine", "mean cosine")):
             if before.get(key) is not None or after.get(key) is not None:
-                lines.append(f"{label:12} before {_fmt(before.get(key))}  after {_fmt(after.get(key))}  "
-                             f"(equal n = {scores['n']})")  # fmt: skip
+                lines.append(
+                    f"{label:12} before {_fmt(before.get(key))}  after {_fmt(after.get(key))}  "
+                    f"(equal n = {scores['n']})"
+                )
     return "\n".join(lines)
 
 
@@ -283,10 +331,10 @@ def balance(
     responses: Annotated[bool, typer.Option("--responses", help="Also answer each synthesized instruction.")] = False,
     score: Annotated[
         bool, typer.Option("--score/--no-score", help="Score before and after at equal n (Vendi over embeddings).")
-    ] = True,  # fmt: skip
+    ] = True,
     gradients: Annotated[
         bool, typer.Option("--gradients", help="Also G-Vendi (gradient features of the project's proxy; slow on CPU).")
-    ] = False,  # fmt: skip
+    ] = False,
     seed: SeedOpt = 0,
     embedder: EmbedderOpt = None,
     proxy: ProxyOpt = None,
@@ -316,16 +364,30 @@ def balance(
             progress = _Bar(bar, "Balancing")
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
-                return await balance_dataset(project, model_, source_set=sample_set, per_leaf=per_leaf,
-                                             target_set=into, seed=seed, per_call=per_call, responses=responses,
-                                             concurrency=settings.concurrency, embedder=embed,
-                                             gradient_featurizer=grads, progress=progress, cancel=cancel)  # fmt: skip
+                return await balance_dataset(
+                    project,
+                    model_,
+                    source_set=sample_set,
+                    per_leaf=per_leaf,
+                    target_set=into,
+                    seed=seed,
+                    per_call=per_call,
+                    responses=responses,
+                    concurrency=settings.concurrency,
+                    embedder=embed,
+                    gradient_featurizer=grads,
+                    progress=progress,
+                    cancel=cancel,
+                )
 
-            report, stats = run_with_llm(project, "balance", params, settings, work, max_calls=max_calls,
-                                         quiet=as_json)  # fmt: skip
+            report, stats = run_with_llm(project, "balance", params, settings, work, max_calls=max_calls, quiet=as_json)
     report["llm"] = stats
-    _emit(as_json, report, _balance_text(report) + f"\n{_call_line(stats)}\n"
-          f"Export: treesynth export {directory} --set {into} --format jsonl --out {into}.jsonl")  # fmt: skip
+    _emit(
+        as_json,
+        report,
+        _balance_text(report) + f"\n{_call_line(stats)}\n"
+        f"Export: treesynth export {directory} --set {into} --format jsonl --out {into}.jsonl",
+    )
 
 
 COMMANDS = {"import": import_cmd, "sets": sets, "route": route, "balance": balance}

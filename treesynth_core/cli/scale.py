@@ -83,7 +83,7 @@ PlotOpt = Annotated[
         help="Write an interactive plot to FILE.html (self-contained, opens offline).",
         metavar="FILE.html",
         show_default=False,
-    ),  # fmt: skip
+    ),
 ]
 BootstrapOpt = Annotated[
     int,
@@ -122,19 +122,26 @@ def _report_text(report: Any, metric_note: list[str]) -> str:
         f"{'law':10}{'B':>11}{'D_l':>11}{'beta':>8}{'E':>10}{'ceiling':>10}{'B/D_l':>10}",
     ]
     for law, fit in report.fits.items():
-        lines.append(f"{law:10}{_g(fit.B):>11}{_g(fit.D_l if law == 'rectified' else None):>11}"
-                     f"{fit.beta:>8.3f}{_g(fit.E):>10}{_g(report.ceiling(law)):>10}{_g(fit.initial_gap):>10}")  # fmt: skip
+        lines.append(
+            f"{law:10}{_g(fit.B):>11}{_g(fit.D_l if law == 'rectified' else None):>11}"
+            f"{fit.beta:>8.3f}{_g(fit.E):>10}{_g(report.ceiling(law)):>10}{_g(fit.initial_gap):>10}"
+        )
     for law, intervals in report.intervals.items():
         if intervals:
             spans = ", ".join(f"{k} {_g(lo, 3)}..{_g(hi, 3)}" for k, (lo, hi) in intervals.items() if k != "B_over_D_l")
             lines.append(f"  {law} 90% intervals: {spans}")
-    lines += ["", f"{'law':10}{'fit RMSE':>10}{'test RMSE':>11}{'max |err|':>11}   plateau (gain per 10x < {report.threshold:g})"]  # fmt: skip
+    lines += [
+        "",
+        f"{'law':10}{'fit RMSE':>10}{'test RMSE':>11}{'max |err|':>11}   plateau (gain per 10x < {report.threshold:g})",
+    ]
     for law, fit in report.fits.items():
         test = report.held_out.get(law)
         plateau = report.plateau.get(law)
         where = _g(plateau) if plateau is not None else "not within 1e6x the largest size"
-        lines.append(f"{law:10}{_g(fit.rmse):>10}{_g(test.rmse if test else None):>11}"
-                     f"{_g(test.max_abs_error if test else None):>11}   {where}")  # fmt: skip
+        lines.append(
+            f"{law:10}{_g(fit.rmse):>10}{_g(test.rmse if test else None):>11}"
+            f"{_g(test.max_abs_error if test else None):>11}   {where}"
+        )
     if report.preferred:
         lines.append(f"The held-out points favour the {report.preferred} law.")
     label = METRIC_LABEL[report.metric_kind]
@@ -188,8 +195,18 @@ def scale(
     else:
         kind, source = METRIC_KIND[metric.value], []
     sizes = parse_sizes(extrapolate) if extrapolate is not None else None
-    reports = [fit_report(group, metric_kind=kind, n_test=test, threshold=threshold, extrapolate_to=sizes,
-                          seed=seed, bootstrap=bootstrap) for group in groups.values()]  # fmt: skip
+    reports = [
+        fit_report(
+            group,
+            metric_kind=kind,
+            n_test=test,
+            threshold=threshold,
+            extrapolate_to=sizes,
+            seed=seed,
+            bootstrap=bootstrap,
+        )
+        for group in groups.values()
+    ]
     written = None
     if plot is not None:
         fig = scaling_figure(reports, size_label=point_set.size_column)
@@ -200,8 +217,12 @@ def scale(
     text = "\n\n".join(_report_text(report, note) for report in reports)
     if written is not None:
         text += f"\n\nWrote the plot to {written}"
-    data = {"points": str(points), "metric_kind": kind, "reports": [report.to_dict() for report in reports],
-            "plot": None if written is None else str(written)}  # fmt: skip
+    data = {
+        "points": str(points),
+        "metric_kind": kind,
+        "reports": [report.to_dict() for report in reports],
+        "plot": None if written is None else str(written),
+    }
     from rich.markup import escape
 
     _emit(as_json, data, escape(text))

@@ -44,8 +44,18 @@ HOVER_CHARS = 400
 BASELINE_LABEL = "flat baseline"
 BASELINE_COLOR = "#9e9e9e"
 #: plotly's default colours, in its order: a group has the same colour in the HTML and the PNG map.
-COLORWAY = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff",
-            "#fecb52")  # fmt: skip
+COLORWAY = (
+    "#636efa",
+    "#ef553b",
+    "#00cc96",
+    "#ab63fa",
+    "#ffa15a",
+    "#19d3f3",
+    "#ff6692",
+    "#b6e880",
+    "#ff97ff",
+    "#fecb52",
+)
 PNG_SIZE = (10.0, 7.5)  # inches
 PNG_DPI = 150
 #: A PNG map lists its groups in a legend up to this many (more would cover the plot).
@@ -445,11 +455,25 @@ def png(points: Sequence[MapPoint], *, color_by: str = "leaf", title: str = "") 
     if title:
         ax.set_title("\n".join(textwrap.wrap(_plain(title, 400), 90)), fontsize=11, loc="left")
     if 0 < len(grouped) <= PNG_LEGEND_MAX:
-        ax.legend(title=_plain(color_by, 40), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
-                  title_fontsize=9, frameon=False, markerscale=1.5)  # fmt: skip
+        ax.legend(
+            title=_plain(color_by, 40),
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            fontsize=8,
+            title_fontsize=9,
+            frameon=False,
+            markerscale=1.5,
+        )
     elif grouped:
-        ax.text(1.01, 1.0, f"{len(grouped)} groups by {_plain(color_by, 40)}\n(too many for a legend)",
-                transform=ax.transAxes, va="top", fontsize=8, color="#555555")  # fmt: skip
+        ax.text(
+            1.01,
+            1.0,
+            f"{len(grouped)} groups by {_plain(color_by, 40)}\n(too many for a legend)",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=8,
+            color="#555555",
+        )
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # glyphs the default font lacks (emoji, CJK) draw as boxes

@@ -83,8 +83,14 @@ def _g_vendi(grads: np.ndarray) -> float | None:
     return _num(D.vendi_score(kept)) if kept.shape[0] else None
 
 
-def _subset_scores(project: CoverageStore, samples: Sequence[Sample], subset: Sequence[Sample], X: np.ndarray,
-                   gradient_featurizer: Featurizer | None, progress: Progress) -> dict[str, Any]:  # fmt: skip
+def _subset_scores(
+    project: CoverageStore,
+    samples: Sequence[Sample],
+    subset: Sequence[Sample],
+    X: np.ndarray,
+    gradient_featurizer: Featurizer | None,
+    progress: Progress,
+) -> dict[str, Any]:
     """The scores of one set from its equal-n ``subset`` (embeddings ``X``); G-Vendi with a featurizer."""
     scores = {"total": len(samples), **set_scores(X, [s.instruction for s in subset])}
     if gradient_featurizer is not None:
@@ -141,8 +147,17 @@ def leaf_table(tree: Tree, samples: Sequence[Sample], X: np.ndarray, *, seed: in
         flags = _flags(count, n, vendi, cosine, thin_below)
         if leaf_id not in active:
             flags.append("orphan")
-        rows.append({"leaf_id": leaf_id, "path": labels.get(leaf_id, leaf_id), "count": count, "n": n,
-                     "vendi": vendi, "mean_cosine": cosine, "flags": flags})  # fmt: skip
+        rows.append(
+            {
+                "leaf_id": leaf_id,
+                "path": labels.get(leaf_id, leaf_id),
+                "count": count,
+                "n": n,
+                "vendi": vendi,
+                "mean_cosine": cosine,
+                "flags": flags,
+            }
+        )
     rows.sort(key=lambda r: (r["vendi"] is None, r["vendi"] if r["vendi"] is not None else 0.0))
     note = (
         f"leaves are compared at equal n = {leaf_n} (seeded subsample); leaves under {thin_below} samples "
@@ -183,7 +198,7 @@ def subtree_table(
             "n": score.n,
             "vendi": _num(score.vendi),
             "mean_cosine": _num(score.mean_cosine),
-        }  # fmt: skip
+        }
         for node_id, score in scores.items()
         if node_id is not None
     ]
@@ -255,8 +270,14 @@ def coverage_report(
     scores: dict[str, dict[str, Any]] = {}
     for name, samples in sets.items():
         picked = chosen[name]
-        scores[name] = _subset_scores(project, samples, [samples[i] for i in picked], embeddings[name][picked],
-                                      gradient_featurizer, stage(f"gradients of {name} samples"))  # fmt: skip
+        scores[name] = _subset_scores(
+            project,
+            samples,
+            [samples[i] for i in picked],
+            embeddings[name][picked],
+            gradient_featurizer,
+            stage(f"gradients of {name} samples"),
+        )
     gain = None
     if "baseline" in scores:
         keys = ["vendi", "g_vendi", "mean_cosine", "distinct_1", "distinct_2"]

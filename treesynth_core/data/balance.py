@@ -89,8 +89,15 @@ class BalancePlan:
         }
 
 
-def plan_balance(tree: T.Tree, samples: Sequence[Sample], *, per_leaf: int, seed: int = 0,
-                 source_set: str = "", target_set: str = BALANCED_SET) -> BalancePlan:  # fmt: skip
+def plan_balance(
+    tree: T.Tree,
+    samples: Sequence[Sample],
+    *,
+    per_leaf: int,
+    seed: int = 0,
+    source_set: str = "",
+    target_set: str = BALANCED_SET,
+) -> BalancePlan:
     """Which samples each leaf keeps (seeded) and how many it needs synthesized.
 
     Only approved leaves are synthesized into; an unapproved leaf keeps its originals (downsampled)
@@ -118,15 +125,16 @@ def plan_balance(tree: T.Tree, samples: Sequence[Sample], *, per_leaf: int, seed
                 len(members) - len(keep),
                 short if approved else 0,
                 approved,
-            )  # fmt: skip
+            )
         )
     leaf_ids = {leaf.id for leaf in tree.leaves()}
     unrouted = sum(1 for s in samples if s.leaf_id == UNROUTED or s.leaf_id not in leaf_ids)
     return BalancePlan(source_set, target_set, per_leaf, seed, tuple(leaves), tuple(kept), unrouted)
 
 
-def original_rows(samples: Iterable[Sample], kept_ids: Iterable[int], *, source_set: str,
-                  target_set: str) -> list[NewSample]:  # fmt: skip
+def original_rows(
+    samples: Iterable[Sample], kept_ids: Iterable[int], *, source_set: str, target_set: str
+) -> list[NewSample]:
     """The kept originals as rows of the balanced set, keyed by their source id (idempotent)."""
     wanted = set(kept_ids)
     return [
@@ -139,7 +147,7 @@ def original_rows(samples: Iterable[Sample], kept_ids: Iterable[int], *, source_
             model=s.model,
             sample_set=target_set,
             extra={**s.extra, "provenance": "original", "source_set": source_set, "source_id": s.id},
-        )  # fmt: skip
+        )
         for s in samples
         if s.id in wanted
     ]
@@ -153,8 +161,9 @@ class BalanceReport:
     after: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        counts = {leaf.leaf_id: {"before": leaf.before, "after": self.after.get(leaf.leaf_id, 0)} for leaf in
-                  self.plan.leaves}  # fmt: skip
+        counts = {
+            leaf.leaf_id: {"before": leaf.before, "after": self.after.get(leaf.leaf_id, 0)} for leaf in self.plan.leaves
+        }
         return {
             **self.plan.to_dict(),
             "copied": self.copied,
@@ -178,8 +187,15 @@ def shortfall_options(
     """How the short leaves ``targets`` are synthesized up to ``per_leaf`` in the balanced set: in calls
     of leaf synthesis's :data:`~treesynth_core.generate.synth.PER_CALL` (the paper's balance fills in batches of
     10 too), every leaf to the same ``per_leaf`` (sampled nodes do not scale a balance target)."""
-    return SynthOptions(per_leaf=per_leaf, per_call=min(per_call, per_leaf), responses=responses, seed=seed,
-                        leaf_ids=tuple(targets), sample_set=target_set, sampled_scale=1)  # fmt: skip
+    return SynthOptions(
+        per_leaf=per_leaf,
+        per_call=min(per_call, per_leaf),
+        responses=responses,
+        seed=seed,
+        leaf_ids=tuple(targets),
+        sample_set=target_set,
+        sampled_scale=1,
+    )
 
 
 async def balance(
@@ -210,15 +226,16 @@ async def balance(
     if not plan.kept_ids and not plan.to_synthesize:
         raise TreeSynthError("no sample is routed to a leaf and no leaf is approved: route the dataset first")
     report = BalanceReport(plan)
-    report.copied = store.add_samples(original_rows(samples, plan.kept_ids, source_set=source_set,
-                                                    target_set=target_set))  # fmt: skip
+    report.copied = store.add_samples(
+        original_rows(samples, plan.kept_ids, source_set=source_set, target_set=target_set)
+    )
     targets = tuple(leaf.leaf_id for leaf in plan.leaves if leaf.synthesize > 0)
     if progress is not None:
         progress(0, len(targets), f"copied {report.copied:,} originals; synthesizing {plan.to_synthesize:,} samples")
     if targets:
-        options = shortfall_options(per_leaf, targets, per_call=per_call, responses=responses, seed=seed,
-                                    target_set=target_set)  # fmt: skip
-        report.synth = await synthesize(store, llm, options, progress=progress, cancel=cancel,
-                                        concurrency=concurrency)  # fmt: skip
+        options = shortfall_options(
+            per_leaf, targets, per_call=per_call, responses=responses, seed=seed, target_set=target_set
+        )
+        report.synth = await synthesize(store, llm, options, progress=progress, cancel=cancel, concurrency=concurrency)
     report.after = store.sample_counts(sample_set=target_set)
     return report

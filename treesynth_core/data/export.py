@@ -142,11 +142,15 @@ def _intro(origins: Counter[str]) -> str:
         "the task's data space was split into a tree of mutually exclusive subspaces (TreeSynth, arXiv 2503.17195)"
     )
     if not origins.get("original"):
-        return (f"Synthetic dataset made with TreeSynth Studio: {tree_text} and samples were written per leaf, "
-                "conditioned on the leaf's root-to-leaf path.")  # fmt: skip
+        return (
+            f"Synthetic dataset made with TreeSynth Studio: {tree_text} and samples were written per leaf, "
+            "conditioned on the leaf's root-to-leaf path."
+        )
     if not origins.get("synthesized"):
-        return (f"A dataset organized with TreeSynth Studio: {tree_text} and every imported sample was routed "
-                "to a leaf (the `path` column); samples that fit no leaf have an empty `leaf_id`.")  # fmt: skip
+        return (
+            f"A dataset organized with TreeSynth Studio: {tree_text} and every imported sample was routed "
+            "to a leaf (the `path` column); samples that fit no leaf have an empty `leaf_id`."
+        )
     return (
         f"A rebalanced dataset made with TreeSynth Studio: {tree_text}; imported samples were routed to "
         "the leaves, crowded leaves downsampled, and short leaves filled with samples synthesized in the leaf "

@@ -96,14 +96,23 @@ async def route_dataset(
 
     async def with_llm(ids: Sequence[int] | None) -> None:
         assert llm is not None
-        await route_with_llm(project, llm, sample_set=sample_set, sample_ids=ids, seed=seed,
-                             concurrency=concurrency, progress=progress, cancel=cancel)  # fmt: skip
+        await route_with_llm(
+            project,
+            llm,
+            sample_set=sample_set,
+            sample_ids=ids,
+            seed=seed,
+            concurrency=concurrency,
+            progress=progress,
+            cancel=cancel,
+        )
 
     def with_embeddings() -> None:
         if progress:
             progress(0, len(samples), "embedding the samples")
-        route_with_embeddings(project, _embed_fn(embedder), _features_fn(project, embedder, progress),
-                              sample_set=sample_set)  # fmt: skip
+        route_with_embeddings(
+            project, _embed_fn(embedder), _features_fn(project, embedder, progress), sample_set=sample_set
+        )
 
     ids = [s.id for s in samples]
     if router == "llm":
@@ -127,8 +136,9 @@ async def route_dataset(
     return report
 
 
-def data_pivots(project: Project, sample_set: str, embedder: Any, *, seed: int = 0,
-                progress: Progress | None = None) -> DataPivots:  # fmt: skip
+def data_pivots(
+    project: Project, sample_set: str, embedder: Any, *, seed: int = 0, progress: Progress | None = None
+) -> DataPivots:
     """Pivots from the dataset in ``sample_set`` for growing a tree (``grow --pivots-from``)."""
     samples = project.samples(sample_set=sample_set)
     if len(samples) < 2:
@@ -155,13 +165,24 @@ async def balance_dataset(
 ) -> dict[str, Any]:
     """Build the balanced set (see :mod:`treesynth_core.data.balance`) and, with an embedder, score the
     source and the balanced set at equal n (Vendi; G-Vendi with a gradient featurizer)."""
-    report = await balance(project, llm, source_set=source_set, per_leaf=per_leaf, target_set=target_set,
-                           seed=seed, per_call=per_call, responses=responses, concurrency=concurrency,
-                           progress=progress, cancel=cancel)  # fmt: skip
+    report = await balance(
+        project,
+        llm,
+        source_set=source_set,
+        per_leaf=per_leaf,
+        target_set=target_set,
+        seed=seed,
+        per_call=per_call,
+        responses=responses,
+        concurrency=concurrency,
+        progress=progress,
+        cancel=cancel,
+    )
     out = report.to_dict()
     out["scores"] = None
     if embedder is not None:
         sets = {"before": project.samples(sample_set=source_set), "after": project.samples(sample_set=target_set)}
-        out["scores"] = compare_sets(project, sets, embedder=embedder, gradient_featurizer=gradient_featurizer,
-                                     seed=seed, progress=progress)  # fmt: skip
+        out["scores"] = compare_sets(
+            project, sets, embedder=embedder, gradient_featurizer=gradient_featurizer, seed=seed, progress=progress
+        )
     return out

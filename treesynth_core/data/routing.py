@@ -395,8 +395,15 @@ class DataPivots:
     criteria are found in the data itself rather than in generated samples.
     """
 
-    def __init__(self, texts: Sequence[str], X: np.ndarray, embed: Callable[[list[str]], np.ndarray], *,
-                 seed: int = 0, max_chars: int = 400) -> None:  # fmt: skip
+    def __init__(
+        self,
+        texts: Sequence[str],
+        X: np.ndarray,
+        embed: Callable[[list[str]], np.ndarray],
+        *,
+        seed: int = 0,
+        max_chars: int = 400,
+    ) -> None:
         if len(texts) != X.shape[0]:
             raise TreeSynthError("DataPivots needs one embedding row per text")
         self.texts, self.X, self.embed, self.seed, self.max_chars = list(texts), X, embed, seed, max_chars

@@ -340,8 +340,20 @@ async def fill_gaps(
         k = min(len(pool), max(2, round(len(pool) / 10)))
         centroids, labels = spherical_kmeans(X, k, seed=stable_seed(seed, "gaps-kmeans", r))
         sparse = sparse_clusters(labels, k, sparse_fraction)
-        calls = _plan_round(tree, pool, labels, sparse, r, calls_per_round, per_round, per_call, shots,
-                            seed, temperature, P.profile_for(llm))  # fmt: skip
+        calls = _plan_round(
+            tree,
+            pool,
+            labels,
+            sparse,
+            r,
+            calls_per_round,
+            per_round,
+            per_call,
+            shots,
+            seed,
+            temperature,
+            P.profile_for(llm),
+        )
 
         async def generate(call: _Call) -> None:
             async with gate:

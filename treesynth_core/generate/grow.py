@@ -195,8 +195,17 @@ class Grower:
         self.pivot_source = pivot_source
         self.profile = P.profile_for(llm)
 
-    def _request(self, prompt: str, schema: dict, name: str, temperature: float, seed: int, node: T.Node,
-                 purpose: str, max_tokens: int) -> ChatRequest:  # fmt: skip
+    def _request(
+        self,
+        prompt: str,
+        schema: dict,
+        name: str,
+        temperature: float,
+        seed: int,
+        node: T.Node,
+        purpose: str,
+        max_tokens: int,
+    ) -> ChatRequest:
         return ChatRequest.chat(
             None,
             prompt,
@@ -303,9 +312,13 @@ class Grower:
             return None
 
         reply, result = await ask_json(
-            self.llm, request, CriterionReply, attempts=self.options.criterion_attempts, check=check,
+            self.llm,
+            request,
+            CriterionReply,
+            attempts=self.options.criterion_attempts,
+            check=check,
             what="criterion",
-        )  # fmt: skip
+        )
         return T.clean_label(reply.criterion), [T.clean_label(v) for v in reply.values], result.call_id
 
     async def _coverage(
@@ -392,9 +405,11 @@ def commit_split(store: TreeStore, node: T.Node, split: Split, llm: LLM, auto_ap
         siblings_ok = _fits(current, node.id, split.criterion)
         if not siblings_ok:
             return T.mark_leaf(
-                current, node.id, pivots=split.pivots,
+                current,
+                node.id,
+                pivots=split.pivots,
                 note=f'kept as a leaf: criterion "{split.criterion}" is already used above',
-            )  # fmt: skip
+            )
         grown = T.attach_split(
             current,
             node.id,

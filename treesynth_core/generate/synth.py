@@ -523,7 +523,7 @@ class LeafSynthesizer:
                                 response_call_id=response.call_id,
                                 sample_set=sample_set,
                                 extra={"provenance": "synthesized"},
-                            )  # fmt: skip
+                            )
                             for (key, text, path), response in zip(admitted, answers, strict=True)
                         ]
                         inserted = store.add_samples(rows)

@@ -216,22 +216,38 @@ def _run(
         if kind == "route":
             from ..data.pipeline import route_dataset
 
-            embedder = featurizer("embeddings") if options.get("router") == "embedding" or options.get(
-                "agreement_n") else None  # fmt: skip
-            return await route_dataset(project, sample_set=options["sample_set"], router=options.get("router", "llm"),
-                                       llm=llm, embedder=embedder, agreement_n=int(options.get("agreement_n", 0)),
-                                       seed=int(options.get("seed", 0)), concurrency=settings.concurrency,
-                                       progress=on_progress, cancel=cancel)  # fmt: skip
+            embedder = (
+                featurizer("embeddings") if options.get("router") == "embedding" or options.get("agreement_n") else None
+            )
+            return await route_dataset(
+                project,
+                sample_set=options["sample_set"],
+                router=options.get("router", "llm"),
+                llm=llm,
+                embedder=embedder,
+                agreement_n=int(options.get("agreement_n", 0)),
+                seed=int(options.get("seed", 0)),
+                concurrency=settings.concurrency,
+                progress=on_progress,
+                cancel=cancel,
+            )
         assert llm is not None
         if kind == "balance":
             from ..data.pipeline import balance_dataset
 
             return await balance_dataset(
-                project, llm, source_set=options["sample_set"], per_leaf=int(options["per_leaf"]),
-                target_set=options.get("target_set", "balanced"), seed=int(options.get("seed", 0)),
-                responses=bool(options.get("responses", False)), concurrency=settings.concurrency,
-                embedder=featurizer("embeddings"), progress=on_progress, cancel=cancel,
-            )  # fmt: skip
+                project,
+                llm,
+                source_set=options["sample_set"],
+                per_leaf=int(options["per_leaf"]),
+                target_set=options.get("target_set", "balanced"),
+                seed=int(options.get("seed", 0)),
+                responses=bool(options.get("responses", False)),
+                concurrency=settings.concurrency,
+                embedder=featurizer("embeddings"),
+                progress=on_progress,
+                cancel=cancel,
+            )
         if kind == "grow":
             from ..generate.grow import grow
 
@@ -245,17 +261,24 @@ def _run(
             from ..generate.baseline import synthesize_baseline
 
             return await synthesize_baseline(
-                project, llm, n=int(options["n"]), per_call=int(options.get("per_call", PER_CALL)),
-                temperature=float(options.get("temperature", 1.0)), seed=int(options.get("seed", 0)),
-                responses=options.get("responses"), concurrency=settings.concurrency, progress=on_progress,
+                project,
+                llm,
+                n=int(options["n"]),
+                per_call=int(options.get("per_call", PER_CALL)),
+                temperature=float(options.get("temperature", 1.0)),
+                seed=int(options.get("seed", 0)),
+                responses=options.get("responses"),
+                concurrency=settings.concurrency,
+                progress=on_progress,
                 cancel=cancel,
-            )  # fmt: skip
+            )
         if kind == "fill-gaps":
             return await _fill_gaps(project, llm, options, on_progress, cancel)
         from ..generate.synth import synthesize
 
-        return await synthesize(project, llm, options, progress=on_progress, cancel=cancel,
-                                concurrency=settings.concurrency)  # fmt: skip
+        return await synthesize(
+            project, llm, options, progress=on_progress, cancel=cancel, concurrency=settings.concurrency
+        )
 
     beater = threading.Thread(target=beat, daemon=True)
     beater.start()
@@ -273,9 +296,16 @@ def _run(
             message = _summary(kind, asyncio.run(work(None, cancel)), None)
             raise _Finished
         result, stats = run_llm_work(
-            project, kind, params, settings, work, cancel=cancel, max_calls=params.get("max_calls"),
-            llm_factory=factory, on_start=lambda run_id: project.update_job(job_id, run_id=run_id),
-        )  # fmt: skip
+            project,
+            kind,
+            params,
+            settings,
+            work,
+            cancel=cancel,
+            max_calls=params.get("max_calls"),
+            llm_factory=factory,
+            on_start=lambda run_id: project.update_job(job_id, run_id=run_id),
+        )
         message = _summary(kind, result, stats)
     except _Finished:
         pass
@@ -290,8 +320,7 @@ def _run(
         beater.join()
         from ..store.schema import now
 
-        project.update_job(job_id, status=status, error=error, message=message or progress["message"],
-                           finished=now())  # fmt: skip
+        project.update_job(job_id, status=status, error=error, message=message or progress["message"], finished=now())
         project.close()
 
 
@@ -299,8 +328,9 @@ class _Finished(Exception):
     """A job without an LLM (features) ended normally."""
 
 
-def _features(project: Project, options: dict[str, Any], progress: Any, cancel: threading.Event,
-              feats: Any = None) -> str:  # fmt: skip
+def _features(
+    project: Project, options: dict[str, Any], progress: Any, cancel: threading.Event, feats: Any = None
+) -> str:
     """Compute (and store) the features of the tree's and the baseline's samples, then their map
     (with ``feats`` when the caller has the space's featurizer loaded already)."""
     from ..coverage.features.embeddings import ensure_features
@@ -336,24 +366,40 @@ def _import(project: Project, options: dict[str, Any], progress: Any, cancel: th
             raise Cancelled("import stopped: nothing was imported")
         progress(done, 0, f"{done:,} rows")
 
-    summary = import_file(project, Path(options["file"]), ColumnMap(**options["map"]),
-                          sample_set=options["sample_set"], fmt=options.get("format"),
-                          encoding=options.get("encoding", "utf-8"), skip_empty=bool(options.get("skip_empty")),
-                          limit=options.get("limit"), progress=on_rows)  # fmt: skip
+    summary = import_file(
+        project,
+        Path(options["file"]),
+        ColumnMap(**options["map"]),
+        sample_set=options["sample_set"],
+        fmt=options.get("format"),
+        encoding=options.get("encoding", "utf-8"),
+        skip_empty=bool(options.get("skip_empty")),
+        limit=options.get("limit"),
+        progress=on_rows,
+    )
     skipped = f", {summary.skipped_empty} empty rows skipped" if summary.skipped_empty else ""
     return f"imported {summary.imported:,} rows as {summary.sample_set!r}{skipped}"
 
 
-async def _fill_gaps(project: Project, llm: LLM, options: dict[str, Any], progress: Any,
-                     cancel: threading.Event) -> Any:  # fmt: skip
+async def _fill_gaps(
+    project: Project, llm: LLM, options: dict[str, Any], progress: Any, cancel: threading.Event
+) -> Any:
     from ..generate.gaps import StoreFeaturize, fill_gaps
 
     space = options.get("space", DEFAULT_SPACE["fill-gaps"])
     feats = featurizer(space, project)
     featurize = StoreFeaturize(project, feats, progress)
-    result = await fill_gaps(project, llm, featurize, rounds=int(options.get("rounds", 1)),
-                             per_round=int(options.get("per_round", 20)), seed=int(options.get("seed", 0)),
-                             progress=progress, cancel=cancel, space=feats.name)  # fmt: skip
+    result = await fill_gaps(
+        project,
+        llm,
+        featurize,
+        rounds=int(options.get("rounds", 1)),
+        per_round=int(options.get("per_round", 20)),
+        seed=int(options.get("seed", 0)),
+        progress=progress,
+        cancel=cancel,
+        space=feats.name,
+    )
     featurize.store_kept()  # kept samples are not featurized again for the map
     if result.accepted:  # the kept samples join the scores and the map at once
         if space != "embeddings":  # the page's scores need their embeddings too
@@ -366,30 +412,48 @@ def _summary(kind: str, result: Any, stats: dict[str, Any] | None) -> str:
     calls = f"{stats['calls']} LLM calls, {stats['cached']} cached" if stats else "no LLM calls"
     if kind == "route":
         agree = result.get("agreement")
-        rate = f"; agreement with the {agree['other']} router {agree['rate']:.0%} on {agree['n']}" if agree and \
-            agree["rate"] is not None else ""  # fmt: skip
-        return (f"routed {result['routed']} of {result['total']}: {result['leaf']} in leaves, {result['none_fits']} "
-                f"fit no value, {result['errors']} errors{rate} ({calls})")  # fmt: skip
+        rate = (
+            f"; agreement with the {agree['other']} router {agree['rate']:.0%} on {agree['n']}"
+            if agree and agree["rate"] is not None
+            else ""
+        )
+        return (
+            f"routed {result['routed']} of {result['total']}: {result['leaf']} in leaves, {result['none_fits']} "
+            f"fit no value, {result['errors']} errors{rate} ({calls})"
+        )
     if kind == "balance":
         short = result["short_leaves"]
-        shortfall = f"; {len(short)} leaves stayed below {result['per_leaf']} (duplicates or unusable replies)" \
-            if short else ""  # fmt: skip
-        return (f"balanced into {result['target_set']!r}: kept {result['kept']}, synthesized {result['synthesized']} "
-                f"of {result['to_synthesize']} planned{shortfall} ({calls})")  # fmt: skip
+        shortfall = (
+            f"; {len(short)} leaves stayed below {result['per_leaf']} (duplicates or unusable replies)" if short else ""
+        )
+        return (
+            f"balanced into {result['target_set']!r}: kept {result['kept']}, synthesized {result['synthesized']} "
+            f"of {result['to_synthesize']} planned{shortfall} ({calls})"
+        )
     if kind == "baseline":
-        short = (f"; {result.short} short (the model repeated itself or replied unusably): make it again to ask "
-                 "new questions" if result.short else "")  # fmt: skip
+        short = (
+            f"; {result.short} short (the model repeated itself or replied unusably): make it again to ask "
+            "new questions"
+            if result.short
+            else ""
+        )
         return (
             f"flat baseline: {result.total} of {result.requested} samples, added {result.added}{short}"
             f"{_cut(result)} ({calls})"
         )
     if kind == "fill-gaps":
-        return (f"{result.accepted} of {result.candidates} candidates kept; diversity {result.before:.3f} -> "
-                f"{result.after:.3f} at n = {result.n} ({calls})")  # fmt: skip
+        return (
+            f"{result.accepted} of {result.candidates} candidates kept; diversity {result.before:.3f} -> "
+            f"{result.after:.3f} at n = {result.n} ({calls})"
+        )
     if kind == "grow":
         return f"expanded {result.expanded} nodes into {result.children} children ({calls})"
-    short = (f"; {len(result.short_leaves)} leaves stayed below the target (duplicates or unusable replies): "
-             "run again with another seed to ask new questions" if result.short_leaves else "")  # fmt: skip
+    short = (
+        f"; {len(result.short_leaves)} leaves stayed below the target (duplicates or unusable replies): "
+        "run again with another seed to ask new questions"
+        if result.short_leaves
+        else ""
+    )
     return f"added {result.added} samples, {result.duplicates} duplicates dropped{short}{_cut(result)} ({calls})"
 
 
@@ -422,8 +486,7 @@ def cancel_job(project: Project, job_id: str) -> None:
     project.request_cancel(job_id)
 
 
-def wait_job(project_path: Path | str, job_id: str, timeout: float = 60.0,
-             poll: float = 0.05) -> JobState:  # fmt: skip
+def wait_job(project_path: Path | str, job_id: str, timeout: float = 60.0, poll: float = 0.05) -> JobState:
     """Block until the job is no longer running (for tests and scripts)."""
     deadline = time.monotonic() + timeout
     with Project.open(project_path) as project:

@@ -17,9 +17,24 @@ from ..tree.model import clean_label, normalize
 from .templates import repair_message
 
 _VAGUE = {
-    "other", "others", "misc", "miscellaneous", "various", "etc", "general", "unknown", "none",
-    "n a", "na", "any", "mixed", "everything else", "rest", "something else", "not applicable",
-}  # fmt: skip
+    "other",
+    "others",
+    "misc",
+    "miscellaneous",
+    "various",
+    "etc",
+    "general",
+    "unknown",
+    "none",
+    "n a",
+    "na",
+    "any",
+    "mixed",
+    "everything else",
+    "rest",
+    "something else",
+    "not applicable",
+}
 
 
 class SamplesReply(BaseModel):

@@ -52,10 +52,16 @@ FIT_COLOUR, TEST_COLOUR = "#2ca02c", "#d62728"  # the paper's green fit points a
 MetricKind = Literal["loss", "accuracy_percent", "accuracy_fraction"]
 METRIC_KINDS: tuple[MetricKind, ...] = ("loss", "accuracy_percent", "accuracy_fraction")
 #: How each metric kind is named (axis titles, pickers) and what the laws are fitted to.
-METRIC_LABEL: dict[MetricKind, str] = {"loss": "loss / error (lower is better)", "accuracy_percent": "accuracy (%)",
-                                       "accuracy_fraction": "accuracy (0 to 1)"}  # fmt: skip
-FITTED_AS: dict[MetricKind, str] = {"loss": "the metric itself", "accuracy_percent": "error = 100 - accuracy",
-                                    "accuracy_fraction": "error = 1 - accuracy"}  # fmt: skip
+METRIC_LABEL: dict[MetricKind, str] = {
+    "loss": "loss / error (lower is better)",
+    "accuracy_percent": "accuracy (%)",
+    "accuracy_fraction": "accuracy (0 to 1)",
+}
+FITTED_AS: dict[MetricKind, str] = {
+    "loss": "the metric itself",
+    "accuracy_percent": "error = 100 - accuracy",
+    "accuracy_fraction": "error = 1 - accuracy",
+}
 #: Parameters of each law (the power law has no D_l).
 N_PARAMS: dict[Law, int] = {"rectified": 4, "power": 3}
 #: beta is searched in [BETA_MIN, BETA_MAX].
@@ -318,9 +324,19 @@ class ScalingFit:
         return self.B / self.D_l if self.law == "rectified" and self.D_l > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean({"law": self.law, "B": self.B, "D_l": self.D_l if self.law == "rectified" else None,
-                       "beta": self.beta, "E": self.E, "B_over_D_l": self.initial_gap, "rmse": self.rmse,
-                       "n_points": self.n_points, "size_range": list(self.size_range)})  # fmt: skip
+        return _clean(
+            {
+                "law": self.law,
+                "B": self.B,
+                "D_l": self.D_l if self.law == "rectified" else None,
+                "beta": self.beta,
+                "E": self.E,
+                "B_over_D_l": self.initial_gap,
+                "rmse": self.rmse,
+                "n_points": self.n_points,
+                "size_range": list(self.size_range),
+            }
+        )
 
 
 def _arrays(D: Any, L: Any, law: Law) -> tuple[np.ndarray, np.ndarray]:
@@ -335,8 +351,9 @@ def _arrays(D: Any, L: Any, law: Law) -> tuple[np.ndarray, np.ndarray]:
         raise PointsError(f"error {errors[errors < 0][0]:g} is negative; the law's floor E is >= 0")
     need, distinct = N_PARAMS[law], np.unique(sizes).size
     if distinct < need:
-        raise PointsError(f"the {law} law has {need} parameters and needs at least {need} distinct sizes to "
-                          f"fit; got {distinct}")  # fmt: skip
+        raise PointsError(
+            f"the {law} law has {need} parameters and needs at least {need} distinct sizes to fit; got {distinct}"
+        )
     return sizes, errors
 
 
@@ -425,8 +442,14 @@ def _least_squares(
     for start in starts:
         x0 = np.clip(start, lower + 1e-9, np.where(np.isfinite(upper), upper - 1e-9, upper))
         try:
-            result = least_squares(lambda p: _model(law, p, x)[0] - errors, x0, jac=lambda p: _model(law, p, x)[1],
-                                   bounds=(lower, upper), x_scale="jac", max_nfev=MAX_NFEV)  # fmt: skip
+            result = least_squares(
+                lambda p: _model(law, p, x)[0] - errors,
+                x0,
+                jac=lambda p: _model(law, p, x)[1],
+                bounds=(lower, upper),
+                x_scale="jac",
+                max_nfev=MAX_NFEV,
+            )
         except (ValueError, FloatingPointError):  # a start where the residuals are not finite
             continue
         if np.isfinite(result.cost) and (best is None or result.cost < best[0]):
@@ -452,8 +475,9 @@ def _fit(
     if n_starts > 0:  # seeded random restarts around the best so far
         rng = np.random.default_rng(seed)
         spread = np.array([1.0] * (N_PARAMS[law] - 2) + [0.5, 0.25 * float(errors.std()) + 1e-12])
-        again = _least_squares(law, x, errors, [best[1] + rng.normal(size=best[1].size) * spread
-                                                for _ in range(n_starts)])  # fmt: skip
+        again = _least_squares(
+            law, x, errors, [best[1] + rng.normal(size=best[1].size) * spread for _ in range(n_starts)]
+        )
         if again is not None and again[0] < best[0]:
             best = again
     params = best[1]
@@ -462,9 +486,16 @@ def _fit(
     # undo the scaling: B'/(D_l' + (D/s)**beta) = B' s**beta / (D_l' s**beta + D**beta)
     log_b = params[0] + beta * log_scale
     log_dl = params[1] + beta * log_scale if law == "rectified" else -math.inf
-    return ScalingFit(law=law, B=math.exp(log_b), D_l=math.exp(log_dl), beta=beta, E=float(params[-1]),
-                      rmse=float(np.sqrt(np.mean((prediction - errors) ** 2))), n_points=int(sizes.size),
-                      size_range=(float(sizes.min()), float(sizes.max())))  # fmt: skip
+    return ScalingFit(
+        law=law,
+        B=math.exp(log_b),
+        D_l=math.exp(log_dl),
+        beta=beta,
+        E=float(params[-1]),
+        rmse=float(np.sqrt(np.mean((prediction - errors) ** 2))),
+        n_points=int(sizes.size),
+        size_range=(float(sizes.min()), float(sizes.max())),
+    )
 
 
 def fit_rectified(D: Any, L: Any, *, seed: int = 0, n_starts: int = 2) -> ScalingFit:
@@ -506,8 +537,9 @@ def _params(fit: ScalingFit, log_scale: float) -> np.ndarray:
     return np.array([math.log(fit.B) - fit.beta * log_scale, *middle, math.log(fit.beta), fit.E])
 
 
-def bootstrap_intervals(fit: ScalingFit, D: Any, L: Any, *, n_resamples: int = 50, level: float = 0.9,
-                        seed: int = 0) -> dict[str, tuple[float, float]]:  # fmt: skip
+def bootstrap_intervals(
+    fit: ScalingFit, D: Any, L: Any, *, n_resamples: int = 50, level: float = 0.9, seed: int = 0
+) -> dict[str, tuple[float, float]]:
     """Residual-bootstrap intervals of the parameters (and B/D_l): refit ``fit.law`` to the fitted
     curve plus residuals drawn with replacement (scaled by sqrt(n / (n - p))), each refit started
     from ``fit``. Returns ``{name: (low, high)}`` at ``level`` (percentile method); ``{}`` when
@@ -537,8 +569,11 @@ def bootstrap_intervals(fit: ScalingFit, D: Any, L: Any, *, n_resamples: int = 5
             if value is not None:
                 samples[name].append(value)
     tail = 50.0 * (1.0 - level)
-    return {name: (float(np.percentile(v, tail)), float(np.percentile(v, 100.0 - tail)))
-            for name, v in samples.items() if len(v) >= 2 and not (fit.law == "power" and name == "D_l")}  # fmt: skip
+    return {
+        name: (float(np.percentile(v, tail)), float(np.percentile(v, 100.0 - tail)))
+        for name, v in samples.items()
+        if len(v) >= 2 and not (fit.law == "power" and name == "D_l")
+    }
 
 
 # -- splitting, scoring, plateau, extrapolation ------------------------------------------------------
@@ -560,15 +595,18 @@ def split_fit_test(points: Sequence[Point], n_test: int | None = None) -> tuple[
     sizes = sorted({point.size for point in points})
     need = N_PARAMS["rectified"]
     if len(sizes) < need:
-        raise PointsError(f"the rectified law has {need} parameters and needs at least {need} distinct sizes to fit; "
-                          f"got {len(sizes)}")  # fmt: skip
+        raise PointsError(
+            f"the rectified law has {need} parameters and needs at least {need} distinct sizes to fit; got {len(sizes)}"
+        )
     if n_test is None:
         n_test = 1 if len(sizes) >= N_PARAMS["rectified"] + 2 else 0
     if n_test < 0:
         raise PointsError(f"--test must be >= 0, got {n_test}")
     if len(sizes) - n_test < N_PARAMS["rectified"]:
-        raise PointsError(f"holding out {n_test} of {len(sizes)} distinct sizes leaves {len(sizes) - n_test}; the "
-                          f"rectified law needs at least {N_PARAMS['rectified']} to fit")  # fmt: skip
+        raise PointsError(
+            f"holding out {n_test} of {len(sizes)} distinct sizes leaves {len(sizes) - n_test}; the "
+            f"rectified law needs at least {N_PARAMS['rectified']} to fit"
+        )
     held = set(sizes[len(sizes) - n_test :]) if n_test else set()
     return [q for q in points if q.size not in held], [q for q in points if q.size in held]
 
@@ -604,8 +642,14 @@ def gain_per_decade(fit: ScalingFit, D: Any) -> np.ndarray:
     return fit.predict(sizes) - fit.predict(10.0 * sizes)
 
 
-def plateau_size(fit: ScalingFit, threshold: float, start: float | None = None, stop: float | None = None, *,
-                 points_per_decade: int = 40) -> float | None:  # fmt: skip
+def plateau_size(
+    fit: ScalingFit,
+    threshold: float,
+    start: float | None = None,
+    stop: float | None = None,
+    *,
+    points_per_decade: int = 40,
+) -> float | None:
     """The smallest D >= ``start`` beyond which a 10x larger D improves the metric by less than
     ``threshold`` (the metric's units), i.e. the last crossing of :func:`gain_per_decade` below
     ``threshold`` in [start, stop].
@@ -632,8 +676,12 @@ def plateau_size(fit: ScalingFit, threshold: float, start: float | None = None, 
     last = int(above[-1])
     if last == count - 1:
         return None
-    root = brentq(lambda t: float(gain_per_decade(fit, math.exp(t))) - threshold,
-                  math.log(grid[last]), math.log(grid[last + 1]), xtol=1e-12)  # fmt: skip
+    root = brentq(
+        lambda t: float(gain_per_decade(fit, math.exp(t))) - threshold,
+        math.log(grid[last]),
+        math.log(grid[last + 1]),
+        xtol=1e-12,
+    )
     return float(math.exp(root))
 
 
@@ -687,23 +735,33 @@ class ScalingReport:
         return float(from_error(self.fits[law].E, self.metric_kind))
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean({
-            "model": self.model,
-            "metric_kind": self.metric_kind,
-            "fit_points": [{"size": q.size, "metric": q.metric} for q in self.fit_points],
-            "test_points": [{"size": q.size, "metric": q.metric} for q in self.test_points],
-            "fits": {law: {**fit.to_dict(), "ceiling": self.ceiling(law),
-                           "intervals": {k: list(v) for k, v in self.intervals.get(law, {}).items()}}
-                     for law, fit in self.fits.items()},
-            "held_out": {law: None if h is None else {"n": h.n, "rmse": h.rmse, "max_abs_error": h.max_abs_error,
-                                                      "residuals": list(h.residuals)}
-                         for law, h in self.held_out.items()},
-            "preferred": self.preferred,
-            "threshold": self.threshold,
-            "plateau": self.plateau,
-            "extrapolation": self.extrapolation,
-            "notes": list(self.notes),
-        })  # fmt: skip
+        return _clean(
+            {
+                "model": self.model,
+                "metric_kind": self.metric_kind,
+                "fit_points": [{"size": q.size, "metric": q.metric} for q in self.fit_points],
+                "test_points": [{"size": q.size, "metric": q.metric} for q in self.test_points],
+                "fits": {
+                    law: {
+                        **fit.to_dict(),
+                        "ceiling": self.ceiling(law),
+                        "intervals": {k: list(v) for k, v in self.intervals.get(law, {}).items()},
+                    }
+                    for law, fit in self.fits.items()
+                },
+                "held_out": {
+                    law: None
+                    if h is None
+                    else {"n": h.n, "rmse": h.rmse, "max_abs_error": h.max_abs_error, "residuals": list(h.residuals)}
+                    for law, h in self.held_out.items()
+                },
+                "preferred": self.preferred,
+                "threshold": self.threshold,
+                "plateau": self.plateau,
+                "extrapolation": self.extrapolation,
+                "notes": list(self.notes),
+            }
+        )
 
 
 def _clean(value: Any) -> Any:
@@ -723,9 +781,17 @@ def default_extrapolation_sizes(points: Sequence[Point]) -> list[float]:
     return [top * 10.0**k for k in (1, 2, 3)]
 
 
-def fit_report(points: Sequence[Point], *, metric_kind: MetricKind = "loss", n_test: int | None = None,
-               threshold: float | None = None, extrapolate_to: Sequence[float] | None = None, seed: int = 0,
-               bootstrap: int = 0, model: str | None = None) -> ScalingReport:  # fmt: skip
+def fit_report(
+    points: Sequence[Point],
+    *,
+    metric_kind: MetricKind = "loss",
+    n_test: int | None = None,
+    threshold: float | None = None,
+    extrapolate_to: Sequence[float] | None = None,
+    seed: int = 0,
+    bootstrap: int = 0,
+    model: str | None = None,
+) -> ScalingReport:
     """Split -> fit both laws -> score on held-out points -> plateau -> extrapolation, for one model.
 
     ``threshold`` defaults to :data:`DEFAULT_THRESHOLD` for the metric kind (1 point per 10x for
@@ -749,20 +815,28 @@ def fit_report(points: Sequence[Point], *, metric_kind: MetricKind = "loss", n_t
     sizes = default_extrapolation_sizes(points) if extrapolate_to is None else list(extrapolate_to)
     notes = []
     if not test_points:
-        notes.append("No held-out points: the fit RMSE alone cannot tell the laws apart (the rectified law "
-                     "contains the power law). Hold out the largest size with --test 1 or a split column.")  # fmt: skip
+        notes.append(
+            "No held-out points: the fit RMSE alone cannot tell the laws apart (the rectified law "
+            "contains the power law). Hold out the largest size with --test 1 or a split column."
+        )
     if np.unique(D).size == N_PARAMS["rectified"]:
-        notes.append("4 distinct sizes for 4 parameters: the rectified law interpolates them, so its fit RMSE "
-                     "says nothing; add sizes.")  # fmt: skip
+        notes.append(
+            "4 distinct sizes for 4 parameters: the rectified law interpolates them, so its fit RMSE "
+            "says nothing; add sizes."
+        )
     if np.unique(D).size >= 3 and np.corrcoef(np.log(D), L)[0, 1] > 0:
-        notes.append("The error rises with size. If higher is better, this metric is an accuracy: use "
-                     "--metric accuracy (percent) or accuracy-fraction.")  # fmt: skip
+        notes.append(
+            "The error rises with size. If higher is better, this metric is an accuracy: use "
+            "--metric accuracy (percent) or accuracy-fraction."
+        )
     if metric_kind == "accuracy_percent" and all(point.metric <= 1 for point in points):
         notes.append("Every accuracy is <= 1: if these are fractions, use --metric accuracy-fraction.")
     fit = fits["rectified"]
     if fit.beta >= BETA_MAX * 0.999 or fit.beta <= BETA_MIN * 1.001:
-        notes.append(f"The rectified fit's beta ({fit.beta:.3g}) sits at the edge of its search range: the "
-                     "points do not pin the law down.")  # fmt: skip
+        notes.append(
+            f"The rectified fit's beta ({fit.beta:.3g}) sits at the edge of its search range: the "
+            "points do not pin the law down."
+        )
     intervals = {}
     if bootstrap:
         for law, law_fit in fits.items():

@@ -321,15 +321,38 @@ def schema_sql(conn: sqlite3.Connection) -> str:
 
 #: The columns of ``nodes``, in the order :func:`node_row` and :func:`row_node` use.
 NODE_COLUMNS = (
-    "id", "parent_id", "depth", "criterion", "value", "split_criterion", "pivots", "approved",
-    "pruned", "locked", "provenance", "pool", "rank", "expanded", "note", "flag",
-)  # fmt: skip
+    "id",
+    "parent_id",
+    "depth",
+    "criterion",
+    "value",
+    "split_criterion",
+    "pivots",
+    "approved",
+    "pruned",
+    "locked",
+    "provenance",
+    "pool",
+    "rank",
+    "expanded",
+    "note",
+    "flag",
+)
 _NODE_JSON = frozenset({"pivots", "provenance", "pool"})
 #: The columns of ``samples`` (``id`` aside), in the order :func:`sample_row` uses.
 SAMPLE_COLUMNS = (
-    "sample_set", "leaf_id", "key", "instruction", "response", "path", "model", "call_id",
-    "response_call_id", "extra", "created",
-)  # fmt: skip
+    "sample_set",
+    "leaf_id",
+    "key",
+    "instruction",
+    "response",
+    "path",
+    "model",
+    "call_id",
+    "response_call_id",
+    "extra",
+    "created",
+)
 
 
 def dumps(value: Any) -> str:
@@ -354,10 +377,18 @@ def row_node(row: Sequence[Any]) -> Node:
 
 def sample_row(sample: NewSample, created: str) -> tuple[Any, ...]:
     return (
-        sample.sample_set, sample.leaf_id, sample.key, sample.instruction, sample.response,
-        dumps(sample.path), sample.model, sample.call_id, sample.response_call_id, dumps(sample.extra),
+        sample.sample_set,
+        sample.leaf_id,
+        sample.key,
+        sample.instruction,
+        sample.response,
+        dumps(sample.path),
+        sample.model,
+        sample.call_id,
+        sample.response_call_id,
+        dumps(sample.extra),
         created,
-    )  # fmt: skip
+    )
 
 
 def row_sample(row: Sequence[Any]) -> Sample:

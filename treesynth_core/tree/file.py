@@ -108,9 +108,7 @@ def tree_to_json(tree: Tree) -> str:
     root = _spec(tree, tree.root, position=0)
     count = _count(root)
     if count != len(tree.nodes):
-        raise TreeError(
-            f"{len(tree.nodes) - count} nodes are not reachable from the root, so they cannot be saved"
-        )
+        raise TreeError(f"{len(tree.nodes) - count} nodes are not reachable from the root, so they cannot be saved")
     doc = TreeFile(format=FORMAT, version=VERSION, task=tree.task, style=tree.style, root=root)
     return json.dumps(doc.model_dump(exclude_defaults=True), indent=2, ensure_ascii=False) + "\n"
 
@@ -213,9 +211,7 @@ def _check_header(data: Any) -> None:
     if not isinstance(data, dict):
         raise TreeError('a tree file holds one JSON object, with "format", "version", "task" and "root"')
     if data.get("format") != FORMAT:
-        raise TreeError(
-            f'not a TreeSynth tree file: "format" must be "{FORMAT}" (found {data.get("format")!r})'
-        )
+        raise TreeError(f'not a TreeSynth tree file: "format" must be "{FORMAT}" (found {data.get("format")!r})')
     version = data.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise TreeError(f'"version" must be a whole number; this TreeSynth reads version {VERSION}')

@@ -531,9 +531,17 @@ def attach_split(
     marks values for review (see :attr:`Node.flag`).
     """
     return _split(
-        tree, tree.node(node_id), criterion, values, provenance=provenance, approved=False, pool=pool,
-        pivots=tuple(pivots), note=note, flags=flags,
-    )  # fmt: skip
+        tree,
+        tree.node(node_id),
+        criterion,
+        values,
+        provenance=provenance,
+        approved=False,
+        pool=pool,
+        pivots=tuple(pivots),
+        note=note,
+        flags=flags,
+    )
 
 
 def mark_leaf(tree: Tree, node_id: str, *, pivots: Iterable[str] = (), note: str) -> Tree:

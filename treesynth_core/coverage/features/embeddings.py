@@ -208,7 +208,7 @@ class SentenceTransformerEmbedder(TextEmbedder):
                     show_progress_bar=False,
                     convert_to_numpy=True,
                     normalize_embeddings=True,
-                )  # fmt: skip
+                )
             )
             if progress:
                 progress(start + len(chunk), len(texts), "embedding")
