@@ -13,6 +13,9 @@ import re
 from collections import defaultdict, deque
 from collections.abc import Iterable
 
+import numpy as np
+
+from treesynth_core.coverage.features import embeddings as E
 from treesynth_core.llm.base import ChatRequest, ChatResult
 
 #: Criteria the fake proposes, in order of depth, with the values it knows for each.
@@ -136,3 +139,27 @@ class ScriptedLLM:
 
     def _plain(self, request: ChatRequest) -> str:
         return "ok"
+
+
+class HashEmbedder(E.TextEmbedder):
+    """A deterministic fake: bag of hashed words, L2-normalized; records what it embedded."""
+
+    def __init__(self, dim: int = 16, name: str = "emb:fake") -> None:
+        self.name = name
+        self._dim = dim
+        self.seen: list[str] = []
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def embed(self, texts, batch_size=64, progress=None):
+        self.seen += list(texts)
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in text.lower().split():
+                out[i, sum(map(ord, word)) % self._dim] += 1.0
+            out[i, 0] += 1e-3
+            if progress:
+                progress(i + 1, len(texts), "embedding")
+        return E._unit_rows(out)

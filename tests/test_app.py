@@ -7,7 +7,6 @@ a button, waits for it with ``jobs.wait_job`` and reruns the page to see the res
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -18,66 +17,12 @@ from studio.widgets import PAGE_EXPORT as EXPORT
 from studio.widgets import PAGE_PROJECT as PROJECT
 from studio.widgets import PAGE_SYNTH as SYNTH
 from studio.widgets import PAGE_TREE as TREE
+from tests.apptest import create_project, new_app, open_example, run, start_and_wait, synthesize, texts, wait_for_job
 from tests.fakes import ScriptedLLM
 from treesynth_core.generate.synth import PER_CALL
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
 from treesynth_core.store.samples import NewSample
-
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
-
-
-@pytest.fixture
-def projects(tmp_path, monkeypatch):
-    folder = tmp_path / "projects"
-    monkeypatch.setenv("TREESYNTH_PROJECTS", str(folder))
-    for name in list(os.environ):
-        if name.startswith("TREESYNTH_") and name != "TREESYNTH_PROJECTS":
-            monkeypatch.delenv(name)
-    jobs.set_llm_factory(lambda settings: ScriptedLLM())
-    yield folder
-    jobs.set_llm_factory(None)
-
-
-def new_app(**query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def run(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def texts(at: AppTest) -> str:
-    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error]
-    parts += [s.value for s in at.success] + [w.value for w in at.warning] + [i.value for i in at.info]
-    return "\n".join(str(p) for p in parts)
-
-
-def create_project(at: AppTest, name: str = "demo", task: str = "Grade-school math word problems") -> AppTest:
-    at.text_input(key="new.name").input(name)
-    at.text_input(key="new.task").input(task)
-    at.button(key="new.create").click()
-    return run(at)
-
-
-def open_example(at: AppTest, name: str = "gsm8k_math") -> AppTest:
-    at.button(key=f"example.{name}").click()
-    return run(at)
-
-
-def wait_for_job(folder: Path) -> jobs.JobState:
-    with Project.open(folder) as project:
-        job = jobs.latest_job(project)
-    assert job is not None
-    return jobs.wait_job(folder, job.id, timeout=60)
 
 
 def tree_of(folder: Path):
@@ -389,22 +334,6 @@ def test_two_sessions_editing_one_project(projects):
 # -- Synthesize and Export ------------------------------------------------------------------------
 
 
-def start_and_wait(at: AppTest, folder: Path) -> AppTest:
-    """Click Start synthesis, wait for the job to finish, and show the page after it."""
-    at.button(key="synth.start").click()
-    run(at)
-    assert wait_for_job(folder).status == "done"
-    return run(at)
-
-
-def synthesize(at: AppTest, folder: Path, per_leaf: int = 2) -> AppTest:
-    at.switch_page(SYNTH)
-    run(at)
-    at.number_input(key="synth.per_leaf").set_value(per_leaf)
-    run(at)
-    return start_and_wait(at, folder)
-
-
 def test_synthesize_estimate_run_browse_and_delete(projects):
     folder = projects / "example-gsm8k_math"
     at = open_example(new_app())
@@ -585,7 +514,7 @@ def test_export_without_samples_points_to_synthesize(projects):
 def test_a_tree_of_thousands_of_nodes_stays_responsive(projects):
     import time
 
-    from tests.test_graph import wide_tree
+    from tests.trees import wide_tree
 
     big = wide_tree(fanout=13, depth=3)  # 2,380 nodes
     with Project.create(projects / "big", task=big.task) as project:

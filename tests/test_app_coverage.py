@@ -11,8 +11,9 @@ import re
 import numpy as np
 import pytest
 
+from studio.widgets import PAGE_TREE as TREE
+from tests.apptest import new_app, open_example, run, synthesize, texts, wait_for_job
 from tests.fakes import ScriptedLLM
-from tests.test_app import TREE, new_app, open_example, projects, run, synthesize, texts, wait_for_job  # noqa: F401
 from treesynth_core.coverage import maps as M
 from treesynth_core.coverage.features.embeddings import sample_text
 from treesynth_core.jobs import background as jobs
@@ -53,7 +54,7 @@ class GapWriter(ScriptedLLM):
 
 
 @pytest.fixture
-def fakes(projects, monkeypatch):  # noqa: F811
+def fakes(projects, monkeypatch):
     jobs.set_featurizer_factory(lambda space: HashFeaturizer(f"fake-{space}"))
     jobs.set_llm_factory(lambda settings: GapWriter())
 
@@ -171,9 +172,9 @@ def test_features_scores_map_baseline_and_gaps(fakes):
 def test_coverage_job_kinds_validate_params(fakes):
     from treesynth_core.errors import TreeSynthError
 
-    with pytest.raises(TreeSynthError):
+    with pytest.raises(TreeSynthError, match="unknown feature space 'pixels'"):
         jobs.start_job(fakes / "x", "features", {"space": "pixels"})
-    with pytest.raises(TreeSynthError):
+    with pytest.raises(TreeSynthError, match="the flat baseline needs n >= 1 samples"):
         jobs.start_job(fakes / "x", "baseline", {"n": 0})
 
 

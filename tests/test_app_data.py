@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from studio.widgets import PAGE_DATA
-from tests.test_app import create_project, new_app, open_example, projects, run, texts, wait_for_job  # noqa: F401
-from tests.test_embeddings import HashEmbedder
+from tests.apptest import create_project, new_app, open_example, run, texts, wait_for_job
+from tests.fakes import HashEmbedder
 from treesynth_core.data.examples import EXAMPLES
 from treesynth_core.data.ingest import ColumnMap, import_file
 from treesynth_core.jobs import background as jobs
@@ -20,7 +20,7 @@ EVIL = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture
-def data(projects, tmp_path):  # noqa: F811
+def data(projects, tmp_path):
     jobs.set_featurizer_factory(lambda space: HashEmbedder(dim=64, name=f"emb:fake-{space}"))
     yield projects / "example-python_coding"
     jobs.set_featurizer_factory(None)
@@ -231,7 +231,7 @@ def test_sample_text_shows_literally_and_a_set_is_deleted_after_confirmation(dat
     assert sets_of(data) == {}
 
 
-def test_a_tree_grows_from_the_data_when_it_has_no_leaves(projects):  # noqa: F811
+def test_a_tree_grows_from_the_data_when_it_has_no_leaves(projects):
     jobs.set_featurizer_factory(lambda space: HashEmbedder(dim=64, name=f"emb:fake-{space}"))
     try:
         at = create_project(new_app(), "fresh", "Python programming problems")

@@ -10,32 +10,20 @@ import threading
 import pytest
 
 from tests.fakes import ScriptedLLM
+from tests.trees import split_root
 from treesynth_core.errors import Cancelled, TreeSynthError
 from treesynth_core.generate.baseline import default_extra_calls, synthesize_baseline
 from treesynth_core.llm.recording import recording
-from treesynth_core.store import Project
 from treesynth_core.store.samples import BASELINE_SET, NewSample
-from treesynth_core.tree import model as T
 
 
 @pytest.fixture
-def project(tmp_path):
-    with Project.create(tmp_path / "p", task="Math word problems", style="GSM8K-style") as p:
-
-        def build(tree: T.Tree) -> T.Tree:
-            tree = T.attach_split(
-                tree,
-                tree.root_id,
-                criterion="Operation",
-                values=["addition", "division"],
-                provenance=T.Provenance("llm"),
-            )
-            return T.approve(tree, [k.id for k in tree.children(tree.root_id)])
-
-        tree = p.apply("grow", build)
-        leaf = tree.children(tree.root_id)[0].id
-        p.add_samples([NewSample(leaf_id=leaf, key="0:0", instruction="tree sample one two", path=[])])
-        yield p
+def project(project):
+    """The shared project split on "Operation" into two approved leaves, one sample in the first."""
+    tree = split_root(project, "Operation", ["addition", "division"])
+    leaf = tree.children(tree.root_id)[0].id
+    project.add_samples([NewSample(leaf_id=leaf, key="0:0", instruction="tree sample one two", path=[])])
+    return project
 
 
 def run(project, llm, **kwargs):
@@ -139,13 +127,13 @@ def test_cancel_keeps_what_was_made(project):
         seen.append(done)
         cancel.set()
 
-    with pytest.raises(Cancelled):
+    with pytest.raises(Cancelled, match="baseline stopped; samples made so far are saved"):
         run(project, ScriptedLLM(), n=20, per_call=5, progress=progress, cancel=cancel)
     assert seen == [5] and len(project.samples(sample_set=BASELINE_SET)) == 5
 
 
 def test_bad_sizes_are_clear_errors(project):
-    with pytest.raises(TreeSynthError):
+    with pytest.raises(TreeSynthError, match="the baseline needs n >= 1 samples"):
         run(project, ScriptedLLM(), n=0)
     with pytest.raises(TreeSynthError, match="per_call"):
         run(project, ScriptedLLM(), n=10, per_call=30)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.fakes import ScriptedLLM
-from tests.test_embeddings import HashEmbedder
-from tests.test_maps import png_size
+from tests.fakes import HashEmbedder, ScriptedLLM
+from tests.helpers_png import png_size
+from tests.trees import split_root
 from treesynth_core.cli import coverage as cli_coverage
 from treesynth_core.cli.app import app
 from treesynth_core.coverage import maps
@@ -20,7 +20,6 @@ from treesynth_core.coverage.report import coverage_report, subtree_table
 from treesynth_core.jobs import runs
 from treesynth_core.store import Project
 from treesynth_core.store.samples import NewSample
-from treesynth_core.tree import model as T
 
 cli_coverage.register(app)
 runner = CliRunner()
@@ -281,7 +280,7 @@ def test_a_tiny_local_checkpoint_as_the_proxy(tmp_path, fake, fake_embedder, mon
     """A real checkpoint folder made here (2-layer Llama, hidden 32, a byte-level tokenizer built
     offline): score, then fill gaps in gradient space (the default) with it."""
     pytest.importorskip("transformers")
-    from tests.test_gradients import tiny_llama, tiny_tokenizer
+    from tests.tiny_models import tiny_llama, tiny_tokenizer
 
     folder = tmp_path / "tiny-llama"
     tokenizer = tiny_tokenizer()
@@ -304,36 +303,30 @@ def test_a_tiny_local_checkpoint_as_the_proxy(tmp_path, fake, fake_embedder, mon
 
 
 @pytest.fixture
-def project(tmp_path):
-    with Project.create(tmp_path / "p", task="Math word problems") as p:
-
-        def build(tree: T.Tree) -> T.Tree:
-            values = ["addition", "division", "fractions"]
-            llm = T.Provenance("llm")
-            tree = T.attach_split(tree, tree.root_id, criterion="Operation", values=values, provenance=llm)
-            return T.approve(tree, [k.id for k in tree.children(tree.root_id)])
-
-        tree = p.apply("grow", build)
-        add, div, frac = (k.id for k in tree.children(tree.root_id))
-        words = "apples pears trains coins boats lamps chairs books cakes shirts".split()
-        rows = [
-            NewSample(leaf_id=add, key=f"0:{i}", instruction=f"add {words[i]} and {words[(i * 3) % 10]} now", path=[])
-            for i in range(10)
-        ]
-        rows += [NewSample(leaf_id=div, key=f"0:{i}", instruction="divide the same cake", path=[]) for i in range(6)]
-        rows[-1] = NewSample(leaf_id=div, key="0:9", instruction="divide the same cake", path=[])
-        rows += [
-            NewSample(
-                leaf_id=tree.root_id,
-                key=f"0:{i}",
-                instruction=f"flat {words[i % 3]} question",
-                path=[],
-                sample_set="baseline",
-            )
-            for i in range(7)
-        ]
-        p.add_samples(rows)
-        yield p
+def project(project):
+    """The shared project split on "Operation" into three leaves (the last empty): ten varied samples,
+    six copies of one sample, and a flat baseline of seven."""
+    tree = split_root(project, "Operation", ["addition", "division", "fractions"])
+    add, div, frac = (k.id for k in tree.children(tree.root_id))
+    words = "apples pears trains coins boats lamps chairs books cakes shirts".split()
+    rows = [
+        NewSample(leaf_id=add, key=f"0:{i}", instruction=f"add {words[i]} and {words[(i * 3) % 10]} now", path=[])
+        for i in range(10)
+    ]
+    rows += [NewSample(leaf_id=div, key=f"0:{i}", instruction="divide the same cake", path=[]) for i in range(6)]
+    rows[-1] = NewSample(leaf_id=div, key="0:9", instruction="divide the same cake", path=[])
+    rows += [
+        NewSample(
+            leaf_id=tree.root_id,
+            key=f"0:{i}",
+            instruction=f"flat {words[i % 3]} question",
+            path=[],
+            sample_set="baseline",
+        )
+        for i in range(7)
+    ]
+    project.add_samples(rows)
+    return project
 
 
 def test_report_compares_at_equal_n_and_flags_leaves(project):

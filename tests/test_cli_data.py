@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.fakes import ScriptedLLM
-from tests.test_embeddings import HashEmbedder
+from tests.fakes import HashEmbedder, ScriptedLLM
 from treesynth_core.cli import common as cli_common
 from treesynth_core.cli import data as cli_data
 from treesynth_core.cli.app import app

@@ -152,7 +152,7 @@ def test_distinct_n():
     assert D.distinct_n(texts, 2) == pytest.approx(3 / 6)  # the cat, cat sat, cat ran
     assert D.distinct_n(["one"], 2) == 0.0
     assert D.distinct_n(["a b c d"], 2) == 1.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n must be at least 1, got 0"):
         D.distinct_n(texts, 0)
 
 
@@ -190,5 +190,5 @@ def test_per_group_scores(rng):
     assert equal["tight"].n == equal["loose"].n == 12 and equal["loose"].count == 20
     small = D.per_group_scores(X, labels, n=15)
     assert small["tight"].n == 12  # fewer rows than n: scored on all, and n says so
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="31 labels for 32 rows"):
         D.per_group_scores(X, labels[:-1])

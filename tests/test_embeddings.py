@@ -10,48 +10,23 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.fakes import HashEmbedder
 from treesynth_core.coverage.features import embeddings as E
 from treesynth_core.errors import AuthError, ConfigError, EndpointError
 from treesynth_core.llm.settings import BackendSettings
-from treesynth_core.store import Project
 from treesynth_core.store.samples import NewSample
 
 KEY_ENV = "TREESYNTH_TEST_EMBED_KEY"
 
 
-class HashEmbedder(E.TextEmbedder):
-    """A deterministic fake: bag of hashed words, L2-normalized; records what it embedded."""
-
-    def __init__(self, dim: int = 16, name: str = "emb:fake") -> None:
-        self.name = name
-        self._dim = dim
-        self.seen: list[str] = []
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    def embed(self, texts, batch_size=64, progress=None):
-        self.seen += list(texts)
-        out = np.zeros((len(texts), self._dim), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for word in text.lower().split():
-                out[i, sum(map(ord, word)) % self._dim] += 1.0
-            out[i, 0] += 1e-3
-            if progress:
-                progress(i + 1, len(texts), "embedding")
-        return E._unit_rows(out)
-
-
 @pytest.fixture
-def project(tmp_path):
-    with Project.create(tmp_path / "p", task="Math word problems") as p:
-        root = p.tree().root_id
-        p.add_samples(
-            NewSample(leaf_id=root, key=f"0:{i}", instruction=f"problem number {i} about apples", path=[])
-            for i in range(6)
-        )
-        yield p
+def project(project):
+    """The shared project with six samples on the root."""
+    root = project.tree().root_id
+    project.add_samples(
+        NewSample(leaf_id=root, key=f"0:{i}", instruction=f"problem number {i} about apples", path=[]) for i in range(6)
+    )
+    return project
 
 
 def test_ensure_features_embeds_only_new_samples(project):
@@ -87,10 +62,10 @@ def test_ensure_features_stores_in_chunks(project, monkeypatch):
     class Failing(HashEmbedder):
         def embed(self, texts, batch_size=64, progress=None):
             if len(self.seen) >= 4:
-                raise KeyboardInterrupt
+                raise KeyboardInterrupt("ctrl-c while embedding")
             return super().embed(texts, batch_size, progress)
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="ctrl-c while embedding"):
         E.ensure_features(project, project.samples(), Failing())
     assert len(project.get_features("emb:fake", [s.id for s in project.samples()])) == 4
 
@@ -188,11 +163,11 @@ def test_openai_embeddings_errors_name_the_endpoint_not_the_key(monkeypatch):
     embedder, delays = openai_embedder(
         lambda r: httpx.Response(500, json={"error": "sk-test-secret-123456 boom"}), monkeypatch
     )
-    with pytest.raises(EndpointError) as info:
+    with pytest.raises(EndpointError, match="kept failing after 3 attempts: HTTP 500") as info:
         embedder.embed(["x"])
     assert "mock.local" in str(info.value) and "sk-test-secret" not in str(info.value) and len(delays) == 2
     embedder, delays = openai_embedder(lambda r: httpx.Response(401, json={"error": "bad key"}), monkeypatch)
-    with pytest.raises(AuthError):
+    with pytest.raises(AuthError, match=r"refused the API key \(HTTP 401\): bad key"):
         embedder.embed(["x"])
     assert delays == []
     embedder, _ = openai_embedder(lambda r: httpx.Response(400, json={"error": "no such model"}), monkeypatch)

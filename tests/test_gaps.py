@@ -69,7 +69,7 @@ def test_kmeans_reseeds_empty_clusters():
 
 
 def test_kmeans_checks_k():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"k must be between 1 and the number of rows \(3\), not 4"):
         spherical_kmeans(np.ones((3, 2)), 4)
 
 
@@ -304,7 +304,7 @@ def test_failed_calls_are_counted(project):
 def test_cancel_stops_before_the_next_call(project):
     cancel = threading.Event()
     cancel.set()
-    with pytest.raises(Cancelled):
+    with pytest.raises(Cancelled, match="gap filling stopped; rounds finished so far are saved"):
         run(project, scripted(), Featurize(), cancel=cancel)
 
 
@@ -330,7 +330,7 @@ def test_a_featurizer_that_caches_candidates_by_id_is_caught(project):
 
 def test_fills_gaps_in_gradient_space_of_a_tiny_model(project):
     pytest.importorskip("transformers")
-    from tests.test_gradients import tiny_llama, tiny_tokenizer
+    from tests.tiny_models import tiny_llama, tiny_tokenizer
     from treesynth_core.coverage.features.gradients import GradientFeaturizer
 
     tokenizer = tiny_tokenizer()

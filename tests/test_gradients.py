@@ -19,6 +19,7 @@ transformers = pytest.importorskip("transformers")
 
 import torch.nn.functional as F  # noqa: E402
 
+from tests.tiny_models import tiny_llama, tiny_tokenizer  # noqa: E402
 from treesynth_core.coverage.features.gradients import (  # noqa: E402
     GradientFeaturizer,
     _per_sample_mean_ce,
@@ -32,11 +33,6 @@ from treesynth_core.coverage.features.gradients import (  # noqa: E402
 from treesynth_core.errors import ConfigError  # noqa: E402
 from treesynth_core.store.samples import Sample  # noqa: E402
 
-CHATML = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
 PAIRS: list[tuple[str, str | None]] = [
     ("What is 2+2?", "It is 4."),
     ("Name a fruit that is red.", "An apple, or a cherry."),
@@ -48,37 +44,6 @@ PAIRS: list[tuple[str, str | None]] = [
     ("Translate 'good morning' into French.", "Bonjour."),
     ("List three prime numbers.", "2, 3 and 5 are prime."),
 ]
-
-
-def tiny_tokenizer():
-    """A byte-level tokenizer with ChatML specials, built offline (258 tokens)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {ch: i for i, ch in enumerate(sorted(ByteLevel.alphabet()))}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|im_end|>")
-    fast.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
-    fast.chat_template = CHATML
-    return fast
-
-
-def tiny_llama(vocab: int, *, tie: bool = True, seed: int = 0):
-    torch.manual_seed(seed)
-    config = transformers.LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=tie,
-    )
-    return transformers.LlamaForCausalLM(config)
 
 
 def tiny_gpt2(vocab: int, seed: int = 0):

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from studio import graph as G
+from tests.trees import wide_tree
 from treesynth_core.tree import model as T
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -27,31 +28,6 @@ def small_tree() -> T.Tree:
 
 def by_value(tree: T.Tree, value: str) -> T.Node:
     return next(n for n in tree.nodes.values() if n.value == value)
-
-
-def wide_tree(fanout: int, depth: int) -> T.Tree:
-    """A full tree with ``fanout`` children per node, built directly (edits validate every step)."""
-    root = T.Node(id="r", parent_id=None, depth=0, approved=True, split_criterion="c1")
-    nodes = {"r": root}
-    frontier = [root]
-    for level in range(1, depth + 1):
-        nxt = []
-        for parent in frontier:
-            for i in range(fanout):
-                node = T.Node(
-                    id=f"{parent.id}.{i}",
-                    parent_id=parent.id,
-                    depth=level,
-                    criterion=f"c{level}",
-                    value=f"v{level}-{i}",
-                    split_criterion=f"c{level + 1}" if level < depth else None,
-                    approved=True,
-                    rank=i,
-                )
-                nodes[node.id] = node
-                nxt.append(node)
-        frontier = nxt
-    return T.Tree(task="Big task", style="", nodes=nodes, root_id="r")
 
 
 def test_labels_and_tooltips_are_plain_text_never_markup():

@@ -13,14 +13,7 @@ from treesynth_core.errors import Cancelled, EndpointError
 from treesynth_core.generate.grow import GrowOptions, grow, growable
 from treesynth_core.llm.recording import recording
 from treesynth_core.prompts.replies import extract_json, is_vague, overlaps
-from treesynth_core.store import Project
 from treesynth_core.tree import model as T
-
-
-@pytest.fixture
-def project(tmp_path):
-    with Project.create(tmp_path / "p", task="Math word problems", style="GSM8K-style") as p:
-        yield p
 
 
 def run_grow(project, llm, **options):
@@ -252,7 +245,7 @@ def test_endpoint_failure_keeps_finished_nodes(project):
     run_grow(project, ScriptedLLM(), max_depth=1, pivots=3, auto_approve=True)
     llm = ScriptedLLM()
     llm.enqueue("pivots", [json.dumps({"samples": ["a", "b", "c"]}), EndpointError("endpoint down")])
-    with pytest.raises(EndpointError):
+    with pytest.raises(EndpointError, match="endpoint down"):
         run_grow(project, llm, max_depth=2, pivots=3, auto_approve=True)
     tree = project.tree()
     assert T.problems(tree) == []
@@ -264,7 +257,7 @@ def test_cancel_stops_between_nodes(project):
     cancel = threading.Event()
     cancel.set()
     wrapped = recording(ScriptedLLM(), project, None)
-    with pytest.raises(Cancelled):
+    with pytest.raises(Cancelled, match="growth stopped; finished nodes are saved"):
         asyncio.run(grow(project, wrapped, GrowOptions(max_depth=2), cancel=cancel))
 
 
@@ -282,7 +275,7 @@ def test_locked_and_pruned_nodes_do_not_grow(project):
 def test_reply_helpers():
     assert extract_json('Sure!\n```json\n{"a": 1}\n```') == {"a": 1}
     assert extract_json('prefix {"a": [1, 2]} suffix') == {"a": [1, 2]}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="the reply is not JSON"):
         extract_json("nope")
     assert is_vague("Others") and is_vague("misc.") and not is_vague("fruit")
     assert overlaps("addition", "Addition!") and overlaps("fractions", "adding fractions")
@@ -290,9 +283,9 @@ def test_reply_helpers():
 
 
 def test_options_are_validated():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_depth must be at least 1"):
         GrowOptions(max_depth=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_depth above 8 makes trees no one can review"):
         GrowOptions(max_depth=12)
 
 

@@ -26,12 +26,6 @@ ROWS = [
 ]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Iterator[Project]:
-    with Project.create(tmp_path / "p", task="t") as p:
-        yield p
-
-
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
@@ -47,7 +41,9 @@ def stored(project: Project, sample_set: str = "imported") -> list[tuple[str, st
 
 
 def error(call: Any, *args: Any, **kwargs: Any) -> str:
-    with pytest.raises(DataError) as info:
+    """The message of the DataError that ``call`` raises (reading a returned iterator to its end).
+    Every caller asserts on the message it returns; the match here only refuses an empty one."""
+    with pytest.raises(DataError, match=r"\S") as info:
         result = call(*args, **kwargs)
         if isinstance(result, Iterator):
             list(result)
@@ -443,9 +439,9 @@ def test_ctrl_c_from_progress_leaves_nothing(project: Project, tmp_path: Path) -
 
     def interrupt(count: int) -> None:
         if count >= 4_000:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt("ctrl-c while importing")
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="ctrl-c while importing"):
         import_file(project, path, QA, sample_set="big", progress=interrupt)
     assert project.sample_sets() == {}
     assert import_file(project, path, QA, sample_set="big").imported == 5_000  # and the project still works

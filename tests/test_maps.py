@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.helpers_png import png_size
+from tests.trees import split_root
 from treesynth_core.coverage import maps as M
 from treesynth_core.errors import TreeSynthError
-from treesynth_core.store import Project
 from treesynth_core.store.samples import NewSample
-from treesynth_core.tree import model as T
 
 SEED = 7
 
@@ -45,7 +45,7 @@ def test_tiny_inputs_fall_back_without_umap():
     three = M.umap_2d(np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]))
     assert three.shape == (3, 2) and np.isfinite(three).all()
     assert np.array_equal(three, M.umap_2d(np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="features contain NaN or infinite values"):
         M.umap_2d(np.array([[np.nan, 1.0]] * 5))
 
 
@@ -81,34 +81,23 @@ def test_umap_is_deterministic_under_a_seed(layout):
 
 
 @pytest.fixture
-def project(tmp_path):
-    with Project.create(tmp_path / "p", task="Math word problems") as p:
-
-        def build(tree: T.Tree) -> T.Tree:
-            tree = T.attach_split(
-                tree,
-                tree.root_id,
-                criterion="Operation",
-                values=["addition", "division"],
-                provenance=T.Provenance("llm"),
-            )
-            return T.approve(tree, [k.id for k in tree.children(tree.root_id)])
-
-        tree = p.apply("grow", build)
-        add, div = (k.id for k in tree.children(tree.root_id))
-        rows = [
-            NewSample(
-                leaf_id=leaf,
-                key=f"0:{i}",
-                instruction=f"<b>{op}</b> problem {i} & more",
-                path=[{"criterion": "Operation", "value": op}],
-            )
-            for leaf, op in ((add, "addition"), (div, "division"))
-            for i in range(4)
-        ]
-        rows.append(NewSample(leaf_id=tree.root_id, key="0:0", instruction="flat one", path=[], sample_set="baseline"))
-        p.add_samples(rows)
-        yield p
+def project(project):
+    """The shared project split on "Operation", four samples in each leaf and one baseline sample."""
+    tree = split_root(project, "Operation", ["addition", "division"])
+    add, div = (k.id for k in tree.children(tree.root_id))
+    rows = [
+        NewSample(
+            leaf_id=leaf,
+            key=f"0:{i}",
+            instruction=f"<b>{op}</b> problem {i} & more",
+            path=[{"criterion": "Operation", "value": op}],
+        )
+        for leaf, op in ((add, "addition"), (div, "division"))
+        for i in range(4)
+    ]
+    rows.append(NewSample(leaf_id=tree.root_id, key="0:0", instruction="flat one", path=[], sample_set="baseline"))
+    project.add_samples(rows)
+    return project
 
 
 @pytest.fixture
@@ -191,12 +180,6 @@ def test_write_map_html_is_self_contained(project, fake_layout, tmp_path):
     with pytest.raises(TreeSynthError, match=".html or .png"):
         M.write_map(fig, tmp_path / "m.svg")
     assert not (tmp_path / "m.svg").exists()
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    """Width and height from a PNG's IHDR chunk."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 def test_write_map_png_without_a_browser(project, fake_layout, tmp_path):

@@ -28,24 +28,23 @@ from treesynth_core.coverage.features.proxy import (
 from treesynth_core.errors import ConfigError
 from treesynth_core.generate.gaps import ORIGIN, StoreFeaturize
 from treesynth_core.llm.pricing import duration
-from treesynth_core.store import Project
 from treesynth_core.store.samples import NewSample, Sample
 
 
 @pytest.fixture
-def project(tmp_path):
-    with Project.create(tmp_path / "p", task="Math word problems") as p:
-        root = p.tree().root_id
-        p.add_samples(
-            [NewSample(leaf_id=root, key=f"k{i}", instruction=f"question {i} about {i * 7}", path=[]) for i in range(6)]
-        )
-        p.add_samples(
-            [
-                NewSample(leaf_id=root, key=f"b{i}", instruction=f"flat {i}", path=[], sample_set="baseline")
-                for i in range(3)
-            ]
-        )
-        yield p
+def project(project):
+    """The shared project with six tree samples and three baseline samples on the root."""
+    root = project.tree().root_id
+    project.add_samples(
+        [NewSample(leaf_id=root, key=f"k{i}", instruction=f"question {i} about {i * 7}", path=[]) for i in range(6)]
+    )
+    project.add_samples(
+        [
+            NewSample(leaf_id=root, key=f"b{i}", instruction=f"flat {i}", path=[], sample_set="baseline")
+            for i in range(3)
+        ]
+    )
+    return project
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from tests.fakes import ScriptedLLM
-from tests.test_embeddings import HashEmbedder
+from tests.fakes import HashEmbedder, ScriptedLLM
 from treesynth_core.data import routing as R
 from treesynth_core.data.balance import plan_balance
 from treesynth_core.data.pipeline import balance_dataset, data_pivots, route_dataset
@@ -37,15 +36,15 @@ def build(tree: T.Tree) -> T.Tree:
 
 
 @pytest.fixture
-def project(tmp_path):
-    with Project.create(tmp_path / "p", task="Math word problems") as p:
-        p.replace_tree(build(p.tree()))
-        rows = [
-            NewSample(leaf_id=UNROUTED, key=f"row:{i}", instruction=t, path=[], sample_set="data")
-            for i, t in enumerate(TEXTS, 1)
-        ]
-        p.import_samples(rows, sample_set="data")
-        yield p
+def project(project):
+    """The shared project with the tree of ``build`` and the unrouted ``TEXTS`` in the set "data"."""
+    project.replace_tree(build(project.tree()))
+    rows = [
+        NewSample(leaf_id=UNROUTED, key=f"row:{i}", instruction=t, path=[], sample_set="data")
+        for i, t in enumerate(TEXTS, 1)
+    ]
+    project.import_samples(rows, sample_set="data")
+    return project
 
 
 def leaf_of(tree: T.Tree, *values: str) -> str:
@@ -165,7 +164,7 @@ def test_plan_balance_downsamples_with_a_seed_and_counts_shortfall_and_unrouted(
     # seed's pick is arbitrary; over 64 seeds both picks turn up (all alike: p = 2**-63).
     kept = {plan_balance(tree, samples, per_leaf=1, seed=s).kept_ids for s in range(64)}
     assert len(kept) == 2
-    with pytest.raises(TreeSynthError):
+    with pytest.raises(TreeSynthError, match="the per-leaf target must be at least 1"):
         plan_balance(tree, samples, per_leaf=0)
 
 

@@ -286,8 +286,8 @@ def test_a_failing_edit_writes_nothing(project: Project) -> None:
     history = project.history()
     with pytest.raises(TreeError, match="root has no value"):
         project.apply("rename_value", lambda t: T.rename_value(t, t.root_id, "x"))
-    with pytest.raises(KeyboardInterrupt):
-        project.apply("grow", lambda t: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt, match="ctrl-c during an edit"):
+        project.apply("grow", lambda t: (_ for _ in ()).throw(KeyboardInterrupt("ctrl-c during an edit")))
     assert project.tree() == tree and project.history() == history
     with Project.open(project.path) as again:
         assert again.tree() == tree and again.history() == history
@@ -342,7 +342,7 @@ def test_replace_tree_is_one_undoable_edit_with_task_and_style(project: Project)
 def test_replace_tree_rejects_a_broken_tree(project: Project) -> None:
     tree = T.new_tree("x")
     broken = T.with_nodes(tree, [T.Node(id="orphan", parent_id="nowhere", depth=1, value="v")])
-    with pytest.raises(TreeError):
+    with pytest.raises(TreeError, match="node orphan points at a missing parent nowhere"):
         project.replace_tree(broken)
 
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tests.fakes import ScriptedLLM
+from tests.trees import split_root
 from treesynth_core.errors import BudgetError, EndpointError
 from treesynth_core.generate.synth import (
     DuplicateFilter,
@@ -18,24 +19,16 @@ from treesynth_core.generate.synth import (
 )
 from treesynth_core.llm.recording import recording
 from treesynth_core.llm.settings import BackendSettings
-from treesynth_core.store import Project
 from treesynth_core.tree import model as T
 
 LLM = T.Provenance("llm", model="m")
 
 
 @pytest.fixture
-def project(tmp_path):
-    with Project.create(tmp_path / "p", task="Math word problems", style="GSM8K-style") as p:
-
-        def build(tree: T.Tree) -> T.Tree:
-            tree = T.attach_split(
-                tree, tree.root_id, criterion="Operation", values=["addition", "division"], provenance=LLM
-            )
-            return T.approve(tree, [k.id for k in tree.children(tree.root_id)])
-
-        p.apply("grow", build, actor="llm")
-        yield p
+def project(project):
+    """The shared project with its root split on "Operation" into two approved leaves."""
+    split_root(project, "Operation", ["addition", "division"], provenance=LLM, actor="llm")
+    return project
 
 
 def run(project, llm, max_calls=None, **options):
@@ -72,7 +65,7 @@ def test_interrupted_run_resumes_without_duplicates(project):
         [json.dumps({"samples": ["one apple", "two pears", "three plums"]}), EndpointError("endpoint went away")],
     )
     leaf = project.tree().leaves()[0].id
-    with pytest.raises(EndpointError):
+    with pytest.raises(EndpointError, match="endpoint went away"):
         run(project, llm, per_leaf=6, per_call=3, extra_calls=0, leaf_ids=(leaf,))
     assert project.sample_counts() == {leaf: 3}
     resumed = ScriptedLLM()
@@ -175,7 +168,7 @@ def test_estimated_calls_bound_a_run_whose_replies_are_all_bad(project):
 
 
 def test_call_cap_stops_a_run_and_keeps_its_samples(project):
-    with pytest.raises(BudgetError):
+    with pytest.raises(BudgetError, match="stopped at the cap of 1 LLM calls"):
         run(project, ScriptedLLM(), max_calls=1, per_leaf=6, per_call=3)
     assert sum(project.sample_counts().values()) == 3
 

@@ -145,7 +145,7 @@ def test_a_resumed_wave_sends_the_same_requests_and_is_served_from_the_cache(pro
     scenario = capable("synth_gsm8k_percentages")["synth"]
     llm = ScriptedLLM()
     llm.enqueue("synth", [scenario[0]] * 3 + [EndpointError("endpoint went away"), scenario[2]])
-    with pytest.raises(EndpointError):
+    with pytest.raises(EndpointError, match="endpoint went away"):
         run(project, llm, per_leaf=30)
     assert sum(project.sample_counts().values()) == 10
     resumed = ScriptedLLM()
@@ -203,7 +203,7 @@ def test_a_looping_reply_gets_no_larger_budget():
     llm = ScriptedLLM()
     llm.enqueue("synth", [ChatResult(text=loop, model="m", finish_reason="length")] * 2)
     request = ChatRequest.chat(None, "Write 10 samples", max_tokens=500, seed=1, meta={"purpose": "synth"})
-    with pytest.raises(ParseError):
+    with pytest.raises(ParseError, match="no usable samples after 2 attempts .*cut off at the token limit"):
         asyncio.run(ask_json(llm, request, SamplesReply, attempts=2, what="samples"))
     assert [r.max_tokens for r in llm.history] == [500, 500]
 

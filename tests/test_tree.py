@@ -123,9 +123,9 @@ def test_prune_is_soft_and_pruned_subtrees_give_no_leaves():
 
 def test_root_cannot_be_pruned_or_removed():
     tree = grown()
-    with pytest.raises(TreeError):
+    with pytest.raises(TreeError, match="the root cannot be pruned"):
         T.prune(tree, tree.root_id)
-    with pytest.raises(TreeError):
+    with pytest.raises(TreeError, match="the root cannot be removed"):
         T.remove_value(tree, tree.root_id)
 
 
