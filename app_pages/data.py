@@ -19,6 +19,7 @@ from treesynth_core.data.ingest import FORMATS
 from treesynth_core.errors import DataError, TreeSynthError
 from treesynth_core.jobs import background as jobs
 from treesynth_core.scaling.law import METRIC_LABEL, PointsError, infer_metric_kind, parse_points
+from treesynth_core.store.samples import dataset_set_problem
 
 state = get_state()
 project = require_project(state)
@@ -280,8 +281,8 @@ with tab_balance:
             problem = "Name the new set."
         elif target == src:
             problem = "The rebalanced set must be a new set, not the source."
-        elif target in data_panel.RESERVED_SETS:
-            problem = f"{target!r} is reserved: choose another name."
+        elif (naming := dataset_set_problem(target)) is not None:
+            problem = data_panel.as_sentence(naming)
         elif not any(leaf["before"] for leaf in plan["leaves"]):
             problem = "No sample of this set is in a leaf yet: route it first (the Route tab)."
         elif sets.get(target):
