@@ -7,6 +7,8 @@ shows whatever the project store already holds and polls while a job runs.
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from studio import coverage_panel as C
@@ -36,21 +38,55 @@ def body() -> None:
     show_notices(state)
     tree_n = sum(project.sample_counts().values())
     if tree_n == 0:
-        others = [name for name in project.sample_sets() if name != BASELINE_SET]
-        if others:
-            st.info(
-                md(
-                    f"This page scores the samples synthesized from the tree, and there are none yet. The other "
-                    f"sets ({', '.join(others)}) are compared before and after rebalancing on the Data page."
-                ),
-                icon=":material/info:",
-            )
-        else:
-            st.info("The project has no samples yet: synthesize first.", icon=":material/info:")
+        _no_samples_yet()
         st.page_link(PAGE_SYNTH, label="Go to the Synthesize page", icon=":material/auto_awesome:")
         return
     flat_n = sum(project.sample_counts(sample_set=BASELINE_SET).values())
     busy = live is not None
+    _job_status(live)
+
+    emb_kind, grad_kind = C.stored_kind(project, "embeddings"), C.stored_kind(project, "gradients")
+    rep = C.report(project, emb_kind, grad_kind) if emb_kind else None
+    grads = _feature_buttons(rep, grad_kind, busy)
+    if rep is None:
+        st.info(
+            "No features yet (or new samples since they were computed): compute features and map.",
+            icon=":material/scatter_plot:",
+        )
+        return
+
+    C.score_cards(rep)
+    if rep["gradients_stale"]:
+        st.caption("Gradient features are out of date (new samples): compute gradient features again for G-Vendi.")
+    if rep["baseline_stale"]:
+        st.caption("The flat baseline has samples without features yet: compute features and map to compare it.")
+    tab_map, tab_leaves, tab_base, tab_gaps = st.tabs(["Map", "Per leaf", "Tree vs flat baseline", "Fill gaps"])
+    with tab_map:
+        _map_tab(emb_kind, grad_kind)
+    with tab_leaves:
+        C.leaf_table(rep)
+    with tab_base:
+        _baseline_tab(rep, flat_n, tree_n, busy)
+    with tab_gaps:
+        _gaps_tab(grads, busy)
+
+
+def _no_samples_yet() -> None:
+    others = [name for name in project.sample_sets() if name != BASELINE_SET]
+    if others:
+        st.info(
+            md(
+                f"This page scores the samples synthesized from the tree, and there are none yet. The other "
+                f"sets ({', '.join(others)}) are compared before and after rebalancing on the Data page."
+            ),
+            icon=":material/info:",
+        )
+    else:
+        st.info("The project has no samples yet: synthesize first.", icon=":material/info:")
+
+
+def _job_status(live: jobs.JobState | None) -> None:
+    """A coverage job's progress, another job's notice, or the last job's outcome."""
     if live is not None and live.kind in C.JOB_LABELS:
         C.job_progress(project, live)
     elif live is not None:
@@ -61,8 +97,9 @@ def body() -> None:
     else:
         C.job_outcome(jobs.latest_job(project))
 
-    emb_kind, grad_kind = C.stored_kind(project, "embeddings"), C.stored_kind(project, "gradients")
-    rep = C.report(project, emb_kind, grad_kind) if emb_kind else None
+
+def _feature_buttons(rep: dict[str, Any] | None, grad_kind: str | None, busy: bool) -> Any:
+    """The two feature buttons and the gradient settings; returns the settings chosen."""
     left, mid, _ = st.columns([1, 1, 2])
     first = "primary" if rep is None else "secondary"
     if left.button(
@@ -90,117 +127,111 @@ def body() -> None:
     stale = C.stale_gradients(grads, grad_kind)
     if stale:
         st.caption(md(stale))
-    if rep is None:
+    return grads
+
+
+def _map_tab(emb_kind: str | None, grad_kind: str | None) -> None:
+    spaces = ["embeddings"] + (["gradients"] if grad_kind else [])
+    c1, c2, c3 = st.columns(3)
+    space = c1.radio("Space", spaces, format_func=C.SPACE_LABELS.get, horizontal=True, key="coverage.space")
+    kind = grad_kind if space == "gradients" else emb_kind
+    laid_out = C.points(project, kind or "")
+    if laid_out is None:
+        st.info("This map is not computed yet: compute features and map.", icon=":material/scatter_plot:")
+    else:
+        pts, missing = laid_out
+        if missing:
+            st.caption(
+                f":orange[:material/update:] {missing} newer sample{'s are' if missing != 1 else ' is'} "
+                "not on this map yet: compute features and map to place them."
+            )
+        from treesynth_core.coverage.maps import color_options
+
+        color_by = c2.selectbox("Colour by", color_options(pts), key="coverage.color")
+        labels = dict.fromkeys((p.leaf_id, p.leaf_label) for p in pts if p.sample_set == "tree")
+        leaf_ids = {leaf: label for leaf, label in labels}
+        leaf = c3.selectbox(
+            "Highlight a leaf",
+            [None, *leaf_ids],
+            key="coverage.leaf",
+            format_func=lambda i: "(none)" if i is None else leaf_ids[i],
+        )
+        if leaf is not None and state.selected != leaf:
+            state.select(leaf)  # the Tree page opens on it
+        baseline = C.has_baseline(pts) and st.checkbox(
+            "Show the flat baseline",
+            value=True,
+            key="coverage.show_baseline",
+            help="Draw the flat baseline's samples (grey crosses) over the tree's.",
+        )
+        shown = C.shown_points(pts, show_baseline=baseline)
+        title = f"UMAP of {space} ({kind}), {len(shown)} samples"
+        fig = C.scatter(shown, color_by, {leaf} if leaf else set(), title)
+        event = st.plotly_chart(fig, key=C.MAP_KEY, on_select="rerun", selection_mode=("box", "lasso"))
+        C.downloads(shown, color_by, title)
+        _map_selection(C.selected(event, shown))
+
+
+def _map_selection(chosen: list[Any]) -> None:
+    """The samples box- or lasso-selected on the map, with their leaves highlighted for the Tree page."""
+    if chosen:
+        C.selection_list(chosen)
+        leaves = C.selected_leaves(chosen)
+        state.set_highlight(leaves)  # the Tree page marks them
+        if leaves:
+            n = len(leaves)
+            st.page_link(
+                PAGE_TREE,
+                label=f"Open the Tree page ({n} lea{'ves' if n != 1 else 'f'} highlighted)",
+                icon=":material/account_tree:",
+            )
+    else:
+        st.caption("Box- or lasso-select points to list their samples and highlight their leaves in the tree.")
+
+
+def _baseline_tab(rep: dict[str, Any], flat_n: int, tree_n: int, busy: bool) -> None:
+    if flat_n == 0:
         st.info(
-            "No features yet (or new samples since they were computed): compute features and map.",
-            icon=":material/scatter_plot:",
+            f"No flat baseline yet: make {tree_n} samples from the task description alone (no tree), "
+            "with the same generator, to compare against.",
+            icon=":material/compare_arrows:",
         )
-        return
-
-    C.score_cards(rep)
-    if rep["gradients_stale"]:
-        st.caption("Gradient features are out of date (new samples): compute gradient features again for G-Vendi.")
-    if rep["baseline_stale"]:
-        st.caption("The flat baseline has samples without features yet: compute features and map to compare it.")
-    tab_map, tab_leaves, tab_base, tab_gaps = st.tabs(["Map", "Per leaf", "Tree vs flat baseline", "Fill gaps"])
-    with tab_map:
-        spaces = ["embeddings"] + (["gradients"] if grad_kind else [])
-        c1, c2, c3 = st.columns(3)
-        space = c1.radio("Space", spaces, format_func=C.SPACE_LABELS.get, horizontal=True, key="coverage.space")
-        kind = grad_kind if space == "gradients" else emb_kind
-        laid_out = C.points(project, kind or "")
-        if laid_out is None:
-            st.info("This map is not computed yet: compute features and map.", icon=":material/scatter_plot:")
-        else:
-            pts, missing = laid_out
-            if missing:
-                st.caption(
-                    f":orange[:material/update:] {missing} newer sample{'s are' if missing != 1 else ' is'} "
-                    "not on this map yet: compute features and map to place them."
-                )
-            from treesynth_core.coverage.maps import color_options
-
-            color_by = c2.selectbox("Colour by", color_options(pts), key="coverage.color")
-            labels = dict.fromkeys((p.leaf_id, p.leaf_label) for p in pts if p.sample_set == "tree")
-            leaf_ids = {leaf: label for leaf, label in labels}
-            leaf = c3.selectbox(
-                "Highlight a leaf",
-                [None, *leaf_ids],
-                key="coverage.leaf",
-                format_func=lambda i: "(none)" if i is None else leaf_ids[i],
-            )
-            if leaf is not None and state.selected != leaf:
-                state.select(leaf)  # the Tree page opens on it
-            baseline = C.has_baseline(pts) and st.checkbox(
-                "Show the flat baseline",
-                value=True,
-                key="coverage.show_baseline",
-                help="Draw the flat baseline's samples (grey crosses) over the tree's.",
-            )
-            shown = C.shown_points(pts, show_baseline=baseline)
-            title = f"UMAP of {space} ({kind}), {len(shown)} samples"
-            fig = C.scatter(shown, color_by, {leaf} if leaf else set(), title)
-            event = st.plotly_chart(fig, key=C.MAP_KEY, on_select="rerun", selection_mode=("box", "lasso"))
-            C.downloads(shown, color_by, title)
-            chosen = C.selected(event, shown)
-            if chosen:
-                C.selection_list(chosen)
-                leaves = C.selected_leaves(chosen)
-                state.set_highlight(leaves)  # the Tree page marks them
-                if leaves:
-                    n = len(leaves)
-                    st.page_link(
-                        PAGE_TREE,
-                        label=f"Open the Tree page ({n} lea{'ves' if n != 1 else 'f'} highlighted)",
-                        icon=":material/account_tree:",
-                    )
-            else:
-                st.caption("Box- or lasso-select points to list their samples and highlight their leaves in the tree.")
-    with tab_leaves:
-        C.leaf_table(rep)
-    with tab_base:
-        if flat_n == 0:
-            st.info(
-                f"No flat baseline yet: make {tree_n} samples from the task description alone (no tree), "
-                "with the same generator, to compare against.",
-                icon=":material/compare_arrows:",
-            )
-        seed = C.next_baseline_seed(jobs.latest_job(project, "baseline"), flat_n, tree_n)
-        if 0 < flat_n < tree_n:
-            st.caption(
-                f"The flat baseline has {flat_n} of {tree_n} samples (the model repeated itself or "
-                f"replied unusably); scores compare at equal n. Topping it up asks new questions "
-                f"(seed {seed})."
-            )
-        label = (
-            f"Make the flat baseline, n = {tree_n}"
-            if flat_n == 0
-            else f"Top up the flat baseline to n = {tree_n}"
-            if flat_n < tree_n
-            else "Baseline complete"
+    seed = C.next_baseline_seed(jobs.latest_job(project, "baseline"), flat_n, tree_n)
+    if 0 < flat_n < tree_n:
+        st.caption(
+            f"The flat baseline has {flat_n} of {tree_n} samples (the model repeated itself or "
+            f"replied unusably); scores compare at equal n. Topping it up asks new questions "
+            f"(seed {seed})."
         )
-        if st.button(
-            label, key="coverage.baseline", icon=":material/compare_arrows:", disabled=busy or flat_n >= tree_n
-        ):
-            _start("baseline", {"n": tree_n, "seed": seed})
-        if "baseline" in rep["sets"]:
-            C.comparison(rep)
-            st.caption(
-                "On the map the baseline shows as grey crosses (Show the flat baseline hides them); "
-                "colour by sample_set to compare the two sets."
-            )
-        for note in rep["notes"]:
-            st.caption(md(note))
-    with tab_gaps:
-        st.caption("Generate candidates near sparse regions of the feature space and keep those that land there.")
-        g1, g2, g3 = st.columns(3)
-        rounds = g1.number_input("Rounds", 1, 10, 1, key="coverage.rounds")
-        per_round = g2.number_input("Candidates per round", 5, 200, 20, step=5, key="coverage.per_round")
-        gspace = g3.radio("Space", list(C.GAP_SPACES), format_func=C.GAP_SPACES.get, key="coverage.gap_space")
-        if gspace == "gradients" and not busy:
-            st.caption(md(f"Gradient features: {C.gradient_time(project, grads, int(rounds) * int(per_round))}."))
-        if st.button("Fill gaps", key="coverage.fill", type="primary", icon=":material/join_inner:", disabled=busy):
-            _start("fill-gaps", {"rounds": int(rounds), "per_round": int(per_round), "space": gspace})
+    label = (
+        f"Make the flat baseline, n = {tree_n}"
+        if flat_n == 0
+        else f"Top up the flat baseline to n = {tree_n}"
+        if flat_n < tree_n
+        else "Baseline complete"
+    )
+    if st.button(label, key="coverage.baseline", icon=":material/compare_arrows:", disabled=busy or flat_n >= tree_n):
+        _start("baseline", {"n": tree_n, "seed": seed})
+    if "baseline" in rep["sets"]:
+        C.comparison(rep)
+        st.caption(
+            "On the map the baseline shows as grey crosses (Show the flat baseline hides them); "
+            "colour by sample_set to compare the two sets."
+        )
+    for note in rep["notes"]:
+        st.caption(md(note))
+
+
+def _gaps_tab(grads: Any, busy: bool) -> None:
+    st.caption("Generate candidates near sparse regions of the feature space and keep those that land there.")
+    g1, g2, g3 = st.columns(3)
+    rounds = g1.number_input("Rounds", 1, 10, 1, key="coverage.rounds")
+    per_round = g2.number_input("Candidates per round", 5, 200, 20, step=5, key="coverage.per_round")
+    gspace = g3.radio("Space", list(C.GAP_SPACES), format_func=C.GAP_SPACES.get, key="coverage.gap_space")
+    if gspace == "gradients" and not busy:
+        st.caption(md(f"Gradient features: {C.gradient_time(project, grads, int(rounds) * int(per_round))}."))
+    if st.button("Fill gaps", key="coverage.fill", type="primary", icon=":material/join_inner:", disabled=busy):
+        _start("fill-gaps", {"rounds": int(rounds), "per_round": int(per_round), "space": gspace})
 
 
 body()

@@ -11,7 +11,7 @@ import hashlib
 
 import streamlit as st
 
-from studio import data_panel as D
+from studio import data_panel
 from studio.state import get_state
 from studio.widgets import PAGE_EXPORT, PAGE_TREE, POLL_S, md, require_project, show_notices, start_job
 from treesynth_core.data import pipeline as data_steps
@@ -19,6 +19,7 @@ from treesynth_core.data.ingest import FORMATS
 from treesynth_core.errors import DataError, TreeSynthError
 from treesynth_core.jobs import background as jobs
 from treesynth_core.scaling.law import METRIC_LABEL, PointsError, infer_metric_kind, parse_points
+from treesynth_core.store.samples import dataset_set_problem
 
 state = get_state()
 project = require_project(state)
@@ -37,7 +38,7 @@ def _start(kind: jobs.Kind, params: dict) -> None:
 
 
 def _use_example() -> None:
-    st.session_state["data.path"] = D.EXAMPLE_SPEC
+    st.session_state["data.path"] = data_panel.EXAMPLE_SPEC
 
 
 @st.fragment(run_every=POLL_S if busy else None)
@@ -47,9 +48,9 @@ def status() -> None:
         st.rerun()
     show_notices(state)
     if live is None:
-        D.job_outcome(jobs.latest_job(project))
-    elif D.is_data_job(live):
-        D.job_progress(project, live)
+        data_panel.job_outcome(jobs.latest_job(project))
+    elif data_panel.is_data_job(live):
+        data_panel.job_progress(project, live)
     else:
         st.info(
             "Another job is running on this project; data jobs can start when it ends.", icon=":material/hourglass_top:"
@@ -58,7 +59,7 @@ def status() -> None:
 
 status()
 sets = project.sample_sets()
-datasets = D.dataset_names(sets, balanced=D.balanced_sets(project))
+datasets = data_panel.dataset_names(sets, balanced=data_panel.balanced_sets(project))
 tree = project.tree()
 tab_import, tab_route, tab_balance, tab_scale = st.tabs(["Import", "Route", "Rebalance", "Scaling (SynthLLM)"])
 
@@ -68,7 +69,7 @@ with tab_import:
         "JSONL, JSON, CSV/TSV (also gzipped) or Parquet; a Hugging Face dataset folder by its path. "
         "All rows or none: a bad row anywhere imports nothing."
     )
-    uploaded = st.file_uploader("Upload a dataset file", type=D.UPLOAD_TYPES, key="data.upload", disabled=busy)
+    uploaded = st.file_uploader("Upload a dataset file", type=data_panel.UPLOAD_TYPES, key="data.upload", disabled=busy)
     left, right = st.columns([3, 2], vertical_alignment="bottom")
     typed = left.text_input(
         "\u2026or a path on this machine (big files, Hugging Face dataset folders)",
@@ -76,21 +77,21 @@ with tab_import:
         placeholder="/data/train.jsonl.gz or ~/datasets/my_set",
     )
     right.button(
-        D.EXAMPLE_LABEL,
+        data_panel.EXAMPLE_LABEL,
         key="data.example",
         icon=":material/dataset:",
         on_click=_use_example,
         width="stretch",
-        help=f"{D.EXAMPLE.title}. Licence: {D.EXAMPLE.licence}.",
+        help=f"{data_panel.EXAMPLE.title}. Licence: {data_panel.EXAMPLE.licence}.",
     )
     path, example = None, None
     try:
         if typed.strip():
-            path, example = D.resolve_source(typed)
+            path, example = data_panel.resolve_source(typed)
             if uploaded is not None:
                 st.caption("Using the path above; clear it to import the uploaded file.")
         elif uploaded is not None:
-            path = D.stage_upload(project, uploaded)
+            path = data_panel.stage_upload(project, uploaded)
     except (TreeSynthError, OSError) as exc:
         st.error(md(str(exc)), icon=":material/error:")
     if example is not None:
@@ -116,7 +117,7 @@ with tab_import:
             help="Count and skip them instead of stopping the import.",
         )
         try:
-            seen = D.load_preview(path, fmt, encoding)
+            seen = data_panel.load_preview(path, fmt, encoding)
         except (TreeSynthError, OSError, LookupError) as exc:
             st.error(md(str(exc)), icon=":material/error:")
             seen = None
@@ -127,11 +128,13 @@ with tab_import:
                     f"{', '.join(seen.columns)}. The first {len(seen.rows)} rows:"
                 )
             )
-            st.dataframe(D.preview_table(seen), key="data.preview", hide_index=True, width="stretch")
-            cmap = D.mapping_widgets(seen, D.initial_map(seen, example), D.source_token(path, fmt), disabled=busy)
+            st.dataframe(data_panel.preview_table(seen), key="data.preview", hide_index=True, width="stretch")
+            cmap = data_panel.mapping_widgets(
+                seen, data_panel.initial_map(seen, example), data_panel.source_token(path, fmt), disabled=busy
+            )
             n1, n2 = st.columns([3, 1], vertical_alignment="bottom")
             name = n1.text_input("New sample set", "imported", key="data.set_name").strip()
-            problem = D.set_name_problem(name, sets)
+            problem = data_panel.set_name_problem(name, sets)
             try:
                 cmap.check()
             except DataError as exc:
@@ -146,7 +149,9 @@ with tab_import:
             ):
                 _start(
                     "import",
-                    D.import_params(path, cmap, sample_set=name, encoding=encoding, skip_empty=skip_empty, fmt=fmt),
+                    data_panel.import_params(
+                        path, cmap, sample_set=name, encoding=encoding, skip_empty=skip_empty, fmt=fmt
+                    ),
                 )
             if problem:
                 st.caption(f":orange[:material/warning: {md(problem)}]")
@@ -158,7 +163,7 @@ with tab_import:
             icon=":material/info:",
         )
     else:
-        D.sets_table(sets)
+        data_panel.sets_table(sets)
         for name in datasets:
             a, b = st.columns([5, 1], vertical_alignment="center")
             a.markdown(f"**{md(name)}** \u2014 {sets[name]:,} samples")
@@ -173,11 +178,13 @@ with tab_import:
                     st.rerun()
         with st.expander("First rows of a set", icon=":material/table:"):
             shown = st.selectbox("Sample set", list(sets), key="data.browse")
-            st.dataframe(D.first_rows(project, shown), key="data.browse.rows", hide_index=True, width="stretch")
+            st.dataframe(
+                data_panel.first_rows(project, shown), key="data.browse.rows", hide_index=True, width="stretch"
+            )
 
 # -- route ----------------------------------------------------------------------------------------
 with tab_route:
-    no_leaves = D.has_no_leaves(tree)
+    no_leaves = data_panel.has_no_leaves(tree)
     if not datasets:
         st.info("Import a dataset first (the Import tab).", icon=":material/info:")
     else:
@@ -191,19 +198,19 @@ with tab_route:
                 "below, or on the Tree page.",
                 icon=":material/account_tree:",
             )
-        last = D.last_params(project, "route")  # after a reload, the latest run's choices come back
+        last = data_panel.last_params(project, "route")  # after a reload, the latest run's choices come back
         c1, c2 = st.columns([1, 2])
         rset = c1.selectbox(
-            "Sample set", datasets, index=D.index_of(datasets, last.get("sample_set")), key="data.route.set"
+            "Sample set", datasets, index=data_panel.index_of(datasets, last.get("sample_set")), key="data.route.set"
         )
         embedded = state.settings().backend == "embedded"
-        routers = list(D.ROUTER_LABELS)
+        routers = list(data_panel.ROUTER_LABELS)
         default_router = last.get("router", data_steps.default_router(state.settings().backend))
         router = c2.radio(
             "Router",
             routers,
-            index=D.index_of(routers, default_router),
-            format_func=D.ROUTER_LABELS.get,
+            index=data_panel.index_of(routers, default_router),
+            format_func=data_panel.ROUTER_LABELS.get,
             key="data.route.router",
         )
         c3, c4, c5 = st.columns([2, 1, 1], vertical_alignment="bottom")
@@ -231,11 +238,11 @@ with tab_route:
                 f":material/memory: LLM calls go to {md(state.settings().describe())}; replies are cached, "
                 "so a rerun only routes what is new."
             )
-        report = D.route_view(project, rset)
+        report = data_panel.route_view(project, rset)
         if report is None:
             st.caption("Not routed on the current tree yet.")
         else:
-            D.route_summary(report)
+            data_panel.route_summary(report)
         with st.expander("Grow a tree from this data", expanded=no_leaves, icon=":material/park:"):
             st.caption(
                 "Growth draws each node's pivots from this set's samples that fall in the node instead of "
@@ -257,10 +264,10 @@ with tab_balance:
             "random subset, short approved leaves get the shortfall synthesized in the leaf. The source "
             "set is never changed; every row records whether it is original or synthesized."
         )
-        last = D.last_params(project, "balance")  # after a reload, the latest run's choices come back
+        last = data_panel.last_params(project, "balance")  # after a reload, the latest run's choices come back
         c1, c2, c3, c4 = st.columns([2, 1, 2, 1])
         src = c1.selectbox(
-            "Source set", datasets, index=D.index_of(datasets, last.get("sample_set")), key="data.balance.set"
+            "Source set", datasets, index=data_panel.index_of(datasets, last.get("sample_set")), key="data.balance.set"
         )
         per_leaf = int(
             c2.number_input("Target per leaf", 1, 1_000_000, int(last.get("per_leaf", 10)), key="data.balance.per_leaf")
@@ -268,18 +275,18 @@ with tab_balance:
         target = c3.text_input("New set", str(last.get("target_set", "balanced")), key="data.balance.target").strip()
         bseed = int(c4.number_input("Seed", 0, 2**31 - 1, 0, key="data.balance.seed"))
         responses = st.checkbox("Also write responses for the synthesized samples", key="data.balance.responses")
-        plan = D.balance_plan(project, src, per_leaf=per_leaf, seed=bseed, target=target)
+        plan = data_panel.balance_plan(project, src, per_leaf=per_leaf, seed=bseed, target=target)
         problem = None
         if not target:
             problem = "Name the new set."
         elif target == src:
             problem = "The rebalanced set must be a new set, not the source."
-        elif target in D.RESERVED_SETS:
-            problem = f"{target!r} is reserved: choose another name."
+        elif (naming := dataset_set_problem(target)) is not None:
+            problem = data_panel.as_sentence(naming)
         elif not any(leaf["before"] for leaf in plan["leaves"]):
             problem = "No sample of this set is in a leaf yet: route it first (the Route tab)."
         elif sets.get(target):
-            missing = D.still_missing(project, target, per_leaf)
+            missing = data_panel.still_missing(project, target, per_leaf)
             st.warning(
                 f"The set {md(target)} already holds {sets[target]:,} samples: rebalancing into it again "
                 f"adds only what is missing ({missing:,} samples to reach {per_leaf} in every approved leaf; "
@@ -287,7 +294,9 @@ with tab_balance:
                 icon=":material/info:",
             )
         st.markdown("**The plan**")
-        D.plan_view(plan, D.shortfall_cost(project, plan, state.settings(), per_leaf=per_leaf, responses=responses))
+        data_panel.plan_view(
+            plan, data_panel.shortfall_cost(project, plan, state.settings(), per_leaf=per_leaf, responses=responses)
+        )
         if st.button(
             "Rebalance",
             key="data.balance.run",
@@ -304,7 +313,7 @@ with tab_balance:
 
         if target and target != src and sets.get(target):
             st.subheader(f"{md(target)}: before and after")
-            info = D.provenance(project, target)
+            info = data_panel.provenance(project, target)
             kinds = info["provenance"]
             m1, m2, m3 = st.columns(3)
             m1.metric("Samples", sets[target], border=True)
@@ -312,7 +321,7 @@ with tab_balance:
             m3.metric("Synthesized", kinds.get("synthesized", 0), border=True, help="Written in short leaves.")
             if info["sources"] and src not in info["sources"]:
                 st.caption(md(f"{target} was built from {', '.join(info['sources'])}; 'before' shows {src}."))
-            rows = D.before_after(project, src, target)
+            rows = data_panel.before_after(project, src, target)
             if short := [row for row in rows if row["after"] < per_leaf]:
                 st.warning(
                     f"{len(short)} of {len(rows)} leaves are below the target of {per_leaf}: the model "
@@ -320,7 +329,7 @@ with tab_balance:
                     "again with another seed, or with a capable model, to fill them.",
                     icon=":material/warning:",
                 )
-            st.plotly_chart(D.before_after_figure(rows), key="data.balance.figure")
+            st.plotly_chart(data_panel.before_after_figure(rows), key="data.balance.figure")
             st.caption(md(f"{plan['unrouted']:,} samples of {src} are in no leaf and were left out."))
             st.dataframe(rows, key="data.balance.counts", hide_index=True, width="stretch")
             if st.toggle(
@@ -331,11 +340,11 @@ with tab_balance:
             ):
                 try:
                     with st.spinner("Scoring both sets\u2026"):
-                        scores = D.balance_scores(project, src, target, seed=bseed)
+                        scores = data_panel.balance_scores(project, src, target, seed=bseed)
                 except TreeSynthError as exc:
                     st.error(md(str(exc)), icon=":material/error:")
                 else:
-                    D.scores_view(scores)
+                    data_panel.scores_view(scores)
             st.page_link(
                 PAGE_TREE,
                 label="See before and after on the tree (pick the set under 'Counts shown on the tree')",
@@ -362,8 +371,8 @@ with tab_scale:
     start: list[tuple[float, float]] = []
     default_kind, size_label, model, ident = "loss", "size", "", source
     if source == "example":
-        start, default_kind, size_label = list(D.EXAMPLE_POINTS), "accuracy_percent", "tokens (billions)"
-        st.caption(md(D.EXAMPLE_NOTE))
+        start, default_kind, size_label = list(data_panel.EXAMPLE_POINTS), "accuracy_percent", "tokens (billions)"
+        st.caption(md(data_panel.EXAMPLE_NOTE))
     elif source == "csv":
         up = st.file_uploader(
             "A CSV of size,metric rows (optional split and model columns)",
@@ -384,7 +393,7 @@ with tab_scale:
                 size_label, ident = point_set.size_column, f"csv.{up.file_id}.{model}"
     token = hashlib.blake2b(ident.encode(), digest_size=4).hexdigest()
     frame = st.data_editor(
-        D.points_frame(start),
+        data_panel.points_frame(start),
         num_rows="dynamic",
         hide_index=True,
         key=f"data.scale.points.{token}",
@@ -402,16 +411,16 @@ with tab_scale:
     threshold = k3.number_input(
         "Plateau threshold (gain per 10x)",
         min_value=1e-9,
-        value=D.default_threshold(kind),
+        value=data_panel.default_threshold(kind),
         format="%g",
         key=f"data.scale.threshold.{kind}",
     )
     if st.button("Fit", key="data.scale.fit", type="primary", icon=":material/show_chart:"):
         try:
-            points = D.table_points(frame)
+            points = data_panel.table_points(frame)
             with st.spinner("Fitting both laws\u2026"):
-                fitted = D.fit(tuple(points), kind, int(n_test), float(threshold), model)
+                fitted = data_panel.fit(tuple(points), kind, int(n_test), float(threshold), model)
         except TreeSynthError as exc:
             st.error(md(str(exc)), icon=":material/error:")
         else:
-            D.fit_view(fitted, size_label=size_label)
+            data_panel.fit_view(fitted, size_label=size_label)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from studio import exports as E
+from studio import exports
 from studio.state import get_state
 from studio.widgets import PAGE_SYNTH, md, require_project, show_notices
 from treesynth_core.data.export import to_rows
@@ -36,7 +36,7 @@ if len(sets) > 1 or (sets and "tree" not in sets):
         names,
         index=names.index("tree") if "tree" in names else 0,
         key="export.set",
-        format_func=lambda n: E.set_label(n, sets[n]),
+        format_func=lambda n: exports.set_label(n, sets[n]),
         help="tree: leaf synthesis; baseline: the flat baseline; others: imported or rebalanced datasets "
         "(each row's provenance column says original or synthesized).",
     )
@@ -66,7 +66,7 @@ with st.container(border=True):
     if st.button("Export", key="export.run", type="primary", icon=":material/file_export:"):
         try:
             with st.spinner("Writing the dataset\u2026"):
-                result = E.run_export(project, fmt, name, sample_set)
+                result = exports.run_export(project, fmt, name, sample_set)
         except TreeSynthError as exc:
             st.error(str(exc), icon=":material/error:")
         else:
@@ -76,7 +76,7 @@ result = state.last_export
 if result is not None and result.data.exists() and result.data.is_relative_to(project.path):
     st.success(f"Wrote {result.rows} rows to {md(str(result.data))}", icon=":material/check_circle:")
     buttons = st.columns(3)
-    for col, item in zip(buttons, E.downloads(result), strict=False):
+    for col, item in zip(buttons, exports.downloads(result), strict=False):
         col.download_button(
             f"Download {item.label.lower()}",
             item.data,

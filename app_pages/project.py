@@ -6,7 +6,7 @@ import os
 
 import streamlit as st
 
-from studio import projects as P
+from studio import projects
 from studio.state import get_state, list_projects, projects_dir
 from studio.widgets import EMBEDDED_WARNING, PAGE_TREE, md, show_notices
 from treesynth_core.errors import TreeSynthError
@@ -100,7 +100,7 @@ def prompts_select(current: BackendSettings, *, key: str) -> str:
 def test_connection(settings: BackendSettings) -> None:
     with st.spinner("Sending a tiny request\u2026"):
         try:
-            answer = P.check_connection(settings)
+            answer = projects.check_connection(settings)
         except TreeSynthError as exc:
             st.error(f"Connection failed: {exc}", icon=":material/error:")
         else:
@@ -151,7 +151,7 @@ st.caption(
     "Trees written by people, ready to review and synthesize from \u2014 the quickest way to see "
     "what a good tree looks like, even on the embedded model."
 )
-found = P.examples()
+found = projects.examples()
 if not found:
     st.caption("No example trees found in assets/trees.")
 columns = st.columns(max(1, min(3, len(found))))
@@ -161,7 +161,7 @@ for i, example in enumerate(found):
         st.caption(f"{example.leaves} leaves, {example.levels} levels \u00b7 first split: {md(example.criterion)}")
         if st.button("Open example", key=f"example.{example.name}", icon=":material/play_arrow:"):
             try:
-                state.adopt(P.open_example(example))
+                state.adopt(projects.open_example(example))
             except TreeSynthError as exc:
                 st.error(str(exc), icon=":material/error:")
             else:
@@ -181,7 +181,7 @@ with new_tab:
         try:
             if new_settings is None:
                 raise TreeSynthError("fix the backend settings first")
-            state.adopt(P.create_project(name, task, style, new_settings))
+            state.adopt(projects.create_project(name, task, style, new_settings))
         except TreeSynthError as exc:
             st.error(str(exc), icon=":material/error:")
         else:

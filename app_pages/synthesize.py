@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from studio import synth_panel as S
+from studio import synth_panel
 from studio.state import get_state
 from studio.widgets import (
     PAGE_EXPORT,
@@ -49,8 +49,8 @@ def body() -> None:
 
     with st.container(border=True):
         st.markdown("##### :material/checklist: What to make")
-        choice = S.choose(tree)
-    plan = S.estimate(project, tree, choice, settings)
+        choice = synth_panel.choose(tree)
+    plan = synth_panel.estimate(project, tree, choice, settings)
     with st.container(border=True):
         st.markdown("##### :material/calculate: Estimate")
         if choice.empty:
@@ -58,13 +58,15 @@ def body() -> None:
                 "Pick the leaves (or the node) to make samples for: the estimate follows.", icon=":material/ads_click:"
             )
         else:
-            S.show_estimate(plan, project, settings)
+            synth_panel.show_estimate(plan, project, settings)
 
     last = jobs.latest_job(project, "synth")
     if live is not None and live.kind == "synth":
         job_progress(project, live, key="synth.job")
         leaves = [leaf.id for leaf in target_leaves(tree, live.params.get("leaf_ids") or ())]
-        S.leaf_counts(project, tree, leaves, int(live.params.get("per_leaf") or 1), live.params.get("sampled_scale"))
+        synth_panel.leaf_counts(
+            project, tree, leaves, int(live.params.get("per_leaf") or 1), live.params.get("sampled_scale")
+        )
     elif live is not None:
         st.info("The tree is growing; synthesis can start when growth ends.", icon=":material/hourglass_top:")
     else:
@@ -99,7 +101,7 @@ def body() -> None:
             st.page_link(PAGE_EXPORT, label="Export the dataset", icon=":material/download:")
 
     st.markdown("##### :material/dataset: Samples")
-    S.browser(project, tree)
+    synth_panel.browser(project, tree)
     st.caption(f"Backend: {md(settings.describe())}")
 
 

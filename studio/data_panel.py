@@ -48,7 +48,7 @@ from treesynth_core.scaling.law import (
     fit_report,
 )
 from treesynth_core.store import Project
-from treesynth_core.store.samples import BASELINE_SET, TREE_SET
+from treesynth_core.store.samples import BASELINE_SET, RESERVED_SETS, TREE_SET, dataset_set_problem
 from treesynth_core.tree.model import Tree
 
 #: Job kinds this page starts, with what the progress bar says.
@@ -63,8 +63,6 @@ JOB_UNITS = {"import": "rows", "route": "samples", "balance": "leaves", "grow": 
 #: Extensions the uploader takes (``.gz`` for gzipped JSONL and CSV).
 UPLOAD_TYPES = ["jsonl", "ndjson", "json", "csv", "tsv", "parquet", "gz"]
 UPLOADS = "uploads"
-#: Sample sets a dataset import may not take (synthesis and the flat baseline own them).
-RESERVED_SETS = (TREE_SET, BASELINE_SET)
 MAP_KEYS = ("instruction", "input", "output", "messages")
 MAP_LABELS = {
     "instruction": "Instruction column",
@@ -247,15 +245,19 @@ def import_params(
 
 
 def set_name_problem(name: str, sets: dict[str, int]) -> str | None:
-    """Why ``name`` cannot take a new import (None when it can)."""
-    if not name.strip():
-        return "Give the new sample set a name."
-    if name in RESERVED_SETS:
-        owner = "leaf synthesis" if name == TREE_SET else "the flat baseline"
-        return f"{name!r} is reserved for {owner}: choose another name."
+    """Why ``name`` cannot take a new import (None when it can): the core's naming rules
+    (:func:`~treesynth_core.store.samples.dataset_set_problem`), then whether the set is taken."""
+    problem = dataset_set_problem(name)
+    if problem is not None:
+        return as_sentence(problem)
     if sets.get(name):
         return f"The sample set {name!r} already holds {sets[name]:,} samples: choose another name or delete it below."
     return None
+
+
+def as_sentence(problem: str) -> str:
+    """A core problem line ("give the set a name") as the sentence the page shows ("Give the set a name.")."""
+    return problem[:1].upper() + problem[1:] + "."
 
 
 def _counts(project: Project, sample_set: str) -> tuple[tuple[str, int], ...]:

@@ -260,110 +260,15 @@ def editor(project: Project, tree: T.Tree, state: AppState, live: jobs.JobState 
     node = tree.nodes[node_id]
     nid = node.id
     counts = project.sample_counts()
-    title = tree.task if node.is_root else (node.value or "")
     with st.container(border=True):
-        st.markdown(f"**{md(G.shorten(title, 160))}**")
-        st.caption(
-            ("criterion: " + md(node.criterion or "") + " \u00b7 ") * (not node.is_root)
-            + "path: "
-            + md(G.path_text(tree, nid))
-        )
-        _badges(tree, node, counts.get(nid, 0))
-        if node.flag:
-            st.warning(
-                f"{md(node.flag)}. Approve it if it is one value; rename it, or merge it into a sibling, if not.",
-                icon=":material/flag:",
-            )
-        if node.note:
-            st.caption(f":material/info: {md(node.note)}")
-
-        locked = node.locked
-        row = _button_row()
-        if not node.is_root:
-            if node.approved:
-                row.button(
-                    "Unapprove",
-                    key="edit.unapprove",
-                    on_click=A.edit,
-                    icon=":material/remove_done:",
-                    args=("unapprove", "Marked as proposed.", {"node_ids": [nid]}),
-                    width="stretch",
-                )
-            else:
-                row.button(
-                    "Approve",
-                    key="edit.approve",
-                    on_click=A.edit,
-                    type="primary",
-                    icon=":material/check:",
-                    args=("approve", "Approved.", {"node_ids": [nid]}),
-                    width="stretch",
-                )
-            if node.pruned:
-                row.button(
-                    "Restore",
-                    key="edit.restore",
-                    on_click=A.edit,
-                    icon=":material/restore:",
-                    args=("restore", "Restored.", {"node_id": nid}),
-                    width="stretch",
-                )
-            else:
-                row.button(
-                    "Prune",
-                    key="edit.prune",
-                    on_click=A.edit,
-                    icon=":material/content_cut:",
-                    disabled=locked,
-                    args=("prune", "Pruned (restore brings it back).", {"node_id": nid}),
-                    width="stretch",
-                )
-        row = _button_row()
-        if locked:
-            row.button(
-                "Unlock",
-                key="edit.unlock",
-                on_click=A.edit,
-                icon=":material/lock_open:",
-                args=("unlock", "Unlocked.", {"node_id": nid}),
-                width="stretch",
-            )
-        else:
-            row.button(
-                "Lock",
-                key="edit.lock",
-                on_click=A.edit,
-                icon=":material/lock:",
-                args=("lock", "Locked.", {"node_id": nid}),
-                width="stretch",
-            )
-        if tree.children(nid):
-            is_open = nid in G.visible_ids(tree, state.view).opened
-            row.button(
-                "Fold subtree" if is_open else "Unfold subtree",
-                key="edit.fold",
-                on_click=A.fold,
-                args=(nid,),
-                kwargs={"open_": not is_open},
-                width="stretch",
-                icon=":material/unfold_less:" if is_open else ":material/unfold_more:",
-            )
-
+        _node_header(tree, node, counts.get(nid, 0))
+        _status_buttons(node)
+        _lock_and_fold_buttons(tree, node, state)
         _grow_buttons(state, tree, node, live)
 
         rename, values, criterion, details = st.tabs(["Rename", "Values", "Criterion", "Details"])
         with rename:
-            if node.is_root:
-                st.caption("The root stands for the whole task; rename its criterion on the Criterion tab.")
-            else:
-                st.text_input("Value", value=node.value or "", key=wkey("value", nid), disabled=locked)
-                st.button(
-                    "Rename value",
-                    key="edit.rename",
-                    on_click=A.edit,
-                    disabled=locked,
-                    args=("rename", "Renamed.", {"node_id": nid}, {"new_value": wkey("value", nid)}),
-                )
+            _rename_tab(node)
         with values:
             _values_tab(tree, node)
         with criterion:
@@ -372,6 +277,121 @@ def editor(project: Project, tree: T.Tree, state: AppState, live: jobs.JobState 
             _details_tab(tree, node, counts.get(nid, 0))
 
     _level_actions(tree)
+
+
+def _node_header(tree: T.Tree, node: T.Node, count: int) -> None:
+    """The node's value, criterion and path, its badges, and its flag or note."""
+    nid = node.id
+    title = tree.task if node.is_root else (node.value or "")
+    st.markdown(f"**{md(G.shorten(title, 160))}**")
+    st.caption(
+        ("criterion: " + md(node.criterion or "") + " \u00b7 ") * (not node.is_root)
+        + "path: "
+        + md(G.path_text(tree, nid))
+    )
+    _badges(tree, node, count)
+    if node.flag:
+        st.warning(
+            f"{md(node.flag)}. Approve it if it is one value; rename it, or merge it into a sibling, if not.",
+            icon=":material/flag:",
+        )
+    if node.note:
+        st.caption(f":material/info: {md(node.note)}")
+
+
+def _status_buttons(node: T.Node) -> None:
+    """Approve or unapprove, prune or restore (not on the root)."""
+    nid, locked = node.id, node.locked
+    row = _button_row()
+    if not node.is_root:
+        if node.approved:
+            row.button(
+                "Unapprove",
+                key="edit.unapprove",
+                on_click=A.edit,
+                icon=":material/remove_done:",
+                args=("unapprove", "Marked as proposed.", {"node_ids": [nid]}),
+                width="stretch",
+            )
+        else:
+            row.button(
+                "Approve",
+                key="edit.approve",
+                on_click=A.edit,
+                type="primary",
+                icon=":material/check:",
+                args=("approve", "Approved.", {"node_ids": [nid]}),
+                width="stretch",
+            )
+        if node.pruned:
+            row.button(
+                "Restore",
+                key="edit.restore",
+                on_click=A.edit,
+                icon=":material/restore:",
+                args=("restore", "Restored.", {"node_id": nid}),
+                width="stretch",
+            )
+        else:
+            row.button(
+                "Prune",
+                key="edit.prune",
+                on_click=A.edit,
+                icon=":material/content_cut:",
+                disabled=locked,
+                args=("prune", "Pruned (restore brings it back).", {"node_id": nid}),
+                width="stretch",
+            )
+
+
+def _lock_and_fold_buttons(tree: T.Tree, node: T.Node, state: AppState) -> None:
+    """Lock or unlock the node; fold or unfold its subtree when it has children."""
+    nid, locked = node.id, node.locked
+    row = _button_row()
+    if locked:
+        row.button(
+            "Unlock",
+            key="edit.unlock",
+            on_click=A.edit,
+            icon=":material/lock_open:",
+            args=("unlock", "Unlocked.", {"node_id": nid}),
+            width="stretch",
+        )
+    else:
+        row.button(
+            "Lock",
+            key="edit.lock",
+            on_click=A.edit,
+            icon=":material/lock:",
+            args=("lock", "Locked.", {"node_id": nid}),
+            width="stretch",
+        )
+    if tree.children(nid):
+        is_open = nid in G.visible_ids(tree, state.view).opened
+        row.button(
+            "Fold subtree" if is_open else "Unfold subtree",
+            key="edit.fold",
+            on_click=A.fold,
+            args=(nid,),
+            kwargs={"open_": not is_open},
+            width="stretch",
+            icon=":material/unfold_less:" if is_open else ":material/unfold_more:",
+        )
+
+
+def _rename_tab(node: T.Node) -> None:
+    nid, locked = node.id, node.locked
+    if node.is_root:
+        st.caption("The root stands for the whole task; rename its criterion on the Criterion tab.")
+    else:
+        st.text_input("Value", value=node.value or "", key=wkey("value", nid), disabled=locked)
+        st.button(
+            "Rename value",
+            key="edit.rename",
+            on_click=A.edit,
+            disabled=locked,
+            args=("rename", "Renamed.", {"node_id": nid}, {"new_value": wkey("value", nid)}),
+        )
 
 
 def _grow_buttons(state: AppState, tree: T.Tree, node: T.Node, live: jobs.JobState | None) -> None:

@@ -127,6 +127,19 @@ def test_route_and_balance_explain_what_is_missing(proj):
     assert result.exit_code == 1 and "import a dataset first" in result.output
 
 
+@pytest.mark.parametrize("name", ["tree", "baseline"])
+def test_balance_and_import_refuse_the_sets_synthesis_owns_with_one_line(proj, name):
+    invoke("import", proj, "example:humaneval", "--set", "he")
+    before = as_json("sets", proj)
+    result = invoke("balance", proj, "--set", "he", "--per-leaf", "2", "--into", name, ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    said = " ".join(result.output.split())  # the console wraps long lines
+    assert said.count("error:") == 1 and f"its own sample set name: {name!r} is reserved for" in said
+    result = invoke("import", proj, "example:humaneval", "--set", name, ok=False)
+    assert result.exit_code == 1 and f"{name!r} is reserved for" in " ".join(result.output.split())
+    assert as_json("sets", proj) == before
+
+
 def test_sets_delete_removes_a_set(proj):
     invoke("import", proj, "example:humaneval", "--set", "he")
     assert as_json("sets", proj, "--delete", "he") == {"deleted": "he", "samples": 164}

@@ -616,3 +616,30 @@ def test_an_import_is_staged_hidden_and_lets_other_writers_in_between_batches(tm
         assert project.import_samples(rows(), sample_set="more") == 7
         assert [s.instruction for s in project.samples(sample_set="more")][0] == "q0"
         assert project.sample_counts(sample_set=STAGING_PREFIX + "more") == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("tree", "reserved for leaf synthesis"),
+        ("baseline", "reserved for the flat baseline"),
+        ("  ", "give the new sample set a name"),
+        ("~importing:x", "marks an import still running"),
+    ],
+)
+def test_the_store_refuses_a_dataset_under_a_name_synthesis_owns(tmp_path, name, why):
+    from treesynth_core.store.samples import dataset_set_problem
+
+    assert why in (dataset_set_problem(name) or "")
+    with Project.create(tmp_path / "p", task="t") as project:
+        rows = [NewSample(leaf_id="", key="row:0", instruction="q", path=[])]
+        with pytest.raises(ProjectError, match=f"a dataset needs its own sample set name: .*{why}"):
+            project.import_samples(iter(rows), sample_set=name)
+        assert project.sample_sets() == {}
+
+
+def test_a_free_name_has_no_naming_problem():
+    from treesynth_core.store.samples import RESERVED_SETS, dataset_set_problem
+
+    assert set(RESERVED_SETS) == {"tree", "baseline"}
+    assert dataset_set_problem("imported") is None and dataset_set_problem("balanced") is None

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import TreeSynthError
 from ..store.samples import BASELINE_SET, TREE_SET, Sample
 from ..tree.model import Tree
-from . import diversity as D
+from . import diversity
 from .features.embeddings import FeatureStore, Featurizer, ensure_features
 
 Progress = Callable[[int, int, str], None]
@@ -63,15 +63,15 @@ def _q_name(q: float) -> str:
 
 def set_scores(X: np.ndarray, texts: Sequence[str]) -> dict[str, Any]:
     """Every embedding-based figure of one set of samples (already subsampled to the common n)."""
-    spectrum = D.vendi_spectrum(X) if len(texts) else np.zeros(0)
-    vendi_q = {_q_name(q): _num(D.vendi_from_eigenvalues(spectrum, q)) for q in VENDI_ORDERS}
+    spectrum = diversity.vendi_spectrum(X) if len(texts) else np.zeros(0)
+    vendi_q = {_q_name(q): _num(diversity.vendi_from_eigenvalues(spectrum, q)) for q in VENDI_ORDERS}
     return {
         "n": len(texts),
         "vendi": vendi_q["1"],
         "vendi_q": vendi_q,
-        "mean_cosine": _num(D.mean_pairwise_cosine(X)) if len(texts) else None,
-        "distinct_1": _num(D.distinct_n(texts, 1)),
-        "distinct_2": _num(D.distinct_n(texts, 2)),
+        "mean_cosine": _num(diversity.mean_pairwise_cosine(X)) if len(texts) else None,
+        "distinct_1": _num(diversity.distinct_n(texts, 1)),
+        "distinct_2": _num(diversity.distinct_n(texts, 2)),
     }
 
 
@@ -80,7 +80,7 @@ def _g_vendi(grads: np.ndarray) -> float | None:
     if grads.shape[0] == 0:
         return None
     kept = grads[np.linalg.norm(grads, axis=1) > 0]
-    return _num(D.vendi_score(kept)) if kept.shape[0] else None
+    return _num(diversity.vendi_score(kept)) if kept.shape[0] else None
 
 
 def _subset_scores(
@@ -104,8 +104,14 @@ def curve(X: np.ndarray, *, seed: int = 0, sizes: Sequence[int] = CURVE_SIZES) -
     points = sorted({s for s in sizes if s < total} | ({total} if total else set()))
     out = []
     for size in points:
-        part = X[D.subsample_indices(total, size, seed)]
-        out.append({"n": size, "vendi": _num(D.vendi_score(part)), "mean_cosine": _num(D.mean_pairwise_cosine(part))})
+        part = X[diversity.subsample_indices(total, size, seed)]
+        out.append(
+            {
+                "n": size,
+                "vendi": _num(diversity.vendi_score(part)),
+                "mean_cosine": _num(diversity.mean_pairwise_cosine(part)),
+            }
+        )
     return out
 
 
@@ -136,7 +142,7 @@ def leaf_table(tree: Tree, samples: Sequence[Sample], X: np.ndarray, *, seed: in
     thin_below = max(THIN_MIN, math.ceil(statistics.median(nonempty) / 2)) if nonempty else THIN_MIN
     solid = [c for c in counts.values() if c >= thin_below]
     leaf_n = min(solid) if solid else None
-    scores = D.per_group_scores(X, [s.leaf_id for s in samples], n=leaf_n, seed=seed) if samples else {}
+    scores = diversity.per_group_scores(X, [s.leaf_id for s in samples], n=leaf_n, seed=seed) if samples else {}
     active = {leaf.id for leaf in tree.leaves()}
     rows = []
     for leaf_id, count in counts.items():
@@ -188,7 +194,7 @@ def subtree_table(
         assert label is not None
         sizes[label] = sizes.get(label, 0) + 1
     common = min(sizes.values())
-    scores = D.per_group_scores(X[members], labels, n=common, seed=seed)
+    scores = diversity.per_group_scores(X[members], labels, n=common, seed=seed)
     node_labels = _node_labels(tree)
     rows = [
         {
@@ -266,7 +272,7 @@ def coverage_report(
         name: ensure_features(project, samples, embedder, progress=stage(f"embedding {name} samples"))
         for name, samples in sets.items()
     }
-    common, chosen = D.subsample_equal_n({name: len(s) for name, s in sets.items()}, n, seed)
+    common, chosen = diversity.subsample_equal_n({name: len(s) for name, s in sets.items()}, n, seed)
     scores: dict[str, dict[str, Any]] = {}
     for name, samples in sets.items():
         picked = chosen[name]
@@ -327,7 +333,7 @@ def compare_sets(
     chosen_sets = {name: list(samples) for name, samples in sets.items() if samples}
     if not chosen_sets:
         raise TreeSynthError("nothing to score: the sample sets are empty")
-    common, chosen = D.subsample_equal_n({name: len(s) for name, s in chosen_sets.items()}, n, seed)
+    common, chosen = diversity.subsample_equal_n({name: len(s) for name, s in chosen_sets.items()}, n, seed)
     if common < 2:
         raise TreeSynthError("every set needs at least 2 samples to be compared")
     scores: dict[str, dict[str, Any]] = {}

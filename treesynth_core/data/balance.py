@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from ..errors import TreeSynthError
 from ..generate.synth import PER_CALL, SampleStore, SynthOptions, SynthReport, synthesize
 from ..llm.base import LLM
-from ..store.samples import UNROUTED, NewSample, Sample
+from ..store.samples import UNROUTED, NewSample, Sample, check_dataset_set
 from ..tree import model as T
 from .routing import path_label
 
@@ -215,6 +215,7 @@ async def balance(
     """Build the balanced set: copy the kept originals, then synthesize each approved leaf's
     shortfall. Idempotent: a rerun (after Ctrl-C, or with the same options) adds only what is
     missing, and cached LLM replies make it free."""
+    check_dataset_set(target_set)
     if target_set == source_set:
         raise TreeSynthError("the balanced set must be a new sample set, not the source")
     sets = store.sample_sets()

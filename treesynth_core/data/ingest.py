@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DataError
 from ..store.samples import UNROUTED, NewSample
 from .readers import FORMATS as FORMATS
-from .readers import Record, _codec, _json_type, _locate, _rows, _snippet, _Source
+from .readers import Record, Source, json_type, locate, resolve_codec, snippet, source_rows
 from .readers import detect_format as detect_format
 from .readers import iter_records as iter_records
 
@@ -204,15 +204,15 @@ def _messages(value: Any, column: str, where: str) -> list[dict[str, str]]:
         except ValueError:
             raise DataError(
                 f"{where}: column {column!r} (mapped as messages) holds text that is not JSON: "
-                f"{_snippet(value, 1)}; it must hold {form}"
+                f"{snippet(value, 1)}; it must hold {form}"
             ) from None
     if not isinstance(value, list | tuple):
-        raise DataError(f"{where}: column {column!r} (mapped as messages) holds a {_json_type(value)}, not {form}")
+        raise DataError(f"{where}: column {column!r} (mapped as messages) holds a {json_type(value)}, not {form}")
     messages = []
     for i, message in enumerate(value, 1):
         if not isinstance(message, dict):
             raise DataError(
-                f"{where}: message {i} in column {column!r} is a {_json_type(message)}, not an object with a role "
+                f"{where}: message {i} in column {column!r} is a {json_type(message)}, not an object with a role "
                 "and a content; the column must hold " + form
             )
         role = message.get("role", message.get("from"))
@@ -314,11 +314,11 @@ class Preview:
 
 def preview(path: Path, *, n: int = 5, fmt: str | None = None, encoding: str = "utf-8") -> Preview:
     """Read only the first ``n`` rows (the whole file only for a ``.json`` array)."""
-    source = _locate(Path(path), fmt)
-    _codec(encoding)
+    source = locate(Path(path), fmt)
+    resolve_codec(encoding)
     rows: list[Record] = []
     columns: dict[str, None] = {}
-    stream = _rows(source, encoding)
+    stream = source_rows(source, encoding)
     try:
         for _, record, _, _ in stream:
             rows.append(record)
@@ -350,11 +350,11 @@ class _Tally:
     first_empty: list[str] = field(default_factory=list)
 
 
-def _prepare(path: Path, cmap: ColumnMap, fmt: str | None, encoding: str, limit: int | None) -> _Source:
+def _prepare(path: Path, cmap: ColumnMap, fmt: str | None, encoding: str, limit: int | None) -> Source:
     """Check everything that needs no reading, so a bad call fails before any transaction."""
     cmap.check()
-    source = _locate(Path(path), fmt)
-    _codec(encoding)
+    source = locate(Path(path), fmt)
+    resolve_codec(encoding)
     if limit is not None and limit < 1:
         raise DataError(f"limit must be at least 1, not {limit}")
     return source
@@ -382,7 +382,7 @@ def read_samples(
 
 
 def _stream(
-    source: _Source,
+    source: Source,
     cmap: ColumnMap,
     *,
     sample_set: str,
@@ -393,7 +393,7 @@ def _stream(
 ) -> Iterator[NewSample]:
     tally = tally if tally is not None else _Tally()
     wanted = list(cmap.columns().values())
-    for number, record, label, loc in _rows(source, encoding, wanted):
+    for number, record, label, loc in source_rows(source, encoding, wanted):
         tally.rows += 1
         sample = _to_sample(number, record, cmap, sample_set=sample_set, source=source.label, where=f"{label} {loc}")
         if sample is None:

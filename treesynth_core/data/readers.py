@@ -28,12 +28,12 @@ _BATCH = 1024  # rows decoded at a time from Parquet / Arrow
 _CSV_FIELD_LIMIT = 1 << 30  # the csv module's default (128 KiB) is too small for long responses
 
 Record = dict[str, Any]
-_Row = tuple[int, Record, str, str]  # (number, record, file label, "line 3" / "row 3")
+Row = tuple[int, Record, str, str]  # (number, record, file label, "line 3" / "row 3")
 
 
 # -- finding the data files -----------------------------------------------------------------------
 @dataclass(frozen=True)
-class _Source:
+class Source:
     format: str
     files: list[Path]
     label: str  # the file (or folder) name errors and provenance use
@@ -55,10 +55,11 @@ def detect_format(path: Path) -> str:
     """The format of a file by its suffix (``.jsonl``/``.ndjson``, ``.json``, ``.csv``/``.tsv``,
     ``.parquet``; ``.gz`` after the text ones), ``"hf"`` for a folder written by
     ``datasets.save_to_disk``, or the one format of the data files in a folder."""
-    return _locate(Path(path), None).format
+    return locate(Path(path), None).format
 
 
-def _locate(path: Path, fmt: str | None) -> _Source:
+def locate(path: Path, fmt: str | None) -> Source:
+    """The data files at ``path`` (a file or a folder) and their format; DataError if there are none."""
     path = Path(path).expanduser()
     if fmt is not None and fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -76,10 +77,10 @@ def _locate(path: Path, fmt: str | None) -> _Source:
             f".parquet file (.gz for JSONL and CSV) or a datasets save_to_disk folder, or name the format "
             f"with --format ({', '.join(FORMATS)})"
         )
-    return _Source(found, [path], path.name)
+    return Source(found, [path], path.name)
 
 
-def _locate_folder(folder: Path, fmt: str | None) -> _Source:
+def _locate_folder(folder: Path, fmt: str | None) -> Source:
     if (folder / "dataset_dict.json").is_file():
         splits = sorted(p.name for p in folder.iterdir() if p.is_dir())
         example = f", e.g. {folder / splits[0]}" if splits else ""
@@ -90,17 +91,17 @@ def _locate_folder(folder: Path, fmt: str | None) -> _Source:
     arrows = sorted(folder.glob("*.arrow"))
     marked = (folder / "state.json").is_file() or (folder / "dataset_info.json").is_file()
     if fmt in (None, "hf") and arrows and marked:
-        return _Source("hf", _hf_files(folder, arrows), folder.name)
+        return Source("hf", _hf_files(folder, arrows), folder.name)
     by_format: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
         found = _file_format(path) if path.is_file() and not path.name.startswith(".") else None
         if found is not None:
             by_format.setdefault(found, []).append(path)
     if fmt is not None and fmt != "hf" and by_format.get(fmt):
-        return _Source(fmt, by_format[fmt], folder.name)
+        return Source(fmt, by_format[fmt], folder.name)
     if fmt is None and len(by_format) == 1:
         (found, files), *_ = by_format.items()
-        return _Source(found, files, folder.name)
+        return Source(found, files, folder.name)
     if fmt is None and len(by_format) > 1:
         names = ", ".join(files[0].name for files in by_format.values())
         raise DataError(
@@ -139,12 +140,13 @@ def iter_records(path: Path, *, fmt: str | None = None, encoding: str = "utf-8")
     Nothing is read until the iterator is advanced; a bad row raises :class:`DataError` when it
     is reached.
     """
-    source = _locate(Path(path), fmt)
-    _codec(encoding)
-    return ((number, record) for number, record, _, _ in _rows(source, encoding))
+    source = locate(Path(path), fmt)
+    resolve_codec(encoding)
+    return ((number, record) for number, record, _, _ in source_rows(source, encoding))
 
 
-def _rows(source: _Source, encoding: str, columns: list[str] | None = None) -> Generator[_Row, None, None]:
+def source_rows(source: Source, encoding: str, columns: list[str] | None = None) -> Generator[Row, None, None]:
+    """``(number, record, file label, location)`` for each row of every file, numbered across files."""
     offset = 0
     for file in source.files:
         label = source.label if len(source.files) == 1 else f"{source.label}/{file.name}"
@@ -155,7 +157,7 @@ def _rows(source: _Source, encoding: str, columns: list[str] | None = None) -> G
         offset += last
 
 
-def _file_rows(file: Path, fmt: str, encoding: str, label: str, columns: list[str] | None) -> Iterator[_Row]:
+def _file_rows(file: Path, fmt: str, encoding: str, label: str, columns: list[str] | None) -> Iterator[Row]:
     if fmt == "jsonl":
         return _jsonl_rows(file, encoding, label)
     if fmt == "json":
@@ -167,7 +169,8 @@ def _file_rows(file: Path, fmt: str, encoding: str, label: str, columns: list[st
     return _arrow_rows(file, label, columns)
 
 
-def _codec(encoding: str) -> str:
+def resolve_codec(encoding: str) -> str:
+    """The codec's canonical name; DataError for an unknown encoding."""
     try:
         return codecs.lookup(encoding).name
     except LookupError:
@@ -194,7 +197,7 @@ def _lines(file: Path, encoding: str, label: str) -> Iterator[tuple[int, str]]:
     A UTF-8 byte-order mark is dropped. Encodings that are not ASCII-compatible (UTF-16, UTF-32)
     are decoded by Python's text layer instead.
     """
-    codec = _codec(encoding)
+    codec = resolve_codec(encoding)
     utf8 = codec in ("utf-8", "utf-8-sig")
     if not utf8 and not _ascii_compatible(codec):
         yield from _wide_lines(file, codec, encoding, label)
@@ -261,19 +264,21 @@ def _decode_message(label: str, number: int, raw: bytes, exc: UnicodeDecodeError
     return f"{message} Pass the file's real encoding with --encoding, or re-save the file as UTF-8"
 
 
-def _snippet(text: str, column: int, width: int = 60) -> str:
+def snippet(text: str, column: int, width: int = 60) -> str:
+    """About ``width`` characters of ``text`` around ``column`` (1-based), for error messages."""
     text = text.rstrip("\r\n")
     start = max(0, column - 1 - width // 2)
     piece = text[start : start + width]
     return ("…" if start else "") + piece + ("…" if start + width < len(text) else "")
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type ("array", "string", ...), for error messages."""
     names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
     return names.get(type(value), type(value).__name__)
 
 
-def _jsonl_rows(file: Path, encoding: str, label: str, *, hint: str = "") -> Iterator[_Row]:
+def _jsonl_rows(file: Path, encoding: str, label: str, *, hint: str = "") -> Iterator[Row]:
     first = True
     for number, line in _lines(file, encoding, label):
         if not line.strip():
@@ -285,18 +290,18 @@ def _jsonl_rows(file: Path, encoding: str, label: str, *, hint: str = "") -> Ite
             array = " (a file holding one JSON array must be named .json, or read with --format json)"
             extra = array if first and line.lstrip().startswith("[") and not hint else hint
             raise DataError(
-                f"{label} line {number} is not valid JSON ({why} at column {column}): {_snippet(line, column)}{extra}"
+                f"{label} line {number} is not valid JSON ({why} at column {column}): {snippet(line, column)}{extra}"
             ) from None
         if not isinstance(record, dict):
             raise DataError(
-                f"{label} line {number} holds a JSON {_json_type(record)}, not an object: each line must be one "
+                f"{label} line {number} holds a JSON {json_type(record)}, not an object: each line must be one "
                 'JSON object, such as {"instruction": "...", "output": "..."}'
             )
         first = False
         yield number, record, label, f"line {number}"
 
 
-def _json_rows(file: Path, encoding: str, label: str) -> Iterator[_Row]:
+def _json_rows(file: Path, encoding: str, label: str) -> Iterator[Row]:
     """A ``.json`` file: one JSON array of objects, parsed whole (or JSON Lines, streamed)."""
     if _first_char(file, encoding, label) != "[":
         hint = " (a .json file must hold one JSON array of objects, or one JSON object per line)"
@@ -315,8 +320,7 @@ def _json_rows(file: Path, encoding: str, label: str) -> Iterator[_Row]:
         end = text.find("\n", exc.pos)
         line = text[text.rfind("\n", 0, exc.pos) + 1 : end if end >= 0 else len(text)]
         raise DataError(
-            f"{label} line {exc.lineno} is not valid JSON ({exc.msg} at column {exc.colno}): "
-            f"{_snippet(line, exc.colno)}"
+            f"{label} line {exc.lineno} is not valid JSON ({exc.msg} at column {exc.colno}): {snippet(line, exc.colno)}"
         ) from None
     except RecursionError:
         raise DataError(f"{label} is nested too deeply to read") from None
@@ -325,14 +329,14 @@ def _json_rows(file: Path, encoding: str, label: str) -> Iterator[_Row]:
         record, data[index] = data[index], None  # let each row go once it is handed on
         if not isinstance(record, dict):
             raise DataError(
-                f"{label} item {index + 1} of the array is a JSON {_json_type(record)}, not an object such as "
+                f"{label} item {index + 1} of the array is a JSON {json_type(record)}, not an object such as "
                 '{"instruction": "...", "output": "..."}'
             )
         yield index + 1, record, label, f"item {index + 1}"
 
 
 def _first_char(file: Path, encoding: str, label: str) -> str:
-    codec = _codec(encoding)
+    codec = resolve_codec(encoding)
     try:
         with _open_binary(file) as handle:
             head: bytes = handle.read(4096)
@@ -342,7 +346,7 @@ def _first_char(file: Path, encoding: str, label: str) -> str:
 
 
 def _decode_whole(raw: bytes, encoding: str, label: str) -> str:
-    codec = _codec(encoding)
+    codec = resolve_codec(encoding)
     utf8 = codec in ("utf-8", "utf-8-sig")
     if utf8:
         _check_first_line(raw[: raw.find(b"\n") + 1 or len(raw)], encoding, label)
@@ -357,7 +361,7 @@ def _decode_whole(raw: bytes, encoding: str, label: str) -> str:
         raise DataError(_decode_message(label, number, line, shifted, encoding, utf8)) from None
 
 
-def _csv_rows(file: Path, encoding: str, label: str) -> Iterator[_Row]:
+def _csv_rows(file: Path, encoding: str, label: str) -> Iterator[Row]:
     """CSV (or TSV) rows as dicts via :class:`csv.DictReader`, fed the decoded lines one by one."""
     if csv.field_size_limit() < _CSV_FIELD_LIMIT:
         csv.field_size_limit(_CSV_FIELD_LIMIT)
@@ -396,7 +400,7 @@ def _delimiter(file: Path, header: str) -> str:
     return best if counts[best] else ","
 
 
-def _batch_rows(batches: Iterable[Any], label: str, errors: tuple[type[Exception], ...]) -> Iterator[_Row]:
+def _batch_rows(batches: Iterable[Any], label: str, errors: tuple[type[Exception], ...]) -> Iterator[Row]:
     number = 0
     try:
         for batch in batches:
@@ -408,7 +412,7 @@ def _batch_rows(batches: Iterable[Any], label: str, errors: tuple[type[Exception
         raise DataError(f"{label} could not be read after row {number} ({exc}): the file is damaged") from None
 
 
-def _parquet_rows(file: Path, label: str, columns: list[str] | None) -> Iterator[_Row]:
+def _parquet_rows(file: Path, label: str, columns: list[str] | None) -> Iterator[Row]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -426,7 +430,7 @@ def _parquet_rows(file: Path, label: str, columns: list[str] | None) -> Iterator
         )
 
 
-def _arrow_rows(file: Path, label: str, columns: list[str] | None) -> Iterator[_Row]:
+def _arrow_rows(file: Path, label: str, columns: list[str] | None) -> Iterator[Row]:
     """An Arrow file written by ``datasets`` (IPC stream format), memory-mapped, batch by batch."""
     import pyarrow as pa
 

@@ -307,10 +307,7 @@ async def fill_gaps(
     candidates get responses when most pool samples have one (their gradient features then carry
     the response's loss, like the pool's). Samples kept in a round are stored when the round ends.
     """
-    if rounds < 0 or per_round < 1 or per_call < 1 or shots < 1:
-        raise ValueError("rounds must be >= 0 and per_round, per_call and shots >= 1")
-    if not 0.0 < sparse_fraction <= 1.0:
-        raise ValueError("sparse_fraction must be in (0, 1]")
+    _check_options(rounds, per_round, per_call, shots, sparse_fraction)
     tree = project.tree()
     pool = project.samples(sample_set=TREE_SET)
     if len(pool) < MIN_POOL:
@@ -321,10 +318,7 @@ async def fill_gaps(
     if X.shape[0] != len(pool):
         raise TreeSynthError(f"featurize returned {X.shape[0]} rows for {len(pool)} samples")
     n0, before_X = len(pool), X
-    first = 1 + max(
-        (int(s.extra.get("round", -1)) for s in pool if s.extra.get("origin") == ORIGIN),
-        default=-1,
-    )
+    first = _next_round(pool)
     report = GapReport(rounds, 0, 0, 0.0, 0.0, 0.0, n0, space or _space(featurize))
     filters: dict[str, DuplicateFilter] = {}
     calls_per_round = math.ceil(per_round / per_call)
@@ -355,41 +349,15 @@ async def fill_gaps(
             P.profile_for(llm),
         )
 
-        async def generate(call: _Call) -> None:
-            async with gate:
-                stop()
-                try:
-                    reply, call.result = await ask_json(llm, call.request, SamplesReply, attempts=2, what="samples")
-                except ParseError:
-                    report.failed_calls += 1
-                    return
-                call.texts = reply.samples[: _wanted(call.request)]
-
         def called(r: int = r) -> None:
             nonlocal done
             done += 1
             if progress:
                 progress(done, rounds * calls_per_round, _round_note(r - first + 1, rounds, report.accepted))
 
-        await _all([generate(call) for call in calls], each=called)
+        await _ask_round(llm, calls, gate, stop, report, each=called)
 
-        candidates: list[NewSample] = []
-        for call in calls:
-            for item, text in enumerate(call.texts):
-                report.candidates += 1
-                if is_placeholder(text):
-                    continue
-                candidates.append(
-                    NewSample(
-                        leaf_id=call.leaf_id,
-                        key=f"gap:{r}:{call.number}:{item}",
-                        instruction=text,
-                        path=call.path,
-                        model=llm.model,
-                        call_id=call.result.call_id if call.result else None,
-                        extra={"origin": ORIGIN, "round": r},
-                    )
-                )
+        candidates = _round_candidates(calls, r, llm.model, report)
         if responses:
             candidates = await _with_responses(llm, tree, candidates, seed, gate, stop)
         if not candidates:
@@ -398,18 +366,8 @@ async def fill_gaps(
         Y = _unit_rows(await asyncio.to_thread(featurize, [_candidate(c) for c in candidates]))
         _check_candidate_features(Y, candidates)
         nearest, _ = _assign(Y, centroids)
-        kept, kept_rows = [], []
-        for i, candidate in enumerate(candidates):
-            if not sparse[nearest[i]]:
-                continue
-            leaf = candidate.leaf_id
-            if leaf not in filters:
-                filters[leaf] = DuplicateFilter(near_duplicate, (s.instruction for s in pool if s.leaf_id == leaf))
-            if not filters[leaf].admit(candidate.instruction):
-                report.duplicates += 1
-                continue
-            kept.append(candidate)
-            kept_rows.append(i)
+        in_sparse = [bool(sparse[cluster]) for cluster in nearest]
+        kept, kept_rows = _keep_new_in_sparse(candidates, in_sparse, pool, filters, near_duplicate, report)
         report.accepted += project.add_samples(kept)
         pool += [_candidate(c) for c in kept]
         X = np.concatenate([X, Y[kept_rows]]) if kept_rows else X
@@ -420,6 +378,90 @@ async def fill_gaps(
     report.before = vendi_score(before_X)
     report.after = vendi_score(X[subsample_indices(len(X), n0, seed=stable_seed(seed, "gaps-vendi"))])
     return report
+
+
+def _check_options(rounds: int, per_round: int, per_call: int, shots: int, sparse_fraction: float) -> None:
+    if rounds < 0 or per_round < 1 or per_call < 1 or shots < 1:
+        raise ValueError("rounds must be >= 0 and per_round, per_call and shots >= 1")
+    if not 0.0 < sparse_fraction <= 1.0:
+        raise ValueError("sparse_fraction must be in (0, 1]")
+
+
+def _next_round(pool: Sequence[Sample]) -> int:
+    """The number of the next round: one after the last round whose samples are in the pool."""
+    return 1 + max((int(s.extra.get("round", -1)) for s in pool if s.extra.get("origin") == ORIGIN), default=-1)
+
+
+async def _ask_round(
+    llm: LLM,
+    calls: Sequence[_Call],
+    gate: asyncio.Semaphore,
+    stop: Callable[[], None],
+    report: GapReport,
+    *,
+    each: Callable[[], None],
+) -> None:
+    """Make a round's calls (``gate`` bounds how many run at once), filling each call's ``texts``;
+    a reply that does not parse twice counts as a failed call."""
+
+    async def generate(call: _Call) -> None:
+        async with gate:
+            stop()
+            try:
+                reply, call.result = await ask_json(llm, call.request, SamplesReply, attempts=2, what="samples")
+            except ParseError:
+                report.failed_calls += 1
+                return
+            call.texts = reply.samples[: _wanted(call.request)]
+
+    await _all([generate(call) for call in calls], each=each)
+
+
+def _round_candidates(calls: Sequence[_Call], r: int, model: str, report: GapReport) -> list[NewSample]:
+    """Round ``r``'s replies as samples (placeholders dropped), each keyed by round, call and item."""
+    candidates: list[NewSample] = []
+    for call in calls:
+        for item, text in enumerate(call.texts):
+            report.candidates += 1
+            if is_placeholder(text):
+                continue
+            candidates.append(
+                NewSample(
+                    leaf_id=call.leaf_id,
+                    key=f"gap:{r}:{call.number}:{item}",
+                    instruction=text,
+                    path=call.path,
+                    model=model,
+                    call_id=call.result.call_id if call.result else None,
+                    extra={"origin": ORIGIN, "round": r},
+                )
+            )
+    return candidates
+
+
+def _keep_new_in_sparse(
+    candidates: Sequence[NewSample],
+    in_sparse: Sequence[bool],
+    pool: Sequence[Sample],
+    filters: dict[str, DuplicateFilter],
+    near_duplicate: float,
+    report: GapReport,
+) -> tuple[list[NewSample], list[int]]:
+    """The candidates that land in a sparse cluster and are no near-duplicate of their leaf's samples
+    (those kept earlier in the round included), with their row numbers; counts the duplicates."""
+    kept, kept_rows = [], []
+    for i, candidate in enumerate(candidates):
+        if not in_sparse[i]:
+            continue
+        leaf = candidate.leaf_id
+        if leaf not in filters:
+            filters[leaf] = DuplicateFilter(near_duplicate, (s.instruction for s in pool if s.leaf_id == leaf))
+        if not filters[leaf].admit(candidate.instruction):
+            report.duplicates += 1
+            continue
+        kept.append(candidate)
+        kept_rows.append(i)
+    return kept, kept_rows
 
 
 def _check_candidate_features(Y: np.ndarray, candidates: Sequence[NewSample]) -> None:

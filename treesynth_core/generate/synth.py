@@ -499,34 +499,13 @@ class LeafSynthesizer:
                         store.skip_keys(leaf.leaf_id, [spent_key(prefix, call_no)], sample_set=sample_set)
                     else:
                         reply, result, paths = outcome
-                        admitted: list[tuple[str, str, list[dict]]] = []
-                        for item_no, text in enumerate(reply.samples):
-                            if have + len(admitted) >= target or (sampled and item_no >= len(paths)):
-                                break  # full, or a sample beyond those asked for has no draw of its own
-                            if is_placeholder(text) or not dupes.admit(text):
-                                report.duplicates += 1
-                                continue
-                            admitted.append((f"{prefix}{call_no}:{item_no}", text, paths[min(item_no, len(paths) - 1)]))
+                        room = target - have
+                        admitted = _admit(reply.samples, paths, f"{prefix}{call_no}:", room, sampled, dupes, report)
                         answers = [Answer(None, None)] * len(admitted)
                         if self.options.responses and admitted:
                             answers = list(await asyncio.gather(*(answer(text, key) for key, text, _ in admitted)))
                             report.responses_cut_off += sum(1 for a in answers if a.cut_off)
-                        rows = [
-                            NewSample(
-                                leaf_id=leaf.leaf_id,
-                                key=key,
-                                instruction=text,
-                                response=response.text,
-                                path=path,
-                                model=self.llm.model,
-                                call_id=result.call_id,
-                                response_call_id=response.call_id,
-                                sample_set=sample_set,
-                                extra={"provenance": "synthesized"},
-                            )
-                            for (key, text, path), response in zip(admitted, answers, strict=True)
-                        ]
-                        inserted = store.add_samples(rows)
+                        inserted = store.add_samples(self._rows(leaf.leaf_id, admitted, answers, result))
                         if not inserted:
                             store.skip_keys(leaf.leaf_id, [spent_key(prefix, call_no)], sample_set=sample_set)
                         have += inserted
@@ -540,6 +519,53 @@ class LeafSynthesizer:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
         return added
+
+    def _rows(
+        self, leaf_id: str, admitted: Sequence[_Admitted], answers: Sequence[Answer], result: ChatResult
+    ) -> list[NewSample]:
+        """The samples one call adds to the leaf: its admitted texts with their responses and provenance."""
+        return [
+            NewSample(
+                leaf_id=leaf_id,
+                key=key,
+                instruction=text,
+                response=response.text,
+                path=path,
+                model=self.llm.model,
+                call_id=result.call_id,
+                response_call_id=response.call_id,
+                sample_set=self.options.sample_set,
+                extra={"provenance": "synthesized"},
+            )
+            for (key, text, path), response in zip(admitted, answers, strict=True)
+        ]
+
+
+#: A sample a call's reply brings to its leaf: (key, text, the path it was drawn under).
+_Admitted = tuple[str, str, list[dict]]
+
+
+def _admit(
+    texts: Sequence[str],
+    paths: Sequence[list[dict]],
+    key_stem: str,
+    room: int,
+    sampled: bool,
+    dupes: DuplicateFilter,
+    report: SynthReport,
+) -> list[_Admitted]:
+    """The texts of one reply the leaf takes, in order, at most ``room`` of them: placeholders and
+    near-duplicates are counted in ``report.duplicates`` and skipped; on a path with sampled steps a
+    text beyond those asked for is dropped (it has no draw of its own). Keys are ``key_stem + item``."""
+    admitted: list[_Admitted] = []
+    for item_no, text in enumerate(texts):
+        if len(admitted) >= room or (sampled and item_no >= len(paths)):
+            break  # full, or a sample beyond those asked for has no draw of its own
+        if is_placeholder(text) or not dupes.admit(text):
+            report.duplicates += 1
+            continue
+        admitted.append((f"{key_stem}{item_no}", text, paths[min(item_no, len(paths) - 1)]))
+    return admitted
 
 
 async def synthesize(

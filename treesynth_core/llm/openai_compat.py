@@ -129,7 +129,7 @@ class OpenAICompatLLM:
         self.base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
         self.settings = settings
         self.prompt_profile = settings.prompt_profile()
-        self._api_key = _read_api_key(settings.api_key_env, self.base_url)
+        self._api_key = read_api_key(settings.api_key_env, self.base_url)
         self._http_client = http_client
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -178,7 +178,7 @@ class OpenAICompatLLM:
                 return await self._attempt(params)
             except openai.APIStatusError as exc:
                 self._raise_if_final(exc, fmt, level, attempt, attempts)
-                delay = _retry_after(exc.response.headers)
+                delay = retry_after(exc.response.headers)
                 delay = self._backoff(attempt) if delay is None else delay
                 reason = f"HTTP {exc.status_code}"
             except openai.APIConnectionError as exc:
@@ -283,7 +283,7 @@ class OpenAICompatLLM:
         )
 
     def _reason(self, exc: openai.APIConnectionError) -> str:
-        reason = _connection_reason(exc)
+        reason = connection_reason(exc)
         return f"timed out after {self.settings.timeout_s:g}s" if reason == "timeout" else self._redact(reason)
 
     def _redact(self, text: str) -> str:
@@ -321,7 +321,7 @@ async def _close_when_loop_ends(client: openai.AsyncOpenAI) -> AsyncGenerator[No
         await client.close()
 
 
-def _read_api_key(env_name: str, base_url: str) -> str:
+def read_api_key(env_name: str, base_url: str) -> str:
     """The key from ``$env_name``; a dummy for local servers; AuthError for remote ones."""
     key = os.environ.get(env_name, "").strip()
     if key:
@@ -418,7 +418,7 @@ def _rejects_format(status: int, message: str) -> bool:
     return status >= 500 and names_format
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
+def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds the server asks us to wait (``retry-after-ms`` or ``Retry-After``), capped; else None."""
     milliseconds = _to_float(headers.get("retry-after-ms"))
     if milliseconds is not None:
@@ -451,7 +451,7 @@ def _to_float(value: str | None) -> float | None:
         return None
 
 
-def _connection_reason(exc: BaseException) -> str:
+def connection_reason(exc: BaseException) -> str:
     """Why a connection failed: "connection refused", "timeout", or the innermost error's own words.
 
     The outer exception's type is not to be trusted: the SDK's aiohttp transport reports a refused

@@ -34,7 +34,7 @@ from ..llm.recording import CallRecord
 from ..llm.settings import BackendSettings, merge_settings
 from ..tree.model import Node, NodeChange, Tree, apply_changes, diff, new_tree, node_from_dict, node_to_dict, validate
 from . import schema
-from .samples import TREE_SET, NewSample, Route, Sample
+from .samples import STAGING_PREFIX, TREE_SET, NewSample, Route, Sample, check_dataset_set
 from .schema import dumps, now
 
 DB_NAME = "treesynth.db"
@@ -42,9 +42,7 @@ DB_NAME = "treesynth.db"
 FORMAT_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
 _CHUNK = 500  # ids per `IN (...)` query, well under SQLite's variable limit
-_TREE_META = ("task", "style", "root_id")
-#: Prefix of the hidden sample set an import fills before it becomes visible under its own name.
-STAGING_PREFIX = "~importing:"  # the Tree fields kept in `meta`
+_TREE_META = ("task", "style", "root_id")  # the Tree fields kept in `meta`
 HUMAN = "human"
 StrPath = str | os.PathLike[str]
 
@@ -379,10 +377,10 @@ class Project:
         in one final transaction; a bad row, an error or Ctrl-C half way deletes the staging rows, so
         no half-imported set is ever visible, while other writers (a job's heartbeat, its progress)
         are never blocked for longer than one batch. ``progress`` gets the running count after
-        each batch, outside any transaction. Refuses a set name that already holds samples.
+        each batch, outside any transaction. Refuses a set name that already holds samples, and the
+        names no dataset may take (:func:`~treesynth_core.store.samples.check_dataset_set`).
         """
-        if not sample_set or sample_set == TREE_SET or sample_set.startswith(STAGING_PREFIX):
-            raise ProjectError(f"an imported dataset needs its own sample set name (not {sample_set or TREE_SET!r})")
+        check_dataset_set(sample_set)
         with self._read() as conn:
             _refuse_taken(conn, sample_set)
         staging = STAGING_PREFIX + sample_set

@@ -5,11 +5,39 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import ProjectError
+
 #: The sample set leaf synthesis writes to. Other sets (a flat baseline, an imported dataset, a
 #: rebalanced copy) live beside it in the same table under their own names.
 TREE_SET = "tree"
 #: The sample set of the flat baseline (the paper's "Temp" sampling from the task alone).
 BASELINE_SET = "baseline"
+#: The sets no dataset (an import, a rebalanced copy) may take, with what writes each.
+RESERVED_SETS: dict[str, str] = {TREE_SET: "leaf synthesis", BASELINE_SET: "the flat baseline"}
+#: An import is staged under this prefix until it commits, so a name may not start with it.
+STAGING_PREFIX = "~importing:"
+
+
+def dataset_set_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a dataset's sample set (an import or a rebalanced copy); None when it can.
+
+    The one place the naming rules live: the store enforces them (:func:`check_dataset_set`), the app
+    only shows them.
+    """
+    if not name.strip():
+        return "give the new sample set a name"
+    if name in RESERVED_SETS:
+        return f"{name!r} is reserved for {RESERVED_SETS[name]}: choose another name"
+    if name.startswith(STAGING_PREFIX):
+        return f"{name!r} starts with {STAGING_PREFIX!r}, which marks an import still running: choose another name"
+    return None
+
+
+def check_dataset_set(name: str) -> None:
+    """Refuse a name no dataset may take, with a one-line :class:`ProjectError` saying why."""
+    problem = dataset_set_problem(name)
+    if problem is not None:
+        raise ProjectError(f"a dataset needs its own sample set name: {problem}")
 
 
 @dataclass(frozen=True)

@@ -248,14 +248,14 @@ class OpenAIEmbeddingsEmbedder(TextEmbedder):
     ) -> None:
         from urllib.parse import urlsplit
 
-        from ...llm.openai_compat import DEFAULT_BASE_URL, _read_api_key
+        from ...llm.openai_compat import DEFAULT_BASE_URL, read_api_key
 
         if not model:
             raise ConfigError("the embeddings endpoint needs a model name")
         self.model = model
         self.settings = settings
         self.base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._api_key = _read_api_key(settings.api_key_env, self.base_url)
+        self._api_key = read_api_key(settings.api_key_env, self.base_url)
         self._http_client = http_client
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -322,7 +322,7 @@ class OpenAIEmbeddingsEmbedder(TextEmbedder):
     def _post_with_retries(self, body: dict[str, Any]) -> Any:
         import openai
 
-        from ...llm.openai_compat import BACKOFF_BASE_S, BACKOFF_CAP_S, _connection_reason, _retry_after
+        from ...llm.openai_compat import BACKOFF_BASE_S, BACKOFF_CAP_S, connection_reason, retry_after
 
         attempts = self.settings.max_retries + 1
         for attempt in range(attempts):
@@ -330,10 +330,10 @@ class OpenAIEmbeddingsEmbedder(TextEmbedder):
                 return self._sdk().post("/embeddings", body=body, cast_to=object)
             except openai.APIStatusError as exc:
                 self._raise_if_final(exc, attempt, attempts)
-                delay = _retry_after(exc.response.headers)
+                delay = retry_after(exc.response.headers)
             except openai.APIConnectionError as exc:
                 if attempt + 1 >= attempts:
-                    reason = _connection_reason(exc)
+                    reason = connection_reason(exc)
                     reason = f"timed out after {self.settings.timeout_s:g}s" if reason == "timeout" else reason
                     raise EndpointError(
                         f"could not reach {self.base_url} after {attempts} attempts: {self._redact(reason)}"
