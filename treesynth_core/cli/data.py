@@ -17,6 +17,7 @@ from ..errors import TreeSynthError
 from ..generate.synth import PER_CALL
 from .common import (
     BaseUrlOpt,
+    CallbackBar,
     ConcOpt,
     DirArg,
     EmbedderOpt,
@@ -30,18 +31,17 @@ from .common import (
     ProxyOpt,
     QuietOpt,
     SeedOpt,
-    _backend_overrides,
-    _Bar,
-    _call_line,
-    _embedder,
-    _emit,
-    _fmt,
-    _gradient_featurizer,
-    _needs_gradients,
-    _open,
-    _progress,
-    _settings,
+    backend_overrides,
+    call_line,
+    check_gradient_options,
+    emit,
+    fmt_value,
     handle_errors,
+    load_embedder,
+    load_gradient_featurizer,
+    open_project,
+    progress_bar,
+    resolve_settings,
     run_with_llm,
 )
 
@@ -109,7 +109,7 @@ def import_cmd(
         ]
         for row in seen.rows:
             lines.append("  " + "; ".join(f"{k}={str(v)[:40]!r}" for k, v in list(row.items())[:6]))
-        _emit(
+        emit(
             as_json,
             {
                 "format": seen.format,
@@ -131,7 +131,7 @@ def import_cmd(
                 "output=COLUMN (see --preview)"
             )
     used = ",".join(f"{k}={v}" for k, v in cmap.__dict__.items() if v)
-    with _open(directory) as project, _progress(quiet or as_json) as bar:
+    with open_project(directory) as project, progress_bar(quiet or as_json) as bar:
         task = bar.add_task(f"Importing {path.name}", total=None, note=used)
 
         def progress(done: int) -> None:
@@ -149,7 +149,7 @@ def import_cmd(
             progress=progress,
         )
     skipped = f", {summary.skipped_empty} empty rows skipped" if summary.skipped_empty else ""
-    _emit(
+    emit(
         as_json,
         {**summary.__dict__, "map": used},
         f"Imported {summary.imported} rows of {file} ({summary.format}; --map {used}) as the sample set "
@@ -165,15 +165,15 @@ def sets(
     as_json: JsonOpt = False,
 ) -> None:
     """List the project's sample sets (tree, baseline, imported datasets, balanced sets) with their sizes."""
-    with _open(directory) as project:
+    with open_project(directory) as project:
         if delete:
             if delete not in project.sample_sets():
                 raise TreeSynthError(f"no sample set {delete!r} in {directory}; sets: {_sets_line(project)}")
             gone = project.delete_sample_set(delete)
-            _emit(as_json, {"deleted": delete, "samples": gone}, f"Deleted the sample set {delete!r} ({gone} samples)")
+            emit(as_json, {"deleted": delete, "samples": gone}, f"Deleted the sample set {delete!r} ({gone} samples)")
             return
         data = project.sample_sets()
-    _emit(as_json, data, "\n".join(f"{name:24} {n:>8}" for name, n in data.items()) or "No samples yet.")
+    emit(as_json, data, "\n".join(f"{name:24} {n:>8}" for name, n in data.items()) or "No samples yet.")
 
 
 # -- route ----------------------------------------------------------------------------------------
@@ -199,7 +199,7 @@ def _route_text(report: dict[str, Any]) -> str:
         did = agree.get("other_status") or {}
         lines.append(
             f"Agreement with the {other} router on {agree['n']} samples: same leaf "
-            f"{_fmt(agree['rate'], 2)}, same first level {_fmt(agree['first_level_rate'], 2)} (the {other} "
+            f"{fmt_value(agree['rate'], 2)}, same first level {fmt_value(agree['first_level_rate'], 2)} (the {other} "
             f"router: {did.get('leaf', 0)} in a leaf, {did.get('none', 0)} none fits, "
             f"{did.get('error', 0)} errors)"
         )
@@ -243,19 +243,19 @@ def route(
     routed on an older tree."""
     from ..data.pipeline import default_router, needs_llm, route_dataset
 
-    with _open(directory) as project:
+    with open_project(directory) as project:
         if not project.sample_sets().get(sample_set):
             raise TreeSynthError(
                 f"no samples in the set {sample_set!r}; sets: {_sets_line(project)}. "
                 f"Import first: treesynth import {directory} FILE"
             )
-        resolved = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        resolved = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
         router = router or default_router(resolved.backend)
-        embed = _embedder(project, embedder) if router == "embedding" or agreement_n > 0 else None
+        embed = load_embedder(project, embedder) if router == "embedding" or agreement_n > 0 else None
         settings = resolved if needs_llm(router, agreement_n) else None
         params = {"set": sample_set, "router": router, "agreement": agreement_n, "seed": seed}
-        with _progress(quiet or as_json) as bar:
-            progress = _Bar(bar, "Routing")
+        with progress_bar(quiet or as_json) as bar:
+            progress = CallbackBar(bar, "Routing")
 
             async def work(model_: Any, cancel: threading.Event | None) -> Any:
                 return await route_dataset(
@@ -279,11 +279,11 @@ def route(
             else:
                 report = asyncio.run(work(None, None))
     report["llm"] = stats
-    _emit(
+    emit(
         as_json,
         report,
         _route_text(report)
-        + (f"\n{_call_line(stats)}" if stats else "")
+        + (f"\n{call_line(stats)}" if stats else "")
         + f"\nNext: treesynth balance {directory} --set {sample_set} --per-leaf N",
     )
 
@@ -316,7 +316,7 @@ def _balance_text(report: dict[str, Any]) -> str:
         for key, label in (("vendi", "Vendi"), ("g_vendi", "G-Vendi"), ("mean_cosine", "mean cosine")):
             if before.get(key) is not None or after.get(key) is not None:
                 lines.append(
-                    f"{label:12} before {_fmt(before.get(key))}  after {_fmt(after.get(key))}  "
+                    f"{label:12} before {fmt_value(before.get(key))}  after {fmt_value(after.get(key))}  "
                     f"(equal n = {scores['n']})"
                 )
     return "\n".join(lines)
@@ -354,14 +354,14 @@ def balance(
     synthesized). The source set is never changed. Export with: treesynth export DIR --set NAME."""
     from ..data.pipeline import balance_dataset
 
-    _needs_gradients(score and gradients, proxy, grad_max_tokens)
-    with _open(directory) as project:
-        settings = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
-        embed = _embedder(project, embedder) if score else None
-        grads = _gradient_featurizer(project, proxy, grad_max_tokens) if score and gradients else None
+    check_gradient_options(score and gradients, proxy, grad_max_tokens)
+    with open_project(directory) as project:
+        settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        embed = load_embedder(project, embedder) if score else None
+        grads = load_gradient_featurizer(project, proxy, grad_max_tokens) if score and gradients else None
         params = {"set": sample_set, "into": into, "per_leaf": per_leaf, "seed": seed}
-        with _progress(quiet or as_json) as bar:
-            progress = _Bar(bar, "Balancing")
+        with progress_bar(quiet or as_json) as bar:
+            progress = CallbackBar(bar, "Balancing")
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
                 return await balance_dataset(
@@ -382,10 +382,10 @@ def balance(
 
             report, stats = run_with_llm(project, "balance", params, settings, work, max_calls=max_calls, quiet=as_json)
     report["llm"] = stats
-    _emit(
+    emit(
         as_json,
         report,
-        _balance_text(report) + f"\n{_call_line(stats)}\n"
+        _balance_text(report) + f"\n{call_line(stats)}\n"
         f"Export: treesynth export {directory} --set {into} --format jsonl --out {into}.jsonl",
     )
 
