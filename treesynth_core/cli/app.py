@@ -13,9 +13,9 @@ from rich.tree import Tree as RichTree
 
 from .. import __version__
 from ..errors import TreeSynthError
-from ..generate.synth import PER_CALL, SAMPLED_SCALE
+from ..generate.synth import SynthOptions
+from ..jobs.specs import JobContext, run_grow, run_synth
 from ..llm.settings import merge_settings, settings_from_env
-from ..prompts.replies import MAX_TOKENS_CAP
 from ..tree import model as T
 from ..tree.edits import resolve_node, run_edit
 from .common import (
@@ -35,6 +35,7 @@ from .common import (
     emit,
     err,
     handle_errors,
+    no_featurizer,
     open_project,
     out,
     progress_bar,
@@ -198,7 +199,6 @@ def grow(
     paper's unattended run.
     """
     from ..generate.grow import GrowOptions, paper_options
-    from ..generate.grow import grow as grow_tree
 
     with open_project(directory) as project:
         settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
@@ -241,9 +241,8 @@ def grow(
                 bar.update(task_id, completed=done, total=total, note=note[:60])
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
-                return await grow_tree(
-                    project, model_, options, progress=on_progress, cancel=cancel, pivot_source=source
-                )
+                ctx = JobContext(project, no_featurizer, on_progress, cancel, settings.concurrency)
+                return await run_grow(ctx, model_, options, pivot_source=source)
 
             report, stats = run_with_llm(project, "grow", params, settings, work, max_calls=max_calls, quiet=as_json)
         tree = project.tree()
@@ -545,10 +544,10 @@ def edit_history(
 @handle_errors
 def synth(
     directory: DirArg,
-    per_leaf: Annotated[int, typer.Option("--per-leaf", help="Samples per approved leaf.")] = 10,
+    per_leaf: Annotated[int, typer.Option("--per-leaf", help="Samples per approved leaf.")] = SynthOptions.per_leaf,
     per_call: Annotated[
         int, typer.Option("--per-call", help="Samples asked for in one LLM call (the paper's 10).")
-    ] = PER_CALL,
+    ] = SynthOptions.per_call,
     responses: Annotated[
         bool,
         typer.Option(
@@ -562,14 +561,14 @@ def synth(
             "--sampled-scale",
             help="A leaf with k sampled nodes on its path gets --per-leaf times this to the power k samples, each with its own draw (the paper: 10).",
         ),
-    ] = SAMPLED_SCALE,
+    ] = SynthOptions.sampled_scale,
     max_tokens: Annotated[
         int,
         typer.Option(
             "--max-tokens",
             help="The most tokens one call may use: the budget sized from the leaf's pivots, and the larger budgets of retries after a reply is cut off, stop here.",
         ),
-    ] = MAX_TOKENS_CAP,
+    ] = SynthOptions.max_tokens,
     node: Annotated[list[str] | None, typer.Option("--node", help="Only leaves under this node; repeatable.")] = None,
     seed: Annotated[
         int,
@@ -597,7 +596,7 @@ def synth(
     as_json: JsonOpt = False,
 ) -> None:
     """Synthesize samples for every approved leaf, conditioned on its root-to-leaf path."""
-    from ..generate.synth import SynthOptions, check_budget, plan_synthesis, synthesize
+    from ..generate.synth import SynthOptions, check_budget, plan_synthesis
 
     with open_project(directory) as project:
         settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
@@ -660,15 +659,8 @@ def synth(
                 bar.update(task_id, completed=done, total=total, note=note)
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
-                return await synthesize(
-                    project,
-                    model_,
-                    options,
-                    plan=plan,
-                    progress=on_progress,
-                    cancel=cancel,
-                    concurrency=settings.concurrency,
-                )
+                ctx = JobContext(project, no_featurizer, on_progress, cancel, settings.concurrency)
+                return await run_synth(ctx, model_, options, plan=plan)
 
             report, stats = run_with_llm(project, "synth", params, settings, work, max_calls=max_calls, quiet=as_json)
         total = sum(project.sample_counts().values())
@@ -874,8 +866,8 @@ def demo(
         per_leaf=3,
         per_call=3,
         responses=False,
-        sampled_scale=SAMPLED_SCALE,
-        max_tokens=MAX_TOKENS_CAP,
+        sampled_scale=SynthOptions.sampled_scale,
+        max_tokens=SynthOptions.max_tokens,
         node=None,
         seed=0,
         max_calls=None,

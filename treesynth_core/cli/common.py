@@ -196,6 +196,16 @@ def load_gradient_featurizer(project: Any, proxy: str | None = None, max_tokens:
     return TimedFeaturizer(load_gradients(gradient_settings(project, proxy=proxy, max_tokens=max_tokens)), project)
 
 
+def space_name(gradients: bool) -> str:
+    """The feature space of a ``--gradients`` flag."""
+    return "gradients" if gradients else "embeddings"
+
+
+def no_featurizer(space: str) -> Any:
+    """The run context's featurizer where a command loaded its own (or needs none)."""
+    raise TreeSynthError(f"no {space} featurizer was loaded for this command")
+
+
 def check_gradient_options(gradients: bool, proxy: str | None, max_tokens: int | None) -> None:
     """--proxy and --grad-max-tokens only make sense with gradient features."""
     if not gradients and (proxy is not None or max_tokens is not None):

@@ -15,7 +15,7 @@ from typing import Annotated, Any, cast
 import typer
 
 from ..errors import TreeSynthError
-from ..generate.synth import PER_CALL
+from ..jobs.specs import BaselineOptions, GapOptions, JobContext, run_baseline, run_fill_gaps
 from .common import (
     BaseUrlOpt,
     CallbackBar,
@@ -41,10 +41,12 @@ from .common import (
     handle_errors,
     load_embedder,
     load_gradient_featurizer,
+    no_featurizer,
     open_project,
     progress_bar,
     resolve_settings,
     run_with_llm,
+    space_name,
 )
 
 GradientsOpt = Annotated[
@@ -235,10 +237,12 @@ def map_(
 def baseline_cmd(
     directory: DirArg,
     n: Annotated[int | None, typer.Option("--n", help="Samples to make (default: as many as the tree has).")] = None,
-    per_call: Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")] = PER_CALL,
+    per_call: Annotated[
+        int, typer.Option("--per-call", help="Samples asked for in one LLM call.")
+    ] = BaselineOptions.per_call,
     temperature: Annotated[
         float, typer.Option("--temperature", help="Sampling temperature (the paper's Temp baseline samples hot).")
-    ] = 1.0,
+    ] = BaselineOptions.temperature,
     responses: ResponsesOpt = None,
     seed: SeedOpt = 0,
     max_calls: MaxCallsOpt = None,
@@ -253,30 +257,19 @@ def baseline_cmd(
 ) -> None:
     """Synthesize the flat baseline: N samples from the task description alone (no tree), with the same
     generator, stored as a separate sample set to compare the tree against (treesynth score)."""
-    from ..generate.baseline import synthesize_baseline
-
     with open_project(directory) as project:
         settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
         target = n if n is not None else sum(project.sample_counts().values())
         if target < 1:
             raise TreeSynthError("the tree has no samples to match: synthesize first, or pass --n N")
+        options = BaselineOptions(n=target, per_call=per_call, temperature=temperature, seed=seed, responses=responses)
         params = {"n": target, "per_call": per_call, "temperature": temperature, "seed": seed, "responses": responses}
         with progress_bar(quiet or as_json) as bar:
             progress = CallbackBar(bar, "Flat baseline")
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
-                return await synthesize_baseline(
-                    project,
-                    model_,
-                    n=target,
-                    per_call=per_call,
-                    temperature=temperature,
-                    seed=seed,
-                    responses=responses,
-                    concurrency=settings.concurrency,
-                    progress=progress,
-                    cancel=cancel,
-                )
+                ctx = JobContext(project, no_featurizer, progress, cancel, settings.concurrency)
+                return await run_baseline(ctx, model_, options)
 
             report, stats = run_with_llm(
                 project, "baseline", params, settings, work, max_calls=max_calls, quiet=as_json
@@ -294,8 +287,10 @@ def baseline_cmd(
 
 def fill_gaps(
     directory: DirArg,
-    rounds: Annotated[int, typer.Option("--rounds", help="Gap-filling rounds.")] = 1,
-    per_round: Annotated[int, typer.Option("--per-round", help="Candidate samples generated per round.")] = 20,
+    rounds: Annotated[int, typer.Option("--rounds", help="Gap-filling rounds.")] = GapOptions.rounds,
+    per_round: Annotated[
+        int, typer.Option("--per-round", help="Candidate samples generated per round.")
+    ] = GapOptions.per_round,
     gradients: SpaceOpt = True,
     embedder: EmbedderOpt = None,
     proxy: ProxyOpt = None,
@@ -314,10 +309,8 @@ def fill_gaps(
     """Generate candidates and keep those that land in sparse regions of the feature space (Prismatic
     Synthesis). Gradient space by default, as the paper: the time its features take is printed first
     (measured on a few samples when the project has no record yet); --embeddings is the fast choice."""
-    from ..generate.gaps import StoreFeaturize
-
     try:
-        from ..generate.gaps import fill_gaps as fill
+        from ..generate import gaps  # noqa: F401  (numpy and the featurizers: fail before opening the project)
     except ImportError as exc:
         raise TreeSynthError(f"gap filling is not available in this install ({exc})") from None
 
@@ -330,28 +323,18 @@ def fill_gaps(
         estimate = _gap_estimate(project, featurizer, rounds * per_round, proxy, grad_max_tokens) if gradients else None
         if estimate is not None and not as_json:
             err.print(f"Gradient features: {estimate.text()}", highlight=False)
+        options = GapOptions(rounds=rounds, per_round=per_round, seed=seed, space=space_name(gradients))
         params = {"rounds": rounds, "per_round": per_round, "seed": seed, "space": featurizer.name}
         with progress_bar(quiet or as_json) as bar:
             progress = CallbackBar(bar, "Filling gaps")
-            featurize = StoreFeaturize(project, featurizer, progress)
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
-                return await fill(
-                    project,
-                    model_,
-                    featurize,
-                    rounds=rounds,
-                    per_round=per_round,
-                    seed=seed,
-                    progress=progress,
-                    cancel=cancel,
-                    space=featurizer.name,
-                )
+                ctx = JobContext(project, no_featurizer, progress, cancel, settings.concurrency)
+                return await run_fill_gaps(ctx, model_, options, feats=featurizer)
 
             report, stats = run_with_llm(
                 project, "fill-gaps", params, settings, work, max_calls=max_calls, quiet=as_json
             )
-            featurize.store_kept()
     data = {**dataclasses.asdict(report), "llm": stats}
     if estimate is not None:
         data["gradient_estimate"] = dataclasses.asdict(estimate)

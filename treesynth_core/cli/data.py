@@ -14,7 +14,17 @@ from typing import Annotated, Any, cast
 import typer
 
 from ..errors import TreeSynthError
-from ..generate.synth import PER_CALL
+from ..jobs.specs import (
+    IMPORTED_SET,
+    BalanceOptions,
+    ImportOptions,
+    JobContext,
+    RouteOptions,
+    import_dataset,
+    route_needs_llm,
+    run_balance,
+    run_route,
+)
 from .common import (
     BaseUrlOpt,
     CallbackBar,
@@ -39,6 +49,7 @@ from .common import (
     handle_errors,
     load_embedder,
     load_gradient_featurizer,
+    no_featurizer,
     open_project,
     progress_bar,
     resolve_settings,
@@ -46,6 +57,16 @@ from .common import (
 )
 
 SetOpt = Annotated[str, typer.Option("--set", help="The sample set holding the imported dataset.")]
+
+
+def loaded(embeddings: Any = None, gradients: Any = None) -> Any:
+    """The run context's ``featurizer(space)`` over the featurizers a command loaded before its run."""
+
+    def featurizer(space: str) -> Any:
+        feats = {"embeddings": embeddings, "gradients": gradients}.get(space)
+        return feats if feats is not None else no_featurizer(space)
+
+    return featurizer
 
 
 def _sets_line(project: Any) -> str:
@@ -77,7 +98,7 @@ def import_cmd(
             "Default: the mapping suggested from the column names (printed).",
         ),
     ] = None,
-    sample_set: Annotated[str, typer.Option("--set", help="Name of the new sample set.")] = "imported",
+    sample_set: Annotated[str, typer.Option("--set", help="Name of the new sample set.")] = IMPORTED_SET,
     fmt: Annotated[
         str | None, typer.Option("--format", help="jsonl, json, csv, parquet or hf (default: from the file name).")
     ] = None,
@@ -131,23 +152,22 @@ def import_cmd(
                 "output=COLUMN (see --preview)"
             )
     used = ",".join(f"{k}={v}" for k, v in cmap.__dict__.items() if v)
+    options = ImportOptions(
+        file=str(path),
+        map=dict(cmap.__dict__),
+        sample_set=sample_set,
+        format=fmt,
+        encoding=encoding,
+        skip_empty=skip_empty,
+        limit=limit,
+    )
     with open_project(directory) as project, progress_bar(quiet or as_json) as bar:
         task = bar.add_task(f"Importing {path.name}", total=None, note=used)
 
-        def progress(done: int) -> None:
+        def progress(done: int, total: int, note: str) -> None:
             bar.update(task, completed=done)
 
-        summary = ingest.import_file(
-            project,
-            path,
-            cmap,
-            sample_set=sample_set,
-            fmt=fmt,
-            encoding=encoding,
-            skip_empty=skip_empty,
-            limit=limit,
-            progress=progress,
-        )
+        summary = import_dataset(JobContext(project, no_featurizer, progress), options)
     skipped = f", {summary.skipped_empty} empty rows skipped" if summary.skipped_empty else ""
     emit(
         as_json,
@@ -241,7 +261,7 @@ def route(
     """Route every sample of an imported set to a leaf of the tree, one level at a time. Samples that fit
     no value are counted per node and stay unrouted, never dropped. A rerun routes only what is new or was
     routed on an older tree."""
-    from ..data.pipeline import default_router, needs_llm, route_dataset
+    from ..data.pipeline import default_router
 
     with open_project(directory) as project:
         if not project.sample_sets().get(sample_set):
@@ -250,25 +270,23 @@ def route(
                 f"Import first: treesynth import {directory} FILE"
             )
         resolved = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
-        router = router or default_router(resolved.backend)
-        embed = load_embedder(project, embedder) if router == "embedding" or agreement_n > 0 else None
-        settings = resolved if needs_llm(router, agreement_n) else None
-        params = {"set": sample_set, "router": router, "agreement": agreement_n, "seed": seed}
+        options = RouteOptions(
+            sample_set=sample_set,
+            router=router or default_router(resolved.backend),
+            agreement_n=agreement_n,
+            seed=seed,
+        )
+        wants_embeddings = options.router == "embedding" or agreement_n > 0
+        embed = load_embedder(project, embedder) if wants_embeddings else None
+        settings = resolved if route_needs_llm(options) else None
+        params = {"set": sample_set, "router": options.router, "agreement": agreement_n, "seed": seed}
         with progress_bar(quiet or as_json) as bar:
             progress = CallbackBar(bar, "Routing")
 
-            async def work(model_: Any, cancel: threading.Event | None) -> Any:
-                return await route_dataset(
-                    project,
-                    sample_set=sample_set,
-                    router=router,
-                    llm=model_,
-                    embedder=embed,
-                    agreement_n=agreement_n,
-                    seed=seed,
-                    progress=progress,
-                    cancel=cancel,
-                    concurrency=settings.concurrency if settings else 8,
+            async def work(model_: Any, cancel: threading.Event) -> Any:
+                concurrency = settings.concurrency if settings else JobContext.concurrency
+                return await run_route(
+                    JobContext(project, loaded(embed), progress, cancel, concurrency), model_, options
                 )
 
             stats: dict[str, Any] | None = None
@@ -277,7 +295,7 @@ def route(
                     project, "route", params, settings, work, max_calls=max_calls, quiet=as_json
                 )
             else:
-                report = asyncio.run(work(None, None))
+                report = asyncio.run(work(None, threading.Event()))
     report["llm"] = stats
     emit(
         as_json,
@@ -326,8 +344,12 @@ def balance(
     directory: DirArg,
     per_leaf: Annotated[int, typer.Option("--per-leaf", help="Target samples per leaf.", show_default=False)],
     sample_set: SetOpt = "imported",
-    into: Annotated[str, typer.Option("--into", help="Name of the new, balanced sample set.")] = "balanced",
-    per_call: Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")] = PER_CALL,
+    into: Annotated[
+        str, typer.Option("--into", help="Name of the new, balanced sample set.")
+    ] = BalanceOptions.target_set,
+    per_call: Annotated[
+        int, typer.Option("--per-call", help="Samples asked for in one LLM call.")
+    ] = BalanceOptions.per_call,
     responses: Annotated[bool, typer.Option("--responses", help="Also answer each synthesized instruction.")] = False,
     score: Annotated[
         bool, typer.Option("--score/--no-score", help="Score before and after at equal n (Vendi over embeddings).")
@@ -352,33 +374,28 @@ def balance(
     """Rebalance a routed dataset into a new sample set: crowded leaves are downsampled (seeded), short
     approved leaves get the shortfall synthesized in the leaf; every row keeps its provenance (original or
     synthesized). The source set is never changed. Export with: treesynth export DIR --set NAME."""
-    from ..data.pipeline import balance_dataset
-
     check_gradient_options(score and gradients, proxy, grad_max_tokens)
     with open_project(directory) as project:
         settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
         embed = load_embedder(project, embedder) if score else None
         grads = load_gradient_featurizer(project, proxy, grad_max_tokens) if score and gradients else None
+        options = BalanceOptions(
+            sample_set=sample_set,
+            per_leaf=per_leaf,
+            target_set=into,
+            seed=seed,
+            per_call=per_call,
+            responses=responses,
+            score=score,
+            gradients=score and gradients,
+        )
         params = {"set": sample_set, "into": into, "per_leaf": per_leaf, "seed": seed}
         with progress_bar(quiet or as_json) as bar:
             progress = CallbackBar(bar, "Balancing")
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
-                return await balance_dataset(
-                    project,
-                    model_,
-                    source_set=sample_set,
-                    per_leaf=per_leaf,
-                    target_set=into,
-                    seed=seed,
-                    per_call=per_call,
-                    responses=responses,
-                    concurrency=settings.concurrency,
-                    embedder=embed,
-                    gradient_featurizer=grads,
-                    progress=progress,
-                    cancel=cancel,
-                )
+                ctx = JobContext(project, loaded(embed, grads), progress, cancel, settings.concurrency)
+                return await run_balance(ctx, model_, options)
 
             report, stats = run_with_llm(project, "balance", params, settings, work, max_calls=max_calls, quiet=as_json)
     report["llm"] = stats

@@ -24,6 +24,8 @@ from ..store import Project
 Kind = Literal["grow", "synth", "features", "baseline", "fill-gaps", "import", "route", "balance"]
 Progress = Callable[[int, int, str], None]
 SPACES = ("embeddings", "gradients")
+#: The sample set an import goes to unless named (and the set routing and balancing read).
+IMPORTED_SET = "imported"
 #: The flat baseline samples hot, as the paper's Temp baseline.
 BASELINE_TEMPERATURE = 1.0
 
@@ -107,7 +109,7 @@ class ImportOptions:
 class RouteOptions:
     """Route a sample set to the tree's leaves; ``agreement_n`` > 0 also measures the other router."""
 
-    sample_set: str = "imported"
+    sample_set: str = IMPORTED_SET
     router: str = "llm"
     agreement_n: int = 0
     seed: int = 0
@@ -123,7 +125,7 @@ class BalanceOptions:
     """Rebalance a routed set into ``target_set`` at ``per_leaf`` samples a leaf, scored before and after
     (Vendi over embeddings with ``score``; G-Vendi too with ``gradients``)."""
 
-    sample_set: str = "imported"
+    sample_set: str = IMPORTED_SET
     per_leaf: int = 0
     target_set: str = BALANCED_SET
     seed: int = 0
@@ -159,12 +161,14 @@ class JobContext:
 # -- run functions ----------------------------------------------------------------------------------
 
 
-async def run_grow(ctx: JobContext, llm: LLM | None, options: GrowOptions) -> Any:
+async def run_grow(ctx: JobContext, llm: LLM | None, options: GrowOptions, pivot_source: Any = None) -> Any:
+    """Grow the tree (from ``options.pivots_from``'s samples when set: the CLI passes the ``pivot_source``
+    it built before the run)."""
     from ..generate.grow import grow
 
     assert llm is not None
-    source = None
-    if options.pivots_from:
+    source = pivot_source
+    if source is None and options.pivots_from:
         from ..data.pipeline import data_pivots
 
         source = data_pivots(ctx.project, options.pivots_from, ctx.featurizer("embeddings"), seed=options.seed)
@@ -273,6 +277,10 @@ def refresh_gap_features(ctx: JobContext, options: GapOptions, result: Any) -> N
 
 
 async def run_import(ctx: JobContext, llm: LLM | None, options: ImportOptions) -> Any:
+    return import_dataset(ctx, options)
+
+
+def import_dataset(ctx: JobContext, options: ImportOptions) -> Any:
     """Import a dataset file as a new sample set; a Stop rolls the whole import back."""
     from ..data.ingest import ColumnMap, import_file
 
