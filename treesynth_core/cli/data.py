@@ -8,8 +8,9 @@ the ``treesynth`` app (:mod:`treesynth_core.cli.app` does).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -55,6 +56,9 @@ from .common import (
     resolve_settings,
     run_with_llm,
 )
+
+if TYPE_CHECKING:
+    from ..data.pipeline import BalanceResult, RouteReport
 
 SetOpt = Annotated[str, typer.Option("--set", help="The sample set holding the imported dataset.")]
 
@@ -199,21 +203,21 @@ def sets(
 # -- route ----------------------------------------------------------------------------------------
 
 
-def _route_text(report: dict[str, Any]) -> str:
+def _route_text(report: RouteReport) -> str:
     lines = [
-        f"Routed {report['routed']} of {report['total']} samples of {report['sample_set']!r} with the "
-        f"{report['router']} router: {report['leaf']} in a leaf, {report['none_fits']} fit no value, "
-        f"{report['errors']} could not be classified."
+        f"Routed {report.routed} of {report.total} samples of {report.sample_set!r} with the "
+        f"{report.router} router: {report.leaf} in a leaf, {report.none_fits} fit no value, "
+        f"{report.errors} could not be classified."
     ]
-    for row in report["none_fits_at"][:8]:
+    for row in report.none_fits_at[:8]:
         lines.append(f"  none fits at {row['path'][:70]}: {row['count']}")
-    counts = sorted(report["per_leaf"].values())
+    counts = sorted(report.per_leaf.values())
     if counts:
         lines.append(
             f"Per leaf: min {counts[0]}, median {counts[len(counts) // 2]}, max {counts[-1]} "
             f"({sum(1 for c in counts if c == 0)} empty leaves of {len(counts)})"
         )
-    agree = report.get("agreement")
+    agree = report.agreement
     if agree:
         other = "LLM" if agree["other"] == "llm" else agree["other"]
         did = agree.get("other_status") or {}
@@ -296,10 +300,9 @@ def route(
                 )
             else:
                 report = asyncio.run(work(None, threading.Event()))
-    report["llm"] = stats
     emit(
         as_json,
-        report,
+        {**dataclasses.asdict(report), "llm": stats},
         _route_text(report)
         + (f"\n{call_line(stats)}" if stats else "")
         + f"\nNext: treesynth balance {directory} --set {sample_set} --per-leaf N",
@@ -309,26 +312,26 @@ def route(
 # -- balance --------------------------------------------------------------------------------------
 
 
-def _balance_text(report: dict[str, Any]) -> str:
+def _balance_text(report: BalanceResult) -> str:
     lines = [
-        f"Balanced {report['source_set']!r} into {report['target_set']!r} at {report['per_leaf']} per leaf: kept "
-        f"{report['kept']} originals (dropped {report['dropped']} from crowded leaves), synthesized "
-        f"{report['synthesized']} in short leaves; {report['unrouted']} unrouted samples left out."
+        f"Balanced {report.source_set!r} into {report.target_set!r} at {report.per_leaf} per leaf: kept "
+        f"{report.kept} originals (dropped {report.dropped} from crowded leaves), synthesized "
+        f"{report.synthesized} in short leaves; {report.unrouted} unrouted samples left out."
     ]
-    if report["skipped_leaves"]:
+    if report.skipped_leaves:
         lines.append(
-            f"{len(report['skipped_leaves'])} short leaves are not approved, so nothing was synthesized "
+            f"{len(report.skipped_leaves)} short leaves are not approved, so nothing was synthesized "
             "there: approve them and rerun."
         )
-    if report["short_leaves"]:
-        lines.append(f"{len(report['short_leaves'])} leaves stayed short (duplicates or unusable replies).")
+    if report.short_leaves:
+        lines.append(f"{len(report.short_leaves)} leaves stayed short (duplicates or unusable replies).")
     lines.append(f"{'leaf':60} {'before':>7} {'after':>7}")
-    for leaf in report["leaves"][:40]:
-        after = report["counts"][leaf["leaf_id"]]["after"]
+    for leaf in report.leaves[:40]:
+        after = report.counts[leaf["leaf_id"]]["after"]
         lines.append(f"{leaf['path'][:60]:60} {leaf['before']:>7} {after:>7}")
-    if len(report["leaves"]) > 40:
-        lines.append(f"... {len(report['leaves']) - 40} more leaves (--json for all)")
-    scores = report.get("scores")
+    if len(report.leaves) > 40:
+        lines.append(f"... {len(report.leaves) - 40} more leaves (--json for all)")
+    scores = report.scores
     if scores:
         before, after = scores["sets"].get("before", {}), scores["sets"].get("after", {})
         for key, label in (("vendi", "Vendi"), ("g_vendi", "G-Vendi"), ("mean_cosine", "mean cosine")):
@@ -398,10 +401,9 @@ def balance(
                 return await run_balance(ctx, model_, options)
 
             report, stats = run_with_llm(project, "balance", params, settings, work, max_calls=max_calls, quiet=as_json)
-    report["llm"] = stats
     emit(
         as_json,
-        report,
+        {**dataclasses.asdict(report), "llm": stats},
         _balance_text(report) + f"\n{call_line(stats)}\n"
         f"Export: treesynth export {directory} --set {into} --format jsonl --out {into}.jsonl",
     )

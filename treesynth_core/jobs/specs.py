@@ -12,18 +12,23 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from ..data.balance import BALANCED_SET
 from ..errors import Cancelled, TreeSynthError
 from ..generate.grow import GrowOptions
 from ..generate.synth import PER_CALL, SynthOptions
 from ..llm.base import LLM
 from ..store import Project
 
+if TYPE_CHECKING:
+    from ..data.pipeline import BalanceResult, RouteReport
+
 Kind = Literal["grow", "synth", "features", "baseline", "fill-gaps", "import", "route", "balance"]
 Progress = Callable[[int, int, str], None]
 SPACES = ("embeddings", "gradients")
+#: The balanced set's default name: :data:`treesynth_core.data.balance.BALANCED_SET`, repeated here so that
+#: ``treesynth --help`` does not import numpy (tests/test_jobs.py checks that the two agree).
+BALANCED_SET = "balanced"
 #: The sample set an import goes to unless named (and the set routing and balancing read).
 IMPORTED_SET = "imported"
 #: The flat baseline samples hot, as the paper's Temp baseline.
@@ -308,7 +313,7 @@ def route_needs_llm(options: RouteOptions) -> bool:
     return needs_llm(options.router, options.agreement_n)
 
 
-async def run_route(ctx: JobContext, llm: LLM | None, options: RouteOptions) -> Any:
+async def run_route(ctx: JobContext, llm: LLM | None, options: RouteOptions) -> RouteReport:
     from ..data.pipeline import route_dataset
 
     wants_embeddings = options.router == "embedding" or options.agreement_n > 0
@@ -326,7 +331,7 @@ async def run_route(ctx: JobContext, llm: LLM | None, options: RouteOptions) -> 
     )
 
 
-async def run_balance(ctx: JobContext, llm: LLM | None, options: BalanceOptions) -> Any:
+async def run_balance(ctx: JobContext, llm: LLM | None, options: BalanceOptions) -> BalanceResult:
     from ..data.pipeline import balance_dataset
 
     assert llm is not None
@@ -411,27 +416,27 @@ def import_summary(result: Any, stats: Stats) -> str:
     return f"imported {result.imported:,} rows as {result.sample_set!r}{skipped}"
 
 
-def route_summary(result: Any, stats: Stats) -> str:
-    agree = result.get("agreement")
+def route_summary(result: RouteReport, stats: Stats) -> str:
+    agree = result.agreement
     rate = (
         f"; agreement with the {agree['other']} router {agree['rate']:.0%} on {agree['n']}"
         if agree and agree["rate"] is not None
         else ""
     )
     return (
-        f"routed {result['routed']} of {result['total']}: {result['leaf']} in leaves, {result['none_fits']} "
-        f"fit no value, {result['errors']} errors{rate} ({_calls(stats)})"
+        f"routed {result.routed} of {result.total}: {result.leaf} in leaves, {result.none_fits} "
+        f"fit no value, {result.errors} errors{rate} ({_calls(stats)})"
     )
 
 
-def balance_summary(result: Any, stats: Stats) -> str:
-    short = result["short_leaves"]
+def balance_summary(result: BalanceResult, stats: Stats) -> str:
+    short = result.short_leaves
     shortfall = (
-        f"; {len(short)} leaves stayed below {result['per_leaf']} (duplicates or unusable replies)" if short else ""
+        f"; {len(short)} leaves stayed below {result.per_leaf} (duplicates or unusable replies)" if short else ""
     )
     return (
-        f"balanced into {result['target_set']!r}: kept {result['kept']}, synthesized {result['synthesized']} "
-        f"of {result['to_synthesize']} planned{shortfall} ({_calls(stats)})"
+        f"balanced into {result.target_set!r}: kept {result.kept}, synthesized {result.synthesized} "
+        f"of {result.to_synthesize} planned{shortfall} ({_calls(stats)})"
     )
 
 
