@@ -232,7 +232,7 @@ def _route_text(report: RouteReport) -> str:
 
 def route(
     directory: DirArg,
-    sample_set: SetOpt = "imported",
+    sample_set: SetOpt = RouteOptions.sample_set,
     router: Annotated[
         str | None,
         typer.Option(
@@ -346,7 +346,7 @@ def _balance_text(report: BalanceResult) -> str:
 def balance(
     directory: DirArg,
     per_leaf: Annotated[int, typer.Option("--per-leaf", help="Target samples per leaf.", show_default=False)],
-    sample_set: SetOpt = "imported",
+    sample_set: SetOpt = BalanceOptions.sample_set,
     into: Annotated[
         str, typer.Option("--into", help="Name of the new, balanced sample set.")
     ] = BalanceOptions.target_set,
