@@ -181,22 +181,22 @@ def _run(
     """The job's thread: run the spec with a heartbeat, then record how it ended."""
     project = Project.open(path)
     status, error, message = "done", None, ""
-    with _Heartbeat(project, job_id) as beat:
-        try:
-            message = _execute(project, job_id, spec, options, params, settings, factory, beat)
-        except Cancelled as exc:
-            status, message = "cancelled", str(exc)
-        except TreeSynthError as exc:
-            status, error = "failed", str(exc)
-        except Exception as exc:  # a bug: keep the job record honest rather than silently dead
-            status, error = "failed", f"unexpected error: {exc!r}"
+    beat = _Heartbeat(project, job_id)
     try:
+        with beat:
+            message = _execute(project, job_id, spec, options, params, settings, factory, beat)
+    except Cancelled as exc:
+        status, message = "cancelled", str(exc)
+    except TreeSynthError as exc:
+        status, error = "failed", str(exc)
+    except Exception as exc:  # a bug: keep the job record honest rather than silently dead
+        status, error = "failed", f"unexpected error: {exc!r}"
+    finally:  # the heartbeat has stopped: this is the last write
         from ..store.schema import now
 
         project.update_job(
             job_id, status=status, error=error, message=message or beat.progress["message"], finished=now()
         )
-    finally:
         project.close()
 
 
