@@ -125,3 +125,7 @@ def test_every_job_kind_has_a_spec_and_the_balanced_set_default_agrees():
         specs.job_spec("bake")
     options = specs.job_spec("route").parse({"sample_set": "data", "agreement_n": 5.0, "extra": 1})
     assert options == specs.RouteOptions(sample_set="data", agreement_n=5)  # JSON numbers coerced, extras ignored
+    grow = specs.job_spec("grow").parse({"max_depth": 3.0, "only": ["a", "b"], "max_calls": 5})
+    assert grow.max_depth == 3 and isinstance(grow.max_depth, int) and grow.only == ("a", "b")
+    with pytest.raises(TreeSynthError, match="bad baseline options"):
+        specs.job_spec("baseline").parse({"n": "many"})

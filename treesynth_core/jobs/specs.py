@@ -458,7 +458,8 @@ def _coerce(annotation: Any, value: Any) -> Any:
     if value is None:
         return None
     simple: dict[str, Callable[[Any], Any]] = {"int": int, "float": float, "bool": bool, "str": str}
-    kind = str(annotation).removesuffix(" | None")
+    name = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    kind = name.removesuffix(" | None")
     return simple[kind](value) if kind in simple else value
 
 
