@@ -174,7 +174,7 @@ def test_the_app_tops_up_a_short_baseline_with_the_next_seed():
 
 
 def test_progress_and_job_summary_say_what_a_short_baseline_lacks(project):
-    from treesynth_core.jobs.background import _summary
+    from treesynth_core.jobs.specs import job_spec
 
     notes = []
     dup = json.dumps({"samples": ["Tom has three apples and eats one."] * 5})
@@ -182,5 +182,5 @@ def test_progress_and_job_summary_say_what_a_short_baseline_lacks(project):
     llm.enqueue("synth", [dup] * 50)
     report = run(project, llm, n=10, per_call=5, progress=lambda done, total, note: notes.append((done, total, note)))
     assert notes[0] == (1, 10, "samples (1 calls)") and notes[-1][2] == f"samples ({report.calls} calls)"
-    summary = _summary("baseline", report, None)
+    summary = job_spec("baseline").summary(report, None)
     assert summary.startswith("flat baseline: 1 of 10 samples, added 1; 9 short") and "new questions" in summary

@@ -11,6 +11,7 @@ larger budget and never stored cut, and what is kept follows the sparse-cluster 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import re
@@ -118,7 +119,8 @@ def gsm8k(tmp_path):
 
 def test_every_reply_form_lands_the_sample_where_the_model_said(gsm8k, capable):
     llm = scripted(capable, ROUTE)
-    report = asyncio.run(route_dataset(gsm8k, sample_set="data", router="llm", llm=llm, agreement_n=0, concurrency=1))
+    routed = asyncio.run(route_dataset(gsm8k, sample_set="data", router="llm", llm=llm, agreement_n=0, concurrency=1))
+    report = dataclasses.asdict(routed)  # as --json prints it
     assert_routed_as_the_replies_say(gsm8k, report, ROUTE)
     requests = [r for r in llm.history if r.purpose() == "route"]
     assert not llm.queues["route"]  # every scripted reply was used, none was left over

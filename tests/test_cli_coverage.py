@@ -46,7 +46,7 @@ def fake(monkeypatch):
 @pytest.fixture
 def fake_embedder(monkeypatch):
     embedder = HashEmbedder(dim=32)
-    monkeypatch.setattr(cli_coverage, "_embedder", lambda project, spec: embedder)
+    monkeypatch.setattr(cli_coverage, "load_embedder", lambda project, spec: embedder)
     return embedder
 
 
@@ -163,7 +163,7 @@ def test_score_with_gradients(tmp_path, fake, fake_embedder, monkeypatch):
     proj = synthesized(tmp_path)
     invoke("baseline", proj, "--n", "5", "-q")
     grads = FakeGradients()
-    monkeypatch.setattr(cli_coverage, "_gradient_featurizer", lambda project, proxy=None, max_tokens=None: grads)
+    monkeypatch.setattr(cli_coverage, "load_gradient_featurizer", lambda project, proxy=None, max_tokens=None: grads)
     report = json.loads(invoke("score", proj, "--gradients", "--json").stdout)
     assert report["n"] == 5 and report["gradients"] == "grad:fake:8:0"
     assert report["sets"]["tree"]["g_vendi"] > 1 and "g_vendi" in report["gain"]

@@ -31,8 +31,8 @@ def fakes(monkeypatch):
 
     embedder = HashEmbedder(dim=64)
     monkeypatch.setattr(runs, "default_factory", factory)
-    monkeypatch.setattr(cli_data, "_embedder", lambda project, spec: embedder)
-    monkeypatch.setattr(cli_common, "_embedder", lambda project, spec: embedder)
+    monkeypatch.setattr(cli_data, "load_embedder", lambda project, spec: embedder)
+    monkeypatch.setattr(cli_common, "load_embedder", lambda project, spec: embedder)
     return made
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import typing
 
 import pytest
 
@@ -112,3 +113,19 @@ def test_synth_job_and_unknown_options(path, fake):
     assert final.status == "done" and "added 6 samples" in final.message
     with pytest.raises(TreeSynthError, match="unknown synth options"):
         jobs.start_job(path, "synth", {"per_leaf": 3, "bogus": 1})
+
+
+def test_every_job_kind_has_a_spec_and_the_balanced_set_default_agrees():
+    from treesynth_core.data.balance import BALANCED_SET
+    from treesynth_core.jobs import specs
+
+    assert set(specs.SPECS) == set(typing.get_args(specs.Kind))
+    assert specs.BALANCED_SET == BALANCED_SET == specs.BalanceOptions.target_set
+    with pytest.raises(TreeSynthError, match="unknown job kind"):
+        specs.job_spec("bake")
+    options = specs.job_spec("route").parse({"sample_set": "data", "agreement_n": 5.0, "extra": 1})
+    assert options == specs.RouteOptions(sample_set="data", agreement_n=5)  # JSON numbers coerced, extras ignored
+    grow = specs.job_spec("grow").parse({"max_depth": 3.0, "only": ["a", "b"], "max_calls": 5})
+    assert grow.max_depth == 3 and isinstance(grow.max_depth, int) and grow.only == ("a", "b")
+    with pytest.raises(TreeSynthError, match="bad baseline options"):
+        specs.job_spec("baseline").parse({"n": "many"})

@@ -62,9 +62,9 @@ def test_llm_router_walks_top_down_at_temperature_03_and_counts_none_fits(projec
     llm = ScriptedLLM()
     report = route(project, llm, router="llm", agreement_n=0)
     tree = project.tree()
-    assert report["total"] == report["routed"] == 6 and report["not_routed"] == 0
-    assert report["leaf"] == 5 and report["none_fits"] == 1 and report["errors"] == 0
-    assert report["none_fits_at"] == [{"node_id": tree.root_id, "path": "root", "count": 1}]
+    assert report.total == report.routed == 6 and report.not_routed == 0
+    assert report.leaf == 5 and report.none_fits == 1 and report.errors == 0
+    assert report.none_fits_at == [{"node_id": tree.root_id, "path": "root", "count": 1}]
     by_text = {s.instruction: s for s in project.samples(sample_set="data")}
     assert by_text[TEXTS[0]].leaf_id == leaf_of(tree, "addition", "fruit")
     assert by_text[TEXTS[3]].leaf_id == leaf_of(tree, "subtraction", "money")
@@ -73,7 +73,7 @@ def test_llm_router_walks_top_down_at_temperature_03_and_counts_none_fits(projec
         {"criterion": "Entity", "value": "money"},
     ]
     assert by_text[TEXTS[5]].leaf_id == UNROUTED
-    assert sum(report["per_leaf"].values()) + report["none_fits"] == 6  # nothing lost
+    assert sum(report.per_leaf.values()) + report.none_fits == 6  # nothing lost
     requests = [r for r in llm.history if r.purpose() == "route"]
     assert {r.temperature for r in requests} == {0.3}
     assert all(r.schema["properties"]["value"]["enum"][-1] == NONE_FITS for r in requests)
@@ -90,26 +90,26 @@ def test_rerun_routes_nothing_again_until_the_tree_changes(project):
     project.apply("rename_value", lambda t: T.rename_value(t, node_id, "sum"))  # the tree changed: routes are stale
     third = ScriptedLLM()
     report = route(project, third, router="llm", agreement_n=0)
-    assert third.calls("route") > 0 and report["routed"] == 6
+    assert third.calls("route") > 0 and report.routed == 6
 
 
 def test_unusable_replies_are_reasked_then_recorded_as_errors(project):
     llm = ScriptedLLM()
     llm.enqueue("route", ["not json", json.dumps({"value": "multiplication"})])  # both attempts of one call
     report = route(project, llm, router="llm", agreement_n=0, concurrency=1)
-    assert report["errors"] == 1 and report["routed"] == 6  # counted, not dropped
+    assert report.errors == 1 and report.routed == 6  # counted, not dropped
     errors = [r for r in R.current_routes(project, "llm", sample_set="data").values() if r.status == "error"]
     assert "no usable value" in errors[0].detail
     again = ScriptedLLM()  # a rerun retries only the failed sample
     report = route(project, again, router="llm", agreement_n=0)
-    assert report["errors"] == 0 and again.calls("route") >= 1
+    assert report.errors == 0 and again.calls("route") >= 1
 
 
 def test_embedding_router_and_agreement_with_the_llm_router(project):
     emb = HashEmbedder(dim=64)
     report = route(project, ScriptedLLM(), router="embedding", embedder=emb, agreement_n=4, seed=1)
-    assert report["routed"] == 6 and report["router"] == "embedding"
-    agree = report["agreement"]
+    assert report.routed == 6 and report.router == "embedding"
+    agree = report.agreement
     assert agree["other"] == "llm" and agree["n"] == 4 and 0 <= agree["rate"] <= 1
     assert sum(agree["other_status"].values()) == 4
     llm_routes = R.current_routes(project, "llm", sample_set="data")
@@ -173,22 +173,22 @@ def test_balance_keeps_provenance_and_synthesizes_the_shortfall_idempotently(pro
     tree = project.tree()
     llm = ScriptedLLM()
     out = asyncio.run(balance_dataset(project, llm, source_set="data", per_leaf=3, embedder=HashEmbedder(dim=32)))
-    assert out["copied"] == 5 and out["synthesized"] == 4 * 3 - 5
+    assert out.copied == 5 and out.synthesized == 4 * 3 - 5
     balanced = project.samples(sample_set="balanced")
     assert len(balanced) == 12
     origin = [s for s in balanced if s.extra["provenance"] == "original"]
     assert len(origin) == 5 and all(s.extra["source_set"] == "data" for s in origin)
     made = [s for s in balanced if s.extra["provenance"] == "synthesized"]
     assert {s.leaf_id for s in made} <= {leaf.id for leaf in tree.leaves()}
-    assert all(out["counts"][leaf.id]["after"] == 3 for leaf in tree.leaves())
-    assert out["unrouted"] == 1
-    scores = out["scores"]
+    assert all(out.counts[leaf.id]["after"] == 3 for leaf in tree.leaves())
+    assert out.unrouted == 1
+    scores = out.scores
     assert scores["n"] == 6 and set(scores["sets"]) == {"before", "after"}
     assert scores["sets"]["after"]["vendi"] > 0
     assert len(project.samples(sample_set="data")) == 6  # the source is untouched
     again = ScriptedLLM()
     out = asyncio.run(balance_dataset(project, again, source_set="data", per_leaf=3))
-    assert out["copied"] == 0 and out["synthesized"] == 0 and again.calls("synth") == 0
+    assert out.copied == 0 and out.synthesized == 0 and again.calls("synth") == 0
 
 
 def test_rebalance_again_with_another_seed_fills_the_leaves_left_short(project):
@@ -196,11 +196,11 @@ def test_rebalance_again_with_another_seed_fills_the_leaves_left_short(project):
     stuck = ScriptedLLM()  # every synthesis reply repeats one problem: short leaves stay short
     stuck.enqueue("synth", [json.dumps({"samples": ["Sam has four pens and buys two more."] * 3})] * 50)
     out = asyncio.run(balance_dataset(project, stuck, source_set="data", per_leaf=3))
-    short = [leaf for leaf, c in out["counts"].items() if c["after"] < 3]
-    assert short and out["short_leaves"]
+    short = [leaf for leaf, c in out.counts.items() if c["after"] < 3]
+    assert short and out.short_leaves
     originals = {s.id for s in project.samples(sample_set="balanced") if s.extra["provenance"] == "original"}
     out = asyncio.run(balance_dataset(project, ScriptedLLM(), source_set="data", per_leaf=3, seed=1))
-    assert all(c["after"] == 3 for c in out["counts"].values()) and not out["short_leaves"]
+    assert all(c["after"] == 3 for c in out.counts.values()) and not out.short_leaves
     kept = {s.id for s in project.samples(sample_set="balanced") if s.extra["provenance"] == "original"}
     assert kept == originals  # topping up copies no other originals
 

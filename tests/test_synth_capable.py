@@ -376,10 +376,10 @@ def test_ten_samples_a_call_is_the_one_default_everywhere():
 def test_job_summaries_say_how_many_responses_were_cut_off():
     from treesynth_core.generate.baseline import BaselineReport
     from treesynth_core.generate.synth import SynthReport
-    from treesynth_core.jobs.background import _summary
+    from treesynth_core.jobs.specs import job_spec
 
     stats = {"calls": 3, "cached": 0}
-    assert "2 responses were cut off" in _summary("synth", SynthReport(added=5, responses_cut_off=2), stats)
-    assert "cut off" not in _summary("synth", SynthReport(added=5), stats)
+    assert "2 responses were cut off" in job_spec("synth").summary(SynthReport(added=5, responses_cut_off=2), stats)
+    assert "cut off" not in job_spec("synth").summary(SynthReport(added=5), stats)
     baseline = BaselineReport(requested=5, total=5, responses_cut_off=1)
-    assert "1 responses were cut off" in _summary("baseline", baseline, stats)
+    assert "1 responses were cut off" in job_spec("baseline").summary(baseline, stats)

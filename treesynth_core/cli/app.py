@@ -13,9 +13,9 @@ from rich.tree import Tree as RichTree
 
 from .. import __version__
 from ..errors import TreeSynthError
-from ..generate.synth import PER_CALL, SAMPLED_SCALE
+from ..generate.synth import SynthOptions
+from ..jobs.specs import JobContext, run_grow, run_synth
 from ..llm.settings import merge_settings, settings_from_env
-from ..prompts.replies import MAX_TOKENS_CAP
 from ..tree import model as T
 from ..tree.edits import resolve_node, run_edit
 from .common import (
@@ -30,15 +30,16 @@ from .common import (
     LlmOpt,
     ModelOpt,
     ProxyOpt,
-    _backend_overrides,
-    _call_line,
-    _emit,
-    _open,
-    _progress,
-    _settings,
+    backend_overrides,
+    call_line,
+    emit,
     err,
     handle_errors,
+    no_featurizer,
+    open_project,
     out,
+    progress_bar,
+    resolve_settings,
     run_with_llm,
 )
 from .coverage import register as register_coverage
@@ -98,7 +99,7 @@ def new(
     from ..tree.file import read_tree_file
 
     settings = merge_settings(
-        None, settings_from_env(), _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency)
+        None, settings_from_env(), backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency)
     )
     if from_tree is not None:
         tree = read_tree_file(from_tree)
@@ -108,7 +109,7 @@ def new(
         project = Project.create(directory, task=task, style=style, settings=settings)
     with project:
         tree = project.tree()
-        _emit(
+        emit(
             as_json,
             {
                 "project": str(directory),
@@ -198,10 +199,9 @@ def grow(
     paper's unattended run.
     """
     from ..generate.grow import GrowOptions, paper_options
-    from ..generate.grow import grow as grow_tree
 
-    with _open(directory) as project:
-        settings = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+    with open_project(directory) as project:
+        settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
         tree = project.tree()
         only = tuple(resolve_node(tree, ref).id for ref in node or [])
         given: dict[str, Any] = {
@@ -231,19 +231,18 @@ def grow(
         source = None
         if pivots_from:
             from ..data.pipeline import data_pivots
-            from .common import _embedder
+            from .common import load_embedder
 
-            source = data_pivots(project, pivots_from, _embedder(project, None), seed=seed)
-        with _progress(quiet or as_json) as bar:
+            source = data_pivots(project, pivots_from, load_embedder(project, None), seed=seed)
+        with progress_bar(quiet or as_json) as bar:
             task_id = bar.add_task("Growing", total=None, note="")
 
             def on_progress(done: int, total: int, note: str) -> None:
                 bar.update(task_id, completed=done, total=total, note=note[:60])
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
-                return await grow_tree(
-                    project, model_, options, progress=on_progress, cancel=cancel, pivot_source=source
-                )
+                ctx = JobContext(project, no_featurizer, on_progress, cancel, settings.concurrency)
+                return await run_grow(ctx, model_, options, pivot_source=source)
 
             report, stats = run_with_llm(project, "grow", params, settings, work, max_calls=max_calls, quiet=as_json)
         tree = project.tree()
@@ -269,12 +268,12 @@ def grow(
             hint += f"\n{report.flagged} {are} flagged for review (⚑ in treesynth show): approve, rename or merge them"
         if report.expanded == 0 and not as_json:
             hint += "\nNothing to grow: approve proposed nodes first, or raise --depth."
-        _emit(
+        emit(
             as_json,
             data,
             f"Expanded {report.expanded} nodes into {report.children} children "
             f"({report.leaves} kept as leaves). Tree: {len(tree.nodes)} nodes, {len(tree.leaves())} leaves.\n"
-            f"{_call_line(stats)}{hint}",
+            f"{call_line(stats)}{hint}",
         )
 
 
@@ -298,7 +297,7 @@ def show(
 
     from ..tree.file import tree_to_json
 
-    with _open(directory) as project:
+    with open_project(directory) as project:
         tree = project.tree()
         counts = project.sample_counts()
     if as_json:
@@ -353,7 +352,7 @@ def _dir(ctx: typer.Context) -> Path:
 
 
 def _edit(directory: Path, name: str, **args: Any) -> None:
-    with _open(directory) as project:
+    with open_project(directory) as project:
         tree = run_edit(project, name, **args)
         out.print(
             f"{name}: done. Tree: {len(tree.nodes)} nodes, {len(tree.leaves())} leaves. "
@@ -362,7 +361,7 @@ def _edit(directory: Path, name: str, **args: Any) -> None:
 
 
 def _ref(directory: Path, ref: str) -> str:
-    with _open(directory) as project:
+    with open_project(directory) as project:
         return resolve_node(project.tree(), ref).id
 
 
@@ -497,7 +496,7 @@ def edit_lock(
 def edit_undo(ctx: typer.Context) -> None:
     """Undo the latest edit (growth included)."""
     directory = _dir(ctx)
-    with _open(directory) as project:
+    with open_project(directory) as project:
         tree = project.undo()
         out.print("Nothing to undo." if tree is None else f"Undone. Tree: {len(tree.nodes)} nodes.")
 
@@ -507,7 +506,7 @@ def edit_undo(ctx: typer.Context) -> None:
 def edit_redo(ctx: typer.Context) -> None:
     """Redo the latest undone edit."""
     directory = _dir(ctx)
-    with _open(directory) as project:
+    with open_project(directory) as project:
         tree = project.redo()
         out.print("Nothing to redo." if tree is None else f"Redone. Tree: {len(tree.nodes)} nodes.")
 
@@ -519,7 +518,7 @@ def edit_history(
 ) -> None:
     """List recent edits, newest first."""
     directory = _dir(ctx)
-    with _open(directory) as project:
+    with open_project(directory) as project:
         records = project.history(limit)
     rows = [
         {
@@ -538,17 +537,17 @@ def edit_history(
         + ("  (undone)" if r["undone"] else "")
         for r in rows
     )
-    _emit(as_json, rows, text or "No edits yet.")
+    emit(as_json, rows, text or "No edits yet.")
 
 
 @app.command()
 @handle_errors
 def synth(
     directory: DirArg,
-    per_leaf: Annotated[int, typer.Option("--per-leaf", help="Samples per approved leaf.")] = 10,
+    per_leaf: Annotated[int, typer.Option("--per-leaf", help="Samples per approved leaf.")] = SynthOptions.per_leaf,
     per_call: Annotated[
         int, typer.Option("--per-call", help="Samples asked for in one LLM call (the paper's 10).")
-    ] = PER_CALL,
+    ] = SynthOptions.per_call,
     responses: Annotated[
         bool,
         typer.Option(
@@ -562,14 +561,14 @@ def synth(
             "--sampled-scale",
             help="A leaf with k sampled nodes on its path gets --per-leaf times this to the power k samples, each with its own draw (the paper: 10).",
         ),
-    ] = SAMPLED_SCALE,
+    ] = SynthOptions.sampled_scale,
     max_tokens: Annotated[
         int,
         typer.Option(
             "--max-tokens",
             help="The most tokens one call may use: the budget sized from the leaf's pivots, and the larger budgets of retries after a reply is cut off, stop here.",
         ),
-    ] = MAX_TOKENS_CAP,
+    ] = SynthOptions.max_tokens,
     node: Annotated[list[str] | None, typer.Option("--node", help="Only leaves under this node; repeatable.")] = None,
     seed: Annotated[
         int,
@@ -597,10 +596,10 @@ def synth(
     as_json: JsonOpt = False,
 ) -> None:
     """Synthesize samples for every approved leaf, conditioned on its root-to-leaf path."""
-    from ..generate.synth import SynthOptions, check_budget, plan_synthesis, synthesize
+    from ..generate.synth import SynthOptions, check_budget, plan_synthesis
 
-    with _open(directory) as project:
-        settings = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+    with open_project(directory) as project:
+        settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
         tree = project.tree()
         leaf_ids = tuple(resolve_node(tree, ref).id for ref in node or [])
         try:
@@ -624,7 +623,7 @@ def synth(
         if not plan.leaves:
             raise TreeSynthError("no approved leaves to fill: approve nodes first (treesynth edit DIR approve ...)")
         if estimate:
-            _emit(
+            emit(
                 as_json,
                 {
                     "leaves": len(plan.leaves),
@@ -652,7 +651,7 @@ def synth(
             "sampled_scale": sampled_scale,
             "max_tokens": max_tokens,
         }
-        with _progress(quiet or as_json) as bar:
+        with progress_bar(quiet or as_json) as bar:
             todo = sum(1 for leaf in plan.leaves if leaf.need)
             task_id = bar.add_task("Synthesizing leaves", total=todo, note="")
 
@@ -660,15 +659,8 @@ def synth(
                 bar.update(task_id, completed=done, total=total, note=note)
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
-                return await synthesize(
-                    project,
-                    model_,
-                    options,
-                    plan=plan,
-                    progress=on_progress,
-                    cancel=cancel,
-                    concurrency=settings.concurrency,
-                )
+                ctx = JobContext(project, no_featurizer, on_progress, cancel, settings.concurrency)
+                return await run_synth(ctx, model_, options, plan=plan)
 
             report, stats = run_with_llm(project, "synth", params, settings, work, max_calls=max_calls, quiet=as_json)
         total = sum(project.sample_counts().values())
@@ -693,11 +685,11 @@ def synth(
                 f"\n{report.responses_cut_off} responses were cut off at the token limit even with a larger "
                 f"budget and were not stored (those samples have no response); raise --max-tokens."
             )
-        _emit(
+        emit(
             as_json,
             data,
             f"Added {report.added} samples ({report.duplicates} duplicates dropped); "
-            f"{total} samples in the project.{short}\n{_call_line(stats)}",
+            f"{total} samples in the project.{short}\n{call_line(stats)}",
         )
 
 
@@ -725,13 +717,13 @@ def export(
 
     if fmt not in ("jsonl", "parquet", "hf"):
         raise TreeSynthError(f"unknown format {fmt!r}: use jsonl, parquet or hf")
-    with _open(directory) as project:
+    with open_project(directory) as project:
         samples = project.samples(sample_set=sample_set)
         if not samples and sample_set != "tree":
             sets = ", ".join(f"{name} ({n})" for name, n in project.sample_sets().items()) or "none"
             raise TreeSynthError(f"the sample set {sample_set!r} has no samples; sets in {directory}: {sets}")
         result = export_samples(project.tree(), samples, fmt, out_path)  # type: ignore[arg-type]
-    _emit(
+    emit(
         as_json,
         {"data": str(result.data), "tree": str(result.tree), "card": str(result.card), "rows": result.rows},
         f"Wrote {result.rows} rows to {result.data}\nTree: {result.tree}\nDataset card: {result.card}",
@@ -744,13 +736,13 @@ def stats(directory: DirArg, as_json: JsonOpt = False) -> None:
     """LLM calls made, served from cache and failed, with tokens, per command and per run."""
     from ..llm.pricing import spent
 
-    with _open(directory) as project:
+    with open_project(directory) as project:
         data = project.stats()
         data["cost_usd"] = spent(data["by_model"], project.settings())
     cost = "unknown (no price for a model; set one with treesynth settings DIR --price MODEL=IN,OUT)"
     if data["cost_usd"] is not None:
         cost = f"${data['cost_usd']:.4f}"
-    lines = [_call_line(data), f"Estimated cost: {cost}", ""]
+    lines = [call_line(data), f"Estimated cost: {cost}", ""]
     for command, row in data["by_command"].items():
         lines.append(f"  {command:<8} {row['calls']:>6} made {row['cached']:>6} cached {row['failed']:>5} failed")
     if data["runs"]:
@@ -760,7 +752,7 @@ def stats(directory: DirArg, as_json: JsonOpt = False) -> None:
                 f"  {run['started']} {run['command']:<8} {run['status']:<12} "
                 f"{run['calls']} made, {run['cached']} cached, {run['failed']} failed"
             )
-    _emit(as_json, data, "\n".join(lines))
+    emit(as_json, data, "\n".join(lines))
 
 
 @app.command("save-tree")
@@ -769,7 +761,7 @@ def save_tree(directory: DirArg, path: Annotated[Path, typer.Argument(help="The 
     """Write the tree to a readable, diff-friendly JSON file (to keep it in git or share it)."""
     from ..tree.file import write_tree_file
 
-    with _open(directory) as project:
+    with open_project(directory) as project:
         write_tree_file(project.tree(), path)
     out.print(f"Wrote {path}")
 
@@ -781,7 +773,7 @@ def load_tree(directory: DirArg, path: Annotated[Path, typer.Argument(help="The 
     from ..tree.file import read_tree_file
 
     tree = read_tree_file(path)
-    with _open(directory) as project:
+    with open_project(directory) as project:
         project.replace_tree(tree, kind="import")
     out.print(f"Loaded {path}: {len(tree.nodes)} nodes. Undo with: treesynth edit {directory} undo")
 
@@ -819,8 +811,8 @@ def settings(
     from ..coverage.features.proxy import gradient_settings, save_gradient_settings
     from ..llm.pricing import parse_price
 
-    overrides: dict[str, Any] = _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency)
-    with _open(directory) as project:
+    overrides: dict[str, Any] = backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency)
+    with open_project(directory) as project:
         current = project.settings()
         if prompts is not None:
             overrides["prompts"] = prompts
@@ -832,7 +824,7 @@ def settings(
         grads = gradient_settings(project, proxy=proxy, max_tokens=grad_max_tokens, check=False)
         if proxy is not None or grad_max_tokens is not None:
             save_gradient_settings(project, grads)
-    _emit(
+    emit(
         as_json,
         {**current.model_dump(), "gradients": grads.model_dump()},
         f"{current.describe()}; {current.describe_prompts()}\nG-Vendi: {grads.describe()}",
@@ -874,8 +866,8 @@ def demo(
         per_leaf=3,
         per_call=3,
         responses=False,
-        sampled_scale=SAMPLED_SCALE,
-        max_tokens=MAX_TOKENS_CAP,
+        sampled_scale=SynthOptions.sampled_scale,
+        max_tokens=SynthOptions.max_tokens,
         node=None,
         seed=0,
         max_calls=None,

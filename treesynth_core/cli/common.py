@@ -87,7 +87,7 @@ MaxCallsOpt = Annotated[
 ]
 
 
-def _backend_overrides(
+def backend_overrides(
     llm: str | None,
     base_url: str | None,
     model: str | None,
@@ -124,13 +124,13 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _open(directory: Path) -> Any:
+def open_project(directory: Path) -> Any:
     from ..store import Project
 
     return Project.open(directory)
 
 
-def _settings(project: Any, overrides: dict[str, Any]) -> BackendSettings:
+def resolve_settings(project: Any, overrides: dict[str, Any]) -> BackendSettings:
     return merge_settings(project.settings(), settings_from_env(), overrides)
 
 
@@ -152,7 +152,7 @@ def run_with_llm(
     return run_llm_work(project, command, params, settings, work, max_calls=max_calls)
 
 
-def _progress(quiet: bool) -> Progress:
+def progress_bar(quiet: bool) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -165,28 +165,28 @@ def _progress(quiet: bool) -> Progress:
     )
 
 
-def _call_line(stats: dict[str, Any]) -> str:
+def call_line(stats: dict[str, Any]) -> str:
     return (
         f"LLM calls: {stats['calls']} made, {stats['cached']} cached, {stats['failed']} failed; "
         f"tokens: {stats['prompt_tokens'] + stats['completion_tokens']:,}"
     )
 
 
-def _emit(as_json: bool, data: Any, text: str) -> None:
+def emit(as_json: bool, data: Any, text: str) -> None:
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     else:
         out.print(text, highlight=False)
 
 
-def _embedder(project: Any, spec: str | None) -> Any:
+def load_embedder(project: Any, spec: str | None) -> Any:
     from ..coverage.features.embeddings import make_embedder
 
-    settings = _settings(project, {}) if spec and spec.startswith("openai:") else None
+    settings = resolve_settings(project, {}) if spec and spec.startswith("openai:") else None
     return make_embedder(spec, settings=settings)
 
 
-def _gradient_featurizer(project: Any, proxy: str | None = None, max_tokens: int | None = None) -> Any:
+def load_gradient_featurizer(project: Any, proxy: str | None = None, max_tokens: int | None = None) -> Any:
     """The project's gradient featurizer (its saved proxy and cut, or these overrides), timing its
     runs in the project for later estimates."""
     try:
@@ -196,13 +196,23 @@ def _gradient_featurizer(project: Any, proxy: str | None = None, max_tokens: int
     return TimedFeaturizer(load_gradients(gradient_settings(project, proxy=proxy, max_tokens=max_tokens)), project)
 
 
-def _needs_gradients(gradients: bool, proxy: str | None, max_tokens: int | None) -> None:
+def space_name(gradients: bool) -> str:
+    """The feature space of a ``--gradients`` flag."""
+    return "gradients" if gradients else "embeddings"
+
+
+def no_featurizer(space: str) -> Any:
+    """The run context's featurizer where a command loaded its own (or needs none)."""
+    raise TreeSynthError(f"no {space} featurizer was loaded for this command")
+
+
+def check_gradient_options(gradients: bool, proxy: str | None, max_tokens: int | None) -> None:
     """--proxy and --grad-max-tokens only make sense with gradient features."""
     if not gradients and (proxy is not None or max_tokens is not None):
         raise TreeSynthError("--proxy and --grad-max-tokens set the gradient features: add --gradients")
 
 
-class _Bar:
+class CallbackBar:
     """A progress bar driven by ``(done, total, note)`` callbacks."""
 
     def __init__(self, bar: Any, description: str) -> None:
@@ -215,7 +225,7 @@ class _Bar:
         self.bar.update(self.task, completed=done, total=total or None, note=note[:60])
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def fmt_value(value: Any, digits: int = 3) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):

@@ -15,9 +15,10 @@ from typing import Annotated, Any, cast
 import typer
 
 from ..errors import TreeSynthError
-from ..generate.synth import PER_CALL
+from ..jobs.specs import BaselineOptions, GapOptions, JobContext, run_baseline, run_fill_gaps
 from .common import (
     BaseUrlOpt,
+    CallbackBar,
     ConcOpt,
     DirArg,
     EmbedderOpt,
@@ -31,20 +32,21 @@ from .common import (
     ProxyOpt,
     QuietOpt,
     SeedOpt,
-    _backend_overrides,
-    _Bar,
-    _call_line,
-    _embedder,
-    _emit,
-    _fmt,
-    _gradient_featurizer,
-    _needs_gradients,
-    _open,
-    _progress,
-    _settings,
+    backend_overrides,
+    call_line,
+    check_gradient_options,
+    emit,
     err,
+    fmt_value,
     handle_errors,
+    load_embedder,
+    load_gradient_featurizer,
+    no_featurizer,
+    open_project,
+    progress_bar,
+    resolve_settings,
     run_with_llm,
+    space_name,
 )
 
 GradientsOpt = Annotated[
@@ -116,7 +118,7 @@ def _score_text(report: dict[str, Any]) -> str:
         ]
         if all(v is None for v in values):
             continue
-        line = f"{label:36}" + "".join(f"{_fmt(v):>12}" for v in values)
+        line = f"{label:36}" + "".join(f"{fmt_value(v):>12}" for v in values)
         if both and None not in values:
             line += f"{values[0] - values[1]:>+14.3f}"
         lines.append(line)
@@ -128,8 +130,8 @@ def _score_text(report: dict[str, Any]) -> str:
     )
     for row in [r for r in leaves["rows"] if r["flags"]][:10]:
         lines.append(
-            f"  {row['path'][:60]:60} n={row['n']:<4} Vendi {_fmt(row['vendi'], 2):>6}  "
-            f"cos {_fmt(row['mean_cosine'], 2):>5}  {', '.join(row['flags'])}"
+            f"  {row['path'][:60]:60} n={row['n']:<4} Vendi {fmt_value(row['vendi'], 2):>6}  "
+            f"cos {fmt_value(row['mean_cosine'], 2):>5}  {', '.join(row['flags'])}"
         )
     lines += ["", *report["notes"]]
     return "\n".join(lines)
@@ -156,12 +158,12 @@ def score(
     cosine, distinct-n, per leaf and per subtree, and diversity against n."""
     from ..coverage.report import coverage_report
 
-    _needs_gradients(gradients, proxy, grad_max_tokens)
-    with _open(directory) as project:
+    check_gradient_options(gradients, proxy, grad_max_tokens)
+    with open_project(directory) as project:
         include = _baseline_wanted(project, baseline)
-        embed = _embedder(project, embedder)
-        grads = _gradient_featurizer(project, proxy, grad_max_tokens) if gradients else None
-        with _progress(quiet or as_json) as bar:
+        embed = load_embedder(project, embedder)
+        grads = load_gradient_featurizer(project, proxy, grad_max_tokens) if gradients else None
+        with progress_bar(quiet or as_json) as bar:
             report = coverage_report(
                 project,
                 embedder=embed,
@@ -169,9 +171,9 @@ def score(
                 include_baseline=include,
                 n=n,
                 seed=seed,
-                progress=_Bar(bar, "Features"),
+                progress=CallbackBar(bar, "Features"),
             )
-    _emit(as_json, report, _score_text(report))
+    emit(as_json, report, _score_text(report))
 
 
 def map_(
@@ -199,18 +201,18 @@ def map_(
     from ..coverage.maps import map_points, write_map
     from ..store.samples import BASELINE_SET
 
-    _needs_gradients(gradients, proxy, grad_max_tokens)
-    with _open(directory) as project:
+    check_gradient_options(gradients, proxy, grad_max_tokens)
+    with open_project(directory) as project:
         samples = project.samples()
         if not samples:
             raise TreeSynthError(f"the project {directory} has no samples yet: run treesynth synth {directory}")
         if _baseline_wanted(project, baseline):
             samples += project.samples(sample_set=BASELINE_SET)
         featurizer = (
-            _gradient_featurizer(project, proxy, grad_max_tokens) if gradients else _embedder(project, embedder)
+            load_gradient_featurizer(project, proxy, grad_max_tokens) if gradients else load_embedder(project, embedder)
         )
-        with _progress(quiet or as_json) as bar:
-            progress = _Bar(bar, "Map")
+        with progress_bar(quiet or as_json) as bar:
+            progress = CallbackBar(bar, "Map")
             X = ensure_features(project, samples, featurizer, progress=progress)
             points = map_points(
                 project,
@@ -225,7 +227,7 @@ def map_(
         space = "gradient features" if gradients else "embeddings"
         title = f"{project.task[:80]}: UMAP of {space} ({featurizer.name}), {len(points)} samples"
         path = write_map(points, out_file, color_by=color_by, title=title)
-    _emit(
+    emit(
         as_json,
         {"out": str(path), "points": len(points), "space": featurizer.name, "color_by": color_by},
         f"Wrote a map of {len(points)} samples ({space}, coloured by {color_by}) to {path}",
@@ -235,10 +237,12 @@ def map_(
 def baseline_cmd(
     directory: DirArg,
     n: Annotated[int | None, typer.Option("--n", help="Samples to make (default: as many as the tree has).")] = None,
-    per_call: Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")] = PER_CALL,
+    per_call: Annotated[
+        int, typer.Option("--per-call", help="Samples asked for in one LLM call.")
+    ] = BaselineOptions.per_call,
     temperature: Annotated[
         float, typer.Option("--temperature", help="Sampling temperature (the paper's Temp baseline samples hot).")
-    ] = 1.0,
+    ] = BaselineOptions.temperature,
     responses: ResponsesOpt = None,
     seed: SeedOpt = 0,
     max_calls: MaxCallsOpt = None,
@@ -253,49 +257,40 @@ def baseline_cmd(
 ) -> None:
     """Synthesize the flat baseline: N samples from the task description alone (no tree), with the same
     generator, stored as a separate sample set to compare the tree against (treesynth score)."""
-    from ..generate.baseline import synthesize_baseline
-
-    with _open(directory) as project:
-        settings = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+    with open_project(directory) as project:
+        settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
         target = n if n is not None else sum(project.sample_counts().values())
         if target < 1:
             raise TreeSynthError("the tree has no samples to match: synthesize first, or pass --n N")
+        options = BaselineOptions(n=target, per_call=per_call, temperature=temperature, seed=seed, responses=responses)
         params = {"n": target, "per_call": per_call, "temperature": temperature, "seed": seed, "responses": responses}
-        with _progress(quiet or as_json) as bar:
-            progress = _Bar(bar, "Flat baseline")
+        with progress_bar(quiet or as_json) as bar:
+            progress = CallbackBar(bar, "Flat baseline")
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
-                return await synthesize_baseline(
-                    project,
-                    model_,
-                    n=target,
-                    per_call=per_call,
-                    temperature=temperature,
-                    seed=seed,
-                    responses=responses,
-                    concurrency=settings.concurrency,
-                    progress=progress,
-                    cancel=cancel,
-                )
+                ctx = JobContext(project, no_featurizer, progress, cancel, settings.concurrency)
+                return await run_baseline(ctx, model_, options)
 
             report, stats = run_with_llm(
                 project, "baseline", params, settings, work, max_calls=max_calls, quiet=as_json
             )
     data = {**dataclasses.asdict(report), "short": report.short, "llm": stats}
     short = f" ({report.short} short: duplicates dropped or replies unusable)" if report.short else ""
-    _emit(
+    emit(
         as_json,
         data,
         f"Flat baseline: {report.total} of {target} samples{short}; added {report.added}, "
-        f"{report.duplicates} duplicates dropped.\n{_call_line(stats)}\n"
+        f"{report.duplicates} duplicates dropped.\n{call_line(stats)}\n"
         f"Compare: treesynth score {directory}",
     )
 
 
 def fill_gaps(
     directory: DirArg,
-    rounds: Annotated[int, typer.Option("--rounds", help="Gap-filling rounds.")] = 1,
-    per_round: Annotated[int, typer.Option("--per-round", help="Candidate samples generated per round.")] = 20,
+    rounds: Annotated[int, typer.Option("--rounds", help="Gap-filling rounds.")] = GapOptions.rounds,
+    per_round: Annotated[
+        int, typer.Option("--per-round", help="Candidate samples generated per round.")
+    ] = GapOptions.per_round,
     gradients: SpaceOpt = True,
     embedder: EmbedderOpt = None,
     proxy: ProxyOpt = None,
@@ -314,53 +309,41 @@ def fill_gaps(
     """Generate candidates and keep those that land in sparse regions of the feature space (Prismatic
     Synthesis). Gradient space by default, as the paper: the time its features take is printed first
     (measured on a few samples when the project has no record yet); --embeddings is the fast choice."""
-    from ..generate.gaps import StoreFeaturize
-
     try:
-        from ..generate.gaps import fill_gaps as fill
+        from ..generate import gaps  # noqa: F401  (numpy and the featurizers: fail before opening the project)
     except ImportError as exc:
         raise TreeSynthError(f"gap filling is not available in this install ({exc})") from None
 
-    _needs_gradients(gradients, proxy, grad_max_tokens)
-    with _open(directory) as project:
-        settings = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+    check_gradient_options(gradients, proxy, grad_max_tokens)
+    with open_project(directory) as project:
+        settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
         featurizer = (
-            _gradient_featurizer(project, proxy, grad_max_tokens) if gradients else _embedder(project, embedder)
+            load_gradient_featurizer(project, proxy, grad_max_tokens) if gradients else load_embedder(project, embedder)
         )
         estimate = _gap_estimate(project, featurizer, rounds * per_round, proxy, grad_max_tokens) if gradients else None
         if estimate is not None and not as_json:
             err.print(f"Gradient features: {estimate.text()}", highlight=False)
+        options = GapOptions(rounds=rounds, per_round=per_round, seed=seed, space=space_name(gradients))
         params = {"rounds": rounds, "per_round": per_round, "seed": seed, "space": featurizer.name}
-        with _progress(quiet or as_json) as bar:
-            progress = _Bar(bar, "Filling gaps")
-            featurize = StoreFeaturize(project, featurizer, progress)
+        with progress_bar(quiet or as_json) as bar:
+            progress = CallbackBar(bar, "Filling gaps")
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
-                return await fill(
-                    project,
-                    model_,
-                    featurize,
-                    rounds=rounds,
-                    per_round=per_round,
-                    seed=seed,
-                    progress=progress,
-                    cancel=cancel,
-                    space=featurizer.name,
-                )
+                ctx = JobContext(project, no_featurizer, progress, cancel, settings.concurrency)
+                return await run_fill_gaps(ctx, model_, options, feats=featurizer)
 
             report, stats = run_with_llm(
                 project, "fill-gaps", params, settings, work, max_calls=max_calls, quiet=as_json
             )
-            featurize.store_kept()
     data = {**dataclasses.asdict(report), "llm": stats}
     if estimate is not None:
         data["gradient_estimate"] = dataclasses.asdict(estimate)
-    _emit(
+    emit(
         as_json,
         data,
         f"Gap filling ({report.space}): {report.rounds} rounds, {report.accepted} of {report.candidates} "
         f"candidates kept ({report.acceptance_rate:.0%}); diversity {report.before:.3f} -> {report.after:.3f} "
-        f"at n = {report.n}.\n{_call_line(stats)}",
+        f"at n = {report.n}.\n{call_line(stats)}",
     )
 
 

@@ -8,15 +8,27 @@ the ``treesynth`` app (:mod:`treesynth_core.cli.app` does).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from ..errors import TreeSynthError
-from ..generate.synth import PER_CALL
+from ..jobs.specs import (
+    IMPORTED_SET,
+    BalanceOptions,
+    ImportOptions,
+    JobContext,
+    RouteOptions,
+    import_dataset,
+    route_needs_llm,
+    run_balance,
+    run_route,
+)
 from .common import (
     BaseUrlOpt,
+    CallbackBar,
     ConcOpt,
     DirArg,
     EmbedderOpt,
@@ -30,22 +42,35 @@ from .common import (
     ProxyOpt,
     QuietOpt,
     SeedOpt,
-    _backend_overrides,
-    _Bar,
-    _call_line,
-    _embedder,
-    _emit,
-    _fmt,
-    _gradient_featurizer,
-    _needs_gradients,
-    _open,
-    _progress,
-    _settings,
+    backend_overrides,
+    call_line,
+    check_gradient_options,
+    emit,
+    fmt_value,
     handle_errors,
+    load_embedder,
+    load_gradient_featurizer,
+    no_featurizer,
+    open_project,
+    progress_bar,
+    resolve_settings,
     run_with_llm,
 )
 
+if TYPE_CHECKING:
+    from ..data.pipeline import BalanceResult, RouteReport
+
 SetOpt = Annotated[str, typer.Option("--set", help="The sample set holding the imported dataset.")]
+
+
+def loaded(embeddings: Any = None, gradients: Any = None) -> Any:
+    """The run context's ``featurizer(space)`` over the featurizers a command loaded before its run."""
+
+    def featurizer(space: str) -> Any:
+        feats = {"embeddings": embeddings, "gradients": gradients}.get(space)
+        return feats if feats is not None else no_featurizer(space)
+
+    return featurizer
 
 
 def _sets_line(project: Any) -> str:
@@ -77,7 +102,7 @@ def import_cmd(
             "Default: the mapping suggested from the column names (printed).",
         ),
     ] = None,
-    sample_set: Annotated[str, typer.Option("--set", help="Name of the new sample set.")] = "imported",
+    sample_set: Annotated[str, typer.Option("--set", help="Name of the new sample set.")] = IMPORTED_SET,
     fmt: Annotated[
         str | None, typer.Option("--format", help="jsonl, json, csv, parquet or hf (default: from the file name).")
     ] = None,
@@ -109,7 +134,7 @@ def import_cmd(
         ]
         for row in seen.rows:
             lines.append("  " + "; ".join(f"{k}={str(v)[:40]!r}" for k, v in list(row.items())[:6]))
-        _emit(
+        emit(
             as_json,
             {
                 "format": seen.format,
@@ -131,25 +156,24 @@ def import_cmd(
                 "output=COLUMN (see --preview)"
             )
     used = ",".join(f"{k}={v}" for k, v in cmap.__dict__.items() if v)
-    with _open(directory) as project, _progress(quiet or as_json) as bar:
+    options = ImportOptions(
+        file=str(path),
+        map=dict(cmap.__dict__),
+        sample_set=sample_set,
+        format=fmt,
+        encoding=encoding,
+        skip_empty=skip_empty,
+        limit=limit,
+    )
+    with open_project(directory) as project, progress_bar(quiet or as_json) as bar:
         task = bar.add_task(f"Importing {path.name}", total=None, note=used)
 
-        def progress(done: int) -> None:
+        def progress(done: int, total: int, note: str) -> None:
             bar.update(task, completed=done)
 
-        summary = ingest.import_file(
-            project,
-            path,
-            cmap,
-            sample_set=sample_set,
-            fmt=fmt,
-            encoding=encoding,
-            skip_empty=skip_empty,
-            limit=limit,
-            progress=progress,
-        )
+        summary = import_dataset(JobContext(project, no_featurizer, progress), options)
     skipped = f", {summary.skipped_empty} empty rows skipped" if summary.skipped_empty else ""
-    _emit(
+    emit(
         as_json,
         {**summary.__dict__, "map": used},
         f"Imported {summary.imported} rows of {file} ({summary.format}; --map {used}) as the sample set "
@@ -165,41 +189,41 @@ def sets(
     as_json: JsonOpt = False,
 ) -> None:
     """List the project's sample sets (tree, baseline, imported datasets, balanced sets) with their sizes."""
-    with _open(directory) as project:
+    with open_project(directory) as project:
         if delete:
             if delete not in project.sample_sets():
                 raise TreeSynthError(f"no sample set {delete!r} in {directory}; sets: {_sets_line(project)}")
             gone = project.delete_sample_set(delete)
-            _emit(as_json, {"deleted": delete, "samples": gone}, f"Deleted the sample set {delete!r} ({gone} samples)")
+            emit(as_json, {"deleted": delete, "samples": gone}, f"Deleted the sample set {delete!r} ({gone} samples)")
             return
         data = project.sample_sets()
-    _emit(as_json, data, "\n".join(f"{name:24} {n:>8}" for name, n in data.items()) or "No samples yet.")
+    emit(as_json, data, "\n".join(f"{name:24} {n:>8}" for name, n in data.items()) or "No samples yet.")
 
 
 # -- route ----------------------------------------------------------------------------------------
 
 
-def _route_text(report: dict[str, Any]) -> str:
+def _route_text(report: RouteReport) -> str:
     lines = [
-        f"Routed {report['routed']} of {report['total']} samples of {report['sample_set']!r} with the "
-        f"{report['router']} router: {report['leaf']} in a leaf, {report['none_fits']} fit no value, "
-        f"{report['errors']} could not be classified."
+        f"Routed {report.routed} of {report.total} samples of {report.sample_set!r} with the "
+        f"{report.router} router: {report.leaf} in a leaf, {report.none_fits} fit no value, "
+        f"{report.errors} could not be classified."
     ]
-    for row in report["none_fits_at"][:8]:
+    for row in report.none_fits_at[:8]:
         lines.append(f"  none fits at {row['path'][:70]}: {row['count']}")
-    counts = sorted(report["per_leaf"].values())
+    counts = sorted(report.per_leaf.values())
     if counts:
         lines.append(
             f"Per leaf: min {counts[0]}, median {counts[len(counts) // 2]}, max {counts[-1]} "
             f"({sum(1 for c in counts if c == 0)} empty leaves of {len(counts)})"
         )
-    agree = report.get("agreement")
+    agree = report.agreement
     if agree:
         other = "LLM" if agree["other"] == "llm" else agree["other"]
         did = agree.get("other_status") or {}
         lines.append(
             f"Agreement with the {other} router on {agree['n']} samples: same leaf "
-            f"{_fmt(agree['rate'], 2)}, same first level {_fmt(agree['first_level_rate'], 2)} (the {other} "
+            f"{fmt_value(agree['rate'], 2)}, same first level {fmt_value(agree['first_level_rate'], 2)} (the {other} "
             f"router: {did.get('leaf', 0)} in a leaf, {did.get('none', 0)} none fits, "
             f"{did.get('error', 0)} errors)"
         )
@@ -208,7 +232,7 @@ def _route_text(report: dict[str, Any]) -> str:
 
 def route(
     directory: DirArg,
-    sample_set: SetOpt = "imported",
+    sample_set: SetOpt = RouteOptions.sample_set,
     router: Annotated[
         str | None,
         typer.Option(
@@ -241,34 +265,32 @@ def route(
     """Route every sample of an imported set to a leaf of the tree, one level at a time. Samples that fit
     no value are counted per node and stay unrouted, never dropped. A rerun routes only what is new or was
     routed on an older tree."""
-    from ..data.pipeline import default_router, needs_llm, route_dataset
+    from ..data.pipeline import default_router
 
-    with _open(directory) as project:
+    with open_project(directory) as project:
         if not project.sample_sets().get(sample_set):
             raise TreeSynthError(
                 f"no samples in the set {sample_set!r}; sets: {_sets_line(project)}. "
                 f"Import first: treesynth import {directory} FILE"
             )
-        resolved = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
-        router = router or default_router(resolved.backend)
-        embed = _embedder(project, embedder) if router == "embedding" or agreement_n > 0 else None
-        settings = resolved if needs_llm(router, agreement_n) else None
-        params = {"set": sample_set, "router": router, "agreement": agreement_n, "seed": seed}
-        with _progress(quiet or as_json) as bar:
-            progress = _Bar(bar, "Routing")
+        resolved = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        options = RouteOptions(
+            sample_set=sample_set,
+            router=router or default_router(resolved.backend),
+            agreement_n=agreement_n,
+            seed=seed,
+        )
+        wants_embeddings = options.router == "embedding" or agreement_n > 0
+        embed = load_embedder(project, embedder) if wants_embeddings else None
+        settings = resolved if route_needs_llm(options) else None
+        params = {"set": sample_set, "router": options.router, "agreement": agreement_n, "seed": seed}
+        with progress_bar(quiet or as_json) as bar:
+            progress = CallbackBar(bar, "Routing")
 
-            async def work(model_: Any, cancel: threading.Event | None) -> Any:
-                return await route_dataset(
-                    project,
-                    sample_set=sample_set,
-                    router=router,
-                    llm=model_,
-                    embedder=embed,
-                    agreement_n=agreement_n,
-                    seed=seed,
-                    progress=progress,
-                    cancel=cancel,
-                    concurrency=settings.concurrency if settings else 8,
+            async def work(model_: Any, cancel: threading.Event) -> Any:
+                concurrency = settings.concurrency if settings else JobContext.concurrency
+                return await run_route(
+                    JobContext(project, loaded(embed), progress, cancel, concurrency), model_, options
                 )
 
             stats: dict[str, Any] | None = None
@@ -277,13 +299,12 @@ def route(
                     project, "route", params, settings, work, max_calls=max_calls, quiet=as_json
                 )
             else:
-                report = asyncio.run(work(None, None))
-    report["llm"] = stats
-    _emit(
+                report = asyncio.run(work(None, threading.Event()))
+    emit(
         as_json,
-        report,
+        {**dataclasses.asdict(report), "llm": stats},
         _route_text(report)
-        + (f"\n{_call_line(stats)}" if stats else "")
+        + (f"\n{call_line(stats)}" if stats else "")
         + f"\nNext: treesynth balance {directory} --set {sample_set} --per-leaf N",
     )
 
@@ -291,32 +312,32 @@ def route(
 # -- balance --------------------------------------------------------------------------------------
 
 
-def _balance_text(report: dict[str, Any]) -> str:
+def _balance_text(report: BalanceResult) -> str:
     lines = [
-        f"Balanced {report['source_set']!r} into {report['target_set']!r} at {report['per_leaf']} per leaf: kept "
-        f"{report['kept']} originals (dropped {report['dropped']} from crowded leaves), synthesized "
-        f"{report['synthesized']} in short leaves; {report['unrouted']} unrouted samples left out."
+        f"Balanced {report.source_set!r} into {report.target_set!r} at {report.per_leaf} per leaf: kept "
+        f"{report.kept} originals (dropped {report.dropped} from crowded leaves), synthesized "
+        f"{report.synthesized} in short leaves; {report.unrouted} unrouted samples left out."
     ]
-    if report["skipped_leaves"]:
+    if report.skipped_leaves:
         lines.append(
-            f"{len(report['skipped_leaves'])} short leaves are not approved, so nothing was synthesized "
+            f"{len(report.skipped_leaves)} short leaves are not approved, so nothing was synthesized "
             "there: approve them and rerun."
         )
-    if report["short_leaves"]:
-        lines.append(f"{len(report['short_leaves'])} leaves stayed short (duplicates or unusable replies).")
+    if report.short_leaves:
+        lines.append(f"{len(report.short_leaves)} leaves stayed short (duplicates or unusable replies).")
     lines.append(f"{'leaf':60} {'before':>7} {'after':>7}")
-    for leaf in report["leaves"][:40]:
-        after = report["counts"][leaf["leaf_id"]]["after"]
+    for leaf in report.leaves[:40]:
+        after = report.counts[leaf["leaf_id"]]["after"]
         lines.append(f"{leaf['path'][:60]:60} {leaf['before']:>7} {after:>7}")
-    if len(report["leaves"]) > 40:
-        lines.append(f"... {len(report['leaves']) - 40} more leaves (--json for all)")
-    scores = report.get("scores")
+    if len(report.leaves) > 40:
+        lines.append(f"... {len(report.leaves) - 40} more leaves (--json for all)")
+    scores = report.scores
     if scores:
         before, after = scores["sets"].get("before", {}), scores["sets"].get("after", {})
         for key, label in (("vendi", "Vendi"), ("g_vendi", "G-Vendi"), ("mean_cosine", "mean cosine")):
             if before.get(key) is not None or after.get(key) is not None:
                 lines.append(
-                    f"{label:12} before {_fmt(before.get(key))}  after {_fmt(after.get(key))}  "
+                    f"{label:12} before {fmt_value(before.get(key))}  after {fmt_value(after.get(key))}  "
                     f"(equal n = {scores['n']})"
                 )
     return "\n".join(lines)
@@ -325,9 +346,13 @@ def _balance_text(report: dict[str, Any]) -> str:
 def balance(
     directory: DirArg,
     per_leaf: Annotated[int, typer.Option("--per-leaf", help="Target samples per leaf.", show_default=False)],
-    sample_set: SetOpt = "imported",
-    into: Annotated[str, typer.Option("--into", help="Name of the new, balanced sample set.")] = "balanced",
-    per_call: Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")] = PER_CALL,
+    sample_set: SetOpt = BalanceOptions.sample_set,
+    into: Annotated[
+        str, typer.Option("--into", help="Name of the new, balanced sample set.")
+    ] = BalanceOptions.target_set,
+    per_call: Annotated[
+        int, typer.Option("--per-call", help="Samples asked for in one LLM call.")
+    ] = BalanceOptions.per_call,
     responses: Annotated[bool, typer.Option("--responses", help="Also answer each synthesized instruction.")] = False,
     score: Annotated[
         bool, typer.Option("--score/--no-score", help="Score before and after at equal n (Vendi over embeddings).")
@@ -352,40 +377,34 @@ def balance(
     """Rebalance a routed dataset into a new sample set: crowded leaves are downsampled (seeded), short
     approved leaves get the shortfall synthesized in the leaf; every row keeps its provenance (original or
     synthesized). The source set is never changed. Export with: treesynth export DIR --set NAME."""
-    from ..data.pipeline import balance_dataset
-
-    _needs_gradients(score and gradients, proxy, grad_max_tokens)
-    with _open(directory) as project:
-        settings = _settings(project, _backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
-        embed = _embedder(project, embedder) if score else None
-        grads = _gradient_featurizer(project, proxy, grad_max_tokens) if score and gradients else None
+    check_gradient_options(score and gradients, proxy, grad_max_tokens)
+    with open_project(directory) as project:
+        settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        embed = load_embedder(project, embedder) if score else None
+        grads = load_gradient_featurizer(project, proxy, grad_max_tokens) if score and gradients else None
+        options = BalanceOptions(
+            sample_set=sample_set,
+            per_leaf=per_leaf,
+            target_set=into,
+            seed=seed,
+            per_call=per_call,
+            responses=responses,
+            score=score,
+            gradients=score and gradients,
+        )
         params = {"set": sample_set, "into": into, "per_leaf": per_leaf, "seed": seed}
-        with _progress(quiet or as_json) as bar:
-            progress = _Bar(bar, "Balancing")
+        with progress_bar(quiet or as_json) as bar:
+            progress = CallbackBar(bar, "Balancing")
 
             async def work(model_: Any, cancel: threading.Event) -> Any:
-                return await balance_dataset(
-                    project,
-                    model_,
-                    source_set=sample_set,
-                    per_leaf=per_leaf,
-                    target_set=into,
-                    seed=seed,
-                    per_call=per_call,
-                    responses=responses,
-                    concurrency=settings.concurrency,
-                    embedder=embed,
-                    gradient_featurizer=grads,
-                    progress=progress,
-                    cancel=cancel,
-                )
+                ctx = JobContext(project, loaded(embed, grads), progress, cancel, settings.concurrency)
+                return await run_balance(ctx, model_, options)
 
             report, stats = run_with_llm(project, "balance", params, settings, work, max_calls=max_calls, quiet=as_json)
-    report["llm"] = stats
-    _emit(
+    emit(
         as_json,
-        report,
-        _balance_text(report) + f"\n{_call_line(stats)}\n"
+        {**dataclasses.asdict(report), "llm": stats},
+        _balance_text(report) + f"\n{call_line(stats)}\n"
         f"Export: treesynth export {directory} --set {into} --format jsonl --out {into}.jsonl",
     )
 

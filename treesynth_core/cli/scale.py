@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from ..errors import TreeSynthError
-from .common import JsonOpt, _emit, handle_errors
+from .common import JsonOpt, emit, handle_errors
 
 if TYPE_CHECKING:
     from ..scaling.law import MetricKind
@@ -225,7 +225,7 @@ def scale(
     }
     from rich.markup import escape
 
-    _emit(as_json, data, escape(text))
+    emit(as_json, data, escape(text))
 
 
 COMMANDS = {"scale": scale}

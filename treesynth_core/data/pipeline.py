@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,53 @@ from .routing import (
 Progress = Callable[[int, int, str], None]
 #: Samples the other router routes to measure agreement, by default.
 AGREEMENT_N = 50
+
+
+@dataclass(frozen=True)
+class RouteReport:
+    """What routing a sample set did (``--json`` prints these fields, in this order)."""
+
+    total: int
+    routed: int
+    not_routed: int
+    leaf: int
+    none_fits: int
+    errors: int
+    #: Samples per leaf id (every leaf of the tree, 0 for the empty ones).
+    per_leaf: dict[str, int]
+    #: Where "none fits" stopped: ``{"node_id", "path", "count"}`` rows, most frequent first.
+    none_fits_at: list[dict[str, Any]]
+    router: str
+    sample_set: str
+    #: The other router on a seeded sample (see :func:`~treesynth_core.data.routing.agreement`) and
+    #: ``"other"`` (its name); None when not measured.
+    agreement: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class BalanceResult:
+    """A balanced set and, with an embedder, its scores against the source at equal n (``--json`` prints
+    these fields, in this order; see :meth:`treesynth_core.data.balance.BalanceReport.to_dict`)."""
+
+    source_set: str
+    target_set: str
+    per_leaf: int
+    seed: int
+    kept: int
+    dropped: int
+    to_synthesize: int
+    unrouted: int
+    skipped_leaves: list[str]
+    leaves: list[dict[str, Any]]
+    copied: int
+    synthesized: int
+    failed_calls: int
+    responses_cut_off: int
+    short_leaves: list[str]
+    #: ``{leaf_id: {"before": n, "after": n}}``.
+    counts: dict[str, dict[str, int]]
+    #: :func:`~treesynth_core.coverage.report.compare_sets` of ``before`` and ``after``; None without an embedder.
+    scores: dict[str, Any] | None
 
 
 def _embed_fn(embedder: Any) -> Callable[[list[str]], np.ndarray]:
@@ -81,7 +129,7 @@ async def route_dataset(
     concurrency: int = 8,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
-) -> dict[str, Any]:
+) -> RouteReport:
     """Route every sample of ``sample_set`` with ``router`` and place it (a leaf, or unrouted with the
     reason); with ``agreement_n`` > 0 the other router routes a seeded sample of that size and the
     agreement is reported. Returns the routing summary with ``"agreement"``."""
@@ -123,17 +171,14 @@ async def route_dataset(
         with_embeddings()
         if agreement_n > 0:
             await with_llm(pick(ids, agreement_n, seed))
-    report = assign(project, router, sample_set=sample_set)
-    report["router"] = router
-    report["sample_set"] = sample_set
+    counts = assign(project, router, sample_set=sample_set)
     other = "embedding" if router == "llm" else "llm"
+    agree = None
     if agreement_n > 0:
         mine = current_routes(project, router, sample_set=sample_set)
         theirs = current_routes(project, other, sample_set=sample_set)
-        report["agreement"] = {**agreement(mine, theirs), "other": other}
-    else:
-        report["agreement"] = None
-    return report
+        agree = {**agreement(mine, theirs), "other": other}
+    return RouteReport(**counts, router=router, sample_set=sample_set, agreement=agree)
 
 
 def data_pivots(
@@ -162,7 +207,7 @@ async def balance_dataset(
     gradient_featurizer: Any = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
-) -> dict[str, Any]:
+) -> BalanceResult:
     """Build the balanced set (see :mod:`treesynth_core.data.balance`) and, with an embedder, score the
     source and the balanced set at equal n (Vendi; G-Vendi with a gradient featurizer)."""
     report = await balance(
@@ -178,11 +223,10 @@ async def balance_dataset(
         progress=progress,
         cancel=cancel,
     )
-    out = report.to_dict()
-    out["scores"] = None
+    scores = None
     if embedder is not None:
         sets = {"before": project.samples(sample_set=source_set), "after": project.samples(sample_set=target_set)}
-        out["scores"] = compare_sets(
+        scores = compare_sets(
             project, sets, embedder=embedder, gradient_featurizer=gradient_featurizer, seed=seed, progress=progress
         )
-    return out
+    return BalanceResult(**report.to_dict(), scores=scores)
