@@ -299,48 +299,54 @@ def _node_header(tree: T.Tree, node: T.Node, count: int) -> None:
         st.caption(f":material/info: {md(node.note)}")
 
 
+def _edit_button(
+    row: DeltaGenerator,
+    label: str,
+    op: str,
+    message: str,
+    params: dict,
+    *,
+    icon: str,
+    primary: bool = False,
+    disabled: bool = False,
+) -> None:
+    """A full-width button in `row` that applies the edit `op` to the selected node."""
+    row.button(
+        label,
+        key=f"edit.{op}",
+        on_click=A.edit,
+        type="primary" if primary else "secondary",
+        icon=icon,
+        disabled=disabled,
+        args=(op, message, params),
+        width="stretch",
+    )
+
+
 def _status_buttons(node: T.Node) -> None:
     """Approve or unapprove, prune or restore (not on the root)."""
     nid, locked = node.id, node.locked
     row = _button_row()
     if not node.is_root:
         if node.approved:
-            row.button(
-                "Unapprove",
-                key="edit.unapprove",
-                on_click=A.edit,
-                icon=":material/remove_done:",
-                args=("unapprove", "Marked as proposed.", {"node_ids": [nid]}),
-                width="stretch",
+            _edit_button(
+                row, "Unapprove", "unapprove", "Marked as proposed.", {"node_ids": [nid]}, icon=":material/remove_done:"
             )
         else:
-            row.button(
-                "Approve",
-                key="edit.approve",
-                on_click=A.edit,
-                type="primary",
-                icon=":material/check:",
-                args=("approve", "Approved.", {"node_ids": [nid]}),
-                width="stretch",
+            _edit_button(
+                row, "Approve", "approve", "Approved.", {"node_ids": [nid]}, icon=":material/check:", primary=True
             )
         if node.pruned:
-            row.button(
-                "Restore",
-                key="edit.restore",
-                on_click=A.edit,
-                icon=":material/restore:",
-                args=("restore", "Restored.", {"node_id": nid}),
-                width="stretch",
-            )
+            _edit_button(row, "Restore", "restore", "Restored.", {"node_id": nid}, icon=":material/restore:")
         else:
-            row.button(
+            _edit_button(
+                row,
                 "Prune",
-                key="edit.prune",
-                on_click=A.edit,
+                "prune",
+                "Pruned (restore brings it back).",
+                {"node_id": nid},
                 icon=":material/content_cut:",
                 disabled=locked,
-                args=("prune", "Pruned (restore brings it back).", {"node_id": nid}),
-                width="stretch",
             )
 
 
@@ -349,23 +355,9 @@ def _lock_and_fold_buttons(tree: T.Tree, node: T.Node, state: AppState) -> None:
     nid, locked = node.id, node.locked
     row = _button_row()
     if locked:
-        row.button(
-            "Unlock",
-            key="edit.unlock",
-            on_click=A.edit,
-            icon=":material/lock_open:",
-            args=("unlock", "Unlocked.", {"node_id": nid}),
-            width="stretch",
-        )
+        _edit_button(row, "Unlock", "unlock", "Unlocked.", {"node_id": nid}, icon=":material/lock_open:")
     else:
-        row.button(
-            "Lock",
-            key="edit.lock",
-            on_click=A.edit,
-            icon=":material/lock:",
-            args=("lock", "Locked.", {"node_id": nid}),
-            width="stretch",
-        )
+        _edit_button(row, "Lock", "lock", "Locked.", {"node_id": nid}, icon=":material/lock:")
     if tree.children(nid):
         is_open = nid in G.visible_ids(tree, state.view).opened
         row.button(
