@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import Cancelled, ParseError, TreeSynthError
-from ..llm.base import LLM, ChatRequest, useful_concurrency
+from ..llm.base import LLM, ChatRequest, in_completion_order, useful_concurrency
 from ..prompts import templates as P
 from ..prompts.replies import RouteReply, ask_json
 from ..seeding import stable_seed
@@ -267,24 +267,21 @@ async def route_with_llm(
         async with gate:
             return await router.route(sample.id, sample.instruction)
 
-    tasks = [asyncio.ensure_future(one(s)) for s in todo]
     try:
-        for next_done in asyncio.as_completed(tasks):
-            pending.append(await next_done)
-            if len(pending) >= batch:
-                store.put_routes(pending)
-                done, pending = done + pending, []
-            if progress:
-                progress(len(done) + len(pending), len(todo), "routing with the LLM")
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("routing stopped; finished routes are saved")
+        async with in_completion_order(one(s) for s in todo) as finished:
+            for next_done in finished:
+                pending.append(await next_done)
+                if len(pending) >= batch:
+                    store.put_routes(pending)
+                    done, pending = done + pending, []
+                if progress:
+                    progress(len(done) + len(pending), len(todo), "routing with the LLM")
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("routing stopped; finished routes are saved")
     finally:
         if pending:
             store.put_routes(pending)
             done += pending
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
     return done
 
 

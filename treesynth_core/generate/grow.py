@@ -30,7 +30,6 @@ review on (the default) only approved nodes grow and new children arrive as *pro
 
 from __future__ import annotations
 
-import asyncio
 import random
 import threading
 from collections.abc import Callable, Sequence
@@ -38,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import Cancelled, ParseError
-from ..llm.base import LLM, ChatRequest
+from ..llm.base import LLM, ChatRequest, in_completion_order
 from ..prompts import templates as P
 from ..prompts.labels import judge_all
 from ..prompts.labels import key as value_key
@@ -463,9 +462,8 @@ async def grow(
                 raise Cancelled("growth stopped; finished nodes are saved")
             return node, await grower.expand(tree, node)
 
-        tasks = [asyncio.ensure_future(run(node)) for node in level]
-        try:
-            for next_done in asyncio.as_completed(tasks):
+        async with in_completion_order(run(node) for node in level) as finished:
+            for next_done in finished:
                 node, split = await next_done
                 commit_split(store, node, split, llm, options.auto_approve)
                 done += 1
@@ -481,9 +479,5 @@ async def grow(
                     progress(done, total, f"level {depth + 1}: {node.value or 'root'} -> {split.criterion or 'leaf'}")
                 if cancel is not None and cancel.is_set():
                     raise Cancelled("growth stopped; finished nodes are saved")
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
         report.levels = max(report.levels, depth + 1)
     return report

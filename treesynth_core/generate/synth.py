@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Protocol
 
 from ..errors import BudgetError, Cancelled, ParseError
-from ..llm.base import LLM, ChatRequest, ChatResult, useful_concurrency
+from ..llm.base import LLM, ChatRequest, ChatResult, in_completion_order, useful_concurrency
 from ..llm.pricing import cost as pricing_cost
 from ..llm.pricing import price_for
 from ..llm.settings import BackendSettings
@@ -597,9 +597,8 @@ async def synthesize(
         async with gate:  # leaves in flight; a leaf's own calls are bounded by its wave and the backend
             return await synthesizer.fill(store, leaf, report, on_call=check_cancel)
 
-    tasks = [asyncio.ensure_future(one(leaf)) for leaf in todo]
-    try:
-        for next_done in asyncio.as_completed(tasks):
+    async with in_completion_order(one(leaf) for leaf in todo) as finished:
+        for next_done in finished:
             added = await next_done
             report.added += added
             done += 1
@@ -607,10 +606,6 @@ async def synthesize(
                 progress(done, len(todo), f"{report.added} samples")
             if cancel is not None and cancel.is_set():
                 raise Cancelled("synthesis stopped; samples made so far are saved")
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
     counts = store.sample_counts(sample_set=options.sample_set)
     report.short_leaves = [
         leaf.leaf_id for leaf in todo if counts.get(leaf.leaf_id, 0) < (leaf.target or options.per_leaf)

@@ -6,11 +6,15 @@ Backends (``openai_compat``, ``embedded``) implement :class:`LLM`; caching and c
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+R = TypeVar("R")
 
 #: Bump when the meaning of a cached reply changes, so old cache rows stop matching.
 CACHE_KEY_VERSION = "b2v1"
@@ -77,6 +81,22 @@ def useful_concurrency(llm: LLM, wanted: int) -> int:
     only queue up in no particular order, so results that are kept in call order arrive late)."""
     limit = getattr(llm, "max_parallel", None)
     return max(1, min(wanted, limit) if limit else wanted)
+
+
+@asynccontextmanager
+async def in_completion_order(
+    coroutines: Iterable[Coroutine[Any, Any, R]],
+) -> AsyncIterator[Iterator[Awaitable[R]]]:
+    """Run the coroutines concurrently; inside the block, iterate their results as they finish
+    (``asyncio.as_completed``). Leaving the block, by its end, an error or a cancel, cancels and
+    awaits whatever is still running."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        yield asyncio.as_completed(tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def canonical_json(value: Any) -> str:
