@@ -125,7 +125,7 @@ def start_job(
     if created:
         thread = threading.Thread(
             target=_run,
-            args=(Path(project_path), state.id, spec, options, params, resolved, _factory),
+            args=(Path(project_path), _Launch(state.id, spec, options, params, resolved, _factory)),
             name=f"treesynth-{kind}-{state.id}",
             daemon=True,
         )
@@ -169,22 +169,28 @@ class _Heartbeat:
         self._write()
 
 
-def _run(
-    path: Path,
-    job_id: str,
-    spec: JobSpec[Any, Any],
-    options: Any,
-    params: dict[str, Any],
-    settings: BackendSettings,
-    factory: LLMFactory | None,
-) -> None:
+@dataclass(frozen=True)
+class _Launch:
+    """What a job's thread runs: the claimed job, its spec and parsed options, the params as given
+    (logged with the run), the resolved backend settings and the LLM factory."""
+
+    job_id: str
+    spec: JobSpec[Any, Any]
+    options: Any
+    params: dict[str, Any]
+    settings: BackendSettings
+    factory: LLMFactory | None
+
+
+def _run(path: Path, launch: _Launch) -> None:
     """The job's thread: run the spec with a heartbeat, then record how it ended."""
     project = Project.open(path)
+    job_id = launch.job_id
     status, error, message = "done", None, ""
     beat = _Heartbeat(project, job_id)
     try:
         with beat:
-            message = _execute(project, job_id, spec, options, params, settings, factory, beat)
+            message = _execute(project, launch, beat)
     except Cancelled as exc:
         status, message = "cancelled", str(exc)
     except TreeSynthError as exc:
@@ -200,17 +206,9 @@ def _run(
         project.close()
 
 
-def _execute(
-    project: Project,
-    job_id: str,
-    spec: JobSpec[Any, Any],
-    options: Any,
-    params: dict[str, Any],
-    settings: BackendSettings,
-    factory: LLMFactory | None,
-    beat: _Heartbeat,
-) -> str:
+def _execute(project: Project, launch: _Launch, beat: _Heartbeat) -> str:
     """Run the spec (as one logged run when it needs an LLM) and return its summary line."""
+    spec, options, params, settings = launch.spec, launch.options, launch.params, launch.settings
     ctx = JobContext(
         project,
         featurizer=lambda space: featurizer(space, project),
@@ -237,8 +235,8 @@ def _execute(
         work,
         cancel=beat.cancel,
         max_calls=params.get("max_calls"),
-        llm_factory=factory,
-        on_start=lambda run_id: project.update_job(job_id, run_id=run_id),
+        llm_factory=launch.factory,
+        on_start=lambda run_id: project.update_job(launch.job_id, run_id=run_id),
     )
     return spec.summary(report, stats)
 
