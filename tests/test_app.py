@@ -66,8 +66,8 @@ def test_create_project_errors_are_shown(projects):
     assert any("task description is empty" in e.value for e in at.error)
 
 
-def test_backend_settings_keep_the_key_out_of_the_project(projects, monkeypatch):
-    monkeypatch.setenv("MY_KEY", "sk-secret-value-123456789")
+def openai_settings() -> AppTest:
+    """A new project's Project page with the OpenAI-compatible backend at a closed local port."""
     at = create_project(new_app())
     at.switch_page(PROJECT)
     run(at)
@@ -75,6 +75,12 @@ def test_backend_settings_keep_the_key_out_of_the_project(projects, monkeypatch)
     run(at)
     at.text_input(key="settings.base_url").input("http://127.0.0.1:9/v1")
     at.text_input(key="settings.model").input("my-model")
+    return at
+
+
+def test_backend_settings_keep_the_key_out_of_the_project(projects, monkeypatch):
+    monkeypatch.setenv("MY_KEY", "sk-secret-value-123456789")
+    at = openai_settings()
     at.text_input(key="settings.key_env").input("MY_KEY")
     run(at)
     assert "MY\\_KEY is set" in texts(at)
@@ -102,13 +108,7 @@ def test_prompt_profile_is_chosen_and_saved_per_project(projects):
 
 
 def test_test_connection_says_what_is_wrong(projects):
-    at = create_project(new_app())
-    at.switch_page(PROJECT)
-    run(at)
-    at.radio(key="settings.backend").set_value("openai")
-    run(at)
-    at.text_input(key="settings.base_url").input("http://127.0.0.1:9/v1")
-    at.text_input(key="settings.model").input("my-model")
+    at = openai_settings()
     at.button(key="settings.test").click()
     run(at)
     assert at.error and "Connection failed" in at.error[0].value
