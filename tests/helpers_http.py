@@ -414,3 +414,8 @@ def _main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(_main())
+
+
+def openai_flags(base_url: str, model: str) -> list[str]:
+    """The ``treesynth new`` flags that point a project at an OpenAI-compatible server."""
+    return ["--llm", "openai", "--base-url", base_url, "--model", model]

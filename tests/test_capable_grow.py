@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from tests.capable import capable_responder, load_capable
 from tests.fakes import ScriptedLLM
-from tests.helpers_http import FakeOpenAIServer
+from tests.helpers_http import FakeOpenAIServer, openai_flags
 from treesynth_core.cli.app import app
 from treesynth_core.generate.grow import GrowOptions, grow
 from treesynth_core.llm.recording import recording
@@ -139,12 +139,7 @@ def test_cli_grows_15_of_15_through_a_real_http_endpoint(tmp_path, paper):
             proj,
             "--task",
             "Grade-school math word problems",
-            "--llm",
-            "openai",
-            "--base-url",
-            server.base_url,
-            "--model",
-            "gpt-4o",
+            *openai_flags(server.base_url, "gpt-4o"),
         )
         flags = ["--paper", "--depth", "1"] if paper else []
         data = json.loads(invoke("grow", proj, *flags, "--json"))
@@ -167,12 +162,7 @@ def test_cli_shows_flags_and_a_persons_approval_clears_them(tmp_path):
             proj,
             "--task",
             "Math word problems",
-            "--llm",
-            "openai",
-            "--base-url",
-            server.base_url,
-            "--model",
-            "m",
+            *openai_flags(server.base_url, "m"),
         )
         out = invoke("grow", proj)
     assert "1 value is flagged for review" in out

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from tests.capable import capable_responder, load_capable
 from tests.fakes import ScriptedLLM
-from tests.helpers_http import FakeOpenAIServer
+from tests.helpers_http import FakeOpenAIServer, openai_flags
 from treesynth_core.cli.app import app
 from treesynth_core.data import routing as R
 from treesynth_core.data.pipeline import route_dataset
@@ -208,12 +208,7 @@ def test_cli_routes_every_reply_form_through_a_real_http_endpoint(tmp_path, monk
             proj,
             "--from-tree",
             GSM8K_TREE,
-            "--llm",
-            "openai",
-            "--base-url",
-            server.base_url,
-            "--model",
-            "gpt-4o",
+            *openai_flags(server.base_url, "gpt-4o"),
         )
         imported = json.loads(invoke("import", proj, data, "--set", "data", "--map", "instruction=question", "--json"))
         report = json.loads(invoke("route", proj, "--set", "data", "--router", "llm", "--concurrency", "1", "--json"))

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.fakes import ScriptedLLM
+from tests.helpers_http import openai_flags
 from treesynth_core.cli.app import app
 from treesynth_core.jobs import runs
 
@@ -258,12 +259,7 @@ def test_prices_give_a_cost_estimate(tmp_path, fake):
         proj,
         "--task",
         "Math word problems",
-        "--llm",
-        "openai",
-        "--model",
-        "fake-model",
-        "--base-url",
-        "http://127.0.0.1:1/v1",
+        *openai_flags("http://127.0.0.1:1/v1", "fake-model"),
     )
     invoke("grow", proj, "--depth", "1", "--pivots", "3", "-q")
     unknown = json.loads(invoke("stats", proj, "--json").stdout)

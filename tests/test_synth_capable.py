@@ -273,7 +273,7 @@ def test_cli_synth_over_http_retries_cut_off_replies(tmp_path, monkeypatch):
     """``treesynth synth`` against an OpenAI-compatible server that cuts replies off at the budget it
     is given: samples and responses are asked again with larger budgets; a response that never fits
     is not stored and the summary says so."""
-    from helpers_http import FakeOpenAIServer, RecordedRequest, Reply
+    from helpers_http import FakeOpenAIServer, RecordedRequest, Reply, openai_flags
 
     from treesynth_core.cli.app import app
 
@@ -321,12 +321,7 @@ def test_cli_synth_over_http_retries_cut_off_replies(tmp_path, monkeypatch):
                 str(proj),
                 "--from-tree",
                 str(tree_file),
-                "--llm",
-                "openai",
-                "--base-url",
-                server.base_url,
-                "--model",
-                "capable-model",
+                *openai_flags(server.base_url, "capable-model"),
             ],
         )
         assert created.exit_code == 0, created.output
