@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sqlite3
 
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 
 from tests.fakes import ScriptedLLM
 from treesynth_core.cli.app import app
+from treesynth_core.cli.common import BACKEND_OPTIONS, NO_BACKEND_OPTIONS, BackendOptions, backend_options
 from treesynth_core.jobs import runs
 
 runner = CliRunner()
@@ -290,3 +292,22 @@ def test_grow_paper_preset_runs_unattended_to_depth_4_and_explicit_flags_win(tmp
     assert data["expanded"] == 1 and data["proposed"] == data["children"]  # review wins over auto-approve
     result = invoke("grow", other, "--paper", "--max-values", "0", ok=False)
     assert result.exit_code == 1 and "max_values must be at least 1" in result.output
+
+
+def test_backend_options_are_declared_once_and_packed_into_one_value():
+    @backend_options
+    def command(directory: str, backend: BackendOptions = NO_BACKEND_OPTIONS, as_json: bool = False):
+        return backend
+
+    names = list(inspect.signature(command).parameters)
+    assert names == ["directory", *BACKEND_OPTIONS, "as_json"]
+    assert command("d") == BackendOptions()
+    packed = command("d", llm="openai", gguf="m.gguf", concurrency=2)
+    assert packed.overrides() == {
+        "backend": "openai",
+        "base_url": None,
+        "model": None,
+        "api_key_env": None,
+        "gguf_path": "m.gguf",
+        "concurrency": 2,
+    }

@@ -19,18 +19,14 @@ from ..llm.settings import merge_settings, settings_from_env
 from ..tree import model as T
 from ..tree.edits import resolve_node, run_edit
 from .common import (
+    NO_BACKEND_OPTIONS,
     STATE,
-    BaseUrlOpt,
-    ConcOpt,
+    BackendOptions,
     DirArg,
-    GgufOpt,
     GradTokensOpt,
     JsonOpt,
-    KeyEnvOpt,
-    LlmOpt,
-    ModelOpt,
     ProxyOpt,
-    backend_overrides,
+    backend_options,
     call_line,
     emit,
     err,
@@ -39,7 +35,6 @@ from .common import (
     open_project,
     out,
     progress_bar,
-    resolve_settings,
     run_with_llm,
 )
 from .coverage import register as register_coverage
@@ -79,6 +74,7 @@ def _root(
 
 @app.command()
 @handle_errors
+@backend_options
 def new(
     directory: DirArg,
     task: Annotated[str, typer.Option("--task", help="One line saying what data you want.")] = "",
@@ -86,21 +82,14 @@ def new(
     from_tree: Annotated[
         Path | None, typer.Option("--from-tree", help="Start from a tree JSON file (e.g. assets/trees/*.json).")
     ] = None,
-    llm: LlmOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: KeyEnvOpt = None,
-    gguf: GgufOpt = None,
-    concurrency: ConcOpt = None,
+    backend: BackendOptions = NO_BACKEND_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a project folder for a task (or from a tree file), with its backend settings."""
     from ..store import Project
     from ..tree.file import read_tree_file
 
-    settings = merge_settings(
-        None, settings_from_env(), backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency)
-    )
+    settings = merge_settings(None, settings_from_env(), backend.overrides())
     if from_tree is not None:
         tree = read_tree_file(from_tree)
         project = Project.create(directory, task=task or tree.task, style=style or tree.style, settings=settings)
@@ -125,6 +114,7 @@ def new(
 
 @app.command()
 @handle_errors
+@backend_options
 def grow(
     directory: DirArg,
     paper: Annotated[
@@ -183,12 +173,7 @@ def grow(
     max_calls: Annotated[
         int | None, typer.Option("--max-calls", help="Stop after this many LLM calls (cached replies are free).")
     ] = None,
-    llm: LlmOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: KeyEnvOpt = None,
-    gguf: GgufOpt = None,
-    concurrency: ConcOpt = None,
+    backend: BackendOptions = NO_BACKEND_OPTIONS,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -201,7 +186,7 @@ def grow(
     from ..generate.grow import GrowOptions, paper_options
 
     with open_project(directory) as project:
-        settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        settings = backend.resolve(project)
         tree = project.tree()
         only = tuple(resolve_node(tree, ref).id for ref in node or [])
         given: dict[str, Any] = {
@@ -542,6 +527,7 @@ def edit_history(
 
 @app.command()
 @handle_errors
+@backend_options
 def synth(
     directory: DirArg,
     per_leaf: Annotated[int, typer.Option("--per-leaf", help="Samples per approved leaf.")] = SynthOptions.per_leaf,
@@ -586,12 +572,7 @@ def synth(
     estimate: Annotated[
         bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens and cost.")
     ] = False,
-    llm: LlmOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: KeyEnvOpt = None,
-    gguf: GgufOpt = None,
-    concurrency: ConcOpt = None,
+    backend: BackendOptions = NO_BACKEND_OPTIONS,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -599,7 +580,7 @@ def synth(
     from ..generate.synth import SynthOptions, check_budget, plan_synthesis
 
     with open_project(directory) as project:
-        settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        settings = backend.resolve(project)
         tree = project.tree()
         leaf_ids = tuple(resolve_node(tree, ref).id for ref in node or [])
         try:
@@ -780,14 +761,10 @@ def load_tree(directory: DirArg, path: Annotated[Path, typer.Argument(help="The 
 
 @app.command()
 @handle_errors
+@backend_options
 def settings(
     directory: DirArg,
-    llm: LlmOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: KeyEnvOpt = None,
-    gguf: GgufOpt = None,
-    concurrency: ConcOpt = None,
+    backend: BackendOptions = NO_BACKEND_OPTIONS,
     price: Annotated[
         list[str] | None,
         typer.Option(
@@ -811,7 +788,7 @@ def settings(
     from ..coverage.features.proxy import gradient_settings, save_gradient_settings
     from ..llm.pricing import parse_price
 
-    overrides: dict[str, Any] = backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency)
+    overrides: dict[str, Any] = backend.overrides()
     with open_project(directory) as project:
         current = project.settings()
         if prompts is not None:
@@ -852,12 +829,6 @@ def demo(
         node=None,
         seed=0,
         max_calls=None,
-        llm=None,
-        base_url=None,
-        model=None,
-        api_key_env=None,
-        gguf=None,
-        concurrency=None,
         quiet=False,
         as_json=False,
     )
@@ -873,12 +844,6 @@ def demo(
         max_calls=None,
         max_cost=None,
         estimate=False,
-        llm=None,
-        base_url=None,
-        model=None,
-        api_key_env=None,
-        gguf=None,
-        concurrency=None,
         quiet=False,
         as_json=False,
     )

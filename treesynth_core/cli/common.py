@@ -3,7 +3,9 @@ JSON output, and running LLM work as one logged run."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import json
 import sys
 import threading
@@ -87,22 +89,72 @@ MaxCallsOpt = Annotated[
 ]
 
 
-def backend_overrides(
-    llm: str | None,
-    base_url: str | None,
-    model: str | None,
-    api_key_env: str | None,
-    gguf: str | None,
-    concurrency: int | None,
-) -> dict[str, Any]:
-    return {
-        "backend": llm,
-        "base_url": base_url,
-        "model": model,
-        "api_key_env": api_key_env,
-        "gguf_path": gguf,
-        "concurrency": concurrency,
-    }
+BACKEND_OPTIONS: dict[str, Any] = {
+    "llm": LlmOpt,
+    "base_url": BaseUrlOpt,
+    "model": ModelOpt,
+    "api_key_env": KeyEnvOpt,
+    "gguf": GgufOpt,
+    "concurrency": ConcOpt,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendOptions:
+    """The backend options an LLM command takes (``--llm`` ... ``--concurrency``), as given (None: not
+    given, so the project's setting or the environment's holds)."""
+
+    llm: str | None = None
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    gguf: str | None = None
+    concurrency: int | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        """These options as overrides of :class:`BackendSettings` fields."""
+        return {
+            "backend": self.llm,
+            "base_url": self.base_url,
+            "model": self.model,
+            "api_key_env": self.api_key_env,
+            "gguf_path": self.gguf,
+            "concurrency": self.concurrency,
+        }
+
+    def resolve(self, project: Any) -> BackendSettings:
+        """The project's settings, then the environment's, then these options."""
+        return resolve_settings(project, self.overrides())
+
+
+NO_BACKEND_OPTIONS = BackendOptions()
+
+
+def backend_options(fn: F) -> F:
+    """Give a command the backend options (``--llm`` ... ``--concurrency``, declared once in
+    :data:`BACKEND_OPTIONS`) in place of its ``backend`` parameter, which receives them packed in one
+    :class:`BackendOptions`. Called from Python, the command takes either."""
+    signature = inspect.signature(fn, eval_str=True)
+    params: list[inspect.Parameter] = []
+    for param in signature.parameters.values():
+        if param.name == "backend":
+            params += [
+                inspect.Parameter(name, param.kind, default=None, annotation=alias)
+                for name, alias in BACKEND_OPTIONS.items()
+            ]
+        else:
+            params.append(param)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name) for name in BACKEND_OPTIONS if name in kwargs}
+        if given:
+            kwargs["backend"] = BackendOptions(**given)
+        return fn(*args, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params} | {"return": signature.return_annotation}
+    return wrapper  # type: ignore[return-value]
 
 
 def handle_errors(fn: F) -> F:

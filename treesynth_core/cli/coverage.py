@@ -17,22 +17,18 @@ import typer
 from ..errors import TreeSynthError
 from ..jobs.specs import BaselineOptions, GapOptions, JobContext, run_baseline, run_fill_gaps
 from .common import (
-    BaseUrlOpt,
+    NO_BACKEND_OPTIONS,
+    BackendOptions,
     CallbackBar,
-    ConcOpt,
     DirArg,
     EmbedderOpt,
-    GgufOpt,
     GradTokensOpt,
     JsonOpt,
-    KeyEnvOpt,
-    LlmOpt,
     MaxCallsOpt,
-    ModelOpt,
     ProxyOpt,
     QuietOpt,
     SeedOpt,
-    backend_overrides,
+    backend_options,
     call_line,
     check_gradient_options,
     emit,
@@ -44,7 +40,6 @@ from .common import (
     no_featurizer,
     open_project,
     progress_bar,
-    resolve_settings,
     run_with_llm,
     space_name,
 )
@@ -234,6 +229,7 @@ def map_(
     )
 
 
+@backend_options
 def baseline_cmd(
     directory: DirArg,
     n: Annotated[int | None, typer.Option("--n", help="Samples to make (default: as many as the tree has).")] = None,
@@ -246,19 +242,14 @@ def baseline_cmd(
     responses: ResponsesOpt = None,
     seed: SeedOpt = 0,
     max_calls: MaxCallsOpt = None,
-    llm: LlmOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: KeyEnvOpt = None,
-    gguf: GgufOpt = None,
-    concurrency: ConcOpt = None,
+    backend: BackendOptions = NO_BACKEND_OPTIONS,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Synthesize the flat baseline: N samples from the task description alone (no tree), with the same
     generator, stored as a separate sample set to compare the tree against (treesynth score)."""
     with open_project(directory) as project:
-        settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        settings = backend.resolve(project)
         target = n if n is not None else sum(project.sample_counts().values())
         if target < 1:
             raise TreeSynthError("the tree has no samples to match: synthesize first, or pass --n N")
@@ -285,6 +276,7 @@ def baseline_cmd(
     )
 
 
+@backend_options
 def fill_gaps(
     directory: DirArg,
     rounds: Annotated[int, typer.Option("--rounds", help="Gap-filling rounds.")] = GapOptions.rounds,
@@ -297,12 +289,7 @@ def fill_gaps(
     grad_max_tokens: GradTokensOpt = None,
     seed: SeedOpt = 0,
     max_calls: MaxCallsOpt = None,
-    llm: LlmOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: KeyEnvOpt = None,
-    gguf: GgufOpt = None,
-    concurrency: ConcOpt = None,
+    backend: BackendOptions = NO_BACKEND_OPTIONS,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -316,7 +303,7 @@ def fill_gaps(
 
     check_gradient_options(gradients, proxy, grad_max_tokens)
     with open_project(directory) as project:
-        settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        settings = backend.resolve(project)
         featurizer = (
             load_gradient_featurizer(project, proxy, grad_max_tokens) if gradients else load_embedder(project, embedder)
         )

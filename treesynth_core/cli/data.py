@@ -27,22 +27,18 @@ from ..jobs.specs import (
     run_route,
 )
 from .common import (
-    BaseUrlOpt,
+    NO_BACKEND_OPTIONS,
+    BackendOptions,
     CallbackBar,
-    ConcOpt,
     DirArg,
     EmbedderOpt,
-    GgufOpt,
     GradTokensOpt,
     JsonOpt,
-    KeyEnvOpt,
-    LlmOpt,
     MaxCallsOpt,
-    ModelOpt,
     ProxyOpt,
     QuietOpt,
     SeedOpt,
-    backend_overrides,
+    backend_options,
     call_line,
     check_gradient_options,
     emit,
@@ -53,7 +49,6 @@ from .common import (
     no_featurizer,
     open_project,
     progress_bar,
-    resolve_settings,
     run_with_llm,
 )
 
@@ -230,6 +225,7 @@ def _route_text(report: RouteReport) -> str:
     return "\n".join(lines)
 
 
+@backend_options
 def route(
     directory: DirArg,
     sample_set: SetOpt = RouteOptions.sample_set,
@@ -253,12 +249,7 @@ def route(
     seed: SeedOpt = 0,
     embedder: EmbedderOpt = None,
     max_calls: MaxCallsOpt = None,
-    llm: LlmOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: KeyEnvOpt = None,
-    gguf: GgufOpt = None,
-    concurrency: ConcOpt = None,
+    backend: BackendOptions = NO_BACKEND_OPTIONS,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -273,7 +264,7 @@ def route(
                 f"no samples in the set {sample_set!r}; sets: {_sets_line(project)}. "
                 f"Import first: treesynth import {directory} FILE"
             )
-        resolved = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        resolved = backend.resolve(project)
         options = RouteOptions(
             sample_set=sample_set,
             router=router or default_router(resolved.backend),
@@ -343,6 +334,7 @@ def _balance_text(report: BalanceResult) -> str:
     return "\n".join(lines)
 
 
+@backend_options
 def balance(
     directory: DirArg,
     per_leaf: Annotated[int, typer.Option("--per-leaf", help="Target samples per leaf.", show_default=False)],
@@ -365,12 +357,7 @@ def balance(
     proxy: ProxyOpt = None,
     grad_max_tokens: GradTokensOpt = None,
     max_calls: MaxCallsOpt = None,
-    llm: LlmOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: KeyEnvOpt = None,
-    gguf: GgufOpt = None,
-    concurrency: ConcOpt = None,
+    backend: BackendOptions = NO_BACKEND_OPTIONS,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -379,7 +366,7 @@ def balance(
     synthesized). The source set is never changed. Export with: treesynth export DIR --set NAME."""
     check_gradient_options(score and gradients, proxy, grad_max_tokens)
     with open_project(directory) as project:
-        settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        settings = backend.resolve(project)
         embed = load_embedder(project, embedder) if score else None
         grads = load_gradient_featurizer(project, proxy, grad_max_tokens) if score and gradients else None
         options = BalanceOptions(
