@@ -3,6 +3,7 @@ JSON output, and running LLM work as one logged run."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import inspect
@@ -26,6 +27,7 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True)
 STATE = {"debug": False}
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
 
 EMBEDDED_NOTE = (
     "Using the embedded SmolLM2-135M model: everything runs offline, but a 135M model proposes weak "
@@ -283,3 +285,35 @@ def fmt_value(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def run_job(
+    project: Any,
+    command: str,
+    params: dict[str, Any],
+    settings: BackendSettings | None,
+    run: Callable[..., Coroutine[Any, Any, R]],
+    options: Any,
+    *,
+    description: str,
+    featurizer: Callable[[str], Any] = no_featurizer,
+    max_calls: int | None = None,
+    quiet: bool = False,
+    as_json: bool = False,
+    **run_args: Any,
+) -> tuple[R, dict[str, Any]]:
+    """Run a job's run function (``run(ctx, llm, options, **run_args)``) behind a progress bar (none
+    with --quiet or --json): as one logged LLM run of ``command``, or without an LLM where ``settings``
+    is None (no call stats then: ``{}``)."""
+    from ..jobs.specs import JobContext
+
+    concurrency = settings.concurrency if settings else JobContext.concurrency
+    with progress_bar(quiet or as_json) as bar:
+        progress = CallbackBar(bar, description)
+
+        async def work(llm: Any, cancel: threading.Event) -> R:
+            return await run(JobContext(project, featurizer, progress, cancel, concurrency), llm, options, **run_args)
+
+        if settings is None:
+            return asyncio.run(work(None, threading.Event())), {}
+        return run_with_llm(project, command, params, settings, work, max_calls=max_calls, quiet=as_json)

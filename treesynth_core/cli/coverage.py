@@ -8,14 +8,13 @@ Thin wrappers over :mod:`treesynth_core.coverage.report`, :mod:`~treesynth_core.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
 
 from ..errors import TreeSynthError
-from ..jobs.specs import BaselineOptions, GapOptions, JobContext, run_baseline, run_fill_gaps
+from ..jobs.specs import BaselineOptions, GapOptions, run_baseline, run_fill_gaps
 from .common import (
     NO_BACKEND_OPTIONS,
     BackendOptions,
@@ -37,10 +36,9 @@ from .common import (
     handle_errors,
     load_embedder,
     load_gradient_featurizer,
-    no_featurizer,
     open_project,
     progress_bar,
-    run_with_llm,
+    run_job,
     space_name,
 )
 
@@ -255,16 +253,18 @@ def baseline_cmd(
             raise TreeSynthError("the tree has no samples to match: synthesize first, or pass --n N")
         options = BaselineOptions(n=target, per_call=per_call, temperature=temperature, seed=seed, responses=responses)
         params = {"n": target, "per_call": per_call, "temperature": temperature, "seed": seed, "responses": responses}
-        with progress_bar(quiet or as_json) as bar:
-            progress = CallbackBar(bar, "Flat baseline")
-
-            async def work(model_: Any, cancel: threading.Event) -> Any:
-                ctx = JobContext(project, no_featurizer, progress, cancel, settings.concurrency)
-                return await run_baseline(ctx, model_, options)
-
-            report, stats = run_with_llm(
-                project, "baseline", params, settings, work, max_calls=max_calls, quiet=as_json
-            )
+        report, stats = run_job(
+            project,
+            "baseline",
+            params,
+            settings,
+            run_baseline,
+            options,
+            description="Flat baseline",
+            max_calls=max_calls,
+            quiet=quiet,
+            as_json=as_json,
+        )
     data = {**dataclasses.asdict(report), "short": report.short, "llm": stats}
     short = f" ({report.short} short: duplicates dropped or replies unusable)" if report.short else ""
     emit(
@@ -312,16 +312,19 @@ def fill_gaps(
             err.print(f"Gradient features: {estimate.text()}", highlight=False)
         options = GapOptions(rounds=rounds, per_round=per_round, seed=seed, space=space_name(gradients))
         params = {"rounds": rounds, "per_round": per_round, "seed": seed, "space": featurizer.name}
-        with progress_bar(quiet or as_json) as bar:
-            progress = CallbackBar(bar, "Filling gaps")
-
-            async def work(model_: Any, cancel: threading.Event) -> Any:
-                ctx = JobContext(project, no_featurizer, progress, cancel, settings.concurrency)
-                return await run_fill_gaps(ctx, model_, options, feats=featurizer)
-
-            report, stats = run_with_llm(
-                project, "fill-gaps", params, settings, work, max_calls=max_calls, quiet=as_json
-            )
+        report, stats = run_job(
+            project,
+            "fill-gaps",
+            params,
+            settings,
+            run_fill_gaps,
+            options,
+            description="Filling gaps",
+            max_calls=max_calls,
+            quiet=quiet,
+            as_json=as_json,
+            feats=featurizer,
+        )
     data = {**dataclasses.asdict(report), "llm": stats}
     if estimate is not None:
         data["gradient_estimate"] = dataclasses.asdict(estimate)

@@ -7,9 +7,7 @@ the ``treesynth`` app (:mod:`treesynth_core.cli.app` does).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import threading
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
@@ -29,7 +27,6 @@ from ..jobs.specs import (
 from .common import (
     NO_BACKEND_OPTIONS,
     BackendOptions,
-    CallbackBar,
     DirArg,
     EmbedderOpt,
     GradTokensOpt,
@@ -49,7 +46,7 @@ from .common import (
     no_featurizer,
     open_project,
     progress_bar,
-    run_with_llm,
+    run_job,
 )
 
 if TYPE_CHECKING:
@@ -275,25 +272,22 @@ def route(
         embed = load_embedder(project, embedder) if wants_embeddings else None
         settings = resolved if route_needs_llm(options) else None
         params = {"set": sample_set, "router": options.router, "agreement": agreement_n, "seed": seed}
-        with progress_bar(quiet or as_json) as bar:
-            progress = CallbackBar(bar, "Routing")
-
-            async def work(model_: Any, cancel: threading.Event) -> Any:
-                concurrency = settings.concurrency if settings else JobContext.concurrency
-                return await run_route(
-                    JobContext(project, loaded(embed), progress, cancel, concurrency), model_, options
-                )
-
-            stats: dict[str, Any] | None = None
-            if settings is not None:
-                report, stats = run_with_llm(
-                    project, "route", params, settings, work, max_calls=max_calls, quiet=as_json
-                )
-            else:
-                report = asyncio.run(work(None, threading.Event()))
+        report, stats = run_job(
+            project,
+            "route",
+            params,
+            settings,
+            run_route,
+            options,
+            description="Routing",
+            featurizer=loaded(embed),
+            max_calls=max_calls,
+            quiet=quiet,
+            as_json=as_json,
+        )
     emit(
         as_json,
-        {**dataclasses.asdict(report), "llm": stats},
+        {**dataclasses.asdict(report), "llm": stats or None},
         _route_text(report)
         + (f"\n{call_line(stats)}" if stats else "")
         + f"\nNext: treesynth balance {directory} --set {sample_set} --per-leaf N",
@@ -380,14 +374,19 @@ def balance(
             gradients=score and gradients,
         )
         params = {"set": sample_set, "into": into, "per_leaf": per_leaf, "seed": seed}
-        with progress_bar(quiet or as_json) as bar:
-            progress = CallbackBar(bar, "Balancing")
-
-            async def work(model_: Any, cancel: threading.Event) -> Any:
-                ctx = JobContext(project, loaded(embed, grads), progress, cancel, settings.concurrency)
-                return await run_balance(ctx, model_, options)
-
-            report, stats = run_with_llm(project, "balance", params, settings, work, max_calls=max_calls, quiet=as_json)
+        report, stats = run_job(
+            project,
+            "balance",
+            params,
+            settings,
+            run_balance,
+            options,
+            description="Balancing",
+            featurizer=loaded(embed, grads),
+            max_calls=max_calls,
+            quiet=quiet,
+            as_json=as_json,
+        )
     emit(
         as_json,
         {**dataclasses.asdict(report), "llm": stats},
