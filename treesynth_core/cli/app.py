@@ -20,19 +20,21 @@ from ..tree import model as T
 from ..tree.edits import resolve_node, run_edit
 from .common import (
     NO_BACKEND_OPTIONS,
+    NO_LLM_RUN_OPTIONS,
     STATE,
     BackendOptions,
     DirArg,
     GradTokensOpt,
     JsonOpt,
+    LlmRunOptions,
     ProxyOpt,
-    backend_options,
     call_line,
     emit,
     err,
     handle_errors,
     no_featurizer,
     open_project,
+    option_groups,
     out,
     progress_bar,
     run_with_llm,
@@ -74,7 +76,7 @@ def _root(
 
 @app.command()
 @handle_errors
-@backend_options
+@option_groups
 def new(
     directory: DirArg,
     task: Annotated[str, typer.Option("--task", help="One line saying what data you want.")] = "",
@@ -114,7 +116,7 @@ def new(
 
 @app.command()
 @handle_errors
-@backend_options
+@option_groups
 def grow(
     directory: DirArg,
     paper: Annotated[
@@ -170,11 +172,7 @@ def grow(
     seed: Annotated[
         int, typer.Option("--seed", help="Seed for all sampling (same seed, same tree, served from cache).")
     ] = 0,
-    max_calls: Annotated[
-        int | None, typer.Option("--max-calls", help="Stop after this many LLM calls (cached replies are free).")
-    ] = None,
-    backend: BackendOptions = NO_BACKEND_OPTIONS,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
     """Grow the tree: pivots -> one criterion -> complete the values -> proposed children.
@@ -186,7 +184,7 @@ def grow(
     from ..generate.grow import GrowOptions, paper_options
 
     with open_project(directory) as project:
-        settings = backend.resolve(project)
+        settings = llm_run.backend.resolve(project)
         tree = project.tree()
         only = tuple(resolve_node(tree, ref).id for ref in node or [])
         given: dict[str, Any] = {
@@ -219,7 +217,7 @@ def grow(
             from .common import load_embedder
 
             source = data_pivots(project, pivots_from, load_embedder(project, None), seed=seed)
-        with progress_bar(quiet or as_json) as bar:
+        with progress_bar(llm_run.quiet or as_json) as bar:
             task_id = bar.add_task("Growing", total=None, note="")
 
             def on_progress(done: int, total: int, note: str) -> None:
@@ -229,7 +227,9 @@ def grow(
                 ctx = JobContext(project, no_featurizer, on_progress, cancel, settings.concurrency)
                 return await run_grow(ctx, model_, options, pivot_source=source)
 
-            report, stats = run_with_llm(project, "grow", params, settings, work, max_calls=max_calls, quiet=as_json)
+            report, stats = run_with_llm(
+                project, "grow", params, settings, work, max_calls=llm_run.max_calls, quiet=as_json
+            )
         tree = project.tree()
         proposed = sum(1 for n in tree.nodes.values() if n.status == "proposed")
         data = {
@@ -527,7 +527,7 @@ def edit_history(
 
 @app.command()
 @handle_errors
-@backend_options
+@option_groups
 def synth(
     directory: DirArg,
     per_leaf: Annotated[int, typer.Option("--per-leaf", help="Samples per approved leaf.")] = SynthOptions.per_leaf,
@@ -761,7 +761,7 @@ def load_tree(directory: DirArg, path: Annotated[Path, typer.Argument(help="The 
 
 @app.command()
 @handle_errors
-@backend_options
+@option_groups
 def settings(
     directory: DirArg,
     backend: BackendOptions = NO_BACKEND_OPTIONS,
@@ -828,8 +828,6 @@ def demo(
         auto_approve=True,
         node=None,
         seed=0,
-        max_calls=None,
-        quiet=False,
         as_json=False,
     )
     synth(

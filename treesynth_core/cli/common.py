@@ -91,13 +91,20 @@ MaxCallsOpt = Annotated[
 ]
 
 
-BACKEND_OPTIONS: dict[str, Any] = {
-    "llm": LlmOpt,
-    "base_url": BaseUrlOpt,
-    "model": ModelOpt,
-    "api_key_env": KeyEnvOpt,
-    "gguf": GgufOpt,
-    "concurrency": ConcOpt,
+#: The backend options (``--llm`` ... ``--concurrency``): name -> (typer type, default).
+BACKEND_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "llm": (LlmOpt, None),
+    "base_url": (BaseUrlOpt, None),
+    "model": (ModelOpt, None),
+    "api_key_env": (KeyEnvOpt, None),
+    "gguf": (GgufOpt, None),
+    "concurrency": (ConcOpt, None),
+}
+#: The options of a command that runs LLM work as one logged run: its call limit, the backend, the bar.
+LLM_RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "max_calls": (MaxCallsOpt, None),
+    **BACKEND_OPTIONS,
+    "quiet": (QuietOpt, False),
 }
 
 
@@ -132,26 +139,53 @@ class BackendOptions:
 NO_BACKEND_OPTIONS = BackendOptions()
 
 
-def backend_options(fn: F) -> F:
-    """Give a command the backend options (``--llm`` ... ``--concurrency``, declared once in
-    :data:`BACKEND_OPTIONS`) in place of its ``backend`` parameter, which receives them packed in one
-    :class:`BackendOptions`. Called from Python, the command takes either."""
+@dataclasses.dataclass(frozen=True)
+class LlmRunOptions:
+    """:data:`LLM_RUN_OPTIONS` as given: ``--max-calls``, the backend options and ``--quiet``."""
+
+    max_calls: int | None = None
+    backend: BackendOptions = NO_BACKEND_OPTIONS
+    quiet: bool = False
+
+    @classmethod
+    def of(cls, given: dict[str, Any]) -> LlmRunOptions:
+        backend = {k: v for k, v in given.items() if k in BACKEND_OPTIONS}
+        return cls(max_calls=given.get("max_calls"), backend=BackendOptions(**backend), quiet=given.get("quiet", False))
+
+
+NO_LLM_RUN_OPTIONS = LlmRunOptions()
+
+#: The option groups a command's signature may name: parameter -> (its typer options, how they pack).
+OPTION_GROUPS: dict[str, tuple[dict[str, tuple[Any, Any]], Callable[[dict[str, Any]], Any]]] = {
+    "backend": (BACKEND_OPTIONS, lambda given: BackendOptions(**given)),
+    "llm_run": (LLM_RUN_OPTIONS, LlmRunOptions.of),
+}
+
+
+def option_groups(fn: F) -> F:
+    """Give a command the option groups its signature names (``backend: BackendOptions``, ``llm_run:
+    LlmRunOptions``), each declared once in :data:`OPTION_GROUPS`: the group's typer options stand in the
+    parameter's place (so --help lists them there), and the command receives them packed in one value.
+    Called from Python, the command takes either the packed value or the options."""
     signature = inspect.signature(fn, eval_str=True)
     params: list[inspect.Parameter] = []
     for param in signature.parameters.values():
-        if param.name == "backend":
+        if param.name in OPTION_GROUPS:
+            options, _ = OPTION_GROUPS[param.name]
             params += [
-                inspect.Parameter(name, param.kind, default=None, annotation=alias)
-                for name, alias in BACKEND_OPTIONS.items()
+                inspect.Parameter(name, param.kind, default=default, annotation=alias)
+                for name, (alias, default) in options.items()
             ]
         else:
             params.append(param)
+    groups = {name: OPTION_GROUPS[name] for name in signature.parameters if name in OPTION_GROUPS}
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        given = {name: kwargs.pop(name) for name in BACKEND_OPTIONS if name in kwargs}
-        if given:
-            kwargs["backend"] = BackendOptions(**given)
+        for group, (options, pack) in groups.items():
+            given = {name: kwargs.pop(name) for name in options if name in kwargs}
+            if given:
+                kwargs[group] = pack(given)
         return fn(*args, **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
@@ -296,10 +330,9 @@ def run_job(
     options: Any,
     *,
     description: str,
+    llm_run: LlmRunOptions,
+    as_json: bool,
     featurizer: Callable[[str], Any] = no_featurizer,
-    max_calls: int | None = None,
-    quiet: bool = False,
-    as_json: bool = False,
     **run_args: Any,
 ) -> tuple[R, dict[str, Any]]:
     """Run a job's run function (``run(ctx, llm, options, **run_args)``) behind a progress bar (none
@@ -308,7 +341,7 @@ def run_job(
     from ..jobs.specs import JobContext
 
     concurrency = settings.concurrency if settings else JobContext.concurrency
-    with progress_bar(quiet or as_json) as bar:
+    with progress_bar(llm_run.quiet or as_json) as bar:
         progress = CallbackBar(bar, description)
 
         async def work(llm: Any, cancel: threading.Event) -> R:
@@ -316,4 +349,4 @@ def run_job(
 
         if settings is None:
             return asyncio.run(work(None, threading.Event())), {}
-        return run_with_llm(project, command, params, settings, work, max_calls=max_calls, quiet=as_json)
+        return run_with_llm(project, command, params, settings, work, max_calls=llm_run.max_calls, quiet=as_json)

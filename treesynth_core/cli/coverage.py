@@ -16,18 +16,16 @@ import typer
 from ..errors import TreeSynthError
 from ..jobs.specs import BaselineOptions, GapOptions, run_baseline, run_fill_gaps
 from .common import (
-    NO_BACKEND_OPTIONS,
-    BackendOptions,
+    NO_LLM_RUN_OPTIONS,
     CallbackBar,
     DirArg,
     EmbedderOpt,
     GradTokensOpt,
     JsonOpt,
-    MaxCallsOpt,
+    LlmRunOptions,
     ProxyOpt,
     QuietOpt,
     SeedOpt,
-    backend_options,
     call_line,
     check_gradient_options,
     emit,
@@ -37,6 +35,7 @@ from .common import (
     load_embedder,
     load_gradient_featurizer,
     open_project,
+    option_groups,
     progress_bar,
     run_job,
     space_name,
@@ -227,7 +226,7 @@ def map_(
     )
 
 
-@backend_options
+@option_groups
 def baseline_cmd(
     directory: DirArg,
     n: Annotated[int | None, typer.Option("--n", help="Samples to make (default: as many as the tree has).")] = None,
@@ -239,15 +238,13 @@ def baseline_cmd(
     ] = BaselineOptions.temperature,
     responses: ResponsesOpt = None,
     seed: SeedOpt = 0,
-    max_calls: MaxCallsOpt = None,
-    backend: BackendOptions = NO_BACKEND_OPTIONS,
-    quiet: QuietOpt = False,
+    llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
     """Synthesize the flat baseline: N samples from the task description alone (no tree), with the same
     generator, stored as a separate sample set to compare the tree against (treesynth score)."""
     with open_project(directory) as project:
-        settings = backend.resolve(project)
+        settings = llm_run.backend.resolve(project)
         target = n if n is not None else sum(project.sample_counts().values())
         if target < 1:
             raise TreeSynthError("the tree has no samples to match: synthesize first, or pass --n N")
@@ -261,8 +258,7 @@ def baseline_cmd(
             run_baseline,
             options,
             description="Flat baseline",
-            max_calls=max_calls,
-            quiet=quiet,
+            llm_run=llm_run,
             as_json=as_json,
         )
     data = {**dataclasses.asdict(report), "short": report.short, "llm": stats}
@@ -276,7 +272,7 @@ def baseline_cmd(
     )
 
 
-@backend_options
+@option_groups
 def fill_gaps(
     directory: DirArg,
     rounds: Annotated[int, typer.Option("--rounds", help="Gap-filling rounds.")] = GapOptions.rounds,
@@ -288,9 +284,7 @@ def fill_gaps(
     proxy: ProxyOpt = None,
     grad_max_tokens: GradTokensOpt = None,
     seed: SeedOpt = 0,
-    max_calls: MaxCallsOpt = None,
-    backend: BackendOptions = NO_BACKEND_OPTIONS,
-    quiet: QuietOpt = False,
+    llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate candidates and keep those that land in sparse regions of the feature space (Prismatic
@@ -303,7 +297,7 @@ def fill_gaps(
 
     check_gradient_options(gradients, proxy, grad_max_tokens)
     with open_project(directory) as project:
-        settings = backend.resolve(project)
+        settings = llm_run.backend.resolve(project)
         featurizer = (
             load_gradient_featurizer(project, proxy, grad_max_tokens) if gradients else load_embedder(project, embedder)
         )
@@ -320,8 +314,7 @@ def fill_gaps(
             run_fill_gaps,
             options,
             description="Filling gaps",
-            max_calls=max_calls,
-            quiet=quiet,
+            llm_run=llm_run,
             as_json=as_json,
             feats=featurizer,
         )

@@ -25,17 +25,15 @@ from ..jobs.specs import (
     run_route,
 )
 from .common import (
-    NO_BACKEND_OPTIONS,
-    BackendOptions,
+    NO_LLM_RUN_OPTIONS,
     DirArg,
     EmbedderOpt,
     GradTokensOpt,
     JsonOpt,
-    MaxCallsOpt,
+    LlmRunOptions,
     ProxyOpt,
     QuietOpt,
     SeedOpt,
-    backend_options,
     call_line,
     check_gradient_options,
     emit,
@@ -45,6 +43,7 @@ from .common import (
     load_gradient_featurizer,
     no_featurizer,
     open_project,
+    option_groups,
     progress_bar,
     run_job,
 )
@@ -222,7 +221,7 @@ def _route_text(report: RouteReport) -> str:
     return "\n".join(lines)
 
 
-@backend_options
+@option_groups
 def route(
     directory: DirArg,
     sample_set: SetOpt = RouteOptions.sample_set,
@@ -245,9 +244,7 @@ def route(
     ] = 0,
     seed: SeedOpt = 0,
     embedder: EmbedderOpt = None,
-    max_calls: MaxCallsOpt = None,
-    backend: BackendOptions = NO_BACKEND_OPTIONS,
-    quiet: QuietOpt = False,
+    llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
     """Route every sample of an imported set to a leaf of the tree, one level at a time. Samples that fit
@@ -261,7 +258,7 @@ def route(
                 f"no samples in the set {sample_set!r}; sets: {_sets_line(project)}. "
                 f"Import first: treesynth import {directory} FILE"
             )
-        resolved = backend.resolve(project)
+        resolved = llm_run.backend.resolve(project)
         options = RouteOptions(
             sample_set=sample_set,
             router=router or default_router(resolved.backend),
@@ -281,8 +278,7 @@ def route(
             options,
             description="Routing",
             featurizer=loaded(embed),
-            max_calls=max_calls,
-            quiet=quiet,
+            llm_run=llm_run,
             as_json=as_json,
         )
     emit(
@@ -328,7 +324,7 @@ def _balance_text(report: BalanceResult) -> str:
     return "\n".join(lines)
 
 
-@backend_options
+@option_groups
 def balance(
     directory: DirArg,
     per_leaf: Annotated[int, typer.Option("--per-leaf", help="Target samples per leaf.", show_default=False)],
@@ -350,9 +346,7 @@ def balance(
     embedder: EmbedderOpt = None,
     proxy: ProxyOpt = None,
     grad_max_tokens: GradTokensOpt = None,
-    max_calls: MaxCallsOpt = None,
-    backend: BackendOptions = NO_BACKEND_OPTIONS,
-    quiet: QuietOpt = False,
+    llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
     """Rebalance a routed dataset into a new sample set: crowded leaves are downsampled (seeded), short
@@ -360,7 +354,7 @@ def balance(
     synthesized). The source set is never changed. Export with: treesynth export DIR --set NAME."""
     check_gradient_options(score and gradients, proxy, grad_max_tokens)
     with open_project(directory) as project:
-        settings = backend.resolve(project)
+        settings = llm_run.backend.resolve(project)
         embed = load_embedder(project, embedder) if score else None
         grads = load_gradient_featurizer(project, proxy, grad_max_tokens) if score and gradients else None
         options = BalanceOptions(
@@ -383,8 +377,7 @@ def balance(
             options,
             description="Balancing",
             featurizer=loaded(embed, grads),
-            max_calls=max_calls,
-            quiet=quiet,
+            llm_run=llm_run,
             as_json=as_json,
         )
     emit(
