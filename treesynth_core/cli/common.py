@@ -155,16 +155,50 @@ class LlmRunOptions:
 
 NO_LLM_RUN_OPTIONS = LlmRunOptions()
 
+#: The options that choose a command's featurizers: the embedder and the gradient proxy with its cut.
+FEATURE_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "embedder": (EmbedderOpt, None),
+    "proxy": (ProxyOpt, None),
+    "grad_max_tokens": (GradTokensOpt, None),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureOptions:
+    """:data:`FEATURE_OPTIONS` as given (None: the project's setting, else the embedded default)."""
+
+    embedder: str | None = None
+    proxy: str | None = None
+    grad_max_tokens: int | None = None
+
+    def check(self, gradients: bool) -> None:
+        """--proxy and --grad-max-tokens only make sense with gradient features."""
+        check_gradient_options(gradients, self.proxy, self.grad_max_tokens)
+
+    def embeddings(self, project: Any) -> Any:
+        return load_embedder(project, self.embedder)
+
+    def gradients(self, project: Any) -> Any:
+        return load_gradient_featurizer(project, self.proxy, self.grad_max_tokens)
+
+    def load(self, project: Any, gradients: bool) -> Any:
+        """The featurizer of the space a ``--gradients`` flag names."""
+        return self.gradients(project) if gradients else self.embeddings(project)
+
+
+NO_FEATURE_OPTIONS = FeatureOptions()
+
 #: The option groups a command's signature may name: parameter -> (its typer options, how they pack).
 OPTION_GROUPS: dict[str, tuple[dict[str, tuple[Any, Any]], Callable[[dict[str, Any]], Any]]] = {
     "backend": (BACKEND_OPTIONS, lambda given: BackendOptions(**given)),
     "llm_run": (LLM_RUN_OPTIONS, LlmRunOptions.of),
+    "features": (FEATURE_OPTIONS, lambda given: FeatureOptions(**given)),
 }
 
 
 def option_groups(fn: F) -> F:
     """Give a command the option groups its signature names (``backend: BackendOptions``, ``llm_run:
-    LlmRunOptions``), each declared once in :data:`OPTION_GROUPS`: the group's typer options stand in the
+    LlmRunOptions``, ``features: FeatureOptions``), each declared once in :data:`OPTION_GROUPS`: the group's typer options stand in the
     parameter's place (so --help lists them there), and the command receives them packed in one value.
     Called from Python, the command takes either the packed value or the options."""
     signature = inspect.signature(fn, eval_str=True)

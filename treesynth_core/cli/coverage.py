@@ -16,24 +16,20 @@ import typer
 from ..errors import TreeSynthError
 from ..jobs.specs import BaselineOptions, GapOptions, run_baseline, run_fill_gaps
 from .common import (
+    NO_FEATURE_OPTIONS,
     NO_LLM_RUN_OPTIONS,
     CallbackBar,
     DirArg,
-    EmbedderOpt,
-    GradTokensOpt,
+    FeatureOptions,
     JsonOpt,
     LlmRunOptions,
-    ProxyOpt,
     QuietOpt,
     SeedOpt,
     call_line,
-    check_gradient_options,
     emit,
     err,
     fmt_value,
     handle_errors,
-    load_embedder,
-    load_gradient_featurizer,
     open_project,
     option_groups,
     progress_bar,
@@ -132,6 +128,7 @@ def _score_text(report: dict[str, Any]) -> str:
 # -- commands ---------------------------------------------------------------------------------------
 
 
+@option_groups
 def score(
     directory: DirArg,
     gradients: GradientsOpt = False,
@@ -140,9 +137,7 @@ def score(
         int | None, typer.Option("--n", help="Score every set at this many samples (default: the smallest set's size).")
     ] = None,
     seed: SeedOpt = 0,
-    embedder: EmbedderOpt = None,
-    proxy: ProxyOpt = None,
-    grad_max_tokens: GradTokensOpt = None,
+    features: FeatureOptions = NO_FEATURE_OPTIONS,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -150,11 +145,11 @@ def score(
     cosine, distinct-n, per leaf and per subtree, and diversity against n."""
     from ..coverage.report import coverage_report
 
-    check_gradient_options(gradients, proxy, grad_max_tokens)
+    features.check(gradients)
     with open_project(directory) as project:
         include = _baseline_wanted(project, baseline)
-        embed = load_embedder(project, embedder)
-        grads = load_gradient_featurizer(project, proxy, grad_max_tokens) if gradients else None
+        embed = features.embeddings(project)
+        grads = features.gradients(project) if gradients else None
         with progress_bar(quiet or as_json) as bar:
             report = coverage_report(
                 project,
@@ -168,6 +163,7 @@ def score(
     emit(as_json, report, _score_text(report))
 
 
+@option_groups
 def map_(
     directory: DirArg,
     out_file: Annotated[Path, typer.Option("--out", help="Output file: .html (interactive, offline) or .png.")] = (
@@ -181,9 +177,7 @@ def map_(
     seed: SeedOpt = 0,
     n_neighbors: Annotated[int, typer.Option("--n-neighbors", help="UMAP neighbourhood size.")] = 15,
     min_dist: Annotated[float, typer.Option("--min-dist", help="UMAP minimum distance.")] = 0.1,
-    embedder: EmbedderOpt = None,
-    proxy: ProxyOpt = None,
-    grad_max_tokens: GradTokensOpt = None,
+    features: FeatureOptions = NO_FEATURE_OPTIONS,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -193,16 +187,14 @@ def map_(
     from ..coverage.maps import map_points, write_map
     from ..store.samples import BASELINE_SET
 
-    check_gradient_options(gradients, proxy, grad_max_tokens)
+    features.check(gradients)
     with open_project(directory) as project:
         samples = project.samples()
         if not samples:
             raise TreeSynthError(f"the project {directory} has no samples yet: run treesynth synth {directory}")
         if _baseline_wanted(project, baseline):
             samples += project.samples(sample_set=BASELINE_SET)
-        featurizer = (
-            load_gradient_featurizer(project, proxy, grad_max_tokens) if gradients else load_embedder(project, embedder)
-        )
+        featurizer = features.load(project, gradients)
         with progress_bar(quiet or as_json) as bar:
             progress = CallbackBar(bar, "Map")
             X = ensure_features(project, samples, featurizer, progress=progress)
@@ -280,9 +272,7 @@ def fill_gaps(
         int, typer.Option("--per-round", help="Candidate samples generated per round.")
     ] = GapOptions.per_round,
     gradients: SpaceOpt = True,
-    embedder: EmbedderOpt = None,
-    proxy: ProxyOpt = None,
-    grad_max_tokens: GradTokensOpt = None,
+    features: FeatureOptions = NO_FEATURE_OPTIONS,
     seed: SeedOpt = 0,
     llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
@@ -295,13 +285,11 @@ def fill_gaps(
     except ImportError as exc:
         raise TreeSynthError(f"gap filling is not available in this install ({exc})") from None
 
-    check_gradient_options(gradients, proxy, grad_max_tokens)
+    features.check(gradients)
     with open_project(directory) as project:
         settings = llm_run.backend.resolve(project)
-        featurizer = (
-            load_gradient_featurizer(project, proxy, grad_max_tokens) if gradients else load_embedder(project, embedder)
-        )
-        estimate = _gap_estimate(project, featurizer, rounds * per_round, proxy, grad_max_tokens) if gradients else None
+        featurizer = features.load(project, gradients)
+        estimate = _gap_estimate(project, featurizer, rounds * per_round, features) if gradients else None
         if estimate is not None and not as_json:
             err.print(f"Gradient features: {estimate.text()}", highlight=False)
         options = GapOptions(rounds=rounds, per_round=per_round, seed=seed, space=space_name(gradients))
@@ -330,12 +318,12 @@ def fill_gaps(
     )
 
 
-def _gap_estimate(project: Any, featurizer: Any, candidates: int, proxy: str | None, max_tokens: int | None) -> Any:
+def _gap_estimate(project: Any, featurizer: Any, candidates: int, features: FeatureOptions) -> Any:
     """The gradient-time estimate of fill-gaps; without a record of this proxy in the project, a few
     of the pool's samples are featurized (and stored) first to measure it."""
     from ..coverage.features.proxy import gradient_estimate, gradient_settings, measure, missing_features, timings
 
-    grads = gradient_settings(project, proxy=proxy, max_tokens=max_tokens)
+    grads = gradient_settings(project, proxy=features.proxy, max_tokens=features.grad_max_tokens)
     if not timings(project, featurizer.name):
         missing = missing_features(project, featurizer.name)
         err.print(f"Measuring gradient features ({featurizer.name}) on a few samples...", highlight=False)

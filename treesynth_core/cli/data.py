@@ -25,22 +25,20 @@ from ..jobs.specs import (
     run_route,
 )
 from .common import (
+    NO_FEATURE_OPTIONS,
     NO_LLM_RUN_OPTIONS,
     DirArg,
     EmbedderOpt,
-    GradTokensOpt,
+    FeatureOptions,
     JsonOpt,
     LlmRunOptions,
-    ProxyOpt,
     QuietOpt,
     SeedOpt,
     call_line,
-    check_gradient_options,
     emit,
     fmt_value,
     handle_errors,
     load_embedder,
-    load_gradient_featurizer,
     no_featurizer,
     open_project,
     option_groups,
@@ -343,20 +341,18 @@ def balance(
         bool, typer.Option("--gradients", help="Also G-Vendi (gradient features of the project's proxy; slow on CPU).")
     ] = False,
     seed: SeedOpt = 0,
-    embedder: EmbedderOpt = None,
-    proxy: ProxyOpt = None,
-    grad_max_tokens: GradTokensOpt = None,
+    features: FeatureOptions = NO_FEATURE_OPTIONS,
     llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
     """Rebalance a routed dataset into a new sample set: crowded leaves are downsampled (seeded), short
     approved leaves get the shortfall synthesized in the leaf; every row keeps its provenance (original or
     synthesized). The source set is never changed. Export with: treesynth export DIR --set NAME."""
-    check_gradient_options(score and gradients, proxy, grad_max_tokens)
+    features.check(score and gradients)
     with open_project(directory) as project:
         settings = llm_run.backend.resolve(project)
-        embed = load_embedder(project, embedder) if score else None
-        grads = load_gradient_featurizer(project, proxy, grad_max_tokens) if score and gradients else None
+        embed = features.embeddings(project) if score else None
+        grads = features.gradients(project) if score and gradients else None
         options = BalanceOptions(
             sample_set=sample_set,
             per_leaf=per_leaf,
