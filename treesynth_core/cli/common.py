@@ -10,7 +10,7 @@ import inspect
 import json
 import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -244,6 +244,15 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def register_commands(app: typer.Typer, commands: Mapping[str, Callable[..., Any]]) -> None:
+    """Add ``commands`` (name -> function) to ``app`` with :func:`handle_errors`, skipping the names it
+    already has (so registering twice is a no-op)."""
+    present = {command.name for command in app.registered_commands}
+    for name, fn in commands.items():
+        if name not in present:
+            app.command(name)(handle_errors(fn))
 
 
 def open_project(directory: Path) -> Any:

@@ -8,8 +8,9 @@ Thin wrappers over :mod:`treesynth_core.coverage.report`, :mod:`~treesynth_core.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 
@@ -29,10 +30,10 @@ from .common import (
     emit,
     err,
     fmt_value,
-    handle_errors,
     open_project,
     option_groups,
     progress_bar,
+    register_commands,
     run_job,
     space_name,
 )
@@ -331,12 +332,14 @@ def _gap_estimate(project: Any, featurizer: Any, candidates: int, features: Feat
     return gradient_estimate(project, grads, candidates=candidates)
 
 
-COMMANDS = {"score": score, "map": map_, "baseline": baseline_cmd, "fill-gaps": fill_gaps}
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "score": score,
+    "map": map_,
+    "baseline": baseline_cmd,
+    "fill-gaps": fill_gaps,
+}
 
 
 def register(app: typer.Typer) -> None:
     """Add ``score``, ``map``, ``baseline`` and ``fill-gaps`` to ``app`` (once; calling again is a no-op)."""
-    present = {command.name for command in app.registered_commands}
-    for name, fn in COMMANDS.items():
-        if name not in present:
-            app.command(name)(handle_errors(cast(Any, fn)))
+    register_commands(app, COMMANDS)

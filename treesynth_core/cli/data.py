@@ -8,7 +8,8 @@ the ``treesynth`` app (:mod:`treesynth_core.cli.app` does).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -37,12 +38,12 @@ from .common import (
     call_line,
     emit,
     fmt_value,
-    handle_errors,
     load_embedder,
     no_featurizer,
     open_project,
     option_groups,
     progress_bar,
+    register_commands,
     run_job,
 )
 
@@ -384,12 +385,9 @@ def balance(
     )
 
 
-COMMANDS = {"import": import_cmd, "sets": sets, "route": route, "balance": balance}
+COMMANDS: dict[str, Callable[..., Any]] = {"import": import_cmd, "sets": sets, "route": route, "balance": balance}
 
 
 def register(app: typer.Typer) -> None:
     """Add ``import``, ``sets``, ``route`` and ``balance`` to ``app`` (once; calling again is a no-op)."""
-    present = {command.name for command in app.registered_commands}
-    for name, fn in COMMANDS.items():
-        if name not in present:
-            app.command(name)(handle_errors(cast(Any, fn)))
+    register_commands(app, COMMANDS)
