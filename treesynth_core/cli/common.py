@@ -27,7 +27,6 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True)
 STATE = {"debug": False}
 F = TypeVar("F", bound=Callable[..., Any])
-R = TypeVar("R")
 
 EMBEDDED_NOTE = (
     "Using the embedded SmolLM2-135M model: everything runs offline, but a 135M model proposes weak "
@@ -366,30 +365,32 @@ def fmt_value(value: Any, digits: int = 3) -> str:
 
 def run_job(
     project: Any,
-    command: str,
+    kind: str,
+    options: Any,
     params: dict[str, Any],
     settings: BackendSettings | None,
-    run: Callable[..., Coroutine[Any, Any, R]],
-    options: Any,
-    *,
-    description: str,
     llm_run: LlmRunOptions,
     as_json: bool,
+    *,
+    description: str,
     featurizer: Callable[[str], Any] = no_featurizer,
     **run_args: Any,
-) -> tuple[R, dict[str, Any]]:
-    """Run a job's run function (``run(ctx, llm, options, **run_args)``) behind a progress bar (none
-    with --quiet or --json): as one logged LLM run of ``command``, or without an LLM where ``settings``
-    is None (no call stats then: ``{}``)."""
-    from ..jobs.specs import JobContext
+) -> tuple[Any, dict[str, Any]]:
+    """Run the job ``kind``'s run function (``run(ctx, llm, options, **run_args)``) behind a progress bar
+    (none with --quiet or --json): as one logged LLM run, or without an LLM where ``settings`` is None (no
+    call stats then: ``{}``)."""
+    from ..jobs.specs import JobContext, job_spec
+
+    run = job_spec(kind).run
 
     concurrency = settings.concurrency if settings else JobContext.concurrency
     with progress_bar(llm_run.quiet or as_json) as bar:
         progress = CallbackBar(bar, description)
 
-        async def work(llm: Any, cancel: threading.Event) -> R:
-            return await run(JobContext(project, featurizer, progress, cancel, concurrency), llm, options, **run_args)
+        async def work(llm: Any, cancel: threading.Event) -> Any:
+            ctx = JobContext(project, featurizer, progress, cancel, concurrency)
+            return await run(ctx, llm, options, **run_args)
 
         if settings is None:
             return asyncio.run(work(None, threading.Event())), {}
-        return run_with_llm(project, command, params, settings, work, max_calls=llm_run.max_calls, quiet=as_json)
+        return run_with_llm(project, kind, params, settings, work, max_calls=llm_run.max_calls, quiet=as_json)

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import TreeSynthError
-from ..jobs.specs import BaselineOptions, GapOptions, run_baseline, run_fill_gaps
+from ..jobs.specs import BaselineOptions, GapOptions
 from .common import (
     NO_FEATURE_OPTIONS,
     NO_LLM_RUN_OPTIONS,
@@ -244,15 +244,7 @@ def baseline_cmd(
         options = BaselineOptions(n=target, per_call=per_call, temperature=temperature, seed=seed, responses=responses)
         params = {"n": target, "per_call": per_call, "temperature": temperature, "seed": seed, "responses": responses}
         report, stats = run_job(
-            project,
-            "baseline",
-            params,
-            settings,
-            run_baseline,
-            options,
-            description="Flat baseline",
-            llm_run=llm_run,
-            as_json=as_json,
+            project, "baseline", options, params, settings, llm_run, as_json, description="Flat baseline"
         )
     data = {**dataclasses.asdict(report), "short": report.short, "llm": stats}
     short = f" ({report.short} short: duplicates dropped or replies unusable)" if report.short else ""
@@ -298,13 +290,12 @@ def fill_gaps(
         report, stats = run_job(
             project,
             "fill-gaps",
+            options,
             params,
             settings,
-            run_fill_gaps,
-            options,
+            llm_run,
+            as_json,
             description="Filling gaps",
-            llm_run=llm_run,
-            as_json=as_json,
             feats=featurizer,
         )
     data = {**dataclasses.asdict(report), "llm": stats}

@@ -22,8 +22,6 @@ from ..jobs.specs import (
     RouteOptions,
     import_dataset,
     route_needs_llm,
-    run_balance,
-    run_route,
 )
 from .common import (
     NO_FEATURE_OPTIONS,
@@ -271,14 +269,13 @@ def route(
         report, stats = run_job(
             project,
             "route",
+            options,
             params,
             settings,
-            run_route,
-            options,
+            llm_run,
+            as_json,
             description="Routing",
             featurizer=loaded(embed),
-            llm_run=llm_run,
-            as_json=as_json,
         )
     emit(
         as_json,
@@ -368,14 +365,13 @@ def balance(
         report, stats = run_job(
             project,
             "balance",
+            options,
             params,
             settings,
-            run_balance,
-            options,
+            llm_run,
+            as_json,
             description="Balancing",
             featurizer=loaded(embed, grads),
-            llm_run=llm_run,
-            as_json=as_json,
         )
     emit(
         as_json,
