@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,7 +13,6 @@ from rich.tree import Tree as RichTree
 from .. import __version__
 from ..errors import TreeSynthError
 from ..generate.synth import SynthOptions
-from ..jobs.specs import JobContext, run_grow, run_synth
 from ..llm.settings import merge_settings, settings_from_env
 from ..tree import model as T
 from ..tree.edits import resolve_node, run_edit
@@ -32,12 +30,10 @@ from .common import (
     emit,
     err,
     handle_errors,
-    no_featurizer,
     open_project,
     option_groups,
     out,
-    progress_bar,
-    run_with_llm,
+    run_job,
 )
 from .coverage import register as register_coverage
 from .data import register as register_data
@@ -217,19 +213,18 @@ def grow(
             from .common import load_embedder
 
             source = data_pivots(project, pivots_from, load_embedder(project, None), seed=seed)
-        with progress_bar(llm_run.quiet or as_json) as bar:
-            task_id = bar.add_task("Growing", total=None, note="")
-
-            def on_progress(done: int, total: int, note: str) -> None:
-                bar.update(task_id, completed=done, total=total, note=note[:60])
-
-            async def work(model_: Any, cancel: threading.Event) -> Any:
-                ctx = JobContext(project, no_featurizer, on_progress, cancel, settings.concurrency)
-                return await run_grow(ctx, model_, options, pivot_source=source)
-
-            report, stats = run_with_llm(
-                project, "grow", params, settings, work, max_calls=llm_run.max_calls, quiet=as_json
-            )
+        report, stats = run_job(
+            project,
+            "grow",
+            options,
+            params,
+            settings,
+            llm_run,
+            as_json,
+            description="Growing",
+            eager=True,
+            pivot_source=source,
+        )
         tree = project.tree()
         proposed = sum(1 for n in tree.nodes.values() if n.status == "proposed")
         data = {
@@ -632,18 +627,21 @@ def synth(
             "sampled_scale": sampled_scale,
             "max_tokens": max_tokens,
         }
-        with progress_bar(quiet or as_json) as bar:
-            todo = sum(1 for leaf in plan.leaves if leaf.need)
-            task_id = bar.add_task("Synthesizing leaves", total=todo, note="")
-
-            def on_progress(done: int, total: int, note: str) -> None:
-                bar.update(task_id, completed=done, total=total, note=note)
-
-            async def work(model_: Any, cancel: threading.Event) -> Any:
-                ctx = JobContext(project, no_featurizer, on_progress, cancel, settings.concurrency)
-                return await run_synth(ctx, model_, options, plan=plan)
-
-            report, stats = run_with_llm(project, "synth", params, settings, work, max_calls=max_calls, quiet=as_json)
+        todo = sum(1 for leaf in plan.leaves if leaf.need)
+        llm_run = LlmRunOptions(max_calls=max_calls, backend=backend, quiet=quiet)
+        report, stats = run_job(
+            project,
+            "synth",
+            options,
+            params,
+            settings,
+            llm_run,
+            as_json,
+            description="Synthesizing leaves",
+            eager=True,
+            total=todo,
+            plan=plan,
+        )
         total = sum(project.sample_counts().values())
         data = {
             "leaves": report.leaves,
@@ -818,35 +816,11 @@ def demo(
 
     if not (directory / "treesynth.db").exists():
         Project.create(directory, task="Grade-school math word problems", style="GSM8K-style word problems").close()
-    grow(
-        directory,
-        paper=False,
-        depth=2,
-        max_values=6,
-        coverage_rounds=3,
-        pivots=6,
-        auto_approve=True,
-        node=None,
-        seed=0,
-        as_json=False,
-    )
-    synth(
-        directory,
-        per_leaf=3,
-        per_call=3,
-        responses=False,
-        sampled_scale=SynthOptions.sampled_scale,
-        max_tokens=SynthOptions.max_tokens,
-        node=None,
-        seed=0,
-        max_calls=None,
-        max_cost=None,
-        estimate=False,
-        quiet=False,
-        as_json=False,
-    )
-    export(directory, fmt="jsonl", out_path=directory / "dataset.jsonl", as_json=False)
-    show(directory, as_json=False, pivots=False)
+    # every other option at its default: one place says what a default is
+    grow(directory, depth=2, max_values=6, coverage_rounds=3, pivots=6, auto_approve=True)
+    synth(directory, per_leaf=3, per_call=3)
+    export(directory, out_path=directory / "dataset.jsonl")
+    show(directory)
 
 
 register_coverage(app)

@@ -10,7 +10,7 @@ import inspect
 import json
 import sys
 import threading
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -264,24 +264,6 @@ def resolve_settings(project: Any, overrides: dict[str, Any]) -> BackendSettings
     return merge_settings(project.settings(), settings_from_env(), overrides)
 
 
-def run_with_llm(
-    project: Any,
-    command: str,
-    params: dict[str, Any],
-    settings: BackendSettings,
-    work: Callable[[Any, threading.Event], Coroutine[Any, Any, Any]],
-    *,
-    max_calls: int | None = None,
-    quiet: bool = False,
-) -> tuple[Any, dict[str, Any]]:
-    """Run LLM work as one logged run, after saying so when the weak embedded model is in use."""
-    from ..jobs.runs import run_llm_work
-
-    if settings.backend == "embedded" and not quiet:
-        err.print(EMBEDDED_NOTE, style="yellow", highlight=False)
-    return run_llm_work(project, command, params, settings, work, max_calls=max_calls)
-
-
 def progress_bar(quiet: bool) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
@@ -343,11 +325,12 @@ def check_gradient_options(gradients: bool, proxy: str | None, max_tokens: int |
 
 
 class CallbackBar:
-    """A progress bar driven by ``(done, total, note)`` callbacks."""
+    """A progress bar driven by ``(done, total, note)`` callbacks; shown on the first report (nothing to
+    compute, no bar), or at once (``eager``, with ``total`` if known)."""
 
-    def __init__(self, bar: Any, description: str) -> None:
+    def __init__(self, bar: Any, description: str, *, eager: bool = False, total: int | None = None) -> None:
         self.bar, self.description = bar, description
-        self.task: Any = None  # shown on the first report: nothing to compute, no bar
+        self.task: Any = bar.add_task(description, total=total, note="") if eager else None
 
     def __call__(self, done: int, total: int, note: str = "") -> None:
         if self.task is None:
@@ -373,19 +356,23 @@ def run_job(
     as_json: bool,
     *,
     description: str,
+    eager: bool = False,
+    total: int | None = None,
     featurizer: Callable[[str], Any] = no_featurizer,
     **run_args: Any,
 ) -> tuple[Any, dict[str, Any]]:
     """Run the job ``kind``'s run function (``run(ctx, llm, options, **run_args)``) behind a progress bar
-    (none with --quiet or --json): as one logged LLM run, or without an LLM where ``settings`` is None (no
-    call stats then: ``{}``)."""
+    (none with --quiet or --json; see :class:`CallbackBar`): as one logged LLM run, after saying so when
+    the weak embedded model is in use, or without an LLM where ``settings`` is None (no call stats then:
+    ``{}``)."""
+    from ..jobs.runs import run_llm_work
     from ..jobs.specs import JobContext, job_spec
 
     run = job_spec(kind).run
 
     concurrency = settings.concurrency if settings else JobContext.concurrency
     with progress_bar(llm_run.quiet or as_json) as bar:
-        progress = CallbackBar(bar, description)
+        progress = CallbackBar(bar, description, eager=eager, total=total)
 
         async def work(llm: Any, cancel: threading.Event) -> Any:
             ctx = JobContext(project, featurizer, progress, cancel, concurrency)
@@ -393,4 +380,6 @@ def run_job(
 
         if settings is None:
             return asyncio.run(work(None, threading.Event())), {}
-        return run_with_llm(project, kind, params, settings, work, max_calls=llm_run.max_calls, quiet=as_json)
+        if settings.backend == "embedded" and not as_json:
+            err.print(EMBEDDED_NOTE, style="yellow", highlight=False)
+        return run_llm_work(project, kind, params, settings, work, max_calls=llm_run.max_calls)
