@@ -85,6 +85,7 @@ SeedOpt = Annotated[
     typer.Option("--seed", help="Seed of every sampled choice: subsamples, layouts, routing (same seed, same result)."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+PerCallOpt = Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")]
 MaxCallsOpt = Annotated[
     int | None, typer.Option("--max-calls", help="Stop after this many LLM calls (cached replies are free).")
 ]

@@ -24,6 +24,7 @@ from .common import (
     FeatureOptions,
     JsonOpt,
     LlmRunOptions,
+    PerCallOpt,
     QuietOpt,
     SeedOpt,
     call_line,
@@ -223,9 +224,7 @@ def map_(
 def baseline_cmd(
     directory: DirArg,
     n: Annotated[int | None, typer.Option("--n", help="Samples to make (default: as many as the tree has).")] = None,
-    per_call: Annotated[
-        int, typer.Option("--per-call", help="Samples asked for in one LLM call.")
-    ] = BaselineOptions.per_call,
+    per_call: PerCallOpt = BaselineOptions.per_call,
     temperature: Annotated[
         float, typer.Option("--temperature", help="Sampling temperature (the paper's Temp baseline samples hot).")
     ] = BaselineOptions.temperature,

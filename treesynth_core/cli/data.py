@@ -31,6 +31,7 @@ from .common import (
     FeatureOptions,
     JsonOpt,
     LlmRunOptions,
+    PerCallOpt,
     QuietOpt,
     SeedOpt,
     call_line,
@@ -328,9 +329,7 @@ def balance(
     into: Annotated[
         str, typer.Option("--into", help="Name of the new, balanced sample set.")
     ] = BalanceOptions.target_set,
-    per_call: Annotated[
-        int, typer.Option("--per-call", help="Samples asked for in one LLM call.")
-    ] = BalanceOptions.per_call,
+    per_call: PerCallOpt = BalanceOptions.per_call,
     responses: Annotated[bool, typer.Option("--responses", help="Also answer each synthesized instruction.")] = False,
     score: Annotated[
         bool, typer.Option("--score/--no-score", help="Score before and after at equal n (Vendi over embeddings).")
