@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sqlite3
 
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 from tests.fakes import ScriptedLLM
 from tests.helpers_http import openai_flags
 from treesynth_core.cli.app import app
+from treesynth_core.cli.common import BACKEND_OPTIONS, NO_LLM_RUN_OPTIONS, LlmRunOptions, option_groups
 from treesynth_core.jobs import runs
 
 runner = CliRunner()
@@ -286,3 +288,23 @@ def test_grow_paper_preset_runs_unattended_to_depth_4_and_explicit_flags_win(tmp
     assert data["expanded"] == 1 and data["proposed"] == data["children"]  # review wins over auto-approve
     result = invoke("grow", other, "--paper", "--max-values", "0", ok=False)
     assert result.exit_code == 1 and "max_values must be at least 1" in result.output
+
+
+def test_option_groups_are_declared_once_and_packed_into_one_value():
+    @option_groups
+    def command(directory: str, llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS, as_json: bool = False):
+        return llm_run
+
+    names = list(inspect.signature(command).parameters)
+    assert names == ["directory", "max_calls", *BACKEND_OPTIONS, "quiet", "as_json"]
+    assert command("d") == LlmRunOptions()
+    packed = command("d", llm="openai", gguf="m.gguf", concurrency=2, quiet=True)
+    assert packed.quiet and packed.max_calls is None
+    assert packed.backend.overrides() == {
+        "backend": "openai",
+        "base_url": None,
+        "model": None,
+        "api_key_env": None,
+        "gguf_path": "m.gguf",
+        "concurrency": 2,
+    }

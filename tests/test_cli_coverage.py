@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from tests.fakes import HashEmbedder, ScriptedLLM
 from tests.helpers_png import png_size
 from tests.trees import split_root
+from treesynth_core.cli import common as cli_common
 from treesynth_core.cli import coverage as cli_coverage
 from treesynth_core.cli.app import app
 from treesynth_core.coverage import maps
@@ -46,7 +47,7 @@ def fake(monkeypatch):
 @pytest.fixture
 def fake_embedder(monkeypatch):
     embedder = HashEmbedder(dim=32)
-    monkeypatch.setattr(cli_coverage, "load_embedder", lambda project, spec: embedder)
+    monkeypatch.setattr(cli_common, "load_embedder", lambda project, spec: embedder)
     return embedder
 
 
@@ -163,7 +164,7 @@ def test_score_with_gradients(tmp_path, fake, fake_embedder, monkeypatch):
     proj = synthesized(tmp_path)
     invoke("baseline", proj, "--n", "5", "-q")
     grads = FakeGradients()
-    monkeypatch.setattr(cli_coverage, "load_gradient_featurizer", lambda project, proxy=None, max_tokens=None: grads)
+    monkeypatch.setattr(cli_common, "load_gradient_featurizer", lambda project, proxy=None, max_tokens=None: grads)
     report = json.loads(invoke("score", proj, "--gradients", "--json").stdout)
     assert report["n"] == 5 and report["gradients"] == "grad:fake:8:0"
     assert report["sets"]["tree"]["g_vendi"] > 1 and "g_vendi" in report["gain"]

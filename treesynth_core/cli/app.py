@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,33 +13,27 @@ from rich.tree import Tree as RichTree
 from .. import __version__
 from ..errors import TreeSynthError
 from ..generate.synth import SynthOptions
-from ..jobs.specs import JobContext, run_grow, run_synth
 from ..llm.settings import merge_settings, settings_from_env
 from ..tree import model as T
 from ..tree.edits import resolve_node, run_edit
 from .common import (
+    NO_BACKEND_OPTIONS,
+    NO_LLM_RUN_OPTIONS,
     STATE,
-    BaseUrlOpt,
-    ConcOpt,
+    BackendOptions,
     DirArg,
-    GgufOpt,
     GradTokensOpt,
     JsonOpt,
-    KeyEnvOpt,
-    LlmOpt,
-    ModelOpt,
+    LlmRunOptions,
     ProxyOpt,
-    backend_overrides,
     call_line,
     emit,
     err,
     handle_errors,
-    no_featurizer,
     open_project,
+    option_groups,
     out,
-    progress_bar,
-    resolve_settings,
-    run_with_llm,
+    run_job,
 )
 from .coverage import register as register_coverage
 from .data import register as register_data
@@ -79,6 +72,7 @@ def _root(
 
 @app.command()
 @handle_errors
+@option_groups
 def new(
     directory: DirArg,
     task: Annotated[str, typer.Option("--task", help="One line saying what data you want.")] = "",
@@ -86,21 +80,14 @@ def new(
     from_tree: Annotated[
         Path | None, typer.Option("--from-tree", help="Start from a tree JSON file (e.g. assets/trees/*.json).")
     ] = None,
-    llm: LlmOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: KeyEnvOpt = None,
-    gguf: GgufOpt = None,
-    concurrency: ConcOpt = None,
+    backend: BackendOptions = NO_BACKEND_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a project folder for a task (or from a tree file), with its backend settings."""
     from ..store import Project
     from ..tree.file import read_tree_file
 
-    settings = merge_settings(
-        None, settings_from_env(), backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency)
-    )
+    settings = merge_settings(None, settings_from_env(), backend.overrides())
     if from_tree is not None:
         tree = read_tree_file(from_tree)
         project = Project.create(directory, task=task or tree.task, style=style or tree.style, settings=settings)
@@ -125,6 +112,7 @@ def new(
 
 @app.command()
 @handle_errors
+@option_groups
 def grow(
     directory: DirArg,
     paper: Annotated[
@@ -180,16 +168,7 @@ def grow(
     seed: Annotated[
         int, typer.Option("--seed", help="Seed for all sampling (same seed, same tree, served from cache).")
     ] = 0,
-    max_calls: Annotated[
-        int | None, typer.Option("--max-calls", help="Stop after this many LLM calls (cached replies are free).")
-    ] = None,
-    llm: LlmOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: KeyEnvOpt = None,
-    gguf: GgufOpt = None,
-    concurrency: ConcOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
     """Grow the tree: pivots -> one criterion -> complete the values -> proposed children.
@@ -201,7 +180,7 @@ def grow(
     from ..generate.grow import GrowOptions, paper_options
 
     with open_project(directory) as project:
-        settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        settings = llm_run.backend.resolve(project)
         tree = project.tree()
         only = tuple(resolve_node(tree, ref).id for ref in node or [])
         given: dict[str, Any] = {
@@ -234,17 +213,18 @@ def grow(
             from .common import load_embedder
 
             source = data_pivots(project, pivots_from, load_embedder(project, None), seed=seed)
-        with progress_bar(quiet or as_json) as bar:
-            task_id = bar.add_task("Growing", total=None, note="")
-
-            def on_progress(done: int, total: int, note: str) -> None:
-                bar.update(task_id, completed=done, total=total, note=note[:60])
-
-            async def work(model_: Any, cancel: threading.Event) -> Any:
-                ctx = JobContext(project, no_featurizer, on_progress, cancel, settings.concurrency)
-                return await run_grow(ctx, model_, options, pivot_source=source)
-
-            report, stats = run_with_llm(project, "grow", params, settings, work, max_calls=max_calls, quiet=as_json)
+        report, stats = run_job(
+            project,
+            "grow",
+            options,
+            params,
+            settings,
+            llm_run,
+            as_json,
+            description="Growing",
+            eager=True,
+            pivot_source=source,
+        )
         tree = project.tree()
         proposed = sum(1 for n in tree.nodes.values() if n.status == "proposed")
         data = {
@@ -542,6 +522,7 @@ def edit_history(
 
 @app.command()
 @handle_errors
+@option_groups
 def synth(
     directory: DirArg,
     per_leaf: Annotated[int, typer.Option("--per-leaf", help="Samples per approved leaf.")] = SynthOptions.per_leaf,
@@ -586,12 +567,7 @@ def synth(
     estimate: Annotated[
         bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens and cost.")
     ] = False,
-    llm: LlmOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: KeyEnvOpt = None,
-    gguf: GgufOpt = None,
-    concurrency: ConcOpt = None,
+    backend: BackendOptions = NO_BACKEND_OPTIONS,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -599,7 +575,7 @@ def synth(
     from ..generate.synth import SynthOptions, check_budget, plan_synthesis
 
     with open_project(directory) as project:
-        settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        settings = backend.resolve(project)
         tree = project.tree()
         leaf_ids = tuple(resolve_node(tree, ref).id for ref in node or [])
         try:
@@ -651,18 +627,21 @@ def synth(
             "sampled_scale": sampled_scale,
             "max_tokens": max_tokens,
         }
-        with progress_bar(quiet or as_json) as bar:
-            todo = sum(1 for leaf in plan.leaves if leaf.need)
-            task_id = bar.add_task("Synthesizing leaves", total=todo, note="")
-
-            def on_progress(done: int, total: int, note: str) -> None:
-                bar.update(task_id, completed=done, total=total, note=note)
-
-            async def work(model_: Any, cancel: threading.Event) -> Any:
-                ctx = JobContext(project, no_featurizer, on_progress, cancel, settings.concurrency)
-                return await run_synth(ctx, model_, options, plan=plan)
-
-            report, stats = run_with_llm(project, "synth", params, settings, work, max_calls=max_calls, quiet=as_json)
+        todo = sum(1 for leaf in plan.leaves if leaf.need)
+        llm_run = LlmRunOptions(max_calls=max_calls, backend=backend, quiet=quiet)
+        report, stats = run_job(
+            project,
+            "synth",
+            options,
+            params,
+            settings,
+            llm_run,
+            as_json,
+            description="Synthesizing leaves",
+            eager=True,
+            total=todo,
+            plan=plan,
+        )
         total = sum(project.sample_counts().values())
         data = {
             "leaves": report.leaves,
@@ -780,14 +759,10 @@ def load_tree(directory: DirArg, path: Annotated[Path, typer.Argument(help="The 
 
 @app.command()
 @handle_errors
+@option_groups
 def settings(
     directory: DirArg,
-    llm: LlmOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: KeyEnvOpt = None,
-    gguf: GgufOpt = None,
-    concurrency: ConcOpt = None,
+    backend: BackendOptions = NO_BACKEND_OPTIONS,
     price: Annotated[
         list[str] | None,
         typer.Option(
@@ -811,7 +786,7 @@ def settings(
     from ..coverage.features.proxy import gradient_settings, save_gradient_settings
     from ..llm.pricing import parse_price
 
-    overrides: dict[str, Any] = backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency)
+    overrides: dict[str, Any] = backend.overrides()
     with open_project(directory) as project:
         current = project.settings()
         if prompts is not None:
@@ -841,49 +816,11 @@ def demo(
 
     if not (directory / "treesynth.db").exists():
         Project.create(directory, task="Grade-school math word problems", style="GSM8K-style word problems").close()
-    grow(
-        directory,
-        paper=False,
-        depth=2,
-        max_values=6,
-        coverage_rounds=3,
-        pivots=6,
-        auto_approve=True,
-        node=None,
-        seed=0,
-        max_calls=None,
-        llm=None,
-        base_url=None,
-        model=None,
-        api_key_env=None,
-        gguf=None,
-        concurrency=None,
-        quiet=False,
-        as_json=False,
-    )
-    synth(
-        directory,
-        per_leaf=3,
-        per_call=3,
-        responses=False,
-        sampled_scale=SynthOptions.sampled_scale,
-        max_tokens=SynthOptions.max_tokens,
-        node=None,
-        seed=0,
-        max_calls=None,
-        max_cost=None,
-        estimate=False,
-        llm=None,
-        base_url=None,
-        model=None,
-        api_key_env=None,
-        gguf=None,
-        concurrency=None,
-        quiet=False,
-        as_json=False,
-    )
-    export(directory, fmt="jsonl", out_path=directory / "dataset.jsonl", as_json=False)
-    show(directory, as_json=False, pivots=False)
+    # every other option at its default: one place says what a default is
+    grow(directory, depth=2, max_values=6, coverage_rounds=3, pivots=6, auto_approve=True)
+    synth(directory, per_leaf=3, per_call=3)
+    export(directory, out_path=directory / "dataset.jsonl")
+    show(directory)
 
 
 register_coverage(app)

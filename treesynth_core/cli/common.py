@@ -3,11 +3,14 @@ JSON output, and running LLM work as one logged run."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import functools
+import inspect
 import json
 import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -82,27 +85,146 @@ SeedOpt = Annotated[
     typer.Option("--seed", help="Seed of every sampled choice: subsamples, layouts, routing (same seed, same result)."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+PerCallOpt = Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")]
 MaxCallsOpt = Annotated[
     int | None, typer.Option("--max-calls", help="Stop after this many LLM calls (cached replies are free).")
 ]
 
 
-def backend_overrides(
-    llm: str | None,
-    base_url: str | None,
-    model: str | None,
-    api_key_env: str | None,
-    gguf: str | None,
-    concurrency: int | None,
-) -> dict[str, Any]:
-    return {
-        "backend": llm,
-        "base_url": base_url,
-        "model": model,
-        "api_key_env": api_key_env,
-        "gguf_path": gguf,
-        "concurrency": concurrency,
-    }
+#: The backend options (``--llm`` ... ``--concurrency``): name -> (typer type, default).
+BACKEND_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "llm": (LlmOpt, None),
+    "base_url": (BaseUrlOpt, None),
+    "model": (ModelOpt, None),
+    "api_key_env": (KeyEnvOpt, None),
+    "gguf": (GgufOpt, None),
+    "concurrency": (ConcOpt, None),
+}
+#: The options of a command that runs LLM work as one logged run: its call limit, the backend, the bar.
+LLM_RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "max_calls": (MaxCallsOpt, None),
+    **BACKEND_OPTIONS,
+    "quiet": (QuietOpt, False),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendOptions:
+    """The backend options an LLM command takes (``--llm`` ... ``--concurrency``), as given (None: not
+    given, so the project's setting or the environment's holds)."""
+
+    llm: str | None = None
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    gguf: str | None = None
+    concurrency: int | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        """These options as overrides of :class:`BackendSettings` fields."""
+        return {
+            "backend": self.llm,
+            "base_url": self.base_url,
+            "model": self.model,
+            "api_key_env": self.api_key_env,
+            "gguf_path": self.gguf,
+            "concurrency": self.concurrency,
+        }
+
+    def resolve(self, project: Any) -> BackendSettings:
+        """The project's settings, then the environment's, then these options."""
+        return resolve_settings(project, self.overrides())
+
+
+NO_BACKEND_OPTIONS = BackendOptions()
+
+
+@dataclasses.dataclass(frozen=True)
+class LlmRunOptions:
+    """:data:`LLM_RUN_OPTIONS` as given: ``--max-calls``, the backend options and ``--quiet``."""
+
+    max_calls: int | None = None
+    backend: BackendOptions = NO_BACKEND_OPTIONS
+    quiet: bool = False
+
+    @classmethod
+    def of(cls, given: dict[str, Any]) -> LlmRunOptions:
+        backend = {k: v for k, v in given.items() if k in BACKEND_OPTIONS}
+        return cls(max_calls=given.get("max_calls"), backend=BackendOptions(**backend), quiet=given.get("quiet", False))
+
+
+NO_LLM_RUN_OPTIONS = LlmRunOptions()
+
+#: The options that choose a command's featurizers: the embedder and the gradient proxy with its cut.
+FEATURE_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "embedder": (EmbedderOpt, None),
+    "proxy": (ProxyOpt, None),
+    "grad_max_tokens": (GradTokensOpt, None),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureOptions:
+    """:data:`FEATURE_OPTIONS` as given (None: the project's setting, else the embedded default)."""
+
+    embedder: str | None = None
+    proxy: str | None = None
+    grad_max_tokens: int | None = None
+
+    def check(self, gradients: bool) -> None:
+        """--proxy and --grad-max-tokens only make sense with gradient features."""
+        check_gradient_options(gradients, self.proxy, self.grad_max_tokens)
+
+    def embeddings(self, project: Any) -> Any:
+        return load_embedder(project, self.embedder)
+
+    def gradients(self, project: Any) -> Any:
+        return load_gradient_featurizer(project, self.proxy, self.grad_max_tokens)
+
+    def load(self, project: Any, gradients: bool) -> Any:
+        """The featurizer of the space a ``--gradients`` flag names."""
+        return self.gradients(project) if gradients else self.embeddings(project)
+
+
+NO_FEATURE_OPTIONS = FeatureOptions()
+
+#: The option groups a command's signature may name: parameter -> (its typer options, how they pack).
+OPTION_GROUPS: dict[str, tuple[dict[str, tuple[Any, Any]], Callable[[dict[str, Any]], Any]]] = {
+    "backend": (BACKEND_OPTIONS, lambda given: BackendOptions(**given)),
+    "llm_run": (LLM_RUN_OPTIONS, LlmRunOptions.of),
+    "features": (FEATURE_OPTIONS, lambda given: FeatureOptions(**given)),
+}
+
+
+def option_groups(fn: F) -> F:
+    """Give a command the option groups its signature names (``backend: BackendOptions``, ``llm_run:
+    LlmRunOptions``, ``features: FeatureOptions``), each declared once in :data:`OPTION_GROUPS`: the group's typer options stand in the
+    parameter's place (so --help lists them there), and the command receives them packed in one value.
+    Called from Python, the command takes either the packed value or the options."""
+    signature = inspect.signature(fn, eval_str=True)
+    params: list[inspect.Parameter] = []
+    for param in signature.parameters.values():
+        if param.name in OPTION_GROUPS:
+            options, _ = OPTION_GROUPS[param.name]
+            params += [
+                inspect.Parameter(name, param.kind, default=default, annotation=alias)
+                for name, (alias, default) in options.items()
+            ]
+        else:
+            params.append(param)
+    groups = {name: OPTION_GROUPS[name] for name in signature.parameters if name in OPTION_GROUPS}
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for group, (options, pack) in groups.items():
+            given = {name: kwargs.pop(name) for name in options if name in kwargs}
+            if given:
+                kwargs[group] = pack(given)
+        return fn(*args, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params} | {"return": signature.return_annotation}
+    return wrapper  # type: ignore[return-value]
 
 
 def handle_errors(fn: F) -> F:
@@ -124,6 +246,15 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def register_commands(app: typer.Typer, commands: Mapping[str, Callable[..., Any]]) -> None:
+    """Add ``commands`` (name -> function) to ``app`` with :func:`handle_errors`, skipping the names it
+    already has (so registering twice is a no-op)."""
+    present = {command.name for command in app.registered_commands}
+    for name, fn in commands.items():
+        if name not in present:
+            app.command(name)(handle_errors(fn))
+
+
 def open_project(directory: Path) -> Any:
     from ..store import Project
 
@@ -132,24 +263,6 @@ def open_project(directory: Path) -> Any:
 
 def resolve_settings(project: Any, overrides: dict[str, Any]) -> BackendSettings:
     return merge_settings(project.settings(), settings_from_env(), overrides)
-
-
-def run_with_llm(
-    project: Any,
-    command: str,
-    params: dict[str, Any],
-    settings: BackendSettings,
-    work: Callable[[Any, threading.Event], Coroutine[Any, Any, Any]],
-    *,
-    max_calls: int | None = None,
-    quiet: bool = False,
-) -> tuple[Any, dict[str, Any]]:
-    """Run LLM work as one logged run, after saying so when the weak embedded model is in use."""
-    from ..jobs.runs import run_llm_work
-
-    if settings.backend == "embedded" and not quiet:
-        err.print(EMBEDDED_NOTE, style="yellow", highlight=False)
-    return run_llm_work(project, command, params, settings, work, max_calls=max_calls)
 
 
 def progress_bar(quiet: bool) -> Progress:
@@ -213,11 +326,12 @@ def check_gradient_options(gradients: bool, proxy: str | None, max_tokens: int |
 
 
 class CallbackBar:
-    """A progress bar driven by ``(done, total, note)`` callbacks."""
+    """A progress bar driven by ``(done, total, note)`` callbacks; shown on the first report (nothing to
+    compute, no bar), or at once (``eager``, with ``total`` if known)."""
 
-    def __init__(self, bar: Any, description: str) -> None:
+    def __init__(self, bar: Any, description: str, *, eager: bool = False, total: int | None = None) -> None:
         self.bar, self.description = bar, description
-        self.task: Any = None  # shown on the first report: nothing to compute, no bar
+        self.task: Any = bar.add_task(description, total=total, note="") if eager else None
 
     def __call__(self, done: int, total: int, note: str = "") -> None:
         if self.task is None:
@@ -231,3 +345,42 @@ def fmt_value(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def run_job(
+    project: Any,
+    kind: str,
+    options: Any,
+    params: dict[str, Any],
+    settings: BackendSettings | None,
+    llm_run: LlmRunOptions,
+    as_json: bool,
+    *,
+    description: str,
+    eager: bool = False,
+    total: int | None = None,
+    featurizer: Callable[[str], Any] = no_featurizer,
+    **run_args: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """Run the job ``kind``'s run function (``run(ctx, llm, options, **run_args)``) behind a progress bar
+    (none with --quiet or --json; see :class:`CallbackBar`): as one logged LLM run, after saying so when
+    the weak embedded model is in use, or without an LLM where ``settings`` is None (no call stats then:
+    ``{}``)."""
+    from ..jobs.runs import run_llm_work
+    from ..jobs.specs import JobContext, job_spec
+
+    run = job_spec(kind).run
+
+    concurrency = settings.concurrency if settings else JobContext.concurrency
+    with progress_bar(llm_run.quiet or as_json) as bar:
+        progress = CallbackBar(bar, description, eager=eager, total=total)
+
+        async def work(llm: Any, cancel: threading.Event) -> Any:
+            ctx = JobContext(project, featurizer, progress, cancel, concurrency)
+            return await run(ctx, llm, options, **run_args)
+
+        if settings is None:
+            return asyncio.run(work(None, threading.Event())), {}
+        if settings.backend == "embedded" and not as_json:
+            err.print(EMBEDDED_NOTE, style="yellow", highlight=False)
+        return run_llm_work(project, kind, params, settings, work, max_calls=llm_run.max_calls)

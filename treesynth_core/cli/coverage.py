@@ -8,44 +8,34 @@ Thin wrappers over :mod:`treesynth_core.coverage.report`, :mod:`~treesynth_core.
 from __future__ import annotations
 
 import dataclasses
-import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 
 from ..errors import TreeSynthError
-from ..jobs.specs import BaselineOptions, GapOptions, JobContext, run_baseline, run_fill_gaps
+from ..jobs.specs import BaselineOptions, GapOptions
 from .common import (
-    BaseUrlOpt,
+    NO_FEATURE_OPTIONS,
+    NO_LLM_RUN_OPTIONS,
     CallbackBar,
-    ConcOpt,
     DirArg,
-    EmbedderOpt,
-    GgufOpt,
-    GradTokensOpt,
+    FeatureOptions,
     JsonOpt,
-    KeyEnvOpt,
-    LlmOpt,
-    MaxCallsOpt,
-    ModelOpt,
-    ProxyOpt,
+    LlmRunOptions,
+    PerCallOpt,
     QuietOpt,
     SeedOpt,
-    backend_overrides,
     call_line,
-    check_gradient_options,
     emit,
     err,
     fmt_value,
-    handle_errors,
-    load_embedder,
-    load_gradient_featurizer,
-    no_featurizer,
     open_project,
+    option_groups,
     progress_bar,
-    resolve_settings,
-    run_with_llm,
+    register_commands,
+    run_job,
     space_name,
 )
 
@@ -140,6 +130,7 @@ def _score_text(report: dict[str, Any]) -> str:
 # -- commands ---------------------------------------------------------------------------------------
 
 
+@option_groups
 def score(
     directory: DirArg,
     gradients: GradientsOpt = False,
@@ -148,9 +139,7 @@ def score(
         int | None, typer.Option("--n", help="Score every set at this many samples (default: the smallest set's size).")
     ] = None,
     seed: SeedOpt = 0,
-    embedder: EmbedderOpt = None,
-    proxy: ProxyOpt = None,
-    grad_max_tokens: GradTokensOpt = None,
+    features: FeatureOptions = NO_FEATURE_OPTIONS,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -158,11 +147,11 @@ def score(
     cosine, distinct-n, per leaf and per subtree, and diversity against n."""
     from ..coverage.report import coverage_report
 
-    check_gradient_options(gradients, proxy, grad_max_tokens)
+    features.check(gradients)
     with open_project(directory) as project:
         include = _baseline_wanted(project, baseline)
-        embed = load_embedder(project, embedder)
-        grads = load_gradient_featurizer(project, proxy, grad_max_tokens) if gradients else None
+        embed = features.embeddings(project)
+        grads = features.gradients(project) if gradients else None
         with progress_bar(quiet or as_json) as bar:
             report = coverage_report(
                 project,
@@ -176,6 +165,7 @@ def score(
     emit(as_json, report, _score_text(report))
 
 
+@option_groups
 def map_(
     directory: DirArg,
     out_file: Annotated[Path, typer.Option("--out", help="Output file: .html (interactive, offline) or .png.")] = (
@@ -189,9 +179,7 @@ def map_(
     seed: SeedOpt = 0,
     n_neighbors: Annotated[int, typer.Option("--n-neighbors", help="UMAP neighbourhood size.")] = 15,
     min_dist: Annotated[float, typer.Option("--min-dist", help="UMAP minimum distance.")] = 0.1,
-    embedder: EmbedderOpt = None,
-    proxy: ProxyOpt = None,
-    grad_max_tokens: GradTokensOpt = None,
+    features: FeatureOptions = NO_FEATURE_OPTIONS,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -201,16 +189,14 @@ def map_(
     from ..coverage.maps import map_points, write_map
     from ..store.samples import BASELINE_SET
 
-    check_gradient_options(gradients, proxy, grad_max_tokens)
+    features.check(gradients)
     with open_project(directory) as project:
         samples = project.samples()
         if not samples:
             raise TreeSynthError(f"the project {directory} has no samples yet: run treesynth synth {directory}")
         if _baseline_wanted(project, baseline):
             samples += project.samples(sample_set=BASELINE_SET)
-        featurizer = (
-            load_gradient_featurizer(project, proxy, grad_max_tokens) if gradients else load_embedder(project, embedder)
-        )
+        featurizer = features.load(project, gradients)
         with progress_bar(quiet or as_json) as bar:
             progress = CallbackBar(bar, "Map")
             X = ensure_features(project, samples, featurizer, progress=progress)
@@ -234,46 +220,31 @@ def map_(
     )
 
 
+@option_groups
 def baseline_cmd(
     directory: DirArg,
     n: Annotated[int | None, typer.Option("--n", help="Samples to make (default: as many as the tree has).")] = None,
-    per_call: Annotated[
-        int, typer.Option("--per-call", help="Samples asked for in one LLM call.")
-    ] = BaselineOptions.per_call,
+    per_call: PerCallOpt = BaselineOptions.per_call,
     temperature: Annotated[
         float, typer.Option("--temperature", help="Sampling temperature (the paper's Temp baseline samples hot).")
     ] = BaselineOptions.temperature,
     responses: ResponsesOpt = None,
     seed: SeedOpt = 0,
-    max_calls: MaxCallsOpt = None,
-    llm: LlmOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: KeyEnvOpt = None,
-    gguf: GgufOpt = None,
-    concurrency: ConcOpt = None,
-    quiet: QuietOpt = False,
+    llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
     """Synthesize the flat baseline: N samples from the task description alone (no tree), with the same
     generator, stored as a separate sample set to compare the tree against (treesynth score)."""
     with open_project(directory) as project:
-        settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        settings = llm_run.backend.resolve(project)
         target = n if n is not None else sum(project.sample_counts().values())
         if target < 1:
             raise TreeSynthError("the tree has no samples to match: synthesize first, or pass --n N")
         options = BaselineOptions(n=target, per_call=per_call, temperature=temperature, seed=seed, responses=responses)
         params = {"n": target, "per_call": per_call, "temperature": temperature, "seed": seed, "responses": responses}
-        with progress_bar(quiet or as_json) as bar:
-            progress = CallbackBar(bar, "Flat baseline")
-
-            async def work(model_: Any, cancel: threading.Event) -> Any:
-                ctx = JobContext(project, no_featurizer, progress, cancel, settings.concurrency)
-                return await run_baseline(ctx, model_, options)
-
-            report, stats = run_with_llm(
-                project, "baseline", params, settings, work, max_calls=max_calls, quiet=as_json
-            )
+        report, stats = run_job(
+            project, "baseline", options, params, settings, llm_run, as_json, description="Flat baseline"
+        )
     data = {**dataclasses.asdict(report), "short": report.short, "llm": stats}
     short = f" ({report.short} short: duplicates dropped or replies unusable)" if report.short else ""
     emit(
@@ -285,6 +256,7 @@ def baseline_cmd(
     )
 
 
+@option_groups
 def fill_gaps(
     directory: DirArg,
     rounds: Annotated[int, typer.Option("--rounds", help="Gap-filling rounds.")] = GapOptions.rounds,
@@ -292,18 +264,9 @@ def fill_gaps(
         int, typer.Option("--per-round", help="Candidate samples generated per round.")
     ] = GapOptions.per_round,
     gradients: SpaceOpt = True,
-    embedder: EmbedderOpt = None,
-    proxy: ProxyOpt = None,
-    grad_max_tokens: GradTokensOpt = None,
+    features: FeatureOptions = NO_FEATURE_OPTIONS,
     seed: SeedOpt = 0,
-    max_calls: MaxCallsOpt = None,
-    llm: LlmOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: KeyEnvOpt = None,
-    gguf: GgufOpt = None,
-    concurrency: ConcOpt = None,
-    quiet: QuietOpt = False,
+    llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate candidates and keep those that land in sparse regions of the feature space (Prismatic
@@ -314,27 +277,26 @@ def fill_gaps(
     except ImportError as exc:
         raise TreeSynthError(f"gap filling is not available in this install ({exc})") from None
 
-    check_gradient_options(gradients, proxy, grad_max_tokens)
+    features.check(gradients)
     with open_project(directory) as project:
-        settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
-        featurizer = (
-            load_gradient_featurizer(project, proxy, grad_max_tokens) if gradients else load_embedder(project, embedder)
-        )
-        estimate = _gap_estimate(project, featurizer, rounds * per_round, proxy, grad_max_tokens) if gradients else None
+        settings = llm_run.backend.resolve(project)
+        featurizer = features.load(project, gradients)
+        estimate = _gap_estimate(project, featurizer, rounds * per_round, features) if gradients else None
         if estimate is not None and not as_json:
             err.print(f"Gradient features: {estimate.text()}", highlight=False)
         options = GapOptions(rounds=rounds, per_round=per_round, seed=seed, space=space_name(gradients))
         params = {"rounds": rounds, "per_round": per_round, "seed": seed, "space": featurizer.name}
-        with progress_bar(quiet or as_json) as bar:
-            progress = CallbackBar(bar, "Filling gaps")
-
-            async def work(model_: Any, cancel: threading.Event) -> Any:
-                ctx = JobContext(project, no_featurizer, progress, cancel, settings.concurrency)
-                return await run_fill_gaps(ctx, model_, options, feats=featurizer)
-
-            report, stats = run_with_llm(
-                project, "fill-gaps", params, settings, work, max_calls=max_calls, quiet=as_json
-            )
+        report, stats = run_job(
+            project,
+            "fill-gaps",
+            options,
+            params,
+            settings,
+            llm_run,
+            as_json,
+            description="Filling gaps",
+            feats=featurizer,
+        )
     data = {**dataclasses.asdict(report), "llm": stats}
     if estimate is not None:
         data["gradient_estimate"] = dataclasses.asdict(estimate)
@@ -347,12 +309,12 @@ def fill_gaps(
     )
 
 
-def _gap_estimate(project: Any, featurizer: Any, candidates: int, proxy: str | None, max_tokens: int | None) -> Any:
+def _gap_estimate(project: Any, featurizer: Any, candidates: int, features: FeatureOptions) -> Any:
     """The gradient-time estimate of fill-gaps; without a record of this proxy in the project, a few
     of the pool's samples are featurized (and stored) first to measure it."""
     from ..coverage.features.proxy import gradient_estimate, gradient_settings, measure, missing_features, timings
 
-    grads = gradient_settings(project, proxy=proxy, max_tokens=max_tokens)
+    grads = gradient_settings(project, proxy=features.proxy, max_tokens=features.grad_max_tokens)
     if not timings(project, featurizer.name):
         missing = missing_features(project, featurizer.name)
         err.print(f"Measuring gradient features ({featurizer.name}) on a few samples...", highlight=False)
@@ -360,12 +322,14 @@ def _gap_estimate(project: Any, featurizer: Any, candidates: int, proxy: str | N
     return gradient_estimate(project, grads, candidates=candidates)
 
 
-COMMANDS = {"score": score, "map": map_, "baseline": baseline_cmd, "fill-gaps": fill_gaps}
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "score": score,
+    "map": map_,
+    "baseline": baseline_cmd,
+    "fill-gaps": fill_gaps,
+}
 
 
 def register(app: typer.Typer) -> None:
     """Add ``score``, ``map``, ``baseline`` and ``fill-gaps`` to ``app`` (once; calling again is a no-op)."""
-    present = {command.name for command in app.registered_commands}
-    for name, fn in COMMANDS.items():
-        if name not in present:
-            app.command(name)(handle_errors(cast(Any, fn)))
+    register_commands(app, COMMANDS)

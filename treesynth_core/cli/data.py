@@ -7,10 +7,9 @@ the ``treesynth`` app (:mod:`treesynth_core.cli.app` does).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import threading
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -23,38 +22,28 @@ from ..jobs.specs import (
     RouteOptions,
     import_dataset,
     route_needs_llm,
-    run_balance,
-    run_route,
 )
 from .common import (
-    BaseUrlOpt,
-    CallbackBar,
-    ConcOpt,
+    NO_FEATURE_OPTIONS,
+    NO_LLM_RUN_OPTIONS,
     DirArg,
     EmbedderOpt,
-    GgufOpt,
-    GradTokensOpt,
+    FeatureOptions,
     JsonOpt,
-    KeyEnvOpt,
-    LlmOpt,
-    MaxCallsOpt,
-    ModelOpt,
-    ProxyOpt,
+    LlmRunOptions,
+    PerCallOpt,
     QuietOpt,
     SeedOpt,
-    backend_overrides,
     call_line,
-    check_gradient_options,
     emit,
     fmt_value,
-    handle_errors,
     load_embedder,
-    load_gradient_featurizer,
     no_featurizer,
     open_project,
+    option_groups,
     progress_bar,
-    resolve_settings,
-    run_with_llm,
+    register_commands,
+    run_job,
 )
 
 if TYPE_CHECKING:
@@ -230,6 +219,7 @@ def _route_text(report: RouteReport) -> str:
     return "\n".join(lines)
 
 
+@option_groups
 def route(
     directory: DirArg,
     sample_set: SetOpt = RouteOptions.sample_set,
@@ -252,14 +242,7 @@ def route(
     ] = 0,
     seed: SeedOpt = 0,
     embedder: EmbedderOpt = None,
-    max_calls: MaxCallsOpt = None,
-    llm: LlmOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: KeyEnvOpt = None,
-    gguf: GgufOpt = None,
-    concurrency: ConcOpt = None,
-    quiet: QuietOpt = False,
+    llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
     """Route every sample of an imported set to a leaf of the tree, one level at a time. Samples that fit
@@ -273,7 +256,7 @@ def route(
                 f"no samples in the set {sample_set!r}; sets: {_sets_line(project)}. "
                 f"Import first: treesynth import {directory} FILE"
             )
-        resolved = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
+        resolved = llm_run.backend.resolve(project)
         options = RouteOptions(
             sample_set=sample_set,
             router=router or default_router(resolved.backend),
@@ -284,25 +267,20 @@ def route(
         embed = load_embedder(project, embedder) if wants_embeddings else None
         settings = resolved if route_needs_llm(options) else None
         params = {"set": sample_set, "router": options.router, "agreement": agreement_n, "seed": seed}
-        with progress_bar(quiet or as_json) as bar:
-            progress = CallbackBar(bar, "Routing")
-
-            async def work(model_: Any, cancel: threading.Event) -> Any:
-                concurrency = settings.concurrency if settings else JobContext.concurrency
-                return await run_route(
-                    JobContext(project, loaded(embed), progress, cancel, concurrency), model_, options
-                )
-
-            stats: dict[str, Any] | None = None
-            if settings is not None:
-                report, stats = run_with_llm(
-                    project, "route", params, settings, work, max_calls=max_calls, quiet=as_json
-                )
-            else:
-                report = asyncio.run(work(None, threading.Event()))
+        report, stats = run_job(
+            project,
+            "route",
+            options,
+            params,
+            settings,
+            llm_run,
+            as_json,
+            description="Routing",
+            featurizer=loaded(embed),
+        )
     emit(
         as_json,
-        {**dataclasses.asdict(report), "llm": stats},
+        {**dataclasses.asdict(report), "llm": stats or None},
         _route_text(report)
         + (f"\n{call_line(stats)}" if stats else "")
         + f"\nNext: treesynth balance {directory} --set {sample_set} --per-leaf N",
@@ -343,6 +321,7 @@ def _balance_text(report: BalanceResult) -> str:
     return "\n".join(lines)
 
 
+@option_groups
 def balance(
     directory: DirArg,
     per_leaf: Annotated[int, typer.Option("--per-leaf", help="Target samples per leaf.", show_default=False)],
@@ -350,9 +329,7 @@ def balance(
     into: Annotated[
         str, typer.Option("--into", help="Name of the new, balanced sample set.")
     ] = BalanceOptions.target_set,
-    per_call: Annotated[
-        int, typer.Option("--per-call", help="Samples asked for in one LLM call.")
-    ] = BalanceOptions.per_call,
+    per_call: PerCallOpt = BalanceOptions.per_call,
     responses: Annotated[bool, typer.Option("--responses", help="Also answer each synthesized instruction.")] = False,
     score: Annotated[
         bool, typer.Option("--score/--no-score", help="Score before and after at equal n (Vendi over embeddings).")
@@ -361,27 +338,18 @@ def balance(
         bool, typer.Option("--gradients", help="Also G-Vendi (gradient features of the project's proxy; slow on CPU).")
     ] = False,
     seed: SeedOpt = 0,
-    embedder: EmbedderOpt = None,
-    proxy: ProxyOpt = None,
-    grad_max_tokens: GradTokensOpt = None,
-    max_calls: MaxCallsOpt = None,
-    llm: LlmOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: KeyEnvOpt = None,
-    gguf: GgufOpt = None,
-    concurrency: ConcOpt = None,
-    quiet: QuietOpt = False,
+    features: FeatureOptions = NO_FEATURE_OPTIONS,
+    llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
     """Rebalance a routed dataset into a new sample set: crowded leaves are downsampled (seeded), short
     approved leaves get the shortfall synthesized in the leaf; every row keeps its provenance (original or
     synthesized). The source set is never changed. Export with: treesynth export DIR --set NAME."""
-    check_gradient_options(score and gradients, proxy, grad_max_tokens)
+    features.check(score and gradients)
     with open_project(directory) as project:
-        settings = resolve_settings(project, backend_overrides(llm, base_url, model, api_key_env, gguf, concurrency))
-        embed = load_embedder(project, embedder) if score else None
-        grads = load_gradient_featurizer(project, proxy, grad_max_tokens) if score and gradients else None
+        settings = llm_run.backend.resolve(project)
+        embed = features.embeddings(project) if score else None
+        grads = features.gradients(project) if score and gradients else None
         options = BalanceOptions(
             sample_set=sample_set,
             per_leaf=per_leaf,
@@ -393,14 +361,17 @@ def balance(
             gradients=score and gradients,
         )
         params = {"set": sample_set, "into": into, "per_leaf": per_leaf, "seed": seed}
-        with progress_bar(quiet or as_json) as bar:
-            progress = CallbackBar(bar, "Balancing")
-
-            async def work(model_: Any, cancel: threading.Event) -> Any:
-                ctx = JobContext(project, loaded(embed, grads), progress, cancel, settings.concurrency)
-                return await run_balance(ctx, model_, options)
-
-            report, stats = run_with_llm(project, "balance", params, settings, work, max_calls=max_calls, quiet=as_json)
+        report, stats = run_job(
+            project,
+            "balance",
+            options,
+            params,
+            settings,
+            llm_run,
+            as_json,
+            description="Balancing",
+            featurizer=loaded(embed, grads),
+        )
     emit(
         as_json,
         {**dataclasses.asdict(report), "llm": stats},
@@ -409,12 +380,9 @@ def balance(
     )
 
 
-COMMANDS = {"import": import_cmd, "sets": sets, "route": route, "balance": balance}
+COMMANDS: dict[str, Callable[..., Any]] = {"import": import_cmd, "sets": sets, "route": route, "balance": balance}
 
 
 def register(app: typer.Typer) -> None:
     """Add ``import``, ``sets``, ``route`` and ``balance`` to ``app`` (once; calling again is a no-op)."""
-    present = {command.name for command in app.registered_commands}
-    for name, fn in COMMANDS.items():
-        if name not in present:
-            app.command(name)(handle_errors(cast(Any, fn)))
+    register_commands(app, COMMANDS)

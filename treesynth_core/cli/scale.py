@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import TreeSynthError
-from .common import JsonOpt, emit, handle_errors
+from .common import JsonOpt, emit, register_commands
 
 if TYPE_CHECKING:
     from ..scaling.law import MetricKind
@@ -233,7 +233,4 @@ COMMANDS = {"scale": scale}
 
 def register(app: typer.Typer) -> None:
     """Add ``scale`` to ``app`` (once; calling again is a no-op)."""
-    present = {command.name for command in app.registered_commands}
-    for name, fn in COMMANDS.items():
-        if name not in present:
-            app.command(name)(handle_errors(cast(Any, fn)))
+    register_commands(app, COMMANDS)
