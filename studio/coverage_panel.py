@@ -16,6 +16,7 @@ import streamlit as st
 
 from studio import widgets
 from studio.widgets import md
+from treesynth_core.coverage import SCORES
 from treesynth_core.coverage.features.embeddings import ensure_features
 from treesynth_core.coverage.maps import MapPoint, figure, latest_map_points, map_bytes, map_cache_key, map_points
 from treesynth_core.errors import TreeSynthError
@@ -250,13 +251,7 @@ def leaf_table(rep: dict[str, Any]) -> None:
 def comparison(rep: dict[str, Any]) -> None:
     """Tree vs flat baseline at equal n, and diversity against n for both."""
     sets = rep["sets"]
-    keys = [
-        ("Vendi", "vendi"),
-        ("G-Vendi", "g_vendi"),
-        ("mean cosine", "mean_cosine"),
-        ("distinct-1", "distinct_1"),
-        ("distinct-2", "distinct_2"),
-    ]
+    keys = SCORES
     table = {"score": [label for label, _ in keys]}
     for name, scores in sets.items():
         table[name] = [_fmt(scores.get(key), 3) for _, key in keys]

@@ -29,6 +29,7 @@ import streamlit as st
 from studio import widgets
 from studio.synth_panel import seconds_for
 from studio.widgets import md, model_name
+from treesynth_core.coverage import SCORES
 from treesynth_core.data.balance import shortfall_options
 from treesynth_core.data.examples import EXAMPLES, PREFIX, ExampleDataset, resolve
 from treesynth_core.data.ingest import ColumnMap, Preview, preview
@@ -604,13 +605,7 @@ def balance_scores(project: Project, source: str, target: str, *, seed: int = 0)
 
 def scores_view(scores: dict[str, Any]) -> None:
     before, after = scores["sets"].get("before", {}), scores["sets"].get("after", {})
-    keys = [
-        ("Vendi", "vendi"),
-        ("G-Vendi", "g_vendi"),
-        ("mean cosine", "mean_cosine"),
-        ("distinct-1", "distinct_1"),
-        ("distinct-2", "distinct_2"),
-    ]
+    keys = SCORES
     cards = [(label, key) for label, key in keys[:3] if after.get(key) is not None or before.get(key) is not None]
     cols = st.columns(len(cards) + 1)
     for col, (label, key) in zip(cols, cards, strict=False):

@@ -1,1 +1,1 @@
-"""cli."""
+"""The ``treesynth`` command: thin Typer commands over the core (``app`` assembles them)."""

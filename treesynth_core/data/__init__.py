@@ -1,1 +1,1 @@
-"""data."""
+"""Bring your own data: reading and importing datasets, routing them into leaves, rebalancing, export."""

@@ -1,1 +1,1 @@
-"""scaling."""
+"""SynthLLM's rectified scaling law: fitting, extrapolation, and its plot."""

@@ -1,1 +1,1 @@
-"""tree."""
+"""The partition tree: frozen values and pure edits, named edits through the store, and its JSON file."""
