@@ -1,0 +1,179 @@
+"""The ``synth`` command: estimate, then fill every approved leaf with samples.
+
+A thin wrapper over :mod:`treesynth_core.generate.synth` (run as the ``synth`` job);
+:mod:`treesynth_core.cli.app` adds it to the ``treesynth`` app.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import TreeSynthError
+from ..generate.synth import SynthOptions
+from ..tree.edits import resolve_node
+from .common import (
+    NO_BACKEND_OPTIONS,
+    BackendOptions,
+    DirArg,
+    JsonOpt,
+    LlmRunOptions,
+    call_line,
+    emit,
+    err,
+    open_project,
+    option_groups,
+    run_job,
+)
+
+
+@option_groups
+def synth(
+    directory: DirArg,
+    per_leaf: Annotated[int, typer.Option("--per-leaf", help="Samples per approved leaf.")] = SynthOptions.per_leaf,
+    per_call: Annotated[
+        int, typer.Option("--per-call", help="Samples asked for in one LLM call (the paper's 10).")
+    ] = SynthOptions.per_call,
+    responses: Annotated[
+        bool,
+        typer.Option(
+            "--responses",
+            help="Also answer each instruction (a second call per sample); a response cut off by the token limit is asked again with a larger budget, and is not stored if it is still cut off.",
+        ),
+    ] = False,
+    sampled_scale: Annotated[
+        int,
+        typer.Option(
+            "--sampled-scale",
+            help="A leaf with k sampled nodes on its path gets --per-leaf times this to the power k samples, each with its own draw (the paper: 10).",
+        ),
+    ] = SynthOptions.sampled_scale,
+    max_tokens: Annotated[
+        int,
+        typer.Option(
+            "--max-tokens",
+            help="The most tokens one call may use: the budget sized from the leaf's pivots, and the larger budgets of retries after a reply is cut off, stop here.",
+        ),
+    ] = SynthOptions.max_tokens,
+    node: Annotated[list[str] | None, typer.Option("--node", help="Only leaves under this node; repeatable.")] = None,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed",
+            help="Seed for sampling: the same seed asks the same questions (served from the cache); another tops up leaves a run left short.",
+        ),
+    ] = 0,
+    max_calls: Annotated[
+        int | None, typer.Option("--max-calls", help="Refuse to start (and stop) above this many LLM calls.")
+    ] = None,
+    max_cost: Annotated[
+        float | None, typer.Option("--max-cost", help="Refuse to start above this estimated cost in USD.")
+    ] = None,
+    estimate: Annotated[
+        bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens and cost.")
+    ] = False,
+    backend: BackendOptions = NO_BACKEND_OPTIONS,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Synthesize samples for every approved leaf, conditioned on its root-to-leaf path."""
+    from ..generate.synth import SynthOptions, check_budget, plan_synthesis
+
+    with open_project(directory) as project:
+        settings = backend.resolve(project)
+        tree = project.tree()
+        leaf_ids = tuple(resolve_node(tree, ref).id for ref in node or [])
+        try:
+            options = SynthOptions(
+                per_leaf=per_leaf,
+                per_call=per_call,
+                responses=responses,
+                seed=seed,
+                leaf_ids=leaf_ids,
+                max_calls=max_calls,
+                max_cost=max_cost,
+                sampled_scale=sampled_scale,
+                max_tokens=max_tokens,
+            )
+        except ValueError as exc:
+            raise TreeSynthError(str(exc)) from None
+        model_name = settings.model or (
+            Path(settings.gguf_path).stem if settings.gguf_path else "SmolLM2-135M-Instruct.Q4_1"
+        )
+        plan = plan_synthesis(tree, project.sample_counts(), options, model=model_name, settings=settings)
+        if not plan.leaves:
+            raise TreeSynthError("no approved leaves to fill: approve nodes first (treesynth edit DIR approve ...)")
+        if estimate:
+            emit(
+                as_json,
+                {
+                    "leaves": len(plan.leaves),
+                    "samples": plan.samples,
+                    "calls": plan.calls,
+                    "calls_max": plan.calls_max,
+                    "prompt_tokens": plan.prompt_tokens,
+                    "completion_tokens": plan.completion_tokens,
+                    "cost_usd": plan.cost_usd,
+                    "sampled_scale": sampled_scale,
+                    "scaled_leaves": plan.scaled_leaves,
+                },
+                "Estimate: " + plan.summary(),
+            )
+            return
+        check_budget(plan, options)
+        if not as_json:
+            err.print("Plan: " + plan.summary(), highlight=False)
+        params = {
+            "per_leaf": per_leaf,
+            "per_call": per_call,
+            "responses": responses,
+            "seed": seed,
+            "leaf_ids": list(leaf_ids),
+            "sampled_scale": sampled_scale,
+            "max_tokens": max_tokens,
+        }
+        todo = sum(1 for leaf in plan.leaves if leaf.need)
+        llm_run = LlmRunOptions(max_calls=max_calls, backend=backend, quiet=quiet)
+        report, stats = run_job(
+            project,
+            "synth",
+            options,
+            params,
+            settings,
+            llm_run,
+            as_json,
+            description="Synthesizing leaves",
+            eager=True,
+            total=todo,
+            plan=plan,
+        )
+        total = sum(project.sample_counts().values())
+        data = {
+            "leaves": report.leaves,
+            "added": report.added,
+            "duplicates_dropped": report.duplicates,
+            "failed_calls": report.failed_calls,
+            "short_leaves": report.short_leaves,
+            "responses_cut_off": report.responses_cut_off,
+            "total_samples": total,
+            "llm": stats,
+        }
+        short = (
+            f"\n{len(report.short_leaves)} leaves have fewer samples than their target (duplicates dropped or "
+            f"replies unusable); --seed {seed + 1} asks new questions to top them up."
+            if report.short_leaves
+            else ""
+        )
+        if report.responses_cut_off:
+            short += (
+                f"\n{report.responses_cut_off} responses were cut off at the token limit even with a larger "
+                f"budget and were not stored (those samples have no response); raise --max-tokens."
+            )
+        emit(
+            as_json,
+            data,
+            f"Added {report.added} samples ({report.duplicates} duplicates dropped); "
+            f"{total} samples in the project.{short}\n{call_line(stats)}",
+        )
