@@ -56,6 +56,12 @@ def _ref(directory: Path, ref: str) -> str:
         return resolve_node(project.tree(), ref).id
 
 
+def _edit_node(ctx: typer.Context, name: str, node: str) -> None:
+    """The edit ``name`` of one node (id or value path)."""
+    directory = _dir(ctx)
+    _edit(directory, name, node_id=_ref(directory, node))
+
+
 @edit_app.command("approve")
 @handle_errors
 def edit_approve(
@@ -85,11 +91,10 @@ def edit_prune(
     level: Annotated[int | None, typer.Option("--level", help="Prune every unlocked node at this depth.")] = None,
 ) -> None:
     """Prune a node (soft: it and its subtree stop giving leaves; `restore` brings it back)."""
-    directory = _dir(ctx)
     if level is not None:
-        _edit(directory, "prune-level", depth=level)
+        _edit(_dir(ctx), "prune-level", depth=level)
     elif node:
-        _edit(directory, "prune", node_id=_ref(directory, node))
+        _edit_node(ctx, "prune", node)
     else:
         raise TreeSynthError("name a node to prune, or use --level N")
 
@@ -98,8 +103,7 @@ def edit_prune(
 @handle_errors
 def edit_restore(ctx: typer.Context, node: NodeArg) -> None:
     """Restore a pruned node."""
-    directory = _dir(ctx)
-    _edit(directory, "restore", node_id=_ref(directory, node))
+    _edit_node(ctx, "restore", node)
 
 
 @edit_app.command("rename")
@@ -140,8 +144,7 @@ def edit_add_value(
 @handle_errors
 def edit_remove_value(ctx: typer.Context, node: NodeArg) -> None:
     """Remove a value and its subtree (undo brings it back)."""
-    directory = _dir(ctx)
-    _edit(directory, "remove-value", node_id=_ref(directory, node))
+    _edit_node(ctx, "remove-value", node)
 
 
 @edit_app.command("merge")
@@ -178,28 +181,29 @@ def edit_lock(
     unlock: Annotated[bool, typer.Option("--unlock", help="Unlock instead.")] = False,
 ) -> None:
     """Lock a node against edits and regrowth (or --unlock it)."""
-    directory = _dir(ctx)
-    _edit(directory, "unlock" if unlock else "lock", node_id=_ref(directory, node))
+    _edit_node(ctx, "unlock" if unlock else "lock", node)
+
+
+def _replay(ctx: typer.Context, redo: bool) -> None:
+    """Undo the latest edit, or redo the latest undone one, and say what the tree is then."""
+    word, done = ("redo", "Redone") if redo else ("undo", "Undone")
+    with open_project(_dir(ctx)) as project:
+        tree = project.redo() if redo else project.undo()
+        out.print(f"Nothing to {word}." if tree is None else f"{done}. Tree: {len(tree.nodes)} nodes.")
 
 
 @edit_app.command("undo")
 @handle_errors
 def edit_undo(ctx: typer.Context) -> None:
     """Undo the latest edit (growth included)."""
-    directory = _dir(ctx)
-    with open_project(directory) as project:
-        tree = project.undo()
-        out.print("Nothing to undo." if tree is None else f"Undone. Tree: {len(tree.nodes)} nodes.")
+    _replay(ctx, redo=False)
 
 
 @edit_app.command("redo")
 @handle_errors
 def edit_redo(ctx: typer.Context) -> None:
     """Redo the latest undone edit."""
-    directory = _dir(ctx)
-    with open_project(directory) as project:
-        tree = project.redo()
-        out.print("Nothing to redo." if tree is None else f"Redone. Tree: {len(tree.nodes)} nodes.")
+    _replay(ctx, redo=True)
 
 
 @edit_app.command("history")
