@@ -18,7 +18,7 @@ from treesynth_core.data import pipeline as data_steps
 from treesynth_core.data.ingest import FORMATS
 from treesynth_core.errors import DataError, TreeSynthError
 from treesynth_core.jobs import background as jobs
-from treesynth_core.scaling.law import METRIC_LABEL, PointsError, infer_metric_kind, parse_points
+from treesynth_core.scaling.points import METRIC_LABEL, PointsError, infer_metric_kind, parse_points
 from treesynth_core.store.samples import dataset_set_problem
 
 state = get_state()

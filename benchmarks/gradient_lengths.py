@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from treesynth_core.coverage.features.gradients import GradientFeaturizer, encode
+    from treesynth_core.coverage.features.gradients import GradientFeaturizer
+    from treesynth_core.coverage.features.tokens import encode
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, cuda={torch.cuda.is_available()}, "

@@ -177,7 +177,7 @@ def _batches(featurizer, pairs, batch_size):
     """Encoded batches (ids, mask, target) exactly as the featurizer builds them."""
     import torch
 
-    from treesynth_core.coverage.features.gradients import encode
+    from treesynth_core.coverage.features.tokens import encode
 
     encoded = [encode(featurizer.tokenizer, p, r, featurizer.max_tokens) for p, r in pairs]
     out = []
@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def featurizer_encode(featurizer, prompt, response):
-    from treesynth_core.coverage.features.gradients import encode
+    from treesynth_core.coverage.features.tokens import encode
 
     return encode(featurizer.tokenizer, prompt, response, featurizer.max_tokens)
 

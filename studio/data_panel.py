@@ -6,7 +6,7 @@ Nothing here routes, balances or fits by itself: the ``import``, ``route``, ``ba
 ``grow`` jobs (:mod:`treesynth_core.jobs.background`) do the long work and store it; this module reads the
 store through the core functions (:func:`~treesynth_core.data.routing.summary`,
 :func:`~treesynth_core.data.balance.plan_balance`, :func:`~treesynth_core.coverage.report.compare_sets`,
-:func:`~treesynth_core.scaling.law.fit_report`) and renders what they return. Every text that comes
+:func:`~treesynth_core.scaling.report.fit_report`) and renders what they return. Every text that comes
 from a dataset, a tree or an LLM reaches the page escaped: :func:`md` in markdown, tables through
 ``st.dataframe``, and ``html.escape`` in plotly hover text and labels.
 """
@@ -39,15 +39,8 @@ from treesynth_core.generate.synth import plan_synthesis
 from treesynth_core.jobs import background as jobs
 from treesynth_core.llm.pricing import duration
 from treesynth_core.llm.settings import BackendSettings
-from treesynth_core.scaling.law import (
-    DEFAULT_THRESHOLD,
-    FITTED_AS,
-    MetricKind,
-    Point,
-    PointsError,
-    ScalingReport,
-    fit_report,
-)
+from treesynth_core.scaling.points import FITTED_AS, MetricKind, Point, PointsError
+from treesynth_core.scaling.report import DEFAULT_THRESHOLD, ScalingReport, fit_report
 from treesynth_core.store import Project
 from treesynth_core.store.samples import BASELINE_SET, RESERVED_SETS, TREE_SET, dataset_set_problem
 from treesynth_core.tree.model import Tree

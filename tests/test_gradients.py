@@ -19,17 +19,16 @@ transformers = pytest.importorskip("transformers")
 
 import torch.nn.functional as F  # noqa: E402
 
-from tests.tiny_models import tiny_llama, tiny_tokenizer  # noqa: E402
+from tests.tiny_models import tiny_gpt2, tiny_llama, tiny_tokenizer  # noqa: E402
 from treesynth_core.coverage.features.gradients import (  # noqa: E402
     GradientFeaturizer,
     _per_sample_mean_ce,
-    check_proxy,
-    encode,
     factor_dims,
     gradient_features_for_texts,
     load_featurizer,
-    proxy_label,
 )
+from treesynth_core.coverage.features.proxy_model import check_proxy, proxy_label  # noqa: E402
+from treesynth_core.coverage.features.tokens import encode  # noqa: E402
 from treesynth_core.errors import ConfigError  # noqa: E402
 from treesynth_core.store.samples import Sample  # noqa: E402
 
@@ -44,20 +43,6 @@ PAIRS: list[tuple[str, str | None]] = [
     ("Translate 'good morning' into French.", "Bonjour."),
     ("List three prime numbers.", "2, 3 and 5 are prime."),
 ]
-
-
-def tiny_gpt2(vocab: int, seed: int = 0):
-    torch.manual_seed(seed)
-    config = transformers.GPT2Config(
-        vocab_size=vocab,
-        n_positions=256,
-        n_embd=32,
-        n_layer=2,
-        n_head=4,
-        bos_token_id=vocab - 1,
-        eos_token_id=vocab - 1,
-    )
-    return transformers.GPT2LMHeadModel(config)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from treesynth_core.coverage.features.embeddings import ensure_features
-from treesynth_core.coverage.features.gradients import DEFAULT_MAX_TOKENS, proxy_label
 from treesynth_core.coverage.features.proxy import (
     KEEP_RUNS,
     REFERENCE_SECONDS,
@@ -25,6 +24,7 @@ from treesynth_core.coverage.features.proxy import (
     save_gradient_settings,
     timings,
 )
+from treesynth_core.coverage.features.proxy_model import DEFAULT_MAX_TOKENS, proxy_label
 from treesynth_core.errors import ConfigError
 from treesynth_core.generate.gaps import ORIGIN, StoreFeaturize
 from treesynth_core.llm.pricing import duration

@@ -1,5 +1,5 @@
 """Tiny models built offline for the gradient-feature tests: a byte-level tokenizer with ChatML
-specials and a random 2-layer Llama. Callers skip first when transformers is missing
+specials, a random 2-layer Llama and a random 2-layer GPT-2. Callers skip first when transformers is missing
 (``pytest.importorskip("transformers")``); torch and transformers are imported on use."""
 
 from __future__ import annotations
@@ -44,3 +44,22 @@ def tiny_llama(vocab: int, *, tie: bool = True, seed: int = 0):
         tie_word_embeddings=tie,
     )
     return transformers.LlamaForCausalLM(config)
+
+
+def tiny_gpt2(vocab: int, seed: int = 0):
+    """A random 2-layer GPT-2 (Conv1D layers, LayerNorm with biases, learned positions; hidden 32,
+    4 heads); the same ``seed`` gives the same weights."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.GPT2Config(
+        vocab_size=vocab,
+        n_positions=256,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=vocab - 1,
+        eos_token_id=vocab - 1,
+    )
+    return transformers.GPT2LMHeadModel(config)

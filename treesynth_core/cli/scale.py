@@ -15,7 +15,7 @@ from ..errors import TreeSynthError
 from .common import JsonOpt, emit, register_commands
 
 if TYPE_CHECKING:
-    from ..scaling.law import MetricKind
+    from ..scaling.points import MetricKind
 
 
 class MetricChoice(StrEnum):
@@ -110,7 +110,7 @@ def _g(value: float | None, digits: int = 4) -> str:
 
 
 def _report_text(report: Any, metric_note: list[str]) -> str:
-    from ..scaling.law import METRIC_LABEL
+    from ..scaling.points import METRIC_LABEL
 
     name = f"Model {report.model}: " if report.model else ""
     held = ", ".join(_g(size) for size in sorted({q.size for q in report.test_points}))
@@ -177,8 +177,9 @@ def scale(
     floor E before fine-tuning; the rectified law bends where D^beta passes D_l, the power law
     cannot. Accuracies are fitted as errors (100 - accuracy); the ceiling is 100 - E.
     """
-    from ..scaling.law import FITTED_AS, METRIC_LABEL, fit_report, infer_metric_kind, parse_sizes, read_points
     from ..scaling.plot import scaling_figure
+    from ..scaling.points import FITTED_AS, METRIC_LABEL, infer_metric_kind, parse_sizes, read_points
+    from ..scaling.report import fit_report
 
     point_set = read_points(points)
     groups = point_set.by_model()

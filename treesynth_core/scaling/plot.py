@@ -1,5 +1,5 @@
 """The figure of a scaling-law fit: measured points, both fitted laws extended past the data, and the
-plateau size (see :mod:`treesynth_core.scaling.law`)."""
+plateau size (see :mod:`treesynth_core.scaling.report`)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .law import FIT_COLOUR, METRIC_LABEL, TEST_COLOUR, PointsError, ScalingReport
+from .points import METRIC_LABEL, PointsError
+from .report import ScalingReport
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 LAW_COLOUR = {"rectified": "#1f77b4", "power": "#ff7f0e"}
+FIT_COLOUR, TEST_COLOUR = "#2ca02c", "#d62728"  # the paper's green fit points and red test points
 
 
 def _curve_range(report: ScalingReport) -> tuple[float, float]:

@@ -14,7 +14,8 @@ length, as the paper; the default keeps most of a chain-of-thought response: see
 ``benchmarks/gradient_lengths.py``).
 
 The proxy is the embedded SmolLM2-135M-Instruct by default; the paper's is Qwen2.5-0.5B-Instruct.
-Any local causal-LM checkpoint folder or GGUF file can be used (:func:`proxy_label` names it).
+Any local causal-LM checkpoint folder or GGUF file can be used: :mod:`.proxy_model` names, checks and
+loads it; :mod:`.tokens` turns a sample into the proxy's tokens and loss mask.
 
 How the projection is computed (chosen by measurement: see ``benchmarks/gradients.py``)
 -------------------------------------------------------------------------------------
@@ -45,7 +46,6 @@ model, ``dim``, ``seed`` or ``max_tokens`` never mix: :attr:`GradientFeaturizer.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -54,82 +54,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...errors import ConfigError
 from ...seeding import stable_seed
 from ...store.samples import Sample
+from .proxy_model import DEFAULT_DIM, DEFAULT_MAX_TOKENS, feature_kind, load_proxy
+from .tokens import encode
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-#: The embedded proxy: the GGUF the embedded LLM runs, loaded into transformers (needs gguf).
-DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
-DEFAULT_DIM = 1024
-#: The token cut by default. Measured on SmolLM2-135M, 2 CPU cores (benchmarks/gradient_lengths.py):
-#: 0.49 / 1.04 / 2.34 / 6.21 s a sample at 128 / 256 / 512 / 1024 tokens; the loss of a 570-token
-#: chain-of-thought response sees 11% of it at 128 and 74% at 512 (a GSM8K-style answer, all of it).
-DEFAULT_MAX_TOKENS = 512
-#: The cut that feature kinds without a ``:t`` suffix were made with (the first default).
-UNSUFFIXED_MAX_TOKENS = 128
-
 Progress = Callable[[int, int], None]
-
-
-# -- text to tokens -------------------------------------------------------------------------------
-
-
-def _render(tokenizer: Any, instruction: str, response: str) -> tuple[str, str]:
-    """(prefix, full): the prompt up to the assistant's content, and the whole conversation."""
-    user = [{"role": "user", "content": instruction}]
-    if getattr(tokenizer, "chat_template", None):
-        prefix = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template([*user, {"role": "assistant", "content": response}], tokenize=False)
-        if isinstance(prefix, str) and isinstance(full, str) and full.startswith(prefix):
-            return prefix, full
-    else:
-        prefix = instruction + "\n"
-    return prefix, prefix + response + (tokenizer.eos_token or "")
-
-
-def encode(tokenizer: Any, instruction: str, response: str | None, max_tokens: int) -> tuple[list[int], list[bool]]:
-    """Token ids of one sample and which of them carry the loss (are predicted), cut to ``max_tokens``.
-
-    With a response: the chat-formatted conversation; targets are the tokens from the assistant's
-    content on (its end-of-turn tokens included). A long sample keeps at least ``max_tokens // 2``
-    response tokens (fewer if the response is shorter), cutting the end of the prompt's content
-    but keeping the template's assistant header next to the response. Without a response: the
-    plain text, every token but the first a target.
-    """
-    if max_tokens < 2:
-        raise ValueError("max_tokens must be at least 2 (0, no cut, is resolved by the featurizer)")
-    if response is None:
-        ids = list(tokenizer(instruction)["input_ids"])[:max_tokens]
-        return ids, [i > 0 for i in range(len(ids))]
-    prefix, full = _render(tokenizer, instruction, response)
-    found = prefix.rfind(instruction)
-    content_end = found + len(instruction) if found >= 0 else len(prefix)
-    ids, p, header = _split_tokens(tokenizer, full, len(prefix), content_end)
-    if len(ids) <= max_tokens:
-        return ids, [i >= p for i in range(len(ids))]
-    keep_r = min(len(ids) - p, max(max_tokens - p, max_tokens // 2))
-    keep_p = max_tokens - keep_r
-    tail = min(keep_p, header)
-    prompt = ids[: keep_p - tail] + ids[p - tail : p]
-    return prompt + ids[p : p + keep_r], [False] * len(prompt) + [True] * keep_r
-
-
-def _split_tokens(tokenizer: Any, full: str, prefix_end: int, content_end: int) -> tuple[list[int], int, int]:
-    """(ids of ``full``, index of the first response token, number of prompt tokens after the
-    user's content: the template's assistant header)."""
-    try:
-        enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    except NotImplementedError:  # a slow tokenizer has no offsets: tokenize the three parts apart
-        parts = [full[:content_end], full[content_end:prefix_end], full[prefix_end:]]
-        head, header, response = (list(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in parts)
-        return head + header + response, len(head) + len(header), len(header)
-    ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
-    p = next((i for i, (_, end) in enumerate(offsets) if end > prefix_end), len(ids))
-    return ids, p, sum(1 for start, _ in offsets[:p] if start >= content_end)
 
 
 # -- the projection -------------------------------------------------------------------------------
@@ -200,7 +134,7 @@ class GradientFeaturizer:
         max_tokens: int = DEFAULT_MAX_TOKENS,
         device: str | None = None,
     ) -> None:
-        lm, tokenizer, label = _load(model)
+        lm, tokenizer, label = load_proxy(model)
         self._setup(lm, tokenizer, label, dim=dim, seed=seed, max_tokens=max_tokens, device=device)
 
     @classmethod
@@ -525,98 +459,7 @@ def _forward_params(model: Any) -> set[str]:
         return set()
 
 
-# -- loading --------------------------------------------------------------------------------------
-
-
-def feature_kind(label: str, dim: int = DEFAULT_DIM, seed: int = 0, max_tokens: int = DEFAULT_MAX_TOKENS) -> str:
-    """The store kind of gradient features: ``grad:LABEL:DIM:SEED`` plus ``:tN`` for a cut of N
-    tokens (none for 128, the first default, so older features keep their kind) or ``:tall`` for
-    no cut."""
-    name = f"grad:{label}:{dim}:{seed}"
-    if max_tokens == UNSUFFIXED_MAX_TOKENS:
-        return name
-    return f"{name}:t{max_tokens}" if max_tokens else f"{name}:tall"
-
-
-def proxy_label(model: str | None) -> str:
-    """The label a proxy setting gets in feature kinds, without loading it: the embedded model's
-    name; for a local folder or GGUF file its name plus a hash of its resolved path (two folders
-    both called ``model`` never share features); a cached Hugging Face name as it is."""
-    if model is None:
-        return DEFAULT_MODEL_NAME
-    path = Path(model).expanduser()
-    if not path.exists():
-        return model
-    resolved = path.resolve()
-    if resolved.is_file() and _is_default_gguf(resolved):
-        return DEFAULT_MODEL_NAME
-    digest = hashlib.blake2b(str(resolved).encode(), digest_size=4).hexdigest()
-    return f"{resolved.stem if resolved.is_file() else resolved.name}@{digest}"
-
-
-def _is_default_gguf(path: Path) -> bool:
-    from ...llm.embedded import default_gguf_path
-
-    try:
-        return default_gguf_path().resolve() == path
-    except ConfigError:
-        return False
-
-
-def check_proxy(model: str | None) -> None:
-    """Refuse, with one clear line, a proxy setting that cannot be loaded offline, without loading
-    it: a path that does not exist, a folder without ``config.json``, a file that is not a GGUF."""
-    if model is None:
-        return
-    if not model.strip():
-        raise ConfigError("the gradient proxy is empty: give a checkpoint folder or a .gguf file")
-    path = Path(model).expanduser()
-    looks_like_path = model.endswith(".gguf") or model.startswith((".", "~", "/")) or "\\" in model
-    if not path.exists():
-        if looks_like_path or model.count("/") > 1:
-            raise ConfigError(
-                f"the gradient proxy {model!r} does not exist: give a local causal-LM checkpoint folder "
-                "(with config.json) or a .gguf file"
-            )
-        return  # a Hugging Face model name: it must be in the local cache (checked when loading)
-    if path.is_dir() and not (path / "config.json").is_file():
-        raise ConfigError(f"the gradient proxy folder {model!r} has no config.json: it is not a model checkpoint")
-    if path.is_file() and path.suffix != ".gguf":
-        raise ConfigError(f"the gradient proxy {model!r} is a file but not a .gguf model: give a folder or a .gguf")
-
-
-def _load(model: str | None) -> tuple[Any, Any, str]:
-    """(model, tokenizer, label) for a model setting, fully offline."""
-    check_proxy(model)
-    try:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-    except ImportError as exc:  # pragma: no cover - a default dependency
-        raise ConfigError("gradient features need transformers: pip install transformers gguf accelerate") from exc
-    hf_logging.disable_progress_bar()  # GGUF conversion bars would break the CLI's and the app's own progress
-    kwargs: dict[str, Any] = {}
-    if model is None:
-        from ...llm.embedded import default_gguf_path
-
-        path = default_gguf_path()
-        folder, kwargs["gguf_file"], label = str(path.parent), path.name, DEFAULT_MODEL_NAME
-    elif Path(model).expanduser().is_file():
-        path = Path(model).expanduser().resolve()
-        folder, kwargs["gguf_file"], label = str(path.parent), path.name, proxy_label(model)
-    else:
-        path = Path(model).expanduser()
-        folder, label = str(path.resolve()) if path.is_dir() else model, proxy_label(model)
-        kwargs["local_files_only"] = True
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-        lm = AutoModelForCausalLM.from_pretrained(folder, dtype="float32", **kwargs)
-    except (OSError, ValueError, KeyError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(
-            f"could not load the gradient proxy {model or DEFAULT_MODEL_NAME!r} offline ({reason}): give a local "
-            "causal-LM checkpoint folder, a .gguf file, or a model already in the Hugging Face cache"
-        ) from exc
-    return lm, tokenizer, label
+# -- one featurizer per proxy setting ---------------------------------------------------------------
 
 
 _loaded: dict[tuple[str | None, int], GradientFeaturizer] = {}

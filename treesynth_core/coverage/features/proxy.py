@@ -4,7 +4,7 @@
 page and every ``--gradients`` command use the same proxy; a command's ``--proxy`` and
 ``--grad-max-tokens`` override it for one run. :func:`gradient_kind` says, without loading the
 model, which feature kind a setting gives (see
-:func:`~treesynth_core.coverage.features.gradients.feature_kind`).
+:func:`~treesynth_core.coverage.features.proxy_model.feature_kind`).
 
 Time estimates: :class:`TimedFeaturizer` records, per feature kind, how long each gradient run
 took and how its batches varied (:func:`record_timing`); :func:`estimate_time` turns the last runs
@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ...errors import ConfigError
 from ...llm.pricing import duration
 from ...store.samples import Sample
-from .gradients import DEFAULT_DIM, DEFAULT_MAX_TOKENS, DEFAULT_MODEL_NAME, check_proxy, feature_kind, proxy_label
+from .proxy_model import DEFAULT_DIM, DEFAULT_MAX_TOKENS, DEFAULT_MODEL_NAME, check_proxy, feature_kind, proxy_label
 
 #: Project blob holding the saved :class:`GradientSettings`.
 SETTINGS_KEY = "settings.gradients"
@@ -64,7 +64,7 @@ def gradient_settings(
     project: BlobStore, *, proxy: str | None = None, max_tokens: int | None = None, check: bool = True
 ) -> GradientSettings:
     """The project's saved settings with a command's overrides (None: keep the saved value);
-    ``check``: refuse a proxy that cannot be found (:func:`~.gradients.check_proxy`)."""
+    ``check``: refuse a proxy that cannot be found (:func:`~.proxy_model.check_proxy`)."""
     blob = project.get_blob(SETTINGS_KEY)
     data: dict[str, Any] = json.loads(blob) if blob else {}
     if proxy is not None:
