@@ -174,7 +174,7 @@ with tab_import:
                 )
                 if st.button("Delete for good", key=f"data.delete.{name}", type="primary"):
                     gone = project.delete_sample_set(name)
-                    state.notify("success", f"Deleted the sample set {md(name)} ({gone:,} samples).")
+                    state.notify("success", f"Deleted the sample set {name} ({gone:,} samples).")
                     st.rerun()
         with st.expander("First rows of a set", icon=":material/table:"):
             shown = st.selectbox("Sample set", list(sets), key="data.browse")

@@ -71,7 +71,7 @@ def backend_form(current: BackendSettings, *, key: str) -> BackendSettings | Non
             },
         )
     except TreeSynthError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(md(str(exc)), icon=":material/error:")
         return None
 
 
@@ -102,9 +102,9 @@ def test_connection(settings: BackendSettings) -> None:
         try:
             answer = projects.check_connection(settings)
         except TreeSynthError as exc:
-            st.error(f"Connection failed: {exc}", icon=":material/error:")
+            st.error(f"Connection failed: {md(str(exc))}", icon=":material/error:")
         else:
-            st.success(f"Connected. {answer}", icon=":material/check_circle:")
+            st.success(f"Connected. {md(answer)}", icon=":material/check_circle:")
 
 
 def opened(project_name: str) -> None:
@@ -163,7 +163,7 @@ for i, example in enumerate(found):
             try:
                 state.adopt(projects.open_example(example))
             except TreeSynthError as exc:
-                st.error(str(exc), icon=":material/error:")
+                st.error(md(str(exc)), icon=":material/error:")
             else:
                 opened(state.project_name)
 
@@ -183,7 +183,7 @@ with new_tab:
                 raise TreeSynthError("fix the backend settings first")
             state.adopt(projects.create_project(name, task, style, new_settings))
         except TreeSynthError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(md(str(exc)), icon=":material/error:")
         else:
             opened(state.project_name)
 
@@ -197,7 +197,7 @@ with open_tab:
             try:
                 state.open(choice)
             except TreeSynthError as exc:
-                st.error(str(exc), icon=":material/error:")
+                st.error(md(str(exc)), icon=":material/error:")
             else:
                 opened(state.project_name)
     else:
@@ -207,6 +207,6 @@ with open_tab:
         try:
             state.open(os.path.expanduser(path.strip()))
         except TreeSynthError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(md(str(exc)), icon=":material/error:")
         else:
             opened(state.project_name)

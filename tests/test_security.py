@@ -170,3 +170,62 @@ def test_an_endpoint_from_the_environment_is_announced_once(tmp_path, monkeypatc
         notice = f"Sending requests to {server.base_url.rstrip('/')} with the key in $OPENAI_API_KEY"
         assert result.output.count(notice) == 1, result.output
         assert len(server.chat_requests) >= 1
+
+
+# -- escaping -------------------------------------------------------------------------------------
+HOSTILE = [
+    "![x](http://evil.example/p.png)",
+    "[click](javascript:alert(1))",
+    '<img src="http://evil.example/p.png" onerror="alert(1)">',
+    "<script>alert(1)</script>",
+    "<http://evil.example/autolink>",
+    "&lt;img src=x&gt; *bold* `code` # heading\n- item | cell |",
+]
+
+
+def rendered(markdown: str) -> str:
+    """The HTML a CommonMark renderer with raw HTML and tables on (as on the Hugging Face hub) makes."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
+
+
+def assert_inert(html: str) -> None:
+    for tag in ("<img", "<a ", "<script", "<em>", "<code>", "<h1>", "<li>"):
+        assert tag not in html, (tag, html)
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_escaped_text_renders_as_itself(text):
+    from treesynth_core.data.export import escape_markdown
+
+    html = rendered(escape_markdown(text))
+    assert_inert(html)
+    assert "evil.example" in html or "bold" in html or "alert" in html  # the text itself is still shown
+
+
+def test_the_dataset_card_shows_llm_text_literally(tmp_path):
+    from treesynth_core.data.export import export_samples
+    from treesynth_core.store.samples import Sample
+    from treesynth_core.tree import model as T
+
+    tree = T.new_tree("Math ![x](http://evil.example/task.png) <img src=http://evil.example/t.png>")
+    tree = T.attach_split(
+        tree,
+        tree.root_id,
+        criterion="topic [click](javascript:alert(1))",
+        values=["![pixel](http://evil.example/p.png)", "<script>alert(1)</script>"],
+        provenance=T.Provenance("llm"),
+    )
+    leaves = tree.children(tree.root_id)
+    tree = T.approve(tree, [leaf.id for leaf in leaves])
+    samples = [
+        Sample(leaf_id=leaf.id, key="0", instruction="q", path=[], model="m](http://evil.example/m.png")
+        for leaf in leaves
+    ]
+    card = export_samples(tree, samples, "jsonl", tmp_path / "d.jsonl").card.read_text(encoding="utf-8")
+    body = card.split("---", 2)[-1]
+    html = rendered(body)
+    for tag in ("<img", "<a ", "<script"):
+        assert tag not in html, (tag, html)
+    assert "evil.example/task.png" in html and "evil.example/p.png" in html  # shown, as text
