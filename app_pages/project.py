@@ -6,7 +6,7 @@ import os
 
 import streamlit as st
 
-from studio import projects
+from studio import projects, security
 from studio.state import get_state, list_projects, projects_dir
 from studio.widgets import EMBEDDED_WARNING, PAGE_TREE, md, show_notices
 from treesynth_core.errors import TreeSynthError
@@ -98,6 +98,10 @@ def prompts_select(current: BackendSettings, *, key: str) -> str:
 
 
 def test_connection(settings: BackendSettings) -> None:
+    problem = security.endpoint_problem(state, settings)
+    if problem is not None:
+        st.error(md(problem), icon=":material/gpp_maybe:")
+        return
     with st.spinner("Sending a tiny request\u2026"):
         try:
             answer = projects.check_connection(settings)
@@ -133,15 +137,23 @@ if project is not None:
     saved = project.settings()
     settings = backend_form(saved, key="settings")
     left, right, _ = st.columns([1, 1, 3])
+    locked = security.read_only()
     if left.button(
-        "Save settings", key="settings.save", type="primary", disabled=settings is None, icon=":material/save:"
+        "Save settings",
+        key="settings.save",
+        type="primary",
+        disabled=settings is None or locked,
+        icon=":material/save:",
+        help="Off in read-only share mode." if locked else None,
     ):
         assert settings is not None
         project.save_settings(settings)
         st.success(
             f"Saved: {md(settings.describe())}; {md(settings.describe_prompts())}", icon=":material/check_circle:"
         )
-    if right.button("Test connection", key="settings.test", disabled=settings is None, icon=":material/cable:"):
+    if right.button(
+        "Test connection", key="settings.test", disabled=settings is None or locked, icon=":material/cable:"
+    ):
         assert settings is not None
         test_connection(settings)
     st.divider()
@@ -202,11 +214,12 @@ with open_tab:
                 opened(state.project_name)
     else:
         st.caption(f"No projects in {md(str(projects_dir()))} yet.")
-    path = st.text_input("Or a project folder anywhere", key="open.path", placeholder="/path/to/project")
-    if st.button("Open folder", key="open.path_button", disabled=not path.strip()):
-        try:
-            state.open(os.path.expanduser(path.strip()))
-        except TreeSynthError as exc:
-            st.error(md(str(exc)), icon=":material/error:")
-        else:
-            opened(state.project_name)
+    if not security.read_only():  # shared read-only: only the projects folder
+        path = st.text_input("Or a project folder anywhere", key="open.path", placeholder="/path/to/project")
+        if st.button("Open folder", key="open.path_button", disabled=not path.strip()):
+            try:
+                state.open(os.path.expanduser(path.strip()))
+            except TreeSynthError as exc:
+                st.error(md(str(exc)), icon=":material/error:")
+            else:
+                opened(state.project_name)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from studio import security
 from studio.state import AppState
 from treesynth_core.data.export import escape_markdown
 from treesynth_core.errors import TreeSynthError
@@ -120,6 +121,13 @@ def start_job(state: AppState, kind: jobs.Kind, params: dict) -> jobs.JobState |
     """Start a background job for the open project (or get the one already running)."""
     project = state.project()
     if project is None:
+        return None
+    if security.read_only():
+        state.notify("warning", "This app is shared read-only: jobs are off.")
+        return None
+    problem = security.endpoint_problem(state)
+    if problem is not None:
+        state.notify("error", problem)
         return None
     try:
         job = jobs.start_job(project.path, kind, params, settings=state.settings())
