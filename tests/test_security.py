@@ -229,3 +229,15 @@ def test_the_dataset_card_shows_llm_text_literally(tmp_path):
     for tag in ("<img", "<a ", "<script"):
         assert tag not in html, (tag, html)
     assert "evil.example/task.png" in html and "evil.example/p.png" in html  # shown, as text
+
+
+def test_a_server_error_is_printed_as_text_not_terminal_markup(tmp_path, monkeypatch):
+    """Rich markup in a server's error text (a terminal hyperlink, colours) is printed literally."""
+    monkeypatch.setenv("TREESYNTH_MAX_RETRIES", "0")
+    proj = tmp_path / "p"
+    with FakeOpenAIServer() as server:
+        server.script(Reply.error(401, "[link=http://evil.example/]renew your key here[/link] [red]now[/red]"))
+        assert invoke("new", proj, "--task", "t", *openai_flags(server.base_url, "m")).exit_code == 0
+        result = invoke("grow", proj, "-q", "--max-calls", "1")
+    assert result.exit_code == 1
+    assert "[link=http://evil.example/]renew your key here[/link] [red]now[/red]" in result.output, result.output
