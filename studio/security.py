@@ -103,6 +103,8 @@ def endpoint_notice(state: AppState) -> None:
         return
     st.warning(md(problem), icon=":material/gpp_maybe:")
     if target.problem(trust_endpoint=True) is None and not read_only():  # only the endpoint needs a yes
-        if st.button(f"Trust {target.host} for this session", key="security.trust", icon=":material/verified_user:"):
+        if st.button(
+            f"Trust {md(target.host)} for this session", key="security.trust", icon=":material/verified_user:"
+        ):
             state.trusted_endpoints = state.trusted_endpoints | {target.url}
             st.rerun()

@@ -10,7 +10,9 @@ from studio.widgets import PAGE_DATA as DATA
 from studio.widgets import PAGE_PROJECT as PROJECT
 from studio.widgets import PAGE_SYNTH as SYNTH
 from tests.apptest import new_app, open_example, run, texts, wait_for_job
+from tests.fakes import ScriptedLLM
 from treesynth_core.data.export import escape_markdown
+from treesynth_core.errors import EndpointError
 from treesynth_core.jobs import background as jobs
 from treesynth_core.llm.settings import BackendSettings
 from treesynth_core.store import Project
@@ -85,3 +87,25 @@ def test_an_endpoint_only_the_project_names_needs_a_click_once_per_session(proje
     at.button(key="synth.start").click()
     run(at)
     assert wait_for_job(folder).status == "done"  # the fake LLM answered
+
+
+class FailingLLM(ScriptedLLM):
+    """An endpoint whose error text carries markdown: a remote image, a link, raw HTML."""
+
+    async def complete(self, request):
+        raise EndpointError(f"server said: {HOSTILE}")
+
+
+HOSTILE = "![x](http://evil.example/p.png) [click](javascript:alert(1)) <img src=http://evil.example/q.png>"
+
+
+def test_a_server_error_in_the_app_shows_as_text(projects):
+    jobs.set_llm_factory(lambda settings: FailingLLM())
+    at = open_example(new_app())
+    at.switch_page(SYNTH)
+    run(at)
+    at.button(key="synth.start").click()
+    run(at)
+    assert wait_for_job(projects / "example-gsm8k_math").status == "failed"
+    errors = [e.value for e in run(at).error]
+    assert any(escape_markdown(HOSTILE) in e for e in errors), errors
