@@ -171,7 +171,7 @@ with tab_import:
         for name in datasets:
             a, b = st.columns([5, 1], vertical_alignment="center")
             a.markdown(f"**{md(name)}** \u2014 {sets[name]:,} samples")
-            with b.popover("Delete", icon=":material/delete:", disabled=busy, width="stretch"):
+            with b.popover("Delete", icon=":material/delete:", disabled=busy or security.read_only(), width="stretch"):
                 st.markdown(
                     f"Delete the sample set **{md(name)}**: its {sets[name]:,} samples, their features and "
                     "routes? The imported file is not touched."

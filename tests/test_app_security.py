@@ -32,6 +32,16 @@ def address():
     st_config.set_option("server.address", before)
 
 
+@pytest.mark.parametrize(
+    ("bound", "reachable"),
+    [("127.0.0.1", False), ("localhost", False), ("::1", False), ("", True), ("0.0.0.0", True), ("10.1.2.3", True)],
+)
+def test_exposed_addresses(bound, reachable):
+    from studio.security import exposed
+
+    assert exposed(bound) is reachable
+
+
 def test_loopback_shows_no_exposure_warning(projects, address):
     address("127.0.0.1")
     assert "listens on" not in texts(new_app())
