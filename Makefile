@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-test app demo test test-fast lint format bench clean
+.PHONY: install install-test app share demo test test-fast lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 app: install
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1
+
+# Serve the app to the network read-only: no import or opening by path, no settings edits, no jobs.
+share: install
+	TREESYNTH_READ_ONLY=1 $(BIN)/streamlit run app.py --server.address 0.0.0.0
 
 demo: install
 	$(BIN)/treesynth demo

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from studio import security
 from studio.state import get_state, sync_url
 from studio.widgets import PAGE_EXPORT, PAGE_PROJECT, PAGE_SYNTH, PAGE_TREE, md
 
@@ -62,7 +63,9 @@ with st.sidebar:
             st.markdown(f"**{md(state.project_name)}**")
             st.caption(md(tree.task))
             st.caption(f":material/memory: {md(state.settings().describe())}")
+            security.endpoint_notice(state)
     else:
         st.info("No project open.", icon=":material/folder_off:")
 
+security.exposure_banner()
 page.run()

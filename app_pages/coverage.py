@@ -12,6 +12,7 @@ from typing import Any
 import streamlit as st
 
 from studio import coverage_panel as C
+from studio import security
 from studio.state import get_state
 from studio.widgets import PAGE_SYNTH, PAGE_TREE, POLL_S, md, require_project, show_notices, start_job
 from treesynth_core.jobs import background as jobs
@@ -112,7 +113,7 @@ def _feature_buttons(rep: dict[str, Any] | None, grad_kind: str | None, busy: bo
         help="Embed every sample (MiniLM) and lay out the UMAP map, in the background.",
     ):
         _start("features", {"space": "embeddings"})
-    grads = C.gradient_settings_form(project, disabled=busy)
+    grads = C.gradient_settings_form(project, disabled=busy or security.read_only())
     about = "" if busy else f": {C.gradient_time(project, grads)}"  # no estimate to read while a job runs
     grad_help = md(f"Gradient features (G-Vendi, gradient map) of the {grads.describe()}{about}.")
     if mid.button(

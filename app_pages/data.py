@@ -11,7 +11,7 @@ import hashlib
 
 import streamlit as st
 
-from studio import data_panel
+from studio import data_panel, security
 from studio.state import get_state
 from studio.widgets import PAGE_EXPORT, PAGE_TREE, POLL_S, md, require_project, show_notices, start_job
 from treesynth_core.data import pipeline as data_steps
@@ -71,10 +71,14 @@ with tab_import:
     )
     uploaded = st.file_uploader("Upload a dataset file", type=data_panel.UPLOAD_TYPES, key="data.upload", disabled=busy)
     left, right = st.columns([3, 2], vertical_alignment="bottom")
-    typed = left.text_input(
-        "\u2026or a path on this machine (big files, Hugging Face dataset folders)",
-        key="data.path",
-        placeholder="/data/train.jsonl.gz or ~/datasets/my_set",
+    typed = (
+        ""  # shared read-only: no reading files on this machine by path
+        if security.read_only()
+        else left.text_input(
+            "\u2026or a path on this machine (big files, Hugging Face dataset folders)",
+            key="data.path",
+            placeholder="/data/train.jsonl.gz or ~/datasets/my_set",
+        )
     )
     right.button(
         data_panel.EXAMPLE_LABEL,
@@ -167,14 +171,14 @@ with tab_import:
         for name in datasets:
             a, b = st.columns([5, 1], vertical_alignment="center")
             a.markdown(f"**{md(name)}** \u2014 {sets[name]:,} samples")
-            with b.popover("Delete", icon=":material/delete:", disabled=busy, width="stretch"):
+            with b.popover("Delete", icon=":material/delete:", disabled=busy or security.read_only(), width="stretch"):
                 st.markdown(
                     f"Delete the sample set **{md(name)}**: its {sets[name]:,} samples, their features and "
                     "routes? The imported file is not touched."
                 )
                 if st.button("Delete for good", key=f"data.delete.{name}", type="primary"):
                     gone = project.delete_sample_set(name)
-                    state.notify("success", f"Deleted the sample set {md(name)} ({gone:,} samples).")
+                    state.notify("success", f"Deleted the sample set {name} ({gone:,} samples).")
                     st.rerun()
         with st.expander("First rows of a set", icon=":material/table:"):
             shown = st.selectbox("Sample set", list(sets), key="data.browse")

@@ -68,7 +68,7 @@ with st.container(border=True):
             with st.spinner("Writing the dataset\u2026"):
                 result = exports.run_export(project, fmt, name, sample_set)
         except TreeSynthError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(md(str(exc)), icon=":material/error:")
         else:
             state.last_export = result
 

@@ -6,7 +6,7 @@ import os
 
 import streamlit as st
 
-from studio import projects
+from studio import projects, security
 from studio.state import get_state, list_projects, projects_dir
 from studio.widgets import EMBEDDED_WARNING, PAGE_TREE, md, show_notices
 from treesynth_core.errors import TreeSynthError
@@ -71,7 +71,7 @@ def backend_form(current: BackendSettings, *, key: str) -> BackendSettings | Non
             },
         )
     except TreeSynthError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(md(str(exc)), icon=":material/error:")
         return None
 
 
@@ -98,13 +98,17 @@ def prompts_select(current: BackendSettings, *, key: str) -> str:
 
 
 def test_connection(settings: BackendSettings) -> None:
+    problem = security.endpoint_problem(state, settings)
+    if problem is not None:
+        st.error(md(problem), icon=":material/gpp_maybe:")
+        return
     with st.spinner("Sending a tiny request\u2026"):
         try:
             answer = projects.check_connection(settings)
         except TreeSynthError as exc:
-            st.error(f"Connection failed: {exc}", icon=":material/error:")
+            st.error(f"Connection failed: {md(str(exc))}", icon=":material/error:")
         else:
-            st.success(f"Connected. {answer}", icon=":material/check_circle:")
+            st.success(f"Connected. {md(answer)}", icon=":material/check_circle:")
 
 
 def opened(project_name: str) -> None:
@@ -133,15 +137,23 @@ if project is not None:
     saved = project.settings()
     settings = backend_form(saved, key="settings")
     left, right, _ = st.columns([1, 1, 3])
+    locked = security.read_only()
     if left.button(
-        "Save settings", key="settings.save", type="primary", disabled=settings is None, icon=":material/save:"
+        "Save settings",
+        key="settings.save",
+        type="primary",
+        disabled=settings is None or locked,
+        icon=":material/save:",
+        help="Off in read-only share mode." if locked else None,
     ):
         assert settings is not None
         project.save_settings(settings)
         st.success(
             f"Saved: {md(settings.describe())}; {md(settings.describe_prompts())}", icon=":material/check_circle:"
         )
-    if right.button("Test connection", key="settings.test", disabled=settings is None, icon=":material/cable:"):
+    if right.button(
+        "Test connection", key="settings.test", disabled=settings is None or locked, icon=":material/cable:"
+    ):
         assert settings is not None
         test_connection(settings)
     st.divider()
@@ -163,7 +175,7 @@ for i, example in enumerate(found):
             try:
                 state.adopt(projects.open_example(example))
             except TreeSynthError as exc:
-                st.error(str(exc), icon=":material/error:")
+                st.error(md(str(exc)), icon=":material/error:")
             else:
                 opened(state.project_name)
 
@@ -183,7 +195,7 @@ with new_tab:
                 raise TreeSynthError("fix the backend settings first")
             state.adopt(projects.create_project(name, task, style, new_settings))
         except TreeSynthError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(md(str(exc)), icon=":material/error:")
         else:
             opened(state.project_name)
 
@@ -197,16 +209,17 @@ with open_tab:
             try:
                 state.open(choice)
             except TreeSynthError as exc:
-                st.error(str(exc), icon=":material/error:")
+                st.error(md(str(exc)), icon=":material/error:")
             else:
                 opened(state.project_name)
     else:
         st.caption(f"No projects in {md(str(projects_dir()))} yet.")
-    path = st.text_input("Or a project folder anywhere", key="open.path", placeholder="/path/to/project")
-    if st.button("Open folder", key="open.path_button", disabled=not path.strip()):
-        try:
-            state.open(os.path.expanduser(path.strip()))
-        except TreeSynthError as exc:
-            st.error(str(exc), icon=":material/error:")
-        else:
-            opened(state.project_name)
+    if not security.read_only():  # shared read-only: only the projects folder
+        path = st.text_input("Or a project folder anywhere", key="open.path", placeholder="/path/to/project")
+        if st.button("Open folder", key="open.path_button", disabled=not path.strip()):
+            try:
+                state.open(os.path.expanduser(path.strip()))
+            except TreeSynthError as exc:
+                st.error(md(str(exc)), icon=":material/error:")
+            else:
+                opened(state.project_name)

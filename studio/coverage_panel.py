@@ -202,7 +202,7 @@ def job_outcome(job: jobs.JobState | None) -> None:
     elif job.status in ("cancelled", "interrupted"):
         st.warning(f"{label} stopped ({job.status}); what finished is saved.", icon=":material/pause_circle:")
     elif job.status == "failed":
-        st.error(f"{label} failed: {job.error or job.message}", icon=":material/error:")
+        st.error(f"{label} failed: {md(job.error or job.message)}", icon=":material/error:")
 
 
 def _fmt(value: Any, digits: int = 2) -> str:

@@ -69,6 +69,7 @@ class AppState:
     last_export: ExportResult | None = None  # the Export page's latest result, for its download buttons
     focus_seq: int = 0  # bumped when the search box asks the graph to bring a node into view
     url_checked: bool = False
+    trusted_endpoints: frozenset[str] = frozenset()  # project-named endpoints confirmed in this session
     _project: Project | None = field(default=None, repr=False)
 
     # -- the project ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from studio import graph as G
+from studio import security
 from studio.widgets import md, model_name
 from treesynth_core.generate.synth import (
     PER_CALL,
@@ -253,7 +254,8 @@ def browser(project: Project, tree: T.Tree) -> None:
         format_func=lambda i: f"#{i}: {G.shorten(by_id[i].instruction, 80)}",
         placeholder="Pick bad samples to delete",
     )
-    if st.button("Delete selected", key="samples.delete", disabled=not doomed, icon=":material/delete:"):
+    locked = security.read_only()  # shared read-only: samples are not deleted
+    if st.button("Delete selected", key="samples.delete", disabled=not doomed or locked, icon=":material/delete:"):
         deleted = project.delete_samples(doomed)
         st.session_state.pop(f"samples.delete.{leaf_id}", None)
         st.toast(f"Deleted {deleted} samples. A later run will not make them again.", icon=":material/delete:")

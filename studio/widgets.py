@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import streamlit as st
 
+from studio import security
 from studio.state import AppState
+from treesynth_core.data.export import escape_markdown
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.jobs import background as jobs
 from treesynth_core.llm.settings import BackendSettings
@@ -28,25 +29,25 @@ EMBEDDED_WARNING = (
     "or point TreeSynth at a capable OpenAI-compatible model."
 )
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<$:])")
-
 
 def md(text: str) -> str:
-    """Escape text (values, criteria, samples, paths) for Streamlit markdown, so it shows literally."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    """Escape text (values, criteria, samples, paths, LLM replies, server errors) for Streamlit markdown,
+    so it shows literally: see :func:`~treesynth_core.data.export.escape_markdown`."""
+    return escape_markdown(text)
 
 
 def show_notices(state: AppState) -> None:
-    """Show and forget the notices callbacks left for this rerun."""
+    """Show and forget the notices callbacks left for this rerun (their text is shown literally)."""
     for notice in state.pop_notices():
+        text = md(notice.text)
         if notice.kind == "error":
-            st.error(notice.text, icon=":material/error:")
+            st.error(text, icon=":material/error:")
         elif notice.kind == "warning":
-            st.warning(notice.text, icon=":material/warning:")
+            st.warning(text, icon=":material/warning:")
         elif notice.kind == "info":
-            st.info(notice.text, icon=":material/info:")
+            st.info(text, icon=":material/info:")
         else:
-            st.toast(notice.text, icon=":material/check_circle:")
+            st.toast(text, icon=":material/check_circle:")
 
 
 def require_project(state: AppState) -> Project:
@@ -113,13 +114,20 @@ def job_outcome(job: jobs.JobState | None) -> None:
             icon=":material/restart_alt:",
         )
     elif job.status == "failed":
-        st.error(f"{what} failed: {job.error or job.message}", icon=":material/error:")
+        st.error(f"{what} failed: {md(job.error or job.message)}", icon=":material/error:")
 
 
 def start_job(state: AppState, kind: jobs.Kind, params: dict) -> jobs.JobState | None:
     """Start a background job for the open project (or get the one already running)."""
     project = state.project()
     if project is None:
+        return None
+    if security.read_only():
+        state.notify("warning", "This app is shared read-only: jobs are off.")
+        return None
+    problem = security.endpoint_problem(state)
+    if problem is not None:
+        state.notify("error", problem)
         return None
     try:
         job = jobs.start_job(project.path, kind, params, settings=state.settings())

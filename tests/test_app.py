@@ -496,7 +496,7 @@ def test_export_writes_data_tree_and_card_with_downloads(projects, fmt):
         assert len(load_from_disk(str(exports / "demo-dataset"))) == len(rows_of(folder))
         assert (exports / "demo-dataset" / "README.md").is_file()
     card = next(exports.rglob("*README.md")).read_text()
-    assert "Grade-school math word problems" in card and "fake-model" in card
+    assert "Grade\\-school math word problems" in card and "fake\\-model" in card  # escaped markdown
 
 
 def rows_of(folder: Path):

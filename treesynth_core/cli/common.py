@@ -16,16 +16,24 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import TreeSynthError
-from ..llm.settings import BackendSettings, merge_settings, settings_from_env
+from ..errors import ConfigError, TreeSynthError
+from ..llm.settings import (
+    ALLOW_KEY_ENV_VAR,
+    TRUST_ENDPOINT_VAR,
+    BackendSettings,
+    Endpoint,
+    merge_settings,
+    settings_from_env,
+)
 
 #: Results are printed without rich's hard wrapping at the console width (80 columns when piped),
 #: so a line stays one line in a pipe, a file or a log; a terminal wraps long lines itself.
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
-STATE = {"debug": False}
+STATE: dict[str, Any] = {"debug": False, "announced": set()}
 F = TypeVar("F", bound=Callable[..., Any])
 
 EMBEDDED_NOTE = (
@@ -45,6 +53,23 @@ KeyEnvOpt = Annotated[
     str | None,
     typer.Option(
         "--api-key-env", help="NAME of the environment variable holding the API key (the key itself is never stored)."
+    ),
+]
+AllowKeyEnvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--allow-key-env",
+        help="Send the value of this variable as the key although the project names it and it does not look "
+        f"like a key variable (*_API_KEY, *_KEY, *_TOKEN); also ${ALLOW_KEY_ENV_VAR}.",
+        show_default=False,
+    ),
+]
+TrustEndpointOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-endpoint",
+        help="Send requests (and the key) to the endpoint saved in the project although it is neither OpenAI's "
+        f"nor this machine's; also ${TRUST_ENDPOINT_VAR}=HOST.",
     ),
 ]
 GgufOpt = Annotated[str | None, typer.Option("--gguf", help="Path to a local GGUF model for the embedded backend.")]
@@ -99,6 +124,8 @@ BACKEND_OPTIONS: dict[str, tuple[Any, Any]] = {
     "api_key_env": (KeyEnvOpt, None),
     "gguf": (GgufOpt, None),
     "concurrency": (ConcOpt, None),
+    "allow_key_env": (AllowKeyEnvOpt, None),
+    "trust_endpoint": (TrustEndpointOpt, False),
 }
 #: The options of a command that runs LLM work as one logged run: its call limit, the backend, the bar.
 LLM_RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
@@ -119,6 +146,8 @@ class BackendOptions:
     api_key_env: str | None = None
     gguf: str | None = None
     concurrency: int | None = None
+    allow_key_env: str | None = None
+    trust_endpoint: bool = False
 
     def overrides(self) -> dict[str, Any]:
         """These options as overrides of :class:`BackendSettings` fields."""
@@ -132,8 +161,11 @@ class BackendOptions:
         }
 
     def resolve(self, project: Any) -> BackendSettings:
-        """The project's settings, then the environment's, then these options."""
-        return resolve_settings(project, self.overrides())
+        """The project's settings, then the environment's, then these options (checked for a key variable
+        or an endpoint the project names but the person did not confirm)."""
+        return resolve_settings(
+            project, self.overrides(), allow_key_env=self.allow_key_env, trust_endpoint=self.trust_endpoint
+        )
 
 
 NO_BACKEND_OPTIONS = BackendOptions()
@@ -237,7 +269,7 @@ def handle_errors(fn: F) -> F:
         except TreeSynthError as exc:
             if STATE["debug"]:
                 raise
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("stopped (Ctrl-C). Everything finished so far is saved; rerun the command to resume.")
@@ -261,8 +293,30 @@ def open_project(directory: Path) -> Any:
     return Project.open(directory)
 
 
-def resolve_settings(project: Any, overrides: dict[str, Any]) -> BackendSettings:
-    return merge_settings(project.settings(), settings_from_env(), overrides)
+def resolve_settings(
+    project: Any,
+    overrides: dict[str, Any],
+    *,
+    allow_key_env: str | None = None,
+    trust_endpoint: bool = False,
+    endpoint: bool | None = None,
+) -> BackendSettings:
+    """The project's settings, then ``TREESYNTH_*`` variables, then ``overrides``. When they reach an
+    openai-compatible ``endpoint`` (default: the openai backend), refuse a key variable or endpoint that
+    only the project names (see :meth:`Endpoint.problem`), else say once per process where requests go."""
+    saved = project.settings()
+    env = settings_from_env()
+    settings = merge_settings(saved, env, overrides)
+    if settings.backend == "openai" if endpoint is None else endpoint:
+        chosen = {*env, *(name for name, value in overrides.items() if value is not None)}
+        target = Endpoint.of(saved, settings, chosen)
+        problem = target.problem(allow_key_env=[allow_key_env] if allow_key_env else (), trust_endpoint=trust_endpoint)
+        if problem:
+            raise ConfigError(problem)
+        if target.notice() not in STATE["announced"]:
+            STATE["announced"].add(target.notice())
+            err.print(target.notice(), highlight=False, markup=False, soft_wrap=True)
+    return settings
 
 
 def progress_bar(quiet: bool) -> Progress:
@@ -295,7 +349,7 @@ def emit(as_json: bool, data: Any, text: str) -> None:
 def load_embedder(project: Any, spec: str | None) -> Any:
     from ..coverage.features.embeddings import make_embedder
 
-    settings = resolve_settings(project, {}) if spec and spec.startswith("openai:") else None
+    settings = resolve_settings(project, {}, endpoint=True) if spec and spec.startswith("openai:") else None
     return make_embedder(spec, settings=settings)
 
 

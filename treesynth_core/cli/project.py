@@ -188,5 +188,22 @@ def settings(
     emit(
         as_json,
         {**current.model_dump(), "gradients": grads.model_dump()},
-        f"{current.describe()}; {current.describe_prompts()}\nG-Vendi: {grads.describe()}",
+        f"{current.describe()}; {current.describe_prompts()}\nG-Vendi: {grads.describe()}"
+        + endpoint_line(current, backend),
     )
+
+
+def endpoint_line(current: Any, backend: BackendOptions) -> str:
+    """For the openai backend: where requests go, and what a run must confirm first (as the project
+    says, without this machine's TREESYNTH_* variables or flags)."""
+    from rich.markup import escape
+
+    from ..llm.settings import Endpoint
+
+    if current.backend != "openai":
+        return ""
+    target = Endpoint.of(current, current, chosen=())
+    problem = target.problem(
+        allow_key_env=[backend.allow_key_env] if backend.allow_key_env else (), trust_endpoint=backend.trust_endpoint
+    )
+    return escape(f"\n{target.notice()}" + (f"\nBefore sending, runs need confirmation: {problem}" if problem else ""))

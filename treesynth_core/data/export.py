@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -25,6 +26,17 @@ from ..tree.file import tree_to_json
 
 Format = Literal["jsonl", "parquet", "hf"]
 FIXED_COLUMNS = ("id", "leaf_id", "path", "instruction", "response", "messages", "model", "sample_set", "provenance")
+
+#: Every character that can start markdown (and Streamlit's ``:color[...]``, ``:icon:`` and ``$math$``):
+#: links, images, raw HTML, entities, emphasis, code, headings, lists, tables.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<$:&])")
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` (a task, value, sample, path, LLM reply or server error) as markdown that shows it literally,
+    on one line: ``![x](http://evil/p.png)``, ``[click](javascript:...)`` and ``<img src=...>`` stay text,
+    never an image fetched, a link or HTML. The one escaper for the dataset card and the app's markdown."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
 def criterion_columns(samples: Sequence[Sample]) -> dict[str, str]:
@@ -97,7 +109,7 @@ def dataset_card(tree: T.Tree, samples: Sequence[Sample], *, fmt: str, today: dt
         f"size_categories: [{_size_category(len(samples))}]",
         "---",
         "",
-        f"# {tree.task}",
+        f"# {escape_markdown(tree.task)}",
         "",
         _intro(origins),
         "",
@@ -105,7 +117,7 @@ def dataset_card(tree: T.Tree, samples: Sequence[Sample], *, fmt: str, today: dt
         "|---|---|",
         f"| Task | {_cell(tree.task)} |",
         f"| Style | {_cell(tree.style or '-')} |",
-        f"| Samples | {len(samples)} ({with_response} with responses; {origin_text}) |",
+        f"| Samples | {len(samples)} ({with_response} with responses; {_cell(origin_text)}) |",
         f"| Leaves | {len(leaves)} ({len(counts)} with samples) |",
         f"| Generator model(s) | {_cell(', '.join(models) or '-')} |",
         *(
@@ -123,7 +135,7 @@ def dataset_card(tree: T.Tree, samples: Sequence[Sample], *, fmt: str, today: dt
     lines += ["", "## Samples per leaf", "", "| leaf | path | samples |", "|---|---|---|"]
     for leaf in leaves:
         path = " > ".join(f"{s.criterion}: {s.value}" for s in tree.path(leaf.id)) or "(root)"
-        lines.append(f"| `{leaf.id}` | {_cell(path)} | {counts.get(leaf.id, 0)} |")
+        lines.append(f"| {_cell(leaf.id)} | {_cell(path)} | {counts.get(leaf.id, 0)} |")
     lines += [
         "",
         "## Columns",
@@ -159,7 +171,8 @@ def _intro(origins: Counter[str]) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text from the tree, the samples or the LLM in a table cell or list item of the card."""
+    return escape_markdown(text)
 
 
 def _size_category(n: int) -> str:

@@ -23,22 +23,19 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
-from urllib.parse import urlsplit
 
 import httpx
 import openai
 
 from ..errors import AuthError, ConfigError, EndpointError
 from .base import ChatRequest, ChatResult
-from .settings import BackendSettings
+from .settings import DEFAULT_BASE_URL, BackendSettings, is_loopback
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 CHAT_PATH = "/chat/completions"
 #: Sent as the key to local servers (llama.cpp, vLLM, Ollama) when the key variable is unset.
 LOCAL_DUMMY_KEY = "not-needed"
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 20.0
@@ -326,13 +323,9 @@ def read_api_key(env_name: str, base_url: str) -> str:
     key = os.environ.get(env_name, "").strip()
     if key:
         return key
-    if _is_local(base_url):
+    if is_loopback(base_url):
         return LOCAL_DUMMY_KEY
     raise AuthError(f"no API key for {base_url}: set the environment variable {env_name}")
-
-
-def _is_local(base_url: str) -> bool:
-    return (urlsplit(base_url).hostname or "").lower() in LOCAL_HOSTS
 
 
 def _request_params(model: str, request: ChatRequest, fmt: Format) -> dict[str, Any]:
