@@ -125,7 +125,8 @@ def samples(project):
 
 
 def full_disk(monkeypatch, fail_on: str = ".tree.json") -> None:
-    """Writes into a temporary file for ``fail_on`` fail as if the disk were full."""
+    """Python writing a file named like ``fail_on`` (or any file it opens by descriptor) fails as if
+    the disk were full; Parquet data, written by Arrow itself, still lands."""
     real_open = open
 
     def fake_open(file, *args, **kwargs):
@@ -133,7 +134,12 @@ def full_disk(monkeypatch, fail_on: str = ".tree.json") -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_open(file, *args, **kwargs)
 
+    def fake_fdopen(fd, *args, **kwargs):
+        os.close(fd)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
     monkeypatch.setattr("builtins.open", fake_open)
+    monkeypatch.setattr(os, "fdopen", fake_fdopen)
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
@@ -335,4 +341,4 @@ def test_ctrl_c_while_the_command_imports_exits_130_without_a_traceback(tmp_path
     finally:
         child.kill()
     assert "Traceback" not in stderr
-    assert child.returncode == 130, stderr
+    assert child.returncode in (130, -signal.SIGINT), stderr  # -2: killed by SIGINT, which a shell shows as 130
