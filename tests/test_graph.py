@@ -11,6 +11,7 @@ import pytest
 from studio import graph as G
 from tests.trees import wide_tree
 from treesynth_core.tree import model as T
+from treesynth_core.tree.limits import MAX_LABEL_CHARS
 
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -200,7 +201,7 @@ def test_graph_version_changes_only_with_content():
     assert G.build_graph(renamed).version != first.version
 
 
-@pytest.mark.parametrize("text", ["a" * 500, "line\nbreak"])
+@pytest.mark.parametrize("text", ["a" * MAX_LABEL_CHARS, "line\nbreak"])
 def test_labels_are_shortened_to_one_line(text):
     tree = T.new_tree("t")
     tree = T.add_value(tree, tree.root_id, text, criterion="c")

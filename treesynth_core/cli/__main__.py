@@ -1,5 +1,5 @@
 """``python -m treesynth_core.cli``: the ``treesynth`` command."""
 
-from .app import main
+from . import main
 
 main()

@@ -269,13 +269,23 @@ def handle_errors(fn: F) -> F:
         except TreeSynthError as exc:
             if STATE["debug"]:
                 raise
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
+            print_error(str(exc))
+            raise typer.Exit(1) from None
+        except OSError as exc:  # the system refused: a name too long, a full disk, no permission
+            if STATE["debug"]:
+                raise
+            print_error(str(exc))
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("stopped (Ctrl-C). Everything finished so far is saved; rerun the command to resume.")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def print_error(message: str) -> None:
+    """An error as one line on stderr, however narrow the terminal (and unwrapped in a pipe)."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def register_commands(app: typer.Typer, commands: Mapping[str, Callable[..., Any]]) -> None:

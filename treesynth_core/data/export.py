@@ -7,14 +7,16 @@ the ``path`` (list of {criterion, value}) and one column per criterion seen in a
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import re
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -182,12 +184,59 @@ def _size_category(n: int) -> str:
     return "100K<n<1M"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+def _write_error(path: Path, exc: OSError) -> TreeSynthError:
+    """One line for a write that failed: what, where, why, and what to do."""
+    why = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        hint = "free some space or export to another disk"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "export to a folder you can write to"
+    else:
+        hint = "check the --out path"
+    return TreeSynthError(f"could not write {path}: {why}: {hint} (nothing was replaced)")
+
+
+def _write_all(files: Sequence[tuple[Path, Callable[[Path], None]]]) -> None:
+    """Write each ``(path, write)`` pair all or nothing: ``write(tmp)`` fills a temporary file beside
+    ``path``, and only once every file is written do they replace their targets. A failed write
+    (an unwritable folder, a full disk) removes the temporary files and raises one clear line; the
+    files of an earlier export stay as they were."""
+    temps: list[tuple[Path, Path]] = []
+    path = files[0][0]
+    try:
+        for path, write in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(fd)
+            os.chmod(name, 0o644)  # an export is for sharing, as a plain file would be
+            temps.append((Path(name), path))
+            write(Path(name))
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    finally:
+        for tmp, _ in temps:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+
+def _text(text: str) -> Callable[[Path], None]:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    return write
+
+
+def _parquet(rows: list[dict[str, Any]]) -> Callable[[Path], None]:
+    def write(tmp: Path) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+
+    return write
 
 
 def export_samples(tree: T.Tree, samples: Sequence[Sample], fmt: Format, out: Path) -> ExportResult:
@@ -195,45 +244,47 @@ def export_samples(tree: T.Tree, samples: Sequence[Sample], fmt: Format, out: Pa
 
     For ``jsonl``/``parquet``, ``out`` is the data file; the tree and card go beside it as
     ``<stem>.tree.json`` and ``<stem>.README.md``. For ``hf``, ``out`` is a folder made with
-    ``datasets.Dataset.save_to_disk`` holding ``tree.json`` and ``README.md`` too.
+    ``datasets.Dataset.save_to_disk`` holding ``tree.json`` and ``README.md`` too. The files are
+    written all or nothing (see :func:`_write_all`).
     """
     if not samples:
         raise TreeSynthError("there are no samples to export yet: run `treesynth synth` first")
     out = Path(out)
     rows = to_rows(samples)
     card = dataset_card(tree, samples, fmt=fmt)
+    if fmt == "hf":
+        return _export_hf(tree, rows, card, out)
     if fmt == "jsonl":
-        _atomic_write(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        data = _text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     elif fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        pq.write_table(pa.Table.from_pylist(rows), tmp)
-        os.replace(tmp, out)
-    elif fmt == "hf":
-        from datasets import Dataset
-
-        if out.exists() and any(out.iterdir()):
-            raise TreeSynthError(f"{out} exists and is not empty; choose a new folder for the dataset")
-        staging = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=".hf-"))
-        try:
-            Dataset.from_list(rows).save_to_disk(str(staging / "data"))
-            _atomic_write(staging / "data" / "tree.json", tree_to_json(tree))
-            _atomic_write(staging / "data" / "README.md", card)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            if out.exists():
-                out.rmdir()
-            os.replace(staging / "data", out)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return ExportResult(out, out / "tree.json", out / "README.md", len(rows))
+        data = _parquet(rows)
     else:
         raise TreeSynthError(f"unknown export format {fmt!r}; use jsonl, parquet or hf")
     stem = out.name[: -len(out.suffix)] if out.suffix else out.name
     tree_path = out.with_name(f"{stem}.tree.json")
     card_path = out.with_name(f"{stem}.README.md")
-    _atomic_write(tree_path, tree_to_json(tree))
-    _atomic_write(card_path, card)
+    _write_all([(out, data), (tree_path, _text(tree_to_json(tree))), (card_path, _text(card))])
     return ExportResult(out, tree_path, card_path, len(rows))
+
+
+def _export_hf(tree: T.Tree, rows: list[dict[str, Any]], card: str, out: Path) -> ExportResult:
+    from datasets import Dataset
+
+    if out.exists() and any(out.iterdir()):
+        raise TreeSynthError(f"{out} exists and is not empty; choose a new folder for the dataset")
+    staging: Path | None = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=".hf-"))
+        Dataset.from_list(rows).save_to_disk(str(staging / "data"))
+        (staging / "data" / "tree.json").write_text(tree_to_json(tree), encoding="utf-8")
+        (staging / "data" / "README.md").write_text(card, encoding="utf-8")
+        if out.exists():
+            out.rmdir()
+        os.replace(staging / "data", out)
+    except OSError as exc:
+        raise _write_error(out, exc) from exc
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(out, out / "tree.json", out / "README.md", len(rows))

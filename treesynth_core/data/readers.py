@@ -26,6 +26,7 @@ _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "cs
 _BINARY_SUFFIXES = {".parquet": "parquet"}
 _BATCH = 1024  # rows decoded at a time from Parquet / Arrow
 _CSV_FIELD_LIMIT = 1 << 30  # the csv module's default (128 KiB) is too small for long responses
+_CSV_END = "\ufffftreesynth-end-of-file\uffff"  # the row after the last line (U+FFFF: a noncharacter)
 
 Record = dict[str, Any]
 Row = tuple[int, Record, str, str]  # (number, record, file label, "line 3" / "row 3")
@@ -370,14 +371,26 @@ def _csv_rows(file: Path, encoding: str, label: str) -> Iterator[Row]:
     if first is None:
         return
     delimiter = _delimiter(file, first)
-    reader = csv.DictReader(itertools.chain([first], lines), delimiter=delimiter)
+    # The end marker is a row of its own after the last line, unless a quote left open swallowed it
+    # (the csv module would otherwise read the rest of the file into that one field, silently).
+    reader = csv.DictReader(itertools.chain([first], lines, ["\n", _CSV_END + "\n"]), delimiter=delimiter)
     shown = "tab" if delimiter == "\t" else repr(delimiter)
     row = 0
+    start = 1  # the line the current row starts on
     try:
         header = reader.fieldnames or []
         if twice := [name for name, n in Counter(header).items() if n > 1]:
             raise DataError(f"{label}: the header names the column {twice[0]!r} twice; give each column its own name")
+        if _CSV_END in header:  # no header row before the marker: nothing but blank lines
+            return
+        start = reader.line_num + 1
         for record in reader:
+            extra = record.get(None)
+            fields = [v for v in record.values() if isinstance(v, str)] + (extra if isinstance(extra, list) else [])
+            if any(_CSV_END in field for field in fields):
+                if fields == [_CSV_END]:
+                    return  # the marker row: every quote was closed
+                break
             row += 1
             if None in record:
                 raise DataError(
@@ -385,8 +398,13 @@ def _csv_rows(file: Path, encoding: str, label: str) -> Iterator[Row]:
                     f"the header has {len(header)}: quote the fields that contain the delimiter ({shown})"
                 )
             yield row, record, label, f"row {row} (line {reader.line_num})"
+            start = reader.line_num + 1
     except csv.Error as exc:
         raise DataError(f"{label} line {reader.line_num} is not valid CSV ({exc}): check its quotes") from None
+    raise DataError(
+        f"{label}: a quote opened in row {row + 1} (line {start}) is never closed, so the rest of the file would "
+        'be read into one field: close the quote, or double each quote inside a quoted field ("")'
+    )
 
 
 def _delimiter(file: Path, header: str) -> str:

@@ -51,6 +51,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ProjectError, TreeError
+from .limits import MAX_DEPTH, TOO_DEEP, check_length
 from .model import Node, Provenance, Tree, new_id, validate
 
 FORMAT: Final = "treesynth-tree"
@@ -188,13 +189,18 @@ def tree_from_json(text: str) -> Tree:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TreeError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:  # nested past the interpreter's limit: far deeper than MAX_DEPTH
+        raise TreeError(TOO_DEEP) from None
     _check_header(data)
+    _check_depth(data.get("root"))
     try:
         doc = TreeFile.model_validate(data)
     except ValidationError as exc:
         raise TreeError(_explain(exc, data)) from None
     if not doc.task.strip():
         raise TreeError('"task" is empty: say in one line what data you want')
+    check_length("task", doc.task.strip())
+    check_length("style", doc.style.strip())
     nodes: dict[str, Node] = {}
     places: dict[str, str] = {}
     _build(doc.root, nodes, places, parent=None, position=0, place="root")
@@ -222,6 +228,18 @@ def _check_header(data: Any) -> None:
         )
 
 
+def _check_depth(root: Any) -> None:
+    """Refuse a tree deeper than :data:`MAX_DEPTH` before anything walks it recursively."""
+    stack = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise TreeError(TOO_DEEP)
+        kids = node.get("children") if isinstance(node, dict) else None
+        if isinstance(kids, list):
+            stack.extend((kid, depth + 1) for kid in kids)
+
+
 def _build(
     spec: NodeSpec,
     nodes: dict[str, Node],
@@ -232,6 +250,11 @@ def _build(
     place: str,
 ) -> None:
     """Add ``spec`` and its subtree to ``nodes``; ``places`` records where each node is in the file."""
+    try:  # before the value joins the place named in errors
+        for what, text in (("value", spec.value), ("criterion", spec.criterion), *(("value", v) for v in spec.pool)):
+            check_length(what, text or "")
+    except TreeError as exc:
+        raise TreeError(f"{place}: {exc}") from None
     if spec.value is not None:
         place = f'{place} ("{spec.value}")'
     if parent is None and spec.value is not None:

@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from ..errors import TreeError
+from .limits import MAX_DEPTH, TOO_DEEP, check_length
 
 Source = Literal["llm", "human"]
 
@@ -239,6 +240,8 @@ def new_tree(task: str, style: str = "", *, root_id: str | None = None) -> Tree:
     task = (task or "").strip()
     if not task:
         raise TreeError("the task description is empty: say in one line what data you want")
+    check_length("task", task)
+    check_length("style", (style or "").strip())
     rid = root_id or new_id()
     root = Node(id=rid, parent_id=None, depth=0, approved=True)
     return Tree(task=task, style=(style or "").strip(), nodes={rid: root}, root_id=rid)
@@ -271,6 +274,9 @@ def problems(tree: Tree) -> list[Problem]:
         ids = ", ".join(sorted(n.id for n in roots)) or "none"
         found.append(Problem(tree.root_id, f"the tree must have exactly one root (found: {ids})"))
         return found
+    if deep := next((n for n in tree.nodes.values() if n.depth > MAX_DEPTH), None):
+        found.append(Problem(deep.id, TOO_DEEP))
+        return found  # the checks below walk every path
     for node in tree.nodes.values():
         if node.parent_id is None:
             continue
@@ -338,7 +344,7 @@ def _label(text: str, what: str) -> str:
     cleaned = clean_label(text)
     if not cleaned:
         raise TreeError(f"the new {what} is empty")
-    return cleaned
+    return check_length(what, cleaned)
 
 
 def approve(tree: Tree, node_ids: Iterable[str], *, approved: bool = True, clear_flags: bool = True) -> Tree:
