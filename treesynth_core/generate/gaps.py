@@ -52,7 +52,7 @@ from ..prompts.templates import EXAMPLE_CHARS, gap_prompt
 from ..seeding import stable_seed
 from ..store.samples import TREE_SET, NewSample, Sample
 from ..tree import model as T
-from .synth import DuplicateFilter
+from .duplicates import DuplicateFilter
 
 Progress = Callable[[int, int, str], None]
 R = TypeVar("R")
