@@ -12,7 +12,7 @@ import pytest
 from tests.fakes import ScriptedLLM
 from tests.trees import split_root
 from treesynth_core.errors import Cancelled, TreeSynthError
-from treesynth_core.generate.baseline import default_extra_calls, synthesize_baseline
+from treesynth_core.generate.baseline import BaselineOptions, default_extra_calls, synthesize_baseline
 from treesynth_core.llm.recording import recording
 from treesynth_core.store.samples import BASELINE_SET, NewSample
 
@@ -26,9 +26,13 @@ def project(project):
     return project
 
 
-def run(project, llm, **kwargs):
+def run(project, llm, concurrency=8, progress=None, cancel=None, **options):
     wrapped = recording(llm, project, project.start_run("baseline", {}))
-    return asyncio.run(synthesize_baseline(project, wrapped, **kwargs))
+    return asyncio.run(
+        synthesize_baseline(
+            project, wrapped, BaselineOptions(**options), concurrency=concurrency, progress=progress, cancel=cancel
+        )
+    )
 
 
 def test_fills_n_flat_samples_in_their_own_set(project):
@@ -133,7 +137,7 @@ def test_cancel_keeps_what_was_made(project):
 
 
 def test_bad_sizes_are_clear_errors(project):
-    with pytest.raises(TreeSynthError, match="the baseline needs n >= 1 samples"):
+    with pytest.raises(TreeSynthError, match="baseline needs n >= 1 samples"):
         run(project, ScriptedLLM(), n=0)
     with pytest.raises(TreeSynthError, match="per_call"):
         run(project, ScriptedLLM(), n=10, per_call=30)

@@ -28,6 +28,7 @@ from tests.helpers_http import FakeOpenAIServer, openai_flags
 from treesynth_core.cli.app import app
 from treesynth_core.data import routing as R
 from treesynth_core.data.pipeline import route_dataset
+from treesynth_core.generate.gap_options import GapOptions
 from treesynth_core.generate.gaps import fill_gaps, sparse_clusters, spherical_kmeans
 from treesynth_core.seeding import stable_seed
 from treesynth_core.store import Project
@@ -327,7 +328,7 @@ def gap_texts(name: str) -> tuple[list[str], str]:
 
 def test_long_samples_are_kept_whole_and_a_cut_off_reply_is_asked_again(farm_and_music, capable):
     llm, featurize = scripted(capable, GAPS), TopicFeaturize()
-    report = asyncio.run(fill_gaps(farm_and_music, llm, featurize, per_round=10, per_call=5, concurrency=1))
+    report = asyncio.run(fill_gaps(farm_and_music, llm, featurize, GapOptions(per_round=10, per_call=5), concurrency=1))
     whole, cut = gap_texts(GAPS)
     drifts = load_capable(GAPS)["drifts"]
     kept = [s for s in farm_and_music.samples() if s.extra.get("origin") == "fill-gaps"]
@@ -354,7 +355,13 @@ def test_long_samples_are_kept_whole_and_a_cut_off_reply_is_asked_again(farm_and
 def test_the_kept_count_follows_the_sparse_cluster_rule(farm_and_music, capable):
     pool = farm_and_music.samples()
     report = asyncio.run(
-        fill_gaps(farm_and_music, scripted(capable, GAPS), TopicFeaturize(), per_round=10, per_call=5, concurrency=1)
+        fill_gaps(
+            farm_and_music,
+            scripted(capable, GAPS),
+            TopicFeaturize(),
+            GapOptions(per_round=10, per_call=5),
+            concurrency=1,
+        )
     )
     # the rule, applied here by hand: k = max(2, round(n / 10)) clusters of the pool; clusters smaller
     # than the size at index floor(k * 0.5) of the ascending sizes are sparse; a candidate is kept when

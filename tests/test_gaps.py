@@ -16,6 +16,7 @@ import pytest
 from tests.fakes import ScriptedLLM
 from treesynth_core.coverage.diversity import subsample_indices, vendi_score
 from treesynth_core.errors import Cancelled, TreeSynthError
+from treesynth_core.generate.gap_options import GapOptions
 from treesynth_core.generate.gaps import GapReport, fill_gaps, gap_prompt, sparse_clusters, spherical_kmeans
 from treesynth_core.seeding import stable_seed
 from treesynth_core.store import Project
@@ -212,8 +213,8 @@ def project(tmp_path):
         yield p
 
 
-def run(project, llm, featurize, **options) -> GapReport:
-    return asyncio.run(fill_gaps(project, llm, featurize, **options))
+def run(project, llm, featurize, progress=None, cancel=None, **options) -> GapReport:
+    return asyncio.run(fill_gaps(project, llm, featurize, GapOptions(**options), progress=progress, cancel=cancel))
 
 
 def scripted() -> GapLLM:

@@ -115,12 +115,10 @@ def test_synth_job_and_unknown_options(path, fake):
         jobs.start_job(path, "synth", {"per_leaf": 3, "bogus": 1})
 
 
-def test_every_job_kind_has_a_spec_and_the_balanced_set_default_agrees():
-    from treesynth_core.data.balance import BALANCED_SET
+def test_every_job_kind_has_a_spec():
     from treesynth_core.jobs import specs
 
     assert set(specs.SPECS) == set(typing.get_args(specs.Kind))
-    assert specs.BALANCED_SET == BALANCED_SET == specs.BalanceOptions.target_set
     with pytest.raises(TreeSynthError, match="unknown job kind"):
         specs.job_spec("bake")
     options = specs.job_spec("route").parse({"sample_set": "data", "agreement_n": 5.0, "extra": 1})
@@ -129,3 +127,12 @@ def test_every_job_kind_has_a_spec_and_the_balanced_set_default_agrees():
     assert grow.max_depth == 3 and isinstance(grow.max_depth, int) and grow.only == ("a", "b")
     with pytest.raises(TreeSynthError, match="bad baseline options"):
         specs.job_spec("baseline").parse({"n": "many"})
+
+
+def test_the_cli_reads_job_defaults_without_numpy():
+    import subprocess
+    import sys
+
+    code = "import sys, treesynth_core.cli.app, treesynth_core.jobs.specs; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -9,7 +9,7 @@ import pytest
 
 from tests.fakes import HashEmbedder, ScriptedLLM
 from treesynth_core.data import routing as R
-from treesynth_core.data.balance import plan_balance
+from treesynth_core.data.balance import BalanceOptions, plan_balance
 from treesynth_core.data.pipeline import balance_dataset, data_pivots, route_dataset
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.generate.grow import GrowOptions, grow
@@ -172,7 +172,9 @@ def test_balance_keeps_provenance_and_synthesizes_the_shortfall_idempotently(pro
     route(project, ScriptedLLM(), router="llm", agreement_n=0)
     tree = project.tree()
     llm = ScriptedLLM()
-    out = asyncio.run(balance_dataset(project, llm, source_set="data", per_leaf=3, embedder=HashEmbedder(dim=32)))
+    out = asyncio.run(
+        balance_dataset(project, llm, BalanceOptions(sample_set="data", per_leaf=3), embedder=HashEmbedder(dim=32))
+    )
     assert out.copied == 5 and out.synthesized == 4 * 3 - 5
     balanced = project.samples(sample_set="balanced")
     assert len(balanced) == 12
@@ -187,7 +189,7 @@ def test_balance_keeps_provenance_and_synthesizes_the_shortfall_idempotently(pro
     assert scores["sets"]["after"]["vendi"] > 0
     assert len(project.samples(sample_set="data")) == 6  # the source is untouched
     again = ScriptedLLM()
-    out = asyncio.run(balance_dataset(project, again, source_set="data", per_leaf=3))
+    out = asyncio.run(balance_dataset(project, again, BalanceOptions(sample_set="data", per_leaf=3)))
     assert out.copied == 0 and out.synthesized == 0 and again.calls("synth") == 0
 
 
@@ -195,11 +197,11 @@ def test_rebalance_again_with_another_seed_fills_the_leaves_left_short(project):
     route(project, ScriptedLLM(), router="llm", agreement_n=0)
     stuck = ScriptedLLM()  # every synthesis reply repeats one problem: short leaves stay short
     stuck.enqueue("synth", [json.dumps({"samples": ["Sam has four pens and buys two more."] * 3})] * 50)
-    out = asyncio.run(balance_dataset(project, stuck, source_set="data", per_leaf=3))
+    out = asyncio.run(balance_dataset(project, stuck, BalanceOptions(sample_set="data", per_leaf=3)))
     short = [leaf for leaf, c in out.counts.items() if c["after"] < 3]
     assert short and out.short_leaves
     originals = {s.id for s in project.samples(sample_set="balanced") if s.extra["provenance"] == "original"}
-    out = asyncio.run(balance_dataset(project, ScriptedLLM(), source_set="data", per_leaf=3, seed=1))
+    out = asyncio.run(balance_dataset(project, ScriptedLLM(), BalanceOptions(sample_set="data", per_leaf=3, seed=1)))
     assert all(c["after"] == 3 for c in out.counts.values()) and not out.short_leaves
     kept = {s.id for s in project.samples(sample_set="balanced") if s.extra["provenance"] == "original"}
     assert kept == originals  # topping up copies no other originals
@@ -207,9 +209,11 @@ def test_rebalance_again_with_another_seed_fills_the_leaves_left_short(project):
 
 def test_balance_refuses_an_unrouted_or_missing_source(project):
     with pytest.raises(TreeSynthError, match="empty or missing"):
-        asyncio.run(balance_dataset(project, ScriptedLLM(), source_set="nope", per_leaf=2))
+        asyncio.run(balance_dataset(project, ScriptedLLM(), BalanceOptions(sample_set="nope", per_leaf=2)))
     with pytest.raises(TreeSynthError, match="new sample set"):
-        asyncio.run(balance_dataset(project, ScriptedLLM(), source_set="data", target_set="data", per_leaf=2))
+        asyncio.run(
+            balance_dataset(project, ScriptedLLM(), BalanceOptions(sample_set="data", target_set="data", per_leaf=2))
+        )
 
 
 def test_grow_with_pivots_drawn_from_the_dataset(tmp_path):

@@ -10,8 +10,8 @@ import pytest
 from tests.fakes import ScriptedLLM
 from tests.trees import split_root
 from treesynth_core.errors import BudgetError, EndpointError
+from treesynth_core.generate.duplicates import DuplicateFilter
 from treesynth_core.generate.synth import (
-    DuplicateFilter,
     SynthOptions,
     check_budget,
     plan_synthesis,

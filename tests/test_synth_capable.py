@@ -347,19 +347,15 @@ def test_cli_synth_over_http_retries_cut_off_replies(tmp_path, monkeypatch):
 def test_ten_samples_a_call_is_the_one_default_everywhere():
     """Leaf synthesis, the flat baseline (compared with the tree on equal terms) and rebalancing (the
     paper's balance also fills in batches of 10) share one default; the CLI commands show it."""
-    import inspect
 
     from typer.main import get_command
 
     from treesynth_core.cli.app import app
-    from treesynth_core.data.balance import balance, shortfall_options
-    from treesynth_core.data.pipeline import balance_dataset
-    from treesynth_core.generate.baseline import synthesize_baseline
+    from treesynth_core.data.balance import BalanceOptions, shortfall_options
+    from treesynth_core.generate.baseline import BaselineOptions
     from treesynth_core.generate.synth import PER_CALL
 
-    assert PER_CALL == SynthOptions().per_call == 10
-    for fn in (synthesize_baseline, balance, balance_dataset):
-        assert inspect.signature(fn).parameters["per_call"].default == PER_CALL, fn.__name__
+    assert PER_CALL == SynthOptions().per_call == BalanceOptions.per_call == BaselineOptions.per_call == 10
     options = shortfall_options(30, ["leaf"])
     assert options.per_call == PER_CALL and options.sampled_scale == 1  # balance targets are its own
     commands = get_command(app).commands

@@ -8,6 +8,7 @@ import pytest
 
 from treesynth_core.errors import TreeError
 from treesynth_core.tree import model as T
+from treesynth_core.tree.changes import apply_changes, diff, node_from_dict, node_to_dict
 
 LLM = T.Provenance("llm", model="m")
 
@@ -86,9 +87,9 @@ def test_attach_split_flags_values_and_a_person_clears_the_flag():
 
 def test_flag_round_trips_and_old_records_without_it_load():
     odd = kid(flagged_tree(), "Mammals and birds")
-    assert T.node_from_dict(T.node_to_dict(odd)) == odd
-    old = {k: v for k, v in T.node_to_dict(odd).items() if k != "flag"}
-    assert T.node_from_dict(old).flag == ""
+    assert node_from_dict(node_to_dict(odd)) == odd
+    old = {k: v for k, v in node_to_dict(odd).items() if k != "flag"}
+    assert node_from_dict(old).flag == ""
 
 
 def test_criterion_repeated_along_path_is_rejected():
@@ -200,15 +201,15 @@ def test_locked_node_refuses_edits_until_unlocked():
 def test_diff_and_apply_changes_round_trip():
     old = grown()
     new = T.replace_criterion(old, old.root_id, "Setting", ["school", "farm"])
-    changes = T.diff(old, new)
-    assert T.apply_changes(old, changes).nodes == new.nodes
-    assert T.apply_changes(new, changes, reverse=True).nodes == old.nodes
+    changes = diff(old, new)
+    assert apply_changes(old, changes).nodes == new.nodes
+    assert apply_changes(new, changes, reverse=True).nodes == old.nodes
 
 
 def test_node_dict_round_trip():
     tree = grown()
     for node in tree.nodes.values():
-        assert T.node_from_dict(T.node_to_dict(node)) == node
+        assert node_from_dict(node_to_dict(node)) == node
 
 
 def test_sampled_node_label_and_path_pool():

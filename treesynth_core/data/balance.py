@@ -25,10 +25,31 @@ from ..generate.synth import PER_CALL, SampleStore, SynthOptions, SynthReport, s
 from ..llm.base import LLM
 from ..store.samples import UNROUTED, NewSample, Sample, check_dataset_set
 from ..tree import model as T
-from .routing import path_label
 
 BALANCED_SET = "balanced"
+#: The sample set an import goes to unless named (and the set routing and balancing read).
+IMPORTED_SET = "imported"
 Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class BalanceOptions:
+    """Rebalance a routed set into ``target_set`` at ``per_leaf`` samples a leaf, scored before and after
+    (Vendi over embeddings with ``score``; G-Vendi too with ``gradients``). Free of numpy, like this
+    module's imports, so the ``treesynth`` commands read the defaults cheaply."""
+
+    sample_set: str = IMPORTED_SET
+    per_leaf: int = 0
+    target_set: str = BALANCED_SET
+    seed: int = 0
+    per_call: int = PER_CALL
+    responses: bool = False
+    score: bool = True
+    gradients: bool = False
+
+    def __post_init__(self) -> None:
+        if self.per_leaf < 1:
+            raise TreeSynthError("the per-leaf target must be at least 1")
 
 
 class BalanceStore(SampleStore, Protocol):
@@ -105,6 +126,8 @@ def plan_balance(
     """
     if per_leaf < 1:
         raise TreeSynthError("the per-leaf target must be at least 1")
+    from .routing import path_label  # routing needs numpy; BalanceOptions's importers (the CLI) must not
+
     by_leaf: dict[str, list[Sample]] = {}
     for sample in samples:
         by_leaf.setdefault(sample.leaf_id, []).append(sample)
@@ -201,20 +224,16 @@ def shortfall_options(
 async def balance(
     store: BalanceStore,
     llm: LLM,
+    options: BalanceOptions,
     *,
-    source_set: str,
-    per_leaf: int,
-    target_set: str = BALANCED_SET,
-    seed: int = 0,
-    per_call: int = PER_CALL,
-    responses: bool = False,
     concurrency: int = 8,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> BalanceReport:
-    """Build the balanced set: copy the kept originals, then synthesize each approved leaf's
-    shortfall. Idempotent: a rerun (after Ctrl-C, or with the same options) adds only what is
-    missing, and cached LLM replies make it free."""
+    """Build the balanced set ``options.target_set`` from ``options.sample_set``: copy the kept
+    originals, then synthesize each approved leaf's shortfall. Idempotent: a rerun (after Ctrl-C, or
+    with the same options) adds only what is missing, and cached LLM replies make it free."""
+    source_set, target_set, per_leaf, seed = options.sample_set, options.target_set, options.per_leaf, options.seed
     check_dataset_set(target_set)
     if target_set == source_set:
         raise TreeSynthError("the balanced set must be a new sample set, not the source")
@@ -234,9 +253,9 @@ async def balance(
     if progress is not None:
         progress(0, len(targets), f"copied {report.copied:,} originals; synthesizing {plan.to_synthesize:,} samples")
     if targets:
-        options = shortfall_options(
-            per_leaf, targets, per_call=per_call, responses=responses, seed=seed, target_set=target_set
+        synth = shortfall_options(
+            per_leaf, targets, per_call=options.per_call, responses=options.responses, seed=seed, target_set=target_set
         )
-        report.synth = await synthesize(store, llm, options, progress=progress, cancel=cancel, concurrency=concurrency)
+        report.synth = await synthesize(store, llm, synth, progress=progress, cancel=cancel, concurrency=concurrency)
     report.after = store.sample_counts(sample_set=target_set)
     return report

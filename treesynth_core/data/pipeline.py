@@ -20,11 +20,10 @@ import numpy as np
 from ..coverage.features.embeddings import Featurizer, ensure_features
 from ..coverage.report import compare_sets
 from ..errors import TreeSynthError
-from ..generate.synth import PER_CALL
 from ..llm.base import LLM
 from ..store import Project
 from ..store.samples import Sample
-from .balance import BALANCED_SET, balance
+from .balance import BalanceOptions, balance
 from .routing import (
     DataPivots,
     agreement,
@@ -195,13 +194,8 @@ def data_pivots(
 async def balance_dataset(
     project: Project,
     llm: LLM,
+    options: BalanceOptions,
     *,
-    source_set: str,
-    per_leaf: int,
-    target_set: str = BALANCED_SET,
-    seed: int = 0,
-    per_call: int = PER_CALL,
-    responses: bool = False,
     concurrency: int = 8,
     embedder: Any = None,
     gradient_featurizer: Any = None,
@@ -210,23 +204,19 @@ async def balance_dataset(
 ) -> BalanceResult:
     """Build the balanced set (see :mod:`treesynth_core.data.balance`) and, with an embedder, score the
     source and the balanced set at equal n (Vendi; G-Vendi with a gradient featurizer)."""
-    report = await balance(
-        project,
-        llm,
-        source_set=source_set,
-        per_leaf=per_leaf,
-        target_set=target_set,
-        seed=seed,
-        per_call=per_call,
-        responses=responses,
-        concurrency=concurrency,
-        progress=progress,
-        cancel=cancel,
-    )
+    report = await balance(project, llm, options, concurrency=concurrency, progress=progress, cancel=cancel)
     scores = None
     if embedder is not None:
-        sets = {"before": project.samples(sample_set=source_set), "after": project.samples(sample_set=target_set)}
+        sets = {
+            "before": project.samples(sample_set=options.sample_set),
+            "after": project.samples(sample_set=options.target_set),
+        }
         scores = compare_sets(
-            project, sets, embedder=embedder, gradient_featurizer=gradient_featurizer, seed=seed, progress=progress
+            project,
+            sets,
+            embedder=embedder,
+            gradient_featurizer=gradient_featurizer,
+            seed=options.seed,
+            progress=progress,
         )
     return BalanceResult(**report.to_dict(), scores=scores)

@@ -28,6 +28,28 @@ from ..store.samples import BASELINE_SET
 from .synth import PER_CALL, LeafPlan, LeafSynthesizer, SampleStore, SynthOptions, SynthReport
 
 Progress = Callable[[int, int, str], None]
+#: The flat baseline samples hot, as the paper's Temp baseline.
+BASELINE_TEMPERATURE = 1.0
+
+
+@dataclass(frozen=True)
+class BaselineOptions:
+    """The flat baseline: ``n`` samples from the task description alone (usually the number of tree
+    samples), ``per_call`` a call (the same default as leaf synthesis, so the two are compared on equal
+    terms), sampled hot like the paper's Temp baseline."""
+
+    n: int = 0
+    per_call: int = PER_CALL
+    temperature: float = BASELINE_TEMPERATURE
+    seed: int = 0
+    #: Answer each instruction too; ``None``: as the tree's samples.
+    responses: bool | None = None
+    #: Calls allowed beyond ``ceil(n / per_call)``; ``None``: :func:`default_extra_calls`.
+    extra_calls: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise TreeSynthError("the flat baseline needs n >= 1 samples")
 
 
 @dataclass
@@ -62,18 +84,13 @@ def default_extra_calls(n: int, per_call: int) -> int:
 async def synthesize_baseline(
     store: SampleStore,
     llm: LLM,
+    options: BaselineOptions,
     *,
-    n: int,
-    per_call: int = PER_CALL,
-    temperature: float = 1.0,
-    seed: int = 0,
-    responses: bool | None = None,
-    extra_calls: int | None = None,
     concurrency: int = 8,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> BaselineReport:
-    """Fill the flat baseline up to ``n`` samples (nothing is asked if it has them already).
+    """Fill the flat baseline up to ``options.n`` samples (nothing is asked if it has them already).
 
     Parameters
     ----------
@@ -81,20 +98,13 @@ async def synthesize_baseline(
         The project.
     llm
         The generator (the same one the tree's samples came from, for a fair comparison).
-    n
-        Target size, usually the number of tree samples.
-    per_call, temperature, seed
-        Samples per call (the same default as leaf synthesis, so the two are compared on equal terms),
-        sampling temperature (the paper's Temp baseline samples hot), seed.
-    responses
-        Also answer each instruction; None does so when the tree's samples have responses.
-    extra_calls
-        Calls allowed beyond ``ceil(n / per_call)``; default :func:`default_extra_calls`.
+    options
+        The target size, samples per call, temperature, seed, responses and extra calls
+        (:class:`BaselineOptions`).
     concurrency
         Generation calls in flight at once.
     """
-    if n < 1:
-        raise TreeSynthError("the baseline needs n >= 1 samples")
+    n, per_call, responses = options.n, options.per_call, options.responses
     tree = store.tree()
     root = tree.root_id
     if responses is None:
@@ -102,18 +112,18 @@ async def synthesize_baseline(
     if per_call < 1:
         raise TreeSynthError("--per-call must be at least 1")
     try:
-        options = SynthOptions(
+        synth = SynthOptions(
             per_leaf=n,
             per_call=per_call,
-            temperature=temperature,
-            seed=seed,
+            temperature=options.temperature,
+            seed=options.seed,
             responses=responses,
-            extra_calls=default_extra_calls(n, per_call) if extra_calls is None else extra_calls,
+            extra_calls=default_extra_calls(n, per_call) if options.extra_calls is None else options.extra_calls,
             sample_set=BASELINE_SET,
         )
     except ValueError as exc:
         raise TreeSynthError(str(exc)) from None
-    synthesizer = LeafSynthesizer(llm, tree, options)
+    synthesizer = LeafSynthesizer(llm, tree, synth)
     report = BaselineReport(requested=n)
     synth_report = SynthReport()
     calls = 0

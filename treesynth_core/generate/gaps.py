@@ -52,7 +52,8 @@ from ..prompts.templates import EXAMPLE_CHARS, gap_prompt
 from ..seeding import stable_seed
 from ..store.samples import TREE_SET, NewSample, Sample
 from ..tree import model as T
-from .synth import DuplicateFilter
+from .duplicates import DuplicateFilter
+from .gap_options import GapOptions
 
 Progress = Callable[[int, int, str], None]
 R = TypeVar("R")
@@ -286,32 +287,21 @@ async def fill_gaps(
     project: GapStore,
     llm: LLM,
     featurize: Featurize,
+    options: GapOptions,
     *,
-    rounds: int = 1,
-    per_round: int = 20,
-    sparse_fraction: float = 0.5,
-    seed: int = 0,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
-    per_call: int = 5,
-    shots: int = 5,
-    responses: bool | None = None,
-    temperature: float = 0.9,
-    near_duplicate: float = 0.85,
     concurrency: int = 4,
-    space: str | None = None,
 ) -> GapReport:
-    """Run ``rounds`` rounds of Prismatic gap filling on the tree's samples (see the module doc).
-
-    ``per_round`` candidates are asked for per round, ``per_call`` per call. ``responses`` None:
-    candidates get responses when most pool samples have one (their gradient features then carry
-    the response's loss, like the pool's). Samples kept in a round are stored when the round ends.
-    """
-    _check_options(rounds, per_round, per_call, shots, sparse_fraction)
+    """Run ``options.rounds`` rounds of Prismatic gap filling on the tree's samples (see the module
+    doc and :class:`~treesynth_core.generate.gap_options.GapOptions`). Samples kept in a round are
+    stored when the round ends."""
+    o = options
     tree = project.tree()
     pool = project.samples(sample_set=TREE_SET)
     if len(pool) < MIN_POOL:
         raise TreeSynthError(f"fill gaps needs at least {MIN_POOL} samples in the tree; it has {len(pool)}")
+    responses = o.responses
     if responses is None:
         responses = sum(s.response is not None for s in pool) * 2 > len(pool)
     X = _unit_rows(await asyncio.to_thread(featurize, list(pool)))
@@ -319,9 +309,9 @@ async def fill_gaps(
         raise TreeSynthError(f"featurize returned {X.shape[0]} rows for {len(pool)} samples")
     n0, before_X = len(pool), X
     first = _next_round(pool)
-    report = GapReport(rounds, 0, 0, 0.0, 0.0, 0.0, n0, space or _space(featurize))
+    report = GapReport(o.rounds, 0, 0, 0.0, 0.0, 0.0, n0, _space(featurize))
     filters: dict[str, DuplicateFilter] = {}
-    calls_per_round = math.ceil(per_round / per_call)
+    calls_per_round = math.ceil(o.per_round / o.per_call)
     gate = asyncio.Semaphore(useful_concurrency(llm, concurrency))
     done = 0
 
@@ -329,11 +319,12 @@ async def fill_gaps(
         if cancel is not None and cancel.is_set():
             raise Cancelled("gap filling stopped; rounds finished so far are saved")
 
+    rounds, seed = o.rounds, o.seed
     for r in range(first, first + rounds):
         stop()
         k = min(len(pool), max(2, round(len(pool) / 10)))
         centroids, labels = spherical_kmeans(X, k, seed=stable_seed(seed, "gaps-kmeans", r))
-        sparse = sparse_clusters(labels, k, sparse_fraction)
+        sparse = sparse_clusters(labels, k, o.sparse_fraction)
         calls = _plan_round(
             tree,
             pool,
@@ -341,11 +332,11 @@ async def fill_gaps(
             sparse,
             r,
             calls_per_round,
-            per_round,
-            per_call,
-            shots,
+            o.per_round,
+            o.per_call,
+            o.shots,
             seed,
-            temperature,
+            o.temperature,
             P.profile_for(llm),
         )
 
@@ -367,7 +358,7 @@ async def fill_gaps(
         _check_candidate_features(Y, candidates)
         nearest, _ = _assign(Y, centroids)
         in_sparse = [bool(sparse[cluster]) for cluster in nearest]
-        kept, kept_rows = _keep_new_in_sparse(candidates, in_sparse, pool, filters, near_duplicate, report)
+        kept, kept_rows = _keep_new_in_sparse(candidates, in_sparse, pool, filters, o.near_duplicate, report)
         report.accepted += project.add_samples(kept)
         pool += [_candidate(c) for c in kept]
         X = np.concatenate([X, Y[kept_rows]]) if kept_rows else X
@@ -378,13 +369,6 @@ async def fill_gaps(
     report.before = vendi_score(before_X)
     report.after = vendi_score(X[subsample_indices(len(X), n0, seed=stable_seed(seed, "gaps-vendi"))])
     return report
-
-
-def _check_options(rounds: int, per_round: int, per_call: int, shots: int, sparse_fraction: float) -> None:
-    if rounds < 0 or per_round < 1 or per_call < 1 or shots < 1:
-        raise ValueError("rounds must be >= 0 and per_round, per_call and shots >= 1")
-    if not 0.0 < sparse_fraction <= 1.0:
-        raise ValueError("sparse_fraction must be in (0, 1]")
 
 
 def _next_round(pool: Sequence[Sample]) -> int:

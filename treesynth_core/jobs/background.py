@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Cancelled, TreeSynthError
+from ..generate.gap_options import SPACES, GapOptions
 from ..llm.base import LLM
 from ..llm.settings import BackendSettings, merge_settings
 from ..store import Project
 from .runs import LLMFactory, run_llm_work
-from .specs import SPACES, FeaturesOptions, GapOptions, JobContext, JobSpec, Kind, job_spec, space_key
+from .specs import FeaturesOptions, JobContext, JobSpec, Kind, job_spec, space_key
 
 __all__ = ["SPACES", "Kind", "space_key"]  # re-exported: the app's pages and panels read them here
 

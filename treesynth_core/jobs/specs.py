@@ -14,9 +14,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
+from ..data.balance import IMPORTED_SET, BalanceOptions
 from ..errors import Cancelled, TreeSynthError
+from ..generate.baseline import BaselineOptions
+from ..generate.gap_options import GapOptions, check_space
 from ..generate.grow import GrowOptions
-from ..generate.synth import PER_CALL, SynthOptions
+from ..generate.synth import SynthOptions
 from ..llm.base import LLM
 from ..store import Project
 
@@ -25,14 +28,6 @@ if TYPE_CHECKING:
 
 Kind = Literal["grow", "synth", "features", "baseline", "fill-gaps", "import", "route", "balance"]
 Progress = Callable[[int, int, str], None]
-SPACES = ("embeddings", "gradients")
-#: The balanced set's default name: :data:`treesynth_core.data.balance.BALANCED_SET`, repeated here so that
-#: ``treesynth --help`` does not import numpy (tests/test_jobs.py checks that the two agree).
-BALANCED_SET = "balanced"
-#: The sample set an import goes to unless named (and the set routing and balancing read).
-IMPORTED_SET = "imported"
-#: The flat baseline samples hot, as the paper's Temp baseline.
-BASELINE_TEMPERATURE = 1.0
 
 Opts = TypeVar("Opts")
 R = TypeVar("R")
@@ -41,11 +36,6 @@ R = TypeVar("R")
 def space_key(space: str) -> str:
     """The blob under which a finished features job records the feature kind of ``space``."""
     return f"coverage.space.{space}"
-
-
-def _check_space(space: str) -> None:
-    if space not in SPACES:
-        raise TreeSynthError(f"unknown feature space {space!r}")
 
 
 # -- options ----------------------------------------------------------------------------------------
@@ -59,36 +49,7 @@ class FeaturesOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_space(self.space)
-
-
-@dataclass(frozen=True)
-class BaselineOptions:
-    """The flat baseline: ``n`` samples from the task description alone."""
-
-    n: int = 0
-    per_call: int = PER_CALL
-    temperature: float = BASELINE_TEMPERATURE
-    seed: int = 0
-    #: Answer each instruction too; ``None``: as the tree's samples.
-    responses: bool | None = None
-
-    def __post_init__(self) -> None:
-        if self.n < 1:
-            raise TreeSynthError("the flat baseline needs n >= 1 samples")
-
-
-@dataclass(frozen=True)
-class GapOptions:
-    """Gap filling (Prismatic Synthesis), in gradient space by default as the paper."""
-
-    rounds: int = 1
-    per_round: int = 20
-    seed: int = 0
-    space: str = "gradients"
-
-    def __post_init__(self) -> None:
-        _check_space(self.space)
+        check_space(self.space)
 
 
 @dataclass(frozen=True)
@@ -123,25 +84,6 @@ class RouteOptions:
         from ..data.routing import require_router
 
         require_router(self.router)
-
-
-@dataclass(frozen=True)
-class BalanceOptions:
-    """Rebalance a routed set into ``target_set`` at ``per_leaf`` samples a leaf, scored before and after
-    (Vendi over embeddings with ``score``; G-Vendi too with ``gradients``)."""
-
-    sample_set: str = IMPORTED_SET
-    per_leaf: int = 0
-    target_set: str = BALANCED_SET
-    seed: int = 0
-    per_call: int = PER_CALL
-    responses: bool = False
-    score: bool = True
-    gradients: bool = False
-
-    def __post_init__(self) -> None:
-        if self.per_leaf < 1:
-            raise TreeSynthError("the per-leaf target must be at least 1")
 
 
 # -- run context ------------------------------------------------------------------------------------
@@ -232,16 +174,7 @@ async def run_baseline(ctx: JobContext, llm: LLM | None, options: BaselineOption
 
     assert llm is not None
     return await synthesize_baseline(
-        ctx.project,
-        llm,
-        n=options.n,
-        per_call=options.per_call,
-        temperature=options.temperature,
-        seed=options.seed,
-        responses=options.responses,
-        concurrency=ctx.concurrency,
-        progress=ctx.progress,
-        cancel=ctx.cancel,
+        ctx.project, llm, options, concurrency=ctx.concurrency, progress=ctx.progress, cancel=ctx.cancel
     )
 
 
@@ -256,17 +189,7 @@ async def run_fill_gaps(ctx: JobContext, llm: LLM | None, options: GapOptions, f
     assert llm is not None
     feats = feats if feats is not None else ctx.featurizer(options.space)
     featurize = StoreFeaturize(ctx.project, feats, ctx.progress)
-    result = await fill_gaps(
-        ctx.project,
-        llm,
-        featurize,
-        rounds=options.rounds,
-        per_round=options.per_round,
-        seed=options.seed,
-        progress=ctx.progress,
-        cancel=ctx.cancel,
-        space=feats.name,
-    )
+    result = await fill_gaps(ctx.project, llm, featurize, options, progress=ctx.progress, cancel=ctx.cancel)
     featurize.store_kept()
     return result
 
@@ -338,12 +261,7 @@ async def run_balance(ctx: JobContext, llm: LLM | None, options: BalanceOptions)
     return await balance_dataset(
         ctx.project,
         llm,
-        source_set=options.sample_set,
-        per_leaf=options.per_leaf,
-        target_set=options.target_set,
-        seed=options.seed,
-        per_call=options.per_call,
-        responses=options.responses,
+        options,
         concurrency=ctx.concurrency,
         embedder=ctx.featurizer("embeddings") if options.score else None,
         gradient_featurizer=ctx.featurizer("gradients") if options.score and options.gradients else None,

@@ -104,19 +104,22 @@ def labels_budget(n: int) -> int:
     return 64 + 24 * n
 
 
+def reply_schema(**properties: dict[str, Any]) -> dict[str, Any]:
+    """The JSON schema of a reply object whose ``properties`` are all required."""
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
+def text_list(*, max_items: int, min_items: int | None = None, max_length: int | None = None) -> dict[str, Any]:
+    """The schema of a list of at most ``max_items`` non-empty strings (of at most ``max_length``)."""
+    item: dict[str, Any] = {"type": "string", "minLength": 1}
+    if max_length is not None:
+        item["maxLength"] = max_length
+    items: dict[str, Any] = {"type": "array", "items": item, "maxItems": max_items}
+    return items if min_items is None else {**items, "minItems": min_items}
+
+
 def samples_schema(n: int) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "samples": {
-                "type": "array",
-                "items": {"type": "string", "minLength": 1},
-                "minItems": n,
-                "maxItems": n,
-            }
-        },
-        "required": ["samples"],
-    }
+    return reply_schema(samples=text_list(min_items=n, max_items=n))
 
 
 #: What a samples prompt shows of what the leaf already holds: each sample cut to this many
@@ -223,14 +226,7 @@ def _numbered(rules: Sequence[str]) -> str:
 
 def criterion_schema(n: int) -> dict[str, Any]:
     label = {"type": "string", "minLength": 1, "maxLength": LABEL_MAX}
-    return {
-        "type": "object",
-        "properties": {
-            "criterion": label,
-            "values": {"type": "array", "items": label, "minItems": n, "maxItems": n},
-        },
-        "required": ["criterion", "values"],
-    }
+    return reply_schema(criterion=label, values=text_list(min_items=n, max_items=n, max_length=LABEL_MAX))
 
 
 def criterion_prompt(
@@ -294,18 +290,7 @@ def criterion_prompt(
 
 
 def coverage_schema(batch: int) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "new_values": {
-                "type": "array",
-                "items": {"type": "string", "minLength": 1, "maxLength": LABEL_MAX},
-                "maxItems": batch,
-            },
-            "complete": {"type": "boolean"},
-        },
-        "required": ["new_values", "complete"],
-    }
+    return reply_schema(new_values=text_list(max_items=batch, max_length=LABEL_MAX), complete={"type": "boolean"})
 
 
 def coverage_prompt(
@@ -362,11 +347,7 @@ NONE_FITS = "none of these"
 
 
 def route_schema(values: Sequence[str]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {"value": {"type": "string", "enum": [*values, NONE_FITS]}},
-        "required": ["value"],
-    }
+    return reply_schema(value={"type": "string", "enum": [*values, NONE_FITS]})
 
 
 def route_prompt(

@@ -32,7 +32,8 @@ from ..errors import ConfigError, ProjectError
 from ..llm.base import ChatResult
 from ..llm.recording import CallRecord
 from ..llm.settings import BackendSettings, merge_settings
-from ..tree.model import Node, NodeChange, Tree, apply_changes, diff, new_tree, node_from_dict, node_to_dict, validate
+from ..tree.changes import NodeChange, apply_changes, diff, node_from_dict, node_to_dict
+from ..tree.model import Node, Tree, new_tree, validate
 from . import schema
 from .samples import STAGING_PREFIX, TREE_SET, NewSample, Route, Sample, check_dataset_set
 from .schema import dumps, now

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import ProjectError
-from ..tree.model import Node, node_from_dict, node_to_dict
+from ..tree.changes import node_from_dict, node_to_dict
+from ..tree.model import Node
 from .samples import NewSample, Sample
 
 Migration = Callable[[sqlite3.Connection], None]

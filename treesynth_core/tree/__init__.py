@@ -1,1 +1,2 @@
-"""The partition tree: frozen values and pure edits, named edits through the store, and its JSON file."""
+"""The partition tree: frozen values and pure edits, their undo/redo records, named edits through the store, and
+its JSON file."""

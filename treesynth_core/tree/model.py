@@ -3,8 +3,8 @@
 A :class:`Tree` maps node ids to frozen :class:`Node` values. Each node stands for one
 (criterion, value) pair of its parent's split; its path is the list of those pairs from the root.
 Every edit is a function ``edit(tree, ...) -> Tree``; the store turns the difference between the old
-and the new tree into an edit record (:func:`diff`), so undo and redo are :func:`apply_changes`.
-Nothing in this module does I/O.
+and the new tree into an edit record (:func:`~treesynth_core.tree.changes.diff`), so undo and redo are
+:func:`~treesynth_core.tree.changes.apply_changes`. Nothing in this module does I/O.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Literal
+from typing import Literal
 
 from ..errors import TreeError
 from .limits import MAX_DEPTH, TOO_DEEP, check_length
@@ -554,88 +554,3 @@ def mark_leaf(tree: Tree, node_id: str, *, pivots: Iterable[str] = (), note: str
     """Record that growing ``node_id`` ended without a split (it stays a leaf), and why."""
     node = tree.node(node_id)
     return with_nodes(tree, [replace(node, pivots=tuple(pivots), expanded=True, note=note)])
-
-
-# -- changes: what the store keeps for undo/redo --------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NodeChange:
-    """One node before and after an edit (``None`` = absent)."""
-
-    node_id: str
-    before: Node | None
-    after: Node | None
-
-
-def diff(old: Tree, new: Tree) -> list[NodeChange]:
-    """The node-level changes that turn ``old`` into ``new``."""
-    changes = []
-    for node_id in old.nodes.keys() | new.nodes.keys():
-        before, after = old.nodes.get(node_id), new.nodes.get(node_id)
-        if before != after:
-            changes.append(NodeChange(node_id, before, after))
-    changes.sort(key=lambda c: c.node_id)
-    return changes
-
-
-def apply_changes(tree: Tree, changes: Iterable[NodeChange], *, reverse: bool = False) -> Tree:
-    """Replay changes forward (redo) or backward (undo)."""
-    changed, removed = [], []
-    for change in changes:
-        target = change.before if reverse else change.after
-        if target is None:
-            removed.append(change.node_id)
-        else:
-            changed.append(target)
-    return with_nodes(tree, changed, removed)
-
-
-# -- (de)serialization of single nodes (used by the store and the tree file) ----------------------
-
-
-def node_to_dict(node: Node) -> dict[str, Any]:
-    return {
-        "id": node.id,
-        "parent_id": node.parent_id,
-        "depth": node.depth,
-        "criterion": node.criterion,
-        "value": node.value,
-        "split_criterion": node.split_criterion,
-        "pivots": list(node.pivots),
-        "approved": node.approved,
-        "pruned": node.pruned,
-        "locked": node.locked,
-        "provenance": {
-            "source": node.provenance.source,
-            "model": node.provenance.model,
-            "call_id": node.provenance.call_id,
-        },
-        "pool": list(node.pool),
-        "rank": node.rank,
-        "expanded": node.expanded,
-        "note": node.note,
-        "flag": node.flag,
-    }
-
-
-def node_from_dict(data: Mapping[str, Any]) -> Node:
-    prov = data.get("provenance") or {}
-    return Node(
-        id=str(data["id"]),
-        parent_id=data.get("parent_id"),
-        depth=int(data.get("depth", 0)),
-        criterion=data.get("criterion"),
-        value=data.get("value"),
-        split_criterion=data.get("split_criterion"),
-        pivots=tuple(data.get("pivots") or ()),
-        approved=bool(data.get("approved", False)),
-        pruned=bool(data.get("pruned", False)),
-        locked=bool(data.get("locked", False)),
-        provenance=Provenance(source=prov.get("source", "human"), model=prov.get("model"), call_id=prov.get("call_id")),
-        pool=tuple(data.get("pool") or ()),
-        rank=int(data.get("rank", 0)),
-        expanded=bool(data.get("expanded", False)),
-        note=str(data.get("note", "")),
-        flag=str(data.get("flag") or ""),
-    )

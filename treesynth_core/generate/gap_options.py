@@ -1,0 +1,46 @@
+"""The options of gap filling (:func:`treesynth_core.generate.gaps.fill_gaps`), in a module of their own:
+the ``treesynth`` commands and the job specs read their defaults without importing numpy, which
+:mod:`~treesynth_core.generate.gaps` needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import TreeSynthError
+
+#: The feature spaces gap filling (and the features job) can work in.
+SPACES = ("embeddings", "gradients")
+
+
+def check_space(space: str) -> None:
+    """A :class:`TreeSynthError` unless ``space`` is one of :data:`SPACES`."""
+    if space not in SPACES:
+        raise TreeSynthError(f"unknown feature space {space!r}")
+
+
+@dataclass(frozen=True)
+class GapOptions:
+    """Gap filling (Prismatic Synthesis), in gradient space by default as the paper.
+
+    ``per_round`` candidates are asked for per round, ``per_call`` per call, with ``shots`` few-shot
+    examples. ``responses`` None: candidates get responses when most pool samples have one (their
+    gradient features then carry the response's loss, like the pool's). ``space`` is the feature
+    space the job featurizes in (the report names the featurizer itself)."""
+
+    rounds: int = 1
+    per_round: int = 20
+    seed: int = 0
+    space: str = "gradients"
+    sparse_fraction: float = 0.5
+    per_call: int = 5
+    shots: int = 5
+    responses: bool | None = None
+    temperature: float = 0.9
+    near_duplicate: float = 0.85
+
+    def __post_init__(self) -> None:
+        check_space(self.space)
+        if self.rounds < 0 or self.per_round < 1 or self.per_call < 1 or self.shots < 1:
+            raise ValueError("rounds must be >= 0 and per_round, per_call and shots >= 1")
+        if not 0.0 < self.sparse_fraction <= 1.0:
+            raise ValueError("sparse_fraction must be in (0, 1]")
