@@ -19,7 +19,8 @@ from treesynth_core.llm.base import ChatResult
 from treesynth_core.llm.recording import CallRecord
 from treesynth_core.llm.settings import BackendSettings
 from treesynth_core.store import EditRecord, Project, schema
-from treesynth_core.store import project as project_module
+from treesynth_core.store import db as db_module
+from treesynth_core.store import runs as runs_module
 from treesynth_core.store.samples import NewSample
 from treesynth_core.tree import model as T
 
@@ -299,7 +300,7 @@ def test_a_failed_write_rolls_back_the_whole_edit(project: Project, monkeypatch:
     def explode(*args: object, **kwargs: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(project_module, "_set_meta", explode)  # fails after the node rows are written
+    monkeypatch.setattr(db_module, "set_meta", explode)  # fails after the node rows are written
     with pytest.raises(ProjectError, match="could not be used"):
         project.replace_tree(T.new_tree("another task"))
     monkeypatch.undo()
@@ -418,7 +419,7 @@ def test_two_processes_lose_no_edit(project: Project) -> None:
 
 
 def test_a_locked_project_reports_busy(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(project_module, "BUSY_TIMEOUT_S", 0.1)
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_S", 0.1)
     blocker = sqlite3.connect(project.path / "treesynth.db", isolation_level=None)
     with Project.open(project.path) as impatient:
         blocker.execute("BEGIN IMMEDIATE")
@@ -561,11 +562,11 @@ def test_call_logs_never_hold_keys(project: Project) -> None:
 
 def test_redact_leaves_ordinary_text_alone() -> None:
     text = {"content": "a task-oriented, risk-assessment prompt; sk-8 is short", "max_tokens": 5}
-    assert project_module.redact_secrets(text) == text
+    assert runs_module.redact_secrets(text) == text
 
 
 def test_ids_sort_by_creation() -> None:
-    ids = [project_module.new_ulid() for _ in range(1000)]
+    ids = [runs_module.new_ulid() for _ in range(1000)]
     assert ids == sorted(ids) and len(set(ids)) == 1000 and all(len(i) == 26 for i in ids)
 
 
