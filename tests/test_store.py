@@ -18,7 +18,7 @@ from treesynth_core.errors import ProjectError, TreeError
 from treesynth_core.llm.base import ChatResult
 from treesynth_core.llm.recording import CallRecord
 from treesynth_core.llm.settings import BackendSettings
-from treesynth_core.store import EditRecord, Project, schema
+from treesynth_core.store import CallCounts, EditRecord, Project, schema
 from treesynth_core.store import db as db_module
 from treesynth_core.store import runs as runs_module
 from treesynth_core.store.samples import NewSample
@@ -26,6 +26,7 @@ from treesynth_core.tree import model as T
 
 TASK = "Grade-school math word problems"
 LLM = T.Provenance(source="llm", model="fake-model", call_id="call-1")
+_COUNT_NAMES = ["calls", "cached", "failed", "prompt_tokens", "completion_tokens", "latency_s"]
 
 
 @pytest.fixture
@@ -511,10 +512,24 @@ def test_stats_count_calls_cached_and_failed_per_command(project: Project) -> No
     assert len(call_id) == 26
 
     stats = project.stats()
-    assert (stats["calls"], stats["cached"], stats["failed"]) == (4, 1, 1)
-    assert stats["prompt_tokens"] == 2 * 10 + 100 + 10 and stats["completion_tokens"] == 4 * 5
-    assert stats["latency_s"] == pytest.approx(5.0)
-    assert stats["by_command"]["grow"] == {
+    assert (stats.calls, stats.cached, stats.failed) == (4, 1, 1)
+    assert stats.prompt_tokens == 2 * 10 + 100 + 10 and stats.completion_tokens == 4 * 5
+    assert stats.latency_s == pytest.approx(5.0)
+    assert stats.by_command["grow"] == CallCounts(
+        calls=2, cached=1, failed=1, prompt_tokens=20, completion_tokens=10, latency_s=3.0
+    )
+    assert stats.by_command["synth"].calls == 1 and stats.by_command[""].calls == 1
+    runs = stats.runs
+    assert [r.command for r in runs] == ["synth", "grow"]
+    assert (runs[1].status, runs[1].calls, runs[1].cached, runs[1].failed) == ("failed", 2, 1, 1)
+    assert runs[1].finished and runs[1].error == "the endpoint kept failing"
+
+    one = project.stats(grow_run)
+    assert (one.calls, one.cached, one.failed) == (2, 1, 1)
+    assert [r.id for r in one.runs] == [grow_run]
+    data = stats.to_json()  # what `treesynth stats --json` prints: the totals first, then the breakdowns
+    assert list(data) == [*_COUNT_NAMES, "by_command", "by_model", "runs"]
+    assert data["by_command"]["grow"] == {
         "calls": 2,
         "cached": 1,
         "failed": 1,
@@ -522,15 +537,17 @@ def test_stats_count_calls_cached_and_failed_per_command(project: Project) -> No
         "completion_tokens": 10,
         "latency_s": 3.0,
     }
-    assert stats["by_command"]["synth"]["calls"] == 1 and stats["by_command"][""]["calls"] == 1
-    runs = stats["runs"]
-    assert [r["command"] for r in runs] == ["synth", "grow"]
-    assert (runs[1]["status"], runs[1]["calls"], runs[1]["cached"], runs[1]["failed"]) == ("failed", 2, 1, 1)
-    assert runs[1]["finished"] and runs[1]["error"] == "the endpoint kept failing"
-
-    one = project.stats(grow_run)
-    assert (one["calls"], one["cached"], one["failed"]) == (2, 1, 1)
-    assert [r["id"] for r in one["runs"]] == [grow_run]
+    assert list(data["runs"][1]) == [
+        "id",
+        "command",
+        "started",
+        "finished",
+        "status",
+        "error",
+        "calls",
+        "cached",
+        "failed",
+    ]
 
 
 def test_finish_run_of_an_unknown_run(project: Project) -> None:

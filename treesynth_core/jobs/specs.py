@@ -18,7 +18,7 @@ from ..errors import Cancelled, TreeSynthError
 from ..generate.grow import GrowOptions
 from ..generate.synth import PER_CALL, SynthOptions
 from ..llm.base import LLM
-from ..store import Project
+from ..store import Project, RunStats
 
 if TYPE_CHECKING:
     from ..data.pipeline import BalanceResult, RouteReport
@@ -354,11 +354,11 @@ async def run_balance(ctx: JobContext, llm: LLM | None, options: BalanceOptions)
 
 # -- summaries --------------------------------------------------------------------------------------
 
-Stats = dict[str, Any] | None
+Stats = RunStats | None
 
 
 def _calls(stats: Stats) -> str:
-    return f"{stats['calls']} LLM calls, {stats['cached']} cached" if stats else "no LLM calls"
+    return f"{stats.calls} LLM calls, {stats.cached} cached" if stats else "no LLM calls"
 
 
 def cut_note(result: Any) -> str:

@@ -4,5 +4,6 @@ and jobs in :mod:`.runs`, the schema in :mod:`.schema`."""
 
 from .history import EditRecord
 from .project import Project
+from .runs import CallCounts, JobRecord, RunRow, RunStats
 
-__all__ = ["EditRecord", "Project"]
+__all__ = ["CallCounts", "EditRecord", "JobRecord", "Project", "RunRow", "RunStats"]

@@ -28,6 +28,7 @@ from ..tree.model import Tree, new_tree, validate
 from . import history, runs, schema
 from .db import DB_NAME, FORMAT_VERSION, Database, chunks, marks, set_meta
 from .history import HUMAN, EditRecord
+from .runs import JobRecord, RunStats
 from .samples import STAGING_PREFIX, TREE_SET, NewSample, Route, Sample, check_dataset_set
 from .schema import dumps, now
 
@@ -383,15 +384,15 @@ class Project:
             if not runs.finish_run(conn, run_id, status, error):
                 raise ProjectError(f"no run with id {run_id!r} in {self.path}")
 
-    def stats(self, run_id: str | None = None) -> dict[str, Any]:
+    def stats(self, run_id: str | None = None) -> RunStats:
         """LLM call counts, tokens and latency: in total, by command, and for the latest 20 runs
         (see :func:`.runs.stats`)."""
         with self._db.read() as conn:
             return runs.stats(conn, run_id)
 
     # -- background jobs --------------------------------------------------------------------------
-    def claim_job(self, kind: str, params: dict[str, Any], *, stale_after_s: float) -> tuple[dict[str, Any], bool]:
-        """Start recording a job, unless one is already running: ``(job row, created)``, in one
+    def claim_job(self, kind: str, params: dict[str, Any], *, stale_after_s: float) -> tuple[JobRecord, bool]:
+        """Start recording a job, unless one is already running: ``(job, created)``, in one
         transaction (see :func:`.runs.claim_job`)."""
         with self._db.tx() as conn:
             return runs.claim_job(conn, kind, params, stale_after_s=stale_after_s)
@@ -405,14 +406,14 @@ class Project:
         with self._db.tx() as conn:
             runs.request_cancel(conn, job_id)
 
-    def job(self, job_id: str) -> dict[str, Any]:
+    def job(self, job_id: str) -> JobRecord:
         with self._db.read() as conn:
             found = runs.job(conn, job_id)
         if found is None:
             raise ProjectError(f"no job with id {job_id!r} in {self.path}")
         return found
 
-    def jobs(self, *, kind: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    def jobs(self, *, kind: str | None = None, limit: int = 20) -> list[JobRecord]:
         """Jobs, newest first."""
         with self._db.read() as conn:
             return runs.jobs(conn, kind=kind, limit=limit)

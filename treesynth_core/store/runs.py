@@ -11,7 +11,8 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,7 +83,6 @@ def finish_run(conn: sqlite3.Connection, run_id: str, status: str, error: str | 
     return cur.rowcount > 0
 
 
-_COUNT_KEYS = ("calls", "cached", "failed", "prompt_tokens", "completion_tokens", "latency_s")
 _COUNTS = ", ".join(
     f"COALESCE(SUM({expr}), 0)"
     for expr in (
@@ -96,17 +96,62 @@ _COUNTS = ", ".join(
 )
 
 
-def _count_dict(values: Iterable[Any]) -> dict[str, Any]:
-    pairs = zip(_COUNT_KEYS, values, strict=True)
-    return {key: float(v) if key == "latency_s" else int(v) for key, v in pairs}
+@dataclass(frozen=True)
+class CallCounts:
+    """LLM calls made (not cached, not failed), served from the cache and failed; tokens and
+    latency add up every call that reached the model."""
+
+    calls: int
+    cached: int
+    failed: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+
+    @staticmethod
+    def from_row(values: Sequence[Any]) -> CallCounts:
+        """Counts from the six ``_COUNTS`` columns of a query row."""
+        calls, cached, failed, prompt, completion, latency = values
+        return CallCounts(int(calls), int(cached), int(failed), int(prompt), int(completion), float(latency))
+
+    @staticmethod
+    def total(parts: Iterable[CallCounts]) -> CallCounts:
+        """The sum of ``parts``."""
+        parts = list(parts)
+        return CallCounts.from_row([sum(getattr(p, f.name) for p in parts) for f in dataclasses.fields(CallCounts)])
 
 
-def stats(conn: sqlite3.Connection, run_id: str | None = None) -> dict[str, Any]:
-    """LLM call counts, tokens and latency: in total, by command, and for the latest 20 runs.
+@dataclass(frozen=True)
+class RunRow:
+    """One run as :meth:`Project.stats` lists it: how it went and its call counts."""
 
-    ``calls`` counts the calls made (not cached, not failed), ``cached`` the cache hits and
-    ``failed`` the errors; tokens and latency add up every call that reached the model.
-    """
+    id: str
+    command: str
+    started: str
+    finished: str | None
+    status: str
+    error: str | None
+    calls: int
+    cached: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class RunStats(CallCounts):
+    """Call counts in total (the inherited fields), by command, by model, and for the latest 20 runs."""
+
+    by_command: dict[str, CallCounts]
+    by_model: dict[str, CallCounts]
+    runs: list[RunRow]
+
+    def to_json(self) -> dict[str, Any]:
+        """The plain dict ``treesynth stats --json`` and the commands' ``"llm"`` entries print."""
+        return dataclasses.asdict(self)
+
+
+def stats(conn: sqlite3.Connection, run_id: str | None = None) -> RunStats:
+    """LLM call counts, tokens and latency: in total, by command, and for the latest 20 runs (all
+    for ``run_id`` alone if given)."""
     params = (run_id,) if run_id else ()
     by_command_sql = (
         f"SELECT COALESCE(r.command, ''), {_COUNTS} FROM llm_calls c LEFT JOIN runs r ON r.id = c.run_id "
@@ -120,25 +165,47 @@ def stats(conn: sqlite3.Connection, run_id: str | None = None) -> dict[str, Any]
         f"LEFT JOIN llm_calls c ON c.run_id = r.id {'WHERE r.id = ?' if run_id else ''} "
         "GROUP BY r.id ORDER BY r.started DESC, r.id DESC LIMIT 20"
     )
-    by_command = {row[0]: _count_dict(row[1:]) for row in conn.execute(by_command_sql, params)}
-    by_model = {row[0]: _count_dict(row[1:]) for row in conn.execute(by_model_sql, params)}
-    run_rows = conn.execute(runs_sql, params).fetchall()
-    totals = _count_dict(sum(counts[key] for counts in by_command.values()) for key in _COUNT_KEYS)
-    runs = [
-        dict(zip(("id", "command", "started", "finished", "status", "error"), r[:6], strict=True))
-        | {k: v for k, v in _count_dict(r[6:]).items() if k in ("calls", "cached", "failed")}
-        for r in run_rows
-    ]
-    return {**totals, "by_command": by_command, "by_model": by_model, "runs": runs}
+    by_command = {row[0]: CallCounts.from_row(row[1:]) for row in conn.execute(by_command_sql, params)}
+    by_model = {row[0]: CallCounts.from_row(row[1:]) for row in conn.execute(by_model_sql, params)}
+    runs = []
+    for row in conn.execute(runs_sql, params):
+        counts = CallCounts.from_row(row[6:])
+        run, command, started, finished, status, error = row[:6]
+        runs.append(RunRow(run, command, started, finished, status, error, counts.calls, counts.cached, counts.failed))
+    totals = CallCounts.total(by_command.values())
+    return RunStats(**dataclasses.asdict(totals), by_command=by_command, by_model=by_model, runs=runs)
 
 
 # -- background jobs ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class JobRecord:
+    """A background job as the store records it (its ``jobs`` row)."""
+
+    id: str
+    kind: str
+    params: dict[str, Any]
+    status: str  # running | done | failed | cancelled | interrupted
+    done: int
+    total: int | None
+    message: str
+    error: str | None
+    started: str
+    finished: str | None
+    run_id: str | None
+    heartbeat: float = 0.0
+    cancel_requested: bool = False
+
+
+_JOB_NAMES = tuple(f.name for f in dataclasses.fields(JobRecord))
+_JOB_COLUMNS = ", ".join(_JOB_NAMES)
+
+
 def claim_job(
     conn: sqlite3.Connection, kind: str, params: dict[str, Any], *, stale_after_s: float
-) -> tuple[dict[str, Any], bool]:
-    """Start recording a job, unless one is already running: ``(job row, created)``.
+) -> tuple[JobRecord, bool]:
+    """Start recording a job, unless one is already running: ``(job, created)``.
 
     Running jobs whose heartbeat is older than ``stale_after_s`` (their process died) become
     ``interrupted`` first; if a live one remains it is returned uncreated.
@@ -148,16 +215,17 @@ def claim_job(
         "UPDATE jobs SET status = 'interrupted', finished = ? WHERE status = 'running' AND heartbeat < ?",
         (now(), stamp - stale_after_s),
     )
-    live = conn.execute("SELECT * FROM jobs WHERE status = 'running' ORDER BY started DESC").fetchone()
+    live = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'running' ORDER BY started DESC").fetchone()
     if live is not None:
-        return _job_dict(conn, live), False
+        return _job_record(live), False
     job_id = new_ulid()
     conn.execute(
         "INSERT INTO jobs (id, kind, params, status, started, heartbeat) VALUES (?, ?, ?, 'running', ?, ?)",
         (job_id, kind, dumps(redact_secrets(params)), now(), stamp),
     )
-    row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    return _job_dict(conn, row), True
+    created = job(conn, job_id)
+    assert created is not None
+    return created, True
 
 
 def update_job(conn: sqlite3.Connection, job_id: str, fields: Mapping[str, Any]) -> None:
@@ -176,24 +244,23 @@ def request_cancel(conn: sqlite3.Connection, job_id: str) -> None:
     conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
 
 
-def job(conn: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
-    row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    return None if row is None else _job_dict(conn, row)
+def job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
+    row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return None if row is None else _job_record(row)
 
 
-def jobs(conn: sqlite3.Connection, *, kind: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+def jobs(conn: sqlite3.Connection, *, kind: str | None = None, limit: int = 20) -> list[JobRecord]:
     """Jobs, newest first."""
-    sql = "SELECT * FROM jobs" + (" WHERE kind = ?" if kind else "") + " ORDER BY started DESC, id DESC LIMIT ?"
-    rows = conn.execute(sql, ((kind,) if kind else ()) + (limit,)).fetchall()
-    return [_job_dict(conn, row) for row in rows]
+    where = " WHERE kind = ?" if kind else ""
+    sql = f"SELECT {_JOB_COLUMNS} FROM jobs{where} ORDER BY started DESC, id DESC LIMIT ?"
+    return [_job_record(row) for row in conn.execute(sql, ((kind,) if kind else ()) + (limit,))]
 
 
-def _job_dict(conn: sqlite3.Connection, row: tuple[Any, ...]) -> dict[str, Any]:
-    names = [d[1] for d in conn.execute("PRAGMA table_info(jobs)")]
-    data = dict(zip(names, row, strict=True))
-    data["params"] = json.loads(data["params"] or "{}")
-    data["cancel_requested"] = bool(data["cancel_requested"])
-    return data
+def _job_record(row: Sequence[Any]) -> JobRecord:
+    values = dict(zip(_JOB_NAMES, row, strict=True))
+    values["params"] = json.loads(values["params"] or "{}")
+    values["cancel_requested"] = bool(values["cancel_requested"])
+    return JobRecord(**values)
 
 
 # -- ids and secrets ------------------------------------------------------------------------------
