@@ -110,17 +110,17 @@ def job_outcome(job: jobs.JobState | None) -> None:
 
 def last_job(project: Project, kind: str, sample_set: str) -> jobs.JobState | None:
     """The latest ``kind`` job on ``sample_set``."""
-    for row in project.jobs(kind=kind, limit=50):
-        if row.get("params", {}).get("sample_set") == sample_set:
-            return jobs.JobState.from_row(row)
+    for record in project.jobs(kind=kind, limit=50):
+        if record.params.get("sample_set") == sample_set:
+            return jobs.JobState.from_record(record)
     return None
 
 
 def last_params(project: Project, kind: str) -> dict[str, Any]:
     """The options of the latest ``kind`` job (the defaults after a reload, so a running or finished
     job's choices come back instead of the page's defaults)."""
-    rows = project.jobs(kind=kind, limit=1)
-    return dict(rows[0]["params"]) if rows else {}
+    records = project.jobs(kind=kind, limit=1)
+    return dict(records[0].params) if records else {}
 
 
 def index_of(options: list[str], value: Any, fallback: int = 0) -> int:
@@ -272,7 +272,7 @@ def dataset_names(sets: dict[str, int], balanced: frozenset[str] = frozenset()) 
 def balanced_sets(project: Project) -> frozenset[str]:
     """The sets rebalancing jobs wrote."""
     done = project.jobs(kind="balance", limit=100)
-    return frozenset(str(job["params"].get("target_set", "balanced")) for job in done)
+    return frozenset(str(job.params.get("target_set", "balanced")) for job in done)
 
 
 def set_kind(name: str) -> str:

@@ -122,10 +122,10 @@ def seconds_per_call(project: Project, settings: BackendSettings) -> float:
     """Average latency of this project's real (uncached) calls that wrote samples, else of all its
     calls, else a default for the backend."""
     stats = project.stats()
-    writing = [stats["by_command"][c] for c in WRITING_COMMANDS if c in stats["by_command"]]
-    calls, latency = sum(w["calls"] for w in writing), sum(w["latency_s"] for w in writing)
+    writing = [stats.by_command[c] for c in WRITING_COMMANDS if c in stats.by_command]
+    calls, latency = sum(w.calls for w in writing), sum(w.latency_s for w in writing)
     if not calls:
-        calls, latency = stats["calls"], stats["latency_s"]
+        calls, latency = stats.calls, stats.latency_s
     return max(0.05, latency / calls) if calls else DEFAULT_CALL_S[settings.backend]
 
 

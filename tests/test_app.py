@@ -394,11 +394,11 @@ def test_time_estimates_use_the_latency_of_calls_that_wrote_samples():
     from treesynth_core.llm.settings import BackendSettings
 
     def project(by_command):
-        calls, latency = sum(c["calls"] for c in by_command.values()), sum(c["latency_s"] for c in by_command.values())
-        return SimpleNamespace(stats=lambda: {"calls": calls, "latency_s": latency, "by_command": by_command})
+        calls, latency = sum(c.calls for c in by_command.values()), sum(c.latency_s for c in by_command.values())
+        return SimpleNamespace(stats=lambda: SimpleNamespace(calls=calls, latency_s=latency, by_command=by_command))
 
     embedded = BackendSettings()
-    route, synth = {"calls": 100, "latency_s": 100.0}, {"calls": 10, "latency_s": 80.0}
+    route, synth = SimpleNamespace(calls=100, latency_s=100.0), SimpleNamespace(calls=10, latency_s=80.0)
     assert seconds_per_call(project({"route": route, "synth": synth}), embedded) == 8.0  # not (100 + 80) / 110
     assert seconds_per_call(project({"route": route}), embedded) == 1.0
     assert seconds_per_call(project({}), embedded) == DEFAULT_CALL_S["embedded"]

@@ -141,7 +141,7 @@ def latest_job_status(folder: Path) -> str | None:
         return None
     with Project.open(folder) as project:
         rows = project.jobs(limit=1)
-    return rows[0]["status"] if rows else None
+    return rows[0].status if rows else None
 
 
 def graph_nodes(page) -> list[dict]:

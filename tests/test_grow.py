@@ -77,8 +77,8 @@ def test_rerun_is_served_from_cache(project):
         pass
     run_grow(project, ScriptedLLM(), max_depth=2, pivots=4, auto_approve=True)
     after = project.stats()
-    assert after["calls"] == before["calls"]
-    assert after["cached"] > before["cached"]
+    assert after.calls == before.calls
+    assert after.cached > before.cached
     again = project.tree()
     shape = lambda t: sorted(tuple(s.value for s in t.path(n.id)) for n in t.leaves())  # noqa: E731
     assert shape(again) == shape(first)

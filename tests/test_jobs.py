@@ -61,7 +61,7 @@ def test_cancel_stops_a_job(path, fake):
     assert final.status == "cancelled"
     with Project.open(path) as project:
         assert T.problems(project.tree()) == []
-        assert project.stats()["runs"][0]["status"] == "cancelled"
+        assert project.stats().runs[0].status == "cancelled"
 
 
 def test_failed_job_reports_the_error(path):
@@ -91,10 +91,10 @@ def test_stale_job_reads_interrupted_and_a_new_one_can_start(path, fake):
     conn.commit()
     conn.close()
     with Project.open(path) as project:
-        assert jobs.get_job(project, row["id"]).status == "interrupted"
+        assert jobs.get_job(project, row.id).status == "interrupted"
         assert jobs.active_job(project) is None
     state = jobs.start_job(path, "grow", {"max_depth": 1, "pivots": 3})
-    assert state.id != row["id"]
+    assert state.id != row.id
     assert jobs.wait_job(path, state.id, timeout=30).status == "done"
 
 

@@ -18,13 +18,15 @@ from treesynth_core.errors import ProjectError, TreeError
 from treesynth_core.llm.base import ChatResult
 from treesynth_core.llm.recording import CallRecord
 from treesynth_core.llm.settings import BackendSettings
-from treesynth_core.store import EditRecord, Project, schema
-from treesynth_core.store import project as project_module
+from treesynth_core.store import CallCounts, EditRecord, Project, schema
+from treesynth_core.store import db as db_module
+from treesynth_core.store import runs as runs_module
 from treesynth_core.store.samples import NewSample
 from treesynth_core.tree import model as T
 
 TASK = "Grade-school math word problems"
 LLM = T.Provenance(source="llm", model="fake-model", call_id="call-1")
+_COUNT_NAMES = ["calls", "cached", "failed", "prompt_tokens", "completion_tokens", "latency_s"]
 
 
 @pytest.fixture
@@ -299,7 +301,7 @@ def test_a_failed_write_rolls_back_the_whole_edit(project: Project, monkeypatch:
     def explode(*args: object, **kwargs: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(project_module, "_set_meta", explode)  # fails after the node rows are written
+    monkeypatch.setattr(db_module, "set_meta", explode)  # fails after the node rows are written
     with pytest.raises(ProjectError, match="could not be used"):
         project.replace_tree(T.new_tree("another task"))
     monkeypatch.undo()
@@ -418,7 +420,7 @@ def test_two_processes_lose_no_edit(project: Project) -> None:
 
 
 def test_a_locked_project_reports_busy(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(project_module, "BUSY_TIMEOUT_S", 0.1)
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_S", 0.1)
     blocker = sqlite3.connect(project.path / "treesynth.db", isolation_level=None)
     with Project.open(project.path) as impatient:
         blocker.execute("BEGIN IMMEDIATE")
@@ -510,10 +512,24 @@ def test_stats_count_calls_cached_and_failed_per_command(project: Project) -> No
     assert len(call_id) == 26
 
     stats = project.stats()
-    assert (stats["calls"], stats["cached"], stats["failed"]) == (4, 1, 1)
-    assert stats["prompt_tokens"] == 2 * 10 + 100 + 10 and stats["completion_tokens"] == 4 * 5
-    assert stats["latency_s"] == pytest.approx(5.0)
-    assert stats["by_command"]["grow"] == {
+    assert (stats.calls, stats.cached, stats.failed) == (4, 1, 1)
+    assert stats.prompt_tokens == 2 * 10 + 100 + 10 and stats.completion_tokens == 4 * 5
+    assert stats.latency_s == pytest.approx(5.0)
+    assert stats.by_command["grow"] == CallCounts(
+        calls=2, cached=1, failed=1, prompt_tokens=20, completion_tokens=10, latency_s=3.0
+    )
+    assert stats.by_command["synth"].calls == 1 and stats.by_command[""].calls == 1
+    runs = stats.runs
+    assert [r.command for r in runs] == ["synth", "grow"]
+    assert (runs[1].status, runs[1].calls, runs[1].cached, runs[1].failed) == ("failed", 2, 1, 1)
+    assert runs[1].finished and runs[1].error == "the endpoint kept failing"
+
+    one = project.stats(grow_run)
+    assert (one.calls, one.cached, one.failed) == (2, 1, 1)
+    assert [r.id for r in one.runs] == [grow_run]
+    data = stats.to_json()  # what `treesynth stats --json` prints: the totals first, then the breakdowns
+    assert list(data) == [*_COUNT_NAMES, "by_command", "by_model", "runs"]
+    assert data["by_command"]["grow"] == {
         "calls": 2,
         "cached": 1,
         "failed": 1,
@@ -521,15 +537,17 @@ def test_stats_count_calls_cached_and_failed_per_command(project: Project) -> No
         "completion_tokens": 10,
         "latency_s": 3.0,
     }
-    assert stats["by_command"]["synth"]["calls"] == 1 and stats["by_command"][""]["calls"] == 1
-    runs = stats["runs"]
-    assert [r["command"] for r in runs] == ["synth", "grow"]
-    assert (runs[1]["status"], runs[1]["calls"], runs[1]["cached"], runs[1]["failed"]) == ("failed", 2, 1, 1)
-    assert runs[1]["finished"] and runs[1]["error"] == "the endpoint kept failing"
-
-    one = project.stats(grow_run)
-    assert (one["calls"], one["cached"], one["failed"]) == (2, 1, 1)
-    assert [r["id"] for r in one["runs"]] == [grow_run]
+    assert list(data["runs"][1]) == [
+        "id",
+        "command",
+        "started",
+        "finished",
+        "status",
+        "error",
+        "calls",
+        "cached",
+        "failed",
+    ]
 
 
 def test_finish_run_of_an_unknown_run(project: Project) -> None:
@@ -561,11 +579,11 @@ def test_call_logs_never_hold_keys(project: Project) -> None:
 
 def test_redact_leaves_ordinary_text_alone() -> None:
     text = {"content": "a task-oriented, risk-assessment prompt; sk-8 is short", "max_tokens": 5}
-    assert project_module.redact_secrets(text) == text
+    assert runs_module.redact_secrets(text) == text
 
 
 def test_ids_sort_by_creation() -> None:
-    ids = [project_module.new_ulid() for _ in range(1000)]
+    ids = [runs_module.new_ulid() for _ in range(1000)]
     assert ids == sorted(ids) and len(set(ids)) == 1000 and all(len(i) == 26 for i in ids)
 
 

@@ -54,7 +54,7 @@ def test_rerun_makes_zero_calls_and_no_duplicates(project):
     again = ScriptedLLM()
     run(project, again, per_leaf=6, per_call=3)
     assert again.calls() == 0
-    assert project.stats()["calls"] == before["calls"]
+    assert project.stats().calls == before.calls
     assert sum(project.sample_counts().values()) == 12
 
 

@@ -155,7 +155,7 @@ def test_a_resumed_wave_sends_the_same_requests_and_is_served_from_the_cache(pro
     assert [r.messages for r in resumed.history] == [llm.history[3].messages]  # the same list as before
     stored = [s.instruction for s in project.samples()]
     assert stored[10:] == samples_of("synth_gsm8k_percentages", 1)[:6] + samples_of("synth_gsm8k_percentages", 2)
-    assert project.stats()["cached"] == 1
+    assert project.stats().cached == 1
 
 
 def test_a_reply_cut_off_is_asked_again_with_a_larger_budget_and_never_stored(project, capable):
@@ -368,8 +368,9 @@ def test_job_summaries_say_how_many_responses_were_cut_off():
     from treesynth_core.generate.baseline import BaselineReport
     from treesynth_core.generate.synth import SynthReport
     from treesynth_core.jobs.specs import job_spec
+    from treesynth_core.store import RunStats
 
-    stats = {"calls": 3, "cached": 0}
+    stats = RunStats(3, 0, 0, 0, 0, 0.0, by_command={}, by_model={}, runs=[])
     assert "2 responses were cut off" in job_spec("synth").summary(SynthReport(added=5, responses_cut_off=2), stats)
     assert "cut off" not in job_spec("synth").summary(SynthReport(added=5), stats)
     baseline = BaselineReport(requested=5, total=5, responses_cut_off=1)

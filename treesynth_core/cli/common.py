@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -28,6 +28,9 @@ from ..llm.settings import (
     merge_settings,
     settings_from_env,
 )
+
+if TYPE_CHECKING:
+    from ..store import CallCounts, RunStats
 
 #: Results are printed without rich's hard wrapping at the console width (80 columns when piped),
 #: so a line stays one line in a pipe, a file or a log; a terminal wraps long lines itself.
@@ -342,11 +345,18 @@ def progress_bar(quiet: bool) -> Progress:
     )
 
 
-def call_line(stats: dict[str, Any]) -> str:
+def call_line(stats: CallCounts | None) -> str:
+    if stats is None:
+        return "LLM calls: none"
     return (
-        f"LLM calls: {stats['calls']} made, {stats['cached']} cached, {stats['failed']} failed; "
-        f"tokens: {stats['prompt_tokens'] + stats['completion_tokens']:,}"
+        f"LLM calls: {stats.calls} made, {stats.cached} cached, {stats.failed} failed; "
+        f"tokens: {stats.prompt_tokens + stats.completion_tokens:,}"
     )
+
+
+def llm_json(stats: RunStats | None) -> dict[str, Any]:
+    """A command's ``"llm"`` entry in its --json output: the run's call stats (``{}`` without an LLM)."""
+    return {} if stats is None else stats.to_json()
 
 
 def emit(as_json: bool, data: Any, text: str) -> None:
@@ -425,11 +435,10 @@ def run_job(
     total: int | None = None,
     featurizer: Callable[[str], Any] = no_featurizer,
     **run_args: Any,
-) -> tuple[Any, dict[str, Any]]:
+) -> tuple[Any, RunStats | None]:
     """Run the job ``kind``'s run function (``run(ctx, llm, options, **run_args)``) behind a progress bar
     (none with --quiet or --json; see :class:`CallbackBar`): as one logged LLM run, after saying so when
-    the weak embedded model is in use, or without an LLM where ``settings`` is None (no call stats then:
-    ``{}``)."""
+    the weak embedded model is in use, or without an LLM where ``settings`` is None (no call stats then: None)."""
     from ..jobs.runs import run_llm_work
     from ..jobs.specs import JobContext, job_spec
 
@@ -444,7 +453,7 @@ def run_job(
             return await run(ctx, llm, options, **run_args)
 
         if settings is None:
-            return asyncio.run(work(None, threading.Event())), {}
+            return asyncio.run(work(None, threading.Event())), None
         if settings.backend == "embedded" and not as_json:
             err.print(EMBEDDED_NOTE, style="yellow", highlight=False)
         return run_llm_work(project, kind, params, settings, work, max_calls=llm_run.max_calls)

@@ -31,6 +31,7 @@ from .common import (
     emit,
     err,
     fmt_value,
+    llm_json,
     open_project,
     option_groups,
     progress_bar,
@@ -245,7 +246,7 @@ def baseline_cmd(
         report, stats = run_job(
             project, "baseline", options, params, settings, llm_run, as_json, description="Flat baseline"
         )
-    data = {**dataclasses.asdict(report), "short": report.short, "llm": stats}
+    data = {**dataclasses.asdict(report), "short": report.short, "llm": llm_json(stats)}
     short = f" ({report.short} short: duplicates dropped or replies unusable)" if report.short else ""
     emit(
         as_json,
@@ -297,7 +298,7 @@ def fill_gaps(
             description="Filling gaps",
             feats=featurizer,
         )
-    data = {**dataclasses.asdict(report), "llm": stats}
+    data = {**dataclasses.asdict(report), "llm": llm_json(stats)}
     if estimate is not None:
         data["gradient_estimate"] = dataclasses.asdict(estimate)
     emit(

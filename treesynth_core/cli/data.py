@@ -37,6 +37,7 @@ from .common import (
     call_line,
     emit,
     fmt_value,
+    llm_json,
     load_embedder,
     no_featurizer,
     open_project,
@@ -280,7 +281,7 @@ def route(
         )
     emit(
         as_json,
-        {**dataclasses.asdict(report), "llm": stats or None},
+        {**dataclasses.asdict(report), "llm": llm_json(stats) or None},
         _route_text(report)
         + (f"\n{call_line(stats)}" if stats else "")
         + f"\nNext: treesynth balance {directory} --set {sample_set} --per-leaf N",
@@ -374,7 +375,7 @@ def balance(
         )
     emit(
         as_json,
-        {**dataclasses.asdict(report), "llm": stats},
+        {**dataclasses.asdict(report), "llm": llm_json(stats)},
         _balance_text(report) + f"\n{call_line(stats)}\n"
         f"Export: treesynth export {directory} --set {into} --format jsonl --out {into}.jsonl",
     )

@@ -108,20 +108,21 @@ def stats(directory: DirArg, as_json: JsonOpt = False) -> None:
     from ..llm.pricing import spent
 
     with open_project(directory) as project:
-        data = project.stats()
-        data["cost_usd"] = spent(data["by_model"], project.settings())
+        run_stats = project.stats()
+        data = run_stats.to_json()
+        data["cost_usd"] = spent(run_stats.by_model, project.settings())
     cost = "unknown (no price for a model; set one with treesynth settings DIR --price MODEL=IN,OUT)"
     if data["cost_usd"] is not None:
         cost = f"${data['cost_usd']:.4f}"
-    lines = [call_line(data), f"Estimated cost: {cost}", ""]
-    for command, row in data["by_command"].items():
-        lines.append(f"  {command:<8} {row['calls']:>6} made {row['cached']:>6} cached {row['failed']:>5} failed")
-    if data["runs"]:
+    lines = [call_line(run_stats), f"Estimated cost: {cost}", ""]
+    for command, row in run_stats.by_command.items():
+        lines.append(f"  {command:<8} {row.calls:>6} made {row.cached:>6} cached {row.failed:>5} failed")
+    if run_stats.runs:
         lines += ["", "Recent runs:"]
-        for run in data["runs"][:10]:
+        for run in run_stats.runs[:10]:
             lines.append(
-                f"  {run['started']} {run['command']:<8} {run['status']:<12} "
-                f"{run['calls']} made, {run['cached']} cached, {run['failed']} failed"
+                f"  {run.started} {run.command:<8} {run.status:<12} "
+                f"{run.calls} made, {run.cached} cached, {run.failed} failed"
             )
     emit(as_json, data, "\n".join(lines))
 

@@ -23,6 +23,7 @@ from .common import (
     call_line,
     emit,
     err,
+    llm_json,
     open_project,
     option_groups,
     run_job,
@@ -158,7 +159,7 @@ def synth(
             "short_leaves": report.short_leaves,
             "responses_cut_off": report.responses_cut_off,
             "total_samples": total,
-            "llm": stats,
+            "llm": llm_json(stats),
         }
         short = (
             f"\n{len(report.short_leaves)} leaves have fewer samples than their target (duplicates dropped or "

@@ -23,6 +23,7 @@ from .common import (
     LlmRunOptions,
     call_line,
     emit,
+    llm_json,
     open_project,
     option_groups,
     out,
@@ -154,7 +155,7 @@ def grow(
             "nodes": len(tree.nodes),
             "proposed": proposed,
             "leaves": len(tree.leaves()),
-            "llm": stats,
+            "llm": llm_json(stats),
         }
         hint = (
             f"\n{proposed} nodes await review: treesynth show {directory}; treesynth edit {directory} approve NODE ..."

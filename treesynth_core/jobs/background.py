@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from ..errors import Cancelled, TreeSynthError
 from ..generate.gap_options import SPACES, GapOptions
 from ..llm.base import LLM
 from ..llm.settings import BackendSettings, merge_settings
-from ..store import Project
+from ..store import JobRecord, Project
 from .runs import LLMFactory, run_llm_work
 from .specs import FeaturesOptions, JobContext, JobSpec, Kind, job_spec, space_key
 
@@ -77,22 +77,9 @@ def featurizer(space: str, project: Project | None = None) -> Any:
 
 
 @dataclass(frozen=True)
-class JobState:
-    """A job as the store records it."""
-
-    id: str
-    kind: str
-    params: dict[str, Any]
-    status: str  # running | done | failed | cancelled | interrupted
-    done: int
-    total: int | None
-    message: str
-    error: str | None
-    started: str
-    finished: str | None
-    run_id: str | None
-    heartbeat: float = 0.0
-    cancel_requested: bool = False
+class JobState(JobRecord):
+    """A job as the store records it, read as the app shows it: a running job whose heartbeat
+    stopped is ``interrupted``."""
 
     @property
     def active(self) -> bool:
@@ -105,12 +92,9 @@ class JobState:
         return min(1.0, self.done / self.total)
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> JobState:
-        names = {f.name for f in fields(cls)}
-        state = cls(**{k: v for k, v in row.items() if k in names})
-        if state.status == "running" and not state.active:
-            return cls(**{**{f.name: getattr(state, f.name) for f in fields(cls)}, "status": "interrupted"})
-        return state
+    def from_record(cls, record: JobRecord) -> JobState:
+        state = cls(**{f.name: getattr(record, f.name) for f in fields(JobRecord)})
+        return replace(state, status="interrupted") if state.status == "running" and not state.active else state
 
 
 def start_job(
@@ -120,8 +104,8 @@ def start_job(
     spec = job_spec(kind)
     options = spec.parse(params)  # fail fast on bad options, before any thread starts
     with Project.open(project_path) as project:
-        row, created = project.claim_job(kind, params, stale_after_s=STALE_AFTER_S)
-        state = JobState.from_row(row)
+        record, created = project.claim_job(kind, params, stale_after_s=STALE_AFTER_S)
+        state = JobState.from_record(record)
         resolved = merge_settings(project.settings(), settings.model_dump() if settings else {})
     if created:
         thread = threading.Thread(
@@ -162,7 +146,7 @@ class _Heartbeat:
 
     def _write(self) -> None:
         self.project.update_job(self.job_id, **self.progress)
-        if self.project.job(self.job_id)["cancel_requested"]:
+        if self.project.job(self.job_id).cancel_requested:
             self.cancel.set()
 
     def report(self, done: int, total: int, message: str) -> None:
@@ -243,12 +227,12 @@ def _execute(project: Project, launch: _Launch, beat: _Heartbeat) -> str:
 
 
 def get_job(project: Project, job_id: str) -> JobState:
-    return JobState.from_row(project.job(job_id))
+    return JobState.from_record(project.job(job_id))
 
 
 def latest_job(project: Project, kind: str | None = None) -> JobState | None:
-    rows = project.jobs(kind=kind, limit=1)
-    return JobState.from_row(rows[0]) if rows else None
+    records = project.jobs(kind=kind, limit=1)
+    return JobState.from_record(records[0]) if records else None
 
 
 def active_job(project: Project) -> JobState | None:

@@ -12,6 +12,7 @@ from ..errors import Cancelled, TreeSynthError
 from ..llm.base import LLM
 from ..llm.recording import CallStore, recording
 from ..llm.settings import BackendSettings
+from ..store import RunStats
 
 R = TypeVar("R")
 LLMFactory = Callable[[BackendSettings], LLM]
@@ -22,7 +23,7 @@ class RunStore(CallStore, Protocol):
 
     def finish_run(self, run_id: str, status: str = "ok", error: str | None = None) -> None: ...
 
-    def stats(self, run_id: str | None = None) -> dict[str, Any]: ...
+    def stats(self, run_id: str | None = None) -> RunStats: ...
 
 
 def default_factory(settings: BackendSettings) -> LLM:
@@ -42,7 +43,7 @@ def run_llm_work(
     max_calls: int | None = None,
     llm_factory: LLMFactory | None = None,
     on_start: Callable[[str], None] | None = None,
-) -> tuple[R, dict[str, Any]]:
+) -> tuple[R, RunStats]:
     """Run ``work(llm, cancel)`` on a fresh event loop with ``CachedLLM(LoggedLLM(backend))``,
     recorded as one run of ``command``. Returns the work's result and the run's call stats; the
     run's status says how it ended (ok, failed, cancelled, interrupted)."""

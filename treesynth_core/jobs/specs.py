@@ -21,7 +21,7 @@ from ..generate.gap_options import GapOptions, check_space
 from ..generate.grow import GrowOptions
 from ..generate.synth import SynthOptions
 from ..llm.base import LLM
-from ..store import Project
+from ..store import Project, RunStats
 
 if TYPE_CHECKING:
     from ..data.pipeline import BalanceResult, RouteReport
@@ -272,11 +272,11 @@ async def run_balance(ctx: JobContext, llm: LLM | None, options: BalanceOptions)
 
 # -- summaries --------------------------------------------------------------------------------------
 
-Stats = dict[str, Any] | None
+Stats = RunStats | None
 
 
 def _calls(stats: Stats) -> str:
-    return f"{stats['calls']} LLM calls, {stats['cached']} cached" if stats else "no LLM calls"
+    return f"{stats.calls} LLM calls, {stats.cached} cached" if stats else "no LLM calls"
 
 
 def cut_note(result: Any) -> str:

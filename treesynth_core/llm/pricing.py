@@ -4,7 +4,7 @@ table that a project can override (``treesynth settings DIR --price MODEL=IN,OUT
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Protocol
 
 from .settings import BackendSettings
 
@@ -30,17 +30,27 @@ def cost(prompt_tokens: int, completion_tokens: int, price: tuple[float, float])
     return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6
 
 
-def spent(by_model: Mapping[str, Mapping[str, Any]], settings: BackendSettings | None) -> float | None:
-    """Estimated USD spent on the calls in ``stats()["by_model"]``; None if any model's price is
+class Tokens(Protocol):
+    """Token counts of some calls (the store's ``CallCounts``)."""
+
+    @property
+    def prompt_tokens(self) -> int: ...
+
+    @property
+    def completion_tokens(self) -> int: ...
+
+
+def spent(by_model: Mapping[str, Tokens], settings: BackendSettings | None) -> float | None:
+    """Estimated USD spent on the calls in ``stats().by_model``; None if any model's price is
     unknown. Local models (embedded, or a price of 0 set by the user) cost nothing."""
     total = 0.0
     for model, counts in by_model.items():
         price = price_for(model, settings)
         if price is None:
-            if counts.get("prompt_tokens", 0) or counts.get("completion_tokens", 0):
+            if counts.prompt_tokens or counts.completion_tokens:
                 return None
             continue
-        total += cost(counts.get("prompt_tokens", 0), counts.get("completion_tokens", 0), price)
+        total += cost(counts.prompt_tokens, counts.completion_tokens, price)
     return total
 
 

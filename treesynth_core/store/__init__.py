@@ -1,5 +1,9 @@
-"""The project store: the one place that touches SQLite (see :mod:`.project` and :mod:`.schema`)."""
+"""The project store: the one place that touches SQLite. :class:`Project` is its entry
+(:mod:`.project`); the connection lives in :mod:`.db`, the edit log in :mod:`.history`, runs, calls
+and jobs in :mod:`.runs`, the schema in :mod:`.schema`."""
 
-from .project import EditRecord, Project
+from .history import EditRecord
+from .project import Project
+from .runs import CallCounts, JobRecord, RunRow, RunStats
 
-__all__ = ["EditRecord", "Project"]
+__all__ = ["CallCounts", "EditRecord", "JobRecord", "Project", "RunRow", "RunStats"]

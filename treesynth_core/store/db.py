@@ -1,0 +1,192 @@
+"""A project's database connection: opening it, refusing a damaged one, and running transactions.
+
+:class:`Database` owns the one SQLite connection of an open project. The connection is shared by
+the app's background threads (``check_same_thread=False``); a re-entrant lock serializes its use.
+Every write is one short transaction committed at once (:meth:`Database.tx`), so a crash or Ctrl-C
+loses nothing already committed, and SQLite failures reach the user as a :class:`ProjectError` that
+says what to do (:meth:`Database.errors`).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import ProjectError
+from . import schema
+
+DB_NAME = "treesynth.db"
+#: Written to ``meta.format_version``; the schema itself is versioned by its migrations.
+FORMAT_VERSION = 1
+BUSY_TIMEOUT_S = 10.0
+CHUNK = 500  # ids per `IN (...)` query, well under SQLite's variable limit
+
+
+class Database:
+    """The connection to ``folder/treesynth.db``, its lock and its transactions."""
+
+    def __init__(self, folder: Path, conn: sqlite3.Connection) -> None:
+        self.folder = folder
+        self.file = folder / DB_NAME
+        self.conn = conn
+        self.lock = threading.RLock()
+        self.closed = False
+
+    @classmethod
+    def create(cls, folder: Path) -> Database:
+        """A new database in ``folder`` (which exists), with the whole schema."""
+        db = cls(folder, connect(folder / DB_NAME, create=True))
+        try:
+            with db.errors():
+                schema.migrate(db.conn)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @classmethod
+    def open(cls, folder: Path) -> Database:
+        """The database of an existing project folder, checked and migrated."""
+        db = cls(folder, connect(existing_db(folder), create=False))
+        try:
+            db.check()
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def close(self) -> None:
+        with self.lock:
+            if not self.closed:
+                self.closed = True
+                self.conn.close()
+
+    def check(self) -> None:
+        """Refuse a database that is damaged, not ours, or lacks its tables or its task."""
+        conn, db = self.conn, self.file
+        with self.errors():
+            if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("integrity check failed")
+            if not schema.has_migrations_table(conn):
+                raise ProjectError(
+                    f"{db} is an SQLite database but not a TreeSynth project: move it away, or open the "
+                    "folder of a TreeSynth project"
+                )
+            schema.migrate(conn)
+            if missing := schema.missing_tables(conn):
+                raise ProjectError(damaged(db, f"tables missing: {', '.join(missing)}"))
+            keys = {key for (key,) in conn.execute("SELECT key FROM meta")}
+        if not {"task", "root_id"} <= keys:
+            raise ProjectError(
+                f"the project in {self.folder} is incomplete (its creation was interrupted): delete {db} "
+                "and create the project again"
+            )
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Turn SQLite failures into a :class:`ProjectError` a user can act on."""
+        try:
+            yield
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise  # bugs in TreeSynth, not something the user can fix
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise ProjectError(
+                    f"the project {self.folder} is busy: another TreeSynth process held it locked for over "
+                    f"{BUSY_TIMEOUT_S:g} s; try again"
+                ) from exc
+            raise ProjectError(f"the project database {self.file} could not be used: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise ProjectError(damaged(self.file, str(exc))) from exc
+
+    @contextmanager
+    def tx(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        """One transaction: committed on exit, rolled back on any exception (Ctrl-C included)."""
+        with self.lock, self.errors():
+            if self.closed:
+                raise ProjectError(f"the project {self.folder} is closed")
+            conn = self.conn
+            conn.execute(f"BEGIN {mode}")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def read(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A read transaction: one consistent snapshot for several queries."""
+        return self.tx("DEFERRED")
+
+
+def existing_db(folder: Path) -> Path:
+    """The database of a project folder, or a ProjectError that says what is wrong and what to do."""
+    db = folder / DB_NAME
+    if not folder.exists():
+        raise ProjectError(f"no project at {folder}: the folder does not exist (check the path, or create it)")
+    if not folder.is_dir():
+        raise ProjectError(f"{folder} is a file, not a project folder: give the folder that holds {DB_NAME}")
+    if not db.is_file():
+        raise ProjectError(
+            f"{folder} is not a TreeSynth project (it has no {DB_NAME}): pick the project's folder, or "
+            "create a new project"
+        )
+    # Never open() the file itself: closing any other descriptor on it drops this process's POSIX
+    # locks held by SQLite connections already open on it (another app session, a job), and then
+    # another process can checkpoint and delete the WAL under them, losing their later writes.
+    # SQLite rejects a file that is not a database when it connects (see connect).
+    if not os.access(db, os.R_OK | os.W_OK):
+        raise ProjectError(f"cannot read and write the project database {db}: check its permissions")
+    if db.stat().st_size == 0:
+        raise ProjectError(damaged(db, "the file is empty"))
+    return db
+
+
+def connect(db: Path, *, create: bool) -> sqlite3.Connection:
+    """A connection in autocommit mode (the store runs its own transactions), WAL, FKs on."""
+    uri = f"{db.resolve().as_uri()}?mode={'rwc' if create else 'rw'}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise ProjectError(f"cannot open the project database {db}: {exc}") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        why = "not an SQLite database" if "not a database" in str(exc) else str(exc)
+        raise ProjectError(damaged(db, why)) from exc
+    return conn
+
+
+def damaged(db: Path, why: str) -> str:
+    return (
+        f"the project database {db} is damaged ({why}): restore it from a backup, or move it away, "
+        "create the project again and import its tree file"
+    )
+
+
+# -- SQL pieces -----------------------------------------------------------------------------------
+
+
+def marks(n: int) -> str:
+    """``n`` comma-separated ``?`` placeholders."""
+    return ", ".join("?" * n)
+
+
+def chunks(items: list[Any]) -> Iterator[list[Any]]:
+    """``items`` in slices small enough for one ``IN (...)`` query."""
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))

@@ -1,0 +1,295 @@
+"""Runs of LLM work and what they leave: the call log, the reply cache, call statistics, and the
+background jobs that start runs. Every function takes the connection of a transaction the caller
+holds; ids and secrets are handled here because these are the records that carry them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..llm.base import ChatResult
+from ..llm.recording import CallRecord
+from .db import marks
+from .schema import dumps, now
+
+_CALL_FIELDS = tuple(f.name for f in dataclasses.fields(CallRecord))
+_JOB_FIELDS = frozenset({"done", "total", "message", "status", "error", "finished", "run_id"})
+
+# -- LLM reply cache and call log -----------------------------------------------------------------
+
+
+def cache_get(conn: sqlite3.Connection, key: str) -> ChatResult | None:
+    """The reply cached under ``key`` (see ``llm.base.cache_key``), marked ``cached=True``."""
+    row = conn.execute("SELECT result FROM llm_cache WHERE key = ?", (key,)).fetchone()
+    if row is None:
+        return None
+    try:
+        data = json.loads(row[0])
+        known = {f.name for f in dataclasses.fields(ChatResult)} - {"cached"}
+        return ChatResult(**{k: v for k, v in data.items() if k in known}, cached=True)
+    except (ValueError, TypeError, AttributeError):
+        return None  # an unreadable entry counts as a miss; the next put replaces it
+
+
+def cache_put(conn: sqlite3.Connection, key: str, result: ChatResult) -> None:
+    data = dataclasses.asdict(result) | {"cached": False}
+    conn.execute("INSERT OR REPLACE INTO llm_cache (key, result, created) VALUES (?, ?, ?)", (key, dumps(data), now()))
+
+
+def log_call(conn: sqlite3.Connection, record: CallRecord) -> str:
+    """Append one LLM call to the log, secrets redacted; return its id."""
+    call_id = new_ulid()
+    values = {
+        **{name: getattr(record, name) for name in _CALL_FIELDS},
+        "id": call_id,
+        "ts": now(),
+        "request": dumps(redact_secrets(dict(record.request))),
+        "response": redact_secrets(record.response),
+        "error": redact_secrets(record.error),
+        "cached": int(record.cached),
+    }
+    conn.execute(f"INSERT INTO llm_calls ({', '.join(values)}) VALUES ({marks(len(values))})", list(values.values()))
+    return call_id
+
+
+# -- runs and statistics --------------------------------------------------------------------------
+
+
+def start_run(conn: sqlite3.Connection, command: str, params: dict[str, Any] | None = None) -> str:
+    """Record that a command (grow, synth, ...) started; return the run id."""
+    run_id = new_ulid()
+    conn.execute(
+        "INSERT INTO runs (id, command, params, started) VALUES (?, ?, ?, ?)",
+        (run_id, command, dumps(redact_secrets(params or {})), now()),
+    )
+    return run_id
+
+
+def finish_run(conn: sqlite3.Connection, run_id: str, status: str, error: str | None) -> bool:
+    """Record how a run ended; False if there is no such run."""
+    cur = conn.execute(
+        "UPDATE runs SET finished = ?, status = ?, error = ? WHERE id = ?",
+        (now(), status, redact_secrets(error), run_id),
+    )
+    return cur.rowcount > 0
+
+
+_COUNTS = ", ".join(
+    f"COALESCE(SUM({expr}), 0)"
+    for expr in (
+        "c.cached = 0 AND c.error IS NULL",
+        "c.cached = 1 AND c.error IS NULL",
+        "c.error IS NOT NULL",
+        "CASE WHEN c.cached = 0 THEN c.prompt_tokens END",
+        "CASE WHEN c.cached = 0 THEN c.completion_tokens END",
+        "CASE WHEN c.cached = 0 THEN c.latency_s END",
+    )
+)
+
+
+@dataclass(frozen=True)
+class CallCounts:
+    """LLM calls made (not cached, not failed), served from the cache and failed; tokens and
+    latency add up every call that reached the model."""
+
+    calls: int
+    cached: int
+    failed: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+
+    @staticmethod
+    def from_row(values: Sequence[Any]) -> CallCounts:
+        """Counts from the six ``_COUNTS`` columns of a query row."""
+        calls, cached, failed, prompt, completion, latency = values
+        return CallCounts(int(calls), int(cached), int(failed), int(prompt), int(completion), float(latency))
+
+    @staticmethod
+    def total(parts: Iterable[CallCounts]) -> CallCounts:
+        """The sum of ``parts``."""
+        parts = list(parts)
+        return CallCounts.from_row([sum(getattr(p, f.name) for p in parts) for f in dataclasses.fields(CallCounts)])
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run as :meth:`Project.stats` lists it: how it went and its call counts."""
+
+    id: str
+    command: str
+    started: str
+    finished: str | None
+    status: str
+    error: str | None
+    calls: int
+    cached: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class RunStats(CallCounts):
+    """Call counts in total (the inherited fields), by command, by model, and for the latest 20 runs."""
+
+    by_command: dict[str, CallCounts]
+    by_model: dict[str, CallCounts]
+    runs: list[RunRow]
+
+    def to_json(self) -> dict[str, Any]:
+        """The plain dict ``treesynth stats --json`` and the commands' ``"llm"`` entries print."""
+        return dataclasses.asdict(self)
+
+
+def stats(conn: sqlite3.Connection, run_id: str | None = None) -> RunStats:
+    """LLM call counts, tokens and latency: in total, by command, and for the latest 20 runs (all
+    for ``run_id`` alone if given)."""
+    params = (run_id,) if run_id else ()
+    by_command_sql = (
+        f"SELECT COALESCE(r.command, ''), {_COUNTS} FROM llm_calls c LEFT JOIN runs r ON r.id = c.run_id "
+        f"{'WHERE c.run_id = ?' if run_id else ''} GROUP BY 1 ORDER BY 1"
+    )
+    by_model_sql = (
+        f"SELECT c.model, {_COUNTS} FROM llm_calls c {'WHERE c.run_id = ?' if run_id else ''} GROUP BY 1 ORDER BY 1"
+    )
+    runs_sql = (
+        f"SELECT r.id, r.command, r.started, r.finished, r.status, r.error, {_COUNTS} FROM runs r "
+        f"LEFT JOIN llm_calls c ON c.run_id = r.id {'WHERE r.id = ?' if run_id else ''} "
+        "GROUP BY r.id ORDER BY r.started DESC, r.id DESC LIMIT 20"
+    )
+    by_command = {row[0]: CallCounts.from_row(row[1:]) for row in conn.execute(by_command_sql, params)}
+    by_model = {row[0]: CallCounts.from_row(row[1:]) for row in conn.execute(by_model_sql, params)}
+    runs = []
+    for row in conn.execute(runs_sql, params):
+        counts = CallCounts.from_row(row[6:])
+        run, command, started, finished, status, error = row[:6]
+        runs.append(RunRow(run, command, started, finished, status, error, counts.calls, counts.cached, counts.failed))
+    totals = CallCounts.total(by_command.values())
+    return RunStats(**dataclasses.asdict(totals), by_command=by_command, by_model=by_model, runs=runs)
+
+
+# -- background jobs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A background job as the store records it (its ``jobs`` row)."""
+
+    id: str
+    kind: str
+    params: dict[str, Any]
+    status: str  # running | done | failed | cancelled | interrupted
+    done: int
+    total: int | None
+    message: str
+    error: str | None
+    started: str
+    finished: str | None
+    run_id: str | None
+    heartbeat: float = 0.0
+    cancel_requested: bool = False
+
+
+_JOB_NAMES = tuple(f.name for f in dataclasses.fields(JobRecord))
+_JOB_COLUMNS = ", ".join(_JOB_NAMES)
+
+
+def claim_job(
+    conn: sqlite3.Connection, kind: str, params: dict[str, Any], *, stale_after_s: float
+) -> tuple[JobRecord, bool]:
+    """Start recording a job, unless one is already running: ``(job, created)``.
+
+    Running jobs whose heartbeat is older than ``stale_after_s`` (their process died) become
+    ``interrupted`` first; if a live one remains it is returned uncreated.
+    """
+    stamp = time.time()
+    conn.execute(
+        "UPDATE jobs SET status = 'interrupted', finished = ? WHERE status = 'running' AND heartbeat < ?",
+        (now(), stamp - stale_after_s),
+    )
+    live = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'running' ORDER BY started DESC").fetchone()
+    if live is not None:
+        return _job_record(live), False
+    job_id = new_ulid()
+    conn.execute(
+        "INSERT INTO jobs (id, kind, params, status, started, heartbeat) VALUES (?, ?, ?, 'running', ?, ?)",
+        (job_id, kind, dumps(redact_secrets(params)), now(), stamp),
+    )
+    created = job(conn, job_id)
+    assert created is not None
+    return created, True
+
+
+def update_job(conn: sqlite3.Connection, job_id: str, fields: Mapping[str, Any]) -> None:
+    """Set some of: done, total, message, status, error, finished, run_id (and the heartbeat)."""
+    unknown = set(fields) - _JOB_FIELDS
+    if unknown:
+        raise ValueError(f"unknown job fields: {sorted(unknown)}")
+    sets = ", ".join(f"{name} = ?" for name in fields)
+    values = [redact_secrets(v) if isinstance(v, str) else v for v in fields.values()]
+    conn.execute(
+        f"UPDATE jobs SET heartbeat = ?{', ' if sets else ''}{sets} WHERE id = ?", (time.time(), *values, job_id)
+    )
+
+
+def request_cancel(conn: sqlite3.Connection, job_id: str) -> None:
+    conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+
+
+def job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
+    row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return None if row is None else _job_record(row)
+
+
+def jobs(conn: sqlite3.Connection, *, kind: str | None = None, limit: int = 20) -> list[JobRecord]:
+    """Jobs, newest first."""
+    where = " WHERE kind = ?" if kind else ""
+    sql = f"SELECT {_JOB_COLUMNS} FROM jobs{where} ORDER BY started DESC, id DESC LIMIT ?"
+    return [_job_record(row) for row in conn.execute(sql, ((kind,) if kind else ()) + (limit,))]
+
+
+def _job_record(row: Sequence[Any]) -> JobRecord:
+    values = dict(zip(_JOB_NAMES, row, strict=True))
+    values["params"] = json.loads(values["params"] or "{}")
+    values["cancel_requested"] = bool(values["cancel_requested"])
+    return JobRecord(**values)
+
+
+# -- ids and secrets ------------------------------------------------------------------------------
+
+_SECRET = re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}|\bBearer\s+[A-Za-z0-9_\-.~+/=]{8,}")
+_SECRET_KEYS = frozenset({"api_key", "apikey", "api-key", "x-api-key", "authorization", "password"})
+REDACTED = "[REDACTED]"
+
+
+def redact_secrets(value: Any) -> Any:
+    """A copy of ``value`` with anything that looks like an API key or a bearer token redacted."""
+    if isinstance(value, str):
+        return _SECRET.sub(lambda m: ("sk-" if m.group(0).startswith("sk-") else "Bearer ") + REDACTED, value)
+    if isinstance(value, Mapping):
+        return {k: REDACTED if v and str(k).lower() in _SECRET_KEYS else redact_secrets(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_secrets(v) for v in value]
+    return value
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_ulid_lock = threading.Lock()
+_ulid_last = [0]
+
+
+def new_ulid() -> str:
+    """A 26-character id that sorts by creation time (ULID: 48 bits of milliseconds, 80 random);
+    ids made in one process always increase, even within one millisecond."""
+    value = (int(datetime.now(UTC).timestamp() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    with _ulid_lock:
+        value = _ulid_last[0] = max(value, _ulid_last[0] + 1)
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
