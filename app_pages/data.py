@@ -11,7 +11,7 @@ import hashlib
 
 import streamlit as st
 
-from studio import data_panel, security
+from studio import balance_panel, data_panel, scaling_panel, security
 from studio.state import get_state
 from studio.widgets import PAGE_EXPORT, PAGE_TREE, POLL_S, md, require_project, show_notices, start_job
 from treesynth_core.data import pipeline as data_steps
@@ -279,7 +279,7 @@ with tab_balance:
         target = c3.text_input("New set", str(last.get("target_set", "balanced")), key="data.balance.target").strip()
         bseed = int(c4.number_input("Seed", 0, 2**31 - 1, 0, key="data.balance.seed"))
         responses = st.checkbox("Also write responses for the synthesized samples", key="data.balance.responses")
-        plan = data_panel.balance_plan(project, src, per_leaf=per_leaf, seed=bseed, target=target)
+        plan = balance_panel.balance_plan(project, src, per_leaf=per_leaf, seed=bseed, target=target)
         problem = None
         if not target:
             problem = "Name the new set."
@@ -290,7 +290,7 @@ with tab_balance:
         elif not any(leaf["before"] for leaf in plan["leaves"]):
             problem = "No sample of this set is in a leaf yet: route it first (the Route tab)."
         elif sets.get(target):
-            missing = data_panel.still_missing(project, target, per_leaf)
+            missing = balance_panel.still_missing(project, target, per_leaf)
             st.warning(
                 f"The set {md(target)} already holds {sets[target]:,} samples: rebalancing into it again "
                 f"adds only what is missing ({missing:,} samples to reach {per_leaf} in every approved leaf; "
@@ -298,8 +298,8 @@ with tab_balance:
                 icon=":material/info:",
             )
         st.markdown("**The plan**")
-        data_panel.plan_view(
-            plan, data_panel.shortfall_cost(project, plan, state.settings(), per_leaf=per_leaf, responses=responses)
+        balance_panel.plan_view(
+            plan, balance_panel.shortfall_cost(project, plan, state.settings(), per_leaf=per_leaf, responses=responses)
         )
         if st.button(
             "Rebalance",
@@ -317,7 +317,7 @@ with tab_balance:
 
         if target and target != src and sets.get(target):
             st.subheader(f"{md(target)}: before and after")
-            info = data_panel.provenance(project, target)
+            info = balance_panel.provenance(project, target)
             kinds = info["provenance"]
             m1, m2, m3 = st.columns(3)
             m1.metric("Samples", sets[target], border=True)
@@ -325,7 +325,7 @@ with tab_balance:
             m3.metric("Synthesized", kinds.get("synthesized", 0), border=True, help="Written in short leaves.")
             if info["sources"] and src not in info["sources"]:
                 st.caption(md(f"{target} was built from {', '.join(info['sources'])}; 'before' shows {src}."))
-            rows = data_panel.before_after(project, src, target)
+            rows = balance_panel.before_after(project, src, target)
             if short := [row for row in rows if row["after"] < per_leaf]:
                 st.warning(
                     f"{len(short)} of {len(rows)} leaves are below the target of {per_leaf}: the model "
@@ -333,7 +333,7 @@ with tab_balance:
                     "again with another seed, or with a capable model, to fill them.",
                     icon=":material/warning:",
                 )
-            st.plotly_chart(data_panel.before_after_figure(rows), key="data.balance.figure")
+            st.plotly_chart(balance_panel.before_after_figure(rows), key="data.balance.figure")
             st.caption(md(f"{plan['unrouted']:,} samples of {src} are in no leaf and were left out."))
             st.dataframe(rows, key="data.balance.counts", hide_index=True, width="stretch")
             if st.toggle(
@@ -344,11 +344,11 @@ with tab_balance:
             ):
                 try:
                     with st.spinner("Scoring both sets\u2026"):
-                        scores = data_panel.balance_scores(project, src, target, seed=bseed)
+                        scores = balance_panel.balance_scores(project, src, target, seed=bseed)
                 except TreeSynthError as exc:
                     st.error(md(str(exc)), icon=":material/error:")
                 else:
-                    data_panel.scores_view(scores)
+                    balance_panel.scores_view(scores)
             st.page_link(
                 PAGE_TREE,
                 label="See before and after on the tree (pick the set under 'Counts shown on the tree')",
@@ -375,8 +375,8 @@ with tab_scale:
     start: list[tuple[float, float]] = []
     default_kind, size_label, model, ident = "loss", "size", "", source
     if source == "example":
-        start, default_kind, size_label = list(data_panel.EXAMPLE_POINTS), "accuracy_percent", "tokens (billions)"
-        st.caption(md(data_panel.EXAMPLE_NOTE))
+        start, default_kind, size_label = list(balance_panel.EXAMPLE_POINTS), "accuracy_percent", "tokens (billions)"
+        st.caption(md(balance_panel.EXAMPLE_NOTE))
     elif source == "csv":
         up = st.file_uploader(
             "A CSV of size,metric rows (optional split and model columns)",
@@ -397,7 +397,7 @@ with tab_scale:
                 size_label, ident = point_set.size_column, f"csv.{up.file_id}.{model}"
     token = hashlib.blake2b(ident.encode(), digest_size=4).hexdigest()
     frame = st.data_editor(
-        data_panel.points_frame(start),
+        scaling_panel.points_frame(start),
         num_rows="dynamic",
         hide_index=True,
         key=f"data.scale.points.{token}",
@@ -415,16 +415,16 @@ with tab_scale:
     threshold = k3.number_input(
         "Plateau threshold (gain per 10x)",
         min_value=1e-9,
-        value=data_panel.default_threshold(kind),
+        value=scaling_panel.default_threshold(kind),
         format="%g",
         key=f"data.scale.threshold.{kind}",
     )
     if st.button("Fit", key="data.scale.fit", type="primary", icon=":material/show_chart:"):
         try:
-            points = data_panel.table_points(frame)
+            points = scaling_panel.table_points(frame)
             with st.spinner("Fitting both laws\u2026"):
-                fitted = data_panel.fit(tuple(points), kind, int(n_test), float(threshold), model)
+                fitted = scaling_panel.fit(tuple(points), kind, int(n_test), float(threshold), model)
         except TreeSynthError as exc:
             st.error(md(str(exc)), icon=":material/error:")
         else:
-            data_panel.fit_view(fitted, size_label=size_label)
+            scaling_panel.fit_view(fitted, size_label=size_label)

@@ -1,6 +1,6 @@
 """Pieces of the Data page ("bring your own data"): staging an upload, the import preview and its
-column mapping, the project's sample sets, the routing summary, the rebalancing plan and result,
-and the SynthLLM scaling-law fit.
+column mapping, the project's sample sets and the routing summary. The rebalancing plan and result
+are in :mod:`studio.balance_panel`, the scaling-law fit in :mod:`studio.scaling_panel`.
 
 Nothing here routes, balances or fits by itself: the ``import``, ``route``, ``balance`` and
 ``grow`` jobs (:mod:`treesynth_core.jobs.background`) do the long work and store it; this module reads the
@@ -16,10 +16,8 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import math
 import re
 import shutil
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,20 +25,12 @@ from typing import Any
 import streamlit as st
 
 from studio import widgets
-from studio.synth_panel import seconds_for
-from studio.widgets import md, model_name
-from treesynth_core.coverage import SCORES
-from treesynth_core.data.balance import shortfall_options
+from studio.widgets import md
 from treesynth_core.data.examples import EXAMPLES, PREFIX, ExampleDataset, resolve
 from treesynth_core.data.ingest import ColumnMap, Preview, preview
 from treesynth_core.data.routing import ROUTERS, agreement, current_routes, path_label, summary, tree_digest
 from treesynth_core.errors import DataError
-from treesynth_core.generate.synth import plan_synthesis
 from treesynth_core.jobs import background as jobs
-from treesynth_core.llm.pricing import duration
-from treesynth_core.llm.settings import BackendSettings
-from treesynth_core.scaling.points import FITTED_AS, MetricKind, Point, PointsError
-from treesynth_core.scaling.report import DEFAULT_THRESHOLD, ScalingReport, fit_report
 from treesynth_core.store import Project
 from treesynth_core.store.samples import BASELINE_SET, RESERVED_SETS, TREE_SET, dataset_set_problem
 from treesynth_core.tree.model import Tree
@@ -254,7 +244,7 @@ def as_sentence(problem: str) -> str:
     return problem[:1].upper() + problem[1:] + "."
 
 
-def _counts(project: Project, sample_set: str) -> tuple[tuple[str, int], ...]:
+def set_counts(project: Project, sample_set: str) -> tuple[tuple[str, int], ...]:
     """Samples per leaf of a set: part of every cache key below (cheap: one GROUP BY)."""
     return tuple(sorted(project.sample_counts(sample_set=sample_set).items()))
 
@@ -312,7 +302,7 @@ def _first_rows(_project: Project, key: tuple[Any, ...], sample_set: str, n: int
 def first_rows(project: Project, sample_set: str, n: int = 20) -> list[dict[str, str]]:
     """The first ``n`` samples of a set, as text (the leaf's path once routed); cached while the set's
     leaves and the tree are unchanged."""
-    key = (str(project.path), tree_digest(project.tree()), _counts(project, sample_set))
+    key = (str(project.path), tree_digest(project.tree()), set_counts(project, sample_set))
     return _first_rows(project, key, sample_set, n)
 
 
@@ -353,7 +343,7 @@ def route_view(project: Project, sample_set: str) -> dict[str, Any] | None:
     last = last_job(project, "route", sample_set)
     stamp = (last.id, last.status, last.finished, last.done) if last else None
     preferred = str(last.params.get("router")) if last else None
-    counts = _counts(project, sample_set)
+    counts = set_counts(project, sample_set)
     return _route_view(project, (str(project.path), tree_digest(tree), stamp, counts), sample_set, preferred, total)
 
 
@@ -411,7 +401,7 @@ def route_summary(report: dict[str, Any]) -> None:
     st.plotly_chart(leaf_figure(leaves), key="data.route.leaves")
 
 
-def _bar_layout(fig: Any, title: str, n: int) -> None:
+def bar_layout(fig: Any, title: str, n: int) -> None:
     legend = {"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"}
     fig.update_layout(
         title=title, template="plotly_white", height=360, legend=legend, margin={"l": 10, "r": 10, "t": 40, "b": 10}
@@ -434,357 +424,8 @@ def leaf_figure(leaves: Sequence[dict[str, Any]]) -> Any:
             hovertemplate="%{x}<br>%{y} samples<extra></extra>",
         )
     )
-    _bar_layout(fig, "Samples per leaf", len(rows))
+    bar_layout(fig, "Samples per leaf", len(rows))
     return fig
 
 
 # -- rebalancing ----------------------------------------------------------------------------------
-
-
-def _tree_stamp(tree: Tree) -> tuple[str, tuple[str, ...]]:
-    """What a plan depends on in the tree: its routing digest and which leaves are approved."""
-    return tree_digest(tree), tuple(leaf.id for leaf in tree.leaves() if tree.is_approved_path(leaf.id))
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _plan(
-    _project: Project, key: tuple[Any, ...], source: str, per_leaf: int, seed: int, target: str
-) -> dict[str, Any]:
-    from treesynth_core.data.balance import plan_balance
-
-    samples = _project.samples(sample_set=source)
-    return plan_balance(
-        _project.tree(), samples, per_leaf=per_leaf, seed=seed, source_set=source, target_set=target
-    ).to_dict()
-
-
-def balance_plan(project: Project, source: str, *, per_leaf: int, seed: int, target: str) -> dict[str, Any]:
-    """:func:`balance.plan_balance` on the routed samples of ``source`` (cached while the routing and
-    the tree's approvals are unchanged)."""
-    key = (str(project.path), _tree_stamp(project.tree()), _counts(project, source))
-    return _plan(project, key, source, int(per_leaf), int(seed), target)
-
-
-def shortfall_cost(
-    project: Project, plan: dict[str, Any], settings: BackendSettings, *, per_leaf: int, responses: bool
-) -> str | None:
-    """About how many LLM calls, and how long, synthesizing the plan's shortfall takes (None when
-    nothing is to be synthesized): synthesis's own estimate of the rebalance's synthesis options."""
-    targets = [row["leaf_id"] for row in plan["leaves"] if row["synthesize"]]
-    if not targets:
-        return None
-    options = shortfall_options(per_leaf, targets, responses=responses)
-    kept = {row["leaf_id"]: row["kept"] for row in plan["leaves"]}
-    calls = plan_synthesis(project.tree(), kept, options, model=model_name(settings), settings=settings).calls
-    return (
-        f"Synthesizing the {plan['to_synthesize']:,} missing samples takes about {calls:,} LLM calls, about "
-        f"{duration(seconds_for(calls, project, settings))} on {settings.describe()}."
-    )
-
-
-def plan_view(plan: dict[str, Any], note: str | None = None) -> None:
-    """The plan's cards, ``note`` (e.g. what synthesizing the shortfall costs), then its per-leaf table."""
-    cols = st.columns(5)
-    cards = [
-        ("Kept", plan["kept"], "Originals kept (a seeded random per-leaf target of each crowded leaf)."),
-        ("Dropped", plan["dropped"], "Originals left out of crowded leaves (the source set keeps them)."),
-        ("To synthesize", plan["to_synthesize"], "Samples the LLM writes in short, approved leaves."),
-        (
-            "Unrouted",
-            plan["unrouted"],
-            "Samples no router placed in a leaf ('none fits', errors, new): they are left out of the new set.",
-        ),
-        (
-            "Not approved",
-            len(plan["skipped_leaves"]),
-            "Short leaves with nothing synthesized: approve them on the Tree page to fill them.",
-        ),
-    ]
-    for col, (label, value, hint) in zip(cols, cards, strict=True):
-        col.metric(label, value, help=hint, border=True)
-    if note:
-        st.caption(f":material/schedule: {md(note)}")
-    leaves = plan["leaves"]
-    st.dataframe(
-        {
-            "leaf": [row["path"] for row in leaves],
-            "before": [row["before"] for row in leaves],
-            "kept": [row["kept"] for row in leaves],
-            "dropped": [row["dropped"] for row in leaves],
-            "synthesize": [row["synthesize"] for row in leaves],
-            "approved": [row["approved"] for row in leaves],
-        },
-        key="data.balance.plan",
-        hide_index=True,
-        width="stretch",
-    )
-
-
-def before_after(project: Project, source: str, target: str) -> list[dict[str, Any]]:
-    """Samples per leaf in ``source`` (before) and ``target`` (after)."""
-    tree = project.tree()
-    before, after = project.sample_counts(sample_set=source), project.sample_counts(sample_set=target)
-    return [
-        {"leaf": path_label(tree, leaf.id), "before": before.get(leaf.id, 0), "after": after.get(leaf.id, 0)}
-        for leaf in tree.leaves()
-    ]
-
-
-def still_missing(project: Project, target: str, per_leaf: int) -> int:
-    """Samples a rerun of rebalancing into ``target`` would still add: the shortfall of approved leaves."""
-    tree = project.tree()
-    have = project.sample_counts(sample_set=target)
-    return sum(max(0, per_leaf - have.get(leaf.id, 0)) for leaf in tree.leaves(approved_only=True))
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _provenance(_project: Project, key: tuple[Any, ...], target: str) -> dict[str, Any]:
-    samples = _project.samples(sample_set=target)
-    kinds = Counter(str(s.extra.get("provenance", "unknown")) for s in samples)
-    sources = Counter(str(s.extra["source_set"]) for s in samples if s.extra.get("source_set"))
-    return {"provenance": dict(kinds), "sources": [name for name, _ in sources.most_common()]}
-
-
-def provenance(project: Project, target: str) -> dict[str, Any]:
-    """``{"provenance": {"original": n, "synthesized": m}, "sources": [source sets of the originals]}``."""
-    return _provenance(project, (str(project.path), _counts(project, target)), target)
-
-
-def before_after_figure(rows: Sequence[dict[str, Any]]) -> Any:
-    """Before and after per leaf, grouped bars, fullest leaf (before) first."""
-    import plotly.graph_objects as go
-
-    rows = sorted(rows, key=lambda row: (-row["before"], -row["after"]))
-    paths = [html.escape(row["leaf"], quote=False) for row in rows]
-    fig = go.Figure()
-    for name, colour in (("before", "#9e9e9e"), ("after", "#2ca02c")):
-        fig.add_trace(
-            go.Bar(
-                x=paths,
-                y=[row[name] for row in rows],
-                name=name,
-                marker_color=colour,
-                hovertemplate=f"%{{x}}<br>{name}: %{{y}}<extra></extra>",
-            )
-        )
-    fig.update_layout(barmode="group")
-    _bar_layout(fig, "Samples per leaf, before and after", len(rows))
-    return fig
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _scores(_project: Project, key: tuple[Any, ...], source: str, target: str, seed: int) -> dict[str, Any]:
-    from studio.coverage_panel import FeaturesMissing, StoredFeatures, stored_kind
-    from treesynth_core.coverage.report import compare_sets
-
-    sets = {"before": _project.samples(sample_set=source), "after": _project.samples(sample_set=target)}
-    embedder = jobs.featurizer("embeddings")
-    grads = stored_kind(_project, "gradients")
-    if grads:  # G-Vendi only from gradient features already stored: never computed here (slow)
-        try:
-            return compare_sets(_project, sets, embedder=embedder, gradient_featurizer=StoredFeatures(grads), seed=seed)
-        except FeaturesMissing:
-            pass
-    return compare_sets(_project, sets, embedder=embedder, seed=seed)
-
-
-def balance_scores(project: Project, source: str, target: str, *, seed: int = 0) -> dict[str, Any]:
-    """:func:`coverage.compare_sets` of ``source`` (before) and ``target`` (after) at equal n with the
-    embedded embedder (the features the balance job stored are reused); cached while both sets'
-    per-leaf counts are unchanged."""
-    key = (str(project.path), _counts(project, source), _counts(project, target))
-    return _scores(project, key, source, target, int(seed))
-
-
-def scores_view(scores: dict[str, Any]) -> None:
-    before, after = scores["sets"].get("before", {}), scores["sets"].get("after", {})
-    keys = SCORES
-    cards = [(label, key) for label, key in keys[:3] if after.get(key) is not None or before.get(key) is not None]
-    cols = st.columns(len(cards) + 1)
-    for col, (label, key) in zip(cols, cards, strict=False):
-        now, then = after.get(key), before.get(key)
-        delta = None if now is None or then is None else f"{now - then:+.2f} vs before"
-        col.metric(
-            f"{label} after",
-            _fmt(now),
-            delta=delta,
-            help=f"Before: {_fmt(then)}.",
-            border=True,
-            delta_color="inverse" if key == "mean_cosine" else "normal",
-        )
-    cols[-1].metric("n", scores["n"], help="Both sets are scored on seeded subsamples of this size.", border=True)
-    st.dataframe(
-        {
-            "score": [label for label, _ in keys],
-            "before": [_fmt(before.get(k), 3) for _, k in keys],
-            "after": [_fmt(after.get(k), 3) for _, k in keys],
-        },
-        key="data.balance.scores",
-        hide_index=True,
-    )
-    for note in scores.get("notes", []):
-        st.caption(md(note))
-
-
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "\u2013"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-# -- scaling (SynthLLM) ---------------------------------------------------------------------------
-
-#: SynthLLM (Qin et al., arXiv 2503.19551) Table 1: MATH accuracy (%) of Llama-3.1-8B against billions of
-#: synthetic tokens; 4.5B is measured, 10B..4T are the paper's extrapolations (tests/fixtures/synthllm_table1.csv).
-EXAMPLE_POINTS: tuple[tuple[float, float], ...] = (
-    (4.5, 71.3),
-    (10.0, 73.2),
-    (50.0, 78.6),
-    (250.0, 81.4),
-    (300.0, 81.6),
-    (1000.0, 82.6),
-    (4000.0, 83.2),
-)
-EXAMPLE_NOTE = (
-    "SynthLLM (Qin et al., arXiv 2503.19551) Table 1: MATH accuracy (%) of Llama-3.1-8B fine-tuned on D billion "
-    "synthetic tokens; 4.5B is measured, 10B to 4T are the paper's own extrapolations."
-)
-
-
-def points_frame(points: Sequence[tuple[float, float]]) -> Any:
-    """An editable table of (size, metric) rows."""
-    import pandas as pd
-
-    return pd.DataFrame(
-        {"size": [float(s) for s, _ in points], "metric": [float(m) for _, m in points]}, dtype="float64"
-    )
-
-
-def _number(value: Any) -> float | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise PointsError(f"{value!r} is not a number") from None
-    return None if math.isnan(number) else number
-
-
-def table_points(frame: Any) -> list[Point]:
-    """The edited table's rows as points (blank rows skipped); PointsError names the bad row."""
-    points = []
-    for row, (size_cell, metric_cell) in enumerate(zip(frame["size"], frame["metric"], strict=True), 1):
-        try:
-            size, metric = _number(size_cell), _number(metric_cell)
-        except PointsError as exc:
-            raise PointsError(f"row {row}: {exc}") from None
-        if size is None and metric is None:
-            continue
-        if size is None or metric is None:
-            raise PointsError(f"row {row}: give both a size and a metric")
-        if size <= 0:
-            raise PointsError(f"row {row}: size {size:g} must be > 0 (the laws take log D)")
-        points.append(Point(size, metric))
-    return points
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def fit(
-    points: tuple[Point, ...], kind: MetricKind, n_test: int | None, threshold: float, model: str = ""
-) -> ScalingReport:
-    """:func:`scaling.fit_report` (seed 0), cached: the same points give the same fit."""
-    return fit_report(list(points), metric_kind=kind, n_test=n_test, threshold=threshold, seed=0, model=model)
-
-
-def default_threshold(kind: MetricKind) -> float:
-    return DEFAULT_THRESHOLD[kind]
-
-
-def _size(value: float | None) -> str:
-    return "beyond the search range" if value is None else f"{value:,.4g}"
-
-
-def fit_view(report: ScalingReport, *, size_label: str = "size") -> None:
-    """Plateau, both fits' parameters and held-out errors, the extrapolation and the figure."""
-    cols = st.columns(3)
-    unit = "points" if report.metric_kind == "accuracy_percent" else "of the metric"
-    hint = f"The size ({size_label}) beyond which 10x more data gains less than {report.threshold:g} {unit}."
-    cols[0].metric(
-        f"Plateau, rectified law ({size_label})", _size(report.plateau.get("rectified")), border=True, help=hint
-    )
-    cols[1].metric(f"Plateau, power law ({size_label})", _size(report.plateau.get("power")), border=True, help=hint)
-    preferred = report.preferred
-    cols[2].metric(
-        "Better on held-out points",
-        preferred or "\u2013 (no held-out points)",
-        border=True,
-        help="The law with the lower RMSE on the held-out (largest) sizes.",
-    )
-    columns = [
-        "law",
-        "B",
-        "D_l",
-        "beta",
-        "E",
-        "B / D_l",
-        "ceiling",
-        "fit RMSE",
-        "held-out RMSE",
-        "held-out max |error|",
-        "plateau",
-    ]
-    rows: dict[str, list[Any]] = {column: [] for column in columns}
-    for law, law_fit in report.fits.items():
-        held = report.held_out.get(law)
-        values = [
-            law,
-            law_fit.B,
-            law_fit.D_l if law == "rectified" else None,
-            law_fit.beta,
-            law_fit.E,
-            law_fit.initial_gap,
-            report.ceiling(law),
-            law_fit.rmse,
-            held.rmse if held else None,
-            held.max_abs_error if held else None,
-            report.plateau.get(law),
-        ]
-        for column, value in zip(rows, values, strict=True):
-            rows[column].append(value if isinstance(value, str) else _fmt4(value))
-    st.dataframe(rows, key="data.scale.fits", hide_index=True, width="stretch")
-    st.caption(
-        f"Fitted on {len(report.fit_points)} points, {len(report.test_points)} held out. The laws are "
-        f"fitted to {FITTED_AS[report.metric_kind]}; the ceiling is the metric as the data grows without "
-        "bound."
-    )
-    for note in report.notes:
-        st.caption(md(note))
-    if report.extrapolation:
-        ext = report.extrapolation
-        st.dataframe(
-            {
-                "size": [_fmt4(row["size"]) for row in ext],
-                **{law: [_fmt4(row.get(law)) for row in ext] for law in report.fits},
-            },
-            key="data.scale.extrapolation",
-            hide_index=True,
-        )
-    title = "Scaling law" + (f": {html.escape(report.model, quote=False)}" if report.model else "")
-    st.plotly_chart(
-        scaling_plot(report, size_label=html.escape(size_label, quote=False), title=title), key="data.scale.figure"
-    )
-
-
-def _fmt4(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "\u2013"
-    return f"{value:.4g}"
-
-
-def scaling_plot(report: ScalingReport, *, size_label: str, title: str) -> Any:
-    """The plotly figure of a fit (:func:`treesynth_core.scaling.plot.scaling_figure`), page-wide."""
-    from treesynth_core.scaling.plot import scaling_figure
-
-    fig = scaling_figure(report, title=title, size_label=size_label)
-    fig.update_layout(width=None, autosize=True)
-    return fig
