@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -33,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Action = Literal["respond", "hang", "close"]
+Action = Literal["respond", "hang", "close", "reset", "die"]
 
 _REASONS = {
     200: "OK",
@@ -54,8 +55,10 @@ class Reply:
     """One scripted answer.
 
     ``action`` is ``"respond"`` (send ``status`` with ``body``, or a chat completion of ``text`` when
-    ``body`` is None), ``"hang"`` (never answer; the connection stays open until the server stops) or
-    ``"close"`` (drop the connection without answering). ``delay_s`` overrides the server's delay.
+    ``body`` is None), ``"hang"`` (never answer; the connection stays open until the server stops),
+    ``"close"`` (drop the connection without answering), ``"reset"`` (abort it with a TCP RST) or
+    ``"die"`` (the server stops listening and drops every connection: later requests are refused).
+    ``delay_s`` overrides the server's delay. A ``str`` body is sent as it is, with ``content_type``.
     """
 
     status: int = 200
@@ -66,6 +69,7 @@ class Reply:
     delay_s: float | None = None
     #: The completion's ``finish_reason``: ``"length"`` scripts a reply cut off by ``max_tokens``.
     finish_reason: str = "stop"
+    content_type: str = "application/json"
 
     @staticmethod
     def ok(text: str = "ok", **kwargs: Any) -> Reply:
@@ -84,6 +88,19 @@ class Reply:
     @staticmethod
     def close() -> Reply:
         return Reply(action="close")
+
+    @staticmethod
+    def raw(body: str, content_type: str = "application/json", status: int = 200) -> Reply:
+        """A body sent byte for byte: text that is not JSON, an HTML page (``content_type="text/html"``)."""
+        return Reply(status=status, body=body, content_type=content_type)
+
+    @staticmethod
+    def reset() -> Reply:
+        return Reply(action="reset")
+
+    @staticmethod
+    def die() -> Reply:
+        return Reply(action="die")
 
 
 @dataclass(frozen=True)
@@ -186,6 +203,9 @@ class FakeOpenAIServer:
         The reply used when neither a scripted reply nor ``respond`` applies.
     model
         The model name reported in replies and by ``/v1/models``.
+    port
+        The port to listen on (0: a free one). A server started again on the port of one that died
+        (:meth:`Reply.die`) stands for the endpoint coming back.
     """
 
     def __init__(
@@ -195,6 +215,7 @@ class FakeOpenAIServer:
         respond: Callable[[RecordedRequest], Reply] | None = None,
         default: Reply | None = None,
         model: str = "fake-model",
+        port: int = 0,
     ) -> None:
         self.delay_s = delay_s
         self.respond = respond
@@ -203,7 +224,7 @@ class FakeOpenAIServer:
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
-        self.port = 0
+        self.port = port
         self._scripted: deque[Reply] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -263,7 +284,7 @@ class FakeOpenAIServer:
             finally:
                 handlers.discard(task)
 
-        server = await asyncio.start_server(on_connect, "127.0.0.1", 0, backlog=1024)
+        server = await asyncio.start_server(on_connect, "127.0.0.1", self.port, backlog=1024)
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         await self._stopping.wait()
@@ -321,13 +342,29 @@ class FakeOpenAIServer:
             await asyncio.Event().wait()  # until the server stops and cancels us
         if reply.action == "close":
             return False
+        if reply.action == "reset":
+            _reset(writer)
+            return False
+        if reply.action == "die":
+            assert self._stopping is not None
+            self._stopping.set()  # stop listening; _serve cancels every connection, this one too
+            _reset(writer)
+            return False
         body = (
             reply.body
             if reply.body is not None
             else completion_body(reply.text, self.model, request, reply.finish_reason)
         )
-        await _write_json(writer, reply.status, body, reply.headers)
+        await _write_json(writer, reply.status, body, reply.headers, reply.content_type)
         return True
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Abort the connection with a TCP RST (SO_LINGER 0), as a crashing server or a proxy would."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 async def _read_request(reader: asyncio.StreamReader) -> RecordedRequest | None:
@@ -352,9 +389,15 @@ async def _read_request(reader: asyncio.StreamReader) -> RecordedRequest | None:
     return RecordedRequest(method=method, path=path, headers=headers, body=body)
 
 
-async def _write_json(writer: asyncio.StreamWriter, status: int, body: Any, headers: Mapping[str, str]) -> None:
+async def _write_json(
+    writer: asyncio.StreamWriter,
+    status: int,
+    body: Any,
+    headers: Mapping[str, str],
+    content_type: str = "application/json",
+) -> None:
     payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", "Content-Type: application/json"]
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", f"Content-Type: {content_type}"]
     lines += [f"Content-Length: {len(payload)}", "Connection: keep-alive"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)

@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -61,6 +62,41 @@ class ChatResult:
     cached: bool = False
     call_id: str | None = None
     finish_reason: str | None = None
+
+
+@dataclass
+class Attempts:
+    """The HTTP attempts of one call: how many requests reached the server (``sent``), and why each
+    failed try failed (``errors``; a refused connection is a failed try that sent nothing).
+
+    A backend that talks to a server notes every request it sends in the :data:`CURRENT_ATTEMPTS`
+    of the running task (see :func:`note_attempt`); the call log (``LoggedLLM``) reads it after the
+    call, whether it succeeded or not, so that the stats count what the server saw.
+    """
+
+    sent: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+#: The attempts of the call in progress in this task; None outside a logged call.
+CURRENT_ATTEMPTS: ContextVar[Attempts | None] = ContextVar("treesynth_attempts", default=None)
+
+
+def note_attempt() -> None:
+    """Count one request sent to the server, in the call in progress (if any is being logged)."""
+    attempts = CURRENT_ATTEMPTS.get()
+    if attempts is not None:
+        attempts.sent += 1
+
+
+def note_failed_attempt(reason: str, *, reached: bool = True) -> None:
+    """Say why the request just sent failed (its reply, or the lack of one); ``reached=False`` when
+    it never reached the server (the connection was refused), so it is not counted as sent."""
+    attempts = CURRENT_ATTEMPTS.get()
+    if attempts is not None:
+        attempts.errors.append(reason)
+        if not reached:
+            attempts.sent -= 1
 
 
 @runtime_checkable

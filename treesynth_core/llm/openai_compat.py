@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ import httpx
 import openai
 
 from ..errors import AuthError, ConfigError, EndpointError
-from .base import ChatRequest, ChatResult
+from .base import ChatRequest, ChatResult, note_attempt, note_failed_attempt
 from .settings import DEFAULT_BASE_URL, BackendSettings, is_loopback
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 20.0
 RETRY_AFTER_CAP_S = 60.0
 MAX_SERVER_MESSAGE_CHARS = 300
+#: How much of a reply that is not a chat completion an error quotes.
+BODY_SNIPPET_CHARS = 100
+#: Things in a quoted reply that look like credentials (besides our own key, always blanked).
+_SECRET_LIKE = re.compile(r"(?i)(bearer\s+|sk-|api[_-]?key[\"':= ]+)[A-Za-z0-9._~+/=-]{6,}")
 
 #: How a schema is asked for. ``json_object_schema`` is ``{"type": "json_object", "schema": ...}``,
 #: the form llama.cpp's Python server (and Anyscale/Together-style servers) understand.
@@ -62,6 +67,15 @@ Sleep = Callable[[float], Awaitable[None]]
 #: Which HTTP client sends our requests when none is injected: "aiohttp" (``openai[aiohttp]``,
 #: about 40% less CPU per request under load), "httpx" (the SDK's default), "auto" (aiohttp if installed).
 HttpStack = Literal["auto", "aiohttp", "httpx"]
+
+
+class _BadReply(Exception):
+    """A reply that is not a usable chat completion: a body that is not JSON, an HTML page (a proxy or
+    a captive portal), no choices, no message content. Retried like a 5xx: such faults pass."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
 
 
 class _FormatRejected(Exception):
@@ -108,6 +122,8 @@ class OpenAICompatLLM:
     """
 
     backend = "openai"
+    #: Every HTTP request is noted (:func:`~treesynth_core.llm.base.note_attempt`) for the call log.
+    counts_attempts = True
 
     def __init__(
         self,
@@ -174,16 +190,27 @@ class OpenAICompatLLM:
             try:
                 return await self._attempt(params)
             except openai.APIStatusError as exc:
+                reason = f"HTTP {exc.status_code}"
+                note_failed_attempt(reason)
                 self._raise_if_final(exc, fmt, level, attempt, attempts)
                 delay = retry_after(exc.response.headers)
                 delay = self._backoff(attempt) if delay is None else delay
-                reason = f"HTTP {exc.status_code}"
             except openai.APIConnectionError as exc:
+                reason = self._reason(exc)
+                note_failed_attempt(reason, reached=reason != "connection refused")
                 if attempt + 1 >= attempts:
                     raise EndpointError(
-                        f"could not reach {self.base_url} after {attempts} attempts: {self._reason(exc)}"
+                        f"could not reach {self.base_url} after {attempts} attempts: {reason}"
                     ) from None
-                delay, reason = self._backoff(attempt), self._reason(exc)
+                delay = self._backoff(attempt)
+            except _BadReply as exc:
+                reason = exc.what
+                note_failed_attempt(reason)
+                if attempt + 1 >= attempts:
+                    raise EndpointError(
+                        f"{self.base_url} sent no usable chat completion in {attempts} attempts; the last was {reason}"
+                    ) from None
+                delay = self._backoff(attempt)
             log.info("%s: %s; retry %d/%d in %.2fs", self.base_url, reason, attempt + 1, attempts - 1, delay)
             await self._sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -192,10 +219,17 @@ class OpenAICompatLLM:
         loop_client = await self._client_for_running_loop()
         async with loop_client.semaphore:
             started = time.perf_counter()
+            note_attempt()
             # ``post`` with ``cast_to=object``: the SDK's documented way to call an endpoint with a
             # body of our own; it skips the per-call TypedDict transform and model building of
-            # ``chat.completions.create`` (about a third of the client's CPU per request).
-            data = await loop_client.client.post(CHAT_PATH, body=params, cast_to=object)
+            # ``chat.completions.create`` (about a third of the client's CPU per request). A body
+            # that is not JSON comes back as text, or (labelled JSON) fails to decode.
+            try:
+                data = await loop_client.client.post(CHAT_PATH, body=params, cast_to=object)
+            except json.JSONDecodeError as exc:
+                raise _BadReply(self._quote(exc.doc)) from None
+            except UnicodeDecodeError:
+                raise _BadReply("a body that is not text") from None
             latency = time.perf_counter() - started
         return self._to_result(data, latency)
 
@@ -255,18 +289,21 @@ class OpenAICompatLLM:
 
     def _to_result(self, data: Any, latency: float) -> ChatResult:
         """Read a ``chat.completion`` JSON object (kept as plain dicts: cheaper than SDK models)."""
+        if isinstance(data, str):
+            raise _BadReply(self._quote(data))
         if not isinstance(data, dict):
-            raise EndpointError(f"{self.base_url} answered with something that is not a chat completion")
+            raise _BadReply(f"JSON that is not a chat completion: {self._quote(json.dumps(data), kind=None)}")
         choices = data.get("choices") or []
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            raise EndpointError(f"{self.base_url} returned no choices for model {self.model!r}")
+            raise _BadReply(
+                f"a reply with no choices for model {self.model!r}: {self._quote(json.dumps(data), kind=None)}"
+            )
         choice = choices[0]
         message = choice.get("message") or {}
         text = message.get("content") if isinstance(message, dict) else None
         if not isinstance(text, str):
-            raise EndpointError(
-                f"{self.base_url} returned a reply without content for model {self.model!r} "
-                f"(finish_reason={choice.get('finish_reason')!r})"
+            raise _BadReply(
+                f"a reply without content for model {self.model!r} (finish_reason={choice.get('finish_reason')!r})"
             )
         usage = data.get("usage")
         usage = usage if isinstance(usage, dict) else {}
@@ -282,6 +319,21 @@ class OpenAICompatLLM:
     def _reason(self, exc: openai.APIConnectionError) -> str:
         reason = connection_reason(exc)
         return f"timed out after {self.settings.timeout_s:g}s" if reason == "timeout" else self._redact(reason)
+
+    def _quote(self, body: str, kind: str | None = "") -> str:
+        """A body that is not a chat completion, for an error: what it looks like (an HTML page, not
+        JSON, empty) and its first :data:`BODY_SNIPPET_CHARS` characters on one line, secrets blanked.
+        ``kind=None`` quotes without saying what it is."""
+        flat = " ".join(body.split())
+        if not flat:
+            return "an empty body"
+        if kind == "":
+            kind = (
+                "an HTML page" if flat.startswith("<") and "html" in flat[:300].lower() else "a body that is not JSON"
+            )
+        cut = _SECRET_LIKE.sub(r"\1***", self._redact(flat))
+        quoted = repr(cut[:BODY_SNIPPET_CHARS]) + ("..." if len(cut) > BODY_SNIPPET_CHARS else "")
+        return quoted if kind is None else f"{kind}: {quoted}"
 
     def _redact(self, text: str) -> str:
         if self._api_key and self._api_key != LOCAL_DUMMY_KEY:
@@ -376,7 +428,7 @@ def server_message(exc: openai.APIStatusError, redact: Callable[[str], str]) -> 
         message = body.get("message") or body.get("detail") or body.get("error") or body
     if message is None or message == "":
         message = exc.response.text or exc.message
-    return redact(str(message))[:MAX_SERVER_MESSAGE_CHARS]
+    return " ".join(redact(str(message)).split())[:MAX_SERVER_MESSAGE_CHARS]  # one line: an HTML page has many
 
 
 def raise_if_refused(status: int, message: str, base_url: str, key_env: str) -> None:
