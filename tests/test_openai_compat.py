@@ -19,7 +19,7 @@ import pytest
 from helpers_http import FakeOpenAIServer, RecordedRequest, Reply, free_port
 
 from treesynth_core.errors import AuthError, ConfigError, EndpointError
-from treesynth_core.llm.base import LLM, ChatRequest, ChatResult
+from treesynth_core.llm.base import CURRENT_ATTEMPTS, LLM, Attempts, ChatRequest, ChatResult
 from treesynth_core.llm.openai_compat import OpenAICompatLLM
 from treesynth_core.llm.settings import BackendSettings
 
@@ -265,6 +265,75 @@ def test_connection_refused_is_endpoint_error(stack: str) -> None:
     assert len(sleep.delays) == 2
 
 
+#: Replies that are not chat completions: (reply, what the error calls the last one).
+NOT_COMPLETIONS = {
+    "not JSON": (Reply.raw("Service temporarily unavailable.\nTry later."), "a body that is not JSON"),
+    "HTML": (Reply.raw("<!DOCTYPE html>\n<html><body>Sign in</body></html>", "text/html"), "an HTML page"),
+    "empty": (Reply.raw(""), "an empty body"),
+    "not an object": (Reply(body=[1, 2]), "JSON that is not a chat completion: '[1, 2]'"),
+}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("kind", list(NOT_COMPLETIONS))
+def test_a_reply_that_is_not_a_chat_completion_is_retried_then_one_line(
+    server: FakeOpenAIServer, stack: str, kind: str
+) -> None:
+    reply, what = NOT_COMPLETIONS[kind]
+    server.default = reply
+    sleep = SleepRecorder()
+
+    with pytest.raises(EndpointError, match="sent no usable chat completion in 3 attempts") as info:
+        run(make_llm(server.base_url, sleep=sleep, http_stack=stack, max_retries=2), ask())
+
+    message = str(info.value)
+    assert message.startswith(f"{server.base_url} sent no usable chat completion in 3 attempts; the last was {what}")
+    assert "\n" not in message and "Traceback" not in message
+    assert len(server.chat_requests) == 3 and len(sleep.delays) == 2
+
+
+def test_a_bad_reply_then_a_good_one_succeeds(server: FakeOpenAIServer) -> None:
+    server.script(Reply.raw("<html>captive portal</html>", "text/html"), Reply(body={"choices": []}), Reply.ok("hi"))
+    [result] = run(make_llm(server.base_url), ask())
+    assert result.text == "hi" and len(server.chat_requests) == 3
+
+
+def test_a_quoted_body_is_cut_short_and_holds_no_secret(server: FakeOpenAIServer) -> None:
+    server.respond = lambda request: Reply.raw(
+        f"echo {request.headers['authorization']} key=sk-other1234567 " + "x" * 500
+    )
+    with pytest.raises(EndpointError, match="a body that is not JSON") as info:
+        run(make_llm(server.base_url, max_retries=0), ask())
+    quoted = str(info.value).split("not JSON: ", 1)[1]
+    assert KEY not in quoted and "sk-other1234567" not in quoted and "Bearer ***" in quoted
+    assert quoted.endswith("...") and len(quoted) <= 100 + len("''...")
+
+
+def test_every_request_is_noted_in_the_attempts_of_the_call(server: FakeOpenAIServer) -> None:
+    server.script(Reply.error(503), Reply.raw("nope"), Reply.close(), Reply.ok("made it"))
+    attempts = Attempts()
+
+    async def go() -> ChatResult:
+        CURRENT_ATTEMPTS.set(attempts)
+        return (await asyncio.gather(make_llm(server.base_url).complete(ask())))[0]
+
+    assert asyncio.run(go()).text == "made it"
+    assert attempts.sent == len(server.chat_requests) == 4
+    assert attempts.errors[:2] == ["HTTP 503", "a body that is not JSON: 'nope'"] and len(attempts.errors) == 3
+
+
+def test_a_refused_connection_is_a_try_that_sent_nothing() -> None:
+    attempts = Attempts()
+
+    async def go() -> None:
+        CURRENT_ATTEMPTS.set(attempts)
+        await make_llm(f"http://127.0.0.1:{free_port()}/v1", max_retries=1).complete(ask())
+
+    with pytest.raises(EndpointError, match="connection refused"):
+        asyncio.run(go())
+    assert attempts == Attempts(sent=0, errors=["connection refused", "connection refused"])
+
+
 # -- structured output ------------------------------------------------------------------------------
 
 
@@ -441,9 +510,10 @@ def test_injected_http_client_is_used_and_left_open() -> None:
     async def go() -> tuple[list[str], bool]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
             settings = BackendSettings(backend="openai", base_url="http://mock.local/v1", model="m")
-            llm = OpenAICompatLLM(settings.model_copy(update={"api_key_env": KEY_ENV}), http_client=client)
+            settings = settings.model_copy(update={"api_key_env": KEY_ENV, "max_retries": 0})
+            llm = OpenAICompatLLM(settings, http_client=client)
             errors = []
-            expected = ["returned no choices for model 'm'", r"returned a reply without content for model 'm' \("]
+            expected = ["a reply with no choices for model 'm'", r"a reply without content for model 'm' \("]
             for match in expected:
                 with pytest.raises(EndpointError, match=match) as info:
                     await llm.complete(ask())
@@ -453,7 +523,7 @@ def test_injected_http_client_is_used_and_left_open() -> None:
 
     errors, closed = asyncio.run(go())
 
-    assert "returned no choices" in errors[0] and "http://mock.local/v1" in errors[0]
+    assert "with no choices" in errors[0] and "http://mock.local/v1" in errors[0]
     assert "without content" in errors[1] and "'length'" in errors[1]
     assert str(seen[0].url) == "http://mock.local/v1/chat/completions"
     assert not closed

@@ -26,7 +26,17 @@ from treesynth_core.tree import model as T
 
 TASK = "Grade-school math word problems"
 LLM = T.Provenance(source="llm", model="fake-model", call_id="call-1")
-_COUNT_NAMES = ["calls", "cached", "failed", "prompt_tokens", "completion_tokens", "latency_s"]
+_COUNT_NAMES = [
+    "calls",
+    "cached",
+    "failed",
+    "requests",
+    "failed_requests",
+    "retries",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_s",
+]
 
 
 @pytest.fixture
@@ -516,7 +526,15 @@ def test_stats_count_calls_cached_and_failed_per_command(project: Project) -> No
     assert stats.prompt_tokens == 2 * 10 + 100 + 10 and stats.completion_tokens == 4 * 5
     assert stats.latency_s == pytest.approx(5.0)
     assert stats.by_command["grow"] == CallCounts(
-        calls=2, cached=1, failed=1, prompt_tokens=20, completion_tokens=10, latency_s=3.0
+        calls=2,
+        cached=1,
+        failed=1,
+        requests=3,
+        failed_requests=1,
+        retries=0,
+        prompt_tokens=20,
+        completion_tokens=10,
+        latency_s=3.0,
     )
     assert stats.by_command["synth"].calls == 1 and stats.by_command[""].calls == 1
     runs = stats.runs
@@ -533,6 +551,9 @@ def test_stats_count_calls_cached_and_failed_per_command(project: Project) -> No
         "calls": 2,
         "cached": 1,
         "failed": 1,
+        "requests": 3,
+        "failed_requests": 1,
+        "retries": 0,
         "prompt_tokens": 20,
         "completion_tokens": 10,
         "latency_s": 3.0,
@@ -548,6 +569,23 @@ def test_stats_count_calls_cached_and_failed_per_command(project: Project) -> No
         "cached",
         "failed",
     ]
+
+
+def test_stats_count_every_request_failed_requests_and_retries(project: Project) -> None:
+    run = project.start_run("synth")
+    project.log_call(call(run, attempts=3, attempt_errors=("HTTP 503", "HTTP 429")))  # made on the third try
+    project.log_call(call(run, attempts=1))
+    project.log_call(call(run, cached=True, attempts=0))
+    refused = ("connection refused",) * 3  # three tries, none reached the server
+    project.log_call(call(run, response=None, error="could not reach", attempts=0, attempt_errors=refused))
+    project.log_call(call(run, response=None, error="cancelled", attempts=1, attempt_errors=("cancelled",)))
+    project.finish_run(run, "failed", "could not reach")
+
+    stats = project.stats(run)
+    counts = {"requests": 3 + 1 + 0 + 0 + 1, "failed_requests": 2 + 0 + 0 + 0 + 1, "retries": 2 + 0 + 0 + 2 + 0}
+    assert {key: getattr(stats, key) for key in counts} == counts
+    assert {key: getattr(stats.runs[0], key) for key in counts} == counts
+    assert stats.by_command["synth"].requests == counts["requests"]
 
 
 def test_finish_run_of_an_unknown_run(project: Project) -> None:

@@ -9,7 +9,7 @@ adds them to the ``treesynth`` app.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,6 +28,9 @@ from .common import (
     option_groups,
     out,
 )
+
+if TYPE_CHECKING:
+    from ..store import CallCounts
 
 
 @option_groups
@@ -104,7 +107,8 @@ def export(
 
 
 def stats(directory: DirArg, as_json: JsonOpt = False) -> None:
-    """LLM calls made, served from cache and failed, with tokens, per command and per run."""
+    """LLM calls made, served from cache and failed, with tokens, per command and per run; the HTTP
+    requests sent (what the server saw), failed and retried."""
     from ..llm.pricing import spent
 
     with open_project(directory) as project:
@@ -114,17 +118,26 @@ def stats(directory: DirArg, as_json: JsonOpt = False) -> None:
     cost = "unknown (no price for a model; set one with treesynth settings DIR --price MODEL=IN,OUT)"
     if data["cost_usd"] is not None:
         cost = f"${data['cost_usd']:.4f}"
-    lines = [call_line(run_stats), f"Estimated cost: {cost}", ""]
+    lines = [call_line(run_stats), request_line(run_stats), f"Estimated cost: {cost}", ""]
     for command, row in run_stats.by_command.items():
-        lines.append(f"  {command:<8} {row.calls:>6} made {row.cached:>6} cached {row.failed:>5} failed")
+        lines.append(
+            f"  {command:<8} {row.calls:>6} made {row.cached:>6} cached {row.failed:>5} failed "
+            f"{row.requests:>6} requests {row.retries:>5} retries"
+        )
     if run_stats.runs:
         lines += ["", "Recent runs:"]
         for run in run_stats.runs[:10]:
             lines.append(
                 f"  {run.started} {run.command:<8} {run.status:<12} "
-                f"{run.calls} made, {run.cached} cached, {run.failed} failed"
+                f"{run.calls} made, {run.cached} cached, {run.failed} failed; "
+                f"{run.requests} requests, {run.retries} retries"
             )
     emit(as_json, data, "\n".join(lines))
+
+
+def request_line(stats: CallCounts) -> str:
+    """The HTTP side of the calls: requests that reached the server, the failed ones, retries."""
+    return f"Requests sent: {stats.requests} ({stats.failed_requests} failed); retries: {stats.retries}"
 
 
 def save_tree(directory: DirArg, path: Annotated[Path, typer.Argument(help="The JSON file to write.")]) -> None:

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
-from ..errors import BudgetError, TreeSynthError
-from .base import LLM, ChatRequest, ChatResult, cache_key
+from ..errors import BudgetError, EndpointError, TreeSynthError
+from .base import CURRENT_ATTEMPTS, LLM, Attempts, ChatRequest, ChatResult, cache_key
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,10 @@ class CallRecord:
     latency_s: float = 0.0
     error: str | None = None
     cached: bool = False
+    #: HTTP requests this call sent (0 for a cache hit; a backend that does not count sends 1).
+    attempts: int = 1
+    #: Why each failed attempt failed, in order (the call's last one too, when the call failed).
+    attempt_errors: tuple[str, ...] = ()
 
 
 class CallStore(Protocol):
@@ -70,7 +74,14 @@ class CallBudget:
 
 
 class LoggedLLM:
-    """Logs every call that reaches the backend, successful or not."""
+    """Logs every call that reaches the backend, successful or not.
+
+    Once a server backend (one that counts its requests) has given up on a call (it raised a
+    :class:`TreeSynthError`: the endpoint kept failing, refused the key, ...), the run is over (the
+    first error ends every run), so calls that start after that are not sent: each raises
+    :class:`EndpointError` at once. Nothing is wasted on a failing endpoint, and the requests logged
+    are the ones the server saw.
+    """
 
     def __init__(self, inner: LLM, store: CallStore, run_id: str | None, budget: CallBudget | None = None):
         self.inner, self.store, self.run_id = inner, store, run_id
@@ -78,6 +89,8 @@ class LoggedLLM:
         self.max_parallel: int | None = getattr(inner, "max_parallel", None)
         self.prompt_profile: str = getattr(inner, "prompt_profile", "paper")
         self.budget = budget or CallBudget()
+        self.counts_attempts: bool = getattr(inner, "counts_attempts", False)
+        self.gave_up: str | None = None
 
     def _record(self, request: ChatRequest, key: str | None, **fields: object) -> CallRecord:
         return CallRecord(
@@ -92,15 +105,29 @@ class LoggedLLM:
         )
 
     async def complete(self, request: ChatRequest) -> ChatResult:
+        if self.gave_up is not None:
+            raise EndpointError(f"not sent, an earlier call failed: {self.gave_up}")
         self.budget.take()
         key = cache_key(self.backend, self.model, request)
         started = time.perf_counter()
+        attempts = Attempts()
+        token = CURRENT_ATTEMPTS.set(attempts)
         try:
             result = await self.inner.complete(request)
         except TreeSynthError as exc:
+            self.gave_up = str(exc) if self.counts_attempts else None
             elapsed = time.perf_counter() - started
-            self.store.log_call(self._record(request, key, response=None, latency_s=elapsed, error=str(exc)))
+            counts = self._attempt_counts(attempts, str(exc))
+            self.store.log_call(self._record(request, key, latency_s=elapsed, error=str(exc), **counts))
             raise
+        except BaseException:  # cancelled (another call failed, Ctrl-C) while requests were out
+            if self.counts_attempts and attempts.sent:
+                elapsed = time.perf_counter() - started
+                counts = self._attempt_counts(attempts, "cancelled")
+                self.store.log_call(self._record(request, key, latency_s=elapsed, error="cancelled", **counts))
+            raise
+        finally:
+            CURRENT_ATTEMPTS.reset(token)
         call_id = self.store.log_call(
             self._record(
                 request,
@@ -109,9 +136,21 @@ class LoggedLLM:
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,
                 latency_s=result.latency_s or (time.perf_counter() - started),
+                **self._attempt_counts(attempts),
             )
         )
         return replace(result, call_id=call_id)
+
+    def _attempt_counts(self, attempts: Attempts, failure: str | None = None) -> dict[str, object]:
+        """The ``attempts`` (requests that reached the server) and ``attempt_errors`` (why each failed
+        try failed) of a call's log row, as the backend counted them; a backend that does not count
+        (the embedded model, test fakes) made one try. ``failure`` is why the call itself failed."""
+        if not self.counts_attempts:
+            return {"attempts": 1, "attempt_errors": (failure,) if failure else ()}
+        errors = tuple(attempts.errors)
+        if failure == "cancelled" and len(errors) < attempts.sent:  # a request was out, unanswered
+            errors += (failure,)
+        return {"attempts": attempts.sent, "attempt_errors": errors}
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -139,6 +178,7 @@ class CachedLLM:
                     prompt_tokens=hit.prompt_tokens,
                     completion_tokens=hit.completion_tokens,
                     cached=True,
+                    attempts=0,
                 )
             )
             return replace(hit, cached=True, call_id=hit.call_id or call_id)

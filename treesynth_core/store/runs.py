@@ -56,6 +56,7 @@ def log_call(conn: sqlite3.Connection, record: CallRecord) -> str:
         "response": redact_secrets(record.response),
         "error": redact_secrets(record.error),
         "cached": int(record.cached),
+        "attempt_errors": dumps(redact_secrets(list(record.attempt_errors))),
     }
     conn.execute(f"INSERT INTO llm_calls ({', '.join(values)}) VALUES ({marks(len(values))})", list(values.values()))
     return call_id
@@ -83,12 +84,17 @@ def finish_run(conn: sqlite3.Connection, run_id: str, status: str, error: str | 
     return cur.rowcount > 0
 
 
+#: The tries of a call: its failed ones, and the last one when it succeeded.
+_TRIES = "(json_array_length(c.attempt_errors) + (c.error IS NULL))"
 _COUNTS = ", ".join(
     f"COALESCE(SUM({expr}), 0)"
     for expr in (
         "c.cached = 0 AND c.error IS NULL",
         "c.cached = 1 AND c.error IS NULL",
         "c.error IS NOT NULL",
+        "CASE WHEN c.cached = 0 THEN c.attempts END",
+        "CASE WHEN c.cached = 0 THEN c.attempts - (c.error IS NULL AND c.attempts > 0) END",
+        f"CASE WHEN c.cached = 0 AND {_TRIES} > 1 THEN {_TRIES} - 1 END",
         "CASE WHEN c.cached = 0 THEN c.prompt_tokens END",
         "CASE WHEN c.cached = 0 THEN c.completion_tokens END",
         "CASE WHEN c.cached = 0 THEN c.latency_s END",
@@ -99,20 +105,26 @@ _COUNTS = ", ".join(
 @dataclass(frozen=True)
 class CallCounts:
     """LLM calls made (not cached, not failed), served from the cache and failed; tokens and
-    latency add up every call that reached the model."""
+    latency add up every call that reached the model. ``requests`` counts the HTTP requests that
+    reached the server (retries included: what the server saw), ``failed_requests`` those that
+    failed, ``retries`` the tries after each call's first (a refused connection is a try that sent
+    no request)."""
 
     calls: int
     cached: int
     failed: int
+    requests: int
+    failed_requests: int
+    retries: int
     prompt_tokens: int
     completion_tokens: int
     latency_s: float
 
     @staticmethod
     def from_row(values: Sequence[Any]) -> CallCounts:
-        """Counts from the six ``_COUNTS`` columns of a query row."""
-        calls, cached, failed, prompt, completion, latency = values
-        return CallCounts(int(calls), int(cached), int(failed), int(prompt), int(completion), float(latency))
+        """Counts from the nine ``_COUNTS`` columns of a query row."""
+        *counts, latency = values
+        return CallCounts(*(int(value) for value in counts), float(latency))
 
     @staticmethod
     def total(parts: Iterable[CallCounts]) -> CallCounts:
@@ -134,6 +146,9 @@ class RunRow:
     calls: int
     cached: int
     failed: int
+    requests: int
+    failed_requests: int
+    retries: int
 
 
 @dataclass(frozen=True)
@@ -171,7 +186,8 @@ def stats(conn: sqlite3.Connection, run_id: str | None = None) -> RunStats:
     for row in conn.execute(runs_sql, params):
         counts = CallCounts.from_row(row[6:])
         run, command, started, finished, status, error = row[:6]
-        runs.append(RunRow(run, command, started, finished, status, error, counts.calls, counts.cached, counts.failed))
+        tallies = (counts.calls, counts.cached, counts.failed, counts.requests, counts.failed_requests, counts.retries)
+        runs.append(RunRow(run, command, started, finished, status, error, *tallies))
     totals = CallCounts.total(by_command.values())
     return RunStats(**dataclasses.asdict(totals), by_command=by_command, by_model=by_model, runs=runs)
 

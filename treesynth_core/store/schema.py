@@ -245,6 +245,17 @@ def m012_node_flag(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE nodes ADD COLUMN flag TEXT NOT NULL DEFAULT ''")
 
 
+@migration
+def m016_call_attempts(conn: sqlite3.Connection) -> None:
+    """Each logged call's HTTP attempts: ``attempts`` is how many requests reached the server,
+    ``attempt_errors`` (a JSON list) why each failed try failed. Older rows made one try (a cache
+    hit none); a failed one's reason is its error."""
+    conn.execute("ALTER TABLE llm_calls ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1")
+    conn.execute("ALTER TABLE llm_calls ADD COLUMN attempt_errors TEXT NOT NULL DEFAULT '[]'")
+    conn.execute("UPDATE llm_calls SET attempts = 0 WHERE cached = 1")
+    conn.execute("UPDATE llm_calls SET attempt_errors = json_array(error) WHERE error IS NOT NULL")
+
+
 # -- applying -------------------------------------------------------------------------------------
 
 
