@@ -161,10 +161,11 @@ def settled(*servers: FakeOpenAIServer) -> int:
 
 
 def error_line(output: str) -> str:
-    """The run's error, as one line (rich wraps long lines at the terminal width)."""
+    """The run's error: one line, the output's last."""
     assert "Traceback" not in output
-    assert output.count("error:") == 1, output
-    return " ".join(output[output.index("error:") :].split())
+    [line] = [line for line in output.splitlines() if "error:" in line]
+    assert output.rstrip("\n").endswith(line) and line.startswith("error: "), output
+    return line
 
 
 def assert_full_and_distinct(proj: Path) -> None:
