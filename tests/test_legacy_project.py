@@ -50,6 +50,8 @@ def test_undo_export_and_stats_work_on_it(legacy, tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 12
     stats = runner.invoke(app, ["stats", str(legacy), "--json"])
-    assert stats.exit_code == 0 and json.loads(stats.output)["calls"] == 6
+    counted = json.loads(stats.output)
+    assert stats.exit_code == 0 and counted["calls"] == 6
+    assert (counted["requests"], counted["failed_requests"], counted["retries"]) == (6, 0, 0)  # one try each
     shown = runner.invoke(app, ["show", str(legacy)])
     assert shown.exit_code == 0 and "(renamed)" in shown.output

@@ -588,6 +588,16 @@ def test_stats_count_every_request_failed_requests_and_retries(project: Project)
     assert stats.by_command["synth"].requests == counts["requests"]
 
 
+def test_calls_logged_before_attempts_were_counted_made_one_try_each() -> None:
+    conn = sqlite3.connect(":memory:")
+    schema.m005_llm_calls(conn)
+    row = "INSERT INTO llm_calls (id, ts, backend, model, request, error, cached) VALUES (?, '', 'b', 'm', '{}', ?, ?)"
+    conn.executemany(row, [("made", None, 0), ("hit", None, 1), ("failed", "HTTP 500", 0)])
+    schema.m016_call_attempts(conn)
+    rows = conn.execute("SELECT id, attempts, attempt_errors FROM llm_calls ORDER BY id").fetchall()
+    assert rows == [("failed", 1, '["HTTP 500"]'), ("hit", 0, "[]"), ("made", 1, "[]")]
+
+
 def test_finish_run_of_an_unknown_run(project: Project) -> None:
     with pytest.raises(ProjectError, match="no run"):
         project.finish_run("nope")
