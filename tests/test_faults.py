@@ -260,7 +260,8 @@ def test_once_the_endpoint_gave_up_a_run_sends_nothing_more(project: Project) ->
 
         asyncio.run(go())
         assert len(server.chat_requests) == 1 + RETRIES
-        assert (project.stats()["requests"], project.stats()["failed"]) == (1 + RETRIES, 1)
+        counted = project.stats()
+        assert (counted.requests, counted.failed) == (1 + RETRIES, 1)
 
 
 def test_a_request_cancelled_in_flight_is_counted(project: Project) -> None:
@@ -284,8 +285,8 @@ def test_a_request_cancelled_in_flight_is_counted(project: Project) -> None:
 
         asyncio.run(go())
         counted = project.stats()
-        assert counted["requests"] == len(server.chat_requests) == 1 + 1 + RETRIES
-        assert (counted["failed"], counted["failed_requests"]) == (2, 1 + 1 + RETRIES)
+        assert counted.requests == len(server.chat_requests) == 1 + 1 + RETRIES
+        assert (counted.failed, counted.failed_requests) == (2, 1 + 1 + RETRIES)
         with sqlite3.connect(project.path / "treesynth.db") as conn:
             rows = dict(conn.execute("SELECT error, attempts FROM llm_calls WHERE cached = 0").fetchall())
         assert rows.pop("cancelled") == 1

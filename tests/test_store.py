@@ -568,6 +568,9 @@ def test_stats_count_calls_cached_and_failed_per_command(project: Project) -> No
         "calls",
         "cached",
         "failed",
+        "requests",
+        "failed_requests",
+        "retries",
     ]
 
 

@@ -370,7 +370,7 @@ def test_job_summaries_say_how_many_responses_were_cut_off():
     from treesynth_core.jobs.specs import job_spec
     from treesynth_core.store import RunStats
 
-    stats = RunStats(3, 0, 0, 0, 0, 0.0, by_command={}, by_model={}, runs=[])
+    stats = RunStats(3, 0, 0, 3, 0, 0, 0, 0, 0.0, by_command={}, by_model={}, runs=[])
     assert "2 responses were cut off" in job_spec("synth").summary(SynthReport(added=5, responses_cut_off=2), stats)
     assert "cut off" not in job_spec("synth").summary(SynthReport(added=5), stats)
     baseline = BaselineReport(requested=5, total=5, responses_cut_off=1)

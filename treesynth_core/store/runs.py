@@ -123,8 +123,9 @@ class CallCounts:
     @staticmethod
     def from_row(values: Sequence[Any]) -> CallCounts:
         """Counts from the nine ``_COUNTS`` columns of a query row."""
-        *counts, latency = values
-        return CallCounts(*(int(value) for value in counts), float(latency))
+        calls, cached, failed, requests, failed_requests, retries, prompt, completion, latency = values
+        tallies = (int(calls), int(cached), int(failed), int(requests), int(failed_requests), int(retries))
+        return CallCounts(*tallies, int(prompt), int(completion), float(latency))
 
     @staticmethod
     def total(parts: Iterable[CallCounts]) -> CallCounts:
