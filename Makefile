@@ -50,6 +50,7 @@ format: install-test
 
 bench: install-test
 	$(BIN)/python benchmarks/llm_throughput.py
+	$(BIN)/python benchmarks/tree_view.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

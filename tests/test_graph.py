@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import replace
 
 import pytest
@@ -138,11 +137,8 @@ def test_show_depth_and_explicit_expansion():
 def test_budget_keeps_big_trees_drawable_and_focus_reveals_a_deep_node():
     tree = wide_tree(fanout=13, depth=3)  # 1 + 13 + 169 + 2197 = 2380 nodes
     assert len(tree.nodes) == 2380
-    started = time.perf_counter()
     data = G.build_graph(tree, G.View(budget=300))
-    elapsed = time.perf_counter() - started
     assert data.shown <= 300 and data.folded_by_budget
-    assert elapsed < 2.0
     # Breadth first: the shallow levels are complete before anything deeper opens.
     assert sum(1 for n in data.nodes if n["level"] == 1) == 13
     deep = "r.12.12.12"
