@@ -45,17 +45,31 @@ def edit(
 
 
 def undo() -> None:
-    state = get_state()
-    project = state.project()
-    if project is not None:
-        state.notify("success", "Undone." if project.undo() is not None else "Nothing to undo.")
+    """The Undo button: this session's latest edit (anyone's with the All owners toggle on)."""
+    _replay(undo=True)
 
 
 def redo() -> None:
+    """The Redo button: the edit this session undid last (anyone's with the toggle on)."""
+    _replay(undo=False)
+
+
+def _replay(*, undo: bool) -> None:
     state = get_state()
     project = state.project()
-    if project is not None:
-        state.notify("success", "Redone." if project.redo() is not None else "Nothing to redo.")
+    if project is None:
+        return
+    all_owners = bool(st.session_state.get(UNDO_ALL_KEY))
+    word = "undo" if undo else "redo"
+    try:
+        tree = project.undo(all_owners=all_owners) if undo else project.redo(all_owners=all_owners)
+    except TreeSynthError as exc:  # a later edit by another owner is in the way: nothing changed
+        state.notify("error", str(exc))
+        return
+    if tree is not None:
+        state.notify("success", "Undone." if undo else "Redone.")
+    else:
+        state.notify("info", f"Nothing {'' if all_owners else 'of this session '}to {word}.")
 
 
 def select(node_id: str) -> None:
@@ -104,4 +118,5 @@ def clear_highlight() -> None:
 
 
 PICKER_KEY = "tree.search"
+UNDO_ALL_KEY = "tree.undo_all"
 DEPTH_KEY = "tree.depth"

@@ -10,6 +10,7 @@ lives here.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,6 +35,12 @@ INITIAL_ROWS = 24
 REVEAL_MAX = 40
 
 NoticeKind = Literal["success", "info", "warning", "error"]
+
+
+def new_session_owner() -> str:
+    """The owner of one browser session's edits (``app:`` and 8 hex digits): its undo and redo
+    act on them, and on the growth it started."""
+    return f"app:{uuid.uuid4().hex[:8]}"
 
 
 def projects_dir() -> Path:
@@ -70,6 +77,7 @@ class AppState:
     focus_seq: int = 0  # bumped when the search box asks the graph to bring a node into view
     url_checked: bool = False
     trusted_endpoints: frozenset[str] = frozenset()  # project-named endpoints confirmed in this session
+    owner: str = field(default_factory=new_session_owner)  # whose edits this session's are (undo acts on them)
     _project: Project | None = field(default=None, repr=False)
 
     # -- the project ------------------------------------------------------------------------------
@@ -79,7 +87,7 @@ class AppState:
             return None
         if self._project is None or self._project.path != self.project_path:
             try:
-                self._project = Project.open(self.project_path)
+                self._project = Project.open(self.project_path, owner=self.owner)
             except TreeSynthError as exc:
                 self.project_path, self._project = None, None
                 self.notify("error", str(exc))
@@ -88,7 +96,7 @@ class AppState:
 
     def open(self, path: Path | str) -> Project:
         """Open the project at ``path`` (a ProjectError says what is wrong) and reset the view."""
-        project = Project.open(path)
+        project = Project.open(path, owner=self.owner)
         self.close()
         self._project, self.project_path = project, project.path
         self.selected, self.highlight = None, frozenset()
@@ -97,8 +105,9 @@ class AppState:
         return project
 
     def adopt(self, project: Project) -> Project:
-        """Make a just-created project the open one."""
+        """Make a just-created project the open one (its edits from now on are this session's)."""
         self.close()
+        project.owner = self.owner
         self._project, self.project_path = project, project.path
         self.selected, self.highlight = None, frozenset()
         self.view = G.View(show_depth=G.auto_depth(project.tree(), INITIAL_ROWS))

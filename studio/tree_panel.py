@@ -15,7 +15,7 @@ from studio.state import AppState
 from studio.widgets import md, start_job
 from treesynth_core.generate.grow import GrowOptions, paper_options
 from treesynth_core.jobs import background as jobs
-from treesynth_core.store import Project
+from treesynth_core.store import Project, UndoState
 from treesynth_core.tree import model as T
 
 GROW_DEPTH, GROW_PIVOTS, GROW_VALUES, GROW_AUTO = "grow.depth", "grow.pivots", "grow.max_values", "grow.auto"
@@ -103,11 +103,12 @@ def toolbar(project: Project, tree: T.Tree, state: AppState) -> None:
         on_change=A.set_depth,
         format_func=lambda v: "all levels" if v == "all" else f"{v} level{'s' if v != 1 else ''}",
     )
+    all_owners = bool(st.session_state.get(A.UNDO_ALL_KEY))
     undo.button(
         "Undo",
         key="tree.undo",
         on_click=A.undo,
-        disabled=not project.can_undo(),
+        disabled=not project.can_undo(all_owners=all_owners),
         icon=":material/undo:",
         width="stretch",
     )
@@ -115,10 +116,33 @@ def toolbar(project: Project, tree: T.Tree, state: AppState) -> None:
         "Redo",
         key="tree.redo",
         on_click=A.redo,
-        disabled=not project.can_redo(),
+        disabled=not project.can_redo(all_owners=all_owners),
         icon=":material/redo:",
         width="stretch",
     )
+    summary, toggle = st.columns([8, 2], vertical_alignment="center")
+    summary.caption(md(undo_summary(project.undo_state(), all_owners=all_owners)))
+    toggle.toggle(
+        "All owners",
+        key=A.UNDO_ALL_KEY,
+        help="Undo and redo the latest edit of anyone (other sessions, the CLI), not only this session's.",
+    )
+
+
+def undo_summary(state: UndoState, *, all_owners: bool) -> str:
+    """What Undo and Redo will act on: this session's edits (how many), and whether other sessions
+    edited the project since this session's latest edit."""
+    if all_owners:
+        text = "Undo and redo act on the latest edit of anyone."
+    else:
+        text = f"Undo acts on this session's edits: {state.undoable} to undo, {state.redoable} to redo."
+    other = state.latest_other
+    if state.others_since and other is not None:
+        text += (
+            f" Others made {plural(state.others_since, 'edit')} since"
+            f" (latest: {other.kind} by {other.owner}, edit {other.id})."
+        )
+    return text
 
 
 def _paper() -> bool:

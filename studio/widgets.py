@@ -130,7 +130,7 @@ def start_job(state: AppState, kind: jobs.Kind, params: dict) -> jobs.JobState |
         state.notify("error", problem)
         return None
     try:
-        job = jobs.start_job(project.path, kind, params, settings=state.settings())
+        job = jobs.start_job(project.path, kind, params, settings=state.settings(), owner=state.owner)
     except (TreeSynthError, ValueError) as exc:
         state.notify("error", str(exc))
         return None

@@ -43,6 +43,11 @@ class TreeError(TreeSynthError):
         self.node_id = node_id
 
 
+class EditConflict(TreeError):
+    """An undo or redo was refused: a later edit by another owner changed the same nodes, or the
+    tree would break."""
+
+
 class Cancelled(TreeSynthError):
     """Work stopped because the user asked it to (Ctrl-C, a cancel button)."""
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from ..errors import TreeSynthError
+from ..errors import EditConflict, TreeSynthError
 from ..tree.edits import resolve_node, run_edit
 from .common import (
     DirArg,
@@ -184,26 +185,48 @@ def edit_lock(
     _edit_node(ctx, "unlock" if unlock else "lock", node)
 
 
-def _replay(ctx: typer.Context, redo: bool) -> None:
-    """Undo the latest edit, or redo the latest undone one, and say what the tree is then."""
+AllOwnersOpt = Annotated[
+    bool,
+    typer.Option("--all", help="Act on the latest edit of any owner (app sessions, other users), not only yours."),
+]
+
+
+def _replay(ctx: typer.Context, redo: bool, all_owners: bool) -> None:
+    """Undo this owner's latest edit, or redo the one it undid last (``all_owners``: anyone's),
+    and say what the tree is then."""
     word, done = ("redo", "Redone") if redo else ("undo", "Undone")
     with open_project(_dir(ctx)) as project:
-        tree = project.redo() if redo else project.undo()
-        out.print(f"Nothing to {word}." if tree is None else f"{done}. Tree: {len(tree.nodes)} nodes.")
+        try:
+            tree = project.redo(all_owners=all_owners) if redo else project.undo(all_owners=all_owners)
+        except EditConflict as exc:
+            raise EditConflict(f"{exc}{'' if redo or all_owners else ' (--all)'}", exc.node_id) from None
+        if tree is not None:
+            out.print(f"{done}. Tree: {len(tree.nodes)} nodes.")
+            return
+        if all_owners:
+            out.print(f"Nothing to {word}.")
+            return
+        state = project.undo_state()
+    others = state.others_since and not redo
+    hint = f"; {state.others_since} later edits by others can be undone with --all" if others else ""
+    out.print(escape(f"Nothing of yours ({state.owner}) to {word}{hint}."))
 
 
 @edit_app.command("undo")
 @handle_errors
-def edit_undo(ctx: typer.Context) -> None:
-    """Undo the latest edit (growth included)."""
-    _replay(ctx, redo=False)
+def edit_undo(ctx: typer.Context, all_owners: AllOwnersOpt = False) -> None:
+    """Undo your latest edit (growth included); --all: the latest edit of anyone.
+
+    Your edits are those made as the same owner: $TREESYNTH_OWNER if set, else cli:<your user>. An
+    undo that a later edit by someone else would conflict with is refused, naming that edit."""
+    _replay(ctx, redo=False, all_owners=all_owners)
 
 
 @edit_app.command("redo")
 @handle_errors
-def edit_redo(ctx: typer.Context) -> None:
-    """Redo the latest undone edit."""
-    _replay(ctx, redo=True)
+def edit_redo(ctx: typer.Context, all_owners: AllOwnersOpt = False) -> None:
+    """Redo the edit you undid last (--all: the oldest undone edit of anyone)."""
+    _replay(ctx, redo=True, all_owners=all_owners)
 
 
 @edit_app.command("history")
@@ -211,7 +234,7 @@ def edit_redo(ctx: typer.Context) -> None:
 def edit_history(
     ctx: typer.Context, limit: Annotated[int, typer.Option("--limit")] = 20, as_json: JsonOpt = False
 ) -> None:
-    """List recent edits, newest first."""
+    """List recent edits, newest first, with who made them (role and owner)."""
     directory = _dir(ctx)
     with open_project(directory) as project:
         records = project.history(limit)
@@ -221,6 +244,7 @@ def edit_history(
             "ts": r.ts,
             "kind": r.kind,
             "actor": r.actor,
+            "owner": r.owner,
             "undone": r.undone,
             "changes": r.n_changes,
             "args": r.args,
@@ -228,7 +252,7 @@ def edit_history(
         for r in records
     ]
     text = "\n".join(
-        f"{r['id']:>4} {r['ts']} {r['actor']:<5} {r['kind']:<18} {r['changes']} nodes"
+        f"{r['id']:>4} {r['ts']} {r['actor']:<5} {r['owner']:<16} {r['kind']:<18} {r['changes']} nodes"
         + ("  (undone)" if r["undone"] else "")
         for r in rows
     )

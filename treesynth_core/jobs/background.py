@@ -98,9 +98,15 @@ class JobState(JobRecord):
 
 
 def start_job(
-    project_path: Path | str, kind: Kind, params: dict[str, Any], *, settings: BackendSettings | None = None
+    project_path: Path | str,
+    kind: Kind,
+    params: dict[str, Any],
+    *,
+    settings: BackendSettings | None = None,
+    owner: str | None = None,
 ) -> JobState:
-    """Start a job of ``kind`` in the background, or return the job already running."""
+    """Start a job of ``kind`` in the background, or return the job already running. The tree
+    edits it makes (growth) are ``owner``'s (an app session's; default: this process's)."""
     spec = job_spec(kind)
     options = spec.parse(params)  # fail fast on bad options, before any thread starts
     with Project.open(project_path) as project:
@@ -110,7 +116,7 @@ def start_job(
     if created:
         thread = threading.Thread(
             target=_run,
-            args=(Path(project_path), _Launch(state.id, spec, options, params, resolved, _factory)),
+            args=(Path(project_path), _Launch(state.id, spec, options, params, resolved, _factory, owner)),
             name=f"treesynth-{kind}-{state.id}",
             daemon=True,
         )
@@ -157,7 +163,7 @@ class _Heartbeat:
 @dataclass(frozen=True)
 class _Launch:
     """What a job's thread runs: the claimed job, its spec and parsed options, the params as given
-    (logged with the run), the resolved backend settings and the LLM factory."""
+    (logged with the run), the resolved backend settings, the LLM factory and the owner of its edits."""
 
     job_id: str
     spec: JobSpec[Any, Any]
@@ -165,11 +171,12 @@ class _Launch:
     params: dict[str, Any]
     settings: BackendSettings
     factory: LLMFactory | None
+    owner: str | None = None
 
 
 def _run(path: Path, launch: _Launch) -> None:
     """The job's thread: run the spec with a heartbeat, then record how it ended."""
-    project = Project.open(path)
+    project = Project.open(path, owner=launch.owner)
     job_id = launch.job_id
     status, error, message = "done", None, ""
     beat = _Heartbeat(project, job_id)

@@ -27,7 +27,7 @@ from ..llm.settings import BackendSettings, merge_settings
 from ..tree.model import Tree, new_tree, validate
 from . import history, runs, schema
 from .db import DB_NAME, FORMAT_VERSION, Database, chunks, marks, set_meta
-from .history import HUMAN, EditRecord
+from .history import HUMAN, EditRecord, UndoState
 from .runs import JobRecord, RunStats
 from .samples import STAGING_PREFIX, TREE_SET, NewSample, Route, Sample, check_dataset_set
 from .schema import dumps, now
@@ -36,18 +36,33 @@ StrPath = str | os.PathLike[str]
 
 
 class Project:
-    """An open project. Get one from :meth:`create` or :meth:`open`; :meth:`close` it (or use ``with``)."""
+    """An open project. Get one from :meth:`create` or :meth:`open`; :meth:`close` it (or use ``with``).
+
+    ``owner`` says whose the edits made through this object are, and whose edits :meth:`undo` and
+    :meth:`redo` act on: an app session sets its own; the default is
+    :func:`~treesynth_core.store.history.default_owner` (``$TREESYNTH_OWNER`` or ``cli:<user>``).
+    """
 
     path: Path
+    owner: str
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, owner: str | None = None) -> None:
         self.path = db.folder
+        self.owner = owner or history.default_owner()
         self._db = db
         self._cached: tuple[int, Tree] | None = None  # (PRAGMA data_version, the tree it saw)
 
     # -- opening and closing ----------------------------------------------------------------------
     @classmethod
-    def create(cls, path: StrPath, *, task: str, style: str = "", settings: BackendSettings | None = None) -> Project:
+    def create(
+        cls,
+        path: StrPath,
+        *,
+        task: str,
+        style: str = "",
+        settings: BackendSettings | None = None,
+        owner: str | None = None,
+    ) -> Project:
         """Create the folder (and its parents) and a project in it whose tree is just the root."""
         folder = Path(path).expanduser()
         tree = new_tree(task, style)  # TreeError on an empty task, before anything touches the disk
@@ -59,7 +74,7 @@ class Project:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ProjectError(f"could not create the project folder {folder}: {exc.strerror}") from exc
-        project = cls(Database.create(folder))
+        project = cls(Database.create(folder), owner=owner)
         try:
             project._initialize(tree, settings or BackendSettings())
         except BaseException:
@@ -68,9 +83,9 @@ class Project:
         return project
 
     @classmethod
-    def open(cls, path: StrPath) -> Project:
+    def open(cls, path: StrPath, *, owner: str | None = None) -> Project:
         """Open a project folder, check its database and bring its schema up to date."""
-        return cls(Database.open(Path(path).expanduser()))
+        return cls(Database.open(Path(path).expanduser()), owner=owner)
 
     def close(self) -> None:
         self._db.close()
@@ -148,15 +163,16 @@ class Project:
     def apply(
         self, kind: str, fn: Callable[[Tree], Tree], *, args: dict[str, Any] | None = None, actor: str = HUMAN
     ) -> Tree:
-        """Apply the pure edit ``fn`` to the current tree and record it as one undoable edit.
+        """Apply the pure edit ``fn`` to the current tree and record it as one undoable edit of
+        :attr:`owner` (``actor`` is the role that made it: ``human`` or ``llm``).
 
         Nothing is recorded if ``fn`` changes nothing, and nothing is written if it raises. A
-        recorded edit empties the redo stack.
+        recorded edit empties the owner's redo stack.
         """
 
         def step(conn: sqlite3.Connection, old: Tree) -> Tree:
             new = fn(old)
-            history.record_edit(conn, old, new, kind=kind, args=args or {}, actor=actor)
+            history.record_edit(conn, old, new, kind=kind, args=args or {}, actor=actor, owner=self.owner)
             return new
 
         result = self._edit(step)
@@ -168,21 +184,33 @@ class Project:
         validate(tree)
         return self.apply(kind, lambda _old: tree, args={"nodes": len(tree.nodes)}, actor=actor)
 
-    def undo(self) -> Tree | None:
-        """Revert the latest edit not yet undone; ``None`` if there is none."""
-        return self._edit(lambda conn, tree: history.replay(conn, tree, undo=True))
+    def undo(self, *, all_owners: bool = False) -> Tree | None:
+        """Revert :attr:`owner`'s latest edit not yet undone (``all_owners``: anyone's); ``None``
+        if there is none. Raises :class:`~treesynth_core.errors.EditConflict`, changing nothing,
+        when a later edit by another owner changed the same nodes (see :mod:`.history`)."""
+        owner = None if all_owners else self.owner
+        return self._edit(lambda conn, tree: history.replay(conn, tree, undo=True, owner=owner))
 
-    def redo(self) -> Tree | None:
-        """Redo the edit undone last, unless a new edit came since; ``None`` if there is none."""
-        return self._edit(lambda conn, tree: history.replay(conn, tree, undo=False))
+    def redo(self, *, all_owners: bool = False) -> Tree | None:
+        """Redo the edit :attr:`owner` undid last, unless it made a new edit since (``all_owners``:
+        the oldest undone edit anyone can redo); ``None`` if there is none. Raises
+        :class:`~treesynth_core.errors.EditConflict` as :meth:`undo` does."""
+        owner = None if all_owners else self.owner
+        return self._edit(lambda conn, tree: history.replay(conn, tree, undo=False, owner=owner))
 
-    def can_undo(self) -> bool:
+    def can_undo(self, *, all_owners: bool = False) -> bool:
+        """Whether :meth:`undo` has an edit to take (it may still refuse it)."""
         with self._db.read() as conn:
-            return history.can_replay(conn, undo=True)
+            return history.can_replay(conn, undo=True, owner=None if all_owners else self.owner)
 
-    def can_redo(self) -> bool:
+    def can_redo(self, *, all_owners: bool = False) -> bool:
         with self._db.read() as conn:
-            return history.can_replay(conn, undo=False)
+            return history.can_replay(conn, undo=False, owner=None if all_owners else self.owner)
+
+    def undo_state(self) -> UndoState:
+        """How many of :attr:`owner`'s edits can be undone and redone, and what others edited since."""
+        with self._db.read() as conn:
+            return history.undo_state(conn, self.owner)
 
     def history(self, limit: int | None = None) -> list[EditRecord]:
         """The edit log, newest first; undone edits are included and flagged."""

@@ -246,6 +246,26 @@ def m012_node_flag(conn: sqlite3.Connection) -> None:
 
 
 @migration
+def m015_edit_owners(conn: sqlite3.Connection) -> None:
+    """Whose each edit is (``owner``: an app session, ``cli:<user>`` or ``$TREESYNTH_OWNER``; edits
+    from before owners are ``legacy``), so undo and redo act on one owner's edits; and which nodes
+    each edit touched (``edit_touches``; ``meta:<key>`` for task, style and root_id), so an undo can
+    find the later edits that changed the same nodes."""
+    conn.execute("ALTER TABLE edits ADD COLUMN owner TEXT NOT NULL DEFAULT 'legacy'")
+    conn.execute("CREATE INDEX edits_owner ON edits (owner, undone, id)")
+    conn.execute("CREATE TABLE edit_touches (edit_id INTEGER NOT NULL, node_id TEXT NOT NULL)")
+    conn.execute("CREATE INDEX edit_touches_node ON edit_touches (node_id, edit_id)")
+    conn.execute(
+        "INSERT INTO edit_touches (edit_id, node_id) "
+        "SELECT e.id, json_extract(c.value, '$.node_id') FROM edits e, json_each(e.changes) c"
+    )
+    conn.execute(
+        "INSERT INTO edit_touches (edit_id, node_id) "
+        "SELECT e.id, 'meta:' || m.key FROM edits e, json_each(e.meta) m WHERE e.meta IS NOT NULL"
+    )
+
+
+@migration
 def m016_call_attempts(conn: sqlite3.Connection) -> None:
     """Each logged call's HTTP attempts: ``attempts`` is how many requests reached the server,
     ``attempt_errors`` (a JSON list) why each failed try failed. Older rows made one try (a cache
