@@ -92,9 +92,7 @@ class ExportResult:
 def live_samples(tree: T.Tree, samples: Sequence[Sample]) -> list[Sample]:
     """``samples`` without those of the tree set whose leaf is pruned, under a pruned node, or gone
     from ``tree``: what an export of ``tree`` includes (other sets are kept whole)."""
-    return [
-        s for s in samples if s.sample_set != TREE_SET or (s.leaf_id in tree.nodes and tree.is_active(s.leaf_id))
-    ]
+    return [s for s in samples if s.sample_set != TREE_SET or (s.leaf_id in tree.nodes and tree.is_active(s.leaf_id))]
 
 
 def dataset_card(tree: T.Tree, samples: Sequence[Sample], *, fmt: str, today: dt.date | None = None) -> str:
