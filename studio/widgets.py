@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -11,8 +12,10 @@ from studio.state import AppState
 from treesynth_core.data.export import escape_markdown
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.jobs import background as jobs
+from treesynth_core.jobs.lease import refusal
 from treesynth_core.llm.settings import BackendSettings
 from treesynth_core.store import Project
+from treesynth_core.store.runs import HOST
 
 PAGE_PROJECT = "app_pages/project.py"
 PAGE_TREE = "app_pages/tree.py"
@@ -84,6 +87,8 @@ def job_progress(
     synthesis), and a Stop button keyed ``{key}.stop``."""
     label = label or ("Growing the tree" if job.kind == "grow" else "Synthesizing samples")
     status = job_status_line(job) if status is None else status
+    if held_elsewhere(job):  # the CLI or another app holds the project's run lease: nothing starts here
+        st.info(md(refusal(job).replace(" (--wait)", "") + "."), icon=":material/lock_clock:")
     with st.container(border=True):
         left, right = st.columns([5, 1], vertical_alignment="center")
         with left:
@@ -94,6 +99,11 @@ def job_progress(
             elif st.button("Stop", key=f"{key}.stop", icon=":material/stop_circle:", width="stretch"):
                 jobs.cancel_job(project, job.id)
                 st.rerun()
+
+
+def held_elsewhere(job: jobs.JobState) -> bool:
+    """Whether a job runs in another process (a ``treesynth`` command, another app)."""
+    return job.pid != os.getpid() or job.host != HOST
 
 
 def job_outcome(job: jobs.JobState | None) -> None:
@@ -118,7 +128,8 @@ def job_outcome(job: jobs.JobState | None) -> None:
 
 
 def start_job(state: AppState, kind: jobs.Kind, params: dict) -> jobs.JobState | None:
-    """Start a background job for the open project (or get the one already running)."""
+    """Start a background job for the open project (or get the one already running); while another run
+    holds the project (the CLI, another app, a job of another kind) say so and start nothing."""
     project = state.project()
     if project is None:
         return None
@@ -134,6 +145,7 @@ def start_job(state: AppState, kind: jobs.Kind, params: dict) -> jobs.JobState |
     except (TreeSynthError, ValueError) as exc:
         state.notify("error", str(exc))
         return None
-    if job.kind != kind:
-        state.notify("warning", f"A {job.kind} job is already running on this project; wait for it or stop it.")
+    if job.kind != kind or held_elsewhere(job):  # another run holds the project's run lease
+        state.notify("warning", refusal(job).replace(" (--wait)", "") + ".")
+        return None
     return job

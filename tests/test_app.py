@@ -7,6 +7,8 @@ a button, waits for it with ``jobs.wait_job`` and reruns the page to see the res
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -667,3 +669,21 @@ def test_the_paper_preset_grows_unattended_to_the_papers_depth(projects):
     assert job.params["max_depth"] == 4 and job.params["auto_approve"] and job.params["max_values"] == 50
     tree = tree_of(folder)
     assert tree.levels() == 4 and all(n.approved for n in tree.nodes.values())
+
+
+def test_a_cli_run_holding_the_project_is_shown_where_jobs_start(projects):
+    folder = projects / "example-gsm8k_math"
+    at = open_example(new_app())
+    with Project.open(folder) as project:  # a `treesynth synth` in another process holds the lease
+        held, _ = project.claim_job("synth", {"per_leaf": 10})
+    conn = sqlite3.connect(folder / "treesynth.db")
+    with conn:
+        conn.execute("UPDATE jobs SET pid = ? WHERE id = ?", (os.getppid(), held.id))
+    conn.close()
+    at.switch_page(SYNTH)
+    run(at)
+    shown = [i.value for i in at.info if "another run is working on this project" in i.value]
+    assert len(shown) == 1 and f"synth, pid {os.getppid()}" in shown[0], texts(at)
+    assert not at.exception and not [b for b in at.button if b.key == "synth.start"]
+    with Project.open(folder) as project:
+        assert [j.id for j in project.jobs()] == [held.id]

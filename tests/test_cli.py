@@ -296,7 +296,7 @@ def test_option_groups_are_declared_once_and_packed_into_one_value():
         return llm_run
 
     names = list(inspect.signature(command).parameters)
-    assert names == ["directory", "max_calls", *BACKEND_OPTIONS, "quiet", "as_json"]
+    assert names == ["directory", "max_calls", *BACKEND_OPTIONS, "quiet", "wait", "as_json"]
     assert command("d") == LlmRunOptions()
     packed = command("d", llm="openai", gguf="m.gguf", concurrency=2, quiet=True)
     assert packed.quiet and packed.max_calls is None

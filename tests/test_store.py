@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.trees import with_leaves
 from treesynth_core.errors import ProjectError, TreeError
 from treesynth_core.llm.base import ChatResult
 from treesynth_core.llm.recording import CallRecord
@@ -453,6 +454,7 @@ def sample(leaf: str, key: str, **kw: Any) -> NewSample:
 
 
 def test_add_samples_is_idempotent(project: Project) -> None:
+    with_leaves(project, ["a", "b"])
     batch = [sample("a", "0:0", response="r", extra={"score": 1}), sample("a", "0:1"), sample("b", "0:0")]
     assert project.add_samples(batch) == 3
     assert project.add_samples(batch) == 0
@@ -471,6 +473,7 @@ def test_add_samples_is_idempotent(project: Project) -> None:
 
 
 def test_samples_by_many_leaves_and_delete(project: Project) -> None:
+    with_leaves(project, [f"leaf{i}" for i in range(1200)])
     project.add_samples(sample(f"leaf{i}", "k") for i in range(1200))
     wanted = [f"leaf{i}" for i in range(0, 1200, 2)]
     found = project.samples(leaf_ids=iter(wanted))
@@ -614,6 +617,7 @@ def test_features_and_blobs_round_trip_and_follow_deleted_samples(tmp_path):
     from treesynth_core.store.samples import NewSample
 
     with Project.create(tmp_path / "f", task="t") as project:
+        with_leaves(project, ["l"])
         project.add_samples([NewSample(leaf_id="l", key=f"0:{i}", instruction=f"s {i}", path=[]) for i in range(3)])
         ids = [s.id for s in project.samples()]
         vectors = {i: np.full(4, i, dtype=np.float32).tobytes() for i in ids}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from treesynth_core.store import Project
 from treesynth_core.tree import model as T
 
@@ -51,3 +53,16 @@ def wide_tree(fanout: int, depth: int) -> T.Tree:
                 nxt.append(node)
         frontier = nxt
     return T.Tree(task="Big task", style="", nodes=nodes, root_id="r")
+
+
+def with_leaves(project: Project, leaf_ids: list[str]) -> T.Tree:
+    """Give ``project`` a tree whose root splits into leaves with exactly these ids (so samples of the
+    tree set can name them: the store keeps no sample of a leaf that is not in the tree)."""
+    tree = project.tree()
+    root = replace(tree.root, split_criterion="c", approved=True)
+    nodes = {root.id: root}
+    for rank, leaf_id in enumerate(leaf_ids):
+        nodes[leaf_id] = T.Node(
+            id=leaf_id, parent_id=root.id, depth=1, criterion="c", value=leaf_id, approved=True, rank=rank
+        )
+    return project.replace_tree(replace(tree, nodes=nodes))

@@ -118,6 +118,15 @@ MaxCallsOpt = Annotated[
     int | None, typer.Option("--max-calls", help="Stop after this many LLM calls (cached replies are free).")
 ]
 
+WaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait",
+        help="When another run is working on this project (one run at a time writes it), wait for it to "
+        "finish instead of refusing.",
+    ),
+]
+
 
 #: The backend options (``--llm`` ... ``--concurrency``): name -> (typer type, default).
 BACKEND_OPTIONS: dict[str, tuple[Any, Any]] = {
@@ -135,6 +144,7 @@ LLM_RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "max_calls": (MaxCallsOpt, None),
     **BACKEND_OPTIONS,
     "quiet": (QuietOpt, False),
+    "wait": (WaitOpt, False),
 }
 
 
@@ -176,16 +186,22 @@ NO_BACKEND_OPTIONS = BackendOptions()
 
 @dataclasses.dataclass(frozen=True)
 class LlmRunOptions:
-    """:data:`LLM_RUN_OPTIONS` as given: ``--max-calls``, the backend options and ``--quiet``."""
+    """:data:`LLM_RUN_OPTIONS` as given: ``--max-calls``, the backend options, ``--quiet`` and ``--wait``."""
 
     max_calls: int | None = None
     backend: BackendOptions = NO_BACKEND_OPTIONS
     quiet: bool = False
+    wait: bool = False
 
     @classmethod
     def of(cls, given: dict[str, Any]) -> LlmRunOptions:
         backend = {k: v for k, v in given.items() if k in BACKEND_OPTIONS}
-        return cls(max_calls=given.get("max_calls"), backend=BackendOptions(**backend), quiet=given.get("quiet", False))
+        return cls(
+            max_calls=given.get("max_calls"),
+            backend=BackendOptions(**backend),
+            quiet=given.get("quiet", False),
+            wait=given.get("wait", False),
+        )
 
 
 NO_LLM_RUN_OPTIONS = LlmRunOptions()
@@ -403,14 +419,24 @@ class CallbackBar:
     """A progress bar driven by ``(done, total, note)`` callbacks; shown on the first report (nothing to
     compute, no bar), or at once (``eager``, with ``total`` if known)."""
 
-    def __init__(self, bar: Any, description: str, *, eager: bool = False, total: int | None = None) -> None:
-        self.bar, self.description = bar, description
+    def __init__(
+        self,
+        bar: Any,
+        description: str,
+        *,
+        eager: bool = False,
+        total: int | None = None,
+        beat: Callable[[int, int, str], None] | None = None,
+    ) -> None:
+        self.bar, self.description, self.beat = bar, description, beat
         self.task: Any = bar.add_task(description, total=total, note="") if eager else None
 
     def __call__(self, done: int, total: int, note: str = "") -> None:
         if self.task is None:
             self.task = self.bar.add_task(self.description, total=None, note="")
         self.bar.update(self.task, completed=done, total=total or None, note=note[:60])
+        if self.beat is not None:  # the run's progress, for the app and other processes to see
+            self.beat(done, total, note)
 
 
 def fmt_value(value: Any, digits: int = 3) -> str:
@@ -438,22 +464,36 @@ def run_job(
 ) -> tuple[Any, RunStats | None]:
     """Run the job ``kind``'s run function (``run(ctx, llm, options, **run_args)``) behind a progress bar
     (none with --quiet or --json; see :class:`CallbackBar`): as one logged LLM run, after saying so when
-    the weak embedded model is in use, or without an LLM where ``settings`` is None (no call stats then: None)."""
+    the weak embedded model is in use, or without an LLM where ``settings`` is None (no call stats then: None).
+    The run holds the project's run lease (:mod:`~treesynth_core.jobs.lease`): it refuses while another run
+    works on the project, or waits for it with ``--wait``."""
     from ..jobs.runs import run_llm_work
     from ..jobs.specs import JobContext, job_spec
 
     run = job_spec(kind).run
 
     concurrency = settings.concurrency if settings else JobContext.concurrency
-    with progress_bar(llm_run.quiet or as_json) as bar:
-        progress = CallbackBar(bar, description, eager=eager, total=total)
+    with lease(project, kind, params, llm_run.wait) as beat, progress_bar(llm_run.quiet or as_json) as bar:
+        progress = CallbackBar(bar, description, eager=eager, total=total, beat=beat.report)
 
         async def work(llm: Any, cancel: threading.Event) -> Any:
             ctx = JobContext(project, featurizer, progress, cancel, concurrency)
             return await run(ctx, llm, options, **run_args)
 
         if settings is None:
-            return asyncio.run(work(None, threading.Event())), None
+            return asyncio.run(work(None, beat.cancel)), None
         if settings.backend == "embedded" and not as_json:
             err.print(EMBEDDED_NOTE, style="yellow", highlight=False)
-        return run_llm_work(project, kind, params, settings, work, max_calls=llm_run.max_calls)
+        return run_llm_work(
+            project, kind, params, settings, work, cancel=beat.cancel, max_calls=llm_run.max_calls, job_id=beat.job_id
+        )
+
+
+def lease(project: Any, kind: str, params: dict[str, Any], wait: bool) -> Any:
+    """The project's run lease for a command (see :func:`run_job`), saying on stderr when it waits."""
+    from ..jobs.lease import refusal, run_lease
+
+    def waiting(holder: Any) -> None:
+        err.print(f"waiting: {refusal(holder).split(';')[0]}", highlight=False, markup=False, soft_wrap=True)
+
+    return run_lease(project, kind, params, wait=wait, on_wait=waiting)

@@ -34,9 +34,11 @@ from .common import (
     PerCallOpt,
     QuietOpt,
     SeedOpt,
+    WaitOpt,
     call_line,
     emit,
     fmt_value,
+    lease,
     llm_json,
     load_embedder,
     no_featurizer,
@@ -105,6 +107,7 @@ def import_cmd(
         bool, typer.Option("--preview", help="Show the columns, first rows and suggested mapping; import nothing.")
     ] = False,
     quiet: QuietOpt = False,
+    wait: WaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Import a dataset as a new sample set, streaming: all rows or none (a bad row, an error or Ctrl-C
@@ -155,13 +158,18 @@ def import_cmd(
         skip_empty=skip_empty,
         limit=limit,
     )
-    with open_project(directory) as project, progress_bar(quiet or as_json) as bar:
+    with (
+        open_project(directory) as project,
+        lease(project, "import", dataclasses.asdict(options), wait) as beat,
+        progress_bar(quiet or as_json) as bar,
+    ):
         task = bar.add_task(f"Importing {path.name}", total=None, note=used)
 
         def progress(done: int, total: int, note: str) -> None:
             bar.update(task, completed=done)
+            beat.report(done, total, note)
 
-        summary = import_dataset(JobContext(project, no_featurizer, progress), options)
+        summary = import_dataset(JobContext(project, no_featurizer, progress, beat.cancel), options)
     skipped = f", {summary.skipped_empty} empty rows skipped" if summary.skipped_empty else ""
     emit(
         as_json,

@@ -101,8 +101,15 @@ def export(
         result = export_samples(project.tree(), samples, fmt, out_path)  # type: ignore[arg-type]
     emit(
         as_json,
-        {"data": str(result.data), "tree": str(result.tree), "card": str(result.card), "rows": result.rows},
-        f"Wrote {result.rows} rows to {result.data}\nTree: {result.tree}\nDataset card: {result.card}",
+        {
+            "data": str(result.data),
+            "tree": str(result.tree),
+            "card": str(result.card),
+            "rows": result.rows,
+            "left_out_pruned": result.left_out,
+        },
+        f"Wrote {result.rows} rows to {result.data}\nTree: {result.tree}\nDataset card: {result.card}"
+        + (f"\nLeft out {result.left_out} samples of pruned leaves." if result.left_out else ""),
     )
 
 

@@ -20,6 +20,7 @@ from .common import (
     DirArg,
     JsonOpt,
     LlmRunOptions,
+    WaitOpt,
     call_line,
     emit,
     err,
@@ -77,6 +78,7 @@ def synth(
     ] = False,
     backend: BackendOptions = NO_BACKEND_OPTIONS,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    wait: WaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Synthesize samples for every approved leaf, conditioned on its root-to-leaf path."""
@@ -136,7 +138,7 @@ def synth(
             "max_tokens": max_tokens,
         }
         todo = sum(1 for leaf in plan.leaves if leaf.need)
-        llm_run = LlmRunOptions(max_calls=max_calls, backend=backend, quiet=quiet)
+        llm_run = LlmRunOptions(max_calls=max_calls, backend=backend, quiet=quiet, wait=wait)
         report, stats = run_job(
             project,
             "synth",
@@ -158,6 +160,7 @@ def synth(
             "failed_calls": report.failed_calls,
             "short_leaves": report.short_leaves,
             "responses_cut_off": report.responses_cut_off,
+            "dropped_pruned": report.dropped_pruned,
             "total_samples": total,
             "llm": llm_json(stats),
         }
@@ -167,6 +170,11 @@ def synth(
             if report.short_leaves
             else ""
         )
+        if report.dropped_pruned:
+            short += (
+                f"\n{report.dropped_pruned} samples were not stored: their leaves were pruned or deleted while "
+                "the run made them."
+            )
         if report.responses_cut_off:
             short += (
                 f"\n{report.responses_cut_off} responses were cut off at the token limit even with a larger "

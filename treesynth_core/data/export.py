@@ -17,12 +17,12 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import TreeSynthError
-from ..store.samples import Sample
+from ..store.samples import TREE_SET, Sample
 from ..tree import model as T
 from ..tree.file import tree_to_json
 
@@ -85,6 +85,14 @@ class ExportResult:
     tree: Path
     card: Path
     rows: int
+    #: Samples of the tree set left out because their leaf is pruned (or gone) in the exported tree.
+    left_out: int = 0
+
+
+def live_samples(tree: T.Tree, samples: Sequence[Sample]) -> list[Sample]:
+    """``samples`` without those of the tree set whose leaf is pruned, under a pruned node, or gone
+    from ``tree``: what an export of ``tree`` includes (other sets are kept whole)."""
+    return [s for s in samples if s.sample_set != TREE_SET or (s.leaf_id in tree.nodes and tree.is_active(s.leaf_id))]
 
 
 def dataset_card(tree: T.Tree, samples: Sequence[Sample], *, fmt: str, today: dt.date | None = None) -> str:
@@ -245,11 +253,20 @@ def export_samples(tree: T.Tree, samples: Sequence[Sample], fmt: Format, out: Pa
     For ``jsonl``/``parquet``, ``out`` is the data file; the tree and card go beside it as
     ``<stem>.tree.json`` and ``<stem>.README.md``. For ``hf``, ``out`` is a folder made with
     ``datasets.Dataset.save_to_disk`` holding ``tree.json`` and ``README.md`` too. The files are
-    written all or nothing (see :func:`_write_all`).
+    written all or nothing (see :func:`_write_all`). Samples of pruned leaves are left out
+    (:func:`live_samples`); the result counts them.
     """
-    if not samples:
+    kept = live_samples(tree, samples)
+    left_out = len(samples) - len(kept)
+    if not kept:
+        if left_out:
+            raise TreeSynthError(f"all {left_out} samples belong to pruned leaves: nothing to export")
         raise TreeSynthError("there are no samples to export yet: run `treesynth synth` first")
-    out = Path(out)
+    result = _export(tree, kept, fmt, Path(out))
+    return replace(result, left_out=left_out)
+
+
+def _export(tree: T.Tree, samples: Sequence[Sample], fmt: Format, out: Path) -> ExportResult:
     rows = to_rows(samples)
     card = dataset_card(tree, samples, fmt=fmt)
     if fmt == "hf":

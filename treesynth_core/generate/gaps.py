@@ -131,6 +131,8 @@ class GapReport:
     space: str
     failed_calls: int = 0
     duplicates: int = 0
+    #: Accepted samples not stored because their leaf was pruned or deleted during the run.
+    dropped_pruned: int = 0
 
 
 # -- clustering -----------------------------------------------------------------------------------
@@ -359,7 +361,9 @@ async def fill_gaps(
         nearest, _ = _assign(Y, centroids)
         in_sparse = [bool(sparse[cluster]) for cluster in nearest]
         kept, kept_rows = _keep_new_in_sparse(candidates, in_sparse, pool, filters, o.near_duplicate, report)
-        report.accepted += project.add_samples(kept)
+        added = project.add_samples(kept)
+        report.accepted += added
+        report.dropped_pruned += getattr(added, "dropped", 0)
         pool += [_candidate(c) for c in kept]
         X = np.concatenate([X, Y[kept_rows]]) if kept_rows else X
         if progress:

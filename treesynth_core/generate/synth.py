@@ -301,6 +301,8 @@ class SynthReport:
     #: Responses still cut off by ``max_tokens`` after the larger-budget retries: their samples are
     #: stored without a response.
     responses_cut_off: int = 0
+    #: Samples made for leaves pruned or deleted while the run went on: not stored (the leaf stops).
+    dropped_pruned: int = 0
 
 
 class Answer(NamedTuple):
@@ -456,6 +458,10 @@ class LeafSynthesizer:
                             answers = list(await asyncio.gather(*(answer(text, key) for key, text, _ in admitted)))
                             report.responses_cut_off += sum(1 for a in answers if a.cut_off)
                         inserted = store.add_samples(self._rows(leaf.leaf_id, admitted, answers, result))
+                        if dropped := getattr(inserted, "dropped", 0):  # the leaf was pruned meanwhile
+                            report.dropped_pruned += dropped
+                            pending = []
+                            break
                         if not inserted:
                             store.skip_keys(leaf.leaf_id, [spent_key(prefix, call_no)], sample_set=sample_set)
                         have += inserted

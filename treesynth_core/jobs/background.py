@@ -3,10 +3,11 @@ persisted in the project store.
 
 A job runs in a daemon thread with its own project connection and event loop. Its progress,
 status and cancel flag live in the store's ``jobs`` table, so any page, browser tab or process
-can poll it, and a browser reload loses nothing. At most one job runs per project: starting one
-while another is live returns the live one. A job whose heartbeat stops (the process died) reads
-as ``interrupted``; starting it again resumes, because growth and synthesis are idempotent (the
-reply cache and the sample keys).
+can poll it, and a browser reload loses nothing. At most one job runs per project, and a job holds
+the project's run lease (:mod:`.lease`) that CLI runs take too: starting one while another is live
+returns the live one. A job whose heartbeat stops (the process died) reads as ``interrupted``;
+starting it again resumes, because growth and synthesis are idempotent (the reply cache and the
+sample keys).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from ..generate.gap_options import SPACES, GapOptions
 from ..llm.base import LLM
 from ..llm.settings import BackendSettings, merge_settings
 from ..store import JobRecord, Project
+from ..store.runs import LEASE_STALE_S, holder_alive
+from .lease import Heartbeat, release
 from .runs import LLMFactory, run_llm_work
 from .specs import FeaturesOptions, JobContext, JobSpec, Kind, job_spec, space_key
 
@@ -34,8 +37,8 @@ COVERAGE_KINDS = ("features", "baseline", "fill-gaps")
 DATA_KINDS = ("import", "route", "balance")
 #: The space of each coverage job when its params name none: gap filling in gradient space, as the paper.
 DEFAULT_SPACE = {"features": FeaturesOptions.space, "fill-gaps": GapOptions.space}
-HEARTBEAT_S = 1.0
-STALE_AFTER_S = 20.0
+#: Seconds without a heartbeat after which a job reads ``interrupted`` (see :mod:`.lease`).
+STALE_AFTER_S = LEASE_STALE_S
 
 _factory: LLMFactory | None = None
 _featurizer_factory: Callable[[str], Any] | None = None
@@ -83,7 +86,7 @@ class JobState(JobRecord):
 
     @property
     def active(self) -> bool:
-        return self.status == "running" and time.time() - self.heartbeat < STALE_AFTER_S
+        return holder_alive(self)
 
     @property
     def fraction(self) -> float | None:
@@ -110,7 +113,7 @@ def start_job(
     spec = job_spec(kind)
     options = spec.parse(params)  # fail fast on bad options, before any thread starts
     with Project.open(project_path) as project:
-        record, created = project.claim_job(kind, params, stale_after_s=STALE_AFTER_S)
+        record, created = project.claim_job(kind, params)
         state = JobState.from_record(record)
         resolved = merge_settings(project.settings(), settings.model_dump() if settings else {})
     if created:
@@ -122,42 +125,6 @@ def start_job(
         )
         thread.start()
     return state
-
-
-class _Heartbeat:
-    """A job's progress and cancel flag, written to the store on every report and once a beat (so
-    ``active`` stays true), reading the store's cancel request back."""
-
-    def __init__(self, project: Project, job_id: str) -> None:
-        self.project, self.job_id = project, job_id
-        self.cancel = threading.Event()
-        self.progress: dict[str, Any] = {"done": 0, "total": None, "message": ""}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True)
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
-            try:
-                self._write()
-            except TreeSynthError:
-                pass  # a busy database only delays the next beat
-
-    def _write(self) -> None:
-        self.project.update_job(self.job_id, **self.progress)
-        if self.project.job(self.job_id).cancel_requested:
-            self.cancel.set()
-
-    def report(self, done: int, total: int, message: str) -> None:
-        self.progress.update(done=done, total=total, message=message)
-        self._write()
 
 
 @dataclass(frozen=True)
@@ -179,7 +146,7 @@ def _run(path: Path, launch: _Launch) -> None:
     project = Project.open(path, owner=launch.owner)
     job_id = launch.job_id
     status, error, message = "done", None, ""
-    beat = _Heartbeat(project, job_id)
+    beat = Heartbeat(project, job_id)
     try:
         with beat:
             message = _execute(project, launch, beat)
@@ -190,15 +157,11 @@ def _run(path: Path, launch: _Launch) -> None:
     except Exception as exc:  # a bug: keep the job record honest rather than silently dead
         status, error = "failed", f"unexpected error: {exc!r}"
     finally:  # the heartbeat has stopped: this is the last write
-        from ..store.schema import now
-
-        project.update_job(
-            job_id, status=status, error=error, message=message or beat.progress["message"], finished=now()
-        )
+        release(project, job_id, status, error, message or beat.progress["message"])
         project.close()
 
 
-def _execute(project: Project, launch: _Launch, beat: _Heartbeat) -> str:
+def _execute(project: Project, launch: _Launch, beat: Heartbeat) -> str:
     """Run the spec (as one logged run when it needs an LLM) and return its summary line."""
     spec, options, params, settings = launch.spec, launch.options, launch.params, launch.settings
     ctx = JobContext(
@@ -228,7 +191,7 @@ def _execute(project: Project, launch: _Launch, beat: _Heartbeat) -> str:
         cancel=beat.cancel,
         max_calls=params.get("max_calls"),
         llm_factory=launch.factory,
-        on_start=lambda run_id: project.update_job(launch.job_id, run_id=run_id),
+        job_id=launch.job_id,
     )
     return spec.summary(report, stats)
 

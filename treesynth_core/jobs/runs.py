@@ -19,7 +19,7 @@ LLMFactory = Callable[[BackendSettings], LLM]
 
 
 class RunStore(CallStore, Protocol):
-    def start_run(self, command: str, params: dict[str, Any] | None = None) -> str: ...
+    def start_run(self, command: str, params: dict[str, Any] | None = None, *, job_id: str | None = None) -> str: ...
 
     def finish_run(self, run_id: str, status: str = "ok", error: str | None = None) -> None: ...
 
@@ -42,14 +42,13 @@ def run_llm_work(
     cancel: threading.Event | None = None,
     max_calls: int | None = None,
     llm_factory: LLMFactory | None = None,
-    on_start: Callable[[str], None] | None = None,
+    job_id: str | None = None,
 ) -> tuple[R, RunStats]:
     """Run ``work(llm, cancel)`` on a fresh event loop with ``CachedLLM(LoggedLLM(backend))``,
-    recorded as one run of ``command``. Returns the work's result and the run's call stats; the
-    run's status says how it ended (ok, failed, cancelled, interrupted)."""
-    run_id = store.start_run(command, params)
-    if on_start:
-        on_start(run_id)
+    recorded as one run of ``command`` under the run lease ``job_id`` holds (see :mod:`.lease`).
+    Returns the work's result and the run's call stats; the run's status says how it ended (ok,
+    failed, cancelled, interrupted; ``killed`` when its process died and the lease went stale)."""
+    run_id = store.start_run(command, params, job_id=job_id)
     cancel = cancel or threading.Event()
     factory = llm_factory or default_factory
 

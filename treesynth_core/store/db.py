@@ -4,7 +4,8 @@
 the app's background threads (``check_same_thread=False``); a re-entrant lock serializes its use.
 Every write is one short transaction committed at once (:meth:`Database.tx`), so a crash or Ctrl-C
 loses nothing already committed, and SQLite failures reach the user as a :class:`ProjectError` that
-says what to do (:meth:`Database.errors`).
+says what to do (:meth:`Database.errors`). A project whose folder or database file this process
+cannot write is opened read-only: reads work, a write says the folder is read-only.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ CHUNK = 500  # ids per `IN (...)` query, well under SQLite's variable limit
 class Database:
     """The connection to ``folder/treesynth.db``, its lock and its transactions."""
 
-    def __init__(self, folder: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, folder: Path, conn: sqlite3.Connection, *, read_only: bool = False) -> None:
         self.folder = folder
         self.file = folder / DB_NAME
         self.conn = conn
+        self.read_only = read_only
         self.lock = threading.RLock()
         self.closed = False
 
@@ -51,8 +53,11 @@ class Database:
 
     @classmethod
     def open(cls, folder: Path) -> Database:
-        """The database of an existing project folder, checked and migrated."""
-        db = cls(folder, connect(existing_db(folder), create=False))
+        """The database of an existing project folder, checked and migrated (read-only when this
+        process cannot write the folder or the file: see :func:`read_only_mode`)."""
+        file = existing_db(folder)
+        mode = read_only_mode(folder, file)
+        db = cls(folder, connect(file, create=False, read_only=mode), read_only=mode is not None)
         try:
             db.check()
         except BaseException:
@@ -77,7 +82,14 @@ class Database:
                     f"{db} is an SQLite database but not a TreeSynth project: move it away, or open the "
                     "folder of a TreeSynth project"
                 )
-            schema.migrate(conn)
+            if not self.read_only:
+                schema.migrate(conn)
+            elif pending := schema.pending(conn):
+                raise ProjectError(
+                    f"the project {self.folder} was made by an older TreeSynth and needs {len(pending)} schema "
+                    "update(s), but its folder is read-only: open it once where it can be written, or copy "
+                    "the folder somewhere writable"
+                )
             if missing := schema.missing_tables(conn):
                 raise ProjectError(damaged(db, f"tables missing: {', '.join(missing)}"))
             keys = {key for (key,) in conn.execute("SELECT key FROM meta")}
@@ -110,6 +122,8 @@ class Database:
         with self.lock, self.errors():
             if self.closed:
                 raise ProjectError(f"the project {self.folder} is closed")
+            if self.read_only and mode != "DEFERRED":
+                raise ProjectError(read_only_error(self.folder))
             conn = self.conn
             conn.execute(f"BEGIN {mode}")
             try:
@@ -141,24 +155,45 @@ def existing_db(folder: Path) -> Path:
     # locks held by SQLite connections already open on it (another app session, a job), and then
     # another process can checkpoint and delete the WAL under them, losing their later writes.
     # SQLite rejects a file that is not a database when it connects (see connect).
-    if not os.access(db, os.R_OK | os.W_OK):
-        raise ProjectError(f"cannot read and write the project database {db}: check its permissions")
+    if not os.access(db, os.R_OK):
+        raise ProjectError(f"cannot read the project database {db}: check its permissions")
     if db.stat().st_size == 0:
         raise ProjectError(damaged(db, "the file is empty"))
     return db
 
 
-def connect(db: Path, *, create: bool) -> sqlite3.Connection:
-    """A connection in autocommit mode (the store runs its own transactions), WAL, FKs on."""
-    uri = f"{db.resolve().as_uri()}?mode={'rwc' if create else 'rw'}"
+def read_only_error(folder: Path) -> str:
+    return (
+        f"the project folder {folder} is read-only: this command changes the project; copy the folder "
+        "somewhere writable, or ask its owner for write access"
+    )
+
+
+def read_only_mode(folder: Path, db: Path) -> str | None:
+    """How to open a project this process cannot write (None: it can): ``immutable=1`` when the folder
+    is read-only too (SQLite could not make its shared-memory file there), unless a write-ahead log
+    holds changes not yet in the file (then ``mode=ro``, which reads it)."""
+    if os.access(db, os.W_OK) and os.access(folder, os.W_OK):
+        return None
+    wal = folder / f"{DB_NAME}-wal"
+    if not os.access(folder, os.W_OK) and not (wal.exists() and wal.stat().st_size > 0):
+        return "ro&immutable=1"
+    return "ro"
+
+
+def connect(db: Path, *, create: bool, read_only: str | None = None) -> sqlite3.Connection:
+    """A connection in autocommit mode (the store runs its own transactions), WAL, FKs on;
+    ``read_only``: a :func:`read_only_mode`."""
+    uri = f"{db.resolve().as_uri()}?mode={'rwc' if create else read_only or 'rw'}"
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
         raise ProjectError(f"cannot open the project database {db}: {exc}") from exc
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        if read_only is None:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError as exc:
         conn.close()

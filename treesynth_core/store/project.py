@@ -29,7 +29,7 @@ from . import history, runs, schema
 from .db import DB_NAME, FORMAT_VERSION, Database, chunks, marks, set_meta
 from .history import HUMAN, EditRecord, UndoState
 from .runs import JobRecord, RunStats
-from .samples import STAGING_PREFIX, TREE_SET, NewSample, Route, Sample, check_dataset_set
+from .samples import STAGING_PREFIX, TREE_SET, NewSample, Route, Sample, SamplesAdded, check_dataset_set
 from .schema import dumps, now
 
 StrPath = str | os.PathLike[str]
@@ -143,10 +143,7 @@ class Project:
     def tree(self) -> Tree:
         """The current tree; cached until some connection commits a change to the database."""
         with self._db.read() as conn:
-            version = history.data_version(conn)
-            if self._cached is None or self._cached[0] != version:
-                self._cached = (version, history.read_tree(conn))
-            return self._cached[1]
+            return self._tree_in(conn)
 
     def _edit(self, step: Callable[[sqlite3.Connection, Tree], Tree | None]) -> Tree | None:
         """Run ``step(conn, current tree)`` in one write transaction; cache the tree it returns."""
@@ -218,17 +215,40 @@ class Project:
             return history.edit_log(conn, limit)
 
     # -- samples ----------------------------------------------------------------------------------
-    def add_samples(self, samples: Iterable[NewSample]) -> int:
+    def add_samples(self, samples: Iterable[NewSample]) -> SamplesAdded:
         """Store samples in one transaction, skipping any (sample_set, leaf_id, key) already
-        stored; return how many were added."""
+        stored; return how many were added.
+
+        Samples of the tree set whose leaf is gone or pruned (a person pruned it while a run was
+        making them) are not stored: the same transaction reads the tree, and the result counts
+        them as ``dropped``.
+        """
         created = now()
-        rows = [schema.sample_row(sample, created) for sample in samples]
-        if not rows:
-            return 0
+        pending = [(sample, schema.sample_row(sample, created)) for sample in samples]
+        if not pending:
+            return SamplesAdded(0)
         columns = schema.SAMPLE_COLUMNS
         sql = f"INSERT OR IGNORE INTO samples ({', '.join(columns)}) VALUES ({marks(len(columns))})"
         with self._db.tx() as conn:
-            return conn.executemany(sql, rows).rowcount
+            live: set[str] | None = None
+            rows: list[tuple[Any, ...]] = []
+            for sample, row in pending:
+                if sample.sample_set == TREE_SET:
+                    if live is None:
+                        tree = self._tree_in(conn)
+                        live = {node_id for node_id in tree.nodes if tree.is_active(node_id)}
+                    if sample.leaf_id not in live:
+                        continue
+                rows.append(row)
+            added = conn.executemany(sql, rows).rowcount if rows else 0
+        return SamplesAdded(added, len(pending) - len(rows))
+
+    def _tree_in(self, conn: sqlite3.Connection) -> Tree:
+        """The tree as the transaction on ``conn`` sees it (the cached one while nothing changed)."""
+        version = history.data_version(conn)
+        if self._cached is None or self._cached[0] != version:
+            self._cached = (version, history.read_tree(conn))
+        return self._cached[1]
 
     def samples(
         self, *, sample_set: str = TREE_SET, leaf_id: str | None = None, leaf_ids: Iterable[str] | None = None
@@ -343,12 +363,8 @@ class Project:
 
     def delete_sample_set(self, sample_set: str) -> int:
         """Delete a whole sample set with its features, routes and deletion marks; one transaction."""
-        ids = "SELECT id FROM samples WHERE sample_set = ?"
         with self._db.tx() as conn:
-            conn.execute(f"DELETE FROM features WHERE sample_id IN ({ids})", (sample_set,))
-            conn.execute(f"DELETE FROM routes WHERE sample_id IN ({ids})", (sample_set,))
-            conn.execute("DELETE FROM deleted_samples WHERE sample_set = ?", (sample_set,))
-            return conn.execute("DELETE FROM samples WHERE sample_set = ?", (sample_set,)).rowcount
+            return _delete_set(conn, sample_set)
 
     # -- routes -----------------------------------------------------------------------------------
     def put_routes(self, routes: Iterable[Route]) -> None:
@@ -401,10 +417,11 @@ class Project:
         with self._db.tx() as conn:
             return runs.log_call(conn, record)
 
-    def start_run(self, command: str, params: dict[str, Any] | None = None) -> str:
-        """Record that a command (grow, synth, ...) started; return the run id."""
+    def start_run(self, command: str, params: dict[str, Any] | None = None, *, job_id: str | None = None) -> str:
+        """Record that a command (grow, synth, ...) started, under the run lease ``job_id`` holds;
+        return the run id."""
         with self._db.tx() as conn:
-            return runs.start_run(conn, command, params)
+            return runs.start_run(conn, command, params, job_id=job_id)
 
     def finish_run(self, run_id: str, status: str = "ok", error: str | None = None) -> None:
         """Record how a run ended: ``ok``, ``failed``, ``cancelled``, ..."""
@@ -419,11 +436,22 @@ class Project:
             return runs.stats(conn, run_id)
 
     # -- background jobs --------------------------------------------------------------------------
-    def claim_job(self, kind: str, params: dict[str, Any], *, stale_after_s: float) -> tuple[JobRecord, bool]:
-        """Start recording a job, unless one is already running: ``(job, created)``, in one
-        transaction (see :func:`.runs.claim_job`)."""
+    def claim_job(
+        self, kind: str, params: dict[str, Any], *, stale_after_s: float | None = None
+    ) -> tuple[JobRecord, bool]:
+        """Take the project's run lease for a job, unless a live job holds it: ``(job, created)``, in
+        one transaction (see :func:`.runs.claim_job`). Taking it also deletes the hidden staging rows
+        an import killed half way left behind (no import can be running then)."""
         with self._db.tx() as conn:
-            return runs.claim_job(conn, kind, params, stale_after_s=stale_after_s)
+            record, created = runs.claim_job(conn, kind, params, stale_after_s=stale_after_s)
+            if created:
+                staged = conn.execute(
+                    "SELECT DISTINCT sample_set FROM samples WHERE substr(sample_set, 1, ?) = ?",
+                    (len(STAGING_PREFIX), STAGING_PREFIX),
+                ).fetchall()
+                for (name,) in staged:
+                    _delete_set(conn, name)
+            return record, created
 
     def update_job(self, job_id: str, **fields: Any) -> None:
         """Set some of: done, total, message, status, error, finished, run_id (and the heartbeat)."""
@@ -476,6 +504,15 @@ class Project:
         with self._db.read() as conn:
             row = conn.execute("SELECT data FROM blobs WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
+
+
+def _delete_set(conn: sqlite3.Connection, sample_set: str) -> int:
+    """Delete a sample set with its features, routes and deletion marks; return how many samples."""
+    ids = "SELECT id FROM samples WHERE sample_set = ?"
+    conn.execute(f"DELETE FROM features WHERE sample_id IN ({ids})", (sample_set,))
+    conn.execute(f"DELETE FROM routes WHERE sample_id IN ({ids})", (sample_set,))
+    conn.execute("DELETE FROM deleted_samples WHERE sample_set = ?", (sample_set,))
+    return int(conn.execute("DELETE FROM samples WHERE sample_set = ?", (sample_set,)).rowcount)
 
 
 def _refuse_taken(conn: sqlite3.Connection, sample_set: str) -> None:

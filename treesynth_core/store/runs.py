@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -65,13 +66,18 @@ def log_call(conn: sqlite3.Connection, record: CallRecord) -> str:
 # -- runs and statistics --------------------------------------------------------------------------
 
 
-def start_run(conn: sqlite3.Connection, command: str, params: dict[str, Any] | None = None) -> str:
-    """Record that a command (grow, synth, ...) started; return the run id."""
+def start_run(
+    conn: sqlite3.Connection, command: str, params: dict[str, Any] | None = None, *, job_id: str | None = None
+) -> str:
+    """Record that a command (grow, synth, ...) started, under the job (the run lease) ``job_id``
+    holds; return the run id."""
     run_id = new_ulid()
     conn.execute(
         "INSERT INTO runs (id, command, params, started) VALUES (?, ?, ?, ?)",
         (run_id, command, dumps(redact_secrets(params or {})), now()),
     )
+    if job_id is not None:
+        conn.execute("UPDATE jobs SET run_id = ? WHERE id = ?", (run_id, job_id))
     return run_id
 
 
@@ -167,7 +173,8 @@ class RunStats(CallCounts):
 
 def stats(conn: sqlite3.Connection, run_id: str | None = None) -> RunStats:
     """LLM call counts, tokens and latency: in total, by command, and for the latest 20 runs (all
-    for ``run_id`` alone if given)."""
+    for ``run_id`` alone if given). A run recorded as ``running`` that no live lease holds (its
+    process was killed) reads ``killed``."""
     params = (run_id,) if run_id else ()
     by_command_sql = (
         f"SELECT COALESCE(r.command, ''), {_COUNTS} FROM llm_calls c LEFT JOIN runs r ON r.id = c.run_id "
@@ -184,16 +191,19 @@ def stats(conn: sqlite3.Connection, run_id: str | None = None) -> RunStats:
     by_command = {row[0]: CallCounts.from_row(row[1:]) for row in conn.execute(by_command_sql, params)}
     by_model = {row[0]: CallCounts.from_row(row[1:]) for row in conn.execute(by_model_sql, params)}
     runs = []
+    held = {job.run_id for job in running_jobs(conn) if holder_alive(job)}
     for row in conn.execute(runs_sql, params):
         counts = CallCounts.from_row(row[6:])
         run, command, started, finished, status, error = row[:6]
+        if status == "running" and run not in held:
+            status = KILLED
         tallies = (counts.calls, counts.cached, counts.failed, counts.requests, counts.failed_requests, counts.retries)
         runs.append(RunRow(run, command, started, finished, status, error, *tallies))
     totals = CallCounts.total(by_command.values())
     return RunStats(**dataclasses.asdict(totals), by_command=by_command, by_model=by_model, runs=runs)
 
 
-# -- background jobs ------------------------------------------------------------------------------
+# -- background jobs and the run lease ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -213,32 +223,85 @@ class JobRecord:
     run_id: str | None
     heartbeat: float = 0.0
     cancel_requested: bool = False
+    pid: int = 0
+    host: str = ""
 
 
 _JOB_NAMES = tuple(f.name for f in dataclasses.fields(JobRecord))
 _JOB_COLUMNS = ", ".join(_JOB_NAMES)
 
 
-def claim_job(
-    conn: sqlite3.Connection, kind: str, params: dict[str, Any], *, stale_after_s: float
-) -> tuple[JobRecord, bool]:
-    """Start recording a job, unless one is already running: ``(job, created)``.
+#: Seconds a run's lease lives without a heartbeat before another run takes it over (its process
+#: died or hangs); the environment variable :data:`LEASE_STALE_ENV` overrides it.
+LEASE_STALE_S = 30.0
+LEASE_STALE_ENV = "TREESYNTH_LEASE_STALE_S"
+#: The status of a run whose lease went stale while it was recorded as running.
+KILLED = "killed"
+HOST = socket.gethostname()
 
-    Running jobs whose heartbeat is older than ``stale_after_s`` (their process died) become
-    ``interrupted`` first; if a live one remains it is returned uncreated.
+
+def lease_stale_s() -> float:
+    """:data:`LEASE_STALE_S`, or the number of seconds ``$TREESYNTH_LEASE_STALE_S`` gives."""
+    try:
+        value = float(os.environ.get(LEASE_STALE_ENV, LEASE_STALE_S))
+    except ValueError:
+        return LEASE_STALE_S
+    return value if value > 0 else LEASE_STALE_S
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def holder_alive(job: JobRecord, stale_after_s: float | None = None, at: float | None = None) -> bool:
+    """Whether a running job still holds the lease: it beat within ``stale_after_s`` (default
+    :func:`lease_stale_s`) and, when it runs on this host, its process exists."""
+    stale = lease_stale_s() if stale_after_s is None else stale_after_s
+    if job.status != "running" or (time.time() if at is None else at) - job.heartbeat >= stale:
+        return False
+    return not (job.host == HOST and job.pid > 0 and not pid_alive(job.pid))
+
+
+def running_jobs(conn: sqlite3.Connection) -> list[JobRecord]:
+    """Jobs recorded as running, newest first (some may be dead: see :func:`holder_alive`)."""
+    sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'running' ORDER BY started DESC, id DESC"
+    return [_job_record(row) for row in conn.execute(sql)]
+
+
+def claim_job(
+    conn: sqlite3.Connection, kind: str, params: dict[str, Any], *, stale_after_s: float | None = None
+) -> tuple[JobRecord, bool]:
+    """Take the project's run lease for a job of ``kind`` unless a live job holds it: ``(job, created)``.
+
+    Running jobs that no longer hold the lease (:func:`holder_alive`: no beat for ``stale_after_s``,
+    or their process is gone) become ``interrupted`` first, and the runs they left ``running``
+    become ``killed``; if a live one remains it is returned uncreated. The new job records this
+    process's pid and host.
     """
     stamp = time.time()
+    running = running_jobs(conn)
+    live = [job for job in running if holder_alive(job, stale_after_s, stamp)]
+    if live:
+        return live[0], False
+    finished = now()
+    conn.execute("UPDATE jobs SET status = 'interrupted', finished = ? WHERE status = 'running'", (finished,))
+    # Every run holds the lease, so with none held no run is still working.
     conn.execute(
-        "UPDATE jobs SET status = 'interrupted', finished = ? WHERE status = 'running' AND heartbeat < ?",
-        (now(), stamp - stale_after_s),
+        "UPDATE runs SET status = ?, finished = ?, error = ? WHERE status = 'running'",
+        (KILLED, finished, "its process stopped without finishing (killed, or the machine went down)"),
     )
-    live = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'running' ORDER BY started DESC").fetchone()
-    if live is not None:
-        return _job_record(live), False
     job_id = new_ulid()
     conn.execute(
-        "INSERT INTO jobs (id, kind, params, status, started, heartbeat) VALUES (?, ?, ?, 'running', ?, ?)",
-        (job_id, kind, dumps(redact_secrets(params)), now(), stamp),
+        "INSERT INTO jobs (id, kind, params, status, started, heartbeat, pid, host) "
+        "VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+        (job_id, kind, dumps(redact_secrets(params)), finished, stamp, os.getpid(), HOST),
     )
     created = job(conn, job_id)
     assert created is not None

@@ -68,6 +68,18 @@ class Sample(NewSample):
     created: str = ""
 
 
+class SamplesAdded(int):
+    """How many samples a store call added, with ``dropped``: the samples of the tree set it did not
+    store because their leaf was pruned or deleted while the run was making them."""
+
+    dropped: int
+
+    def __new__(cls, added: int, dropped: int = 0) -> SamplesAdded:
+        value = super().__new__(cls, added)
+        value.dropped = dropped
+        return value
+
+
 #: The ``leaf_id`` of an imported sample no router has placed yet (or that fits no leaf).
 UNROUTED = ""
 

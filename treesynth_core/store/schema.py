@@ -246,6 +246,16 @@ def m012_node_flag(conn: sqlite3.Connection) -> None:
 
 
 @migration
+def m013_run_lease(conn: sqlite3.Connection) -> None:
+    """Who holds a job: every run that writes samples or the tree (from the app or the CLI) is a job,
+    and the one running job is the project's run lease; ``pid`` and ``host`` name its process, so a
+    lease whose process died on this host is taken over at once."""
+    conn.execute("ALTER TABLE jobs ADD COLUMN pid INTEGER NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE jobs ADD COLUMN host TEXT NOT NULL DEFAULT ''")
+    conn.execute("CREATE INDEX jobs_status ON jobs (status)")
+
+
+@migration
 def m015_edit_owners(conn: sqlite3.Connection) -> None:
     """Whose each edit is (``owner``: an app session, ``cli:<user>`` or ``$TREESYNTH_OWNER``; edits
     from before owners are ``legacy``), so undo and redo act on one owner's edits; and which nodes
