@@ -171,6 +171,21 @@ def test_synth_with_one_leaf_unusable_exits_3_and_a_rerun_retries_that_leaf_only
     assert len(server.chat_requests) - sent == 1  # only the failed leaf's call; the others are full
 
 
+def test_a_baseline_from_unusable_replies_fails_and_is_made_on_the_next_run(tmp_path, server):
+    proj = new_project(tmp_path, server, tree=True)
+    server.switch.fault = FAULTS["malformed"]
+    result = invoke("baseline", proj, "--n", 4, "--per-call", 4, "-q")
+    assert result.exit_code == 1, result.output
+    assert one_error_line(result).startswith("error: 0 of 4 baseline samples made: the model gave no usable samples")
+    sent = len(server.chat_requests)
+    assert stats(proj)["failed"] == sent and stats(proj)["calls"] == 0
+
+    server.switch.fault = None
+    again = invoke("baseline", proj, "--n", 4, "--per-call", 4, "-q", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["total"] == 4 and len(server.chat_requests) - sent == 1
+
+
 # -- grow -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_grow_with_every_reply_unusable_keeps_the_root_growable_and_recovers(tmp_path, server, fault):

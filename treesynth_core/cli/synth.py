@@ -163,6 +163,7 @@ def synth(
             "duplicates_dropped": report.duplicates,
             "failed_calls": report.failed_calls,
             "short_leaves": report.short_leaves,
+            "failed_leaves": report.failed_leaves,
             "responses_cut_off": report.responses_cut_off,
             "total_samples": total,
             "llm": llm_json(stats),

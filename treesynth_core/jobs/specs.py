@@ -327,7 +327,7 @@ def baseline_summary(result: Any, stats: Stats) -> str:
     )
     return (
         f"flat baseline: {result.total} of {result.requested} samples, added {result.added}{short}"
-        f"{cut_note(result)} ({_calls(stats)})"
+        f"{cut_note(result)}{short_note(result)} ({_calls(stats)})"
     )
 
 
