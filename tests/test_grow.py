@@ -118,13 +118,18 @@ def test_malformed_criterion_replies_are_retried(project, bad):
     assert "not valid" in second.messages[-1][1]
 
 
-def test_node_stays_leaf_after_bounded_failures(project):
+def test_failed_expansion_after_bounded_failures_stays_growable_and_the_next_grow_retries(project):
     llm = ScriptedLLM()
     llm.enqueue("criterion", ["garbage"] * 5)
     report = run_grow(project, llm, max_depth=2, pivots=3, criterion_attempts=5)
     tree = project.tree()
-    assert report.leaves == 1 and tree.root.expanded and not tree.children(tree.root_id)
-    assert "kept as a leaf" in tree.root.note and "5 attempts" in tree.root.note
+    assert report.failed == [tree.root_id] and report.leaves == 0 and not tree.children(tree.root_id)
+    assert not tree.root.expanded and tree.root.note.startswith("expansion failed:") and "5 attempts" in tree.root.note
+    assert report.shortfall() is not None and report.shortfall().total
+    assert llm.calls("criterion") == 5
+    again = run_grow(project, llm, max_depth=2, pivots=3, criterion_attempts=5)
+    assert again.failed == [] and project.tree().root.split_criterion
+    assert llm.calls("criterion") == 6  # the garbage replies were not cached: asked again
 
 
 def test_coverage_drops_duplicates_overlaps_vague_and_glued_values_and_flags_lists(project):

@@ -302,6 +302,22 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+#: The exit status of a run that made part of what it was asked for because some replies were
+#: unusable (a run that made none of it exits 1, like any error).
+PARTIAL_EXIT = 3
+
+
+def exit_if_short(report: Any) -> None:
+    """After a run's result is printed: when some of its work got no usable reply (its report's
+    ``shortfall()``), say so in one line on stderr and exit :data:`PARTIAL_EXIT`."""
+    from ..generate.shortfall import shortfall_of
+
+    short = shortfall_of(report)
+    if short is not None:
+        err.print(f"[bold yellow]partly failed:[/] {escape(short.message())}", highlight=False, soft_wrap=True)
+        raise typer.Exit(PARTIAL_EXIT)
+
+
 def print_error(message: str) -> None:
     """An error as one line on stderr, however narrow the terminal (and unwrapped in a pipe)."""
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)

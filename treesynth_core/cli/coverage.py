@@ -30,6 +30,7 @@ from .common import (
     call_line,
     emit,
     err,
+    exit_if_short,
     fmt_value,
     llm_json,
     open_project,
@@ -235,7 +236,11 @@ def baseline_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Synthesize the flat baseline: N samples from the task description alone (no tree), with the same
-    generator, stored as a separate sample set to compare the tree against (treesynth score)."""
+    generator, stored as a separate sample set to compare the tree against (treesynth score).
+
+    Exit status: 0 done, 1 an error or no sample made (every reply unusable), 3 some calls got no
+    usable reply (make the baseline again to retry them).
+    """
     with open_project(directory) as project:
         settings = llm_run.backend.resolve(project)
         target = n if n is not None else sum(project.sample_counts().values())
@@ -255,6 +260,7 @@ def baseline_cmd(
         f"{report.duplicates} duplicates dropped.\n{call_line(stats)}\n"
         f"Compare: treesynth score {directory}",
     )
+    exit_if_short(report)
 
 
 @option_groups

@@ -24,6 +24,7 @@ from .common import (
     call_line,
     emit,
     err,
+    exit_if_short,
     llm_json,
     open_project,
     option_groups,
@@ -81,7 +82,12 @@ def synth(
     wait: WaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Synthesize samples for every approved leaf, conditioned on its root-to-leaf path."""
+    """Synthesize samples for every approved leaf, conditioned on its root-to-leaf path.
+
+    Unusable replies are never cached; rerun to retry the leaves they left short. Exit status:
+    0 done, 1 an error or no sample made (every reply unusable), 3 some leaves left short by
+    unusable replies.
+    """
     from ..generate.synth import SynthOptions, check_budget, plan_synthesis
 
     with open_project(directory) as project:
@@ -159,6 +165,7 @@ def synth(
             "duplicates_dropped": report.duplicates,
             "failed_calls": report.failed_calls,
             "short_leaves": report.short_leaves,
+            "failed_leaves": report.failed_leaves,
             "responses_cut_off": report.responses_cut_off,
             "dropped_pruned": report.dropped_pruned,
             "total_samples": total,
@@ -186,3 +193,4 @@ def synth(
             f"Added {report.added} samples ({report.duplicates} duplicates dropped); "
             f"{total} samples in the project.{short}\n{call_line(stats)}",
         )
+        exit_if_short(report)

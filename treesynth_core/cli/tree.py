@@ -23,6 +23,7 @@ from .common import (
     LlmRunOptions,
     call_line,
     emit,
+    exit_if_short,
     llm_json,
     open_project,
     option_groups,
@@ -95,6 +96,9 @@ def grow(
     With review on (the default) only approved nodes grow, so a person approves or prunes each new
     level before growing again. --auto-approve grows unattended down to --depth; --paper is the
     paper's unattended run.
+
+    A node that got no usable reply stays growable; grow again to retry it. Exit status: 0 done,
+    1 an error or no node expanded (every reply unusable), 3 some nodes failed to expand.
     """
     from ..generate.grow import GrowOptions, paper_options
 
@@ -150,6 +154,7 @@ def grow(
             "expanded": report.expanded,
             "children": report.children,
             "kept_as_leaf": report.leaves,
+            "failed": len(report.failed),
             "sampled": report.sampled,
             "flagged": report.flagged,
             "nodes": len(tree.nodes),
@@ -174,6 +179,7 @@ def grow(
             f"({report.leaves} kept as leaves). Tree: {len(tree.nodes)} nodes, {len(tree.leaves())} leaves.\n"
             f"{call_line(stats)}{hint}",
         )
+        exit_if_short(report)
 
 
 FLAG_MARK = "\u2691"  # ⚑: the node is flagged for a person's review

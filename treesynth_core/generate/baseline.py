@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from ..errors import Cancelled, TreeSynthError
 from ..llm.base import LLM, useful_concurrency
 from ..store.samples import BASELINE_SET
+from .shortfall import Shortfall
 from .synth import PER_CALL, LeafPlan, LeafSynthesizer, SampleStore, SynthOptions, SynthReport
 
 Progress = Callable[[int, int, str], None]
@@ -64,11 +65,29 @@ class BaselineReport:
     total: int = 0
     #: Responses cut off by ``max_tokens`` (not stored; their samples have no response).
     responses_cut_off: int = 0
+    #: Samples the run set out to make (``requested`` less those stored before it).
+    wanted: int = 0
+    #: The last problem of the replies that were unusable, when they left the baseline short.
+    last_problem: str = ""
 
     @property
     def short(self) -> int:
         """How many samples the baseline lacks of ``requested`` (duplicates or unusable replies)."""
         return max(0, self.requested - self.total)
+
+    def shortfall(self) -> Shortfall | None:
+        """What unusable replies cost this run: None unless they left the baseline short."""
+        if not self.last_problem:
+            return None
+        return Shortfall(
+            "baseline samples made",
+            self.added,
+            self.wanted,
+            "calls",
+            self.failed_calls,
+            self.last_problem,
+            "make the baseline again",
+        )
 
 
 def default_extra_calls(n: int, per_call: int) -> int:
@@ -136,6 +155,7 @@ async def synthesize_baseline(
         if cancel is not None and cancel.is_set():
             raise Cancelled("baseline stopped; samples made so far are saved")
 
+    report.wanted = max(0, n - store.sample_counts(sample_set=BASELINE_SET).get(root, 0))
     root_leaf = LeafPlan(root, [], 0, n, 0, target=n)
     try:
         gate = asyncio.Semaphore(useful_concurrency(llm, concurrency))
@@ -143,5 +163,6 @@ async def synthesize_baseline(
     finally:
         report.calls, report.duplicates, report.failed_calls = calls, synth_report.duplicates, synth_report.failed_calls
         report.responses_cut_off = synth_report.responses_cut_off
+        report.last_problem = synth_report.last_problem if synth_report.failed_leaves else ""
     report.total = store.sample_counts(sample_set=BASELINE_SET).get(root, 0)
     return report

@@ -47,7 +47,7 @@ from ..coverage.diversity import subsample_indices, vendi_score
 from ..errors import Cancelled, ParseError, TreeSynthError
 from ..llm.base import LLM, ChatRequest, ChatResult, useful_concurrency
 from ..prompts import templates as P
-from ..prompts.replies import SamplesReply, ask_json, is_placeholder
+from ..prompts.replies import SamplesReply, ask_json, cut_off_problem, is_cut_off, is_placeholder
 from ..prompts.templates import EXAMPLE_CHARS, gap_prompt
 from ..seeding import stable_seed
 from ..store.samples import TREE_SET, NewSample, Sample
@@ -527,7 +527,8 @@ async def _with_responses(
     gate: asyncio.Semaphore,
     stop: Callable[[], None],
 ) -> list[NewSample]:
-    """The candidates with a response each (one call per candidate, as leaf synthesis does)."""
+    """The candidates with a response each (one call per candidate, as leaf synthesis does); a
+    response cut off at the token limit is none (and, as in leaf synthesis, never cached)."""
 
     async def one(candidate: NewSample) -> NewSample:
         async with gate:
@@ -539,10 +540,12 @@ async def _with_responses(
                 max_tokens=512,
                 seed=stable_seed(seed, "gaps-response", candidate.leaf_id, candidate.key, candidate.instruction),
                 meta={"purpose": "response", "node_id": candidate.leaf_id},
+                validate=cut_off_problem,
             )
             result = await llm.complete(request)
         fields = {f: getattr(candidate, f) for f in NewSample.__dataclass_fields__}
-        return NewSample(**{**fields, "response": result.text.strip(), "response_call_id": result.call_id})
+        response = None if is_cut_off(result) else result.text.strip()
+        return NewSample(**{**fields, "response": response, "response_call_id": result.call_id})
 
     return await _all([one(c) for c in candidates])
 

@@ -23,7 +23,10 @@ coverage keeps asking (within the cap) until it holds more than ``max_values`` v
 paper's loop does; the pool keeps at most ``pool_cap``. Each prompt along that path draws one value
 at random (seeded). A complete list of up to ``max_values`` values never collapses.
 
-A node whose criterion step fails every attempt stays a leaf, with the reason in its note. With
+A node whose pivots or criterion get no usable reply (every attempt failed to parse or validate) is
+no leaf: its expansion *failed*; its note says why and it stays growable, so the next ``grow``
+retries it (the unusable replies were not cached, so it asks again). A node kept as a leaf for a
+reason (too few dataset samples in its subspace, a criterion already used above) is settled. With
 review on (the default) only approved nodes grow and new children arrive as *proposed*;
 ``auto_approve`` reproduces the paper's unattended run.
 """
@@ -33,7 +36,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from ..errors import Cancelled, ParseError
@@ -52,6 +55,7 @@ from ..prompts.replies import (
 )
 from ..seeding import stable_seed
 from ..tree import model as T
+from .shortfall import Shortfall
 
 Progress = Callable[[int, int, str], None]
 
@@ -136,6 +140,29 @@ class GrowReport:
     levels: int = 0
     #: Children kept but flagged for a person's review (values that may combine two).
     flagged: int = 0
+    #: Why the last failed expansion failed (see ``failed``: those nodes stay growable).
+    last_problem: str = ""
+
+    def shortfall(self) -> Shortfall | None:
+        """The expansions that failed for want of a usable reply (None when none did)."""
+        if not self.failed:
+            return None
+        done = self.expanded - len(self.failed)
+        return Shortfall(
+            "nodes expanded", done, self.expanded, "nodes", len(self.failed), self.last_problem, "run grow again"
+        )
+
+
+#: How the note of a node whose expansion failed begins (the node stays growable).
+FAILED_NOTE = "expansion failed: "
+#: How such a node's note began before failed expansions stayed growable (it was marked expanded).
+_LEGACY_FAILED_NOTE = "kept as a leaf: the model gave no usable "
+
+
+def expansion_failed(node: T.Node) -> bool:
+    """True for a node whose last expansion failed for want of a usable reply: it is no settled
+    leaf and grows again (also one a project marked as a leaf before failures stayed growable)."""
+    return node.note.startswith(FAILED_NOTE) or (node.expanded and node.note.startswith(_LEGACY_FAILED_NOTE))
 
 
 def render_path(path: Sequence[T.PathStep], rng: random.Random) -> list[tuple[str, str]]:
@@ -144,8 +171,9 @@ def render_path(path: Sequence[T.PathStep], rng: random.Random) -> list[tuple[st
 
 
 def growable(tree: T.Tree, options: GrowOptions) -> list[T.Node]:
-    """The nodes to expand now: active, unexpanded, unlocked, childless, shallower than the cap,
-    approved (unless auto-approving), and inside ``options.only`` subtrees when given."""
+    """The nodes to expand now: active, unexpanded (or whose expansion failed), unlocked, childless,
+    shallower than the cap, approved (unless auto-approving), and inside ``options.only`` subtrees
+    when given."""
     scope: set[str] | None = None
     if options.only:
         scope = {n.id for node_id in options.only for n in tree.subtree(node_id)}
@@ -153,7 +181,7 @@ def growable(tree: T.Tree, options: GrowOptions) -> list[T.Node]:
     for node in tree.nodes.values():
         if scope is not None and node.id not in scope:
             continue
-        if node.expanded or node.locked or node.depth >= options.max_depth:
+        if (node.expanded and not expansion_failed(node)) or node.locked or node.depth >= options.max_depth:
             continue
         if tree.children(node.id) or not tree.is_active(node.id):
             continue
@@ -176,6 +204,17 @@ class Split:
     call_id: str | None = None
     #: (value, reason) for each value kept but flagged for a person's review.
     flags: tuple[tuple[str, str], ...] = ()
+    #: Why the expansion failed (no usable reply), or "": the node then stays growable.
+    problem: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.problem)
+
+    @staticmethod
+    def failure(error: ParseError, pivots: Sequence[str] = ()) -> Split:
+        note = f"{FAILED_NOTE}{error}; grow again to retry"
+        return Split(pivots=tuple(pivots), criterion=None, note=note, problem=str(error) or "no usable reply")
 
 
 class PivotSource(Protocol):
@@ -230,12 +269,12 @@ class Grower:
             try:
                 pivots = await self._pivots(node, path, key)
             except ParseError as exc:
-                return Split(pivots=(), criterion=None, note=f"kept as a leaf: {exc}")
+                return Split.failure(exc)
         excluded = [s.criterion for s in path_steps]
         try:
             criterion, assigned, call_id = await self._criterion(node, path, pivots, excluded, key)
         except ParseError as exc:
-            return Split(pivots=tuple(pivots), criterion=None, note=f"kept as a leaf: {exc}")
+            return Split.failure(exc, pivots)
         values, flags, dropped = _distinct(assigned)
         cover = await self._coverage(node, path, criterion, values, key)
         notes = dropped + cover.dropped
@@ -399,6 +438,8 @@ def commit_split(store: TreeStore, node: T.Node, split: Split, llm: LLM, auto_ap
     def edit(current: T.Tree) -> T.Tree:
         if node.id not in current.nodes or current.children(node.id):
             return current  # removed or split by someone else meanwhile: leave it alone
+        if split.failed:  # not a leaf: it stays growable, its note says why
+            return T.with_nodes(current, [replace(current.node(node.id), expanded=False, note=split.note)])
         if split.criterion is None:
             return T.mark_leaf(current, node.id, pivots=split.pivots, note=split.note)
         siblings_ok = _fits(current, node.id, split.criterion)
@@ -447,9 +488,10 @@ async def grow(
     ``pivot_source`` (a tree for data that has none), pivots come from the data, not the LLM."""
     report = GrowReport()
     done = 0
+    failed: set[str] = set()  # expansions that failed in this run are retried by the next run only
     while True:
         tree = store.tree()
-        frontier = growable(tree, options)
+        frontier = [n for n in growable(tree, options) if n.id not in failed]
         if not frontier:
             break
         depth = frontier[0].depth
@@ -468,9 +510,12 @@ async def grow(
                 commit_split(store, node, split, llm, options.auto_approve)
                 done += 1
                 report.expanded += 1
-                if split.criterion is None:
-                    report.leaves += 1
+                if split.failed:
+                    failed.add(node.id)
                     report.failed.append(node.id)
+                    report.last_problem = split.problem
+                elif split.criterion is None:
+                    report.leaves += 1
                 else:
                     report.children += len(split.values) or 1
                     report.flagged += len(split.flags)

@@ -45,6 +45,7 @@ from ..prompts.replies import (
     MAX_TOKENS_CAP,
     SamplesReply,
     ask_json,
+    cut_off_problem,
     is_cut_off,
     is_placeholder,
     retry_budget,
@@ -54,6 +55,7 @@ from ..store.samples import TREE_SET, NewSample, Sample
 from ..tree import model as T
 from .duplicates import DuplicateFilter
 from .grow import render_path
+from .shortfall import Shortfall
 
 Progress = Callable[[int, int, str], None]
 
@@ -160,8 +162,9 @@ CALLS_PER_RESPONSE = 1 + BUDGET_RETRIES
 
 
 def spent_key(prefix: str, call_no: int) -> str:
-    """The key that marks call ``call_no`` as answered though it kept no sample (all duplicates, or
-    no usable reply): a rerun does not ask it again, as it would not with its samples stored."""
+    """The key that marks call ``call_no`` as answered though it kept no sample (all duplicates): a
+    rerun does not ask it again, as it would not with its samples stored. A call that got no usable
+    reply is not marked: its replies were not cached, and a rerun asks it again."""
     return f"{prefix}{call_no}:-"
 
 
@@ -303,6 +306,20 @@ class SynthReport:
     responses_cut_off: int = 0
     #: Samples made for leaves pruned or deleted while the run went on: not stored (the leaf stops).
     dropped_pruned: int = 0
+    #: Samples the run set out to make (the plan's shortfall over its leaves).
+    wanted: int = 0
+    #: Leaves left short with calls that got no usable reply, and the last problem of those replies.
+    failed_leaves: list[str] = field(default_factory=list)
+    last_problem: str = ""
+
+    def shortfall(self) -> Shortfall | None:
+        """What the unusable replies cost this run (None when every call got a usable reply, or
+        the leaves they hit were filled anyway)."""
+        if not self.failed_leaves:
+            return None
+        return Shortfall(
+            "samples made", self.added, self.wanted, "leaves", len(self.failed_leaves), self.last_problem, "rerun"
+        )
 
 
 class Answer(NamedTuple):
@@ -369,6 +386,7 @@ class LeafSynthesizer:
             max_tokens=budget,
             seed=stable_seed(self.options.seed, "response", leaf_id, key, instruction),
             meta={"purpose": "response", "node_id": leaf_id},
+            validate=cut_off_problem,
         )
         result = await self.llm.complete(request)
         retries = BUDGET_RETRIES
@@ -418,6 +436,8 @@ class LeafSynthesizer:
         budget = call_budget(self.tree, leaf.leaf_id, self.options)
         sampled = sampled_steps(leaf.path) > 0
 
+        failed = 0
+
         async def generate(call_no: int, held: list[str]) -> tuple[SamplesReply, ChatResult, list[list[dict]]] | None:
             request, paths = self.generation_request(leaf.leaf_id, leaf.path, call_no, held=held, budget=budget)
             async with gate or contextlib.nullcontext():
@@ -430,7 +450,8 @@ class LeafSynthesizer:
                         what="samples",
                         max_tokens_cap=max(budget, self.options.max_tokens),
                     )
-                except ParseError:
+                except ParseError as exc:
+                    report.last_problem = str(exc)
                     return None
             return reply, result, paths
 
@@ -446,9 +467,9 @@ class LeafSynthesizer:
             try:
                 for call_no, task in zip(wave, tasks, strict=True):  # replies taken in call order
                     outcome = await task
-                    if outcome is None:
+                    if outcome is None:  # not marked spent: a rerun asks it again
                         report.failed_calls += 1
-                        store.skip_keys(leaf.leaf_id, [spent_key(prefix, call_no)], sample_set=sample_set)
+                        failed += 1
                     else:
                         reply, result, paths = outcome
                         room = target - have
@@ -474,6 +495,8 @@ class LeafSynthesizer:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+        if failed and have < target:
+            report.failed_leaves.append(leaf.leaf_id)
         return added
 
     def _rows(
@@ -539,7 +562,7 @@ async def synthesize(
     tree = store.tree()
     plan = plan or plan_synthesis(tree, store.sample_counts(sample_set=options.sample_set), options, model=llm.model)
     todo = [leaf for leaf in plan.leaves if leaf.need > 0]
-    report = SynthReport(leaves=len(todo))
+    report = SynthReport(leaves=len(todo), wanted=sum(leaf.need for leaf in todo))
     synthesizer = LeafSynthesizer(llm, tree, options)
     gate = asyncio.Semaphore(useful_concurrency(llm, concurrency))
     done = 0

@@ -8,7 +8,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
-from ..errors import Cancelled, TreeSynthError
+from ..errors import Cancelled, ParseError, TreeSynthError
+from ..generate.shortfall import shortfall_of
 from ..llm.base import LLM
 from ..llm.recording import CallStore, recording
 from ..llm.settings import BackendSettings
@@ -47,7 +48,11 @@ def run_llm_work(
     """Run ``work(llm, cancel)`` on a fresh event loop with ``CachedLLM(LoggedLLM(backend))``,
     recorded as one run of ``command`` under the run lease ``job_id`` holds (see :mod:`.lease`).
     Returns the work's result and the run's call stats; the run's status says how it ended (ok,
-    failed, cancelled, interrupted; ``killed`` when its process died and the lease went stale)."""
+    partial, failed, cancelled, interrupted; ``killed`` when its process died and the lease went
+    stale). A run that made nothing it was asked for because every reply was unusable (its report's
+    ``shortfall()``, see :mod:`~treesynth_core.generate.shortfall`) failed: it raises
+    :class:`ParseError` saying why; one that made part of it is ``partial``, with the shortfall as its
+    error."""
     run_id = store.start_run(command, params, job_id=job_id)
     cancel = cancel or threading.Event()
     factory = llm_factory or default_factory
@@ -73,5 +78,9 @@ def run_llm_work(
     except BaseException as exc:
         store.finish_run(run_id, "failed", repr(exc))
         raise
-    store.finish_run(run_id, "ok")
+    short = shortfall_of(result)
+    if short is not None and short.total:
+        store.finish_run(run_id, "failed", short.message())
+        raise ParseError(short.message())
+    store.finish_run(run_id, "ok" if short is None else "partial", None if short is None else short.message())
     return result, store.stats(run_id)

@@ -289,8 +289,16 @@ def cut_note(result: Any) -> str:
     )
 
 
+def short_note(result: Any) -> str:
+    """The note on work that got no usable reply (it stays to do: run again to retry it), or ""."""
+    from ..generate.shortfall import shortfall_of
+
+    short = shortfall_of(result)
+    return f"; partly failed: {short.message()}" if short else ""
+
+
 def grow_summary(result: Any, stats: Stats) -> str:
-    return f"expanded {result.expanded} nodes into {result.children} children ({_calls(stats)})"
+    return f"expanded {result.expanded} nodes into {result.children} children{short_note(result)} ({_calls(stats)})"
 
 
 def synth_summary(result: Any, stats: Stats) -> str:
@@ -301,7 +309,8 @@ def synth_summary(result: Any, stats: Stats) -> str:
         else ""
     )
     return (
-        f"added {result.added} samples, {result.duplicates} duplicates dropped{short}{cut_note(result)} "
+        f"added {result.added} samples, {result.duplicates} duplicates dropped{short}{cut_note(result)}"
+        f"{short_note(result)} "
         f"({_calls(stats)})"
     )
 
@@ -318,7 +327,7 @@ def baseline_summary(result: Any, stats: Stats) -> str:
     )
     return (
         f"flat baseline: {result.total} of {result.requested} samples, added {result.added}{short}"
-        f"{cut_note(result)} ({_calls(stats)})"
+        f"{cut_note(result)}{short_note(result)} ({_calls(stats)})"
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -27,6 +27,9 @@ class ChatRequest:
 
     ``schema`` is a JSON schema the reply must follow (structured output where the backend supports
     it). ``meta`` is for logs only (purpose, node id, ...) and never part of the cache key.
+    ``validate`` says what is wrong with a reply (None: usable); the recording wrappers log a reply
+    it rejects as failed and never cache or serve it (see :func:`reply_problem`). It is neither part
+    of the cache key nor of the log.
     """
 
     messages: tuple[tuple[str, str], ...]
@@ -37,6 +40,7 @@ class ChatRequest:
     schema: Mapping[str, Any] | None = None
     schema_name: str = "reply"
     meta: Mapping[str, str] = field(default_factory=dict)
+    validate: Callable[[ChatResult], str | None] | None = field(default=None, compare=False, repr=False)
 
     @staticmethod
     def chat(system: str | None, user: str, **kwargs: Any) -> ChatRequest:
@@ -62,6 +66,19 @@ class ChatResult:
     cached: bool = False
     call_id: str | None = None
     finish_reason: str | None = None
+    #: What the request's ``validate`` found wrong with this reply (None: usable, or not checked).
+    invalid: str | None = None
+
+
+def reply_problem(request: ChatRequest, result: ChatResult) -> str | None:
+    """What ``request.validate`` finds wrong with ``result``, or None when it is usable (or the
+    request has no validator). A validator that raises ``ValueError`` rejects the reply too."""
+    if request.validate is None:
+        return None
+    try:
+        return request.validate(result)
+    except ValueError as exc:
+        return str(exc) or "the reply failed validation"
 
 
 @dataclass

@@ -3,6 +3,11 @@
 Growth and synthesis only ever see the :class:`~treesynth_core.llm.base.LLM` protocol; these
 wrappers put each request/reply (or error) into the project's call log and serve repeated requests
 from the project's cache, so rerunning a build costs zero calls.
+
+A reply its request's ``validate`` rejects (it does not parse, fails the caller's check, or was cut
+off at the token limit) is logged as a failed call, with its text and the problem, and never cached:
+a rerun asks again. A cached reply that the validator rejects (a project cached it before replies
+were checked) is evicted and asked again.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from ..errors import BudgetError, EndpointError, TreeSynthError
-from .base import CURRENT_ATTEMPTS, LLM, Attempts, ChatRequest, ChatResult, cache_key
+from .base import CURRENT_ATTEMPTS, LLM, Attempts, ChatRequest, ChatResult, cache_key, reply_problem
+
+#: How the call log's ``error`` marks a reply that arrived but was unusable.
+INVALID_REPLY = "invalid reply: "
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,8 @@ class CallStore(Protocol):
 
     def cache_put(self, key: str, result: ChatResult) -> None: ...
 
+    def cache_evict(self, key: str) -> None: ...
+
     def log_call(self, record: CallRecord) -> str: ...
 
 
@@ -54,6 +64,7 @@ def request_dict(request: ChatRequest) -> dict:
     data = asdict(request)
     data["messages"] = request.message_dicts()
     data["meta"] = dict(request.meta)
+    data.pop("validate", None)
     return data
 
 
@@ -74,7 +85,9 @@ class CallBudget:
 
 
 class LoggedLLM:
-    """Logs every call that reaches the backend, successful or not.
+    """Logs every call that reaches the backend, successful or not; a reply the request's
+    ``validate`` rejects is logged as failed (``error`` = :data:`INVALID_REPLY` + the problem) and
+    returned with ``invalid`` set.
 
     Once a server backend (one that counts its requests) has given up on a call (it raised a
     :class:`TreeSynthError`: the endpoint kept failing, refused the key, ...), the run is over (the
@@ -128,6 +141,7 @@ class LoggedLLM:
             raise
         finally:
             CURRENT_ATTEMPTS.reset(token)
+        problem = reply_problem(request, result)
         call_id = self.store.log_call(
             self._record(
                 request,
@@ -137,9 +151,10 @@ class LoggedLLM:
                 completion_tokens=result.completion_tokens,
                 latency_s=result.latency_s or (time.perf_counter() - started),
                 **self._attempt_counts(attempts),
+                error=None if problem is None else INVALID_REPLY + problem,
             )
         )
-        return replace(result, call_id=call_id)
+        return replace(result, call_id=call_id, invalid=problem)
 
     def _attempt_counts(self, attempts: Attempts, failure: str | None = None) -> dict[str, object]:
         """The ``attempts`` (requests that reached the server) and ``attempt_errors`` (why each failed
@@ -157,7 +172,9 @@ class LoggedLLM:
 
 
 class CachedLLM:
-    """Serves a request seen before from the store; otherwise asks ``inner`` and caches the reply."""
+    """Serves a request seen before from the store; otherwise asks ``inner`` and caches the reply,
+    unless the request's ``validate`` rejected it. A cached reply the validator rejects is evicted
+    and asked again."""
 
     def __init__(self, inner: LoggedLLM) -> None:
         self.inner = inner
@@ -169,6 +186,9 @@ class CachedLLM:
     async def complete(self, request: ChatRequest) -> ChatResult:
         key = cache_key(self.backend, self.model, request)
         hit = self.store.cache_get(key)
+        if hit is not None and reply_problem(request, hit) is not None:
+            self.store.cache_evict(key)
+            hit = None
         if hit is not None:
             call_id = self.store.log_call(
                 self.inner._record(
@@ -183,7 +203,8 @@ class CachedLLM:
             )
             return replace(hit, cached=True, call_id=hit.call_id or call_id)
         result = await self.inner.complete(request)
-        self.store.cache_put(key, result)
+        if result.invalid is None:
+            self.store.cache_put(key, result)
         return result
 
     async def aclose(self) -> None:

@@ -169,6 +169,28 @@ def is_loop(text: str) -> bool:
     return len(zlib.compress(data, 9)) < LOOP_RATIO * len(data)
 
 
+def cut_off_problem(result: ChatResult) -> str | None:
+    """The validator of a free-text reply (a response): unusable only when cut off at the token
+    limit. Carried as ``ChatRequest.validate``, so such a reply is logged as failed, never cached."""
+    return "it was cut off at the token limit" if is_cut_off(result) else None
+
+
+def json_validator(
+    model: type[M], check: Callable[[M], str | None] | None = None
+) -> Callable[[ChatResult], str | None]:
+    """The validator of a JSON reply (``ChatRequest.validate``): what is wrong with a reply that is
+    cut off, does not parse into ``model`` (a ``ValueError``, see
+    :func:`~treesynth_core.llm.base.reply_problem`), or fails ``check``; None for a usable one."""
+
+    def validate(result: ChatResult) -> str | None:
+        if is_cut_off(result):
+            return "it was cut off at the token limit"
+        parsed = parse_reply(result.text, model)
+        return check(parsed) if check else None
+
+    return validate
+
+
 def larger_budget(max_tokens: int, cap: int) -> int | None:
     """The budget a cut-off reply is asked again with: twice ``max_tokens``, at most ``cap``; None
     when ``max_tokens`` is at the cap already."""
@@ -200,14 +222,16 @@ async def ask_json(
     never parsed as if whole: it is asked again, same messages and seed, with twice the budget
     (bounded by ``max_tokens_cap``, at most :data:`BUDGET_RETRIES` times per ask, never for a reply
     that loops); one still cut off is a failed attempt. Raises :class:`ParseError` naming the last
-    problem when no attempt gives a usable reply.
+    problem when no attempt gives a usable reply. Every request carries the same parse and check as
+    its ``validate``, so an unusable reply is logged as failed and never cached: a rerun asks again.
     """
     messages: Sequence[tuple[str, str]] = request.messages
     problem = "no attempt made"
     budget, raises = request.max_tokens, BUDGET_RETRIES
+    validate = json_validator(model, check)
     for attempt in range(max(1, attempts)):
         seed = None if request.seed is None else request.seed + attempt
-        current = replace(request, messages=tuple(messages), seed=seed, max_tokens=budget)
+        current = replace(request, messages=tuple(messages), seed=seed, max_tokens=budget, validate=validate)
         result = await llm.complete(current)
         while raises and (bigger := retry_budget(result, budget, max_tokens_cap)) is not None:
             budget, raises = bigger, raises - 1

@@ -412,6 +412,11 @@ class Project:
         with self._db.tx() as conn:
             runs.cache_put(conn, key, result)
 
+    def cache_evict(self, key: str) -> None:
+        """Drop the reply cached under ``key`` (one its request's validator rejects)."""
+        with self._db.tx() as conn:
+            runs.cache_evict(conn, key)
+
     def log_call(self, record: CallRecord) -> str:
         """Append one LLM call to the log, secrets redacted; return its id."""
         with self._db.tx() as conn:

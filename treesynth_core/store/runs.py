@@ -46,6 +46,11 @@ def cache_put(conn: sqlite3.Connection, key: str, result: ChatResult) -> None:
     conn.execute("INSERT OR REPLACE INTO llm_cache (key, result, created) VALUES (?, ?, ?)", (key, dumps(data), now()))
 
 
+def cache_evict(conn: sqlite3.Connection, key: str) -> None:
+    """Drop the reply cached under ``key`` (one its request's validator rejects)."""
+    conn.execute("DELETE FROM llm_cache WHERE key = ?", (key,))
+
+
 def log_call(conn: sqlite3.Connection, record: CallRecord) -> str:
     """Append one LLM call to the log, secrets redacted; return its id."""
     call_id = new_ulid()

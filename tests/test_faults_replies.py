@@ -1,0 +1,248 @@
+"""Fault injection, the reply side (issue 12, items 2 and 3): a fake OpenAI-compatible server sends
+malformed JSON, replies that fail validation and replies cut off at the token limit, to ``treesynth
+grow`` and ``treesynth synth`` run in-process. Unusable replies are logged as failed and never cached;
+a run that made nothing exits 1 with one line, a partly failed one exits 3; once the server is
+healthy, a rerun retries exactly the failed work."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Callable
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.fakes import ScriptedLLM
+from tests.helpers_http import FakeOpenAIServer, RecordedRequest, Reply, openai_flags, purpose_of
+from treesynth_core.cli import common
+from treesynth_core.cli.app import app
+from treesynth_core.errors import ParseError
+from treesynth_core.llm.base import ChatRequest, ChatResult, cache_key
+from treesynth_core.llm.recording import recording
+from treesynth_core.prompts.replies import SamplesReply, ask_json
+from treesynth_core.store import Project
+from treesynth_core.tree import model as T
+
+runner = CliRunner()
+VALUES = ["addition", "subtraction", "multiplication"]
+TREE = {
+    "format": "treesynth-tree",
+    "version": 1,
+    "task": "Grade-school math word problems",
+    "style": "one short word problem",
+    "root": {"criterion": "Operation", "children": [{"value": v} for v in VALUES]},
+}
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in ("TREESYNTH_BASE_URL", "TREESYNTH_API_KEY_ENV", "TREESYNTH_LLM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TREESYNTH_MAX_RETRIES", "0")
+    monkeypatch.setitem(common.STATE, "announced", set())
+
+
+def words(seed: str, n: int = 6) -> str:
+    """A sample no other sample is a near duplicate of: words drawn from a hash of ``seed``."""
+    digest = hashlib.sha256(seed.encode()).hexdigest()
+    return "Question: " + " ".join("w" + digest[i * 6 : i * 6 + 6] for i in range(n)) + "?"
+
+
+def healthy(request: RecordedRequest) -> Reply:
+    """Usable replies for growth (pivots, criterion, coverage) and synthesis (samples)."""
+    purpose, n = purpose_of(request), len(request.body["messages"][-1]["content"])
+    stamp = f"{n}:{request.body.get('seed')}:{request.last_user_message()}"
+    if purpose == "criterion":
+        pivots = request.last_user_message().count("\n- ") or 3
+        values = [VALUES[i % 3] for i in range(max(pivots, 3))]
+        return Reply.ok(json.dumps({"criterion": "Operation", "values": values}))
+    if purpose == "coverage":
+        return Reply.ok(json.dumps({"new_values": [], "complete": True}))
+    return Reply.ok(json.dumps({"samples": [words(f"{stamp}:{i}") for i in range(10)]}))
+
+
+#: Unusable replies: not JSON, JSON that fails validation, and JSON cut off at the token limit.
+FAULTS: dict[str, Callable[[RecordedRequest], Reply]] = {
+    "malformed": lambda request: Reply.ok("Sure! Here are your samples: {samples: [oops"),
+    "invalid": lambda request: Reply.ok(json.dumps({"items": ["x"], "criterion": "", "values": ["other"]})),
+    "truncated": lambda request: Reply.ok('{"samples": ["A farmer has', finish_reason="length"),
+}
+
+
+class Switch:
+    """A ``respond`` callback: ``fault`` answers the requests ``hit`` picks, the rest are healthy."""
+
+    def __init__(self) -> None:
+        self.fault: Callable[[RecordedRequest], Reply] | None = None
+        self.hit: Callable[[RecordedRequest], bool] = lambda request: True
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        if self.fault is not None and self.hit(request):
+            return self.fault(request)
+        return healthy(request)
+
+
+@pytest.fixture
+def server():
+    switch = Switch()
+    with FakeOpenAIServer(respond=switch) as fake:
+        fake.switch = switch  # type: ignore[attr-defined]
+        yield fake
+
+
+def new_project(tmp_path, server, tree: bool) -> object:
+    proj = tmp_path / "p"
+    extra: list[object] = []
+    if tree:
+        path = tmp_path / "tree.json"
+        path.write_text(json.dumps(TREE))
+        extra = ["--from-tree", path]
+    assert invoke("new", proj, "--task", TREE["task"], *extra, *openai_flags(server.base_url, "m")).exit_code == 0
+    return proj
+
+
+def stats(proj) -> dict:
+    result = invoke("stats", proj, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def one_error_line(result) -> str:
+    """The one line that says why the run failed: the last on stderr, and the only one of its kind."""
+    lines = result.stderr.strip().splitlines()
+    assert sum(1 for line in lines if line.startswith(("error:", "partly failed:"))) == 1, result.stderr
+    return lines[-1]
+
+
+def sample_rows(proj) -> list[tuple[str, str]]:
+    with Project.open(proj) as project:
+        return [(s.leaf_id, s.instruction) for s in project.samples()]
+
+
+# -- synth ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_synth_with_every_reply_unusable_fails_and_caches_nothing_then_resumes(tmp_path, server, fault):
+    proj = new_project(tmp_path, server, tree=True)
+    server.switch.fault = FAULTS[fault]
+    result = invoke("synth", proj, "--per-leaf", 4, "--per-call", 4, "-q")
+    assert result.exit_code == 1, result.output
+    line = one_error_line(result)
+    assert line.startswith("error: 0 of 12 samples made: the model gave no usable samples"), line
+    assert "nothing unusable was cached, rerun when the endpoint is fixed" in line
+    assert sample_rows(proj) == []
+    sent = len(server.chat_requests)
+    counted = stats(proj)
+    assert sent >= 3 and counted["failed"] == sent and counted["calls"] == 0 and counted["cached"] == 0
+    assert counted["runs"][0]["status"] == "failed"
+
+    server.switch.fault = None  # the endpoint is fixed: every call is asked again, nothing from the cache
+    again = invoke("synth", proj, "--per-leaf", 4, "--per-call", 4, "-q")
+    assert again.exit_code == 0, again.output
+    rows = sample_rows(proj)
+    assert len(rows) == 12 and len(set(rows)) == 12
+    assert len(server.chat_requests) - sent == 3  # one paid call per leaf
+    assert stats(proj)["runs"][0] | {"calls": 3, "failed": 0, "status": "ok"} == stats(proj)["runs"][0]
+
+
+def test_synth_with_one_leaf_unusable_exits_3_and_a_rerun_retries_that_leaf_only(tmp_path, server):
+    proj = new_project(tmp_path, server, tree=True)
+    server.switch.fault = FAULTS["malformed"]
+    server.switch.hit = lambda request: any("subtraction" in m["content"] for m in request.body["messages"])
+    result = invoke("synth", proj, "--per-leaf", 4, "--per-call", 4, "-q")
+    assert result.exit_code == 3, result.output
+    line = one_error_line(result)
+    assert line.startswith("partly failed: 8 of 12 samples made; 1 leaves got no usable reply"), line
+    assert "rerun to retry them" in line
+    assert len(sample_rows(proj)) == 8
+    sent = len(server.chat_requests)
+    assert stats(proj)["failed"] == sent - 2 and stats(proj)["runs"][0]["status"] == "partial"
+
+    server.switch.fault = None
+    again = invoke("synth", proj, "--per-leaf", 4, "--per-call", 4, "-q")
+    assert again.exit_code == 0, again.output
+    rows = sample_rows(proj)
+    assert len(rows) == 12 and len(set(rows)) == 12
+    assert len(server.chat_requests) - sent == 1  # only the failed leaf's call; the others are full
+
+
+def test_a_baseline_from_unusable_replies_fails_and_is_made_on_the_next_run(tmp_path, server):
+    proj = new_project(tmp_path, server, tree=True)
+    server.switch.fault = FAULTS["malformed"]
+    result = invoke("baseline", proj, "--n", 4, "--per-call", 4, "-q")
+    assert result.exit_code == 1, result.output
+    assert one_error_line(result).startswith("error: 0 of 4 baseline samples made: the model gave no usable samples")
+    sent = len(server.chat_requests)
+    assert stats(proj)["failed"] == sent and stats(proj)["calls"] == 0
+
+    server.switch.fault = None
+    again = invoke("baseline", proj, "--n", 4, "--per-call", 4, "-q", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["total"] == 4 and len(server.chat_requests) - sent == 1
+
+
+# -- grow -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_grow_with_every_reply_unusable_keeps_the_root_growable_and_recovers(tmp_path, server, fault):
+    proj = new_project(tmp_path, server, tree=False)
+    server.switch.fault = FAULTS[fault]
+    if fault == "invalid":  # valid pivots, then criteria that fail validation
+        server.switch.hit = lambda request: purpose_of(request) == "criterion"
+    result = invoke("grow", proj, "--pivots", 3, "-q")
+    assert result.exit_code == 1, result.output
+    line = one_error_line(result)
+    assert line.startswith("error: 0 of 1 nodes expanded: the model gave no usable"), line
+    assert "run grow again when the endpoint is fixed" in line
+    with Project.open(proj) as project:
+        root = project.tree().root
+    assert not root.expanded and root.note.startswith("expansion failed:") and "grow again to retry" in root.note
+    sent = len(server.chat_requests)
+    assert stats(proj)["failed"] == sent - (1 if fault == "invalid" else 0)
+
+    server.switch.fault = None
+    again = invoke("grow", proj, "--pivots", 3, "-q", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["children"] == 3
+    assert len(server.chat_requests) > sent  # asked again: no unusable reply was served from the cache
+    with Project.open(proj) as project:
+        tree = project.tree()
+    assert tree.root.split_criterion == "Operation" and sorted(k.value for k in tree.children(tree.root_id)) == sorted(
+        VALUES
+    )
+
+
+def test_a_root_left_as_a_leaf_by_an_older_version_grows_again(tmp_path, server):
+    """Before this fix a failed root was marked expanded ("kept as a leaf: the model gave no usable
+    ...") and every later grow said "Nothing to grow"."""
+    proj = new_project(tmp_path, server, tree=False)
+    with Project.open(proj) as project:
+        note = "kept as a leaf: the model gave no usable pivot samples after 3 attempts (last problem: x)"
+        project.apply("grow", lambda tree: T.mark_leaf(tree, tree.root_id, note=note))
+    result = invoke("grow", proj, "--pivots", 3, "-q", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["children"] == 3
+
+
+# -- the recording stack --------------------------------------------------------------------------
+def test_an_unusable_reply_is_logged_as_failed_and_a_cached_one_is_evicted(project: Project):
+    llm = ScriptedLLM()
+    llm.enqueue("samples", ["not json at all", json.dumps({"samples": ["a real sample here", "another one too"]})])
+    request = ChatRequest.chat(None, "write 2 samples", seed=5, meta={"purpose": "samples"})
+    wrapped = recording(llm, project, project.start_run("synth", {}))
+    with pytest.raises(ParseError, match="no usable samples after 1 attempts"):
+        asyncio.run(ask_json(wrapped, request, SamplesReply, attempts=1, what="samples"))
+    key = cache_key(wrapped.backend, wrapped.model, request)
+    assert project.cache_get(key) is None
+    counts = project.stats()
+    assert counts.failed == 1 and counts.calls == 0
+    # a bad reply an older version cached is evicted and asked again
+    project.cache_put(key, ChatResult(text="cached garbage", model="m"))
+    reply, result = asyncio.run(ask_json(wrapped, request, SamplesReply, attempts=1, what="samples"))
+    assert reply.samples == ["a real sample here", "another one too"] and not result.cached
+    cached = project.cache_get(key)
+    assert cached is not None and cached.text == result.text

@@ -1,0 +1,49 @@
+"""What a run could not make because every reply the model gave for some of its work was unusable.
+
+Unusable replies are never cached (see :mod:`treesynth_core.llm.recording`) and the work they left
+undone stays to do (a leaf stays short, a node stays growable), so running the command again retries
+exactly that work. The CLI prints :meth:`Shortfall.message` as one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """``made`` of ``wanted`` (e.g. samples made); ``failed`` ``parts`` (e.g. leaves) got no usable
+    reply, the last time for ``problem``; ``retry`` is the command that retries them."""
+
+    unit: str
+    made: int
+    wanted: int
+    parts: str
+    failed: int
+    problem: str
+    retry: str
+
+    @property
+    def total(self) -> bool:
+        """True when the run made nothing it was asked for."""
+        return self.made == 0
+
+    def message(self) -> str:
+        """One line: what was made, why the rest was not, and what to do."""
+        problem = self.problem or "the model gave no usable reply"
+        if self.total:
+            return (
+                f"0 of {self.wanted} {self.unit}: {problem}; nothing unusable was cached, "
+                f"{self.retry} when the endpoint is fixed"
+            )
+        return (
+            f"{self.made} of {self.wanted} {self.unit}; {self.failed} {self.parts} got no usable reply "
+            f"({problem}); nothing unusable was cached, {self.retry} to retry them"
+        )
+
+
+def shortfall_of(report: object) -> Shortfall | None:
+    """The shortfall of a run's report, for reports that have a ``shortfall()`` (grow, synth)."""
+    method = getattr(report, "shortfall", None)
+    found = method() if callable(method) else None
+    return found if isinstance(found, Shortfall) else None
