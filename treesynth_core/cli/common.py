@@ -32,10 +32,10 @@ from ..llm.settings import (
 if TYPE_CHECKING:
     from ..store import CallCounts, RunStats
 
-#: Results are printed without rich's hard wrapping at the console width (80 columns when piped),
-#: so a line stays one line in a pipe, a file or a log; a terminal wraps long lines itself.
+#: Results and messages are printed without rich's hard wrapping at the console width (80 columns
+#: when piped), so a line stays one line in a pipe, a file or a log; a terminal wraps long lines itself.
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 STATE: dict[str, Any] = {"debug": False, "announced": set()}
 F = TypeVar("F", bound=Callable[..., Any])
 
