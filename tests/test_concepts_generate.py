@@ -22,7 +22,6 @@ from treesynth_core.concepts.graph import build_graph, node_id
 from treesynth_core.concepts.model import read_jsonl
 from treesynth_core.concepts.questions import QuestionOptions, make_questions
 from treesynth_core.concepts.store import load_concepts, save_documents
-from treesynth_core.jobs import runs
 
 runner = CliRunner()
 SCENARIO = "concepts_python_docs"
@@ -130,19 +129,6 @@ def test_duplicate_questions_are_dropped(extracted):
 # -- the CLI ----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fake(monkeypatch):
-    made: list[ScriptedLLM] = []
-
-    def factory(settings):
-        llm = ScriptedLLM()
-        made.append(llm)
-        return llm
-
-    monkeypatch.setattr(runs, "default_factory", factory)
-    return made
-
-
 def invoke(*args: object, ok: bool = True):
     result = runner.invoke(app, [str(a) for a in args])
     if ok:
@@ -167,7 +153,10 @@ def test_cli_end_to_end_on_the_python_docs(tmp_path, fake, monkeypatch):
     )
     assert estimate["documents"] > 79 and estimate["todo"] == estimate["calls"] == estimate["documents"]
     assert fake == [] or all(f.calls() == 0 for f in fake)
-    data = json.loads(invoke("concepts", proj, "extract", "--json", *OPENAI).stdout)
+    assert "no documents yet" in invoke("concepts", proj, "extract", *OPENAI, ok=False).output  # the estimate kept none
+    capped = invoke("concepts", proj, "extract", "--docs", "example:python-docs", "--max-calls", "5", *OPENAI, ok=False)
+    assert capped.exit_code == 1 and "above your cap of 5" in capped.output and fake == []
+    data = json.loads(invoke("concepts", proj, "extract", "--docs", "example:python-docs", "--json", *OPENAI).stdout)
     assert data["extracted"] == estimate["documents"] and data["llm"]["calls"] == data["extracted"]
     out = tmp_path / "g.graphml"
     graph = json.loads(invoke("concepts", proj, "graph", "--out", out, "--json").stdout)
@@ -233,6 +222,16 @@ def test_cli_bad_inputs_are_one_clear_line(tmp_path, fake):
     result = invoke("concepts", proj, "synth", "--level", "4", ok=False)
     assert result.exit_code == 1 and "level must be 1, 2 or 3" in result.output
     assert fake == []
+
+
+def test_cli_walks_print_labels_as_written(tmp_path):
+    proj = new_project(tmp_path)
+    path = tmp_path / "c.jsonl"
+    topics = '[{"topic": "[bold]Markup[/bold]", "concepts": ["[red]x[/red]", "[/]", "y"]}]'
+    path.write_text(f'{{"doc_id": "a", "level": "l", "subject": "s", "topics": {topics}}}\n', encoding="utf-8")
+    invoke("concepts", proj, "import", path)
+    text = invoke("concepts", proj, "walks", "-k", "1").stdout
+    assert "[bold]Markup[/bold]" in text and "| a (" in text
 
 
 def test_cli_a_malformed_jsonl_line_imports_nothing(tmp_path):

@@ -17,11 +17,11 @@ import typer
 
 from ..concepts.documents import CHUNK_CHARS, PYTHON_DOCS, SMALL_CHUNK_CHARS
 from ..concepts.extract import ExtractOptions
+from ..concepts.plan import Spend
 from ..concepts.questions import QuestionOptions
 from ..errors import DataError, TreeSynthError
 from .common import (
-    NO_BACKEND_OPTIONS,
-    BackendOptions,
+    NO_LLM_RUN_OPTIONS,
     DirArg,
     JsonOpt,
     LlmRunOptions,
@@ -47,10 +47,6 @@ concepts_app = typer.Typer(
 EstimateOpt = Annotated[bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens and cost.")]
 MaxCostOpt = Annotated[
     float | None, typer.Option("--max-cost", help="Refuse to start above this estimated cost in USD.")
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-MaxCallsOpt = Annotated[
-    int | None, typer.Option("--max-calls", help="Refuse to start (and stop) above this many LLM calls.")
 ]
 
 
@@ -98,11 +94,9 @@ def extract(
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the extraction calls (another asks anew).")] = 0,
-    max_calls: MaxCallsOpt = None,
     max_cost: MaxCostOpt = None,
     estimate: EstimateOpt = False,
-    backend: BackendOptions = NO_BACKEND_OPTIONS,
-    quiet: QuietOpt = False,
+    llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
     """Extract each document's level, subject, 1-5 topics and 5-20 key concepts per topic (once; stored)."""
@@ -113,11 +107,12 @@ def extract(
     if docs and sample_set:
         raise TreeSynthError("give --docs FOLDER or --set NAME, not both")
     with open_project(_dir(ctx)) as project:
-        settings = backend.resolve(project)
+        settings = llm_run.backend.resolve(project)
         size = chunk_chars or (SMALL_CHUNK_CHARS if settings.prompt_profile() == "small" else CHUNK_CHARS)
         if size < 200:
             raise TreeSynthError("--chunk-chars must be at least 200")
         note, read_json = "", {}
+        stored = {d.doc_id: d for d in load_documents(project)}
         if docs or sample_set:
             if docs:
                 read = read_documents(docs, encoding=encoding, chunk_chars=size)
@@ -126,46 +121,27 @@ def extract(
                 read = split_documents(sample_set_documents(project.samples(sample_set=sample_set), sample_set), size)
             if not read.documents:
                 raise DataError(f"every document is empty ({len(read.empty_skipped)} skipped): nothing to extract")
-            stored = {d.doc_id: d for d in load_documents(project)}
             stored.update({d.doc_id: d for d in read.documents})
-            save_documents(project, list(stored.values()))
             note = "Read " + read.summary() + "."
             read_json = {"read": len(read.documents), "chunked": read.chunked, "empty_skipped": read.empty_skipped}
-        documents = load_documents(project)
+        documents = list(stored.values())
         if not documents:
             raise TreeSynthError("no documents yet: pass --docs FOLDER (or --docs example:python-docs) or --set NAME")
         plan = plan_extraction(documents, load_concepts(project), model=_model_name(settings), settings=settings)
-        if estimate:
-            emit(
-                as_json,
-                {
-                    "documents": plan.documents,
-                    "todo": plan.todo,
-                    "calls": plan.calls,
-                    "calls_max": plan.calls_max,
-                    "prompt_tokens": plan.prompt_tokens,
-                    "completion_tokens": plan.completion_tokens,
-                    "cost_usd": plan.cost_usd,
-                },
-                (note + "\n" if note else "") + "Estimate: " + plan.summary(),
-            )
-            return
-        if max_calls is not None and plan.calls > max_calls:
-            raise TreeSynthError(f"this extraction needs about {plan.calls} LLM calls, above your cap of {max_calls}")
-        if max_cost is not None and plan.cost_usd is not None and plan.cost_usd > max_cost:
-            raise TreeSynthError(
-                f"this extraction is estimated at ${plan.cost_usd:.2f}, above your cap of ${max_cost:.2f}"
-            )
-        if not as_json:
-            err.print((note + "\n" if note else "") + "Plan: " + plan.summary(), highlight=False)
-        options = ExtractOptions(seed=seed, max_calls=max_calls)
+        caps = (llm_run.max_calls, max_cost)
+        what = {"documents": plan.documents, "todo": plan.todo}
+        if _estimated(estimate, as_json, what, plan.spend, (note + "\n" if note else "") + plan.summary(), caps):
+            return  # nothing stored: an estimate changes nothing
+        if read_json:
+            save_documents(project, documents)
+        options = ExtractOptions(seed=seed, max_calls=llm_run.max_calls)
         report, stats = run_job(
             project,
             "concepts-extract",
             options,
             {"seed": seed},
             settings,
-            LlmRunOptions(max_calls=max_calls, backend=backend, quiet=quiet),
+            llm_run,
             as_json,
             description="Extracting concepts",
             eager=True,
@@ -191,6 +167,19 @@ def extract(
             f"Extracted the concepts of {report.extracted} documents "
             f"({report.already} done before).{failed}\n{call_line(stats)}",
         )
+
+
+def _estimated(
+    estimate: bool, as_json: bool, what: dict, spend: Spend, summary: str, caps: tuple[int | None, float | None]
+) -> bool:
+    """With --estimate, print the estimate and say so (True); else check the caps and print the plan."""
+    if estimate:
+        emit(as_json, {**what, **spend.to_json()}, "Estimate: " + summary)
+        return True
+    spend.check(*caps)
+    if not as_json:
+        err.print("Plan: " + summary, highlight=False)
+    return False
 
 
 def _concepts(project: object) -> list:
@@ -267,7 +256,10 @@ def walks(
         + ", ".join(f"{d['doc_id']} ({d['jaccard']:.2f})" for d in r["documents"])
         for i, r in enumerate(rows, 1)
     )
-    emit(as_json, rows, text or "no walks: the graph has no topics")
+    from rich.markup import escape
+
+    # labels are the model's (or a file's) text: never rich markup
+    emit(as_json, rows, escape(text) if text else "no walks: the graph has no topics")
 
 
 @concepts_app.command("synth")
@@ -303,18 +295,20 @@ def synth(
         ),
     ] = 0,
     max_tokens: Annotated[
-        int, typer.Option("--max-tokens", help="max_tokens of one questions call.")
+        int,
+        typer.Option(
+            "--max-tokens",
+            help="The most tokens a questions call may use: its first budget (sized from --per-call) and the larger budgets of retries after a reply is cut off stop here.",
+        ),
     ] = QuestionOptions.max_tokens,
-    max_calls: MaxCallsOpt = None,
     max_cost: MaxCostOpt = None,
     estimate: EstimateOpt = False,
-    backend: BackendOptions = NO_BACKEND_OPTIONS,
-    quiet: QuietOpt = False,
+    llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
     """Make questions from the documents at level 1, 2 or 3 into a sample set (level, documents and
     concepts recorded per sample)."""
-    from ..concepts.questions import check_budget, plan_questions
+    from ..concepts.questions import plan_questions
     from ..store.samples import check_dataset_set
 
     try:
@@ -326,33 +320,18 @@ def synth(
             responses=responses,
             seed=seed,
             max_tokens=max_tokens,
-            max_calls=max_calls,
+            max_calls=llm_run.max_calls,
             max_cost=max_cost,
         )
     except ValueError as exc:
         raise TreeSynthError(str(exc)) from None
     check_dataset_set(options.default_set())
     with open_project(_dir(ctx)) as project:
-        settings = backend.resolve(project)
+        settings = llm_run.backend.resolve(project)
         plan = plan_questions(project, options, model=_model_name(settings), settings=settings)
-        if estimate:
-            emit(
-                as_json,
-                {
-                    "level": level,
-                    "questions": plan.need,
-                    "calls": plan.calls,
-                    "calls_max": plan.calls_max,
-                    "prompt_tokens": plan.prompt_tokens,
-                    "completion_tokens": plan.completion_tokens,
-                    "cost_usd": plan.cost_usd,
-                },
-                "Estimate: " + plan.summary(),
-            )
+        what = {"level": level, "questions": plan.need}
+        if _estimated(estimate, as_json, what, plan.spend, plan.summary(), (llm_run.max_calls, max_cost)):
             return
-        check_budget(plan, options)
-        if not as_json:
-            err.print("Plan: " + plan.summary(), highlight=False)
         params = {
             "level": level,
             "n": n,
@@ -368,7 +347,7 @@ def synth(
             options,
             params,
             settings,
-            LlmRunOptions(max_calls=max_calls, backend=backend, quiet=quiet),
+            llm_run,
             as_json,
             description=f"Level-{level} questions",
             eager=True,

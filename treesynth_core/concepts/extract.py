@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 
 from ..errors import Cancelled, ParseError
 from ..llm.base import LLM, ChatRequest, in_completion_order, useful_concurrency
-from ..llm.pricing import cost as pricing_cost
-from ..llm.pricing import price_for
 from ..llm.settings import BackendSettings
 from ..prompts import templates as P
-from ..prompts.replies import ask_json
+from ..prompts.replies import BUDGET_RETRIES, ask_json
 from ..seeding import stable_seed
 from .documents import Document
 from .model import ConceptsReply, DocConcepts
+from .plan import Spend
 from .store import BlobStore, load_concepts, load_documents, save_concepts
 
 Progress = Callable[[int, int, str], None]
@@ -34,7 +33,9 @@ EXTRACT_ATTEMPTS = 2
 class ExtractOptions:
     seed: int = 0
     temperature: float = 0.2
-    max_tokens: int = P.concepts_budget()
+    #: The most tokens an extraction reply may take (its larger-budget retries included); the first
+    #: budget is the profile's :func:`~treesynth_core.prompts.templates.concepts_budget`, at most this.
+    max_tokens: int = 2 * P.concepts_budget()
     max_calls: int | None = None
 
 
@@ -50,19 +51,10 @@ class ExtractReport:
 class ExtractPlan:
     documents: int
     todo: int
-    calls: int
-    calls_max: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float | None
-    model: str
+    spend: Spend
 
     def summary(self) -> str:
-        cost = "unknown price" if self.cost_usd is None else f"~${self.cost_usd:.2f}"
-        return (
-            f"{self.todo} of {self.documents} documents to extract: about {self.calls} calls (at most "
-            f"{self.calls_max}), ~{self.prompt_tokens + self.completion_tokens:,} tokens, {cost} on {self.model}"
-        )
+        return f"{self.todo} of {self.documents} documents to extract: {self.spend.line()}"
 
 
 def pending(docs: Sequence[Document], done: Sequence[DocConcepts]) -> list[Document]:
@@ -77,11 +69,9 @@ def plan_extraction(
     todo = pending(docs, done)
     prompt = sum(P.approx_tokens(P.concepts_prompt(d.text, profile=profile)) for d in todo)
     completion = len(todo) * 400  # 5 topics of ~10 concepts, in JSON
-    price = price_for(model, settings)
-    cost = None if price is None else pricing_cost(prompt, completion, price)
-    return ExtractPlan(
-        len(docs), len(todo), len(todo), len(todo) * EXTRACT_ATTEMPTS * 3, prompt, completion, cost, model
-    )
+    # each call: its attempts, each with up to BUDGET_RETRIES larger-budget retries
+    calls_max = len(todo) * EXTRACT_ATTEMPTS * (1 + BUDGET_RETRIES)
+    return ExtractPlan(len(docs), len(todo), Spend.priced(len(todo), calls_max, (prompt, completion), model, settings))
 
 
 def extraction_request(doc: Document, options: ExtractOptions, profile: P.Profile) -> ChatRequest:
@@ -89,7 +79,7 @@ def extraction_request(doc: Document, options: ExtractOptions, profile: P.Profil
         None,
         P.concepts_prompt(doc.text, profile=profile),
         temperature=options.temperature,
-        max_tokens=options.max_tokens,
+        max_tokens=min(options.max_tokens, P.concepts_budget(profile)),
         seed=stable_seed(options.seed, "concepts", doc.doc_id),
         schema=P.concepts_schema(),
         schema_name="concepts",
@@ -120,12 +110,10 @@ async def extract_concepts(
             raise Cancelled("extraction stopped; the concepts extracted so far are saved")
         async with gate:
             try:
+                request = extraction_request(doc, options, profile)
+                cap = max(options.max_tokens, request.max_tokens or 0)
                 reply, _ = await ask_json(
-                    llm,
-                    extraction_request(doc, options, profile),
-                    ConceptsReply,
-                    attempts=EXTRACT_ATTEMPTS,
-                    what="concepts",
+                    llm, request, ConceptsReply, attempts=EXTRACT_ATTEMPTS, what="concepts", max_tokens_cap=cap
                 )
             except ParseError:
                 return doc, None

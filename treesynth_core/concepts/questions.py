@@ -30,19 +30,18 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, field_validator
 
-from ..errors import BudgetError, Cancelled, DataError, ParseError
+from ..errors import Cancelled, DataError, ParseError
 from ..generate.duplicates import DuplicateFilter
 from ..llm.base import LLM, ChatRequest, ChatResult, useful_concurrency
-from ..llm.pricing import cost as pricing_cost
-from ..llm.pricing import price_for
 from ..llm.settings import BackendSettings
 from ..prompts import templates as P
-from ..prompts.replies import BUDGET_RETRIES, ask_json, is_cut_off, is_placeholder, retry_budget
+from ..prompts.replies import BUDGET_RETRIES, MAX_TOKENS_CAP, ask_json, is_cut_off, is_placeholder, retry_budget
 from ..seeding import stable_seed
 from ..store.samples import UNROUTED, NewSample, Sample
 from .documents import Document
 from .graph import build_graph
 from .model import DocConcepts, label_key
+from .plan import Spend
 from .store import BlobStore, load_concepts, load_documents
 from .walks import Walk, Walker, ground
 
@@ -80,7 +79,9 @@ class QuestionOptions:
     responses: bool = False
     seed: int = 0
     temperature: float = 0.7
-    max_tokens: int = 1024
+    #: The most tokens a questions call may take (its larger-budget retries included); the first
+    #: budget is :func:`~treesynth_core.prompts.templates.questions_budget`, at most this.
+    max_tokens: int = 2048
     response_max_tokens: int = 1024
     near_duplicate: float = 0.85
     extra_calls: int = 2
@@ -130,19 +131,10 @@ class QuestionReport:
 class QuestionPlan:
     level: int
     need: int
-    calls: int
-    calls_max: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float | None
-    model: str
+    spend: Spend
 
     def summary(self) -> str:
-        cost = "unknown price" if self.cost_usd is None else f"~${self.cost_usd:.2f}"
-        return (
-            f"level {self.level}: {self.need} questions to make: about {self.calls} calls (at most {self.calls_max}), "
-            f"~{self.prompt_tokens + self.completion_tokens:,} tokens, {cost} on {self.model}"
-        )
+        return f"level {self.level}: {self.need} questions to make: {self.spend.line()}"
 
 
 # -- units ----------------------------------------------------------------------------------------
@@ -227,7 +219,7 @@ def unit_request(unit: Unit, level: int, options: QuestionOptions, profile: P.Pr
         None,
         prompt,
         temperature=options.temperature,
-        max_tokens=options.max_tokens,
+        max_tokens=min(options.max_tokens, P.questions_budget(n, profile)),
         seed=stable_seed(options.seed, "concept-questions", level, unit.number),
         schema=P.questions_schema(n, tagged=level == 1),
         schema_name="questions",
@@ -296,33 +288,19 @@ def key_stem(options: QuestionOptions) -> str:
 def plan_questions(
     store: QuestionStore, options: QuestionOptions, *, model: str, settings: BackendSettings | None = None
 ) -> QuestionPlan:
+    """Calls, tokens and cost of filling the set up to ``options.n`` (document lengths from the store)."""
     docs = load_documents(store)
-    have = len(store.samples(sample_set=options.default_set()))
-    need = max(0, options.n - have)
+    need = max(0, options.n - len(store.samples(sample_set=options.default_set())))
     calls = math.ceil(need / options.questions_per_call)
     typical = sum(P.approx_tokens(d.text) for d in docs) / len(docs) if docs else 500
-    per_prompt = typical * (2 if options.level == 3 else 1) + 250
-    prompt_tokens = round(calls * per_prompt)
-    completion_tokens = need * 60
+    grounding = 2 if options.level == 3 else 1  # documents in each prompt
+    prompt_tokens, completion_tokens = round(calls * (typical * grounding + 250)), need * 60
     calls_max = (calls + options.extra_calls) * ATTEMPTS * (1 + BUDGET_RETRIES)
-    if options.responses:
-        calls += need
-        calls_max += need * (1 + BUDGET_RETRIES)
-        prompt_tokens += need * 120
-        completion_tokens += need * 300
-    price = price_for(model, settings)
-    cost = None if price is None else pricing_cost(prompt_tokens, completion_tokens, price)
-    return QuestionPlan(options.level, need, calls, calls_max, prompt_tokens, completion_tokens, cost, model)
-
-
-def check_budget(plan: QuestionPlan, options: QuestionOptions) -> None:
-    if options.max_calls is not None and plan.calls > options.max_calls:
-        raise BudgetError(
-            f"this run needs about {plan.calls} LLM calls, above your cap of {options.max_calls}; "
-            "raise --max-calls or ask for fewer questions"
-        )
-    if options.max_cost is not None and plan.cost_usd is not None and plan.cost_usd > options.max_cost:
-        raise BudgetError(f"this run is estimated at ${plan.cost_usd:.2f}, above your cap of ${options.max_cost:.2f}")
+    if options.responses:  # one more call a question
+        calls, calls_max = calls + need, calls_max + need * (1 + BUDGET_RETRIES)
+        prompt_tokens, completion_tokens = prompt_tokens + need * 120, completion_tokens + need * 300
+    spend = Spend.priced(calls, calls_max, (prompt_tokens, completion_tokens), model, settings)
+    return QuestionPlan(options.level, need, spend)
 
 
 async def _answer(
@@ -339,7 +317,7 @@ async def _answer(
     )
     result = await llm.complete(request)
     retries = BUDGET_RETRIES
-    while retries and (bigger := retry_budget(result, budget, max(options.max_tokens, 4096))):
+    while retries and (bigger := retry_budget(result, budget, MAX_TOKENS_CAP)):
         budget, retries = bigger, retries - 1
         result = await llm.complete(replace(request, max_tokens=budget))
     return (None if is_cut_off(result) else result.text.strip()), result.call_id
@@ -373,7 +351,7 @@ async def make_questions(
         async with gate:
             try:
                 request = unit_request(unit, level, options, profile)
-                return await _ask(llm, request, level)
+                return await _ask(llm, request, level, options.max_tokens)
             except ParseError:
                 return None
 
@@ -441,12 +419,17 @@ async def make_questions(
     return report
 
 
-async def _ask(llm: LLM, request: ChatRequest, level: int) -> tuple[list[Question], ChatResult]:
-    """The reply's questions, through the re-ask loop of ``ask_json``."""
+async def _ask(llm: LLM, request: ChatRequest, level: int, cap: int) -> tuple[list[Question], ChatResult]:
+    """The reply's questions, through the re-ask loop of ``ask_json`` (larger budgets up to ``cap``)."""
+    cap = max(cap, request.max_tokens or 0)
     if level == 1:
-        tagged, result = await ask_json(llm, request, TaggedQuestionsReply, attempts=ATTEMPTS, what="questions")
+        tagged, result = await ask_json(
+            llm, request, TaggedQuestionsReply, attempts=ATTEMPTS, what="questions", max_tokens_cap=cap
+        )
         return tagged.tagged(), result
-    plain, result = await ask_json(llm, request, QuestionsReply, attempts=ATTEMPTS, what="questions")
+    plain, result = await ask_json(
+        llm, request, QuestionsReply, attempts=ATTEMPTS, what="questions", max_tokens_cap=cap
+    )
     return [Question(q) for q in plain.questions], result
 
 

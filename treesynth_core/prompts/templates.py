@@ -468,9 +468,15 @@ def concepts_prompt(document: str, *, profile: Profile = "paper") -> str:
     )
 
 
-def concepts_budget() -> int:
-    """max_tokens of an extraction reply: 5 topics of 20 short concepts."""
-    return 1200
+def concepts_budget(profile: Profile = "paper") -> int:
+    """max_tokens of an extraction reply: 5 topics of 20 short concepts (``small``: 3 of 5)."""
+    return 320 if profile == "small" else 1200
+
+
+def questions_budget(n: int, profile: Profile = "paper") -> int:
+    """max_tokens of a reply of ``n`` questions: a capable model's run to 80 tokens and more (code,
+    formulas); the small profile's are one short line."""
+    return 40 + n * (60 if profile == "small" else 160)
 
 
 def questions_schema(n: int, *, tagged: bool = False) -> dict[str, Any]:
