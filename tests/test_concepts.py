@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from itertools import islice
 from pathlib import Path
 
 import networkx as nx
@@ -22,7 +23,7 @@ from treesynth_core.concepts.documents import (
 )
 from treesynth_core.concepts.graph import EPS, build_graph, graph_stats, node_id, subgraph, write_graphml
 from treesynth_core.concepts.model import DocConcepts, Topic, jsonl_lines, read_jsonl, write_jsonl
-from treesynth_core.concepts.walks import Walker, ground, jaccard
+from treesynth_core.concepts.walks import Walker, ground, jaccard, usable_walks
 from treesynth_core.errors import DataError
 
 
@@ -212,6 +213,13 @@ def test_a_node_without_neighbours_of_the_kind_ends_its_stage():
     g = build_graph([doc("lonely", ("Only", ["single"]))])
     (w,) = Walker(g).walks(seed=0, epochs=1)
     assert w.topics == (node_id("topic", "Only"),) and w.concepts == (node_id("concept", "single"),)
+
+
+def test_usable_walks_end_when_no_walk_can_reach_two_concepts():
+    lonely = Walker(build_graph([doc("a", ("A", ["one"])), doc("b", ("B", ["two"]))]))
+    assert list(usable_walks(lonely, seed=0)) == []
+    walks = list(islice(usable_walks(Walker(build_graph(DOCS)), seed=0), 50))
+    assert len(walks) == 50 and all(len(w.concepts) >= 2 for w in walks)
 
 
 def test_grounding_takes_the_top_two_documents_by_jaccard():

@@ -118,6 +118,16 @@ def test_responses_rerun_and_resume(extracted, capable):
     assert more.added == 2 and len(extracted.samples(sample_set="l1")) == 5
 
 
+def test_level_3_on_a_graph_without_usable_walks_is_a_clear_error(project):
+    from treesynth_core.concepts.model import DocConcepts, Topic
+    from treesynth_core.concepts.store import save_concepts
+    from treesynth_core.errors import DataError
+
+    save_concepts(project, [DocConcepts("a", "l", "s", (Topic("A", ("one",)),))])
+    with pytest.raises(DataError, match="no walk with 2 or more concepts"):
+        asyncio.run(make_questions(project, ScriptedLLM(), QuestionOptions(level=3, n=3, sample_set="x")))
+
+
 def test_duplicate_questions_are_dropped(extracted):
     llm = ScriptedLLM()
     same = json.dumps({"questions": ["What does break do inside a while loop nested in a try?"] * 3})

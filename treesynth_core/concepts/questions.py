@@ -43,7 +43,7 @@ from .graph import build_graph
 from .model import DocConcepts, label_key
 from .plan import Spend
 from .store import BlobStore, load_concepts, load_documents
-from .walks import Walk, Walker, ground
+from .walks import Walk, Walker, ground, usable_walks
 
 Progress = Callable[[int, int, str], None]
 LEVELS = (1, 2, 3)
@@ -166,9 +166,7 @@ class Units:
                 raise DataError("no concepts stored: extract or import concepts first")
             graph = build_graph(self.concepts)
             self.labels = {n: graph.nodes[n]["label"] for n in graph.nodes}
-            self.walks: Iterable[Walk] = (
-                w for w in Walker(graph).walks(seed=stable_seed(options.seed, "walks")) if len(w.concepts) >= 2
-            )
+            self.walks = usable_walks(Walker(graph), seed=stable_seed(options.seed, "walks"))
             self.walked: list[Walk] = []
             self.topics_of: dict[str, list[str]] = defaultdict(list)
             for doc in self.concepts:

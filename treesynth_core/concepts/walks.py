@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, islice
 
 import networkx as nx
 
@@ -38,15 +39,15 @@ class Walker:
 
     def __init__(self, graph: nx.Graph) -> None:
         self.graph = graph
+        kind_of = dict(graph.nodes(data="kind"))
         self.next: dict[tuple[str, str], tuple[list[str], list[float]]] = {}
-        for node in graph.nodes:
-            for kind in ("topic", "concept"):
-                nbrs = sorted(n for n in graph.neighbors(node) if graph.nodes[n]["kind"] == kind)
-                cum, total = [], 0.0
-                for n in nbrs:
-                    total += transition_weight(graph.edges[node, n]["count"])
-                    cum.append(total)
-                self.next[node, kind] = (nbrs, cum)
+        for node, nbrs in graph.adj.items():
+            by_kind: dict[str, list[str]] = {"topic": [], "concept": []}
+            for n in nbrs:
+                by_kind[kind_of[n]].append(n)
+            for kind, names in by_kind.items():
+                names.sort()
+                self.next[node, kind] = (names, list(accumulate(transition_weight(nbrs[n]["count"]) for n in names)))
         self.topics = sorted(n for n, kind in graph.nodes(data="kind") if kind == "topic")
 
     def step(self, node: str, kind: str, rng: random.Random) -> str | None:
@@ -85,6 +86,17 @@ class Walker:
             for start in order:
                 yield self.walk(start, rng)
             epoch += 1
+
+
+def usable_walks(walker: Walker, *, seed: int = 0, min_concepts: int = 2) -> Iterator[Walk]:
+    """The walks with at least ``min_concepts`` concepts, epoch after epoch; ends after an epoch with
+    none (a graph whose walks never reach that many concepts never will)."""
+    walks = walker.walks(seed=seed)
+    while True:
+        usable = [w for w in islice(walks, len(walker.topics)) if len(w.concepts) >= min_concepts]
+        if not usable:
+            return
+        yield from usable
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
