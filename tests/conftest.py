@@ -17,6 +17,7 @@ import pytest
 from tests.capable import capable_results
 from tests.fakes import ScriptedLLM
 from treesynth_core.jobs import background as jobs
+from treesynth_core.jobs import runs
 from treesynth_core.llm.base import ChatResult
 from treesynth_core.store import Project
 
@@ -44,6 +45,20 @@ def projects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     jobs.set_llm_factory(lambda settings: ScriptedLLM())
     yield folder
     jobs.set_llm_factory(None)
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> list[ScriptedLLM]:
+    """Every LLM a command's run builds is a fresh :class:`ScriptedLLM` (injected at
+    ``jobs.runs.default_factory``, our own seam); the list holds them in order."""
+    made: list[ScriptedLLM] = []
+
+    def factory(settings: object) -> ScriptedLLM:
+        made.append(ScriptedLLM())
+        return made[-1]
+
+    monkeypatch.setattr(runs, "default_factory", factory)
+    return made
 
 
 @pytest.fixture

@@ -134,6 +134,29 @@ class ScriptedLLM:
                 return json.dumps({"value": value})
         return json.dumps({"value": values[-1] if values else "none of these"})
 
+    def _concepts(self, request: ChatRequest) -> str:
+        """Two topics from the document's words: the first six distinct longer words, and the next six."""
+        words = list(dict.fromkeys(w.lower() for w in re.findall(r"[A-Za-z_]{5,}", self._prompt(request))))
+        words = [w for w in words if w not in {"document", "analyze", "identify", "knowledge", "expert", "education"}]
+        first, second = words[:6] or ["text"], words[6:12] or words[:6] or ["text"]
+        topics = [
+            {"topic": f"{first[0]} basics", "concepts": first},
+            {"topic": f"{second[0]} details", "concepts": second},
+        ]
+        return json.dumps({"level": "undergraduate", "subject": "Python", "topics": topics})
+
+    def _questions(self, request: ChatRequest) -> str:
+        """``maxItems`` questions naming the prompt's seed; level-1 items (objects) tagged original/new."""
+        items = request.schema["properties"]["questions"] if request.schema else {}
+        n = items.get("maxItems", 3)
+        texts = [
+            f"Question {request.seed}-{i}: how does rule {i} of this text apply to case {i + 7}?" for i in range(n)
+        ]
+        if items.get("items", {}).get("type") == "object":
+            tags = ["original" if i == 0 else "new" for i in range(n)]
+            return json.dumps({"questions": [{"question": t, "origin": o} for t, o in zip(texts, tags, strict=True)]})
+        return json.dumps({"questions": texts})
+
     def _response(self, request: ChatRequest) -> str:
         return "Answer: " + self._prompt(request)[:40]
 

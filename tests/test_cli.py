@@ -18,19 +18,6 @@ from treesynth_core.jobs import runs
 runner = CliRunner()
 
 
-@pytest.fixture
-def fake(monkeypatch):
-    made: list[ScriptedLLM] = []
-
-    def factory(settings):
-        llm = ScriptedLLM()
-        made.append(llm)
-        return llm
-
-    monkeypatch.setattr(runs, "default_factory", factory)
-    return made
-
-
 def invoke(*args: str, ok: bool = True):
     result = runner.invoke(app, [str(a) for a in args])
     if ok:

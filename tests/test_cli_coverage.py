@@ -33,18 +33,6 @@ def offline(monkeypatch):
 
 
 @pytest.fixture
-def fake(monkeypatch):
-    made: list[ScriptedLLM] = []
-
-    def factory(settings):
-        made.append(ScriptedLLM())
-        return made[-1]
-
-    monkeypatch.setattr(runs, "default_factory", factory)
-    return made
-
-
-@pytest.fixture
 def fake_embedder(monkeypatch):
     embedder = HashEmbedder(dim=32)
     monkeypatch.setattr(cli_common, "load_embedder", lambda project, spec: embedder)

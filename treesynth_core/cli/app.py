@@ -2,7 +2,8 @@
 
 This module assembles the ``treesynth`` group; the commands live by family: :mod:`.project` (new,
 settings, export, stats, save-tree, load-tree), :mod:`.tree` (grow, show), :mod:`.edit` (the ``edit``
-group), :mod:`.synth`, :mod:`.coverage`, :mod:`.data` and :mod:`.scale`.
+group), :mod:`.synth`, :mod:`.coverage`, :mod:`.data`, :mod:`.scale` and :mod:`.concepts` (the ``concepts``
+group).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import typer
 
 from .. import __version__
 from .common import STATE, out, register_commands
+from .concepts import concepts_app
 from .coverage import register as register_coverage
 from .data import register as register_data
 from .edit import edit_app
@@ -81,6 +83,7 @@ register_coverage(app)
 register_data(app)
 register_scale(app)
 app.add_typer(edit_app, name="edit")
+app.add_typer(concepts_app, name="concepts")
 
 
 def main() -> None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
+from ..concepts.extract import ExtractOptions
+from ..concepts.questions import QuestionOptions
 from ..data.balance import IMPORTED_SET, BalanceOptions
 from ..errors import Cancelled, TreeSynthError
 from ..generate.baseline import BaselineOptions
@@ -26,7 +28,18 @@ from ..store import Project, RunStats
 if TYPE_CHECKING:
     from ..data.pipeline import BalanceResult, RouteReport
 
-Kind = Literal["grow", "synth", "features", "baseline", "fill-gaps", "import", "route", "balance"]
+Kind = Literal[
+    "grow",
+    "synth",
+    "features",
+    "baseline",
+    "fill-gaps",
+    "import",
+    "route",
+    "balance",
+    "concepts-extract",
+    "concepts-synth",
+]
 Progress = Callable[[int, int, str], None]
 
 Opts = TypeVar("Opts")
@@ -270,6 +283,24 @@ async def run_balance(ctx: JobContext, llm: LLM | None, options: BalanceOptions)
     )
 
 
+async def run_concepts_extract(ctx: JobContext, llm: LLM | None, options: ExtractOptions) -> Any:
+    from ..concepts.extract import extract_concepts
+
+    assert llm is not None
+    return await extract_concepts(
+        ctx.project, llm, options, progress=ctx.progress, cancel=ctx.cancel, concurrency=ctx.concurrency
+    )
+
+
+async def run_concepts_synth(ctx: JobContext, llm: LLM | None, options: QuestionOptions) -> Any:
+    from ..concepts.questions import make_questions
+
+    assert llm is not None
+    return await make_questions(
+        ctx.project, llm, options, progress=ctx.progress, cancel=ctx.cancel, concurrency=ctx.concurrency
+    )
+
+
 # -- summaries --------------------------------------------------------------------------------------
 
 Stats = RunStats | None
@@ -367,6 +398,21 @@ def balance_summary(result: BalanceResult, stats: Stats) -> str:
     )
 
 
+def concepts_extract_summary(result: Any, stats: Stats) -> str:
+    failed = f", {len(result.failed)} failed (rerun with another --seed)" if result.failed else ""
+    return (
+        f"concepts of {result.extracted} documents extracted, {result.already} already done{failed} ({_calls(stats)})"
+    )
+
+
+def concepts_synth_summary(result: Any, stats: Stats) -> str:
+    short = f"; {result.short} short of the target (duplicates or unusable replies)" if result.short else ""
+    return (
+        f"level {result.level}: added {result.added} questions to {result.sample_set!r} ({result.total} in all), "
+        f"{result.duplicates} duplicates dropped{short}{cut_note(result)} ({_calls(stats)})"
+    )
+
+
 # -- the specs --------------------------------------------------------------------------------------
 
 
@@ -429,6 +475,8 @@ SPECS: dict[str, JobSpec[Any, Any]] = {
         JobSpec("import", ImportOptions, run_import, import_summary, needs_llm=_never),
         JobSpec("route", RouteOptions, run_route, route_summary, needs_llm=route_needs_llm),
         JobSpec("balance", BalanceOptions, run_balance, balance_summary),
+        JobSpec("concepts-extract", ExtractOptions, run_concepts_extract, concepts_extract_summary, strict=True),
+        JobSpec("concepts-synth", QuestionOptions, run_concepts_synth, concepts_synth_summary, strict=True),
     )
 }
 

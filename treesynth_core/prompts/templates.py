@@ -431,3 +431,139 @@ def response_prompt(task: str, style: str, instruction: str, *, profile: Profile
 def repair_message(error: str) -> str:
     """The follow-up turn sent when a reply did not parse or broke a rule."""
     return f"Your reply was not valid: {error}\nReply again with valid JSON only, following every rule."
+
+
+# -- SynthLLM's document-grounded questions (concepts) -------------------------------------------
+
+
+def concepts_schema() -> dict[str, Any]:
+    topic = reply_schema(topic={"type": "string", "minLength": 1}, concepts=text_list(min_items=1, max_items=20))
+    return reply_schema(
+        level={"type": "string"},
+        subject={"type": "string"},
+        topics={"type": "array", "items": topic, "minItems": 1, "maxItems": 5},
+    )
+
+
+def concepts_prompt(document: str, *, profile: Profile = "paper") -> str:
+    """Extract a document's knowledge (the paper's Fig. 10): its educational level or audience, its
+    subject, 1-5 topics and 5-20 key concepts per topic."""
+    reply = '{"level": "...", "subject": "...", "topics": [{"topic": "...", "concepts": ["...", "..."]}]}'
+    if profile == "small":
+        return (
+            f"Text:\n{document}\n\nFor the text above, give its level, its subject, 1 to 3 topics and 3 to 5 "
+            f"key concepts for each topic. Reply with JSON only: {reply}"
+        )
+    return (
+        "As an expert in education, analyze the following document and identify the knowledge it teaches.\n\n"
+        f"Document:\n{document}\n\n"
+        "Identify:\n"
+        "1. level: the educational level or audience the document is written for (e.g. high school, "
+        "undergraduate, professional developer).\n"
+        "2. subject: the subject it belongs to.\n"
+        "3. topics: 1 to 5 topics the document covers.\n"
+        "4. concepts: for each topic, 5 to 20 key concepts (knowledge points a student must understand to "
+        "master the topic), each a short noun phrase that appears in or is taught by the document.\n\n"
+        f"Reply with JSON only: {reply}"
+    )
+
+
+def concepts_budget(profile: Profile = "paper") -> int:
+    """max_tokens of an extraction reply: 5 topics of 20 short concepts (``small``: 3 of 5)."""
+    return 320 if profile == "small" else 1200
+
+
+def questions_budget(n: int, profile: Profile = "paper") -> int:
+    """max_tokens of a reply of ``n`` questions: a capable model's run to 80 tokens and more (code,
+    formulas); the small profile's are one short line."""
+    return 40 + n * (60 if profile == "small" else 160)
+
+
+def questions_schema(n: int, *, tagged: bool = False) -> dict[str, Any]:
+    if not tagged:
+        return reply_schema(questions=text_list(min_items=1, max_items=n))
+    item = reply_schema(question={"type": "string", "minLength": 1}, origin={"enum": ["original", "new"]})
+    return reply_schema(questions={"type": "array", "items": item, "minItems": 1, "maxItems": n})
+
+
+def _documents_block(documents: Sequence[str]) -> str:
+    if len(documents) == 1:
+        return f"Document:\n{documents[0]}\n"
+    return "".join(f"Document {i}:\n{text}\n\n" for i, text in enumerate(documents, 1))
+
+
+def level1_prompt(document: str, n: int, *, profile: Profile = "paper") -> str:
+    """Level 1 (the paper's Fig. 8): questions taken from one document and newly written from it,
+    each tagged original or new."""
+    reply = '{"questions": [{"question": "...", "origin": "original"}, {"question": "...", "origin": "new"}]}'
+    if profile == "small":
+        return (
+            f"Text:\n{document}\n\nWrite {n} questions about the text above. Reply with JSON only: {reply} "
+            '(origin "original" when the question is in the text, else "new").'
+        )
+    return (
+        "You are an expert teacher writing exam questions from reference material.\n\n"
+        f"{_documents_block([document])}\n"
+        f"Write {n} questions based on the document above:\n"
+        "1. First take the questions, exercises or problems the document itself contains, rewritten to stand "
+        'alone; tag each "original".\n'
+        '2. Then write new questions that test the knowledge the document teaches; tag each "new".\n'
+        "3. Every question must be self-contained (answerable without seeing the document), clear, and have "
+        "an exact or clearly defined answer.\n"
+        "4. Do not answer the questions.\n\n"
+        f"Reply with JSON only, at most {n} questions: {reply}"
+    )
+
+
+def level2_prompt(document: str, combos: Sequence[Sequence[str]], *, profile: Profile = "paper") -> str:
+    """Level 2 (the paper's Fig. 9): one question per combination of 2-3 of the document's key
+    concepts, grounded in the document."""
+    lines = "\n".join(f"{i}. " + "; ".join(combo) for i, combo in enumerate(combos, 1))
+    reply = '{"questions": ["...", "..."]}'
+    if profile == "small":
+        return (
+            f"Text:\n{document}\n\nWrite one question for each line below, using the ideas on that line.\n"
+            f"{lines}\nReply with JSON only: {reply}"
+        )
+    return (
+        "You are an expert teacher writing exam questions from reference material.\n\n"
+        f"{_documents_block([document])}\n"
+        f"Key concepts to combine, one line per question:\n{lines}\n\n"
+        f"Write {len(combos)} questions, one per line above, in that order:\n"
+        "1. Each question must combine all the key concepts of its line, so that answering it needs "
+        "every one of them.\n"
+        "2. Ground the question in the document: use its facts, definitions and examples.\n"
+        "3. Every question must be self-contained (answerable without seeing the document), clear, and have "
+        "an exact or clearly defined answer. Do not answer them.\n\n"
+        f"Reply with JSON only: {reply}"
+    )
+
+
+def level3_prompt(
+    documents: Sequence[str],
+    concepts_by_topic: Sequence[tuple[str, Sequence[str]]],
+    n: int,
+    *,
+    profile: Profile = "paper",
+) -> str:
+    """Level 3 (the paper's Fig. 11): questions combining key concepts from different topics (a walk
+    on the concept graph), grounded in the two documents closest to those concepts."""
+    listed = "\n".join(f"- {topic}: " + "; ".join(concepts) for topic, concepts in concepts_by_topic)
+    reply = '{"questions": ["...", "..."]}'
+    if profile == "small":
+        return (
+            f"{_documents_block(documents)}Ideas:\n{listed}\n\nWrite {n} questions, each using two or three of "
+            f"these ideas. Reply with JSON only: {reply}"
+        )
+    return (
+        "You are an expert teacher writing challenging exam questions that connect several areas of knowledge.\n\n"
+        f"{_documents_block(documents)}"
+        f"Key concepts, grouped by the topic they come from:\n{listed}\n\n"
+        f"Write {n} questions:\n"
+        "1. Each question must combine 2 to 3 of the key concepts above, taken from different topics where "
+        "the list has more than one.\n"
+        "2. Use the documents above as reference for facts, definitions and context.\n"
+        "3. Every question must be self-contained (answerable without seeing the documents), clear, and have "
+        "an exact or clearly defined answer. Do not answer them.\n\n"
+        f"Reply with JSON only, at most {n} questions: {reply}"
+    )
