@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from treesynth_core.data import decontam as D
-from treesynth_core.data.decontam_run import DecontamOptions, decontaminate
+from treesynth_core.data.decontam_options import DecontamOptions
+from treesynth_core.data.decontam_run import decontaminate
 from treesynth_core.data.export import export_set
 from treesynth_core.errors import DataError
 from treesynth_core.store.samples import NewSample

@@ -17,6 +17,7 @@ from ..errors import TreeSynthError
 from ..jobs.specs import (
     IMPORTED_SET,
     BalanceOptions,
+    DecontamOptions,
     ImportOptions,
     JobContext,
     RouteOptions,
@@ -437,7 +438,7 @@ def decontaminate(
         typer.Option(
             "--n", help="N-gram length in words; eval items under 2n words use min(8, n), shorter ones whole."
         ),
-    ] = 13,
+    ] = DecontamOptions.n,
     field_name: Annotated[
         str | None, typer.Option("--field", help="The column of the eval files to check against (default: as import).")
     ] = None,
@@ -450,7 +451,6 @@ def decontaminate(
 ) -> None:
     """Find the samples that share a word n-gram with an eval set's item (normalized: NFKC, lowercase, no
     punctuation), record them in the project (export leaves them out) and, with --drop, delete them."""
-    from ..data.decontam_run import DecontamOptions
     from ..data.decontam_run import decontaminate as run
 
     options = DecontamOptions(sample_set=sample_set, against=tuple(against), n=n, field=field_name, drop=drop)

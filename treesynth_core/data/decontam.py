@@ -33,18 +33,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
 from ..store.contamination import Hit
+from .decontam_options import DEFAULT_N, MIN_WORDS, SHORT_N, check_n
 
-DEFAULT_N = 13
-SHORT_N = 8
-#: Items with fewer words than this are too short to check.
-MIN_WORDS = 3
 #: Samples tokenized and looked up at a time by :func:`scan`.
 CHUNK = 10_000
 
 _NOT_WORD = re.compile(r"[\W_]+")
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # odd: the polynomial's base, mod 2^64
+_FILTER_BITS = 24  # a table's prefilter: which of the 2^24 top-24-bit prefixes its hashes have
+_SHIFT = np.uint64(64 - _FILTER_BITS)
 
 
 def words(text: str) -> list[str]:
@@ -60,12 +58,6 @@ def gram_length(n_words: int, n: int = DEFAULT_N) -> int | None:
     if n_words < short:
         return n_words
     return short if n_words < 2 * n else n
-
-
-def check_n(n: int) -> None:
-    """Refuse an n-gram length that would match nearly everything."""
-    if n < MIN_WORDS:
-        raise DataError(f"the n-gram length must be at least {MIN_WORDS} words, not {n}")
 
 
 class _WordHashes(dict[str, int]):
@@ -93,7 +85,7 @@ def _tokenize(texts: Sequence[str], vocab: _WordHashes) -> _Tokens:
     split = [words(t) for t in texts]
     lengths = np.fromiter((len(w) for w in split), dtype=np.int64, count=len(split))
     flat = list(itertools.chain.from_iterable(split))
-    hashes = np.fromiter((vocab[w] for w in flat), dtype=np.uint64, count=len(flat))
+    hashes = np.fromiter(map(vocab.__getitem__, flat), dtype=np.uint64, count=len(flat))
     seg = np.repeat(np.arange(len(split), dtype=np.int64), lengths)
     ends = np.cumsum(lengths)
     room = ends[seg] - np.arange(len(flat), dtype=np.int64)
@@ -160,12 +152,15 @@ class EvalIndex:
         self.items = len(self.labels) - self.skipped
         #: k -> (sorted unique hashes, the first item holding each)
         self.tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._filters: dict[int, np.ndarray] = {}
         for k, chunks in parts.items():
             hashes = np.concatenate([h for h, _ in chunks])
             owners = np.concatenate([o for _, o in chunks])
             order = np.argsort(hashes, kind="stable")
             unique, first_at = np.unique(hashes[order], return_index=True)
             self.tables[k] = (unique, owners[order][first_at])
+            self._filters[k] = np.zeros(1 << _FILTER_BITS, dtype=bool)
+            self._filters[k][unique >> _SHIFT] = True
 
     @property
     def grams(self) -> int:
@@ -178,9 +173,12 @@ class EvalIndex:
         if table is None or not len(hashes):
             return np.zeros(len(hashes), dtype=bool), np.zeros(0, dtype=np.int64)
         unique, owners = table
-        at = np.searchsorted(unique, hashes).clip(max=len(unique) - 1)
-        found = unique[at] == hashes
-        return found, owners[at[found]]
+        found = self._filters[k][hashes >> _SHIFT]  # most hashes stop here: a gather instead of a search
+        maybe = np.flatnonzero(found)
+        at = np.searchsorted(unique, hashes[maybe]).clip(max=len(unique) - 1)
+        same = unique[at] == hashes[maybe]
+        found[maybe[~same]] = False
+        return found, owners[at[same]]
 
 
 @dataclass

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import DataError
 from ..store.contamination import Check, Hit
-from .decontam import DEFAULT_N, EvalIndex, EvalItem, check_n, scan
+from .decontam import EvalIndex, EvalItem, scan
+from .decontam_options import DecontamOptions, check_n
 from .examples import PREFIX, resolve
 
 if TYPE_CHECKING:
@@ -25,19 +26,6 @@ if TYPE_CHECKING:
 SET_PREFIX = "set:"
 #: How many contaminated samples a report shows.
 EXAMPLES = 5
-
-
-@dataclass(frozen=True)
-class DecontamOptions:
-    """Check ``sample_set`` against each eval set in ``against`` with ``n``-word n-grams (``field``: the
-    column of the eval files to read; default: the columns an import would map); ``drop`` deletes the
-    contaminated samples."""
-
-    sample_set: str = ""
-    against: tuple[str, ...] = ()
-    n: int = DEFAULT_N
-    field: str | None = None
-    drop: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from ..data.balance import IMPORTED_SET, BalanceOptions
+from ..data.decontam_options import DecontamOptions
 from ..errors import Cancelled, TreeSynthError
 from ..generate.baseline import BaselineOptions
 from ..generate.gap_options import GapOptions, check_space
@@ -24,9 +25,10 @@ from ..llm.base import LLM
 from ..store import Project, RunStats
 
 if TYPE_CHECKING:
+    from ..data.decontam_run import DecontamReport
     from ..data.pipeline import BalanceResult, RouteReport
 
-Kind = Literal["grow", "synth", "features", "baseline", "fill-gaps", "import", "route", "balance"]
+Kind = Literal["grow", "synth", "features", "baseline", "fill-gaps", "import", "route", "balance", "decontaminate"]
 Progress = Callable[[int, int, str], None]
 
 Opts = TypeVar("Opts")
@@ -275,6 +277,18 @@ async def run_balance(ctx: JobContext, llm: LLM | None, options: BalanceOptions)
 Stats = RunStats | None
 
 
+async def run_decontaminate(ctx: JobContext, llm: LLM | None, options: DecontamOptions) -> DecontamReport:
+    """Decontaminate a sample set; a Stop before the end records and drops nothing."""
+    from ..data.decontam_run import decontaminate
+
+    def progress(done: int, total: int, note: str) -> None:
+        if ctx.cancel.is_set():
+            raise Cancelled("decontamination stopped: nothing was recorded or dropped")
+        ctx.progress(done, total, note)
+
+    return decontaminate(ctx.project, options, progress=progress)
+
+
 def _calls(stats: Stats) -> str:
     return f"{stats.calls} LLM calls, {stats.cached} cached" if stats else "no LLM calls"
 
@@ -367,6 +381,15 @@ def balance_summary(result: BalanceResult, stats: Stats) -> str:
     )
 
 
+def decontam_summary(result: DecontamReport, stats: Stats) -> str:
+    against = ", ".join(f"{s.source} ({s.flagged:,})" for s in result.sources)
+    dropped = f", {result.dropped:,} dropped" if result.dropped else ""
+    return (
+        f"checked {result.checked:,} samples of {result.sample_set!r}: {result.flagged:,} contaminated{dropped} "
+        f"(by eval set: {against})"
+    )
+
+
 # -- the specs --------------------------------------------------------------------------------------
 
 
@@ -429,6 +452,7 @@ SPECS: dict[str, JobSpec[Any, Any]] = {
         JobSpec("import", ImportOptions, run_import, import_summary, needs_llm=_never),
         JobSpec("route", RouteOptions, run_route, route_summary, needs_llm=route_needs_llm),
         JobSpec("balance", BalanceOptions, run_balance, balance_summary),
+        JobSpec("decontaminate", DecontamOptions, run_decontaminate, decontam_summary, needs_llm=_never),
     )
 }
 
