@@ -75,14 +75,11 @@ with tab_import:
     )
     uploaded = st.file_uploader("Upload a dataset file", type=data_panel.UPLOAD_TYPES, key="data.upload", disabled=busy)
     left, right = st.columns([3, 2], vertical_alignment="bottom")
-    typed = (
-        ""  # shared read-only: no reading files on this machine by path
-        if security.read_only()
-        else left.text_input(
-            "\u2026or a path on this machine (big files, Hugging Face dataset folders)",
-            key="data.path",
-            placeholder="/data/train.jsonl.gz or ~/datasets/my_set",
-        )
+    typed = data_panel.local_path(
+        left,
+        "\u2026or a path on this machine (big files, Hugging Face dataset folders)",
+        key="data.path",
+        placeholder="/data/train.jsonl.gz or ~/datasets/my_set",
     )
     right.button(
         data_panel.EXAMPLE_LABEL,
@@ -390,15 +387,12 @@ with tab_decontam:
             format_func=data_panel.eval_label,
             key="data.decon.against",
         )
-        eval_path = (
-            ""  # shared read-only: no reading files on this machine by path
-            if security.read_only()
-            else st.text_input(
-                "\u2026and an eval file on this machine (optional)",
-                key="data.decon.path",
-                placeholder="/data/eval.jsonl",
-            ).strip()
-        )
+        eval_path = data_panel.local_path(
+            st,
+            "\u2026and an eval file on this machine (optional)",
+            key="data.decon.path",
+            placeholder="/data/eval.jsonl",
+        ).strip()
         c3, c4, c5 = st.columns([1, 2, 1], vertical_alignment="bottom")
         n_words = c3.number_input(
             "n (words)", MIN_WORDS, 100, int(last.get("n", DecontamOptions.n)), key="data.decon.n"

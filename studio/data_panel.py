@@ -24,7 +24,7 @@ from typing import Any
 
 import streamlit as st
 
-from studio import widgets
+from studio import security, widgets
 from studio.widgets import md
 from treesynth_core.data.examples import EXAMPLES, PREFIX, ExampleDataset, resolve
 from treesynth_core.data.ingest import ColumnMap, Preview, preview
@@ -64,6 +64,14 @@ CELL_CHARS = 200  # preview cells are cut to this many characters
 SHOW_TICKS = 12  # leaf paths label the bars' axis up to this many leaves; hover shows them always
 
 # -- jobs -----------------------------------------------------------------------------------------
+
+
+def local_path(where: Any, label: str, *, key: str, placeholder: str) -> str:
+    """A text input for a path on this machine, in ``where`` (``st`` or a column); none when the app is
+    shared read-only (no reading files on this machine by path): then ``""``."""
+    if security.read_only():
+        return ""
+    return str(where.text_input(label, key=key, placeholder=placeholder))
 
 
 def eval_choices(sets: dict[str, int], checked: str) -> list[str]:

@@ -308,6 +308,7 @@ def test_decontaminate_tab_checks_a_set_and_export_leaves_the_contaminated_out(d
     selectbox(at, "Sample set to check").set_value("mine")
     at = run(at)
     assert at.multiselect(key="data.decon.against").value == ["example:humaneval"]
+    assert at.text_input(key="data.decon.path").value == ""  # an eval file by path: off when shared read-only
     at, job = click_and_wait(at, "data.decon.run", data)
     assert "checked 4 samples of 'mine': 1 contaminated (by eval set: example:humaneval (1))" in job.message
     checks = table(at, "eval set", "contaminated")

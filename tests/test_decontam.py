@@ -162,6 +162,9 @@ def test_a_rerun_replaces_the_record_and_drop_deletes_with_counts(project, data)
     assert project.contamination("mine") == []
     (check,) = project.contamination_checks("mine")
     assert (check.flagged, check.dropped) == (2, 2)
+    decontaminate(project, DecontamOptions(sample_set="mine", against=(str(data),)))
+    (check,) = project.contamination_checks("mine")
+    assert (check.checked, check.flagged, check.dropped) == (2, 0, 2)  # the earlier deletion stays on record
 
 
 def test_another_sample_set_is_an_eval_set_and_deleting_a_set_forgets_its_record(project, data):
@@ -203,3 +206,24 @@ def test_bad_eval_sets_fail_before_anything_is_written(project, data, tmp_path):
     assert len(ids(project)) == 4 and project.contamination_checks("mine") == []
     with pytest.raises(DataError, match="no samples in the set 'other'"):
         decontaminate(project, DecontamOptions(sample_set="other", against=(str(data),)))
+
+
+def test_the_job_spec_reads_stored_params_and_a_stop_records_nothing(project, data):
+    import asyncio
+    import threading
+
+    from treesynth_core.errors import Cancelled
+    from treesynth_core.jobs.specs import JobContext, job_spec
+
+    spec = job_spec("decontaminate")
+    options = spec.parse({"sample_set": "mine", "against": [str(data)], "n": 13, "drop": True})
+    assert options == DecontamOptions("mine", (str(data),), 13, None, True) and not spec.needs_llm(options)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled, match="nothing was recorded or dropped"):
+        asyncio.run(spec.run(JobContext(project, lambda space: None, cancel=stop), None, options))
+    assert len(ids(project)) == 4 and project.contamination_checks("mine") == []
+    report = asyncio.run(spec.run(JobContext(project, lambda space: None), None, options))
+    assert spec.summary(report, None) == (
+        f"checked 4 samples of 'mine': 2 contaminated, 2 dropped (by eval set: {data} (2))"
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 
 from .db import chunks, marks
 
@@ -46,8 +46,15 @@ _CHECK_COLUMNS = "sample_set, source, n, items, skipped_items, checked, flagged,
 
 def record(conn: sqlite3.Connection, checks: Sequence[Check], hits: Iterable[Hit], dropped: set[int]) -> None:
     """Replace the set's earlier checks against the same sources (and their hits) with these; the hits of
-    ``dropped`` samples are not kept (the samples are gone; the check counts them)."""
+    ``dropped`` samples are not kept (the samples are gone; the check counts them, adding those an earlier
+    check against the same source dropped, so the record never forgets a deletion)."""
     for check in checks:
+        before = conn.execute(
+            "SELECT dropped FROM contamination_checks WHERE sample_set = ? AND source = ?",
+            (check.sample_set, check.source),
+        ).fetchone()
+        if before is not None:
+            check = replace(check, dropped=check.dropped + before[0])
         conn.execute(
             "DELETE FROM contamination WHERE source = ? AND sample_id IN (SELECT id FROM samples WHERE sample_set = ?)",
             (check.source, check.sample_set),
