@@ -279,3 +279,16 @@ def test_bad_eval_sets_are_one_line_and_change_nothing(mine, tmp_path):
     assert missing.exit_code == 2 and "--against" in missing.output
     with Project.open(mine) as project:
         assert project.sample_sets() == {"mine": 8} and project.contamination_checks("mine") == []
+
+
+def test_decontaminate_takes_the_run_lease(mine):
+    with Project.open(mine) as project:
+        held, _ = project.claim_job("synth", {})
+        said = one_error_line(
+            invoke("decontaminate", mine, "--set", "mine", "--against", "example:humaneval", ok=False)
+        )
+        assert "another run is working on this project: synth" in said
+        project.update_job(held.id, status="done")
+    invoke("decontaminate", mine, "--set", "mine", "--against", "example:humaneval")
+    with Project.open(mine) as project:
+        assert [(j.kind, j.status) for j in project.jobs()][0] == ("decontaminate", "done")

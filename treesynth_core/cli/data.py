@@ -7,6 +7,7 @@ the ``treesynth`` app (:mod:`treesynth_core.cli.app` does).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
@@ -23,6 +24,7 @@ from ..jobs.specs import (
     RouteOptions,
     import_dataset,
     route_needs_llm,
+    run_decontaminate,
 )
 from .common import (
     NO_FEATURE_OPTIONS,
@@ -447,22 +449,27 @@ def decontaminate(
         typer.Option("--drop", help="Delete the contaminated samples (counted and shown; kept as deletion marks)."),
     ] = False,
     quiet: QuietOpt = False,
+    wait: WaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Find the samples that share a word n-gram with an eval set's item (normalized: NFKC, lowercase, no
     punctuation), record them in the project (export leaves them out) and, with --drop, delete them."""
-    from ..data.decontam_run import decontaminate as run
-
     options = DecontamOptions(sample_set=sample_set, against=tuple(against), n=n, field=field_name, drop=drop)
-    with open_project(directory) as project, progress_bar(quiet or as_json) as bar:
+    with (
+        open_project(directory) as project,
+        lease(project, "decontaminate", dataclasses.asdict(options), wait) as beat,
+        progress_bar(quiet or as_json) as bar,
+    ):
         tasks: list[Any] = []  # the bar appears once the eval sets are read and the scan starts
 
         def progress(done: int, total: int, note: str) -> None:
             if not tasks:
                 tasks.append(bar.add_task("Decontaminating", total=total, note=""))
             bar.update(tasks[0], completed=done, total=total, note=note)
+            beat.report(done, total, note)
 
-        report = run(project, options, progress=progress)
+        ctx = JobContext(project, no_featurizer, progress, beat.cancel)
+        report = asyncio.run(run_decontaminate(ctx, None, options))  # the job's run function
     emit(as_json, dataclasses.asdict(report), _decontam_text(report, drop))
 
 
