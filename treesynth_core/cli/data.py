@@ -430,6 +430,7 @@ def decontaminate(
             "would map them, or --field), example:humaneval, or another sample set (set:NAME or its bare name). "
             "Repeat for several.",
             show_default=False,
+            metavar="EVAL",
         ),
     ],
     sample_set: Annotated[
