@@ -51,6 +51,7 @@ format: install-test
 bench: install-test
 	$(BIN)/python benchmarks/llm_throughput.py
 	$(BIN)/python benchmarks/tree_view.py
+	$(BIN)/python benchmarks/decontam.py --samples 200000
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

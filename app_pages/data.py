@@ -1,5 +1,6 @@
 """Data page: bring your own data. Import a dataset as a sample set, route it into the tree's leaves,
-rebalance it over the leaves, and fit the SynthLLM scaling law to see where more data stops paying.
+rebalance it over the leaves, check a set against evaluation sets (decontamination), and fit the
+SynthLLM scaling law to see where more data stops paying.
 
 Import, routing, rebalancing and growing a tree from the data run as background jobs; the page shows
 what the project store holds and polls while a job runs. The scaling fit is pure computation.
@@ -15,6 +16,7 @@ from studio import balance_panel, data_panel, scaling_panel, security
 from studio.state import get_state
 from studio.widgets import PAGE_EXPORT, PAGE_TREE, POLL_S, md, require_project, show_notices, start_job
 from treesynth_core.data import pipeline as data_steps
+from treesynth_core.data.decontam_options import MIN_WORDS, DecontamOptions
 from treesynth_core.data.ingest import FORMATS
 from treesynth_core.errors import DataError, TreeSynthError
 from treesynth_core.jobs import background as jobs
@@ -61,7 +63,9 @@ status()
 sets = project.sample_sets()
 datasets = data_panel.dataset_names(sets, balanced=data_panel.balanced_sets(project))
 tree = project.tree()
-tab_import, tab_route, tab_balance, tab_scale = st.tabs(["Import", "Route", "Rebalance", "Scaling (SynthLLM)"])
+tab_import, tab_route, tab_balance, tab_decontam, tab_scale = st.tabs(
+    ["Import", "Route", "Rebalance", "Decontaminate", "Scaling (SynthLLM)"]
+)
 
 # -- import ---------------------------------------------------------------------------------------
 with tab_import:
@@ -71,14 +75,11 @@ with tab_import:
     )
     uploaded = st.file_uploader("Upload a dataset file", type=data_panel.UPLOAD_TYPES, key="data.upload", disabled=busy)
     left, right = st.columns([3, 2], vertical_alignment="bottom")
-    typed = (
-        ""  # shared read-only: no reading files on this machine by path
-        if security.read_only()
-        else left.text_input(
-            "\u2026or a path on this machine (big files, Hugging Face dataset folders)",
-            key="data.path",
-            placeholder="/data/train.jsonl.gz or ~/datasets/my_set",
-        )
+    typed = data_panel.local_path(
+        left,
+        "\u2026or a path on this machine (big files, Hugging Face dataset folders)",
+        key="data.path",
+        placeholder="/data/train.jsonl.gz or ~/datasets/my_set",
     )
     right.button(
         data_panel.EXAMPLE_LABEL,
@@ -361,6 +362,55 @@ with tab_balance:
                     f"--out {target}.jsonl"
                 )
             )
+
+# -- decontaminate --------------------------------------------------------------------------------
+with tab_decontam:
+    if not sets:
+        st.info("Import a dataset or synthesize samples first.", icon=":material/info:")
+    else:
+        st.caption(
+            "Find the samples that share a run of words with an item of an evaluation set, after normalization "
+            "(lowercase, no punctuation): n words, 8 for eval items under 2n words, short items whole. They are "
+            "recorded and left out of exports (the dataset card says so), or dropped from the set."
+        )
+        last = data_panel.last_params(project, "decontaminate")
+        names = list(sets)
+        c1, c2 = st.columns([1, 2])
+        dset = c1.selectbox(
+            "Sample set to check", names, index=data_panel.index_of(names, last.get("sample_set")), key="data.decon.set"
+        )
+        choices = data_panel.eval_choices(sets, dset)
+        against = c2.multiselect(
+            "Eval sets",
+            choices,
+            default=[c for c in last.get("against", [data_panel.EXAMPLE_SPEC]) if c in choices],
+            format_func=data_panel.eval_label,
+            key="data.decon.against",
+        )
+        eval_path = data_panel.local_path(
+            st,
+            "\u2026and an eval file on this machine (optional)",
+            key="data.decon.path",
+            placeholder="/data/eval.jsonl",
+        ).strip()
+        c3, c4, c5 = st.columns([1, 2, 1], vertical_alignment="bottom")
+        n_words = c3.number_input(
+            "n (words)", MIN_WORDS, 100, int(last.get("n", DecontamOptions.n)), key="data.decon.n"
+        )
+        drop = c4.checkbox(
+            "Drop them from the set", key="data.decon.drop", help="Delete the contaminated samples (counted and shown)."
+        )
+        specs = [*against, *([eval_path] if eval_path else [])]
+        if c5.button(
+            "Check",
+            key="data.decon.run",
+            type="primary",
+            icon=":material/rule:",
+            disabled=busy or not specs,
+            width="stretch",
+        ):
+            _start("decontaminate", {"sample_set": dset, "against": specs, "n": int(n_words), "drop": drop})
+        data_panel.contamination_view(project, dset)
 
 # -- scaling (SynthLLM) ---------------------------------------------------------------------------
 with tab_scale:

@@ -59,14 +59,22 @@ if 0 < without:
         "for instruction-response pairs."
     )
 
+contaminated = len({hit.sample_id for hit in project.contamination(sample_set)})
 with st.container(border=True):
+    keep = False
+    if contaminated:
+        st.caption(
+            f":orange[:material/rule:] {contaminated:,} samples of this set were found in an eval set "
+            "(Data page, Decontaminate): the export leaves them out, and the dataset card says so."
+        )
+        keep = st.checkbox("Keep the contaminated samples", key="export.keep_contaminated")
     fmt = st.radio("Format", list(FORMATS), format_func=FORMATS.get, key="export.format", horizontal=True)
     suffix = "dataset" if sample_set == "tree" else sample_set
     name = st.text_input("File name", value=f"{state.project_name}-{suffix}", key=f"export.name.{sample_set}")
     if st.button("Export", key="export.run", type="primary", icon=":material/file_export:"):
         try:
             with st.spinner("Writing the dataset\u2026"):
-                result = exports.run_export(project, fmt, name, sample_set)
+                result = exports.run_export(project, fmt, name, sample_set, exclude_contaminated=not keep)
         except TreeSynthError as exc:
             st.error(md(str(exc)), icon=":material/error:")
         else:

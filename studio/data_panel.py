@@ -24,7 +24,7 @@ from typing import Any
 
 import streamlit as st
 
-from studio import widgets
+from studio import security, widgets
 from studio.widgets import md
 from treesynth_core.data.examples import EXAMPLES, PREFIX, ExampleDataset, resolve
 from treesynth_core.data.ingest import ColumnMap, Preview, preview
@@ -41,9 +41,10 @@ JOB_LABELS = {
     "route": "Routing the samples",
     "balance": "Rebalancing",
     "grow": "Growing a tree from the data",
+    "decontaminate": "Decontaminating",
 }
 #: What a job's done/total counts.
-JOB_UNITS = {"import": "rows", "route": "samples", "balance": "leaves", "grow": "nodes"}
+JOB_UNITS = {"import": "rows", "route": "samples", "balance": "leaves", "grow": "nodes", "decontaminate": "samples"}
 #: Extensions the uploader takes (``.gz`` for gzipped JSONL and CSV).
 UPLOAD_TYPES = ["jsonl", "ndjson", "json", "csv", "tsv", "parquet", "gz"]
 UPLOADS = "uploads"
@@ -63,6 +64,56 @@ CELL_CHARS = 200  # preview cells are cut to this many characters
 SHOW_TICKS = 12  # leaf paths label the bars' axis up to this many leaves; hover shows them always
 
 # -- jobs -----------------------------------------------------------------------------------------
+
+
+def local_path(where: Any, label: str, *, key: str, placeholder: str) -> str:
+    """A text input for a path on this machine, in ``where`` (``st`` or a column); none when the app is
+    shared read-only (no reading files on this machine by path): then ``""``."""
+    if security.read_only():
+        return ""
+    return str(where.text_input(label, key=key, placeholder=placeholder))
+
+
+def eval_choices(sets: dict[str, int], checked: str) -> list[str]:
+    """What a set can be checked against: the shipped example and the project's other sets."""
+    return [EXAMPLE_SPEC, *(f"set:{name}" for name in sets if name != checked)]
+
+
+def eval_label(spec: str) -> str:
+    """How an eval set is named in the picker."""
+    return f"{EXAMPLE.title.split(':')[0]} (shipped)" if spec == EXAMPLE_SPEC else f"the sample set {spec[4:]}"
+
+
+def contamination_view(project: Project, sample_set: str) -> None:
+    """What ``sample_set`` was checked against, with the counts, and the samples recorded as contaminated."""
+    checks = project.contamination_checks(sample_set)
+    if not checks:
+        st.caption("Not checked against any eval set yet.")
+        return
+    rows = [
+        {
+            "eval set": c.source,
+            "items": c.items,
+            "too short": c.skipped_items,
+            "n": c.n,
+            "checked on": c.created[:16].replace("T", " "),
+            "samples checked": c.checked,
+            "contaminated": c.flagged,
+            "dropped": c.dropped,
+        }
+        for c in checks
+    ]
+    st.dataframe(rows, key="data.decon.checks", hide_index=True, width="stretch")
+    hits = project.contamination(sample_set)
+    if not hits:
+        st.caption(md(f"No sample of {sample_set} is recorded as contaminated."))
+        return
+    st.caption(
+        md(f"{len({h.sample_id for h in hits}):,} samples of {sample_set} are recorded as contaminated: ")
+        + "exports leave them out unless you keep them (the Export page)."
+    )
+    shown = [{"sample": h.sample_id, "eval set": h.source, "eval item": h.item, "shared words": h.ngram} for h in hits]
+    st.dataframe(shown[:200], key="data.decon.hits", hide_index=True, width="stretch")
 
 
 def is_data_job(job: jobs.JobState) -> bool:

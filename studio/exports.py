@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.projects import folder_name
-from treesynth_core.data.export import ExportResult, Format, export_samples
+from treesynth_core.data.export import ExportResult, Format, export_set
 from treesynth_core.store import Project
 from treesynth_core.store.samples import TREE_SET
 
@@ -34,13 +34,16 @@ def export_dir(project: Project) -> Path:
     return project.path / "exports"
 
 
-def run_export(project: Project, fmt: Format, name: str, sample_set: str = TREE_SET) -> ExportResult:
-    """Export one sample set of the project under ``<project>/exports/`` as ``name`` in ``fmt``."""
+def run_export(
+    project: Project, fmt: Format, name: str, sample_set: str = TREE_SET, *, exclude_contaminated: bool = True
+) -> ExportResult:
+    """Export one sample set of the project under ``<project>/exports/`` as ``name`` in ``fmt`` (without the
+    samples recorded as contaminated unless ``exclude_contaminated`` is False, as the CLI)."""
     stem = folder_name(name)
     out = export_dir(project) / (stem + EXTENSIONS[fmt])
     if fmt == "hf" and out.exists():
         out = _free_folder(out)
-    return export_samples(project.tree(), project.samples(sample_set=sample_set), fmt, out)
+    return export_set(project, sample_set, fmt, out, exclude_contaminated=exclude_contaminated)
 
 
 def set_label(name: str, count: int) -> str:

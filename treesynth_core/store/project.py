@@ -15,7 +15,7 @@ import dataclasses
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,7 +25,7 @@ from ..llm.base import ChatResult
 from ..llm.recording import CallRecord
 from ..llm.settings import BackendSettings, merge_settings
 from ..tree.model import Tree, new_tree, validate
-from . import history, runs, schema
+from . import contamination, history, runs, schema
 from .db import DB_NAME, FORMAT_VERSION, Database, chunks, marks, set_meta
 from .history import HUMAN, EditRecord, UndoState
 from .runs import JobRecord, RunStats
@@ -292,17 +292,43 @@ class Project:
 
     def delete_samples(self, ids: Iterable[int]) -> int:
         """Delete samples by row id, in one transaction; return how many were deleted."""
-        deleted = 0
         with self._db.tx() as conn:
-            for chunk in chunks(list(dict.fromkeys(int(i) for i in ids))):
-                conn.execute(f"DELETE FROM features WHERE sample_id IN ({marks(len(chunk))})", chunk)
-                conn.execute(
-                    "INSERT OR IGNORE INTO deleted_samples (sample_set, leaf_id, key) "
-                    f"SELECT sample_set, leaf_id, key FROM samples WHERE id IN ({marks(len(chunk))})",
-                    chunk,
-                )
-                deleted += conn.execute(f"DELETE FROM samples WHERE id IN ({marks(len(chunk))})", chunk).rowcount
-        return deleted
+            return _delete_samples(conn, list(dict.fromkeys(int(i) for i in ids)))
+
+    def sample_texts(self, sample_set: str, *, batch: int = 5_000) -> Iterator[tuple[int, str, str | None]]:
+        """``(id, instruction, response)`` of every sample of the set, oldest first, read ``batch`` rows
+        at a time (each batch its own read), so a million samples stream in flat memory."""
+        sql = "SELECT id, instruction, response FROM samples WHERE sample_set = ? AND id > ? ORDER BY id LIMIT ?"
+        last = -1
+        while True:
+            with self._db.read() as conn:
+                rows = conn.execute(sql, (sample_set, last, batch)).fetchall()
+            yield from rows
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
+
+    # -- decontamination ----------------------------------------------------------------------------
+    def record_contamination(
+        self, checks: list[contamination.Check], hits: list[contamination.Hit], *, drop: bool = False
+    ) -> int:
+        """Record checks of a sample set against eval sets and the contaminated samples found, replacing
+        earlier checks against the same eval sets; with ``drop``, delete those samples (kept as deletion
+        marks, like any deleted sample) in the same transaction. Returns how many were deleted."""
+        dropped = sorted({hit.sample_id for hit in hits}) if drop else []
+        with self._db.tx() as conn:
+            contamination.record(conn, checks, hits, set(dropped))
+            return _delete_samples(conn, dropped)
+
+    def contamination_checks(self, sample_set: str) -> list[contamination.Check]:
+        """What the set was checked against, with the counts (see :class:`~.contamination.Check`)."""
+        with self._db.read() as conn:
+            return contamination.checks(conn, sample_set)
+
+    def contamination(self, sample_set: str) -> list[contamination.Hit]:
+        """The set's samples recorded as contaminated (one hit per sample and eval set)."""
+        with self._db.read() as conn:
+            return contamination.hits(conn, sample_set)
 
     def import_samples(
         self,
@@ -512,12 +538,29 @@ class Project:
 
 
 def _delete_set(conn: sqlite3.Connection, sample_set: str) -> int:
-    """Delete a sample set with its features, routes and deletion marks; return how many samples."""
+    """Delete a sample set with its features, routes, deletion marks and contamination record; return how
+    many samples."""
     ids = "SELECT id FROM samples WHERE sample_set = ?"
     conn.execute(f"DELETE FROM features WHERE sample_id IN ({ids})", (sample_set,))
     conn.execute(f"DELETE FROM routes WHERE sample_id IN ({ids})", (sample_set,))
     conn.execute("DELETE FROM deleted_samples WHERE sample_set = ?", (sample_set,))
+    contamination.forget_set(conn, sample_set)
     return int(conn.execute("DELETE FROM samples WHERE sample_set = ?", (sample_set,)).rowcount)
+
+
+def _delete_samples(conn: sqlite3.Connection, ids: list[int]) -> int:
+    """Delete samples by row id with their features and contamination marks, keeping deletion marks."""
+    deleted = 0
+    contamination.forget_samples(conn, ids)
+    for chunk in chunks(ids):
+        conn.execute(f"DELETE FROM features WHERE sample_id IN ({marks(len(chunk))})", chunk)
+        conn.execute(
+            "INSERT OR IGNORE INTO deleted_samples (sample_set, leaf_id, key) "
+            f"SELECT sample_set, leaf_id, key FROM samples WHERE id IN ({marks(len(chunk))})",
+            chunk,
+        )
+        deleted += conn.execute(f"DELETE FROM samples WHERE id IN ({marks(len(chunk))})", chunk).rowcount
+    return deleted
 
 
 def _refuse_taken(conn: sqlite3.Connection, sample_set: str) -> None:

@@ -286,6 +286,37 @@ def m016_call_attempts(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE llm_calls SET attempt_errors = json_array(error) WHERE error IS NOT NULL")
 
 
+@migration
+def m017_contamination(conn: sqlite3.Connection) -> None:
+    """Decontamination: each check of a sample set against an eval set (what, when, the counts), and
+    each sample found contaminated with the eval item and the n-gram it shares. A rerun against the
+    same eval set replaces both."""
+    conn.execute(
+        """CREATE TABLE contamination_checks (
+            sample_set TEXT NOT NULL,
+            source TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            items INTEGER NOT NULL,
+            skipped_items INTEGER NOT NULL,
+            checked INTEGER NOT NULL,
+            flagged INTEGER NOT NULL,
+            dropped INTEGER NOT NULL,
+            created TEXT NOT NULL,
+            PRIMARY KEY (sample_set, source)
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE contamination (
+            sample_id INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            item TEXT NOT NULL,
+            ngram TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (sample_id, source)
+        )"""
+    )
+
+
 # -- applying -------------------------------------------------------------------------------------
 
 
