@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..errors import Cancelled, ParseError
 from ..llm.base import LLM, ChatRequest, in_completion_order, useful_concurrency
 from ..llm.settings import BackendSettings
+from ..progress import Progress
 from ..prompts import templates as P
 from ..prompts.replies import BUDGET_RETRIES, ask_json
 from ..seeding import stable_seed
@@ -24,7 +25,6 @@ from .model import ConceptsReply, DocConcepts
 from .plan import Spend
 from .store import BlobStore, load_concepts, load_documents, save_concepts
 
-Progress = Callable[[int, int, str], None]
 #: One ask plus one re-ask when the reply does not parse.
 EXTRACT_ATTEMPTS = 2
 

@@ -23,7 +23,7 @@ import math
 import random
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any, Protocol
@@ -34,6 +34,7 @@ from ..errors import Cancelled, DataError, ParseError
 from ..generate.duplicates import DuplicateFilter
 from ..llm.base import LLM, ChatRequest, ChatResult, useful_concurrency
 from ..llm.settings import BackendSettings
+from ..progress import Progress
 from ..prompts import templates as P
 from ..prompts.replies import BUDGET_RETRIES, MAX_TOKENS_CAP, ask_json, is_cut_off, is_placeholder, retry_budget
 from ..seeding import stable_seed
@@ -45,7 +46,6 @@ from .plan import Spend
 from .store import BlobStore, load_concepts, load_documents
 from .walks import Walk, Walker, ground, usable_walks
 
-Progress = Callable[[int, int, str], None]
 LEVELS = (1, 2, 3)
 #: Questions asked for per call: the paper's 1-5 per document (5) at levels 1-2, 3 per walk at level 3.
 PER_CALL = {1: 5, 2: 5, 3: 3}

@@ -19,7 +19,7 @@ import io
 import json
 import textwrap
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ..errors import TreeSynthError
+from ..progress import Progress
 from ..store.samples import TREE_SET, Sample
 
 if TYPE_CHECKING:
     from ..tree.model import Tree
 
-Progress = Callable[[int, int, str], None]
 
 #: Bump when the layout changes meaning, so old cached maps stop matching.
 MAP_CACHE_VERSION = "map-v1"

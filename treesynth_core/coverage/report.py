@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from ..errors import TreeSynthError
+from ..progress import Progress
 from ..store.samples import BASELINE_SET, TREE_SET, Sample
 from ..tree.model import Tree
 from . import diversity
 from .features.embeddings import FeatureStore, Featurizer, ensure_features
-
-Progress = Callable[[int, int, str], None]
 
 #: Vendi orders reported besides q = 1.
 VENDI_ORDERS: tuple[float, ...] = (0.5, 1.0, 2.0, math.inf)

@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import TreeSynthError
 from ..generate.synth import PER_CALL, SampleStore, SynthOptions, SynthReport, synthesize
 from ..llm.base import LLM
+from ..progress import Progress
 from ..store.samples import UNROUTED, NewSample, Sample, check_dataset_set
 from ..tree import model as T
 
 BALANCED_SET = "balanced"
 #: The sample set an import goes to unless named (and the set routing and balancing read).
 IMPORTED_SET = "imported"
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from ..coverage.features.embeddings import Featurizer, ensure_features
 from ..coverage.report import compare_sets
 from ..errors import TreeSynthError
 from ..llm.base import LLM
+from ..progress import Progress
 from ..store import Project
 from ..store.samples import Sample
 from .balance import BalanceOptions, balance
@@ -35,7 +36,6 @@ from .routing import (
     route_with_llm,
 )
 
-Progress = Callable[[int, int, str], None]
 #: Samples the other router routes to measure agreement, by default.
 AGREEMENT_N = 50
 

