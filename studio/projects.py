@@ -69,13 +69,7 @@ def open_example(example: Example) -> Project:
     if (folder / "treesynth.db").is_file():
         return Project.open(folder)
     tree = read_tree_file(example.path)
-    project = Project.create(folder, task=tree.task, style=tree.style)
-    try:
-        project.replace_tree(tree, kind="import")
-    except BaseException:
-        project.close()
-        raise
-    return project
+    return Project.create(folder, task=tree.task, style=tree.style, tree=tree)
 
 
 def create_project(name: str, task: str, style: str, settings: BackendSettings) -> Project:

@@ -307,3 +307,27 @@ def test_undo_summary_counts_the_sessions_edits_and_names_others() -> None:
         "Others made 3 edits since (latest: grow by cli:bob, edit 9)."
     )
     assert undo_summary(state, all_owners=True).startswith("Undo and redo act on the latest edit of anyone.")
+
+
+def test_a_tree_file_is_the_starting_point_not_an_edit(tmp_path: Path) -> None:
+    """Undo after opening a tree file never erases the tree (issue 13 item 1): loading it is not an edit."""
+    folder = tmp_path / "p"
+    result = runner.invoke(app, ["new", str(folder), "--from-tree", "assets/trees/gsm8k_math.json"])
+    assert result.exit_code == 0, result.output
+    with Project.open(folder) as project:
+        loaded = project.tree()
+        assert len(loaded.nodes) > 50 and project.history() == []
+        assert not project.can_undo(all_owners=True)
+        first = next(iter(loaded.children(loaded.root_id)))
+        project.apply("rename", lambda t: T.rename_value(t, first.id, "renamed"))
+        assert project.undo(all_owners=True) is not None
+        assert project.undo(all_owners=True) is None
+        assert project.tree() == loaded
+
+
+def test_a_too_long_task_given_with_a_tree_file_is_refused(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["new", str(tmp_path / "p"), "--from-tree", "assets/trees/gsm8k_math.json", "--task", "x" * 5000]
+    )
+    assert result.exit_code == 1 and "4,000" in result.output
+    assert not (tmp_path / "p" / "treesynth.db").exists()

@@ -8,6 +8,7 @@ adds them to the ``treesynth`` app.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -51,8 +52,8 @@ def new(
     settings = merge_settings(None, settings_from_env(), backend.overrides())
     if from_tree is not None:
         tree = read_tree_file(from_tree)
-        project = Project.create(directory, task=task or tree.task, style=style or tree.style, settings=settings)
-        project.replace_tree(tree, kind="import")
+        tree = replace(tree, task=task or tree.task, style=style or tree.style)
+        project = Project.create(directory, task=tree.task, style=tree.style, settings=settings, tree=tree)
     else:
         project = Project.create(directory, task=task, style=style, settings=settings)
     with project:

@@ -62,10 +62,16 @@ class Project:
         style: str = "",
         settings: BackendSettings | None = None,
         owner: str | None = None,
+        tree: Tree | None = None,
     ) -> Project:
-        """Create the folder (and its parents) and a project in it whose tree is just the root."""
+        """Create the folder (and its parents) and a project in it whose tree is just the root, or
+        ``tree`` (a tree file's): the starting point, not an edit, so no undo goes back past it."""
         folder = Path(path).expanduser()
-        tree = new_tree(task, style)  # TreeError on an empty task, before anything touches the disk
+        root_only = new_tree(task, style)  # TreeError on an empty or too long task, before the disk
+        if tree is None:
+            tree = root_only
+        else:
+            validate(tree)
         if folder.exists() and not folder.is_dir():
             raise ProjectError(f"{folder} is a file: give a folder for the new project")
         if (folder / DB_NAME).exists():
