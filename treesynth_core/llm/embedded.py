@@ -23,6 +23,7 @@ Without a ``gguf_path`` setting it runs SmolLM2-135M-Instruct, the GGUF shipped 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import importlib.util
 import os
@@ -103,13 +104,26 @@ def resolve_gguf_path(settings: BackendSettings) -> Path:
 
 
 def load_model(path: Path, n_ctx: int) -> LoadedModel:
-    """The model at ``path`` with context ``n_ctx``: loaded on first use, then shared process-wide."""
+    """The model at ``path`` with context ``n_ctx``: loaded on first use, then shared process-wide
+    (and closed when the process exits)."""
     key = (str(path), n_ctx)
     with _models_lock:
         loaded = _models.get(key)
         if loaded is None:
+            if not _models:
+                atexit.register(close_models)
             loaded = _models[key] = _load(path, n_ctx)
         return loaded
+
+
+def close_models() -> None:
+    """Free every loaded model now, while the interpreter is whole: left to ``Llama.__del__`` at
+    shutdown, llama-cpp-python's cleanup finds its C bindings gone and prints an ignored TypeError."""
+    with _models_lock:
+        loaded = list(_models.values())
+        _models.clear()
+    for model in loaded:
+        model.llama.close()
 
 
 def _load(path: Path, n_ctx: int) -> LoadedModel:
