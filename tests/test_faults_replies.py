@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 from typer.testing import CliRunner
 
-from tests.fakes import ScriptedLLM
+from tests.fakes import HashEmbedder, ScriptedLLM
 from tests.helpers_http import FakeOpenAIServer, RecordedRequest, Reply, openai_flags, purpose_of
 from treesynth_core.cli import common
 from treesynth_core.cli.app import app
@@ -64,6 +64,13 @@ def healthy(request: RecordedRequest) -> Reply:
         return Reply.ok(json.dumps({"criterion": "Operation", "values": values}))
     if purpose == "coverage":
         return Reply.ok(json.dumps({"new_values": [], "complete": True}))
+    if purpose == "route":
+        return Reply.ok(json.dumps({"value": VALUES[0]}))
+    if purpose == "concepts":
+        topic = {"topic": "arithmetic", "concepts": ["sums", "differences", "products"]}
+        return Reply.ok(json.dumps({"level": "school", "subject": "math", "topics": [topic]}))
+    if purpose == "questions":
+        return Reply.ok(json.dumps({"questions": [words(f"{stamp}:{i}") for i in range(5)]}))
     return Reply.ok(json.dumps({"samples": [words(f"{stamp}:{i}") for i in range(10)]}))
 
 
@@ -246,3 +253,119 @@ def test_an_unusable_reply_is_logged_as_failed_and_a_cached_one_is_evicted(proje
     assert reply.samples == ["a real sample here", "another one too"] and not result.cached
     cached = project.cache_get(key)
     assert cached is not None and cached.text == result.text
+
+
+# -- route, balance, fill-gaps, concepts --------------------------------------------------------------
+def fails_on_malformed_replies(server, args: tuple[object, ...], begins: str) -> str:
+    """Run ``args`` with every reply malformed: it exits 1 with one line beginning ``begins``."""
+    server.switch.fault = FAULTS["malformed"]
+    result = invoke(*args)
+    assert result.exit_code == 1, result.output
+    line = one_error_line(result)
+    assert line.startswith(begins) and "nothing unusable was cached" in line, line
+    server.switch.fault = None
+    return line
+
+
+def imported(tmp_path, server, rows: int = 3) -> object:
+    """A project with the tree and ``rows`` samples imported as the set "mine"."""
+    proj = new_project(tmp_path, server, tree=True)
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps({"instruction": words(f"row {i}"), "output": "4"}) + "\n" for i in range(rows)))
+    assert invoke("import", proj, data, "--set", "mine").exit_code == 0
+    return proj
+
+
+def test_route_with_every_reply_unusable_fails_and_routes_on_the_next_run(tmp_path, server):
+    proj = imported(tmp_path, server)
+    args = ("route", proj, "--set", "mine", "--router", "llm", "-q")
+    line = fails_on_malformed_replies(server, args, "error: 0 of 3 samples routed: the model gave no usable value")
+    assert "run route again when the endpoint is fixed" in line
+    sent = len(server.chat_requests)
+    assert stats(proj)["failed"] == sent and stats(proj)["calls"] == 0
+
+    again = invoke(*args, "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["leaf"] == 3 and len(server.chat_requests) - sent == 3
+
+
+def test_route_with_one_sample_unusable_exits_3_and_a_rerun_routes_that_sample_only(tmp_path, server):
+    proj = imported(tmp_path, server)
+    server.switch.fault = FAULTS["malformed"]
+    server.switch.hit = lambda request: any(words("row 1") in m["content"] for m in request.body["messages"])
+    args = ("route", proj, "--set", "mine", "--router", "llm", "-q")
+    result = invoke(*args)
+    assert result.exit_code == 3, result.output
+    line = one_error_line(result)
+    assert line.startswith("partly failed: 2 of 3 samples routed; 1 samples got no usable reply"), line
+    assert stats(proj)["runs"][0]["status"] == "partial"
+    sent = len(server.chat_requests)
+
+    server.switch.fault = None
+    again = invoke(*args, "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["leaf"] == 3 and len(server.chat_requests) - sent == 1
+
+
+def test_balance_with_every_reply_unusable_fails_and_fills_the_leaves_on_the_next_run(tmp_path, server):
+    proj = imported(tmp_path, server, rows=2)
+    assert invoke("route", proj, "--set", "mine", "--router", "llm", "-q").exit_code == 0
+    args = ("balance", proj, "--set", "mine", "--per-leaf", 2, "--per-call", 2, "--no-score", "-q")
+    line = fails_on_malformed_replies(
+        server, args, "error: 0 of 4 samples synthesized: the model gave no usable samples"
+    )
+    assert "run balance again when the endpoint is fixed" in line
+    sent = len(server.chat_requests)
+    assert stats(proj)["runs"][0]["status"] == "failed" and stats(proj)["cached"] == 0
+
+    again = invoke(*args, "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["synthesized"] == 4 and len(server.chat_requests) - sent == 2
+
+
+def test_fill_gaps_with_every_reply_unusable_fails_and_runs_on_the_next_run(tmp_path, server, monkeypatch):
+    monkeypatch.setattr(common, "load_embedder", lambda project, spec: HashEmbedder(dim=32))
+    proj = new_project(tmp_path, server, tree=True)
+    assert invoke("synth", proj, "--per-leaf", 4, "--per-call", 4, "-q").exit_code == 0
+    args = ("fill-gaps", proj, "--embeddings", "--rounds", 1, "--per-round", 4, "-q")
+    fails_on_malformed_replies(
+        server, args, "error: 0 of 1 gap-filling calls answered: the model gave no usable samples"
+    )
+    sent = len(server.chat_requests)
+    assert len(sample_rows(proj)) == 12 and stats(proj)["runs"][0]["status"] == "failed"
+
+    again = invoke(*args, "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["failed_calls"] == 0 and len(server.chat_requests) - sent == 1
+
+
+def documents(tmp_path) -> object:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name in ("sums", "products"):
+        (folder / f"{name}.md").write_text(f"# {name}\n\nHow {name} of whole numbers are worked out, with examples.\n")
+    return folder
+
+
+def test_concepts_extract_with_every_reply_unusable_fails_and_extracts_on_the_next_run(tmp_path, server):
+    proj = new_project(tmp_path, server, tree=False)
+    args = ("concepts", proj, "extract", "--docs", documents(tmp_path), "-q")
+    fails_on_malformed_replies(server, args, "error: 0 of 2 documents extracted: the model gave no usable concepts")
+    sent = len(server.chat_requests)
+    assert stats(proj)["failed"] == sent and stats(proj)["calls"] == 0
+
+    again = invoke("concepts", proj, "extract", "-q", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["extracted"] == 2 and len(server.chat_requests) - sent == 2
+
+
+def test_concepts_synth_with_every_reply_unusable_fails_and_makes_the_questions_on_the_next_run(tmp_path, server):
+    proj = new_project(tmp_path, server, tree=False)
+    assert invoke("concepts", proj, "extract", "--docs", documents(tmp_path), "-q").exit_code == 0
+    args = ("concepts", proj, "synth", "--level", 2, "--n", 4, "-q")
+    fails_on_malformed_replies(server, args, "error: 0 of 4 questions made: the model gave no usable questions")
+    assert sample_rows(proj) == [] and stats(proj)["runs"][0]["status"] == "failed"
+
+    again = invoke(*args, "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["total"] == 4

@@ -28,6 +28,7 @@ from .common import (
     call_line,
     emit,
     err,
+    exit_if_short,
     handle_errors,
     llm_json,
     open_project,
@@ -99,7 +100,11 @@ def extract(
     llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
-    """Extract each document's level, subject, 1-5 topics and 5-20 key concepts per topic (once; stored)."""
+    """Extract each document's level, subject, 1-5 topics and 5-20 key concepts per topic (once; stored).
+
+    Exit status: 0 done, 1 an error or no document extracted (every reply unusable), 3 some documents
+    got no usable reply (they stay to extract: run extract again to retry them).
+    """
     from ..concepts.documents import read_documents, sample_set_documents, split_documents
     from ..concepts.extract import plan_extraction
     from ..concepts.store import load_concepts, load_documents, save_documents
@@ -167,6 +172,7 @@ def extract(
             f"Extracted the concepts of {report.extracted} documents "
             f"({report.already} done before).{failed}\n{call_line(stats)}",
         )
+        exit_if_short(report)
 
 
 def _estimated(
@@ -307,7 +313,11 @@ def synth(
     as_json: JsonOpt = False,
 ) -> None:
     """Make questions from the documents at level 1, 2 or 3 into a sample set (level, documents and
-    concepts recorded per sample)."""
+    concepts recorded per sample).
+
+    Exit status: 0 done, 1 an error or no question made (every reply unusable), 3 the set left short by
+    calls that got no usable reply (run synth again to fill it).
+    """
     from ..concepts.questions import plan_questions
     from ..store.samples import check_dataset_set
 
@@ -375,6 +385,7 @@ def synth(
             f"Added {report.added} level-{level} questions to {report.sample_set!r} ({report.total} in the set; "
             f"{report.duplicates} duplicates dropped).{short}\n{call_line(stats)}",
         )
+        exit_if_short(report)
 
 
 @concepts_app.command("import")

@@ -278,7 +278,11 @@ def fill_gaps(
 ) -> None:
     """Generate candidates and keep those that land in sparse regions of the feature space (Prismatic
     Synthesis). Gradient space by default, as the paper: the time its features take is printed first
-    (measured on a few samples when the project has no record yet); --embeddings is the fast choice."""
+    (measured on a few samples when the project has no record yet); --embeddings is the fast choice.
+
+    Exit status: 0 done, 1 an error or no call answered (every reply unusable), 3 some calls got no
+    usable reply (run fill-gaps again for new candidates).
+    """
     try:
         from ..generate import gaps  # noqa: F401  (numpy and the featurizers: fail before opening the project)
     except ImportError as exc:
@@ -314,6 +318,7 @@ def fill_gaps(
         f"candidates kept ({report.acceptance_rate:.0%}); diversity {report.before:.3f} -> {report.after:.3f} "
         f"at n = {report.n}.\n{call_line(stats)}",
     )
+    exit_if_short(report)
 
 
 def _gap_estimate(project: Any, featurizer: Any, candidates: int, features: FeatureOptions) -> Any:

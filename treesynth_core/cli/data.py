@@ -40,6 +40,7 @@ from .common import (
     WaitOpt,
     call_line,
     emit,
+    exit_if_short,
     fmt_value,
     lease,
     llm_json,
@@ -260,7 +261,11 @@ def route(
 ) -> None:
     """Route every sample of an imported set to a leaf of the tree, one level at a time. Samples that fit
     no value are counted per node and stay unrouted, never dropped. A rerun routes only what is new or was
-    routed on an older tree."""
+    routed on an older tree.
+
+    Exit status: 0 done, 1 an error or no sample routed by the LLM router (every reply unusable), 3 some
+    samples got no usable reply (they stay to route: run route again to retry them).
+    """
     from ..data.pipeline import default_router
 
     with open_project(directory) as project:
@@ -298,6 +303,7 @@ def route(
         + (f"\n{call_line(stats)}" if stats else "")
         + f"\nNext: treesynth balance {directory} --set {sample_set} --per-leaf N",
     )
+    exit_if_short(report)
 
 
 # -- balance --------------------------------------------------------------------------------------
@@ -357,7 +363,11 @@ def balance(
 ) -> None:
     """Rebalance a routed dataset into a new sample set: crowded leaves are downsampled (seeded), short
     approved leaves get the shortfall synthesized in the leaf; every row keeps its provenance (original or
-    synthesized). The source set is never changed. Export with: treesynth export DIR --set NAME."""
+    synthesized). The source set is never changed. Export with: treesynth export DIR --set NAME.
+
+    Exit status: 0 done, 1 an error or no sample synthesized (every reply unusable), 3 some leaves left
+    short by unusable replies (run balance again to retry them).
+    """
     features.check(score and gradients)
     with open_project(directory) as project:
         settings = llm_run.backend.resolve(project)
@@ -391,6 +401,7 @@ def balance(
         _balance_text(report) + f"\n{call_line(stats)}\n"
         f"Export: treesynth export {directory} --set {into} --format jsonl --out {into}.jsonl",
     )
+    exit_if_short(report)
 
 
 # -- decontaminate --------------------------------------------------------------------------------

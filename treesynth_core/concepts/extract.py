@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..errors import Cancelled, ParseError
+from ..generate.shortfall import Shortfall
 from ..llm.base import LLM, ChatRequest, in_completion_order, useful_concurrency
 from ..llm.settings import BackendSettings
 from ..progress import Progress
@@ -45,6 +46,22 @@ class ExtractReport:
     extracted: int = 0
     already: int = 0
     failed: list[str] = field(default_factory=list)
+    #: Why the last failed document got no usable reply.
+    last_problem: str = ""
+
+    def shortfall(self) -> Shortfall | None:
+        """The documents that got no usable reply (None when every one did); they stay to extract."""
+        if not self.failed:
+            return None
+        return Shortfall(
+            "documents extracted",
+            self.extracted,
+            self.extracted + len(self.failed),
+            "documents",
+            len(self.failed),
+            self.last_problem,
+            "run concepts extract again",
+        )
 
 
 @dataclass(frozen=True)
@@ -105,7 +122,7 @@ async def extract_concepts(
     gate = asyncio.Semaphore(useful_concurrency(llm, concurrency))
     order = {d.doc_id: i for i, d in enumerate(docs)}
 
-    async def one(doc: Document) -> tuple[Document, DocConcepts | None]:
+    async def one(doc: Document) -> tuple[Document, DocConcepts | str]:
         if cancel is not None and cancel.is_set():
             raise Cancelled("extraction stopped; the concepts extracted so far are saved")
         async with gate:
@@ -115,8 +132,8 @@ async def extract_concepts(
                 reply, _ = await ask_json(
                     llm, request, ConceptsReply, attempts=EXTRACT_ATTEMPTS, what="concepts", max_tokens_cap=cap
                 )
-            except ParseError:
-                return doc, None
+            except ParseError as exc:
+                return doc, str(exc)
         return doc, reply.concepts(doc.doc_id)
 
     finished = 0
@@ -124,8 +141,9 @@ async def extract_concepts(
         for next_done in results:
             doc, concepts = await next_done
             finished += 1
-            if concepts is None:
+            if isinstance(concepts, str):
                 report.failed.append(doc.doc_id)
+                report.last_problem = concepts
             else:
                 done = sorted([*done, concepts], key=lambda d: order.get(d.doc_id, len(order)))
                 save_concepts(store, done)

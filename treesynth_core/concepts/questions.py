@@ -32,6 +32,7 @@ from pydantic import BaseModel, field_validator
 
 from ..errors import Cancelled, DataError, ParseError
 from ..generate.duplicates import DuplicateFilter
+from ..generate.shortfall import Shortfall
 from ..llm.base import LLM, ChatRequest, ChatResult, useful_concurrency
 from ..llm.settings import BackendSettings
 from ..progress import Progress
@@ -125,6 +126,24 @@ class QuestionReport:
     failed_calls: int = 0
     responses_cut_off: int = 0
     short: int = 0
+    #: Questions the run set out to make (the target less those made before it), and why the last
+    #: call that got no usable reply failed.
+    wanted: int = 0
+    last_problem: str = ""
+
+    def shortfall(self) -> Shortfall | None:
+        """What unusable replies cost this run: None unless they left the level short."""
+        if not self.failed_calls or not self.short:
+            return None
+        return Shortfall(
+            "questions made",
+            self.added,
+            self.wanted,
+            "calls",
+            self.failed_calls,
+            self.last_problem,
+            "run concepts synth again",
+        )
 
 
 @dataclass(frozen=True)
@@ -339,8 +358,8 @@ async def make_questions(
     stem = key_stem(options)
     used_units = {k[len(stem) :].split(":", 1)[0] for k in used if k.startswith(stem)}
     dupes = DuplicateFilter(options.near_duplicate, (s.instruction for s in existing))
-    report = QuestionReport(sample_set=sample_set, level=level)
     have = len(existing)
+    report = QuestionReport(sample_set=sample_set, level=level, wanted=max(0, options.n - have))
     count = math.ceil(options.n / per_call) + options.extra_calls + math.ceil(max(0, len(used) - have) / per_call)
     pending = [u for u in range(count) if str(u) not in used_units]
     gate = asyncio.Semaphore(useful_concurrency(llm, concurrency))
@@ -350,7 +369,8 @@ async def make_questions(
             try:
                 request = unit_request(unit, level, options, profile)
                 return await _ask(llm, request, level, options.max_tokens)
-            except ParseError:
+            except ParseError as exc:
+                report.last_problem = str(exc)
                 return None
 
     async def answer(text: str, key: str) -> tuple[str | None, str | None]:

@@ -195,6 +195,9 @@ class BalanceReport:
             "responses_cut_off": self.synth.responses_cut_off,
             "short_leaves": self.synth.short_leaves,
             "counts": counts,
+            "wanted": self.synth.wanted,
+            "failed_leaves": self.synth.failed_leaves,
+            "last_problem": self.synth.last_problem,
         }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,10 +20,11 @@ import numpy as np
 from ..coverage.features.embeddings import Featurizer, ensure_features
 from ..coverage.report import compare_sets
 from ..errors import TreeSynthError
+from ..generate.shortfall import Shortfall
 from ..llm.base import LLM
 from ..progress import Progress
 from ..store import Project
-from ..store.samples import Sample
+from ..store.samples import Route, Sample
 from .balance import BalanceOptions, balance
 from .routing import (
     DataPivots,
@@ -59,6 +60,26 @@ class RouteReport:
     #: The other router on a seeded sample (see :func:`~treesynth_core.data.routing.agreement`) and
     #: ``"other"`` (its name); None when not measured.
     agreement: dict[str, Any] | None
+    #: Samples the LLM router was asked to route in this run (with ``router == "llm"``), and those of
+    #: them it got no usable reply for (they stay to route: a rerun asks again).
+    asked: int = 0
+    failed: int = 0
+    #: Why the last of those failed.
+    last_problem: str = ""
+
+    def shortfall(self) -> Shortfall | None:
+        """The samples the LLM router got no usable reply for (None when it got one for every sample)."""
+        if not self.failed:
+            return None
+        return Shortfall(
+            "samples routed",
+            self.asked - self.failed,
+            self.asked,
+            "samples",
+            self.failed,
+            self.last_problem,
+            "run route again",
+        )
 
 
 @dataclass(frozen=True)
@@ -85,6 +106,25 @@ class BalanceResult:
     counts: dict[str, dict[str, int]]
     #: :func:`~treesynth_core.coverage.report.compare_sets` of ``before`` and ``after``; None without an embedder.
     scores: dict[str, Any] | None
+    #: Samples the run set out to synthesize, the leaves left short by unusable replies, and why the
+    #: last of those replies was unusable.
+    wanted: int = 0
+    failed_leaves: list[str] = field(default_factory=list)
+    last_problem: str = ""
+
+    def shortfall(self) -> Shortfall | None:
+        """What unusable replies cost the synthesis of short leaves (None when they cost nothing)."""
+        if not self.failed_leaves:
+            return None
+        return Shortfall(
+            "samples synthesized",
+            self.synthesized,
+            self.wanted,
+            "leaves",
+            len(self.failed_leaves),
+            self.last_problem,
+            "run balance again",
+        )
 
 
 def _embed_fn(embedder: Any) -> Callable[[list[str]], np.ndarray]:
@@ -141,9 +181,9 @@ async def route_dataset(
     if (router == "embedding" or agreement_n > 0) and embedder is None:
         raise TreeSynthError("embedding routing (or measuring agreement against it) needs an embedder")
 
-    async def with_llm(ids: Sequence[int] | None) -> None:
+    async def with_llm(ids: Sequence[int] | None) -> list[Route]:
         assert llm is not None
-        await route_with_llm(
+        return await route_with_llm(
             project,
             llm,
             sample_set=sample_set,
@@ -162,8 +202,9 @@ async def route_dataset(
         )
 
     ids = [s.id for s in samples]
+    routed: list[Route] = []
     if router == "llm":
-        await with_llm(None)
+        routed = await with_llm(None)
         if agreement_n > 0:
             with_embeddings()
     else:
@@ -177,7 +218,16 @@ async def route_dataset(
         mine = current_routes(project, router, sample_set=sample_set)
         theirs = current_routes(project, other, sample_set=sample_set)
         agree = {**agreement(mine, theirs), "other": other}
-    return RouteReport(**counts, router=router, sample_set=sample_set, agreement=agree)
+    failed = [r for r in routed if r.status == "error"]
+    return RouteReport(
+        **counts,
+        router=router,
+        sample_set=sample_set,
+        agreement=agree,
+        asked=len(routed),
+        failed=len(failed),
+        last_problem=failed[-1].detail if failed else "",
+    )
 
 
 def data_pivots(

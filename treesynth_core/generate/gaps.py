@@ -55,6 +55,7 @@ from ..store.samples import TREE_SET, NewSample, Sample
 from ..tree import model as T
 from .duplicates import DuplicateFilter
 from .gap_options import GapOptions
+from .shortfall import Shortfall
 
 R = TypeVar("R")
 Featurize = Callable[[list[Sample]], np.ndarray]
@@ -133,6 +134,24 @@ class GapReport:
     duplicates: int = 0
     #: Accepted samples not stored because their leaf was pruned or deleted during the run.
     dropped_pruned: int = 0
+    #: Calls made for candidates (``failed_calls`` of them got no usable reply), and why the last
+    #: of those failed.
+    calls: int = 0
+    last_problem: str = ""
+
+    def shortfall(self) -> Shortfall | None:
+        """The candidate calls that got no usable reply (None when every call got one)."""
+        if not self.failed_calls:
+            return None
+        return Shortfall(
+            "gap-filling calls answered",
+            self.calls - self.failed_calls,
+            self.calls,
+            "calls",
+            self.failed_calls,
+            self.last_problem,
+            "run fill-gaps again",
+        )
 
 
 # -- clustering -----------------------------------------------------------------------------------
@@ -397,11 +416,13 @@ async def _ask_round(
             stop()
             try:
                 reply, call.result = await ask_json(llm, call.request, SamplesReply, attempts=2, what="samples")
-            except ParseError:
+            except ParseError as exc:
                 report.failed_calls += 1
+                report.last_problem = str(exc)
                 return
             call.texts = reply.samples[: _wanted(call.request)]
 
+    report.calls += len(calls)
     await _all([generate(call) for call in calls], each=each)
 
 

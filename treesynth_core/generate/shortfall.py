@@ -43,7 +43,7 @@ class Shortfall:
 
 
 def shortfall_of(report: object) -> Shortfall | None:
-    """The shortfall of a run's report, for reports that have a ``shortfall()`` (grow, synth)."""
+    """The shortfall of a run's report, for reports that have a ``shortfall()`` (grow, synth, route, ...)."""
     method = getattr(report, "shortfall", None)
     found = method() if callable(method) else None
     return found if isinstance(found, Shortfall) else None

@@ -380,7 +380,7 @@ def baseline_summary(result: Any, stats: Stats) -> str:
 def gaps_summary(result: Any, stats: Stats) -> str:
     return (
         f"{result.accepted} of {result.candidates} candidates kept; diversity {result.before:.3f} -> "
-        f"{result.after:.3f} at n = {result.n} ({_calls(stats)})"
+        f"{result.after:.3f} at n = {result.n}{short_note(result)} ({_calls(stats)})"
     )
 
 
@@ -398,7 +398,7 @@ def route_summary(result: RouteReport, stats: Stats) -> str:
     )
     return (
         f"routed {result.routed} of {result.total}: {result.leaf} in leaves, {result.none_fits} "
-        f"fit no value, {result.errors} errors{rate} ({_calls(stats)})"
+        f"fit no value, {result.errors} errors{rate}{short_note(result)} ({_calls(stats)})"
     )
 
 
@@ -409,14 +409,15 @@ def balance_summary(result: BalanceResult, stats: Stats) -> str:
     )
     return (
         f"balanced into {result.target_set!r}: kept {result.kept}, synthesized {result.synthesized} "
-        f"of {result.to_synthesize} planned{shortfall} ({_calls(stats)})"
+        f"of {result.to_synthesize} planned{shortfall}{short_note(result)} ({_calls(stats)})"
     )
 
 
 def concepts_extract_summary(result: Any, stats: Stats) -> str:
     failed = f", {len(result.failed)} failed (rerun with another --seed)" if result.failed else ""
     return (
-        f"concepts of {result.extracted} documents extracted, {result.already} already done{failed} ({_calls(stats)})"
+        f"concepts of {result.extracted} documents extracted, {result.already} already done{failed}"
+        f"{short_note(result)} ({_calls(stats)})"
     )
 
 
@@ -424,7 +425,7 @@ def concepts_synth_summary(result: Any, stats: Stats) -> str:
     short = f"; {result.short} short of the target (duplicates or unusable replies)" if result.short else ""
     return (
         f"level {result.level}: added {result.added} questions to {result.sample_set!r} ({result.total} in all), "
-        f"{result.duplicates} duplicates dropped{short}{cut_note(result)} ({_calls(stats)})"
+        f"{result.duplicates} duplicates dropped{short}{cut_note(result)}{short_note(result)} ({_calls(stats)})"
     )
 
 
