@@ -243,24 +243,27 @@ def solver(monkeypatch):
     return made
 
 
-def invoke(*args, ok: bool = True):
-    result = runner.invoke(app, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, result.output
+def run_cli(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def succeed(*args):
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.output
     return result
 
 
 def grown(tmp_path):
     proj = tmp_path / "proj"
-    invoke("new", proj, "--task", "Math word problems", "--style", "GSM8K-style")
-    invoke("grow", proj, "--depth", "1", "--pivots", "4", "--auto-approve", "-q")
+    succeed("new", proj, "--task", "Math word problems", "--style", "GSM8K-style")
+    succeed("grow", proj, "--depth", "1", "--pivots", "4", "--auto-approve", "-q")
     return proj
 
 
 def test_cli_synth_verify_reports_per_leaf(tmp_path, solver):
     proj = grown(tmp_path)  # leaves "addition", "subtraction", ...: only "addition" questions get agreeing answers
     args = ["synth", proj, "--per-leaf", "2", "--per-call", "2", "--responses", "--verify", "3"]
-    data = json.loads(invoke(*args, "--json").stdout)
+    data = json.loads(succeed(*args, "--json").stdout)
     assert data["verify"] == 3 and data["verified"] == 2 and data["rejected"] >= 2
     assert data["acceptance_rate"] == pytest.approx(2 / (2 + data["rejected"]))
     per_leaf = sorted((c["verified"], c["rejected"]) for c in data["verification"].values())
@@ -268,7 +271,7 @@ def test_cli_synth_verify_reports_per_leaf(tmp_path, solver):
     assert all(
         c["rejected_reasons"] == {NO_MAJORITY: c["rejected"]} for c in data["verification"].values() if c["rejected"]
     )
-    text = " ".join(invoke(*args, "--seed", "1").output.split())  # "addition" is full: only rejections remain
+    text = " ".join(succeed(*args, "--seed", "1").output.split())  # "addition" is full: only rejections remain
     assert re.search(r"Verification \(3 draws, majority vote\): 0 verified, \d+ rejected \(\d+% accepted\)", text)
 
 
@@ -281,7 +284,7 @@ def test_cli_verify_flags_are_checked(tmp_path, solver):
         (["synth", proj, "--responses", "--verify", "3", "--answer", "code"], "unknown answer extractor 'code'"),
         (["fill-gaps", proj, "--embeddings", "--verify", "3", "--answer", "code"], "unknown answer extractor"),
     ]:
-        result = invoke(*args, ok=False)
+        result = run_cli(*args)
         assert result.exit_code != 0 and message in " ".join(result.output.split()), result.output
         assert "Traceback" not in result.output
     assert len(solver) == made  # refused before any LLM was made
@@ -289,16 +292,16 @@ def test_cli_verify_flags_are_checked(tmp_path, solver):
 
 def test_cli_fill_gaps_verify_reports_rounds(tmp_path, solver):
     proj = grown(tmp_path)
-    invoke("synth", proj, "--per-leaf", "6", "--per-call", "3", "-q")
+    succeed("synth", proj, "--per-leaf", "6", "--per-call", "3", "-q")
     args = ["fill-gaps", proj, "--embeddings", "--rounds", "2", "--per-round", "4", "--verify", "3"]
-    data = json.loads(invoke(*args, "--json").stdout)
+    data = json.loads(succeed(*args, "--json").stdout)
     assert [r["round"] for r in data["per_round"]] == [0, 1]
     assert data["verified"] + data["rejected"] == data["candidates"] == 8
     assert data["verified"] > 0 and data["rejected"] > 0
     for r in data["per_round"]:
         assert r["verified"] + r["rejected"] == r["candidates"] and r["kept"] <= r["verified"]
         assert r["acceptance_rate"] == pytest.approx(r["kept"] / r["candidates"])
-    text = " ".join(invoke(*args, "--seed", "5").output.split())
+    text = " ".join(succeed(*args, "--seed", "5").output.split())
     assert re.search(r"Verification \(3 draws, majority vote\): \d+ verified, \d+ rejected", text)
     assert "round 2: 4 generated" in text
 
@@ -331,6 +334,6 @@ def test_level_weighted_shots_follow_the_levels(tmp_path):
 
 
 def test_cli_refuses_an_unknown_few_shot_source(tmp_path, solver):
-    result = invoke("fill-gaps", grown(tmp_path), "--embeddings", "--shots-from", "random", ok=False)
+    result = run_cli("fill-gaps", grown(tmp_path), "--embeddings", "--shots-from", "random")
     assert result.exit_code != 0 and "unknown few-shot source 'random'" in " ".join(result.output.split())
     assert "Traceback" not in result.output
