@@ -114,6 +114,23 @@ SeedOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 PerCallOpt = Annotated[int, typer.Option("--per-call", help="Samples asked for in one LLM call.")]
+VerifyOpt = Annotated[
+    int,
+    typer.Option(
+        "--verify",
+        metavar="K",
+        help="Answer each question K times (temperature 0.75, as Prismatic Synthesis) and keep it only when a "
+        "strict majority agree on the final answer; the kept sample gets the first majority answer. 0: off.",
+    ),
+]
+AnswerOpt = Annotated[
+    str,
+    typer.Option(
+        "--answer",
+        help="How --verify finds a final answer: last-number (the last number; 1,000 = 1000.0 = 1e3) or boxed "
+        "(the last \\boxed{...}).",
+    ),
+]
 MaxCallsOpt = Annotated[
     int | None, typer.Option("--max-calls", help="Stop after this many LLM calls (cached replies are free).")
 ]

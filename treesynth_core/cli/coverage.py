@@ -19,6 +19,7 @@ from ..jobs.specs import BaselineOptions, GapOptions
 from .common import (
     NO_FEATURE_OPTIONS,
     NO_LLM_RUN_OPTIONS,
+    AnswerOpt,
     CallbackBar,
     DirArg,
     FeatureOptions,
@@ -27,6 +28,7 @@ from .common import (
     PerCallOpt,
     QuietOpt,
     SeedOpt,
+    VerifyOpt,
     call_line,
     emit,
     err,
@@ -273,6 +275,17 @@ def fill_gaps(
     gradients: SpaceOpt = True,
     features: FeatureOptions = NO_FEATURE_OPTIONS,
     seed: SeedOpt = 0,
+    verify: VerifyOpt = 0,
+    answer: AnswerOpt = "last-number",
+    shots_from: Annotated[
+        str,
+        typer.Option(
+            "--shots-from",
+            help="Few-shot examples from: sparse (the sparse clusters), levels (the pool, weighted by each "
+            "sample's extra 'level', as the released code) or smallest (the smallest tenth of the clusters, as "
+            "the paper's text).",
+        ),
+    ] = GapOptions.shots_from,
     llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
@@ -295,8 +308,23 @@ def fill_gaps(
         estimate = _gap_estimate(project, featurizer, rounds * per_round, features) if gradients else None
         if estimate is not None and not as_json:
             err.print(f"Gradient features: {estimate.text()}", highlight=False)
-        options = GapOptions(rounds=rounds, per_round=per_round, seed=seed, space=space_name(gradients))
+        try:
+            options = GapOptions(
+                rounds=rounds,
+                per_round=per_round,
+                seed=seed,
+                space=space_name(gradients),
+                verify=verify,
+                answer=answer,
+                shots_from=shots_from,
+            )
+        except ValueError as exc:
+            raise TreeSynthError(str(exc)) from None
         params = {"rounds": rounds, "per_round": per_round, "seed": seed, "space": featurizer.name}
+        if verify:
+            params |= {"verify": verify, "answer": answer}
+        if shots_from != GapOptions.shots_from:
+            params["shots_from"] = shots_from
         report, stats = run_job(
             project,
             "fill-gaps",
@@ -309,6 +337,8 @@ def fill_gaps(
             feats=featurizer,
         )
     data = {**dataclasses.asdict(report), "llm": llm_json(stats)}
+    for row, r in zip(data["per_round"], report.per_round, strict=True):
+        row["acceptance_rate"] = r.acceptance_rate
     if estimate is not None:
         data["gradient_estimate"] = dataclasses.asdict(estimate)
     emit(
@@ -316,7 +346,23 @@ def fill_gaps(
         data,
         f"Gap filling ({report.space}): {report.rounds} rounds, {report.accepted} of {report.candidates} "
         f"candidates kept ({report.acceptance_rate:.0%}); diversity {report.before:.3f} -> {report.after:.3f} "
-        f"at n = {report.n}.\n{call_line(stats)}",
+        f"at n = {report.n}.{_verify_line(report, verify)}\n{call_line(stats)}",
+    )
+
+
+def _verify_line(report: Any, draws: int) -> str:
+    """What verification did, round by round ("" when it was off)."""
+    if not draws:
+        return ""
+    reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(report.rejected_reasons.items()))
+    rounds = "; ".join(
+        f"round {r.round}: {r.candidates} generated, {r.verified} verified, {r.kept} kept ({r.acceptance_rate:.0%})"
+        for r in report.per_round
+    )
+    return (
+        f"\nVerification ({draws} draws, majority vote): {report.verified} verified, {report.rejected} rejected"
+        + (f" ({reasons})" if reasons else "")
+        + f".\n{rounds}"
     )
     exit_if_short(report)
 

@@ -7,19 +7,21 @@ A thin wrapper over :mod:`treesynth_core.generate.synth` (run as the ``synth`` j
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from ..errors import TreeSynthError
-from ..generate.synth import SynthOptions
+from ..generate.synth import SynthOptions, SynthReport
 from ..tree.edits import resolve_node
 from .common import (
     NO_BACKEND_OPTIONS,
+    AnswerOpt,
     BackendOptions,
     DirArg,
     JsonOpt,
     LlmRunOptions,
+    VerifyOpt,
     WaitOpt,
     call_line,
     emit,
@@ -53,6 +55,8 @@ def synth(
             help="A leaf with k sampled nodes on its path gets --per-leaf times this to the power k samples, each with its own draw (the paper: 10).",
         ),
     ] = SynthOptions.sampled_scale,
+    verify: VerifyOpt = 0,
+    answer: AnswerOpt = "last-number",
     max_tokens: Annotated[
         int,
         typer.Option(
@@ -105,6 +109,8 @@ def synth(
                 max_cost=max_cost,
                 sampled_scale=sampled_scale,
                 max_tokens=max_tokens,
+                verify=verify,
+                answer=answer,
             )
         except ValueError as exc:
             raise TreeSynthError(str(exc)) from None
@@ -143,6 +149,8 @@ def synth(
             "sampled_scale": sampled_scale,
             "max_tokens": max_tokens,
         }
+        if verify:
+            params |= {"verify": verify, "answer": answer}
         todo = sum(1 for leaf in plan.leaves if leaf.need)
         llm_run = LlmRunOptions(max_calls=max_calls, backend=backend, quiet=quiet, wait=wait)
         report, stats = run_job(
@@ -169,6 +177,7 @@ def synth(
             "responses_cut_off": report.responses_cut_off,
             "dropped_pruned": report.dropped_pruned,
             "total_samples": total,
+            **_verification_json(report, verify),
             "llm": llm_json(stats),
         }
         short = (
@@ -191,6 +200,42 @@ def synth(
             as_json,
             data,
             f"Added {report.added} samples ({report.duplicates} duplicates dropped); "
-            f"{total} samples in the project.{short}\n{call_line(stats)}",
+            f"{total} samples in the project.{short}{_verification_line(report, verify)}\n{call_line(stats)}",
         )
         exit_if_short(report)
+
+
+def _verification_json(report: SynthReport, draws: int) -> dict[str, Any]:
+    """The verification part of ``--json`` (nothing when it was off): totals, acceptance rate, and per leaf."""
+    if not draws:
+        return {}
+    return {
+        "verify": draws,
+        "verified": report.verified,
+        "rejected": report.rejected,
+        "acceptance_rate": _rate(report.verified, report.rejected),
+        "verification": {
+            leaf: {
+                "verified": c.verified,
+                "rejected": c.rejected,
+                "acceptance_rate": c.acceptance_rate,
+                "rejected_reasons": c.reasons,
+            }
+            for leaf, c in report.verification.items()
+        },
+    }
+
+
+def _verification_line(report: SynthReport, draws: int) -> str:
+    if not draws:
+        return ""
+    leaves = sum(1 for c in report.verification.values() if c.rejected)
+    return (
+        f"\nVerification ({draws} draws, majority vote): {report.verified} verified, {report.rejected} rejected "
+        f"({_rate(report.verified, report.rejected):.0%} accepted); {leaves} leaves had rejections "
+        "(per leaf: --json)."
+    )
+
+
+def _rate(verified: int, rejected: int) -> float:
+    return verified / (verified + rejected) if verified + rejected else 0.0

@@ -15,6 +15,11 @@ grows a dataset where a feature space, normally the G-Vendi gradient features of
    that are no near-duplicate of their leaf, and stores them in the ``"tree"`` set under the
    examples' leaf, key ``"gap:<round>:<call>:<item>"``, ``extra={"origin": "fill-gaps", "round": r}``.
 
+With ``verify`` = k (:mod:`~treesynth_core.generate.verify`), each candidate is answered k times
+before step 4 and kept only when a strict majority agree on the final answer (the released code's
+solution step); the kept candidate carries the first majority answer as its response, and the
+report counts verified and rejected candidates per round (:class:`GapRound`).
+
 Cluster sizes are not updated within a round, as in the released code. The report gives the
 candidates, the kept ones, and the diversity (Vendi of the features: G-Vendi for gradient features)
 before and after, at equal n: the grown pool is subsampled (seeded) to the original size.
@@ -38,7 +43,7 @@ import math
 import random
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -56,6 +61,7 @@ from ..tree import model as T
 from .duplicates import DuplicateFilter
 from .gap_options import GapOptions
 from .shortfall import Shortfall
+from .verify import VerifyCounts, verify
 
 R = TypeVar("R")
 Featurize = Callable[[list[Sample]], np.ndarray]
@@ -118,6 +124,22 @@ class GapStore(Protocol):
 
 
 @dataclass
+class GapRound:
+    """One round of :func:`fill_gaps`: candidates generated, verified and rejected by the vote (0
+    without ``verify``), and kept (in a sparse cluster, new, stored)."""
+
+    round: int
+    candidates: int
+    verified: int
+    rejected: int
+    kept: int
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.kept / self.candidates if self.candidates else 0.0
+
+
+@dataclass
 class GapReport:
     """What :func:`fill_gaps` did. ``before`` and ``after`` are Vendi scores of the features (G-Vendi
     for gradient features) of the pool before the run and after it, both at ``n`` samples."""
@@ -130,6 +152,12 @@ class GapReport:
     after: float
     n: int
     space: str
+    #: With ``verify``: candidates whose draws agreed on a final answer, and those rejected (by reason).
+    verified: int = 0
+    rejected: int = 0
+    rejected_reasons: dict[str, int] = field(default_factory=dict)
+    #: Each round's numbers, in order.
+    per_round: list[GapRound] = field(default_factory=list)
     failed_calls: int = 0
     duplicates: int = 0
     #: Accepted samples not stored because their leaf was pruned or deleted during the run.
@@ -359,6 +387,7 @@ async def fill_gaps(
             seed,
             o.temperature,
             P.profile_for(llm),
+            o.shots_from,
         )
 
         def called(r: int = r) -> None:
@@ -369,9 +398,19 @@ async def fill_gaps(
 
         await _ask_round(llm, calls, gate, stop, report, each=called)
 
+        asked = report.candidates
         candidates = _round_candidates(calls, r, llm.model, report)
-        if responses:
+        counts = VerifyCounts()
+        if o.verify:
+            candidates = await _verified(llm, tree, candidates, o, gate, stop, counts)
+            report.verified += counts.verified
+            report.rejected += counts.rejected
+            for reason, n in counts.reasons.items():
+                report.rejected_reasons[reason] = report.rejected_reasons.get(reason, 0) + n
+        elif responses:
             candidates = await _with_responses(llm, tree, candidates, seed, gate, stop)
+        this_round = GapRound(r, report.candidates - asked, counts.verified, counts.rejected, 0)
+        report.per_round.append(this_round)
         if not candidates:
             continue
         stop()
@@ -382,6 +421,7 @@ async def fill_gaps(
         kept, kept_rows = _keep_new_in_sparse(candidates, in_sparse, pool, filters, o.near_duplicate, report)
         added = project.add_samples(kept)
         report.accepted += added
+        this_round.kept = int(added)
         report.dropped_pruned += getattr(added, "dropped", 0)
         pool += [_candidate(c) for c in kept]
         X = np.concatenate([X, Y[kept_rows]]) if kept_rows else X
@@ -501,12 +541,18 @@ def _plan_round(
     seed: int,
     temperature: float,
     profile: P.Profile,
+    shots_from: str = "sparse",
 ) -> list[_Call]:
-    """The calls of round ``r``: each on one sparse cluster (cycling through them in a seeded
-    order), with examples of one leaf taken from that cluster first, then other sparse ones."""
+    """The calls of round ``r``: each on one source cluster (cycling through them in a seeded
+    order), with examples of one leaf taken from that cluster first, then other source ones. The
+    source clusters are the sparse ones (``shots_from="sparse"``) or the smallest 10%
+    (``"smallest"``, the paper's text); with ``"levels"`` (the released ``generate_problem.py``)
+    the anchor is drawn from the whole pool and the examples from its leaf, each with probability
+    proportional to its ``level`` (``extra["level"]``; 1 when missing)."""
+    source = smallest_clusters(labels, len(sparse)) if shots_from == "smallest" else sparse
     members: dict[int, list[int]] = {}
     for i, label in enumerate(labels):
-        if sparse[label]:
+        if source[label]:
             members.setdefault(int(label), []).append(i)
     if not members:  # only empty clusters are sparse: draw from all of them
         for i, label in enumerate(labels):
@@ -516,13 +562,22 @@ def _plan_round(
     planned = []
     for c in range(calls):
         rng = random.Random(stable_seed(seed, "gaps-call", r, c))
-        cluster = order[c % len(order)]
-        anchor = pool[rng.choice(members[cluster])]
-        same_leaf = [i for i in members[cluster] if pool[i].leaf_id == anchor.leaf_id and pool[i] is not anchor]
-        others = [i for label in order if label != cluster for i in members[label] if pool[i].leaf_id == anchor.leaf_id]
-        rng.shuffle(same_leaf)
-        rng.shuffle(others)
-        examples = [anchor.instruction] + [pool[i].instruction for i in (same_leaf + others)[: shots - 1]]
+        if shots_from == "levels":
+            [first] = _by_level(pool, range(len(pool)), 1, rng)
+            anchor = pool[first]
+            leaf = [i for i in range(len(pool)) if pool[i].leaf_id == anchor.leaf_id and i != first]
+            picked = _by_level(pool, leaf, shots - 1, rng)
+        else:
+            cluster = order[c % len(order)]
+            anchor = pool[rng.choice(members[cluster])]
+            same_leaf = [i for i in members[cluster] if pool[i].leaf_id == anchor.leaf_id and pool[i] is not anchor]
+            others = [
+                i for label in order if label != cluster for i in members[label] if pool[i].leaf_id == anchor.leaf_id
+            ]
+            rng.shuffle(same_leaf)
+            rng.shuffle(others)
+            picked = (same_leaf + others)[: shots - 1]
+        examples = [anchor.instruction] + [pool[i].instruction for i in picked]
         n = min(per_call, per_round - c * per_call)
         path = [(str(step.get("criterion", "")), str(step.get("value", ""))) for step in anchor.path]
         longest = max(len(e) for e in examples)
@@ -538,6 +593,35 @@ def _plan_round(
         )
         planned.append(_Call(c, anchor.leaf_id, list(anchor.path), request, []))
     return planned
+
+
+def smallest_clusters(labels: np.ndarray, k: int, fraction: float = 0.1) -> np.ndarray:
+    """Boolean (k,): the ⌈k · fraction⌉ smallest non-empty clusters (ties by cluster number), as
+    ``ClusterManager.select_fewshot_examples`` of the released code picks from."""
+    sizes = np.bincount(labels, minlength=k)
+    nonempty = np.flatnonzero(sizes)
+    chosen = nonempty[np.argsort(sizes[nonempty], kind="stable")[: max(1, math.ceil(k * fraction))]]
+    mask = np.zeros(k, dtype=bool)
+    mask[chosen] = True
+    return mask
+
+
+def sample_level(sample: Sample) -> float:
+    """A sample's difficulty weight: its positive numeric ``extra["level"]``, else 1 (the released code)."""
+    try:
+        level = float(sample.extra.get("level", 1))
+    except (TypeError, ValueError):
+        return 1.0
+    return level if math.isfinite(level) and level > 0 else 1.0
+
+
+def _by_level(pool: Sequence[Sample], indices: Iterable[int], n: int, rng: random.Random) -> list[int]:
+    """``n`` of ``indices`` drawn without replacement with probability proportional to the level
+    (Efraimidis-Spirakis keys), in a shuffled order."""
+    keyed = sorted(((rng.random() ** (1.0 / sample_level(pool[i])), i) for i in indices), reverse=True)
+    picked = [i for _, i in keyed[:n]]
+    rng.shuffle(picked)
+    return picked
 
 
 async def _with_responses(
@@ -569,6 +653,42 @@ async def _with_responses(
         return NewSample(**{**fields, "response": response, "response_call_id": result.call_id})
 
     return await _all([one(c) for c in candidates])
+
+
+async def _verified(
+    llm: LLM,
+    tree: T.Tree,
+    candidates: list[NewSample],
+    options: GapOptions,
+    gate: asyncio.Semaphore,
+    stop: Callable[[], None],
+    counts: VerifyCounts,
+) -> list[NewSample]:
+    """The candidates a majority of ``options.verify`` draws agree on (:func:`~.verify.verify`), each
+    with the kept draw as its response; ``counts`` gets the verified and rejected ones."""
+    profile = P.profile_for(llm)
+
+    async def one(candidate: NewSample) -> NewSample | None:
+        stop()
+        result = await verify(
+            llm,
+            P.response_prompt(tree.task, tree.style, candidate.instruction, profile=profile),
+            draws=options.verify,
+            extractor=options.answer,
+            seed=options.seed,
+            key=("gaps", candidate.leaf_id, candidate.key, candidate.instruction),
+            max_tokens=1024,
+            node_id=candidate.leaf_id,
+            gate=gate,
+        )
+        counts.add(result.vote)
+        if result.response is None:
+            return None
+        fields = {f: getattr(candidate, f) for f in NewSample.__dataclass_fields__}
+        extra = {**candidate.extra, "verified": f"{result.vote.answers.count(result.vote.answer)}/{options.verify}"}
+        return NewSample(**{**fields, "response": result.response, "response_call_id": result.call_id, "extra": extra})
+
+    return [c for c in await _all([one(c) for c in candidates]) if c is not None]
 
 
 async def _all(coroutines: Sequence[Coroutine[Any, Any, R]], *, each: Callable[[], None] | None = None) -> list[R]:

@@ -55,8 +55,10 @@ from ..seeding import stable_seed
 from ..store.samples import TREE_SET, NewSample, Sample
 from ..tree import model as T
 from .duplicates import DuplicateFilter
+from .gap_options import check_verify
 from .grow import render_path
 from .shortfall import Shortfall
+from .verify import Verified, VerifyCounts, verify
 
 
 class SampleStore(Protocol):
@@ -109,8 +111,15 @@ class SynthOptions:
     #: Where the samples go: the tree's own set, or e.g. a rebalanced copy of an imported dataset.
     sample_set: str = TREE_SET
     sampled_scale: int = SAMPLED_SCALE
+    #: Majority-vote verification of responses (:mod:`~treesynth_core.generate.verify`): 0 is off;
+    #: k draws per sample, kept only when a strict majority agree on the ``answer`` extractor's final answer.
+    verify: int = 0
+    answer: str = "last-number"
 
     def __post_init__(self) -> None:
+        check_verify(self.verify, self.answer)
+        if self.verify and not self.responses:
+            raise ValueError("verify checks responses: add responses (--responses)")
         if self.per_leaf < 1 or self.per_call < 1:
             raise ValueError("per_leaf and per_call must be at least 1")
         if self.per_call > 20:
@@ -271,10 +280,11 @@ def plan_synthesis(
         calls += n_calls
         calls_max += (n_calls + options.extra_calls) * CALLS_PER_SAMPLES_CALL
         if options.responses:
-            calls += need
-            calls_max += need * CALLS_PER_RESPONSE
-            prompt_tokens += need * (round(typical) + 120)
-            completion_tokens += need * DEFAULT_RESPONSE_TOKENS
+            draws = options.verify or 1
+            calls += need * draws
+            calls_max += need * (draws if options.verify else CALLS_PER_RESPONSE)
+            prompt_tokens += need * draws * (round(typical) + 120)
+            completion_tokens += need * draws * DEFAULT_RESPONSE_TOKENS
     price = price_for(model, settings)
     cost = None if price is None else pricing_cost(prompt_tokens, completion_tokens, price)
     return SynthPlan(leaves, calls, prompt_tokens, completion_tokens, cost, model, calls_max, options.sampled_scale)
@@ -310,6 +320,16 @@ class SynthReport:
     #: Leaves left short with calls that got no usable reply, and the last problem of those replies.
     failed_leaves: list[str] = field(default_factory=list)
     last_problem: str = ""
+    #: With ``verify``: per leaf, the samples whose draws agreed on a final answer and those rejected.
+    verification: dict[str, VerifyCounts] = field(default_factory=dict)
+
+    @property
+    def verified(self) -> int:
+        return sum(c.verified for c in self.verification.values())
+
+    @property
+    def rejected(self) -> int:
+        return sum(c.rejected for c in self.verification.values())
 
     def shortfall(self) -> Shortfall | None:
         """What the unusable replies cost this run (None when every call got a usable reply, or
@@ -327,6 +347,8 @@ class Answer(NamedTuple):
 
     text: str | None
     call_id: str | None
+    #: With verification: how many draws gave the kept answer, e.g. "2/3".
+    agreement: str = ""
 
     @property
     def cut_off(self) -> bool:
@@ -393,6 +415,24 @@ class LeafSynthesizer:
             budget, retries = bigger, retries - 1
             result = await self.llm.complete(replace(request, max_tokens=budget))
         return Answer(None if is_cut_off(result) else result.text.strip(), result.call_id)
+
+    async def verified_answer(
+        self, leaf_id: str, instruction: str, key: str, gate: asyncio.Semaphore | None = None
+    ) -> Verified:
+        """``options.verify`` draws of the response to one instruction and their majority vote
+        (:func:`~treesynth_core.generate.verify.verify`); a draw cut off at ``response_max_tokens``
+        has no final answer (no larger-budget retry: it simply does not vote)."""
+        return await verify(
+            self.llm,
+            P.response_prompt(self.tree.task, self.tree.style, instruction, profile=self.profile),
+            draws=self.options.verify,
+            extractor=self.options.answer,
+            seed=self.options.seed,
+            key=("synth", leaf_id, key, instruction),
+            max_tokens=min(self.options.response_max_tokens, self.options.max_tokens),
+            node_id=leaf_id,
+            gate=gate,
+        )
 
     def call_numbers(self, existing: int, used_keys: set[str], target: int | None = None) -> range:
         """The call numbers a leaf may use. They depend only on the options and on how many of the
@@ -474,7 +514,9 @@ class LeafSynthesizer:
                         room = target - have
                         admitted = _admit(reply.samples, paths, f"{prefix}{call_no}:", room, sampled, dupes, report)
                         answers = [Answer(None, None)] * len(admitted)
-                        if self.options.responses and admitted:
+                        if self.options.verify and admitted:
+                            admitted, answers = await self._vote(leaf.leaf_id, admitted, report, gate)
+                        elif self.options.responses and admitted:
                             answers = list(await asyncio.gather(*(answer(text, key) for key, text, _ in admitted)))
                             report.responses_cut_off += sum(1 for a in answers if a.cut_off)
                         inserted = store.add_samples(self._rows(leaf.leaf_id, admitted, answers, result))
@@ -498,6 +540,23 @@ class LeafSynthesizer:
             report.failed_leaves.append(leaf.leaf_id)
         return added
 
+    async def _vote(
+        self, leaf_id: str, admitted: Sequence[_Admitted], report: SynthReport, gate: asyncio.Semaphore | None
+    ) -> tuple[list[_Admitted], list[Answer]]:
+        """The admitted samples a majority of draws agree on, with the kept draw as their response;
+        the leaf's verified and rejected counts in ``report``."""
+        outcomes = await asyncio.gather(*(self.verified_answer(leaf_id, text, key, gate) for key, text, _ in admitted))
+        counts = report.verification.setdefault(leaf_id, VerifyCounts())
+        kept: list[_Admitted] = []
+        answers: list[Answer] = []
+        for sample, outcome in zip(admitted, outcomes, strict=True):
+            counts.add(outcome.vote)
+            if outcome.response is not None:
+                agree = outcome.vote.answers.count(outcome.vote.answer)
+                kept.append(sample)
+                answers.append(Answer(outcome.response, outcome.call_id, f"{agree}/{self.options.verify}"))
+        return kept, answers
+
     def _rows(
         self, leaf_id: str, admitted: Sequence[_Admitted], answers: Sequence[Answer], result: ChatResult
     ) -> list[NewSample]:
@@ -513,7 +572,7 @@ class LeafSynthesizer:
                 call_id=result.call_id,
                 response_call_id=response.call_id,
                 sample_set=self.options.sample_set,
-                extra={"provenance": "synthesized"},
+                extra={"provenance": "synthesized", **({"verified": response.agreement} if response.agreement else {})},
             )
             for (key, text, path), response in zip(admitted, answers, strict=True)
         ]

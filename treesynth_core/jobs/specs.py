@@ -347,6 +347,12 @@ def grow_summary(result: Any, stats: Stats) -> str:
     return f"expanded {result.expanded} nodes into {result.children} children{short_note(result)} ({_calls(stats)})"
 
 
+def verify_note(result: Any) -> str:
+    """ "; V verified, R rejected by majority vote" when the run verified answers, else ""."""
+    verified, rejected = getattr(result, "verified", 0), getattr(result, "rejected", 0)
+    return f"; {verified} verified, {rejected} rejected by majority vote" if verified or rejected else ""
+
+
 def synth_summary(result: Any, stats: Stats) -> str:
     short = (
         f"; {len(result.short_leaves)} leaves stayed below the target (duplicates or unusable replies): "
@@ -355,8 +361,8 @@ def synth_summary(result: Any, stats: Stats) -> str:
         else ""
     )
     return (
-        f"added {result.added} samples, {result.duplicates} duplicates dropped{short}{cut_note(result)}"
-        f"{short_note(result)} "
+        f"added {result.added} samples, {result.duplicates} duplicates dropped{verify_note(result)}{short}"
+        f"{cut_note(result)}{short_note(result)} "
         f"({_calls(stats)})"
     )
 
@@ -379,8 +385,8 @@ def baseline_summary(result: Any, stats: Stats) -> str:
 
 def gaps_summary(result: Any, stats: Stats) -> str:
     return (
-        f"{result.accepted} of {result.candidates} candidates kept; diversity {result.before:.3f} -> "
-        f"{result.after:.3f} at n = {result.n}{short_note(result)} ({_calls(stats)})"
+        f"{result.accepted} of {result.candidates} candidates kept{verify_note(result)}; "
+        f"diversity {result.before:.3f} -> {result.after:.3f} at n = {result.n}{short_note(result)} ({_calls(stats)})"
     )
 
 
