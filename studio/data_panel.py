@@ -109,8 +109,8 @@ def contamination_view(project: Project, sample_set: str) -> None:
         st.caption(md(f"No sample of {sample_set} is recorded as contaminated."))
         return
     st.caption(
-        md(f"{len({h.sample_id for h in hits}):,} samples of {sample_set} are recorded as contaminated: ")
-        + "exports leave them out unless you keep them (the Export page)."
+        md(f"{len({h.sample_id for h in hits}):,} samples of {sample_set} are recorded as contaminated:")
+        + " exports leave them out unless you keep them (the Export page)."
     )
     shown = [{"sample": h.sample_id, "eval set": h.source, "eval item": h.item, "shared words": h.ngram} for h in hits]
     st.dataframe(shown[:200], key="data.decon.hits", hide_index=True, width="stretch")
