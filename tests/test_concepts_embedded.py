@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from treesynth_core.cli.app import app
+from treesynth_core.cli.common import PARTIAL_EXIT
 from treesynth_core.concepts.documents import python_docs
 from treesynth_core.store import Project
 
@@ -33,7 +34,8 @@ def test_embedded_concepts_end_to_end(tmp_path, monkeypatch):
     proj = tmp_path / "proj"
     assert runner.invoke(app, ["new", str(proj), "--task", "Questions about Python statements"]).exit_code == 0
     result = runner.invoke(app, ["concepts", str(proj), "extract", "--docs", str(docs), "--json"])
-    assert result.exit_code == 0, result.output
+    # A document the 135M model gives no usable concepts for (e.g. cut off) makes the run "partly failed".
+    assert result.exit_code in (0, PARTIAL_EXIT), result.output
     extracted = json.loads(result.stdout)
     assert extracted["extracted"] + len(extracted["failed"]) == 2
     for level in (1, 2, 3):
@@ -43,11 +45,12 @@ def test_embedded_concepts_end_to_end(tmp_path, monkeypatch):
             reasons = ("no document has", "no concepts stored", "no walk with 2 or more concepts")
             assert level > 1 and any(reason in result.output for reason in reasons), result.output
             continue
-        assert result.exit_code == 0, result.output
+        assert result.exit_code in (0, PARTIAL_EXIT), result.output
         made = json.loads(result.stdout)
         assert made["added"] + made["short"] == 2
-        again = json.loads(runner.invoke(app, args).stdout)
-        assert again["llm"]["calls"] == 0 and again["total"] == made["total"]
+        if result.exit_code == 0:  # a whole run is free to rerun; a partial one retries what failed
+            again = json.loads(runner.invoke(app, args).stdout)
+            assert again["llm"]["calls"] == 0 and again["total"] == made["total"]
     with Project.open(proj) as project:
         for name, count in project.sample_sets().items():
             samples = project.samples(sample_set=name)

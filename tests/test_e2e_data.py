@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from treesynth_core.cli.app import app
+from treesynth_core.cli.common import PARTIAL_EXIT
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -27,14 +28,14 @@ TREE = {
 }
 
 
-def invoke(*args):
+def invoke(*args, codes=(0,)):
     result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code in codes, result.output
     return result
 
 
-def as_json(*args):
-    return json.loads(invoke(*args, "--json").stdout)
+def as_json(*args, codes=(0,)):
+    return json.loads(invoke(*args, "--json", codes=codes).stdout)
 
 
 def test_import_route_balance_export_on_the_embedded_defaults(tmp_path, monkeypatch):
@@ -56,7 +57,8 @@ def test_import_route_balance_export_on_the_embedded_defaults(tmp_path, monkeypa
     assert routed["agreement"]["n"] == 4 and routed["agreement"]["rate"] is not None
     assert routed["llm"]["calls"] >= 4  # the LLM router really ran on the agreement sample
 
-    balanced = as_json("balance", proj, "--set", "he", "--per-leaf", "10", "--per-call", "5")
+    # The 135M model may leave a leaf short (a cut-off reply): that run "partly failed" (exit 3).
+    balanced = as_json("balance", proj, "--set", "he", "--per-leaf", "10", "--per-call", "5", codes=(0, PARTIAL_EXIT))
     after = {leaf: c["after"] for leaf, c in balanced["counts"].items()}
     assert max(after.values()) <= 10
     assert balanced["copied"] == balanced["kept"] > 0
