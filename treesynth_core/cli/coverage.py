@@ -275,8 +275,8 @@ def fill_gaps(
     gradients: SpaceOpt = True,
     features: FeatureOptions = NO_FEATURE_OPTIONS,
     seed: SeedOpt = 0,
-    verify: VerifyOpt = 0,
-    answer: AnswerOpt = "last-number",
+    verify: VerifyOpt = GapOptions.verify,
+    answer: AnswerOpt = GapOptions.answer,
     shots_from: Annotated[
         str,
         typer.Option(

@@ -55,8 +55,8 @@ def synth(
             help="A leaf with k sampled nodes on its path gets --per-leaf times this to the power k samples, each with its own draw (the paper: 10).",
         ),
     ] = SynthOptions.sampled_scale,
-    verify: VerifyOpt = 0,
-    answer: AnswerOpt = "last-number",
+    verify: VerifyOpt = SynthOptions.verify,
+    answer: AnswerOpt = SynthOptions.answer,
     max_tokens: Annotated[
         int,
         typer.Option(
