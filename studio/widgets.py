@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from studio import security
 from studio.state import AppState
@@ -149,3 +150,9 @@ def start_job(state: AppState, kind: jobs.Kind, params: dict) -> jobs.JobState |
         state.notify("warning", refusal(job).replace(" (--wait)", "") + ".")
         return None
     return job
+
+
+def button_row() -> DeltaGenerator:
+    """A row for buttons side by side that wraps onto two lines when the panel is too narrow for
+    their labels (columns would cut the labels off instead)."""
+    return st.container(horizontal=True, gap="small")
