@@ -27,7 +27,7 @@ from ..llm.settings import BackendSettings, merge_settings
 from ..tree.model import Tree, new_tree, validate
 from . import contamination, history, runs, schema
 from .db import DB_NAME, FORMAT_VERSION, Database, chunks, marks, set_meta
-from .history import HUMAN, EditRecord, UndoState
+from .history import HUMAN, EditRecord, Replayed, UndoState
 from .runs import JobRecord, RunStats
 from .samples import STAGING_PREFIX, TREE_SET, NewSample, Route, Sample, SamplesAdded, check_dataset_set
 from .schema import dumps, now
@@ -191,15 +191,31 @@ class Project:
         """Revert :attr:`owner`'s latest edit not yet undone (``all_owners``: anyone's); ``None``
         if there is none. Raises :class:`~treesynth_core.errors.EditConflict`, changing nothing,
         when a later edit by another owner changed the same nodes (see :mod:`.history`)."""
-        owner = None if all_owners else self.owner
-        return self._edit(lambda conn, tree: history.replay(conn, tree, undo=True, owner=owner))
+        done = self.replay(undo=True, all_owners=all_owners)
+        return None if done is None else done.tree
 
     def redo(self, *, all_owners: bool = False) -> Tree | None:
         """Redo the edit :attr:`owner` undid last, unless it made a new edit since (``all_owners``:
         the oldest undone edit anyone can redo); ``None`` if there is none. Raises
         :class:`~treesynth_core.errors.EditConflict` as :meth:`undo` does."""
+        done = self.replay(undo=False, all_owners=all_owners)
+        return None if done is None else done.tree
+
+    def replay(self, *, undo: bool, all_owners: bool = False) -> Replayed | None:
+        """:meth:`undo` (or :meth:`redo`), returning also which edit it took and what that was
+        (``rename "x" → "y"``), for a message that names it."""
         owner = None if all_owners else self.owner
-        return self._edit(lambda conn, tree: history.replay(conn, tree, undo=False, owner=owner))
+        taken: list[Replayed] = []
+
+        def step(conn: sqlite3.Connection, tree: Tree) -> Tree | None:
+            done = history.replay(conn, tree, undo=undo, owner=owner)
+            if done is None:
+                return None
+            taken.append(done)
+            return done.tree
+
+        self._edit(step)
+        return taken[0] if taken else None
 
     def can_undo(self, *, all_owners: bool = False) -> bool:
         """Whether :meth:`undo` has an edit to take (it may still refuse it)."""
