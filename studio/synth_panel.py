@@ -8,7 +8,7 @@ import streamlit as st
 
 from studio import graph as G
 from studio import security
-from studio.widgets import md, model_name
+from studio.widgets import md, model_name, plural
 from treesynth_core.generate.synth import (
     PER_CALL,
     SAMPLED_SCALE,
@@ -21,6 +21,8 @@ from treesynth_core.generate.synth import (
 from treesynth_core.llm.pricing import duration
 from treesynth_core.llm.settings import BackendSettings
 from treesynth_core.store import Project
+from treesynth_core.store.samples import Sample
+from treesynth_core.store.trash import Deletion
 from treesynth_core.tree import model as T
 
 SCOPE, SUBTREE, PICKED = "synth.scope", "synth.subtree", "synth.picked"
@@ -236,27 +238,61 @@ def browser(project: Project, tree: T.Tree) -> None:
     if leaf_id is None:
         return
     samples = project.samples(leaf_id=leaf_id)
+    columns = {
+        "id": st.column_config.NumberColumn("#", width="small"),
+        "instruction": st.column_config.TextColumn("Instruction", width="large"),
+    }
+    if any(s.response for s in samples):  # instruction-only samples: no empty Response column
+        columns["response"] = st.column_config.TextColumn("Response", width="medium")
     st.dataframe(
         [{"id": s.id, "instruction": s.instruction, "response": s.response or ""} for s in samples],
         hide_index=True,
         width="stretch",
-        column_config={
-            "id": st.column_config.NumberColumn("#", width="small"),
-            "instruction": st.column_config.TextColumn("Instruction", width="large"),
-            "response": st.column_config.TextColumn("Response", width="medium"),
-        },
+        column_order=list(columns),
+        column_config=columns,
     )
-    by_id = {s.id: s for s in samples}
+    delete_samples(project, leaf_id, {s.id: s for s in samples})
+
+
+UNDO_DELETE = "samples.undo_delete"
+
+
+def delete_samples(project: Project, leaf_id: str, by_id: dict[int, Sample]) -> None:
+    """Pick samples to delete (none at first, no "select all"), confirm with their count, and undo
+    the latest delete of this session."""
     doomed = st.multiselect(
         "Samples to delete",
         list(by_id),
         key=f"samples.delete.{leaf_id}",
         format_func=lambda i: f"#{i}: {G.shorten(by_id[i].instruction, 80)}",
         placeholder="Pick bad samples to delete",
+        select_all=False,
     )
     locked = security.read_only()  # shared read-only: samples are not deleted
-    if st.button("Delete selected", key="samples.delete", disabled=not doomed or locked, icon=":material/delete:"):
-        deleted = project.delete_samples(doomed)
-        st.session_state.pop(f"samples.delete.{leaf_id}", None)
-        st.toast(f"Deleted {deleted} samples. A later run will not make them again.", icon=":material/delete:")
-        st.rerun()
+    left, right, _ = st.columns([1, 1, 2])
+    with left.popover("Delete selected", icon=":material/delete:", disabled=not doomed or locked, width="stretch"):
+        st.markdown(
+            f"Delete **{plural(len(doomed), 'sample')}** of this leaf? A later run will not make them "
+            "again. You can undo the delete right after."
+        )
+        if st.button(
+            f"Delete {plural(len(doomed), 'sample')}", key="samples.delete", type="primary", disabled=not doomed
+        ):
+            gone = project.trash_samples(doomed)
+            st.session_state.pop(f"samples.delete.{leaf_id}", None)
+            st.session_state[UNDO_DELETE] = gone
+            st.toast(f"Deleted {plural(gone.count, 'sample')}.", icon=":material/delete:")
+            st.rerun()
+    last = st.session_state.get(UNDO_DELETE)
+    if isinstance(last, Deletion) and last.count:
+        if right.button(
+            f"Undo delete ({plural(last.count, 'sample')})",
+            key="samples.undo",
+            icon=":material/undo:",
+            disabled=locked,
+            width="stretch",
+        ):
+            back = project.restore_samples(last.batch)
+            st.session_state.pop(UNDO_DELETE, None)
+            st.toast(f"Restored {plural(back, 'sample')}.", icon=":material/undo:")
+            st.rerun()

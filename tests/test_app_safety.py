@@ -4,13 +4,14 @@ can be undone, and a project folder deleted under the app is said, never a silen
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 from studio.tree_panel import wkey
 from studio.widgets import md
-from tests.apptest import new_app, open_example, run
+from tests.apptest import new_app, open_example, run, synthesize
 from treesynth_core.store import Project
 
 
@@ -45,3 +46,54 @@ def test_undo_after_opening_an_example_stops_at_it_and_names_what_it_undid(proje
     assert md(f'Undid: rename "{first.value}" \u2192 "sums"') in toasts(at)
     assert tree_of(folder) == opened
     assert at.button(key="tree.undo").disabled
+
+
+def test_deleting_the_open_project_folder_is_said_and_closes_it(projects: Path) -> None:
+    at = open_example(new_app())
+    folder = projects / "example-gsm8k_math"
+    tree = tree_of(folder)
+    first = next(iter(tree.children(tree.root_id)))
+    at = select(at, first.id)
+    shutil.rmtree(folder)
+    at.text_input(key=wkey("value", first.id)).input("sums")
+    at.button(key="edit.rename").click()
+    run(at)
+    errors = [str(e.value) for e in at.error]
+    assert any("was deleted or moved while it was open; your last edit was not saved" in e for e in errors), errors
+    assert not toasts(at)  # no success
+    assert "No project is open yet" in " ".join(str(i.value) for i in at.info)
+    assert not folder.exists()
+
+
+def test_deleting_samples_is_confirmed_with_its_count_and_can_be_undone(projects: Path) -> None:
+    folder = projects / "example-gsm8k_math"
+    at = synthesize(open_example(new_app()), folder)
+    leaf = at.selectbox(key="samples.leaf").value
+    picker = at.multiselect(key=f"samples.delete.{leaf}")
+    assert picker.value == []  # nothing picked at first
+    with Project.open(folder) as project:
+        before = project.samples(leaf_id=leaf)
+    picker.set_value([s.id for s in before])
+    run(at)
+    assert any(m.value.startswith("Delete **2 samples** of this leaf?") for m in at.markdown)
+    assert at.button(key="samples.delete").label == "Delete 2 samples"
+    at.button(key="samples.delete").click()
+    run(at)
+    with Project.open(folder) as project:
+        assert project.samples(leaf_id=leaf) == []
+    at.button(key="samples.undo").click()
+    run(at)
+    with Project.open(folder) as project:
+        assert project.samples(leaf_id=leaf) == before
+    assert "Restored 2 samples." in toasts(at)
+    assert not [b for b in at.button if b.key == "samples.undo"]
+
+
+def test_instruction_only_samples_have_no_response_column(projects: Path) -> None:
+    folder = projects / "example-gsm8k_math"
+    at = synthesize(open_example(new_app()), folder)
+    with Project.open(folder) as project:
+        assert not any(s.response for s in project.samples())
+    table = at.dataframe[-1]
+    assert list(table.value.columns) == ["id", "instruction", "response"]  # the data; the view hides it
+    assert table.proto.column_order == ["id", "instruction"]
