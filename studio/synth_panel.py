@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 
@@ -58,16 +60,26 @@ class Choice:
         }
 
 
-def choose(tree: T.Tree) -> Choice:
-    """Which leaves, how many samples, and what kind."""
+def choose(tree: T.Tree, running: Mapping[str, Any] | None = None) -> Choice:
+    """Which leaves, how many samples, and what kind. ``running``: the params of the synthesis job
+    now running, which the form shows (disabled) instead of what this session last chose, so a
+    reload during a run shows the run, not the defaults."""
     approved = tree.leaves(approved_only=True)
-    scope = st.radio("Leaves", list(SCOPES), format_func=SCOPES.get, key=SCOPE, horizontal=True)
+    locked = running is not None
+    if running is not None:
+        st.session_state.update(form_values(tree, running))
+    scope = st.radio("Leaves", list(SCOPES), format_func=SCOPES.get, key=SCOPE, horizontal=True, disabled=locked)
     leaf_ids: tuple[str, ...] = ()
     empty = False
     if scope == "subtree":
         inner = [n.id for n in tree.subtree(tree.root_id) if tree.children(n.id) and tree.is_active(n.id)]
         chosen = st.selectbox(
-            "Node", inner, key=SUBTREE, format_func=lambda i: G.option_label(tree, i), placeholder="Pick a node"
+            "Node",
+            inner,
+            key=SUBTREE,
+            format_func=lambda i: G.option_label(tree, i),
+            placeholder="Pick a node",
+            disabled=locked,
         )
         leaf_ids = (chosen,) if chosen else ()
         empty = not chosen
@@ -78,17 +90,19 @@ def choose(tree: T.Tree) -> Choice:
             key=PICKED,
             format_func=lambda i: G.shorten(G.path_text(tree, i), 90),
             placeholder="Type to search the approved leaves",
+            disabled=locked,
         )
         leaf_ids = tuple(picked)
         empty = not picked
     left, mid, seed_col, right = st.columns([1, 1, 1, 2])
-    per_leaf = left.number_input("Samples per leaf", 1, 10_000, value=10, key=PER_LEAF)
+    per_leaf = left.number_input("Samples per leaf", 1, 10_000, value=10, key=PER_LEAF, disabled=locked)
     per_call = mid.number_input(
         "Samples per call",
         1,
         20,
         value=PER_CALL,
         key=PER_CALL_KEY,
+        disabled=locked,
         help="How many samples one LLM call is asked for (the paper's 10).",
     )
     seed = seed_col.number_input(
@@ -97,10 +111,11 @@ def choose(tree: T.Tree) -> Choice:
         1_000_000,
         value=0,
         key=SEED,
+        disabled=locked,
         help="The same seed asks the same questions again (served from the cache). Another seed asks new "
         "ones: use it to top up leaves a run left short.",
     )
-    kind = right.radio("Each sample is", list(KINDS), format_func=KINDS.get, key=KIND, horizontal=True)
+    kind = right.radio("Each sample is", list(KINDS), format_func=KINDS.get, key=KIND, horizontal=True, disabled=locked)
     scale = SAMPLED_SCALE
     if any(sampled_steps(tree.path(leaf.id)) for leaf in approved):
         scale = st.number_input(
@@ -109,10 +124,30 @@ def choose(tree: T.Tree) -> Choice:
             100,
             value=SAMPLED_SCALE,
             key=SCALE,
+            disabled=locked,
             help="A leaf under k sampled nodes gets samples per leaf times this to the power k, each sample with "
             "its own draw of the sampled values (the paper: 10).",
         )
     return Choice(leaf_ids, int(per_leaf), int(per_call), kind == "pair", empty, int(seed), int(scale))
+
+
+def form_values(tree: T.Tree, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The form's widget values (by key) that ask for what a synthesis job with ``params`` does."""
+    leaf_ids = [i for i in params.get("leaf_ids") or () if i in tree.nodes]
+    values: dict[str, Any] = {
+        PER_LEAF: int(params.get("per_leaf") or 10),
+        PER_CALL_KEY: int(params.get("per_call") or PER_CALL),
+        KIND: "pair" if params.get("responses") else "instruction",
+        SEED: int(params.get("seed") or 0),
+        SCALE: int(params.get("sampled_scale") or SAMPLED_SCALE),
+        SCOPE: "all",
+    }
+    if len(leaf_ids) == 1 and tree.children(leaf_ids[0]):
+        values.update({SCOPE: "subtree", SUBTREE: leaf_ids[0]})
+    elif leaf_ids:
+        approved = {leaf.id for leaf in tree.leaves(approved_only=True)}
+        values.update({SCOPE: "picked", PICKED: [i for i in leaf_ids if i in approved]})
+    return values
 
 
 #: Commands whose calls write samples: their latency predicts a synthesis better than routing's

@@ -4,14 +4,20 @@ can be undone, and a project folder deleted under the app is said, never a silen
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import threading
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 from studio.tree_panel import wkey
+from studio.widgets import PAGE_SYNTH as SYNTH
 from studio.widgets import md
-from tests.apptest import new_app, open_example, run, synthesize
+from tests.apptest import new_app, open_example, run, synthesize, wait_for_job
+from tests.fakes import ScriptedLLM
+from treesynth_core.jobs import background as jobs
+from treesynth_core.llm.base import ChatRequest, ChatResult
 from treesynth_core.store import Project
 
 
@@ -97,3 +103,50 @@ def test_instruction_only_samples_have_no_response_column(projects: Path) -> Non
     table = at.dataframe[-1]
     assert list(table.value.columns) == ["id", "instruction", "response"]  # the data; the view hides it
     assert table.proto.column_order == ["id", "instruction"]
+
+
+class GatedLLM(ScriptedLLM):
+    """The scripted LLM, answering only once ``gate`` is set: a job that runs until the test lets it end."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__()
+        self.gate = gate
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        while not self.gate.is_set():
+            await asyncio.sleep(0.02)
+        return await super().complete(request)
+
+
+def test_a_reload_during_synthesis_shows_the_running_jobs_form(projects: Path) -> None:
+    """Issue 13 item 3: not the defaults (all leaves, 10 per leaf), which one click would start."""
+    folder = projects / "example-gsm8k_math"
+    gate = threading.Event()
+    jobs.set_llm_factory(lambda settings: GatedLLM(gate))
+    at = open_example(new_app())
+    tree = tree_of(folder)
+    inner = next(n for n in tree.children(tree.root_id) if tree.children(n.id))
+    at.switch_page(SYNTH)
+    run(at)
+    at.radio(key="synth.scope").set_value("subtree")
+    run(at)
+    at.selectbox(key="synth.subtree").set_value(inner.id)
+    at.number_input(key="synth.per_leaf").set_value(2)
+    at.radio(key="synth.kind").set_value("pair")
+    run(at)
+    wanted = {m.label: m.value for m in at.metric}["Samples to make"]
+    at.button(key="synth.start").click()
+    run(at)
+    try:
+        again = new_app(project="example-gsm8k_math")  # the reload: a new session
+        again.switch_page(SYNTH)
+        run(again)
+        assert again.radio(key="synth.scope").value == "subtree" and again.radio(key="synth.scope").disabled
+        assert again.selectbox(key="synth.subtree").value == inner.id
+        assert again.number_input(key="synth.per_leaf").value == 2 and again.number_input(key="synth.per_leaf").disabled
+        assert again.radio(key="synth.kind").value == "pair"
+        assert int({m.label: m.value for m in again.metric}["Samples to make"]) <= int(wanted)
+        assert not [b for b in again.button if b.key == "synth.start"]
+    finally:
+        gate.set()
+        assert wait_for_job(folder).status == "done"
