@@ -6,7 +6,7 @@ person typed is read from the widget's session-state key at click time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import streamlit as st
@@ -24,9 +24,11 @@ def edit(
     args: Mapping[str, Any] | None = None,
     from_widgets: Mapping[str, str] | None = None,
     lines: Mapping[str, str] | None = None,
+    clear: Iterable[str] = (),
 ) -> None:
     """Run the edit ``name`` with ``args``, plus arguments read from widgets (``arg -> widget key``;
-    ``lines``: a text area split into one item per line). ``done`` is the success message."""
+    ``lines``: a text area split into one item per line). ``done`` is the success message; the text
+    widgets keyed in ``clear`` are emptied after it (an Add-value box, ready for the next)."""
     state = get_state()
     project = state.project()
     if project is None:
@@ -42,6 +44,8 @@ def edit(
     except TreeSynthError as exc:
         state.notify("error", str(exc))
         return
+    for key in clear:
+        st.session_state[key] = ""
     state.notify("success", done)
 
 

@@ -150,3 +150,51 @@ def test_a_reload_during_synthesis_shows_the_running_jobs_form(projects: Path) -
     finally:
         gate.set()
         assert wait_for_job(folder).status == "done"
+
+
+def test_tree_editor_minors(projects: Path) -> None:
+    """Issue 13 minors: the Add-value box empties after adding, a split by hand says so, and a
+    pruned node offers Restore, not Unapprove."""
+    at = open_example(new_app())
+    folder = projects / "example-gsm8k_math"
+    tree = tree_of(folder)
+    at = select(at, tree.root_id)
+    at.text_input(key=wkey("add", tree.root_id)).input("percentages")
+    at.button(key="edit.add_value").click()
+    run(at)
+    assert any(n.value == "percentages" for n in tree_of(folder).children(tree.root_id))
+    assert at.text_input(key=wkey("add", tree.root_id)).value == ""
+
+    leaf = next(n for n in tree_of(folder).children(tree.root_id) if n.value == "percentages")
+    at = select(at, leaf.id)
+    at.text_input(key=wkey("new_criterion", leaf.id)).input("Difficulty")
+    at.text_area(key=wkey("new_values", leaf.id)).input("easy\nhard")
+    at.button(key="edit.replace_criterion").click()
+    run(at)
+    assert md("Node split.") in toasts(at)
+    assert [n.value for n in tree_of(folder).children(leaf.id)] == ["easy", "hard"]
+
+    approved = next(n for n in tree.children(tree.root_id) if n.approved)
+    at = select(at, approved.id)
+    at.button(key="edit.prune").click()
+    run(at)
+    keys = {b.key for b in at.button}
+    assert "edit.restore" in keys and "edit.unapprove" not in keys and "edit.approve" not in keys
+
+
+def test_reopening_an_example_says_it_is_your_copy_and_offers_a_fresh_one(projects: Path) -> None:
+    at = open_example(new_app())
+    folder = projects / "example-gsm8k_math"
+    tree = tree_of(folder)
+    first = next(iter(tree.children(tree.root_id)))
+    at = select(at, first.id)
+    at.text_input(key=wkey("value", first.id)).input("sums")
+    at.button(key="edit.rename").click()
+    run(at)
+    again = new_app()
+    assert again.button(key="example.gsm8k_math").label == "Open your copy"
+    again.button(key="example.gsm8k_math.fresh").click()
+    run(again)
+    fresh = tree_of(projects / "example-gsm8k_math-2")
+    assert first.value in {n.value for n in fresh.children(fresh.root_id)}
+    assert tree_of(folder).nodes[first.id].value == "sums"  # the edited copy is kept
