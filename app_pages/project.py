@@ -171,9 +171,23 @@ for i, example in enumerate(found):
     with columns[i % len(columns)].container(border=True):
         st.markdown(f"**{md(example.task)}**")
         st.caption(f"{example.leaves} leaves, {example.levels} levels \u00b7 first split: {md(example.criterion)}")
-        if st.button("Open example", key=f"example.{example.name}", icon=":material/play_arrow:"):
+        copied = projects.has_copy(example)
+        if copied:
+            st.caption("Opens your copy, with your edits; a fresh copy starts from the example again.")
+        left, right = st.columns(2)
+        label = "Open your copy" if copied else "Open example"
+        if left.button(label, key=f"example.{example.name}", icon=":material/play_arrow:", width="stretch"):
             try:
                 state.adopt(projects.open_example(example))
+            except TreeSynthError as exc:
+                st.error(md(str(exc)), icon=":material/error:")
+            else:
+                opened(state.project_name)
+        if copied and right.button(
+            "Fresh copy", key=f"example.{example.name}.fresh", icon=":material/restart_alt:", width="stretch"
+        ):
+            try:
+                state.adopt(projects.fresh_example(example))
             except TreeSynthError as exc:
                 st.error(md(str(exc)), icon=":material/error:")
             else:

@@ -49,7 +49,7 @@ def body() -> None:
 
     with st.container(border=True):
         st.markdown("##### :material/checklist: What to make")
-        choice = synth_panel.choose(tree)
+        choice = synth_panel.choose(tree, running=live.params if live is not None and live.kind == "synth" else None)
     plan = synth_panel.estimate(project, tree, choice, settings)
     with st.container(border=True):
         st.markdown("##### :material/calculate: Estimate")

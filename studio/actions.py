@@ -6,7 +6,7 @@ person typed is read from the widget's session-state key at click time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import streamlit as st
@@ -14,6 +14,7 @@ import streamlit as st
 from studio import graph as G
 from studio.state import get_state
 from treesynth_core.errors import TreeSynthError
+from treesynth_core.store import Project
 from treesynth_core.tree.edits import run_edit
 
 
@@ -23,9 +24,11 @@ def edit(
     args: Mapping[str, Any] | None = None,
     from_widgets: Mapping[str, str] | None = None,
     lines: Mapping[str, str] | None = None,
+    clear: Iterable[str] = (),
 ) -> None:
     """Run the edit ``name`` with ``args``, plus arguments read from widgets (``arg -> widget key``;
-    ``lines``: a text area split into one item per line). ``done`` is the success message."""
+    ``lines``: a text area split into one item per line). ``done`` is the success message; the text
+    widgets keyed in ``clear`` are emptied after it (an Add-value box, ready for the next)."""
     state = get_state()
     project = state.project()
     if project is None:
@@ -41,6 +44,8 @@ def edit(
     except TreeSynthError as exc:
         state.notify("error", str(exc))
         return
+    for key in clear:
+        st.session_state[key] = ""
     state.notify("success", done)
 
 
@@ -60,16 +65,24 @@ def _replay(*, undo: bool) -> None:
     if project is None:
         return
     all_owners = bool(st.session_state.get(UNDO_ALL_KEY))
-    word = "undo" if undo else "redo"
     try:
-        tree = project.undo(all_owners=all_owners) if undo else project.redo(all_owners=all_owners)
+        done = project.replay(undo=undo, all_owners=all_owners)
     except TreeSynthError as exc:  # a later edit by another owner is in the way: nothing changed
         state.notify("error", str(exc))
         return
-    if tree is not None:
-        state.notify("success", "Undone." if undo else "Redone.")
+    if done is not None:
+        state.notify("success", f"{'Undid' if undo else 'Redid'}: {done.what}")
     else:
-        state.notify("info", f"Nothing {'' if all_owners else 'of this session '}to {word}.")
+        state.notify("info", nothing_message(project, undo=undo, all_owners=all_owners))
+
+
+def nothing_message(project: Project, *, undo: bool, all_owners: bool) -> str:
+    """What an Undo (or Redo) that found no edit says: that the tree was just opened when no one
+    has edited it yet (opening a project, an example or a tree file is the starting point)."""
+    if undo and not project.history(limit=1):
+        return "Nothing to undo: the tree was just opened."
+    word = "undo" if undo else "redo"
+    return f"Nothing {'' if all_owners else 'of this session '}to {word}."
 
 
 def select(node_id: str) -> None:

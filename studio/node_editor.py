@@ -118,11 +118,11 @@ def _status_buttons(node: T.Node) -> None:
     nid, locked = node.id, node.locked
     row = button_row()
     if not node.is_root:
-        if node.approved:
+        if node.approved and not node.pruned:  # a pruned node offers Restore only
             _edit_button(
                 row, "Unapprove", "unapprove", "Marked as proposed.", {"node_ids": [nid]}, icon=":material/remove_done:"
             )
-        else:
+        elif not node.pruned:
             _edit_button(
                 row, "Approve", "approve", "Approved.", {"node_ids": [nid]}, icon=":material/check:", primary=True
             )
@@ -195,7 +195,7 @@ def _values_tab(tree: T.Tree, node: T.Node) -> None:
         on_click=A.edit,
         disabled=locked,
         icon=":material/add:",
-        args=("add-value", "Value added.", {"parent_id": nid}, widgets),
+        args=("add-value", "Value added.", {"parent_id": nid}, widgets, None, [wkey("add", nid)]),
     )
     if node.is_root:
         return
@@ -268,10 +268,11 @@ def _criterion_tab(tree: T.Tree, node: T.Node) -> None:
         help="The current subtree is dropped (undo restores it).",
         args=(
             "replace-criterion",
-            "Criterion replaced.",
+            "Criterion replaced." if node.split_criterion else "Node split.",
             {"node_id": nid},
             {"criterion": wkey("new_criterion", nid)},
             {"values": wkey("new_values", nid)},
+            [wkey("new_criterion", nid), wkey("new_values", nid)],
         ),
     )
 

@@ -62,12 +62,31 @@ def folder_name(text: str) -> str:
     return name[:80]
 
 
+def example_folder(example: Example) -> Path:
+    """Where the example's project lives under the projects folder."""
+    return projects_dir() / f"example-{example.name}"
+
+
+def has_copy(example: Example) -> bool:
+    """Whether the example was opened before (its copy, with the person's edits, exists)."""
+    return (example_folder(example) / "treesynth.db").is_file()
+
+
 def open_example(example: Example) -> Project:
     """The example's project under the projects folder: created from the tree file the first time,
     opened (as the person left it) afterwards."""
-    folder = projects_dir() / f"example-{example.name}"
-    if (folder / "treesynth.db").is_file():
+    folder = example_folder(example)
+    if has_copy(example):
         return Project.open(folder)
+    tree = read_tree_file(example.path)
+    return Project.create(folder, task=tree.task, style=tree.style, tree=tree)
+
+
+def fresh_example(example: Example) -> Project:
+    """A new copy of the example, as shipped, beside the edited one (``example-NAME-2``, ``-3``, ...):
+    starting over never deletes anyone's work."""
+    base = example_folder(example)
+    folder = next(p for n in range(2, 10_000) if not (p := base.with_name(f"{base.name}-{n}")).exists())
     tree = read_tree_file(example.path)
     return Project.create(folder, task=tree.task, style=tree.style, tree=tree)
 

@@ -20,7 +20,7 @@ import streamlit as st
 
 from studio import graph as G
 from treesynth_core.data.export import ExportResult
-from treesynth_core.errors import ProjectError, TreeSynthError
+from treesynth_core.errors import ProjectError, ProjectGone, TreeSynthError
 from treesynth_core.llm.settings import BackendSettings, merge_settings, settings_from_env
 from treesynth_core.store import Project
 from treesynth_core.tree.model import Tree
@@ -92,6 +92,16 @@ class AppState:
                 self.project_path, self._project = None, None
                 self.notify("error", str(exc))
                 return None
+        try:
+            self._project.check_present()
+        except ProjectGone as exc:
+            self.close()
+            self.notify(
+                "error",
+                f"The project folder {exc.folder} was deleted or moved while it was open; your last edit "
+                "was not saved, if you made one. The project is closed now.",
+            )
+            return None
         return self._project
 
     def open(self, path: Path | str) -> Project:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 
 from studio import graph as G
 from studio import security
-from studio.widgets import md, model_name
+from studio.widgets import md, model_name, plural
 from treesynth_core.generate.synth import (
     PER_CALL,
     SAMPLED_SCALE,
@@ -21,6 +23,8 @@ from treesynth_core.generate.synth import (
 from treesynth_core.llm.pricing import duration
 from treesynth_core.llm.settings import BackendSettings
 from treesynth_core.store import Project
+from treesynth_core.store.samples import Sample
+from treesynth_core.store.trash import Deletion
 from treesynth_core.tree import model as T
 
 SCOPE, SUBTREE, PICKED = "synth.scope", "synth.subtree", "synth.picked"
@@ -56,16 +60,26 @@ class Choice:
         }
 
 
-def choose(tree: T.Tree) -> Choice:
-    """Which leaves, how many samples, and what kind."""
+def choose(tree: T.Tree, running: Mapping[str, Any] | None = None) -> Choice:
+    """Which leaves, how many samples, and what kind. ``running``: the params of the synthesis job
+    now running, which the form shows (disabled) instead of what this session last chose, so a
+    reload during a run shows the run, not the defaults."""
     approved = tree.leaves(approved_only=True)
-    scope = st.radio("Leaves", list(SCOPES), format_func=SCOPES.get, key=SCOPE, horizontal=True)
+    locked = running is not None
+    if running is not None:
+        st.session_state.update(form_values(tree, running))
+    scope = st.radio("Leaves", list(SCOPES), format_func=SCOPES.get, key=SCOPE, horizontal=True, disabled=locked)
     leaf_ids: tuple[str, ...] = ()
     empty = False
     if scope == "subtree":
         inner = [n.id for n in tree.subtree(tree.root_id) if tree.children(n.id) and tree.is_active(n.id)]
         chosen = st.selectbox(
-            "Node", inner, key=SUBTREE, format_func=lambda i: G.option_label(tree, i), placeholder="Pick a node"
+            "Node",
+            inner,
+            key=SUBTREE,
+            format_func=lambda i: G.option_label(tree, i),
+            placeholder="Pick a node",
+            disabled=locked,
         )
         leaf_ids = (chosen,) if chosen else ()
         empty = not chosen
@@ -76,17 +90,19 @@ def choose(tree: T.Tree) -> Choice:
             key=PICKED,
             format_func=lambda i: G.shorten(G.path_text(tree, i), 90),
             placeholder="Type to search the approved leaves",
+            disabled=locked,
         )
         leaf_ids = tuple(picked)
         empty = not picked
     left, mid, seed_col, right = st.columns([1, 1, 1, 2])
-    per_leaf = left.number_input("Samples per leaf", 1, 10_000, value=10, key=PER_LEAF)
+    per_leaf = left.number_input("Samples per leaf", 1, 10_000, value=10, key=PER_LEAF, disabled=locked)
     per_call = mid.number_input(
         "Samples per call",
         1,
         20,
         value=PER_CALL,
         key=PER_CALL_KEY,
+        disabled=locked,
         help="How many samples one LLM call is asked for (the paper's 10).",
     )
     seed = seed_col.number_input(
@@ -95,10 +111,11 @@ def choose(tree: T.Tree) -> Choice:
         1_000_000,
         value=0,
         key=SEED,
+        disabled=locked,
         help="The same seed asks the same questions again (served from the cache). Another seed asks new "
         "ones: use it to top up leaves a run left short.",
     )
-    kind = right.radio("Each sample is", list(KINDS), format_func=KINDS.get, key=KIND, horizontal=True)
+    kind = right.radio("Each sample is", list(KINDS), format_func=KINDS.get, key=KIND, horizontal=True, disabled=locked)
     scale = SAMPLED_SCALE
     if any(sampled_steps(tree.path(leaf.id)) for leaf in approved):
         scale = st.number_input(
@@ -107,10 +124,30 @@ def choose(tree: T.Tree) -> Choice:
             100,
             value=SAMPLED_SCALE,
             key=SCALE,
+            disabled=locked,
             help="A leaf under k sampled nodes gets samples per leaf times this to the power k, each sample with "
             "its own draw of the sampled values (the paper: 10).",
         )
     return Choice(leaf_ids, int(per_leaf), int(per_call), kind == "pair", empty, int(seed), int(scale))
+
+
+def form_values(tree: T.Tree, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The form's widget values (by key) that ask for what a synthesis job with ``params`` does."""
+    leaf_ids = [i for i in params.get("leaf_ids") or () if i in tree.nodes]
+    values: dict[str, Any] = {
+        PER_LEAF: int(params.get("per_leaf") or 10),
+        PER_CALL_KEY: int(params.get("per_call") or PER_CALL),
+        KIND: "pair" if params.get("responses") else "instruction",
+        SEED: int(params.get("seed") or 0),
+        SCALE: int(params.get("sampled_scale") or SAMPLED_SCALE),
+        SCOPE: "all",
+    }
+    if len(leaf_ids) == 1 and tree.children(leaf_ids[0]):
+        values.update({SCOPE: "subtree", SUBTREE: leaf_ids[0]})
+    elif leaf_ids:
+        approved = {leaf.id for leaf in tree.leaves(approved_only=True)}
+        values.update({SCOPE: "picked", PICKED: [i for i in leaf_ids if i in approved]})
+    return values
 
 
 #: Commands whose calls write samples: their latency predicts a synthesis better than routing's
@@ -236,27 +273,61 @@ def browser(project: Project, tree: T.Tree) -> None:
     if leaf_id is None:
         return
     samples = project.samples(leaf_id=leaf_id)
+    columns = {
+        "id": st.column_config.NumberColumn("#", width="small"),
+        "instruction": st.column_config.TextColumn("Instruction", width="large"),
+    }
+    if any(s.response for s in samples):  # instruction-only samples: no empty Response column
+        columns["response"] = st.column_config.TextColumn("Response", width="medium")
     st.dataframe(
         [{"id": s.id, "instruction": s.instruction, "response": s.response or ""} for s in samples],
         hide_index=True,
         width="stretch",
-        column_config={
-            "id": st.column_config.NumberColumn("#", width="small"),
-            "instruction": st.column_config.TextColumn("Instruction", width="large"),
-            "response": st.column_config.TextColumn("Response", width="medium"),
-        },
+        column_order=list(columns),
+        column_config=columns,
     )
-    by_id = {s.id: s for s in samples}
+    delete_samples(project, leaf_id, {s.id: s for s in samples})
+
+
+UNDO_DELETE = "samples.undo_delete"
+
+
+def delete_samples(project: Project, leaf_id: str, by_id: dict[int, Sample]) -> None:
+    """Pick samples to delete (none at first, no "select all"), confirm with their count, and undo
+    the latest delete of this session."""
     doomed = st.multiselect(
         "Samples to delete",
         list(by_id),
         key=f"samples.delete.{leaf_id}",
         format_func=lambda i: f"#{i}: {G.shorten(by_id[i].instruction, 80)}",
         placeholder="Pick bad samples to delete",
+        select_all=False,
     )
     locked = security.read_only()  # shared read-only: samples are not deleted
-    if st.button("Delete selected", key="samples.delete", disabled=not doomed or locked, icon=":material/delete:"):
-        deleted = project.delete_samples(doomed)
-        st.session_state.pop(f"samples.delete.{leaf_id}", None)
-        st.toast(f"Deleted {deleted} samples. A later run will not make them again.", icon=":material/delete:")
-        st.rerun()
+    left, right, _ = st.columns([1, 1, 2])
+    with left.popover("Delete selected", icon=":material/delete:", disabled=not doomed or locked, width="stretch"):
+        st.markdown(
+            f"Delete **{plural(len(doomed), 'sample')}** of this leaf? A later run will not make them "
+            "again. You can undo the delete right after."
+        )
+        if st.button(
+            f"Delete {plural(len(doomed), 'sample')}", key="samples.delete", type="primary", disabled=not doomed
+        ):
+            gone = project.trash_samples(doomed)
+            st.session_state.pop(f"samples.delete.{leaf_id}", None)
+            st.session_state[UNDO_DELETE] = gone
+            st.toast(f"Deleted {plural(gone.count, 'sample')}.", icon=":material/delete:")
+            st.rerun()
+    last = st.session_state.get(UNDO_DELETE)
+    if isinstance(last, Deletion) and last.count:
+        if right.button(
+            f"Undo delete ({plural(last.count, 'sample')})",
+            key="samples.undo",
+            icon=":material/undo:",
+            disabled=locked,
+            width="stretch",
+        ):
+            back = project.restore_samples(last.batch)
+            st.session_state.pop(UNDO_DELETE, None)
+            st.toast(f"Restored {plural(back, 'sample')}.", icon=":material/undo:")
+            st.rerun()

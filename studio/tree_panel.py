@@ -89,11 +89,13 @@ def toolbar(project: Project, tree: T.Tree, state: AppState) -> None:
         format_func=lambda v: "all levels" if v == "all" else f"{v} level{'s' if v != 1 else ''}",
     )
     all_owners = bool(st.session_state.get(A.UNDO_ALL_KEY))
+    can_undo = project.can_undo(all_owners=all_owners)
     undo.button(
         "Undo",
         key="tree.undo",
         on_click=A.undo,
-        disabled=not project.can_undo(all_owners=all_owners),
+        disabled=not can_undo,
+        help=None if can_undo else A.nothing_message(project, undo=True, all_owners=all_owners),
         icon=":material/undo:",
         width="stretch",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.trees import with_leaves
-from treesynth_core.errors import ProjectError, TreeError
+from treesynth_core.errors import ProjectError, ProjectGone, TreeError
 from treesynth_core.llm.base import ChatResult
 from treesynth_core.llm.recording import CallRecord
 from treesynth_core.llm.settings import BackendSettings
@@ -483,6 +484,26 @@ def test_samples_by_many_leaves_and_delete(project: Project) -> None:
     assert len(project.samples()) == 600
 
 
+def test_a_delete_of_samples_can_be_undone(project: Project) -> None:
+    """Issue 13 item 5: the samples come back with their ids and their deletion marks lifted; a
+    batch restores once; a set deleted as a whole forgets what was kept of it."""
+    with_leaves(project, ["a", "b"])
+    project.add_samples([sample("a", "0:0"), sample("a", "0:1"), sample("b", "0:0")])
+    before = project.samples()
+    gone = project.trash_samples([before[0].id, before[2].id, 10**9])
+    assert (gone.count, gone.sample_sets) == (2, ("tree",))
+    assert project.sample_keys("a") == {"0:0", "0:1"}  # the deletion mark keeps a rerun off it
+    project.add_samples([sample("a", "0:2")])  # a new sample since
+    assert project.restore_samples(gone.batch) == 2
+    assert [s.id for s in project.samples()][:3] == [s.id for s in before]
+    assert {s.key for s in project.samples(leaf_id="a")} == {"0:0", "0:1", "0:2"}
+    assert project.restore_samples(gone.batch) == 0
+    second = project.trash_samples([before[1].id])
+    assert second.batch > gone.batch
+    project.delete_sample_set("tree")
+    assert project.restore_samples(second.batch) == 0
+
+
 # -- LLM cache, call log, runs, stats -------------------------------------------------------------
 
 
@@ -686,3 +707,24 @@ def test_a_free_name_has_no_naming_problem():
 
     assert set(RESERVED_SETS) == {"tree", "baseline"}
     assert dataset_set_problem("imported") is None and dataset_set_problem("balanced") is None
+
+
+def test_a_project_whose_folder_was_deleted_refuses_every_write(tmp_path: Path) -> None:
+    """Issue 13 item 6: SQLite would keep writing the deleted file, and the edits would vanish."""
+    folder = tmp_path / "p"
+    with Project.create(folder, task="Math word problems") as project:
+        shutil.rmtree(folder)
+        with pytest.raises(ProjectGone, match="deleted or moved while it was open; your last edit was not saved"):
+            project.apply("add-value", lambda t: T.add_value(t, t.root_id, "Algebra", criterion="Topic"))
+        with pytest.raises(ProjectGone):
+            project.check_present()
+        with pytest.raises(ProjectGone):
+            project.tree()
+    moved = tmp_path / "q"
+    with Project.create(folder, task="Math word problems") as project:
+        project.apply("add-value", lambda t: T.add_value(t, t.root_id, "Algebra", criterion="Topic"))
+        folder.rename(moved)
+        with pytest.raises(ProjectGone):
+            project.apply("add-value", lambda t: T.add_value(t, t.root_id, "Geometry", criterion="Topic"))
+    with Project.open(moved) as project:
+        assert [n.value for n in project.tree().children(project.tree().root_id)] == ["Algebra"]

@@ -314,6 +314,8 @@ def test_a_tree_file_is_the_starting_point_not_an_edit(tmp_path: Path) -> None:
     folder = tmp_path / "p"
     result = runner.invoke(app, ["new", str(folder), "--from-tree", "assets/trees/gsm8k_math.json"])
     assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert f"Next: treesynth show {folder} to review it, then treesynth synth {folder}" in said  # not grow
     with Project.open(folder) as project:
         loaded = project.tree()
         assert len(loaded.nodes) > 50 and project.history() == []

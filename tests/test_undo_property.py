@@ -113,11 +113,31 @@ step = st.tuples(
 def test_random_edits_undos_and_redos_from_two_owners_keep_the_tree_whole(
     steps: list[tuple[str, str, str, int, int]],
 ) -> None:
+    run_steps(steps, opened=False)
+
+
+@settings(max_examples=30, deadline=None, database=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(step, max_size=30))
+def test_undoing_everything_after_opening_a_tree_file_gives_the_opened_tree(
+    steps: list[tuple[str, str, str, int, int]],
+) -> None:
+    """A project made from a tree file (an example, ``new --from-tree``) starts at that tree: no
+    undo of anyone's goes back past it (issue 13 item 1)."""
+    run_steps(steps, opened=True)
+
+
+def run_steps(steps: list[tuple[str, str, str, int, int]], *, opened: bool) -> None:
+    """Play ``steps``, checking the tree after each; then undo everything. ``opened``: the project
+    starts from a tree file (no edit); else it is made with a root and the tree loaded as an edit."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "p"
-        with Project.create(folder, task="Math word problems", owner="setup") as setup:
-            original = setup.tree()
-            setup.replace_tree(start_tree())
+        if opened:
+            original = start_tree()
+            Project.create(folder, task=original.task, tree=original, owner="setup").close()
+        else:
+            with Project.create(folder, task="Math word problems", owner="setup") as setup:
+                original = setup.tree()
+                setup.replace_tree(start_tree())
         projects = {owner: Project.open(folder, owner=owner) for owner in OWNERS}
         try:
             for owner, kind, name, i, j in steps:
@@ -141,6 +161,7 @@ def test_random_edits_undos_and_redos_from_two_owners_keep_the_tree_whole(
             while projects["alice"].undo(all_owners=True) is not None:  # never refused
                 T.validate(projects["alice"].tree())
             assert projects["bob"].tree() == original
+            assert projects["bob"].undo(all_owners=True) is None
         finally:
             for project in projects.values():
                 project.close()

@@ -35,6 +35,16 @@ class ProjectError(TreeSynthError):
     """A project folder is missing, not a project, or its database is corrupt."""
 
 
+class ProjectGone(ProjectError):
+    """The open project's folder or database file was deleted, moved or replaced behind its back:
+    nothing more is written to it (a write would land in a file no one can open again)."""
+
+    def __init__(self, folder: object, *, writing: bool) -> None:
+        what = "your last edit was not saved" if writing else "close it and open it again"
+        super().__init__(f"The project folder {folder} was deleted or moved while it was open; {what}")
+        self.folder = folder
+
+
 class TreeError(TreeSynthError):
     """The tree breaks an invariant, or an edit would make it break one."""
 

@@ -197,11 +197,11 @@ def _replay(ctx: typer.Context, redo: bool, all_owners: bool) -> None:
     word, done = ("redo", "Redone") if redo else ("undo", "Undone")
     with open_project(_dir(ctx)) as project:
         try:
-            tree = project.redo(all_owners=all_owners) if redo else project.undo(all_owners=all_owners)
+            replayed = project.replay(undo=not redo, all_owners=all_owners)
         except EditConflict as exc:
             raise EditConflict(f"{exc}{'' if redo or all_owners else ' (--all)'}", exc.node_id) from None
-        if tree is not None:
-            out.print(f"{done}. Tree: {len(tree.nodes)} nodes.")
+        if replayed is not None:
+            out.print(escape(f"{done}: {replayed.what}. Tree: {len(replayed.tree.nodes)} nodes."))
             return
         if all_owners:
             out.print(f"Nothing to {word}.")

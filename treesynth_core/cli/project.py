@@ -32,6 +32,7 @@ from .common import (
 
 if TYPE_CHECKING:
     from ..store import CallCounts
+    from ..tree.model import Tree
 
 
 @option_groups
@@ -68,8 +69,21 @@ def new(
                 "backend": settings.describe(),
             },
             f"Created project {directory} for: {tree.task}\nBackend: {settings.describe()}\n"
-            f"Next: treesynth grow {directory}",
+            f"Next: {next_step(tree, directory)}",
         )
+
+
+def next_step(tree: Tree, directory: Path) -> str:
+    """What to run after ``new``: grow a tree that is just its root; review and synthesize a tree
+    that came from a file (it is grown already)."""
+    if len(tree.nodes) == 1:
+        return f"treesynth grow {directory}"
+    if tree.leaves(approved_only=True):
+        return f"treesynth show {directory} to review it, then treesynth synth {directory}"
+    return (
+        f"treesynth show {directory} to review it, approve its leaves (treesynth edit {directory} approve "
+        f"--level N), then treesynth synth {directory}"
+    )
 
 
 def export(

@@ -2,8 +2,8 @@
 (:mod:`.project`); the connection lives in :mod:`.db`, the edit log in :mod:`.history`, runs, calls
 and jobs in :mod:`.runs`, the schema in :mod:`.schema`."""
 
-from .history import EditRecord, UndoState
+from .history import EditRecord, Replayed, UndoState
 from .project import Project
 from .runs import CallCounts, JobRecord, RunRow, RunStats
 
-__all__ = ["CallCounts", "EditRecord", "JobRecord", "Project", "RunRow", "RunStats", "UndoState"]
+__all__ = ["CallCounts", "EditRecord", "JobRecord", "Project", "Replayed", "RunRow", "RunStats", "UndoState"]

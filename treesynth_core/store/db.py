@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import ProjectError
+from ..errors import ProjectError, ProjectGone
 from . import schema
 
 DB_NAME = "treesynth.db"
@@ -38,6 +38,8 @@ class Database:
         self.read_only = read_only
         self.lock = threading.RLock()
         self.closed = False
+        #: The database file's (device, inode) when opened: a file gone or replaced since is refused.
+        self.identity = file_identity(self.file)
 
     @classmethod
     def create(cls, folder: Path) -> Database:
@@ -46,6 +48,7 @@ class Database:
         try:
             with db.errors():
                 schema.migrate(db.conn)
+            db.identity = file_identity(db.file)
         except BaseException:
             db.close()
             raise
@@ -99,6 +102,13 @@ class Database:
                 "and create the project again"
             )
 
+    def check_present(self, *, writing: bool = False) -> None:
+        """Raise :class:`ProjectGone` if the database file is no longer where it was opened (its
+        folder deleted or moved, the file replaced): SQLite would go on reading and writing the
+        orphaned file, and every later edit would vanish."""
+        if self.identity is not None and file_identity(self.file) != self.identity:
+            raise ProjectGone(self.folder, writing=writing)
+
     @contextmanager
     def errors(self) -> Iterator[None]:
         """Turn SQLite failures into a :class:`ProjectError` a user can act on."""
@@ -124,10 +134,14 @@ class Database:
                 raise ProjectError(f"the project {self.folder} is closed")
             if self.read_only and mode != "DEFERRED":
                 raise ProjectError(read_only_error(self.folder))
+            writing = mode != "DEFERRED"
+            self.check_present(writing=writing)
             conn = self.conn
             conn.execute(f"BEGIN {mode}")
             try:
                 yield conn
+                if writing:
+                    self.check_present(writing=True)  # gone while this transaction ran: roll back
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -137,6 +151,15 @@ class Database:
     def read(self) -> AbstractContextManager[sqlite3.Connection]:
         """A read transaction: one consistent snapshot for several queries."""
         return self.tx("DEFERRED")
+
+
+def file_identity(file: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of ``file``, or None when it does not exist."""
+    try:
+        found = file.stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def existing_db(folder: Path) -> Path:

@@ -98,6 +98,17 @@ class UndoState:
 
 
 @dataclass(frozen=True)
+class Replayed:
+    """What an undo or redo did: the tree after it, and the edit it took, as a person reads it."""
+
+    tree: Tree
+    #: The edit's id in the log.
+    edit_id: int
+    #: ``rename "Fractions" → "Ratios"``, ``prune "Geometry"``, ``grow`` (see :meth:`_Edit.describe`).
+    what: str
+
+
+@dataclass(frozen=True)
 class _Edit:
     """One edit row, decoded for replay."""
 
@@ -127,6 +138,20 @@ class _Edit:
             target = self.args["node_ids"][0]
         name = next((_name(c) for c in self.changes if c.node_id == target), None)
         return f"'{self.kind}{' ' + name if name else ''}' (edit {self.id})"
+
+    def describe(self) -> str:
+        """The edit in a few words: ``rename "Fractions" → "Ratios"`` for a rename (of a value or a
+        criterion), else its kind and the node it was about (``prune "Geometry"``)."""
+        field = {"rename": "value", "rename-criterion": "criterion"}.get(self.kind)
+        node_id = self.args.get("node_id")
+        change = next((c for c in self.changes if c.node_id == node_id), None)
+        if field and change is not None and change.before is not None and change.after is not None:
+            return f'{self.kind} "{getattr(change.before, field)}" \u2192 "{getattr(change.after, field)}"'
+        target = next((self.args[k] for k in ("node_id", "keep_id", "parent_id") if k in self.args), None)
+        if target is None and self.args.get("node_ids"):
+            target = self.args["node_ids"][0]
+        name = next((_name(c) for c in self.changes if c.node_id == target), None)
+        return f"{self.kind} {name}" if name else self.kind
 
 
 def data_version(conn: sqlite3.Connection) -> int:
@@ -191,7 +216,7 @@ def touched_keys(changes: Iterable[NodeChange], meta: Mapping[str, Any]) -> list
     return [c.node_id for c in changes] + [f"meta:{key}" for key in meta]
 
 
-def replay(conn: sqlite3.Connection, tree: Tree, *, undo: bool, owner: str | None) -> Tree | None:
+def replay(conn: sqlite3.Connection, tree: Tree, *, undo: bool, owner: str | None) -> Replayed | None:
     """Undo ``owner``'s latest edit in force, or redo the one it undid last, and flip its flag;
     ``None`` if it has none. ``owner=None``: the latest edit of anyone (redo: the oldest undone one
     still redoable). Raises :class:`EditConflict`, changing nothing, when a later edit by another
@@ -218,7 +243,7 @@ def replay(conn: sqlite3.Connection, tree: Tree, *, undo: bool, owner: str | Non
         ) from None
     _write(conn, edit.changes, edit.meta, undo=undo)
     conn.execute("UPDATE edits SET undone = ? WHERE id = ?", (int(undo), edit.id))
-    return new
+    return Replayed(new, edit.id, edit.describe())
 
 
 def can_replay(conn: sqlite3.Connection, *, undo: bool, owner: str | None) -> bool:

@@ -25,12 +25,13 @@ from ..llm.base import ChatResult
 from ..llm.recording import CallRecord
 from ..llm.settings import BackendSettings, merge_settings
 from ..tree.model import Tree, new_tree, validate
-from . import contamination, history, runs, schema
+from . import contamination, history, runs, schema, trash
 from .db import DB_NAME, FORMAT_VERSION, Database, chunks, marks, set_meta
-from .history import HUMAN, EditRecord, UndoState
+from .history import HUMAN, EditRecord, Replayed, UndoState
 from .runs import JobRecord, RunStats
 from .samples import STAGING_PREFIX, TREE_SET, NewSample, Route, Sample, SamplesAdded, check_dataset_set
 from .schema import dumps, now
+from .trash import Deletion
 
 StrPath = str | os.PathLike[str]
 
@@ -95,6 +96,11 @@ class Project:
 
     def close(self) -> None:
         self._db.close()
+
+    def check_present(self) -> None:
+        """Raise :class:`~treesynth_core.errors.ProjectGone` if the project's folder or database
+        was deleted, moved or replaced since it was opened (every transaction checks this too)."""
+        self._db.check_present()
 
     def __enter__(self) -> Project:
         return self
@@ -191,15 +197,31 @@ class Project:
         """Revert :attr:`owner`'s latest edit not yet undone (``all_owners``: anyone's); ``None``
         if there is none. Raises :class:`~treesynth_core.errors.EditConflict`, changing nothing,
         when a later edit by another owner changed the same nodes (see :mod:`.history`)."""
-        owner = None if all_owners else self.owner
-        return self._edit(lambda conn, tree: history.replay(conn, tree, undo=True, owner=owner))
+        done = self.replay(undo=True, all_owners=all_owners)
+        return None if done is None else done.tree
 
     def redo(self, *, all_owners: bool = False) -> Tree | None:
         """Redo the edit :attr:`owner` undid last, unless it made a new edit since (``all_owners``:
         the oldest undone edit anyone can redo); ``None`` if there is none. Raises
         :class:`~treesynth_core.errors.EditConflict` as :meth:`undo` does."""
+        done = self.replay(undo=False, all_owners=all_owners)
+        return None if done is None else done.tree
+
+    def replay(self, *, undo: bool, all_owners: bool = False) -> Replayed | None:
+        """:meth:`undo` (or :meth:`redo`), returning also which edit it took and what that was
+        (``rename "x" → "y"``), for a message that names it."""
         owner = None if all_owners else self.owner
-        return self._edit(lambda conn, tree: history.replay(conn, tree, undo=False, owner=owner))
+        taken: list[Replayed] = []
+
+        def step(conn: sqlite3.Connection, tree: Tree) -> Tree | None:
+            done = history.replay(conn, tree, undo=undo, owner=owner)
+            if done is None:
+                return None
+            taken.append(done)
+            return done.tree
+
+        self._edit(step)
+        return taken[0] if taken else None
 
     def can_undo(self, *, all_owners: bool = False) -> bool:
         """Whether :meth:`undo` has an edit to take (it may still refuse it)."""
@@ -297,9 +319,24 @@ class Project:
             )
 
     def delete_samples(self, ids: Iterable[int]) -> int:
-        """Delete samples by row id, in one transaction; return how many were deleted."""
+        """Delete samples by row id, in one transaction; return how many were deleted. The delete can
+        be undone (see :meth:`trash_samples`)."""
+        return self.trash_samples(ids).count
+
+    def trash_samples(self, ids: Iterable[int]) -> Deletion:
+        """Delete samples by row id, in one transaction, keeping them so :meth:`restore_samples` can
+        bring them back (the latest :data:`~.trash.KEEP` deletions are kept)."""
+        wanted = list(dict.fromkeys(int(i) for i in ids))
         with self._db.tx() as conn:
-            return _delete_samples(conn, list(dict.fromkeys(int(i) for i in ids)))
+            batch = trash.keep(conn, wanted)
+            count = _delete_samples(conn, wanted)
+            return trash.deletion(conn, batch) or Deletion(batch, count, (), now())
+
+    def restore_samples(self, batch: int) -> int:
+        """Undo the deletion ``batch`` (from :meth:`trash_samples`): its samples come back, and a
+        rerun may count them again; 0 if it was restored already or is too old."""
+        with self._db.tx() as conn:
+            return trash.restore(conn, batch)
 
     def sample_texts(self, sample_set: str, *, batch: int = 5_000) -> Iterator[tuple[int, str, str | None]]:
         """``(id, instruction, response)`` of every sample of the set, oldest first, read ``batch`` rows
@@ -551,6 +588,7 @@ def _delete_set(conn: sqlite3.Connection, sample_set: str) -> int:
     conn.execute(f"DELETE FROM routes WHERE sample_id IN ({ids})", (sample_set,))
     conn.execute("DELETE FROM deleted_samples WHERE sample_set = ?", (sample_set,))
     contamination.forget_set(conn, sample_set)
+    trash.forget_set(conn, sample_set)
     return int(conn.execute("DELETE FROM samples WHERE sample_set = ?", (sample_set,)).rowcount)
 
 

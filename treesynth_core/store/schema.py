@@ -317,6 +317,31 @@ def m017_contamination(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m020_trashed_samples(conn: sqlite3.Connection) -> None:
+    """Samples a person deleted, kept by deletion (``batch``) so the delete can be undone (see
+    :mod:`.trash`); only the latest few deletions are kept."""
+    conn.execute(
+        """CREATE TABLE trashed_samples (
+            batch INTEGER NOT NULL,
+            id INTEGER NOT NULL,
+            sample_set TEXT NOT NULL,
+            leaf_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            instruction TEXT NOT NULL,
+            response TEXT,
+            path TEXT NOT NULL DEFAULT '[]',
+            model TEXT,
+            call_id TEXT,
+            response_call_id TEXT,
+            extra TEXT NOT NULL DEFAULT '{}',
+            created TEXT NOT NULL,
+            deleted TEXT NOT NULL,
+            PRIMARY KEY (batch, id)
+        )"""
+    )
+
+
 # -- applying -------------------------------------------------------------------------------------
 
 
