@@ -23,7 +23,7 @@ TREE = ROOT / "assets" / "trees" / "python_coding.json"
 def test_accuracy_counts_matches_and_no_answer_is_wrong():
     assert E.accuracy(["a", "b", None, "d"], ["a", "x", "c", "d"]) == 0.5
     assert E.accuracy([], []) == 0.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="one prediction per label"):
         E.accuracy(["a"], ["a", "b"])
 
 
@@ -36,7 +36,7 @@ def test_majority_baseline_is_the_share_of_the_most_common_label():
 def test_agreement_rate_counts_same_answers_and_both_unrouted():
     assert E.agreement_rate(["a", None, "c", "d"], ["a", None, "x", "y"]) == 0.5
     assert E.agreement_rate(["a", "b"], ["a", "b"]) == 1.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="same samples"):
         E.agreement_rate(["a"], [])
 
 
