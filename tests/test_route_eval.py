@@ -114,3 +114,20 @@ def test_read_labelled_names_the_bad_line(tmp_path):
     bad.write_text('{"text": "a", "leaf_path": ["x"]}\n{"text": "b"}\n', encoding="utf-8")
     with pytest.raises(DataError, match=r"bad.jsonl:2"):
         E.read_labelled(bad)
+
+
+def test_crowded_leaves_flag_a_leaf_that_swallows_the_set_only_in_a_big_tree():
+    per_leaf = {"ruby": 128, "java": 10, "c": 6, "js": 20, "pseudo": 0}
+    assert R.crowded_leaves(per_leaf) == [("ruby", 128)]
+    assert R.crowded_leaves({"a": 5, "b": 5, "c": 5, "d": 5, "e": 5}) == []  # even: nothing crowded
+    assert R.crowded_leaves({"a": 9, "b": 1}) == []  # two leaves: half each is not unusual
+    assert R.crowded_leaves({}) == []
+
+
+def test_short_path_keeps_the_leaf_value_and_cuts_the_front():
+    tree = read_tree_file(TREE)
+    leaf = next(leaf for leaf in tree.leaves() if leaf.value == "Ruby")
+    assert R.short_path(tree, leaf.id) == "translate into Python \u203a Ruby"
+    cut = R.short_path(tree, leaf.id, max_chars=12)
+    assert cut == "\u2026thon \u203a Ruby" and len(cut) == 12
+    assert R.short_path(tree, tree.root_id) == "root"

@@ -368,6 +368,27 @@ def summary(tree: T.Tree, routes: Iterable[Route], *, total: int) -> dict[str, A
     }
 
 
+#: A leaf holding more than this share of the samples placed in leaves looks like a router's bias.
+CROWDED_SHARE = 0.25
+
+
+def crowded_leaves(per_leaf: Mapping[str, int], *, share: float = CROWDED_SHARE) -> list[tuple[str, int]]:
+    """The leaves that hold more than ``share`` of the samples placed in leaves, fullest first —
+    only where the tree has enough leaves for that to be unusual (more than ``1 / share``). On
+    HumanEval, 128 of 164 problems in "translate into Python" is a router's mistake, not the data."""
+    placed = sum(per_leaf.values())
+    if not placed or len(per_leaf) <= 1 / share:
+        return []
+    return sorted(((leaf, n) for leaf, n in per_leaf.items() if n > share * placed), key=lambda row: -row[1])
+
+
+def short_path(tree: T.Tree, node_id: str, max_chars: int = 48) -> str:
+    """The node's values from the root, ``a › b › c``, cut at the front (``…``) to ``max_chars`` so
+    the leaf's own value stays readable."""
+    text = " \u203a ".join(s.value for s in tree.path(node_id)) or "root"
+    return text if len(text) <= max_chars else "\u2026" + text[-(max_chars - 1) :]
+
+
 def path_label(tree: T.Tree, node_id: str) -> str:
     """``criterion=value / ...`` from the root to the node (``root`` for the root)."""
     return " / ".join(f"{s.criterion}={s.value}" for s in tree.path(node_id)) or "root"
