@@ -59,7 +59,6 @@ ROUTER_LABELS = {
     "embedding": "Embedding: nearest value description (fast, no LLM)",
 }
 CELL_CHARS = 200  # preview cells are cut to this many characters
-SHOW_TICKS = 12  # leaf paths label the bars' axis up to this many leaves; hover shows them always
 
 # -- jobs -----------------------------------------------------------------------------------------
 
@@ -361,15 +360,3 @@ def first_rows(project: Project, sample_set: str, n: int = 20) -> list[dict[str,
 def has_no_leaves(tree: Tree) -> bool:
     """True while the tree is only its root (no criterion to route by)."""
     return [leaf.id for leaf in tree.leaves()] == [tree.root.id]
-
-
-def bar_layout(fig: Any, title: str, n: int) -> None:
-    legend = {"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"}
-    fig.update_layout(
-        title=title, template="plotly_white", height=360, legend=legend, margin={"l": 10, "r": 10, "t": 40, "b": 10}
-    )
-    fig.update_xaxes(showticklabels=n <= SHOW_TICKS, title="leaf (hover for its path)")
-    fig.update_yaxes(title="samples")
-
-
-# -- rebalancing ----------------------------------------------------------------------------------

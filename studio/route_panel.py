@@ -176,9 +176,9 @@ def leaf_figure(leaves: Sequence[dict[str, Any]], title: str = "Samples per leaf
     return fig
 
 
-def leaf_axis(fig: Any, title: str, labels: Sequence[str]) -> None:
-    """One escaped label per bar (by position, so two leaves with the same short label stay apart),
-    first on top, and a height that fits them all."""
+def leaf_axis(fig: Any, title: str, labels: Sequence[str], *, per_bar: float = 1) -> None:
+    """One escaped label per leaf (by position, so two leaves with the same short label stay apart),
+    first on top, and a height that fits them all (``per_bar`` bars per leaf)."""
     fig.update_yaxes(
         tickmode="array",
         tickvals=list(range(len(labels))),
@@ -190,7 +190,7 @@ def leaf_axis(fig: Any, title: str, labels: Sequence[str]) -> None:
     fig.update_layout(
         title=title,
         template="plotly_white",
-        height=max(240, 80 + BAR_PX * len(labels)),
+        height=max(240, int(80 + BAR_PX * per_bar * len(labels))),
         legend=legend,
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
     )
