@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import TreeSynthError
 from ..store.contamination import Check
-from ..store.samples import TREE_SET, Sample
+from ..store.samples import TREE_SET, UNROUTED, Sample
 from ..tree import model as T
 from ..tree.file import tree_to_json
 
@@ -116,6 +116,8 @@ def dataset_card(
     counts = Counter(s.leaf_id for s in samples)
     models = sorted({s.model for s in samples if s.model})
     leaves = tree.leaves(approved_only=True) or tree.leaves()
+    filled = sum(1 for leaf in leaves if counts.get(leaf.id))
+    in_no_leaf = sum(n for leaf_id, n in counts.items() if leaf_id == UNROUTED or leaf_id not in tree.nodes)
     criteria_by_depth: dict[int, list[str]] = {}
     for node in tree.nodes.values():
         if node.split_criterion and tree.is_active(node.id):
@@ -143,7 +145,9 @@ def dataset_card(
         f"| Task | {_cell(tree.task)} |",
         f"| Style | {_cell(tree.style or '-')} |",
         f"| Samples | {len(samples)} ({with_response} with responses; {_cell(origin_text)}) |",
-        f"| Leaves | {len(leaves)} ({len(counts)} with samples) |",
+        f"| Leaves | {len(leaves)} ({filled} with samples)"
+        + (f"; {in_no_leaf} samples are in no leaf (no value fitted, or not routed)" if in_no_leaf else "")
+        + " |",
         f"| Generator model(s) | {_cell(', '.join(models) or '-')} |",
         *(
             [f"| Imported from | {_cell(', '.join(f'{name} ({n} rows)' for name, n in sources.most_common()))} |"]
