@@ -57,7 +57,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .good { color: #15803d; } .bad { color: #b91c1c; }
 .charts { display: flex; flex-wrap: wrap; gap: 20px; align-items: flex-start; }
 .chart { max-width: 100%; height: auto; }
-#graph { height: 560px; border: 1px solid #e2e8f0; border-radius: 10px;
+#graph { border: 1px solid #e2e8f0; border-radius: 10px;
   background: radial-gradient(circle, #e2e8f0 1px, transparent 1px) 0 0 / 22px 22px; }
 .legend { display: flex; flex-wrap: wrap; gap: 6px 16px; font-size: 13px; color: #334155; margin-top: 8px; }
 .sw { display: inline-block; width: 14px; height: 11px; border-radius: 3px; border: 2px solid; margin-right: 6px;
@@ -73,8 +73,10 @@ summary .count { color: #64748b; font-weight: 400; margin-left: 6px; }
 .outline .crit { color: #64748b; font-size: 13px; }
 .card h1 { font-size: 22px; } .card h2 { font-size: 18px; }
 .card code { background: #f1f5f9; padding: 1px 4px; border-radius: 4px; }
-div.vis-tooltip { position: absolute; max-width: 380px; white-space: normal; padding: 8px 10px; background: #fff;
-  border: 1px solid #cbd5e1; border-radius: 8px; box-shadow: 0 6px 20px rgba(15,23,42,.16); font-size: 13px; }
+#graph div.vis-tooltip { position: absolute; max-width: 380px; white-space: normal; padding: 8px 10px;
+  background: #fff; color: #0f172a; border: 1px solid #cbd5e1; border-radius: 8px;
+  box-shadow: 0 6px 20px rgba(15,23,42,.16); font: 13px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif;
+  word-break: break-word; }
 """
 
 _JS = r"""
@@ -216,6 +218,14 @@ def _tiles(report: Report) -> str:
     return f'<div class="tiles">{cells}</div>'
 
 
+def graph_height(report: Report) -> int:
+    """Pixels for the graph: room for the widest level, between 300 and 640."""
+    widths: dict[int, int] = {}
+    for node in report.nodes:
+        widths[node.depth] = widths.get(node.depth, 0) + 1
+    return max(300, min(640, 70 * max(widths.values(), default=1) + 60))
+
+
 def _tree_section(report: Report) -> str:
     legend = "".join(
         f'<span><span class="sw" style="background:{bg};border-color:{border}"></span>{escape(name)}</span>'
@@ -226,7 +236,7 @@ def _tree_section(report: Report) -> str:
         '<section id="tree"><h2>The tree</h2>'
         '<p class="note">Each box is a value of its criterion, with the samples in its subtree. '
         "Scroll to zoom, drag to pan, hover for details.</p>"
-        f'<div id="graph" data-nodes="{len(report.nodes)}"></div><div class="legend">{legend}</div>'
+        f'<div id="graph" style="height:{graph_height(report)}px"></div><div class="legend">{legend}</div>'
         f"<details><summary>The tree as a list</summary>{_outline(report)}</details></section>"
     )
 
