@@ -60,6 +60,8 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 #graph { border: 1px solid #e2e8f0; border-radius: 10px;
   background: radial-gradient(circle, #e2e8f0 1px, transparent 1px) 0 0 / 22px 22px; }
 .legend { display: flex; flex-wrap: wrap; gap: 6px 16px; font-size: 13px; color: #334155; margin-top: 8px; }
+#fit { margin-left: auto; border: 1px solid #cbd5e1; background: #fff; border-radius: 6px; padding: 2px 10px;
+  font: inherit; cursor: pointer; }
 .sw { display: inline-block; width: 14px; height: 11px; border-radius: 3px; border: 2px solid; margin-right: 6px;
   vertical-align: -1px; }
 .dot { display: inline-block; width: 10px; height: 10px; border-radius: 50%; margin-right: 6px; }
@@ -82,6 +84,7 @@ summary .count { color: #64748b; font-weight: 400; margin-left: 6px; }
 _JS = r"""
 (function () {
   "use strict";
+  const MIN_SCALE = 0.85;
   const data = JSON.parse(document.getElementById("report-data").textContent);
   const box = document.getElementById("graph");
   function el(tag, text) {
@@ -110,7 +113,7 @@ _JS = r"""
   }));
   const network = new vis.Network(box, { nodes: nodes, edges: edges }, {
     layout: { hierarchical: { enabled: true, direction: "LR", sortMethod: "directed", levelSeparation: 260,
-      nodeSpacing: 70, treeSpacing: 80 } },
+      nodeSpacing: 60, treeSpacing: 80 } },
     physics: { enabled: false },
     nodes: { shape: "box", margin: 8, widthConstraint: { maximum: 220 }, font: { size: 15, multi: false,
       face: "system-ui, -apple-system, Segoe UI, sans-serif" }, shapeProperties: { borderRadius: 6 } },
@@ -118,6 +121,16 @@ _JS = r"""
       smooth: { enabled: true, type: "cubicBezier", forceDirection: "horizontal", roundness: 0.5 } },
     interaction: { hover: true, tooltipDelay: 120, dragNodes: false, zoomView: true, dragView: true, keyboard: false },
   });
+  // A big tree fitted whole is too small to read: start at a readable zoom on the root; Fit shows it all.
+  function start() {
+    network.fit({ animation: false });
+    if (network.getScale() >= MIN_SCALE) return;
+    const root = network.getPosition(data.nodes[0].id);
+    network.moveTo({ position: { x: root.x + (box.clientWidth / 2 - 140) / MIN_SCALE, y: root.y },
+      scale: MIN_SCALE, animation: false });
+  }
+  start();
+  document.getElementById("fit").addEventListener("click", function () { network.fit({ animation: true }); });
   network.once("afterDrawing", function () { box.setAttribute("data-drawn", String(nodes.length)); });
   window.treesynthReport = { network: network, nodes: nodes };
 })();
@@ -235,8 +248,9 @@ def _tree_section(report: Report) -> str:
     return (
         '<section id="tree"><h2>The tree</h2>'
         '<p class="note">Each box is a value of its criterion, with the samples in its subtree. '
-        "Scroll to zoom, drag to pan, hover for details.</p>"
-        f'<div id="graph" style="height:{graph_height(report)}px"></div><div class="legend">{legend}</div>'
+        "Scroll to zoom, drag to pan, hover for details; a big tree opens on its root (Fit shows it whole).</p>"
+        f'<div id="graph" style="height:{graph_height(report)}px"></div><div class="legend">{legend}'
+        '<button id="fit" type="button" title="Show the whole tree">Fit the whole tree</button></div>'
         f"<details><summary>The tree as a list</summary>{_outline(report)}</details></section>"
     )
 
