@@ -18,6 +18,7 @@ from treesynth_core.cli.app import app
 from treesynth_core.coverage import maps
 from treesynth_core.coverage.features.embeddings import ensure_features
 from treesynth_core.data.export import escape_markdown
+from treesynth_core.errors import TreeSynthError
 from treesynth_core.report import markdown, svg
 from treesynth_core.report.collect import collect_report
 from treesynth_core.report.model import CurvePoint
@@ -146,6 +147,24 @@ def test_collect_without_embeddings_or_samples_says_why(tmp_path, project, embed
     with Project.create(tmp_path / "empty", task="Empty task") as empty:
         bare = collect_report(empty, embedder=embedder)
     assert bare.scores is None and bare.samples == 0 and bare.nodes[0].is_leaf
+
+
+class TreeOnly(HashEmbedder):
+    """Features for the tree's samples only, as a store whose flat baseline grew since its features job."""
+
+    def features(self, samples, **kwargs):
+        if any(s.sample_set == BASELINE_SET for s in samples):
+            raise TreeSynthError("6 samples have no emb:fake features yet: compute them")
+        return super().features(samples, **kwargs)
+
+
+def test_collect_scores_the_tree_alone_when_the_baseline_lacks_features(project):
+    rep = collect_report(project, embedder=TreeOnly(dim=32))
+    assert rep.scores is not None and not rep.scores.has_baseline and rep.scores.n == 8
+    assert rep.scores.rows[0].baseline is None and rep.scores.rows[0].gain is None
+    assert rep.scores_note.startswith("Scored without the flat baseline: 6 samples have no")
+    page = render_html(rep)
+    assert "Scored without the flat baseline" in page and "Tree \u2212 baseline" not in page
 
 
 def test_collect_reads_the_cached_map(project, embedder):

@@ -124,7 +124,11 @@ def _scores(
     try:
         rep = coverage_report(project, embedder=embedder, seed=seed, progress=progress)
     except TreeSynthError as exc:
-        return None, f"No score card: {exc}"
+        try:  # the flat baseline may lack features the tree's samples have (it grew since)
+            rep = coverage_report(project, embedder=embedder, include_baseline=False, seed=seed, progress=progress)
+        except TreeSynthError:
+            return None, f"No score card: {exc}"
+        return scores_of(rep), f"Scored without the flat baseline: {exc}"
     return scores_of(rep), ""
 
 

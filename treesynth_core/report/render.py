@@ -290,7 +290,7 @@ def _scores_section(report: Report) -> str:
             gain = "\u2013" if row.gain is None else f"{row.gain:+.3f}"
             cells += f"<td class=num>{_num(row.baseline, 3)}</td><td class='num {_gain_class(row)}'>{gain}</td>"
         rows.append(f"<tr>{cells}</tr>")
-    notes = "".join(f'<p class="note">{escape(n)}</p>' for n in scores.notes)
+    notes = "".join(f'<p class="note">{escape(n)}</p>' for n in (*scores.notes, report.scores_note) if n)
     curve = svg.curve_svg(scores.curves)
     return (
         '<section id="scores"><h2>Diversity against the flat baseline</h2>'
