@@ -31,22 +31,23 @@ def report_panel(state: AppState, project: Project) -> None:
             "flat baseline with Vendi against n, the coverage map, samples per leaf and the dataset card. "
             "Scores and the map come from the Coverage page's features."
         )
-        left, right = st.columns([1, 3])
-        per_leaf = right.number_input(
+        size, make, download = st.columns([1, 1, 1.3], vertical_alignment="bottom")
+        per_leaf = size.number_input(
             "Samples per leaf", min_value=0, max_value=50, value=SAMPLES_PER_LEAF, key="export.report.per_leaf"
         )
-        if left.button("Make the report", key="export.report.make", icon=":material/summarize:"):
+        if make.button("Make the report", key="export.report.make", icon=":material/summarize:", width="stretch"):
             try:
                 with st.spinner("Writing the report\u2026"):
                     state.last_report = report_html(project, state.project_name, int(per_leaf)).encode("utf-8")
             except TreeSynthError as exc:
                 st.error(md(str(exc)), icon=":material/error:")
         if state.last_report is not None:
-            st.download_button(
+            download.download_button(
                 "Download the report (HTML)",
                 state.last_report,
                 file_name=f"{state.project_name}-report.html",
                 mime="text/html",
                 key="export.report.download",
                 icon=":material/download:",
+                width="stretch",
             )
