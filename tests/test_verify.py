@@ -18,6 +18,7 @@ from tests.trees import split_root
 from treesynth_core.cli import common as cli_common
 from treesynth_core.cli import coverage as cli_coverage
 from treesynth_core.cli.app import app
+from treesynth_core.coverage.diversity import vendi_score
 from treesynth_core.generate.gap_options import GapOptions
 from treesynth_core.generate.gaps import fill_gaps, smallest_clusters
 from treesynth_core.generate.synth import SynthOptions, synthesize
@@ -170,6 +171,26 @@ def test_fill_gaps_keeps_only_candidates_whose_answers_agree(tmp_path):
     draws = [r for r in llm.history if r.purpose() == "verify"]
     assert len(draws) == 12 and llm.calls("response") == 0  # verification replaces the single response
     assert {r.temperature for r in draws} == {VERIFY_TEMPERATURE} and len({r.seed for r in draws}) == 12
+
+
+def test_fill_gaps_reports_rejections_per_leaf_clusters_and_the_curve(tmp_path):
+    with gap_project(tmp_path / "p") as project:
+        farm, science = (leaf.id for leaf in project.tree().leaves())
+        options = GapOptions(rounds=2, per_round=4, per_call=2, space="embeddings", verify=3, shots_from="smallest")
+        report = asyncio.run(fill_gaps(project, Solver(), two_directions, options))
+        pool = project.samples()
+    assert (report.verify, report.answer, report.shots_from) == (3, "last-number", "smallest")
+    leaves = {farm, science}
+    for r in report.per_round:
+        assert sum(r.verified_by_leaf.values()) == r.verified and sum(r.rejected_by_leaf.values()) == r.rejected
+        assert set(r.verified_by_leaf) | set(r.rejected_by_leaf) <= leaves
+        assert r.clusters == 2 and sum(n for _, n in r.cluster_sizes) == 2 and 1 <= r.sparse <= 2
+    assert sum(size * n for size, n in report.per_round[0].cluster_sizes) == 20
+    assert sum(report.rejected_by_leaf().values()) == report.rejected > 0
+    assert [p.round for p in report.curve] == [-1, 0, 1]
+    assert [p.n for p in report.curve] == [20, 20 + report.per_round[0].kept, len(pool)]
+    assert report.curve[0].kept == report.curve[0].random == pytest.approx(report.before)
+    assert report.curve[-1].kept == pytest.approx(vendi_score(two_directions(pool)))
 
 
 def test_fill_gaps_with_boxed_answers_rejects_draws_without_a_box(tmp_path):
