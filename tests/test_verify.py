@@ -19,7 +19,9 @@ from treesynth_core.cli import common as cli_common
 from treesynth_core.cli import coverage as cli_coverage
 from treesynth_core.cli.app import app
 from treesynth_core.coverage.diversity import vendi_score
+from treesynth_core.generate.agreement import leaf_agreement
 from treesynth_core.generate.gap_options import GapOptions
+from treesynth_core.generate.gap_report import last_report
 from treesynth_core.generate.gaps import fill_gaps, smallest_clusters
 from treesynth_core.generate.synth import SynthOptions, synthesize
 from treesynth_core.generate.verify import (
@@ -322,9 +324,28 @@ def test_cli_fill_gaps_verify_reports_rounds(tmp_path, solver):
     for r in data["per_round"]:
         assert r["verified"] + r["rejected"] == r["candidates"] and r["kept"] <= r["verified"]
         assert r["acceptance_rate"] == pytest.approx(r["kept"] / r["candidates"])
-    text = " ".join(succeed(*args, "--seed", "5").output.split())
+    assert set(data["leaves"]) == {
+        leaf for r in data["per_round"] for leaf in [*r["verified_by_leaf"], *r["rejected_by_leaf"]]
+    }
+    assert all(label.startswith("Operation=") for label in data["leaves"].values())
+    assert [p["n"] for p in data["curve"]] == [
+        data["n"],
+        data["n"] + data["per_round"][0]["kept"],
+        data["n"] + data["accepted"],
+    ]
+    output = succeed(*args, "--seed", "5").output
+    text = " ".join(output.split())
     assert re.search(r"Verification \(3 draws, majority vote\): \d+ verified, \d+ rejected", text)
-    assert "round 2: 4 generated" in text
+    header = next(line for line in output.splitlines() if line.split()[:3] == ["round", "generated", "verified"])
+    rows = output.splitlines()[output.splitlines().index(header) + 1 :][:2]
+    assert [row.split()[1] for row in rows] == ["4", "4"]
+    assert "cluster sizes (clusters x size):" in output and "Rejected by the vote, per leaf:" in output
+    with Project.open(proj) as project:
+        stored = last_report(project)
+        agreement = leaf_agreement(project)
+    assert stored is not None and stored.verify == 3
+    assert [r.round for r in stored.per_round] == [int(row.split()[0]) for row in rows]
+    assert sum(a.rejected for a in agreement.values()) == data["rejected"] + stored.rejected
 
 
 # -- where the few-shot examples come from --------------------------------------------------------

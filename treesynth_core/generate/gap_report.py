@@ -104,6 +104,10 @@ class GapReport:
             "run fill-gaps again",
         )
 
+    def point(self, round_number: int) -> CurvePoint | None:
+        """The curve's point after round ``round_number`` (None when the curve has none)."""
+        return next((p for p in self.curve if p.round == round_number), None)
+
     def rejected_by_leaf(self) -> dict[str, int]:
         """Candidates rejected by the vote per leaf, over all rounds."""
         return _sum_by_leaf(r.rejected_by_leaf for r in self.per_round)
