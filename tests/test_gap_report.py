@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from treesynth_core.coverage.diversity import vendi_score
+from treesynth_core.data.card_notes import GenerationNotes, generation_section
+from treesynth_core.generate.agreement import LeafAgreement
 from treesynth_core.generate.gap_curves import GrowingVendi, cluster_size_histogram, random_acceptance, vendi_curve
 from treesynth_core.generate.gap_report import (
     CurvePoint,
@@ -20,6 +22,7 @@ from treesynth_core.generate.gap_report import (
     report_from_json,
     report_json,
 )
+from treesynth_core.store.samples import Sample
 
 
 def test_histogram_counts_clusters_by_size_as_brute_force():
@@ -108,3 +111,13 @@ def test_an_older_or_newer_stored_report_still_reads():
 
     assert last_report(Blobs(None)) is None and last_report(Blobs(b"{not json")) is None
     assert last_report(Blobs(report_json(sample_report()).encode())) == sample_report()
+
+
+def test_the_card_section_appears_only_when_verification_or_gap_filling_was_used():
+    plain = [Sample("leaf", "k", "What is 2 + 2?", [], response="4", id=1)]
+    assert generation_section(plain, GenerationNotes(LeafAgreement(3, 1), sample_report())) == []
+    voted = Sample("leaf", "v", "What is 3 + 3?", [], response="6", extra={"verified": "2/3"}, id=2)
+    lines = generation_section([*plain, voted], GenerationNotes(LeafAgreement(3, 1)))
+    assert lines[0] == "## Verification and gap filling"
+    assert "1 samples were kept only because a strict majority of 3 independent answers" in lines[2]
+    assert "3 of 4 questions agreed (75%) and 1 were rejected" in lines[3] and len(lines) == 5

@@ -346,6 +346,18 @@ def test_cli_fill_gaps_verify_reports_rounds(tmp_path, solver):
     assert stored is not None and stored.verify == 3
     assert [r.round for r in stored.per_round] == [int(row.split()[0]) for row in rows]
     assert sum(a.rejected for a in agreement.values()) == data["rejected"] + stored.rejected
+    out = tmp_path / "data.jsonl"
+    succeed("export", proj, "--out", out)
+    card = (tmp_path / "data.README.md").read_text()
+    kept = data["accepted"] + stored.accepted
+    assert "## Verification and gap filling" in card
+    assert f"{kept} samples were kept only because a strict majority of 3 independent answers" in card
+    assert f"Gap filling (Prismatic Synthesis, arXiv 2505.20161): {kept} samples from" in card
+    votes = sum(a.votes for a in agreement.values())
+    assert f"{sum(a.verified for a in agreement.values())} of {votes} questions agreed" in card
+    assert (
+        f"{stored.verified} agreed, {stored.rejected} rejected" in card and "few-shot examples from the sparse" in card
+    )
 
 
 # -- where the few-shot examples come from --------------------------------------------------------
