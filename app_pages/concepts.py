@@ -46,7 +46,9 @@ def status() -> None:
 status()
 documents = load_documents(project)
 concepts = load_concepts(project)
-tab_docs, tab_graph, tab_walks, tab_gen = st.tabs(["Documents", "Concept graph", "Walks", "Generate"])
+tab_docs, tab_graph, tab_walks, tab_gen = st.tabs(
+    ["Documents", "Concept graph", "Walks", "Generate"], default="Concept graph" if concepts else "Documents"
+)
 
 with tab_docs:
     CP.documents_form(state, project, busy=busy)

@@ -40,6 +40,8 @@ EDGE_COLOR = "rgba(100, 116, 139, 0.35)"
 DEFAULT_TOP_N = 60
 MAX_EDGES = 1500
 LABEL_MAX = 40
+#: Pixels of layout per sqrt(node) and how much wider than high (the graph sits in a wide panel).
+SPREAD, WIDE = 60.0, 1.7
 #: The legend: (key, title, explanation).
 LEGEND: tuple[tuple[str, str, str], ...] = (
     ("topic", "topic", "a topic a document covers"),
@@ -123,8 +125,8 @@ def layout(graph: nx.Graph, nodes: Sequence[str], seed: int = 0) -> dict[str, tu
     if len(nodes) == 1:
         return {nodes[0]: (0.0, 0.0)}
     pos = nx.spring_layout(sub, seed=seed, weight=None, iterations=80, k=1.6 / math.sqrt(len(nodes)))
-    scale = 160.0 * math.sqrt(len(nodes))
-    return {n: (round(float(x) * scale, 1), round(float(y) * scale, 1)) for n, (x, y) in pos.items()}
+    scale = SPREAD * math.sqrt(len(nodes))  # labels stay readable when the view fits the graph
+    return {n: (round(float(x) * scale * WIDE, 1), round(float(y) * scale, 1)) for n, (x, y) in pos.items()}
 
 
 def _cut(text: str, limit: int = LABEL_MAX) -> str:

@@ -52,7 +52,8 @@ _CSS = """
 .ts-cgraph .ts-error { padding: 16px; color: #b91c1c; font-size: 14px; }
 .ts-cgraph div.vis-tooltip { position: absolute; max-width: 420px; white-space: normal; padding: 8px 10px;
   background: #ffffff; color: #0f172a; border: 1px solid #cbd5e1; border-radius: 8px;
-  box-shadow: 0 8px 24px rgba(15, 23, 42, 0.18); font-size: 13px; pointer-events: none; z-index: 10; }
+  box-shadow: 0 8px 24px rgba(15, 23, 42, 0.18); font-size: 13px; pointer-events: none; z-index: 10;
+  font-family: inherit; }
 .ts-cgraph .ts-tip-title { font-weight: 700; margin-bottom: 4px; word-break: break-word; }
 .ts-cgraph .ts-tip-key { color: #64748b; margin-right: 6px; }
 """
@@ -136,7 +137,9 @@ function draw(state, vis) {
     state.edges = new vis.DataSet();
     state.network = new vis.Network(canvas, { nodes: state.nodes, edges: state.edges }, OPTIONS);
     state.network.on("click", (params) => {
-      if (params.nodes && params.nodes.length) state.trigger("select", String(params.nodes[0]));
+      if (!params.nodes || !params.nodes.length) return;
+      state.clicked = String(params.nodes[0]);  // already in view: no need to move to it
+      state.trigger("select", state.clicked);
     });
     state.network.on("zoom", () => { state.userMoved = true; });
     state.network.on("dragEnd", () => { state.userMoved = true; });
@@ -175,7 +178,7 @@ function draw(state, vis) {
       : data.shown_edges + " of " + data.total_edges + " edges");
   if (data.selected && state.nodes.get(data.selected)) {
     state.network.selectNodes([data.selected], true);
-    if (data.selected !== state.focused) {
+    if (data.selected !== state.focused && data.selected !== state.clicked) {  // found by a search
       const scale = Math.max(state.network.getScale(), 0.8);
       state.network.focus(data.selected, { scale, animation: { duration: 300 } });
       state.userMoved = true;
