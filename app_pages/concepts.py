@@ -11,7 +11,7 @@ import streamlit as st
 
 from studio import concepts_panel as CP
 from studio.state import get_state
-from studio.widgets import PAGE_DATA, POLL_S, require_project, show_notices
+from studio.widgets import PAGE_COVERAGE, PAGE_DATA, POLL_S, require_project, show_notices
 from treesynth_core.concepts.store import load_concepts, load_documents
 from treesynth_core.jobs import background as jobs
 
@@ -74,7 +74,8 @@ with tab_gen:
         CP.generation(state, project, busy=busy)
         CP.sets_overview(project)
         st.page_link(
-            PAGE_DATA, label="Compare, decontaminate or export the sets on the Data page", icon=":material/dataset:"
+            PAGE_COVERAGE, label="Score the sets side by side on the Coverage page", icon=":material/scatter_plot:"
         )
+        st.page_link(PAGE_DATA, label="Decontaminate or export them on the Data page", icon=":material/dataset:")
     else:
         st.info("Add documents first (the Documents tab).", icon=":material/description:")

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from studio import concept_graph as CG
-from studio.widgets import PAGE_CONCEPTS, md
+from studio.widgets import PAGE_CONCEPTS, PAGE_COVERAGE, md
 from tests.apptest import create_project, new_app, run, texts, wait_for_job
+from tests.fakes import HashEmbedder
 from treesynth_core.concepts.graph import build_graph, node_id
 from treesynth_core.concepts.model import DocConcepts, Topic
 from treesynth_core.concepts.store import load_concepts, load_documents, save_concepts
+from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
 from treesynth_core.store.samples import Sample
 
@@ -74,6 +76,7 @@ def test_documents_extraction_graph_search_walks_and_generation(projects, folder
     # search selects the best match; its documents are listed
     at.text_input(key="concepts.search").input("while")
     run(at)
+    assert "concepts.selected" in at.session_state, (texts(at)[:3000], [str(c) for c in extracted])
     selected = at.session_state["concepts.selected"]
     assert selected == node_id("concept", "while")
     assert "1 match" in texts(at)
@@ -100,6 +103,19 @@ def test_documents_extraction_graph_search_walks_and_generation(projects, folder
     # the selected concept now lists the questions that combined it (if any did)
     used = CG.questions_using(rows, selected)
     assert f"{len(used)} questions" in texts(at)
+
+    # the new set is scored on the Coverage page, beside any other set
+    jobs.set_featurizer_factory(lambda space: HashEmbedder(dim=32, name=f"emb:fake-{space}"))
+    try:
+        at.switch_page(PAGE_COVERAGE)
+        run(at)
+        at.multiselect(key="coverage.sets").set_value(["concepts-l2"])
+        at.button(key="coverage.sets.score").click()
+        run(at)
+    finally:
+        jobs.set_featurizer_factory(None)
+    table = next(df.value for df in at.dataframe if "concepts-l2" in df.value.columns)
+    assert list(table["score"])[0] == "Vendi" and table["concepts-l2"].iloc[0] != "\u2013"
 
 
 def test_a_rerun_never_starts_a_second_job(projects, folder):
