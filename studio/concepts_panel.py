@@ -42,7 +42,7 @@ from treesynth_core.errors import TreeSynthError
 from treesynth_core.jobs import background as jobs
 from treesynth_core.llm.pricing import duration
 from treesynth_core.store import Project
-from treesynth_core.store.samples import BASELINE_SET, TREE_SET
+from treesynth_core.store.samples import BASELINE_SET
 
 #: Job kinds this page starts, with what the progress bar says and what done/total counts.
 JOB_LABELS = {"concepts-extract": "Extracting concepts", "concepts-synth": "Generating questions"}
@@ -267,16 +267,10 @@ def node_details(project: Project, graph: nx.Graph, docs: Sequence[DocConcepts],
 
 
 def concept_sets(project: Project) -> list[str]:
-    """The sample sets concepts generation made (the ``concepts-l<LEVEL>`` sets, and any named set
-    whose first sample records the concepts provenance)."""
-    out = []
-    for name in project.sample_sets():
-        if name in (TREE_SET, BASELINE_SET):
-            continue
-        first = project.samples(sample_set=name)[:1]
-        if first and (first[0].extra or {}).get("provenance") == "concepts":
-            out.append(name)
-    return out
+    """The sample sets concepts generation made: the ``concepts-l<LEVEL>`` sets and the sets that
+    ``concepts-synth`` runs named."""
+    named = {str(job.params.get("sample_set") or "") for job in project.jobs(kind="concepts-synth", limit=500)}
+    return [name for name in project.sample_sets() if name.startswith("concepts-l") or name in named]
 
 
 # -- walks ----------------------------------------------------------------------------------------
