@@ -14,6 +14,7 @@ import streamlit as st
 from studio import coverage_panel as C
 from studio import gaps_panel as G
 from studio import security
+from studio import set_scores_panel as S
 from studio.state import get_state
 from studio.widgets import PAGE_SYNTH, PAGE_TREE, POLL_S, md, require_project, show_notices, start_job
 from treesynth_core.jobs import background as jobs
@@ -239,3 +240,5 @@ def _gaps_tab(grads: Any, busy: bool) -> None:
 
 
 body()
+st.subheader("Sample sets side by side")
+S.sets_section(project)  # any sets (the tree's, a Concepts set, an import), whatever the tree holds

@@ -23,6 +23,8 @@ PAGE_TREE = "app_pages/tree.py"
 PAGE_SYNTH = "app_pages/synthesize.py"
 PAGE_EXPORT = "app_pages/export.py"
 PAGE_DATA = "app_pages/data.py"
+PAGE_CONCEPTS = "app_pages/concepts.py"
+PAGE_COVERAGE = "app_pages/coverage.py"
 
 #: Seconds between polls of a running job (the graph and the counts refresh this often).
 POLL_S = 1.0
