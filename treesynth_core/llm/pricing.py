@@ -26,6 +26,20 @@ def price_for(model: str, settings: BackendSettings | None) -> tuple[float, floa
     return prices.get(model)
 
 
+#: The share of the online price a batch call costs, by backend: OpenAI's Batch API is half price.
+BATCH_DISCOUNT: dict[str, float] = {"openai": 0.5}
+
+
+def batch_price(model: str, settings: BackendSettings | None) -> tuple[float, float] | None:
+    """(input, output) USD per million tokens of a call sent in a batch (``treesynth batch``): the
+    online price times the backend's :data:`BATCH_DISCOUNT`; None when the price is unknown."""
+    price = price_for(model, settings)
+    if price is None:
+        return None
+    share = BATCH_DISCOUNT.get(settings.backend if settings is not None else "openai", 1.0)
+    return (price[0] * share, price[1] * share)
+
+
 def cost(prompt_tokens: int, completion_tokens: int, price: tuple[float, float]) -> float:
     return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6
 

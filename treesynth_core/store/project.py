@@ -25,7 +25,8 @@ from ..llm.base import ChatResult
 from ..llm.recording import CallRecord
 from ..llm.settings import BackendSettings, merge_settings
 from ..tree.model import Tree, new_tree, validate
-from . import contamination, history, runs, schema
+from . import batches, contamination, history, runs, schema
+from .batches import BatchRecord
 from .db import DB_NAME, FORMAT_VERSION, Database, chunks, marks, set_meta
 from .history import HUMAN, EditRecord, UndoState
 from .runs import JobRecord, RunStats
@@ -471,6 +472,43 @@ class Project:
         (see :func:`.runs.stats`)."""
         with self._db.read() as conn:
             return runs.stats(conn, run_id)
+
+    # -- batch generation (see :mod:`.batches`) ----------------------------------------------------
+    def add_batch(self, batch_id: str, round_id: str, shard: str, requests: int) -> None:
+        """Record a prepared shard file (status ``prepared``)."""
+        with self._db.tx() as conn:
+            batches.add_batch(conn, batch_id, round_id, shard, requests)
+
+    def update_batch(self, batch_id: str, **fields: Any) -> None:
+        """Set some of: status, base_url, input_file_id, remote_id, output_file_id, error_file_id, counts."""
+        with self._db.tx() as conn:
+            batches.update_batch(conn, batch_id, fields)
+
+    def batches(self, round_id: str | None = None) -> list[BatchRecord]:
+        with self._db.read() as conn:
+            return batches.batches(conn, round_id)
+
+    def put_batch_replies(self, replies: Iterable[tuple[str, Mapping[str, Any]]], batch_id: str | None) -> int:
+        """Keep the replies a batch brought back, by request cache key; returns how many were new."""
+        with self._db.tx() as conn:
+            return batches.put_replies(conn, replies, batch_id)
+
+    def copy_to(self, folder: Path) -> Project:
+        """A copy of this project's database in the empty folder ``folder``, opened (``batch
+        prepare`` runs its dry run on one, so nothing it does reaches this project)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        target = sqlite3.connect(folder / DB_NAME)
+        try:
+            with self._db.read() as conn:
+                conn.backup(target)
+        finally:
+            target.close()
+        return Project.open(folder, owner=self.owner)
+
+    def batch_reply(self, key: str) -> dict[str, Any] | None:
+        """The chat completion a batch brought back for the request with cache key ``key``, if any."""
+        with self._db.read() as conn:
+            return batches.reply(conn, key)
 
     # -- background jobs --------------------------------------------------------------------------
     def claim_job(
