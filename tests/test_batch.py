@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from tests.helpers_batch import FakeBatchServer, reply_for, run_batch
@@ -212,3 +213,20 @@ def test_submit_to_a_server_without_batches_says_so(tmp_path):
     with FakeOpenAIServer() as server:
         result = runner.invoke(app, ["batch", str(folder), "submit", *MODEL, "--base-url", server.base_url])
     assert result.exit_code == 1 and "vllm run-batch" in result.output
+
+
+def test_stats_and_the_estimate_use_the_batch_price(tmp_path):
+    folder = make_project(tmp_path / "p")
+    online_est = json.loads(invoke("synth", folder, *SYNTH, *MODEL, "--estimate", "--json"))
+    batch_est = json.loads(invoke("synth", folder, *SYNTH, *MODEL, "--estimate", "--batch", "--json"))
+    assert batch_est["cost_usd"] == pytest.approx(online_est["cost_usd"] / 2)
+    round_ = prepare(folder)
+    assert round_["run_cost_usd"] == pytest.approx(batch_est["cost_usd"])
+    run_batch(Path(round_["files"][0]), tmp_path / "out.jsonl")
+    invoke("batch", folder, "collect", "--from", tmp_path / "out.jsonl", *MODEL)
+    invoke("settings", folder, "--llm", "openai", "--model", "gpt-4o-mini")
+    stats = json.loads(invoke("stats", folder, "--json"))
+    full = price_for("gpt-4o-mini", None)
+    assert full is not None
+    # 4 calls of 100 prompt and 50 completion tokens, at half price
+    assert stats["cost_usd"] == pytest.approx((400 * full[0] + 200 * full[1]) / 2e6)

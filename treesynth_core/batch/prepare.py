@@ -33,14 +33,16 @@ class PreparedCalls:
     requests: list[BatchRequest]
     leaves: int
     samples: int
-    #: Estimated USD of these requests at the batch price (None: price unknown).
+    #: Estimated USD of these requests at the batch price, replies at their ``max_tokens`` (None: price unknown).
     cost_usd: float | None
+    #: The plan's estimate of the whole run at the batch price (every round; None: price unknown).
+    run_cost_usd: float | None = None
 
 
 def synth_requests(project: Any, settings: BackendSettings, options: SynthOptions) -> PreparedCalls:
     """The requests a ``synth`` run with ``options`` would send next (see the module docstring)."""
     counts = project.sample_counts(sample_set=options.sample_set)
-    plan = plan_synthesis(project.tree(), counts, options, model=settings.model or "", settings=settings)
+    plan = plan_synthesis(project.tree(), counts, options, model=settings.model or "", settings=settings, batch=True)
     todo = [leaf for leaf in plan.leaves if leaf.need]
     deferring = DeferringLLM(settings)
     with tempfile.TemporaryDirectory(prefix="treesynth-batch-") as scratch_dir:
@@ -51,7 +53,7 @@ def synth_requests(project: Any, settings: BackendSettings, options: SynthOption
         finally:
             scratch.close()
     requests = list(deferring.requests.values())
-    return PreparedCalls(requests, len(todo), plan.samples, estimate_cost(requests, settings))
+    return PreparedCalls(requests, len(todo), plan.samples, estimate_cost(requests, settings), plan.cost_usd)
 
 
 def estimate_cost(requests: list[BatchRequest], settings: BackendSettings) -> float | None:

@@ -131,7 +131,11 @@ def prepare(
             raise TreeSynthError(str(exc)) from None
         prepared = synth_requests(project, settings, options)
         written = write_round(project, prepared.requests, max_lines=max_lines)
-    cost = "unknown price" if prepared.cost_usd is None else f"at most ~${prepared.cost_usd:.2f} at the batch price"
+    cost = (
+        "unknown price"
+        if prepared.cost_usd is None or prepared.run_cost_usd is None
+        else f"at most ~${prepared.cost_usd:.2f} at the batch price; the whole run ~${prepared.run_cost_usd:.2f}"
+    )
     text = (
         f"Wrote {written.requests} requests in {len(written.shards)} files to {written.folder} ({cost}); "
         f"next: treesynth batch {_dir(ctx)} submit (or vllm run-batch -i FILE -o OUT --model {settings.model})"
@@ -145,6 +149,7 @@ def prepare(
             "requests": written.requests,
             "files": [str(s.path) for s in written.shards],
             "cost_usd": prepared.cost_usd,
+            "run_cost_usd": prepared.run_cost_usd,
             "model": settings.model,
         },
         text,

@@ -68,6 +68,17 @@ def spent(by_model: Mapping[str, Tokens], settings: BackendSettings | None) -> f
     return total
 
 
+def batch_saving(batch_tokens: Mapping[str, tuple[int, int]], settings: BackendSettings | None) -> float:
+    """USD that calls sent in batches (``(prompt, completion)`` tokens by model) cost less than
+    :func:`spent` counts them at the online price; models without a price save nothing."""
+    saving = 0.0
+    for model, (prompt, completion) in batch_tokens.items():
+        full, batch = price_for(model, settings), batch_price(model, settings)
+        if full is not None and batch is not None:
+            saving += cost(prompt, completion, full) - cost(prompt, completion, batch)
+    return saving
+
+
 def parse_price(text: str) -> tuple[str, tuple[float, float]]:
     """``"gpt-4o-mini=0.15,0.60"`` -> ("gpt-4o-mini", (0.15, 0.6))."""
     from ..errors import ConfigError

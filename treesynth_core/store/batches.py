@@ -116,3 +116,14 @@ def has_replies(conn: sqlite3.Connection, keys: Iterable[str]) -> set[str]:
         marks = ",".join("?" * len(chunk))
         found.update(k for (k,) in conn.execute(f"SELECT key FROM batch_replies WHERE key IN ({marks})", chunk))
     return found
+
+
+def tokens_by_model(conn: sqlite3.Connection, command: str) -> dict[str, tuple[int, int]]:
+    """Prompt and completion tokens of the calls logged by runs of ``command`` (the batch collects),
+    by model: what was spent at the batch price."""
+    rows = conn.execute(
+        "SELECT c.model, SUM(c.prompt_tokens), SUM(c.completion_tokens) FROM llm_calls c "
+        "JOIN runs r ON r.id = c.run_id WHERE r.command = ? GROUP BY c.model",
+        (command,),
+    )
+    return {model: (int(prompt or 0), int(completion or 0)) for model, prompt, completion in rows}

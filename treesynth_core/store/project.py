@@ -493,6 +493,11 @@ class Project:
         with self._db.tx() as conn:
             return batches.put_replies(conn, replies, batch_id)
 
+    def batch_tokens(self, command: str) -> dict[str, tuple[int, int]]:
+        """(prompt, completion) tokens by model of the calls runs of ``command`` logged (batch collects)."""
+        with self._db.read() as conn:
+            return batches.tokens_by_model(conn, command)
+
     def copy_to(self, folder: Path) -> Project:
         """A copy of this project's database in the empty folder ``folder``, opened (``batch
         prepare`` runs its dry run on one, so nothing it does reaches this project)."""
