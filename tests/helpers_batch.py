@@ -30,15 +30,18 @@ WORDS = tuple(
 
 def reply_for(body: Mapping[str, Any]) -> dict[str, Any]:
     """The chat completion a deterministic model sends for ``body``: the samples a samples schema
-    asks for (words drawn from the request's seed and messages), else an answer naming its seed."""
+    asks for (words drawn from the request's seed and messages), a value a routing schema lists, else
+    an answer with a number drawn the same way."""
     seed = f"{body.get('seed')}|{json.dumps(body.get('messages'), sort_keys=True)}"
     rng = random.Random(seed)
     fmt = body.get("response_format")
-    if fmt:
-        items = fmt["json_schema"]["schema"]["properties"]["samples"]
-        n = items.get("maxItems") or 3
+    properties = fmt["json_schema"]["schema"]["properties"] if fmt else {}
+    if "samples" in properties:
+        n = properties["samples"].get("maxItems") or 3
         samples = [" ".join(rng.sample(WORDS, 9)).capitalize() + "?" for _ in range(n)]
         text = json.dumps({"samples": samples})
+    elif "value" in properties:  # a routing choice: any listed value but the last ("none of these")
+        text = json.dumps({"value": rng.choice(properties["value"]["enum"][:-1])})
     else:
         text = f"Step by step the answer is {rng.randint(1, 10_000)}."
     return {

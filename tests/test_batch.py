@@ -20,6 +20,7 @@ from treesynth_core.cli.app import app
 from treesynth_core.llm.pricing import batch_price, price_for
 from treesynth_core.llm.settings import BackendSettings
 from treesynth_core.store import Project
+from treesynth_core.store.samples import UNROUTED, NewSample
 from treesynth_core.tree import model as T
 
 FIXTURES = Path(__file__).parent / "fixtures" / "batch"
@@ -124,6 +125,8 @@ def test_round_trip_prepare_vllm_collect_synth_matches_online_with_zero_calls(tm
         invoke("batch", batch_dir, "collect", *outputs, *MODEL)
         assert rounds < 5
     assert rounds == 2  # the samples, then their responses
+    statuses = json.loads(invoke("batch", batch_dir, "status", *MODEL, "--json"))["batches"]
+    assert {b["status"] for b in statuses} == {"collected"}  # submit would send none of them
     assert sorted(prepared_bodies) == online_bodies  # exactly the requests the online run sends
 
     with FakeOpenAIServer(respond=online) as server:
@@ -230,3 +233,44 @@ def test_stats_and_the_estimate_use_the_batch_price(tmp_path):
     assert full is not None
     # 4 calls of 100 prompt and 50 completion tokens, at half price
     assert stats["cost_usd"] == pytest.approx((400 * full[0] + 200 * full[1]) / 2e6)
+
+
+def test_route_round_trip_one_level_a_round_then_zero_calls(tmp_path):
+    online_dir = tmp_path / "online"
+    with Project.create(online_dir, task="Math word problems") as p:
+        tree = T.replace_criterion(p.tree(), p.tree().root_id, "Operation", ["addition", "subtraction"])
+        for kid in tree.children(tree.root_id):
+            tree = T.replace_criterion(tree, kid.id, "Entity", ["fruit", "money"])
+        p.replace_tree(tree)
+        texts = ["3 apples plus 4 apples", "10 coins minus 3", "9 pears minus 4", "5 coins plus 2 coins"]
+        rows = [
+            NewSample(leaf_id=UNROUTED, key=f"row:{i}", instruction=t, path=[], sample_set="data")
+            for i, t in enumerate(texts)
+        ]
+        p.import_samples(rows, sample_set="data")
+    batch_dir = tmp_path / "batch"
+    shutil.copytree(online_dir, batch_dir)
+    route = ("--set", "data", "--router", "llm", *MODEL)
+    with FakeOpenAIServer(respond=online) as server:
+        invoke("route", online_dir, *route, "--base-url", server.base_url, "-q")
+        online_bodies = sorted(json.dumps(r.body, sort_keys=True) for r in server.requests if r.method == "POST")
+    prepared, rounds = [], 0
+    while (round_ := json.loads(invoke("batch", batch_dir, "prepare", "--route", "--set", "data", *MODEL, "--json")))[
+        "requests"
+    ]:
+        rounds += 1
+        prepared += [json.dumps(line["body"], sort_keys=True) for line in lines_of(round_["files"])]
+        run_batch(Path(round_["files"][0]), tmp_path / f"out-{rounds}.jsonl")
+        invoke("batch", batch_dir, "collect", "--from", tmp_path / f"out-{rounds}.jsonl", *MODEL)
+        assert rounds < 4
+    assert rounds == 2 and sorted(prepared) == online_bodies  # one level of the tree a round
+    with FakeOpenAIServer(respond=online) as server:
+        invoke("route", batch_dir, *route, "--base-url", server.base_url, "-q")
+        assert [r for r in server.requests if r.method == "POST"] == []
+
+    def placed(folder: Path) -> list[tuple[str, str]]:
+        with Project.open(folder) as p:
+            return sorted((s.instruction, json.dumps(s.path)) for s in p.samples(sample_set="data"))
+
+    assert placed(batch_dir) == placed(online_dir)
+    assert all(json.loads(path) for _, path in placed(batch_dir))  # every sample reached a leaf

@@ -56,6 +56,24 @@ def synth_requests(project: Any, settings: BackendSettings, options: SynthOption
     return PreparedCalls(requests, len(todo), plan.samples, estimate_cost(requests, settings), plan.cost_usd)
 
 
+def route_requests(project: Any, settings: BackendSettings, *, sample_set: str, seed: int = 0) -> PreparedCalls:
+    """The requests LLM routing of ``sample_set`` (``treesynth route --router llm``) would send next:
+    one level of the tree a round (a sample's next level follows its reply)."""
+    from ..data.routing import route_with_llm
+
+    deferring = DeferringLLM(settings)
+    samples = len(project.samples(sample_set=sample_set))
+    with tempfile.TemporaryDirectory(prefix="treesynth-batch-") as scratch_dir:
+        scratch = project.copy_to(Path(scratch_dir) / "project")
+        try:
+            llm = recording(BatchReplayLLM(deferring, scratch.batch_reply), scratch, None)
+            asyncio.run(route_with_llm(scratch, llm, sample_set=sample_set, seed=seed))
+        finally:
+            scratch.close()
+    requests = list(deferring.requests.values())
+    return PreparedCalls(requests, 0, samples, estimate_cost(requests, settings))
+
+
 def estimate_cost(requests: list[BatchRequest], settings: BackendSettings) -> float | None:
     """USD the requests cost at the batch price: prompts at about 4 characters a token, each reply
     at its ``max_tokens`` (an upper bound); None when the model's price is unknown."""

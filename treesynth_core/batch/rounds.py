@@ -17,7 +17,7 @@ from typing import Any
 from ..store.batches import BatchRecord
 from .client import BatchClient
 from .collect import Collected, collect, read_outcomes
-from .files import MAX_BYTES, MAX_LINES, CallInfo, Shard, read_calls, write_shards
+from .files import MAX_BYTES, MAX_LINES, CallInfo, Shard, read_calls, shard_ids, write_shards
 from .replay import BatchRequest
 
 #: Where a project keeps its batch files.
@@ -141,7 +141,9 @@ def collect_remote(project: Any, client: BatchClient, model: str) -> CollectRepo
 
 
 def collect_files(project: Any, paths: Sequence[Path], model: str) -> CollectReport:
-    """Bring in output files written elsewhere (``vllm run-batch -o OUT``, or downloaded by hand)."""
+    """Bring in output files written elsewhere (``vllm run-batch -o OUT``, or downloaded by hand);
+    a prepared shard whose every request now has its reply is marked ``collected`` (``submit``
+    leaves it alone)."""
     calls: dict[str, CallInfo] = {}
     for record in project.batches():
         if Path(record.shard).exists():
@@ -155,4 +157,9 @@ def collect_files(project: Any, paths: Sequence[Path], model: str) -> CollectRep
         project.finish_run(run_id, "failed", str(exc))
         raise
     project.finish_run(run_id, "ok")
+    for record in project.batches():  # shards run elsewhere whose every request now has its reply
+        if record.status == "prepared" and Path(record.shard).exists():
+            ids = shard_ids(Path(record.shard))
+            if len(project.batch_reply_keys(ids)) == len(set(ids)):
+                project.update_batch(record.id, status="collected", counts={"replies": len(ids)})
     return CollectReport(total, [str(p) for p in paths], [])

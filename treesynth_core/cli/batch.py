@@ -13,13 +13,17 @@ from typing import Annotated, Any
 
 import typer
 
+from ..data.balance import IMPORTED_SET
 from ..errors import ConfigError, TreeSynthError
 from ..generate.synth import SynthOptions
+from ..tree.edits import resolve_node
 from .common import (
     NO_BACKEND_OPTIONS,
+    AnswerOpt,
     BackendOptions,
     DirArg,
     JsonOpt,
+    VerifyOpt,
     emit,
     handle_errors,
     open_project,
@@ -88,6 +92,11 @@ def _batches_text(records: list[Any]) -> str:
 def prepare(
     ctx: typer.Context,
     synth: Annotated[bool, typer.Option("--synth", help="The calls of `treesynth synth` with these options.")] = False,
+    route: Annotated[
+        bool,
+        typer.Option("--route", help="The calls of `treesynth route --router llm` (with --set and --seed)."),
+    ] = False,
+    sample_set: Annotated[str, typer.Option("--set", help="With --route: the sample set to route.")] = IMPORTED_SET,
     per_leaf: Annotated[int, typer.Option("--per-leaf", help="Samples per approved leaf.")] = SynthOptions.per_leaf,
     per_call: Annotated[
         int, typer.Option("--per-call", help="Samples asked for in one LLM call.")
@@ -99,7 +108,10 @@ def prepare(
     max_tokens: Annotated[
         int, typer.Option("--max-tokens", help="The most tokens one call may use.")
     ] = SynthOptions.max_tokens,
-    seed: Annotated[int, typer.Option("--seed", help="As synth's --seed: use the same one for synth.")] = 0,
+    verify: VerifyOpt = SynthOptions.verify,
+    answer: AnswerOpt = SynthOptions.answer,
+    node: Annotated[list[str] | None, typer.Option("--node", help="Only leaves under this node; repeatable.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="As synth's (or route's) --seed: use the same one there.")] = 0,
     max_lines: Annotated[
         int, typer.Option("--max-lines", help="Requests per shard file at most (OpenAI: 50,000).")
     ] = 50_000,
@@ -111,13 +123,18 @@ def prepare(
     Each line's custom_id is the call's cache key, its body exactly what the online run would send.
     Run synth afterwards with the same options (and --llm openai --model M) to use the replies.
     """
-    from ..batch.prepare import synth_requests
+    from ..batch.prepare import route_requests, synth_requests
     from ..batch.rounds import write_round
 
-    if not synth:
-        raise TreeSynthError("say which run's calls to prepare: --synth")
+    if synth == route:
+        raise TreeSynthError("say which run's calls to prepare: --synth or --route")
     with open_project(_dir(ctx)) as project:
         settings = _settings(project, backend)
+        if route:
+            prepared = route_requests(project, settings, sample_set=sample_set, seed=seed)
+            written = write_round(project, prepared.requests, max_lines=max_lines)
+            _print_round(as_json, ctx, written, prepared, settings.model)
+            return
         try:
             options = SynthOptions(
                 per_leaf=per_leaf,
@@ -126,21 +143,26 @@ def prepare(
                 seed=seed,
                 sampled_scale=sampled_scale,
                 max_tokens=max_tokens,
+                verify=verify,
+                answer=answer,
+                leaf_ids=tuple(resolve_node(project.tree(), ref).id for ref in node or []),
             )
         except ValueError as exc:
             raise TreeSynthError(str(exc)) from None
         prepared = synth_requests(project, settings, options)
         written = write_round(project, prepared.requests, max_lines=max_lines)
-    cost = (
-        "unknown price"
-        if prepared.cost_usd is None or prepared.run_cost_usd is None
-        else f"at most ~${prepared.cost_usd:.2f} at the batch price; the whole run ~${prepared.run_cost_usd:.2f}"
-    )
+    _print_round(as_json, ctx, written, prepared, settings.model)
+
+
+def _print_round(as_json: bool, ctx: typer.Context, written: Any, prepared: Any, model: str) -> None:
+    cost = "unknown price" if prepared.cost_usd is None else f"at most ~${prepared.cost_usd:.2f} at the batch price"
+    if prepared.cost_usd is not None and prepared.run_cost_usd is not None:
+        cost += f"; the whole run ~${prepared.run_cost_usd:.2f}"
     text = (
         f"Wrote {written.requests} requests in {len(written.shards)} files to {written.folder} ({cost}); "
-        f"next: treesynth batch {_dir(ctx)} submit (or vllm run-batch -i FILE -o OUT --model {settings.model})"
+        f"next: treesynth batch {_dir(ctx)} submit (or vllm run-batch -i FILE -o OUT --model {model})"
         if written.shards
-        else "Nothing to prepare: every call this run makes has its reply. Run synth with the same options."
+        else "Nothing to prepare: every call this run makes has its reply. Run it with the same options."
     )
     emit(
         as_json,
@@ -150,7 +172,7 @@ def prepare(
             "files": [str(s.path) for s in written.shards],
             "cost_usd": prepared.cost_usd,
             "run_cost_usd": prepared.run_cost_usd,
-            "model": settings.model,
+            "model": model,
         },
         text,
     )

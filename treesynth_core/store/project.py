@@ -493,6 +493,11 @@ class Project:
         with self._db.tx() as conn:
             return batches.put_replies(conn, replies, batch_id)
 
+    def batch_reply_keys(self, keys: Iterable[str]) -> set[str]:
+        """Which of ``keys`` a collected batch brought a reply for."""
+        with self._db.read() as conn:
+            return batches.has_replies(conn, keys)
+
     def batch_tokens(self, command: str) -> dict[str, tuple[int, int]]:
         """(prompt, completion) tokens by model of the calls runs of ``command`` logged (batch collects)."""
         with self._db.read() as conn:
