@@ -28,7 +28,11 @@ WORDS = tuple(
 )
 
 
-def reply_for(body: Mapping[str, Any]) -> dict[str, Any]:
+#: Which requests the model cuts off at ``max_tokens`` (none by default).
+CutOff = Callable[[Mapping[str, Any]], bool]
+
+
+def reply_for(body: Mapping[str, Any], cut_off: CutOff | None = None) -> dict[str, Any]:
     """The chat completion a deterministic model sends for ``body``: the samples a samples schema
     asks for (words drawn from the request's seed and messages), a value a routing schema lists, else
     an answer with a number drawn the same way."""
@@ -44,26 +48,31 @@ def reply_for(body: Mapping[str, Any]) -> dict[str, Any]:
         text = json.dumps({"value": rng.choice(properties["value"]["enum"][:-1])})
     else:
         text = f"Step by step the answer is {rng.randint(1, 10_000)}."
+    finish = "stop"
+    if cut_off is not None and cut_off(body):
+        text, finish = text[: len(text) // 2], "length"
     return {
         "id": "chatcmpl-x",
         "object": "chat.completion",
         "model": body.get("model", "m"),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
         "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150},
     }
 
 
-def output_line(custom_id: str, body: Mapping[str, Any], number: int) -> dict[str, Any]:
+def output_line(custom_id: str, body: Mapping[str, Any], number: int, cut_off: CutOff | None = None) -> dict[str, Any]:
     """A line of an output file (OpenAI's and ``vllm run-batch``'s shape)."""
     return {
         "id": f"vllm-{number}",
         "custom_id": custom_id,
-        "response": {"status_code": 200, "request_id": f"req-{number}", "body": reply_for(body)},
+        "response": {"status_code": 200, "request_id": f"req-{number}", "body": reply_for(body, cut_off)},
         "error": None,
     }
 
 
-def run_batch(input_path: Path, output_path: Path, *, skip: Callable[[int], bool] = lambda i: False) -> int:
+def run_batch(
+    input_path: Path, output_path: Path, *, skip: Callable[[int], bool] = lambda i: False, cut_off: CutOff | None = None
+) -> int:
     """What ``vllm run-batch -i INPUT -o OUTPUT`` writes (input order kept); lines ``skip`` names are
     left out. Returns how many lines were written."""
     written = 0
@@ -72,7 +81,7 @@ def run_batch(input_path: Path, output_path: Path, *, skip: Callable[[int], bool
             if skip(i):
                 continue
             line = json.loads(text)
-            dst.write(json.dumps(output_line(line["custom_id"], line["body"], i)) + "\n")
+            dst.write(json.dumps(output_line(line["custom_id"], line["body"], i, cut_off)) + "\n")
             written += 1
     return written
 

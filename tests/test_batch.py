@@ -136,6 +136,31 @@ def test_round_trip_prepare_vllm_collect_synth_matches_online_with_zero_calls(tm
     assert len(samples_of(batch_dir)) == 8 and all(response for *_, response in samples_of(batch_dir))
 
 
+def test_cut_off_batch_replies_are_asked_again_bigger_in_the_next_round(tmp_path):
+    def cut(body) -> bool:  # every other samples call is cut off at its first budget (256 tokens)
+        return "response_format" in body and body["max_tokens"] == 256 and body["seed"] % 2 == 0
+
+    online_dir = make_project(tmp_path / "online")
+    batch_dir = tmp_path / "batch"
+    shutil.copytree(online_dir, batch_dir)
+    with FakeOpenAIServer(respond=lambda r: Reply(body=reply_for(r.body, cut))) as server:
+        invoke("synth", online_dir, *SYNTH, *MODEL, "--base-url", server.base_url, "-q")
+        online_bodies = sorted(json.dumps(r.body, sort_keys=True) for r in server.requests if r.method == "POST")
+    assert any(json.loads(b)["max_tokens"] == 512 for b in online_bodies)  # the online run asked again
+    prepared, rounds = [], 0
+    while (round_ := prepare(batch_dir))["requests"]:
+        rounds += 1
+        prepared += [json.dumps(line["body"], sort_keys=True) for line in lines_of(round_["files"])]
+        run_batch(Path(round_["files"][0]), tmp_path / f"out-{rounds}.jsonl", cut_off=cut)
+        invoke("batch", batch_dir, "collect", "--from", tmp_path / f"out-{rounds}.jsonl", *MODEL)
+        assert rounds < 6
+    assert sorted(prepared) == online_bodies
+    with FakeOpenAIServer(respond=online) as server:
+        invoke("synth", batch_dir, *SYNTH, *MODEL, "--base-url", server.base_url, "-q")
+        assert [r for r in server.requests if r.method == "POST"] == []
+    assert samples_of(batch_dir) == samples_of(online_dir)
+
+
 def test_collect_twice_changes_nothing(tmp_path):
     folder = make_project(tmp_path / "p")
     round_ = prepare(folder, "--max-lines", "1")
