@@ -68,4 +68,3 @@ def test_routing_result_shows_counts_a_crowded_leaf_labelled_bars_and_examples(p
     examples.select_index(len(examples.options) - 1)  # in no leaf
     at = run(at)
     assert "The first 5 of 14 samples there." in texts(at)
-

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from .. import __version__
+from .batch import batch_app
 from .common import STATE, out, register_commands
 from .concepts import concepts_app
 from .coverage import register as register_coverage
@@ -86,6 +87,7 @@ register_scale(app)
 register_report(app)
 app.add_typer(edit_app, name="edit")
 app.add_typer(concepts_app, name="concepts")
+app.add_typer(batch_app, name="batch")
 
 
 def main() -> None:

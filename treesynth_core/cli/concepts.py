@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -244,7 +244,7 @@ def walks(
 
     with open_project(_dir(ctx)) as project:
         docs = _concepts(project)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "topics": list(walk.topics),
             "concepts": list(walk.concepts),

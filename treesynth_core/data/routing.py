@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import Cancelled, ParseError, TreeSynthError
+from ..errors import Cancelled, Deferred, ParseError, TreeSynthError
 from ..llm.base import LLM, ChatRequest, in_completion_order, useful_concurrency
 from ..progress import Progress
 from ..prompts import templates as P
@@ -181,7 +181,7 @@ class LLMRouter:
                 reply, _ = await ask_json(
                     self.llm, request, RouteReply, attempts=self.attempts, check=check, what="value"
                 )
-            except ParseError as exc:
+            except (ParseError, Deferred) as exc:  # Deferred: out in a batch (``batch prepare --route``)
                 return Route(sample_id, self.name, "error", node.id, None, path, str(exc), self.digest)
             key = T.normalize(reply.value)
             if key in none_keys and key not in by_value:

@@ -32,11 +32,11 @@ import contextlib
 import math
 import random
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
-from ..errors import Cancelled, ParseError
+from ..errors import Cancelled, Deferred, ParseError
 from ..llm.base import LLM, ChatRequest, ChatResult, in_completion_order, useful_concurrency
 from ..progress import Progress
 from ..prompts import templates as P
@@ -75,6 +75,8 @@ from .synth_plan import check_budget as check_budget
 from .synth_plan import leaf_target as leaf_target
 from .synth_plan import target_leaves as target_leaves
 from .verify import Verified, VerifyCounts, verify
+
+R = TypeVar("R")
 
 
 class SampleStore(Protocol):
@@ -253,6 +255,10 @@ class LeafSynthesizer:
         sample kept is marked (:func:`spent_key`), so a rerun does not ask it again with another
         list. Each call's samples are stored as soon as they are taken; ``on_call(have)``
         runs after each call (it may raise :class:`Cancelled`).
+
+        A reply that is :class:`Deferred` (its request is out in a batch: ``batch prepare`` runs
+        this with a model that writes requests down instead of sending them) ends the leaf after
+        its wave, the wave's other requests made; samples waiting on deferred responses are not stored.
         """
         sample_set, per_call = self.options.sample_set, self.options.per_call
         target = leaf.target or self.options.per_leaf
@@ -267,8 +273,11 @@ class LeafSynthesizer:
         sampled = sampled_steps(leaf.path) > 0
 
         failed = 0
+        deferred = False  # a reply is out in a batch (``batch prepare``'s dry run): stop after this wave
 
-        async def generate(call_no: int, held: list[str]) -> tuple[SamplesReply, ChatResult, list[list[dict]]] | None:
+        async def generate(
+            call_no: int, held: list[str]
+        ) -> tuple[SamplesReply, ChatResult, list[list[dict]]] | Deferred | None:
             request, paths = self.generation_request(leaf.leaf_id, leaf.path, call_no, held=held, budget=budget)
             async with gate or contextlib.nullcontext():
                 try:
@@ -283,6 +292,8 @@ class LeafSynthesizer:
                 except ParseError as exc:
                     report.last_problem = str(exc)
                     return None
+                except Deferred as exc:
+                    return exc
             return reply, result, paths
 
         async def answer(text: str, key: str) -> Answer:
@@ -297,7 +308,9 @@ class LeafSynthesizer:
             try:
                 for call_no, task in zip(wave, tasks, strict=True):  # replies taken in call order
                     outcome = await task
-                    if outcome is None:  # not marked spent: a rerun asks it again
+                    if isinstance(outcome, Deferred):
+                        deferred = True
+                    elif outcome is None:  # not marked spent: a rerun asks it again
                         report.failed_calls += 1
                         failed += 1
                     else:
@@ -305,20 +318,25 @@ class LeafSynthesizer:
                         room = target - have
                         admitted = _admit(reply.samples, paths, f"{prefix}{call_no}:", room, sampled, dupes, report)
                         answers = [Answer(None, None)] * len(admitted)
-                        if self.options.verify and admitted:
-                            admitted, answers = await self._vote(leaf.leaf_id, admitted, report, gate)
-                        elif self.options.responses and admitted:
-                            answers = list(await asyncio.gather(*(answer(text, key) for key, text, _ in admitted)))
-                            report.responses_cut_off += sum(1 for a in answers if a.cut_off)
-                        inserted = store.add_samples(self._rows(leaf.leaf_id, admitted, answers, result))
-                        if dropped := getattr(inserted, "dropped", 0):  # the leaf was pruned meanwhile
-                            report.dropped_pruned += dropped
-                            pending = []
-                            break
-                        if not inserted:
-                            store.skip_keys(leaf.leaf_id, [spent_key(prefix, call_no)], sample_set=sample_set)
-                        have += inserted
-                        added += inserted
+                        try:
+                            if self.options.verify and admitted:
+                                admitted, answers = await self._vote(leaf.leaf_id, admitted, report, gate)
+                            elif self.options.responses and admitted:
+                                answers = await gather_all(answer(text, key) for key, text, _ in admitted)
+                                report.responses_cut_off += sum(1 for a in answers if a.cut_off)
+                        except Deferred:  # its responses are out in a batch: its samples wait for them
+                            deferred = True
+                            have += len(admitted)  # counted as the online run would, for the room of later calls
+                        else:
+                            inserted = store.add_samples(self._rows(leaf.leaf_id, admitted, answers, result))
+                            if dropped := getattr(inserted, "dropped", 0):  # the leaf was pruned meanwhile
+                                report.dropped_pruned += dropped
+                                pending = []
+                                break
+                            if not inserted:
+                                store.skip_keys(leaf.leaf_id, [spent_key(prefix, call_no)], sample_set=sample_set)
+                            have += inserted
+                            added += inserted
                     if on_call is not None:
                         on_call(have)
                     if have >= target:
@@ -327,6 +345,8 @@ class LeafSynthesizer:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+            if deferred:
+                break
         if failed and have < target:
             report.failed_leaves.append(leaf.leaf_id)
         return added
@@ -336,7 +356,7 @@ class LeafSynthesizer:
     ) -> tuple[list[_Admitted], list[Answer]]:
         """The admitted samples a majority of draws agree on, with the kept draw as their response;
         the leaf's verified and rejected counts in ``report``."""
-        outcomes = await asyncio.gather(*(self.verified_answer(leaf_id, text, key, gate) for key, text, _ in admitted))
+        outcomes = await gather_all(self.verified_answer(leaf_id, text, key, gate) for key, text, _ in admitted)
         counts = report.verification.setdefault(leaf_id, VerifyCounts())
         kept: list[_Admitted] = []
         answers: list[Answer] = []
@@ -367,6 +387,17 @@ class LeafSynthesizer:
             )
             for (key, text, path), response in zip(admitted, answers, strict=True)
         ]
+
+
+async def gather_all(coroutines: Iterable[Coroutine[Any, Any, R]]) -> list[R]:
+    """Run the coroutines concurrently and return their results in order. Unlike a plain
+    ``asyncio.gather``, a :class:`Deferred` reply does not end the others early: every request is
+    made (so ``batch prepare`` writes them all) before it is raised; any other error is raised as is."""
+    results = await asyncio.gather(*coroutines, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise next((e for e in errors if not isinstance(e, Deferred)), errors[0])
+    return results  # type: ignore[return-value]
 
 
 #: A sample a call's reply brings to its leaf: (key, text, the path it was drawn under).
