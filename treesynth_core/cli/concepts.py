@@ -244,18 +244,19 @@ def walks(
 
     with open_project(_dir(ctx)) as project:
         docs = _concepts(project)
+    walks = preview_walks(docs, count, seed=seed)
     rows = [
         {
             "topics": list(walk.topics),
             "concepts": list(walk.concepts),
             "documents": [{"doc_id": d, "jaccard": round(s, 4)} for d, s in walk.documents],
         }
-        for walk in preview_walks(docs, count, seed=seed)
+        for walk in walks
     ]
     text = "\n".join(
-        f"{i}. {' -> '.join(r['topics'])} | {'; '.join(r['concepts'])} | "
-        + ", ".join(f"{d['doc_id']} ({d['jaccard']:.2f})" for d in r["documents"])
-        for i, r in enumerate(rows, 1)
+        f"{i}. {' -> '.join(w.topics)} | {'; '.join(w.concepts)} | "
+        + ", ".join(f"{d} ({s:.2f})" for d, s in w.documents)
+        for i, w in enumerate(walks, 1)
     )
     from rich.markup import escape
 
