@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -244,19 +244,18 @@ def walks(
 
     with open_project(_dir(ctx)) as project:
         docs = _concepts(project)
-    walks = preview_walks(docs, count, seed=seed)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "topics": list(walk.topics),
             "concepts": list(walk.concepts),
             "documents": [{"doc_id": d, "jaccard": round(s, 4)} for d, s in walk.documents],
         }
-        for walk in walks
+        for walk in preview_walks(docs, count, seed=seed)
     ]
     text = "\n".join(
-        f"{i}. {' -> '.join(w.topics)} | {'; '.join(w.concepts)} | "
-        + ", ".join(f"{d} ({s:.2f})" for d, s in w.documents)
-        for i, w in enumerate(walks, 1)
+        f"{i}. {' -> '.join(r['topics'])} | {'; '.join(r['concepts'])} | "
+        + ", ".join(f"{d['doc_id']} ({d['jaccard']:.2f})" for d in r["documents"])
+        for i, r in enumerate(rows, 1)
     )
     from rich.markup import escape
 
