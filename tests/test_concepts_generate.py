@@ -281,7 +281,7 @@ def test_a_stop_during_extraction_stops_before_the_next_document(project):
     def progress(done: int, total: int, note: str) -> None:
         stop.set()  # the first document is in: stop
 
-    with pytest.raises(Cancelled):
+    with pytest.raises(Cancelled, match="extraction stopped"):
         asyncio.run(extract_concepts(project, llm, ExtractOptions(), progress=progress, cancel=stop, concurrency=1))
     # the document whose turn came before the stop may still be asked; the others are not
     assert llm.calls("concepts") <= 2 and 1 <= len(load_concepts(project)) <= 2
