@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from pathlib import Path
 
 import networkx as nx
@@ -23,7 +22,6 @@ from treesynth_core.concepts.graph import build_graph, node_id
 from treesynth_core.concepts.model import read_jsonl
 from treesynth_core.concepts.questions import QuestionOptions, make_questions
 from treesynth_core.concepts.store import load_concepts, save_documents
-from treesynth_core.errors import Cancelled
 
 runner = CliRunner()
 SCENARIO = "concepts_python_docs"
@@ -269,19 +267,3 @@ def test_cli_extract_from_a_sample_set(tmp_path, fake):
     invoke("import", proj, rows, "--map", "instruction=text", "--set", "docs")
     data = json.loads(invoke("concepts", proj, "extract", "--set", "docs", "--json", "--llm", "embedded", "-q").stdout)
     assert data["extracted"] == 3 and data["read"] == 3
-
-
-def test_a_stop_during_extraction_stops_before_the_next_document(project):
-    """Every document's task starts at once; the stop is checked when a task's turn comes, so the
-    documents after it are not asked (the ones extracted are kept)."""
-    save_documents(project, pydoc("pass", "if", "while", "for"))
-    llm = ScriptedLLM(delay=0.05)  # a reply takes a while, as a model's does
-    stop = threading.Event()
-
-    def progress(done: int, total: int, note: str) -> None:
-        stop.set()  # the first document is in: stop
-
-    with pytest.raises(Cancelled, match="extraction stopped"):
-        asyncio.run(extract_concepts(project, llm, ExtractOptions(), progress=progress, cancel=stop, concurrency=1))
-    # the document whose turn came before the stop may still be asked; the others are not
-    assert llm.calls("concepts") <= 2 and 1 <= len(load_concepts(project)) <= 2
