@@ -11,7 +11,7 @@ import pytest
 from studio import concept_graph as CG
 from studio.widgets import PAGE_CONCEPTS, PAGE_COVERAGE, md
 from tests.apptest import create_project, new_app, run, texts, wait_for_job
-from tests.fakes import HashEmbedder
+from tests.fakes import HashEmbedder, ScriptedLLM
 from treesynth_core.concepts.graph import build_graph, node_id
 from treesynth_core.concepts.model import DocConcepts, Topic
 from treesynth_core.concepts.store import load_concepts, load_documents, save_concepts
@@ -131,6 +131,35 @@ def test_a_rerun_never_starts_a_second_job(projects, folder):
     wait_for_job(project_dir)
     with Project.open(project_dir) as project:
         assert len(project.jobs(kind="concepts-extract", limit=10)) == 1
+
+
+def test_extraction_shows_progress_and_stops(projects, tmp_path):
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(40):
+        (many / f"doc{i:02}.txt").write_text(f"Document number {i} about generators, iterators and closures.")
+    jobs.set_llm_factory(lambda settings: ScriptedLLM(delay=0.4))
+    at, project_dir = concepts_page(projects)
+    at.radio(key="concepts.source").set_value("folder")
+    run(at)
+    at.text_input(key="concepts.folder").input(str(many))
+    at.button(key="concepts.add").click()
+    run(at)
+    at.button(key="concepts.extract").click()
+    run(at)
+    assert at.button(key="concepts.extract").disabled  # while it runs, no second start
+    bars = [p for p in at.get("progress")]
+    assert bars and "Extracting concepts" in bars[0].proto.text
+    at.button(key="concepts.stop").click()
+    run(at)
+    job = wait_for_job(project_dir)
+    if job.status == "done":  # it finished before the stop arrived
+        pytest.skip("the extraction finished before it could be stopped")
+    assert job.status == "cancelled"
+    run(at)
+    assert any("Extracting concepts stopped" in w.value for w in at.warning)
+    with Project.open(project_dir) as project:
+        assert len(load_concepts(project)) < 40  # stopped early; what was extracted is kept
 
 
 def test_labels_from_a_file_show_as_text(projects):

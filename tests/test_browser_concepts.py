@@ -1,11 +1,11 @@
 """The Concepts page in a real browser (`streamlit run app.py` headless, Debian's chromium driven by
-Playwright; the app and the fixtures of ``test_browser.py``): the concept graph of three Python
+Playwright; the fixtures of ``helpers_browser.py``): the concept graph of three Python
 reference topics (hand-written capable-model concepts, ``tests/fixtures/capable/concepts_python_docs.json``)
 renders on a canvas with topics and concepts told apart and edges of different widths, and a click on
 a concept selects it: the page lists its documents. The README's screenshot is taken here (set
 ``TREESYNTH_README_SHOT`` to keep a copy).
 
-Skips without chromium or playwright, as ``test_browser.py`` does (fails under CI).
+Skips without chromium or playwright (fails under CI), as ``test_browser.py`` does.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.capable import load_capable
-from tests.test_browser import ARTIFACTS, browser, server, shot, wait_until  # noqa: F401 (fixtures)
+from tests.helpers_browser import ARTIFACTS, browser_fixture, server_fixture, shot, wait_until  # noqa: F401 (fixtures)
 from treesynth_core.concepts.documents import python_docs
 from treesynth_core.concepts.graph import node_id
 from treesynth_core.concepts.model import ConceptsReply
@@ -52,7 +52,7 @@ def concept_nodes(page) -> list[dict]:
     )
 
 
-def test_concept_graph_renders_and_a_click_selects_a_concept(browser, server):  # noqa: F811
+def test_concept_graph_renders_and_a_click_selects_a_concept(browser, server):
     url, projects = server
     seed_project(projects / "pydocs")
     page = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)

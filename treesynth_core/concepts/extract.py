@@ -123,9 +123,9 @@ async def extract_concepts(
     order = {d.doc_id: i for i, d in enumerate(docs)}
 
     async def one(doc: Document) -> tuple[Document, DocConcepts | str]:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("extraction stopped; the concepts extracted so far are saved")
-        async with gate:
+        async with gate:  # every document's task starts at once: check the stop when its turn comes
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("extraction stopped; the concepts extracted so far are saved")
             try:
                 request = extraction_request(doc, options, profile)
                 cap = max(options.max_tokens, request.max_tokens or 0)
