@@ -144,6 +144,15 @@ def overview_clicked() -> None:
         st.session_state[MODE_KEY] = GRAPH
 
 
+def focus_picked() -> None:
+    """The overview's node picker (the click's keyboard twin): focus the graph on that subtree."""
+    node_id = st.session_state.get(FOCUS_PICKER_KEY)
+    if isinstance(node_id, str):
+        focus_subtree(node_id)
+        st.session_state[MODE_KEY] = GRAPH
+        st.session_state[FOCUS_PICKER_KEY] = None
+
+
 def set_full_screen() -> None:
     """The Full screen toggle: the graph fills the window, the editor column is hidden."""
     state = get_state()
@@ -165,3 +174,4 @@ MODE_KEY = "tree.mode"  # Graph or Overview
 GRAPH, OVERVIEW = "Graph", "Overview"
 FULL_KEY = "tree.full_screen"
 OVERVIEW_KEY = "tree.overview"
+FOCUS_PICKER_KEY = "tree.overview.focus"

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import streamlit as st
 
 from studio import actions as A
+from studio import graph as G
 from studio.state import AppState
 from studio.tree_overview import overview_figure, overview_of
 from treesynth_core.tree import model as T
@@ -51,7 +52,19 @@ def overview(tree: T.Tree, counts: Mapping[str, int], state: AppState, *, height
         selection_mode="points",
         config={"displayModeBar": False},
     )
-    st.caption(
-        "Each box is a node, as wide as its leaves; hover for its path and counts. Click a box to focus "
-        "the graph on that subtree."
+    picker, note = st.columns([2, 3], vertical_alignment="center")
+    if st.session_state.get(A.FOCUS_PICKER_KEY) not in tree.nodes:
+        st.session_state[A.FOCUS_PICKER_KEY] = None
+    picker.selectbox(
+        "Focus the graph on",
+        G.node_options(tree),
+        index=None,
+        key=A.FOCUS_PICKER_KEY,
+        on_change=A.focus_picked,
+        format_func=lambda node_id: G.option_label(tree, node_id),
+        placeholder="a node (or click its box)\u2026",
+    )
+    note.caption(
+        "Each box is a node, as wide as its leaves, coloured by status; hover for its path and counts. "
+        "Click a box (or pick a node) to focus the graph on that subtree."
     )
