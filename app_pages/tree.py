@@ -52,9 +52,15 @@ def body() -> None:
     else:
         left, right = st.columns([2, 1], gap="medium")
     with left:
-        count_set = panel.count_set_picker(project, state)
+        switch, counts_column, full = st.columns([2, 2.6, 1.8], vertical_alignment="bottom")
+        with switch:
+            mode = overview_panel.mode_switch(tree)
+        with counts_column:
+            count_set = panel.count_set_picker(project, state)
+        with full:
+            overview_panel.full_screen_toggle(state)
         counts = project.sample_counts(sample_set=count_set)
-        if overview_panel.view_switches(state, tree) == A.OVERVIEW:
+        if mode == A.OVERVIEW:
             overview_panel.overview(tree, counts, state, height=GRAPH_HEIGHT)
         else:
             data = G.build_graph(tree, state.view, counts=counts, selected=state.selected, highlight=state.highlight)

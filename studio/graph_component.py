@@ -188,6 +188,17 @@ function canvasHeight(state) {
   return Math.round(Math.max(MIN_HEIGHT, Math.min(data.height || 620, window.innerHeight - top - 16)));
 }
 
+function resize(state) {
+  const canvas = state.root.querySelector(".ts-canvas");
+  const height = canvasHeight(state) + "px";
+  if (canvas.style.height === height) return;
+  canvas.style.height = height;
+  if (!state.network) return;
+  state.network.setSize("100%", height);  // vis-network rescales the view to the new size: redo it
+  if (!state.userMoved) fit(state, false);
+  else if (state.network.getScale() < MIN_SCALE) state.network.moveTo({ scale: MIN_SCALE });
+}
+
 function scrollParent(node) {
   for (let el = node.parentElement; el; el = el.parentElement) {
     const overflow = getComputedStyle(el).overflowY;
@@ -246,11 +257,7 @@ function draw(state, vis) {
   const data = state.data;
   const root = state.root;
   const canvas = root.querySelector(".ts-canvas");
-  const height = canvasHeight(state) + "px";
-  if (canvas.style.height !== height) {
-    canvas.style.height = height;
-    if (state.network) state.network.setSize("100%", height);
-  }
+  resize(state);
   if (!state.network) {
     state.nodes = new vis.DataSet();
     state.edges = new vis.DataSet();
@@ -275,11 +282,9 @@ function draw(state, vis) {
       canvas.style.cursor = "default";
       hideTips(root);  // leave no tooltip over the neighbours
     });
-    window.addEventListener("resize", () => {
-      if (!state.data.full_screen) return;
-      canvas.style.height = canvasHeight(state) + "px";
-      state.network.setSize("100%", canvas.style.height);
-    });
+    window.addEventListener("resize", () => { if (state.data.full_screen) resize(state); });
+    // The page above the graph may still be settling (fonts, widgets): measure again shortly.
+    setTimeout(() => resize(state), 600);
     root.querySelector(".ts-fit").addEventListener("click", () => {
       state.userMoved = false;
       fit(state, true);

@@ -1,5 +1,5 @@
 """The Tree page's overview of the whole tree and the switches above the graph: Graph or Overview,
-and full screen.
+and full screen (the page puts them in one row with the sample-set picker).
 
 The overview is an icicle (:mod:`studio.tree_overview`) that scales to thousands of nodes; clicking a
 box focuses the graph on that subtree (:func:`~studio.actions.focus_subtree`) and switches back to
@@ -19,13 +19,11 @@ from studio.tree_overview import overview_figure, overview_of
 from treesynth_core.tree import model as T
 
 
-def view_switches(state: AppState, tree: T.Tree) -> str:
-    """Graph or Overview, and the full-screen toggle; returns what to show."""
+def mode_switch(tree: T.Tree) -> str:
+    """Graph or Overview; returns what to show."""
     if st.session_state.get(A.MODE_KEY) not in (A.GRAPH, A.OVERVIEW):
         st.session_state[A.MODE_KEY] = A.GRAPH
-    st.session_state[A.FULL_KEY] = state.full_screen
-    mode, full = st.columns([3, 1], vertical_alignment="center")
-    mode.segmented_control(
+    st.segmented_control(
         "Show",
         [A.GRAPH, A.OVERVIEW],
         key=A.MODE_KEY,
@@ -33,13 +31,18 @@ def view_switches(state: AppState, tree: T.Tree) -> str:
         help=f"The overview shows all {len(tree.nodes):,} nodes at once with their samples; click a box to "
         "focus the graph on it.",
     )
-    full.toggle(
+    return str(st.session_state.get(A.MODE_KEY) or A.GRAPH)
+
+
+def full_screen_toggle(state: AppState) -> None:
+    """The graph fills the window, the editor hidden."""
+    st.session_state[A.FULL_KEY] = state.full_screen
+    st.toggle(
         "Full screen",
         key=A.FULL_KEY,
         on_change=A.set_full_screen,
         help="The graph fills the window; the editor is hidden until you turn this off.",
     )
-    return str(st.session_state.get(A.MODE_KEY) or A.GRAPH)
 
 
 def overview(tree: T.Tree, counts: Mapping[str, int], state: AppState, *, height: int) -> None:

@@ -145,9 +145,9 @@ def count_set_picker(project: Project, state: AppState) -> str:
     an imported dataset before rebalancing, the balanced set after, the flat baseline."""
     sets = project.sample_sets()
     resolve_count_set(state, sets)
-    if len(sets) < 2 and state.count_set in sets:
-        return state.count_set
     names = list(dict.fromkeys(["tree", *sets]))
+    if len(names) < 2 or (len(sets) < 2 and state.count_set in sets):  # one set (or none yet): no choice
+        return state.count_set
 
     def chosen() -> None:  # before the rerun, so the badge above the picker shows the new set too
         state.count_set = st.session_state["tree.count_set"]
