@@ -19,7 +19,7 @@ from studio.widgets import POLL_S, job_outcome, job_progress, md, require_projec
 from treesynth_core.jobs import background as jobs
 
 #: The graph's (and the overview's) height beside the editor; full screen takes the window's.
-GRAPH_HEIGHT = 560
+GRAPH_HEIGHT = 640
 
 state = get_state()
 project = require_project(state)

@@ -11,7 +11,7 @@ Two components work together:
   updates its data sets in place, so the graph fills in as growth adds nodes without losing the
   user's zoom.
 
-Readable at any size: the view never zooms out so far that labels shrink below about 12 px
+Readable at any size: the view never zooms out so far that labels shrink below about 10 px
 (``MIN_SCALE``): a graph too big to fit at that scale opens on its root (or the focused node) and is
 panned; the Tree page's overview is the place to see a big tree whole. With ``full_screen`` the
 canvas takes the window's height.
@@ -33,8 +33,8 @@ from studio import graph as G
 
 VENDOR_DIR = Path(__file__).resolve().parents[1] / "assets" / "vendor"
 VIS_FILE = "vis-network.min.js"
-#: The smallest zoom: 16 px labels stay 12 px tall on screen.
-MIN_SCALE = 0.75
+#: The smallest zoom: 16 px labels stay over 10 px tall on screen.
+MIN_SCALE = 0.66
 #: The graph is never shorter than this (px), however little of the window is left below it.
 MIN_HEIGHT = 420
 
@@ -164,17 +164,36 @@ function fit(state, animate) {
   const view = state.network.getViewPosition();
   let position = { x: view.x, y: view.y + 18 / scale };
   if (scale < MIN_SCALE) {
-    // Too big to fit with readable labels: open on the focused node (else the root), near the left edge.
     scale = MIN_SCALE;
-    const first = state.data.nodes.length ? state.data.nodes[0].id : null;  // the root comes first
-    const anchor = (state.data.focus && state.nodes.get(state.data.focus)) ? state.data.focus : first;
-    if (anchor && state.nodes.get(anchor)) {
-      const at = state.network.getPosition(anchor);
-      const width = state.root.querySelector(".ts-canvas").clientWidth;
-      position = { x: at.x + Math.max(0, width / 2 - BOX_MAX_WIDTH * 0.8) / scale, y: at.y };
-    }
+    position = readableView(state, scale) || position;
   }
   state.network.moveTo({ position, scale, animation: animate ? { duration: 250 } : false });
+}
+
+function readableView(state, scale) {
+  // The graph does not fit with readable labels: show the part around the focused node (else the
+  // root), that node a third in from the left, without showing empty space past the graph's edges.
+  const ids = state.nodes.getIds();
+  if (!ids.length) return null;
+  const focus = state.data.focus;
+  const root = state.data.nodes.length ? state.data.nodes[0].id : ids[0];  // the root comes first
+  const anchor = focus && state.nodes.get(focus) ? focus : root;
+  const at = state.network.getPosition(anchor);
+  const bounds = { left: Infinity, right: -Infinity, top: Infinity, bottom: -Infinity };
+  for (const id of ids) {
+    const box = state.network.getBoundingBox(id);
+    bounds.left = Math.min(bounds.left, box.left);
+    bounds.right = Math.max(bounds.right, box.right);
+    bounds.top = Math.min(bounds.top, box.top);
+    bounds.bottom = Math.max(bounds.bottom, box.bottom);
+  }
+  const canvas = state.root.querySelector(".ts-canvas");
+  const w = canvas.clientWidth / scale, h = canvas.clientHeight / scale, m = 24 / scale, legend = 48 / scale;
+  const within = (value, low, high) => (low > high ? (low + high) / 2 : Math.min(Math.max(value, low), high));
+  return {
+    x: within(at.x + w / 6, bounds.left - m + w / 2, bounds.right + m - w / 2),
+    y: within(at.y, bounds.top - m + h / 2, bounds.bottom + legend - h / 2),
+  };
 }
 
 function canvasHeight(state) {

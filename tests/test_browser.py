@@ -354,7 +354,7 @@ def test_example_tree_screenshot(browser, server):
 
 def test_a_big_tree_overview_focus_full_screen_and_readable_labels(browser, server):
     """A 2,380-node tree at 1400x1000: the graph opens on one level with every label at least
-    12 px, fully above the fold; a click on the overview's icicle focuses the graph on that subtree;
+    10 px, fully above the fold; a click on the overview's icicle focuses the graph on that subtree;
     full screen gives the graph the window; a tooltip sits beside its node, not over the neighbours."""
     from tests.trees import wide_tree
 
@@ -368,7 +368,7 @@ def test_a_big_tree_overview_focus_full_screen_and_readable_labels(browser, serv
     wait_until(lambda: len(graph_nodes(page)) == 14, 30, "the root and its 13 children")
     time.sleep(1)
     scale = page.evaluate("() => window.treesynthGraph.network.getScale()")
-    assert scale >= 0.74, scale  # 16 px labels drawn at least 12 px tall
+    assert scale >= 0.65, scale  # 16 px labels drawn over 10 px tall
     shot(page, "bigtree-1-default")
     box = page.locator(".ts-canvas").bounding_box()
     assert box is not None and box["y"] + box["height"] <= 1000, box  # the graph ends above the fold
@@ -394,7 +394,7 @@ def test_a_big_tree_overview_focus_full_screen_and_readable_labels(browser, serv
     ids = {n["id"] for n in graph_nodes(page)}
     assert {f"r.3.{i}" for i in range(13)} <= ids and not any(i.startswith("r.4.") for i in ids)
     time.sleep(1)
-    assert page.evaluate("() => window.treesynthGraph.network.getScale()") >= 0.74
+    assert page.evaluate("() => window.treesynthGraph.network.getScale()") >= 0.65
     shot(page, "bigtree-3-focused")
 
     page.get_by_text("Full screen", exact=True).first.click()
