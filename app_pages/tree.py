@@ -10,12 +10,16 @@ import streamlit as st
 
 from studio import actions as A
 from studio import graph as G
-from studio import grow_panel, node_editor
+from studio import grow_panel, node_editor, overview_panel
 from studio import tree_panel as panel
 from studio.graph_component import tree_graph
+from studio.graph_style import plural
 from studio.state import get_state
 from studio.widgets import POLL_S, job_outcome, job_progress, md, require_project, show_notices
 from treesynth_core.jobs import background as jobs
+
+#: The graph's (and the overview's) height beside the editor; full screen takes the window's.
+GRAPH_HEIGHT = 640
 
 state = get_state()
 project = require_project(state)
@@ -43,25 +47,41 @@ def body() -> None:
         last = jobs.latest_job(project, "grow")
         if last is not None and last.status != "done":
             job_outcome(last)
-    left, right = st.columns([2, 1], gap="medium")
+    if state.full_screen:
+        left, right = st.container(), None
+    else:
+        left, right = st.columns([2, 1], gap="medium")
     with left:
-        count_set = panel.count_set_picker(project, state)
-        data = G.build_graph(
-            tree,
-            state.view,
-            counts=project.sample_counts(sample_set=count_set),
-            selected=state.selected,
-            highlight=state.highlight,
-        )
-        focus_key = f"{state.view.focus}:{state.focus_seq}" if state.view.focus else None
-        tree_graph(data, key="tree.graph", height=640, focus_key=focus_key, on_select=A.select, on_toggle=A.toggle)
-        if data.folded_by_budget:
-            st.caption(
-                f"Large tree: {data.shown} of {data.total} nodes shown. Double-click a node marked "
-                "'+N more' to open it, or search for a node to jump to it."
+        switch, counts_column, full = st.columns([2, 2.6, 1.8], vertical_alignment="bottom")
+        with switch:
+            mode = overview_panel.mode_switch(tree)
+        with counts_column:
+            count_set = panel.count_set_picker(project, state)
+        with full:
+            overview_panel.full_screen_toggle(state)
+        counts = project.sample_counts(sample_set=count_set)
+        if mode == A.OVERVIEW:
+            overview_panel.overview(tree, counts, state, height=GRAPH_HEIGHT)
+        else:
+            data = G.build_graph(tree, state.view, counts=counts, selected=state.selected, highlight=state.highlight)
+            tree_graph(
+                data,
+                key="tree.graph",
+                height=GRAPH_HEIGHT,
+                full_screen=state.full_screen,
+                focus_key=f"{state.view.focus}:{state.focus_seq}" if state.view.focus else None,
+                fit_key=str(state.fit_seq),
+                on_select=A.select,
+                on_toggle=A.toggle,
             )
-    with right:
-        node_editor.editor(project, tree, state, live)
+            if data.folded_by_budget:
+                st.caption(
+                    f"Large tree: {data.shown:,} of {plural(data.total, 'node')} shown. Double-click a node "
+                    "marked '+N more' to open it, search for a node, or click it in the Overview."
+                )
+    if right is not None:
+        with right:
+            node_editor.editor(project, tree, state, live)
 
 
 body()

@@ -13,6 +13,7 @@ import streamlit as st
 
 from studio import graph as G
 from studio.state import get_state
+from studio.tree_overview import clicked_node
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.store import Project
 from treesynth_core.tree.edits import run_edit
@@ -111,7 +112,10 @@ def picked() -> None:
 def set_depth() -> None:
     state = get_state()
     value = st.session_state.get(DEPTH_KEY)
+    if value == FOCUSED:  # the focused subtree's view stays as it is
+        return
     state.view = state.view.with_depth(None if value in (None, "all") else int(value))
+    state.fit_seq += 1
 
 
 def fold(node_id: str, *, open_: bool) -> None:
@@ -125,11 +129,62 @@ def fold(node_id: str, *, open_: bool) -> None:
         state.view = view.toggle(project.tree(), node_id)
 
 
+def focus_subtree(node_id: str) -> None:
+    """Draw the subtree of ``node_id`` (the path to it, and as many of its levels as fit), select
+    the node, and fit the graph to it."""
+    state = get_state()
+    project = state.project()
+    if project is None:
+        return
+    tree = project.tree()
+    if node_id not in tree.nodes:
+        return
+    state.view = G.focus_subtree(tree, node_id)
+    state.select(node_id)
+    st.session_state[PICKER_KEY] = node_id
+    state.fit_seq += 1
+
+
+def overview_clicked() -> None:
+    """A click on a box of the overview: focus the graph on that node's subtree and show the graph."""
+    state = get_state()
+    project = state.project()
+    if project is None:
+        return
+    node_id = clicked_node(st.session_state.get(OVERVIEW_KEY), project.tree())
+    if node_id is not None:
+        focus_subtree(node_id)
+        st.session_state[MODE_KEY] = GRAPH
+
+
+def focus_picked() -> None:
+    """The overview's node picker (the click's keyboard twin): focus the graph on that subtree."""
+    node_id = st.session_state.get(FOCUS_PICKER_KEY)
+    if isinstance(node_id, str):
+        focus_subtree(node_id)
+        st.session_state[MODE_KEY] = GRAPH
+        st.session_state[FOCUS_PICKER_KEY] = None
+
+
+def set_full_screen() -> None:
+    """The Full screen toggle: the graph fills the window, the editor column is hidden."""
+    state = get_state()
+    state.full_screen = bool(st.session_state.get(FULL_KEY))
+    state.fit_seq += 1
+
+
 def clear_highlight() -> None:
     """The Tree page's Clear: forget the leaves highlighted from the Coverage map's selection."""
     get_state().clear_highlight()
 
 
+#: The Levels shown option while the graph is focused on a subtree (from the overview).
+FOCUSED = "focused"
 PICKER_KEY = "tree.search"
 UNDO_ALL_KEY = "tree.undo_all"
 DEPTH_KEY = "tree.depth"
+MODE_KEY = "tree.mode"  # Graph or Overview
+GRAPH, OVERVIEW = "Graph", "Overview"
+FULL_KEY = "tree.full_screen"
+OVERVIEW_KEY = "tree.overview"
+FOCUS_PICKER_KEY = "tree.overview.focus"

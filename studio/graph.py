@@ -61,6 +61,11 @@ from studio.graph_style import tooltip_html as tooltip_html
 from treesynth_core.tree import model as T
 
 DEFAULT_BUDGET = 400
+#: Past about this many nodes the graph stops being readable: the default view and a focused
+#: subtree show at most this many (a single level wider than this still shows whole).
+DEFAULT_VISIBLE = 60
+#: ... and at most this many rows (shown nodes without shown children: the graph's height).
+DEFAULT_ROWS = 24
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,44 @@ def auto_depth(tree: T.Tree, target: int = 24) -> int | None:
             break
         best = depth
     return None if best >= deepest else best
+
+
+def default_levels(tree: T.Tree, max_nodes: int = DEFAULT_VISIBLE, max_rows: int = DEFAULT_ROWS) -> int | None:
+    """How many levels a freshly opened tree shows: the most levels that keep the drawn nodes within
+    ``max_nodes`` and the rows within ``max_rows`` (:func:`auto_depth`), but at least one level;
+    ``None`` (all levels) when the whole tree fits."""
+    per_depth: dict[int, int] = {}
+    for node in tree.nodes.values():
+        per_depth[node.depth] = per_depth.get(node.depth, 0) + 1
+    deepest = max(per_depth)
+    by_nodes, drawn = 1, per_depth.get(0, 1)
+    for depth in range(1, deepest + 1):
+        drawn += per_depth.get(depth, 0)
+        if drawn > max_nodes:
+            break
+        by_nodes = depth
+    by_rows = auto_depth(tree, max_rows)
+    levels = min(by_nodes, by_rows if by_rows is not None else deepest)
+    return None if levels >= deepest else levels
+
+
+def focus_subtree(tree: T.Tree, node_id: str, max_nodes: int = DEFAULT_VISIBLE) -> View:
+    """A view of one subtree (the overview's click): the path from the root to ``node_id`` with the
+    path's siblings folded, and as many levels of ``node_id``'s subtree as fit in ``max_nodes``
+    (at least one). Everything else is folded, so the graph draws that subtree and where it sits."""
+    if node_id not in tree.nodes:
+        return View()
+    opened: set[str] = set()
+    frontier, drawn = [node_id], 1
+    while True:
+        below = [kid.id for parent in frontier for kid in tree.children(parent)]
+        if not below or (opened and drawn + len(below) > max_nodes):
+            break
+        opened.update(frontier)
+        drawn += len(below)
+        frontier = below
+    path = {a.id for a in tree.ancestors(node_id)}
+    return View(expanded=frozenset(path | opened), show_depth=0, focus=node_id)
 
 
 # -- the graph ------------------------------------------------------------------------------------

@@ -11,6 +11,11 @@ Two components work together:
   updates its data sets in place, so the graph fills in as growth adds nodes without losing the
   user's zoom.
 
+Readable at any size: the view never zooms out so far that labels shrink below about 10 px
+(``MIN_SCALE``): a graph too big to fit at that scale opens on its root (or the focused node) and is
+panned; the Tree page's overview is the place to see a big tree whole. With ``full_screen`` the
+canvas takes the window's height.
+
 Text safety: labels are drawn on a canvas; tooltips and the legend are built with
 ``textContent``. No LLM- or user-written text ever reaches ``innerHTML``.
 """
@@ -28,6 +33,10 @@ from studio import graph as G
 
 VENDOR_DIR = Path(__file__).resolve().parents[1] / "assets" / "vendor"
 VIS_FILE = "vis-network.min.js"
+#: The smallest zoom: 16 px labels stay over 10 px tall on screen.
+MIN_SCALE = 0.66
+#: The graph is never shorter than this (px), however little of the window is left below it.
+MIN_HEIGHT = 420
 
 _HTML = """
 <div class="ts-graph" data-testid="treesynth-graph">
@@ -72,8 +81,9 @@ _CSS = """
 """
 
 _JS = (
-    f"const BOX_MAX_WIDTH = {G.BOX_MAX_WIDTH};\n"
+    f"const BOX_MAX_WIDTH = {G.BOX_MAX_WIDTH};\nconst MIN_SCALE = {MIN_SCALE};\nconst MIN_HEIGHT = {MIN_HEIGHT};\n"
     + r"""
+const ABOVE = 64;  // px kept above the graph in full screen: the Graph/Overview and Full screen row
 const FONT = '"Source Sans", "Source Sans Pro", system-ui, -apple-system, "Segoe UI", sans-serif';
 const OPTIONS = {
   autoResize: true,
@@ -86,7 +96,7 @@ const OPTIONS = {
   edges: { color: { color: "#94a3b8", highlight: "#e11d48", hover: "#64748b" }, width: 1.5,
     arrows: { to: { enabled: true, scaleFactor: 0.45 } },
     smooth: { enabled: true, type: "cubicBezier", forceDirection: "horizontal", roundness: 0.55 } },
-  interaction: { hover: true, tooltipDelay: 120, dragNodes: false, zoomView: true, dragView: true,
+  interaction: { hover: true, tooltipDelay: 250, dragNodes: false, zoomView: true, dragView: true,
     selectConnectedEdges: false, navigationButtons: false, keyboard: false },
 };
 
@@ -150,10 +160,109 @@ function waitForVis(timeoutMs) {
 function fit(state, animate) {
   // Fit, then leave a margin so the outer boxes clear the canvas edges and the legend.
   state.network.fit({ animation: false, maxZoomLevel: 1.1 });
-  const scale = state.network.getScale() * 0.95;
+  let scale = state.network.getScale() * 0.95;
   const view = state.network.getViewPosition();
-  state.network.moveTo({ position: { x: view.x, y: view.y + 18 / scale }, scale,
-    animation: animate ? { duration: 250 } : false });
+  let position = { x: view.x, y: view.y + 18 / scale };
+  if (scale < MIN_SCALE) {
+    scale = MIN_SCALE;
+    position = readableView(state, scale) || position;
+  }
+  state.network.moveTo({ position, scale, animation: animate ? { duration: 250 } : false });
+}
+
+function readableView(state, scale) {
+  // The graph does not fit with readable labels: show the part around the focused node (else the
+  // root), that node a third in from the left, without showing empty space past the graph's edges.
+  const ids = state.nodes.getIds();
+  if (!ids.length) return null;
+  const focus = state.data.focus;
+  const root = state.data.nodes.length ? state.data.nodes[0].id : ids[0];  // the root comes first
+  const anchor = focus && state.nodes.get(focus) ? focus : root;
+  const at = state.network.getPosition(anchor);
+  const bounds = { left: Infinity, right: -Infinity, top: Infinity, bottom: -Infinity };
+  for (const id of ids) {
+    const box = state.network.getBoundingBox(id);
+    bounds.left = Math.min(bounds.left, box.left);
+    bounds.right = Math.max(bounds.right, box.right);
+    bounds.top = Math.min(bounds.top, box.top);
+    bounds.bottom = Math.max(bounds.bottom, box.bottom);
+  }
+  const canvas = state.root.querySelector(".ts-canvas");
+  const w = canvas.clientWidth / scale, h = canvas.clientHeight / scale, m = 24 / scale, legend = 48 / scale;
+  const within = (value, low, high) => (low > high ? (low + high) / 2 : Math.min(Math.max(value, low), high));
+  return {
+    x: within(at.x + w / 6, bounds.left - m + w / 2, bounds.right + m - w / 2),
+    y: within(at.y, bounds.top - m + h / 2, bounds.bottom + legend - h / 2),
+  };
+}
+
+function canvasHeight(state) {
+  // Full screen: the window's height. Else at most ``height``, and no taller than what is left of the
+  // window below the canvas's top (as the page opens), so the whole graph shows without scrolling.
+  const data = state.data;
+  const bar = state.root.querySelector(".ts-bar");
+  if (data.full_screen) return Math.max(360, window.innerHeight - (bar ? bar.offsetHeight : 36) - 24 - ABOVE);
+  const canvas = state.root.querySelector(".ts-canvas");
+  const top = canvas.getBoundingClientRect().top + window.scrollY;
+  return Math.round(Math.max(MIN_HEIGHT, Math.min(data.height || 620, window.innerHeight - top - 16)));
+}
+
+function resize(state) {
+  const canvas = state.root.querySelector(".ts-canvas");
+  const height = canvasHeight(state) + "px";
+  if (canvas.style.height === height) return;
+  canvas.style.height = height;
+  if (!state.network) return;
+  state.network.setSize("100%", height);  // vis-network rescales the view to the new size: redo it
+  if (!state.userMoved) fit(state, false);
+  else if (state.network.getScale() < MIN_SCALE) state.network.moveTo({ scale: MIN_SCALE });
+}
+
+function scrollParent(node) {
+  for (let el = node.parentElement; el; el = el.parentElement) {
+    const overflow = getComputedStyle(el).overflowY;
+    if ((overflow === "auto" || overflow === "scroll") && el.scrollHeight > el.clientHeight) return el;
+  }
+  return window;
+}
+
+function placeTip(state, frame) {
+  // Beside the hovered node's box (right of it, else left of it), not at the pointer, so that the
+  // tooltip never covers the node's neighbours in its column.
+  const id = state.tipNode;
+  if (id === null || id === undefined || !state.nodes.get(id)) return;
+  const box = state.network.getBoundingBox(id);
+  const topLeft = state.network.canvasToDOM({ x: box.left, y: box.top });
+  const bottomRight = state.network.canvasToDOM({ x: box.right, y: box.bottom });
+  const area = frame.parentNode;
+  const width = frame.offsetWidth, height = frame.offsetHeight, pad = 8;
+  let left = bottomRight.x + 12;
+  if (left + width > area.clientWidth - pad) left = topLeft.x - width - 12;
+  let top = topLeft.y;
+  if (left < pad) {  // no room on either side: below the box
+    left = Math.max(pad, Math.min(topLeft.x, area.clientWidth - width - pad));
+    top = bottomRight.y + 8;
+  }
+  top = Math.max(pad, Math.min(top, area.clientHeight - height - pad));
+  frame.style.left = left + "px";
+  frame.style.top = top + "px";
+}
+
+function besideNodes(state, id) {
+  // vis-network draws its tooltip at the pointer; move it beside the node each time it shows.
+  state.tipNode = id;
+  const popup = state.network.interactionHandler && state.network.interactionHandler.popup;
+  if (!popup || !popup.frame) return;
+  if (!popup.__treesynth) {
+    const show = popup.show.bind(popup);
+    popup.show = (doShow) => { show(doShow); if (doShow !== false) placeTip(state, popup.frame); };
+    popup.__treesynth = true;
+  }
+  placeTip(state, popup.frame);
+}
+
+function hideTips(root) {
+  root.querySelectorAll("div.vis-tooltip").forEach((tip) => { tip.style.visibility = "hidden"; });
 }
 
 function sync(dataset, items) {
@@ -167,7 +276,7 @@ function draw(state, vis) {
   const data = state.data;
   const root = state.root;
   const canvas = root.querySelector(".ts-canvas");
-  canvas.style.height = (data.height || 620) + "px";
+  resize(state);
   if (!state.network) {
     state.nodes = new vis.DataSet();
     state.edges = new vis.DataSet();
@@ -179,9 +288,22 @@ function draw(state, vis) {
       if (params.nodes && params.nodes.length) state.trigger("toggle", String(params.nodes[0]));
     });
     state.network.on("dragEnd", (params) => { if (!params.nodes || !params.nodes.length) state.userMoved = true; });
-    state.network.on("zoom", () => { state.userMoved = true; });
+    state.network.on("zoom", () => {
+      state.userMoved = true;
+      hideTips(root);
+      if (state.network.getScale() < MIN_SCALE) state.network.moveTo({ scale: MIN_SCALE });  // labels stay readable
+    });
+    state.network.on("dragStart", () => hideTips(root));
+    state.network.on("showPopup", (id) => besideNodes(state, id));
+    state.network.on("hidePopup", () => { state.tipNode = null; });
     state.network.on("hoverNode", () => { canvas.style.cursor = "pointer"; });
-    state.network.on("blurNode", () => { canvas.style.cursor = "default"; });
+    state.network.on("blurNode", () => {
+      canvas.style.cursor = "default";
+      hideTips(root);  // leave no tooltip over the neighbours
+    });
+    window.addEventListener("resize", () => { if (state.data.full_screen) resize(state); });
+    // The page above the graph may still be settling (fonts, widgets): measure again shortly.
+    setTimeout(() => resize(state), 600);
     root.querySelector(".ts-fit").addEventListener("click", () => {
       state.userMoved = false;
       fit(state, true);
@@ -204,9 +326,23 @@ function draw(state, vis) {
     sync(state.edges, data.edges);
     state.version = data.version;
     // A tooltip open during the update shows the old text: hide it until the next hover.
-    root.querySelectorAll("div.vis-tooltip").forEach((tip) => { tip.style.visibility = "hidden"; });
+    hideTips(root);
     if (!state.userMoved) fit(state, false);
   }
+  // A new view was asked for (a focused subtree, other levels, full screen): fit it.
+  // A graph drawn for the first time was just fitted (on its focused node when it is too big).
+  const fresh = !state.drawn;
+  const refit = !fresh && data.fit_key !== state.fitKey;
+  state.drawn = true;
+  if (refit) { state.userMoved = false; fit(state, true); }
+  state.fitKey = data.fit_key;
+  if (data.full_screen && !state.fullScreen) {
+    // The window shows the graph, with the row of switches above it (to leave full screen).
+    const box = scrollParent(root);
+    const top = root.getBoundingClientRect().top - (box === window ? 0 : box.getBoundingClientRect().top);
+    box.scrollBy({ top: top - ABOVE, behavior: "smooth" });
+  }
+  state.fullScreen = !!data.full_screen;
   // The legend changes only when highlighted leaves come or go; rebuild it then.
   const legendKey = JSON.stringify(data.legend || []);
   if (state.legendKey !== legendKey) {
@@ -214,12 +350,14 @@ function draw(state, vis) {
     state.legendKey = legendKey;
   }
   const count = root.querySelector(".ts-count");
+  const nodes = (n) => n.toLocaleString("en-US") + (n === 1 ? " node" : " nodes");
   count.textContent = data.shown === data.total
-    ? data.total + " nodes"
-    : "Showing " + data.shown + " of " + data.total + " nodes";
+    ? nodes(data.total)
+    : "Showing " + data.shown.toLocaleString("en-US") + " of " + nodes(data.total);
   if (data.selected && state.nodes.get(data.selected)) state.network.selectNodes([data.selected], false);
   else state.network.unselectAll();
-  if (data.focus_key && data.focus_key !== state.focusKey && data.focus && state.nodes.get(data.focus)) {
+  const focusAsked = data.focus_key && data.focus_key !== state.focusKey && data.focus && state.nodes.get(data.focus);
+  if (focusAsked && !fresh && !refit) {
     state.network.focus(data.focus, { scale: Math.max(state.network.getScale(), 0.9), animation: { duration: 400 } });
     state.userMoved = true;
   }
@@ -300,16 +438,25 @@ def tree_graph(
     *,
     key: str,
     height: int = 620,
+    full_screen: bool = False,
     focus_key: str | None = None,
+    fit_key: str | None = None,
     on_select: Callable[[str], None] | None = None,
     on_toggle: Callable[[str], None] | None = None,
 ) -> None:
     """Draw the graph; ``on_select(node_id)`` / ``on_toggle(node_id)`` run (as widget callbacks,
-    before the rerun) when a node is clicked / double-clicked."""
+    before the rerun) when a node is clicked / double-clicked. ``full_screen``: the canvas takes the
+    window's height (``height`` otherwise); a new ``fit_key`` fits the graph to its view again."""
     lib, graph = _components()
     lib(key=f"{key}-lib", height=0)
     legend = legend_items(highlighted=data.highlighted > 0)
-    payload = data.payload() | {"height": height, "legend": legend, "focus_key": focus_key}
+    payload = data.payload() | {
+        "height": height,
+        "full_screen": full_screen,
+        "legend": legend,
+        "focus_key": focus_key,
+        "fit_key": fit_key,
+    }
 
     def handler(event: str, fn: Callable[[str], None] | None) -> Callable[[], None]:
         def run() -> None:

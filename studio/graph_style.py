@@ -13,6 +13,7 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
+from treesynth_core.progress import plural as plural  # the app counts with it too
 from treesynth_core.tree import model as T
 
 #: Colours by status: (background, border, text). Chosen to read at demo distance on white.
@@ -94,7 +95,7 @@ def node_label(tree: T.Tree, node: T.Node, *, hidden: int = 0, samples: int = 0)
     if hidden:
         info.append(f"+{hidden} more")
     if samples:
-        info.append(f"{samples} sample{'s' if samples != 1 else ''}")
+        info.append(plural(samples, "sample"))
     return "\n".join([first, " \u00b7 ".join(info)] if info else [first])
 
 

@@ -12,6 +12,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from studio import actions as A
 from studio import graph as G
+from studio.graph_style import plural
 from studio.grow_panel import node_grow_buttons
 from studio.state import AppState
 from studio.widgets import button_row, md
@@ -32,7 +33,7 @@ def _badges(tree: T.Tree, node: T.Node, samples: int) -> None:
     if node.locked:
         parts.append(":blue-badge[:material/lock: locked]")
     if node.pool:
-        parts.append(f":violet-badge[\u221e sampled from {len(node.pool)} values]")
+        parts.append(f":violet-badge[\u221e sampled from {plural(len(node.pool), 'value')}]")
     if node.flag:
         parts.append(f":red-badge[{G.FLAG_MARK} flagged for review]")
     if node.provenance.source == "llm":
@@ -40,7 +41,7 @@ def _badges(tree: T.Tree, node: T.Node, samples: int) -> None:
     else:
         parts.append(":gray-badge[by a person]")
     if samples:
-        parts.append(f":violet-badge[{samples} samples]")
+        parts.append(f":violet-badge[{plural(samples, 'sample')}]")
     st.markdown(" ".join(parts))
 
 
@@ -287,7 +288,7 @@ def _details_tab(tree: T.Tree, node: T.Node, samples: int) -> None:
     if node.pool:
         st.markdown(f"**Sampled values** ({len(node.pool)})")
         st.text(", ".join(node.pool[:60]) + (" \u2026" if len(node.pool) > 60 else ""))
-    st.caption(f"id `{node.id}` \u00b7 level {node.depth} \u00b7 {samples} samples")
+    st.caption(f"id `{node.id}` \u00b7 level {node.depth} \u00b7 {plural(samples, 'sample')}")
 
 
 def _level_actions(tree: T.Tree) -> None:

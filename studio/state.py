@@ -28,8 +28,6 @@ from treesynth_core.tree.model import Tree
 SESSION_KEY = "treesynth"
 PROJECTS_ENV = "TREESYNTH_PROJECTS"
 URL_PARAM = "project"
-#: Rows a tree may fill when opened before deeper levels start folded (they open on double-click).
-INITIAL_ROWS = 24
 #: Up to this many highlighted leaves, the Tree page opens the paths to them; more would unfold too
 #: much of a big tree (their folded ancestors are still marked).
 REVEAL_MAX = 40
@@ -76,6 +74,8 @@ class AppState:
     last_export: ExportResult | None = None  # the Export page's latest result, for its download buttons
     last_report: bytes | None = None  # the Export page's latest stakeholder report (HTML), for its download
     focus_seq: int = 0  # bumped when the search box asks the graph to bring a node into view
+    fit_seq: int = 0  # bumped when the graph should fit its new view (a focused subtree, other levels)
+    full_screen: bool = False  # the Tree page's graph fills the window (the editor column hidden)
     url_checked: bool = False
     trusted_endpoints: frozenset[str] = frozenset()  # project-named endpoints confirmed in this session
     owner: str = field(default_factory=new_session_owner)  # whose edits this session's are (undo acts on them)
@@ -112,7 +112,7 @@ class AppState:
         self._project, self.project_path = project, project.path
         self.selected, self.highlight = None, frozenset()
         tree = project.tree()
-        self.view = G.View(show_depth=G.auto_depth(tree, INITIAL_ROWS))
+        self.view = G.View(show_depth=G.default_levels(tree))
         return project
 
     def adopt(self, project: Project) -> Project:
@@ -121,7 +121,7 @@ class AppState:
         project.owner = self.owner
         self._project, self.project_path = project, project.path
         self.selected, self.highlight = None, frozenset()
-        self.view = G.View(show_depth=G.auto_depth(project.tree(), INITIAL_ROWS))
+        self.view = G.View(show_depth=G.default_levels(project.tree()))
         return project
 
     def close(self) -> None:

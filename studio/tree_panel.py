@@ -11,16 +11,12 @@ import streamlit as st
 
 from studio import actions as A
 from studio import graph as G
+from studio.graph_style import plural
 from studio.node_editor import wkey as wkey  # re-exported: tests build per-node widget keys with it
 from studio.state import AppState
 from studio.widgets import md
 from treesynth_core.store import Project, UndoState
 from treesynth_core.tree import model as T
-
-
-def plural(n: int, word: str) -> str:
-    """``1 sample``, ``2 samples``."""
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def metrics(project: Project, tree: T.Tree, sample_set: str = "tree") -> None:
@@ -32,10 +28,10 @@ def metrics(project: Project, tree: T.Tree, sample_set: str = "tree") -> None:
     proposed = sum(1 for n in tree.nodes.values() if n.status == "proposed")
     pruned = sum(1 for n in tree.nodes.values() if n.pruned)
     parts = [
-        f":blue-badge[:material/account_tree: {len(tree.nodes)} nodes, {tree.levels()} levels]",
-        f":green-badge[:material/check: {len(approved)} of {len(leaves)} leaves approved]",
-        f":orange-badge[:material/rate_review: {proposed} awaiting review]",
-        f":gray-badge[:material/content_cut: {pruned} pruned]",
+        f":blue-badge[:material/account_tree: {plural(len(tree.nodes), 'node')}, {plural(tree.levels(), 'level')}]",
+        f":green-badge[:material/check: {len(approved):,} of {plural(len(leaves), 'leaf', 'leaves')} approved]",
+        f":orange-badge[:material/rate_review: {proposed:,} awaiting review]",
+        f":gray-badge[:material/content_cut: {pruned:,} pruned]",
         f":violet-badge[:material/dataset: {plural(sum(counts.values()), 'sample')}"
         + (f" in {md(sample_set)}]" if sample_set != "tree" else "]"),
     ]
@@ -75,10 +71,13 @@ def toolbar(project: Project, tree: T.Tree, state: AppState) -> None:
         key=A.PICKER_KEY,
         on_change=A.picked,
         format_func=lambda node_id: G.option_label(tree, node_id),
-        placeholder=f"Search {len(tree.nodes)} nodes by value, criterion or path\u2026",
+        placeholder=f"Search {plural(len(tree.nodes), 'node')} by value, criterion or path\u2026",
     )
-    levels = ["all", *range(1, max(1, tree.levels()) + 1)]
-    current = "all" if state.view.show_depth is None else state.view.show_depth
+    levels: list[str | int] = ["all", *range(1, max(1, tree.levels()) + 1)]
+    current: str | int = "all" if state.view.show_depth is None else state.view.show_depth
+    if current == 0:  # a subtree focused from the overview
+        levels.append(A.FOCUSED)
+        current = A.FOCUSED
     if st.session_state.get(A.DEPTH_KEY) != current:
         st.session_state[A.DEPTH_KEY] = current if current in levels else "all"
     depth.selectbox(
@@ -86,7 +85,9 @@ def toolbar(project: Project, tree: T.Tree, state: AppState) -> None:
         levels,
         key=A.DEPTH_KEY,
         on_change=A.set_depth,
-        format_func=lambda v: "all levels" if v == "all" else f"{v} level{'s' if v != 1 else ''}",
+        format_func=lambda v: (
+            {"all": "all levels", A.FOCUSED: "focused subtree"}.get(str(v)) or plural(int(v), "level")
+        ),
     )
     all_owners = bool(st.session_state.get(A.UNDO_ALL_KEY))
     can_undo = project.can_undo(all_owners=all_owners)
@@ -146,9 +147,9 @@ def count_set_picker(project: Project, state: AppState) -> str:
     an imported dataset before rebalancing, the balanced set after, the flat baseline."""
     sets = project.sample_sets()
     resolve_count_set(state, sets)
-    if len(sets) < 2 and state.count_set in sets:
-        return state.count_set
     names = list(dict.fromkeys(["tree", *sets]))
+    if len(names) < 2 or (len(sets) < 2 and state.count_set in sets):  # one set (or none yet): no choice
+        return state.count_set
 
     def chosen() -> None:  # before the rerun, so the badge above the picker shows the new set too
         state.count_set = st.session_state["tree.count_set"]

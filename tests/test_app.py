@@ -57,7 +57,7 @@ def test_create_project_opens_the_tree_page(projects):
     assert [t.value for t in at.title] == ["Tree"]
     assert (projects / "demo" / "treesynth.db").is_file()
     assert tree_of(projects / "demo").task == "Grade-school math word problems"
-    assert "1 nodes" in texts(at)
+    assert "1 node, 0 levels" in texts(at)
 
 
 def test_create_project_errors_are_shown(projects):
@@ -523,7 +523,7 @@ def test_a_tree_of_thousands_of_nodes_stays_responsive(projects):
     at = new_app(project="big")
     at.switch_page(TREE)
     run(at)
-    assert "2380 nodes" in texts(at)
+    assert "2,380 nodes" in texts(at)
     deep = "r.12.12.12"
     at = select(at, deep)
     assert "v3\\-12" in texts(at)

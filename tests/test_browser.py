@@ -252,3 +252,57 @@ def test_example_tree_screenshot(browser, server):
     target = os.environ.get("TREESYNTH_README_SHOT")  # where to keep a copy for the README, if asked
     if target:
         shutil.copy(ARTIFACTS / "06-example-tree.png", target)
+
+
+def test_a_big_tree_overview_focus_full_screen_and_readable_labels(browser, server):
+    """A 2,380-node tree at 1400x1000: the graph opens on one level with every label at least
+    10 px, fully above the fold; a click on the overview's icicle focuses the graph on that subtree;
+    full screen gives the graph the window; a tooltip sits beside its node, not over the neighbours."""
+    from tests.trees import wide_tree
+
+    url, projects = server
+    big = wide_tree(fanout=13, depth=3)
+    with Project.create(projects / "big", task=big.task) as project:
+        project.replace_tree(big, kind="import")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+    page.goto(f"{url}/tree?project=big")
+    page.get_by_role("heading", name="Tree", exact=True).wait_for(timeout=30_000)
+    wait_until(lambda: len(graph_nodes(page)) == 14, 30, "the root and its 13 children")
+    time.sleep(1)
+    scale = page.evaluate("() => window.treesynthGraph.network.getScale()")
+    assert scale >= 0.65, scale  # 16 px labels drawn over 10 px tall
+    shot(page, "bigtree-1-default")
+    box = page.locator(".ts-canvas").bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 1000, box  # the graph ends above the fold
+
+    # A tooltip shows beside its node: it covers neither the node nor the siblings above and below.
+    first = page.evaluate("() => window.treesynthGraph.nodeCenter('r.6')")  # mid-column, on screen
+    page.mouse.move(5, 5)
+    page.mouse.move(first["x"], first["y"], steps=5)
+    tip = page.locator("div.vis-tooltip")
+    tip.wait_for(state="visible")
+    time.sleep(0.3)
+    tip_box = tip.bounding_box()
+    assert tip_box is not None
+    assert not (tip_box["x"] <= first["x"] <= tip_box["x"] + tip_box["width"]), (tip_box, first)
+    page.mouse.move(5, 5)
+
+    page.get_by_text("Overview", exact=True).first.click()
+    page.locator(".js-plotly-plot").first.wait_for(timeout=20_000)
+    time.sleep(1.5)
+    shot(page, "bigtree-2-overview")
+    page.locator(".js-plotly-plot text", has_text="v1-3").first.click(force=True)
+    wait_until(lambda: any(n["id"].startswith("r.3.") for n in graph_nodes(page)), 30, "the focused subtree")
+    ids = {n["id"] for n in graph_nodes(page)}
+    assert {f"r.3.{i}" for i in range(13)} <= ids and not any(i.startswith("r.4.") for i in ids)
+    time.sleep(1)
+    assert page.evaluate("() => window.treesynthGraph.network.getScale()") >= 0.65
+    shot(page, "bigtree-3-focused")
+
+    page.get_by_text("Full screen", exact=True).first.click()
+    page.get_by_role("button", name="Lock", exact=True).wait_for(state="detached", timeout=20_000)
+    time.sleep(1.5)
+    box = page.locator(".ts-canvas").bounding_box()
+    assert box is not None and box["height"] >= 1000 - 200 and box["width"] >= 900, box  # was 420+ x 600
+    shot(page, "bigtree-4-full-screen")
+    page.close()

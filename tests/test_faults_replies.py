@@ -241,7 +241,7 @@ def test_an_unusable_reply_is_logged_as_failed_and_a_cached_one_is_evicted(proje
     llm.enqueue("samples", ["not json at all", json.dumps({"samples": ["a real sample here", "another one too"]})])
     request = ChatRequest.chat(None, "write 2 samples", seed=5, meta={"purpose": "samples"})
     wrapped = recording(llm, project, project.start_run("synth", {}))
-    with pytest.raises(ParseError, match="no usable samples after 1 attempts"):
+    with pytest.raises(ParseError, match="no usable samples after 1 attempt "):
         asyncio.run(ask_json(wrapped, request, SamplesReply, attempts=1, what="samples"))
     key = cache_key(wrapped.backend, wrapped.model, request)
     assert project.cache_get(key) is None

@@ -9,6 +9,7 @@ import pytest
 
 from studio import graph as G
 from tests.trees import wide_tree
+from treesynth_core.progress import plural
 from treesynth_core.tree import model as T
 from treesynth_core.tree.limits import MAX_LABEL_CHARS
 
@@ -330,3 +331,63 @@ def test_a_flagged_node_has_its_own_border_mark_tooltip_row_and_legend_entry():
     assert "flagged" in [i["key"] for i in legend_items()]
     # the tooltip stays text: a flag quoting LLM text is escaped where HTML is made
     assert "&lt;b&gt;" in G.tooltip_html(G.tooltip(tree, replace(odd, flag="<b>x</b>")))
+
+
+# -- big trees: default levels, a focused subtree, plurals ------------------------------------------
+
+
+def test_default_levels_keep_an_opened_tree_within_60_nodes_but_show_at_least_one_level():
+    assert G.default_levels(small_tree()) is None  # everything fits
+    big = wide_tree(fanout=13, depth=3)  # 2,380 nodes
+    assert G.default_levels(big) == 1
+    binary = wide_tree(fanout=2, depth=6)  # levels hold 2, 4, 8, 16, 32, 64 nodes
+    assert G.default_levels(binary, max_nodes=60, max_rows=1000) == 4  # 31 nodes; 5 levels are 63
+    assert G.default_levels(binary, max_nodes=1000, max_rows=10) == 3  # 8 rows; 4 levels are 16
+    for tree in (big, binary, wide_tree(fanout=3, depth=5), wide_tree(fanout=7, depth=3)):
+        levels = G.default_levels(tree)
+        shown = G.visible_ids(tree, G.View(show_depth=levels)).ids
+        assert len(shown) <= G.DEFAULT_VISIBLE and (levels is None or levels >= 1)
+    wide_root = wide_tree(fanout=100, depth=2)
+    assert G.default_levels(wide_root) == 1  # one level of 100 still shows whole
+
+
+def test_focus_subtree_draws_the_path_and_as_many_levels_of_the_subtree_as_fit():
+    tree = wide_tree(fanout=4, depth=4)  # 1 + 4 + 16 + 64 + 256 nodes
+    view = G.focus_subtree(tree, "r.1")
+    visible = G.visible_ids(tree, view)
+    shown = set(visible.ids)
+    # The path and its siblings (folded), then two levels of r.1 (4 + 16): a third would pass 60.
+    assert {"r", "r.0", "r.1", "r.2", "r.3"} <= shown
+    assert {f"r.1.{i}" for i in range(4)} <= shown and {f"r.1.{i}.{j}" for i in range(4) for j in range(4)} <= shown
+    assert not any(node_id.count(".") == 4 for node_id in shown)
+    assert not any(node_id.startswith(("r.0.", "r.2.", "r.3.")) for node_id in shown)
+    assert visible.folded["r.2"] == 84 and visible.folded["r.1.0.0"] == 4
+    assert len(shown) <= G.DEFAULT_VISIBLE
+    assert view.focus == "r.1"
+    # Focusing a deep node opens its ancestors; a leaf shows with its siblings; unknown ids reset.
+    deep = G.visible_ids(tree, G.focus_subtree(tree, "r.3.2.1.0"))
+    assert {"r.3", "r.3.2", "r.3.2.1", "r.3.2.1.0", "r.3.2.1.3"} <= set(deep.ids)
+    assert G.focus_subtree(tree, "nope") == G.View()
+    # The focused subtree of the root is the whole tree's first levels.
+    root = G.visible_ids(tree, G.focus_subtree(tree, "r"))
+    assert len(root.ids) == 21 and all(node_id.count(".") <= 2 for node_id in root.ids)
+
+
+def test_the_graph_of_a_focused_subtree_in_a_big_tree():
+    tree = wide_tree(fanout=13, depth=3)
+    data = G.build_graph(tree, G.focus_subtree(tree, "r.5"))
+    ids = {node["id"] for node in data.nodes}
+    assert {f"r.5.{i}" for i in range(13)} <= ids and not any(i.startswith("r.5.0.") for i in ids)
+    assert data.shown == 1 + 13 + 13 and data.focus == "r.5"
+
+
+def test_plurals_on_the_tree_page():
+    assert plural(1, "node") == "1 node"
+    assert plural(0, "node") == "0 nodes"
+    assert plural(2173, "node") == "2,173 nodes"
+    assert plural(1, "leaf", "leaves") == "1 leaf" and plural(3, "leaf", "leaves") == "3 leaves"
+    tree = T.new_tree("t")
+    tree = T.add_value(tree, tree.root_id, "only", criterion="c")
+    only = by_value(tree, "only")
+    assert G.node_label(tree, only, samples=1).endswith("1 sample")
+    assert G.node_label(tree, tree.nodes[tree.root_id], samples=1200).endswith("1,200 samples")

@@ -136,3 +136,18 @@ def test_the_cli_reads_job_defaults_without_numpy():
     code = "import sys, treesynth_core.cli.app, treesynth_core.jobs.specs; print('numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_grow_summary_counts_in_words():
+    from types import SimpleNamespace
+
+    from treesynth_core.jobs.specs import grow_summary
+
+    one = grow_summary(
+        SimpleNamespace(expanded=1, children=1), typing.cast(typing.Any, SimpleNamespace(calls=1, cached=0))
+    )
+    assert one == "expanded 1 node into 1 child (1 LLM call, 0 cached)"
+    many = grow_summary(
+        SimpleNamespace(expanded=3, children=12), typing.cast(typing.Any, SimpleNamespace(calls=9, cached=2))
+    )
+    assert many == "expanded 3 nodes into 12 children (9 LLM calls, 2 cached)"

@@ -24,7 +24,7 @@ from ..generate.gap_options import GapOptions, check_space
 from ..generate.grow import GrowOptions
 from ..generate.synth import SynthOptions
 from ..llm.base import LLM
-from ..progress import Progress
+from ..progress import Progress, plural
 from ..store import Project, RunStats
 
 if TYPE_CHECKING:
@@ -341,7 +341,7 @@ async def run_decontaminate(ctx: JobContext, llm: LLM | None, options: DecontamO
 
 
 def _calls(stats: Stats) -> str:
-    return f"{stats.calls} LLM calls, {stats.cached} cached" if stats else "no LLM calls"
+    return f"{plural(stats.calls, 'LLM call')}, {stats.cached:,} cached" if stats else "no LLM calls"
 
 
 def cut_note(result: Any) -> str:
@@ -363,7 +363,8 @@ def short_note(result: Any) -> str:
 
 
 def grow_summary(result: Any, stats: Stats) -> str:
-    return f"expanded {result.expanded} nodes into {result.children} children{short_note(result)} ({_calls(stats)})"
+    children = plural(result.children, "child", "children")
+    return f"expanded {plural(result.expanded, 'node')} into {children}{short_note(result)} ({_calls(stats)})"
 
 
 def verify_note(result: Any) -> str:

@@ -29,6 +29,7 @@ import httpx
 import openai
 
 from ..errors import AuthError, ConfigError, EndpointError
+from ..progress import plural
 from .base import ChatRequest, ChatResult, note_attempt, note_failed_attempt
 from .settings import DEFAULT_BASE_URL, BackendSettings, is_loopback
 
@@ -200,7 +201,7 @@ class OpenAICompatLLM:
                 note_failed_attempt(reason, reached=reason != "connection refused")
                 if attempt + 1 >= attempts:
                     raise EndpointError(
-                        f"could not reach {self.base_url} after {attempts} attempts: {reason}"
+                        f"could not reach {self.base_url} after {plural(attempts, 'attempt')}: {reason}"
                     ) from None
                 delay = self._backoff(attempt)
             except _BadReply as exc:
@@ -208,7 +209,8 @@ class OpenAICompatLLM:
                 note_failed_attempt(reason)
                 if attempt + 1 >= attempts:
                     raise EndpointError(
-                        f"{self.base_url} sent no usable chat completion in {attempts} attempts; the last was {reason}"
+                        f"{self.base_url} sent no usable chat completion in {plural(attempts, 'attempt')}; "
+                        f"the last was {reason}"
                     ) from None
                 delay = self._backoff(attempt)
             log.info("%s: %s; retry %d/%d in %.2fs", self.base_url, reason, attempt + 1, attempts - 1, delay)
@@ -471,7 +473,9 @@ def raise_unless_retryable(status: int, message: str, where: str, attempt: int, 
     if not (status == 429 or status >= 500):
         raise EndpointError(f"{where} answered HTTP {status}: {message}") from None
     if attempt + 1 >= attempts:
-        raise EndpointError(f"{where} kept failing after {attempts} attempts: HTTP {status}: {message}") from None
+        raise EndpointError(
+            f"{where} kept failing after {plural(attempts, 'attempt')}: HTTP {status}: {message}"
+        ) from None
 
 
 def _rejects_format(status: int, message: str) -> bool:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError, field_validator
 
 from ..errors import ParseError
 from ..llm.base import LLM, ChatRequest, ChatResult
+from ..progress import plural
 from ..tree.model import clean_label, normalize
 from .templates import repair_message
 
@@ -249,4 +250,6 @@ async def ask_json(
                 return parsed, result
         problem = issue
         messages = (*request.messages, ("assistant", result.text[:2000]), ("user", repair_message(issue)))
-    raise ParseError(f"the model gave no usable {what} after {max(1, attempts)} attempts (last problem: {problem})")
+    raise ParseError(
+        f"the model gave no usable {what} after {plural(max(1, attempts), 'attempt')} (last problem: {problem})"
+    )
