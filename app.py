@@ -46,6 +46,7 @@ PAGES = {
     ],
     "Dataset": [
         st.Page(PAGE_SYNTH, title="Synthesize", icon=":material/auto_awesome:", url_path="synthesize"),
+        st.Page("app_pages/concepts.py", title="Concepts", icon=":material/hub:", url_path="concepts"),
         st.Page("app_pages/coverage.py", title="Coverage", icon=":material/scatter_plot:", url_path="coverage"),
         st.Page("app_pages/data.py", title="Data", icon=":material/dataset:", url_path="data"),
         st.Page(PAGE_EXPORT, title="Export", icon=":material/download:", url_path="export"),

@@ -12,7 +12,9 @@ from typing import Any
 import streamlit as st
 
 from studio import coverage_panel as C
+from studio import gaps_panel as G
 from studio import security
+from studio import set_scores_panel as S
 from studio.state import get_state
 from studio.widgets import PAGE_SYNTH, PAGE_TREE, POLL_S, md, require_project, show_notices, start_job
 from treesynth_core.jobs import background as jobs
@@ -231,8 +233,12 @@ def _gaps_tab(grads: Any, busy: bool) -> None:
     gspace = g3.radio("Space", list(C.GAP_SPACES), format_func=C.GAP_SPACES.get, key="coverage.gap_space")
     if gspace == "gradients" and not busy:
         st.caption(md(f"Gradient features: {C.gradient_time(project, grads, int(rounds) * int(per_round))}."))
+    extra = G.start_options(disabled=busy)
     if st.button("Fill gaps", key="coverage.fill", type="primary", icon=":material/join_inner:", disabled=busy):
-        _start("fill-gaps", {"rounds": int(rounds), "per_round": int(per_round), "space": gspace})
+        _start("fill-gaps", {"rounds": int(rounds), "per_round": int(per_round), "space": gspace, **extra})
+    G.last_run(project)
 
 
 body()
+st.subheader("Sample sets side by side")
+S.sets_section(project)  # any sets (the tree's, a Concepts set, an import), whatever the tree holds

@@ -12,7 +12,7 @@ import hashlib
 
 import streamlit as st
 
-from studio import balance_panel, data_panel, scaling_panel, security
+from studio import balance_panel, data_panel, route_panel, scaling_panel, security
 from studio.state import get_state
 from studio.widgets import PAGE_EXPORT, PAGE_TREE, POLL_S, md, require_project, show_notices, start_job
 from treesynth_core.data import pipeline as data_steps
@@ -243,11 +243,11 @@ with tab_route:
                 f":material/memory: LLM calls go to {md(state.settings().describe())}; replies are cached, "
                 "so a rerun only routes what is new."
             )
-        report = data_panel.route_view(project, rset)
+        report = route_panel.route_view(project, rset)
         if report is None:
             st.caption("Not routed on the current tree yet.")
         else:
-            data_panel.route_summary(report)
+            route_panel.route_summary(project, rset, report)
         with st.expander("Grow a tree from this data", expanded=no_leaves, icon=":material/park:"):
             st.caption(
                 "Growth draws each node's pivots from this set's samples that fall in the node instead of "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from studio import exports
+from studio.report_panel import report_panel
 from studio.state import get_state
 from studio.widgets import PAGE_SYNTH, md, require_project, show_notices
 from treesynth_core.data.export import to_rows
@@ -99,3 +100,5 @@ if result is not None and result.data.exists() and result.data.is_relative_to(pr
 
 with st.expander("Preview the first rows", icon=":material/table:"):
     st.dataframe(to_rows(samples[:50]), hide_index=True, width="stretch")
+
+report_panel(state, project)

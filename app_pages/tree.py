@@ -10,6 +10,7 @@ import streamlit as st
 
 from studio import actions as A
 from studio import graph as G
+from studio import grow_panel, node_editor
 from studio import tree_panel as panel
 from studio.graph_component import tree_graph
 from studio.state import get_state
@@ -35,7 +36,7 @@ def body() -> None:
     panel.highlight_banner(state)
     panel.metrics(project, tree, panel.resolve_count_set(state, project.sample_sets()))
     panel.toolbar(project, tree, state)
-    panel.grow_controls(state, tree, live)
+    grow_panel.grow_controls(state, tree, live)
     if live is not None and live.kind == "grow":
         job_progress(project, live, key="tree.job")
     elif live is None:
@@ -60,7 +61,7 @@ def body() -> None:
                 "'+N more' to open it, or search for a node to jump to it."
             )
     with right:
-        panel.editor(project, tree, state, live)
+        node_editor.editor(project, tree, state, live)
 
 
 body()

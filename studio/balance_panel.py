@@ -18,12 +18,12 @@ from typing import Any
 
 import streamlit as st
 
-from studio import data_panel
+from studio import data_panel, route_panel
 from studio.synth_panel import seconds_for
 from studio.widgets import md, model_name
 from treesynth_core.coverage import SCORES
 from treesynth_core.data.balance import shortfall_options
-from treesynth_core.data.routing import path_label, tree_digest
+from treesynth_core.data.routing import path_label, short_path, tree_digest
 from treesynth_core.generate.synth import plan_synthesis
 from treesynth_core.jobs import background as jobs
 from treesynth_core.llm.pricing import duration
@@ -116,7 +116,12 @@ def before_after(project: Project, source: str, target: str) -> list[dict[str, A
     tree = project.tree()
     before, after = project.sample_counts(sample_set=source), project.sample_counts(sample_set=target)
     return [
-        {"leaf": path_label(tree, leaf.id), "before": before.get(leaf.id, 0), "after": after.get(leaf.id, 0)}
+        {
+            "leaf": path_label(tree, leaf.id),
+            "short": short_path(tree, leaf.id),
+            "before": before.get(leaf.id, 0),
+            "after": after.get(leaf.id, 0),
+        }
         for leaf in tree.leaves()
     ]
 
@@ -142,7 +147,8 @@ def provenance(project: Project, target: str) -> dict[str, Any]:
 
 
 def before_after_figure(rows: Sequence[dict[str, Any]]) -> Any:
-    """Before and after per leaf, grouped bars, fullest leaf (before) first."""
+    """Before and after per leaf, grouped horizontal bars labelled with the leaf's shortened path,
+    fullest leaf (before) on top; the whole path on hover."""
     import plotly.graph_objects as go
 
     rows = sorted(rows, key=lambda row: (-row["before"], -row["after"]))
@@ -151,15 +157,18 @@ def before_after_figure(rows: Sequence[dict[str, Any]]) -> Any:
     for name, colour in (("before", "#9e9e9e"), ("after", "#2ca02c")):
         fig.add_trace(
             go.Bar(
-                x=paths,
-                y=[row[name] for row in rows],
+                y=list(range(len(rows))),
+                x=[row[name] for row in rows],
+                orientation="h",
                 name=name,
                 marker_color=colour,
-                hovertemplate=f"%{{x}}<br>{name}: %{{y}}<extra></extra>",
+                customdata=paths,
+                hovertemplate=f"%{{customdata}}<br>{name}: %{{x}}<extra></extra>",
             )
         )
     fig.update_layout(barmode="group")
-    data_panel.bar_layout(fig, "Samples per leaf, before and after", len(rows))
+    route_panel.leaf_axis(fig, "Samples per leaf, before and after", [str(row["short"]) for row in rows], per_bar=1.5)
+    fig.update_xaxes(title="samples")
     return fig
 
 

@@ -1,6 +1,6 @@
 """Pieces of the Data page ("bring your own data"): staging an upload, the import preview and its
-column mapping, the project's sample sets and the routing summary. The rebalancing plan and result
-are in :mod:`studio.balance_panel`, the scaling-law fit in :mod:`studio.scaling_panel`.
+column mapping and the project's sample sets. The routing summary is in :mod:`studio.route_panel`,
+the rebalancing plan and result in :mod:`studio.balance_panel`, the scaling-law fit in :mod:`studio.scaling_panel`.
 
 Nothing here routes, balances or fits by itself: the ``import``, ``route``, ``balance`` and
 ``grow`` jobs (:mod:`treesynth_core.jobs.background`) do the long work and store it; this module reads the
@@ -14,11 +14,9 @@ from a dataset, a tree or an LLM reaches the page escaped: :func:`md` in markdow
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import re
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from studio import security, widgets
 from studio.widgets import md
 from treesynth_core.data.examples import EXAMPLES, PREFIX, ExampleDataset, resolve
 from treesynth_core.data.ingest import ColumnMap, Preview, preview
-from treesynth_core.data.routing import ROUTERS, agreement, current_routes, path_label, summary, tree_digest
+from treesynth_core.data.routing import path_label, tree_digest
 from treesynth_core.errors import DataError
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
@@ -61,7 +59,6 @@ ROUTER_LABELS = {
     "embedding": "Embedding: nearest value description (fast, no LLM)",
 }
 CELL_CHARS = 200  # preview cells are cut to this many characters
-SHOW_TICKS = 12  # leaf paths label the bars' axis up to this many leaves; hover shows them always
 
 # -- jobs -----------------------------------------------------------------------------------------
 
@@ -363,120 +360,3 @@ def first_rows(project: Project, sample_set: str, n: int = 20) -> list[dict[str,
 def has_no_leaves(tree: Tree) -> bool:
     """True while the tree is only its root (no criterion to route by)."""
     return [leaf.id for leaf in tree.leaves()] == [tree.root.id]
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _route_view(
-    _project: Project, key: tuple[Any, ...], sample_set: str, preferred: str | None, total: int
-) -> dict[str, Any] | None:
-    tree = _project.tree()
-    routes = {router: current_routes(_project, router, sample_set=sample_set) for router in ROUTERS}
-    order = [preferred, *[r for r in ROUTERS if r != preferred]] if preferred in ROUTERS else list(ROUTERS)
-    router = next((r for r in order if r and routes[r]), None)
-    if router is None:
-        return None
-    report = summary(tree, routes[router].values(), total=total)
-    other = next(r for r in ROUTERS if r != router)
-    report["router"] = router
-    report["agreement"] = {**agreement(routes[router], routes[other]), "other": other} if routes[other] else None
-    report["leaves"] = [
-        {"path": path_label(tree, leaf.id), "count": report["per_leaf"].get(leaf.id, 0)} for leaf in tree.leaves()
-    ]
-    return report
-
-
-def route_view(project: Project, sample_set: str) -> dict[str, Any] | None:
-    """:func:`routing.summary` of the routes on the current tree, of the router that placed the samples
-    (the latest route job's), with the agreement of the two routers where both routed; None before
-    any routing. Read from the store, never recomputed; cached until a route job or the tree changes."""
-    tree = project.tree()
-    total = project.sample_sets().get(sample_set, 0)
-    last = last_job(project, "route", sample_set)
-    stamp = (last.id, last.status, last.finished, last.done) if last else None
-    preferred = str(last.params.get("router")) if last else None
-    counts = set_counts(project, sample_set)
-    return _route_view(project, (str(project.path), tree_digest(tree), stamp, counts), sample_set, preferred, total)
-
-
-def route_summary(report: dict[str, Any]) -> None:
-    """Metric cards, where "none fits" stopped, the agreement and samples per leaf."""
-    cols = st.columns(5)
-    cards = [
-        ("Routed", report["routed"], f"Samples the {report['router']} router has placed, of {report['total']:,}."),
-        ("In a leaf", report["leaf"], "Routed all the way down to a leaf."),
-        ("None fits", report["none_fits"], "Stopped at a node where no value fits: kept, unrouted, counted below."),
-        ("Errors", report["errors"], "The LLM could not classify them even after re-asking: kept, unrouted."),
-        ("Not routed", report["not_routed"], "Samples without a route on the current tree yet (new, or stopped)."),
-    ]
-    for col, (label, value, hint) in zip(cols, cards, strict=True):
-        col.metric(label, value, help=hint, border=True)
-    st.caption(md(f"Placed by the {report['router']} router, on the current tree."))
-    agree = report.get("agreement")
-    if agree and agree["rate"] is not None:
-        first = agree["first_level_rate"]
-        other = ROUTER_NAMES.get(agree["other"], agree["other"])
-        st.metric(
-            f"Agreement with the {other} router",
-            f"{agree['rate']:.0%}",
-            help=f"Same leaf (or the same 'none fits' node) on the {agree['n']} samples both routers placed; "
-            f"same first level: {first:.0%}.",
-            border=True,
-        )
-        did = agree.get("other_status") or {}
-        st.caption(
-            md(
-                f"On those {agree['n']} samples the {other} router put {did.get('leaf', 0)} in a leaf, found "
-                f"that no value fits for {did.get('none', 0)} and could not classify {did.get('error', 0)}."
-                + (
-                    " A small model that answers 'none of these' to everything shows up here: route with the "
-                    "embedding router then."
-                    if did.get("none", 0) == agree["n"]
-                    else ""
-                )
-            )
-        )
-    if report["none_fits_at"]:
-        st.markdown("**Where \u201cnone fits\u201d stopped**")
-        st.dataframe(
-            {
-                "stopped at": [row["path"] for row in report["none_fits_at"]],
-                "samples": [row["count"] for row in report["none_fits_at"]],
-            },
-            key="data.route.none",
-            hide_index=True,
-            width="stretch",
-        )
-    leaves = report["leaves"]
-    empty = sum(1 for row in leaves if row["count"] == 0)
-    st.caption(f"{len(leaves)} leaves, {empty} of them empty.")
-    st.plotly_chart(leaf_figure(leaves), key="data.route.leaves")
-
-
-def bar_layout(fig: Any, title: str, n: int) -> None:
-    legend = {"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"}
-    fig.update_layout(
-        title=title, template="plotly_white", height=360, legend=legend, margin={"l": 10, "r": 10, "t": 40, "b": 10}
-    )
-    fig.update_xaxes(showticklabels=n <= SHOW_TICKS, title="leaf (hover for its path)")
-    fig.update_yaxes(title="samples")
-
-
-def leaf_figure(leaves: Sequence[dict[str, Any]]) -> Any:
-    """Samples per leaf, fullest first; the leaf's path (escaped) on hover."""
-    import plotly.graph_objects as go
-
-    rows = sorted(leaves, key=lambda row: -row["count"])
-    paths = [html.escape(row["path"], quote=False) for row in rows]
-    fig = go.Figure(
-        go.Bar(
-            x=paths,
-            y=[row["count"] for row in rows],
-            marker_color="#1f77b4",
-            hovertemplate="%{x}<br>%{y} samples<extra></extra>",
-        )
-    )
-    bar_layout(fig, "Samples per leaf", len(rows))
-    return fig
-
-
-# -- rebalancing ----------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The partition tree as a vis-network graph: nodes, edges, colors, tooltips and what is shown.
 
 Pure functions over :class:`~treesynth_core.tree.model.Tree` values; no Streamlit, no HTML. The app's
-graph component draws what :func:`build_graph` returns.
+graph component draws what :func:`build_graph` returns. How a node looks (colours, label, tooltip)
+lives in :mod:`studio.graph_style`, where its box goes in :mod:`studio.graph_layout`; the names
+callers use from those are re-exported here, so ``G.shorten`` or ``G.STATUS_COLORS`` keep working.
 
 **Safe text.** Values and criteria come from LLMs and people. Nothing here is HTML: a node's
 ``label`` is drawn on a canvas by vis-network (text only), and its tooltip is *structured*
@@ -24,50 +26,40 @@ with the same colour, so a highlighted leaf hidden in a folded subtree still sho
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from studio.graph_layout import BOX_MAX_WIDTH as BOX_MAX_WIDTH
+from studio.graph_layout import box_height as box_height
+from studio.graph_layout import box_width, tidy_layout
+from studio.graph_style import (
+    EDGE_COLOR,
+    EDGE_HOVER,
+    HIGHLIGHT_BORDER,
+    SELECTED_BORDER,
+    node_label,
+    node_style,
+    path_text,
+    shorten,
+    status_of,
+    tooltip,
+)
+from studio.graph_style import FLAG_BORDER as FLAG_BORDER
+from studio.graph_style import FLAG_MARK as FLAG_MARK
+from studio.graph_style import HIGHLIGHT_LEGEND as HIGHLIGHT_LEGEND
+from studio.graph_style import LABEL_MAX as LABEL_MAX
+from studio.graph_style import LEGEND as LEGEND
+from studio.graph_style import LOCK_MARK as LOCK_MARK
+from studio.graph_style import LOCKED_BORDER as LOCKED_BORDER
+from studio.graph_style import SAMPLED_BORDER as SAMPLED_BORDER
+from studio.graph_style import SAMPLED_MARK as SAMPLED_MARK
+from studio.graph_style import STATUS_COLORS as STATUS_COLORS
+from studio.graph_style import tooltip_html as tooltip_html
 from treesynth_core.tree import model as T
 
-#: Colours by status: (background, border, text). Chosen to read at demo distance on white.
-STATUS_COLORS: dict[str, tuple[str, str, str]] = {
-    "approved": ("#dcfce7", "#16a34a", "#14532d"),
-    "proposed": ("#fef3c7", "#d97706", "#78350f"),
-    "pruned": ("#f1f5f9", "#94a3b8", "#64748b"),
-    "root": ("#1e293b", "#0f172a", "#f8fafc"),
-}
-LOCKED_BORDER = "#2563eb"
-SAMPLED_BORDER = "#7c3aed"
-FLAG_BORDER = "#db2777"  # flagged for a person's review
-SELECTED_BORDER = "#e11d48"
-HIGHLIGHT_BORDER = "#0891b2"  # leaves picked on the Coverage map, and the path to them
-EDGE_COLOR = "#94a3b8"
-EDGE_HOVER = "#64748b"
-
-LOCK_MARK = "\U0001f512"  # shown before a locked node's value
-SAMPLED_MARK = "\u221e"  # "infinite" dimension: one value drawn per prompt
-FLAG_MARK = "\u2691"  # flagged for review (e.g. a value that may combine two)
-
-#: The legend, as (key, title, explanation); the component draws swatches from the colours above.
-LEGEND: tuple[tuple[str, str, str], ...] = (
-    ("approved", "approved", "reviewed; grows and gives leaves for synthesis"),
-    ("proposed", "proposed", "suggested by the LLM, waiting for review"),
-    ("pruned", "pruned", "switched off with its subtree (restore brings it back)"),
-    ("locked", "locked", "protected from edits and regrowth"),
-    ("sampled", "sampled \u221e", "too many values: one is drawn at random per prompt"),
-    ("flagged", "flagged \u2691", "worth a look (e.g. may combine two values): approve, rename or merge it"),
-)
-#: Shown in the legend only while leaves are highlighted.
-HIGHLIGHT_LEGEND = ("highlighted", "highlighted", "a leaf of the Coverage map selection, and the path to it")
-
-LABEL_MAX = 48
-ROOT_LABEL_MAX = 36
-TIP_TEXT_MAX = 300
-TIP_PIVOTS = 5
 DEFAULT_BUDGET = 400
 
 
@@ -207,95 +199,6 @@ def auto_depth(tree: T.Tree, target: int = 24) -> int | None:
     return None if best >= deepest else best
 
 
-# -- text -----------------------------------------------------------------------------------------
-
-
-def shorten(text: str, limit: int) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
-
-
-def path_text(tree: T.Tree, node_id: str, *, sep: str = " \u203a ") -> str:
-    """The node's values from the root down, e.g. ``addition › fruit``; ``(root)`` for the root."""
-    steps = tree.path(node_id)
-    return sep.join(s.value for s in steps) if steps else "(root)"
-
-
-def status_of(tree: T.Tree, node: T.Node, inactive: bool = False) -> str:
-    """``root``, ``pruned`` (itself or under a pruned node), ``approved`` or ``proposed``."""
-    if node.is_root:
-        return "root"
-    if node.pruned or inactive:
-        return "pruned"
-    return node.status
-
-
-def node_label(tree: T.Tree, node: T.Node, *, hidden: int = 0, samples: int = 0) -> str:
-    """The text drawn in a node's box (plain text: vis-network draws it on a canvas): the value,
-    then one line with the node's split criterion, folded nodes and samples."""
-    if node.is_root:
-        first = shorten(tree.task, ROOT_LABEL_MAX)
-    elif node.pool:
-        first = f"{SAMPLED_MARK} {shorten(node.value or '', LABEL_MAX - 8)} ({len(node.pool)})"
-    else:
-        first = shorten(node.value or "", LABEL_MAX)
-    if node.flag:
-        first = f"{FLAG_MARK} {first}"
-    if node.locked:
-        first = f"{LOCK_MARK} {first}"
-    info = []
-    if node.split_criterion and tree.children(node.id):
-        info.append(f"by {shorten(node.split_criterion, 28)}")
-    if hidden:
-        info.append(f"+{hidden} more")
-    if samples:
-        info.append(f"{samples} sample{'s' if samples != 1 else ''}")
-    return "\n".join([first, " \u00b7 ".join(info)] if info else [first])
-
-
-def tooltip(tree: T.Tree, node: T.Node, *, samples: int = 0, status: str | None = None) -> dict[str, Any]:
-    """A node's tooltip as plain-text parts: ``{"title", "rows": [[key, value]], "pivots": [...]}``."""
-    rows: list[list[str]] = []
-    if not node.is_root:
-        rows.append(["criterion", shorten(node.criterion or "", TIP_TEXT_MAX)])
-    rows.append(["path", shorten(path_text(tree, node.id), TIP_TEXT_MAX)])
-    state = status or status_of(tree, node)
-    if state == "pruned" and not node.pruned:
-        state = "inside a pruned subtree"
-    rows.append(["status", state + (", locked" if node.locked else "")])
-    if node.flag:
-        rows.append(["flagged", shorten(node.flag, TIP_TEXT_MAX)])
-    if node.split_criterion:
-        rows.append(["splits by", shorten(node.split_criterion, TIP_TEXT_MAX)])
-    if node.pool:
-        rows.append(["sampled from", f"{len(node.pool)} values, e.g. " + shorten(", ".join(node.pool[:6]), 160)])
-    rows.append(["samples", str(samples)])
-    if node.provenance.source == "llm":
-        rows.append(["proposed by", shorten(node.provenance.model or "an LLM", 80)])
-    if node.note:
-        rows.append(["note", shorten(node.note, TIP_TEXT_MAX)])
-    title = tree.task if node.is_root else (node.value or "")
-    pivots = [shorten(p, 160) for p in node.pivots[:TIP_PIVOTS]]
-    return {
-        "title": shorten(title, TIP_TEXT_MAX),
-        "rows": rows,
-        "pivots": pivots,
-        "more_pivots": max(0, len(node.pivots) - TIP_PIVOTS),
-    }
-
-
-def tooltip_html(tip: Mapping[str, Any]) -> str:
-    """One HTML string for a :func:`tooltip`, every piece escaped (for consumers that need HTML)."""
-    e = html.escape
-    parts = [f"<b>{e(str(tip['title']))}</b>"]
-    parts += [f"<div><i>{e(str(k))}</i>: {e(str(v))}</div>" for k, v in tip.get("rows", [])]
-    if tip.get("pivots"):
-        parts.append("<div><i>pivot samples</i></div><ul>")
-        parts += [f"<li>{e(str(p))}</li>" for p in tip["pivots"]]
-        parts.append("</ul>")
-    return "".join(parts)
-
-
 # -- the graph ------------------------------------------------------------------------------------
 
 
@@ -351,134 +254,6 @@ def highlight_path(tree: T.Tree, node_ids: Iterable[str]) -> tuple[frozenset[str
     marked = frozenset(node_id for node_id in node_ids if node_id in tree.nodes)
     path = {a.id for node_id in marked for a in tree.ancestors(node_id)}
     return marked, frozenset(path - marked)
-
-
-def node_style(
-    status: str,
-    *,
-    locked: bool,
-    sampled: bool,
-    highlighted: bool = False,
-    on_path: bool = False,
-    flagged: bool = False,
-) -> dict[str, Any]:
-    """vis-network colour, border and font options for one node (selection is drawn by vis-network
-    with the ``highlight`` colours, so selecting a node does not change the data). A highlighted
-    node (or one on the path to one) takes :data:`HIGHLIGHT_BORDER`; a highlighted one also glows.
-    Every key is always present: the component updates its data set in place, so a key left out
-    would keep its old value. A flagged node takes :data:`FLAG_BORDER` (locked and highlighted
-    borders win over it)."""
-    background, border, text = STATUS_COLORS[status]
-    if sampled:
-        border = SAMPLED_BORDER
-    if flagged:
-        border = FLAG_BORDER
-    if locked:
-        border = LOCKED_BORDER
-    width = 3 if locked or sampled or flagged else 2
-    if highlighted or on_path:
-        border = HIGHLIGHT_BORDER
-        width = 5 if highlighted else 3
-    style: dict[str, Any] = {
-        "color": {
-            "background": background,
-            "border": border,
-            "highlight": {"background": background, "border": SELECTED_BORDER},
-            "hover": {"background": background, "border": border},
-        },
-        "font": {"color": text},
-        "borderWidth": width,
-        "borderWidthSelected": 4,
-        "shapeProperties": {"borderDashes": [6, 4] if status == "pruned" else False},
-        "shadow": {"enabled": highlighted, "color": HIGHLIGHT_BORDER, "size": 14, "x": 0, "y": 0},
-    }
-    if sampled:
-        style["shape"] = "ellipse"
-    return style
-
-
-# -- layout ---------------------------------------------------------------------------------------
-
-#: The widest a box may be, and the gaps between levels and between boxes (px).
-BOX_MAX_WIDTH = 260
-COLUMN_GAP = 80
-ROW_GAP = 10
-_LINE_HEIGHT = 20
-_BOX_PADDING = 14
-_CHARS_PER_LINE = 28
-_CHAR_WIDTH = 8.2
-_BOX_SIDES = 26
-
-
-def box_height(label: str) -> int:
-    """About how tall vis-network draws a box with this label (lines wrap at ``BOX_MAX_WIDTH``)."""
-    lines = sum(max(1, -(-len(line) // _CHARS_PER_LINE)) for line in label.split("\n"))
-    return _BOX_PADDING + _LINE_HEIGHT * lines
-
-
-def box_width(label: str) -> int:
-    """About how wide vis-network draws a box with this label."""
-    longest = max((len(line) for line in label.split("\n")), default=0)
-    return min(BOX_MAX_WIDTH, round(_BOX_SIDES + _CHAR_WIDTH * longest))
-
-
-def column_positions(depths: Mapping[int, int]) -> dict[int, int]:
-    """x of each level's centre, given each level's widest box: levels as close as they fit."""
-    xs: dict[int, int] = {}
-    x = 0.0
-    previous: int | None = None
-    for depth in sorted(depths):
-        if previous is not None:
-            x += previous / 2 + COLUMN_GAP + depths[depth] / 2
-        xs[depth] = round(x)
-        previous = depths[depth]
-    return xs
-
-
-def tidy_layout(
-    tree: T.Tree, shown: Iterable[str], heights: Mapping[str, int], widths: Mapping[str, int] | None = None
-) -> dict[str, tuple[int, int]]:
-    """Positions (x, y) for the shown nodes, left to right by level: every subtree gets its own
-    band of rows, a parent sits level with the middle of its children, and no two boxes overlap.
-    Deterministic, so the graph does not jump when growth adds nodes."""
-    visible = set(shown)
-    y: dict[str, float] = {}
-    cursor = 0.0
-
-    def shift(node_id: str, delta: float) -> None:
-        stack = [node_id]
-        while stack:
-            current = stack.pop()
-            y[current] += delta
-            stack.extend(k.id for k in tree.children(current) if k.id in visible)
-
-    def place(node_id: str) -> None:
-        nonlocal cursor
-        start = cursor
-        half = heights[node_id] / 2
-        kids = [k.id for k in tree.children(node_id) if k.id in visible]
-        if not kids:
-            y[node_id] = cursor + half
-            cursor += heights[node_id] + ROW_GAP
-            return
-        for kid in kids:
-            place(kid)
-        y[node_id] = (y[kids[0]] + y[kids[-1]]) / 2
-        overlap = start - (y[node_id] - half)
-        if overlap > 0:  # a parent taller than its children's band: move the band down
-            shift(node_id, overlap)
-            cursor += overlap
-        cursor = max(cursor, y[node_id] + half + ROW_GAP)
-
-    # Recursion depth is the tree's depth (growth caps it at 8 levels).
-    place(tree.root_id)
-    level_widths: dict[int, int] = {}
-    for node_id in y:
-        depth = tree.nodes[node_id].depth
-        width = (widths or {}).get(node_id, BOX_MAX_WIDTH)
-        level_widths[depth] = max(level_widths.get(depth, 0), width)
-    xs = column_positions(level_widths)
-    return {node_id: (xs[tree.nodes[node_id].depth], round(y[node_id])) for node_id in y}
 
 
 def build_graph(

@@ -262,6 +262,12 @@ def _components() -> tuple[Any, Any]:
     return lib, graph
 
 
+def vis_library(key: str) -> None:
+    """Load the vendored vis-network for another graph component on the page (sent once per page)."""
+    lib, _ = _components()
+    lib(key=f"{key}-lib", height=0)
+
+
 def legend_items(highlighted: bool = False) -> list[dict[str, Any]]:
     """The legend's swatches, from the graph module's colours (with ``highlighted`` while leaves are)."""
     items = []

@@ -74,6 +74,7 @@ class AppState:
     count_set: str = "tree"  # the sample set whose per-node counts the Tree page's graph shows
     notices: list[Notice] = field(default_factory=list)
     last_export: ExportResult | None = None  # the Export page's latest result, for its download buttons
+    last_report: bytes | None = None  # the Export page's latest stakeholder report (HTML), for its download
     focus_seq: int = 0  # bumped when the search box asks the graph to bring a node into view
     url_checked: bool = False
     trusted_endpoints: frozenset[str] = frozenset()  # project-named endpoints confirmed in this session
@@ -127,6 +128,7 @@ class AppState:
         if self._project is not None:
             self._project.close()
         self._project, self.project_path, self.selected, self.last_export = None, None, None, None
+        self.last_report = None
         self.highlight = frozenset()
 
     @property

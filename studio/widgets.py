@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from studio import security
 from studio.state import AppState
@@ -22,6 +23,8 @@ PAGE_TREE = "app_pages/tree.py"
 PAGE_SYNTH = "app_pages/synthesize.py"
 PAGE_EXPORT = "app_pages/export.py"
 PAGE_DATA = "app_pages/data.py"
+PAGE_CONCEPTS = "app_pages/concepts.py"
+PAGE_COVERAGE = "app_pages/coverage.py"
 
 #: Seconds between polls of a running job (the graph and the counts refresh this often).
 POLL_S = 1.0
@@ -154,3 +157,9 @@ def start_job(state: AppState, kind: jobs.Kind, params: dict) -> jobs.JobState |
         state.notify("warning", refusal(job).replace(" (--wait)", "") + ".")
         return None
     return job
+
+
+def button_row() -> DeltaGenerator:
+    """A row for buttons side by side that wraps onto two lines when the panel is too narrow for
+    their labels (columns would cut the labels off instead)."""
+    return st.container(horizontal=True, gap="small")

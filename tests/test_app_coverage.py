@@ -318,3 +318,64 @@ def test_gradient_proxy_settings_estimates_and_gap_space(fakes, real_paths, tmp_
     at.button(key="coverage.grad_save").click()
     at = run(at)
     assert "G-Vendi and the gradient map show" in plain(texts(at)) and "compute gradient features" in plain(texts(at))
+
+
+class VerifyingGapWriter(GapWriter):
+    """:class:`GapWriter` that also answers verification draws: the three draws of about half the
+    questions (by a hash of the question) agree on 12; the others give 3 different answers."""
+
+    def _verify(self, request):
+        prompt = self._prompt(request)
+        agree = hashlib.blake2b(prompt.encode(), digest_size=1).digest()[0] % 2 == 0
+        draw = int(request.meta["draw"])
+        return "So the answer is 12." if agree else f"So the answer is {10 + draw}."
+
+
+def test_fill_gaps_with_verification_shows_rounds_clusters_curve_and_agreement(fakes):
+    from studio import gaps_panel as G
+    from treesynth_core.generate.agreement import leaf_agreement
+    from treesynth_core.generate.gap_report import last_report
+
+    jobs.set_llm_factory(lambda settings: VerifyingGapWriter())
+    folder = fakes / "example-gsm8k_math"
+    at = synthesize(open_example(new_app()), folder, per_leaf=2)
+    at, _ = click_and_wait(coverage(at), "coverage.features", folder)
+    assert "coverage.gap_rounds" not in [df.key for df in at.dataframe]  # no run yet: no report
+    assert at.selectbox(key="coverage.answer").disabled  # no verification chosen yet
+    assert at.selectbox(key="coverage.shots_from").options == [G.SHOTS_LABELS[s] for s in G.SHOTS_LABELS]
+
+    at.radio(key="coverage.gap_space").set_value("embeddings")
+    at.selectbox(key="coverage.shots_from").set_value("smallest")
+    at.selectbox(key="coverage.verify").set_value(3)
+    at.number_input(key="coverage.rounds").set_value(2)
+    at.number_input(key="coverage.per_round").set_value(10)
+    at = run(at)
+    at.selectbox(key="coverage.answer").set_value("last-number")
+    at, job = click_and_wait(run(at), "coverage.fill", folder)
+    assert job.params["shots_from"] == "smallest" and job.params["verify"] == 3
+    with Project.open(folder) as project:
+        report = last_report(project)
+        agreement = leaf_agreement(project)
+    assert report is not None and report.verify == 3 and report.shots_from == "smallest"
+    assert report.verified > 0 and report.rejected > 0 and len(report.per_round) == 2
+
+    rounds = next(df.value for df in at.dataframe if "Vendi, random acceptance" in df.value.columns)
+    assert list(rounds["generated"]) == [10, 10]
+    assert list(rounds["verified"] + rounds["rejected"]) == [10, 10]
+    assert list(rounds["kept"]) == [r.kept for r in report.per_round]
+    rejections = next(df.value for df in at.dataframe if "rejected" in df.value.columns and "leaf" in df.value.columns)
+    assert rejections["rejected"].sum() == report.rejected
+    charts = {
+        json.loads(c.proto.spec)["layout"]["title"]["text"]: json.loads(c.proto.spec) for c in at.get("plotly_chart")
+    }
+    histogram = charts["Cluster sizes of the pool"]
+    assert [t["name"] for t in histogram["data"]] == [f"round {r.round}" for r in report.per_round]
+    curve = charts["Vendi against n (fake-embeddings)"]
+    assert [t["name"] for t in curve["data"]] == ["kept (sparse)", "random acceptance"]
+    assert curve["data"][0]["x"] == [p.n for p in report.curve]
+    bars = charts["Share of questions whose draws agreed"]["data"][0]
+    assert len(bars["y"]) == len(agreement) and sorted(bars["x"]) == sorted(a.rate for a in agreement.values())
+    assert "Verification agreement per leaf" in [h.value for h in at.subheader]
+    total = sum(a.votes for a in agreement.values())
+    assert f"of {total} questions agreed" in texts(at)
+    assert "few-shot examples from the smallest 10% of clusters" in plain(texts(at))

@@ -369,3 +369,24 @@ def test_concepts_synth_with_every_reply_unusable_fails_and_makes_the_questions_
     again = invoke(*args, "--json")
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["total"] == 4
+
+
+def test_fill_gaps_with_one_call_unusable_exits_3(tmp_path, server, monkeypatch):
+    monkeypatch.setattr(common, "load_embedder", lambda project, spec: HashEmbedder(dim=32))
+    proj = new_project(tmp_path, server, tree=True)
+    assert invoke("synth", proj, "--per-leaf", 4, "--per-call", 4, "-q").exit_code == 0
+    server.switch.fault = FAULTS["malformed"]
+    spoiled: list[str] = []  # the first gap-filling call's prompt: every attempt of that call fails
+
+    def first_gap_call(request) -> bool:
+        prompt = next((m["content"] for m in request.body["messages"] if "NEW examples" in m["content"]), None)
+        if prompt is None:
+            return False
+        spoiled.extend([] if spoiled else [prompt])
+        return prompt == spoiled[0]
+
+    server.switch.hit = first_gap_call
+    result = invoke("fill-gaps", proj, "--embeddings", "--rounds", 1, "--per-round", 10, "-q")
+    assert result.exit_code == 3, result.output
+    assert one_error_line(result).startswith("partly failed: 1 of 2 gap-filling calls answered"), result.output
+    assert "round generated" in " ".join(result.output.split())

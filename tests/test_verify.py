@@ -18,7 +18,10 @@ from tests.trees import split_root
 from treesynth_core.cli import common as cli_common
 from treesynth_core.cli import coverage as cli_coverage
 from treesynth_core.cli.app import app
+from treesynth_core.coverage.diversity import vendi_score
+from treesynth_core.generate.agreement import leaf_agreement
 from treesynth_core.generate.gap_options import GapOptions
+from treesynth_core.generate.gap_report import last_report
 from treesynth_core.generate.gaps import fill_gaps, smallest_clusters
 from treesynth_core.generate.synth import SynthOptions, synthesize
 from treesynth_core.generate.verify import (
@@ -172,6 +175,26 @@ def test_fill_gaps_keeps_only_candidates_whose_answers_agree(tmp_path):
     assert {r.temperature for r in draws} == {VERIFY_TEMPERATURE} and len({r.seed for r in draws}) == 12
 
 
+def test_fill_gaps_reports_rejections_per_leaf_clusters_and_the_curve(tmp_path):
+    with gap_project(tmp_path / "p") as project:
+        farm, science = (leaf.id for leaf in project.tree().leaves())
+        options = GapOptions(rounds=2, per_round=4, per_call=2, space="embeddings", verify=3, shots_from="smallest")
+        report = asyncio.run(fill_gaps(project, Solver(), two_directions, options))
+        pool = project.samples()
+    assert (report.verify, report.answer, report.shots_from) == (3, "last-number", "smallest")
+    leaves = {farm, science}
+    for r in report.per_round:
+        assert sum(r.verified_by_leaf.values()) == r.verified and sum(r.rejected_by_leaf.values()) == r.rejected
+        assert set(r.verified_by_leaf) | set(r.rejected_by_leaf) <= leaves
+        assert r.clusters == 2 and sum(n for _, n in r.cluster_sizes) == 2 and 1 <= r.sparse <= 2
+    assert sum(size * n for size, n in report.per_round[0].cluster_sizes) == 20
+    assert sum(report.rejected_by_leaf().values()) == report.rejected > 0
+    assert [p.round for p in report.curve] == [-1, 0, 1]
+    assert [p.n for p in report.curve] == [20, 20 + report.per_round[0].kept, len(pool)]
+    assert report.curve[0].kept == report.curve[0].random == pytest.approx(report.before)
+    assert report.curve[-1].kept == pytest.approx(vendi_score(two_directions(pool)))
+
+
 def test_fill_gaps_with_boxed_answers_rejects_draws_without_a_box(tmp_path):
     with gap_project(tmp_path / "p") as project:
         options = GapOptions(per_round=2, per_call=2, space="embeddings", verify=3, answer="boxed")
@@ -301,9 +324,40 @@ def test_cli_fill_gaps_verify_reports_rounds(tmp_path, solver):
     for r in data["per_round"]:
         assert r["verified"] + r["rejected"] == r["candidates"] and r["kept"] <= r["verified"]
         assert r["acceptance_rate"] == pytest.approx(r["kept"] / r["candidates"])
-    text = " ".join(succeed(*args, "--seed", "5").output.split())
+    assert set(data["leaves"]) == {
+        leaf for r in data["per_round"] for leaf in [*r["verified_by_leaf"], *r["rejected_by_leaf"]]
+    }
+    assert all(label.startswith("Operation=") for label in data["leaves"].values())
+    assert [p["n"] for p in data["curve"]] == [
+        data["n"],
+        data["n"] + data["per_round"][0]["kept"],
+        data["n"] + data["accepted"],
+    ]
+    output = succeed(*args, "--seed", "5").output
+    text = " ".join(output.split())
     assert re.search(r"Verification \(3 draws, majority vote\): \d+ verified, \d+ rejected", text)
-    assert "round 2: 4 generated" in text
+    header = next(line for line in output.splitlines() if line.split()[:3] == ["round", "generated", "verified"])
+    rows = output.splitlines()[output.splitlines().index(header) + 1 :][:2]
+    assert [row.split()[1] for row in rows] == ["4", "4"]
+    assert "cluster sizes (clusters x size):" in output and "Rejected by the vote, per leaf:" in output
+    with Project.open(proj) as project:
+        stored = last_report(project)
+        agreement = leaf_agreement(project)
+    assert stored is not None and stored.verify == 3
+    assert [r.round for r in stored.per_round] == [int(row.split()[0]) for row in rows]
+    assert sum(a.rejected for a in agreement.values()) == data["rejected"] + stored.rejected
+    out = tmp_path / "data.jsonl"
+    succeed("export", proj, "--out", out)
+    card = (tmp_path / "data.README.md").read_text()
+    kept = data["accepted"] + stored.accepted
+    assert "## Verification and gap filling" in card
+    assert f"{kept} samples were kept only because a strict majority of 3 independent answers" in card
+    assert f"Gap filling (Prismatic Synthesis, arXiv 2505.20161): {kept} samples from" in card
+    votes = sum(a.votes for a in agreement.values())
+    assert f"{sum(a.verified for a in agreement.values())} of {votes} questions agreed" in card
+    assert (
+        f"{stored.verified} agreed, {stored.rejected} rejected" in card and "few-shot examples from the sparse" in card
+    )
 
 
 # -- where the few-shot examples come from --------------------------------------------------------

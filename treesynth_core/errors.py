@@ -65,3 +65,9 @@ class Cancelled(TreeSynthError):
 class DataError(TreeSynthError):
     """A dataset file (or a table of points) is unreadable, malformed, or does not match the
     column mapping the user gave."""
+
+
+class Deferred(TreeSynthError):
+    """A reply that is not there yet: its request was written to a batch file (``treesynth batch
+    DIR prepare``) and comes back with ``collect``. Work that meets one stops where the online run
+    would have waited for it."""

@@ -2,8 +2,8 @@
 
 This module assembles the ``treesynth`` group; the commands live by family: :mod:`.project` (new,
 settings, export, stats, save-tree, load-tree), :mod:`.tree` (grow, show), :mod:`.edit` (the ``edit``
-group), :mod:`.synth`, :mod:`.coverage`, :mod:`.data`, :mod:`.scale` and :mod:`.concepts` (the ``concepts``
-group).
+group), :mod:`.synth`, :mod:`.coverage`, :mod:`.data`, :mod:`.scale`, :mod:`.report` and :mod:`.concepts` (the
+``concepts`` group).
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from typing import Annotated, Any
 import typer
 
 from .. import __version__
+from .batch import batch_app
 from .common import STATE, out, register_commands
 from .concepts import concepts_app
 from .coverage import register as register_coverage
 from .data import register as register_data
 from .edit import edit_app
 from .project import export, load_tree, new, save_tree, settings, stats
+from .report import register as register_report
 from .scale import register as register_scale
 from .synth import synth
 from .tree import grow, show
@@ -82,8 +84,10 @@ register_commands(app, COMMANDS)
 register_coverage(app)
 register_data(app)
 register_scale(app)
+register_report(app)
 app.add_typer(edit_app, name="edit")
 app.add_typer(concepts_app, name="concepts")
+app.add_typer(batch_app, name="batch")
 
 
 def main() -> None:

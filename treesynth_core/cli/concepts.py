@@ -9,9 +9,8 @@ their grounding), ``synth`` (questions at level 1, 2 or 3, the ``concepts-synth`
 from __future__ import annotations
 
 import time
-from itertools import islice
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -241,22 +240,18 @@ def walks(
     as_json: JsonOpt = False,
 ) -> None:
     """Preview level-3 walks on the concept graph and the two documents that ground each."""
-    from ..concepts.graph import build_graph
-    from ..concepts.walks import Walker, ground
+    from ..concepts.preview import preview_walks
 
     with open_project(_dir(ctx)) as project:
         docs = _concepts(project)
-    g = build_graph(docs)
-    label = {n: g.nodes[n]["label"] for n in g.nodes}
-    rows = []
-    for walk in islice(Walker(g).walks(seed=seed), max(0, count)):
-        rows.append(
-            {
-                "topics": [label[t] for t in walk.topics],
-                "concepts": [label[c] for c in walk.concepts],
-                "documents": [{"doc_id": d, "jaccard": round(s, 4)} for d, s in ground(walk.concepts, docs)],
-            }
-        )
+    rows: list[dict[str, Any]] = [
+        {
+            "topics": list(walk.topics),
+            "concepts": list(walk.concepts),
+            "documents": [{"doc_id": d, "jaccard": round(s, 4)} for d, s in walk.documents],
+        }
+        for walk in preview_walks(docs, count, seed=seed)
+    ]
     text = "\n".join(
         f"{i}. {' -> '.join(r['topics'])} | {'; '.join(r['concepts'])} | "
         + ", ".join(f"{d['doc_id']} ({d['jaccard']:.2f})" for d in r["documents"])

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import TreeSynthError
+from ..generate.gap_report import report_data
 from ..jobs.specs import BaselineOptions, GapOptions
 from .common import (
     NO_FEATURE_OPTIONS,
@@ -336,9 +337,8 @@ def fill_gaps(
             description="Filling gaps",
             feats=featurizer,
         )
-    data = {**dataclasses.asdict(report), "llm": llm_json(stats)}
-    for row, r in zip(data["per_round"], report.per_round, strict=True):
-        row["acceptance_rate"] = r.acceptance_rate
+        leaves = _leaf_labels(project, report)
+    data = {**report_data(report), "leaves": leaves, "llm": llm_json(stats)}
     if estimate is not None:
         data["gradient_estimate"] = dataclasses.asdict(estimate)
     emit(
@@ -346,25 +346,65 @@ def fill_gaps(
         data,
         f"Gap filling ({report.space}): {report.rounds} rounds, {report.accepted} of {report.candidates} "
         f"candidates kept ({report.acceptance_rate:.0%}); diversity {report.before:.3f} -> {report.after:.3f} "
-        f"at n = {report.n}.{_verify_line(report, verify)}\n{call_line(stats)}",
+        f"at n = {report.n}.{_verify_line(report, verify)}\n\n{_rounds_text(report, leaves)}\n\n{call_line(stats)}",
     )
+    exit_if_short(report)
 
 
 def _verify_line(report: Any, draws: int) -> str:
-    """What verification did, round by round ("" when it was off)."""
+    """What verification did ("" when it was off)."""
     if not draws:
         return ""
     reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(report.rejected_reasons.items()))
-    rounds = "; ".join(
-        f"round {r.round}: {r.candidates} generated, {r.verified} verified, {r.kept} kept ({r.acceptance_rate:.0%})"
-        for r in report.per_round
-    )
     return (
         f"\nVerification ({draws} draws, majority vote): {report.verified} verified, {report.rejected} rejected"
         + (f" ({reasons})" if reasons else "")
-        + f".\n{rounds}"
+        + "."
     )
-    exit_if_short(report)
+
+
+def _rounds_text(report: Any, leaves: dict[str, str]) -> str:
+    """The per-round table (generated, verified, rejected, kept, acceptance, clusters, and the pool's
+    Vendi against the random-acceptance baseline at its n), the cluster sizes of each round, and the
+    rejections by the vote per leaf."""
+    voted = bool(report.verify)
+    head = f"{'round':>5} {'generated':>9} {'verified':>8} {'rejected':>8} {'kept':>5} {'accepted':>8} "
+    head += f"{'sparse/clusters':>15} {'n':>6} {'Vendi':>8} {'random':>8}"
+    lines = [head]
+    for r in report.per_round:
+        point = report.point(r.round)
+        vote = f"{r.verified:>8} {r.rejected:>8}" if voted else f"{'-':>8} {'-':>8}"
+        curve = f"{point.n:>6} {point.kept:>8.3f} {point.random:>8.3f}" if point else f"{'':>6} {'':>8} {'':>8}"
+        lines.append(
+            f"{r.round:>5} {r.candidates:>9} {vote} {r.kept:>5} {r.acceptance_rate:>8.0%} "
+            f"{f'{r.sparse}/{r.clusters}':>15} {curve}"
+        )
+    start = report.curve[0] if report.curve else None
+    if start is not None:
+        lines.append(
+            f"Before the run: n = {start.n}, Vendi {start.kept:.3f}. Random: as many candidates kept at random."
+        )
+    for r in report.per_round:
+        sizes = ", ".join(f"{n}x{size}" for size, n in r.cluster_sizes)
+        lines.append(f"Round {r.round} cluster sizes (clusters x size): {sizes or '-'}")
+    rejected = report.rejected_by_leaf()
+    if voted and rejected:
+        lines.append("Rejected by the vote, per leaf:")
+        for leaf, n in sorted(rejected.items(), key=lambda item: -item[1]):
+            by_round = ", ".join(
+                f"round {r.round}: {r.rejected_by_leaf[leaf]}" for r in report.per_round if leaf in r.rejected_by_leaf
+            )
+            lines.append(f"  {leaves.get(leaf, leaf)[:60]}: {n} ({by_round})")
+    return "\n".join(lines)
+
+
+def _leaf_labels(project: Any, report: Any) -> dict[str, str]:
+    """``criterion=value / ...`` of each leaf the report's vote names (those still in the tree)."""
+    from ..data.routing import path_label
+
+    tree = project.tree()
+    named = {*report.verified_by_leaf(), *report.rejected_by_leaf()}
+    return {leaf: path_label(tree, leaf) for leaf in sorted(named) if leaf in tree.nodes}
 
 
 def _gap_estimate(project: Any, featurizer: Any, candidates: int, features: FeatureOptions) -> Any:

@@ -146,6 +146,11 @@ def stats(directory: DirArg, as_json: JsonOpt = False) -> None:
         run_stats = project.stats()
         data = run_stats.to_json()
         data["cost_usd"] = spent(run_stats.by_model, project.settings())
+        if data["cost_usd"]:  # calls sent in batches cost the batch price
+            from ..batch.rounds import COLLECT_COMMAND
+            from ..llm.pricing import batch_saving
+
+            data["cost_usd"] -= batch_saving(project.batch_tokens(COLLECT_COMMAND), project.settings())
     cost = "unknown (no price for a model; set one with treesynth settings DIR --price MODEL=IN,OUT)"
     if data["cost_usd"] is not None:
         cost = f"${data['cost_usd']:.4f}"

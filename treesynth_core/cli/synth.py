@@ -81,6 +81,12 @@ def synth(
     estimate: Annotated[
         bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens and cost.")
     ] = False,
+    batch: Annotated[
+        bool,
+        typer.Option(
+            "--batch", help="Price the estimate as calls sent in batches (treesynth batch; half price on OpenAI)."
+        ),
+    ] = False,
     backend: BackendOptions = NO_BACKEND_OPTIONS,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     wait: WaitOpt = False,
@@ -117,7 +123,7 @@ def synth(
         model_name = settings.model or (
             Path(settings.gguf_path).stem if settings.gguf_path else "SmolLM2-135M-Instruct.Q4_1"
         )
-        plan = plan_synthesis(tree, project.sample_counts(), options, model=model_name, settings=settings)
+        plan = plan_synthesis(tree, project.sample_counts(), options, model=model_name, settings=settings, batch=batch)
         if not plan.leaves:
             raise TreeSynthError("no approved leaves to fill: approve nodes first (treesynth edit DIR approve ...)")
         if estimate:

@@ -181,6 +181,11 @@ def sample_set_documents(samples: Sequence[Any], sample_set: str) -> list[Docume
     return [Document(f"{sample_set}:{s.id}", s.instruction, f"set {sample_set}") for s in samples]
 
 
+def chunk_chars_for(profile: str) -> int:
+    """The default chunk size of a prompt profile (``small``: the embedded model's context)."""
+    return SMALL_CHUNK_CHARS if profile == "small" else CHUNK_CHARS
+
+
 def read_documents(source: str, *, encoding: str = "utf-8", chunk_chars: int = CHUNK_CHARS) -> DocumentSet:
     """Documents from a folder or from :data:`PYTHON_DOCS`, chunked."""
     raw = python_docs() if source == PYTHON_DOCS else folder_documents(Path(source), encoding=encoding)

@@ -42,3 +42,13 @@ def load_concepts(store: BlobStore) -> list[DocConcepts]:
         return []
     lines = data.decode("utf-8").splitlines()
     return [parse_line(line, f"stored concepts line {n}") for n, line in enumerate(lines, 1) if line.strip()]
+
+
+def add_documents(store: BlobStore, docs: Sequence[Document]) -> list[Document]:
+    """Store ``docs`` beside the documents already stored (a document with the same id is replaced);
+    returns every stored document. Their extracted concepts are kept: extraction skips them."""
+    stored = {d.doc_id: d for d in load_documents(store)}
+    stored.update({d.doc_id: d for d in docs})
+    merged = list(stored.values())
+    save_documents(store, merged)
+    return merged

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import TreeSynthError
 from ..store.contamination import Check
-from ..store.samples import TREE_SET, Sample
+from ..store.samples import TREE_SET, UNROUTED, Sample
 from ..tree import model as T
 from ..tree.file import tree_to_json
+from .card_notes import NO_NOTES, GenerationNotes, generation_notes, generation_section
 
 if TYPE_CHECKING:
     from ..store.project import Project
@@ -109,13 +110,17 @@ def dataset_card(
     today: dt.date | None = None,
     checks: Sequence[Check] = (),
     excluded: int | None = 0,
+    notes: GenerationNotes = NO_NOTES,
 ) -> str:
-    """A Hugging Face-style README: task, tree summary, counts per leaf, generator, date, and what the
-    samples were checked against for contamination (``checks``; ``excluded``: contaminated samples left out)."""
+    """A Hugging Face-style README: task, tree summary, counts per leaf, generator, date, what the
+    samples were checked against for contamination (``checks``; ``excluded``: contaminated samples left out),
+    and verification and gap filling when they were used (``notes``)."""
     today = today or dt.date.today()
     counts = Counter(s.leaf_id for s in samples)
     models = sorted({s.model for s in samples if s.model})
     leaves = tree.leaves(approved_only=True) or tree.leaves()
+    filled = sum(1 for leaf in leaves if counts.get(leaf.id))
+    in_no_leaf = sum(n for leaf_id, n in counts.items() if leaf_id == UNROUTED or leaf_id not in tree.nodes)
     criteria_by_depth: dict[int, list[str]] = {}
     for node in tree.nodes.values():
         if node.split_criterion and tree.is_active(node.id):
@@ -143,7 +148,9 @@ def dataset_card(
         f"| Task | {_cell(tree.task)} |",
         f"| Style | {_cell(tree.style or '-')} |",
         f"| Samples | {len(samples)} ({with_response} with responses; {_cell(origin_text)}) |",
-        f"| Leaves | {len(leaves)} ({len(counts)} with samples) |",
+        f"| Leaves | {len(leaves)} ({filled} with samples)"
+        + (f"; {in_no_leaf} samples are in no leaf (no value fitted, or not routed)" if in_no_leaf else "")
+        + " |",
         f"| Generator model(s) | {_cell(', '.join(models) or '-')} |",
         *(
             [f"| Imported from | {_cell(', '.join(f'{name} ({n} rows)' for name, n in sources.most_common()))} |"]
@@ -169,6 +176,7 @@ def dataset_card(
         "`provenance` (`original`: imported from a dataset; `synthesized`: written by the model), and one column "
         "per criterion. The tree itself is in the `*.tree.json` file beside the data.",
         "",
+        *generation_section(samples, notes),
         *_decontamination(checks, excluded),
     ]
     return "\n".join(lines)
@@ -309,7 +317,13 @@ def export_set(
                 "(export them anyway with --keep-contaminated)"
             )
     return export_samples(
-        project.tree(), samples, fmt, out, checks=project.contamination_checks(sample_set), excluded=excluded
+        project.tree(),
+        samples,
+        fmt,
+        out,
+        checks=project.contamination_checks(sample_set),
+        excluded=excluded,
+        notes=generation_notes(project),
     )
 
 
@@ -321,6 +335,7 @@ def export_samples(
     *,
     checks: Sequence[Check] = (),
     excluded: int | None = 0,
+    notes: GenerationNotes = NO_NOTES,
 ) -> ExportResult:
     """Write the samples to ``out`` in ``fmt``, plus the tree JSON and a dataset card.
 
@@ -336,7 +351,7 @@ def export_samples(
         if left_out:
             raise TreeSynthError(f"all {left_out} samples belong to pruned leaves: nothing to export")
         raise TreeSynthError("there are no samples to export yet: run `treesynth synth` first")
-    card = dataset_card(tree, kept, fmt=fmt, checks=checks, excluded=excluded)
+    card = dataset_card(tree, kept, fmt=fmt, checks=checks, excluded=excluded, notes=notes)
     result = _export(tree, kept, card, fmt, Path(out))
     return replace(result, left_out=left_out, excluded=excluded or 0)
 

@@ -9,8 +9,11 @@ node's criterion:
   no value fits stops there with status ``"none"``; a sample the model could not classify after
   re-asking gets status ``"error"``. Both are stored, counted and shown — never dropped.
 * **embedding** — fast: the sample's embedding against the embeddings of each child's value
-  description (``"criterion: value"``, with every value of a sampled node's pool); the nearest
-  wins, and a best cosine below ``min_similarity`` counts as "none fits".
+  described with its whole path (:func:`path_description`: the task, each ancestor's
+  ``criterion: value``, then ``criterion: value`` and the value's note; every value of a sampled
+  node's pool); the nearest wins, and a best cosine below ``min_similarity`` counts as "none fits".
+  On the labelled set of ``benchmarks/routing_accuracy.py`` the whole path beats the bare
+  ``criterion: value`` (leaf accuracy 29% against 22%, first level 66% against 48%).
 
 Each route is stored per (sample, router) with the digest of the tree it was made on, so the two
 routers can be compared (:func:`agreement`) and a route made on an older tree is redone.
@@ -30,7 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import Cancelled, ParseError, TreeSynthError
+from ..errors import Cancelled, Deferred, ParseError, TreeSynthError
 from ..llm.base import LLM, ChatRequest, in_completion_order, useful_concurrency
 from ..progress import Progress
 from ..prompts import templates as P
@@ -107,6 +110,20 @@ def description(tree: T.Tree, choice: Choice) -> str:
     return f"{choice.child.criterion}: {choice.value}" + (f" ({note})" if note else "")
 
 
+def path_description(tree: T.Tree, choice: Choice) -> str:
+    """A value described with its whole path, one line each: the task, each ancestor's
+    ``criterion: value`` (with its note), then the choice's own ``criterion: value (note)`` — "string"
+    under "write a function" reads differently from a bare "Main input type: string"."""
+    lines = [tree.task] if tree.task else []
+    for node in tree.ancestors(choice.child.id):
+        if node.parent_id is None:
+            continue
+        note = value_note(tree, node) if not node.pool else ""
+        lines.append(f"{node.criterion}: {node.value}" + (f" ({note})" if note else ""))
+    lines.append(description(tree, choice))
+    return "\n".join(lines)
+
+
 def _step(criterion: str, value: str) -> dict[str, str]:
     return {"criterion": criterion, "value": value}
 
@@ -164,7 +181,7 @@ class LLMRouter:
                 reply, _ = await ask_json(
                     self.llm, request, RouteReply, attempts=self.attempts, check=check, what="value"
                 )
-            except ParseError as exc:
+            except (ParseError, Deferred) as exc:  # Deferred: out in a batch (``batch prepare --route``)
                 return Route(sample_id, self.name, "error", node.id, None, path, str(exc), self.digest)
             key = T.normalize(reply.value)
             if key in none_keys and key not in by_value:
@@ -186,16 +203,22 @@ class EmbeddingRouter:
     name = "embedding"
 
     def __init__(
-        self, embed: Callable[[list[str]], np.ndarray], tree: T.Tree, *, min_similarity: float = MIN_SIMILARITY
+        self,
+        embed: Callable[[list[str]], np.ndarray],
+        tree: T.Tree,
+        *,
+        min_similarity: float = MIN_SIMILARITY,
+        describe: Callable[[T.Tree, Choice], str] | None = None,
     ):
         self.embed, self.tree, self.min_similarity = embed, tree, min_similarity
+        self.describe = describe or path_description
         self.digest = tree_digest(tree)
         self._values: dict[str, tuple[list[Choice], np.ndarray]] = {}
 
     def _options(self, node: T.Node) -> tuple[list[Choice], np.ndarray]:
         if node.id not in self._values:
             options = choices(self.tree, node)
-            texts = [description(self.tree, c) for c in options]
+            texts = [self.describe(self.tree, c) for c in options]
             matrix = np.asarray(self.embed(texts), dtype=np.float32) if texts else np.zeros((0, 1), np.float32)
             self._values[node.id] = (options, matrix)
         return self._values[node.id]
@@ -343,6 +366,27 @@ def summary(tree: T.Tree, routes: Iterable[Route], *, total: int) -> dict[str, A
             for node_id, n in stopped.most_common()
         ],
     }
+
+
+#: A leaf holding more than this share of the samples placed in leaves looks like a router's bias.
+CROWDED_SHARE = 0.25
+
+
+def crowded_leaves(per_leaf: Mapping[str, int], *, share: float = CROWDED_SHARE) -> list[tuple[str, int]]:
+    """The leaves that hold more than ``share`` of the samples placed in leaves, fullest first —
+    only where the tree has enough leaves for that to be unusual (more than ``1 / share``). On
+    HumanEval, 128 of 164 problems in "translate into Python" is a router's mistake, not the data."""
+    placed = sum(per_leaf.values())
+    if not placed or len(per_leaf) <= 1 / share:
+        return []
+    return sorted(((leaf, n) for leaf, n in per_leaf.items() if n > share * placed), key=lambda row: -row[1])
+
+
+def short_path(tree: T.Tree, node_id: str, max_chars: int = 48) -> str:
+    """The node's values from the root, ``a › b › c``, cut at the front (``…``) to ``max_chars`` so
+    the leaf's own value stays readable."""
+    text = " \u203a ".join(s.value for s in tree.path(node_id)) or "root"
+    return text if len(text) <= max_chars else "\u2026" + text[-(max_chars - 1) :]
 
 
 def path_label(tree: T.Tree, node_id: str) -> str:

@@ -18,9 +18,14 @@ grows a dataset where a feature space, normally the G-Vendi gradient features of
 With ``verify`` = k (:mod:`~treesynth_core.generate.verify`), each candidate is answered k times
 before step 4 and kept only when a strict majority agree on the final answer (the released code's
 solution step); the kept candidate carries the first majority answer as its response, and the
-report counts verified and rejected candidates per round (:class:`GapRound`).
+report counts verified and rejected candidates per round and per leaf (:class:`GapRound`).
 
-Cluster sizes are not updated within a round, as in the released code. The report gives the
+The report (:mod:`~treesynth_core.generate.gap_report`) also gives each round's cluster-size histogram
+and the Vendi-vs-n curve of the pool against a random-acceptance baseline that keeps as many of each
+round's (verified) candidates at random (:mod:`~treesynth_core.generate.gap_curves`), as the paper
+compares.
+
+Cluster sizes are not updated within a round, as in the released code. The totals give the
 candidates, the kept ones, and the diversity (Vendi of the features: G-Vendi for gradient features)
 before and after, at equal n: the grown pool is subsampled (seeded) to the original size.
 
@@ -43,7 +48,7 @@ import math
 import random
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -59,8 +64,10 @@ from ..seeding import stable_seed
 from ..store.samples import TREE_SET, NewSample, Sample
 from ..tree import model as T
 from .duplicates import DuplicateFilter
+from .gap_clusters import assign_nearest, smallest_clusters, sparse_clusters, spherical_kmeans, unit_rows
+from .gap_curves import cluster_size_histogram, random_acceptance, vendi_curve
 from .gap_options import GapOptions
-from .shortfall import Shortfall
+from .gap_report import CurvePoint, GapReport, GapRound
 from .verify import VerifyCounts, verify
 
 R = TypeVar("R")
@@ -123,183 +130,6 @@ class GapStore(Protocol):
     def add_samples(self, samples: Iterable[NewSample]) -> int: ...
 
 
-@dataclass
-class GapRound:
-    """One round of :func:`fill_gaps`: candidates generated, verified and rejected by the vote (0
-    without ``verify``), and kept (in a sparse cluster, new, stored)."""
-
-    round: int
-    candidates: int
-    verified: int
-    rejected: int
-    kept: int
-
-    @property
-    def acceptance_rate(self) -> float:
-        return self.kept / self.candidates if self.candidates else 0.0
-
-
-@dataclass
-class GapReport:
-    """What :func:`fill_gaps` did. ``before`` and ``after`` are Vendi scores of the features (G-Vendi
-    for gradient features) of the pool before the run and after it, both at ``n`` samples."""
-
-    rounds: int
-    candidates: int
-    accepted: int
-    acceptance_rate: float
-    before: float
-    after: float
-    n: int
-    space: str
-    #: With ``verify``: candidates whose draws agreed on a final answer, and those rejected (by reason).
-    verified: int = 0
-    rejected: int = 0
-    rejected_reasons: dict[str, int] = field(default_factory=dict)
-    #: Each round's numbers, in order.
-    per_round: list[GapRound] = field(default_factory=list)
-    failed_calls: int = 0
-    duplicates: int = 0
-    #: Accepted samples not stored because their leaf was pruned or deleted during the run.
-    dropped_pruned: int = 0
-    #: Calls made for candidates (``failed_calls`` of them got no usable reply), and why the last
-    #: of those failed.
-    calls: int = 0
-    last_problem: str = ""
-
-    def shortfall(self) -> Shortfall | None:
-        """The candidate calls that got no usable reply (None when every call got one)."""
-        if not self.failed_calls:
-            return None
-        return Shortfall(
-            "gap-filling calls answered",
-            self.calls - self.failed_calls,
-            self.calls,
-            "calls",
-            self.failed_calls,
-            self.last_problem,
-            "run fill-gaps again",
-        )
-
-
-# -- clustering -----------------------------------------------------------------------------------
-
-_CHUNK = 4096  # rows of X per similarity block
-
-
-def _unit_rows(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2:
-        raise ValueError(f"expected features of shape (n, d), got {X.shape}")
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.where(norms > 0, norms, 1.0)
-
-
-def _assign(X: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, cosine to the chosen centroid) of each row, in row blocks."""
-    labels = np.empty(len(X), dtype=np.int64)
-    best = np.empty(len(X), dtype=np.float32)
-    for start in range(0, len(X), _CHUNK):
-        sims = X[start : start + _CHUNK] @ centroids.T
-        labels[start : start + _CHUNK] = sims.argmax(axis=1)
-        best[start : start + _CHUNK] = sims.max(axis=1)
-    return labels, best
-
-
-def _kmeans_pp(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding for the cosine distance: the next seed is drawn with probability
-    proportional to 1 - (best cosine to the seeds so far), the squared chord length."""
-    chosen = [int(rng.integers(len(X)))]
-    closest = X @ X[chosen[0]]
-    for _ in range(1, k):
-        weights = np.clip(1.0 - closest, 0.0, None).astype(np.float64)
-        weights[chosen] = 0.0
-        total = weights.sum()
-        if total <= 0:  # every remaining point duplicates a seed: take any unused one
-            pick = int(rng.choice(np.setdiff1d(np.arange(len(X)), chosen)))
-        else:
-            pick = int(rng.choice(len(X), p=weights / total))
-        chosen.append(pick)
-        closest = np.maximum(closest, X @ X[pick])
-    return X[chosen].copy()
-
-
-def spherical_kmeans(
-    X: np.ndarray, k: int, *, iters: int = 20, seed: int = 0, init: str | np.ndarray = "auto"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Spherical (cosine) k-means.
-
-    Parameters
-    ----------
-    X : array of shape (n, d)
-        Feature rows; they are L2-normalized here (a zero row stays zero).
-    k : int
-        Number of clusters, 1 <= k <= n.
-    iters : int
-        At most this many Lloyd iterations (it stops early when no label changes).
-    seed : int
-        Seeds the initialization: the same X, k and seed give the same result.
-    init : {"auto", "k-means++", "random"} or array of shape (k, d)
-        "k-means++" (cosine k-means++ seeding, O(n·k·d)); "random": k distinct rows drawn with the
-        seed; "auto": k-means++ when n·k <= 5e7, else random. An array gives the initial centroids.
-
-    Returns
-    -------
-    centroids : array of shape (k, d), float32, unit rows
-    labels : array of shape (n,), int64
-        The nearest centroid (highest cosine) of each row.
-
-    Notes
-    -----
-    The M-step is one sparse one-hot product (no Python loop over clusters). A cluster left empty
-    is re-seeded with the row farthest from its own centroid (distinct rows for several empty
-    clusters), so the returned labels leave no cluster empty unless X has fewer than k distinct
-    rows.
-    """
-    from scipy import sparse
-
-    X = _unit_rows(X)
-    n, d = X.shape
-    if not 1 <= k <= n:
-        raise ValueError(f"k must be between 1 and the number of rows ({n}), not {k}")
-    rng = np.random.default_rng(seed)
-    if isinstance(init, np.ndarray):
-        if init.shape != (k, d):
-            raise ValueError(f"initial centroids must have shape {(k, d)}, not {init.shape}")
-        centroids = _unit_rows(init)
-    elif init == "k-means++" or (init == "auto" and n * k <= 5e7):
-        centroids = _kmeans_pp(X, k, rng)
-    elif init in ("random", "auto"):
-        centroids = X[rng.choice(n, size=k, replace=False)].copy()
-    else:
-        raise ValueError(f"init must be 'auto', 'k-means++', 'random' or an array, not {init!r}")
-    previous: np.ndarray | None = None
-    for _ in range(max(1, iters)):
-        labels, best = _assign(X, centroids)
-        if previous is not None and np.array_equal(labels, previous):
-            break
-        previous = labels
-        onehot = sparse.csr_matrix((np.ones(n, dtype=np.float32), (labels, np.arange(n))), shape=(k, n))
-        sums = np.asarray(onehot @ X, dtype=np.float32)
-        counts = np.bincount(labels, minlength=k)
-        empty = np.flatnonzero(counts == 0)
-        if len(empty):
-            far = np.argsort(best, kind="stable")[: len(empty)]  # lowest cosine to its own centroid
-            sums[empty[: len(far)]] = X[far]
-        centroids = _unit_rows(sums)
-    labels, _ = _assign(X, centroids)
-    return centroids, labels
-
-
-def sparse_clusters(labels: np.ndarray, k: int, fraction: float) -> np.ndarray:
-    """Boolean (k,): clusters whose size is below the size at index ⌊k · fraction⌋ of the
-    ascending sizes (Prismatic's "smallest ratio"); every cluster when none is."""
-    sizes = np.bincount(labels, minlength=k)
-    threshold = np.sort(sizes)[min(k - 1, max(0, math.floor(k * fraction)))]
-    sparse = sizes < threshold
-    return sparse if sparse.any() else np.ones(k, dtype=bool)
-
-
 # -- the loop -------------------------------------------------------------------------------------
 
 
@@ -353,12 +183,15 @@ async def fill_gaps(
     responses = o.responses
     if responses is None:
         responses = sum(s.response is not None for s in pool) * 2 > len(pool)
-    X = _unit_rows(await asyncio.to_thread(featurize, list(pool)))
+    X = unit_rows(await asyncio.to_thread(featurize, list(pool)))
     if X.shape[0] != len(pool):
         raise TreeSynthError(f"featurize returned {X.shape[0]} rows for {len(pool)} samples")
     n0, before_X = len(pool), X
     first = _next_round(pool)
     report = GapReport(o.rounds, 0, 0, 0.0, 0.0, 0.0, n0, _space(featurize))
+    report.verify, report.answer, report.shots_from = o.verify, o.answer if o.verify else "", o.shots_from
+    kept_batches: list[np.ndarray] = []  # each round's kept features, and as many drawn at random
+    random_batches: list[np.ndarray] = []
     filters: dict[str, DuplicateFilter] = {}
     calls_per_round = math.ceil(o.per_round / o.per_call)
     gate = asyncio.Semaphore(useful_concurrency(llm, concurrency))
@@ -400,23 +233,20 @@ async def fill_gaps(
 
         asked = report.candidates
         candidates = _round_candidates(calls, r, llm.model, report)
-        counts = VerifyCounts()
+        by_leaf: dict[str, VerifyCounts] = {}
         if o.verify:
-            candidates = await _verified(llm, tree, candidates, o, gate, stop, counts)
-            report.verified += counts.verified
-            report.rejected += counts.rejected
-            for reason, n in counts.reasons.items():
-                report.rejected_reasons[reason] = report.rejected_reasons.get(reason, 0) + n
+            candidates = await _verified(llm, tree, candidates, o, gate, stop, by_leaf)
         elif responses:
             candidates = await _with_responses(llm, tree, candidates, seed, gate, stop)
-        this_round = GapRound(r, report.candidates - asked, counts.verified, counts.rejected, 0)
-        report.per_round.append(this_round)
+        this_round = _start_round(report, r, report.candidates - asked, by_leaf, labels, sparse)
         if not candidates:
+            kept_batches.append(X[:0])
+            random_batches.append(X[:0])
             continue
         stop()
-        Y = _unit_rows(await asyncio.to_thread(featurize, [_candidate(c) for c in candidates]))
+        Y = unit_rows(await asyncio.to_thread(featurize, [_candidate(c) for c in candidates]))
         _check_candidate_features(Y, candidates)
-        nearest, _ = _assign(Y, centroids)
+        nearest, _ = assign_nearest(Y, centroids)
         in_sparse = [bool(sparse[cluster]) for cluster in nearest]
         kept, kept_rows = _keep_new_in_sparse(candidates, in_sparse, pool, filters, o.near_duplicate, report)
         added = project.add_samples(kept)
@@ -425,13 +255,48 @@ async def fill_gaps(
         report.dropped_pruned += getattr(added, "dropped", 0)
         pool += [_candidate(c) for c in kept]
         X = np.concatenate([X, Y[kept_rows]]) if kept_rows else X
+        kept_batches.append(Y[kept_rows])
+        random_batches.append(Y[random_acceptance(len(Y), len(kept_rows), stable_seed(seed, "gaps-random", r))])
         if progress:
             progress(done, rounds * calls_per_round, _round_note(r - first + 1, rounds, report.accepted))
 
     report.acceptance_rate = report.accepted / report.candidates if report.candidates else 0.0
     report.before = vendi_score(before_X)
     report.after = vendi_score(X[subsample_indices(len(X), n0, seed=stable_seed(seed, "gaps-vendi"))])
+    points = vendi_curve(before_X, kept_batches, random_batches)
+    report.curve = [CurvePoint(first - 1 + i, n, ours, theirs) for i, (n, ours, theirs) in enumerate(points)]
     return report
+
+
+def _start_round(
+    report: GapReport,
+    r: int,
+    candidates: int,
+    by_leaf: dict[str, VerifyCounts],
+    labels: np.ndarray,
+    sparse: np.ndarray,
+) -> GapRound:
+    """Round ``r``'s row of the report (kept filled in later), with its vote per leaf and its
+    cluster-size histogram; the vote also adds to the run's totals."""
+    this_round = GapRound(
+        r,
+        candidates,
+        sum(c.verified for c in by_leaf.values()),
+        sum(c.rejected for c in by_leaf.values()),
+        0,
+        verified_by_leaf={leaf: c.verified for leaf, c in sorted(by_leaf.items()) if c.verified},
+        rejected_by_leaf={leaf: c.rejected for leaf, c in sorted(by_leaf.items()) if c.rejected},
+        clusters=len(sparse),
+        sparse=int(sparse.sum()),
+        cluster_sizes=cluster_size_histogram(labels, len(sparse)),
+    )
+    report.verified += this_round.verified
+    report.rejected += this_round.rejected
+    for counts in by_leaf.values():
+        for reason, n in counts.reasons.items():
+            report.rejected_reasons[reason] = report.rejected_reasons.get(reason, 0) + n
+    report.per_round.append(this_round)
+    return this_round
 
 
 def _next_round(pool: Sequence[Sample]) -> int:
@@ -595,17 +460,6 @@ def _plan_round(
     return planned
 
 
-def smallest_clusters(labels: np.ndarray, k: int, fraction: float = 0.1) -> np.ndarray:
-    """Boolean (k,): the ⌈k · fraction⌉ smallest non-empty clusters (ties by cluster number), as
-    ``ClusterManager.select_fewshot_examples`` of the released code picks from."""
-    sizes = np.bincount(labels, minlength=k)
-    nonempty = np.flatnonzero(sizes)
-    chosen = nonempty[np.argsort(sizes[nonempty], kind="stable")[: max(1, math.ceil(k * fraction))]]
-    mask = np.zeros(k, dtype=bool)
-    mask[chosen] = True
-    return mask
-
-
 def sample_level(sample: Sample) -> float:
     """A sample's difficulty weight: its positive numeric ``extra["level"]``, else 1 (the released code)."""
     try:
@@ -662,10 +516,10 @@ async def _verified(
     options: GapOptions,
     gate: asyncio.Semaphore,
     stop: Callable[[], None],
-    counts: VerifyCounts,
+    by_leaf: dict[str, VerifyCounts],
 ) -> list[NewSample]:
     """The candidates a majority of ``options.verify`` draws agree on (:func:`~.verify.verify`), each
-    with the kept draw as its response; ``counts`` gets the verified and rejected ones."""
+    with the kept draw as its response; ``by_leaf`` gets the verified and rejected ones per leaf."""
     profile = P.profile_for(llm)
 
     async def one(candidate: NewSample) -> NewSample | None:
@@ -681,7 +535,7 @@ async def _verified(
             node_id=candidate.leaf_id,
             gate=gate,
         )
-        counts.add(result.vote)
+        by_leaf.setdefault(candidate.leaf_id, VerifyCounts()).add(result.vote)
         if result.response is None:
             return None
         fields = {f: getattr(candidate, f) for f in NewSample.__dataclass_fields__}

@@ -20,6 +20,9 @@ the typical length of a sample in this subspace (:func:`~treesynth_core.prompts.
 bounded by ``max_tokens``. A reply cut off by ``max_tokens`` is never taken as whole: it is asked again
 with a larger budget, and samples or responses still cut off are not stored. Optional responses come
 from a second call per sample.
+
+The options, each leaf's target and the estimate made before a run are in
+:mod:`~treesynth_core.generate.synth_plan`.
 """
 
 from __future__ import annotations
@@ -28,22 +31,17 @@ import asyncio
 import contextlib
 import math
 import random
-import statistics
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
-from ..errors import BudgetError, Cancelled, ParseError
+from ..errors import Cancelled, Deferred, ParseError
 from ..llm.base import LLM, ChatRequest, ChatResult, in_completion_order, useful_concurrency
-from ..llm.pricing import cost as pricing_cost
-from ..llm.pricing import price_for
-from ..llm.settings import BackendSettings
 from ..progress import Progress
 from ..prompts import templates as P
 from ..prompts.replies import (
     BUDGET_RETRIES,
-    MAX_TOKENS_CAP,
     SamplesReply,
     ask_json,
     cut_off_problem,
@@ -55,10 +53,30 @@ from ..seeding import stable_seed
 from ..store.samples import TREE_SET, NewSample, Sample
 from ..tree import model as T
 from .duplicates import DuplicateFilter
-from .gap_options import check_verify
 from .grow import render_path
 from .shortfall import Shortfall
+from .synth_plan import (
+    HELD_SAMPLES,
+    SAMPLE_ATTEMPTS,
+    LeafPlan,
+    SynthOptions,
+    SynthPlan,
+    call_budget,
+    key_prefix,
+    plan_synthesis,
+    sampled_steps,
+    spent_key,
+)
+
+# Planning moved to synth_plan; these names are still importable from here.
+from .synth_plan import PER_CALL as PER_CALL
+from .synth_plan import SAMPLED_SCALE as SAMPLED_SCALE
+from .synth_plan import check_budget as check_budget
+from .synth_plan import leaf_target as leaf_target
+from .synth_plan import target_leaves as target_leaves
 from .verify import Verified, VerifyCounts, verify
+
+R = TypeVar("R")
 
 
 class SampleStore(Protocol):
@@ -73,231 +91,6 @@ class SampleStore(Protocol):
     def sample_keys(self, leaf_id: str, *, sample_set: str = TREE_SET) -> set[str]: ...
 
     def skip_keys(self, leaf_id: str, keys: Iterable[str], *, sample_set: str = TREE_SET) -> None: ...
-
-
-#: Samples asked for in one call: the paper's 10 (one default for the CLI, jobs, the app, the
-#: flat baseline and rebalancing).
-PER_CALL = 10
-#: A leaf with k sampled nodes on its path gets ``per_leaf * SAMPLED_SCALE ** k`` samples: the
-#: paper's 10^k calls of 10 samples (``infinite_path_samples`` in its code).
-SAMPLED_SCALE = 10
-#: How many of a leaf's most recent samples a samples prompt lists (see ``templates.held_lines``).
-HELD_SAMPLES = 10
-
-
-@dataclass(frozen=True)
-class SynthOptions:
-    """What a synthesis run does.
-
-    ``max_tokens`` is the most any call may be given: the budget sized from the leaf's pivots and
-    the larger budgets of retries after a reply cut off by ``max_tokens`` stop there.
-    ``response_max_tokens`` is a response's first budget (doubled, up to ``max_tokens``, when cut
-    off). ``sampled_scale``: see :data:`SAMPLED_SCALE` (1 gives every leaf ``per_leaf``).
-    """
-
-    per_leaf: int = 10
-    per_call: int = PER_CALL
-    responses: bool = False
-    temperature: float = 0.7
-    response_temperature: float = 0.7
-    max_tokens: int = MAX_TOKENS_CAP
-    response_max_tokens: int = 1024
-    extra_calls: int = 2
-    near_duplicate: float = 0.85
-    seed: int = 0
-    leaf_ids: tuple[str, ...] = ()
-    max_calls: int | None = None
-    max_cost: float | None = None
-    #: Where the samples go: the tree's own set, or e.g. a rebalanced copy of an imported dataset.
-    sample_set: str = TREE_SET
-    sampled_scale: int = SAMPLED_SCALE
-    #: Majority-vote verification of responses (:mod:`~treesynth_core.generate.verify`): 0 is off;
-    #: k draws per sample, kept only when a strict majority agree on the ``answer`` extractor's final answer.
-    verify: int = 0
-    answer: str = "last-number"
-
-    def __post_init__(self) -> None:
-        check_verify(self.verify, self.answer)
-        if self.verify and not self.responses:
-            raise ValueError("verify checks responses: add responses (--responses)")
-        if self.per_leaf < 1 or self.per_call < 1:
-            raise ValueError("per_leaf and per_call must be at least 1")
-        if self.per_call > 20:
-            raise ValueError("per_call above 20 makes replies long and fragile; use 10 or fewer")
-        if self.sampled_scale < 1:
-            raise ValueError("sampled_scale must be at least 1")
-        if self.max_tokens < 64 or self.response_max_tokens < 16:
-            raise ValueError("max_tokens must be at least 64 and response_max_tokens at least 16")
-
-
-def sampled_steps(path: Sequence[T.PathStep]) -> int:
-    """k: how many sampled ("infinite") nodes a path has."""
-    return sum(1 for step in path if step.pool)
-
-
-def leaf_target(path: Sequence[T.PathStep], options: SynthOptions) -> int:
-    """The samples a leaf is filled up to: ``per_leaf * sampled_scale ** k``."""
-    return options.per_leaf * options.sampled_scale ** sampled_steps(path)
-
-
-def subspace_examples(tree: T.Tree, node_id: str) -> tuple[str, ...]:
-    """Samples the model wrote for this subspace: the pivots of the node, else of its nearest
-    ancestor that has pivots (none for a tree that was never grown)."""
-    for node in [tree.node(node_id), *reversed(tree.ancestors(node_id))]:
-        if node.pivots:
-            return node.pivots
-    return ()
-
-
-def call_budget(tree: T.Tree, node_id: str, options: SynthOptions) -> int:
-    """``max_tokens`` of one samples call for this leaf: sized from its pivots, at most ``max_tokens``."""
-    return min(options.max_tokens, P.samples_budget(options.per_call, subspace_examples(tree, node_id)))
-
-
-def key_prefix(seed: int) -> str:
-    """Sample keys are ``"<call>:<item>"`` under seed 0 and ``"s<seed>.<call>:<item>"`` under any
-    other: another seed's calls are new questions, so they can top up a leaf left short."""
-    return "" if seed == 0 else f"s{seed}."
-
-
-#: One ask for samples plus one re-ask when the reply does not parse.
-SAMPLE_ATTEMPTS = 2
-#: The most calls one numbered samples call can take: its attempts and the larger-budget retries
-#: of replies cut off by ``max_tokens``.
-CALLS_PER_SAMPLES_CALL = SAMPLE_ATTEMPTS + BUDGET_RETRIES
-#: The same for a response.
-CALLS_PER_RESPONSE = 1 + BUDGET_RETRIES
-
-
-def spent_key(prefix: str, call_no: int) -> str:
-    """The key that marks call ``call_no`` as answered though it kept no sample (all duplicates): a
-    rerun does not ask it again, as it would not with its samples stored. A call that got no usable
-    reply is not marked: its replies were not cached, and a rerun asks it again."""
-    return f"{prefix}{call_no}:-"
-
-
-# -- planning and estimates -----------------------------------------------------------------------
-
-
-@dataclass
-class LeafPlan:
-    leaf_id: str
-    path: list[T.PathStep]
-    have: int
-    need: int
-    calls: int
-    #: What the leaf is filled up to (:func:`leaf_target`); 0 means ``per_leaf``.
-    target: int = 0
-
-
-@dataclass
-class SynthPlan:
-    """What a run would do, before it starts."""
-
-    leaves: list[LeafPlan]
-    calls: int  # when every reply is usable and new
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float | None
-    model: str
-    calls_max: int  # with every extra call, re-ask and larger-budget retry a leaf may use
-    sampled_scale: int = SAMPLED_SCALE
-
-    @property
-    def samples(self) -> int:
-        return sum(leaf.need for leaf in self.leaves)
-
-    @property
-    def scaled_leaves(self) -> int:
-        """Leaves whose target is scaled up by the sampled nodes on their path."""
-        return sum(1 for leaf in self.leaves if sampled_steps(leaf.path))
-
-    def scaling_note(self) -> str:
-        """How sampled nodes scale the targets, or "" when no leaf has one on its path."""
-        if not self.scaled_leaves:
-            return ""
-        return (
-            f"{self.scaled_leaves} leaves under sampled nodes get x{self.sampled_scale} samples per sampled node "
-            "on their path, each sample with its own draw"
-        )
-
-    def summary(self) -> str:
-        cost = "unknown price" if self.cost_usd is None else f"~${self.cost_usd:.2f}"
-        note = self.scaling_note()
-        return (
-            f"{len(self.leaves)} leaves, {self.samples} samples to make: about {self.calls} calls "
-            f"(at most {self.calls_max}), "
-            f"~{self.prompt_tokens + self.completion_tokens:,} tokens, {cost} on {self.model}"
-            + (f"; {note}" if note else "")
-        )
-
-
-def target_leaves(tree: T.Tree, leaf_ids: Sequence[str] = ()) -> list[T.Node]:
-    """The leaves to fill: the given ones (or leaves under given nodes), else all approved leaves."""
-    approved = tree.leaves(approved_only=True)
-    if not leaf_ids:
-        return approved
-    wanted = {n.id for node_id in leaf_ids for n in tree.subtree(node_id)}
-    return [leaf for leaf in approved if leaf.id in wanted]
-
-
-#: Tokens a sample is assumed to take when the leaf has no pivots to measure (and a response).
-DEFAULT_SAMPLE_TOKENS, DEFAULT_RESPONSE_TOKENS = 60, 300
-
-
-def plan_synthesis(
-    tree: T.Tree,
-    counts: dict[str, int],
-    options: SynthOptions,
-    *,
-    model: str,
-    settings: BackendSettings | None = None,
-) -> SynthPlan:
-    """Estimate calls, tokens and cost for filling each target leaf up to its :func:`leaf_target`.
-
-    Completion tokens follow the leaf's pivots (their median length a sample), prompt tokens the
-    prompt a call sends (with the list of what the leaf holds, when it holds anything)."""
-    leaves = []
-    prompt_tokens = completion_tokens = calls = calls_max = 0
-    profile = settings.prompt_profile() if settings is not None else "paper"
-    n = options.per_call
-    for leaf in target_leaves(tree, options.leaf_ids):
-        path = tree.path(leaf.id)
-        have, target = counts.get(leaf.id, 0), leaf_target(path, options)
-        need = max(0, target - have)
-        n_calls = math.ceil(need / n) if need else 0
-        leaves.append(LeafPlan(leaf.id, path, have, need, n_calls, target))
-        if not need:
-            continue
-        examples = subspace_examples(tree, leaf.id)
-        fixed = [(s.criterion, s.value) for s in path if not s.pool]
-        each = [[(s.criterion, s.pool[0]) for s in path if s.pool]] * n if sampled_steps(path) else []
-        held = ["x" * P.HELD_CHARS] * min(have, HELD_SAMPLES)
-        prompt = P.samples_prompt(tree.task, tree.style, fixed, n, profile=profile, each=each, held=held)
-        typical = statistics.median(P.approx_tokens(e) for e in examples) if examples else DEFAULT_SAMPLE_TOKENS
-        prompt_tokens += n_calls * len(prompt) // 4
-        completion_tokens += n_calls * round(n * (typical + P.JSON_TOKENS_PER_SAMPLE) + P.JSON_TOKENS_PER_REPLY)
-        calls += n_calls
-        calls_max += (n_calls + options.extra_calls) * CALLS_PER_SAMPLES_CALL
-        if options.responses:
-            draws = options.verify or 1
-            calls += need * draws
-            calls_max += need * (draws if options.verify else CALLS_PER_RESPONSE)
-            prompt_tokens += need * draws * (round(typical) + 120)
-            completion_tokens += need * draws * DEFAULT_RESPONSE_TOKENS
-    price = price_for(model, settings)
-    cost = None if price is None else pricing_cost(prompt_tokens, completion_tokens, price)
-    return SynthPlan(leaves, calls, prompt_tokens, completion_tokens, cost, model, calls_max, options.sampled_scale)
-
-
-def check_budget(plan: SynthPlan, options: SynthOptions) -> None:
-    if options.max_calls is not None and plan.calls > options.max_calls:
-        raise BudgetError(
-            f"this run needs about {plan.calls} LLM calls, above your cap of {options.max_calls}; "
-            "raise --max-calls or make fewer samples"
-        )
-    if options.max_cost is not None and plan.cost_usd is not None and plan.cost_usd > options.max_cost:
-        raise BudgetError(f"this run is estimated at ${plan.cost_usd:.2f}, above your cap of ${options.max_cost:.2f}")
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -462,6 +255,10 @@ class LeafSynthesizer:
         sample kept is marked (:func:`spent_key`), so a rerun does not ask it again with another
         list. Each call's samples are stored as soon as they are taken; ``on_call(have)``
         runs after each call (it may raise :class:`Cancelled`).
+
+        A reply that is :class:`Deferred` (its request is out in a batch: ``batch prepare`` runs
+        this with a model that writes requests down instead of sending them) ends the leaf after
+        its wave, the wave's other requests made; samples waiting on deferred responses are not stored.
         """
         sample_set, per_call = self.options.sample_set, self.options.per_call
         target = leaf.target or self.options.per_leaf
@@ -476,8 +273,11 @@ class LeafSynthesizer:
         sampled = sampled_steps(leaf.path) > 0
 
         failed = 0
+        deferred = False  # a reply is out in a batch (``batch prepare``'s dry run): stop after this wave
 
-        async def generate(call_no: int, held: list[str]) -> tuple[SamplesReply, ChatResult, list[list[dict]]] | None:
+        async def generate(
+            call_no: int, held: list[str]
+        ) -> tuple[SamplesReply, ChatResult, list[list[dict]]] | Deferred | None:
             request, paths = self.generation_request(leaf.leaf_id, leaf.path, call_no, held=held, budget=budget)
             async with gate or contextlib.nullcontext():
                 try:
@@ -492,6 +292,8 @@ class LeafSynthesizer:
                 except ParseError as exc:
                     report.last_problem = str(exc)
                     return None
+                except Deferred as exc:
+                    return exc
             return reply, result, paths
 
         async def answer(text: str, key: str) -> Answer:
@@ -506,7 +308,9 @@ class LeafSynthesizer:
             try:
                 for call_no, task in zip(wave, tasks, strict=True):  # replies taken in call order
                     outcome = await task
-                    if outcome is None:  # not marked spent: a rerun asks it again
+                    if isinstance(outcome, Deferred):
+                        deferred = True
+                    elif outcome is None:  # not marked spent: a rerun asks it again
                         report.failed_calls += 1
                         failed += 1
                     else:
@@ -514,20 +318,25 @@ class LeafSynthesizer:
                         room = target - have
                         admitted = _admit(reply.samples, paths, f"{prefix}{call_no}:", room, sampled, dupes, report)
                         answers = [Answer(None, None)] * len(admitted)
-                        if self.options.verify and admitted:
-                            admitted, answers = await self._vote(leaf.leaf_id, admitted, report, gate)
-                        elif self.options.responses and admitted:
-                            answers = list(await asyncio.gather(*(answer(text, key) for key, text, _ in admitted)))
-                            report.responses_cut_off += sum(1 for a in answers if a.cut_off)
-                        inserted = store.add_samples(self._rows(leaf.leaf_id, admitted, answers, result))
-                        if dropped := getattr(inserted, "dropped", 0):  # the leaf was pruned meanwhile
-                            report.dropped_pruned += dropped
-                            pending = []
-                            break
-                        if not inserted:
-                            store.skip_keys(leaf.leaf_id, [spent_key(prefix, call_no)], sample_set=sample_set)
-                        have += inserted
-                        added += inserted
+                        try:
+                            if self.options.verify and admitted:
+                                admitted, answers = await self._vote(leaf.leaf_id, admitted, report, gate)
+                            elif self.options.responses and admitted:
+                                answers = await gather_all(answer(text, key) for key, text, _ in admitted)
+                                report.responses_cut_off += sum(1 for a in answers if a.cut_off)
+                        except Deferred:  # its responses are out in a batch: its samples wait for them
+                            deferred = True
+                            have += len(admitted)  # counted as the online run would, for the room of later calls
+                        else:
+                            inserted = store.add_samples(self._rows(leaf.leaf_id, admitted, answers, result))
+                            if dropped := getattr(inserted, "dropped", 0):  # the leaf was pruned meanwhile
+                                report.dropped_pruned += dropped
+                                pending = []
+                                break
+                            if not inserted:
+                                store.skip_keys(leaf.leaf_id, [spent_key(prefix, call_no)], sample_set=sample_set)
+                            have += inserted
+                            added += inserted
                     if on_call is not None:
                         on_call(have)
                     if have >= target:
@@ -536,6 +345,8 @@ class LeafSynthesizer:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+            if deferred:
+                break
         if failed and have < target:
             report.failed_leaves.append(leaf.leaf_id)
         return added
@@ -545,7 +356,7 @@ class LeafSynthesizer:
     ) -> tuple[list[_Admitted], list[Answer]]:
         """The admitted samples a majority of draws agree on, with the kept draw as their response;
         the leaf's verified and rejected counts in ``report``."""
-        outcomes = await asyncio.gather(*(self.verified_answer(leaf_id, text, key, gate) for key, text, _ in admitted))
+        outcomes = await gather_all(self.verified_answer(leaf_id, text, key, gate) for key, text, _ in admitted)
         counts = report.verification.setdefault(leaf_id, VerifyCounts())
         kept: list[_Admitted] = []
         answers: list[Answer] = []
@@ -576,6 +387,17 @@ class LeafSynthesizer:
             )
             for (key, text, path), response in zip(admitted, answers, strict=True)
         ]
+
+
+async def gather_all(coroutines: Iterable[Coroutine[Any, Any, R]]) -> list[R]:
+    """Run the coroutines concurrently and return their results in order. Unlike a plain
+    ``asyncio.gather``, a :class:`Deferred` reply does not end the others early: every request is
+    made (so ``batch prepare`` writes them all) before it is raised; any other error is raised as is."""
+    results = await asyncio.gather(*coroutines, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise next((e for e in errors if not isinstance(e, Deferred)), errors[0])
+    return results  # type: ignore[return-value]
 
 
 #: A sample a call's reply brings to its leaf: (key, text, the path it was drawn under).

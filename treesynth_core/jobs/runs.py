@@ -58,7 +58,13 @@ def run_llm_work(
     factory = llm_factory or default_factory
 
     async def main() -> R:
-        llm = recording(factory(settings), store, run_id, max_calls=max_calls)
+        backend = factory(settings)
+        lookup = getattr(store, "batch_reply", None)  # replies collected batches brought back
+        if lookup is not None:
+            from ..batch.replay import BatchReplayLLM
+
+            backend = BatchReplayLLM(backend, lookup)
+        llm = recording(backend, store, run_id, max_calls=max_calls)
         try:
             return await work(llm, cancel)
         finally:

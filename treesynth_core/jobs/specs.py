@@ -142,9 +142,14 @@ async def run_synth(ctx: JobContext, llm: LLM | None, options: SynthOptions, pla
     from ..generate.synth import synthesize
 
     assert llm is not None
-    return await synthesize(
+    report = await synthesize(
         ctx.project, llm, options, plan=plan, progress=ctx.progress, cancel=ctx.cancel, concurrency=ctx.concurrency
     )
+    if options.verify:
+        from ..generate.agreement import record_agreement
+
+        record_agreement(ctx.project, report.verification)
+    return report
 
 
 @dataclass(frozen=True)
@@ -207,7 +212,21 @@ async def run_fill_gaps(ctx: JobContext, llm: LLM | None, options: GapOptions, f
     featurize = StoreFeaturize(ctx.project, feats, ctx.progress)
     result = await fill_gaps(ctx.project, llm, featurize, options, progress=ctx.progress, cancel=ctx.cancel)
     featurize.store_kept()
+    save_gap_report(ctx.project, result)
     return result
+
+
+def save_gap_report(project: Any, report: Any) -> None:
+    """Keep a gap-filling run's report in the project (the app's Coverage page and the dataset card
+    read it), and add its verification votes to the per-leaf agreement totals."""
+    from ..generate.agreement import LeafAgreement, record_agreement
+    from ..generate.gap_report import LAST_REPORT_KEY, report_json
+
+    project.put_blob(LAST_REPORT_KEY, report_json(report).encode())
+    if report.verify:
+        verified, rejected = report.verified_by_leaf(), report.rejected_by_leaf()
+        votes = {leaf: LeafAgreement(verified.get(leaf, 0), rejected.get(leaf, 0)) for leaf in {*verified, *rejected}}
+        record_agreement(project, votes)
 
 
 def refresh_gap_features(ctx: JobContext, options: GapOptions, result: Any) -> None:

@@ -185,7 +185,7 @@ class OpenAICompatLLM:
 
     async def _complete_with_retries(self, request: ChatRequest, fmt: Format, level: int) -> ChatResult:
         attempts = self.settings.max_retries + 1
-        params = _request_params(self.model, request, fmt)
+        params = request_body(self.model, request, fmt)
         for attempt in range(attempts):
             try:
                 return await self._attempt(params)
@@ -293,28 +293,16 @@ class OpenAICompatLLM:
             raise _BadReply(self._quote(data))
         if not isinstance(data, dict):
             raise _BadReply(f"JSON that is not a chat completion: {self._quote(json.dumps(data), kind=None)}")
-        choices = data.get("choices") or []
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        try:
+            return chat_result(data, self.model, latency)
+        except _NoChoices:
             raise _BadReply(
                 f"a reply with no choices for model {self.model!r}: {self._quote(json.dumps(data), kind=None)}"
-            )
-        choice = choices[0]
-        message = choice.get("message") or {}
-        text = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(text, str):
+            ) from None
+        except _NoContent as exc:
             raise _BadReply(
-                f"a reply without content for model {self.model!r} (finish_reason={choice.get('finish_reason')!r})"
-            )
-        usage = data.get("usage")
-        usage = usage if isinstance(usage, dict) else {}
-        return ChatResult(
-            text=text,
-            model=str(data.get("model") or self.model),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            latency_s=latency,
-            finish_reason=choice.get("finish_reason"),
-        )
+                f"a reply without content for model {self.model!r} (finish_reason={exc.finish_reason!r})"
+            ) from None
 
     def _reason(self, exc: openai.APIConnectionError) -> str:
         reason = connection_reason(exc)
@@ -339,6 +327,43 @@ class OpenAICompatLLM:
         if self._api_key and self._api_key != LOCAL_DUMMY_KEY:
             text = text.replace(self._api_key, "***")
         return text
+
+
+class _NoChoices(ValueError):
+    """A JSON object that is not a chat completion: it has no choices."""
+
+
+class _NoContent(ValueError):
+    """A chat completion whose first choice has no message content."""
+
+    def __init__(self, finish_reason: Any) -> None:
+        super().__init__(f"no message content (finish_reason={finish_reason!r})")
+        self.finish_reason = finish_reason
+
+
+def chat_result(data: Mapping[str, Any], model: str, latency: float = 0.0) -> ChatResult:
+    """Read a ``chat.completion`` JSON object (kept as plain dicts: cheaper than SDK models): the
+    first choice's text, the model that wrote it (``model`` when the reply does not say), token
+    counts. Raises ``ValueError`` when it has no choices or no message content. Batch output files
+    (:mod:`treesynth_core.batch`) are read with it too."""
+    choices = data.get("choices") or []
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise _NoChoices("no choices")
+    choice = choices[0]
+    message = choice.get("message") or {}
+    text = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(text, str):
+        raise _NoContent(choice.get("finish_reason"))
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    return ChatResult(
+        text=text,
+        model=str(data.get("model") or model),
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        latency_s=latency,
+        finish_reason=choice.get("finish_reason"),
+    )
 
 
 def _sdk_http_client(stack: HttpStack, concurrency: int, timeout_s: float) -> Any:
@@ -380,8 +405,9 @@ def read_api_key(env_name: str, base_url: str) -> str:
     raise AuthError(f"no API key for {base_url}: set the environment variable {env_name}")
 
 
-def _request_params(model: str, request: ChatRequest, fmt: Format) -> dict[str, Any]:
-    """The JSON body of ``POST /chat/completions``: model, messages, sampling, response_format."""
+def request_body(model: str, request: ChatRequest, fmt: Format) -> dict[str, Any]:
+    """The JSON body of ``POST /chat/completions``: model, messages, sampling, response_format (in
+    the structured-output format ``fmt``). Batch files (:mod:`treesynth_core.batch`) carry the same body."""
     messages = request.message_dicts()
     params: dict[str, Any] = {
         "model": model,

@@ -26,6 +26,20 @@ def price_for(model: str, settings: BackendSettings | None) -> tuple[float, floa
     return prices.get(model)
 
 
+#: The share of the online price a batch call costs, by backend: OpenAI's Batch API is half price.
+BATCH_DISCOUNT: dict[str, float] = {"openai": 0.5}
+
+
+def batch_price(model: str, settings: BackendSettings | None) -> tuple[float, float] | None:
+    """(input, output) USD per million tokens of a call sent in a batch (``treesynth batch``): the
+    online price times the backend's :data:`BATCH_DISCOUNT`; None when the price is unknown."""
+    price = price_for(model, settings)
+    if price is None:
+        return None
+    share = BATCH_DISCOUNT.get(settings.backend if settings is not None else "openai", 1.0)
+    return (price[0] * share, price[1] * share)
+
+
 def cost(prompt_tokens: int, completion_tokens: int, price: tuple[float, float]) -> float:
     return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6
 
@@ -52,6 +66,17 @@ def spent(by_model: Mapping[str, Tokens], settings: BackendSettings | None) -> f
             continue
         total += cost(counts.prompt_tokens, counts.completion_tokens, price)
     return total
+
+
+def batch_saving(batch_tokens: Mapping[str, tuple[int, int]], settings: BackendSettings | None) -> float:
+    """USD that calls sent in batches (``(prompt, completion)`` tokens by model) cost less than
+    :func:`spent` counts them at the online price; models without a price save nothing."""
+    saving = 0.0
+    for model, (prompt, completion) in batch_tokens.items():
+        full, batch = price_for(model, settings), batch_price(model, settings)
+        if full is not None and batch is not None:
+            saving += cost(prompt, completion, full) - cost(prompt, completion, batch)
+    return saving
 
 
 def parse_price(text: str) -> tuple[str, tuple[float, float]]:

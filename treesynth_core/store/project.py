@@ -25,7 +25,8 @@ from ..llm.base import ChatResult
 from ..llm.recording import CallRecord
 from ..llm.settings import BackendSettings, merge_settings
 from ..tree.model import Tree, new_tree, validate
-from . import contamination, history, runs, schema, trash
+from . import batches, contamination, history, runs, schema, trash
+from .batches import BatchRecord
 from .db import DB_NAME, FORMAT_VERSION, Database, chunks, marks, set_meta
 from .history import HUMAN, EditRecord, Replayed, UndoState
 from .runs import JobRecord, RunStats
@@ -508,6 +509,53 @@ class Project:
         (see :func:`.runs.stats`)."""
         with self._db.read() as conn:
             return runs.stats(conn, run_id)
+
+    # -- batch generation (see :mod:`.batches`) ----------------------------------------------------
+    def add_batch(self, batch_id: str, round_id: str, shard: str, requests: int) -> None:
+        """Record a prepared shard file (status ``prepared``)."""
+        with self._db.tx() as conn:
+            batches.add_batch(conn, batch_id, round_id, shard, requests)
+
+    def update_batch(self, batch_id: str, **fields: Any) -> None:
+        """Set some of: status, base_url, input_file_id, remote_id, output_file_id, error_file_id, counts."""
+        with self._db.tx() as conn:
+            batches.update_batch(conn, batch_id, fields)
+
+    def batches(self, round_id: str | None = None) -> list[BatchRecord]:
+        with self._db.read() as conn:
+            return batches.batches(conn, round_id)
+
+    def put_batch_replies(self, replies: Iterable[tuple[str, Mapping[str, Any]]], batch_id: str | None) -> int:
+        """Keep the replies a batch brought back, by request cache key; returns how many were new."""
+        with self._db.tx() as conn:
+            return batches.put_replies(conn, replies, batch_id)
+
+    def batch_reply_keys(self, keys: Iterable[str]) -> set[str]:
+        """Which of ``keys`` a collected batch brought a reply for."""
+        with self._db.read() as conn:
+            return batches.has_replies(conn, keys)
+
+    def batch_tokens(self, command: str) -> dict[str, tuple[int, int]]:
+        """(prompt, completion) tokens by model of the calls runs of ``command`` logged (batch collects)."""
+        with self._db.read() as conn:
+            return batches.tokens_by_model(conn, command)
+
+    def copy_to(self, folder: Path) -> Project:
+        """A copy of this project's database in the empty folder ``folder``, opened (``batch
+        prepare`` runs its dry run on one, so nothing it does reaches this project)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        target = sqlite3.connect(folder / DB_NAME)
+        try:
+            with self._db.read() as conn:
+                conn.backup(target)
+        finally:
+            target.close()
+        return Project.open(folder, owner=self.owner)
+
+    def batch_reply(self, key: str) -> dict[str, Any] | None:
+        """The chat completion a batch brought back for the request with cache key ``key``, if any."""
+        with self._db.read() as conn:
+            return batches.reply(conn, key)
 
     # -- background jobs --------------------------------------------------------------------------
     def claim_job(

@@ -342,6 +342,38 @@ def m020_trashed_samples(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m021_batches(conn: sqlite3.Connection) -> None:
+    """Batch generation (:mod:`treesynth_core.batch`): each prepared shard file with where it was
+    sent and how it stands (``batches``), and each reply a batch brought back, by the cache key of
+    its request (``batch_replies``; the request's ``custom_id``)."""
+    conn.execute(
+        """CREATE TABLE batches (
+            id TEXT PRIMARY KEY,
+            round TEXT NOT NULL,
+            shard TEXT NOT NULL,
+            requests INTEGER NOT NULL,
+            status TEXT NOT NULL DEFAULT 'prepared',
+            base_url TEXT,
+            input_file_id TEXT,
+            remote_id TEXT,
+            output_file_id TEXT,
+            error_file_id TEXT,
+            counts TEXT NOT NULL DEFAULT '{}',
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE batch_replies (
+            key TEXT PRIMARY KEY,
+            batch_id TEXT,
+            body TEXT NOT NULL,
+            collected TEXT NOT NULL
+        )"""
+    )
+
+
 # -- applying -------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,81 @@
+"""Concepts page: SynthLLM's document-grounded questions. Add documents, extract their topics and
+key concepts (a background job), explore the concept graph, preview level-3 walks, and generate
+questions at level 1, 2 or 3 into a sample set of their own (a background job).
+
+The page only lays out the panels of :mod:`studio.concepts_panel`; it polls while a job runs.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from studio import concepts_panel as CP
+from studio.state import get_state
+from studio.widgets import PAGE_COVERAGE, PAGE_DATA, POLL_S, require_project, show_notices
+from treesynth_core.concepts.store import load_concepts, load_documents
+from treesynth_core.jobs import background as jobs
+
+state = get_state()
+project = require_project(state)
+busy = jobs.active_job(project) is not None
+
+st.title("Concepts")
+st.caption(
+    "Questions grounded in documents (SynthLLM): each document's topics and key concepts make one graph; "
+    "questions combine a document's concepts, or concepts of different topics along a walk on the graph."
+)
+
+
+@st.fragment(run_every=POLL_S if busy else None)
+def status() -> None:
+    live = jobs.active_job(project)
+    if (live is not None) != busy:
+        st.rerun()
+    show_notices(state)
+    if live is None:
+        CP.job_outcome(jobs.latest_job(project))
+    elif CP.is_concepts_job(live):
+        CP.job_progress(project, live)
+    else:
+        st.info(
+            "Another job is running on this project; concepts jobs can start when it ends.",
+            icon=":material/hourglass_top:",
+        )
+
+
+status()
+documents = load_documents(project)
+concepts = load_concepts(project)
+tab_docs, tab_graph, tab_walks, tab_gen = st.tabs(
+    ["Documents", "Concept graph", "Walks", "Generate"], default="Concept graph" if concepts else "Documents"
+)
+
+with tab_docs:
+    CP.documents_form(state, project, busy=busy)
+    if documents:
+        CP.extraction(state, project, documents, busy=busy)
+    else:
+        st.info("No documents yet: add some above.", icon=":material/description:")
+
+with tab_graph:
+    if concepts:
+        CP.graph_section(project, concepts)
+    else:
+        st.info("No concepts yet: add documents and extract their concepts (the Documents tab).", icon=":material/hub:")
+
+with tab_walks:
+    if concepts:
+        CP.walks_section(concepts)
+    else:
+        st.info("Walks need the concept graph: extract concepts first.", icon=":material/hub:")
+
+with tab_gen:
+    if documents or concepts:
+        CP.generation(state, project, busy=busy)
+        CP.sets_overview(project)
+        st.page_link(
+            PAGE_COVERAGE, label="Score the sets side by side on the Coverage page", icon=":material/scatter_plot:"
+        )
+        st.page_link(PAGE_DATA, label="Decontaminate or export them on the Data page", icon=":material/dataset:")
+    else:
+        st.info("Add documents first (the Documents tab).", icon=":material/description:")

@@ -1,0 +1,199 @@
+"""The Concepts page with AppTest: documents added from a folder, extraction and generation run as
+real background jobs on the scripted fake LLM; the graph's data, search and selection, the walk
+preview; and the pure graph view (top-N, search, edge widths, documents and questions of a node)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from studio import concept_graph as CG
+from studio.widgets import PAGE_CONCEPTS, PAGE_COVERAGE, md
+from tests.apptest import create_project, new_app, run, texts, wait_for_job
+from tests.fakes import HashEmbedder
+from treesynth_core.concepts.graph import build_graph, node_id
+from treesynth_core.concepts.model import DocConcepts, Topic
+from treesynth_core.concepts.store import load_concepts, load_documents, save_concepts
+from treesynth_core.jobs import background as jobs
+from treesynth_core.store import Project
+from treesynth_core.store.samples import Sample
+
+DOCS = {
+    "loops.md": "Python loops: the while statement repeats a block; break leaves the innermost loop early, "
+    "continue skips to the next iteration, and an else clause runs when the loop ends normally.",
+    "functions.md": "Python functions: def binds a function object; arguments bind parameters, defaults are "
+    "evaluated once, and return hands a value back to the caller through the stack.",
+    "classes.md": "Python classes: class statements create types; methods receive instances as self, "
+    "inheritance resolves attributes through the method resolution order of bases.",
+}
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in DOCS.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    return docs
+
+
+def concepts_page(projects: Path):
+    at = create_project(new_app(), "docs", "Questions about the Python language")
+    at.switch_page(PAGE_CONCEPTS)
+    return run(at), projects / "docs"
+
+
+def click_and_wait(at, key: str, project_dir: Path):
+    at.button(key=key).click()
+    run(at)
+    job = wait_for_job(project_dir)
+    assert job.status == "done", (job.error, job.message)
+    return run(at), job
+
+
+def test_documents_extraction_graph_search_walks_and_generation(projects, folder):
+    at, project_dir = concepts_page(projects)
+    assert "No documents yet" in texts(at)
+    at.radio(key="concepts.source").set_value("folder")
+    run(at)
+    at.text_input(key="concepts.folder").input(str(folder))
+    at.button(key="concepts.add").click()
+    run(at)
+    with Project.open(project_dir) as project:
+        assert sorted(d.doc_id for d in load_documents(project)) == sorted(DOCS)
+    assert "Documents to extract" in [m.label for m in at.metric]
+
+    at, job = click_and_wait(at, "concepts.extract", project_dir)
+    assert job.kind == "concepts-extract" and "concepts of 3 documents extracted" in job.message
+    with Project.open(project_dir) as project:
+        extracted = load_concepts(project)
+    assert len(extracted) == 3
+    body = texts(at)
+    assert "Extracting concepts: done" in body and "3 documents:" in body
+    graph = build_graph(extracted)
+
+    # search selects the best match; its documents are listed
+    at.text_input(key="concepts.search").input("while")
+    run(at)
+    assert "concepts.selected" in at.session_state, (texts(at)[:3000], [str(c) for c in extracted])
+    selected = at.session_state["concepts.selected"]
+    assert selected == node_id("concept", "while")
+    assert "1 match" in texts(at)
+    details = texts(at)
+    assert "Concept: while" in details and f"{graph.degree(selected)} neighbours" in details
+    assert [e.label for e in at.expander if "loops" in e.label] == [md("loops.md")]
+
+    # the walk preview shows each walk's concepts and grounding documents
+    walk_texts = [m.value for m in at.markdown if "Concepts:" in m.value]
+    assert len(walk_texts) == 5
+    assert any("Grounding documents:" in c.value for c in at.caption)
+
+    # generation: the estimate, then the job fills the set
+    at.radio(key="concepts.level").set_value(2)
+    at.number_input(key="concepts.n").set_value(4)
+    run(at)
+    assert "Questions to make" in [m.label for m in at.metric]
+    at, job = click_and_wait(at, "concepts.generate", project_dir)
+    assert job.kind == "concepts-synth"
+    with Project.open(project_dir) as project:
+        rows = project.samples(sample_set="concepts-l2")
+    assert len(rows) == 4 and all(r.extra["provenance"] == "concepts" for r in rows)
+    assert md("concepts-l2") in texts(at)
+    # the selected concept now lists the questions that combined it (if any did)
+    used = CG.questions_using(rows, selected)
+    assert f"{len(used)} questions" in texts(at)
+
+    # the new set is scored on the Coverage page, beside any other set
+    jobs.set_featurizer_factory(lambda space: HashEmbedder(dim=32, name=f"emb:fake-{space}"))
+    try:
+        at.switch_page(PAGE_COVERAGE)
+        run(at)
+        at.multiselect(key="coverage.sets").set_value(["concepts-l2"])
+        at.button(key="coverage.sets.score").click()
+        run(at)
+    finally:
+        jobs.set_featurizer_factory(None)
+    table = next(df.value for df in at.dataframe if "concepts-l2" in df.value.columns)
+    assert list(table["score"])[0] == "Vendi" and table["concepts-l2"].iloc[0] != "\u2013"
+
+
+def test_a_rerun_never_starts_a_second_job(projects, folder):
+    at, project_dir = concepts_page(projects)
+    at.radio(key="concepts.source").set_value("folder")
+    run(at)
+    at.text_input(key="concepts.folder").input(str(folder))
+    at.button(key="concepts.add").click()
+    run(at)
+    at.button(key="concepts.extract").click()
+    run(at)
+    run(at)  # a rerun while (or after) it runs
+    wait_for_job(project_dir)
+    with Project.open(project_dir) as project:
+        assert len(project.jobs(kind="concepts-extract", limit=10)) == 1
+
+
+def test_labels_from_a_file_show_as_text(projects):
+    at, project_dir = concepts_page(projects)
+    evil = "<img src=x onerror=alert(1)> **bold**"
+    with Project.open(project_dir) as project:
+        save_concepts(project, [DocConcepts("d1", "any", "web", (Topic(evil, ("alpha", "beta")),))])
+    run(at)
+    at.text_input(key="concepts.search").input("img src")
+    run(at)
+    assert at.session_state["concepts.selected"] == node_id("topic", evil)
+    shown = [m.value for m in at.markdown if "onerror" in m.value]
+    assert shown and all(md(evil) in v for v in shown)  # escaped: shown as written, no tag, no bold
+
+
+# -- the graph view (pure) ------------------------------------------------------------------------
+
+
+def _docs(n: int) -> list[DocConcepts]:
+    return [
+        DocConcepts(f"d{i}", "any", "s", (Topic(f"topic {i % 3}", (f"c{i}", f"c{i + 1}", "shared")),)) for i in range(n)
+    ]
+
+
+def test_view_draws_top_nodes_plus_matches_and_the_selection():
+    graph = build_graph(_docs(12))
+    view = CG.concept_view(graph, top_n=4, matches=[node_id("concept", "c11")], selected=node_id("concept", "c0"))
+    ids = [n["id"] for n in view.nodes]
+    assert ids[:4] == CG.by_degree(graph)[:4] and node_id("concept", "shared") == ids[0]
+    assert ids[4:] == [node_id("concept", "c11"), node_id("concept", "c0")]
+    kinds = {n["kind"]: n["shape"] for n in view.nodes}
+    assert kinds == {"concept": "dot", "topic": "box"}
+    match = next(n for n in view.nodes if n["id"] == node_id("concept", "c11"))
+    assert match["color"]["border"] == CG.MATCH_BORDER
+    assert all(e["from"] in ids and e["to"] in ids for e in view.edges)
+    assert view.payload()["total"] == graph.number_of_nodes() and view.payload()["shown"] == 6
+    # the same graph, the same picture
+    again = CG.concept_view(graph, top_n=4, matches=[node_id("concept", "c11")], selected=node_id("concept", "c0"))
+    assert again.version == view.version
+
+
+def test_edge_width_grows_with_the_shared_documents():
+    graph = build_graph(_docs(12))
+    view = CG.concept_view(graph, top_n=50)
+    widths = {e["count"]: e["width"] for e in view.edges}
+    assert widths[1] == 1.0 and widths[max(widths)] > widths[1]
+    assert CG.edge_width(10_000) == 8.0
+
+
+def test_search_puts_an_exact_label_first_and_ignores_case():
+    graph = build_graph(_docs(12))
+    assert CG.search(graph, "C1")[0] == node_id("concept", "c1")
+    assert set(CG.search(graph, "c1")) >= {node_id("concept", "c1"), node_id("concept", "c10")}
+    assert CG.search(graph, "  ") == []
+
+
+def test_documents_and_questions_of_a_node():
+    docs = _docs(4)
+    assert CG.documents_of(docs, node_id("concept", "c1")) == ["d0", "d1"]
+    assert CG.documents_of(docs, node_id("topic", "topic 0")) == ["d0", "d3"]
+    rows = [
+        Sample(leaf_id="", key="a", instruction="q1", path=[], extra={"concepts": ["C1", "shared"]}),
+        Sample(leaf_id="", key="b", instruction="q2", path=[], extra={"concepts": ["c2"], "topics": ["Topic 0"]}),
+    ]
+    assert [s.instruction for s in CG.questions_using(rows, node_id("concept", "c1"))] == ["q1"]
+    assert [s.instruction for s in CG.questions_using(rows, node_id("topic", "topic 0"))] == ["q2"]

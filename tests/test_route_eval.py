@@ -1,0 +1,133 @@
+"""Judging routers on a labelled set: accuracy, the majority baseline, agreement, path-context text."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from treesynth_core.data import route_eval as E
+from treesynth_core.data import routing as R
+from treesynth_core.errors import DataError
+from treesynth_core.store.samples import Route
+from treesynth_core.tree import model as T
+from treesynth_core.tree.file import read_tree_file
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELLED = ROOT / "benchmarks" / "data" / "python_coding_routes.jsonl"
+TREE = ROOT / "assets" / "trees" / "python_coding.json"
+
+
+def test_accuracy_counts_matches_and_no_answer_is_wrong():
+    assert E.accuracy(["a", "b", None, "d"], ["a", "x", "c", "d"]) == 0.5
+    assert E.accuracy([], []) == 0.0
+    with pytest.raises(ValueError, match="one prediction per label"):
+        E.accuracy(["a"], ["a", "b"])
+
+
+def test_majority_baseline_is_the_share_of_the_most_common_label():
+    assert E.majority_baseline(["a", "a", "a", "b"]) == 0.75
+    assert E.majority_baseline(["a", "b", "c", "d"]) == 0.25
+    assert E.majority_baseline([]) == 0.0
+
+
+def test_agreement_rate_counts_same_answers_and_both_unrouted():
+    assert E.agreement_rate(["a", None, "c", "d"], ["a", None, "x", "y"]) == 0.5
+    assert E.agreement_rate(["a", "b"], ["a", "b"]) == 1.0
+    with pytest.raises(ValueError, match="same samples"):
+        E.agreement_rate(["a"], [])
+
+
+def small_tree() -> T.Tree:
+    tree = T.new_tree("Math word problems")
+    tree = T.replace_criterion(tree, tree.root_id, "Operation", ["addition", "subtraction"])
+    for kid in tree.children(tree.root_id):
+        tree = T.replace_criterion(tree, kid.id, "Entity", ["fruit", "money"])
+    return tree
+
+
+def test_score_routes_against_labels_at_the_leaf_and_the_first_level():
+    tree = small_tree()
+    labelled = [
+        E.LabelledSample("3 apples plus 4", ("addition", "fruit")),
+        E.LabelledSample("5 coins minus 2", ("subtraction", "money")),
+        E.LabelledSample("9 pears minus 1", ("subtraction", "fruit")),
+    ]
+    add_fruit = E.leaf_for(tree, ("addition", "fruit"))
+    sub_money = E.leaf_for(tree, ("Subtraction", "MONEY"))  # compared as labels
+    step = [{"criterion": "Operation", "value": "subtraction"}]
+    routes = [
+        Route(1, "embedding", "leaf", add_fruit, add_fruit, [{"criterion": "Operation", "value": "addition"}]),
+        Route(2, "embedding", "leaf", sub_money, sub_money, step),
+        Route(3, "embedding", "none", tree.root_id, None, []),
+    ]
+    score = E.score_routes(tree, routes, labelled)
+    assert score.n == 3 and score.none_fits == 1 and score.errors == 0
+    assert score.leaf_accuracy == pytest.approx(2 / 3) and score.first_level_accuracy == pytest.approx(2 / 3)
+    with pytest.raises(DataError, match="no value 'division'"):
+        E.leaf_for(tree, ("division",))
+    with pytest.raises(DataError, match="not a leaf"):
+        E.leaf_for(tree, ("addition",))
+
+
+def test_path_description_carries_the_task_ancestors_and_notes():
+    tree = read_tree_file(TREE)
+    node = tree.root
+    for value in ("write a function", "nested data", "advanced"):
+        node = next(k for k in tree.children(node.id) if k.value == value)
+    text = R.path_description(tree, R.Choice(node, node.value or ""))
+    assert text.splitlines() == [
+        tree.task,
+        "Task type: write a function",
+        "Main input type: nested data (lists of lists, lists of dicts, JSON-like records)",
+        "Difficulty: advanced",
+    ]
+    assert R.description(tree, R.Choice(node, "advanced")) == "Difficulty: advanced"  # the bare form
+
+
+def test_the_embedding_router_describes_values_by_their_whole_path():
+    tree = small_tree()
+    seen: list[str] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        seen.extend(texts)
+        return np.eye(len(texts), 4, dtype=np.float32)
+
+    R.EmbeddingRouter(embed, tree).route_all([1], np.eye(1, 4, dtype=np.float32))
+    assert "Math word problems\nOperation: addition" in seen
+    assert "Math word problems\nOperation: addition\nEntity: fruit" in seen
+
+
+def test_the_labelled_set_covers_every_leaf_of_its_tree():
+    tree = read_tree_file(TREE)
+    labelled = E.read_labelled(LABELLED)
+    per_leaf = Counter(E.leaf_for(tree, s.leaf_path) for s in labelled)
+    assert set(per_leaf) == {leaf.id for leaf in tree.leaves()}
+    assert min(per_leaf.values()) >= 4
+    assert len({s.text for s in labelled}) == len(labelled)
+
+
+def test_read_labelled_names_the_bad_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a", "leaf_path": ["x"]}\n{"text": "b"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.jsonl:2"):
+        E.read_labelled(bad)
+
+
+def test_crowded_leaves_flag_a_leaf_that_swallows_the_set_only_in_a_big_tree():
+    per_leaf = {"ruby": 128, "java": 10, "c": 6, "js": 20, "pseudo": 0}
+    assert R.crowded_leaves(per_leaf) == [("ruby", 128)]
+    assert R.crowded_leaves({"a": 5, "b": 5, "c": 5, "d": 5, "e": 5}) == []  # even: nothing crowded
+    assert R.crowded_leaves({"a": 9, "b": 1}) == []  # two leaves: half each is not unusual
+    assert R.crowded_leaves({}) == []
+
+
+def test_short_path_keeps_the_leaf_value_and_cuts_the_front():
+    tree = read_tree_file(TREE)
+    leaf = next(leaf for leaf in tree.leaves() if leaf.value == "Ruby")
+    assert R.short_path(tree, leaf.id) == "translate into Python \u203a Ruby"
+    cut = R.short_path(tree, leaf.id, max_chars=12)
+    assert cut == "\u2026thon \u203a Ruby" and len(cut) == 12
+    assert R.short_path(tree, tree.root_id) == "root"
