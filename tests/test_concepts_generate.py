@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from pathlib import Path
 
 import networkx as nx
@@ -116,6 +117,41 @@ def test_responses_rerun_and_resume(extracted, capable):
     assert again.calls() == 0 and report.added == 0 and report.total == 3
     more = asyncio.run(make_questions(extracted, again, QuestionOptions(level=1, n=5, sample_set="l1")))
     assert more.added == 2 and len(extracted.samples(sample_set="l1")) == 5
+
+
+class Voter(ScriptedLLM):
+    """Answers verification draws: the three draws agree (on 42) for questions whose text hashes
+    even, and give three different answers otherwise."""
+
+    @staticmethod
+    def agrees(question: str) -> bool:
+        return zlib.crc32(question.encode()) % 2 == 0
+
+    def _verify(self, request):
+        prompt = self._prompt(request)
+        draw = int(request.meta["draw"])
+        agree = any(self.agrees(q) for q in self.questions if q in prompt)
+        return "Final answer: 42" if agree else f"Final answer: {draw + 1}"
+
+    questions: list[str] = []
+
+
+def test_verified_questions_keep_the_majority_answer_and_drop_the_rest(extracted, capable):
+    reply = capable(SCENARIO)["questions"][0]
+    llm = Voter()
+    llm.questions = [q if isinstance(q, str) else q["question"] for q in json.loads(reply.text)["questions"]]
+    llm.enqueue("questions", [reply] * 3)
+    options = QuestionOptions(level=1, n=len(llm.questions), sample_set="v", responses=True, verify=3, extra_calls=0)
+    report = asyncio.run(make_questions(extracted, llm, options))
+    samples = extracted.samples(sample_set="v")
+    agreeing = [q for q in llm.questions if Voter.agrees(q)]
+    assert 0 < len(agreeing) < len(llm.questions)  # the scenario has both kinds
+    assert sorted(s.instruction for s in samples) == sorted(agreeing)
+    assert all(s.response == "Final answer: 42" and s.extra["verified"] == "3/3" for s in samples)
+    assert (report.verified, report.rejected) == (len(agreeing), len(llm.questions) - len(agreeing))
+    assert report.verification.reasons == {"no majority": report.rejected} and llm.calls("response") == 0
+    with pytest.raises(ValueError, match="verify checks responses"):
+        QuestionOptions(verify=3)
 
 
 def test_level_3_on_a_graph_without_usable_walks_is_a_clear_error(project):
@@ -231,6 +267,10 @@ def test_cli_bad_inputs_are_one_clear_line(tmp_path, fake):
     assert result.exit_code == 1 and "no concepts yet" in result.output
     result = invoke("concepts", proj, "synth", "--level", "4", ok=False)
     assert result.exit_code == 1 and "level must be 1, 2 or 3" in result.output
+    result = invoke("concepts", proj, "synth", "--verify", "3", ok=False)
+    assert result.exit_code == 1 and "verify checks responses" in " ".join(result.output.split())
+    result = invoke("concepts", proj, "synth", "--responses", "--verify", "3", "--answer", "code", ok=False)
+    assert result.exit_code == 1 and "unknown answer extractor 'code'" in " ".join(result.output.split())
     assert fake == []
 
 

@@ -716,15 +716,15 @@ def test_a_project_whose_folder_was_deleted_refuses_every_write(tmp_path: Path) 
         shutil.rmtree(folder)
         with pytest.raises(ProjectGone, match="deleted or moved while it was open; your last edit was not saved"):
             project.apply("add-value", lambda t: T.add_value(t, t.root_id, "Algebra", criterion="Topic"))
-        with pytest.raises(ProjectGone):
+        with pytest.raises(ProjectGone, match="deleted or moved"):
             project.check_present()
-        with pytest.raises(ProjectGone):
+        with pytest.raises(ProjectGone, match="deleted or moved"):
             project.tree()
     moved = tmp_path / "q"
     with Project.create(folder, task="Math word problems") as project:
         project.apply("add-value", lambda t: T.add_value(t, t.root_id, "Algebra", criterion="Topic"))
         folder.rename(moved)
-        with pytest.raises(ProjectGone):
+        with pytest.raises(ProjectGone, match="deleted or moved"):
             project.apply("add-value", lambda t: T.add_value(t, t.root_id, "Geometry", criterion="Topic"))
     with Project.open(moved) as project:
         assert [n.value for n in project.tree().children(project.tree().root_id)] == ["Algebra"]

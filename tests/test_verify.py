@@ -290,6 +290,13 @@ def test_cli_synth_verify_reports_per_leaf(tmp_path, solver):
     assert data["verify"] == 3 and data["verified"] == 2 and data["rejected"] >= 2
     assert data["acceptance_rate"] == pytest.approx(2 / (2 + data["rejected"]))
     per_leaf = sorted((c["verified"], c["rejected"]) for c in data["verification"].values())
+    with Project.open(proj) as project:  # the project keeps the votes per leaf for the app and the card
+        kept_votes = {leaf: (a.verified, a.rejected) for leaf, a in leaf_agreement(project).items()}
+    assert kept_votes == {
+        leaf: (c["verified"], c["rejected"])
+        for leaf, c in data["verification"].items()
+        if c["verified"] or c["rejected"]
+    }
     assert per_leaf[-1] == (2, 0) and all(v == 0 and r > 0 for v, r in per_leaf[:-1])
     assert all(
         c["rejected_reasons"] == {NO_MAJORITY: c["rejected"]} for c in data["verification"].values() if c["rejected"]

@@ -21,9 +21,11 @@ from ..concepts.questions import QuestionOptions
 from ..errors import DataError, TreeSynthError
 from .common import (
     NO_LLM_RUN_OPTIONS,
+    AnswerOpt,
     DirArg,
     JsonOpt,
     LlmRunOptions,
+    VerifyOpt,
     call_line,
     emit,
     err,
@@ -302,6 +304,8 @@ def synth(
             help="The most tokens a questions call may use: its first budget (sized from --per-call) and the larger budgets of retries after a reply is cut off stop here.",
         ),
     ] = QuestionOptions.max_tokens,
+    verify: VerifyOpt = QuestionOptions.verify,
+    answer: AnswerOpt = QuestionOptions.answer,
     max_cost: MaxCostOpt = None,
     estimate: EstimateOpt = False,
     llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
@@ -327,6 +331,8 @@ def synth(
             max_tokens=max_tokens,
             max_calls=llm_run.max_calls,
             max_cost=max_cost,
+            verify=verify,
+            answer=answer,
         )
     except ValueError as exc:
         raise TreeSynthError(str(exc)) from None
@@ -346,6 +352,8 @@ def synth(
             "seed": seed,
             "max_tokens": max_tokens,
         }
+        if verify:
+            params |= {"verify": verify, "answer": answer}
         report, stats = run_job(
             project,
             "concepts-synth",
@@ -369,6 +377,13 @@ def synth(
             "responses_cut_off": report.responses_cut_off,
             "llm": llm_json(stats),
         }
+        if verify:
+            data |= {
+                "verify": verify,
+                "verified": report.verified,
+                "rejected": report.rejected,
+                "rejected_reasons": report.verification.reasons,
+            }
         short = (
             f"\n{report.short} short of --n {n} (duplicates or unusable replies); --seed {seed + 1} asks new questions."
             if report.short
@@ -378,9 +393,21 @@ def synth(
             as_json,
             data,
             f"Added {report.added} level-{level} questions to {report.sample_set!r} ({report.total} in the set; "
-            f"{report.duplicates} duplicates dropped).{short}\n{call_line(stats)}",
+            f"{report.duplicates} duplicates dropped).{short}{_verify_line(report, verify)}\n{call_line(stats)}",
         )
         exit_if_short(report)
+
+
+def _verify_line(report: Any, draws: int) -> str:
+    """What verification did ("" when it was off)."""
+    if not draws:
+        return ""
+    reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(report.verification.reasons.items()))
+    return (
+        f"\nVerification ({draws} draws, majority vote): {report.verified} verified, {report.rejected} rejected"
+        + (f" ({reasons})" if reasons else "")
+        + "."
+    )
 
 
 @concepts_app.command("import")

@@ -293,6 +293,8 @@ def fill_gaps(
     """Generate candidates and keep those that land in sparse regions of the feature space (Prismatic
     Synthesis). Gradient space by default, as the paper: the time its features take is printed first
     (measured on a few samples when the project has no record yet); --embeddings is the fast choice.
+    Prints a table per round: generated, verified, rejected and kept candidates, and the pool's Vendi
+    against a random-acceptance baseline (as many candidates kept at random).
 
     Exit status: 0 done, 1 an error or no call answered (every reply unusable), 3 some calls got no
     usable reply (run fill-gaps again for new candidates).

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..report.collect import SAMPLES_PER_LEAF
+from ..report.model import SAMPLES_PER_LEAF
 from .common import (
     CallbackBar,
     DirArg,

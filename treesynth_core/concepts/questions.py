@@ -13,7 +13,9 @@ The work goes in numbered units (a document at levels 1-2, cycling through the d
 level 3), each one call asking for ``per_call`` questions with a seed derived from the unit. Samples
 are keyed ``"L<level>.<unit>:<item>"`` in the set, so a rerun is served from the cache and adds no
 duplicates, and units already answered are not asked again. Near-duplicates are dropped. Optional
-responses come from a second call per question, as in leaf synthesis.
+responses come from a second call per question, as in leaf synthesis; with ``verify`` = k, from k
+draws instead, and a question is kept only when a strict majority agree on its final answer
+(:mod:`~treesynth_core.generate.verify`, as Prismatic Synthesis).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import random
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any, Protocol
 
@@ -32,7 +34,9 @@ from pydantic import BaseModel, field_validator
 
 from ..errors import Cancelled, DataError, ParseError
 from ..generate.duplicates import DuplicateFilter
+from ..generate.gap_options import check_verify
 from ..generate.shortfall import Shortfall
+from ..generate.verify import VerifyCounts, verify
 from ..llm.base import LLM, ChatRequest, ChatResult, useful_concurrency
 from ..llm.settings import BackendSettings
 from ..progress import Progress
@@ -88,8 +92,15 @@ class QuestionOptions:
     extra_calls: int = 2
     max_calls: int | None = None
     max_cost: float | None = None
+    #: Majority-vote verification of the responses: 0 is off; k draws per question, kept only when a
+    #: strict majority agree on the ``answer`` extractor's final answer.
+    verify: int = 0
+    answer: str = "last-number"
 
     def __post_init__(self) -> None:
+        check_verify(self.verify, self.answer)
+        if self.verify and not self.responses:
+            raise ValueError("verify checks responses: add responses (--responses)")
         if self.level not in LEVELS:
             raise ValueError(f"level must be 1, 2 or 3, not {self.level}")
         if self.n < 1:
@@ -130,6 +141,16 @@ class QuestionReport:
     #: call that got no usable reply failed.
     wanted: int = 0
     last_problem: str = ""
+    #: With ``verify``: questions whose draws agreed on a final answer, and those rejected (by reason).
+    verification: VerifyCounts = field(default_factory=VerifyCounts)
+
+    @property
+    def verified(self) -> int:
+        return self.verification.verified
+
+    @property
+    def rejected(self) -> int:
+        return self.verification.rejected
 
     def shortfall(self) -> Shortfall | None:
         """What unusable replies cost this run: None unless they left the level short."""
@@ -313,9 +334,10 @@ def plan_questions(
     grounding = 2 if options.level == 3 else 1  # documents in each prompt
     prompt_tokens, completion_tokens = round(calls * (typical * grounding + 250)), need * 60
     calls_max = (calls + options.extra_calls) * ATTEMPTS * (1 + BUDGET_RETRIES)
-    if options.responses:  # one more call a question
-        calls, calls_max = calls + need, calls_max + need * (1 + BUDGET_RETRIES)
-        prompt_tokens, completion_tokens = prompt_tokens + need * 120, completion_tokens + need * 300
+    if options.responses:  # one more call a question (k with verification)
+        draws = options.verify or 1
+        calls, calls_max = calls + need * draws, calls_max + need * (draws if options.verify else 1 + BUDGET_RETRIES)
+        prompt_tokens, completion_tokens = prompt_tokens + need * draws * 120, completion_tokens + need * draws * 300
     spend = Spend.priced(calls, calls_max, (prompt_tokens, completion_tokens), model, settings)
     return QuestionPlan(options.level, need, spend)
 
@@ -377,6 +399,22 @@ async def make_questions(
         async with gate:
             return await _answer(llm, store, options, text, key)
 
+    async def verified(text: str, key: str) -> tuple[str | None, str | None, str]:
+        """The majority's response and its call, and "agree/k" (None: rejected by the vote)."""
+        outcome = await verify(
+            llm,
+            P.response_prompt(store.task, store.style, text, profile=profile),
+            draws=options.verify,
+            extractor=options.answer,
+            seed=options.seed,
+            key=("concept", key, text),
+            max_tokens=min(options.response_max_tokens, options.max_tokens),
+            gate=gate,
+        )
+        report.verification.add(outcome.vote)
+        agree = outcome.vote.answers.count(outcome.vote.answer) if outcome.vote.verified else 0
+        return outcome.response, outcome.call_id, f"{agree}/{options.verify}"
+
     while have < options.n and pending:
         size = math.ceil((options.n - have) / per_call)
         wave, pending = [units.unit(u) for u in pending[:size]], pending[size:]
@@ -401,7 +439,13 @@ async def make_questions(
                         continue
                     admitted.append((f"{stem}{unit.number}:{i}", i, q))
                 answers: list[tuple[str | None, str | None]] = [(None, None)] * len(admitted)
-                if options.responses and admitted:
+                marks: dict[str, str] = {}
+                if options.verify and admitted:
+                    votes = await asyncio.gather(*(verified(q.text, key) for key, _, q in admitted))
+                    kept = [(a, (text, call)) for a, (text, call, _) in zip(admitted, votes, strict=True) if text]
+                    marks = {key: mark for (key, _, _), (text, _, mark) in zip(admitted, votes, strict=True) if text}
+                    admitted, answers = [a for a, _ in kept], [answer for _, answer in kept]
+                elif options.responses and admitted:
                     answers = list(await asyncio.gather(*(answer(q.text, key) for key, _, q in admitted)))
                     report.responses_cut_off += sum(1 for text, _ in answers if text is None)
                 rows = [
@@ -415,7 +459,7 @@ async def make_questions(
                         call_id=result.call_id,
                         response_call_id=call_id,
                         sample_set=sample_set,
-                        extra=_provenance(unit, level, i, q),
+                        extra=_provenance(unit, level, i, q) | ({"verified": marks[key]} if key in marks else {}),
                     )
                     for (key, i, q), (text, call_id) in zip(admitted, answers, strict=True)
                 ]

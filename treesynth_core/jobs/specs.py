@@ -450,7 +450,8 @@ def concepts_synth_summary(result: Any, stats: Stats) -> str:
     short = f"; {result.short} short of the target (duplicates or unusable replies)" if result.short else ""
     return (
         f"level {result.level}: added {result.added} questions to {result.sample_set!r} ({result.total} in all), "
-        f"{result.duplicates} duplicates dropped{short}{cut_note(result)}{short_note(result)} ({_calls(stats)})"
+        f"{result.duplicates} duplicates dropped{verify_note(result)}{short}{cut_note(result)}{short_note(result)} "
+        f"({_calls(stats)})"
     )
 
 

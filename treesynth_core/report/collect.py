@@ -19,6 +19,7 @@ from ..store import Project
 from ..store.samples import BASELINE_SET, TREE_SET, UNROUTED, Sample
 from ..tree.model import Tree
 from .model import (
+    SAMPLES_PER_LEAF,
     CurvePoint,
     LeafSamples,
     MapDot,
@@ -30,8 +31,6 @@ from .model import (
     SetSummary,
 )
 
-#: Samples shown per leaf, by default.
-SAMPLES_PER_LEAF = 3
 #: A sample's text is cut to this many characters in the report.
 TEXT_MAX = 600
 #: The map shows at most this many points (a seeded subsample of a bigger map).

@@ -7,6 +7,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+#: Samples shown per leaf, by default.
+SAMPLES_PER_LEAF = 3
+
 
 @dataclass(frozen=True)
 class ReportNode:
