@@ -174,18 +174,15 @@ for i, example in enumerate(found):
         copied = projects.has_copy(example)
         if copied:
             st.caption("Opens your copy, with your edits; a fresh copy starts from the example again.")
-        left, right = st.columns(2)
         label = "Open your copy" if copied else "Open example"
-        if left.button(label, key=f"example.{example.name}", icon=":material/play_arrow:", width="stretch"):
+        if st.button(label, key=f"example.{example.name}", icon=":material/play_arrow:"):
             try:
                 state.adopt(projects.open_example(example))
             except TreeSynthError as exc:
                 st.error(md(str(exc)), icon=":material/error:")
             else:
                 opened(state.project_name)
-        if copied and right.button(
-            "Fresh copy", key=f"example.{example.name}.fresh", icon=":material/restart_alt:", width="stretch"
-        ):
+        if copied and st.button("Fresh copy", key=f"example.{example.name}.fresh", icon=":material/restart_alt:"):
             try:
                 state.adopt(projects.fresh_example(example))
             except TreeSynthError as exc:

@@ -295,39 +295,63 @@ UNDO_DELETE = "samples.undo_delete"
 def delete_samples(project: Project, leaf_id: str, by_id: dict[int, Sample]) -> None:
     """Pick samples to delete (none at first, no "select all"), confirm with their count, and undo
     the latest delete of this session."""
+    picker = f"samples.delete.{leaf_id}"
     doomed = st.multiselect(
         "Samples to delete",
         list(by_id),
-        key=f"samples.delete.{leaf_id}",
+        key=picker,
         format_func=lambda i: f"#{i}: {G.shorten(by_id[i].instruction, 80)}",
         placeholder="Pick bad samples to delete",
         select_all=False,
     )
     locked = security.read_only()  # shared read-only: samples are not deleted
     left, right, _ = st.columns([1, 1, 2])
-    with left.popover("Delete selected", icon=":material/delete:", disabled=not doomed or locked, width="stretch"):
+    with left.popover(
+        "Delete selected",
+        icon=":material/delete:",
+        disabled=not doomed or locked,
+        width="stretch",
+        key=CONFIRM,
+        on_change="rerun",
+    ):
         st.markdown(
             f"Delete **{plural(len(doomed), 'sample')}** of this leaf? A later run will not make them "
             "again. You can undo the delete right after."
         )
-        if st.button(
-            f"Delete {plural(len(doomed), 'sample')}", key="samples.delete", type="primary", disabled=not doomed
-        ):
-            gone = project.trash_samples(doomed)
-            st.session_state.pop(f"samples.delete.{leaf_id}", None)
-            st.session_state[UNDO_DELETE] = gone
-            st.toast(f"Deleted {plural(gone.count, 'sample')}.", icon=":material/delete:")
-            st.rerun()
+        st.button(
+            f"Delete {plural(len(doomed), 'sample')}",
+            key="samples.delete",
+            type="primary",
+            disabled=not doomed,
+            on_click=_delete,
+            args=(project, picker, doomed),
+        )
     last = st.session_state.get(UNDO_DELETE)
     if isinstance(last, Deletion) and last.count:
-        if right.button(
+        right.button(
             f"Undo delete ({plural(last.count, 'sample')})",
             key="samples.undo",
             icon=":material/undo:",
             disabled=locked,
             width="stretch",
-        ):
-            back = project.restore_samples(last.batch)
-            st.session_state.pop(UNDO_DELETE, None)
-            st.toast(f"Restored {plural(back, 'sample')}.", icon=":material/undo:")
-            st.rerun()
+            on_click=_restore,
+            args=(project, last),
+        )
+
+
+CONFIRM = "samples.confirm"
+
+
+def _delete(project: Project, picker: str, doomed: list[int]) -> None:
+    """The confirmed delete (a callback, so the picker and the confirmation can be reset)."""
+    gone = project.trash_samples(doomed)
+    st.session_state[picker] = []
+    st.session_state[CONFIRM] = False
+    st.session_state[UNDO_DELETE] = gone
+    st.toast(f"Deleted {plural(gone.count, 'sample')}.", icon=":material/delete:")
+
+
+def _restore(project: Project, deletion: Deletion) -> None:
+    back = project.restore_samples(deletion.batch)
+    st.session_state.pop(UNDO_DELETE, None)
+    st.toast(f"Restored {plural(back, 'sample')}.", icon=":material/undo:")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import typing
 
@@ -151,3 +152,33 @@ def test_the_grow_summary_counts_in_words():
         SimpleNamespace(expanded=3, children=12), typing.cast(typing.Any, SimpleNamespace(calls=9, cached=2))
     )
     assert many == "expanded 3 nodes into 12 children (9 LLM calls, 2 cached)"
+
+
+def test_a_job_whose_project_folder_is_deleted_ends_quietly(path, monkeypatch):
+    """Issue 13 item 6: its writes are refused (ProjectGone), and the thread ends without an
+    unhandled error when it cannot even record how it ended."""
+    import shutil
+    import threading
+
+    gate, asked = threading.Event(), threading.Event()
+
+    class Gated(ScriptedLLM):
+        async def complete(self, request):
+            asked.set()
+            while not gate.is_set():
+                await asyncio.sleep(0.02)
+            return await super().complete(request)
+
+    crashes: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashes.append(args.exc_value))
+    jobs.set_llm_factory(lambda settings: Gated())
+    try:
+        state = jobs.start_job(path, "grow", {"max_depth": 2, "pivots": 3, "auto_approve": True})
+        thread = next(t for t in threading.enumerate() if t.name.endswith(state.id))
+        assert asked.wait(timeout=30)  # the job is running, its first call waiting
+        shutil.rmtree(path)
+        gate.set()
+        thread.join(timeout=30)
+        assert not thread.is_alive() and crashes == []
+    finally:
+        jobs.set_llm_factory(None)

@@ -728,3 +728,13 @@ def test_a_project_whose_folder_was_deleted_refuses_every_write(tmp_path: Path) 
             project.apply("add-value", lambda t: T.add_value(t, t.root_id, "Geometry", criterion="Topic"))
     with Project.open(moved) as project:
         assert [n.value for n in project.tree().children(project.tree().root_id)] == ["Algebra"]
+
+
+def test_a_change_of_working_directory_is_not_a_deleted_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with Project.create(Path("p"), task="Math word problems") as project:
+        monkeypatch.chdir("/")
+        project.apply("add-value", lambda t: T.add_value(t, t.root_id, "Algebra", criterion="Topic"))
+        assert len(project.tree().nodes) == 2

@@ -23,6 +23,7 @@ from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
 from treesynth_core.store.history import OWNER_ENV, default_owner
 from treesynth_core.tree import model as T
+from treesynth_core.tree.edits import run_edit
 
 runner = CliRunner()
 
@@ -230,7 +231,7 @@ def test_cli_undo_is_per_owner_and_a_conflict_is_one_line(tmp_path: Path) -> Non
     assert output.strip().endswith("undo across all owners (--all)")
 
     code, output = cli("bob", "edit", proj, "undo")
-    assert code == 0 and "Undone" in output
+    assert code == 0 and 'Undone: rename "subtraction" \u2192 "taking away"' in " ".join(output.split())
     code, output = cli("alice", "edit", proj, "undo")  # now alice's own latest: subtraction
     assert code == 0
     with Project.open(proj) as project:
@@ -333,3 +334,20 @@ def test_a_too_long_task_given_with_a_tree_file_is_refused(tmp_path: Path) -> No
     )
     assert result.exit_code == 1 and "4,000" in result.output
     assert not (tmp_path / "p" / "treesynth.db").exists()
+
+
+def test_undo_and_redo_say_what_they_took(tmp_path: Path) -> None:
+    with Project.create(tmp_path / "p", task="Math word problems") as project:
+        project.apply("add", lambda t: T.add_value(t, t.root_id, "Algebra", criterion="Topic"))
+        algebra = next(iter(project.tree().children(project.tree().root_id)))
+        run_edit(project, "rename", node_id=algebra.id, new_value="Algebra I")
+        run_edit(project, "rename-criterion", node_id=project.tree().root_id, new_criterion="Subject")
+        run_edit(project, "prune", node_id=algebra.id)
+        taken = [project.replay(undo=True) for _ in range(3)]
+        assert [t.what for t in taken if t is not None] == [
+            'prune "Algebra I"',
+            'rename-criterion "Topic" \u2192 "Subject"',
+            'rename "Algebra" \u2192 "Algebra I"',
+        ]
+        redone = project.replay(undo=False)
+        assert redone is not None and redone.what == 'rename "Algebra" \u2192 "Algebra I"'

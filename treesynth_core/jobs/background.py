@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import Cancelled, TreeSynthError
+from ..errors import Cancelled, ProjectGone, TreeSynthError
 from ..generate.gap_options import SPACES, GapOptions
 from ..llm.base import LLM
 from ..llm.settings import BackendSettings, merge_settings
@@ -157,8 +157,12 @@ def _run(path: Path, launch: _Launch) -> None:
     except Exception as exc:  # a bug: keep the job record honest rather than silently dead
         status, error = "failed", f"unexpected error: {exc!r}"
     finally:  # the heartbeat has stopped: this is the last write
-        release(project, job_id, status, error, message or beat.progress["message"])
-        project.close()
+        try:
+            release(project, job_id, status, error, message or beat.progress["message"])
+        except ProjectGone:
+            pass  # the project folder was deleted under the job: no record is left to write
+        finally:
+            project.close()
 
 
 def _execute(project: Project, launch: _Launch, beat: Heartbeat) -> str:

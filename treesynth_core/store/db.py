@@ -38,8 +38,10 @@ class Database:
         self.read_only = read_only
         self.lock = threading.RLock()
         self.closed = False
-        #: The database file's (device, inode) when opened: a file gone or replaced since is refused.
-        self.identity = file_identity(self.file)
+        #: The database file's (device, inode) when opened: a file gone or replaced since is refused
+        #: (checked at its absolute path, so a change of working directory is no false alarm).
+        self._watched = self.file.absolute()
+        self.identity = file_identity(self._watched)
 
     @classmethod
     def create(cls, folder: Path) -> Database:
@@ -48,7 +50,7 @@ class Database:
         try:
             with db.errors():
                 schema.migrate(db.conn)
-            db.identity = file_identity(db.file)
+            db.identity = file_identity(db._watched)
         except BaseException:
             db.close()
             raise
@@ -106,7 +108,7 @@ class Database:
         """Raise :class:`ProjectGone` if the database file is no longer where it was opened (its
         folder deleted or moved, the file replaced): SQLite would go on reading and writing the
         orphaned file, and every later edit would vanish."""
-        if self.identity is not None and file_identity(self.file) != self.identity:
+        if self.identity is not None and file_identity(self._watched) != self.identity:
             raise ProjectGone(self.folder, writing=writing)
 
     @contextmanager

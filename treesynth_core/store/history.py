@@ -142,7 +142,7 @@ class _Edit:
     def describe(self) -> str:
         """The edit in a few words: ``rename "Fractions" → "Ratios"`` for a rename (of a value or a
         criterion), else its kind and the node it was about (``prune "Geometry"``)."""
-        field = {"rename": "value", "rename-criterion": "criterion"}.get(self.kind)
+        field = {"rename": "value", "rename-criterion": "split_criterion"}.get(self.kind)
         node_id = self.args.get("node_id")
         change = next((c for c in self.changes if c.node_id == node_id), None)
         if field and change is not None and change.before is not None and change.after is not None:
