@@ -63,14 +63,14 @@ def body() -> None:
         st.caption("Gradient features are out of date (new samples): compute gradient features again for G-Vendi.")
     if rep["baseline_stale"]:
         st.caption("The flat baseline has samples without features yet: compute features and map to compare it.")
-    tab_map, tab_leaves, tab_base, tab_gaps = st.tabs(["Map", "Per leaf", "Tree vs flat baseline", "Fill gaps"])
-    with tab_map:
+    section = C.section_picker()  # not st.tabs: the open section stays when a job ends
+    if section == "map":
         _map_tab(emb_kind, grad_kind)
-    with tab_leaves:
+    elif section == "leaves":
         C.leaf_table(rep)
-    with tab_base:
+    elif section == "baseline":
         _baseline_tab(rep, flat_n, tree_n, busy)
-    with tab_gaps:
+    else:
         _gaps_tab(grads, busy)
 
 
@@ -163,7 +163,6 @@ def _map_tab(emb_kind: str | None, grad_kind: str | None) -> None:
             state.select(leaf)  # the Tree page opens on it
         baseline = C.has_baseline(pts) and st.checkbox(
             "Show the flat baseline",
-            value=True,
             key="coverage.show_baseline",
             help="Draw the flat baseline's samples (grey crosses) over the tree's.",
         )
@@ -228,8 +227,8 @@ def _baseline_tab(rep: dict[str, Any], flat_n: int, tree_n: int, busy: bool) -> 
 def _gaps_tab(grads: Any, busy: bool) -> None:
     st.caption("Generate candidates near sparse regions of the feature space and keep those that land there.")
     g1, g2, g3 = st.columns(3)
-    rounds = g1.number_input("Rounds", 1, 10, 1, key="coverage.rounds")
-    per_round = g2.number_input("Candidates per round", 5, 200, 20, step=5, key="coverage.per_round")
+    rounds = g1.number_input("Rounds", 1, 10, key="coverage.rounds")
+    per_round = g2.number_input("Candidates per round", 5, 200, step=5, key="coverage.per_round")
     gspace = g3.radio("Space", list(C.GAP_SPACES), format_func=C.GAP_SPACES.get, key="coverage.gap_space")
     if gspace == "gradients" and not busy:
         st.caption(md(f"Gradient features: {C.gradient_time(project, grads, int(rounds) * int(per_round))}."))

@@ -32,7 +32,12 @@ JOB_LABELS = {
     "baseline": "Making the flat baseline",
     "fill-gaps": "Filling gaps",
 }
+#: What each coverage job counts, for its progress line.
+JOB_UNITS = {"baseline": "samples", "features": "samples"}  # fill-gaps' notes say what they count
 MAP_KEY = "coverage.map"
+#: The page's sections: a keyed control, so the open one stays when a job ends (st.tabs resets).
+SECTIONS = {"map": "Map", "leaves": "Per leaf", "baseline": "Tree vs flat baseline", "gaps": "Fill gaps"}
+SECTION_KEY = "coverage.section"
 
 
 class FeaturesMissing(TreeSynthError):
@@ -185,12 +190,58 @@ def points(project: Project, kind: str, seed: int = 0) -> tuple[list[MapPoint], 
 # -- rendering ------------------------------------------------------------------------------------
 
 
+def progress_line(kind: str, done: int, total: int, message: str, params: dict[str, Any]) -> tuple[str, str]:
+    """What a running coverage job's bar says: ``("Making the flat baseline: 3/15 samples", "12 calls")``.
+    Before the job's first report its total comes from its parameters (the baseline's ``n``)."""
+    label = JOB_LABELS.get(kind, kind)
+    unit = JOB_UNITS.get(kind, "")
+    total = total or int(params.get("n", 0) or 0)
+    note = message.strip()
+    if unit and note.startswith(unit):  # "samples (12 calls)", "samples; embedding": the count says samples
+        note = note[len(unit) :].lstrip(";: ").strip()
+        if note.startswith("(") and note.endswith(")"):
+            note = note[1:-1]
+    count = f"{done:,}/{total:,} {unit}".strip() if total else f"{done:,} {unit}".strip() if done else "starting"
+    return f"{label}: {count}", note
+
+
 def job_progress(project: Project, job: jobs.JobState) -> None:
-    """A running coverage job: progress bar, its note and a Stop button."""
-    done = f"{job.done} of {job.total}" if job.total else f"{job.done}"
-    widgets.job_progress(
-        project, job, key="coverage", label=JOB_LABELS.get(job.kind, job.kind), status=f"{done} {job.message}"
+    """A running coverage job: progress bar, its count and note, and a Stop button."""
+    label, note = progress_line(job.kind, job.done, job.total or 0, job.message, dict(job.params))
+    widgets.job_progress(project, job, key="coverage", label=label, status=note)
+
+
+#: The sections' widgets whose choices outlive a visit to another section (Streamlit drops the state
+#: of a widget that was not drawn), and the defaults of those whose default is not their first value.
+KEPT_WIDGETS = (
+    "coverage.space",
+    "coverage.color",
+    "coverage.leaf",
+    "coverage.show_baseline",
+    "coverage.rounds",
+    "coverage.per_round",
+    "coverage.gap_space",
+)
+WIDGET_DEFAULTS = {"coverage.show_baseline": True, "coverage.per_round": 20}
+
+
+def section_picker() -> str:
+    """The open section, kept in the session: it stays open across reruns, a job's end included,
+    and comes back when the control was not drawn on the last run (no features yet). The other
+    sections' choices are kept meanwhile."""
+    for key in KEPT_WIDGETS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]  # a widget not drawn this run keeps its value
+    for key, value in WIDGET_DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+    widget = f"{SECTION_KEY}.control"
+    if widget not in st.session_state:
+        st.session_state[widget] = st.session_state.get(SECTION_KEY, "map")
+    chosen = st.segmented_control(
+        "Section", list(SECTIONS), format_func=lambda name: SECTIONS[name], key=widget, label_visibility="collapsed"
     )
+    st.session_state[SECTION_KEY] = chosen or st.session_state.get(SECTION_KEY, "map")
+    return str(st.session_state[SECTION_KEY])
 
 
 def job_outcome(job: jobs.JobState | None) -> None:
@@ -209,9 +260,25 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return "\u2013" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def equal_n_text(rep: dict[str, Any]) -> str:
+    """Which n the cards are scored at, and why, in words."""
+    n, tree = rep["n"], rep["sets"]["tree"]["total"]
+    flat = rep["sets"].get("baseline")
+    if flat is None:
+        return f"Scored on all {tree:,} of the tree's samples."
+    if n < tree:
+        return (
+            f"Scored at equal n = {n:,}: a seeded subsample of {n:,} of the tree's {tree:,} samples against the "
+            f"flat baseline's {flat['total']:,} (scores grow with n, so both sets are scored at the same n). "
+            f"Top up the baseline to compare at {tree:,}."
+        )
+    return f"Tree and flat baseline both scored at n = {n:,}."
+
+
 def score_cards(rep: dict[str, Any]) -> None:
-    """Vendi, G-Vendi, mean cosine and n of the tree (with the change against the baseline)."""
+    """Vendi, G-Vendi, mean cosine and n of the tree (with the change against the baseline, at equal n)."""
     tree, flat, gain = rep["sets"]["tree"], rep["sets"].get("baseline"), rep.get("gain") or {}
+    n = rep["n"]
     cols = st.columns(4)
     for col, (label, key, hint) in zip(
         cols,
@@ -226,12 +293,14 @@ def score_cards(rep: dict[str, Any]) -> None:
         col.metric(
             label,
             _fmt(tree.get(key)),
-            delta=None if delta is None or flat is None else f"{delta:+.2f} vs flat",
+            delta=None if delta is None or flat is None else f"{delta:+.2f} vs flat at n = {n}",
             delta_color="inverse" if key == "mean_cosine" else "normal",
-            help=hint,
+            help=f"{hint} Tree's samples at n = {n}.",
             border=True,
         )
-    cols[3].metric("n", rep["n"], help=f"Every set is scored at equal n; the tree has {tree['total']}.", border=True)
+    shown = f"{n:,}" if n == tree["total"] else f"{n:,} of {tree['total']:,}"
+    cols[3].metric("n", shown, help=equal_n_text(rep), border=True)
+    st.caption(equal_n_text(rep))
 
 
 def leaf_table(rep: dict[str, Any]) -> None:

@@ -100,7 +100,8 @@ def job_progress(
     with st.container(border=True):
         left, right = st.columns([5, 1], vertical_alignment="center")
         with left:
-            st.progress(job.fraction if job.fraction is not None else 0.0, text=f"**{label}** \u2014 {md(status)}")
+            text = f"**{label}**" + (f" \u2014 {md(status)}" if status else "")
+            st.progress(job.fraction if job.fraction is not None else 0.0, text=text)
         with right:
             if job.cancel_requested:
                 st.button("Stopping\u2026", key=f"{key}.stopping", disabled=True, width="stretch")

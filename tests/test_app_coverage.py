@@ -78,6 +78,12 @@ def map_traces(at) -> dict[str, int]:
     return {t.get("name"): len(t.get("x", [])) for t in spec["data"]}
 
 
+def show(at, section):
+    """Open a section of the page (the keyed control that replaced the tabs)."""
+    at.button_group(key="coverage.section.control").set_value(section)
+    return run(at)
+
+
 def click_and_wait(at, key, folder):
     at.button(key=key).click()
     run(at)
@@ -104,13 +110,17 @@ def test_features_scores_map_baseline_and_gaps(fakes):
     metrics = {m.label: m.value for m in at.metric}
     assert {"Vendi", "G-Vendi", "Mean cosine", "n"} <= set(metrics)
     assert metrics["n"] == "112" and float(metrics["Vendi"]) > 1.0 and metrics["G-Vendi"] == "\u2013"
-    assert len(at.dataframe) >= 1
-    leaves = at.dataframe[0].value
-    assert len(leaves) == 56 and {"path", "Vendi", "flags"} <= set(leaves.columns)
-    assert len(at.get("plotly_chart")) == 1  # the map
+    assert "Scored on all 112 of the tree's samples." in texts(at)
+    assert len(at.get("plotly_chart")) == 1  # the map, the section open first
     assert [b.proto.label for b in at.get("download_button")] == ["Download the map as HTML", "Download the map as PNG"]
     assert "coverage.show_baseline" not in [c.key for c in at.checkbox]  # no baseline yet
+    at = show(at, "leaves")
+    leaves = at.dataframe[0].value
+    assert len(leaves) == 56 and {"path", "Vendi", "flags"} <= set(leaves.columns)
+    at = show(at, "baseline")
     assert "No flat baseline yet" in texts(at)
+    assert "treesynth baseline" not in texts(at)  # no command-line hint beside the button that does it
+    at = show(at, "map")
     leaf = at.selectbox(key="coverage.leaf").options[1]
     at.selectbox(key="coverage.leaf").set_value(at.selectbox(key="coverage.leaf").options[1])
     at = run(at)
@@ -128,7 +138,9 @@ def test_features_scores_map_baseline_and_gaps(fakes):
     run(at)
 
     # the flat baseline at the tree's n, then its features: comparison and diversity-vs-n curve
+    at = show(at, "baseline")
     at, job = click_and_wait(at, "coverage.baseline", folder)
+    assert at.button_group(key="coverage.section.control").value == "baseline"  # still open after the job
     with Project.open(folder) as project:
         assert sum(project.sample_counts(sample_set="baseline").values()) > 0
     # the baseline has no features yet: the tree's scores stay, with a note, until they are computed
@@ -138,12 +150,13 @@ def test_features_scores_map_baseline_and_gaps(fakes):
     assert "flat baseline has samples without features" not in texts(at)
     assert "Gradient features are out of date" in texts(at)
     # still on gradient space, whose last map predates the baseline: it shows, saying what it lacks
+    at = show(at, "map")
     assert "112 newer samples are" in texts(at) and map_traces(at)["tree"] == 112
     at.radio(key="coverage.space").set_value("embeddings")
     at.selectbox(key="coverage.color").set_value("leaf")
     at.selectbox(key="coverage.leaf").set_value(None)
     at = run(at)
-    assert len(at.get("plotly_chart")) == 2  # map + curve
+    assert len(at.get("plotly_chart")) == 1  # the map
     both = map_traces(at)  # coloured by leaf: the baseline is one grey group
     flat = both.pop(M.BASELINE_LABEL)
     assert flat == 112 and sum(both.values()) == 112 and at.checkbox(key="coverage.show_baseline").value
@@ -154,19 +167,28 @@ def test_features_scores_map_baseline_and_gaps(fakes):
     at.checkbox(key="coverage.show_baseline").check()
     at = run(at)
     assert map_traces(at) == {"tree": 112, "baseline": 112}
+    at = show(at, "baseline")
+    assert len(at.get("plotly_chart")) == 1  # the diversity-vs-n curve
+    assert "Tree and flat baseline both scored at n = 112." in texts(at)
     compare = [df.value for df in at.dataframe if "baseline" in df.value.columns]
     assert compare and list(compare[0]["score"])[:3] == ["Vendi", "G-Vendi", "mean cosine"]
 
     # one gap-filling round
     with Project.open(folder) as project:
         before = len(project.samples())
+    at = show(at, "gaps")
     at.number_input(key="coverage.per_round").set_value(20)
     at, job = click_and_wait(run(at), "coverage.fill", folder)
     assert job.kind == "fill-gaps" and "candidates kept" in job.message
     with Project.open(folder) as project:
         assert len(project.samples()) > before, job.message  # some were kept...
     assert "No features yet" not in texts(at)  # ...and have features: scores and map stay
-    assert {m.label: m.value for m in at.metric}["n"] == "112"  # at equal n with the baseline
+    with Project.open(folder) as project:
+        grown = len(project.samples())
+    # at equal n with the baseline, and the cards say so
+    assert {m.label: m.value for m in at.metric}["n"] == f"112 of {grown}"
+    assert f"a seeded subsample of 112 of the tree's {grown} samples against the flat baseline's 112" in texts(at)
+    assert at.button_group(key="coverage.section.control").value == "gaps"  # still open after the job
 
 
 def test_coverage_job_kinds_validate_params(fakes):
@@ -305,6 +327,7 @@ def test_gradient_proxy_settings_estimates_and_gap_space(fakes, real_paths, tmp_
     assert "G-Vendi and the gradient map show" not in plain(texts(at))  # made with the saved settings
 
     # Fill gaps: gradient space by default, with the estimate for the candidates; embeddings: none
+    at = show(at, "gaps")
     assert at.radio(key="coverage.gap_space").value == "gradients"
     assert at.radio(key="coverage.gap_space").options[1] == "Embedding space (fast)"
     note = next(c.value for c in at.caption if plain(c.value).startswith("Gradient features: about"))
@@ -379,3 +402,17 @@ def test_fill_gaps_with_verification_shows_rounds_clusters_curve_and_agreement(f
     total = sum(a.votes for a in agreement.values())
     assert f"of {total} questions agreed" in texts(at)
     assert "few-shot examples from the smallest 10% of clusters" in plain(texts(at))
+
+
+def test_progress_line_counts_what_the_job_makes():
+    from studio import coverage_panel as C
+
+    assert C.progress_line("baseline", 0, 0, "", {"n": 15}) == ("Making the flat baseline: 0/15 samples", "")
+    assert C.progress_line("baseline", 3, 15, "samples (12 calls)", {"n": 15}) == (
+        "Making the flat baseline: 3/15 samples",
+        "12 calls",
+    )
+    assert C.progress_line("features", 0, 0, "", {}) == ("Computing features and the map: starting", "")
+    label, note = C.progress_line("features", 40, 224, "samples; embeddings: embedding", {})
+    assert label == "Computing features and the map: 40/224 samples" and note == "embeddings: embedding"
+    assert C.progress_line("fill-gaps", 2, 8, "round 1 of 2", {}) == ("Filling gaps: 2/8", "round 1 of 2")

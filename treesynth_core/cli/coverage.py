@@ -167,6 +167,8 @@ def score(
                 seed=seed,
                 progress=CallbackBar(bar, "Features"),
             )
+    if report["baseline_missing"]:  # the command to run here; the app has a button for it instead
+        report["notes"].append("No flat baseline yet: make one with treesynth baseline DIR to compare against.")
     emit(as_json, report, _score_text(report))
 
 

@@ -298,8 +298,6 @@ def coverage_report(
         "mean_cosine is TreeSynth's diversity figure: lower is more diverse; Vendi, G-Vendi and distinct-n: "
         "higher is more diverse.",
     ]
-    if baseline_missing:
-        notes.append("No flat baseline yet: make one with treesynth baseline DIR to compare against.")
     return {
         "n": common,
         "seed": seed,
@@ -311,6 +309,7 @@ def coverage_report(
         "subtrees": subtree_table(tree, sets["tree"], embeddings["tree"], seed=seed),
         "curve": {name: curve(embeddings[name], seed=seed) for name in sets},
         "notes": notes,
+        "baseline_missing": baseline_missing,
     }
 
 
