@@ -299,3 +299,18 @@ def test_route_round_trip_one_level_a_round_then_zero_calls(tmp_path):
 
     assert placed(batch_dir) == placed(online_dir)
     assert all(json.loads(path) for _, path in placed(batch_dir))  # every sample reached a leaf
+
+
+def test_a_batch_the_provider_failed_exits_non_zero_and_is_prepared_again(tmp_path):
+    folder = make_project(tmp_path / "p")
+    with FakeBatchServer(final="failed") as server:
+        url = ("--base-url", server.base_url)
+        first = prepare(folder)
+        invoke("batch", folder, "submit", *MODEL, *url)
+        for _ in range(3):
+            invoke("batch", folder, "status", *MODEL, *url)
+        result = runner.invoke(app, ["batch", str(folder), "collect", *MODEL, *url])
+    assert result.exit_code == 1 and "failed" in result.output
+    assert {line["custom_id"] for line in lines_of(prepare(folder)["files"])} == {
+        line["custom_id"] for line in lines_of(first["files"])
+    }

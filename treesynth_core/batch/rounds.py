@@ -9,7 +9,7 @@ stands. A request whose batch failed, expired or was cancelled before it ran has
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,13 +103,15 @@ class CollectReport:
     collected: Collected
     batches: list[str]
     waiting: list[str]
+    #: Batches that ended ``failed`` at the provider: id -> the provider's errors (the whole file was refused).
+    failed_batches: dict[str, str] = field(default_factory=dict)
 
 
 def collect_remote(project: Any, client: BatchClient, model: str) -> CollectReport:
     """Download the output and error files of each finished, uncollected batch (what a failed or
     expired batch got done is kept too) and bring them into the project."""
     refresh(project, client)
-    total, done, waiting = Collected(), [], []
+    total, done, waiting, failed = Collected(), [], [], {}
     run_id = project.start_run(COLLECT_COMMAND, {"from": client.base_url})
     try:
         for record in project.batches():
@@ -130,6 +132,8 @@ def collect_remote(project: Any, client: BatchClient, model: str) -> CollectRepo
                         )
                     )
             total.add(got)
+            if record.status == "failed":
+                failed[record.id] = str(record.counts.get("errors") or "the provider gave no reason")
             counts = {**record.counts, "replies": got.replies + got.known, "failed_requests": got.failed}
             project.update_batch(record.id, status="collected", counts=counts)
             done.append(record.id)
@@ -137,7 +141,7 @@ def collect_remote(project: Any, client: BatchClient, model: str) -> CollectRepo
         project.finish_run(run_id, "failed", str(exc))
         raise
     project.finish_run(run_id, "ok")
-    return CollectReport(total, done, waiting)
+    return CollectReport(total, done, waiting, failed)
 
 
 def collect_files(project: Any, paths: Sequence[Path], model: str) -> CollectReport:

@@ -184,7 +184,8 @@ def _client(settings: Any) -> Any:
     from ..llm.settings import DEFAULT_BASE_URL
 
     base_url = settings.base_url or DEFAULT_BASE_URL
-    return BatchClient(base_url, read_api_key(settings.api_key_env, base_url), timeout_s=max(120.0, settings.timeout_s))
+    key = read_api_key(settings.api_key_env, base_url)
+    return BatchClient(base_url, key, key_env=settings.api_key_env, timeout_s=max(120.0, settings.timeout_s))
 
 
 @batch_app.command("submit")
@@ -257,10 +258,12 @@ def collect(
             "errors": got.errors,
             "read": report.batches,
             "waiting": report.waiting,
+            "failed_batches": report.failed_batches,
         },
         f"Collected {got.replies} replies ({got.known} already in the project), {got.failed} failed requests "
         f"from {len(report.batches)} batches{waiting}. Next: prepare again for the next round, or run synth "
-        "with the same options.",
+        "with the same options."
+        + "".join(f"\nBatch {bid} failed: {why}" for bid, why in report.failed_batches.items()),
     )
-    if got.failed and not got.replies:
+    if (got.failed or report.failed_batches) and not got.replies:
         raise typer.Exit(1)
