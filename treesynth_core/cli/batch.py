@@ -155,9 +155,9 @@ def prepare(
 
 
 def _print_round(as_json: bool, ctx: typer.Context, written: Any, prepared: Any, model: str) -> None:
-    cost = "unknown price" if prepared.cost_usd is None else f"at most ~${prepared.cost_usd:.2f} at the batch price"
+    cost = "unknown price" if prepared.cost_usd is None else f"at most ~{_usd(prepared.cost_usd)} at the batch price"
     if prepared.cost_usd is not None and prepared.run_cost_usd is not None:
-        cost += f"; the whole run ~${prepared.run_cost_usd:.2f}"
+        cost += f"; the whole run ~{_usd(prepared.run_cost_usd)}"
     text = (
         f"Wrote {written.requests} requests in {len(written.shards)} files to {written.folder} ({cost}); "
         f"next: treesynth batch {_dir(ctx)} submit (or vllm run-batch -i FILE -o OUT --model {model})"
@@ -176,6 +176,10 @@ def _print_round(as_json: bool, ctx: typer.Context, written: Any, prepared: Any,
         },
         text,
     )
+
+
+def _usd(amount: float) -> str:
+    return f"${amount:.2f}" if amount >= 0.1 else f"${amount:.4f}"
 
 
 def _client(settings: Any) -> Any:
@@ -197,14 +201,15 @@ def submit(ctx: typer.Context, backend: BackendOptions = NO_BACKEND_OPTIONS, as_
 
     with open_project(_dir(ctx)) as project:
         settings = _settings(project, backend)
+        if not any(b.status == "prepared" for b in project.batches()):
+            emit(as_json, {"submitted": []}, "Nothing to submit: no prepared shards (treesynth batch DIR prepare).")
+            return
         with _client(settings) as client:
             sent = submit_all(project, client)
     emit(
         as_json,
         {"base_url": client.base_url, "submitted": _batches_json(sent)},
-        f"Submitted {len(sent)} batches to {client.base_url}.\n{_batches_text(sent)}"
-        if sent
-        else f"Nothing to submit to {client.base_url}: no prepared shards.",
+        f"Submitted {len(sent)} batches to {client.base_url}.\n{_batches_text(sent)}",
     )
 
 
@@ -261,7 +266,7 @@ def collect(
             "failed_batches": report.failed_batches,
         },
         f"Collected {got.replies} replies ({got.known} already in the project), {got.failed} failed requests "
-        f"from {len(report.batches)} batches{waiting}. Next: prepare again for the next round, or run synth "
+        f"from {len(report.batches)} {'files' if from_files else 'batches'}{waiting}. Next: prepare again for the next round, or run synth "
         "with the same options."
         + "".join(f"\nBatch {bid} failed: {why}" for bid, why in report.failed_batches.items()),
     )
