@@ -151,7 +151,7 @@ def test_cut_off_batch_replies_are_asked_again_bigger_in_the_next_round(tmp_path
     while (round_ := prepare(batch_dir))["requests"]:
         rounds += 1
         prepared += [json.dumps(line["body"], sort_keys=True) for line in lines_of(round_["files"])]
-        run_batch(Path(round_["files"][0]), tmp_path / f"out-{rounds}.jsonl", cut_off=cut)
+        run_batch(Path(round_["files"][0]), tmp_path / f"out-{rounds}.jsonl", model=lambda b: reply_for(b, cut))
         invoke("batch", batch_dir, "collect", "--from", tmp_path / f"out-{rounds}.jsonl", *MODEL)
         assert rounds < 6
     assert sorted(prepared) == online_bodies
@@ -159,6 +159,36 @@ def test_cut_off_batch_replies_are_asked_again_bigger_in_the_next_round(tmp_path
         invoke("synth", batch_dir, *SYNTH, *MODEL, "--base-url", server.base_url, "-q")
         assert [r for r in server.requests if r.method == "POST"] == []
     assert samples_of(batch_dir) == samples_of(online_dir)
+
+
+def test_verified_run_with_duplicates_takes_more_rounds_and_still_matches_online(tmp_path):
+    synth = (*SYNTH, "--verify", "3")
+    online_dir = make_project(tmp_path / "online")
+    batch_dir = tmp_path / "batch"
+    shutil.copytree(online_dir, batch_dir)
+
+    def model(body):
+        return reply_for(body, repeat=True)
+
+    with FakeOpenAIServer(respond=lambda r: Reply(body=model(r.body))) as server:
+        invoke("synth", online_dir, *synth, *MODEL, "--base-url", server.base_url, "-q")
+        online_bodies = sorted(json.dumps(r.body, sort_keys=True) for r in server.requests if r.method == "POST")
+    prepared, rounds = [], 0
+    while (round_ := json.loads(invoke("batch", batch_dir, "prepare", "--synth", *synth, *MODEL, "--json")))[
+        "requests"
+    ]:
+        rounds += 1
+        prepared += [json.dumps(line["body"], sort_keys=True) for line in lines_of(round_["files"])]
+        run_batch(Path(round_["files"][0]), tmp_path / f"out-{rounds}.jsonl", model=model)
+        invoke("batch", batch_dir, "collect", "--from", tmp_path / f"out-{rounds}.jsonl", *MODEL)
+        assert rounds < 8
+    assert rounds >= 3  # samples, their verification draws, then another wave for the leaves short of one
+    assert sorted(prepared) == online_bodies
+    with FakeOpenAIServer(respond=online) as server:
+        invoke("synth", batch_dir, *synth, *MODEL, "--base-url", server.base_url, "-q")
+        assert [r for r in server.requests if r.method == "POST"] == []
+    assert samples_of(batch_dir) == samples_of(online_dir)
+    assert len(samples_of(batch_dir)) == 8
 
 
 def test_collect_twice_changes_nothing(tmp_path):
