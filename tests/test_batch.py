@@ -344,3 +344,22 @@ def test_a_batch_the_provider_failed_exits_non_zero_and_is_prepared_again(tmp_pa
     assert {line["custom_id"] for line in lines_of(prepare(folder)["files"])} == {
         line["custom_id"] for line in lines_of(first["files"])
     }
+
+
+def test_preparing_twice_before_collecting_writes_no_request_twice(tmp_path):
+    folder = make_project(tmp_path / "p")
+    first = prepare(folder)
+    again = prepare(folder)
+    assert (first["requests"], again["requests"], again["already_out"]) == (4, 0, 4)
+    assert "Nothing new to prepare: 4 requests are out" in invoke("batch", folder, "prepare", "--synth", *SYNTH, *MODEL)
+
+
+def test_a_vllm_output_missing_lines_leaves_them_to_the_next_round(tmp_path):
+    folder = make_project(tmp_path / "p")
+    first = prepare(folder)
+    run_batch(Path(first["files"][0]), tmp_path / "out.jsonl", skip=lambda i: i == 1)  # the process died on one
+    invoke("batch", folder, "collect", "--from", tmp_path / "out.jsonl", *MODEL)
+    again = prepare(folder)
+    missing = lines_of(first["files"])[1]["custom_id"]
+    assert missing in {line["custom_id"] for line in lines_of(again["files"])}
+    assert again["already_out"] == 0

@@ -33,6 +33,8 @@ class Round:
     id: str
     folder: Path
     shards: list[Shard]
+    #: Requests left out because a batch not yet collected holds them already.
+    already_out: int = 0
 
     @property
     def requests(self) -> int:
@@ -51,13 +53,30 @@ def write_round(
     max_bytes: int = MAX_BYTES,
     round_id: str | None = None,
 ) -> Round:
-    """Shard ``requests`` into ``DIR/batches/<round>/`` and record each shard as a prepared batch."""
+    """Shard ``requests`` into ``DIR/batches/<round>/`` and record each shard as a prepared batch.
+    Requests that a batch not yet collected holds (prepared, sent, running or done) are left out, so
+    preparing twice before collecting never pays for a call twice."""
     round_id = round_id or new_round_id()
     folder = Path(project.path) / BATCH_FOLDER / round_id
-    shards = write_shards(requests, folder, max_lines=max_lines, max_bytes=max_bytes) if requests else []
+    out = out_in_batches(project)
+    fresh = [r for r in requests if r.custom_id not in out]
+    shards = write_shards(fresh, folder, max_lines=max_lines, max_bytes=max_bytes) if fresh else []
     for shard in shards:
         project.add_batch(batch_id(round_id, shard.path), round_id, str(shard.path), shard.requests)
-    return Round(round_id, folder, shards)
+    return Round(round_id, folder, shards, len(requests) - len(fresh))
+
+
+#: Statuses of a batch whose requests are (or may still be) answered: not to be prepared again.
+PENDING_STATUSES = frozenset({"prepared", "uploaded", "validating", "in_progress", "finalizing", "completed"})
+
+
+def out_in_batches(project: Any) -> set[str]:
+    """The custom_ids of the requests batches not yet collected hold."""
+    ids: set[str] = set()
+    for record in project.batches():
+        if record.status in PENDING_STATUSES and Path(record.shard).exists():
+            ids.update(shard_ids(Path(record.shard)))
+    return ids
 
 
 def batch_id(round_id: str, shard: Path) -> str:
@@ -145,9 +164,9 @@ def collect_remote(project: Any, client: BatchClient, model: str) -> CollectRepo
 
 
 def collect_files(project: Any, paths: Sequence[Path], model: str) -> CollectReport:
-    """Bring in output files written elsewhere (``vllm run-batch -o OUT``, or downloaded by hand);
-    a prepared shard whose every request now has its reply is marked ``collected`` (``submit``
-    leaves it alone)."""
+    """Bring in output files written elsewhere (``vllm run-batch -o OUT``, or downloaded by hand).
+    A prepared shard the files answered (any of its requests) is marked ``collected``: ``submit``
+    leaves it alone, and the next ``prepare`` writes again what it left unanswered."""
     calls: dict[str, CallInfo] = {}
     for record in project.batches():
         if Path(record.shard).exists():
@@ -161,9 +180,11 @@ def collect_files(project: Any, paths: Sequence[Path], model: str) -> CollectRep
         project.finish_run(run_id, "failed", str(exc))
         raise
     project.finish_run(run_id, "ok")
-    for record in project.batches():  # shards run elsewhere whose every request now has its reply
+    for record in project.batches():  # shards these files answered: ran elsewhere, now collected
         if record.status == "prepared" and Path(record.shard).exists():
-            ids = shard_ids(Path(record.shard))
-            if len(project.batch_reply_keys(ids)) == len(set(ids)):
-                project.update_batch(record.id, status="collected", counts={"replies": len(ids)})
+            ids = set(shard_ids(Path(record.shard)))
+            answered = project.batch_reply_keys(ids)
+            if answered:
+                counts = {"replies": len(answered), "missing": len(ids) - len(answered)}
+                project.update_batch(record.id, status="collected", counts=counts)
     return CollectReport(total, [str(p) for p in paths], [])

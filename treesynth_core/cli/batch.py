@@ -158,17 +158,26 @@ def _print_round(as_json: bool, ctx: typer.Context, written: Any, prepared: Any,
     cost = "unknown price" if prepared.cost_usd is None else f"at most ~{_usd(prepared.cost_usd)} at the batch price"
     if prepared.cost_usd is not None and prepared.run_cost_usd is not None:
         cost += f"; the whole run ~{_usd(prepared.run_cost_usd)}"
-    text = (
-        f"Wrote {written.requests} requests in {len(written.shards)} files to {written.folder} ({cost}); "
-        f"next: treesynth batch {_dir(ctx)} submit (or vllm run-batch -i FILE -o OUT --model {model})"
-        if written.shards
-        else "Nothing to prepare: every call this run makes has its reply. Run it with the same options."
+    out = (
+        f"{written.already_out} requests are out in batches not yet collected and were left out "
+        f"(treesynth batch {_dir(ctx)} status; collect, then prepare again)"
     )
+    if written.shards:
+        text = (
+            f"Wrote {written.requests} requests in {len(written.shards)} files to {written.folder} ({cost}); "
+            f"next: treesynth batch {_dir(ctx)} submit (or vllm run-batch -i FILE -o OUT --model {model})"
+        )
+        text += f"\n{out}." if written.already_out else ""
+    elif written.already_out:
+        text = f"Nothing new to prepare: {out}."
+    else:
+        text = "Nothing to prepare: every call this run makes has its reply. Run it with the same options."
     emit(
         as_json,
         {
             "round": written.id if written.shards else None,
             "requests": written.requests,
+            "already_out": written.already_out,
             "files": [str(s.path) for s in written.shards],
             "cost_usd": prepared.cost_usd,
             "run_cost_usd": prepared.run_cost_usd,
