@@ -363,3 +363,14 @@ def test_a_vllm_output_missing_lines_leaves_them_to_the_next_round(tmp_path):
     missing = lines_of(first["files"])[1]["custom_id"]
     assert missing in {line["custom_id"] for line in lines_of(again["files"])}
     assert again["already_out"] == 0
+
+
+def test_status_lists_each_shard_with_what_collect_took(tmp_path):
+    folder = make_project(tmp_path / "p")
+    first = prepare(folder, "--max-lines", "2")
+    run_batch(Path(first["files"][0]), tmp_path / "out.jsonl", skip=lambda i: i == 1)
+    invoke("batch", folder, "collect", "--from", tmp_path / "out.jsonl", *MODEL)
+    lines = invoke("batch", folder, "status").splitlines()
+    assert len(lines) == 2
+    assert "collected" in lines[0] and "1 replies, 1 missing" in lines[0]
+    assert "prepared" in lines[1] and "2 requests" in lines[1]

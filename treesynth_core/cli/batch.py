@@ -81,9 +81,25 @@ def _batches_text(records: list[Any]) -> str:
     if not records:
         return "No batches: run `treesynth batch DIR prepare --synth` first."
     return "\n".join(
-        f"{b.id}  {b.status:<11} {b.requests:>6} requests" + (f"  {b.remote_id}" if b.remote_id else "")
+        f"{b.id}  {b.status:<11} {b.requests:>6} requests" + (f"  {b.remote_id}" if b.remote_id else "") + _progress(b)
         for b in records
     )
+
+
+def _progress(record: Any) -> str:
+    """The provider's request counts of a running batch, or what collect took from a finished one."""
+    counts = record.counts
+    if "replies" in counts:
+        failed = counts.get("failed_requests") or 0
+        missing = counts.get("missing") or 0
+        return (
+            f"  {counts['replies']} replies"
+            + (f", {failed} failed" if failed else "")
+            + (f", {missing} missing" if missing else "")
+        )
+    if counts.get("total"):
+        return f"  {counts.get('completed', 0)}/{counts['total']} done, {counts.get('failed', 0)} failed"
+    return ""
 
 
 @batch_app.command("prepare")
