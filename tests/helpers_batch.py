@@ -32,10 +32,11 @@ WORDS = tuple(
 CutOff = Callable[[Mapping[str, Any]], bool]
 
 
-def reply_for(body: Mapping[str, Any], cut_off: CutOff | None = None) -> dict[str, Any]:
+def reply_for(body: Mapping[str, Any], cut_off: CutOff | None = None, *, repeat: bool = False) -> dict[str, Any]:
     """The chat completion a deterministic model sends for ``body``: the samples a samples schema
     asks for (words drawn from the request's seed and messages), a value a routing schema lists, else
-    an answer with a number drawn the same way."""
+    an answer with a number drawn the same way. ``cut_off`` says which replies stop at the token
+    limit; ``repeat`` makes every other samples reply repeat its first sample."""
     seed = f"{body.get('seed')}|{json.dumps(body.get('messages'), sort_keys=True)}"
     rng = random.Random(seed)
     fmt = body.get("response_format")
@@ -43,11 +44,14 @@ def reply_for(body: Mapping[str, Any], cut_off: CutOff | None = None) -> dict[st
     if "samples" in properties:
         n = properties["samples"].get("maxItems") or 3
         samples = [" ".join(rng.sample(WORDS, 9)).capitalize() + "?" for _ in range(n)]
+        if repeat and n > 1 and int(body.get("seed") or 0) % 2 == 0:  # a duplicate the leaf drops
+            samples[-1] = samples[0]
         text = json.dumps({"samples": samples})
     elif "value" in properties:  # a routing choice: any listed value but the last ("none of these")
         text = json.dumps({"value": rng.choice(properties["value"]["enum"][:-1])})
-    else:
-        text = f"Step by step the answer is {rng.randint(1, 10_000)}."
+    else:  # the same answer for the same question whatever the seed, so verification draws agree
+        question = random.Random(json.dumps(body.get("messages"), sort_keys=True))
+        text = f"Step by step the answer is {question.randint(1, 10_000)}."
     finish = "stop"
     if cut_off is not None and cut_off(body):
         text, finish = text[: len(text) // 2], "length"
@@ -60,28 +64,31 @@ def reply_for(body: Mapping[str, Any], cut_off: CutOff | None = None) -> dict[st
     }
 
 
-def output_line(custom_id: str, body: Mapping[str, Any], number: int, cut_off: CutOff | None = None) -> dict[str, Any]:
+Model = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+def output_line(custom_id: str, body: Mapping[str, Any], number: int, model: Model = reply_for) -> dict[str, Any]:
     """A line of an output file (OpenAI's and ``vllm run-batch``'s shape)."""
     return {
         "id": f"vllm-{number}",
         "custom_id": custom_id,
-        "response": {"status_code": 200, "request_id": f"req-{number}", "body": reply_for(body, cut_off)},
+        "response": {"status_code": 200, "request_id": f"req-{number}", "body": model(body)},
         "error": None,
     }
 
 
 def run_batch(
-    input_path: Path, output_path: Path, *, skip: Callable[[int], bool] = lambda i: False, cut_off: CutOff | None = None
+    input_path: Path, output_path: Path, *, skip: Callable[[int], bool] = lambda i: False, model: Model = reply_for
 ) -> int:
     """What ``vllm run-batch -i INPUT -o OUTPUT`` writes (input order kept); lines ``skip`` names are
-    left out. Returns how many lines were written."""
+    left out; ``model`` writes each reply. Returns how many lines were written."""
     written = 0
     with input_path.open() as src, output_path.open("w") as dst:
         for i, text in enumerate(src):
             if skip(i):
                 continue
             line = json.loads(text)
-            dst.write(json.dumps(output_line(line["custom_id"], line["body"], i, cut_off)) + "\n")
+            dst.write(json.dumps(output_line(line["custom_id"], line["body"], i, model)) + "\n")
             written += 1
     return written
 

@@ -151,7 +151,7 @@ def test_cut_off_batch_replies_are_asked_again_bigger_in_the_next_round(tmp_path
     while (round_ := prepare(batch_dir))["requests"]:
         rounds += 1
         prepared += [json.dumps(line["body"], sort_keys=True) for line in lines_of(round_["files"])]
-        run_batch(Path(round_["files"][0]), tmp_path / f"out-{rounds}.jsonl", cut_off=cut)
+        run_batch(Path(round_["files"][0]), tmp_path / f"out-{rounds}.jsonl", model=lambda b: reply_for(b, cut))
         invoke("batch", batch_dir, "collect", "--from", tmp_path / f"out-{rounds}.jsonl", *MODEL)
         assert rounds < 6
     assert sorted(prepared) == online_bodies
@@ -159,6 +159,36 @@ def test_cut_off_batch_replies_are_asked_again_bigger_in_the_next_round(tmp_path
         invoke("synth", batch_dir, *SYNTH, *MODEL, "--base-url", server.base_url, "-q")
         assert [r for r in server.requests if r.method == "POST"] == []
     assert samples_of(batch_dir) == samples_of(online_dir)
+
+
+def test_verified_run_with_duplicates_takes_more_rounds_and_still_matches_online(tmp_path):
+    synth = (*SYNTH, "--verify", "3")
+    online_dir = make_project(tmp_path / "online")
+    batch_dir = tmp_path / "batch"
+    shutil.copytree(online_dir, batch_dir)
+
+    def model(body):
+        return reply_for(body, repeat=True)
+
+    with FakeOpenAIServer(respond=lambda r: Reply(body=model(r.body))) as server:
+        invoke("synth", online_dir, *synth, *MODEL, "--base-url", server.base_url, "-q")
+        online_bodies = sorted(json.dumps(r.body, sort_keys=True) for r in server.requests if r.method == "POST")
+    prepared, rounds = [], 0
+    while (round_ := json.loads(invoke("batch", batch_dir, "prepare", "--synth", *synth, *MODEL, "--json")))[
+        "requests"
+    ]:
+        rounds += 1
+        prepared += [json.dumps(line["body"], sort_keys=True) for line in lines_of(round_["files"])]
+        run_batch(Path(round_["files"][0]), tmp_path / f"out-{rounds}.jsonl", model=model)
+        invoke("batch", batch_dir, "collect", "--from", tmp_path / f"out-{rounds}.jsonl", *MODEL)
+        assert rounds < 8
+    assert rounds >= 3  # samples, their verification draws, then another wave for the leaves short of one
+    assert sorted(prepared) == online_bodies
+    with FakeOpenAIServer(respond=online) as server:
+        invoke("synth", batch_dir, *synth, *MODEL, "--base-url", server.base_url, "-q")
+        assert [r for r in server.requests if r.method == "POST"] == []
+    assert samples_of(batch_dir) == samples_of(online_dir)
+    assert len(samples_of(batch_dir)) == 8
 
 
 def test_collect_twice_changes_nothing(tmp_path):
@@ -299,3 +329,48 @@ def test_route_round_trip_one_level_a_round_then_zero_calls(tmp_path):
 
     assert placed(batch_dir) == placed(online_dir)
     assert all(json.loads(path) for _, path in placed(batch_dir))  # every sample reached a leaf
+
+
+def test_a_batch_the_provider_failed_exits_non_zero_and_is_prepared_again(tmp_path):
+    folder = make_project(tmp_path / "p")
+    with FakeBatchServer(final="failed") as server:
+        url = ("--base-url", server.base_url)
+        first = prepare(folder)
+        invoke("batch", folder, "submit", *MODEL, *url)
+        for _ in range(3):
+            invoke("batch", folder, "status", *MODEL, *url)
+        result = runner.invoke(app, ["batch", str(folder), "collect", *MODEL, *url])
+    assert result.exit_code == 1 and "failed" in result.output
+    assert {line["custom_id"] for line in lines_of(prepare(folder)["files"])} == {
+        line["custom_id"] for line in lines_of(first["files"])
+    }
+
+
+def test_preparing_twice_before_collecting_writes_no_request_twice(tmp_path):
+    folder = make_project(tmp_path / "p")
+    first = prepare(folder)
+    again = prepare(folder)
+    assert (first["requests"], again["requests"], again["already_out"]) == (4, 0, 4)
+    assert "Nothing new to prepare: 4 requests are out" in invoke("batch", folder, "prepare", "--synth", *SYNTH, *MODEL)
+
+
+def test_a_vllm_output_missing_lines_leaves_them_to_the_next_round(tmp_path):
+    folder = make_project(tmp_path / "p")
+    first = prepare(folder)
+    run_batch(Path(first["files"][0]), tmp_path / "out.jsonl", skip=lambda i: i == 1)  # the process died on one
+    invoke("batch", folder, "collect", "--from", tmp_path / "out.jsonl", *MODEL)
+    again = prepare(folder)
+    missing = lines_of(first["files"])[1]["custom_id"]
+    assert missing in {line["custom_id"] for line in lines_of(again["files"])}
+    assert again["already_out"] == 0
+
+
+def test_status_lists_each_shard_with_what_collect_took(tmp_path):
+    folder = make_project(tmp_path / "p")
+    first = prepare(folder, "--max-lines", "2")
+    run_batch(Path(first["files"][0]), tmp_path / "out.jsonl", skip=lambda i: i == 1)
+    invoke("batch", folder, "collect", "--from", tmp_path / "out.jsonl", *MODEL)
+    lines = invoke("batch", folder, "status").splitlines()
+    assert len(lines) == 2
+    assert "collected" in lines[0] and "1 replies, 1 missing" in lines[0]
+    assert "prepared" in lines[1] and "2 requests" in lines[1]

@@ -42,9 +42,15 @@ class BatchClient:
     """Calls the Files and Batches endpoints under ``base_url`` (e.g. ``https://api.openai.com/v1``)."""
 
     def __init__(
-        self, base_url: str, api_key: str, *, timeout_s: float = 120.0, transport: httpx.BaseTransport | None = None
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        key_env: str = "OPENAI_API_KEY",
+        timeout_s: float = 120.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url, self.key_env = base_url.rstrip("/"), key_env
         self._client = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {api_key}"},
@@ -118,7 +124,7 @@ class BatchClient:
 
         message = self._redact(" ".join(response.text.split())[:300])
         where = f"{self.base_url}{response.request.url.path[len(httpx.URL(self.base_url).path) :]}"
-        raise_if_refused(response.status_code, message, self.base_url, "the key variable")
+        raise_if_refused(response.status_code, message, self.base_url, self.key_env)
         if response.status_code == 404 and response.request.url.path.endswith(("/files", "/batches")):
             raise EndpointError(
                 f"{where} answered HTTP 404: this server has no Files/Batches endpoints "

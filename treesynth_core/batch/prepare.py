@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ..generate.synth import SynthOptions, plan_synthesis, synthesize
+from ..llm.base import LLM, ChatResult
 from ..llm.pricing import batch_price, cost
-from ..llm.recording import recording
+from ..llm.recording import CallRecord, recording
 from ..llm.settings import BackendSettings
 from .replay import BatchReplayLLM, BatchRequest, DeferringLLM
 
@@ -39,6 +40,32 @@ class PreparedCalls:
     run_cost_usd: float | None = None
 
 
+class _Unlogged:
+    """The dry run's call store: the copy's cache, and no call log (a deferred call is no call;
+    writing a log row per request would be most of the dry run's time)."""
+
+    def __init__(self, project: Any) -> None:
+        self.project = project
+        self.calls = 0
+
+    def cache_get(self, key: str) -> ChatResult | None:
+        return self.project.cache_get(key)  # type: ignore[no-any-return]
+
+    def cache_put(self, key: str, result: ChatResult) -> None:
+        self.project.cache_put(key, result)
+
+    def cache_evict(self, key: str) -> None:
+        self.project.cache_evict(key)
+
+    def log_call(self, record: CallRecord) -> str:
+        self.calls += 1
+        return f"dry-{self.calls}"
+
+
+def _dry_llm(scratch: Any, deferring: DeferringLLM) -> LLM:
+    return recording(BatchReplayLLM(deferring, scratch.batch_reply), _Unlogged(scratch), None)
+
+
 def synth_requests(project: Any, settings: BackendSettings, options: SynthOptions) -> PreparedCalls:
     """The requests a ``synth`` run with ``options`` would send next (see the module docstring)."""
     counts = project.sample_counts(sample_set=options.sample_set)
@@ -48,8 +75,7 @@ def synth_requests(project: Any, settings: BackendSettings, options: SynthOption
     with tempfile.TemporaryDirectory(prefix="treesynth-batch-") as scratch_dir:
         scratch = project.copy_to(Path(scratch_dir) / "project")
         try:
-            llm = recording(BatchReplayLLM(deferring, scratch.batch_reply), scratch, None)
-            asyncio.run(synthesize(scratch, llm, options, plan=plan))
+            asyncio.run(synthesize(scratch, _dry_llm(scratch, deferring), options, plan=plan))
         finally:
             scratch.close()
     requests = list(deferring.requests.values())
@@ -66,8 +92,7 @@ def route_requests(project: Any, settings: BackendSettings, *, sample_set: str, 
     with tempfile.TemporaryDirectory(prefix="treesynth-batch-") as scratch_dir:
         scratch = project.copy_to(Path(scratch_dir) / "project")
         try:
-            llm = recording(BatchReplayLLM(deferring, scratch.batch_reply), scratch, None)
-            asyncio.run(route_with_llm(scratch, llm, sample_set=sample_set, seed=seed))
+            asyncio.run(route_with_llm(scratch, _dry_llm(scratch, deferring), sample_set=sample_set, seed=seed))
         finally:
             scratch.close()
     requests = list(deferring.requests.values())

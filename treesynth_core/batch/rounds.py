@@ -9,7 +9,7 @@ stands. A request whose batch failed, expired or was cancelled before it ran has
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ class Round:
     id: str
     folder: Path
     shards: list[Shard]
+    #: Requests left out because a batch not yet collected holds them already.
+    already_out: int = 0
 
     @property
     def requests(self) -> int:
@@ -51,13 +53,30 @@ def write_round(
     max_bytes: int = MAX_BYTES,
     round_id: str | None = None,
 ) -> Round:
-    """Shard ``requests`` into ``DIR/batches/<round>/`` and record each shard as a prepared batch."""
+    """Shard ``requests`` into ``DIR/batches/<round>/`` and record each shard as a prepared batch.
+    Requests that a batch not yet collected holds (prepared, sent, running or done) are left out, so
+    preparing twice before collecting never pays for a call twice."""
     round_id = round_id or new_round_id()
     folder = Path(project.path) / BATCH_FOLDER / round_id
-    shards = write_shards(requests, folder, max_lines=max_lines, max_bytes=max_bytes) if requests else []
+    out = out_in_batches(project)
+    fresh = [r for r in requests if r.custom_id not in out]
+    shards = write_shards(fresh, folder, max_lines=max_lines, max_bytes=max_bytes) if fresh else []
     for shard in shards:
         project.add_batch(batch_id(round_id, shard.path), round_id, str(shard.path), shard.requests)
-    return Round(round_id, folder, shards)
+    return Round(round_id, folder, shards, len(requests) - len(fresh))
+
+
+#: Statuses of a batch whose requests are (or may still be) answered: not to be prepared again.
+PENDING_STATUSES = frozenset({"prepared", "uploaded", "validating", "in_progress", "finalizing", "completed"})
+
+
+def out_in_batches(project: Any) -> set[str]:
+    """The custom_ids of the requests batches not yet collected hold."""
+    ids: set[str] = set()
+    for record in project.batches():
+        if record.status in PENDING_STATUSES and Path(record.shard).exists():
+            ids.update(shard_ids(Path(record.shard)))
+    return ids
 
 
 def batch_id(round_id: str, shard: Path) -> str:
@@ -103,13 +122,15 @@ class CollectReport:
     collected: Collected
     batches: list[str]
     waiting: list[str]
+    #: Batches that ended ``failed`` at the provider: id -> the provider's errors (the whole file was refused).
+    failed_batches: dict[str, str] = field(default_factory=dict)
 
 
 def collect_remote(project: Any, client: BatchClient, model: str) -> CollectReport:
     """Download the output and error files of each finished, uncollected batch (what a failed or
     expired batch got done is kept too) and bring them into the project."""
     refresh(project, client)
-    total, done, waiting = Collected(), [], []
+    total, done, waiting, failed = Collected(), [], [], {}
     run_id = project.start_run(COLLECT_COMMAND, {"from": client.base_url})
     try:
         for record in project.batches():
@@ -130,6 +151,8 @@ def collect_remote(project: Any, client: BatchClient, model: str) -> CollectRepo
                         )
                     )
             total.add(got)
+            if record.status == "failed":
+                failed[record.id] = str(record.counts.get("errors") or "the provider gave no reason")
             counts = {**record.counts, "replies": got.replies + got.known, "failed_requests": got.failed}
             project.update_batch(record.id, status="collected", counts=counts)
             done.append(record.id)
@@ -137,13 +160,13 @@ def collect_remote(project: Any, client: BatchClient, model: str) -> CollectRepo
         project.finish_run(run_id, "failed", str(exc))
         raise
     project.finish_run(run_id, "ok")
-    return CollectReport(total, done, waiting)
+    return CollectReport(total, done, waiting, failed)
 
 
 def collect_files(project: Any, paths: Sequence[Path], model: str) -> CollectReport:
-    """Bring in output files written elsewhere (``vllm run-batch -o OUT``, or downloaded by hand);
-    a prepared shard whose every request now has its reply is marked ``collected`` (``submit``
-    leaves it alone)."""
+    """Bring in output files written elsewhere (``vllm run-batch -o OUT``, or downloaded by hand).
+    A prepared shard the files answered (any of its requests) is marked ``collected``: ``submit``
+    leaves it alone, and the next ``prepare`` writes again what it left unanswered."""
     calls: dict[str, CallInfo] = {}
     for record in project.batches():
         if Path(record.shard).exists():
@@ -157,9 +180,11 @@ def collect_files(project: Any, paths: Sequence[Path], model: str) -> CollectRep
         project.finish_run(run_id, "failed", str(exc))
         raise
     project.finish_run(run_id, "ok")
-    for record in project.batches():  # shards run elsewhere whose every request now has its reply
+    for record in project.batches():  # shards these files answered: ran elsewhere, now collected
         if record.status == "prepared" and Path(record.shard).exists():
-            ids = shard_ids(Path(record.shard))
-            if len(project.batch_reply_keys(ids)) == len(set(ids)):
-                project.update_batch(record.id, status="collected", counts={"replies": len(ids)})
+            ids = set(shard_ids(Path(record.shard)))
+            answered = project.batch_reply_keys(ids)
+            if answered:
+                counts = {"replies": len(answered), "missing": len(ids) - len(answered)}
+                project.update_batch(record.id, status="collected", counts=counts)
     return CollectReport(total, [str(p) for p in paths], [])

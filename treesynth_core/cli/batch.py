@@ -81,9 +81,25 @@ def _batches_text(records: list[Any]) -> str:
     if not records:
         return "No batches: run `treesynth batch DIR prepare --synth` first."
     return "\n".join(
-        f"{b.id}  {b.status:<11} {b.requests:>6} requests" + (f"  {b.remote_id}" if b.remote_id else "")
+        f"{b.id}  {b.status:<11} {b.requests:>6} requests" + (f"  {b.remote_id}" if b.remote_id else "") + _progress(b)
         for b in records
     )
+
+
+def _progress(record: Any) -> str:
+    """The provider's request counts of a running batch, or what collect took from a finished one."""
+    counts = record.counts
+    if "replies" in counts:
+        failed = counts.get("failed_requests") or 0
+        missing = counts.get("missing") or 0
+        return (
+            f"  {counts['replies']} replies"
+            + (f", {failed} failed" if failed else "")
+            + (f", {missing} missing" if missing else "")
+        )
+    if counts.get("total"):
+        return f"  {counts.get('completed', 0)}/{counts['total']} done, {counts.get('failed', 0)} failed"
+    return ""
 
 
 @batch_app.command("prepare")
@@ -155,20 +171,29 @@ def prepare(
 
 
 def _print_round(as_json: bool, ctx: typer.Context, written: Any, prepared: Any, model: str) -> None:
-    cost = "unknown price" if prepared.cost_usd is None else f"at most ~${prepared.cost_usd:.2f} at the batch price"
+    cost = "unknown price" if prepared.cost_usd is None else f"at most ~{_usd(prepared.cost_usd)} at the batch price"
     if prepared.cost_usd is not None and prepared.run_cost_usd is not None:
-        cost += f"; the whole run ~${prepared.run_cost_usd:.2f}"
-    text = (
-        f"Wrote {written.requests} requests in {len(written.shards)} files to {written.folder} ({cost}); "
-        f"next: treesynth batch {_dir(ctx)} submit (or vllm run-batch -i FILE -o OUT --model {model})"
-        if written.shards
-        else "Nothing to prepare: every call this run makes has its reply. Run it with the same options."
+        cost += f"; the whole run ~{_usd(prepared.run_cost_usd)}"
+    out = (
+        f"{written.already_out} requests are out in batches not yet collected and were left out "
+        f"(treesynth batch {_dir(ctx)} status; collect, then prepare again)"
     )
+    if written.shards:
+        text = (
+            f"Wrote {written.requests} requests in {len(written.shards)} files to {written.folder} ({cost}); "
+            f"next: treesynth batch {_dir(ctx)} submit (or vllm run-batch -i FILE -o OUT --model {model})"
+        )
+        text += f"\n{out}." if written.already_out else ""
+    elif written.already_out:
+        text = f"Nothing new to prepare: {out}."
+    else:
+        text = "Nothing to prepare: every call this run makes has its reply. Run it with the same options."
     emit(
         as_json,
         {
             "round": written.id if written.shards else None,
             "requests": written.requests,
+            "already_out": written.already_out,
             "files": [str(s.path) for s in written.shards],
             "cost_usd": prepared.cost_usd,
             "run_cost_usd": prepared.run_cost_usd,
@@ -178,13 +203,18 @@ def _print_round(as_json: bool, ctx: typer.Context, written: Any, prepared: Any,
     )
 
 
+def _usd(amount: float) -> str:
+    return f"${amount:.2f}" if amount >= 0.1 else f"${amount:.4f}"
+
+
 def _client(settings: Any) -> Any:
     from ..batch.client import BatchClient
     from ..llm.openai_compat import read_api_key
     from ..llm.settings import DEFAULT_BASE_URL
 
     base_url = settings.base_url or DEFAULT_BASE_URL
-    return BatchClient(base_url, read_api_key(settings.api_key_env, base_url), timeout_s=max(120.0, settings.timeout_s))
+    key = read_api_key(settings.api_key_env, base_url)
+    return BatchClient(base_url, key, key_env=settings.api_key_env, timeout_s=max(120.0, settings.timeout_s))
 
 
 @batch_app.command("submit")
@@ -196,14 +226,15 @@ def submit(ctx: typer.Context, backend: BackendOptions = NO_BACKEND_OPTIONS, as_
 
     with open_project(_dir(ctx)) as project:
         settings = _settings(project, backend)
+        if not any(b.status == "prepared" for b in project.batches()):
+            emit(as_json, {"submitted": []}, "Nothing to submit: no prepared shards (treesynth batch DIR prepare).")
+            return
         with _client(settings) as client:
             sent = submit_all(project, client)
     emit(
         as_json,
         {"base_url": client.base_url, "submitted": _batches_json(sent)},
-        f"Submitted {len(sent)} batches to {client.base_url}.\n{_batches_text(sent)}"
-        if sent
-        else f"Nothing to submit to {client.base_url}: no prepared shards.",
+        f"Submitted {len(sent)} batches to {client.base_url}.\n{_batches_text(sent)}",
     )
 
 
@@ -257,10 +288,12 @@ def collect(
             "errors": got.errors,
             "read": report.batches,
             "waiting": report.waiting,
+            "failed_batches": report.failed_batches,
         },
         f"Collected {got.replies} replies ({got.known} already in the project), {got.failed} failed requests "
-        f"from {len(report.batches)} batches{waiting}. Next: prepare again for the next round, or run synth "
-        "with the same options.",
+        f"from {len(report.batches)} {'files' if from_files else 'batches'}{waiting}. Next: prepare again for the next round, or run synth "
+        "with the same options."
+        + "".join(f"\nBatch {bid} failed: {why}" for bid, why in report.failed_batches.items()),
     )
-    if got.failed and not got.replies:
+    if (got.failed or report.failed_batches) and not got.replies:
         raise typer.Exit(1)

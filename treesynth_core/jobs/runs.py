@@ -60,7 +60,8 @@ def run_llm_work(
     async def main() -> R:
         backend = factory(settings)
         lookup = getattr(store, "batch_reply", None)  # replies collected batches brought back
-        if lookup is not None:
+        any_replies = getattr(store, "has_batch_replies", None)
+        if lookup is not None and any_replies is not None and any_replies():
             from ..batch.replay import BatchReplayLLM
 
             backend = BatchReplayLLM(backend, lookup)

@@ -107,6 +107,10 @@ def reply(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
     return None if row is None else json.loads(row[0])
 
 
+def any_replies(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM batch_replies LIMIT 1").fetchone() is not None
+
+
 def has_replies(conn: sqlite3.Connection, keys: Iterable[str]) -> set[str]:
     """Which of ``keys`` have a batch reply."""
     wanted = list(dict.fromkeys(keys))

@@ -530,6 +530,11 @@ class Project:
         with self._db.tx() as conn:
             return batches.put_replies(conn, replies, batch_id)
 
+    def has_batch_replies(self) -> bool:
+        """Whether any batch brought replies back (runs then look there before sending)."""
+        with self._db.read() as conn:
+            return batches.any_replies(conn)
+
     def batch_reply_keys(self, keys: Iterable[str]) -> set[str]:
         """Which of ``keys`` a collected batch brought a reply for."""
         with self._db.read() as conn:
