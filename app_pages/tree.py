@@ -10,10 +10,11 @@ import streamlit as st
 
 from studio import actions as A
 from studio import graph as G
+from studio import growth_result as growth
 from studio import tree_panel as panel
 from studio.graph_component import tree_graph
 from studio.state import get_state
-from studio.widgets import POLL_S, job_outcome, job_progress, md, require_project, show_notices
+from studio.widgets import POLL_S, job_progress, md, require_project, show_notices
 from treesynth_core.jobs import background as jobs
 
 state = get_state()
@@ -39,9 +40,7 @@ def body() -> None:
     if live is not None and live.kind == "grow":
         job_progress(project, live, key="tree.job")
     elif live is None:
-        last = jobs.latest_job(project, "grow")
-        if last is not None and last.status != "done":
-            job_outcome(last)
+        growth.after_growth(project, tree)
     left, right = st.columns([2, 1], gap="medium")
     with left:
         count_set = panel.count_set_picker(project, state)
