@@ -6,7 +6,7 @@ import os
 
 import streamlit as st
 
-from studio import projects, security
+from studio import models_panel, projects, security
 from studio.state import get_state, list_projects, projects_dir
 from studio.widgets import EMBEDDED_WARNING, PAGE_TREE, md, show_notices
 from treesynth_core.errors import TreeSynthError
@@ -157,6 +157,8 @@ if project is not None:
         assert settings is not None
         test_connection(settings)
     st.divider()
+
+models_panel.local_models(state)
 
 st.subheader("Open an example")
 st.caption(

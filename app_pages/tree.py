@@ -11,11 +11,12 @@ import streamlit as st
 from studio import actions as A
 from studio import graph as G
 from studio import grow_panel, node_editor, overview_panel
+from studio import growth_result as growth
 from studio import tree_panel as panel
 from studio.graph_component import tree_graph
 from studio.graph_style import plural
 from studio.state import get_state
-from studio.widgets import POLL_S, job_outcome, job_progress, md, require_project, show_notices
+from studio.widgets import POLL_S, job_progress, md, require_project, show_notices
 from treesynth_core.jobs import background as jobs
 
 #: The graph's (and the overview's) height beside the editor; full screen takes the window's.
@@ -44,9 +45,7 @@ def body() -> None:
     if live is not None and live.kind == "grow":
         job_progress(project, live, key="tree.job")
     elif live is None:
-        last = jobs.latest_job(project, "grow")
-        if last is not None and last.status != "done":
-            job_outcome(last)
+        growth.after_growth(project, tree)
     if state.full_screen:
         left, right = st.container(), None
     else:

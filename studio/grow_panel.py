@@ -12,6 +12,7 @@ import streamlit as st
 from studio.state import AppState
 from studio.widgets import button_row, start_job
 from treesynth_core.generate.grow import GrowOptions, paper_options
+from treesynth_core.generate.grow_result import EMBEDDED_NOTE
 from treesynth_core.jobs import background as jobs
 from treesynth_core.tree import model as T
 
@@ -125,11 +126,7 @@ def grow_controls(state: AppState, tree: T.Tree, live: jobs.JobState | None) -> 
                 st.rerun()
         st.caption(
             "Only approved nodes grow unless auto-approve is on; new values arrive as *proposed* for review. "
-            + (
-                "The embedded model is small: expect rough criteria, and prefer an example tree for demos."
-                if embedded
-                else ""
-            )
+            + (EMBEDDED_NOTE if embedded else "")
         )
 
 

@@ -21,6 +21,7 @@ from .concepts import concepts_app
 from .coverage import register as register_coverage
 from .data import register as register_data
 from .edit import edit_app
+from .models import models
 from .project import export, load_tree, new, save_tree, settings, stats
 from .report import register as register_report
 from .scale import register as register_scale
@@ -79,6 +80,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "load-tree": load_tree,
     "settings": settings,
     "demo": demo,
+    "models": models,
 }
 register_commands(app, COMMANDS)
 register_coverage(app)
