@@ -15,7 +15,9 @@ any consumer that wants one HTML string, and escapes every piece.
 :class:`View` says which subtrees are collapsed or expanded, down to which level the tree shows by
 default, and a budget of visible nodes. :func:`visible_ids` walks the tree breadth-first, honouring
 explicit expansions and the path to the focused node, and stops opening further subtrees once
-the budget is used; a collapsed node shows how many nodes hide below it.
+the budget is used; a collapsed node shows how many nodes hide below it. :func:`default_levels`
+picks the levels a tree opens on (about 60 nodes at most), :func:`focus_subtree` the view of one
+subtree picked on the overview (:mod:`studio.tree_overview`).
 
 **Highlights.** :func:`build_graph` can mark a set of leaves (the Coverage map's selection): each
 is drawn with a distinct border and a glow, and the nodes and edges on the way from the root to it

@@ -50,7 +50,7 @@ def test_embedded_pipeline_end_to_end(tmp_path, monkeypatch):
     failed = [n for n in nodes if str(n.get("note") or "").startswith("expansion failed:")]
     assert not any(n.get("expanded") for n in failed)  # a failed expansion is no leaf: it grows again
     if grown.exit_code == 1:  # no usable pivots for the root: it stays growable (and is synthesized as a leaf)
-        assert "0 of 1 nodes expanded" in grown.output and [n["id"] for n in failed] == [tree["root"]["id"]]
+        assert "0 of 1 node expanded" in grown.output and [n["id"] for n in failed] == [tree["root"]["id"]]
     else:
         first_grow = json.loads(grown.stdout)
         assert first_grow["expanded"] >= 1 and first_grow["llm"]["calls"] > 0 and len(failed) == first_grow["failed"]

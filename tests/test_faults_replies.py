@@ -164,7 +164,7 @@ def test_synth_with_one_leaf_unusable_exits_3_and_a_rerun_retries_that_leaf_only
     result = invoke("synth", proj, "--per-leaf", 4, "--per-call", 4, "-q")
     assert result.exit_code == 3, result.output
     line = one_error_line(result)
-    assert line.startswith("partly failed: 8 of 12 samples made; 1 leaves got no usable reply"), line
+    assert line.startswith("partly failed: 8 of 12 samples made; 1 leaf got no usable reply"), line
     assert "rerun to retry them" in line
     assert len(sample_rows(proj)) == 8
     sent = len(server.chat_requests)
@@ -203,7 +203,7 @@ def test_grow_with_every_reply_unusable_keeps_the_root_growable_and_recovers(tmp
     result = invoke("grow", proj, "--pivots", 3, "-q")
     assert result.exit_code == 1, result.output
     line = one_error_line(result)
-    assert line.startswith("error: 0 of 1 nodes expanded: the model gave no usable"), line
+    assert line.startswith("error: 0 of 1 node expanded: the model gave no usable"), line
     assert "run grow again when the endpoint is fixed" in line
     with Project.open(proj) as project:
         root = project.tree().root
@@ -297,7 +297,7 @@ def test_route_with_one_sample_unusable_exits_3_and_a_rerun_routes_that_sample_o
     result = invoke(*args)
     assert result.exit_code == 3, result.output
     line = one_error_line(result)
-    assert line.startswith("partly failed: 2 of 3 samples routed; 1 samples got no usable reply"), line
+    assert line.startswith("partly failed: 2 of 3 samples routed; 1 sample got no usable reply"), line
     assert stats(proj)["runs"][0]["status"] == "partial"
     sent = len(server.chat_requests)
 
@@ -329,7 +329,7 @@ def test_fill_gaps_with_every_reply_unusable_fails_and_runs_on_the_next_run(tmp_
     assert invoke("synth", proj, "--per-leaf", 4, "--per-call", 4, "-q").exit_code == 0
     args = ("fill-gaps", proj, "--embeddings", "--rounds", 1, "--per-round", 4, "-q")
     fails_on_malformed_replies(
-        server, args, "error: 0 of 1 gap-filling calls answered: the model gave no usable samples"
+        server, args, "error: 0 of 1 gap-filling call answered: the model gave no usable samples"
     )
     sent = len(server.chat_requests)
     assert len(sample_rows(proj)) == 12 and stats(proj)["runs"][0]["status"] == "failed"
@@ -390,3 +390,14 @@ def test_fill_gaps_with_one_call_unusable_exits_3(tmp_path, server, monkeypatch)
     assert result.exit_code == 3, result.output
     assert one_error_line(result).startswith("partly failed: 1 of 2 gap-filling calls answered"), result.output
     assert "round generated" in " ".join(result.output.split())
+
+
+def test_a_shortfall_counts_one_in_the_singular():
+    from treesynth_core.generate.shortfall import Shortfall
+
+    one = Shortfall("nodes expanded", 0, 1, "nodes", 1, "", "run grow again").message()
+    assert one.startswith("0 of 1 node expanded: the model gave no usable reply")
+    some = Shortfall("samples made", 3, 4, "leaves", 1, "bad JSON", "rerun").message()
+    assert some.startswith("3 of 4 samples made; 1 leaf got no usable reply (bad JSON)")
+    many = Shortfall("baseline samples made", 1, 9, "calls", 2, "bad JSON", "rerun").message()
+    assert many.startswith("1 of 9 baseline samples made; 2 calls got no usable reply")

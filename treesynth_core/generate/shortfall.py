@@ -31,15 +31,35 @@ class Shortfall:
     def message(self) -> str:
         """One line: what was made, why the rest was not, and what to do."""
         problem = self.problem or "the model gave no usable reply"
+        unit = counted(self.wanted, self.unit)
         if self.total:
             return (
-                f"0 of {self.wanted} {self.unit}: {problem}; nothing unusable was cached, "
+                f"0 of {self.wanted} {unit}: {problem}; nothing unusable was cached, "
                 f"{self.retry} when the endpoint is fixed"
             )
         return (
-            f"{self.made} of {self.wanted} {self.unit}; {self.failed} {self.parts} got no usable reply "
-            f"({problem}); nothing unusable was cached, {self.retry} to retry them"
+            f"{self.made} of {self.wanted} {unit}; {self.failed} {counted(self.failed, self.parts)} got no usable "
+            f"reply ({problem}); nothing unusable was cached, {self.retry} to retry them"
         )
+
+
+#: The singular of the plural nouns units and parts are counted in.
+_SINGULAR = {
+    "calls": "call",
+    "documents": "document",
+    "leaves": "leaf",
+    "nodes": "node",
+    "questions": "question",
+    "samples": "sample",
+}
+
+
+def counted(n: int, words: str) -> str:
+    """``words`` (a unit such as ``"nodes expanded"``) as it reads after the number ``n``:
+    ``1 node expanded``, ``2 nodes expanded``."""
+    if n != 1:
+        return words
+    return " ".join(_SINGULAR.get(word, word) for word in words.split(" "))
 
 
 def shortfall_of(report: object) -> Shortfall | None:
