@@ -2,9 +2,11 @@
 
 Routes the hand-written samples of ``benchmarks/data/python_coding_routes.jsonl`` (4 per leaf of
 ``assets/trees/python_coding.json``, 55 leaves, written the way Code Alpaca-style instructions look)
-with the embedding router (the real all-MiniLM-L6-v2 embedder), in each way of describing a value, and
-prints per router: accuracy at the leaf and at the first level, the "none fits" count, the
-majority-class baseline (always the most common leaf / first value) and the agreement between routers.
+with the embedding router (the real all-MiniLM-L6-v2 embedder): level by level with each value
+described as ``criterion: value`` (the router before) or by its whole path, and straight to the
+nearest whole leaf path (the router now). It prints per variant the accuracy at the leaf and at the
+first level and the "none fits" count, the majority-class baseline (always the most common leaf /
+first value) and the agreement between the variants.
 
 The LLM router is not run: a scripted fake would either be an oracle (it reads the labels) or
 measure only the fake; run ``treesynth route --router llm`` on a real model for that.
@@ -20,6 +22,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +34,12 @@ from treesynth_core.data import route_eval as E  # noqa: E402
 from treesynth_core.data import routing as R  # noqa: E402
 from treesynth_core.tree.file import read_tree_file  # noqa: E402
 
-#: How the embedding router describes a value, by name.
-DESCRIPTIONS = {"embedding (criterion: value)": R.description, "embedding (whole path)": R.path_description}
+#: The embedding router's variants, by name: how it walks the tree and describes a value.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "embedding, levels, criterion: value": {"walk": "levels", "describe": R.description},
+    "embedding, levels, whole path": {"walk": "levels", "describe": R.path_description},
+    "embedding, nearest leaf path (default)": {"walk": "leaves"},
+}
 
 
 def main() -> None:
@@ -55,8 +62,8 @@ def main() -> None:
 
     scores: dict[str, E.RouterScore] = {}
     answers: dict[str, list[str | None]] = {}
-    for name, describe in DESCRIPTIONS.items():
-        routes = R.EmbeddingRouter(embed, tree, describe=describe).route_all(ids, X)
+    for name, variant in VARIANTS.items():
+        routes = R.EmbeddingRouter(embed, tree, **variant).route_all(ids, X)
         scores[name] = E.score_routes(tree, routes, labelled)
         answers[name] = [r.leaf_id for r in routes]
     names = list(scores)
@@ -75,10 +82,10 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(f"{result['samples']} labelled samples over {result['leaves']} leaves ({args.data})")
-    print(f"{'router':<34} {'leaf acc':>9} {'1st level':>10} {'none fits':>10}")
-    print(f"{'majority-class baseline':<34} {result['majority_leaf']:>9.1%} {result['majority_first_level']:>10.1%}")
+    print(f"{'router':<40} {'leaf acc':>9} {'1st level':>10} {'none fits':>10}")
+    print(f"{'majority-class baseline':<40} {result['majority_leaf']:>9.1%} {result['majority_first_level']:>10.1%}")
     for name, score in scores.items():
-        print(f"{name:<34} {score.leaf_accuracy:>9.1%} {score.first_level_accuracy:>10.1%} {score.none_fits:>10}")
+        print(f"{name:<40} {score.leaf_accuracy:>9.1%} {score.first_level_accuracy:>10.1%} {score.none_fits:>10}")
     for pair, rate in result["agreement"].items():
         print(f"agreement, {pair}: {rate:.1%}")
     print("LLM router: not run (a scripted fake would be an oracle or measure only itself).")
