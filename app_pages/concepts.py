@@ -65,7 +65,7 @@ with tab_graph:
 
 with tab_walks:
     if concepts:
-        CP.walks_section(concepts)
+        CP.walks_section(project, concepts)
     else:
         st.info("Walks need the concept graph: extract concepts first.", icon=":material/hub:")
 

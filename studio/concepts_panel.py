@@ -32,10 +32,10 @@ from treesynth_core.concepts.documents import (
     split_documents,
 )
 from treesynth_core.concepts.extract import plan_extraction
-from treesynth_core.concepts.graph import build_graph, graph_stats
+from treesynth_core.concepts.graph import GraphStats, build_graph, graph_stats
 from treesynth_core.concepts.model import DocConcepts
 from treesynth_core.concepts.plan import Spend
-from treesynth_core.concepts.preview import preview_walks
+from treesynth_core.concepts.preview import WalkPreview, preview_walks
 from treesynth_core.concepts.questions import LEVELS, QuestionOptions, plan_questions
 from treesynth_core.concepts.store import CONCEPTS_KEY, add_documents, load_concepts, load_documents
 from treesynth_core.errors import TreeSynthError
@@ -186,7 +186,18 @@ def _view(_graph: nx.Graph, digest: str, top_n: int, matches: tuple[str, ...], s
     return CG.concept_view(_graph, top_n=top_n, matches=matches, selected=selected)
 
 
+@st.cache_data(max_entries=4)
+def _stats(_graph: nx.Graph, digest: str) -> GraphStats:
+    return graph_stats(_graph)
+
+
+@st.cache_data(max_entries=16)
+def _walks(_graph: nx.Graph, _docs: Sequence[DocConcepts], digest: str, k: int, seed: int) -> list[WalkPreview]:
+    return preview_walks(_docs, k, seed=seed, graph=_graph)
+
+
 def concept_graph_for(project: Project, docs: Sequence[DocConcepts]) -> tuple[nx.Graph, str]:
+    """The concept graph of the stored concepts, built once per version of them, and that version."""
     digest = concepts_digest(project)
     return _graph(docs, digest), digest
 
@@ -198,7 +209,7 @@ def _select(node: str) -> None:
 def graph_section(project: Project, docs: Sequence[DocConcepts]) -> None:
     """Stats, the top-N slider, the search box, the graph and what the selected node is about."""
     graph, digest = concept_graph_for(project, docs)
-    stats = graph_stats(graph)
+    stats = _stats(graph, digest)
     st.caption(
         f"{len(docs):,} documents: {stats.topics:,} topics, {stats.concepts:,} concepts, {stats.edges:,} edges "
         f"(an edge for every pair that share a document; width: how many do)."
@@ -276,7 +287,7 @@ def concept_sets(project: Project) -> list[str]:
 # -- walks ----------------------------------------------------------------------------------------
 
 
-def walks_section(docs: Sequence[DocConcepts]) -> None:
+def walks_section(project: Project, docs: Sequence[DocConcepts]) -> None:
     st.caption(
         "Level 3 walks the graph: 1-2 steps among topics, one to a concept, 3-4 among concepts, each in "
         "proportion to the co-occurrence counts; the two documents whose concepts are closest (Jaccard) "
@@ -285,7 +296,8 @@ def walks_section(docs: Sequence[DocConcepts]) -> None:
     a, b, _ = st.columns([1, 1, 3])
     k = int(a.number_input("Walks", 1, 50, 5, key="concepts.walks_k"))
     seed = int(b.number_input("Seed", 0, 2**31 - 1, 0, key="concepts.walks_seed"))
-    walks = preview_walks(docs, k, seed=seed)
+    graph, digest = concept_graph_for(project, docs)
+    walks = _walks(graph, docs, digest, k, seed)
     if not walks:
         st.info("No walks: the graph has no topics.", icon=":material/info:")
     for i, walk in enumerate(walks, 1):

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice
 
+import networkx as nx
+
 from .graph import build_graph
 from .model import DocConcepts
 from .walks import Walker, ground
@@ -20,9 +22,12 @@ class WalkPreview:
     documents: tuple[tuple[str, float], ...]
 
 
-def preview_walks(docs: Sequence[DocConcepts], count: int, *, seed: int = 0) -> list[WalkPreview]:
-    """The first ``count`` walks with ``seed`` on the graph of ``docs`` (the same seed, the same walks)."""
-    graph = build_graph(docs)
+def preview_walks(
+    docs: Sequence[DocConcepts], count: int, *, seed: int = 0, graph: nx.Graph | None = None
+) -> list[WalkPreview]:
+    """The first ``count`` walks with ``seed`` on the graph of ``docs`` (the same seed, the same walks);
+    ``graph``: that graph when the caller has it built already."""
+    graph = build_graph(docs) if graph is None else graph
     label = {n: graph.nodes[n]["label"] for n in graph.nodes}
     return [
         WalkPreview(
