@@ -138,6 +138,7 @@ def test_models_panel_lists_and_uses_a_local_server_and_gguf(projects: Path, loc
     )
     assert at.radio(key="settings.backend").value == "openai"
     assert at.text_input(key="settings.base_url").value == server.base_url  # the form shows what is used
+    assert "is not set: a server on this machine gets no key" in plain(texts(at))
 
     at.button(key="models.gguf.0").click()
     run(at)
