@@ -102,6 +102,9 @@ def test_failed_growth_shows_one_message(projects: Path) -> None:
 def test_embedded_backend_says_what_to_expect_before_growing(projects: Path) -> None:
     at = create_project(new_app())
     assert "rarely proposes a usable criterion" in texts(at)
+    with Project.open(projects / "demo") as project:  # a GGUF of your own is not the 135M model
+        project.save_settings(project.settings().model_copy(update={"gguf_path": "/models/qwen-7b.gguf"}))
+    assert "rarely proposes a usable criterion" not in texts(run(at))
 
 
 @pytest.fixture
