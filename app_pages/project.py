@@ -10,7 +10,7 @@ from studio import models_panel, projects, security
 from studio.state import get_state, list_projects, projects_dir
 from studio.widgets import EMBEDDED_WARNING, PAGE_TREE, md, show_notices
 from treesynth_core.errors import TreeSynthError
-from treesynth_core.llm.settings import BackendSettings, merge_settings
+from treesynth_core.llm.settings import BackendSettings, is_loopback, merge_settings
 
 state = get_state()
 st.title("Project")
@@ -56,6 +56,8 @@ def backend_form(current: BackendSettings, *, key: str) -> BackendSettings | Non
     if key_env.strip():
         if os.environ.get(key_env.strip()):
             left.caption(f":green[:material/check: ${md(key_env.strip())} is set]")
+        elif is_loopback(base_url):
+            left.caption(f":material/info: ${md(key_env.strip())} is not set: a server on this machine gets no key")
         else:
             left.caption(f":orange[:material/warning: ${md(key_env.strip())} is not set in this app's environment]")
     try:

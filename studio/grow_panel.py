@@ -126,7 +126,7 @@ def grow_controls(state: AppState, tree: T.Tree, live: jobs.JobState | None) -> 
                 st.rerun()
         st.caption(
             "Only approved nodes grow unless auto-approve is on; new values arrive as *proposed* for review. "
-            + (EMBEDDED_NOTE if embedded else "")
+            + (EMBEDDED_NOTE if embedded and not state.settings().gguf_path else "")
         )
 
 

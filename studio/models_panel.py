@@ -105,7 +105,7 @@ def local_models(state: AppState, *, form: str = "settings") -> None:
             st.caption("No GGUF files in the usual caches.")
         for i, gguf in enumerate(found.ggufs):
             left, right = st.columns([5, 1], vertical_alignment="center")
-            left.markdown(f"{md(gguf.source)}: {md(gguf.name)} \u00b7 {gguf.size_bytes / 1e9:.2f} GB")
+            left.markdown(f"{md(gguf.source)}: {md(gguf.name)} \u00b7 {gguf.size_text()}")
             right.button(
                 "Use",
                 key=f"models.gguf.{i}",

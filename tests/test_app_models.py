@@ -102,6 +102,9 @@ def test_failed_growth_shows_one_message(projects: Path) -> None:
 def test_embedded_backend_says_what_to_expect_before_growing(projects: Path) -> None:
     at = create_project(new_app())
     assert "rarely proposes a usable criterion" in texts(at)
+    with Project.open(projects / "demo") as project:  # a GGUF of your own is not the 135M model
+        project.save_settings(project.settings().model_copy(update={"gguf_path": "/models/qwen-7b.gguf"}))
+    assert "rarely proposes a usable criterion" not in texts(run(at))
 
 
 @pytest.fixture
@@ -138,6 +141,7 @@ def test_models_panel_lists_and_uses_a_local_server_and_gguf(projects: Path, loc
     )
     assert at.radio(key="settings.backend").value == "openai"
     assert at.text_input(key="settings.base_url").value == server.base_url  # the form shows what is used
+    assert "is not set: a server on this machine gets no key" in plain(texts(at))
 
     at.button(key="models.gguf.0").click()
     run(at)

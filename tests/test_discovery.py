@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -113,6 +114,9 @@ def test_scan_finds_each_cache_and_skips_what_is_not_a_model(roots: GgufRoots) -
     assert by_name["llama3.2:3b"].path == roots.ollama / "blobs" / "sha256-aa11"
     assert by_name["TheBloke/Mistral-7B-GGUF/mistral.Q4_K_M.gguf"].path.parent.name == "rev2"  # the newest
     assert all(g.size_bytes == len(GGUF_BYTES) for g in found)
+    assert found[0].size_text() == "0 MB"
+    assert replace(found[0], size_bytes=4_700_000_000).size_text() == "4.7 GB"
+    assert replace(found[0], size_bytes=270_000_000).size_text() == "270 MB"
 
 
 def test_scan_of_missing_folders_finds_nothing(tmp_path: Path) -> None:

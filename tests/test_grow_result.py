@@ -148,3 +148,8 @@ def test_no_result_while_running_or_after_a_later_edit() -> None:
     later = EditRecord(9, T3, "replace-criterion", {"node_id": tree.root_id}, "human", "o", False, 4)
     assert latest_growth([job()], [later, grow_edit(tree.root_id)], tree) is None
     assert isinstance(latest_growth([job()], [grow_edit(tree.root_id)], tree), GrowthResult)
+
+
+def test_a_reason_is_always_given() -> None:
+    result = growth_result(job("failed", error=None), [], root_only())
+    assert result.empty and result.headline() == "Growth added nothing: no node was split."

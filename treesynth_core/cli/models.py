@@ -20,10 +20,6 @@ PortsOpt = Annotated[
 ]
 
 
-def _size(n: int) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
-
-
 def models_text(found: Discovery) -> str:
     """The table ``treesynth models`` prints, with the flags that use each find."""
     lines = ["OpenAI-compatible servers on 127.0.0.1:"]
@@ -43,7 +39,7 @@ def models_text(found: Discovery) -> str:
     if not found.ggufs:
         lines.append("  none in Ollama's, LM Studio's or the Hugging Face cache")
     for gguf in found.ggufs:
-        lines.append(f"  {gguf.source:<12} {gguf.name}  {_size(gguf.size_bytes)}  {gguf.path}")
+        lines.append(f"  {gguf.source:<12} {gguf.name}  {gguf.size_text()}  {gguf.path}")
     if found.ggufs:
         lines.append("  use one: --llm embedded --gguf PATH")
     return "\n".join(lines)

@@ -107,6 +107,8 @@ def growth_result(job: JobRecord, edits: Sequence[EditRecord], tree: T.Tree, *, 
     reason = _reason_from_notes(tree, node_ids) or (job.error or "" if failed else "")
     if not node_ids and not failed:
         reason = "it was stopped before any node grew" if stopped else NOTHING_READY
+    if not added and not reason:
+        reason = "no node was split"
     status: Status = "stopped" if stopped else ("added" if added else "nothing")
     bare = next((i for i in node_ids if i in tree.nodes and not tree.children(i)), None)
     return GrowthResult(status, added, len(mine) or job.done, reason, 1 if added else attempt, bare)

@@ -70,6 +70,10 @@ class GgufFile:
     path: Path
     size_bytes: int
 
+    def size_text(self) -> str:
+        """``4.7 GB``, ``270 MB``."""
+        return f"{self.size_bytes / 1e9:.1f} GB" if self.size_bytes >= 1e9 else f"{self.size_bytes / 1e6:.0f} MB"
+
 
 @dataclass(frozen=True)
 class GgufRoots:
