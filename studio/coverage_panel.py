@@ -221,6 +221,9 @@ KEPT_WIDGETS = (
     "coverage.rounds",
     "coverage.per_round",
     "coverage.gap_space",
+    "coverage.shots_from",
+    "coverage.verify",
+    "coverage.answer",
 )
 WIDGET_DEFAULTS = {"coverage.show_baseline": True, "coverage.per_round": 20}
 

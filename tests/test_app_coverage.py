@@ -363,6 +363,7 @@ def test_fill_gaps_with_verification_shows_rounds_clusters_curve_and_agreement(f
     folder = fakes / "example-gsm8k_math"
     at = synthesize(open_example(new_app()), folder, per_leaf=2)
     at, _ = click_and_wait(coverage(at), "coverage.features", folder)
+    at = show(at, "gaps")
     assert "coverage.gap_rounds" not in [df.key for df in at.dataframe]  # no run yet: no report
     assert at.selectbox(key="coverage.answer").disabled  # no verification chosen yet
     assert at.selectbox(key="coverage.shots_from").options == [G.SHOTS_LABELS[s] for s in G.SHOTS_LABELS]

@@ -196,7 +196,7 @@ def test_ports_are_parsed_and_named() -> None:
     assert ports_from_env({}) == dict(DEFAULT_PORTS)
     assert ports_from_env({PORTS_ENV: "1234"}) == {1234: "LM Studio"}
     for bad in ("abc", "0", "70000"):
-        with pytest.raises(ConfigError):
+        with pytest.raises(ConfigError, match="port"):
             parse_ports(bad)
 
 
