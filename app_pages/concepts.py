@@ -12,7 +12,7 @@ import streamlit as st
 from studio import concepts_panel as CP
 from studio.state import get_state
 from studio.widgets import PAGE_COVERAGE, PAGE_DATA, POLL_S, require_project, show_notices
-from treesynth_core.concepts.store import load_concepts, load_documents
+from treesynth_core.concepts.store import load_documents
 from treesynth_core.jobs import background as jobs
 
 state = get_state()
@@ -45,7 +45,8 @@ def status() -> None:
 
 status()
 documents = load_documents(project)
-concepts = load_concepts(project)
+stored = CP.stored_concepts(project)  # read once: the graph caches are keyed by these bytes
+concepts = stored.docs
 tab_docs, tab_graph, tab_walks, tab_gen = st.tabs(
     ["Documents", "Concept graph", "Walks", "Generate"], default="Concept graph" if concepts else "Documents"
 )
@@ -59,13 +60,13 @@ with tab_docs:
 
 with tab_graph:
     if concepts:
-        CP.graph_section(project, concepts)
+        CP.graph_section(project, stored)
     else:
         st.info("No concepts yet: add documents and extract their concepts (the Documents tab).", icon=":material/hub:")
 
 with tab_walks:
     if concepts:
-        CP.walks_section(project, concepts)
+        CP.walks_section(stored)
     else:
         st.info("Walks need the concept graph: extract concepts first.", icon=":material/hub:")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
@@ -37,7 +38,7 @@ from treesynth_core.concepts.model import DocConcepts
 from treesynth_core.concepts.plan import Spend
 from treesynth_core.concepts.preview import WalkPreview, preview_walks
 from treesynth_core.concepts.questions import LEVELS, QuestionOptions, plan_questions
-from treesynth_core.concepts.store import CONCEPTS_KEY, add_documents, load_concepts, load_documents
+from treesynth_core.concepts.store import CONCEPTS_KEY, add_documents, concepts_of, load_concepts, load_documents
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.jobs import background as jobs
 from treesynth_core.llm.pricing import duration
@@ -171,9 +172,19 @@ def extraction(state: AppState, project: Project, docs: Sequence[Document], *, b
 # -- the graph ------------------------------------------------------------------------------------
 
 
-def concepts_digest(project: Project) -> str:
-    blob = project.get_blob(CONCEPTS_KEY) or b""
-    return hashlib.sha1(blob).hexdigest()
+@dataclass(frozen=True)
+class StoredConcepts:
+    """The stored concepts and the digest of the bytes they were read from: the caches below are
+    keyed by it, so a graph is never filed under a newer version than the one it was built from
+    (an extraction job writes the concepts while the page reads them)."""
+
+    docs: list[DocConcepts]
+    digest: str
+
+
+def stored_concepts(project: Project) -> StoredConcepts:
+    blob = project.get_blob(CONCEPTS_KEY)
+    return StoredConcepts(concepts_of(blob), hashlib.sha1(blob or b"").hexdigest())
 
 
 @st.cache_resource(max_entries=4)
@@ -196,19 +207,14 @@ def _walks(_graph: nx.Graph, _docs: Sequence[DocConcepts], digest: str, k: int, 
     return preview_walks(_docs, k, seed=seed, graph=_graph)
 
 
-def concept_graph_for(project: Project, docs: Sequence[DocConcepts]) -> tuple[nx.Graph, str]:
-    """The concept graph of the stored concepts, built once per version of them, and that version."""
-    digest = concepts_digest(project)
-    return _graph(docs, digest), digest
-
-
 def _select(node: str) -> None:
     st.session_state["concepts.selected"] = node
 
 
-def graph_section(project: Project, docs: Sequence[DocConcepts]) -> None:
+def graph_section(project: Project, stored: StoredConcepts) -> None:
     """Stats, the top-N slider, the search box, the graph and what the selected node is about."""
-    graph, digest = concept_graph_for(project, docs)
+    docs, digest = stored.docs, stored.digest
+    graph = _graph(docs, digest)
     stats = _stats(graph, digest)
     st.caption(
         f"{len(docs):,} documents: {stats.topics:,} topics, {stats.concepts:,} concepts, {stats.edges:,} edges "
@@ -287,7 +293,7 @@ def concept_sets(project: Project) -> list[str]:
 # -- walks ----------------------------------------------------------------------------------------
 
 
-def walks_section(project: Project, docs: Sequence[DocConcepts]) -> None:
+def walks_section(stored: StoredConcepts) -> None:
     st.caption(
         "Level 3 walks the graph: 1-2 steps among topics, one to a concept, 3-4 among concepts, each in "
         "proportion to the co-occurrence counts; the two documents whose concepts are closest (Jaccard) "
@@ -296,8 +302,8 @@ def walks_section(project: Project, docs: Sequence[DocConcepts]) -> None:
     a, b, _ = st.columns([1, 1, 3])
     k = int(a.number_input("Walks", 1, 50, 5, key="concepts.walks_k"))
     seed = int(b.number_input("Seed", 0, 2**31 - 1, 0, key="concepts.walks_seed"))
-    graph, digest = concept_graph_for(project, docs)
-    walks = _walks(graph, docs, digest, k, seed)
+    graph = _graph(stored.docs, stored.digest)
+    walks = _walks(graph, stored.docs, stored.digest, k, seed)
     if not walks:
         st.info("No walks: the graph has no topics.", icon=":material/info:")
     for i, walk in enumerate(walks, 1):

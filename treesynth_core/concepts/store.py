@@ -37,7 +37,11 @@ def save_concepts(store: BlobStore, docs: Sequence[DocConcepts]) -> None:
 
 
 def load_concepts(store: BlobStore) -> list[DocConcepts]:
-    data = store.get_blob(CONCEPTS_KEY)
+    return concepts_of(store.get_blob(CONCEPTS_KEY))
+
+
+def concepts_of(data: bytes | None) -> list[DocConcepts]:
+    """The concepts in a stored blob (read once by a caller that also keys a cache by its bytes)."""
     if data is None:
         return []
     lines = data.decode("utf-8").splitlines()
