@@ -242,7 +242,7 @@ def route(
         typer.Option(
             "--router",
             help="llm: the paper's top-down classifier (temperature 0.3, one call per level, 'none of these' "
-            "allowed); embedding: nearest value described by its whole path, fast. Default: llm, except on the embedded 135M "
+            "allowed); embedding: the nearest leaf, described by its whole path, fast. Default: llm, except on the embedded 135M "
             "model, whose LLM router answers 'none of these' to almost everything: embedding there.",
             show_default=False,
         ),
