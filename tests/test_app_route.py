@@ -23,7 +23,7 @@ def routed_like_the_issue(folder) -> str:
         tree = project.tree()
         ruby = next(leaf for leaf in tree.leaves() if leaf.value == "Ruby")
         pytest_leaf = next(leaf for leaf in tree.leaves() if leaf.value == "pytest")
-        digest = R.tree_digest(tree)
+        digest = R.route_digest(tree, "embedding")
         ids = [s.id for s in project.samples(sample_set="imported")]
 
         def to(leaf_id: str | None, sample_id: int) -> Route:
@@ -68,4 +68,3 @@ def test_routing_result_shows_counts_a_crowded_leaf_labelled_bars_and_examples(p
     examples.select_index(len(examples.options) - 1)  # in no leaf
     at = run(at)
     assert "The first 5 of 14 samples there." in texts(at)
-

@@ -75,6 +75,12 @@ def tree_digest(tree: T.Tree) -> str:
     return hashlib.blake2b(json.dumps(rows, ensure_ascii=False).encode(), digest_size=10).hexdigest()
 
 
+def route_digest(tree: T.Tree, router: str) -> str:
+    """What a current route of ``router`` carries: the tree's digest, and for the embedding router its
+    walk (routes it made level by level, before it went to the nearest leaf path, are redone)."""
+    return tree_digest(tree) + ("+leaves" if router == "embedding" else "")
+
+
 @dataclass(frozen=True)
 class Choice:
     """One option at a node: the child it leads to and the value written in the path."""
@@ -232,7 +238,7 @@ class EmbeddingRouter:
             raise TreeSynthError(f"unknown walk {walk!r}: choose {' or '.join(WALKS)}")
         self.embed, self.tree, self.min_similarity, self.walk = embed, tree, min_similarity, walk
         self.describe = describe or path_description
-        self.digest = tree_digest(tree)
+        self.digest = f"{tree_digest(tree)}+{walk}"
         self._values: dict[str, tuple[list[Choice], np.ndarray]] = {}
         self._leaves: tuple[list[tuple[T.Node, list[Choice]]], np.ndarray] | None = None
 
@@ -378,7 +384,7 @@ def route_with_embeddings(
 
 def current_routes(store: RouteStore, router: str, *, sample_set: str) -> dict[int, Route]:
     """The router's routes made on the current tree."""
-    digest = tree_digest(store.tree())
+    digest = route_digest(store.tree(), router)
     return {i: r for i, r in store.routes(router, sample_set=sample_set).items() if r.tree_digest == digest}
 
 
