@@ -220,6 +220,11 @@ def _route_text(report: RouteReport) -> str:
             f"Per leaf: min {counts[0]}, median {counts[len(counts) // 2]}, max {counts[-1]} "
             f"({sum(1 for c in counts if c == 0)} empty leaves of {len(counts)})"
         )
+    for row in report.crowded:
+        lines.append(
+            f"Crowded: {row['count']} of {report.leaf} samples in leaves are in {row['path'][:90]}; a router "
+            "that piles a set into one leaf is more likely wrong than the data"
+        )
     agree = report.agreement
     if agree:
         other = "LLM" if agree["other"] == "llm" else agree["other"]

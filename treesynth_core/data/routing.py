@@ -400,11 +400,13 @@ def assign(store: RouteStore, router: str, *, sample_set: str) -> dict[str, Any]
 
 
 def summary(tree: T.Tree, routes: Iterable[Route], *, total: int) -> dict[str, Any]:
-    """Counts a person checks after routing: per status, per leaf, and where "none fits" stopped."""
+    """Counts a person checks after routing: per status, per leaf, where "none fits" stopped, and the
+    leaves that hold suspiciously much of the set (:func:`crowded_leaves`)."""
     routes = list(routes)
     status = Counter(r.status for r in routes)
     per_leaf = Counter(r.leaf_id for r in routes if r.status == "leaf")
     stopped = Counter(r.stopped_at for r in routes if r.status == "none")
+    counts = {leaf.id: per_leaf.get(leaf.id, 0) for leaf in tree.leaves()}
     return {
         "total": total,
         "routed": len(routes),
@@ -412,10 +414,13 @@ def summary(tree: T.Tree, routes: Iterable[Route], *, total: int) -> dict[str, A
         "leaf": status.get("leaf", 0),
         "none_fits": status.get("none", 0),
         "errors": status.get("error", 0),
-        "per_leaf": {leaf.id: per_leaf.get(leaf.id, 0) for leaf in tree.leaves()},
+        "per_leaf": counts,
         "none_fits_at": [
             {"node_id": node_id, "path": path_label(tree, node_id) if node_id in tree.nodes else node_id, "count": n}
             for node_id, n in stopped.most_common()
+        ],
+        "crowded": [
+            {"leaf_id": leaf, "path": path_label(tree, leaf), "count": n} for leaf, n in crowded_leaves(counts)
         ],
     }
 
