@@ -194,8 +194,8 @@ with tab_route:
         st.info("Import a dataset first (the Import tab).", icon=":material/info:")
     else:
         st.caption(
-            "Every sample walks the tree top-down, one level at a time, to exactly one value of each "
-            "criterion. Samples that fit no value stop there: they are counted, never dropped."
+            "Every sample goes to exactly one leaf: the LLM walks the tree one level at a time, the embedding "
+            "router picks the nearest leaf path. Samples that fit no value are counted, never dropped."
         )
         if no_leaves:
             st.info(

@@ -56,7 +56,7 @@ MAP_LABELS = {
 ROUTER_NAMES = {"llm": "LLM", "embedding": "embedding"}
 ROUTER_LABELS = {
     "llm": "LLM: the paper's top-down classifier (temperature 0.3, 'none of these' allowed)",
-    "embedding": "Embedding: nearest value, described by its whole path (fast, no LLM)",
+    "embedding": "Embedding: the nearest leaf, described by its whole path (fast, no LLM)",
 }
 CELL_CHARS = 200  # preview cells are cut to this many characters
 

@@ -20,7 +20,6 @@ from studio.widgets import md
 from treesynth_core.data.routing import (
     ROUTERS,
     agreement,
-    crowded_leaves,
     current_routes,
     path_label,
     short_path,
@@ -59,7 +58,6 @@ def _route_view(
         }
         for leaf in tree.leaves()
     ]
-    report["crowded"] = [{"path": path_label(tree, leaf), "count": n} for leaf, n in crowded_leaves(report["per_leaf"])]
     return report
 
 
