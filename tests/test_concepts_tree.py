@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.concepts_data import add_concepts_questions, write_concepts
 from tests.fakes import HashEmbedder
 from tests.trees import split_root
 from treesynth_core.cli.app import app
@@ -17,34 +18,9 @@ from treesynth_core.concepts.model import read_jsonl
 from treesynth_core.concepts.propose import propose_values, words
 from treesynth_core.errors import DataError, TreeError
 from treesynth_core.store import Project
-from treesynth_core.store.samples import UNROUTED, NewSample
+from treesynth_core.store.samples import UNROUTED
 from treesynth_core.tree import model as T
 from treesynth_core.tree.edits import run_edit
-
-#: Loop documents name Iteration twice and Comprehensions once; function documents Decorators and
-#: Closures; Decorators also comes with Classes, which no loop or function document names.
-LINES = [
-    {"doc_id": "d1", "topics": [("Loops", ["for loop", "while loop", "break"]), ("Iteration", ["iterator"])]},
-    {"doc_id": "d2", "topics": [("Loops", ["for loop", "else clause"]), ("Comprehensions", ["list comprehension"])]},
-    {"doc_id": "d3", "topics": [("Loops", ["while loop"]), ("Iteration", ["generator"])]},
-    {"doc_id": "d4", "topics": [("Functions", ["def", "return"]), ("Decorators", ["wrapper"])]},
-    {"doc_id": "d5", "topics": [("Functions", ["arguments"]), ("Closures", ["nonlocal"])]},
-    {"doc_id": "d6", "topics": [("Classes", ["self", "inheritance"]), ("Decorators", ["property"])]},
-]
-
-
-def write_concepts(path: Path) -> Path:
-    rows = [
-        {
-            "doc_id": line["doc_id"],
-            "level": "college",
-            "subject": "python",
-            "topics": [{"topic": t, "concepts": cs} for t, cs in line["topics"]],
-        }
-        for line in LINES
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 @pytest.fixture
@@ -163,29 +139,6 @@ def test_cli_propose_errors_are_one_line(proj, tmp_path):
 
 
 # -- routing a concepts set -----------------------------------------------------------------------
-
-QUESTIONS = [
-    "How does a for loop walk a list, and when does its else clause run?",
-    "What does break do inside a nested while loop?",
-    "How do default arguments of a function behave when a def runs twice?",
-    "What does a decorator wrapper return to the function it replaces?",
-]
-
-
-def add_concepts_questions(path: Path) -> None:
-    """A ``concepts-l2`` set as ``concepts synth`` stores it: unrouted, with its level and provenance."""
-    with Project.open(path) as project:
-        project.add_samples(
-            NewSample(
-                leaf_id=UNROUTED,
-                key=f"L2.{i}:0",
-                instruction=q,
-                path=[],
-                sample_set="concepts-l2",
-                extra={"provenance": "concepts", "level": 2, "documents": ["d1"]},
-            )
-            for i, q in enumerate(QUESTIONS)
-        )
 
 
 def test_route_places_a_concepts_set_in_the_trees_leaves(proj, monkeypatch):
