@@ -64,7 +64,6 @@ def section(project: Project, tree: T.Tree, node: T.Node) -> None:
         replaces = node.split_criterion and T.normalize(node.split_criterion) != T.normalize(proposal.criterion)
         if replaces:
             st.caption(md(f"This replaces the split on {node.split_criterion} (its subtree goes; undo restores it)."))
-        note = f"values from the concept graph ({proposal.matched} of {proposal.total} documents)"
         st.button(
             "Add as proposed values",
             key="edit.concept_values",
@@ -74,7 +73,7 @@ def section(project: Project, tree: T.Tree, node: T.Node) -> None:
             args=(
                 "propose-values",
                 f"{len(proposal.candidates)} values proposed from the concept graph: review them.",
-                {"node_id": nid, "criterion": proposal.criterion, "values": proposal.values, "note": note},
+                {"node_id": nid, "criterion": proposal.criterion, "values": proposal.values},
             ),
         )
 

@@ -5,6 +5,7 @@ the ``propose-values`` edit that adds them for review, ``treesynth concepts DIR 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,15 @@ def test_the_edit_adds_proposed_children_in_one_undoable_step(project, tree, doc
     project.replay(undo=True)
     project.replay(undo=True)
     assert project.tree().children(loops.id) == []
+
+
+def test_a_new_split_keeps_the_persons_note_and_replaces_another_criterion(tree):
+    loops = child(tree, tree.root_id, "Loops")
+    tree = T.replace_criterion(tree, loops.id, "Kind", ["for", "while"])
+    tree = T.with_nodes(tree, [replace(tree.nodes[loops.id], note="for and while loops")])
+    after = T.propose_values(tree, loops.id, "Topic", ["Iteration"])
+    assert [k.value for k in after.children(loops.id)] == ["Iteration"]  # the Kind split is replaced
+    assert after.nodes[loops.id].note == "for and while loops"  # a description the router reads
 
 
 # -- CLI ------------------------------------------------------------------------------------------

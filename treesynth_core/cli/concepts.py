@@ -495,14 +495,12 @@ def propose(
         target = resolve_node(tree, node)
         proposal = propose_values(tree, target.id, docs, k=k, kind=kind, criterion=criterion)  # type: ignore[arg-type]
         if apply:
-            note = f"values from the concept graph ({proposal.matched} of {proposal.total} documents)"
             tree = run_edit(
                 project,
                 "propose-values",
                 node_id=target.id,
                 criterion=proposal.criterion,
                 values=proposal.values,
-                note=note,
             )
     where = " > ".join(proposal.path) or "the root"
     lines = [
@@ -511,7 +509,8 @@ def propose(
     ]
     for i, c in enumerate(proposal.candidates, 1):
         docs_line = ", ".join(c.documents[:5]) + (f" +{len(c.documents) - 5}" if len(c.documents) > 5 else "")
-        lines.append(f"{i}. {c.value}  (score {c.score:.2f}; {len(c.documents)} documents: {docs_line})")
+        n_docs = f"{len(c.documents)} document" + ("s" if len(c.documents) != 1 else "")
+        lines.append(f"{i}. {c.value}  (score {c.score:.2f}; {n_docs}: {docs_line})")
     text = escape("\n".join(lines))  # labels are the model's (or a file's) text: never rich markup
     if apply:
         text += (

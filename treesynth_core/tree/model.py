@@ -519,17 +519,18 @@ def replace_criterion(tree: Tree, node_id: str, criterion: str, values: Iterable
     return _split(tree, node, _label(criterion, "criterion"), labels, provenance=Provenance("human"), approved=True)
 
 
-def propose_values(tree: Tree, node_id: str, criterion: str, values: Iterable[str], note: str = "") -> Tree:
+def propose_values(tree: Tree, node_id: str, criterion: str, values: Iterable[str]) -> Tree:
     """Add ``values`` under ``node_id`` as proposed children (for review): beside its children when it
     is split on ``criterion`` already (values it has are skipped), else as a new split on ``criterion``
-    (an old subtree is dropped, as by :func:`replace_criterion`; undo restores it)."""
+    (an old subtree is dropped, as by :func:`replace_criterion`; undo restores it). The node's note (a
+    person's description of its value) is kept."""
     node = _editable(tree, node_id)
     name = _label(criterion, "criterion")
     labels = list(dict.fromkeys(_label(v, "value") for v in values))
     if normalize(node.split_criterion or "") != normalize(name):
         if not labels:
             raise TreeError("no values to propose", node_id)
-        return _split(tree, node, name, labels, provenance=Provenance("human"), approved=False, note=note)
+        return _split(tree, node, name, labels, provenance=Provenance("human"), approved=False, note=node.note)
     kids = tree.children(node_id)
     have = {normalize(k.value or "") for k in kids}
     new = [v for v in labels if normalize(v) not in have]
