@@ -46,8 +46,8 @@ def section(project: Project, tree: T.Tree, node: T.Node) -> None:
     with st.expander("Values from the concept graph", icon=":material/hub:"):
         st.caption(
             "The topics or key concepts of the documents whose labels share words with this node's path, "
-            "scored by how many of them name it times log(N / how many documents do); those on the path are "
-            "left out. Added as proposed values, to review like grown ones."
+            "scored by how many of them name it times log(1 + N / the documents naming it, of all N); those on the "
+            "path are left out. Added as proposed values, to review like grown ones."
         )
         c1, c2 = st.columns([2, 1])
         kind = c1.radio("Propose", KINDS, format_func=KIND_LABELS.get, key=key("kind", nid), horizontal=True)

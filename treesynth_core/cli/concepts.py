@@ -42,7 +42,8 @@ concepts_app = typer.Typer(
     help=(
         "SynthLLM's document-grounded questions: treesynth concepts DIR COMMAND ... Extract each document's "
         "level, subject, topics and key concepts once (extract), build the concept graph (graph), then make "
-        "questions at level 1, 2 or 3 (synth) into a sample set of their own."
+        "questions at level 1, 2 or 3 (synth) into a sample set of their own (route it into the tree with treesynth "
+        "route DIR --set NAME), or propose a tree node's values from the graph (propose)."
     ),
     no_args_is_help=True,
 )
