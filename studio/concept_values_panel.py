@@ -36,10 +36,23 @@ def _concepts(_blob: bytes | None, digest: str) -> list[DocConcepts]:
     return concepts_of(_blob)
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def _proposal(
+    _tree: T.Tree, _docs: Sequence[DocConcepts], key: tuple, node_id: str, k: int, kind: str, criterion: str
+) -> Proposal | str:
+    """The proposal, or why there is none; cached by ``key``: the concepts' digest and what of the tree
+    it reads (the node's criterion, path and children), so the Tree page's reruns do not recompute it."""
+    try:
+        return propose_values(_tree, node_id, _docs, k=k, kind=kind, criterion=criterion)  # type: ignore[arg-type]
+    except TreeSynthError as exc:
+        return str(exc)
+
+
 def section(project: Project, tree: T.Tree, node: T.Node) -> None:
     """The expander under the Values tab (nothing when the project has no concepts)."""
     blob = project.get_blob(CONCEPTS_KEY)
-    docs = _concepts(blob, hashlib.sha1(blob or b"").hexdigest()) if blob else []
+    digest = hashlib.sha1(blob or b"").hexdigest()
+    docs = _concepts(blob, digest) if blob else []
     if not docs:
         return
     nid = node.id
@@ -55,10 +68,15 @@ def section(project: Project, tree: T.Tree, node: T.Node) -> None:
         criterion = st.text_input(
             "Criterion of the values", key=key("criterion", nid), placeholder=DEFAULT_CRITERION[str(kind)]
         )
-        try:
-            proposal = propose_values(tree, nid, docs, k=k, kind=kind, criterion=criterion)  # type: ignore[arg-type]
-        except TreeSynthError as exc:
-            st.info(md(str(exc)), icon=":material/info:")
+        reads = (
+            digest,
+            node.split_criterion,
+            tuple(s.value for s in tree.path(nid)),
+            tuple(c.value for c in tree.children(nid)),
+        )
+        proposal = _proposal(tree, docs, reads, nid, k, str(kind), criterion)
+        if isinstance(proposal, str):
+            st.info(md(proposal), icon=":material/info:")
             return
         _candidates(proposal)
         replaces = node.split_criterion and T.normalize(node.split_criterion) != T.normalize(proposal.criterion)

@@ -32,6 +32,7 @@ KINDS: tuple[Kind, ...] = ("topic", "concept")
 #: The criterion the node gets when none is given, by the kind of the values.
 DEFAULT_CRITERION: dict[str, str] = {"topic": "Topic", "concept": "Concept"}
 DEFAULT_K = 8
+_WORD = re.compile(r"[a-z0-9]+")
 STOP_WORDS = frozenset(
     "a an and are as at be by for from in into is it of on or the to with about its their this that any".split()
 )
@@ -39,17 +40,13 @@ STOP_WORDS = frozenset(
 
 def words(text: str) -> frozenset[str]:
     """The words of ``text`` that say what it is about: lower-cased, plurals folded, stop words out."""
-    out = set()
-    for word in re.findall(r"[a-z0-9]+", text.casefold()):
-        if word in STOP_WORDS or len(word) < 2:
-            continue
-        out.add(_stem(word))
-    return frozenset(out)
+    found = set(_WORD.findall(text.casefold()))
+    return frozenset(_stem(w) for w in found if w not in STOP_WORDS and len(w) > 1)
 
 
 def _key_words(text: str) -> frozenset[str]:
     """Every word of ``text``, plurals folded: ``Loops`` and ``loop`` are one label, ``for loop`` another."""
-    return frozenset(_stem(w) for w in re.findall(r"[a-z0-9]+", text.casefold()))
+    return frozenset(_stem(w) for w in _WORD.findall(text.casefold()))
 
 
 def _stem(word: str) -> str:
@@ -107,7 +104,7 @@ class Proposal:
 
 def doc_words(doc: DocConcepts) -> frozenset[str]:
     labels = [doc.level, doc.subject, *(t.topic for t in doc.topics), *(c for t in doc.topics for c in t.concepts)]
-    return frozenset().union(*(words(label) for label in labels))
+    return words(" ".join(labels))  # one pass: the words of the labels joined are the union of theirs
 
 
 def relevance(path_words: Sequence[frozenset[str]], doc: frozenset[str]) -> float:
