@@ -11,6 +11,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from studio import actions as A
+from studio import concept_values_panel
 from studio import graph as G
 from studio.graph_style import plural
 from studio.grow_panel import node_grow_buttons
@@ -62,6 +63,7 @@ def editor(project: Project, tree: T.Tree, state: AppState, live: jobs.JobState 
             _rename_tab(node)
         with values:
             _values_tab(tree, node)
+            concept_values_panel.section(project, tree, node)
         with criterion:
             _criterion_tab(tree, node)
         with details:

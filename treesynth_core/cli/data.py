@@ -264,9 +264,9 @@ def route(
     llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
-    """Route every sample of an imported set to a leaf of the tree, one level at a time. Samples that fit
-    no value are counted per node and stay unrouted, never dropped. A rerun routes only what is new or was
-    routed on an older tree.
+    """Route every sample of a set (an imported dataset, or the questions of concepts synth) to a leaf of
+    the tree, one level at a time. Samples that fit no value are counted per node and stay unrouted, never
+    dropped. A rerun routes only what is new or was routed on an older tree.
 
     Exit status: 0 done, 1 an error or no sample routed by the LLM router (every reply unusable), 3 some
     samples got no usable reply (they stay to route: run route again to retry them).

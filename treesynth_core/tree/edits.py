@@ -43,6 +43,7 @@ EDITS: dict[str, Callable[..., T.Tree]] = {
     "remove-value": T.remove_value,
     "merge": T.merge,
     "replace-criterion": T.replace_criterion,
+    "propose-values": T.propose_values,
     "lock": lambda t, node_id: T.lock(t, node_id, locked=True),
     "unlock": lambda t, node_id: T.lock(t, node_id, locked=False),
 }
