@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..errors import ConfigError, ProjectError
+from ..errors import ConfigError, ProjectError, TreeError
 from ..llm.base import ChatResult
 from ..llm.recording import CallRecord
 from ..llm.settings import BackendSettings, merge_settings
@@ -171,17 +171,34 @@ class Project:
             return new
 
     def apply(
-        self, kind: str, fn: Callable[[Tree], Tree], *, args: dict[str, Any] | None = None, actor: str = HUMAN
+        self,
+        kind: str,
+        fn: Callable[[Tree], Tree],
+        *,
+        args: dict[str, Any] | None = None,
+        actor: str = HUMAN,
+        seen: Tree | None = None,
     ) -> Tree:
         """Apply the pure edit ``fn`` to the current tree and record it as one undoable edit of
         :attr:`owner` (``actor`` is the role that made it: ``human`` or ``llm``).
 
         Nothing is recorded if ``fn`` changes nothing, and nothing is written if it raises. A
-        recorded edit empties the owner's redo stack.
+        recorded edit empties the owner's redo stack. ``seen``: the tree the edit's maker looked at
+        (an app tab's); when a node the edit is about or changes is no longer as it was there
+        (another tab renamed, pruned or removed it), the edit is refused with a
+        :class:`~treesynth_core.errors.ConflictError` and nothing is written.
         """
 
         def step(conn: sqlite3.Connection, old: Tree) -> Tree:
-            new = fn(old)
+            stale = seen is not None and seen is not old
+            try:
+                new = fn(old)
+            except TreeError:  # not valid on the tree as it is now: a node changed since is the reason
+                if stale:
+                    history.check_seen(conn, seen, old, None, kind=kind, args=args or {})
+                raise
+            if stale:
+                history.check_seen(conn, seen, old, new, kind=kind, args=args or {})
             history.record_edit(conn, old, new, kind=kind, args=args or {}, actor=actor, owner=self.owner)
             return new
 
@@ -237,6 +254,16 @@ class Project:
         """How many of :attr:`owner`'s edits can be undone and redone, and what others edited since."""
         with self._db.read() as conn:
             return history.undo_state(conn, self.owner)
+
+    def log_head(self) -> int:
+        """The id of the latest edit in the log (0 if none): pass it to :meth:`edits_after` later."""
+        with self._db.read() as conn:
+            return history.log_head(conn)
+
+    def edits_after(self, edit_id: int) -> list[EditRecord]:
+        """The edits recorded after ``edit_id``, oldest first, each with its ``what``."""
+        with self._db.read() as conn:
+            return history.edits_after(conn, edit_id)
 
     def history(self, limit: int | None = None) -> list[EditRecord]:
         """The edit log, newest first; undone edits are included and flagged."""
