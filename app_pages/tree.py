@@ -10,7 +10,7 @@ import streamlit as st
 
 from studio import actions as A
 from studio import graph as G
-from studio import grow_panel, node_editor, overview_panel
+from studio import grow_panel, node_editor, overview_panel, tabs
 from studio import growth_result as growth
 from studio import tree_panel as panel
 from studio.graph_component import tree_graph
@@ -38,6 +38,7 @@ def body() -> None:
     tree = project.tree()
     state.valid_selection(tree)
     show_notices(state)
+    tabs.look(state, project, tree)
     panel.highlight_banner(state)
     panel.metrics(project, tree, panel.resolve_count_set(state, project.sample_sets()))
     panel.toolbar(project, tree, state)

@@ -7,6 +7,8 @@ graph only selects it for this panel.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
@@ -24,6 +26,16 @@ from treesynth_core.tree import model as T
 def wkey(name: str, node_id: str) -> str:
     """Widget key of a per-node input (a fresh input for each node)."""
     return f"edit.{name}.{node_id}"
+
+
+def forget_inputs(node_ids: Iterable[str]) -> None:
+    """Drop the inputs of these nodes (changed in another tab), so they show each node as it is now."""
+    suffixes = tuple(f".{node_id}" for node_id in node_ids)
+    if suffixes:
+        for key in [
+            k for k in st.session_state if isinstance(k, str) and k.startswith("edit.") and k.endswith(suffixes)
+        ]:
+            del st.session_state[key]
 
 
 def _badges(tree: T.Tree, node: T.Node, samples: int) -> None:

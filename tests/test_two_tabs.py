@@ -44,7 +44,7 @@ def test_a_stale_edit_of_a_renamed_node_is_refused_and_writes_nothing(tabs: Any)
     algebra = node_id(seen_a, "Algebra")
     run_edit(a, "rename", seen=seen_a, node_id=algebra, new_value="Arithmetic")
     head = b.log_head()
-    with pytest.raises(ConflictError) as caught:
+    with pytest.raises(ConflictError, match="your prune was not made") as caught:
         run_edit(b, "prune", seen=seen_b, node_id=algebra)
     message = str(caught.value)
     assert 'rename "Algebra" \u2192 "Arithmetic" by app:a' in message and "was changed since you looked" in message
