@@ -14,11 +14,11 @@ from streamlit.delta_generator import DeltaGenerator
 
 from studio import actions as A
 from studio import graph as G
-from studio.graph_style import plural
 from studio.grow_panel import node_grow_buttons
 from studio.state import AppState
 from studio.widgets import button_row, md
 from treesynth_core.jobs import background as jobs
+from treesynth_core.progress import plural
 from treesynth_core.store import Project
 from treesynth_core.tree import model as T
 

@@ -11,10 +11,10 @@ import streamlit as st
 
 from studio import actions as A
 from studio import graph as G
-from studio.graph_style import plural
 from studio.node_editor import wkey as wkey  # re-exported: tests build per-node widget keys with it
 from studio.state import AppState
 from studio.widgets import md
+from treesynth_core.progress import plural
 from treesynth_core.store import Project, UndoState
 from treesynth_core.tree import model as T
 

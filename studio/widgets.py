@@ -44,11 +44,6 @@ def md(text: str) -> str:
     return escape_markdown(text)
 
 
-def plural(n: int, word: str) -> str:
-    """``1 sample``, ``2 samples``."""
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
-
-
 def show_notices(state: AppState) -> None:
     """Show and forget the notices callbacks left for this rerun (their text is shown literally)."""
     for notice in state.pop_notices():
