@@ -16,9 +16,9 @@ import streamlit as st
 
 from studio import node_editor
 from studio.state import AppState
-from treesynth_core.data.export import escape_markdown
 from treesynth_core.progress import plural
 from treesynth_core.store import EditRecord, Project
+from treesynth_core.text import escape_markdown
 from treesynth_core.tree.model import Tree
 
 #: The others' edits named one by one in the notice; more are counted by kind.

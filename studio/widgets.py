@@ -12,13 +12,13 @@ from streamlit.delta_generator import DeltaGenerator
 
 from studio import security
 from studio.state import AppState, get_state
-from treesynth_core.data.export import escape_markdown
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.jobs import background as jobs
 from treesynth_core.jobs.lease import ago, refusal
 from treesynth_core.llm.settings import BackendSettings
 from treesynth_core.store import Project
 from treesynth_core.store.runs import HOST
+from treesynth_core.text import escape_markdown
 
 PAGE_PROJECT = "app_pages/project.py"
 PAGE_TREE = "app_pages/tree.py"
@@ -40,7 +40,7 @@ EMBEDDED_WARNING = (
 
 def md(text: str) -> str:
     """Escape text (values, criteria, samples, paths, LLM replies, server errors) for Streamlit markdown,
-    so it shows literally: see :func:`~treesynth_core.data.export.escape_markdown`."""
+    so it shows literally: see :func:`~treesynth_core.text.escape_markdown`."""
     return escape_markdown(text)
 
 
