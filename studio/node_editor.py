@@ -28,14 +28,17 @@ def wkey(name: str, node_id: str) -> str:
     return f"edit.{name}.{node_id}"
 
 
-def forget_inputs(node_ids: Iterable[str]) -> None:
-    """Drop the inputs of these nodes (changed in another tab), so they show each node as it is now."""
-    suffixes = tuple(f".{node_id}" for node_id in node_ids)
-    if suffixes:
-        for key in [
-            k for k in st.session_state if isinstance(k, str) and k.startswith("edit.") and k.endswith(suffixes)
-        ]:
-            del st.session_state[key]
+def refresh_inputs(tree: T.Tree, node_ids: Iterable[str]) -> None:
+    """Set the Value and Criterion inputs of these nodes (changed in another tab) to the nodes as
+    they are now: not the old text, nor a refused edit's. What a person typed in the other boxes
+    (a value to add, ...) stays."""
+    for node_id in node_ids:
+        node = tree.nodes.get(node_id)
+        if node is None:
+            continue
+        for name, now in (("value", node.value or ""), ("criterion", node.split_criterion or "")):
+            if wkey(name, node_id) in st.session_state:
+                st.session_state[wkey(name, node_id)] = now
 
 
 def _badges(tree: T.Tree, node: T.Node, samples: int) -> None:
@@ -179,7 +182,8 @@ def _rename_tab(node: T.Node) -> None:
     if node.is_root:
         st.caption("The root stands for the whole task; rename its criterion on the Criterion tab.")
     else:
-        st.text_input("Value", value=node.value or "", key=wkey("value", nid), disabled=locked)
+        st.session_state.setdefault(wkey("value", nid), node.value or "")  # refresh_inputs may set it
+        st.text_input("Value", key=wkey("value", nid), disabled=locked)
         st.button(
             "Rename value",
             key="edit.rename",
@@ -253,9 +257,8 @@ def _criterion_tab(tree: T.Tree, node: T.Node) -> None:
     nid = node.id
     locked = node.locked
     if node.split_criterion:
-        st.text_input(
-            "Criterion that splits this node", value=node.split_criterion, key=wkey("criterion", nid), disabled=locked
-        )
+        st.session_state.setdefault(wkey("criterion", nid), node.split_criterion)  # refresh_inputs may set it
+        st.text_input("Criterion that splits this node", key=wkey("criterion", nid), disabled=locked)
         st.button(
             "Rename criterion",
             key="edit.rename_criterion",

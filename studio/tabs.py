@@ -27,15 +27,15 @@ NAMED = 3
 
 def look(state: AppState, project: Project, tree: Tree) -> None:
     """Show what other owners edited since this session's last look, and remember what it sees now.
-    The editor's inputs of the nodes they changed are reset, so they show the node as it is now
-    (not the old value, nor a refused edit's text)."""
+    The editor's Value and Criterion inputs of the nodes they changed show those nodes as they are
+    now (not the old value, nor a refused edit's text)."""
     head = project.log_head()
     if state.seen_head is not None and head > state.seen_head:
         text = others_notice(project.edits_after(state.seen_head), state.owner)
         if text:
             st.info(escape_markdown(text), icon=":material/group:")
             seen = state.seen_tree.nodes if state.seen_tree is not None else {}
-            node_editor.forget_inputs(n for n in tree.nodes if seen.get(n) != tree.nodes[n])
+            node_editor.refresh_inputs(tree, [n for n in tree.nodes if seen.get(n) != tree.nodes[n]])
     state.seen_head, state.seen_tree = head, tree
 
 
