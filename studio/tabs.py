@@ -14,6 +14,7 @@ from collections import Counter
 
 import streamlit as st
 
+from studio import actions as A
 from studio import node_editor
 from studio.state import AppState
 from treesynth_core.progress import plural
@@ -35,7 +36,11 @@ def look(state: AppState, project: Project, tree: Tree) -> None:
         if text:
             st.info(escape_markdown(text), icon=":material/group:")
             seen = state.seen_tree.nodes if state.seen_tree is not None else {}
-            node_editor.refresh_inputs(tree, [n for n in tree.nodes if seen.get(n) != tree.nodes[n]])
+            changed = [n for n in tree.nodes if seen.get(n) != tree.nodes[n]]
+            node_editor.refresh_inputs(tree, changed)
+            picked = st.session_state.get(A.PICKER_KEY)
+            if picked in changed:  # set again, so the search box shows the node's new name
+                st.session_state[A.PICKER_KEY] = picked
     state.seen_head, state.seen_tree = head, tree
 
 
