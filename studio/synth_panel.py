@@ -10,7 +10,7 @@ import streamlit as st
 
 from studio import graph as G
 from studio import security
-from studio.widgets import md, model_name, plural
+from studio.widgets import md, model_name
 from treesynth_core.generate.synth import (
     PER_CALL,
     SAMPLED_SCALE,
@@ -22,6 +22,7 @@ from treesynth_core.generate.synth import (
 )
 from treesynth_core.llm.pricing import duration
 from treesynth_core.llm.settings import BackendSettings
+from treesynth_core.progress import plural
 from treesynth_core.store import Project
 from treesynth_core.store.samples import Sample
 from treesynth_core.store.trash import Deletion

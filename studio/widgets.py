@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import os
+import time
+from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from studio import security
-from studio.state import AppState
-from treesynth_core.data.export import escape_markdown
+from studio.state import AppState, get_state
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.jobs import background as jobs
-from treesynth_core.jobs.lease import refusal
+from treesynth_core.jobs.lease import ago, refusal
 from treesynth_core.llm.settings import BackendSettings
 from treesynth_core.store import Project
 from treesynth_core.store.runs import HOST
+from treesynth_core.text import escape_markdown
 
 PAGE_PROJECT = "app_pages/project.py"
 PAGE_TREE = "app_pages/tree.py"
@@ -38,13 +40,8 @@ EMBEDDED_WARNING = (
 
 def md(text: str) -> str:
     """Escape text (values, criteria, samples, paths, LLM replies, server errors) for Streamlit markdown,
-    so it shows literally: see :func:`~treesynth_core.data.export.escape_markdown`."""
+    so it shows literally: see :func:`~treesynth_core.text.escape_markdown`."""
     return escape_markdown(text)
-
-
-def plural(n: int, word: str) -> str:
-    """``1 sample``, ``2 samples``."""
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def show_notices(state: AppState) -> None:
@@ -97,6 +94,8 @@ def job_progress(
     status = job_status_line(job) if status is None else status
     if held_elsewhere(job):  # the CLI or another app holds the project's run lease: nothing starts here
         st.info(md(refusal(job).replace(" (--wait)", "") + "."), icon=":material/lock_clock:")
+    elif job.id not in get_state().jobs_started:  # another tab of this app started it
+        st.info(md(other_tab_refusal(job)), icon=":material/lock_clock:")
     with st.container(border=True):
         left, right = st.columns([5, 1], vertical_alignment="center")
         with left:
@@ -113,6 +112,21 @@ def job_progress(
 def held_elsewhere(job: jobs.JobState) -> bool:
     """Whether a job runs in another process (a ``treesynth`` command, another app)."""
     return job.pid != os.getpid() or job.host != HOST
+
+
+#: A job's kind as a refusal names it.
+JOB_WORDS = {"grow": "growth", "synth": "synthesis", "baseline": "baseline run", "fill-gaps": "gap filling"}
+
+
+def other_tab_refusal(job: jobs.JobState, now: float | None = None) -> str:
+    """``A growth started in another tab is running (started 12 s ago); Stop it there or wait.``"""
+    what = JOB_WORDS.get(job.kind, f"{job.kind} job")
+    try:
+        started = datetime.fromisoformat(job.started).timestamp()
+        since = f" (started {ago((time.time() if now is None else now) - started)} ago)"
+    except ValueError:
+        since = ""
+    return f"A {what} started in another tab is running{since}; Stop it there or wait."
 
 
 def job_outcome(job: jobs.JobState | None) -> None:
@@ -149,6 +163,10 @@ def start_job(state: AppState, kind: jobs.Kind, params: dict) -> jobs.JobState |
     if problem is not None:
         state.notify("error", problem)
         return None
+    running = jobs.active_job(project)
+    if running is not None and not held_elsewhere(running) and running.id not in state.jobs_started:
+        state.notify("warning", other_tab_refusal(running))  # another tab of this app started it
+        return None
     try:
         job = jobs.start_job(project.path, kind, params, settings=state.settings(), owner=state.owner)
     except (TreeSynthError, ValueError) as exc:
@@ -157,6 +175,8 @@ def start_job(state: AppState, kind: jobs.Kind, params: dict) -> jobs.JobState |
     if job.kind != kind or held_elsewhere(job):  # another run holds the project's run lease
         state.notify("warning", refusal(job).replace(" (--wait)", "") + ".")
         return None
+    if running is None or running.id == job.id:
+        state.jobs_started |= {job.id}
     return job
 
 
