@@ -158,8 +158,11 @@ with tab_import:
                         path, cmap, sample_set=name, encoding=encoding, skip_empty=skip_empty, fmt=fmt
                     ),
                 )
+            data_panel.job_outcome(jobs.latest_job(project), imports=True)  # first, before the form's warnings
             if problem:
                 st.caption(f":orange[:material/warning: {md(problem)}]")
+    else:
+        data_panel.job_outcome(jobs.latest_job(project), imports=True)
 
     st.subheader("Sample sets")
     if not sets:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -15,6 +14,7 @@ from treesynth_core.errors import TreeSynthError
 from treesynth_core.jobs import background as jobs
 from treesynth_core.jobs.lease import refusal
 from treesynth_core.llm.settings import BackendSettings
+from treesynth_core.llm.timing import TimeRange, logged_model
 from treesynth_core.store import Project
 from treesynth_core.store.runs import HOST
 
@@ -77,9 +77,7 @@ def require_project(state: AppState) -> Project:
 
 def model_name(settings: BackendSettings) -> str:
     """The model name samples and estimates are recorded under (as the CLI names it)."""
-    if settings.backend == "embedded":
-        return Path(settings.gguf_path).stem if settings.gguf_path else "SmolLM2-135M-Instruct.Q4_1"
-    return settings.model or "unknown model"
+    return logged_model(settings)
 
 
 def job_status_line(job: jobs.JobState) -> str:
@@ -88,21 +86,41 @@ def job_status_line(job: jobs.JobState) -> str:
     return f"{done} {what}" + (f" \u2014 {job.message}" if job.message else "")
 
 
+def run_counts_line(project: Project, job: jobs.JobState) -> str:
+    """What the job's run has done so far, from its first call: ``12 calls, 37 samples`` ("" before
+    its run starts or while it has made no call)."""
+    counts = jobs.run_counts(project, job)
+    if counts is None or not counts.calls:
+        return ""
+    return plural(counts.calls, "call") + (f", {plural(counts.samples, 'sample')}" if counts.samples else "")
+
+
 def job_progress(
-    project: Project, job: jobs.JobState, *, key: str, label: str | None = None, status: str | None = None
+    project: Project,
+    job: jobs.JobState,
+    *,
+    key: str,
+    label: str | None = None,
+    status: str | None = None,
+    left: TimeRange | None = None,
 ) -> None:
-    """A running job: progress bar, what it is doing (``label``, ``status``: defaults for growth and
-    synthesis), and a Stop button keyed ``{key}.stop``."""
+    """A running job: progress bar, what it is doing (``label``; the calls and samples of its run so
+    far, then ``status``: defaults for growth and synthesis; then the time ``left``), and a Stop
+    button keyed ``{key}.stop``."""
     label = label or ("Growing the tree" if job.kind == "grow" else "Synthesizing samples")
     status = job_status_line(job) if status is None else status
+    span = left.span() if left is not None and left.high_s > 0 else ""
+    remaining = (span if span.startswith("about") else f"about {span}") + " left" if span else ""
+    counts = "" if " call" in status else run_counts_line(project, job)  # unless the job counts its calls itself
+    status = " \u00b7 ".join(part for part in (counts, status, remaining) if part)
     if held_elsewhere(job):  # the CLI or another app holds the project's run lease: nothing starts here
         st.info(md(refusal(job).replace(" (--wait)", "") + "."), icon=":material/lock_clock:")
     with st.container(border=True):
-        left, right = st.columns([5, 1], vertical_alignment="center")
-        with left:
+        bar, stop = st.columns([5, 1], vertical_alignment="center")
+        with bar:
             text = f"**{label}**" + (f" \u2014 {md(status)}" if status else "")
             st.progress(job.fraction if job.fraction is not None else 0.0, text=text)
-        with right:
+        with stop:
             if job.cancel_requested:
                 st.button("Stopping\u2026", key=f"{key}.stopping", disabled=True, width="stretch")
             elif st.button("Stop", key=f"{key}.stop", icon=":material/stop_circle:", width="stretch"):

@@ -19,6 +19,7 @@ from ..concepts.extract import ExtractOptions
 from ..concepts.plan import Spend
 from ..concepts.questions import QuestionOptions
 from ..errors import DataError, TreeSynthError
+from ..llm.timing import CONCEPT_PURPOSES, QUESTION_PURPOSES, RESPONSE_PURPOSES, TimeRange, estimate_time
 from .common import (
     NO_LLM_RUN_OPTIONS,
     AnswerOpt,
@@ -136,7 +137,9 @@ def extract(
         plan = plan_extraction(documents, load_concepts(project), model=_model_name(settings), settings=settings)
         caps = (llm_run.max_calls, max_cost)
         what = {"documents": plan.documents, "todo": plan.todo}
-        if _estimated(estimate, as_json, what, plan.spend, (note + "\n" if note else "") + plan.summary(), caps):
+        took = estimate_time(project, settings, CONCEPT_PURPOSES, plan.spend.calls)
+        summary = (note + "\n" if note else "") + plan.summary()
+        if _estimated(estimate, as_json, what, plan.spend, summary, caps, took):
             return  # nothing stored: an estimate changes nothing
         if read_json:
             save_documents(project, documents)
@@ -177,11 +180,18 @@ def extract(
 
 
 def _estimated(
-    estimate: bool, as_json: bool, what: dict, spend: Spend, summary: str, caps: tuple[int | None, float | None]
+    estimate: bool,
+    as_json: bool,
+    what: dict,
+    spend: Spend,
+    summary: str,
+    caps: tuple[int | None, float | None],
+    took: TimeRange,
 ) -> bool:
-    """With --estimate, print the estimate and say so (True); else check the caps and print the plan."""
+    """With --estimate, print the estimate (its time ``took`` too) and say so (True); else check the
+    caps and print the plan."""
     if estimate:
-        emit(as_json, {**what, **spend.to_json()}, "Estimate: " + summary)
+        emit(as_json, {**what, **spend.to_json(), "time": took.to_json()}, f"Estimate: {summary}; time {took.text()}")
         return True
     spend.check(*caps)
     if not as_json:
@@ -341,7 +351,9 @@ def synth(
         settings = llm_run.backend.resolve(project)
         plan = plan_questions(project, options, model=_model_name(settings), settings=settings)
         what = {"level": level, "questions": plan.need}
-        if _estimated(estimate, as_json, what, plan.spend, plan.summary(), (llm_run.max_calls, max_cost)):
+        purposes = QUESTION_PURPOSES + (RESPONSE_PURPOSES if responses else ())
+        took = estimate_time(project, settings, purposes, plan.spend.calls)
+        if _estimated(estimate, as_json, what, plan.spend, plan.summary(), (llm_run.max_calls, max_cost), took):
             return
         params = {
             "level": level,

@@ -13,6 +13,7 @@ import typer
 
 from ..errors import TreeSynthError
 from ..generate.synth import SynthOptions, SynthReport
+from ..llm.timing import estimate_time, synth_purposes
 from ..tree.edits import resolve_node
 from .common import (
     NO_BACKEND_OPTIONS,
@@ -127,6 +128,7 @@ def synth(
         if not plan.leaves:
             raise TreeSynthError("no approved leaves to fill: approve nodes first (treesynth edit DIR approve ...)")
         if estimate:
+            took = estimate_time(project, settings, synth_purposes(responses), plan.calls)
             emit(
                 as_json,
                 {
@@ -139,8 +141,9 @@ def synth(
                     "cost_usd": plan.cost_usd,
                     "sampled_scale": sampled_scale,
                     "scaled_leaves": plan.scaled_leaves,
+                    "time": took.to_json(),
                 },
-                "Estimate: " + plan.summary(),
+                f"Estimate: {plan.summary()}; time {took.text()}",
             )
             return
         check_budget(plan, options)

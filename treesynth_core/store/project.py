@@ -15,7 +15,7 @@ import dataclasses
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,7 +29,7 @@ from . import batches, contamination, history, runs, schema, trash
 from .batches import BatchRecord
 from .db import DB_NAME, FORMAT_VERSION, Database, chunks, marks, set_meta
 from .history import HUMAN, EditRecord, Replayed, UndoState
-from .runs import JobRecord, RunStats
+from .runs import JobRecord, RunCounts, RunStats
 from .samples import STAGING_PREFIX, TREE_SET, NewSample, Route, Sample, SamplesAdded, check_dataset_set
 from .schema import dumps, now
 from .trash import Deletion
@@ -509,6 +509,19 @@ class Project:
         (see :func:`.runs.stats`)."""
         with self._db.read() as conn:
             return runs.stats(conn, run_id)
+
+    def call_latencies(
+        self, backend: str, model: str, purposes: Sequence[str] | None = None, limit: int = 50
+    ) -> list[float]:
+        """Seconds of the latest real calls on ``backend`` and ``model`` (of ``purposes``; None:
+        any), newest first: what time estimates rest on (:mod:`treesynth_core.llm.timing`)."""
+        with self._db.read() as conn:
+            return runs.call_latencies(conn, backend, model, purposes, limit)
+
+    def run_counts(self, run_id: str) -> RunCounts:
+        """The calls answered and samples written by run ``run_id`` so far."""
+        with self._db.read() as conn:
+            return runs.run_counts(conn, run_id)
 
     # -- batch generation (see :mod:`.batches`) ----------------------------------------------------
     def add_batch(self, batch_id: str, round_id: str, shard: str, requests: int) -> None:
