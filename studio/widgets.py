@@ -47,6 +47,14 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
+def form_error(text: str) -> None:
+    """Why a form's button did nothing: an error right where it is drawn (call it just under the
+    button), and the same as a toast, which is in view even when the button sits at the bottom of
+    the window. ``text`` shows literally."""
+    st.error(md(text), icon=":material/error:")
+    st.toast(md(text), icon=":material/error:")
+
+
 def show_notices(state: AppState) -> None:
     """Show and forget the notices callbacks left for this rerun (their text is shown literally)."""
     for notice in state.pop_notices():

@@ -56,6 +56,18 @@ def test_first_page_offers_examples_and_a_new_project_and_warns_about_the_embedd
     assert any("tiny" in w.value for w in at.warning)
 
 
+def test_a_duplicate_name_error_shows_right_under_the_create_button(projects):
+    """Issue 13 item 8: not below the fold, away from the button; a toast says it too."""
+    at = create_project(new_app())
+    at.switch_page(PROJECT)
+    at = create_project(run(at))
+    assert [t.value for t in at.title] == ["Project"]  # nothing opened
+    order = [(type(e).__name__, str(getattr(e, "key", None) or getattr(e, "value", ""))) for e in at.main]
+    button = order.index(("Button", "new.create"))
+    assert order[button + 1][0] == "Error" and "already holds" in order[button + 1][1]
+    assert any("already holds" in t.value for t in at.toast)
+
+
 def test_create_project_opens_the_tree_page(projects):
     at = create_project(new_app())
     assert [t.value for t in at.title] == ["Tree"]
