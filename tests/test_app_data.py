@@ -116,7 +116,11 @@ def test_route_rebalance_and_score(data):
     # route with the embedding router, agreement against the LLM router on 10 samples
     at.radio(key="data.route.router").set_value("embedding")
     at.number_input(key="data.route.agreement").set_value(10)
-    at, job = click_and_wait(run(at), "data.route.run", data)
+    at = run(at)
+    with Project.open(data) as project:
+        levels = project.tree().levels()
+    assert f"Up to {10 * levels} LLM calls" in texts(at)  # the agreement's 10 samples, one call a level at most
+    at, job = click_and_wait(at, "data.route.run", data)
     assert job.kind == "route" and "routed 164 of 164" in job.message
     seen = metrics(at)
     assert seen["Routed"] == "164" and seen["Not routed"] == "0"

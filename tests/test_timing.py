@@ -10,6 +10,7 @@ from treesynth_core.llm.timing import (
     PRIOR_CALL_S,
     TimeRange,
     call_time,
+    calls_text,
     estimate_time,
     logged_model,
     per_call,
@@ -81,3 +82,13 @@ def test_ranges_read_as_words() -> None:
     assert TimeRange(50, 120, "x").span() == "50 s\u20132 min"
     assert TimeRange(40, 40.2, "x").span() == "about 40 s"
     assert call_time([5.0], "embedded").basis == "from 1 earlier call"
+
+
+def test_captions_count_calls_and_gap_filling_counts_its_candidate_calls() -> None:
+    from treesynth_core.generate.gap_options import GapOptions
+
+    took = TimeRange(180, 300, "from 12 earlier calls", 12)
+    assert calls_text(12, took) == "About 12 LLM calls: 3\u20135 min, from 12 earlier calls."
+    assert calls_text(1, took, at_most=True).startswith("Up to 1 LLM call:")
+    assert GapOptions(rounds=3, per_round=20, per_call=5).candidate_calls() == 12
+    assert GapOptions(rounds=1, per_round=21, per_call=5).candidate_calls() == 5

@@ -146,6 +146,12 @@ def per_call(log: CallLog, settings: BackendSettings, purposes: Sequence[str]) -
     return call_time([], settings.backend)
 
 
+def calls_text(calls: int, took: TimeRange, *, at_most: bool = False) -> str:
+    """One line for a caption: ``About 12 LLM calls: 3–5 min, from 12 earlier calls.``"""
+    noun = "LLM call" if calls == 1 else "LLM calls"
+    return f"{'Up to' if at_most else 'About'} {calls:,} {noun}: {took.text()}."
+
+
 def estimate_time(log: CallLog, settings: BackendSettings, purposes: Sequence[str], calls: int) -> TimeRange:
     """About how long ``calls`` calls of ``purposes`` take on ``settings``: the per-call range
     (:func:`per_call`) times the rounds of calls that usefully run at once."""
