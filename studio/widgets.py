@@ -88,10 +88,11 @@ def model_name(settings: BackendSettings) -> str:
     return logged_model(settings)
 
 
-def job_status_line(job: jobs.JobState) -> str:
+def job_status_line(job: jobs.JobState, *, message: bool = True) -> str:
+    """``3 of 24 leaves filled — 37 samples`` (the job's message only with ``message``)."""
     done = f"{job.done} of {job.total}" if job.total else f"{job.done}"
     what = "nodes expanded" if job.kind == "grow" else "leaves filled"
-    return f"{done} {what}" + (f" \u2014 {job.message}" if job.message else "")
+    return f"{done} {what}" + (f" \u2014 {job.message}" if job.message and message else "")
 
 
 def run_counts_line(project: Project, job: jobs.JobState) -> str:
@@ -116,10 +117,12 @@ def job_progress(
     far, then ``status``: defaults for growth and synthesis; then the time ``left``), and a Stop
     button keyed ``{key}.stop``."""
     label = label or ("Growing the tree" if job.kind == "grow" else "Synthesizing samples")
-    status = job_status_line(job) if status is None else status
+    counts = run_counts_line(project, job)
+    if status is None:  # synthesis's message counts its samples: the run's counts say it already
+        status = job_status_line(job, message=not (counts and job.kind == "synth"))
     span = left.span() if left is not None and left.high_s > 0 else ""
     remaining = (span if span.startswith("about") else f"about {span}") + " left" if span else ""
-    counts = "" if " call" in status else run_counts_line(project, job)  # unless the job counts its calls itself
+    counts = "" if " call" in status else counts  # unless the job counts its calls itself
     status = " \u00b7 ".join(part for part in (counts, status, remaining) if part)
     if held_elsewhere(job):  # the CLI or another app holds the project's run lease: nothing starts here
         st.info(md(refusal(job).replace(" (--wait)", "") + "."), icon=":material/lock_clock:")

@@ -459,6 +459,7 @@ def test_synthesis_progress_counts_calls_and_samples_from_the_first_call(project
         run(at)
         bar = next(p.proto.text for p in at.get("progress") if "Synthesizing" in p.proto.text)
         assert "1 call, 2 samples" in bar and "of 56 leaves filled" in bar and "min left" in bar
+        assert bar.count("2 samples") == 1  # the job's own "2 samples" message is not repeated
     finally:
         gate.set()
         assert wait_for_job(folder).status == "done"

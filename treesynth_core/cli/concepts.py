@@ -47,7 +47,9 @@ concepts_app = typer.Typer(
     no_args_is_help=True,
 )
 
-EstimateOpt = Annotated[bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens and cost.")]
+EstimateOpt = Annotated[
+    bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens, cost and time.")
+]
 MaxCostOpt = Annotated[
     float | None, typer.Option("--max-cost", help="Refuse to start above this estimated cost in USD.")
 ]

@@ -80,7 +80,7 @@ def synth(
         float | None, typer.Option("--max-cost", help="Refuse to start above this estimated cost in USD.")
     ] = None,
     estimate: Annotated[
-        bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens and cost.")
+        bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens, cost and time.")
     ] = False,
     batch: Annotated[
         bool,
