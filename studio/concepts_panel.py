@@ -110,6 +110,7 @@ def spend_cards(
     cols[3].metric("Cost (about)", "free" if settings.backend == "embedded" else usd, border=True)
     took = timing.estimate_time(project, settings, purposes, spend.calls)
     cols[4].metric("Time", took.span(), border=True, help=time_help(took))
+    st.caption(md(f"Time {took.text()}."))
 
 
 # -- documents and extraction ---------------------------------------------------------------------

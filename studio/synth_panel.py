@@ -185,8 +185,8 @@ def show_estimate(plan: SynthPlan, project: Project, settings: BackendSettings, 
     cols[5].metric("Time", took.span(), border=True, help=time_help(took))
     note = plan.scaling_note()
     st.caption(
-        f"On {md(plan.model)}. Leaves that already have enough samples are skipped; cached replies are free."
-        + (f" {md(note[:1].upper() + note[1:])}." if note else "")
+        f"On {md(plan.model)}. Time {md(took.text())}. Leaves that already have enough samples are skipped; "
+        "cached replies are free." + (f" {md(note[:1].upper() + note[1:])}." if note else "")
     )
 
 

@@ -96,11 +96,13 @@ def job_status_line(job: jobs.JobState, *, message: bool = True) -> str:
 
 
 def run_counts_line(project: Project, job: jobs.JobState) -> str:
-    """What the job's run has done so far, from its first call: ``12 calls, 37 samples`` ("" before
-    its run starts or while it has made no call)."""
+    """What the job's run has done so far, from its first call: ``12 calls, 37 samples`` (``waiting
+    for the first reply`` before it; "" for a job without a run of LLM calls)."""
     counts = jobs.run_counts(project, job)
-    if counts is None or not counts.calls:
+    if counts is None:
         return ""
+    if not counts.calls:  # the embedded model may take a minute to load and answer first
+        return "waiting for the first reply"
     return plural(counts.calls, "call") + (f", {plural(counts.samples, 'sample')}" if counts.samples else "")
 
 

@@ -407,6 +407,7 @@ def test_a_leaf_left_short_is_reported_and_another_seed_tops_it_up(projects):
 
 def test_synthesize_estimate_is_a_range_from_the_projects_own_calls(projects):
     """Issue 13 item 4: a range and what it rests on; a guess until the project has calls."""
+    from studio.widgets import md
     from treesynth_core.llm.recording import CallRecord
     from treesynth_core.llm.settings import BackendSettings
     from treesynth_core.llm.timing import logged_model
@@ -417,6 +418,7 @@ def test_synthesize_estimate_is_a_range_from_the_projects_own_calls(projects):
     run(at)
     time = next(m for m in at.metric if m.label == "Time")
     assert "\u2013" in time.value and "a guess" in time.proto.help
+    assert md(f"{time.value}, no calls yet: a guess") in texts(at)  # in view, not only in the help
     with Project.open(folder) as project:
         for seconds in (2.0, 3.0, 4.0, 5.0, 6.0, 30.0):
             record = CallRecord(backend="embedded", model=logged_model(BackendSettings()), purpose="synth")
