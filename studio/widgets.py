@@ -14,9 +14,9 @@ from treesynth_core.errors import TreeSynthError
 from treesynth_core.jobs import background as jobs
 from treesynth_core.jobs.lease import refusal
 from treesynth_core.llm.settings import BackendSettings
-from treesynth_core.llm.timing import TimeRange, logged_model
+from treesynth_core.llm.timing import TimeRange, logged_model, time_left
 from treesynth_core.store import Project
-from treesynth_core.store.runs import HOST
+from treesynth_core.store.runs import HOST, RunCounts
 
 PAGE_PROJECT = "app_pages/project.py"
 PAGE_TREE = "app_pages/tree.py"
@@ -95,10 +95,9 @@ def job_status_line(job: jobs.JobState, *, message: bool = True) -> str:
     return f"{done} {what}" + (f" \u2014 {job.message}" if job.message and message else "")
 
 
-def run_counts_line(project: Project, job: jobs.JobState) -> str:
-    """What the job's run has done so far, from its first call: ``12 calls, 37 samples`` (``waiting
+def run_counts_line(counts: RunCounts | None) -> str:
+    """What a job's run has done so far, from its first call: ``12 calls, 37 samples`` (``waiting
     for the first reply`` before it; "" for a job without a run of LLM calls)."""
-    counts = jobs.run_counts(project, job)
     if counts is None:
         return ""
     if not counts.calls:  # the embedded model may take a minute to load and answer first
@@ -119,7 +118,10 @@ def job_progress(
     far, then ``status``: defaults for growth and synthesis; then the time ``left``), and a Stop
     button keyed ``{key}.stop``."""
     label = label or ("Growing the tree" if job.kind == "grow" else "Synthesizing samples")
-    counts = run_counts_line(project, job)
+    made = jobs.run_counts(project, job)
+    counts = run_counts_line(made)
+    if left is None and made is not None and job.total:  # from the run's own pace: calls per unit done
+        left = time_left(project, project.settings(), job.kind, calls=made.calls, done=job.done, total=job.total)
     if status is None:  # synthesis's message counts its samples: the run's counts say it already
         status = job_status_line(job, message=not (counts and job.kind == "synth"))
     span = left.span() if left is not None and left.high_s > 0 else ""

@@ -92,3 +92,14 @@ def test_captions_count_calls_and_gap_filling_counts_its_candidate_calls() -> No
     assert calls_text(1, took, at_most=True).startswith("Up to 1 LLM call:")
     assert GapOptions(rounds=3, per_round=20, per_call=5).candidate_calls() == 12
     assert GapOptions(rounds=1, per_round=21, per_call=5).candidate_calls() == 5
+
+
+def test_time_left_follows_the_runs_own_pace(project: Project) -> None:
+    from treesynth_core.llm.timing import time_left
+
+    log(project, [10.0] * 8, purpose="route")
+    left = time_left(project, EMBEDDED, "route", calls=30, done=10, total=40)  # 3 calls a sample, 30 to go
+    assert left is not None and (left.low_s, left.high_s) == pytest.approx((720.0, 1125.0))
+    assert time_left(project, EMBEDDED, "route", calls=0, done=0, total=40) is None  # no pace yet
+    assert time_left(project, EMBEDDED, "route", calls=30, done=40, total=40) is None  # nothing left
+    assert time_left(project, EMBEDDED, "import", calls=30, done=10, total=40) is None  # no LLM calls

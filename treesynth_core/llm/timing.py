@@ -39,6 +39,17 @@ ROUTE_PURPOSES = ("route",)
 CONCEPT_PURPOSES = ("concepts",)
 QUESTION_PURPOSES = ("questions",)
 
+#: The calls each job kind makes, by purpose (jobs not named here make none, or too many kinds to say).
+JOB_PURPOSES: dict[str, tuple[str, ...]] = {
+    "synth": SYNTH_PURPOSES + RESPONSE_PURPOSES,
+    "baseline": SYNTH_PURPOSES + RESPONSE_PURPOSES,
+    "balance": SYNTH_PURPOSES + RESPONSE_PURPOSES,
+    "fill-gaps": GAP_PURPOSES + RESPONSE_PURPOSES,
+    "route": ROUTE_PURPOSES,
+    "concepts-extract": CONCEPT_PURPOSES,
+    "concepts-synth": QUESTION_PURPOSES + RESPONSE_PURPOSES,
+}
+
 
 def synth_purposes(responses: bool) -> tuple[str, ...]:
     """The call purposes a synthesis makes: instructions, and responses when it writes pairs."""
@@ -156,3 +167,15 @@ def estimate_time(log: CallLog, settings: BackendSettings, purposes: Sequence[st
     """About how long ``calls`` calls of ``purposes`` take on ``settings``: the per-call range
     (:func:`per_call`) times the rounds of calls that usefully run at once."""
     return per_call(log, settings, purposes).times(math.ceil(max(0, calls) / useful_parallel(settings)))
+
+
+def time_left(
+    log: CallLog, settings: BackendSettings, kind: str, *, calls: int, done: int, total: int
+) -> TimeRange | None:
+    """About how long a running job of ``kind`` still takes: its calls so far per unit done (leaf,
+    sample, document) times the units left, at this project's call times. None until a unit is
+    done, when nothing is left, or for a kind whose calls :data:`JOB_PURPOSES` does not name."""
+    purposes = JOB_PURPOSES.get(kind)
+    if purposes is None or done <= 0 or total <= done or calls <= 0:
+        return None
+    return estimate_time(log, settings, purposes, math.ceil(calls / done * (total - done)))
