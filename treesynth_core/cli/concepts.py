@@ -19,7 +19,7 @@ from ..concepts.extract import ExtractOptions
 from ..concepts.plan import Spend
 from ..concepts.questions import QuestionOptions
 from ..errors import DataError, TreeSynthError
-from ..llm.timing import CONCEPT_PURPOSES, QUESTION_PURPOSES, RESPONSE_PURPOSES, TimeRange, estimate_time
+from ..llm.timing import CONCEPT_PURPOSES, QUESTION_PURPOSES, RESPONSE_PURPOSES, TimeRange, estimate_time, logged_model
 from .common import (
     NO_LLM_RUN_OPTIONS,
     AnswerOpt,
@@ -62,12 +62,6 @@ def _concepts_group(ctx: typer.Context, directory: DirArg) -> None:
 
 def _dir(ctx: typer.Context) -> Path:
     return Path(ctx.obj)
-
-
-def _model_name(settings: object) -> str:
-    model = getattr(settings, "model", None)
-    gguf = getattr(settings, "gguf_path", None)
-    return model or (Path(gguf).stem if gguf else "SmolLM2-135M-Instruct.Q4_1")
 
 
 @concepts_app.command("extract")
@@ -136,7 +130,7 @@ def extract(
         documents = list(stored.values())
         if not documents:
             raise TreeSynthError("no documents yet: pass --docs FOLDER (or --docs example:python-docs) or --set NAME")
-        plan = plan_extraction(documents, load_concepts(project), model=_model_name(settings), settings=settings)
+        plan = plan_extraction(documents, load_concepts(project), model=logged_model(settings), settings=settings)
         caps = (llm_run.max_calls, max_cost)
         what = {"documents": plan.documents, "todo": plan.todo}
         took = estimate_time(project, settings, CONCEPT_PURPOSES, plan.spend.calls)
@@ -351,7 +345,7 @@ def synth(
     check_dataset_set(options.default_set())
     with open_project(_dir(ctx)) as project:
         settings = llm_run.backend.resolve(project)
-        plan = plan_questions(project, options, model=_model_name(settings), settings=settings)
+        plan = plan_questions(project, options, model=logged_model(settings), settings=settings)
         what = {"level": level, "questions": plan.need}
         purposes = QUESTION_PURPOSES + (RESPONSE_PURPOSES if responses else ())
         took = estimate_time(project, settings, purposes, plan.spend.calls)

@@ -6,14 +6,13 @@ A thin wrapper over :mod:`treesynth_core.generate.synth` (run as the ``synth`` j
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ..errors import TreeSynthError
 from ..generate.synth import SynthOptions, SynthReport
-from ..llm.timing import estimate_time, synth_purposes
+from ..llm.timing import estimate_time, logged_model, synth_purposes
 from ..tree.edits import resolve_node
 from .common import (
     NO_BACKEND_OPTIONS,
@@ -121,9 +120,7 @@ def synth(
             )
         except ValueError as exc:
             raise TreeSynthError(str(exc)) from None
-        model_name = settings.model or (
-            Path(settings.gguf_path).stem if settings.gguf_path else "SmolLM2-135M-Instruct.Q4_1"
-        )
+        model_name = logged_model(settings)
         plan = plan_synthesis(tree, project.sample_counts(), options, model=model_name, settings=settings, batch=batch)
         if not plan.leaves:
             raise TreeSynthError("no approved leaves to fill: approve nodes first (treesynth edit DIR approve ...)")
