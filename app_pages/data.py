@@ -158,8 +158,11 @@ with tab_import:
                         path, cmap, sample_set=name, encoding=encoding, skip_empty=skip_empty, fmt=fmt
                     ),
                 )
+            data_panel.job_outcome(jobs.latest_job(project), imports=True)  # first, before the form's warnings
             if problem:
                 st.caption(f":orange[:material/warning: {md(problem)}]")
+    else:
+        data_panel.job_outcome(jobs.latest_job(project), imports=True)
 
     st.subheader("Sample sets")
     if not sets:
@@ -239,9 +242,11 @@ with tab_route:
         ):
             _start("route", {"sample_set": rset, "router": router, "agreement_n": int(agree_n), "seed": int(seed)})
         if router == "llm" or agree_n:
+            routed = sets.get(rset, 0) if router == "llm" else min(int(agree_n), sets.get(rset, 0))
             st.caption(
                 f":material/memory: LLM calls go to {md(state.settings().describe())}; replies are cached, "
-                "so a rerun only routes what is new."
+                f"so a rerun only routes what is new. "
+                + md(route_panel.llm_route_time(project, state.settings(), routed))
             )
         report = route_panel.route_view(project, rset)
         if report is None:

@@ -58,11 +58,12 @@ def body() -> None:
                 "Pick the leaves (or the node) to make samples for: the estimate follows.", icon=":material/ads_click:"
             )
         else:
-            synth_panel.show_estimate(plan, project, settings)
+            synth_panel.show_estimate(plan, project, settings, responses=choice.responses)
 
     last = jobs.latest_job(project, "synth")
     if live is not None and live.kind == "synth":
-        job_progress(project, live, key="synth.job")
+        left = synth_panel.run_time(plan, project, settings, responses=choice.responses)  # the calls still to make
+        job_progress(project, live, key="synth.job", left=left)
         leaves = [leaf.id for leaf in target_leaves(tree, live.params.get("leaf_ids") or ())]
         synth_panel.leaf_counts(
             project, tree, leaves, int(live.params.get("per_leaf") or 1), live.params.get("sampled_scale")

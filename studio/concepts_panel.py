@@ -23,7 +23,7 @@ from studio import data_panel, security, widgets
 from studio.concept_graph_component import concept_graph
 from studio.gaps_panel import ANSWER_LABELS, DRAW_CHOICES
 from studio.state import AppState
-from studio.synth_panel import compact, seconds_for
+from studio.synth_panel import compact, time_help
 from studio.widgets import md, model_name
 from treesynth_core.concepts.documents import (
     PYTHON_DOCS,
@@ -43,7 +43,7 @@ from treesynth_core.concepts.store import CONCEPTS_KEY, add_documents, concepts_
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.generate.gap_options import ANSWER_EXTRACTORS
 from treesynth_core.jobs import background as jobs
-from treesynth_core.llm.pricing import duration
+from treesynth_core.llm import timing
 from treesynth_core.store import Project
 from treesynth_core.store.samples import BASELINE_SET
 
@@ -97,8 +97,11 @@ def job_outcome(job: jobs.JobState | None) -> None:
         st.error(f"{label} failed: {md(job.error or job.message)}", icon=":material/error:")
 
 
-def spend_cards(spend: Spend, project: Project, state: AppState, what: tuple[str, int]) -> None:
-    """The estimate before a run: the work, calls, tokens, cost and time."""
+def spend_cards(
+    spend: Spend, project: Project, state: AppState, what: tuple[str, int], purposes: tuple[str, ...]
+) -> None:
+    """The estimate before a run: the work, calls, tokens, cost and the time its calls of
+    ``purposes`` take."""
     settings = state.settings()
     cols = st.columns(5)
     cols[0].metric(what[0], f"{what[1]:,}", border=True)
@@ -111,7 +114,9 @@ def spend_cards(spend: Spend, project: Project, state: AppState, what: tuple[str
     cols[2].metric("Tokens", compact(spend.prompt_tokens + spend.completion_tokens), border=True)
     usd = "unknown" if spend.cost_usd is None else f"${spend.cost_usd:.2f}"
     cols[3].metric("Cost (about)", "free" if settings.backend == "embedded" else usd, border=True)
-    cols[4].metric("Time (about)", duration(seconds_for(spend.calls, project, settings)), border=True)
+    took = timing.estimate_time(project, settings, purposes, spend.calls)
+    cols[4].metric("Time", took.span(), border=True, help=time_help(took))
+    st.caption(md(f"Time {took.text()}."))
 
 
 # -- documents and extraction ---------------------------------------------------------------------
@@ -168,7 +173,7 @@ def extraction(state: AppState, project: Project, docs: Sequence[Document], *, b
     )
     if not plan.todo:
         return
-    spend_cards(plan.spend, project, state, ("Documents to extract", plan.todo))
+    spend_cards(plan.spend, project, state, ("Documents to extract", plan.todo), timing.CONCEPT_PURPOSES)
     seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="concepts.extract_seed", help="Another asks anew.")
     if st.button("Extract concepts", key="concepts.extract", type="primary", icon=":material/hub:", disabled=busy):
         if widgets.start_job(state, "concepts-extract", {"seed": int(seed)}):
@@ -340,7 +345,8 @@ def generation(state: AppState, project: Project, *, busy: bool) -> None:
         return
     st.caption(md(f"Into the sample set {options.default_set()}; a rerun fills it up to n, served from the cache."))
     if plan.need:
-        spend_cards(plan.spend, project, state, ("Questions to make", plan.need))
+        purposes = timing.QUESTION_PURPOSES + (timing.RESPONSE_PURPOSES if responses else ())
+        spend_cards(plan.spend, project, state, ("Questions to make", plan.need), purposes)
     else:
         st.caption(md(f"{options.default_set()} already holds {n:,} questions: raise n to add more."))
     params: dict[str, object] = {"level": level, "n": n, "responses": responses}

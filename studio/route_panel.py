@@ -26,6 +26,8 @@ from treesynth_core.data.routing import (
     summary,
     tree_digest,
 )
+from treesynth_core.llm import timing
+from treesynth_core.llm.settings import BackendSettings
 from treesynth_core.store import Project
 from treesynth_core.store.samples import UNROUTED
 
@@ -59,6 +61,14 @@ def _route_view(
         for leaf in tree.leaves()
     ]
     return report
+
+
+def llm_route_time(project: Project, settings: BackendSettings, samples: int) -> str:
+    """The LLM calls and time of routing ``samples`` samples: one call a level at most (a sample
+    that fits no value stops early; cached replies are free)."""
+    calls = samples * max(1, project.tree().levels())
+    took = timing.estimate_time(project, settings, timing.ROUTE_PURPOSES, calls)
+    return timing.calls_text(calls, took, at_most=True)
 
 
 def route_view(project: Project, sample_set: str) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ from ..concepts.plan import Spend
 from ..concepts.propose import DEFAULT_K
 from ..concepts.questions import QuestionOptions
 from ..errors import DataError, TreeSynthError
+from ..llm.timing import CONCEPT_PURPOSES, QUESTION_PURPOSES, RESPONSE_PURPOSES, TimeRange, estimate_time, logged_model
 from .common import (
     NO_LLM_RUN_OPTIONS,
     AnswerOpt,
@@ -48,7 +49,9 @@ concepts_app = typer.Typer(
     no_args_is_help=True,
 )
 
-EstimateOpt = Annotated[bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens and cost.")]
+EstimateOpt = Annotated[
+    bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens, cost and time.")
+]
 MaxCostOpt = Annotated[
     float | None, typer.Option("--max-cost", help="Refuse to start above this estimated cost in USD.")
 ]
@@ -61,12 +64,6 @@ def _concepts_group(ctx: typer.Context, directory: DirArg) -> None:
 
 def _dir(ctx: typer.Context) -> Path:
     return Path(ctx.obj)
-
-
-def _model_name(settings: object) -> str:
-    model = getattr(settings, "model", None)
-    gguf = getattr(settings, "gguf_path", None)
-    return model or (Path(gguf).stem if gguf else "SmolLM2-135M-Instruct.Q4_1")
 
 
 @concepts_app.command("extract")
@@ -135,10 +132,12 @@ def extract(
         documents = list(stored.values())
         if not documents:
             raise TreeSynthError("no documents yet: pass --docs FOLDER (or --docs example:python-docs) or --set NAME")
-        plan = plan_extraction(documents, load_concepts(project), model=_model_name(settings), settings=settings)
+        plan = plan_extraction(documents, load_concepts(project), model=logged_model(settings), settings=settings)
         caps = (llm_run.max_calls, max_cost)
         what = {"documents": plan.documents, "todo": plan.todo}
-        if _estimated(estimate, as_json, what, plan.spend, (note + "\n" if note else "") + plan.summary(), caps):
+        took = estimate_time(project, settings, CONCEPT_PURPOSES, plan.spend.calls)
+        summary = (note + "\n" if note else "") + plan.summary()
+        if _estimated(estimate, as_json, what, plan.spend, summary, caps, took):
             return  # nothing stored: an estimate changes nothing
         if read_json:
             save_documents(project, documents)
@@ -179,11 +178,18 @@ def extract(
 
 
 def _estimated(
-    estimate: bool, as_json: bool, what: dict, spend: Spend, summary: str, caps: tuple[int | None, float | None]
+    estimate: bool,
+    as_json: bool,
+    what: dict,
+    spend: Spend,
+    summary: str,
+    caps: tuple[int | None, float | None],
+    took: TimeRange,
 ) -> bool:
-    """With --estimate, print the estimate and say so (True); else check the caps and print the plan."""
+    """With --estimate, print the estimate (its time ``took`` too) and say so (True); else check the
+    caps and print the plan."""
     if estimate:
-        emit(as_json, {**what, **spend.to_json()}, "Estimate: " + summary)
+        emit(as_json, {**what, **spend.to_json(), "time": took.to_json()}, f"Estimate: {summary}; time {took.text()}")
         return True
     spend.check(*caps)
     if not as_json:
@@ -341,9 +347,11 @@ def synth(
     check_dataset_set(options.default_set())
     with open_project(_dir(ctx)) as project:
         settings = llm_run.backend.resolve(project)
-        plan = plan_questions(project, options, model=_model_name(settings), settings=settings)
+        plan = plan_questions(project, options, model=logged_model(settings), settings=settings)
         what = {"level": level, "questions": plan.need}
-        if _estimated(estimate, as_json, what, plan.spend, plan.summary(), (llm_run.max_calls, max_cost)):
+        purposes = QUESTION_PURPOSES + (RESPONSE_PURPOSES if responses else ())
+        took = estimate_time(project, settings, purposes, plan.spend.calls)
+        if _estimated(estimate, as_json, what, plan.spend, plan.summary(), (llm_run.max_calls, max_cost), took):
             return
         params = {
             "level": level,

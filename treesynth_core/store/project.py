@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,7 +28,7 @@ from . import batches, history, runs
 from .batches import BatchRecord
 from .db import DB_NAME, FORMAT_VERSION, Database, set_meta
 from .history import HUMAN, EditRecord, Replayed, UndoState
-from .runs import JobRecord, RunStats
+from .runs import JobRecord, RunCounts, RunStats
 from .sample_store import SampleStore, delete_set
 from .samples import STAGING_PREFIX
 from .schema import now
@@ -313,6 +313,19 @@ class Project(SampleStore):
         (see :func:`.runs.stats`)."""
         with self._db.read() as conn:
             return runs.stats(conn, run_id)
+
+    def call_latencies(
+        self, backend: str, model: str, purposes: Sequence[str] | None = None, limit: int = 50
+    ) -> list[float]:
+        """Seconds of the latest real calls on ``backend`` and ``model`` (of ``purposes``; None:
+        any), newest first: what time estimates rest on (:mod:`treesynth_core.llm.timing`)."""
+        with self._db.read() as conn:
+            return runs.call_latencies(conn, backend, model, purposes, limit)
+
+    def run_counts(self, run_id: str) -> RunCounts:
+        """The calls answered and samples written by run ``run_id`` so far."""
+        with self._db.read() as conn:
+            return runs.run_counts(conn, run_id)
 
     # -- batch generation (see :mod:`.batches`) ----------------------------------------------------
     def add_batch(self, batch_id: str, round_id: str, shard: str, requests: int) -> None:
