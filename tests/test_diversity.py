@@ -215,5 +215,5 @@ def test_vendi_from_gram_of_a_union_of_groups(rng):
 def test_vendi_from_gram_edges():
     assert D.vendi_from_gram(np.zeros((3, 3)), 0) == 0.0
     assert D.gram_partial(np.array([[0.0, 0.0], [2.0, 0.0]])) == pytest.approx(np.array([[1.0, 0.0], [0.0, 0.0]]))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be square"):
         D.vendi_from_gram(np.zeros((2, 3)), 2)
