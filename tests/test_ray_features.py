@@ -2,7 +2,8 @@
 Ray (2 CPUs) for the module; embeddings (the embedded MiniLM) and gradient features (a tiny Llama) of 40
 samples equal within 1e-5; Vendi from the shards' Gram partials equal to Vendi of the full matrix, over
 any union of leaves; ``treesynth score --engine ray`` end to end. Ray is the optional extra: outside CI
-the module skips without it; with CI set it fails (CI installs the extra)."""
+the module skips without it; with CI set it fails (CI installs the extra). Marked slow: real Ray worker
+processes (each Ray Data run starts its actors) and the embedded MiniLM; ``make test`` runs it."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from treesynth_core.coverage.diversity import vendi_score  # noqa: E402
 from treesynth_core.coverage.features.embeddings import SentenceTransformerEmbedder  # noqa: E402
 from treesynth_core.coverage.features.gradients import GradientFeaturizer  # noqa: E402
 from treesynth_core.store.samples import Sample  # noqa: E402
+
+pytestmark = pytest.mark.slow
 
 LEAVES = ["add", "div", "frac", "geo"]
 WORDS = "apples pears trains coins boats lamps chairs books cakes shirts".split()
@@ -171,3 +174,5 @@ def test_cli_score_on_ray_end_to_end(tmp_path, monkeypatch):
     assert json.loads(local.stdout)["sets"] == report["sets"]
     bad = CliRunner().invoke(app, ["score", str(proj), "--engine", "spark"])
     assert bad.exit_code == 1 and "--engine" in bad.output
+    local_only = CliRunner().invoke(app, ["score", str(proj), "--gpus-per-worker", "1"])
+    assert local_only.exit_code == 1 and "need --engine ray" in " ".join(local_only.output.split())

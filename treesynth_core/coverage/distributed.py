@@ -17,6 +17,7 @@ featurizes only the samples no shard holds yet. Ray is the optional extra ``pip 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -121,9 +122,15 @@ def connect(options: RayOptions) -> Any:
     ray = _ray()
     if not ray.is_initialized():
         try:
-            ray.init(address=options.address, log_to_driver=False, include_dashboard=False)
+            ray.init(
+                address=options.address, log_to_driver=False, include_dashboard=False, logging_level=logging.WARNING
+            )
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ConfigError(f"could not start or join Ray at {options.address or 'a local Ray'}: {exc}") from None
+    context = ray.data.DataContext.get_current()  # our own progress bar reports; Ray Data's would mix in
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     return ray
 
 
