@@ -293,7 +293,7 @@ def featurize_on_ray(
             fn_constructor_kwargs={"recipe": recipe, "kind": kind, "batch_size": options.batch_size},
             batch_size=options.batch_size,
             batch_format="numpy",
-            concurrency=workers,
+            compute=ray.data.ActorPoolStrategy(size=workers),
             num_gpus=gpus,
         )
         for batch in ds.iter_batches(batch_size=options.shard_rows, batch_format="numpy"):
