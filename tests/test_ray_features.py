@@ -116,7 +116,7 @@ def test_vendi_from_partials_equals_the_full_matrix_over_any_union_of_leaves(gra
     assert R.vendi_of_leaves(result.folder, ["nowhere"]) == 0.0
 
 
-def test_a_rerun_featurizes_only_new_samples_and_refuses_another_kind(gradient_run, tmp_path):
+def test_a_rerun_featurizes_only_new_samples_prunes_deleted_ones_and_refuses_another_kind(gradient_run, tmp_path):
     rows, result, _ = gradient_run
     more = samples(44)
     sink = Sink()
@@ -124,6 +124,10 @@ def test_a_rerun_featurizes_only_new_samples_and_refuses_another_kind(gradient_r
     assert again.added == 4 and again.rows == 44 and sorted(sink.vectors) == [41, 42, 43, 44]
     with pytest.raises(R.TreeSynthError, match="holds features of"):
         R.featurize_on_ray(more, tiny_gradients, "grad:other", result.folder)
+    fewer = R.featurize_on_ray(more[:6], tiny_gradients, result.kind, tmp_path / "copy", prune=True)
+    assert fewer.rows == fewer.added == 6  # a fresh folder: nothing to prune
+    rebuilt = R.featurize_on_ray(more[:4], tiny_gradients, result.kind, fewer.folder, prune=True)
+    assert rebuilt.rows == rebuilt.added == 4 and sorted(R.read_shards(fewer.folder)[0]) == [1, 2, 3, 4]
 
 
 def test_embeddings_on_ray_equal_the_single_process_path(tmp_path):

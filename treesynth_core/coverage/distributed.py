@@ -261,17 +261,24 @@ def featurize_on_ray(
     options: RayOptions = RayOptions(),
     store: FeatureSink | None = None,
     progress: Progress | None = None,
+    prune: bool = False,
 ) -> ShardSet:
     """Featurize the ``samples`` that no shard in ``folder`` holds yet on Ray workers, stream the results
     into new shards of ``options.shard_rows`` rows (and, with ``store``, into the project's feature store
     under ``kind``, float32), and return what the folder holds. ``kind`` must be the recipe's
-    featurizer's name (the workers check it)."""
+    featurizer's name (the workers check it). ``prune``: ``samples`` are the whole set, so shards that
+    hold any other sample (deleted since) are out of date: the folder is rebuilt (sample ids are never
+    reused, so a held id always means the same sample)."""
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / MANIFEST
     old = json.loads(manifest.read_text()) if manifest.is_file() else {}
     if old and old.get("kind") != kind:
         raise TreeSynthError(f"{folder} holds features of {old.get('kind')}, not {kind}")
     done = shard_ids(folder)
+    if prune and done - {s.id for s in samples}:
+        for path in [*folder.glob("shard-*.parquet"), *folder.glob("shard-*.grams.npz"), manifest]:
+            path.unlink(missing_ok=True)
+        old, done = {}, set()
     todo = list({s.id: s for s in samples if s.id not in done}.values())
     index = len(list(folder.glob("shard-*.parquet")))
     added, dim = 0, int(old.get("dim", 0))
@@ -320,13 +327,21 @@ def project_features_on_ray(
     progress: Progress | None = None,
 ) -> list[ShardSet]:
     """Featurize every sample of a project (each sample set) on Ray for each (recipe, kind) of ``jobs``,
-    into ``DIR/features/<kind>/`` and the project's feature store."""
+    into ``DIR/features/<kind>/`` and the project's feature store; shards that hold deleted samples are
+    rebuilt."""
     samples: list[Sample] = []
     for name in project.sample_sets():
         samples += project.samples(sample_set=name)
     return [
         featurize_on_ray(
-            samples, recipe, kind, shard_folder(project.path, kind), options=options, store=project, progress=progress
+            samples,
+            recipe,
+            kind,
+            shard_folder(project.path, kind),
+            options=options,
+            store=project,
+            progress=progress,
+            prune=True,
         )
         for recipe, kind in jobs
     ]
