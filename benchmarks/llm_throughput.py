@@ -20,9 +20,11 @@ import argparse
 import asyncio
 import json
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -31,7 +33,9 @@ from helpers_http import FakeOpenAIServer, FakeServerProcess  # noqa: E402
 
 from treesynth_core.llm.base import ChatRequest  # noqa: E402
 from treesynth_core.llm.openai_compat import HttpStack, OpenAICompatLLM  # noqa: E402
+from treesynth_core.llm.recording import recording  # noqa: E402
 from treesynth_core.llm.settings import BackendSettings  # noqa: E402
+from treesynth_core.store import Project  # noqa: E402
 
 #: The ratio each concurrency must reach (others: the 512 one).
 TARGETS = {64: 1.15, 512: 1.3}
@@ -58,9 +62,11 @@ class Measurement:
     target_ratio: float = TARGET_RATIO
     #: The bare aiohttp loop's ratio in the same run (-1: not measured).
     floor_ratio: float = -1.0
+    #: Through a run's cache and call log (SQLite), as a real run goes.
+    recorded: bool = False
 
 
-async def fire(llm: OpenAICompatLLM, n: int) -> None:
+async def fire(llm: Any, n: int) -> None:
     """Send ``n`` small requests at once; the backend's semaphore limits how many are in flight."""
     requests = [ChatRequest.chat("You are terse.", f"Say hi #{i}", max_tokens=8, seed=i) for i in range(n)]
     try:
@@ -95,8 +101,11 @@ def floor(n: int, delay_s: float, concurrency: int) -> float:
     return round(wall / (n * delay_s / concurrency), 3)
 
 
-def measure(n: int, delay_s: float, concurrency: int, server: str, http_stack: HttpStack) -> Measurement:
-    """Run the benchmark once against a fresh fake server (``server``: "process" or "thread")."""
+def measure(
+    n: int, delay_s: float, concurrency: int, server: str, http_stack: HttpStack, *, recorded: bool = False
+) -> Measurement:
+    """Run the benchmark once against a fresh fake server (``server``: "process" or "thread");
+    ``recorded``: through a run's cache and call log in a throwaway project, as a real run goes."""
     fake = FakeServerProcess(delay_s=delay_s) if server == "process" else FakeOpenAIServer(delay_s=delay_s)
     with fake:
         settings = BackendSettings(
@@ -108,10 +117,16 @@ def measure(n: int, delay_s: float, concurrency: int, server: str, http_stack: H
             timeout_s=60.0,
             max_retries=0,
         )
-        llm = OpenAICompatLLM(settings, http_stack=http_stack)
-        started, cpu_started = time.perf_counter(), time.process_time()
-        asyncio.run(fire(llm, n))
-        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        llm: Any = OpenAICompatLLM(settings, http_stack=http_stack)
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-") as folder,
+            Project.create(Path(folder) / "p", task="b") as project,
+        ):
+            if recorded:
+                llm = recording(llm, project, project.start_run("bench"))
+            started, cpu_started = time.perf_counter(), time.process_time()
+            asyncio.run(fire(llm, n))
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     if isinstance(fake, FakeOpenAIServer):
         max_in_flight, server_cpu_ms = fake.max_in_flight, -1.0
     else:
@@ -132,6 +147,7 @@ def measure(n: int, delay_s: float, concurrency: int, server: str, http_stack: H
         server_cpu_ms_per_request=server_cpu_ms,
         max_in_flight=max_in_flight,
         target_ratio=TARGETS.get(concurrency, TARGET_RATIO),
+        recorded=recorded,
     )
 
 
@@ -145,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency", type=int, action="append", help="requests in flight; repeatable (default 64 and 512)"
     )
     parser.add_argument("--quick", action="store_true", help="a smaller run: 3,000 requests, 0.3 s delay")
+    parser.add_argument("--recorded", action="store_true", help="through a run's cache and call log (a project)")
     parser.add_argument("--no-floor", action="store_true", help="skip the bare aiohttp loop")
     parser.add_argument("--server", choices=("process", "thread"), default="process", help="where the fake server runs")
     parser.add_argument("--http-stack", choices=("auto", "aiohttp", "httpx"), default="auto", help="client HTTP stack")
@@ -154,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     delay = args.delay if args.delay is not None else (0.3 if args.quick else 1.0)
     results = []
     for concurrency in args.concurrency or list(TARGETS):
-        result = measure(n, delay, concurrency, args.server, args.http_stack)
+        result = measure(n, delay, concurrency, args.server, args.http_stack, recorded=args.recorded)
         if not args.no_floor:
             result = replace(result, floor_ratio=floor(n, delay, concurrency))
         results.append(result)
@@ -170,6 +187,7 @@ def report(result: Measurement) -> None:
     print(
         f"{result.n} requests, delay {result.delay_s * 1000:g} ms, concurrency {result.concurrency}, "
         f"server in a {result.server}, http stack {result.http_stack}"
+        + (", with the cache and call log" if result.recorded else "")
     )
     print(f"  wall  {result.wall_s:.3f} s  ({result.requests_per_s:.0f} req/s)")
     print(f"  ideal {result.ideal_s:.3f} s  (n x delay / concurrency)")

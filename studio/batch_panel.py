@@ -117,7 +117,7 @@ def _prepare(state: AppState, project: Project, params: dict[str, Any]) -> str:
     written = write_round(project, calls.requests)
     cost = "price unknown" if calls.cost_usd is None else f"at most ~{usd(calls.cost_usd)} at the batch price"
     if calls.cost_usd is not None and calls.run_cost_usd is not None:
-        cost += f"; the whole run ~{usd(calls.run_cost_usd)}"
+        cost += f", replies at their token limit; the plan expects ~{usd(calls.run_cost_usd)} for the whole run"
     out = (
         f" {plural(written.already_out, 'request')} are out in batches not yet collected."
         if written.already_out
