@@ -18,8 +18,10 @@ from treesynth_core.batch.client import client_for, settings_problem
 from treesynth_core.batch.prepare import synth_requests
 from treesynth_core.batch.rounds import collect_remote, progress_text, refresh, submit, write_round
 from treesynth_core.errors import TreeSynthError
+from treesynth_core.generate.synth import plan_synthesis
 from treesynth_core.jobs.specs import job_spec
 from treesynth_core.llm.pricing import usd
+from treesynth_core.llm.settings import BackendSettings
 from treesynth_core.progress import plural
 from treesynth_core.store import Project
 
@@ -45,10 +47,22 @@ def panel(state: AppState, project: Project, params: dict[str, Any], *, ready: b
             st.info(f"{problem[0].upper()}{problem[1:]} (Models page).", icon=":material/info:")
             return
         st.caption(f":material/send: Batches go to {md(settings.base_url or 'https://api.openai.com/v1')}")
+        if ready:
+            st.caption(md(_batch_estimate(project, params, settings)))
         _show_note()
         if not security.read_only():
             _actions(state, project, params, records, ready=ready, running=running)
         _status_table(records)
+
+
+def _batch_estimate(project: Project, params: dict[str, Any], settings: BackendSettings) -> str:
+    """What the synthesis the form describes costs when its calls go in batches."""
+    options = job_spec("synth").parse(params)
+    plan = plan_synthesis(
+        project.tree(), project.sample_counts(), options, model=settings.model or "", settings=settings, batch=True
+    )
+    cost = "an unknown price" if plan.cost_usd is None else f"about {usd(plan.cost_usd)}"
+    return f"At the batch price this synthesis costs {cost} ({plural(plan.calls, 'call')} when every reply is usable)."
 
 
 def _actions(

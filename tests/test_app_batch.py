@@ -13,6 +13,7 @@ import pytest
 from studio.widgets import PAGE_SYNTH, md
 from tests.apptest import new_app, run, texts, wait_for_job
 from tests.helpers_batch import FakeBatchServer
+from tests.helpers_http import FakeOpenAIServer
 from treesynth_core.jobs import background as jobs
 from treesynth_core.llm.openai_compat import OpenAICompatLLM
 from treesynth_core.store import Project
@@ -89,6 +90,7 @@ def one_round(at, requests: int):
 def test_prepare_submit_status_collect_then_start_makes_no_online_call(server, projects):
     at = synth_page()
     assert f"Batches go to {md(server.base_url)}" in texts(at)  # where batches go, before anything is sent
+    assert "At the batch price this synthesis costs about" in texts(at)  # before preparing
     at = one_round(at, 4)  # the samples
     at = one_round(at, 8)  # then a response for each
     at = click(at, "batch.prepare")
@@ -122,3 +124,16 @@ def test_the_embedded_backend_says_batches_need_an_openai_model(projects):
     at = synth_page()
     assert "choose the openai backend and a model" in texts(at)
     assert not {b.key for b in at.button} & {"batch.prepare"}
+
+
+def test_a_server_without_batch_endpoints_is_one_error_line(projects, monkeypatch):
+    two_leaves(projects / "p")
+    with FakeOpenAIServer() as plain:
+        monkeypatch.setenv("TREESYNTH_LLM", "openai")
+        monkeypatch.setenv("TREESYNTH_MODEL", "gpt-4o-mini")
+        monkeypatch.setenv("TREESYNTH_BASE_URL", plain.base_url)
+        at = click(synth_page(), "batch.prepare")
+        at = click(at, "batch.submit")
+    [error] = [e.value for e in at.error]
+    assert "has no Files/Batches endpoints" in error
+    assert list(table(at)["status"]) == ["prepared"]  # nothing sent: submit again later
