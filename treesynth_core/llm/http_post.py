@@ -69,7 +69,7 @@ class AiohttpPoster:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout_s, sock_read=timeout_s),
-            skip_auto_headers=("User-Agent",),
+            trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as httpx honours them
         )
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpReply:
