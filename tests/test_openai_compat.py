@@ -20,7 +20,7 @@ from helpers_http import FakeOpenAIServer, RecordedRequest, Reply, free_port
 
 from treesynth_core.errors import AuthError, ConfigError, EndpointError
 from treesynth_core.llm.base import CURRENT_ATTEMPTS, LLM, Attempts, ChatRequest, ChatResult
-from treesynth_core.llm.http_post import HttpReply
+from treesynth_core.llm.http_post import HttpReply, env_proxy
 from treesynth_core.llm.openai_compat import OpenAICompatLLM, reply_message
 from treesynth_core.llm.settings import BackendSettings
 
@@ -635,3 +635,14 @@ def test_real_llama_cpp_server(tmp_path: Path) -> None:
         assert isinstance(person["name"], str) and isinstance(person["age"], int)
     # this server rejects json_schema and takes {"type": "json_object", "schema": ...} instead
     assert llm.structured_format == "json_object_schema"
+
+
+def test_the_aiohttp_path_reads_the_proxy_variables_as_httpx_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert env_proxy("https://api.openai.com/v1/chat/completions") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.local:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    assert env_proxy("https://api.openai.com/v1/chat/completions") == "http://proxy.local:3128"
+    assert env_proxy("https://127.0.0.1:8000/v1/chat/completions") is None  # exempted
+    assert env_proxy("http://api.example.com/v1/chat/completions") is None  # no HTTP_PROXY

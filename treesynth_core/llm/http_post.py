@@ -16,6 +16,8 @@ import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import httpx
 
@@ -69,12 +71,14 @@ class AiohttpPoster:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout_s, sock_read=timeout_s),
-            trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as httpx honours them
         )
+        self._proxies: dict[str, str | None] = {}
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpReply:
+        if url not in self._proxies:
+            self._proxies[url] = env_proxy(url)
         try:
-            async with self._session.post(url, data=body, headers=headers) as response:
+            async with self._session.post(url, data=body, headers=headers, proxy=self._proxies[url]) as response:
                 data = await response.read()
                 return HttpReply(response.status, response.headers, data)
         except self._errors as exc:
@@ -107,6 +111,17 @@ class HttpxPoster:
     async def aclose(self) -> None:
         if self._owned:
             await self._client.aclose()
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy ``HTTP(S)_PROXY`` names for ``url`` unless ``NO_PROXY`` exempts it (as httpx reads
+    them); looked up once per URL, not per request (aiohttp's ``trust_env`` reads the whole
+    environment each time)."""
+    parts = urlsplit(url)
+    proxy = getproxies().get(parts.scheme)
+    if not proxy or proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
 
 
 def has_aiohttp() -> bool:
