@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from studio import synth_panel
+from studio import batch_panel, synth_panel
 from studio.state import get_state
 from studio.widgets import (
     PAGE_EXPORT,
@@ -100,6 +100,9 @@ def body() -> None:
                     st.rerun()
         if last is not None and last.status == "done":
             st.page_link(PAGE_EXPORT, label="Export the dataset", icon=":material/download:")
+
+    ready = not choice.empty and plan.samples > 0
+    batch_panel.panel(state, project, choice.params(), ready=ready, running=live is not None)
 
     st.markdown("##### :material/dataset: Samples")
     synth_panel.browser(project, tree)

@@ -23,6 +23,7 @@ from .db import marks
 from .schema import dumps, now
 
 _CALL_FIELDS = tuple(f.name for f in dataclasses.fields(CallRecord))
+_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(ChatResult))
 _JOB_FIELDS = frozenset({"done", "total", "message", "status", "error", "finished", "run_id"})
 
 # -- LLM reply cache and call log -----------------------------------------------------------------
@@ -42,7 +43,8 @@ def cache_get(conn: sqlite3.Connection, key: str) -> ChatResult | None:
 
 
 def cache_put(conn: sqlite3.Connection, key: str, result: ChatResult) -> None:
-    data = dataclasses.asdict(result) | {"cached": False}
+    # field by field: a reply's fields are plain values, and ``asdict``'s deep copy cost more than the write
+    data = {name: getattr(result, name) for name in _RESULT_FIELDS} | {"cached": False}
     conn.execute("INSERT OR REPLACE INTO llm_cache (key, result, created) VALUES (?, ?, ?)", (key, dumps(data), now()))
 
 
