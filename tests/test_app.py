@@ -24,7 +24,7 @@ from studio.widgets import PAGE_PROJECT as PROJECT
 from studio.widgets import PAGE_SYNTH as SYNTH
 from studio.widgets import PAGE_TREE as TREE
 from tests.apptest import create_project, new_app, open_example, run, start_and_wait, synthesize, texts, wait_for_job
-from tests.fakes import ScriptedLLM
+from tests.fakes import GatedLLM, ScriptedLLM
 from treesynth_core.generate.synth import PER_CALL
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
@@ -312,7 +312,8 @@ def test_levels_shown_and_search_focus(projects):
 
 def test_a_running_job_is_not_started_twice(projects):
     folder = projects / "demo"
-    jobs.set_llm_factory(lambda settings: ScriptedLLM(delay=0.2))
+    gate = threading.Event()  # the job runs until the test lets it end, however slow the machine
+    jobs.set_llm_factory(lambda settings: GatedLLM(gate))
     at = create_project(new_app())
     at.toggle(key="grow.auto").set_value(True)
     at.number_input(key="grow.depth").set_value(2)
@@ -327,6 +328,7 @@ def test_a_running_job_is_not_started_twice(projects):
     with Project.open(folder) as project:
         assert len(project.jobs()) == 1
     at.button(key="tree.job.stop").click()
+    gate.set()
     run(at)
     assert wait_for_job(folder).status in ("cancelled", "done")
 

@@ -5,7 +5,6 @@ the other tab's job runs is refused with a message, starting nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from pathlib import Path
 
@@ -16,23 +15,9 @@ from studio.tree_panel import wkey
 from studio.widgets import PAGE_SYNTH as SYNTH
 from studio.widgets import PAGE_TREE, other_tab_refusal
 from tests.apptest import new_app, open_example, run, texts, wait_for_job
-from tests.fakes import ScriptedLLM
+from tests.fakes import GatedLLM
 from treesynth_core.jobs import background as jobs
-from treesynth_core.llm.base import ChatRequest, ChatResult
 from treesynth_core.store import EditRecord, Project
-
-
-class GatedLLM(ScriptedLLM):
-    """The scripted LLM, answering only once the gate opens (a job that stays running)."""
-
-    def __init__(self, gate: threading.Event) -> None:
-        super().__init__()
-        self.gate = gate
-
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        while not self.gate.is_set():
-            await asyncio.sleep(0.02)
-        return await super().complete(request)
 
 
 def tree_of(folder: Path):
