@@ -321,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-batch", type=int, default=8, help="gradients buffered per dense projection")
     parser.add_argument("--naive-fraction", type=float, default=1 / 64, help="share of the chunks timed")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--speed-only", action="store_true", help="stop after features/s and the floor (no exact gradients, no naive)"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -373,6 +376,11 @@ def main(argv: list[str] | None = None) -> int:
         f"samples/s ({floor_ms:.0f} ms/sample; ours on them: {paired_ms:.0f} ms/sample)"
     )
     print(f"overhead ratio: {paired / floor:.2f} wall clock, {paired_cpu / floor_cpu:.2f} CPU time (target <= 1.3)")
+    if featurizer.device.type == "cuda":
+        print(f"GPU: {torch.cuda.get_device_name()}, peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+    if args.speed_only:
+        print(f"total {time.perf_counter() - began:.0f} s")
+        return 0
 
     # 2. exact gradients: the naive method's first step, and the fidelity reference
     with tempfile.TemporaryDirectory(prefix="gvendi-bench-") as tmp:
