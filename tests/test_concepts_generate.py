@@ -23,6 +23,7 @@ from treesynth_core.concepts.graph import build_graph, node_id
 from treesynth_core.concepts.model import read_jsonl
 from treesynth_core.concepts.questions import QuestionOptions, make_questions
 from treesynth_core.concepts.store import load_concepts, save_documents
+from treesynth_core.data.export import export_set
 
 runner = CliRunner()
 SCENARIO = "concepts_python_docs"
@@ -73,7 +74,7 @@ def test_an_unusable_extraction_is_counted_and_left_out(project):
 
 
 @pytest.mark.parametrize("level", [1, 2, 3])
-def test_each_level_keeps_the_models_questions_with_level_and_documents(extracted, capable, level):
+def test_each_level_keeps_the_models_questions_with_level_and_documents(extracted, capable, level, tmp_path):
     llm = ScriptedLLM()
     replies = capable(SCENARIO)["questions"]
     llm.enqueue("questions", [replies[level - 1]])
@@ -101,6 +102,12 @@ def test_each_level_keeps_the_models_questions_with_level_and_documents(extracte
         assert "different topics" in prompt
         assert ("Document 1:" in prompt) == (len(docs) == 2)
         assert all(c in prompt for c in samples[0].extra["concepts"])
+    # the dataset card of an export says what level the set is and which documents it used
+    card = export_set(extracted, f"q{level}", "jsonl", tmp_path / "out.jsonl").card.read_text(encoding="utf-8")
+    row = next(line for line in card.splitlines() if line.startswith(f"| {level} |"))
+    used = sorted({d for s in samples for d in s.extra["documents"]})
+    assert "## Concept-generated questions" in card and f"| 2 | 0 | {len(used)} | " in row
+    assert all(d in row for d in used)
 
 
 def test_responses_rerun_and_resume(extracted, capable):
