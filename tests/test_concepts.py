@@ -144,6 +144,16 @@ def test_a_malformed_line_is_one_clear_error(tmp_path: Path, line: str, message:
         read_jsonl(path)
 
 
+def test_a_non_utf8_or_empty_concepts_file_is_one_clear_error(tmp_path: Path):
+    path = tmp_path / "latin.jsonl"
+    path.write_bytes(jsonl_lines(DOCS[:1]).replace("loops", "boucl\u00e9s").encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin\.jsonl is not UTF-8 \(byte \d+\); concepts JSONL files are UTF-8"):
+        read_jsonl(path)
+    (tmp_path / "blank.jsonl").write_text("\n  \n", encoding="utf-8")
+    with pytest.raises(DataError, match="holds no concept lines"):
+        read_jsonl(tmp_path / "blank.jsonl")
+
+
 def test_concepts_are_cleaned_deduplicated_and_capped():
     path_text = (
         '{"doc_id": "d", "level": " high  school ", "subject": "math", "topics": ['
@@ -207,6 +217,44 @@ def test_transition_frequencies_match_co_occurrence_proportions():
     a = node_id("concept", "A")
     p = counts[a] / total
     assert m > 3000 and abs(firsts[a] / m - p) < 4 * math.sqrt(p * (1 - p) / m)
+
+
+def weighted_graph() -> nx.Graph:
+    """Topic T0 shares k documents with topic Tk (k = 1..4); concept h shares k documents with concept ck
+    (k = 1..5); nothing else links them."""
+    docs = [
+        doc(f"t{k}-{i}", ("T0", [f"p{k}-{i}"]), (f"T{k}", [f"q{k}-{i}"])) for k in range(1, 5) for i in range(k)
+    ] + [doc(f"h{k}-{i}", ("H", ["h", f"c{k}"])) for k in range(1, 6) for i in range(k)]
+    return build_graph(docs)
+
+
+def chi_square_p(observed: Counter, expected_share: dict[str, float]) -> float:
+    from scipy.stats import chisquare
+
+    n = sum(observed.values())
+    keys = sorted(expected_share)
+    assert set(observed) <= set(keys)
+    return float(chisquare([observed[k] for k in keys], [n * expected_share[k] for k in keys]).pvalue)
+
+
+def test_transition_frequencies_pass_a_chi_square_test_against_the_counts():
+    """Over many seeded steps and walks, where a step goes fits the co-occurrence proportions (chi-square,
+    p > 0.001), and the same draws reject uniform transitions (the test can fail)."""
+    g = weighted_graph()
+    walker = Walker(g)
+    h = node_id("concept", "h")
+    rng = random.Random(7)
+    steps = Counter(walker.step(h, "concept", rng) for _ in range(30_000))
+    share = {node_id("concept", f"c{k}"): k / 15 for k in range(1, 6)}
+    assert chi_square_p(steps, share) > 1e-3
+    assert chi_square_p(steps, dict.fromkeys(share, 1 / 5)) < 1e-9
+    # topic -> topic inside whole walks: the second topic of every walk that starts at T0
+    t0 = node_id("topic", "T0")
+    seconds = Counter(w.topics[1] for w in walker.walks(seed=11, epochs=6000) if w.start == t0)
+    assert sum(seconds.values()) == 6000  # T0 starts once per epoch and always has a topic to go to
+    share = {node_id("topic", f"T{k}"): k / 10 for k in range(1, 5)}
+    assert chi_square_p(seconds, share) > 1e-3
+    assert chi_square_p(seconds, dict.fromkeys(share, 1 / 4)) < 1e-9
 
 
 def test_a_node_without_neighbours_of_the_kind_ends_its_stage():
