@@ -96,6 +96,9 @@ def test_graphml_keeps_kind_label_and_weight(tmp_path: Path):
     u, v = node_id("topic", "Loop control"), node_id("concept", "for loop")
     assert back.edges[u, v]["weight"] == pytest.approx(g.edges[u, v]["weight"])
     assert back.nodes[u]["kind"] == "topic" and back.nodes[v]["label"] == "for loop"
+    # the summary stats (nodes, edges by part, degree distribution) are the same read back from the file
+    assert graph_stats(back) == graph_stats(g)
+    assert {e["count"] for *_, e in back.edges(data=True)} == {e["count"] for *_, e in g.edges(data=True)}
 
 
 # -- the concepts JSONL -----------------------------------------------------------------------------

@@ -372,6 +372,13 @@ def test_cli_a_malformed_jsonl_line_leaves_the_stored_concepts_as_they_were(tmp_
         assert len(result.output.strip().splitlines()) <= 2  # one clean line (the console may wrap it)
         invoke("concepts", proj, "export", tmp_path / "after.jsonl")
         assert (tmp_path / "after.jsonl").read_bytes() == (tmp_path / "before.jsonl").read_bytes()
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(line.format("a", "caf\u00e9").encode("latin-1"))
+    result = invoke("concepts", proj, "import", latin, ok=False)
+    assert result.exit_code == 1 and "latin.jsonl is not UTF-8 (byte" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    invoke("concepts", proj, "export", tmp_path / "after.jsonl")
+    assert (tmp_path / "after.jsonl").read_bytes() == (tmp_path / "before.jsonl").read_bytes()
 
 
 def test_cli_a_20_mb_document_is_chunked_and_the_chunks_are_reported(tmp_path, fake, monkeypatch):
