@@ -394,6 +394,9 @@ def test_cli_a_20_mb_document_is_chunked_and_the_chunks_are_reported(tmp_path, f
     flags = ["--docs", docs, "--chunk-chars", "1000000", *OPENAI]
     estimate = invoke("concepts", proj, "extract", *flags, "--estimate").output
     assert "1 long ones split into 21 chunks" in estimate and "1 empty ones skipped" in estimate
+    estimated = json.loads(invoke("concepts", proj, "extract", *flags, "--estimate", "--json").stdout)
+    assert estimated["chunked"] == {"big.txt": 21} and estimated["empty_skipped"] == ["empty.md"]
+    assert estimated["todo"] == estimated["read"] == 22
     data = json.loads(invoke("concepts", proj, "extract", *flags, "--json").stdout)
     assert data["chunked"] == {"big.txt": 21} and data["empty_skipped"] == ["empty.md"]
     assert data["read"] == 22 and data["extracted"] == 22 and data["failed"] == []

@@ -135,7 +135,7 @@ def extract(
             raise TreeSynthError("no documents yet: pass --docs FOLDER (or --docs example:python-docs) or --set NAME")
         plan = plan_extraction(documents, load_concepts(project), model=_model_name(settings), settings=settings)
         caps = (llm_run.max_calls, max_cost)
-        what = {"documents": plan.documents, "todo": plan.todo}
+        what = {"documents": plan.documents, "todo": plan.todo, **read_json}  # with what was split or skipped
         if _estimated(estimate, as_json, what, plan.spend, (note + "\n" if note else "") + plan.summary(), caps):
             return  # nothing stored: an estimate changes nothing
         if read_json:
