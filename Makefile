@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-test app share demo test test-fast lint format bench clean
+.PHONY: install install-test install-ray app share demo test test-fast lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,13 @@ install-test: $(VENV)/.installed-test
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+# The optional Ray extra (treesynth score --engine ray); CI installs it so the Ray tests run.
+install-ray: $(VENV)/.installed-ray
+
+$(VENV)/.installed-ray: $(VENV)/.installed-test
+	$(BIN)/python -m pip install -q -e ".[ray]"
 	touch $@
 
 app: install

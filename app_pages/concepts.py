@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from studio import concept_route_panel
 from studio import concepts_panel as CP
 from studio.state import get_state
 from studio.widgets import PAGE_COVERAGE, PAGE_DATA, POLL_S, require_project, show_notices
@@ -74,6 +75,7 @@ with tab_gen:
     if documents or concepts:
         CP.generation(state, project, busy=busy)
         CP.sets_overview(project)
+        concept_route_panel.route_section(state, project, CP.concept_sets(project), busy=busy)
         st.page_link(
             PAGE_COVERAGE, label="Score the sets side by side on the Coverage page", icon=":material/scatter_plot:"
         )

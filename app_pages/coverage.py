@@ -214,6 +214,8 @@ def _baseline_tab(rep: dict[str, Any], flat_n: int, tree_n: int, busy: bool) -> 
     )
     if st.button(label, key="coverage.baseline", icon=":material/compare_arrows:", disabled=busy or flat_n >= tree_n):
         _start("baseline", {"n": tree_n, "seed": seed})
+    if flat_n < tree_n and not busy:
+        st.caption(md(C.baseline_time(project, state.settings(), tree_n - flat_n)))
     if "baseline" in rep["sets"]:
         C.comparison(rep)
         st.caption(
@@ -235,6 +237,8 @@ def _gaps_tab(grads: Any, busy: bool) -> None:
     extra = G.start_options(disabled=busy)
     if st.button("Fill gaps", key="coverage.fill", type="primary", icon=":material/join_inner:", disabled=busy):
         _start("fill-gaps", {"rounds": int(rounds), "per_round": int(per_round), "space": gspace, **extra})
+    if not busy:
+        st.caption(md(C.gaps_time(project, state.settings(), int(rounds), int(per_round))))
     G.last_run(project)
 
 

@@ -158,8 +158,11 @@ with tab_import:
                         path, cmap, sample_set=name, encoding=encoding, skip_empty=skip_empty, fmt=fmt
                     ),
                 )
+            data_panel.job_outcome(jobs.latest_job(project), imports=True)  # first, before the form's warnings
             if problem:
                 st.caption(f":orange[:material/warning: {md(problem)}]")
+    else:
+        data_panel.job_outcome(jobs.latest_job(project), imports=True)
 
     st.subheader("Sample sets")
     if not sets:
@@ -194,8 +197,8 @@ with tab_route:
         st.info("Import a dataset first (the Import tab).", icon=":material/info:")
     else:
         st.caption(
-            "Every sample walks the tree top-down, one level at a time, to exactly one value of each "
-            "criterion. Samples that fit no value stop there: they are counted, never dropped."
+            "Every sample goes to exactly one leaf: the LLM walks the tree one level at a time, the embedding "
+            "router picks the nearest leaf path. Samples that fit no value are counted, never dropped."
         )
         if no_leaves:
             st.info(
@@ -239,9 +242,11 @@ with tab_route:
         ):
             _start("route", {"sample_set": rset, "router": router, "agreement_n": int(agree_n), "seed": int(seed)})
         if router == "llm" or agree_n:
+            routed = sets.get(rset, 0) if router == "llm" else min(int(agree_n), sets.get(rset, 0))
             st.caption(
                 f":material/memory: LLM calls go to {md(state.settings().describe())}; replies are cached, "
-                "so a rerun only routes what is new."
+                f"so a rerun only routes what is new. "
+                + md(route_panel.llm_route_time(project, state.settings(), routed))
             )
         report = route_panel.route_view(project, rset)
         if report is None:

@@ -8,7 +8,7 @@ import streamlit as st
 
 from studio import models_panel, projects, security
 from studio.state import get_state, list_projects, projects_dir
-from studio.widgets import EMBEDDED_WARNING, PAGE_TREE, md, show_notices
+from studio.widgets import EMBEDDED_WARNING, PAGE_TREE, form_error, md, show_notices
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.llm.settings import BackendSettings, is_loopback, merge_settings
 
@@ -210,7 +210,7 @@ with new_tab:
                 raise TreeSynthError("fix the backend settings first")
             state.adopt(projects.create_project(name, task, style, new_settings))
         except TreeSynthError as exc:
-            st.error(md(str(exc)), icon=":material/error:")
+            form_error(str(exc))
         else:
             opened(state.project_name)
 

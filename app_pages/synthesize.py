@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from studio import synth_panel
+from studio import batch_panel, synth_panel
 from studio.state import get_state
 from studio.widgets import (
     PAGE_EXPORT,
@@ -58,11 +58,12 @@ def body() -> None:
                 "Pick the leaves (or the node) to make samples for: the estimate follows.", icon=":material/ads_click:"
             )
         else:
-            synth_panel.show_estimate(plan, project, settings)
+            synth_panel.show_estimate(plan, project, settings, responses=choice.responses)
 
     last = jobs.latest_job(project, "synth")
     if live is not None and live.kind == "synth":
-        job_progress(project, live, key="synth.job")
+        left = synth_panel.run_time(plan, project, settings, responses=choice.responses)  # the calls still to make
+        job_progress(project, live, key="synth.job", left=left)
         leaves = [leaf.id for leaf in target_leaves(tree, live.params.get("leaf_ids") or ())]
         synth_panel.leaf_counts(
             project, tree, leaves, int(live.params.get("per_leaf") or 1), live.params.get("sampled_scale")
@@ -99,6 +100,9 @@ def body() -> None:
                     st.rerun()
         if last is not None and last.status == "done":
             st.page_link(PAGE_EXPORT, label="Export the dataset", icon=":material/download:")
+
+    ready = not choice.empty and plan.samples > 0
+    batch_panel.panel(state, project, choice.params(), ready=ready, running=live is not None)
 
     st.markdown("##### :material/dataset: Samples")
     synth_panel.browser(project, tree)

@@ -10,14 +10,14 @@ import streamlit as st
 
 from studio import actions as A
 from studio import graph as G
-from studio import grow_panel, node_editor, overview_panel
+from studio import grow_panel, node_editor, overview_panel, tabs
 from studio import growth_result as growth
 from studio import tree_panel as panel
 from studio.graph_component import tree_graph
-from studio.graph_style import plural
 from studio.state import get_state
 from studio.widgets import POLL_S, job_progress, md, require_project, show_notices
 from treesynth_core.jobs import background as jobs
+from treesynth_core.progress import plural
 
 #: The graph's (and the overview's) height beside the editor; full screen takes the window's.
 GRAPH_HEIGHT = 640
@@ -38,6 +38,7 @@ def body() -> None:
     tree = project.tree()
     state.valid_selection(tree)
     show_notices(state)
+    tabs.look(state, project, tree)
     panel.highlight_banner(state)
     panel.metrics(project, tree, panel.resolve_count_set(state, project.sample_sets()))
     panel.toolbar(project, tree, state)

@@ -41,8 +41,8 @@ def edit(
     for arg, key in (lines or {}).items():
         kwargs[arg] = [line.strip() for line in str(st.session_state.get(key) or "").splitlines() if line.strip()]
     try:
-        run_edit(project, name, **kwargs)
-    except TreeSynthError as exc:
+        run_edit(project, name, seen=state.seen_tree, **kwargs)
+    except TreeSynthError as exc:  # a ConflictError when another tab changed the node: the rerun shows it
         state.notify("error", str(exc))
         return
     for key in clear:

@@ -19,14 +19,13 @@ from typing import Any
 import streamlit as st
 
 from studio import data_panel, route_panel
-from studio.synth_panel import seconds_for
 from studio.widgets import md, model_name
 from treesynth_core.coverage import SCORES
 from treesynth_core.data.balance import shortfall_options
 from treesynth_core.data.routing import path_label, short_path, tree_digest
 from treesynth_core.generate.synth import plan_synthesis
 from treesynth_core.jobs import background as jobs
-from treesynth_core.llm.pricing import duration
+from treesynth_core.llm import timing
 from treesynth_core.llm.settings import BackendSettings
 from treesynth_core.store import Project
 from treesynth_core.tree.model import Tree
@@ -67,9 +66,10 @@ def shortfall_cost(
     options = shortfall_options(per_leaf, targets, responses=responses)
     kept = {row["leaf_id"]: row["kept"] for row in plan["leaves"]}
     calls = plan_synthesis(project.tree(), kept, options, model=model_name(settings), settings=settings).calls
+    took = timing.estimate_time(project, settings, timing.synth_purposes(responses), calls)
     return (
-        f"Synthesizing the {plan['to_synthesize']:,} missing samples takes about {calls:,} LLM calls, about "
-        f"{duration(seconds_for(calls, project, settings))} on {settings.describe()}."
+        f"Synthesizing the {plan['to_synthesize']:,} missing samples takes about {calls:,} LLM calls: "
+        f"{took.text()}, on {settings.describe()}."
     )
 
 

@@ -21,8 +21,9 @@ import streamlit as st
 from studio import concept_graph as CG
 from studio import data_panel, security, widgets
 from studio.concept_graph_component import concept_graph
+from studio.gaps_panel import ANSWER_LABELS, DRAW_CHOICES
 from studio.state import AppState
-from studio.synth_panel import compact, seconds_for
+from studio.synth_panel import compact, time_help
 from studio.widgets import md, model_name
 from treesynth_core.concepts.documents import (
     PYTHON_DOCS,
@@ -41,14 +42,19 @@ from treesynth_core.concepts.preview import WalkPreview, preview_walks
 from treesynth_core.concepts.questions import LEVELS, QuestionOptions, plan_questions
 from treesynth_core.concepts.store import CONCEPTS_KEY, add_documents, concepts_of, load_concepts, load_documents
 from treesynth_core.errors import TreeSynthError
+from treesynth_core.generate.gap_options import ANSWER_EXTRACTORS
 from treesynth_core.jobs import background as jobs
-from treesynth_core.llm.pricing import duration
+from treesynth_core.llm import timing
 from treesynth_core.store import Project
 from treesynth_core.store.samples import BASELINE_SET
 
 #: Job kinds this page starts, with what the progress bar says and what done/total counts.
-JOB_LABELS = {"concepts-extract": "Extracting concepts", "concepts-synth": "Generating questions"}
-JOB_UNITS = {"concepts-extract": "documents", "concepts-synth": "questions"}
+JOB_LABELS = {
+    "concepts-extract": "Extracting concepts",
+    "concepts-synth": "Generating questions",
+    "route": "Routing into the tree",
+}
+JOB_UNITS = {"concepts-extract": "documents", "concepts-synth": "questions", "route": "samples"}
 SOURCES = {
     "python": "Python's reference topics (ships with Python)",
     "folder": "A folder of .md/.txt/.html files on this machine",
@@ -92,8 +98,11 @@ def job_outcome(job: jobs.JobState | None) -> None:
         st.error(f"{label} failed: {md(job.error or job.message)}", icon=":material/error:")
 
 
-def spend_cards(spend: Spend, project: Project, state: AppState, what: tuple[str, int]) -> None:
-    """The estimate before a run: the work, calls, tokens, cost and time."""
+def spend_cards(
+    spend: Spend, project: Project, state: AppState, what: tuple[str, int], purposes: tuple[str, ...]
+) -> None:
+    """The estimate before a run: the work, calls, tokens, cost and the time its calls of
+    ``purposes`` take."""
     settings = state.settings()
     cols = st.columns(5)
     cols[0].metric(what[0], f"{what[1]:,}", border=True)
@@ -106,7 +115,9 @@ def spend_cards(spend: Spend, project: Project, state: AppState, what: tuple[str
     cols[2].metric("Tokens", compact(spend.prompt_tokens + spend.completion_tokens), border=True)
     usd = "unknown" if spend.cost_usd is None else f"${spend.cost_usd:.2f}"
     cols[3].metric("Cost (about)", "free" if settings.backend == "embedded" else usd, border=True)
-    cols[4].metric("Time (about)", duration(seconds_for(spend.calls, project, settings)), border=True)
+    took = timing.estimate_time(project, settings, purposes, spend.calls)
+    cols[4].metric("Time", took.span(), border=True, help=time_help(took))
+    st.caption(md(f"Time {took.text()}."))
 
 
 # -- documents and extraction ---------------------------------------------------------------------
@@ -171,7 +182,7 @@ def extraction(state: AppState, project: Project, docs: Sequence[Document], *, b
     )
     if not plan.todo:
         return
-    spend_cards(plan.spend, project, state, ("Documents to extract", plan.todo))
+    spend_cards(plan.spend, project, state, ("Documents to extract", plan.todo), timing.CONCEPT_PURPOSES)
     seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="concepts.extract_seed", help="Another asks anew.")
     if st.button("Extract concepts", key="concepts.extract", type="primary", icon=":material/hub:", disabled=busy):
         if widgets.start_job(state, "concepts-extract", {"seed": int(seed)}):
@@ -333,7 +344,8 @@ def generation(state: AppState, project: Project, *, busy: bool) -> None:
     level = int(c1.radio("Level", LEVELS, index=2, format_func=LEVEL_HELP.get, key="concepts.level"))
     n = int(c2.number_input("Questions (n)", 1, 100_000, QuestionOptions.n, key="concepts.n"))
     responses = c3.checkbox("Also answer them", key="concepts.responses", help="A second call per question.")
-    options = QuestionOptions(level=level, n=n, responses=responses)
+    draws, answer = verify_options(disabled=not responses)
+    options = QuestionOptions(level=level, n=n, responses=responses, verify=draws, answer=answer)
     settings = state.settings()
     try:
         plan = plan_questions(project, options, model=model_name(settings), settings=settings)
@@ -342,10 +354,13 @@ def generation(state: AppState, project: Project, *, busy: bool) -> None:
         return
     st.caption(md(f"Into the sample set {options.default_set()}; a rerun fills it up to n, served from the cache."))
     if plan.need:
-        spend_cards(plan.spend, project, state, ("Questions to make", plan.need))
+        purposes = timing.QUESTION_PURPOSES + (timing.RESPONSE_PURPOSES if responses else ())
+        spend_cards(plan.spend, project, state, ("Questions to make", plan.need), purposes)
     else:
         st.caption(md(f"{options.default_set()} already holds {n:,} questions: raise n to add more."))
-    params = {"level": level, "n": n, "responses": responses}
+    params: dict[str, object] = {"level": level, "n": n, "responses": responses}
+    if draws:
+        params |= {"verify": draws, "answer": answer}
     if st.button(
         "Generate questions",
         key="concepts.generate",
@@ -355,6 +370,30 @@ def generation(state: AppState, project: Project, *, busy: bool) -> None:
     ):
         if widgets.start_job(state, "concepts-synth", params):
             st.rerun()
+
+
+def verify_options(*, disabled: bool) -> tuple[int, str]:
+    """Majority-vote verification of the answers (as the Coverage page's gap filling): k draws per
+    question, kept only when most agree on the final answer; off without answers."""
+    c1, c2 = st.columns(2)
+    draws = c1.selectbox(
+        "Verify answers",
+        list(DRAW_CHOICES),
+        format_func=lambda k: "off" if k == 0 else f"{k} draws, majority vote",
+        key="concepts.verify",
+        disabled=disabled,
+        help="Answer each question k times and keep it only when most answers agree on the final answer "
+        '(numbers compared numerically); the kept answer is the majority\'s. Needs "Also answer them".',
+    )
+    answer = c2.selectbox(
+        "Final answer",
+        list(ANSWER_EXTRACTORS),
+        format_func=lambda a: ANSWER_LABELS[a],
+        key="concepts.answer",
+        disabled=disabled or not draws,
+        help="How the final answer is read from each draw.",
+    )
+    return (0, QuestionOptions.answer) if disabled else (int(draws or 0), str(answer))
 
 
 def sets_overview(project: Project) -> None:

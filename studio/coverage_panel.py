@@ -8,6 +8,7 @@ page hands to the core: it answers from the store and refuses to compute.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +21,11 @@ from treesynth_core.coverage import SCORES
 from treesynth_core.coverage.features.embeddings import ensure_features
 from treesynth_core.coverage.maps import MapPoint, figure, latest_map_points, map_bytes, map_cache_key, map_points
 from treesynth_core.errors import TreeSynthError
+from treesynth_core.generate.baseline import BaselineOptions
+from treesynth_core.generate.gap_options import GapOptions
 from treesynth_core.jobs import background as jobs
+from treesynth_core.llm import timing
+from treesynth_core.llm.settings import BackendSettings
 from treesynth_core.store import Project
 from treesynth_core.store.samples import BASELINE_SET, Sample
 
@@ -99,6 +104,19 @@ def gradient_settings_form(project: Project, *, disabled: bool) -> Any:
                 st.success(md(f"Saved: {chosen.describe()}"), icon=":material/check_circle:")
                 saved = chosen
     return saved
+
+
+def baseline_time(project: Project, settings: BackendSettings, missing: int) -> str:
+    """The calls and time of making ``missing`` flat-baseline samples (one line)."""
+    calls = math.ceil(max(0, missing) / BaselineOptions.per_call)
+    return timing.calls_text(calls, timing.estimate_time(project, settings, timing.SYNTH_PURPOSES, calls))
+
+
+def gaps_time(project: Project, settings: BackendSettings, rounds: int, per_round: int) -> str:
+    """The candidate calls and time of a gap filling (one line; responses and verification add more)."""
+    calls = GapOptions(rounds=rounds, per_round=per_round).candidate_calls()
+    took = timing.estimate_time(project, settings, timing.GAP_PURPOSES, calls)
+    return timing.calls_text(calls, took) + " Responses and verification add calls per candidate."
 
 
 def gradient_time(project: Project, settings: Any, candidates: int = 0) -> str:

@@ -56,7 +56,7 @@ MAP_LABELS = {
 ROUTER_NAMES = {"llm": "LLM", "embedding": "embedding"}
 ROUTER_LABELS = {
     "llm": "LLM: the paper's top-down classifier (temperature 0.3, 'none of these' allowed)",
-    "embedding": "Embedding: nearest value, described by its whole path (fast, no LLM)",
+    "embedding": "Embedding: the nearest leaf, described by its whole path (fast, no LLM)",
 }
 CELL_CHARS = 200  # preview cells are cut to this many characters
 
@@ -131,9 +131,11 @@ def job_progress(project: Project, job: jobs.JobState) -> None:
     )
 
 
-def job_outcome(job: jobs.JobState | None) -> None:
-    """How this page's latest job ended (nothing while it runs, or for other pages' jobs)."""
-    if job is None or job.active or not is_data_job(job):
+def job_outcome(job: jobs.JobState | None, *, imports: bool = False) -> None:
+    """How this page's latest job ended (nothing while it runs, or for other pages' jobs): imports
+    alone with ``imports`` (their outcome shows at the Import button, where the person looks), the
+    other kinds without."""
+    if job is None or job.active or not is_data_job(job) or (job.kind == "import") != imports:
         return
     label = JOB_LABELS[job.kind]
     if job.status == "done":
@@ -242,21 +244,26 @@ def initial_map(seen: Preview, example: ExampleDataset | None) -> ColumnMap:
     return seen.suggested
 
 
+#: The column pickers' "no column" option: a real option, never None (Streamlit shows a None value
+#: as its "Choose an option" placeholder after a rerun, so the picker would flip between the two).
+NO_COLUMN = "(none)"
+
+
 def mapping_widgets(seen: Preview, initial: ColumnMap, token: str, *, disabled: bool = False) -> ColumnMap:
     """One selectbox per mapping key, pre-filled with ``initial``; the mapping they describe."""
     chosen: dict[str, str | None] = {}
     cols = st.columns(len(MAP_KEYS))
-    options: list[str | None] = [None, *seen.columns]
+    options = [NO_COLUMN, *(c for c in seen.columns if c != NO_COLUMN)]
     for col, key in zip(cols, MAP_KEYS, strict=True):
         start = getattr(initial, key)
-        chosen[key] = col.selectbox(
+        picked = col.selectbox(
             MAP_LABELS[key],
             options,
             index=options.index(start) if start in options else 0,
-            format_func=lambda c: "(none)" if c is None else str(c),
             key=f"data.map.{key}.{token}",
             disabled=disabled,
         )
+        chosen[key] = None if picked == NO_COLUMN else picked
     return ColumnMap(**chosen)
 
 

@@ -13,7 +13,7 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
-from treesynth_core.progress import plural as plural  # the app counts with it too
+from treesynth_core.progress import plural
 from treesynth_core.tree import model as T
 
 #: Colours by status: (background, border, text). Chosen to read at demo distance on white.

@@ -7,16 +7,19 @@ graph only selects it for this panel.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from studio import actions as A
+from studio import concept_values_panel
 from studio import graph as G
-from studio.graph_style import plural
 from studio.grow_panel import node_grow_buttons
 from studio.state import AppState
 from studio.widgets import button_row, md
 from treesynth_core.jobs import background as jobs
+from treesynth_core.progress import plural
 from treesynth_core.store import Project
 from treesynth_core.tree import model as T
 
@@ -24,6 +27,19 @@ from treesynth_core.tree import model as T
 def wkey(name: str, node_id: str) -> str:
     """Widget key of a per-node input (a fresh input for each node)."""
     return f"edit.{name}.{node_id}"
+
+
+def refresh_inputs(tree: T.Tree, node_ids: Iterable[str]) -> None:
+    """Set the Value and Criterion inputs of these nodes (changed in another tab) to the nodes as
+    they are now: not the old text, nor a refused edit's. What a person typed in the other boxes
+    (a value to add, ...) stays."""
+    for node_id in node_ids:
+        node = tree.nodes.get(node_id)
+        if node is None:
+            continue
+        for name, now in (("value", node.value or ""), ("criterion", node.split_criterion or "")):
+            if wkey(name, node_id) in st.session_state:
+                st.session_state[wkey(name, node_id)] = now
 
 
 def _badges(tree: T.Tree, node: T.Node, samples: int) -> None:
@@ -62,6 +78,7 @@ def editor(project: Project, tree: T.Tree, state: AppState, live: jobs.JobState 
             _rename_tab(node)
         with values:
             _values_tab(tree, node)
+            concept_values_panel.section(project, tree, node)
         with criterion:
             _criterion_tab(tree, node)
         with details:
@@ -167,7 +184,8 @@ def _rename_tab(node: T.Node) -> None:
     if node.is_root:
         st.caption("The root stands for the whole task; rename its criterion on the Criterion tab.")
     else:
-        st.text_input("Value", value=node.value or "", key=wkey("value", nid), disabled=locked)
+        st.session_state.setdefault(wkey("value", nid), node.value or "")  # refresh_inputs may set it
+        st.text_input("Value", key=wkey("value", nid), disabled=locked)
         st.button(
             "Rename value",
             key="edit.rename",
@@ -241,9 +259,8 @@ def _criterion_tab(tree: T.Tree, node: T.Node) -> None:
     nid = node.id
     locked = node.locked
     if node.split_criterion:
-        st.text_input(
-            "Criterion that splits this node", value=node.split_criterion, key=wkey("criterion", nid), disabled=locked
-        )
+        st.session_state.setdefault(wkey("criterion", nid), node.split_criterion)  # refresh_inputs may set it
+        st.text_input("Criterion that splits this node", key=wkey("criterion", nid), disabled=locked)
         st.button(
             "Rename criterion",
             key="edit.rename_criterion",

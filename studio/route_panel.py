@@ -20,13 +20,14 @@ from studio.widgets import md
 from treesynth_core.data.routing import (
     ROUTERS,
     agreement,
-    crowded_leaves,
     current_routes,
     path_label,
     short_path,
     summary,
     tree_digest,
 )
+from treesynth_core.llm import timing
+from treesynth_core.llm.settings import BackendSettings
 from treesynth_core.store import Project
 from treesynth_core.store.samples import UNROUTED
 
@@ -59,8 +60,15 @@ def _route_view(
         }
         for leaf in tree.leaves()
     ]
-    report["crowded"] = [{"path": path_label(tree, leaf), "count": n} for leaf, n in crowded_leaves(report["per_leaf"])]
     return report
+
+
+def llm_route_time(project: Project, settings: BackendSettings, samples: int) -> str:
+    """The LLM calls and time of routing ``samples`` samples: one call a level at most (a sample
+    that fits no value stops early; cached replies are free)."""
+    calls = samples * max(1, project.tree().levels())
+    took = timing.estimate_time(project, settings, timing.ROUTE_PURPOSES, calls)
+    return timing.calls_text(calls, took, at_most=True)
 
 
 def route_view(project: Project, sample_set: str) -> dict[str, Any] | None:

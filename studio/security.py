@@ -13,8 +13,8 @@ import os
 import streamlit as st
 
 from studio.state import AppState
-from treesynth_core.data.export import escape_markdown as md
 from treesynth_core.llm.settings import BackendSettings, Endpoint, settings_from_env
+from treesynth_core.text import escape_markdown as md
 
 READ_ONLY_ENV = "TREESYNTH_READ_ONLY"
 #: What a person who can reach the app can do with this machine, unless the app runs read-only.

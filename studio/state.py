@@ -79,6 +79,9 @@ class AppState:
     url_checked: bool = False
     trusted_endpoints: frozenset[str] = frozenset()  # project-named endpoints confirmed in this session
     owner: str = field(default_factory=new_session_owner)  # whose edits this session's are (undo acts on them)
+    seen_tree: Tree | None = None  # the tree the Tree page showed last: its edits carry it (see studio.tabs)
+    seen_head: int | None = None  # the edit log's head when the Tree page looked last
+    jobs_started: frozenset[str] = frozenset()  # ids of the jobs this session started (others' are refused)
     _project: Project | None = field(default=None, repr=False)
 
     # -- the project ------------------------------------------------------------------------------
@@ -130,6 +133,7 @@ class AppState:
         self._project, self.project_path, self.selected, self.last_export = None, None, None, None
         self.last_report = None
         self.highlight = frozenset()
+        self.seen_tree, self.seen_head = None, None
 
     @property
     def project_name(self) -> str:

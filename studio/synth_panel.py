@@ -10,7 +10,7 @@ import streamlit as st
 
 from studio import graph as G
 from studio import security
-from studio.widgets import md, model_name, plural
+from studio.widgets import md, model_name
 from treesynth_core.generate.synth import (
     PER_CALL,
     SAMPLED_SCALE,
@@ -20,8 +20,9 @@ from treesynth_core.generate.synth import (
     plan_synthesis,
     sampled_steps,
 )
-from treesynth_core.llm.pricing import duration
+from treesynth_core.llm import timing
 from treesynth_core.llm.settings import BackendSettings
+from treesynth_core.progress import plural
 from treesynth_core.store import Project
 from treesynth_core.store.samples import Sample
 from treesynth_core.store.trash import Deletion
@@ -32,9 +33,6 @@ PER_LEAF, PER_CALL_KEY, KIND, SEED = "synth.per_leaf", "synth.per_call", "synth.
 SCALE = "synth.sampled_scale"
 SCOPES = {"all": "All approved leaves", "subtree": "Leaves under one node", "picked": "Leaves I pick"}
 KINDS = {"instruction": "Instructions only", "pair": "Instruction + response"}
-
-#: Seconds per call assumed when the project has no timing yet (embedded runs on this CPU).
-DEFAULT_CALL_S = {"embedded": 6.0, "openai": 3.0}
 
 
 @dataclass(frozen=True)
@@ -150,29 +148,6 @@ def form_values(tree: T.Tree, params: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-#: Commands whose calls write samples: their latency predicts a synthesis better than routing's
-#: one-word replies do.
-WRITING_COMMANDS = ("synth", "balance", "baseline", "fill-gaps")
-
-
-def seconds_per_call(project: Project, settings: BackendSettings) -> float:
-    """Average latency of this project's real (uncached) calls that wrote samples, else of all its
-    calls, else a default for the backend."""
-    stats = project.stats()
-    writing = [stats.by_command[c] for c in WRITING_COMMANDS if c in stats.by_command]
-    calls, latency = sum(w.calls for w in writing), sum(w.latency_s for w in writing)
-    if not calls:
-        calls, latency = stats.calls, stats.latency_s
-    return max(0.05, latency / calls) if calls else DEFAULT_CALL_S[settings.backend]
-
-
-def seconds_for(calls: int, project: Project, settings: BackendSettings) -> float:
-    """About how long ``calls`` LLM calls take: one at a time on the embedded model, up to 8 at once
-    at an endpoint."""
-    parallel = 1 if settings.backend == "embedded" else max(1, min(settings.concurrency, 8))
-    return calls * seconds_per_call(project, settings) / parallel
-
-
 def estimate(project: Project, tree: T.Tree, choice: Choice, settings: BackendSettings) -> SynthPlan:
     options = SynthOptions(
         per_leaf=choice.per_leaf,
@@ -184,8 +159,13 @@ def estimate(project: Project, tree: T.Tree, choice: Choice, settings: BackendSe
     return plan_synthesis(tree, project.sample_counts(), options, model=model_name(settings), settings=settings)
 
 
-def show_estimate(plan: SynthPlan, project: Project, settings: BackendSettings) -> None:
-    seconds = seconds_for(plan.calls, project, settings)
+def run_time(plan: SynthPlan, project: Project, settings: BackendSettings, *, responses: bool) -> timing.TimeRange:
+    """How long the plan's calls take, from this project's call log (see :mod:`treesynth_core.llm.timing`)."""
+    return timing.estimate_time(project, settings, timing.synth_purposes(responses), plan.calls)
+
+
+def show_estimate(plan: SynthPlan, project: Project, settings: BackendSettings, *, responses: bool) -> None:
+    took = run_time(plan, project, settings, responses=responses)
     cols = [*st.columns(3), *st.columns(3)]  # two rows: six cards in one row cut their values off below ~1500 px
     cols[0].metric("Leaves", len(plan.leaves), border=True)
     cols[1].metric("Samples to make", plan.samples, border=True)
@@ -203,11 +183,21 @@ def show_estimate(plan: SynthPlan, project: Project, settings: BackendSettings) 
         else ("From the model's price per million tokens (set `prices` in the settings for other models).")
     )
     cols[4].metric("Cost (about)", cost, border=True, help=cost_help)
-    cols[5].metric("Time (about)", duration(seconds), border=True, help="From this project's average call time.")
+    cols[5].metric("Time", took.span(), border=True, help=time_help(took))
     note = plan.scaling_note()
     st.caption(
-        f"On {md(plan.model)}. Leaves that already have enough samples are skipped; cached replies are free."
-        + (f" {md(note[:1].upper() + note[1:])}." if note else "")
+        f"On {md(plan.model)}. Time {md(took.text())}. Leaves that already have enough samples are skipped; "
+        "cached replies are free." + (f" {md(note[:1].upper() + note[1:])}." if note else "")
+    )
+
+
+def time_help(took: timing.TimeRange) -> str:
+    """The help of a time card: what the range rests on."""
+    if took.guess:
+        return "No calls yet: a guess for this backend. Later estimates use this project's own call times."
+    return (
+        f"The middle half of this project's recent call times ({took.basis}), "
+        "times the calls, over the calls that run at once."
     )
 
 

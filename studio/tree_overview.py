@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.graph import subtree_counts, subtree_sizes
-from studio.graph_style import STATUS_COLORS, path_text, plural, shorten, status_of
+from studio.graph_style import STATUS_COLORS, path_text, shorten, status_of
+from treesynth_core.progress import plural
 from treesynth_core.tree import model as T
 
 #: Longest label drawn in a box (the full path is in the hover text).

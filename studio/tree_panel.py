@@ -11,10 +11,10 @@ import streamlit as st
 
 from studio import actions as A
 from studio import graph as G
-from studio.graph_style import plural
 from studio.node_editor import wkey as wkey  # re-exported: tests build per-node widget keys with it
 from studio.state import AppState
 from studio.widgets import md
+from treesynth_core.progress import plural
 from treesynth_core.store import Project, UndoState
 from treesynth_core.tree import model as T
 
@@ -118,19 +118,25 @@ def toolbar(project: Project, tree: T.Tree, state: AppState) -> None:
 
 
 def undo_summary(state: UndoState, *, all_owners: bool) -> str:
-    """What Undo and Redo will act on: this session's edits (how many), and whether other sessions
-    edited the project since this session's latest edit."""
+    """What Undo and Redo will act on: this session's latest edit and how many it has, and the
+    edits other sessions made since, which an undo of its own keeps."""
+    other = state.latest_other
     if all_owners:
         text = "Undo and redo act on the latest edit of anyone."
+        if state.others_since and other is not None:
+            latest = f"latest: {other.kind} by {other.owner}, edit {other.id}"
+            text += f" Others made {plural(state.others_since, 'edit')} since yours ({latest})."
+        return text
+    if state.undoable and state.latest_mine:
+        text = f"Undo undoes your last edit ({state.latest_mine})"
     else:
-        text = f"Undo acts on this session's edits: {state.undoable} to undo, {state.redoable} to redo."
-    other = state.latest_other
+        text = "You have no edit to undo"
     if state.others_since and other is not None:
         text += (
-            f" Others made {plural(state.others_since, 'edit')} since"
-            f" (latest: {other.kind} by {other.owner}, edit {other.id})."
+            f"; another tab or person made {plural(state.others_since, 'edit')} since, which it keeps"
+            f" (latest: {other.kind} by {other.owner}, edit {other.id})"
         )
-    return text
+    return f"{text}. Yours: {state.undoable} to undo, {state.redoable} to redo."
 
 
 def resolve_count_set(state: AppState, sets: dict[str, int]) -> str:

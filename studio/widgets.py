@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import time
+from datetime import datetime
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from studio import security
-from studio.state import AppState
-from treesynth_core.data.export import escape_markdown
+from studio.state import AppState, get_state
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.jobs import background as jobs
-from treesynth_core.jobs.lease import refusal
+from treesynth_core.jobs.lease import ago, refusal
 from treesynth_core.llm.settings import BackendSettings
+from treesynth_core.llm.timing import TimeRange, logged_model, time_left
+from treesynth_core.progress import plural
 from treesynth_core.store import Project
-from treesynth_core.store.runs import HOST
+from treesynth_core.store.runs import HOST, RunCounts
+from treesynth_core.text import escape_markdown
 
 PAGE_PROJECT = "app_pages/project.py"
 PAGE_TREE = "app_pages/tree.py"
@@ -38,13 +41,16 @@ EMBEDDED_WARNING = (
 
 def md(text: str) -> str:
     """Escape text (values, criteria, samples, paths, LLM replies, server errors) for Streamlit markdown,
-    so it shows literally: see :func:`~treesynth_core.data.export.escape_markdown`."""
+    so it shows literally: see :func:`~treesynth_core.text.escape_markdown`."""
     return escape_markdown(text)
 
 
-def plural(n: int, word: str) -> str:
-    """``1 sample``, ``2 samples``."""
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
+def form_error(text: str) -> None:
+    """Why a form's button did nothing: an error right where it is drawn (call it just under the
+    button), and the same as a toast, which is in view even when the button sits at the bottom of
+    the window. ``text`` shows literally."""
+    st.error(md(text), icon=":material/error:")
+    st.toast(md(text), icon=":material/error:")
 
 
 def show_notices(state: AppState) -> None:
@@ -77,32 +83,59 @@ def require_project(state: AppState) -> Project:
 
 def model_name(settings: BackendSettings) -> str:
     """The model name samples and estimates are recorded under (as the CLI names it)."""
-    if settings.backend == "embedded":
-        return Path(settings.gguf_path).stem if settings.gguf_path else "SmolLM2-135M-Instruct.Q4_1"
-    return settings.model or "unknown model"
+    return logged_model(settings)
 
 
-def job_status_line(job: jobs.JobState) -> str:
+def job_status_line(job: jobs.JobState, *, message: bool = True) -> str:
+    """``3 of 24 leaves filled — 37 samples`` (the job's message only with ``message``)."""
     done = f"{job.done} of {job.total}" if job.total else f"{job.done}"
     what = "nodes expanded" if job.kind == "grow" else "leaves filled"
-    return f"{done} {what}" + (f" \u2014 {job.message}" if job.message else "")
+    return f"{done} {what}" + (f" \u2014 {job.message}" if job.message and message else "")
+
+
+def run_counts_line(counts: RunCounts | None) -> str:
+    """What a job's run has done so far, from its first call: ``12 calls, 37 samples`` (``waiting
+    for the first reply`` before it; "" for a job without a run of LLM calls)."""
+    if counts is None:
+        return ""
+    if not counts.calls:  # the embedded model may take a minute to load and answer first
+        return "waiting for the first reply"
+    return plural(counts.calls, "call") + (f", {plural(counts.samples, 'sample')}" if counts.samples else "")
 
 
 def job_progress(
-    project: Project, job: jobs.JobState, *, key: str, label: str | None = None, status: str | None = None
+    project: Project,
+    job: jobs.JobState,
+    *,
+    key: str,
+    label: str | None = None,
+    status: str | None = None,
+    left: TimeRange | None = None,
 ) -> None:
-    """A running job: progress bar, what it is doing (``label``, ``status``: defaults for growth and
-    synthesis), and a Stop button keyed ``{key}.stop``."""
+    """A running job: progress bar, what it is doing (``label``; the calls and samples of its run so
+    far, then ``status``: defaults for growth and synthesis; then the time ``left``), and a Stop
+    button keyed ``{key}.stop``."""
     label = label or ("Growing the tree" if job.kind == "grow" else "Synthesizing samples")
-    status = job_status_line(job) if status is None else status
+    made = jobs.run_counts(project, job)
+    counts = run_counts_line(made)
+    if left is None and made is not None and job.total:  # from the run's own pace: calls per unit done
+        left = time_left(project, project.settings(), job.kind, calls=made.calls, done=job.done, total=job.total)
+    if status is None:  # synthesis's message counts its samples: the run's counts say it already
+        status = job_status_line(job, message=not (counts and job.kind == "synth"))
+    span = left.span() if left is not None and left.high_s > 0 else ""
+    remaining = (span if span.startswith("about") else f"about {span}") + " left" if span else ""
+    counts = "" if " call" in status else counts  # unless the job counts its calls itself
+    status = " \u00b7 ".join(part for part in (counts, status, remaining) if part)
     if held_elsewhere(job):  # the CLI or another app holds the project's run lease: nothing starts here
         st.info(md(refusal(job).replace(" (--wait)", "") + "."), icon=":material/lock_clock:")
+    elif job.id not in get_state().jobs_started:  # another tab of this app started it
+        st.info(md(other_tab_refusal(job)), icon=":material/lock_clock:")
     with st.container(border=True):
-        left, right = st.columns([5, 1], vertical_alignment="center")
-        with left:
+        bar, stop = st.columns([5, 1], vertical_alignment="center")
+        with bar:
             text = f"**{label}**" + (f" \u2014 {md(status)}" if status else "")
             st.progress(job.fraction if job.fraction is not None else 0.0, text=text)
-        with right:
+        with stop:
             if job.cancel_requested:
                 st.button("Stopping\u2026", key=f"{key}.stopping", disabled=True, width="stretch")
             elif st.button("Stop", key=f"{key}.stop", icon=":material/stop_circle:", width="stretch"):
@@ -113,6 +146,21 @@ def job_progress(
 def held_elsewhere(job: jobs.JobState) -> bool:
     """Whether a job runs in another process (a ``treesynth`` command, another app)."""
     return job.pid != os.getpid() or job.host != HOST
+
+
+#: A job's kind as a refusal names it.
+JOB_WORDS = {"grow": "growth", "synth": "synthesis", "baseline": "baseline run", "fill-gaps": "gap filling"}
+
+
+def other_tab_refusal(job: jobs.JobState, now: float | None = None) -> str:
+    """``A growth started in another tab is running (started 12 s ago); Stop it there or wait.``"""
+    what = JOB_WORDS.get(job.kind, f"{job.kind} job")
+    try:
+        started = datetime.fromisoformat(job.started).timestamp()
+        since = f" (started {ago((time.time() if now is None else now) - started)} ago)"
+    except ValueError:
+        since = ""
+    return f"A {what} started in another tab is running{since}; Stop it there or wait."
 
 
 def job_outcome(job: jobs.JobState | None) -> None:
@@ -149,6 +197,10 @@ def start_job(state: AppState, kind: jobs.Kind, params: dict) -> jobs.JobState |
     if problem is not None:
         state.notify("error", problem)
         return None
+    running = jobs.active_job(project)
+    if running is not None and not held_elsewhere(running) and running.id not in state.jobs_started:
+        state.notify("warning", other_tab_refusal(running))  # another tab of this app started it
+        return None
     try:
         job = jobs.start_job(project.path, kind, params, settings=state.settings(), owner=state.owner)
     except (TreeSynthError, ValueError) as exc:
@@ -157,6 +209,8 @@ def start_job(state: AppState, kind: jobs.Kind, params: dict) -> jobs.JobState |
     if job.kind != kind or held_elsewhere(job):  # another run holds the project's run lease
         state.notify("warning", refusal(job).replace(" (--wait)", "") + ".")
         return None
+    if running is None or running.id == job.id:
+        state.jobs_started |= {job.id}
     return job
 
 

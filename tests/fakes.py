@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 from collections import defaultdict, deque
 from collections.abc import Iterable
 
@@ -186,3 +187,16 @@ class HashEmbedder(E.TextEmbedder):
             if progress:
                 progress(i + 1, len(texts), "embedding")
         return E._unit_rows(out)
+
+
+class GatedLLM(ScriptedLLM):
+    """The scripted LLM, answering only once ``gate`` is set: a job that runs until the test lets it end."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__()
+        self.gate = gate
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        while not self.gate.is_set():
+            await asyncio.sleep(0.02)
+        return await super().complete(request)

@@ -6,9 +6,13 @@ a button, waits for it with ``jobs.wait_job`` and reruns the page to see the res
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import os
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +24,7 @@ from studio.widgets import PAGE_PROJECT as PROJECT
 from studio.widgets import PAGE_SYNTH as SYNTH
 from studio.widgets import PAGE_TREE as TREE
 from tests.apptest import create_project, new_app, open_example, run, start_and_wait, synthesize, texts, wait_for_job
-from tests.fakes import ScriptedLLM
+from tests.fakes import GatedLLM, ScriptedLLM
 from treesynth_core.generate.synth import PER_CALL
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
@@ -50,6 +54,18 @@ def test_first_page_offers_examples_and_a_new_project_and_warns_about_the_embedd
     keys = {b.key for b in at.button}
     assert {"example.gsm8k_math", "example.python_coding", "example.customer_support", "new.create"} <= keys
     assert any("tiny" in w.value for w in at.warning)
+
+
+def test_a_duplicate_name_error_shows_right_under_the_create_button(projects):
+    """Issue 13 item 8: not below the fold, away from the button; a toast says it too."""
+    at = create_project(new_app())
+    at.switch_page(PROJECT)
+    at = create_project(run(at))
+    assert [t.value for t in at.title] == ["Project"]  # nothing opened
+    order = [(type(e).__name__, str(getattr(e, "key", None) or getattr(e, "value", ""))) for e in at.main]
+    button = order.index(("Button", "new.create"))
+    assert order[button + 1][0] == "Error" and "already holds" in order[button + 1][1]
+    assert any("already holds" in t.value for t in at.toast)
 
 
 def test_create_project_opens_the_tree_page(projects):
@@ -123,7 +139,7 @@ def test_open_example_and_reopen_it_from_the_url(projects):
     assert at.query_params["project"] in ("example-gsm8k_math", ["example-gsm8k_math"])
     # A browser reload is a new session: the project comes back from the URL.
     again = new_app(project="example-gsm8k_math")
-    assert "example\\-gsm8k\\_math" in texts(again)
+    assert "example-gsm8k\\_math" in texts(again)
     # Opening the example again keeps the person's edits.
     assert open_example(new_app()).title[0].value == "Tree"
 
@@ -296,7 +312,8 @@ def test_levels_shown_and_search_focus(projects):
 
 def test_a_running_job_is_not_started_twice(projects):
     folder = projects / "demo"
-    jobs.set_llm_factory(lambda settings: ScriptedLLM(delay=0.2))
+    gate = threading.Event()  # the job runs until the test lets it end, however slow the machine
+    jobs.set_llm_factory(lambda settings: GatedLLM(gate))
     at = create_project(new_app())
     at.toggle(key="grow.auto").set_value(True)
     at.number_input(key="grow.depth").set_value(2)
@@ -311,6 +328,7 @@ def test_a_running_job_is_not_started_twice(projects):
     with Project.open(folder) as project:
         assert len(project.jobs()) == 1
     at.button(key="tree.job.stop").click()
+    gate.set()
     run(at)
     assert wait_for_job(folder).status in ("cancelled", "done")
 
@@ -389,21 +407,66 @@ def test_a_leaf_left_short_is_reported_and_another_seed_tops_it_up(projects):
         assert project.sample_counts() == {leaf: 2}
 
 
-def test_time_estimates_use_the_latency_of_calls_that_wrote_samples():
-    from types import SimpleNamespace
-
-    from studio.synth_panel import DEFAULT_CALL_S, seconds_per_call
+def test_synthesize_estimate_is_a_range_from_the_projects_own_calls(projects):
+    """Issue 13 item 4: a range and what it rests on; a guess until the project has calls."""
+    from studio.widgets import md
+    from treesynth_core.llm.recording import CallRecord
     from treesynth_core.llm.settings import BackendSettings
+    from treesynth_core.llm.timing import logged_model
 
-    def project(by_command):
-        calls, latency = sum(c.calls for c in by_command.values()), sum(c.latency_s for c in by_command.values())
-        return SimpleNamespace(stats=lambda: SimpleNamespace(calls=calls, latency_s=latency, by_command=by_command))
+    folder = projects / "example-gsm8k_math"
+    at = open_example(new_app())
+    at.switch_page(SYNTH)
+    run(at)
+    time = next(m for m in at.metric if m.label == "Time")
+    assert "\u2013" in time.value and "a guess" in time.proto.help
+    assert md(f"{time.value}, no calls yet: a guess") in texts(at)  # in view, not only in the help
+    with Project.open(folder) as project:
+        for seconds in (2.0, 3.0, 4.0, 5.0, 6.0, 30.0):
+            record = CallRecord(backend="embedded", model=logged_model(BackendSettings()), purpose="synth")
+            project.log_call(dataclasses.replace(record, latency_s=seconds))
+    run(at)
+    time = next(m for m in at.metric if m.label == "Time")
+    assert "\u2013" in time.value and "from 6 earlier synth calls" in time.proto.help
 
-    embedded = BackendSettings()
-    route, synth = SimpleNamespace(calls=100, latency_s=100.0), SimpleNamespace(calls=10, latency_s=80.0)
-    assert seconds_per_call(project({"route": route, "synth": synth}), embedded) == 8.0  # not (100 + 80) / 110
-    assert seconds_per_call(project({"route": route}), embedded) == 1.0
-    assert seconds_per_call(project({}), embedded) == DEFAULT_CALL_S["embedded"]
+
+class FirstCallsLLM(ScriptedLLM):
+    """The scripted LLM answering its first ``free`` calls at once and the rest once ``gate`` is set."""
+
+    def __init__(self, gate: threading.Event, free: int = 1) -> None:
+        super().__init__()
+        self.gate, self.free = gate, free
+
+    async def complete(self, request):
+        self.free -= 1
+        while self.free < 0 and not self.gate.is_set():
+            await asyncio.sleep(0.02)
+        return await super().complete(request)
+
+
+def test_synthesis_progress_counts_calls_and_samples_from_the_first_call(projects):
+    """Issue 13 item 4: not "0 leaves filled" for a minute."""
+    folder = projects / "example-gsm8k_math"
+    gate = threading.Event()
+    jobs.set_llm_factory(lambda settings: FirstCallsLLM(gate))
+    at = open_example(new_app())
+    at.switch_page(SYNTH)
+    run(at)
+    at.number_input(key="synth.per_leaf").set_value(2)
+    at.button(key="synth.start").click()
+    run(at)
+    try:
+        with Project.open(folder) as project:
+            deadline = time.monotonic() + 30
+            while not project.sample_counts() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        run(at)
+        bar = next(p.proto.text for p in at.get("progress") if "Synthesizing" in p.proto.text)
+        assert "1 call, 2 samples" in bar and "of 56 leaves filled" in bar and "min left" in bar
+        assert bar.count("2 samples") == 1  # the job's own "2 samples" message is not repeated
+    finally:
+        gate.set()
+        assert wait_for_job(folder).status == "done"
 
 
 def test_metric_counts_are_compact():
@@ -498,7 +561,7 @@ def test_export_writes_data_tree_and_card_with_downloads(projects, fmt):
         assert len(load_from_disk(str(exports / "demo-dataset"))) == len(rows_of(folder))
         assert (exports / "demo-dataset" / "README.md").is_file()
     card = next(exports.rglob("*README.md")).read_text()
-    assert "Grade\\-school math word problems" in card and "fake\\-model" in card  # escaped markdown
+    assert "Grade-school math word problems" in card and "fake-model" in card  # escaped markdown
 
 
 def rows_of(folder: Path):
@@ -526,7 +589,7 @@ def test_a_tree_of_thousands_of_nodes_stays_responsive(projects):
     assert "2,380 nodes" in texts(at)
     deep = "r.12.12.12"
     at = select(at, deep)
-    assert "v3\\-12" in texts(at)
+    assert "v3-12" in texts(at)
     assert len(at.selectbox(key="tree.search").options) == 2380
 
 

@@ -120,6 +120,7 @@ def test_features_scores_map_baseline_and_gaps(fakes):
     at = show(at, "baseline")
     assert "No flat baseline yet" in texts(at)
     assert "treesynth baseline" not in texts(at)  # no command-line hint beside the button that does it
+    assert "About 12 LLM calls" in texts(at) and "a guess" in texts(at)  # 112 samples, 10 a call; fake calls only
     at = show(at, "map")
     leaf = at.selectbox(key="coverage.leaf").options[1]
     at.selectbox(key="coverage.leaf").set_value(at.selectbox(key="coverage.leaf").options[1])
@@ -178,7 +179,8 @@ def test_features_scores_map_baseline_and_gaps(fakes):
         before = len(project.samples())
     at = show(at, "gaps")
     at.number_input(key="coverage.per_round").set_value(20)
-    at, job = click_and_wait(run(at), "coverage.fill", folder)
+    assert "About 4 LLM calls" in texts(run(at))  # 20 candidates, 5 a call, one round
+    at, job = click_and_wait(at, "coverage.fill", folder)
     assert job.kind == "fill-gaps" and "candidates kept" in job.message
     with Project.open(folder) as project:
         assert len(project.samples()) > before, job.message  # some were kept...

@@ -78,12 +78,12 @@ def test_example_button_previews_humaneval_with_its_mapping(data):
     at.button(key="data.example").click()
     at = run(at)
     assert at.text_input(key="data.path").value == "example:humaneval"
-    assert "HumanEval\\.jsonl\\.gz\\: jsonl" in texts(at) and "MIT" in texts(at)
+    assert "HumanEval.jsonl.gz: jsonl" in texts(at) and "MIT" in texts(at)
     preview = table(at, "prompt", "canonical_solution")
     assert len(preview) == 5 and {"prompt", "canonical_solution"} <= set(preview.columns)
     assert selectbox(at, "Instruction column").value == "prompt"
     assert selectbox(at, "Output column (the response)").value == "canonical_solution"
-    assert selectbox(at, "Messages column (chat rows)").value is None
+    assert selectbox(at, "Messages column (chat rows)").value == "(none)"  # an option, never the placeholder
     assert not at.button(key="data.import").disabled
 
 
@@ -96,6 +96,13 @@ def test_import_job_adds_the_example_set(data):
     assert sets_of(data) == {"imported": 164}
     shown = table(at, "sample set", "samples")
     assert dict(zip(shown["sample set"], shown["samples"], strict=True)) == {"imported": 164}
+    # issue 13 item 8: the success shows at the Import button, before the form's warning (the name is taken now)
+    order = [(type(e).__name__, str(getattr(e, "key", None) or getattr(e, "value", ""))) for e in at.main]
+    button = order.index(("Button", "data.import"))
+    messages = [(kind, text) for kind, text in order[button:] if kind == "Success" or ":orange[" in text]
+    assert messages[0][0] == "Success" and "imported 164 rows" in messages[0][1]
+    assert len(messages) > 1 and "imported" in messages[1][1]
+    assert [kind for kind, _ in order[:button]].count("Success") == 0  # not out of view at the top
 
 
 def test_route_rebalance_and_score(data):
@@ -109,7 +116,11 @@ def test_route_rebalance_and_score(data):
     # route with the embedding router, agreement against the LLM router on 10 samples
     at.radio(key="data.route.router").set_value("embedding")
     at.number_input(key="data.route.agreement").set_value(10)
-    at, job = click_and_wait(run(at), "data.route.run", data)
+    at = run(at)
+    with Project.open(data) as project:
+        levels = project.tree().levels()
+    assert f"Up to {10 * levels} LLM calls" in texts(at)  # the agreement's 10 samples, one call a level at most
+    at, job = click_and_wait(at, "data.route.run", data)
     assert job.kind == "route" and "routed 164 of 164" in job.message
     seen = metrics(at)
     assert seen["Routed"] == "164" and seen["Not routed"] == "0"

@@ -23,7 +23,7 @@ def routed_like_the_issue(folder) -> str:
         tree = project.tree()
         ruby = next(leaf for leaf in tree.leaves() if leaf.value == "Ruby")
         pytest_leaf = next(leaf for leaf in tree.leaves() if leaf.value == "pytest")
-        digest = R.tree_digest(tree)
+        digest = R.route_digest(tree, "embedding")
         ids = [s.id for s in project.samples(sample_set="imported")]
 
         def to(leaf_id: str | None, sample_id: int) -> Route:

@@ -4,7 +4,6 @@ can be undone, and a project folder deleted under the app is said, never a silen
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import threading
 from pathlib import Path
@@ -15,9 +14,8 @@ from studio.tree_panel import wkey
 from studio.widgets import PAGE_SYNTH as SYNTH
 from studio.widgets import md
 from tests.apptest import new_app, open_example, run, synthesize, wait_for_job
-from tests.fakes import ScriptedLLM
+from tests.fakes import GatedLLM
 from treesynth_core.jobs import background as jobs
-from treesynth_core.llm.base import ChatRequest, ChatResult
 from treesynth_core.store import Project
 
 
@@ -103,19 +101,6 @@ def test_instruction_only_samples_have_no_response_column(projects: Path) -> Non
     table = at.dataframe[-1]
     assert list(table.value.columns) == ["id", "instruction", "response"]  # the data; the view hides it
     assert table.proto.column_order == ["id", "instruction"]
-
-
-class GatedLLM(ScriptedLLM):
-    """The scripted LLM, answering only once ``gate`` is set: a job that runs until the test lets it end."""
-
-    def __init__(self, gate: threading.Event) -> None:
-        super().__init__()
-        self.gate = gate
-
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        while not self.gate.is_set():
-            await asyncio.sleep(0.02)
-        return await super().complete(request)
 
 
 def test_a_reload_during_synthesis_shows_the_running_jobs_form(projects: Path) -> None:

@@ -178,9 +178,12 @@ def test_budget_cap_refuses_before_start(tmp_path, fake):
     estimate = json.loads(invoke("synth", proj, "--per-leaf", "10", "--estimate", "--json").stdout)
     assert estimate["calls"] >= 2 and estimate["cost_usd"] == 0
     assert estimate["calls_max"] > estimate["calls"]
+    # the fake's calls are not the embedded model's: a guess, as a range
+    assert estimate["time"]["basis"] == "no calls yet: a guess"
+    assert 0 < estimate["time"]["low_s"] < estimate["time"]["high_s"]
     text = invoke("synth", proj, "--per-leaf", "10", "--estimate").stdout
     line = next(x for x in text.splitlines() if x.startswith("Estimate:"))  # one line, not wrapped at 80
-    assert len(line) > 80 and "calls (at most" in line and "tokens" in line
+    assert len(line) > 80 and "calls (at most" in line and "tokens" in line and "no calls yet: a guess" in line
 
 
 def test_settings_never_store_a_key(tmp_path, monkeypatch):

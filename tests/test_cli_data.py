@@ -93,7 +93,7 @@ def test_import_route_balance_export_end_to_end(proj, tmp_path, fakes):
     assert "original" in {r["provenance"] for r in rows}
     card = out_file.with_name("even.README.md").read_text()
     assert " original" in card  # the card counts provenance
-    assert "rebalanced dataset" in card and "| Imported from | HumanEval\\.jsonl\\.gz \\(" in card
+    assert "rebalanced dataset" in card and "| Imported from | HumanEval.jsonl.gz \\(" in card
 
     raw = tmp_path / "raw.jsonl"
     invoke("export", proj, "--set", "humaneval", "--format", "jsonl", "--out", raw)

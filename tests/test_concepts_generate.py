@@ -205,6 +205,7 @@ def test_cli_end_to_end_on_the_python_docs(tmp_path, fake, monkeypatch):
         invoke("concepts", proj, "extract", "--docs", "example:python-docs", "--estimate", "--json", *OPENAI).stdout
     )
     assert estimate["documents"] > 79 and estimate["todo"] == estimate["calls"] == estimate["documents"]
+    assert estimate["time"]["basis"] == "no calls yet: a guess" and estimate["time"]["high_s"] > 0
     assert fake == [] or all(f.calls() == 0 for f in fake)
     assert "no documents yet" in invoke("concepts", proj, "extract", *OPENAI, ok=False).output  # the estimate kept none
     capped = invoke("concepts", proj, "extract", "--docs", "example:python-docs", "--max-calls", "5", *OPENAI, ok=False)

@@ -20,7 +20,8 @@ from helpers_http import FakeOpenAIServer, RecordedRequest, Reply, free_port
 
 from treesynth_core.errors import AuthError, ConfigError, EndpointError
 from treesynth_core.llm.base import CURRENT_ATTEMPTS, LLM, Attempts, ChatRequest, ChatResult
-from treesynth_core.llm.openai_compat import OpenAICompatLLM
+from treesynth_core.llm.http_post import HttpReply, env_proxy
+from treesynth_core.llm.openai_compat import OpenAICompatLLM, reply_message
 from treesynth_core.llm.settings import BackendSettings
 
 KEY_ENV = "TREESYNTH_TEST_OPENAI_KEY"
@@ -154,6 +155,47 @@ def test_unset_sampling_options_are_not_sent(server: FakeOpenAIServer) -> None:
     run(make_llm(server.base_url), ask())
     [sent] = server.chat_requests
     assert "seed" not in sent.body and "top_p" not in sent.body
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_sdks_organization_and_project_headers_are_still_sent(
+    server: FakeOpenAIServer, stack: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-123")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-456")
+    run(make_llm(server.base_url, http_stack=stack), ask())
+    [sent] = server.chat_requests
+    assert (sent.headers["openai-organization"], sent.headers["openai-project"]) == ("org-123", "proj-456")
+    assert sent.headers["content-type"] == "application/json"
+
+
+def test_without_those_variables_no_such_header_is_sent(server: FakeOpenAIServer, monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_ORG_ID", raising=False)
+    monkeypatch.delenv("OPENAI_PROJECT_ID", raising=False)
+    run(make_llm(server.base_url), ask())
+    [sent] = server.chat_requests
+    assert "openai-organization" not in sent.headers and "openai-project" not in sent.headers
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"error": {"message": "model not found", "type": "x"}}', "model not found"),
+        (b'{"detail": "Not Found"}', "Not Found"),
+        (b'{"error": "bad   things"}', "bad things"),
+        (b'{"error": {"message": "", "code": 7}}', "{'message': '', 'code': 7}"),
+        (b"<html>\n<body>Gateway</body>\n</html>", "<html> <body>Gateway</body> </html>"),
+        (b"", "Error code: 502"),
+    ],
+)
+def test_error_replies_are_read_as_the_openai_sdk_read_them(body: bytes, expected: str) -> None:
+    reply = HttpReply(502, httpx.Headers({"content-type": "application/json"}), body)
+    assert reply_message(reply, lambda text: text) == expected
+
+
+def test_an_echoed_key_is_blanked_in_the_message() -> None:
+    reply = HttpReply(400, {}, f'{{"error": {{"message": "bad key {KEY}"}}}}'.encode())
+    assert reply_message(reply, lambda text: text.replace(KEY, "***")) == "bad key ***"
 
 
 # -- retries ----------------------------------------------------------------------------------------
@@ -593,3 +635,14 @@ def test_real_llama_cpp_server(tmp_path: Path) -> None:
         assert isinstance(person["name"], str) and isinstance(person["age"], int)
     # this server rejects json_schema and takes {"type": "json_object", "schema": ...} instead
     assert llm.structured_format == "json_object_schema"
+
+
+def test_the_aiohttp_path_reads_the_proxy_variables_as_httpx_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert env_proxy("https://api.openai.com/v1/chat/completions") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.local:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    assert env_proxy("https://api.openai.com/v1/chat/completions") == "http://proxy.local:3128"
+    assert env_proxy("https://127.0.0.1:8000/v1/chat/completions") is None  # exempted
+    assert env_proxy("http://api.example.com/v1/chat/completions") is None  # no HTTP_PROXY

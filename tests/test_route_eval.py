@@ -184,3 +184,19 @@ def test_the_embedding_router_beats_the_majority_class_on_the_labelled_set(monke
     ids = list(range(len(labelled)))
     before = R.EmbeddingRouter(embedder.embed, tree, walk="levels", describe=R.description).route_all(ids, X)
     assert score.first_level_accuracy > E.score_routes(tree, before, labelled).first_level_accuracy
+
+
+def test_summary_and_the_route_command_name_a_crowded_leaf():
+    from treesynth_core.cli.data import _route_text
+    from treesynth_core.data.pipeline import RouteReport
+
+    tree = read_tree_file(TREE)
+    ruby = next(leaf for leaf in tree.leaves() if leaf.value == "Ruby")
+    other = next(leaf for leaf in tree.leaves() if leaf.value == "Java")
+    routes = [Route(i, "embedding", "leaf", ruby.id, ruby.id) for i in range(8)]
+    routes += [Route(i, "embedding", "leaf", other.id, other.id) for i in range(8, 10)]
+    counts = R.summary(tree, routes, total=10)
+    path = "Task type=translate into Python / Source language=Ruby"
+    assert counts["crowded"] == [{"leaf_id": ruby.id, "path": path, "count": 8}]
+    text = _route_text(RouteReport(**counts, router="embedding", sample_set="he", agreement=None))
+    assert f"Crowded: 8 of 10 samples in leaves are in {path}" in text

@@ -284,3 +284,19 @@ def test_a_persons_value_notes_describe_values_to_both_routers():
     asyncio.run(R.LLMRouter(llm, tree).route(1, "flatten a list of lists"))
     prompt = llm.history[0].messages[-1][1]
     assert "- nested data (lists of lists, lists of dicts)" in prompt and "- date\n" in prompt
+
+
+def test_embedding_routes_made_level_by_level_are_redone(project):
+    """Routes the embedding router stored before it went to the nearest leaf path carry the bare tree
+    digest: they are not current, and the next run routes those samples again."""
+    tree = project.tree()
+    old = [
+        R.Route(s.id, "embedding", "leaf", tree.root_id, tree.root_id, [], "", R.tree_digest(tree))
+        for s in project.samples(sample_set="data")
+    ]
+    project.put_routes(old)
+    assert R.current_routes(project, "embedding", sample_set="data") == {}
+    report = route(project, ScriptedLLM(), router="embedding", embedder=HashEmbedder(dim=64), agreement_n=0)
+    assert report.routed == 6
+    current = R.current_routes(project, "embedding", sample_set="data")
+    assert len(current) == 6 and all(r.tree_digest == R.route_digest(tree, "embedding") for r in current.values())

@@ -241,3 +241,29 @@ def test_a_server_error_is_printed_as_text_not_terminal_markup(tmp_path, monkeyp
         result = invoke("grow", proj, "-q", "--max-calls", "1")
     assert result.exit_code == 1
     assert "[link=http://evil.example/]renew your key here[/link] [red]now[/red]" in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "escaped"),
+    [
+        ("e.g. 3-4 items: a, b.", "e.g. 3-4 items: a, b."),
+        ("Note: 3.14 - 2 = 1.14", "Note: 3.14 - 2 = 1.14"),
+        ("1. first", "1\\. first"),
+        ("- item", "\\- item"),
+        ("---", "\\---"),
+        ("-5 degrees", "-5 degrees"),
+        ("see www.evil.example", "see www\\.evil.example"),
+        ("write to x@evil.example", "write to x\\@evil.example"),
+        ("http://evil.example", "http\\://evil.example"),
+        (":red[x] :material/star:", "\\:red\\[x\\] \\:material/star:"),
+        ("a_b *c*", "a\\_b \\*c\\*"),
+    ],
+)
+def test_escape_markdown_escapes_only_what_would_be_markup(text, escaped):
+    """``.``, ``-`` and ``:`` mid-text stay as they are (the text stays readable where it is not
+    rendered); a list marker, an autolink and Streamlit's directives are escaped."""
+    from treesynth_core.data.export import escape_markdown as old_home
+    from treesynth_core.text import escape_markdown
+
+    assert escape_markdown(text) == escaped
+    assert old_home is escape_markdown

@@ -280,11 +280,12 @@ def test_two_app_sessions_undo_their_own_edits(projects: Path) -> None:
         now = project.tree()
     assert now.nodes[a.id].value == "first's rename" and now.nodes[b.id].value == b.value
     first = run(first)
-    assert "this session's edits: 1 to undo, 0 to redo" in texts(first).replace("\\", "")
+    assert "Yours: 1 to undo, 0 to redo" in texts(first).replace("\\", "")
 
     rename_in_app(second, a.id, "second's other rename")
     first = run(first)
-    assert "Others made 1 edit since (latest: rename by app:" in texts(first).replace("\\", "")
+    summary = "another tab or person made 1 edit since, which it keeps (latest: rename by app:"
+    assert summary in texts(first).replace("\\", "")
     first.button(key="tree.undo").click()
     run(first)
     assert "can't undo 'rename" in texts(first) and "undo across all owners" in texts(first)
@@ -302,11 +303,13 @@ def test_undo_summary_counts_the_sessions_edits_and_names_others() -> None:
     from treesynth_core.store import EditRecord, UndoState
 
     other = EditRecord(9, "ts", "grow", {}, "llm", "cli:bob", False, 3)
-    state = UndoState("app:1", undoable=2, redoable=1, others_since=3, latest_other=other)
+    state = UndoState("app:1", 2, 1, others_since=3, latest_other=other, latest_mine='rename "a" \u2192 "b"')
     assert undo_summary(state, all_owners=False) == (
-        "Undo acts on this session's edits: 2 to undo, 1 to redo. "
-        "Others made 3 edits since (latest: grow by cli:bob, edit 9)."
+        'Undo undoes your last edit (rename "a" \u2192 "b"); another tab or person made 3 edits since, which '
+        "it keeps (latest: grow by cli:bob, edit 9). Yours: 2 to undo, 1 to redo."
     )
+    none = UndoState("app:1", 0, 0, others_since=0, latest_other=None)
+    assert undo_summary(none, all_owners=False) == "You have no edit to undo. Yours: 0 to undo, 0 to redo."
     assert undo_summary(state, all_owners=True).startswith("Undo and redo act on the latest edit of anyone.")
 
 

@@ -45,6 +45,17 @@ class ProjectGone(ProjectError):
         self.folder = folder
 
 
+class ConflictError(ProjectError):
+    """An edit made on a tree that changed since its maker read it: another tab, person or process
+    changed (renamed, pruned, removed, ...) a node the edit is about. Nothing was written; read the
+    tree again and redo the edit if it is still wanted. (Undo and redo refusals are
+    :class:`EditConflict`.)"""
+
+    def __init__(self, message: str, node_id: str | None = None) -> None:
+        super().__init__(message)
+        self.node_id = node_id
+
+
 class TreeError(TreeSynthError):
     """The tree breaks an invariant, or an edit would make it break one."""
 

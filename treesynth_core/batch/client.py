@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from ..errors import EndpointError
+from ..llm.settings import DEFAULT_BASE_URL, BackendSettings
 from .replay import CHAT_URL
 
 #: Provider statuses after which a batch changes no more.
@@ -153,3 +154,20 @@ def remote_batch(data: Mapping[str, Any]) -> RemoteBatch:
         counts=dict(counts) if isinstance(counts, Mapping) else {},
         errors=text,
     )
+
+
+def settings_problem(settings: BackendSettings) -> str | None:
+    """Why these settings cannot make batch files (None: they can): batch lines are chat completions
+    for a named model of an OpenAI-compatible server."""
+    if settings.backend != "openai" or not settings.model:
+        return "batch files are chat completions for an OpenAI-compatible model: choose the openai backend and a model"
+    return None
+
+
+def client_for(settings: BackendSettings) -> BatchClient:
+    """A client for the settings' base URL (OpenAI's by default), with the key the online backend reads."""
+    from ..llm.openai_compat import read_api_key
+
+    base_url = settings.base_url or DEFAULT_BASE_URL
+    key = read_api_key(settings.api_key_env, base_url)
+    return BatchClient(base_url, key, key_env=settings.api_key_env, timeout_s=max(120.0, settings.timeout_s))

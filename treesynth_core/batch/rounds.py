@@ -188,3 +188,20 @@ def collect_files(project: Any, paths: Sequence[Path], model: str) -> CollectRep
                 counts = {"replies": len(answered), "missing": len(ids) - len(answered)}
                 project.update_batch(record.id, status="collected", counts=counts)
     return CollectReport(total, [str(p) for p in paths], [])
+
+
+def progress_text(record: BatchRecord) -> str:
+    """The provider's request counts of a running batch, or what collect took from a finished one
+    (empty when there are none); starts with two spaces."""
+    counts = record.counts
+    if "replies" in counts:
+        failed = counts.get("failed_requests") or 0
+        missing = counts.get("missing") or 0
+        return (
+            f"  {counts['replies']} replies"
+            + (f", {failed} failed" if failed else "")
+            + (f", {missing} missing" if missing else "")
+        )
+    if counts.get("total"):
+        return f"  {counts.get('completed', 0)}/{counts['total']} done, {counts.get('failed', 0)} failed"
+    return ""

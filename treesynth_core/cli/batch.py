@@ -78,28 +78,16 @@ def _batches_json(records: list[Any]) -> list[dict[str, Any]]:
 
 
 def _batches_text(records: list[Any]) -> str:
+    from ..batch.rounds import progress_text
+
     if not records:
         return "No batches: run `treesynth batch DIR prepare --synth` first."
     return "\n".join(
-        f"{b.id}  {b.status:<11} {b.requests:>6} requests" + (f"  {b.remote_id}" if b.remote_id else "") + _progress(b)
+        f"{b.id}  {b.status:<11} {b.requests:>6} requests"
+        + (f"  {b.remote_id}" if b.remote_id else "")
+        + progress_text(b)
         for b in records
     )
-
-
-def _progress(record: Any) -> str:
-    """The provider's request counts of a running batch, or what collect took from a finished one."""
-    counts = record.counts
-    if "replies" in counts:
-        failed = counts.get("failed_requests") or 0
-        missing = counts.get("missing") or 0
-        return (
-            f"  {counts['replies']} replies"
-            + (f", {failed} failed" if failed else "")
-            + (f", {missing} missing" if missing else "")
-        )
-    if counts.get("total"):
-        return f"  {counts.get('completed', 0)}/{counts['total']} done, {counts.get('failed', 0)} failed"
-    return ""
 
 
 @batch_app.command("prepare")
@@ -171,6 +159,8 @@ def prepare(
 
 
 def _print_round(as_json: bool, ctx: typer.Context, written: Any, prepared: Any, model: str) -> None:
+    from ..llm.pricing import usd as _usd
+
     cost = "unknown price" if prepared.cost_usd is None else f"at most ~{_usd(prepared.cost_usd)} at the batch price"
     if prepared.cost_usd is not None and prepared.run_cost_usd is not None:
         cost += f"; the whole run ~{_usd(prepared.run_cost_usd)}"
@@ -203,18 +193,10 @@ def _print_round(as_json: bool, ctx: typer.Context, written: Any, prepared: Any,
     )
 
 
-def _usd(amount: float) -> str:
-    return f"${amount:.2f}" if amount >= 0.1 else f"${amount:.4f}"
-
-
 def _client(settings: Any) -> Any:
-    from ..batch.client import BatchClient
-    from ..llm.openai_compat import read_api_key
-    from ..llm.settings import DEFAULT_BASE_URL
+    from ..batch.client import client_for
 
-    base_url = settings.base_url or DEFAULT_BASE_URL
-    key = read_api_key(settings.api_key_env, base_url)
-    return BatchClient(base_url, key, key_env=settings.api_key_env, timeout_s=max(120.0, settings.timeout_s))
+    return client_for(settings)
 
 
 @batch_app.command("submit")

@@ -3,7 +3,7 @@
 Thin wrappers over :mod:`treesynth_core.concepts`: ``extract`` (documents -> concepts, the
 ``concepts-extract`` job), ``graph`` (GraphML and stats), ``walks`` (a preview of level-3 walks and
 their grounding), ``synth`` (questions at level 1, 2 or 3, the ``concepts-synth`` job), ``import`` and
-``export`` (concepts JSONL). :mod:`treesynth_core.cli.app` adds the group as ``concepts``.
+``export`` (concepts JSONL), ``propose`` (a node's values from the concept graph). :mod:`treesynth_core.cli.app` adds the group as ``concepts``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import typer
 from ..concepts.documents import CHUNK_CHARS, PYTHON_DOCS, SMALL_CHUNK_CHARS
 from ..concepts.extract import ExtractOptions
 from ..concepts.plan import Spend
+from ..concepts.propose import DEFAULT_K
 from ..concepts.questions import QuestionOptions
 from ..errors import DataError, TreeSynthError
+from ..llm.timing import CONCEPT_PURPOSES, QUESTION_PURPOSES, RESPONSE_PURPOSES, TimeRange, estimate_time, logged_model
 from .common import (
     NO_LLM_RUN_OPTIONS,
     AnswerOpt,
@@ -41,12 +43,15 @@ concepts_app = typer.Typer(
     help=(
         "SynthLLM's document-grounded questions: treesynth concepts DIR COMMAND ... Extract each document's "
         "level, subject, topics and key concepts once (extract), build the concept graph (graph), then make "
-        "questions at level 1, 2 or 3 (synth) into a sample set of their own."
+        "questions at level 1, 2 or 3 (synth) into a sample set of their own (route it into the tree with treesynth "
+        "route DIR --set NAME), or propose a tree node's values from the graph (propose)."
     ),
     no_args_is_help=True,
 )
 
-EstimateOpt = Annotated[bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens and cost.")]
+EstimateOpt = Annotated[
+    bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens, cost and time.")
+]
 MaxCostOpt = Annotated[
     float | None, typer.Option("--max-cost", help="Refuse to start above this estimated cost in USD.")
 ]
@@ -59,12 +64,6 @@ def _concepts_group(ctx: typer.Context, directory: DirArg) -> None:
 
 def _dir(ctx: typer.Context) -> Path:
     return Path(ctx.obj)
-
-
-def _model_name(settings: object) -> str:
-    model = getattr(settings, "model", None)
-    gguf = getattr(settings, "gguf_path", None)
-    return model or (Path(gguf).stem if gguf else "SmolLM2-135M-Instruct.Q4_1")
 
 
 @concepts_app.command("extract")
@@ -133,10 +132,12 @@ def extract(
         documents = list(stored.values())
         if not documents:
             raise TreeSynthError("no documents yet: pass --docs FOLDER (or --docs example:python-docs) or --set NAME")
-        plan = plan_extraction(documents, load_concepts(project), model=_model_name(settings), settings=settings)
+        plan = plan_extraction(documents, load_concepts(project), model=logged_model(settings), settings=settings)
         caps = (llm_run.max_calls, max_cost)
         what = {"documents": plan.documents, "todo": plan.todo, **read_json}  # with what was split or skipped
-        if _estimated(estimate, as_json, what, plan.spend, (note + "\n" if note else "") + plan.summary(), caps):
+        took = estimate_time(project, settings, CONCEPT_PURPOSES, plan.spend.calls)
+        summary = (note + "\n" if note else "") + plan.summary()
+        if _estimated(estimate, as_json, what, plan.spend, summary, caps, took):
             return  # nothing stored: an estimate changes nothing
         if read_json:
             save_documents(project, documents)
@@ -177,11 +178,18 @@ def extract(
 
 
 def _estimated(
-    estimate: bool, as_json: bool, what: dict, spend: Spend, summary: str, caps: tuple[int | None, float | None]
+    estimate: bool,
+    as_json: bool,
+    what: dict,
+    spend: Spend,
+    summary: str,
+    caps: tuple[int | None, float | None],
+    took: TimeRange,
 ) -> bool:
-    """With --estimate, print the estimate and say so (True); else check the caps and print the plan."""
+    """With --estimate, print the estimate (its time ``took`` too) and say so (True); else check the
+    caps and print the plan."""
     if estimate:
-        emit(as_json, {**what, **spend.to_json()}, "Estimate: " + summary)
+        emit(as_json, {**what, **spend.to_json(), "time": took.to_json()}, f"Estimate: {summary}; time {took.text()}")
         return True
     spend.check(*caps)
     if not as_json:
@@ -339,9 +347,11 @@ def synth(
     check_dataset_set(options.default_set())
     with open_project(_dir(ctx)) as project:
         settings = llm_run.backend.resolve(project)
-        plan = plan_questions(project, options, model=_model_name(settings), settings=settings)
+        plan = plan_questions(project, options, model=logged_model(settings), settings=settings)
         what = {"level": level, "questions": plan.need}
-        if _estimated(estimate, as_json, what, plan.spend, plan.summary(), (llm_run.max_calls, max_cost)):
+        purposes = QUESTION_PURPOSES + (RESPONSE_PURPOSES if responses else ())
+        took = estimate_time(project, settings, purposes, plan.spend.calls)
+        if _estimated(estimate, as_json, what, plan.spend, plan.summary(), (llm_run.max_calls, max_cost), took):
             return
         params = {
             "level": level,
@@ -451,3 +461,69 @@ def export_cmd(
         docs = _concepts(project)
     lines = write_jsonl(docs, file)
     emit(as_json, {"documents": lines, "file": str(file)}, f"Wrote the concepts of {lines} documents to {file}")
+
+
+@concepts_app.command("propose")
+@handle_errors
+def propose(
+    ctx: typer.Context,
+    node: Annotated[
+        str,
+        typer.Option("--node", help="Node id (or unique prefix), 'root', or a value path like 'loops > for'."),
+    ],
+    k: Annotated[int, typer.Option("--k", "-k", help="How many values to propose.")] = DEFAULT_K,
+    kind: Annotated[
+        str, typer.Option("--kind", help="Propose the documents' topics or their key concepts: topic|concept.")
+    ] = "topic",
+    criterion: Annotated[
+        str,
+        typer.Option(
+            "--criterion",
+            help="The criterion of the new values (default Topic, or Concept with --kind concept). The node's own "
+            "criterion adds them beside its values; another replaces its split (undo restores it).",
+        ),
+    ] = "",
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Add them to the tree as proposed values (one undoable edit).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Propose a node's values from the concept graph: the topics (or concepts) of the documents that
+    match the node's path, scored by frequency there times log inverse document frequency; those on the
+    path are left out. Prints them with the documents behind each; --apply adds them for review."""
+    from rich.markup import escape
+
+    from ..concepts.propose import propose_values
+    from ..tree.edits import resolve_node, run_edit
+
+    if kind not in ("topic", "concept"):
+        raise TreeSynthError(f"--kind must be topic or concept, not {kind!r}")
+    with open_project(_dir(ctx)) as project:
+        docs = _concepts(project)
+        tree = project.tree()
+        target = resolve_node(tree, node)
+        proposal = propose_values(tree, target.id, docs, k=k, kind=kind, criterion=criterion)  # type: ignore[arg-type]
+        if apply:
+            tree = run_edit(
+                project,
+                "propose-values",
+                node_id=target.id,
+                criterion=proposal.criterion,
+                values=proposal.values,
+            )
+    where = " > ".join(proposal.path) or "the root"
+    lines = [
+        f"{len(proposal.candidates)} {kind} values for {where} ({proposal.criterion}), from {proposal.matched} of "
+        f"{proposal.total} documents:"
+    ]
+    for i, c in enumerate(proposal.candidates, 1):
+        docs_line = ", ".join(c.documents[:5]) + (f" +{len(c.documents) - 5}" if len(c.documents) > 5 else "")
+        n_docs = f"{len(c.documents)} document" + ("s" if len(c.documents) != 1 else "")
+        lines.append(f"{i}. {c.value}  (score {c.score:.2f}; {n_docs}: {docs_line})")
+    text = escape("\n".join(lines))  # labels are the model's (or a file's) text: never rich markup
+    if apply:
+        text += (
+            f"\nAdded as proposed values: review them with treesynth show {_dir(ctx)}; "
+            f"undo with treesynth edit {_dir(ctx)} undo"
+        )
+    emit(as_json, {**proposal.to_json(), "applied": apply}, text)

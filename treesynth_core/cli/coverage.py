@@ -60,6 +60,27 @@ BaselineOpt = Annotated[
     ),
 ]
 
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="Where features are computed: local (this process) or ray (Ray Data workers, GPUs when the cluster "
+        "has them; Parquet shards and Gram partials in DIR/features/; needs the extra: pip install -e '.[ray]').",
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option("--address", help="With --engine ray: the cluster (auto, ray://host:port); default a local Ray."),
+]
+GpusPerWorkerOpt = Annotated[
+    float | None,
+    typer.Option("--gpus-per-worker", help="With --engine ray: GPUs per worker (default 1 when the cluster has GPUs)."),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", help="With --engine ray: workers (default one per GPU share, else 1)."),
+]
+
 ResponsesOpt = Annotated[
     bool | None,
     typer.Option("--responses/--no-responses", help="Answer each instruction too (default: as the tree's samples)."),
@@ -145,19 +166,31 @@ def score(
     ] = None,
     seed: SeedOpt = 0,
     features: FeatureOptions = NO_FEATURE_OPTIONS,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    gpus_per_worker: GpusPerWorkerOpt = None,
+    workers: WorkersOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Diversity of the tree's samples (and the flat baseline's) at equal n: Vendi, G-Vendi, mean
-    cosine, distinct-n, per leaf and per subtree, and diversity against n."""
+    cosine, distinct-n, per leaf and per subtree, and diversity against n. With --engine ray, every
+    sample's features are computed on Ray first (Parquet shards and per-leaf Gram partials in
+    DIR/features/), then scored as usual."""
     from ..coverage.report import coverage_report
 
     features.check(gradients)
+    ray_options = _ray_options(engine, address, gpus_per_worker, workers)
     with open_project(directory) as project:
         include = _baseline_wanted(project, baseline)
         embed = features.embeddings(project)
         grads = features.gradients(project) if gradients else None
         with progress_bar(quiet or as_json) as bar:
+            shards = (
+                _features_on_ray(project, features, embed, grads, ray_options, CallbackBar(bar, "Ray"))
+                if ray_options
+                else None
+            )
             report = coverage_report(
                 project,
                 embedder=embed,
@@ -169,7 +202,55 @@ def score(
             )
     if report["baseline_missing"]:  # the command to run here; the app has a button for it instead
         report["notes"].append("No flat baseline yet: make one with treesynth baseline DIR to compare against.")
+    if shards is not None:
+        report["ray"] = shards
+        report["notes"] += [
+            f"Ray: {s['kind']}: {s['rows']} samples in {s['folder']} ({s['added']} new); "
+            f"Vendi of all from the Gram partials {s['vendi_all']:.3f}."
+            for s in shards
+        ]
     emit(as_json, report, _score_text(report))
+
+
+def _ray_options(engine: str, address: str | None, gpus: float | None, workers: int | None) -> Any:
+    """The Ray options of ``score`` (None for the local engine, which takes none of them)."""
+    if engine not in ("local", "ray"):
+        raise TreeSynthError(f"--engine must be local or ray, not {engine!r}")
+    if engine == "local":
+        if address is not None or gpus is not None or workers is not None:
+            raise TreeSynthError("--address, --gpus-per-worker and --workers need --engine ray")
+        return None
+    from ..coverage.distributed import RayOptions
+
+    return RayOptions(address=address, gpus_per_worker=gpus, workers=workers)
+
+
+def _features_on_ray(
+    project: Any, features: FeatureOptions, embed: Any, grads: Any, options: Any, progress: Any
+) -> list[dict[str, Any]]:
+    """Every sample's embeddings (and gradient features) on Ray, stored in the project; a summary a space."""
+    from ..coverage.distributed import EmbedderRecipe, GradientRecipe, project_features_on_ray, vendi_of_leaves
+    from ..coverage.features.embeddings import SentenceTransformerEmbedder
+
+    if not isinstance(embed, SentenceTransformerEmbedder):
+        raise TreeSynthError("--engine ray runs local sentence-transformers models: use --engine local for openai:")
+    jobs: list[tuple[Any, str]] = [(EmbedderRecipe(features.embedder), embed.name)]
+    if grads is not None:
+        from ..coverage.features.proxy import gradient_settings
+
+        settings = gradient_settings(project, proxy=features.proxy, max_tokens=features.grad_max_tokens)
+        jobs.append((GradientRecipe(settings.proxy, settings.max_tokens), grads.name))
+    return [
+        {
+            "kind": s.kind,
+            "folder": str(s.folder),
+            "rows": s.rows,
+            "added": s.added,
+            "dim": s.dim,
+            "vendi_all": vendi_of_leaves(s.folder),
+        }
+        for s in project_features_on_ray(project, jobs, options, progress=progress)
+    ]
 
 
 @option_groups

@@ -220,6 +220,11 @@ def _route_text(report: RouteReport) -> str:
             f"Per leaf: min {counts[0]}, median {counts[len(counts) // 2]}, max {counts[-1]} "
             f"({sum(1 for c in counts if c == 0)} empty leaves of {len(counts)})"
         )
+    for row in report.crowded:
+        lines.append(
+            f"Crowded: {row['count']} of {report.leaf} samples in leaves are in {row['path'][:90]}; a router "
+            "that piles a set into one leaf is more likely wrong than the data"
+        )
     agree = report.agreement
     if agree:
         other = "LLM" if agree["other"] == "llm" else agree["other"]
@@ -242,7 +247,7 @@ def route(
         typer.Option(
             "--router",
             help="llm: the paper's top-down classifier (temperature 0.3, one call per level, 'none of these' "
-            "allowed); embedding: nearest value described by its whole path, fast. Default: llm, except on the embedded 135M "
+            "allowed); embedding: the nearest leaf, described by its whole path, fast. Default: llm, except on the embedded 135M "
             "model, whose LLM router answers 'none of these' to almost everything: embedding there.",
             show_default=False,
         ),
@@ -259,9 +264,9 @@ def route(
     llm_run: LlmRunOptions = NO_LLM_RUN_OPTIONS,
     as_json: JsonOpt = False,
 ) -> None:
-    """Route every sample of an imported set to a leaf of the tree, one level at a time. Samples that fit
-    no value are counted per node and stay unrouted, never dropped. A rerun routes only what is new or was
-    routed on an older tree.
+    """Route every sample of a set (an imported dataset, or the questions of concepts synth) to a leaf of
+    the tree, one level at a time. Samples that fit no value are counted per node and stay unrouted, never
+    dropped. A rerun routes only what is new or was routed on an older tree.
 
     Exit status: 0 done, 1 an error or no sample routed by the LLM router (every reply unusable), 3 some
     samples got no usable reply (they stay to route: run route again to retry them).

@@ -6,13 +6,13 @@ A thin wrapper over :mod:`treesynth_core.generate.synth` (run as the ``synth`` j
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ..errors import TreeSynthError
 from ..generate.synth import SynthOptions, SynthReport
+from ..llm.timing import estimate_time, logged_model, synth_purposes
 from ..tree.edits import resolve_node
 from .common import (
     NO_BACKEND_OPTIONS,
@@ -79,7 +79,7 @@ def synth(
         float | None, typer.Option("--max-cost", help="Refuse to start above this estimated cost in USD.")
     ] = None,
     estimate: Annotated[
-        bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens and cost.")
+        bool, typer.Option("--estimate", help="Only print the estimate of calls, tokens, cost and time.")
     ] = False,
     batch: Annotated[
         bool,
@@ -120,13 +120,12 @@ def synth(
             )
         except ValueError as exc:
             raise TreeSynthError(str(exc)) from None
-        model_name = settings.model or (
-            Path(settings.gguf_path).stem if settings.gguf_path else "SmolLM2-135M-Instruct.Q4_1"
-        )
+        model_name = logged_model(settings)
         plan = plan_synthesis(tree, project.sample_counts(), options, model=model_name, settings=settings, batch=batch)
         if not plan.leaves:
             raise TreeSynthError("no approved leaves to fill: approve nodes first (treesynth edit DIR approve ...)")
         if estimate:
+            took = estimate_time(project, settings, synth_purposes(responses), plan.calls)
             emit(
                 as_json,
                 {
@@ -139,8 +138,9 @@ def synth(
                     "cost_usd": plan.cost_usd,
                     "sampled_scale": sampled_scale,
                     "scaled_leaves": plan.scaled_leaves,
+                    "time": took.to_json(),
                 },
-                "Estimate: " + plan.summary(),
+                f"Estimate: {plan.summary()}; time {took.text()}",
             )
             return
         check_budget(plan, options)

@@ -12,7 +12,9 @@ gradient features, and returns one JSON-serializable dict:
 - ``leaves`` and ``subtrees``: per-leaf and per-first-level-subtree Vendi and mean cosine, each
   table at its own equal n, with flags for thin, empty, collapsed and orphaned leaves;
 - ``curve``: Vendi and mean cosine of each set at growing n (nested seeded subsamples), so the
-  gain is visible at every size.
+  gain is visible at every size;
+- ``notes`` (what a reader should know) and ``baseline_missing`` (a baseline was asked for and
+  there is none: the command line says how to make one, the app shows its button).
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ import datetime as dt
 import errno
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections import Counter
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..errors import TreeSynthError
 from ..store.contamination import Check
 from ..store.samples import TREE_SET, UNROUTED, Sample
+from ..text import escape_markdown as escape_markdown  # its old home: imports from here still work
 from ..tree import model as T
 from ..tree.file import tree_to_json
 from .card_concepts import CONCEPTS, concepts_section
@@ -35,17 +35,6 @@ if TYPE_CHECKING:
 
 Format = Literal["jsonl", "parquet", "hf"]
 FIXED_COLUMNS = ("id", "leaf_id", "path", "instruction", "response", "messages", "model", "sample_set", "provenance")
-
-#: Every character that can start markdown (and Streamlit's ``:color[...]``, ``:icon:`` and ``$math$``):
-#: links, images, raw HTML, entities, emphasis, code, headings, lists, tables.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<$:&])")
-
-
-def escape_markdown(text: str) -> str:
-    """``text`` (a task, value, sample, path, LLM reply or server error) as markdown that shows it literally,
-    on one line: ``![x](http://evil/p.png)``, ``[click](javascript:...)`` and ``<img src=...>`` stay text,
-    never an image fetched, a link or HTML. The one escaper for the dataset card and the app's markdown."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
 def criterion_columns(samples: Sequence[Sample]) -> dict[str, str]:

@@ -66,6 +66,8 @@ class RouteReport:
     failed: int = 0
     #: Why the last of those failed.
     last_problem: str = ""
+    #: Leaves holding more than a quarter of the samples in leaves: ``{"leaf_id", "path", "count"}``.
+    crowded: list[dict[str, Any]] = field(default_factory=list)
 
     def shortfall(self) -> Shortfall | None:
         """The samples the LLM router got no usable reply for (None when it got one for every sample)."""

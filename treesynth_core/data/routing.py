@@ -75,6 +75,12 @@ def tree_digest(tree: T.Tree) -> str:
     return hashlib.blake2b(json.dumps(rows, ensure_ascii=False).encode(), digest_size=10).hexdigest()
 
 
+def route_digest(tree: T.Tree, router: str) -> str:
+    """What a current route of ``router`` carries: the tree's digest, and for the embedding router its
+    walk (routes it made level by level, before it went to the nearest leaf path, are redone)."""
+    return tree_digest(tree) + ("+leaves" if router == "embedding" else "")
+
+
 @dataclass(frozen=True)
 class Choice:
     """One option at a node: the child it leads to and the value written in the path."""
@@ -232,7 +238,7 @@ class EmbeddingRouter:
             raise TreeSynthError(f"unknown walk {walk!r}: choose {' or '.join(WALKS)}")
         self.embed, self.tree, self.min_similarity, self.walk = embed, tree, min_similarity, walk
         self.describe = describe or path_description
-        self.digest = tree_digest(tree)
+        self.digest = f"{tree_digest(tree)}+{walk}"
         self._values: dict[str, tuple[list[Choice], np.ndarray]] = {}
         self._leaves: tuple[list[tuple[T.Node, list[Choice]]], np.ndarray] | None = None
 
@@ -378,7 +384,7 @@ def route_with_embeddings(
 
 def current_routes(store: RouteStore, router: str, *, sample_set: str) -> dict[int, Route]:
     """The router's routes made on the current tree."""
-    digest = tree_digest(store.tree())
+    digest = route_digest(store.tree(), router)
     return {i: r for i, r in store.routes(router, sample_set=sample_set).items() if r.tree_digest == digest}
 
 
@@ -394,11 +400,13 @@ def assign(store: RouteStore, router: str, *, sample_set: str) -> dict[str, Any]
 
 
 def summary(tree: T.Tree, routes: Iterable[Route], *, total: int) -> dict[str, Any]:
-    """Counts a person checks after routing: per status, per leaf, and where "none fits" stopped."""
+    """Counts a person checks after routing: per status, per leaf, where "none fits" stopped, and the
+    leaves that hold suspiciously much of the set (:func:`crowded_leaves`)."""
     routes = list(routes)
     status = Counter(r.status for r in routes)
     per_leaf = Counter(r.leaf_id for r in routes if r.status == "leaf")
     stopped = Counter(r.stopped_at for r in routes if r.status == "none")
+    counts = {leaf.id: per_leaf.get(leaf.id, 0) for leaf in tree.leaves()}
     return {
         "total": total,
         "routed": len(routes),
@@ -406,10 +414,13 @@ def summary(tree: T.Tree, routes: Iterable[Route], *, total: int) -> dict[str, A
         "leaf": status.get("leaf", 0),
         "none_fits": status.get("none", 0),
         "errors": status.get("error", 0),
-        "per_leaf": {leaf.id: per_leaf.get(leaf.id, 0) for leaf in tree.leaves()},
+        "per_leaf": counts,
         "none_fits_at": [
             {"node_id": node_id, "path": path_label(tree, node_id) if node_id in tree.nodes else node_id, "count": n}
             for node_id, n in stopped.most_common()
+        ],
+        "crowded": [
+            {"leaf_id": leaf, "path": path_label(tree, leaf), "count": n} for leaf, n in crowded_leaves(counts)
         ],
     }
 

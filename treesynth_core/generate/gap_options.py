@@ -4,6 +4,7 @@ the ``treesynth`` commands and the job specs read their defaults without importi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..errors import TreeSynthError
@@ -59,6 +60,11 @@ class GapOptions:
     verify: int = 0
     answer: str = "last-number"
     shots_from: str = "sparse"
+
+    def candidate_calls(self) -> int:
+        """The candidate calls of the run when every reply is usable: ``per_round / per_call`` a round
+        (responses and verification add calls per candidate)."""
+        return self.rounds * math.ceil(self.per_round / self.per_call)
 
     def __post_init__(self) -> None:
         check_space(self.space)

@@ -24,7 +24,7 @@ from ..generate.gap_options import SPACES, GapOptions
 from ..llm.base import LLM
 from ..llm.settings import BackendSettings, merge_settings
 from ..store import JobRecord, Project
-from ..store.runs import LEASE_STALE_S, holder_alive
+from ..store.runs import LEASE_STALE_S, RunCounts, holder_alive
 from .lease import Heartbeat, release
 from .runs import LLMFactory, run_llm_work
 from .specs import FeaturesOptions, JobContext, JobSpec, Kind, job_spec, space_key
@@ -212,6 +212,12 @@ def latest_job(project: Project, kind: str | None = None) -> JobState | None:
 def active_job(project: Project) -> JobState | None:
     job = latest_job(project)
     return job if job is not None and job.active else None
+
+
+def run_counts(project: Project, job: JobRecord) -> RunCounts | None:
+    """The calls answered and samples written by ``job``'s run so far (None before its run starts,
+    and for jobs that make no LLM calls)."""
+    return project.run_counts(job.run_id) if job.run_id else None
 
 
 def cancel_job(project: Project, job_id: str) -> None:

@@ -33,7 +33,8 @@ def beat_s() -> float:
     return min(1.0, lease_stale_s() / 4)
 
 
-def _ago(seconds: float) -> str:
+def ago(seconds: float) -> str:
+    """``12 s``, ``5 min``, ``2.5 h``: how long ago, in a message."""
     seconds = max(0.0, seconds)
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -46,13 +47,13 @@ def refusal(holder: JobRecord) -> str:
     """The one line a run refused by ``holder`` prints."""
     try:
         started = time.time() - datetime.fromisoformat(holder.started).timestamp()
-        since = f", started {_ago(started)} ago"
+        since = f", started {ago(started)} ago"
     except ValueError:
         since = ""
     where = f"pid {holder.pid} on {holder.host}" if holder.pid else "an older TreeSynth"
     return (
         f"another run is working on this project: {holder.kind}, {where}{since}, last beat "
-        f"{_ago(time.time() - holder.heartbeat)} ago; wait for it (--wait) or stop it"
+        f"{ago(time.time() - holder.heartbeat)} ago; wait for it (--wait) or stop it"
     )
 
 

@@ -1,9 +1,10 @@
 """The ``openai`` backend: any OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp, Ollama, ...).
 
 :class:`OpenAICompatLLM` sends one chat completion per :class:`~treesynth_core.llm.base.ChatRequest`
-through the official ``openai`` SDK, with the SDK's own retries switched off: retries (429, 5xx,
-timeouts, connection errors; exponential backoff with full jitter, ``Retry-After`` honoured), the
-concurrency limit and the structured-output fallbacks are ours, so they behave the same on every server.
+as a plain JSON ``POST`` (:mod:`.http_post`: aiohttp, or httpx; the ``openai`` SDK's request and
+response objects cost more CPU than the rest of the client together): retries (429, 5xx, timeouts,
+connection errors; exponential backoff with full jitter, ``Retry-After`` honoured), the concurrency
+limit and the structured-output fallbacks are ours, so they behave the same on every server.
 
 The API key is read once, from the environment variable *named* by ``settings.api_key_env``. It is
 never put into an error message, a log line, ``repr()`` or :meth:`OpenAICompatLLM.describe`.
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import errno
-import importlib.util
 import json
 import logging
 import os
@@ -23,14 +23,14 @@ import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import httpx
-import openai
 
 from ..errors import AuthError, ConfigError, EndpointError
 from ..progress import plural
 from .base import ChatRequest, ChatResult, note_attempt, note_failed_attempt
+from .http_post import HttpReply, HttpStack, HttpxPoster, Poster, PostFailed, build_poster, json_headers
 from .settings import DEFAULT_BASE_URL, BackendSettings, is_loopback
 
 log = logging.getLogger(__name__)
@@ -65,9 +65,8 @@ _FORMAT_WORDS = ("response_format", "json_schema", "json_object")
 _UNSUPPORTED_WORDS = ("unsupported", "not supported", "not implemented")
 
 Sleep = Callable[[float], Awaitable[None]]
-#: Which HTTP client sends our requests when none is injected: "aiohttp" (``openai[aiohttp]``,
-#: about 40% less CPU per request under load), "httpx" (the SDK's default), "auto" (aiohttp if installed).
-HttpStack = Literal["auto", "aiohttp", "httpx"]
+#: Headers the ``openai`` SDK sent from these variables when set (kept so that moving off it changed nothing).
+SDK_HEADER_ENV = {"OpenAI-Organization": "OPENAI_ORG_ID", "OpenAI-Project": "OPENAI_PROJECT_ID"}
 
 
 class _BadReply(Exception):
@@ -77,6 +76,14 @@ class _BadReply(Exception):
     def __init__(self, what: str) -> None:
         super().__init__(what)
         self.what = what
+
+
+class _StatusError(Exception):
+    """A reply with an error status: its status, headers and the server's own message."""
+
+    def __init__(self, reply: HttpReply, message: str) -> None:
+        super().__init__(f"HTTP {reply.status}")
+        self.status_code, self.headers, self.message = reply.status, reply.headers, message
 
 
 class _FormatRejected(Exception):
@@ -89,14 +96,14 @@ class _FormatRejected(Exception):
 
 @dataclass
 class _LoopClient:
-    """The SDK client and concurrency gate of one event loop (neither may cross loops).
+    """The HTTP client and concurrency gate of one event loop (neither may cross loops).
 
     ``closer`` (None for an injected HTTP client, which the caller owns) closes the client when the
     loop ends: see :func:`_close_when_loop_ends`.
     """
 
     loop: asyncio.AbstractEventLoop
-    client: openai.AsyncOpenAI
+    poster: Poster
     semaphore: asyncio.Semaphore
     closer: AsyncGenerator[None, None] | None
 
@@ -119,7 +126,7 @@ class OpenAICompatLLM:
         The HTTP client to build when none is injected (see :data:`HttpStack`).
 
     One object may serve several event loops in turn (``asyncio.run`` after ``asyncio.run``): each
-    loop gets its own SDK client and semaphore, closed when that loop ends or by :meth:`aclose`.
+    loop gets its own HTTP client and semaphore, closed when that loop ends or by :meth:`aclose`.
     """
 
     backend = "openai"
@@ -144,6 +151,8 @@ class OpenAICompatLLM:
         self.settings = settings
         self.prompt_profile = settings.prompt_profile()
         self._api_key = read_api_key(settings.api_key_env, self.base_url)
+        self._url = self.base_url + CHAT_PATH
+        self._headers = json_headers(self._api_key, {h: os.environ.get(v) for h, v in SDK_HEADER_ENV.items()})
         self._http_client = http_client
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -186,17 +195,17 @@ class OpenAICompatLLM:
 
     async def _complete_with_retries(self, request: ChatRequest, fmt: Format, level: int) -> ChatResult:
         attempts = self.settings.max_retries + 1
-        params = request_body(self.model, request, fmt)
+        body = json.dumps(request_body(self.model, request, fmt), ensure_ascii=False).encode()
         for attempt in range(attempts):
             try:
-                return await self._attempt(params)
-            except openai.APIStatusError as exc:
+                return await self._attempt(body)
+            except _StatusError as exc:
                 reason = f"HTTP {exc.status_code}"
                 note_failed_attempt(reason)
                 self._raise_if_final(exc, fmt, level, attempt, attempts)
-                delay = retry_after(exc.response.headers)
+                delay = retry_after(exc.headers)
                 delay = self._backoff(attempt) if delay is None else delay
-            except openai.APIConnectionError as exc:
+            except PostFailed as exc:
                 reason = self._reason(exc)
                 note_failed_attempt(reason, reached=reason != "connection refused")
                 if attempt + 1 >= attempts:
@@ -217,27 +226,31 @@ class OpenAICompatLLM:
             await self._sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _attempt(self, params: dict[str, Any]) -> ChatResult:
+    async def _attempt(self, body: bytes) -> ChatResult:
         loop_client = await self._client_for_running_loop()
         async with loop_client.semaphore:
             started = time.perf_counter()
             note_attempt()
-            # ``post`` with ``cast_to=object``: the SDK's documented way to call an endpoint with a
-            # body of our own; it skips the per-call TypedDict transform and model building of
-            # ``chat.completions.create`` (about a third of the client's CPU per request). A body
-            # that is not JSON comes back as text, or (labelled JSON) fails to decode.
-            try:
-                data = await loop_client.client.post(CHAT_PATH, body=params, cast_to=object)
-            except json.JSONDecodeError as exc:
-                raise _BadReply(self._quote(exc.doc)) from None
-            except UnicodeDecodeError:
-                raise _BadReply("a body that is not text") from None
+            reply = await loop_client.poster.post(self._url, body, self._headers)
             latency = time.perf_counter() - started
-        return self._to_result(data, latency)
+        if not 200 <= reply.status < 300:
+            raise _StatusError(reply, reply_message(reply, self._redact))
+        return self._to_result(self._decode(reply), latency)
 
-    def _raise_if_final(self, exc: openai.APIStatusError, fmt: Format, level: int, attempt: int, attempts: int) -> None:
+    def _decode(self, reply: HttpReply) -> Any:
+        """A reply's JSON (as the SDK read it: a body labelled JSON is parsed, any other is text)."""
+        try:
+            if not reply.content_type.endswith("json"):
+                return reply.body.decode("utf-8")
+            return json.loads(reply.body)
+        except UnicodeDecodeError:
+            raise _BadReply("a body that is not text") from None
+        except json.JSONDecodeError as exc:
+            raise _BadReply(self._quote(exc.doc)) from None
+
+    def _raise_if_final(self, exc: _StatusError, fmt: Format, level: int, attempt: int, attempts: int) -> None:
         """Raise the error a status reply ends in; return if it is worth retrying."""
-        status, message = exc.status_code, server_message(exc, self._redact)
+        status, message = exc.status_code, exc.message
         raise_if_refused(status, message, self.base_url, self.settings.api_key_env)
         if fmt != "none" and _rejects_format(status, message):
             if level + 1 < len(self._ladder):
@@ -272,19 +285,13 @@ class OpenAICompatLLM:
         current = self._loop_client
         if current is not None and current.loop is loop:
             return current
-        http_client = self._http_client or _sdk_http_client(
-            self._http_stack, self.settings.concurrency, self.settings.timeout_s
-        )
-        client = openai.AsyncOpenAI(
-            base_url=self.base_url,
-            api_key=self._api_key,
-            max_retries=0,
-            timeout=self.settings.timeout_s,
-            http_client=cast(Any, http_client),
-        )
-        closer = None if self._http_client is not None else _close_when_loop_ends(client)
+        if self._http_client is not None:
+            poster: Poster = HttpxPoster(self._http_client, owned=False)
+        else:
+            poster = build_poster(self._http_stack, self.settings.concurrency, self.settings.timeout_s)
+        closer = None if self._http_client is not None else _close_when_loop_ends(poster)
         semaphore = asyncio.Semaphore(self.settings.concurrency)
-        current = self._loop_client = _LoopClient(loop, client, semaphore, closer)
+        current = self._loop_client = _LoopClient(loop, poster, semaphore, closer)
         if closer is not None:
             await anext(closer)
         return current
@@ -306,7 +313,7 @@ class OpenAICompatLLM:
                 f"a reply without content for model {self.model!r} (finish_reason={exc.finish_reason!r})"
             ) from None
 
-    def _reason(self, exc: openai.APIConnectionError) -> str:
+    def _reason(self, exc: BaseException) -> str:
         reason = connection_reason(exc)
         return f"timed out after {self.settings.timeout_s:g}s" if reason == "timeout" else self._redact(reason)
 
@@ -368,23 +375,7 @@ def chat_result(data: Mapping[str, Any], model: str, latency: float = 0.0) -> Ch
     )
 
 
-def _sdk_http_client(stack: HttpStack, concurrency: int, timeout_s: float) -> Any:
-    """One of the SDK's own async HTTP clients, with a connection pool as large as our concurrency.
-
-    "httpx" is the SDK's default (``httpx2`` in openai 3.x, ``httpx`` in 1.x); building the limits
-    from the type of ``openai.DEFAULT_CONNECTION_LIMITS`` fits either without naming it.
-    """
-    limits = type(openai.DEFAULT_CONNECTION_LIMITS)(max_connections=concurrency, max_keepalive_connections=concurrency)
-    if stack == "aiohttp" or (stack == "auto" and _has_aiohttp()):
-        return openai.DefaultAioHttpClient(limits=limits, timeout=timeout_s)
-    return openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout_s)
-
-
-def _has_aiohttp() -> bool:
-    return importlib.util.find_spec("aiohttp") is not None and hasattr(openai, "DefaultAioHttpClient")
-
-
-async def _close_when_loop_ends(client: openai.AsyncOpenAI) -> AsyncGenerator[None, None]:
+async def _close_when_loop_ends(client: Poster) -> AsyncGenerator[None, None]:
     """Wait at ``yield`` while the loop runs, then close ``client`` inside that loop.
 
     ``asyncio.run`` finalizes the async generators still open before it closes the loop, so a
@@ -394,7 +385,7 @@ async def _close_when_loop_ends(client: openai.AsyncOpenAI) -> AsyncGenerator[No
     try:
         yield
     finally:
-        await client.close()
+        await client.aclose()
 
 
 def read_api_key(env_name: str, base_url: str) -> str:
@@ -448,14 +439,36 @@ def _with_schema_instruction(messages: list[dict[str, str]], schema: Any) -> lis
     return [*messages, {"role": "user", "content": instruction}]
 
 
-def server_message(exc: openai.APIStatusError, redact: Callable[[str], str]) -> str:
-    """The server's own error message, shortened, with the key blanked out should it echo it."""
-    body = exc.body
-    message: Any = body
+def server_message(exc: Any, redact: Callable[[str], str]) -> str:
+    """The server's own error message of an ``openai.APIStatusError``, shortened, with the key
+    blanked out should it echo it."""
+    message = _message_of(exc.body)
+    return _one_line(exc.response.text or exc.message if message is None else message, redact)
+
+
+def reply_message(reply: HttpReply, redact: Callable[[str], str]) -> str:
+    """The server's own message in an error reply, read as the ``openai`` SDK reads it (the JSON
+    body's ``error``, its ``message``, ``detail`` or ``error``), shortened, the key blanked out."""
+    text = reply.text
+    body: Any = text.strip()
+    try:
+        body = json.loads(body)
+    except ValueError:
+        pass
+    data = body.get("error", body) if isinstance(body, Mapping) else body
+    message = _message_of(data)
+    return _one_line(text or f"Error code: {reply.status}" if message is None else message, redact)
+
+
+def _message_of(body: Any) -> Any:
+    """What an error body says (None when it says nothing)."""
+    message = body
     if isinstance(body, Mapping):
         message = body.get("message") or body.get("detail") or body.get("error") or body
-    if message is None or message == "":
-        message = exc.response.text or exc.message
+    return None if message == "" else message
+
+
+def _one_line(message: Any, redact: Callable[[str], str]) -> str:
     return " ".join(redact(str(message)).split())[:MAX_SERVER_MESSAGE_CHARS]  # one line: an HTML page has many
 
 

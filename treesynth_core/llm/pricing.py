@@ -26,6 +26,11 @@ def price_for(model: str, settings: BackendSettings | None) -> tuple[float, floa
     return prices.get(model)
 
 
+def usd(amount: float) -> str:
+    """A cost for people: cents for amounts from $0.10, four decimals below (small runs cost little)."""
+    return f"${amount:.2f}" if amount >= 0.1 else f"${amount:.4f}"
+
+
 #: The share of the online price a batch call costs, by backend: OpenAI's Batch API is half price.
 BATCH_DISCOUNT: dict[str, float] = {"openai": 0.5}
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
 from ..errors import BudgetError, EndpointError, TreeSynthError
@@ -60,11 +60,11 @@ class CallStore(Protocol):
 
 
 def request_dict(request: ChatRequest) -> dict:
-    """The loggable form of a request."""
-    data = asdict(request)
+    """The loggable form of a request (its fields but ``validate``; built by hand: ``asdict``'s deep
+    copy was half the call log's time on the event loop, and the log only serializes it)."""
+    data = {f.name: getattr(request, f.name) for f in fields(request) if f.name != "validate"}
     data["messages"] = request.message_dicts()
     data["meta"] = dict(request.meta)
-    data.pop("validate", None)
     return data
 
 

@@ -1,6 +1,6 @@
 """The dataset card's markdown as safe HTML: a small subset (front matter dropped; headings, lists,
 tables, fenced code, inline code, paragraphs). Text is escaped before it becomes markup, and the card's
-own backslash escapes (:func:`~treesynth_core.data.export.escape_markdown`) are undone, so a value
+own backslash escapes (:func:`~treesynth_core.text.escape_markdown`) are undone, so a value
 written ``\\<b\\>`` shows as ``<b>``, as text, never as a tag or a visible backslash."""
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ transaction the caller holds.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import os
@@ -27,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import EditConflict, TreeError
+from ..errors import ConflictError, EditConflict, TreeError
 from ..tree.changes import NodeChange, apply_changes, diff, node_from_dict, node_to_dict
 from ..tree.model import Node, Tree, validate
 from . import db, schema
@@ -79,6 +80,8 @@ class EditRecord:
     owner: str
     undone: bool
     n_changes: int
+    #: The edit in a few words (``rename "x" → "y"``), where the reader asked for it.
+    what: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class UndoState:
     others_since: int
     #: The latest edit in force by another owner.
     latest_other: EditRecord | None
+    #: This owner's latest edit in force, as a person reads it (``rename "x" → "y"``): what Undo takes.
+    latest_mine: str | None = None
 
 
 @dataclass(frozen=True)
@@ -265,7 +270,69 @@ def undo_state(conn: sqlite3.Connection, owner: str) -> UndoState:
     row = conn.execute(
         f"SELECT {_RECORD_COLUMNS} FROM edits WHERE NOT {_MINE} AND undone = 0 ORDER BY id DESC LIMIT 1", (owner,)
     ).fetchone()
-    return UndoState(owner, undoable, redoable, others, _record(row) if row else None)
+    mine = conn.execute(
+        f"SELECT {_EDIT_COLUMNS} FROM edits WHERE {_MINE} AND undone = 0 ORDER BY id DESC LIMIT 1", (owner,)
+    ).fetchone()
+    what = _Edit.from_row(mine).describe() if mine else None
+    return UndoState(owner, undoable, redoable, others, _record(row) if row else None, what)
+
+
+def log_head(conn: sqlite3.Connection) -> int:
+    """The id of the latest edit in the log (0 when there is none): what a reader saw up to."""
+    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM edits").fetchone()[0])
+
+
+def edits_after(conn: sqlite3.Connection, edit_id: int) -> list[EditRecord]:
+    """The edits recorded after ``edit_id``, oldest first, with a few words on each (``what``)."""
+    records = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM edits WHERE id > ? ORDER BY id", (edit_id,)).fetchall()
+    edits = conn.execute(f"SELECT {_EDIT_COLUMNS} FROM edits WHERE id > ? ORDER BY id", (edit_id,)).fetchall()
+    return [
+        dataclasses.replace(_record(record), what=_Edit.from_row(edit).describe())
+        for record, edit in zip(records, edits, strict=True)
+    ]
+
+
+#: The arguments of a named edit that name the nodes it is about.
+_TARGET_ARGS = ("node_id", "keep_id", "other_id", "parent_id")
+
+
+def check_seen(
+    conn: sqlite3.Connection,
+    seen: Tree | None,
+    current: Tree,
+    new: Tree | None,
+    *,
+    kind: str,
+    args: Mapping[str, Any],
+) -> None:
+    """Refuse (:class:`ConflictError`) an edit made on ``seen`` when a node it is about (named in
+    ``args``) or changes (from ``current`` to ``new``) is not as ``seen`` had it: another owner
+    changed it since the edit's maker read the tree. Edits elsewhere in the tree pass. ``new`` is
+    ``None`` for an edit that failed on ``current``: only the nodes it names are checked."""
+    if seen is None:
+        return
+    targets = [str(args[k]) for k in _TARGET_ARGS if isinstance(args.get(k), str)]
+    targets += [str(i) for i in args.get("node_ids") or () if isinstance(i, str)]
+    changed = [c.node_id for c in diff(current, new)] if new is not None else []
+    for node_id in dict.fromkeys([*targets, *changed]):
+        before, now_ = seen.nodes.get(node_id), current.nodes.get(node_id)
+        if before == now_:
+            continue
+        name = _name(NodeChange(node_id, before, now_))
+        row = conn.execute(
+            f"SELECT {_EDIT_COLUMNS} FROM edits WHERE id = (SELECT MAX(edit_id) FROM edit_touches WHERE node_id = ?)",
+            (node_id,),
+        ).fetchone()
+        by = ""
+        if row is not None:
+            other = _Edit.from_row(row)
+            by = f" ({other.describe()} by {other.owner}, edit {other.id})"
+        gone = "removed" if now_ is None else "changed"
+        raise ConflictError(
+            f"your {kind} was not made: {name} was {gone} since you looked{by}; the tree now shows its "
+            "current state, so make the edit again if you still want it",
+            node_id,
+        )
 
 
 def edit_log(conn: sqlite3.Connection, limit: int | None = None) -> list[EditRecord]:

@@ -4,40 +4,39 @@
 node), the edit log that undo and redo replay, the samples, the LLM call log and reply cache, the
 runs and the background jobs. The pieces live beside it: the connection, its checks and its
 transactions in :mod:`.db`, the tree rows and the edit log in :mod:`.history`, runs, calls, the
-cache and jobs in :mod:`.runs`; the samples' SQL stays here. Tree edits take the write lock up front
+cache and jobs in :mod:`.runs`; the samples, their sets, routes and features in
+:mod:`.sample_store` (a base class of :class:`Project`). Tree edits take the write lock up front
 (``BEGIN IMMEDIATE``) and read the tree inside it, so two processes or two app sessions editing one
-project queue up instead of overwriting each other.
-"""
+project queue up instead of overwriting each other."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..errors import ConfigError, ProjectError
+from ..errors import ConfigError, ProjectError, TreeError
 from ..llm.base import ChatResult
 from ..llm.recording import CallRecord
 from ..llm.settings import BackendSettings, merge_settings
 from ..tree.model import Tree, new_tree, validate
-from . import batches, contamination, history, runs, schema, trash
+from . import batches, history, runs
 from .batches import BatchRecord
-from .db import DB_NAME, FORMAT_VERSION, Database, chunks, marks, set_meta
+from .db import DB_NAME, FORMAT_VERSION, Database, set_meta
 from .history import HUMAN, EditRecord, Replayed, UndoState
-from .runs import JobRecord, RunStats
-from .samples import STAGING_PREFIX, TREE_SET, NewSample, Route, Sample, SamplesAdded, check_dataset_set
-from .schema import dumps, now
-from .trash import Deletion
+from .runs import JobRecord, RunCounts, RunStats
+from .sample_store import SampleStore, delete_set
+from .samples import STAGING_PREFIX
+from .schema import now
 
 StrPath = str | os.PathLike[str]
 
 
-class Project:
+class Project(SampleStore):
     """An open project. Get one from :meth:`create` or :meth:`open`; :meth:`close` it (or use ``with``).
 
     ``owner`` says whose the edits made through this object are, and whose edits :meth:`undo` and
@@ -171,17 +170,34 @@ class Project:
             return new
 
     def apply(
-        self, kind: str, fn: Callable[[Tree], Tree], *, args: dict[str, Any] | None = None, actor: str = HUMAN
+        self,
+        kind: str,
+        fn: Callable[[Tree], Tree],
+        *,
+        args: dict[str, Any] | None = None,
+        actor: str = HUMAN,
+        seen: Tree | None = None,
     ) -> Tree:
         """Apply the pure edit ``fn`` to the current tree and record it as one undoable edit of
         :attr:`owner` (``actor`` is the role that made it: ``human`` or ``llm``).
 
         Nothing is recorded if ``fn`` changes nothing, and nothing is written if it raises. A
-        recorded edit empties the owner's redo stack.
+        recorded edit empties the owner's redo stack. ``seen``: the tree the edit's maker looked at
+        (an app tab's); when a node the edit is about or changes is no longer as it was there
+        (another tab renamed, pruned or removed it), the edit is refused with a
+        :class:`~treesynth_core.errors.ConflictError` and nothing is written.
         """
 
         def step(conn: sqlite3.Connection, old: Tree) -> Tree:
-            new = fn(old)
+            stale = seen is not None and seen is not old
+            try:
+                new = fn(old)
+            except TreeError:  # not valid on the tree as it is now: a node changed since is the reason
+                if stale:
+                    history.check_seen(conn, seen, old, None, kind=kind, args=args or {})
+                raise
+            if stale:
+                history.check_seen(conn, seen, old, new, kind=kind, args=args or {})
             history.record_edit(conn, old, new, kind=kind, args=args or {}, actor=actor, owner=self.owner)
             return new
 
@@ -238,39 +254,20 @@ class Project:
         with self._db.read() as conn:
             return history.undo_state(conn, self.owner)
 
+    def log_head(self) -> int:
+        """The id of the latest edit in the log (0 if none): pass it to :meth:`edits_after` later."""
+        with self._db.read() as conn:
+            return history.log_head(conn)
+
+    def edits_after(self, edit_id: int) -> list[EditRecord]:
+        """The edits recorded after ``edit_id``, oldest first, each with its ``what``."""
+        with self._db.read() as conn:
+            return history.edits_after(conn, edit_id)
+
     def history(self, limit: int | None = None) -> list[EditRecord]:
         """The edit log, newest first; undone edits are included and flagged."""
         with self._db.read() as conn:
             return history.edit_log(conn, limit)
-
-    # -- samples ----------------------------------------------------------------------------------
-    def add_samples(self, samples: Iterable[NewSample]) -> SamplesAdded:
-        """Store samples in one transaction, skipping any (sample_set, leaf_id, key) already
-        stored; return how many were added.
-
-        Samples of the tree set whose leaf is gone or pruned (a person pruned it while a run was
-        making them) are not stored: the same transaction reads the tree, and the result counts
-        them as ``dropped``.
-        """
-        created = now()
-        pending = [(sample, schema.sample_row(sample, created)) for sample in samples]
-        if not pending:
-            return SamplesAdded(0)
-        columns = schema.SAMPLE_COLUMNS
-        sql = f"INSERT OR IGNORE INTO samples ({', '.join(columns)}) VALUES ({marks(len(columns))})"
-        with self._db.tx() as conn:
-            live: set[str] | None = None
-            rows: list[tuple[Any, ...]] = []
-            for sample, row in pending:
-                if sample.sample_set == TREE_SET:
-                    if live is None:
-                        tree = self._tree_in(conn)
-                        live = {node_id for node_id in tree.nodes if tree.is_active(node_id)}
-                    if sample.leaf_id not in live:
-                        continue
-                rows.append(row)
-            added = conn.executemany(sql, rows).rowcount if rows else 0
-        return SamplesAdded(added, len(pending) - len(rows))
 
     def _tree_in(self, conn: sqlite3.Connection) -> Tree:
         """The tree as the transaction on ``conn`` sees it (the cached one while nothing changed)."""
@@ -278,199 +275,6 @@ class Project:
         if self._cached is None or self._cached[0] != version:
             self._cached = (version, history.read_tree(conn))
         return self._cached[1]
-
-    def samples(
-        self, *, sample_set: str = TREE_SET, leaf_id: str | None = None, leaf_ids: Iterable[str] | None = None
-    ) -> list[Sample]:
-        """The samples of one set, oldest first; only those of ``leaf_id`` / ``leaf_ids`` if given."""
-        sql = f"SELECT id, {', '.join(schema.SAMPLE_COLUMNS)} FROM samples WHERE sample_set = ?"
-        params: list[Any] = [sample_set]
-        if leaf_id is not None:
-            sql, params = sql + " AND leaf_id = ?", [*params, leaf_id]
-        rows = []
-        with self._db.read() as conn:
-            if leaf_ids is None:
-                rows = conn.execute(sql, params).fetchall()
-            for chunk in chunks(list(dict.fromkeys(leaf_ids or ()))):
-                rows += conn.execute(f"{sql} AND leaf_id IN ({marks(len(chunk))})", [*params, *chunk])
-        return [schema.row_sample(row) for row in sorted(rows, key=lambda r: int(r[0]))]
-
-    def sample_counts(self, *, sample_set: str = TREE_SET) -> dict[str, int]:
-        """How many samples each leaf has in ``sample_set``."""
-        sql = "SELECT leaf_id, COUNT(*) FROM samples WHERE sample_set = ? GROUP BY leaf_id"
-        with self._db.read() as conn:
-            return dict(conn.execute(sql, (sample_set,)).fetchall())
-
-    def sample_keys(self, leaf_id: str, *, sample_set: str = TREE_SET) -> set[str]:
-        """The keys stored for one leaf, and those of deleted samples: what a rerun must skip."""
-        sql = (
-            "SELECT key FROM samples WHERE sample_set = ? AND leaf_id = ? "
-            "UNION SELECT key FROM deleted_samples WHERE sample_set = ? AND leaf_id = ?"
-        )
-        with self._db.read() as conn:
-            return {key for (key,) in conn.execute(sql, (sample_set, leaf_id, sample_set, leaf_id))}
-
-    def skip_keys(self, leaf_id: str, keys: Iterable[str], *, sample_set: str = TREE_SET) -> None:
-        """Record keys a rerun must skip though no sample holds them (a synthesis call that was
-        answered but kept nothing); kept beside the deletion marks, returned by :meth:`sample_keys`."""
-        with self._db.tx() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO deleted_samples (sample_set, leaf_id, key) VALUES (?, ?, ?)",
-                [(sample_set, leaf_id, key) for key in keys],
-            )
-
-    def delete_samples(self, ids: Iterable[int]) -> int:
-        """Delete samples by row id, in one transaction; return how many were deleted. The delete can
-        be undone (see :meth:`trash_samples`)."""
-        return self.trash_samples(ids).count
-
-    def trash_samples(self, ids: Iterable[int]) -> Deletion:
-        """Delete samples by row id, in one transaction, keeping them so :meth:`restore_samples` can
-        bring them back (the latest :data:`~.trash.KEEP` deletions are kept)."""
-        wanted = list(dict.fromkeys(int(i) for i in ids))
-        with self._db.tx() as conn:
-            batch = trash.keep(conn, wanted)
-            count = _delete_samples(conn, wanted)
-            return trash.deletion(conn, batch) or Deletion(batch, count, (), now())
-
-    def restore_samples(self, batch: int) -> int:
-        """Undo the deletion ``batch`` (from :meth:`trash_samples`): its samples come back, and a
-        rerun may count them again; 0 if it was restored already or is too old."""
-        with self._db.tx() as conn:
-            return trash.restore(conn, batch)
-
-    def sample_texts(self, sample_set: str, *, batch: int = 5_000) -> Iterator[tuple[int, str, str | None]]:
-        """``(id, instruction, response)`` of every sample of the set, oldest first, read ``batch`` rows
-        at a time (each batch its own read), so a million samples stream in flat memory."""
-        sql = "SELECT id, instruction, response FROM samples WHERE sample_set = ? AND id > ? ORDER BY id LIMIT ?"
-        last = -1
-        while True:
-            with self._db.read() as conn:
-                rows = conn.execute(sql, (sample_set, last, batch)).fetchall()
-            yield from rows
-            if len(rows) < batch:
-                return
-            last = rows[-1][0]
-
-    # -- decontamination ----------------------------------------------------------------------------
-    def record_contamination(
-        self, checks: list[contamination.Check], hits: list[contamination.Hit], *, drop: bool = False
-    ) -> int:
-        """Record checks of a sample set against eval sets and the contaminated samples found, replacing
-        earlier checks against the same eval sets; with ``drop``, delete those samples (kept as deletion
-        marks, like any deleted sample) in the same transaction. Returns how many were deleted."""
-        dropped = sorted({hit.sample_id for hit in hits}) if drop else []
-        with self._db.tx() as conn:
-            contamination.record(conn, checks, hits, set(dropped))
-            return _delete_samples(conn, dropped)
-
-    def contamination_checks(self, sample_set: str) -> list[contamination.Check]:
-        """What the set was checked against, with the counts (see :class:`~.contamination.Check`)."""
-        with self._db.read() as conn:
-            return contamination.checks(conn, sample_set)
-
-    def contamination(self, sample_set: str) -> list[contamination.Hit]:
-        """The set's samples recorded as contaminated (one hit per sample and eval set)."""
-        with self._db.read() as conn:
-            return contamination.hits(conn, sample_set)
-
-    def import_samples(
-        self,
-        samples: Iterable[NewSample],
-        *,
-        sample_set: str,
-        progress: Callable[[int], None] | None = None,
-        batch: int = 2_000,
-    ) -> int:
-        """Store a whole dataset as a new sample set, all or nothing.
-
-        ``samples`` may be a lazy stream (a file read row by row). Rows go in batches of ``batch``,
-        each committed, into a hidden staging set (``~importing:NAME``) that becomes ``sample_set``
-        in one final transaction; a bad row, an error or Ctrl-C half way deletes the staging rows, so
-        no half-imported set is ever visible, while other writers (a job's heartbeat, its progress)
-        are never blocked for longer than one batch. ``progress`` gets the running count after
-        each batch, outside any transaction. Refuses a set name that already holds samples, and the
-        names no dataset may take (:func:`~treesynth_core.store.samples.check_dataset_set`).
-        """
-        check_dataset_set(sample_set)
-        with self._db.read() as conn:
-            _refuse_taken(conn, sample_set)
-        staging = STAGING_PREFIX + sample_set
-        self.delete_sample_set(staging)  # left behind by a process killed during an earlier import
-        columns = schema.SAMPLE_COLUMNS
-        sql = f"INSERT OR IGNORE INTO samples ({', '.join(columns)}) VALUES ({marks(len(columns))})"
-        created, added = now(), 0
-        pending: list[tuple[Any, ...]] = []
-
-        def flush() -> None:
-            nonlocal added, pending
-            with self._db.tx() as conn:
-                added += conn.executemany(sql, pending).rowcount
-            pending = []
-            if progress is not None:
-                progress(added)
-
-        try:
-            for sample in samples:
-                pending.append(schema.sample_row(dataclasses.replace(sample, sample_set=staging), created))
-                if len(pending) >= batch:
-                    flush()
-            flush()
-            with self._db.tx() as conn:
-                _refuse_taken(conn, sample_set)
-                conn.execute("UPDATE samples SET sample_set = ? WHERE sample_set = ?", (sample_set, staging))
-        except BaseException:
-            self.delete_sample_set(staging)
-            raise
-        return added
-
-    def sample_sets(self) -> dict[str, int]:
-        """Every sample set in the project with its number of samples (imports still running, which
-        are staged under a hidden name, are not listed)."""
-        with self._db.read() as conn:
-            rows = conn.execute("SELECT sample_set, COUNT(*) FROM samples GROUP BY sample_set ORDER BY 1")
-            return {name: n for name, n in rows if not name.startswith(STAGING_PREFIX)}
-
-    def delete_sample_set(self, sample_set: str) -> int:
-        """Delete a whole sample set with its features, routes and deletion marks; one transaction."""
-        with self._db.tx() as conn:
-            return _delete_set(conn, sample_set)
-
-    # -- routes -----------------------------------------------------------------------------------
-    def put_routes(self, routes: Iterable[Route]) -> None:
-        """Store routes (replacing a router's earlier route of the same sample); one transaction."""
-        created = now()
-        rows = [
-            (r.sample_id, r.router, r.tree_digest, r.status, r.leaf_id, r.stopped_at, dumps(r.path), r.detail, created)
-            for r in routes
-        ]
-        with self._db.tx() as conn:
-            conn.executemany(
-                "INSERT OR REPLACE INTO routes (sample_id, router, tree_digest, status, leaf_id, stopped_at, path, "
-                f"detail, created) VALUES ({marks(9)})",
-                rows,
-            )
-
-    def routes(self, router: str, *, sample_set: str) -> dict[int, Route]:
-        """The routes ``router`` made for the samples of ``sample_set``, by sample id."""
-        sql = (
-            "SELECT r.sample_id, r.router, r.status, r.stopped_at, r.leaf_id, r.path, r.detail, r.tree_digest "
-            "FROM routes r JOIN samples s ON s.id = r.sample_id WHERE r.router = ? AND s.sample_set = ?"
-        )
-        with self._db.read() as conn:
-            rows = conn.execute(sql, (router, sample_set)).fetchall()
-        return {
-            int(sid): Route(int(sid), rtr, status, stopped, leaf, json.loads(path), detail, digest)
-            for sid, rtr, status, stopped, leaf, path, detail, digest in rows
-        }
-
-    def assign_leaves(self, assignments: Mapping[int, tuple[str, list[dict[str, str]]]]) -> None:
-        """Set each sample's leaf and path (by sample id), as routing decided; one transaction."""
-        with self._db.tx() as conn:
-            conn.executemany(
-                "UPDATE samples SET leaf_id = ?, path = ? WHERE id = ?",
-                [(leaf, dumps(path), int(sid)) for sid, (leaf, path) in assignments.items()],
-            )
 
     # -- LLM reply cache, call log and runs (see :mod:`.runs`) -------------------------------------
     def cache_get(self, key: str) -> ChatResult | None:
@@ -509,6 +313,19 @@ class Project:
         (see :func:`.runs.stats`)."""
         with self._db.read() as conn:
             return runs.stats(conn, run_id)
+
+    def call_latencies(
+        self, backend: str, model: str, purposes: Sequence[str] | None = None, limit: int = 50
+    ) -> list[float]:
+        """Seconds of the latest real calls on ``backend`` and ``model`` (of ``purposes``; None:
+        any), newest first: what time estimates rest on (:mod:`treesynth_core.llm.timing`)."""
+        with self._db.read() as conn:
+            return runs.call_latencies(conn, backend, model, purposes, limit)
+
+    def run_counts(self, run_id: str) -> RunCounts:
+        """The calls answered and samples written by run ``run_id`` so far."""
+        with self._db.read() as conn:
+            return runs.run_counts(conn, run_id)
 
     # -- batch generation (see :mod:`.batches`) ----------------------------------------------------
     def add_batch(self, batch_id: str, round_id: str, shard: str, requests: int) -> None:
@@ -577,7 +394,7 @@ class Project:
                     (len(STAGING_PREFIX), STAGING_PREFIX),
                 ).fetchall()
                 for (name,) in staged:
-                    _delete_set(conn, name)
+                    delete_set(conn, name)
             return record, created
 
     def update_job(self, job_id: str, **fields: Any) -> None:
@@ -600,70 +417,3 @@ class Project:
         """Jobs, newest first."""
         with self._db.read() as conn:
             return runs.jobs(conn, kind=kind, limit=limit)
-
-    # -- feature vectors and cached arrays ----------------------------------------------------------
-    def put_features(self, kind: str, vectors: Mapping[int, bytes]) -> None:
-        """Store float32 feature vectors (as bytes) by sample id under ``kind``; one transaction."""
-        with self._db.tx() as conn:
-            conn.executemany(
-                "INSERT OR REPLACE INTO features (kind, sample_id, vector) VALUES (?, ?, ?)",
-                [(kind, int(sample_id), bytes(vector)) for sample_id, vector in vectors.items()],
-            )
-
-    def get_features(self, kind: str, sample_ids: Iterable[int]) -> dict[int, bytes]:
-        """The stored vectors (float32 bytes) of ``kind`` for those sample ids that have one."""
-        found: dict[int, bytes] = {}
-        with self._db.read() as conn:
-            for chunk in chunks(list(dict.fromkeys(int(i) for i in sample_ids))):
-                rows = conn.execute(
-                    f"SELECT sample_id, vector FROM features WHERE kind = ? AND sample_id IN ({marks(len(chunk))})",
-                    (kind, *chunk),
-                )
-                found.update({sample_id: vector for sample_id, vector in rows})
-        return found
-
-    def put_blob(self, key: str, data: bytes) -> None:
-        """Cache derived data (a map's coordinates, ...) under a content key."""
-        with self._db.tx() as conn:
-            conn.execute("INSERT OR REPLACE INTO blobs (key, created, data) VALUES (?, ?, ?)", (key, now(), data))
-
-    def get_blob(self, key: str) -> bytes | None:
-        with self._db.read() as conn:
-            row = conn.execute("SELECT data FROM blobs WHERE key = ?", (key,)).fetchone()
-        return None if row is None else bytes(row[0])
-
-
-def _delete_set(conn: sqlite3.Connection, sample_set: str) -> int:
-    """Delete a sample set with its features, routes, deletion marks and contamination record; return how
-    many samples."""
-    ids = "SELECT id FROM samples WHERE sample_set = ?"
-    conn.execute(f"DELETE FROM features WHERE sample_id IN ({ids})", (sample_set,))
-    conn.execute(f"DELETE FROM routes WHERE sample_id IN ({ids})", (sample_set,))
-    conn.execute("DELETE FROM deleted_samples WHERE sample_set = ?", (sample_set,))
-    contamination.forget_set(conn, sample_set)
-    trash.forget_set(conn, sample_set)
-    return int(conn.execute("DELETE FROM samples WHERE sample_set = ?", (sample_set,)).rowcount)
-
-
-def _delete_samples(conn: sqlite3.Connection, ids: list[int]) -> int:
-    """Delete samples by row id with their features and contamination marks, keeping deletion marks."""
-    deleted = 0
-    contamination.forget_samples(conn, ids)
-    for chunk in chunks(ids):
-        conn.execute(f"DELETE FROM features WHERE sample_id IN ({marks(len(chunk))})", chunk)
-        conn.execute(
-            "INSERT OR IGNORE INTO deleted_samples (sample_set, leaf_id, key) "
-            f"SELECT sample_set, leaf_id, key FROM samples WHERE id IN ({marks(len(chunk))})",
-            chunk,
-        )
-        deleted += conn.execute(f"DELETE FROM samples WHERE id IN ({marks(len(chunk))})", chunk).rowcount
-    return deleted
-
-
-def _refuse_taken(conn: sqlite3.Connection, sample_set: str) -> None:
-    """Refuse to import into a sample set that already holds samples."""
-    (held,) = conn.execute("SELECT COUNT(*) FROM samples WHERE sample_set = ?", (sample_set,)).fetchone()
-    if held:
-        raise ProjectError(
-            f"the sample set {sample_set!r} already holds {held} samples; choose another name or delete that set first"
-        )

@@ -23,6 +23,7 @@ from .db import marks
 from .schema import dumps, now
 
 _CALL_FIELDS = tuple(f.name for f in dataclasses.fields(CallRecord))
+_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(ChatResult))
 _JOB_FIELDS = frozenset({"done", "total", "message", "status", "error", "finished", "run_id"})
 
 # -- LLM reply cache and call log -----------------------------------------------------------------
@@ -42,7 +43,8 @@ def cache_get(conn: sqlite3.Connection, key: str) -> ChatResult | None:
 
 
 def cache_put(conn: sqlite3.Connection, key: str, result: ChatResult) -> None:
-    data = dataclasses.asdict(result) | {"cached": False}
+    # field by field: a reply's fields are plain values, and ``asdict``'s deep copy cost more than the write
+    data = {name: getattr(result, name) for name in _RESULT_FIELDS} | {"cached": False}
     conn.execute("INSERT OR REPLACE INTO llm_cache (key, result, created) VALUES (?, ?, ?)", (key, dumps(data), now()))
 
 
@@ -206,6 +208,37 @@ def stats(conn: sqlite3.Connection, run_id: str | None = None) -> RunStats:
         runs.append(RunRow(run, command, started, finished, status, error, *tallies))
     totals = CallCounts.total(by_command.values())
     return RunStats(**dataclasses.asdict(totals), by_command=by_command, by_model=by_model, runs=runs)
+
+
+def call_latencies(
+    conn: sqlite3.Connection, backend: str, model: str, purposes: Sequence[str] | None, limit: int
+) -> list[float]:
+    """Seconds of the latest ``limit`` real calls (not cached, not failed) on ``backend`` and
+    ``model``, of ``purposes`` (None: any), newest first."""
+    where = "c.cached = 0 AND c.error IS NULL AND c.latency_s > 0 AND c.backend = ? AND c.model = ?"
+    params: list[Any] = [backend, model]
+    if purposes is not None:
+        where += f" AND c.purpose IN ({marks(len(purposes))})"
+        params.extend(purposes)
+    sql = f"SELECT c.latency_s FROM llm_calls c WHERE {where} ORDER BY c.ts DESC, c.id DESC LIMIT ?"
+    return [float(row[0]) for row in conn.execute(sql, (*params, limit))]
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    """What a run has done so far: LLM calls answered (cached ones too) and samples written."""
+
+    calls: int
+    samples: int
+
+
+def run_counts(conn: sqlite3.Connection, run_id: str) -> RunCounts:
+    """The calls answered and samples written by run ``run_id`` so far."""
+    calls = conn.execute("SELECT COUNT(*) FROM llm_calls WHERE run_id = ? AND error IS NULL", (run_id,)).fetchone()[0]
+    samples = conn.execute(
+        "SELECT COUNT(*) FROM samples s JOIN llm_calls c ON c.id = s.call_id WHERE c.run_id = ?", (run_id,)
+    ).fetchone()[0]
+    return RunCounts(int(calls), int(samples))
 
 
 # -- background jobs and the run lease ------------------------------------------------------------------------------

@@ -14,7 +14,13 @@ class EditStore(Protocol):
     def tree(self) -> T.Tree: ...
 
     def apply(
-        self, kind: str, fn: Callable[[T.Tree], T.Tree], *, args: dict | None = None, actor: str = "human"
+        self,
+        kind: str,
+        fn: Callable[[T.Tree], T.Tree],
+        *,
+        args: dict | None = None,
+        actor: str = "human",
+        seen: T.Tree | None = None,
     ) -> T.Tree: ...
 
 
@@ -43,18 +49,20 @@ EDITS: dict[str, Callable[..., T.Tree]] = {
     "remove-value": T.remove_value,
     "merge": T.merge,
     "replace-criterion": T.replace_criterion,
+    "propose-values": T.propose_values,
     "lock": lambda t, node_id: T.lock(t, node_id, locked=True),
     "unlock": lambda t, node_id: T.lock(t, node_id, locked=False),
 }
 
 
-def run_edit(store: EditStore, name: str, **args: Any) -> T.Tree:
-    """Apply the edit called ``name`` with ``args`` as one recorded edit."""
+def run_edit(store: EditStore, name: str, *, seen: T.Tree | None = None, **args: Any) -> T.Tree:
+    """Apply the edit called ``name`` with ``args`` as one recorded edit; ``seen``: the tree its
+    maker looked at, so an edit of a node changed since is refused (see ``Project.apply``)."""
     try:
         fn = EDITS[name]
     except KeyError:
         raise TreeError(f"unknown edit {name!r}; known: {', '.join(sorted(EDITS))}") from None
-    return store.apply(name, lambda tree: fn(tree, **args), args=args, actor="human")
+    return store.apply(name, lambda tree: fn(tree, **args), args=args, actor="human", seen=seen)
 
 
 def resolve_node(tree: T.Tree, ref: str) -> T.Node:

@@ -519,6 +519,31 @@ def replace_criterion(tree: Tree, node_id: str, criterion: str, values: Iterable
     return _split(tree, node, _label(criterion, "criterion"), labels, provenance=Provenance("human"), approved=True)
 
 
+def propose_values(tree: Tree, node_id: str, criterion: str, values: Iterable[str]) -> Tree:
+    """Add ``values`` under ``node_id`` as proposed children (for review): beside its children when it
+    is split on ``criterion`` already (values it has are skipped), else as a new split on ``criterion``
+    (an old subtree is dropped, as by :func:`replace_criterion`; undo restores it). The node's note (a
+    person's description of its value) is kept."""
+    node = _editable(tree, node_id)
+    name = _label(criterion, "criterion")
+    labels = list(dict.fromkeys(_label(v, "value") for v in values))
+    if normalize(node.split_criterion or "") != normalize(name):
+        if not labels:
+            raise TreeError("no values to propose", node_id)
+        return _split(tree, node, name, labels, provenance=Provenance("human"), approved=False, note=node.note)
+    kids = tree.children(node_id)
+    have = {normalize(k.value or "") for k in kids}
+    new = [v for v in labels if normalize(v) not in have]
+    if not new:
+        raise TreeError(f"{node.label or 'the root'!r} has every proposed value already", node_id)
+    start = max((k.rank for k in kids), default=-1) + 1
+    added = [
+        Node(new_id(), node_id, node.depth + 1, name, v, approved=False, provenance=Provenance("human"), rank=start + i)
+        for i, v in enumerate(new)
+    ]
+    return validate(with_nodes(tree, added))
+
+
 def attach_split(
     tree: Tree,
     node_id: str,

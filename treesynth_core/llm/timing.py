@@ -1,0 +1,181 @@
+"""How long LLM calls take, from evidence: the project's own call log.
+
+Every estimate of time the app and the CLI show comes from :func:`estimate_time`: the median and
+inter-quartile range of this project's recent real calls (not cached, not failed) of the same
+purpose on the same backend and model, times the calls of the run, divided by the calls that
+usefully run at once. With no such calls it falls back to the same backend and model's calls of
+other purposes, and with none at all to a prior per backend, which it calls a guess. Estimates are
+ranges (:class:`TimeRange`), never points: ``3–5 min, from 12 earlier calls``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .pricing import duration
+from .settings import BackendSettings
+
+#: Seconds per call (low, high) assumed when the project has no calls on this backend and model:
+#: the embedded SmolLM2-135M on a 2-core CPU writes a sample call in 6–15 s (issue 13); an
+#: endpoint answers in seconds.
+PRIOR_CALL_S: dict[str, tuple[float, float]] = {"embedded": (6.0, 15.0), "openai": (1.0, 6.0)}
+#: Recent calls the statistics read (newer calls say more about the machine and model now).
+RECENT_CALLS = 50
+#: Calls an endpoint usefully runs at once, at most (more mostly queue at the server).
+MAX_USEFUL_PARALLEL = 8
+#: With few calls the quartiles say little: the range spans at least this factor around the median.
+MIN_SPREAD = (0.8, 1.25)
+
+#: The purposes (``ChatRequest.meta["purpose"]``) whose calls predict each kind of work.
+SYNTH_PURPOSES = ("synth",)
+RESPONSE_PURPOSES = ("response",)
+GAP_PURPOSES = ("gaps",)
+ROUTE_PURPOSES = ("route",)
+CONCEPT_PURPOSES = ("concepts",)
+QUESTION_PURPOSES = ("questions",)
+
+#: The calls each job kind makes, by purpose (jobs not named here make none, or too many kinds to say).
+JOB_PURPOSES: dict[str, tuple[str, ...]] = {
+    "synth": SYNTH_PURPOSES + RESPONSE_PURPOSES,
+    "baseline": SYNTH_PURPOSES + RESPONSE_PURPOSES,
+    "balance": SYNTH_PURPOSES + RESPONSE_PURPOSES,
+    "fill-gaps": GAP_PURPOSES + RESPONSE_PURPOSES,
+    "route": ROUTE_PURPOSES,
+    "concepts-extract": CONCEPT_PURPOSES,
+    "concepts-synth": QUESTION_PURPOSES + RESPONSE_PURPOSES,
+}
+
+
+def synth_purposes(responses: bool) -> tuple[str, ...]:
+    """The call purposes a synthesis makes: instructions, and responses when it writes pairs."""
+    return SYNTH_PURPOSES + (RESPONSE_PURPOSES if responses else ())
+
+
+class CallLog(Protocol):
+    """What the estimate reads from a store (the project implements it)."""
+
+    def call_latencies(
+        self, backend: str, model: str, purposes: Sequence[str] | None = None, limit: int = RECENT_CALLS
+    ) -> list[float]: ...
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """A time between ``low_s`` and ``high_s`` seconds, and what it rests on (``basis``: ``from 12
+    earlier calls``, ``no calls yet: a guess``). ``calls`` counts the logged calls behind it (0 for
+    a guess)."""
+
+    low_s: float
+    high_s: float
+    basis: str
+    calls: int = 0
+
+    @property
+    def guess(self) -> bool:
+        return self.calls == 0
+
+    def times(self, factor: float) -> TimeRange:
+        """This range scaled by ``factor`` (calls of a run over the calls that run at once)."""
+        return TimeRange(self.low_s * factor, self.high_s * factor, self.basis, self.calls)
+
+    def span(self) -> str:
+        """The range in words: ``3–5 min``, ``50 s–2 min``, ``about 40 s`` when both ends read alike."""
+        low, high = duration(self.low_s), duration(self.high_s)
+        if low == high:
+            return f"about {low}"
+        low_value, low_unit = low.split(" ")
+        high_value, high_unit = high.split(" ")
+        return f"{low_value}\u2013{high_value} {high_unit}" if low_unit == high_unit else f"{low}\u2013{high}"
+
+    def text(self) -> str:
+        """``3–5 min, from 12 earlier calls``."""
+        return f"{self.span()}, {self.basis}"
+
+    def to_json(self) -> dict[str, float | int | str]:
+        """The range as the CLI's ``--json`` prints it."""
+        return {
+            "low_s": round(self.low_s, 1),
+            "high_s": round(self.high_s, 1),
+            "basis": self.basis,
+            "calls": self.calls,
+        }
+
+
+def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
+    """The first quartile, median and third quartile of ``values`` (one value: itself three times)."""
+    if not values:
+        raise ValueError("quartiles of no values")
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, median, q3
+
+
+def call_time(latencies: Sequence[float], backend: str, *, what: str = "") -> TimeRange:
+    """The time of one call: the inter-quartile range of ``latencies`` (widened to at least
+    :data:`MIN_SPREAD` around the median), or the backend's prior when there are none. ``what``
+    names the calls in the basis (``synth`` → ``from 12 earlier synth calls``)."""
+    real = [s for s in latencies if s > 0]
+    if not real:
+        low, high = PRIOR_CALL_S.get(backend, PRIOR_CALL_S["openai"])
+        return TimeRange(low, high, "no calls yet: a guess")
+    q1, median, q3 = quartiles(real)
+    low, high = min(q1, median * MIN_SPREAD[0]), max(q3, median * MIN_SPREAD[1])
+    noun = "call" if len(real) == 1 else "calls"
+    return TimeRange(low, high, f"from {len(real)} earlier {what + ' ' if what else ''}{noun}", len(real))
+
+
+def useful_parallel(settings: BackendSettings) -> int:
+    """Calls that usefully run at once: one on the embedded model, up to
+    :data:`MAX_USEFUL_PARALLEL` at an endpoint (its ``concurrency`` setting)."""
+    return 1 if settings.backend == "embedded" else max(1, min(settings.concurrency, MAX_USEFUL_PARALLEL))
+
+
+def logged_model(settings: BackendSettings) -> str:
+    """The model name the call log records calls of ``settings`` under."""
+    if settings.backend == "embedded":
+        return Path(settings.gguf_path).stem if settings.gguf_path else "SmolLM2-135M-Instruct.Q4_1"
+    return settings.model or "unknown model"
+
+
+def per_call(log: CallLog, settings: BackendSettings, purposes: Sequence[str]) -> TimeRange:
+    """The time of one call of ``purposes`` on ``settings``' backend and model: from its recent
+    calls of those purposes, else of any purpose on the same backend and model, else the prior."""
+    model = logged_model(settings)
+    same = log.call_latencies(settings.backend, model, purposes)
+    if same:
+        return call_time(same, settings.backend, what="/".join(purposes))
+    other = log.call_latencies(settings.backend, model, None)
+    if other:
+        found = call_time(other, settings.backend)
+        return TimeRange(found.low_s, found.high_s, found.basis + " of other kinds", found.calls)
+    return call_time([], settings.backend)
+
+
+def calls_text(calls: int, took: TimeRange, *, at_most: bool = False) -> str:
+    """One line for a caption: ``About 12 LLM calls: 3–5 min, from 12 earlier calls.``"""
+    noun = "LLM call" if calls == 1 else "LLM calls"
+    return f"{'Up to' if at_most else 'About'} {calls:,} {noun}: {took.text()}."
+
+
+def estimate_time(log: CallLog, settings: BackendSettings, purposes: Sequence[str], calls: int) -> TimeRange:
+    """About how long ``calls`` calls of ``purposes`` take on ``settings``: the per-call range
+    (:func:`per_call`) times the rounds of calls that usefully run at once."""
+    return per_call(log, settings, purposes).times(math.ceil(max(0, calls) / useful_parallel(settings)))
+
+
+def time_left(
+    log: CallLog, settings: BackendSettings, kind: str, *, calls: int, done: int, total: int
+) -> TimeRange | None:
+    """About how long a running job of ``kind`` still takes: its calls so far per unit done (leaf,
+    sample, document) times the units left, at this project's call times. None until a unit is
+    done, when nothing is left, or for a kind whose calls :data:`JOB_PURPOSES` does not name."""
+    purposes = JOB_PURPOSES.get(kind)
+    if purposes is None or done <= 0 or total <= done or calls <= 0:
+        return None
+    return estimate_time(log, settings, purposes, math.ceil(calls / done * (total - done)))
