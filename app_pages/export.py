@@ -63,6 +63,7 @@ if 0 < without:
 contaminated = len({hit.sample_id for hit in project.contamination(sample_set)})
 with st.container(border=True):
     keep = False
+    st.caption(md(exports.decontamination_report(project, sample_set)))
     if contaminated:
         st.caption(
             f":orange[:material/rule:] {contaminated:,} samples of this set were found in an eval set "

@@ -28,6 +28,7 @@ from studio.widgets import md, model_name
 from treesynth_core.concepts.documents import (
     PYTHON_DOCS,
     Document,
+    DocumentSet,
     chunk_chars_for,
     read_documents,
     sample_set_documents,
@@ -122,25 +123,32 @@ def spend_cards(
 # -- documents and extraction ---------------------------------------------------------------------
 
 
-def read_source(state: AppState, project: Project, source: str, where: str) -> list[Document]:
-    """The documents of a source, chunked for the backend's prompt profile."""
+def read_source(state: AppState, project: Project, source: str, where: str, encoding: str = "utf-8") -> DocumentSet:
+    """The documents of a source, chunked for the backend's prompt profile, with what was split or skipped."""
     size = chunk_chars_for(state.settings().prompt_profile())
     if source == "python":
-        return read_documents(PYTHON_DOCS, chunk_chars=size).documents
+        return read_documents(PYTHON_DOCS, chunk_chars=size)
     if source == "folder":
         if not where.strip():
             raise TreeSynthError("type the path of a folder of documents first")
-        return read_documents(str(Path(where).expanduser()), chunk_chars=size).documents
-    return split_documents(sample_set_documents(project.samples(sample_set=where), where), size).documents
+        return read_documents(str(Path(where).expanduser()), encoding=encoding.strip() or "utf-8", chunk_chars=size)
+    return split_documents(sample_set_documents(project.samples(sample_set=where), where), size)
 
 
 def documents_form(state: AppState, project: Project, *, busy: bool) -> None:
     """Choose documents and add them to the project (stored; extraction skips those already done)."""
     sources = [s for s in SOURCES if s != "folder" or not security.read_only()]
     source = st.radio("Documents", sources, format_func=SOURCES.get, key="concepts.source", horizontal=True)
-    where = ""
+    where, encoding = "", "utf-8"
     if source == "folder":
         where = data_panel.local_path(st, "Folder", key="concepts.folder", placeholder="~/docs")
+        encoding = st.text_input(
+            "Encoding",
+            value="utf-8",
+            key="concepts.encoding",
+            help="How the files are encoded (decoded strictly: a byte that does not decode is an error naming "
+            "the file), e.g. utf-8, latin-1, cp1252.",
+        )
     elif source == "set":
         sets = [s for s in project.sample_sets() if s != BASELINE_SET]
         if not sets:
@@ -151,14 +159,15 @@ def documents_form(state: AppState, project: Project, *, busy: bool) -> None:
         "Add these documents", key="concepts.add", icon=":material/note_add:", disabled=busy or security.read_only()
     ):
         try:
-            docs = read_source(state, project, source, where)
-            if not docs:
-                raise TreeSynthError("every document is empty: nothing to add")
-            stored = add_documents(project, docs)
+            read = read_source(state, project, source, where, encoding)
+            if not read.documents:
+                raise TreeSynthError(f"every document is empty ({len(read.empty_skipped)} skipped): nothing to add")
+            stored = add_documents(project, read.documents)
         except (TreeSynthError, OSError) as exc:
             state.notify("error", str(exc))
         else:
-            state.notify("success", f"Added {len(docs):,} documents ({len(stored):,} in the project).")
+            # long documents are split, never cut: say into how many chunks, and how many empty ones were skipped
+            state.notify("success", f"Added {read.summary()} ({len(stored):,} in the project).")
         st.rerun()
 
 

@@ -52,6 +52,23 @@ def set_label(name: str, count: int) -> str:
     return f"{name} ({count:,} samples{', ' + kinds[name] if name in kinds else ''})"
 
 
+def decontamination_report(project: Project, sample_set: str) -> str:
+    """The Export step's one-line decontamination report (plain text: escape it for markdown): what the
+    set was checked against, with the counts, or that it was not checked."""
+    checks = project.contamination_checks(sample_set)
+    if not checks:
+        return (
+            f"Decontamination: {sample_set} was not checked against any eval set "
+            "(Data page, Decontaminate); the dataset card will say so."
+        )
+    parts = [
+        f"{c.source} ({c.items:,} items, {c.n}-grams): {c.flagged:,} of {c.checked:,} contaminated"
+        + (f", {c.dropped:,} dropped" if c.dropped else "")
+        for c in checks
+    ]
+    return f"Decontamination: {sample_set} was checked against " + "; ".join(parts) + " (the dataset card lists it)."
+
+
 def _free_folder(path: Path) -> Path:
     n = 2
     while (candidate := path.with_name(f"{path.name}-{n}")).exists():

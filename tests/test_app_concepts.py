@@ -237,3 +237,38 @@ def test_documents_and_questions_of_a_node():
     ]
     assert [s.instruction for s in CG.questions_using(rows, node_id("concept", "c1"))] == ["q1"]
     assert [s.instruction for s in CG.questions_using(rows, node_id("topic", "topic 0"))] == ["q2"]
+
+
+def test_bad_documents_are_one_clear_error_and_long_ones_are_reported_split(projects, tmp_path):
+    """A non-UTF-8 file is an error naming it (nothing added) until its encoding is given; a long
+    document is split into chunks and an empty one skipped, and the notice says how many."""
+    from treesynth_core.concepts.documents import SMALL_CHUNK_CHARS, Document, split_documents
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "latin.txt").write_bytes("Caf\xe9 cr\xe8me: the while loop repeats.".encode("latin-1"))
+    big = ("The for statement iterates over the items of any sequence, in order. " * 12 + "\n\n") * 300
+    (docs / "big.md").write_text(big, encoding="utf-8")
+    (docs / "empty.txt").write_text("  \n", encoding="utf-8")
+    chunks = split_documents([Document("big.md", big)], SMALL_CHUNK_CHARS).chunked["big.md"]
+    at, project_dir = concepts_page(projects)
+    at.radio(key="concepts.source").set_value("folder")
+    run(at)
+    at.text_input(key="concepts.folder").input(str(docs))
+    at.button(key="concepts.add").click()
+    run(at)
+    errors = " ".join(e.value for e in at.error).replace("\\", "")
+    assert "latin.txt is not valid utf-8: byte 0xe9" in errors
+    with Project.open(project_dir) as project:
+        assert load_documents(project) == []
+    at.text_input(key="concepts.encoding").input("latin-1")
+    at.button(key="concepts.add").click()
+    run(at)
+    assert not at.error
+    notice = " ".join(t.value for t in at.toast).replace("\\", "")
+    assert f"Added {chunks + 1} documents, 1 long ones split into {chunks} chunks, 1 empty ones skipped" in notice
+    with Project.open(project_dir) as project:
+        stored = {d.doc_id: d.text for d in load_documents(project)}
+    assert stored["latin.txt"].startswith("Café crème") and len(stored) == chunks + 1
+    parts = [stored[f"big.md#{i}"] for i in range(1, chunks + 1)]
+    assert "".join("".join(p.split()) for p in parts) == "".join(big.split())  # nothing cut off

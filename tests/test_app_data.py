@@ -334,6 +334,9 @@ def test_decontaminate_tab_checks_a_set_and_export_leaves_the_contaminated_out(d
     selectbox(at, "Sample set").set_value("mine")
     at = run(at)
     assert "1 samples of this set were found in an eval set" in texts(at)
+    shown = texts(at).replace("\\", "")  # the report is escaped markdown
+    assert "Decontamination: mine was checked against example:humaneval (" in shown
+    assert "13-grams): 1 of 4 contaminated (the dataset card lists it)" in shown
     at.button(key="export.run").click()
     at = run(at)
     assert any("Wrote 3 rows" in s.value for s in at.success)
@@ -341,3 +344,6 @@ def test_decontaminate_tab_checks_a_set_and_export_leaves_the_contaminated_out(d
     at.button(key="export.run").click()
     at = run(at)
     assert any("Wrote 4 rows" in s.value for s in at.success)
+    selectbox(at, "Sample set").set_value("he")
+    at = run(at)
+    assert "Decontamination: he was not checked against any eval set" in texts(at).replace("\\", "")

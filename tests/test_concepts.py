@@ -96,6 +96,9 @@ def test_graphml_keeps_kind_label_and_weight(tmp_path: Path):
     u, v = node_id("topic", "Loop control"), node_id("concept", "for loop")
     assert back.edges[u, v]["weight"] == pytest.approx(g.edges[u, v]["weight"])
     assert back.nodes[u]["kind"] == "topic" and back.nodes[v]["label"] == "for loop"
+    # the summary stats (nodes, edges by part, degree distribution) are the same read back from the file
+    assert graph_stats(back) == graph_stats(g)
+    assert {e["count"] for *_, e in back.edges(data=True)} == {e["count"] for *_, e in g.edges(data=True)}
 
 
 # -- the concepts JSONL -----------------------------------------------------------------------------
@@ -142,6 +145,16 @@ def test_a_malformed_line_is_one_clear_error(tmp_path: Path, line: str, message:
     path.write_text(jsonl_lines(DOCS[:1]) + line + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=message):
         read_jsonl(path)
+
+
+def test_a_non_utf8_or_empty_concepts_file_is_one_clear_error(tmp_path: Path):
+    path = tmp_path / "latin.jsonl"
+    path.write_bytes(jsonl_lines(DOCS[:1]).replace("loops", "boucl\u00e9s").encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin\.jsonl is not UTF-8 \(byte \d+\); concepts JSONL files are UTF-8"):
+        read_jsonl(path)
+    (tmp_path / "blank.jsonl").write_text("\n  \n", encoding="utf-8")
+    with pytest.raises(DataError, match="holds no concept lines"):
+        read_jsonl(tmp_path / "blank.jsonl")
 
 
 def test_concepts_are_cleaned_deduplicated_and_capped():
@@ -207,6 +220,44 @@ def test_transition_frequencies_match_co_occurrence_proportions():
     a = node_id("concept", "A")
     p = counts[a] / total
     assert m > 3000 and abs(firsts[a] / m - p) < 4 * math.sqrt(p * (1 - p) / m)
+
+
+def weighted_graph() -> nx.Graph:
+    """Topic T0 shares k documents with topic Tk (k = 1..4); concept h shares k documents with concept ck
+    (k = 1..5); nothing else links them."""
+    docs = [
+        doc(f"t{k}-{i}", ("T0", [f"p{k}-{i}"]), (f"T{k}", [f"q{k}-{i}"])) for k in range(1, 5) for i in range(k)
+    ] + [doc(f"h{k}-{i}", ("H", ["h", f"c{k}"])) for k in range(1, 6) for i in range(k)]
+    return build_graph(docs)
+
+
+def chi_square_p(observed: Counter, expected_share: dict[str, float]) -> float:
+    from scipy.stats import chisquare
+
+    n = sum(observed.values())
+    keys = sorted(expected_share)
+    assert set(observed) <= set(keys)
+    return float(chisquare([observed[k] for k in keys], [n * expected_share[k] for k in keys]).pvalue)
+
+
+def test_transition_frequencies_pass_a_chi_square_test_against_the_counts():
+    """Over many seeded steps and walks, where a step goes fits the co-occurrence proportions (chi-square,
+    p > 0.001), and the same draws reject uniform transitions (the test can fail)."""
+    g = weighted_graph()
+    walker = Walker(g)
+    h = node_id("concept", "h")
+    rng = random.Random(7)
+    steps = Counter(walker.step(h, "concept", rng) for _ in range(30_000))
+    share = {node_id("concept", f"c{k}"): k / 15 for k in range(1, 6)}
+    assert chi_square_p(steps, share) > 1e-3
+    assert chi_square_p(steps, dict.fromkeys(share, 1 / 5)) < 1e-9
+    # topic -> topic inside whole walks: the second topic of every walk that starts at T0
+    t0 = node_id("topic", "T0")
+    seconds = Counter(w.topics[1] for w in walker.walks(seed=11, epochs=6000) if w.start == t0)
+    assert sum(seconds.values()) == 6000  # T0 starts once per epoch and always has a topic to go to
+    share = {node_id("topic", f"T{k}"): k / 10 for k in range(1, 5)}
+    assert chi_square_p(seconds, share) > 1e-3
+    assert chi_square_p(seconds, dict.fromkeys(share, 1 / 4)) < 1e-9
 
 
 def test_a_node_without_neighbours_of_the_kind_ends_its_stage():

@@ -23,6 +23,7 @@ from treesynth_core.concepts.graph import build_graph, node_id
 from treesynth_core.concepts.model import read_jsonl
 from treesynth_core.concepts.questions import QuestionOptions, make_questions
 from treesynth_core.concepts.store import load_concepts, save_documents
+from treesynth_core.data.export import export_set
 
 runner = CliRunner()
 SCENARIO = "concepts_python_docs"
@@ -73,7 +74,7 @@ def test_an_unusable_extraction_is_counted_and_left_out(project):
 
 
 @pytest.mark.parametrize("level", [1, 2, 3])
-def test_each_level_keeps_the_models_questions_with_level_and_documents(extracted, capable, level):
+def test_each_level_keeps_the_models_questions_with_level_and_documents(extracted, capable, level, tmp_path):
     llm = ScriptedLLM()
     replies = capable(SCENARIO)["questions"]
     llm.enqueue("questions", [replies[level - 1]])
@@ -101,6 +102,12 @@ def test_each_level_keeps_the_models_questions_with_level_and_documents(extracte
         assert "different topics" in prompt
         assert ("Document 1:" in prompt) == (len(docs) == 2)
         assert all(c in prompt for c in samples[0].extra["concepts"])
+    # the dataset card of an export says what level the set is and which documents it used
+    card = export_set(extracted, f"q{level}", "jsonl", tmp_path / "out.jsonl").card.read_text(encoding="utf-8")
+    row = next(line for line in card.splitlines() if line.startswith(f"| {level} |"))
+    used = sorted({d for s in samples for d in s.extra["documents"]})
+    assert "## Concept-generated questions" in card and f"| 2 | 0 | {len(used)} | " in row
+    assert all(d in row for d in used)
 
 
 def test_responses_rerun_and_resume(extracted, capable):
@@ -308,3 +315,98 @@ def test_cli_extract_from_a_sample_set(tmp_path, fake):
     invoke("import", proj, rows, "--map", "instruction=text", "--set", "docs")
     data = json.loads(invoke("concepts", proj, "extract", "--set", "docs", "--json", "--llm", "embedded", "-q").stdout)
     assert data["extracted"] == 3 and data["read"] == 3
+
+
+def test_a_hand_written_jsonl_gives_the_same_graph_and_walks_as_the_llms_extraction(extracted, capable, tmp_path):
+    """The same concepts typed by a person (keys in another order, spacing of their own) and imported
+    give the graph, GraphML and walks the model's extraction gave."""
+    from treesynth_core.concepts.graph import write_graphml
+    from treesynth_core.concepts.preview import preview_walks
+
+    def respace(label: str) -> str:
+        return "  " + label.replace(" ", "   ") + " "
+
+    lines = []
+    for doc_id, reply in zip(load_capable(SCENARIO)["documents"], capable(SCENARIO)["concepts"], strict=True):
+        written = json.loads(reply.text)
+        topics = [
+            {"concepts": [respace(c) for c in t["concepts"]], "topic": respace(t["topic"])} for t in written["topics"]
+        ]
+        lines.append(
+            json.dumps({"topics": topics, "subject": written["subject"], "level": written["level"], "doc_id": doc_id})
+        )
+    hand = tmp_path / "hand.jsonl"
+    hand.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    proj = new_project(tmp_path)
+    invoke("concepts", proj, "import", hand)
+    from treesynth_core.store import Project
+
+    with Project.open(proj) as other:
+        typed = load_concepts(other)
+    by_llm = load_concepts(extracted)
+    assert typed == by_llm
+    a, b = build_graph(typed), build_graph(by_llm)
+    assert nx.utils.graphs_equal(a, b) and a.number_of_edges() > 100
+    write_graphml(a, tmp_path / "a.graphml")
+    write_graphml(b, tmp_path / "b.graphml")
+    assert (tmp_path / "a.graphml").read_bytes() == (tmp_path / "b.graphml").read_bytes()
+    assert preview_walks(typed, 20, seed=5) == preview_walks(by_llm, 20, seed=5)
+
+
+def test_cli_a_malformed_jsonl_line_leaves_the_stored_concepts_as_they_were(tmp_path):
+    proj = new_project(tmp_path)
+    line = '{{"doc_id": "{}", "level": "l", "subject": "s", "topics": [{{"topic": "t", "concepts": ["{}", "d"]}}]}}\n'
+    good = tmp_path / "good.jsonl"
+    good.write_text(line.format("a", "c") + line.format("b", "e"), encoding="utf-8")
+    invoke("concepts", proj, "import", good)
+    before = invoke("concepts", proj, "export", tmp_path / "before.jsonl")
+    assert before.exit_code == 0
+    bad = tmp_path / "bad.jsonl"
+    # line 1 would update "a", line 2 add "z": neither may land when line 3 is broken
+    bad.write_text(
+        line.format("a", "changed") + line.format("z", "new") + '{"doc_id": "q", "level": \n', encoding="utf-8"
+    )
+    for extra in ([], ["--replace"]):
+        result = invoke("concepts", proj, "import", bad, *extra, ok=False)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert "bad.jsonl line 3 is not JSON" in " ".join(result.output.split())
+        assert len(result.output.strip().splitlines()) <= 2  # one clean line (the console may wrap it)
+        invoke("concepts", proj, "export", tmp_path / "after.jsonl")
+        assert (tmp_path / "after.jsonl").read_bytes() == (tmp_path / "before.jsonl").read_bytes()
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(line.format("a", "caf\u00e9").encode("latin-1"))
+    result = invoke("concepts", proj, "import", latin, ok=False)
+    assert result.exit_code == 1 and "latin.jsonl is not UTF-8 (byte" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    invoke("concepts", proj, "export", tmp_path / "after.jsonl")
+    assert (tmp_path / "after.jsonl").read_bytes() == (tmp_path / "before.jsonl").read_bytes()
+
+
+def test_cli_a_20_mb_document_is_chunked_and_the_chunks_are_reported(tmp_path, fake, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    proj = new_project(tmp_path)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    paragraph = "The while statement repeats a suite as long as its condition holds true. " * 15 + "\n\n"
+    text = paragraph * (20_000_000 // len(paragraph) + 1)
+    (docs / "big.txt").write_text(text, encoding="utf-8")
+    (docs / "empty.md").write_text(" \n\n ", encoding="utf-8")
+    (docs / "small.txt").write_text("The pass statement does nothing.", encoding="utf-8")
+    flags = ["--docs", docs, "--chunk-chars", "1000000", *OPENAI]
+    estimate = invoke("concepts", proj, "extract", *flags, "--estimate").output
+    assert "1 long ones split into 21 chunks" in estimate and "1 empty ones skipped" in estimate
+    estimated = json.loads(invoke("concepts", proj, "extract", *flags, "--estimate", "--json").stdout)
+    assert estimated["chunked"] == {"big.txt": 21} and estimated["empty_skipped"] == ["empty.md"]
+    assert estimated["todo"] == estimated["read"] == 22
+    data = json.loads(invoke("concepts", proj, "extract", *flags, "--json").stdout)
+    assert data["chunked"] == {"big.txt": 21} and data["empty_skipped"] == ["empty.md"]
+    assert data["read"] == 22 and data["extracted"] == 22 and data["failed"] == []
+    from treesynth_core.concepts.store import load_documents
+    from treesynth_core.store import Project
+
+    with Project.open(proj) as project:
+        stored = load_documents(project)
+    pieces = [d for d in stored if d.doc_id.startswith("big.txt#")]
+    assert [d.doc_id for d in pieces] == [f"big.txt#{i}" for i in range(1, 22)]
+    # nothing is cut off: every word of the 20 MB arrives, in order
+    assert "".join("".join(d.text.split()) for d in pieces) == "".join(text.split())

@@ -134,7 +134,7 @@ def extract(
             raise TreeSynthError("no documents yet: pass --docs FOLDER (or --docs example:python-docs) or --set NAME")
         plan = plan_extraction(documents, load_concepts(project), model=logged_model(settings), settings=settings)
         caps = (llm_run.max_calls, max_cost)
-        what = {"documents": plan.documents, "todo": plan.todo}
+        what = {"documents": plan.documents, "todo": plan.todo, **read_json}  # with what was split or skipped
         took = estimate_time(project, settings, CONCEPT_PURPOSES, plan.spend.calls)
         summary = (note + "\n" if note else "") + plan.summary()
         if _estimated(estimate, as_json, what, plan.spend, summary, caps, took):

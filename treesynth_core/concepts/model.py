@@ -50,7 +50,12 @@ class DocConcepts:
     topics: tuple[Topic, ...]
 
     def concept_keys(self) -> frozenset[str]:
-        return frozenset(label_key(c) for t in self.topics for c in t.concepts)
+        """The keys of its concepts, computed once (grounding asks every document for every walk)."""
+        keys: frozenset[str] | None = self.__dict__.get("_concept_keys")
+        if keys is None:
+            keys = frozenset(label_key(c) for t in self.topics for c in t.concepts)
+            object.__setattr__(self, "_concept_keys", keys)  # a cache, not a field: not in eq, hash or repr
+        return keys
 
     def topic_keys(self) -> frozenset[str]:
         return frozenset(label_key(t.topic) for t in self.topics)

@@ -26,6 +26,8 @@ from ..store.samples import TREE_SET, UNROUTED, Sample
 from ..text import escape_markdown as escape_markdown  # its old home: imports from here still work
 from ..tree import model as T
 from ..tree.file import tree_to_json
+from .card_concepts import CONCEPTS, concepts_section
+from .card_concepts import INTRO as CONCEPTS_INTRO
 from .card_notes import NO_NOTES, GenerationNotes, generation_notes, generation_section
 
 if TYPE_CHECKING:
@@ -120,7 +122,7 @@ def dataset_card(
     origins = Counter(s.extra.get("provenance", "synthesized") for s in samples)
     origin_text = ", ".join(f"{n} {name}" for name, n in sorted(origins.items()))
     sources = Counter(str(s.extra["source"]) for s in samples if s.extra.get("source"))
-    tags = "synthetic, treesynth" if origins.get("synthesized") else "treesynth"
+    tags = "synthetic, treesynth" if origins.get("synthesized") or origins.get(CONCEPTS) else "treesynth"
     lines = [
         "---",
         "language: [en]",
@@ -165,6 +167,7 @@ def dataset_card(
         "`provenance` (`original`: imported from a dataset; `synthesized`: written by the model), and one column "
         "per criterion. The tree itself is in the `*.tree.json` file beside the data.",
         "",
+        *concepts_section(samples, _cell),
         *generation_section(samples, notes),
         *_decontamination(checks, excluded),
     ]
@@ -204,6 +207,8 @@ def _intro(origins: Counter[str]) -> str:
     tree_text = (
         "the task's data space was split into a tree of mutually exclusive subspaces (TreeSynth, arXiv 2503.17195)"
     )
+    if set(origins) == {CONCEPTS}:
+        return CONCEPTS_INTRO
     if not origins.get("original"):
         return (
             f"Synthetic dataset made with TreeSynth Studio: {tree_text} and samples were written per leaf, "
