@@ -17,6 +17,8 @@ from .diversity import vendi_from_eigenvalues
 
 #: Rows normalized and multiplied per step: bounds the float32 copy to ~BLOCK_ROWS × d.
 BLOCK_ROWS = 65_536
+#: Rows whose norms are all within this of 1 are used as they are.
+UNIT_ATOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,8 @@ def gram_partial(X: np.ndarray | Sequence[Sequence[float]], *, block: int = BLOC
         zero = np.flatnonzero(norms == 0)
         if zero.size:
             raise ValueError(f"row {start + int(zero[0])} has zero norm: its cosine similarity is undefined")
-        rows = rows / norms[:, None]
+        if not np.allclose(norms, 1.0, rtol=0.0, atol=UNIT_ATOL):
+            rows = rows / norms[:, None]  # rows already of unit length (stored embeddings) skip the copy
         gram += rows.T @ rows
     return GramPartial(gram, n)
 
