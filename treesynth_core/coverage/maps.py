@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import TreeSynthError
 from ..progress import Progress
 from ..store.samples import TREE_SET, Sample
+from .map_density import DENSITY_ABOVE, DRAWN_POINTS, density_trace, drawn_indices
 from .map_transform import MAP_MAX_FIT, PLACE_METRICS, fit_indices, place_by_neighbours
 
 if TYPE_CHECKING:
@@ -397,15 +398,24 @@ def figure(points: Sequence[MapPoint], *, color_by: str = "leaf", title: str = "
         Flat-baseline points form their own grey group unless colouring by sample_set.
     title : str
 
+    Above :data:`~treesynth_core.coverage.map_density.DENSITY_ABOVE` points, a density image of all
+    of them lies under a seeded sample of them (the only ones hover and selection see).
+
     Returns
     -------
     plotly.graph_objects.Figure
     """
     import plotly.graph_objects as go
 
+    fig = go.Figure()
+    if len(points) > DENSITY_ABOVE:  # every point as a density image, a seeded sample as points
+        xs = np.fromiter((p.x for p in points), float, len(points))
+        ys = np.fromiter((p.y for p in points), float, len(points))
+        groups(points, color_by)  # a colour choice is checked against every point, not the sample
+        fig.add_trace(density_trace(xs, ys, name=f"all {len(points):,} points"))
+        points = [points[i] for i in drawn_indices(len(points), above=DENSITY_ABOVE, limit=DRAWN_POINTS)]
     grouped = groups(points, color_by)
     scatter = go.Scattergl if len(points) > WEBGL_ABOVE else go.Scatter
-    fig = go.Figure()
     for name, members in grouped.items():
         flat = name == BASELINE_LABEL
         fig.add_trace(
