@@ -4,8 +4,8 @@ Creates a project whose tree has ~2,000 nodes (fanout 12, depth 3: 1,885 nodes, 
 stores ``--n`` synthetic samples (templated text, a random leaf each) with ``Project.add_samples``,
 then a random 1024-d unit feature vector per sample with ``Project.put_features``. Then:
 
-- inserts: samples and features against a bare ``executemany`` of the same rows into a plain SQLite
-  file with the same table and pragmas (target <= 2x);
+- inserts: samples and features against a bare ``executemany`` of the same rows, in a transaction,
+  into a plain SQLite file with the same tables and pragmas (target <= 2x);
 - per-leaf counts: ``Project.sample_counts`` (SQL ``GROUP BY``) against the same query on the bare file;
 - Vendi from partials: one Gram partial per shard of ``--shard`` rows, summed, eigenvalues
   (``coverage.gram``), against numpy's own ``X.T @ X`` of the whole matrix (target <= 1.5x);
@@ -49,6 +49,7 @@ VENDI_TARGET = 1.5
 TREE_TARGET_S = 1.0
 DIM = 1024
 CHUNK = 50_000
+FEATURE_SQL = "INSERT INTO features (kind, sample_id, vector) VALUES (?, ?, ?)"
 WORDS = "tree leaf criterion value sample dataset model prompt answer question coverage diverse".split()
 
 
@@ -69,6 +70,13 @@ def bare_db(path: Path) -> sqlite3.Connection:
         "PRIMARY KEY (kind, sample_id))"
     )
     return conn
+
+
+def in_transaction(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """The floor of a bulk insert: one transaction (its commit writes the pages) around one executemany."""
+    conn.execute("BEGIN")
+    conn.executemany(sql, rows)
+    conn.execute("COMMIT")
 
 
 def sample_chunks(n: int, leaves: list[str], seed: int = 0) -> Iterator[list[NewSample]]:
@@ -122,22 +130,14 @@ def main(argv: list[str] | None = None) -> int:
             assert added == len(chunk), (added, len(chunk))
             add_s += seconds
             rows = [schema.sample_row(s, "2026-01-01T00:00:00.000+00:00") for s in chunk]
-            bare.execute("BEGIN")
-            bare_s += timed(lambda rows=rows: bare.executemany(sql, rows))[0]
-            bare.execute("COMMIT")
+            bare_s += timed(lambda rows=rows: in_transaction(bare, sql, rows))[0]
             ids = range(next_id, next_id + len(chunk))
             block = X[next_id - 1 : next_id - 1 + len(chunk)]
             block[:] = unit_rows(rng, len(chunk))
             vectors = {sample_id: row.tobytes() for sample_id, row in zip(ids, block, strict=True)}
             feat_s += timed(lambda vectors=vectors: project.put_features("emb:bench", vectors))[0]
             feature_rows = [("emb:bench", sample_id, vector) for sample_id, vector in vectors.items()]
-            bare.execute("BEGIN")
-            bare_feat_s += timed(
-                lambda rows=feature_rows: bare.executemany(
-                    "INSERT INTO features (kind, sample_id, vector) VALUES (?, ?, ?)", rows
-                )
-            )[0]
-            bare.execute("COMMIT")
+            bare_feat_s += timed(lambda rows=feature_rows: in_transaction(bare, FEATURE_SQL, rows))[0]
             next_id += len(chunk)
         result.update(
             insert_s=add_s,
