@@ -41,7 +41,7 @@ def fake_embedder(monkeypatch):
 
 @pytest.fixture
 def fake_layout(monkeypatch):
-    def layout(X, *, seed=0, n_neighbors=15, min_dist=0.1, metric="cosine"):
+    def layout(X, *, seed=0, n_neighbors=15, min_dist=0.1, metric="cosine", max_fit=None):
         return np.column_stack([np.arange(len(X), dtype=float), np.zeros(len(X))])
 
     monkeypatch.setattr(maps, "umap_2d", layout)

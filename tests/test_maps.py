@@ -104,7 +104,7 @@ def project(project):
 def fake_layout(monkeypatch):
     calls: list[int] = []
 
-    def layout(X, *, seed=0, n_neighbors=15, min_dist=0.1, metric="cosine"):
+    def layout(X, *, seed=0, n_neighbors=15, min_dist=0.1, metric="cosine", max_fit=None):
         calls.append(len(X))
         return np.column_stack([np.arange(len(X), dtype=float), np.full(len(X), float(seed))])
 

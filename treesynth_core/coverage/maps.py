@@ -29,6 +29,8 @@ import numpy as np
 from ..errors import TreeSynthError
 from ..progress import Progress
 from ..store.samples import TREE_SET, Sample
+from .map_density import DENSITY_ABOVE, DRAWN_POINTS, density_trace, drawn_indices
+from .map_transform import MAP_MAX_FIT, PLACE_METRICS, fit_indices, place_by_neighbours
 
 if TYPE_CHECKING:
     from ..tree.model import Tree
@@ -153,6 +155,7 @@ def umap_2d(
     min_dist: float = 0.1,
     metric: str = "cosine",
     n_epochs: int | None = None,
+    max_fit: int | None = MAP_MAX_FIT,
 ) -> np.ndarray:
     """A seeded 2-D UMAP layout of the rows of ``X``.
 
@@ -169,6 +172,11 @@ def umap_2d(
         is computed exactly here (faster than NN-descent and its compilation at these sizes).
     n_epochs : int, optional
         UMAP's default when None.
+    max_fit : int, optional
+        Above this many rows UMAP is fitted on a seeded sample of ``max_fit`` of them (their
+        coordinates are those of a plain layout of the sample) and every other row is placed by its
+        nearest fitted rows (:func:`~treesynth_core.coverage.map_transform.place_by_neighbours`).
+        None fits all rows, as do metrics other than cosine and euclidean.
 
     Returns
     -------
@@ -186,6 +194,16 @@ def umap_2d(
         raise ValueError("features contain NaN or infinite values")
     if n < 4:
         return _pca_2d(_unit(data).astype(np.float64) if metric == "cosine" else data.astype(np.float64))
+    fit = fit_indices(n, max_fit if metric in PLACE_METRICS else None, seed)
+    if fit.size < n:
+        coords = umap_2d(
+            data[fit], seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, n_epochs=n_epochs
+        )
+        rest = np.setdiff1d(np.arange(n), fit, assume_unique=True)
+        out = np.empty((n, 2))
+        out[fit] = coords
+        out[rest] = place_by_neighbours(data[fit], coords, data[rest], n_neighbors=n_neighbors, metric=metric)
+        return out
     k = max(2, min(n_neighbors, n - 1))
     import umap
 
@@ -248,14 +266,18 @@ def map_points(
     n_neighbors: int = 15,
     min_dist: float = 0.1,
     metric: str = "cosine",
+    max_fit: int | None = MAP_MAX_FIT,
     progress: Progress | None = None,
 ) -> list[MapPoint]:
-    """Lay out ``samples`` (features ``X``, one row each, of feature kind ``kind``) with :func:`umap_2d`;
-    the coordinates are cached in the store, so the same map is computed once."""
+    """Lay out ``samples`` (features ``X``, one row each, of feature kind ``kind``) with :func:`umap_2d`
+    (fitted on a sample of ``max_fit`` when there are more); the coordinates are cached in the store, so
+    the same map is computed once."""
     features = np.asarray(X, dtype=np.float32)
     if features.shape[0] != len(samples):
         raise ValueError(f"{features.shape[0]} feature rows for {len(samples)} samples")
-    params = {"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric}
+    params: dict[str, Any] = {"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric}
+    if max_fit is not None and len(samples) > max_fit and metric in PLACE_METRICS:
+        params["max_fit"] = max_fit  # below it the key (and the layout) is what it always was
     key = map_cache_key(kind, [s.id for s in samples], features, params)
     cached = store.get_blob(key)
     if cached is not None and len(cached) == 16 * len(samples):
@@ -263,7 +285,9 @@ def map_points(
     else:
         if progress:
             progress(0, 1, f"UMAP of {len(samples)} points")
-        coords = umap_2d(features, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric)
+        coords = umap_2d(
+            features, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, max_fit=max_fit
+        )
         store.put_blob(key, np.ascontiguousarray(coords, dtype=np.float64).tobytes())
         latest = {"key": key, "ids": [int(s.id) for s in samples]}
         store.put_blob(_latest_key(kind, seed), json.dumps(latest).encode())
@@ -374,15 +398,24 @@ def figure(points: Sequence[MapPoint], *, color_by: str = "leaf", title: str = "
         Flat-baseline points form their own grey group unless colouring by sample_set.
     title : str
 
+    Above :data:`~treesynth_core.coverage.map_density.DENSITY_ABOVE` points, a density image of all
+    of them lies under a seeded sample of them (the only ones hover and selection see).
+
     Returns
     -------
     plotly.graph_objects.Figure
     """
     import plotly.graph_objects as go
 
+    fig = go.Figure()
+    if len(points) > DENSITY_ABOVE:  # every point as a density image, a seeded sample as points
+        xs = np.fromiter((p.x for p in points), float, len(points))
+        ys = np.fromiter((p.y for p in points), float, len(points))
+        groups(points, color_by)  # a colour choice is checked against every point, not the sample
+        fig.add_trace(density_trace(xs, ys, name=f"all {len(points):,} points"))
+        points = [points[i] for i in drawn_indices(len(points), above=DENSITY_ABOVE, limit=DRAWN_POINTS)]
     grouped = groups(points, color_by)
     scatter = go.Scattergl if len(points) > WEBGL_ABOVE else go.Scatter
-    fig = go.Figure()
     for name, members in grouped.items():
         flat = name == BASELINE_LABEL
         fig.add_trace(

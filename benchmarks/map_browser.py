@@ -1,0 +1,106 @@
+"""A big map in the browser: every point as scattergl against the density image + sample that maps draw.
+
+For each ``--n``, lays out clustered points, builds (a) one plotly scattergl of every point and (b)
+``coverage.maps.figure`` (above ``DENSITY_ABOVE`` points: a density image of all of them under a
+seeded sample drawn as points), and loads each in headless chromium (Playwright; ``/usr/bin/chromium``,
+software WebGL). Prints the figure JSON's size, the time to the first draw and the time of a zoom, and
+the ratio of (a) to (b) in the same run.
+
+    .venv/bin/python benchmarks/map_browser.py [--n 100000 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from treesynth_core.coverage import maps as M  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+PAGE = """<html><head><script src="plotly.js"></script></head><body><div id="d" style="width:1000px;height:700px"></div>
+<script>const t0=performance.now();const f=FIGURE;Plotly.newPlot('d',f.data,f.layout).then(()=>{
+requestAnimationFrame(()=>{window.done=performance.now()-t0;});});</script></body></html>"""
+ZOOM = """async()=>{const t=performance.now();
+await Plotly.relayout('d',{'xaxis.range':[-5,5],'yaxis.range':[-5,5]});return performance.now()-t;}"""
+
+
+def every_point(points: list[M.MapPoint]) -> Any:
+    import plotly.graph_objects as go
+
+    return go.Figure(
+        go.Scattergl(
+            x=[p.x for p in points],
+            y=[p.y for p in points],
+            mode="markers",
+            marker={"size": 3},
+            customdata=[[p.sample_id, p.leaf_id] for p in points],
+        )
+    )
+
+
+def clustered(n: int, seed: int = 0) -> list[M.MapPoint]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 20, n)
+    xy = rng.normal(size=(20, 2))[labels] * 10 + rng.normal(size=(n, 2))
+    return [
+        M.MapPoint(i, float(x), float(y), f"l{c}", f"leaf {c}", "")
+        for i, ((x, y), c) in enumerate(zip(xy, labels, strict=True))
+    ]
+
+
+def measure(browser: Any, folder: Path, name: str, fig: Any) -> dict[str, float]:
+    data = fig.to_json()
+    page_file = folder / f"{name}.html"
+    page_file.write_text(PAGE.replace("FIGURE", data))
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.goto(page_file.as_uri())
+    page.wait_for_function("window.done !== undefined", timeout=600_000)
+    out = {
+        "json_mb": len(data) / 1e6,
+        "draw_s": page.evaluate("window.done") / 1e3,
+        "zoom_s": page.evaluate(ZOOM) / 1e3,
+    }
+    page.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[100_000, 1_000_000])
+    args = parser.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+    from plotly.offline import get_plotlyjs
+
+    with tempfile.TemporaryDirectory(prefix="map-browser-") as tmp, sync_playwright() as pw:
+        folder = Path(tmp)
+        (folder / "plotly.js").write_text(get_plotlyjs())
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+        )
+        for n in args.n:
+            points = clustered(n)
+            start = time.perf_counter()
+            drawn = M.figure(points)
+            build_s = time.perf_counter() - start
+            a = measure(browser, folder, f"all_{n}", every_point(points))
+            b = measure(browser, folder, f"maps_{n}", drawn)
+            print(f"{n:,} points (maps.figure built in {build_s:.1f} s):")
+            for label, key in (("figure JSON", "json_mb"), ("first draw", "draw_s"), ("zoom", "zoom_s")):
+                unit = "MB" if key == "json_mb" else "s"
+                every, ours = a[key], b[key]
+                print(f"  {label}: every point {every:.2f} {unit}, ours {ours:.2f} {unit} = {every / ours:.1f}x less")
+        browser.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
