@@ -192,28 +192,3 @@ def test_per_group_scores(rng):
     assert small["tight"].n == 12  # fewer rows than n: scored on all, and n says so
     with pytest.raises(ValueError, match="31 labels for 32 rows"):
         D.per_group_scores(X, labels[:-1])
-
-
-@pytest.mark.parametrize("q", [0.5, 1.0, 2.0, math.inf])
-@pytest.mark.parametrize("shape", [(30, 8), (12, 40)])
-def test_vendi_from_gram_partials_equals_the_kernel_path(rng, q, shape):
-    """Partials of any split of the rows, summed, give the n×n score (both n > d and n < d)."""
-    X = rng.normal(size=shape) * rng.uniform(0.5, 3.0, size=(shape[0], 1))
-    parts = np.array_split(X, [5, 11])
-    total = sum(D.gram_partial(part) for part in parts)
-    assert D.vendi_from_gram(total, len(X), q) == pytest.approx(brute_vendi(X, q), abs=1e-8)
-    assert D.vendi_from_gram(total, len(X), q) == pytest.approx(D.vendi_score(X, q, method="primal"), abs=1e-8)
-
-
-def test_vendi_from_gram_of_a_union_of_groups(rng):
-    groups = {name: rng.normal(size=(n, 6)) for name, n in [("a", 9), ("b", 4), ("c", 13)]}
-    partials = {name: D.gram_partial(X) for name, X in groups.items()}
-    union = np.vstack([groups["a"], groups["c"]])
-    assert D.vendi_from_gram(partials["a"] + partials["c"], len(union)) == pytest.approx(brute_vendi(union), abs=1e-8)
-
-
-def test_vendi_from_gram_edges():
-    assert D.vendi_from_gram(np.zeros((3, 3)), 0) == 0.0
-    assert D.gram_partial(np.array([[0.0, 0.0], [2.0, 0.0]])) == pytest.approx(np.array([[1.0, 0.0], [0.0, 0.0]]))
-    with pytest.raises(ValueError, match="must be square"):
-        D.vendi_from_gram(np.zeros((2, 3)), 2)

@@ -106,12 +106,12 @@ def test_gradient_features_on_ray_equal_the_single_process_path(gradient_run):
 def test_vendi_from_partials_equals_the_full_matrix_over_any_union_of_leaves(gradient_run):
     rows, result, sink = gradient_run
     X = {s.id: sink.vectors[s.id] for s in rows}
-    assert R.vendi_of_leaves(result.folder) == pytest.approx(vendi_score(np.stack(list(X.values()))), abs=1e-8)
+    assert R.vendi_of_leaves(result.folder) == pytest.approx(vendi_score(np.stack(list(X.values()))), abs=1e-5)
     for union in (["add"], ["add", "frac"], ["div", "frac", "geo"]):
         members = [X[s.id] for s in rows if s.leaf_id in union]
         for q in (1.0, 2.0):
             assert R.vendi_of_leaves(result.folder, union, q) == pytest.approx(
-                vendi_score(np.stack(members), q), abs=1e-8
+                vendi_score(np.stack(members), q), abs=1e-5
             )
     assert R.vendi_of_leaves(result.folder, ["nowhere"]) == 0.0
 

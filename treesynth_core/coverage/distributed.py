@@ -1,6 +1,6 @@
 """Features on Ray: embeddings and gradient features computed by Ray Data workers, written as Parquet
 shards plus per-shard, per-leaf d×d Gram partials, so Vendi over any union of leaves comes from summed
-partials (:func:`~treesynth_core.coverage.diversity.vendi_from_gram`) and no step holds every feature.
+partials (:func:`~treesynth_core.coverage.gram.vendi_from_gram`) and no step holds every feature.
 
 One featurizer implementation: a :class:`Recipe` (a small picklable callable) rebuilds the same
 featurizer class the single-process path uses, once per Ray actor (``map_batches`` over
@@ -29,8 +29,8 @@ import numpy as np
 from ..errors import ConfigError, TreeSynthError
 from ..progress import Progress
 from ..store.samples import TREE_SET, Sample
-from .diversity import gram_partial, vendi_from_gram
 from .features.embeddings import Featurizer
+from .gram import gram_partial, vendi_from_gram
 
 #: Where a project keeps its feature shards: ``DIR/features/<kind as a file name>/``.
 FEATURES_FOLDER = "features"
@@ -203,7 +203,7 @@ def write_shard(folder: Path, index: int, ids: np.ndarray, leaves: Sequence[str]
     pq.write_table(table, path)
     names = sorted(set(map(str, leaves)))
     rows = np.asarray([str(leaf) for leaf in leaves])
-    grams = np.stack([gram_partial(vectors[rows == name]) for name in names]) if names else np.zeros((0, dim, dim))
+    grams = np.stack([gram_partial(vectors[rows == name]).gram for name in names]) if names else np.zeros((0, dim, dim))
     counts = np.asarray([int((rows == name).sum()) for name in names], dtype=np.int64)
     np.savez(folder / f"shard-{index:05d}.grams.npz", leaves=np.asarray(names, dtype=str), counts=counts, grams=grams)
     return path

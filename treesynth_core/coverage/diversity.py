@@ -31,14 +31,12 @@ import numpy as np
 __all__ = [
     "GroupScore",
     "distinct_n",
-    "gram_partial",
     "mean_pairwise_cosine",
     "normalize_rows",
     "per_group_scores",
     "subsample_equal_n",
     "subsample_indices",
     "vendi_from_eigenvalues",
-    "vendi_from_gram",
     "vendi_from_kernel",
     "vendi_score",
     "vendi_spectrum",
@@ -205,35 +203,6 @@ def vendi_score(X: np.ndarray | Sequence[Sequence[float]], q: float = 1.0, *, me
     if arr.shape[0] == 0:
         return 0.0
     return vendi_from_eigenvalues(vendi_spectrum(arr, method=method), q)
-
-
-def gram_partial(X: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
-    """``Σ x̂ᵢ x̂ᵢᵀ`` (d, d) in float64 over the L2-normalized rows of ``X``: one shard's (or one leaf's)
-    part of the dual matrix. Zero rows (a sample with no gradient) add nothing. Partials of disjoint
-    sets of rows add up to the partial of their union; :func:`vendi_from_gram` scores the sum."""
-    arr = _as_matrix(X)
-    d = arr.shape[1]
-    total = np.zeros((d, d))
-    for start in range(0, arr.shape[0], _BLOCK_ROWS):
-        block = arr[start : start + _BLOCK_ROWS].astype(np.float64)
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
-        block = block[norms > 0] / norms[norms > 0, None]
-        total += block.T @ block
-    return total
-
-
-def vendi_from_gram(gram_sum: np.ndarray | Sequence[Sequence[float]], n: int, q: float = 1.0) -> float:
-    """Vendi score of order ``q`` of ``n`` samples from the sum of their :func:`gram_partial` (the dual
-    form: the eigenvalues of ``XᵀX / n`` are the nonzero eigenvalues of the cosine kernel ``XXᵀ / n``), so
-    no step needs the n×n kernel or all the features at once. 0.0 for n = 0."""
-    mat = np.asarray(gram_sum, dtype=np.float64)
-    if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
-        raise ValueError(f"a Gram sum must be square (d, d), got shape {mat.shape}")
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    if n == 0:
-        return 0.0
-    return vendi_from_eigenvalues(np.linalg.eigvalsh((mat + mat.T) / (2.0 * n)), q)
 
 
 def vendi_from_kernel(K: np.ndarray | Sequence[Sequence[float]], q: float = 1.0, *, normalize: bool = False) -> float:
