@@ -12,7 +12,7 @@ import streamlit as st
 from studio import concept_route_panel
 from studio import concepts_panel as CP
 from studio.state import get_state
-from studio.widgets import PAGE_COVERAGE, PAGE_DATA, POLL_S, require_project, show_notices
+from studio.widgets import PAGE_COVERAGE, PAGE_DATA, POLL_S, job_status, require_project, show_notices
 from treesynth_core.concepts.store import load_documents
 from treesynth_core.jobs import background as jobs
 
@@ -33,15 +33,9 @@ def status() -> None:
     if (live is not None) != busy:
         st.rerun()
     show_notices(state)
-    if live is None:
-        CP.job_outcome(jobs.latest_job(project))
-    elif CP.is_concepts_job(live):
-        CP.job_progress(project, live)
-    else:
-        st.info(
-            "Another job is running on this project; concepts jobs can start when it ends.",
-            icon=":material/hourglass_top:",
-        )
+    job_status(
+        project, live, mine=CP.is_concepts_job, progress=CP.job_progress, outcome=CP.job_outcome, what="concepts jobs"
+    )
 
 
 status()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 import streamlit as st
@@ -141,6 +142,28 @@ def job_progress(
             elif st.button("Stop", key=f"{key}.stop", icon=":material/stop_circle:", width="stretch"):
                 jobs.cancel_job(project, job.id)
                 st.rerun()
+
+
+def job_status(
+    project: Project,
+    live: jobs.JobState | None,
+    *,
+    mine: Callable[[jobs.JobState], bool],
+    progress: Callable[[Project, jobs.JobState], None],
+    outcome: Callable[[jobs.JobState | None], None],
+    what: str,
+) -> None:
+    """A page's job status: the running job's progress when it is one of the page's (``mine``), a notice
+    that ``what`` waits when another job holds the project, else the last job's outcome."""
+    if live is None:
+        outcome(jobs.latest_job(project))
+    elif mine(live):
+        progress(project, live)
+    else:
+        st.info(
+            f"Another job is running on this project; {what} can start when it ends.",
+            icon=":material/hourglass_top:",
+        )
 
 
 def held_elsewhere(job: jobs.JobState) -> bool:
