@@ -23,22 +23,23 @@ from studio.widgets import PAGE_EXPORT as EXPORT
 from studio.widgets import PAGE_PROJECT as PROJECT
 from studio.widgets import PAGE_SYNTH as SYNTH
 from studio.widgets import PAGE_TREE as TREE
-from tests.apptest import create_project, new_app, open_example, run, start_and_wait, synthesize, texts, wait_for_job
+from tests.apptest import (
+    create_project,
+    new_app,
+    open_example,
+    run,
+    select,
+    start_and_wait,
+    synthesize,
+    texts,
+    tree_of,
+    wait_for_job,
+)
 from tests.fakes import GatedLLM, ScriptedLLM
 from treesynth_core.generate.synth import PER_CALL
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
 from treesynth_core.store.samples import NewSample
-
-
-def tree_of(folder: Path):
-    with Project.open(folder) as project:
-        return project.tree()
-
-
-def select(at: AppTest, node_id: str) -> AppTest:
-    at.selectbox(key="tree.search").set_value(node_id)
-    return run(at)
 
 
 def node(tree, value):

@@ -13,20 +13,10 @@ from streamlit.testing.v1 import AppTest
 from studio.tree_panel import wkey
 from studio.widgets import PAGE_SYNTH as SYNTH
 from studio.widgets import md
-from tests.apptest import new_app, open_example, run, synthesize, wait_for_job
+from tests.apptest import new_app, open_example, run, select, synthesize, tree_of, wait_for_job
 from tests.fakes import GatedLLM
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
-
-
-def tree_of(folder: Path):
-    with Project.open(folder) as project:
-        return project.tree()
-
-
-def select(at: AppTest, node_id: str) -> AppTest:
-    at.selectbox(key="tree.search").set_value(node_id)
-    return run(at)
 
 
 def toasts(at: AppTest) -> list[str]:
