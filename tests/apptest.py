@@ -76,6 +76,15 @@ def start_and_wait(at: AppTest, folder: Path) -> AppTest:
     return run(at)
 
 
+def start_synthesis(at: AppTest, per_leaf: int = 2) -> AppTest:
+    """Open the Synthesize page, set the samples per leaf and click Start synthesis (no wait)."""
+    at.switch_page(SYNTH)
+    run(at)
+    at.number_input(key="synth.per_leaf").set_value(per_leaf)
+    at.button(key="synth.start").click()
+    return run(at)
+
+
 def synthesize(at: AppTest, folder: Path, per_leaf: int = 2) -> AppTest:
     at.switch_page(SYNTH)
     run(at)

@@ -30,6 +30,7 @@ from tests.apptest import (
     run,
     select,
     start_and_wait,
+    start_synthesis,
     synthesize,
     texts,
     tree_of,
@@ -450,12 +451,7 @@ def test_synthesis_progress_counts_calls_and_samples_from_the_first_call(project
     folder = projects / "example-gsm8k_math"
     gate = threading.Event()
     jobs.set_llm_factory(lambda settings: FirstCallsLLM(gate))
-    at = open_example(new_app())
-    at.switch_page(SYNTH)
-    run(at)
-    at.number_input(key="synth.per_leaf").set_value(2)
-    at.button(key="synth.start").click()
-    run(at)
+    at = start_synthesis(open_example(new_app()))
     try:
         with Project.open(folder) as project:
             deadline = time.monotonic() + 30
@@ -513,12 +509,7 @@ def test_synthesize_picked_leaves_with_responses(projects):
 def test_an_interrupted_synthesis_resumes(projects):
     folder = projects / "example-gsm8k_math"
     jobs.set_llm_factory(lambda settings: ScriptedLLM(delay=0.3))
-    at = open_example(new_app())
-    at.switch_page(SYNTH)
-    run(at)
-    at.number_input(key="synth.per_leaf").set_value(2)
-    at.button(key="synth.start").click()
-    run(at)
+    at = start_synthesis(open_example(new_app()))
     at.button(key="synth.job.stop").click()
     run(at)
     assert wait_for_job(folder).status in ("cancelled", "done")
