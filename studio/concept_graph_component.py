@@ -19,6 +19,7 @@ import streamlit as st
 
 from studio.concept_graph import ConceptView
 from studio.graph_component import vis_library
+from studio.vis_component import VIS_JS, on_trigger
 
 _HTML = """
 <div class="ts-cgraph" data-testid="treesynth-concept-graph">
@@ -58,8 +59,9 @@ _CSS = """
 .ts-cgraph .ts-tip-key { color: #64748b; margin-right: 6px; }
 """
 
-_JS = r"""
-const FONT = '"Source Sans", "Source Sans Pro", system-ui, -apple-system, "Segoe UI", sans-serif';
+_JS = (
+    VIS_JS
+    + r"""
 const OPTIONS = {
   autoResize: true,
   physics: { enabled: false },
@@ -70,13 +72,6 @@ const OPTIONS = {
   interaction: { hover: true, tooltipDelay: 120, dragNodes: false, zoomView: true, dragView: true,
     hideEdgesOnDrag: true, navigationButtons: false, keyboard: false },
 };
-
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined && text !== null) node.textContent = String(text);  // text only, never HTML
-  return node;
-}
 
 function tipElement(tip) {
   const box = el("div", "ts-tip");
@@ -103,28 +98,6 @@ function legendElement(items) {
     frag.appendChild(entry);
   }
   return frag;
-}
-
-function waitForVis(timeoutMs) {
-  return new Promise((resolve, reject) => {
-    const ready = () => globalThis.vis && globalThis.vis.Network && globalThis.vis.DataSet;
-    if (ready()) return resolve(globalThis.vis);
-    const started = Date.now();
-    const timer = setInterval(() => {
-      if (ready()) { clearInterval(timer); resolve(globalThis.vis); }
-      else if (Date.now() - started > timeoutMs) {
-        clearInterval(timer);
-        reject(new Error("vis-network did not load"));
-      }
-    }, 25);
-  });
-}
-
-function sync(dataset, items) {
-  const wanted = new Set(items.map((item) => item.id));
-  const stale = dataset.getIds().filter((id) => !wanted.has(id));
-  if (stale.length) dataset.remove(stale);
-  dataset.update(items);
 }
 
 function draw(state, vis) {
@@ -188,22 +161,10 @@ function draw(state, vis) {
 }
 
 export default function (component) {
-  const { data, parentElement, setTriggerValue } = component;
-  const root = parentElement.querySelector(".ts-cgraph");
-  let state = root.__treesynth;
-  if (!state) state = root.__treesynth = { network: null, version: null, userMoved: false, focused: null, root };
-  state.data = data;
-  state.trigger = setTriggerValue;
-  const fonts = document.fonts ? document.fonts.load("14px " + FONT).catch(() => null) : Promise.resolve();
-  Promise.all([waitForVis(20000), fonts])
-    .then(([vis]) => draw(state, vis))
-    .catch((err) => {
-      const box = root.querySelector(".ts-error");
-      box.hidden = false;
-      box.textContent = "The graph could not be drawn: " + err.message;
-    });
+  mount(component, ".ts-cgraph", 14, { focused: null }, draw);
 }
 """
+)
 
 
 @functools.cache
@@ -217,9 +178,9 @@ def concept_graph(
     """Draw the view; ``on_select(node_id)`` runs (as a widget callback, before the rerun) on a click."""
     vis_library(key)
 
-    def run() -> None:
-        value = (st.session_state.get(key) or {}).get("select")
-        if on_select is not None and isinstance(value, str):
-            on_select(value)
-
-    _component()(key=key, data=view.payload() | {"height": height}, height="content", on_select_change=run)
+    _component()(
+        key=key,
+        data=view.payload() | {"height": height},
+        height="content",
+        on_select_change=on_trigger(key, "select", on_select),
+    )

@@ -30,6 +30,7 @@ from typing import Any
 import streamlit as st
 
 from studio import graph as G
+from studio.vis_component import VIS_JS, on_trigger
 
 VENDOR_DIR = Path(__file__).resolve().parents[1] / "assets" / "vendor"
 VIS_FILE = "vis-network.min.js"
@@ -81,10 +82,10 @@ _CSS = """
 """
 
 _JS = (
-    f"const BOX_MAX_WIDTH = {G.BOX_MAX_WIDTH};\nconst MIN_SCALE = {MIN_SCALE};\nconst MIN_HEIGHT = {MIN_HEIGHT};\n"
+    VIS_JS
+    + f"const BOX_MAX_WIDTH = {G.BOX_MAX_WIDTH};\nconst MIN_SCALE = {MIN_SCALE};\nconst MIN_HEIGHT = {MIN_HEIGHT};\n"
     + r"""
 const ABOVE = 64;  // px kept above the graph in full screen: the Graph/Overview and Full screen row
-const FONT = '"Source Sans", "Source Sans Pro", system-ui, -apple-system, "Segoe UI", sans-serif';
 const OPTIONS = {
   autoResize: true,
   // Positions come from Python (a tidy left-to-right tree); nothing moves on its own.
@@ -99,13 +100,6 @@ const OPTIONS = {
   interaction: { hover: true, tooltipDelay: 250, dragNodes: false, zoomView: true, dragView: true,
     selectConnectedEdges: false, navigationButtons: false, keyboard: false },
 };
-
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined && text !== null) node.textContent = String(text);  // text only, never HTML
-  return node;
-}
 
 function tipElement(tip) {
   const box = el("div", "ts-tip");
@@ -140,21 +134,6 @@ function legendElement(items) {
     frag.appendChild(entry);
   }
   return frag;
-}
-
-function waitForVis(timeoutMs) {
-  return new Promise((resolve, reject) => {
-    const ready = () => globalThis.vis && globalThis.vis.Network && globalThis.vis.DataSet;
-    if (ready()) return resolve(globalThis.vis);
-    const started = Date.now();
-    const timer = setInterval(() => {
-      if (ready()) { clearInterval(timer); resolve(globalThis.vis); }
-      else if (Date.now() - started > timeoutMs) {
-        clearInterval(timer);
-        reject(new Error("vis-network did not load"));
-      }
-    }, 25);
-  });
 }
 
 function fit(state, animate) {
@@ -265,13 +244,6 @@ function hideTips(root) {
   root.querySelectorAll("div.vis-tooltip").forEach((tip) => { tip.style.visibility = "hidden"; });
 }
 
-function sync(dataset, items) {
-  const wanted = new Set(items.map((item) => item.id));
-  const stale = dataset.getIds().filter((id) => !wanted.has(id));
-  if (stale.length) dataset.remove(stale);
-  dataset.update(items);
-}
-
 function draw(state, vis) {
   const data = state.data;
   const root = state.root;
@@ -365,20 +337,7 @@ function draw(state, vis) {
 }
 
 export default function (component) {
-  const { data, parentElement, setTriggerValue } = component;
-  const root = parentElement.querySelector(".ts-graph");
-  let state = root.__treesynth;
-  if (!state) state = root.__treesynth = { network: null, version: null, userMoved: false, focusKey: null, root };
-  state.data = data;
-  state.trigger = setTriggerValue;
-  const fonts = document.fonts ? document.fonts.load("16px " + FONT).catch(() => null) : Promise.resolve();
-  Promise.all([waitForVis(20000), fonts])
-    .then(([vis]) => draw(state, vis))
-    .catch((err) => {
-      const box = root.querySelector(".ts-error");
-      box.hidden = false;
-      box.textContent = "The graph could not be drawn: " + err.message;
-    });
+  mount(component, ".ts-graph", 16, { focusKey: null }, draw);
 }
 """
 )
@@ -458,18 +417,10 @@ def tree_graph(
         "fit_key": fit_key,
     }
 
-    def handler(event: str, fn: Callable[[str], None] | None) -> Callable[[], None]:
-        def run() -> None:
-            value = (st.session_state.get(key) or {}).get(event)
-            if fn is not None and isinstance(value, str):
-                fn(value)
-
-        return run
-
     graph(
         key=key,
         data=payload,
         height="content",
-        on_select_change=handler("select", on_select),
-        on_toggle_change=handler("toggle", on_toggle),
+        on_select_change=on_trigger(key, "select", on_select),
+        on_toggle_change=on_trigger(key, "toggle", on_toggle),
     )

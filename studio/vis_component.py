@@ -1,0 +1,77 @@
+"""The plumbing shared by the vis-network graph components (:mod:`studio.graph_component`,
+:mod:`studio.concept_graph_component`): their common JavaScript and the Python side of their
+click triggers. Each component keeps its own options, drawing, tooltips and legend.
+
+Text safety: :data:`VIS_JS`'s ``el`` sets ``textContent`` only; no text reaches ``innerHTML``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import streamlit as st
+
+#: Put first in a component's module: ``FONT``; ``el`` (a text-only element); ``waitForVis`` (the
+#: vendored build, loaded by :func:`studio.graph_component.vis_library`); ``sync`` (a data set to
+#: these items, in place); ``mount`` (the component's entry: its state on the root element, then
+#: ``draw(state, vis)`` once vis-network and the font are ready, or the error in ``.ts-error``).
+VIS_JS = r"""
+const FONT = '"Source Sans", "Source Sans Pro", system-ui, -apple-system, "Segoe UI", sans-serif';
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined && text !== null) node.textContent = String(text);  // text only, never HTML
+  return node;
+}
+
+function waitForVis(timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const ready = () => globalThis.vis && globalThis.vis.Network && globalThis.vis.DataSet;
+    if (ready()) return resolve(globalThis.vis);
+    const started = Date.now();
+    const timer = setInterval(() => {
+      if (ready()) { clearInterval(timer); resolve(globalThis.vis); }
+      else if (Date.now() - started > timeoutMs) {
+        clearInterval(timer);
+        reject(new Error("vis-network did not load"));
+      }
+    }, 25);
+  });
+}
+
+function sync(dataset, items) {
+  const wanted = new Set(items.map((item) => item.id));
+  const stale = dataset.getIds().filter((id) => !wanted.has(id));
+  if (stale.length) dataset.remove(stale);
+  dataset.update(items);
+}
+
+function mount(component, selector, fontPx, fresh, draw) {
+  const { data, parentElement, setTriggerValue } = component;
+  const root = parentElement.querySelector(selector);
+  let state = root.__treesynth;
+  if (!state) state = root.__treesynth = Object.assign({ network: null, version: null, userMoved: false, root }, fresh);
+  state.data = data;
+  state.trigger = setTriggerValue;
+  const fonts = document.fonts ? document.fonts.load(fontPx + "px " + FONT).catch(() => null) : Promise.resolve();
+  Promise.all([waitForVis(20000), fonts])
+    .then(([vis]) => draw(state, vis))
+    .catch((err) => {
+      const box = root.querySelector(".ts-error");
+      box.hidden = false;
+      box.textContent = "The graph could not be drawn: " + err.message;
+    });
+}
+"""
+
+
+def on_trigger(key: str, event: str, fn: Callable[[str], None] | None) -> Callable[[], None]:
+    """A widget callback for the component at ``key``: ``fn(node_id)`` when its ``event`` trigger
+    (``select``, ``toggle``) carries a node id."""
+
+    def run() -> None:
+        value = (st.session_state.get(key) or {}).get(event)
+        if fn is not None and isinstance(value, str):
+            fn(value)
+
+    return run
