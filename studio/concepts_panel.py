@@ -86,15 +86,7 @@ def job_outcome(job: jobs.JobState | None) -> None:
     """How this page's latest job ended (nothing while it runs, or for other pages' jobs)."""
     if job is None or job.active or not is_concepts_job(job):
         return
-    label = JOB_LABELS[job.kind]
-    if job.status == "done":
-        st.success(f"{label}: done \u2014 {md(job.message)}", icon=":material/check_circle:")
-    elif job.status == "cancelled":
-        st.warning(f"{label} stopped: {md(job.message)}. Start it again to go on.", icon=":material/pause_circle:")
-    elif job.status == "interrupted":
-        st.warning(f"{label} was interrupted (the app stopped); start it again.", icon=":material/restart_alt:")
-    elif job.status == "failed":
-        st.error(f"{label} failed: {md(job.error or job.message)}", icon=":material/error:")
+    widgets.labelled_outcome(job, JOB_LABELS[job.kind], after_stop=". Start it again to go on.")
 
 
 def spend_cards(

@@ -207,6 +207,19 @@ def job_outcome(job: jobs.JobState | None) -> None:
         st.error(f"{what} failed: {md(job.error or job.message)}", icon=":material/error:")
 
 
+def labelled_outcome(job: jobs.JobState, label: str, *, after_stop: str = "") -> None:
+    """How a finished job of a page ended, under the job kind's ``label`` (``after_stop`` follows the
+    stop message)."""
+    if job.status == "done":
+        st.success(f"{label}: done \u2014 {md(job.message)}", icon=":material/check_circle:")
+    elif job.status == "cancelled":
+        st.warning(f"{label} stopped: {md(job.message)}{after_stop}", icon=":material/pause_circle:")
+    elif job.status == "interrupted":
+        st.warning(f"{label} was interrupted (the app stopped); start it again.", icon=":material/restart_alt:")
+    elif job.status == "failed":
+        st.error(f"{label} failed: {md(job.error or job.message)}", icon=":material/error:")
+
+
 def start_job(state: AppState, kind: jobs.Kind, params: dict) -> jobs.JobState | None:
     """Start a background job for the open project (or get the one already running); while another run
     holds the project (the CLI, another app, a job of another kind) say so and start nothing."""
