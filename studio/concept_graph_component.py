@@ -19,45 +19,27 @@ import streamlit as st
 
 from studio.concept_graph import ConceptView
 from studio.graph_component import vis_library
-from studio.vis_component import VIS_JS, on_trigger
+from studio.vis_component import VIS_JS, frame_css, frame_html, on_trigger
 
-_HTML = """
-<div class="ts-cgraph" data-testid="treesynth-concept-graph">
-  <div class="ts-bar">
-    <span class="ts-count"></span>
-    <span class="ts-hint">Click a topic or concept for its documents &middot; scroll to zoom &middot; drag</span>
-    <button class="ts-fit" type="button" title="Fit the whole graph in view">Fit</button>
-  </div>
-  <div class="ts-canvas"></div>
-  <div class="ts-legend"></div>
-  <div class="ts-error" hidden></div>
-</div>
-"""
+_HTML = frame_html(
+    "ts-cgraph",
+    "treesynth-concept-graph",
+    "Click a topic or concept for its documents &middot; scroll to zoom &middot; drag",
+)
 
-_CSS = """
-.ts-cgraph { position: relative; font-family: "Source Sans Pro", system-ui, -apple-system, "Segoe UI", sans-serif;
-  border: 1px solid #e2e8f0; border-radius: 10px; background: #ffffff; overflow: hidden; }
-.ts-cgraph .ts-bar { display: flex; align-items: center; gap: 12px; padding: 6px 10px;
-  border-bottom: 1px solid #e2e8f0; background: #f8fafc; font-size: 13px; color: #475569; }
-.ts-cgraph .ts-count { font-weight: 600; color: #0f172a; }
-.ts-cgraph .ts-hint { flex: 1; color: #64748b; }
-.ts-cgraph .ts-fit { border: 1px solid #cbd5e1; background: #fff; border-radius: 6px; padding: 2px 10px;
-  font-size: 13px; cursor: pointer; color: #0f172a; }
+_CSS = (
+    frame_css("ts-cgraph")
+    + """
 .ts-cgraph .ts-canvas { width: 100%; }
-.ts-cgraph .ts-legend { position: absolute; left: 10px; bottom: 10px; display: flex; flex-wrap: wrap; gap: 6px 14px;
-  background: rgba(255,255,255,0.92); border: 1px solid #e2e8f0; border-radius: 8px; padding: 6px 10px;
-  font-size: 12.5px; color: #334155; }
-.ts-cgraph .ts-legend-item { display: inline-flex; align-items: center; gap: 6px; }
 .ts-cgraph .ts-swatch { width: 14px; height: 12px; border-radius: 3px; border: 2px solid; display: inline-block; }
 .ts-cgraph .ts-swatch.ts-dot { border-radius: 50%; width: 12px; }
-.ts-cgraph .ts-error { padding: 16px; color: #b91c1c; font-size: 14px; }
 .ts-cgraph div.vis-tooltip { position: absolute; max-width: 420px; white-space: normal; padding: 8px 10px;
   background: #ffffff; color: #0f172a; border: 1px solid #cbd5e1; border-radius: 8px;
   box-shadow: 0 8px 24px rgba(15, 23, 42, 0.18); font-size: 13px; pointer-events: none; z-index: 10;
   font-family: inherit; }
 .ts-cgraph .ts-tip-title { font-weight: 700; margin-bottom: 4px; word-break: break-word; }
-.ts-cgraph .ts-tip-key { color: #64748b; margin-right: 6px; }
 """
+)
 
 _JS = (
     VIS_JS

@@ -30,7 +30,7 @@ from typing import Any
 import streamlit as st
 
 from studio import graph as G
-from studio.vis_component import VIS_JS, on_trigger
+from studio.vis_component import VIS_JS, frame_css, frame_html, on_trigger
 
 VENDOR_DIR = Path(__file__).resolve().parents[1] / "assets" / "vendor"
 VIS_FILE = "vis-network.min.js"
@@ -39,47 +39,30 @@ MIN_SCALE = 0.66
 #: The graph is never shorter than this (px), however little of the window is left below it.
 MIN_HEIGHT = 420
 
-_HTML = """
-<div class="ts-graph" data-testid="treesynth-graph">
-  <div class="ts-bar">
-    <span class="ts-count"></span>
-    <span class="ts-hint">Click a node to edit it &middot; double-click to fold or unfold &middot; scroll to zoom</span>
-    <button class="ts-fit" type="button" title="Fit the whole graph in view">Fit</button>
-  </div>
-  <div class="ts-canvas"></div>
-  <div class="ts-legend"></div>
-  <div class="ts-error" hidden></div>
-</div>
-"""
+_HTML = frame_html(
+    "ts-graph",
+    "treesynth-graph",
+    "Click a node to edit it &middot; double-click to fold or unfold &middot; scroll to zoom",
+)
 
-_CSS = """
-.ts-graph { position: relative; font-family: "Source Sans Pro", system-ui, -apple-system, "Segoe UI", sans-serif;
-  border: 1px solid #e2e8f0; border-radius: 10px; background: #ffffff; overflow: hidden; }
-.ts-graph .ts-bar { display: flex; align-items: center; gap: 12px; padding: 6px 10px;
-  border-bottom: 1px solid #e2e8f0; background: #f8fafc; font-size: 13px; color: #475569; }
-.ts-graph .ts-count { font-weight: 600; color: #0f172a; }
-.ts-graph .ts-hint { flex: 1; color: #64748b; }
-.ts-graph .ts-fit { border: 1px solid #cbd5e1; background: #fff; border-radius: 6px; padding: 2px 10px;
-  font-size: 13px; cursor: pointer; color: #0f172a; }
+_CSS = (
+    frame_css("ts-graph")
+    + """
 .ts-graph .ts-fit:hover { background: #f1f5f9; }
 .ts-graph .ts-canvas { width: 100%; background:
   radial-gradient(circle, #e2e8f0 1px, transparent 1px) 0 0 / 22px 22px; }
-.ts-graph .ts-legend { position: absolute; left: 10px; bottom: 10px; display: flex; flex-wrap: wrap; gap: 6px 14px;
-  background: rgba(255,255,255,0.92); border: 1px solid #e2e8f0; border-radius: 8px; padding: 6px 10px;
-  font-size: 12.5px; color: #334155; max-width: calc(100% - 20px); pointer-events: auto; }
-.ts-graph .ts-legend-item { display: inline-flex; align-items: center; gap: 6px; }
+.ts-graph .ts-legend { max-width: calc(100% - 20px); pointer-events: auto; }
 .ts-graph .ts-swatch { width: 16px; height: 12px; border-radius: 3px; border: 2px solid; display: inline-block; }
-.ts-graph .ts-error { padding: 16px; color: #b91c1c; font-size: 14px; }
 .ts-graph div.vis-tooltip { position: absolute; max-width: 440px; white-space: normal; padding: 10px 12px;
   background: #ffffff; color: #0f172a; border: 1px solid #cbd5e1; border-radius: 8px;
   box-shadow: 0 8px 24px rgba(15, 23, 42, 0.18); font-size: 13px; line-height: 1.4; pointer-events: none;
   z-index: 10; font-family: inherit; }
 .ts-graph .ts-tip-title { font-weight: 700; font-size: 14px; margin-bottom: 6px; word-break: break-word; }
 .ts-graph .ts-tip-row { margin: 2px 0; word-break: break-word; }
-.ts-graph .ts-tip-key { color: #64748b; margin-right: 6px; }
 .ts-graph .ts-tip-pivots { margin: 6px 0 0 0; padding-left: 18px; color: #334155; }
 .ts-graph .ts-tip-pivots li { margin: 2px 0; word-break: break-word; }
 """
+)
 
 _JS = (
     VIS_JS

@@ -65,6 +65,44 @@ function mount(component, selector, fontPx, fresh, draw) {
 """
 
 
+def frame_html(cls: str, testid: str, hint: str) -> str:
+    """A graph component's HTML: the bar (count, ``hint``, Fit), the canvas, the legend and the error
+    box, in a ``div`` of class ``cls``. ``hint`` is the component's own fixed text (HTML entities allowed)."""
+    return f"""
+<div class="{cls}" data-testid="{testid}">
+  <div class="ts-bar">
+    <span class="ts-count"></span>
+    <span class="ts-hint">{hint}</span>
+    <button class="ts-fit" type="button" title="Fit the whole graph in view">Fit</button>
+  </div>
+  <div class="ts-canvas"></div>
+  <div class="ts-legend"></div>
+  <div class="ts-error" hidden></div>
+</div>
+"""
+
+
+def frame_css(cls: str) -> str:
+    """The CSS both graphs share for :func:`frame_html`'s parts, under ``.cls``; each component adds
+    its canvas, legend, swatch and tooltip rules."""
+    return f"""
+.{cls} {{ position: relative; font-family: "Source Sans Pro", system-ui, -apple-system, "Segoe UI", sans-serif;
+  border: 1px solid #e2e8f0; border-radius: 10px; background: #ffffff; overflow: hidden; }}
+.{cls} .ts-bar {{ display: flex; align-items: center; gap: 12px; padding: 6px 10px;
+  border-bottom: 1px solid #e2e8f0; background: #f8fafc; font-size: 13px; color: #475569; }}
+.{cls} .ts-count {{ font-weight: 600; color: #0f172a; }}
+.{cls} .ts-hint {{ flex: 1; color: #64748b; }}
+.{cls} .ts-fit {{ border: 1px solid #cbd5e1; background: #fff; border-radius: 6px; padding: 2px 10px;
+  font-size: 13px; cursor: pointer; color: #0f172a; }}
+.{cls} .ts-legend {{ position: absolute; left: 10px; bottom: 10px; display: flex; flex-wrap: wrap; gap: 6px 14px;
+  background: rgba(255,255,255,0.92); border: 1px solid #e2e8f0; border-radius: 8px; padding: 6px 10px;
+  font-size: 12.5px; color: #334155; }}
+.{cls} .ts-legend-item {{ display: inline-flex; align-items: center; gap: 6px; }}
+.{cls} .ts-error {{ padding: 16px; color: #b91c1c; font-size: 14px; }}
+.{cls} .ts-tip-key {{ color: #64748b; margin-right: 6px; }}
+"""
+
+
 def on_trigger(key: str, event: str, fn: Callable[[str], None] | None) -> Callable[[], None]:
     """A widget callback for the component at ``key``: ``fn(node_id)`` when its ``event`` trigger
     (``select``, ``toggle``) carries a node id."""
