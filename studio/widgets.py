@@ -166,6 +166,30 @@ def job_status(
         )
 
 
+def job_status_fragment(
+    state: AppState,
+    project: Project,
+    busy: bool,
+    *,
+    mine: Callable[[jobs.JobState], bool],
+    progress: Callable[[Project, jobs.JobState], None],
+    outcome: Callable[[jobs.JobState | None], None],
+    what: str,
+) -> None:
+    """The notices and :func:`job_status` in a fragment that polls while a job runs (``busy``, as the
+    page started) and reruns the whole page when a job starts or ends."""
+
+    @st.fragment(run_every=POLL_S if busy else None)
+    def status() -> None:
+        live = jobs.active_job(project)
+        if (live is not None) != busy:
+            st.rerun()
+        show_notices(state)
+        job_status(project, live, mine=mine, progress=progress, outcome=outcome, what=what)
+
+    status()
+
+
 def held_elsewhere(job: jobs.JobState) -> bool:
     """Whether a job runs in another process (a ``treesynth`` command, another app)."""
     return job.pid != os.getpid() or job.host != HOST
