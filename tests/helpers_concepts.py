@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from treesynth_core.concepts.documents import python_docs
 
@@ -14,3 +15,16 @@ def write_python_docs(folder: Path, names: tuple[str, ...] = ("pass", "break")) 
         if d.doc_id in names:
             (folder / f"{d.doc_id}.txt").write_text(d.text, encoding="utf-8")
     return folder
+
+
+#: Why a small model's level 2-3 run may make nothing: it gave too few concepts for the level.
+TOO_FEW_CONCEPTS = ("no document has", "no concepts stored", "no walk with 2 or more concepts")
+
+
+def level_refused(result: Any, level: int) -> bool:
+    """Whether ``treesynth concepts synth --level LEVEL`` (a CliRunner result) exited 1; then it must
+    be level 2 or 3 refused for too few concepts (asserted)."""
+    if result.exit_code != 1:
+        return False
+    assert level > 1 and any(reason in result.output for reason in TOO_FEW_CONCEPTS), result.output
+    return True
