@@ -67,21 +67,6 @@ function tipElement(tip) {
   return box;
 }
 
-function legendElement(items) {
-  const frag = document.createDocumentFragment();
-  for (const item of items) {
-    const entry = el("span", "ts-legend-item");
-    entry.title = item.text;
-    const swatch = el("span", item.key === "topic" ? "ts-swatch" : "ts-swatch ts-dot");
-    swatch.style.background = item.background;
-    swatch.style.borderColor = item.border;
-    entry.appendChild(swatch);
-    entry.appendChild(el("span", null, item.title));
-    frag.appendChild(entry);
-  }
-  return frag;
-}
-
 function draw(state, vis) {
   const data = state.data;
   const root = state.root;

@@ -103,22 +103,6 @@ function tipElement(tip) {
   return box;
 }
 
-function legendElement(items) {
-  const frag = document.createDocumentFragment();
-  for (const item of items) {
-    const entry = el("span", "ts-legend-item");
-    entry.title = item.text;
-    const swatch = el("span", "ts-swatch");
-    swatch.style.background = item.background;
-    swatch.style.borderColor = item.border;
-    if (item.dashed) swatch.style.borderStyle = "dashed";
-    entry.appendChild(swatch);
-    entry.appendChild(el("span", null, item.title));
-    frag.appendChild(entry);
-  }
-  return frag;
-}
-
 function fit(state, animate) {
   // Fit, then leave a margin so the outer boxes clear the canvas edges and the legend.
   state.network.fit({ animation: false, maxZoomLevel: 1.1 });

@@ -12,8 +12,9 @@ import streamlit as st
 
 #: Put first in a component's module: ``FONT``; ``el`` (a text-only element); ``waitForVis`` (the
 #: vendored build, loaded by :func:`studio.graph_component.vis_library`); ``sync`` (a data set to
-#: these items, in place); ``mount`` (the component's entry: its state on the root element, then
-#: ``draw(state, vis)`` once vis-network and the font are ready, or the error in ``.ts-error``).
+#: these items, in place); ``legendElement`` (the legend's items); ``mount`` (the component's entry:
+#: its state on the root element, then ``draw(state, vis)`` once vis-network and the font are ready,
+#: or the error in ``.ts-error``).
 VIS_JS = r"""
 const FONT = '"Source Sans", "Source Sans Pro", system-ui, -apple-system, "Segoe UI", sans-serif';
 
@@ -44,6 +45,24 @@ function sync(dataset, items) {
   const stale = dataset.getIds().filter((id) => !wanted.has(id));
   if (stale.length) dataset.remove(stale);
   dataset.update(items);
+}
+
+function legendElement(items) {
+  // An item: title, text (its tooltip), background and border colours; dot: a round swatch;
+  // dashed: a dashed border.
+  const frag = document.createDocumentFragment();
+  for (const item of items) {
+    const entry = el("span", "ts-legend-item");
+    entry.title = item.text;
+    const swatch = el("span", item.dot ? "ts-swatch ts-dot" : "ts-swatch");
+    swatch.style.background = item.background;
+    swatch.style.borderColor = item.border;
+    if (item.dashed) swatch.style.borderStyle = "dashed";
+    entry.appendChild(swatch);
+    entry.appendChild(el("span", null, item.title));
+    frag.appendChild(entry);
+  }
+  return frag;
 }
 
 function mount(component, selector, fontPx, fresh, draw) {

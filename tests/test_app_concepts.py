@@ -265,3 +265,8 @@ def test_bad_documents_are_one_clear_error_and_long_ones_are_reported_split(proj
     assert stored["latin.txt"].startswith("Café crème") and len(stored) == chunks + 1
     parts = [stored[f"big.md#{i}"] for i in range(1, chunks + 1)]
     assert "".join("".join(p.split()) for p in parts) == "".join(big.split())  # nothing cut off
+
+
+def test_the_concept_legend_draws_topics_square_and_concepts_round():
+    """The shared ``legendElement`` (studio.vis_component) draws a round swatch for items marked ``dot``."""
+    assert {item["key"]: item["dot"] for item in CG.legend()} == {"topic": False, "concept": True, "match": True}
