@@ -12,7 +12,7 @@ import streamlit as st
 from studio import concept_route_panel
 from studio import concepts_panel as CP
 from studio.state import get_state
-from studio.widgets import PAGE_COVERAGE, PAGE_DATA, POLL_S, require_project, show_notices
+from studio.widgets import PAGE_COVERAGE, PAGE_DATA, job_status_fragment, require_project
 from treesynth_core.concepts.store import load_documents
 from treesynth_core.jobs import background as jobs
 
@@ -27,24 +27,15 @@ st.caption(
 )
 
 
-@st.fragment(run_every=POLL_S if busy else None)
-def status() -> None:
-    live = jobs.active_job(project)
-    if (live is not None) != busy:
-        st.rerun()
-    show_notices(state)
-    if live is None:
-        CP.job_outcome(jobs.latest_job(project))
-    elif CP.is_concepts_job(live):
-        CP.job_progress(project, live)
-    else:
-        st.info(
-            "Another job is running on this project; concepts jobs can start when it ends.",
-            icon=":material/hourglass_top:",
-        )
-
-
-status()
+job_status_fragment(
+    state,
+    project,
+    busy,
+    mine=CP.is_concepts_job,
+    progress=CP.job_progress,
+    outcome=CP.job_outcome,
+    what="concepts jobs",
+)
 documents = load_documents(project)
 stored = CP.stored_concepts(project)  # read once: the graph caches are keyed by these bytes
 concepts = stored.docs

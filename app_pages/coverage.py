@@ -16,7 +16,7 @@ from studio import gaps_panel as G
 from studio import security
 from studio import set_scores_panel as S
 from studio.state import get_state
-from studio.widgets import PAGE_SYNTH, PAGE_TREE, POLL_S, md, require_project, show_notices, start_job
+from studio.widgets import PAGE_SYNTH, PAGE_TREE, POLL_S, job_status, md, require_project, show_notices, start_job
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store.samples import BASELINE_SET
 
@@ -90,15 +90,14 @@ def _no_samples_yet() -> None:
 
 def _job_status(live: jobs.JobState | None) -> None:
     """A coverage job's progress, another job's notice, or the last job's outcome."""
-    if live is not None and live.kind in C.JOB_LABELS:
-        C.job_progress(project, live)
-    elif live is not None:
-        st.info(
-            "Another job is running on this project; coverage work can start when it ends.",
-            icon=":material/hourglass_top:",
-        )
-    else:
-        C.job_outcome(jobs.latest_job(project))
+    job_status(
+        project,
+        live,
+        mine=lambda job: job.kind in C.JOB_LABELS,
+        progress=C.job_progress,
+        outcome=C.job_outcome,
+        what="coverage work",
+    )
 
 
 def _feature_buttons(rep: dict[str, Any] | None, grad_kind: str | None, busy: bool) -> Any:

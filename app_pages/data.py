@@ -14,7 +14,7 @@ import streamlit as st
 
 from studio import balance_panel, data_panel, route_panel, scaling_panel, security
 from studio.state import get_state
-from studio.widgets import PAGE_EXPORT, PAGE_TREE, POLL_S, md, require_project, show_notices, start_job
+from studio.widgets import PAGE_EXPORT, PAGE_TREE, job_status_fragment, md, require_project, start_job
 from treesynth_core.data import pipeline as data_steps
 from treesynth_core.data.decontam_options import MIN_WORDS, DecontamOptions
 from treesynth_core.data.ingest import FORMATS
@@ -43,23 +43,15 @@ def _use_example() -> None:
     st.session_state["data.path"] = data_panel.EXAMPLE_SPEC
 
 
-@st.fragment(run_every=POLL_S if busy else None)
-def status() -> None:
-    live = jobs.active_job(project)
-    if (live is not None) != busy:
-        st.rerun()
-    show_notices(state)
-    if live is None:
-        data_panel.job_outcome(jobs.latest_job(project))
-    elif data_panel.is_data_job(live):
-        data_panel.job_progress(project, live)
-    else:
-        st.info(
-            "Another job is running on this project; data jobs can start when it ends.", icon=":material/hourglass_top:"
-        )
-
-
-status()
+job_status_fragment(
+    state,
+    project,
+    busy,
+    mine=data_panel.is_data_job,
+    progress=data_panel.job_progress,
+    outcome=data_panel.job_outcome,
+    what="data jobs",
+)
 sets = project.sample_sets()
 datasets = data_panel.dataset_names(sets, balanced=data_panel.balanced_sets(project))
 tree = project.tree()

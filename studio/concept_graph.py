@@ -84,7 +84,14 @@ class ConceptView:
 def legend() -> list[dict[str, Any]]:
     colours = {"topic": TOPIC_COLORS, "concept": CONCEPT_COLORS, "match": (CONCEPT_COLORS[0], MATCH_BORDER)}
     return [
-        {"key": key, "title": title, "text": text, "background": colours[key][0], "border": colours[key][1]}
+        {
+            "key": key,
+            "title": title,
+            "text": text,
+            "background": colours[key][0],
+            "border": colours[key][1],
+            "dot": key != "topic",  # concepts are drawn as dots
+        }
         for key, title, text in LEGEND
     ]
 

@@ -19,47 +19,31 @@ import streamlit as st
 
 from studio.concept_graph import ConceptView
 from studio.graph_component import vis_library
+from studio.vis_component import VIS_JS, frame_css, frame_html, on_trigger
 
-_HTML = """
-<div class="ts-cgraph" data-testid="treesynth-concept-graph">
-  <div class="ts-bar">
-    <span class="ts-count"></span>
-    <span class="ts-hint">Click a topic or concept for its documents &middot; scroll to zoom &middot; drag</span>
-    <button class="ts-fit" type="button" title="Fit the whole graph in view">Fit</button>
-  </div>
-  <div class="ts-canvas"></div>
-  <div class="ts-legend"></div>
-  <div class="ts-error" hidden></div>
-</div>
-"""
+_HTML = frame_html(
+    "ts-cgraph",
+    "treesynth-concept-graph",
+    "Click a topic or concept for its documents &middot; scroll to zoom &middot; drag",
+)
 
-_CSS = """
-.ts-cgraph { position: relative; font-family: "Source Sans Pro", system-ui, -apple-system, "Segoe UI", sans-serif;
-  border: 1px solid #e2e8f0; border-radius: 10px; background: #ffffff; overflow: hidden; }
-.ts-cgraph .ts-bar { display: flex; align-items: center; gap: 12px; padding: 6px 10px;
-  border-bottom: 1px solid #e2e8f0; background: #f8fafc; font-size: 13px; color: #475569; }
-.ts-cgraph .ts-count { font-weight: 600; color: #0f172a; }
-.ts-cgraph .ts-hint { flex: 1; color: #64748b; }
-.ts-cgraph .ts-fit { border: 1px solid #cbd5e1; background: #fff; border-radius: 6px; padding: 2px 10px;
-  font-size: 13px; cursor: pointer; color: #0f172a; }
+_CSS = (
+    frame_css("ts-cgraph")
+    + """
 .ts-cgraph .ts-canvas { width: 100%; }
-.ts-cgraph .ts-legend { position: absolute; left: 10px; bottom: 10px; display: flex; flex-wrap: wrap; gap: 6px 14px;
-  background: rgba(255,255,255,0.92); border: 1px solid #e2e8f0; border-radius: 8px; padding: 6px 10px;
-  font-size: 12.5px; color: #334155; }
-.ts-cgraph .ts-legend-item { display: inline-flex; align-items: center; gap: 6px; }
 .ts-cgraph .ts-swatch { width: 14px; height: 12px; border-radius: 3px; border: 2px solid; display: inline-block; }
 .ts-cgraph .ts-swatch.ts-dot { border-radius: 50%; width: 12px; }
-.ts-cgraph .ts-error { padding: 16px; color: #b91c1c; font-size: 14px; }
 .ts-cgraph div.vis-tooltip { position: absolute; max-width: 420px; white-space: normal; padding: 8px 10px;
   background: #ffffff; color: #0f172a; border: 1px solid #cbd5e1; border-radius: 8px;
   box-shadow: 0 8px 24px rgba(15, 23, 42, 0.18); font-size: 13px; pointer-events: none; z-index: 10;
   font-family: inherit; }
 .ts-cgraph .ts-tip-title { font-weight: 700; margin-bottom: 4px; word-break: break-word; }
-.ts-cgraph .ts-tip-key { color: #64748b; margin-right: 6px; }
 """
+)
 
-_JS = r"""
-const FONT = '"Source Sans", "Source Sans Pro", system-ui, -apple-system, "Segoe UI", sans-serif';
+_JS = (
+    VIS_JS
+    + r"""
 const OPTIONS = {
   autoResize: true,
   physics: { enabled: false },
@@ -71,13 +55,6 @@ const OPTIONS = {
     hideEdgesOnDrag: true, navigationButtons: false, keyboard: false },
 };
 
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined && text !== null) node.textContent = String(text);  // text only, never HTML
-  return node;
-}
-
 function tipElement(tip) {
   const box = el("div", "ts-tip");
   box.appendChild(el("div", "ts-tip-title", tip.title));
@@ -88,43 +65,6 @@ function tipElement(tip) {
     box.appendChild(row);
   }
   return box;
-}
-
-function legendElement(items) {
-  const frag = document.createDocumentFragment();
-  for (const item of items) {
-    const entry = el("span", "ts-legend-item");
-    entry.title = item.text;
-    const swatch = el("span", item.key === "topic" ? "ts-swatch" : "ts-swatch ts-dot");
-    swatch.style.background = item.background;
-    swatch.style.borderColor = item.border;
-    entry.appendChild(swatch);
-    entry.appendChild(el("span", null, item.title));
-    frag.appendChild(entry);
-  }
-  return frag;
-}
-
-function waitForVis(timeoutMs) {
-  return new Promise((resolve, reject) => {
-    const ready = () => globalThis.vis && globalThis.vis.Network && globalThis.vis.DataSet;
-    if (ready()) return resolve(globalThis.vis);
-    const started = Date.now();
-    const timer = setInterval(() => {
-      if (ready()) { clearInterval(timer); resolve(globalThis.vis); }
-      else if (Date.now() - started > timeoutMs) {
-        clearInterval(timer);
-        reject(new Error("vis-network did not load"));
-      }
-    }, 25);
-  });
-}
-
-function sync(dataset, items) {
-  const wanted = new Set(items.map((item) => item.id));
-  const stale = dataset.getIds().filter((id) => !wanted.has(id));
-  if (stale.length) dataset.remove(stale);
-  dataset.update(items);
 }
 
 function draw(state, vis) {
@@ -188,22 +128,10 @@ function draw(state, vis) {
 }
 
 export default function (component) {
-  const { data, parentElement, setTriggerValue } = component;
-  const root = parentElement.querySelector(".ts-cgraph");
-  let state = root.__treesynth;
-  if (!state) state = root.__treesynth = { network: null, version: null, userMoved: false, focused: null, root };
-  state.data = data;
-  state.trigger = setTriggerValue;
-  const fonts = document.fonts ? document.fonts.load("14px " + FONT).catch(() => null) : Promise.resolve();
-  Promise.all([waitForVis(20000), fonts])
-    .then(([vis]) => draw(state, vis))
-    .catch((err) => {
-      const box = root.querySelector(".ts-error");
-      box.hidden = false;
-      box.textContent = "The graph could not be drawn: " + err.message;
-    });
+  mount(component, ".ts-cgraph", 14, { focused: null }, draw);
 }
 """
+)
 
 
 @functools.cache
@@ -217,9 +145,9 @@ def concept_graph(
     """Draw the view; ``on_select(node_id)`` runs (as a widget callback, before the rerun) on a click."""
     vis_library(key)
 
-    def run() -> None:
-        value = (st.session_state.get(key) or {}).get("select")
-        if on_select is not None and isinstance(value, str):
-            on_select(value)
-
-    _component()(key=key, data=view.payload() | {"height": height}, height="content", on_select_change=run)
+    _component()(
+        key=key,
+        data=view.payload() | {"height": height},
+        height="content",
+        on_select_change=on_trigger(key, "select", on_select),
+    )

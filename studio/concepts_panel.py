@@ -21,7 +21,7 @@ import streamlit as st
 from studio import concept_graph as CG
 from studio import data_panel, security, widgets
 from studio.concept_graph_component import concept_graph
-from studio.gaps_panel import ANSWER_LABELS, DRAW_CHOICES
+from studio.gaps_panel import verify_selectors
 from studio.state import AppState
 from studio.synth_panel import compact, time_help
 from studio.widgets import md, model_name
@@ -42,7 +42,6 @@ from treesynth_core.concepts.preview import WalkPreview, preview_walks
 from treesynth_core.concepts.questions import LEVELS, QuestionOptions, plan_questions
 from treesynth_core.concepts.store import CONCEPTS_KEY, add_documents, concepts_of, load_concepts, load_documents
 from treesynth_core.errors import TreeSynthError
-from treesynth_core.generate.gap_options import ANSWER_EXTRACTORS
 from treesynth_core.jobs import background as jobs
 from treesynth_core.llm import timing
 from treesynth_core.store import Project
@@ -87,15 +86,7 @@ def job_outcome(job: jobs.JobState | None) -> None:
     """How this page's latest job ended (nothing while it runs, or for other pages' jobs)."""
     if job is None or job.active or not is_concepts_job(job):
         return
-    label = JOB_LABELS[job.kind]
-    if job.status == "done":
-        st.success(f"{label}: done \u2014 {md(job.message)}", icon=":material/check_circle:")
-    elif job.status == "cancelled":
-        st.warning(f"{label} stopped: {md(job.message)}. Start it again to go on.", icon=":material/pause_circle:")
-    elif job.status == "interrupted":
-        st.warning(f"{label} was interrupted (the app stopped); start it again.", icon=":material/restart_alt:")
-    elif job.status == "failed":
-        st.error(f"{label} failed: {md(job.error or job.message)}", icon=":material/error:")
+    widgets.labelled_outcome(job, JOB_LABELS[job.kind], after_stop=". Start it again to go on.")
 
 
 def spend_cards(
@@ -376,24 +367,15 @@ def verify_options(*, disabled: bool) -> tuple[int, str]:
     """Majority-vote verification of the answers (as the Coverage page's gap filling): k draws per
     question, kept only when most agree on the final answer; off without answers."""
     c1, c2 = st.columns(2)
-    draws = c1.selectbox(
-        "Verify answers",
-        list(DRAW_CHOICES),
-        format_func=lambda k: "off" if k == 0 else f"{k} draws, majority vote",
-        key="concepts.verify",
+    draws, answer = verify_selectors(
+        c1,
+        c2,
+        prefix="concepts",
         disabled=disabled,
-        help="Answer each question k times and keep it only when most answers agree on the final answer "
+        draws_help="Answer each question k times and keep it only when most answers agree on the final answer "
         '(numbers compared numerically); the kept answer is the majority\'s. Needs "Also answer them".',
     )
-    answer = c2.selectbox(
-        "Final answer",
-        list(ANSWER_EXTRACTORS),
-        format_func=lambda a: ANSWER_LABELS[a],
-        key="concepts.answer",
-        disabled=disabled or not draws,
-        help="How the final answer is read from each draw.",
-    )
-    return (0, QuestionOptions.answer) if disabled else (int(draws or 0), str(answer))
+    return (0, QuestionOptions.answer) if disabled else (draws, answer)
 
 
 def sets_overview(project: Project) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import streamlit as st
 
 from studio import security, widgets
-from studio.widgets import md
+from studio.widgets import labelled_outcome, md
 from treesynth_core.data.examples import EXAMPLES, PREFIX, ExampleDataset, resolve
 from treesynth_core.data.ingest import ColumnMap, Preview, preview
 from treesynth_core.data.routing import path_label, tree_digest
@@ -137,15 +137,7 @@ def job_outcome(job: jobs.JobState | None, *, imports: bool = False) -> None:
     other kinds without."""
     if job is None or job.active or not is_data_job(job) or (job.kind == "import") != imports:
         return
-    label = JOB_LABELS[job.kind]
-    if job.status == "done":
-        st.success(f"{label}: done \u2014 {md(job.message)}", icon=":material/check_circle:")
-    elif job.status == "cancelled":
-        st.warning(f"{label} stopped: {md(job.message)}", icon=":material/pause_circle:")
-    elif job.status == "interrupted":
-        st.warning(f"{label} was interrupted (the app stopped); start it again.", icon=":material/restart_alt:")
-    elif job.status == "failed":
-        st.error(f"{label} failed: {md(job.error or job.message)}", icon=":material/error:")
+    labelled_outcome(job, JOB_LABELS[job.kind])
 
 
 def last_job(project: Project, kind: str, sample_set: str) -> jobs.JobState | None:

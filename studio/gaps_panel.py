@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from studio.graph import path_text
 from studio.widgets import md
@@ -50,29 +51,44 @@ def start_options(*, disabled: bool) -> dict[str, Any]:
         "by each sample's level (Prismatic Synthesis's released code), or the smallest tenth of the clusters "
         "(the paper's text).",
     )
-    draws = c2.selectbox(
-        "Verify answers",
-        list(DRAW_CHOICES),
-        format_func=lambda k: "off" if k == 0 else f"{k} draws, majority vote",
-        key="coverage.verify",
+    draws, answer = verify_selectors(
+        c2,
+        c3,
+        prefix="coverage",
         disabled=disabled,
-        help="Answer each candidate k times (temperature 0.75) and keep it only when most answers agree on the "
-        "final answer (numbers compared numerically); the kept answer is the majority's.",
-    )
-    answer = c3.selectbox(
-        "Final answer",
-        list(ANSWER_EXTRACTORS),
-        format_func=lambda a: ANSWER_LABELS[a],
-        key="coverage.answer",
-        disabled=disabled or not draws,
-        help="How the final answer is read from each draw.",
+        draws_help="Answer each candidate k times (temperature 0.75) and keep it only when most answers agree on "
+        "the final answer (numbers compared numerically); the kept answer is the majority's.",
     )
     params: dict[str, Any] = {}
     if shots != GapOptions.shots_from:
         params["shots_from"] = shots
     if draws:
-        params |= {"verify": int(draws), "answer": answer}
+        params |= {"verify": draws, "answer": answer}
     return params
+
+
+def verify_selectors(
+    draws_col: DeltaGenerator, answer_col: DeltaGenerator, *, prefix: str, disabled: bool, draws_help: str
+) -> tuple[int, str]:
+    """Majority-vote verification's two selectors (keys ``PREFIX.verify`` and ``PREFIX.answer``): the
+    draws (off, or k draws) and how the final answer is read, which is off while the draws are."""
+    draws = draws_col.selectbox(
+        "Verify answers",
+        list(DRAW_CHOICES),
+        format_func=lambda k: "off" if k == 0 else f"{k} draws, majority vote",
+        key=f"{prefix}.verify",
+        disabled=disabled,
+        help=draws_help,
+    )
+    answer = answer_col.selectbox(
+        "Final answer",
+        list(ANSWER_EXTRACTORS),
+        format_func=lambda a: ANSWER_LABELS[a],
+        key=f"{prefix}.answer",
+        disabled=disabled or not draws,
+        help="How the final answer is read from each draw.",
+    )
+    return int(draws or 0), str(answer)
 
 
 def last_run(project: Project) -> None:

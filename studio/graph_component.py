@@ -30,6 +30,7 @@ from typing import Any
 import streamlit as st
 
 from studio import graph as G
+from studio.vis_component import VIS_JS, frame_css, frame_html, on_trigger
 
 VENDOR_DIR = Path(__file__).resolve().parents[1] / "assets" / "vendor"
 VIS_FILE = "vis-network.min.js"
@@ -38,53 +39,36 @@ MIN_SCALE = 0.66
 #: The graph is never shorter than this (px), however little of the window is left below it.
 MIN_HEIGHT = 420
 
-_HTML = """
-<div class="ts-graph" data-testid="treesynth-graph">
-  <div class="ts-bar">
-    <span class="ts-count"></span>
-    <span class="ts-hint">Click a node to edit it &middot; double-click to fold or unfold &middot; scroll to zoom</span>
-    <button class="ts-fit" type="button" title="Fit the whole graph in view">Fit</button>
-  </div>
-  <div class="ts-canvas"></div>
-  <div class="ts-legend"></div>
-  <div class="ts-error" hidden></div>
-</div>
-"""
+_HTML = frame_html(
+    "ts-graph",
+    "treesynth-graph",
+    "Click a node to edit it &middot; double-click to fold or unfold &middot; scroll to zoom",
+)
 
-_CSS = """
-.ts-graph { position: relative; font-family: "Source Sans Pro", system-ui, -apple-system, "Segoe UI", sans-serif;
-  border: 1px solid #e2e8f0; border-radius: 10px; background: #ffffff; overflow: hidden; }
-.ts-graph .ts-bar { display: flex; align-items: center; gap: 12px; padding: 6px 10px;
-  border-bottom: 1px solid #e2e8f0; background: #f8fafc; font-size: 13px; color: #475569; }
-.ts-graph .ts-count { font-weight: 600; color: #0f172a; }
-.ts-graph .ts-hint { flex: 1; color: #64748b; }
-.ts-graph .ts-fit { border: 1px solid #cbd5e1; background: #fff; border-radius: 6px; padding: 2px 10px;
-  font-size: 13px; cursor: pointer; color: #0f172a; }
+_CSS = (
+    frame_css("ts-graph")
+    + """
 .ts-graph .ts-fit:hover { background: #f1f5f9; }
 .ts-graph .ts-canvas { width: 100%; background:
   radial-gradient(circle, #e2e8f0 1px, transparent 1px) 0 0 / 22px 22px; }
-.ts-graph .ts-legend { position: absolute; left: 10px; bottom: 10px; display: flex; flex-wrap: wrap; gap: 6px 14px;
-  background: rgba(255,255,255,0.92); border: 1px solid #e2e8f0; border-radius: 8px; padding: 6px 10px;
-  font-size: 12.5px; color: #334155; max-width: calc(100% - 20px); pointer-events: auto; }
-.ts-graph .ts-legend-item { display: inline-flex; align-items: center; gap: 6px; }
+.ts-graph .ts-legend { max-width: calc(100% - 20px); pointer-events: auto; }
 .ts-graph .ts-swatch { width: 16px; height: 12px; border-radius: 3px; border: 2px solid; display: inline-block; }
-.ts-graph .ts-error { padding: 16px; color: #b91c1c; font-size: 14px; }
 .ts-graph div.vis-tooltip { position: absolute; max-width: 440px; white-space: normal; padding: 10px 12px;
   background: #ffffff; color: #0f172a; border: 1px solid #cbd5e1; border-radius: 8px;
   box-shadow: 0 8px 24px rgba(15, 23, 42, 0.18); font-size: 13px; line-height: 1.4; pointer-events: none;
   z-index: 10; font-family: inherit; }
 .ts-graph .ts-tip-title { font-weight: 700; font-size: 14px; margin-bottom: 6px; word-break: break-word; }
 .ts-graph .ts-tip-row { margin: 2px 0; word-break: break-word; }
-.ts-graph .ts-tip-key { color: #64748b; margin-right: 6px; }
 .ts-graph .ts-tip-pivots { margin: 6px 0 0 0; padding-left: 18px; color: #334155; }
 .ts-graph .ts-tip-pivots li { margin: 2px 0; word-break: break-word; }
 """
+)
 
 _JS = (
-    f"const BOX_MAX_WIDTH = {G.BOX_MAX_WIDTH};\nconst MIN_SCALE = {MIN_SCALE};\nconst MIN_HEIGHT = {MIN_HEIGHT};\n"
+    VIS_JS
+    + f"const BOX_MAX_WIDTH = {G.BOX_MAX_WIDTH};\nconst MIN_SCALE = {MIN_SCALE};\nconst MIN_HEIGHT = {MIN_HEIGHT};\n"
     + r"""
 const ABOVE = 64;  // px kept above the graph in full screen: the Graph/Overview and Full screen row
-const FONT = '"Source Sans", "Source Sans Pro", system-ui, -apple-system, "Segoe UI", sans-serif';
 const OPTIONS = {
   autoResize: true,
   // Positions come from Python (a tidy left-to-right tree); nothing moves on its own.
@@ -99,13 +83,6 @@ const OPTIONS = {
   interaction: { hover: true, tooltipDelay: 250, dragNodes: false, zoomView: true, dragView: true,
     selectConnectedEdges: false, navigationButtons: false, keyboard: false },
 };
-
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined && text !== null) node.textContent = String(text);  // text only, never HTML
-  return node;
-}
 
 function tipElement(tip) {
   const box = el("div", "ts-tip");
@@ -124,37 +101,6 @@ function tipElement(tip) {
     box.appendChild(list);
   }
   return box;
-}
-
-function legendElement(items) {
-  const frag = document.createDocumentFragment();
-  for (const item of items) {
-    const entry = el("span", "ts-legend-item");
-    entry.title = item.text;
-    const swatch = el("span", "ts-swatch");
-    swatch.style.background = item.background;
-    swatch.style.borderColor = item.border;
-    if (item.dashed) swatch.style.borderStyle = "dashed";
-    entry.appendChild(swatch);
-    entry.appendChild(el("span", null, item.title));
-    frag.appendChild(entry);
-  }
-  return frag;
-}
-
-function waitForVis(timeoutMs) {
-  return new Promise((resolve, reject) => {
-    const ready = () => globalThis.vis && globalThis.vis.Network && globalThis.vis.DataSet;
-    if (ready()) return resolve(globalThis.vis);
-    const started = Date.now();
-    const timer = setInterval(() => {
-      if (ready()) { clearInterval(timer); resolve(globalThis.vis); }
-      else if (Date.now() - started > timeoutMs) {
-        clearInterval(timer);
-        reject(new Error("vis-network did not load"));
-      }
-    }, 25);
-  });
 }
 
 function fit(state, animate) {
@@ -265,13 +211,6 @@ function hideTips(root) {
   root.querySelectorAll("div.vis-tooltip").forEach((tip) => { tip.style.visibility = "hidden"; });
 }
 
-function sync(dataset, items) {
-  const wanted = new Set(items.map((item) => item.id));
-  const stale = dataset.getIds().filter((id) => !wanted.has(id));
-  if (stale.length) dataset.remove(stale);
-  dataset.update(items);
-}
-
 function draw(state, vis) {
   const data = state.data;
   const root = state.root;
@@ -365,20 +304,7 @@ function draw(state, vis) {
 }
 
 export default function (component) {
-  const { data, parentElement, setTriggerValue } = component;
-  const root = parentElement.querySelector(".ts-graph");
-  let state = root.__treesynth;
-  if (!state) state = root.__treesynth = { network: null, version: null, userMoved: false, focusKey: null, root };
-  state.data = data;
-  state.trigger = setTriggerValue;
-  const fonts = document.fonts ? document.fonts.load("16px " + FONT).catch(() => null) : Promise.resolve();
-  Promise.all([waitForVis(20000), fonts])
-    .then(([vis]) => draw(state, vis))
-    .catch((err) => {
-      const box = root.querySelector(".ts-error");
-      box.hidden = false;
-      box.textContent = "The graph could not be drawn: " + err.message;
-    });
+  mount(component, ".ts-graph", 16, { focusKey: null }, draw);
 }
 """
 )
@@ -458,18 +384,10 @@ def tree_graph(
         "fit_key": fit_key,
     }
 
-    def handler(event: str, fn: Callable[[str], None] | None) -> Callable[[], None]:
-        def run() -> None:
-            value = (st.session_state.get(key) or {}).get(event)
-            if fn is not None and isinstance(value, str):
-                fn(value)
-
-        return run
-
     graph(
         key=key,
         data=payload,
         height="content",
-        on_select_change=handler("select", on_select),
-        on_toggle_change=handler("toggle", on_toggle),
+        on_select_change=on_trigger(key, "select", on_select),
+        on_toggle_change=on_trigger(key, "toggle", on_toggle),
     )

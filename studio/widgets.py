@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 import streamlit as st
@@ -143,6 +144,52 @@ def job_progress(
                 st.rerun()
 
 
+def job_status(
+    project: Project,
+    live: jobs.JobState | None,
+    *,
+    mine: Callable[[jobs.JobState], bool],
+    progress: Callable[[Project, jobs.JobState], None],
+    outcome: Callable[[jobs.JobState | None], None],
+    what: str,
+) -> None:
+    """A page's job status: the running job's progress when it is one of the page's (``mine``), a notice
+    that ``what`` waits when another job holds the project, else the last job's outcome."""
+    if live is None:
+        outcome(jobs.latest_job(project))
+    elif mine(live):
+        progress(project, live)
+    else:
+        st.info(
+            f"Another job is running on this project; {what} can start when it ends.",
+            icon=":material/hourglass_top:",
+        )
+
+
+def job_status_fragment(
+    state: AppState,
+    project: Project,
+    busy: bool,
+    *,
+    mine: Callable[[jobs.JobState], bool],
+    progress: Callable[[Project, jobs.JobState], None],
+    outcome: Callable[[jobs.JobState | None], None],
+    what: str,
+) -> None:
+    """The notices and :func:`job_status` in a fragment that polls while a job runs (``busy``, as the
+    page started) and reruns the whole page when a job starts or ends."""
+
+    @st.fragment(run_every=POLL_S if busy else None)
+    def status() -> None:
+        live = jobs.active_job(project)
+        if (live is not None) != busy:
+            st.rerun()
+        show_notices(state)
+        job_status(project, live, mine=mine, progress=progress, outcome=outcome, what=what)
+
+    status()
+
+
 def held_elsewhere(job: jobs.JobState) -> bool:
     """Whether a job runs in another process (a ``treesynth`` command, another app)."""
     return job.pid != os.getpid() or job.host != HOST
@@ -182,6 +229,19 @@ def job_outcome(job: jobs.JobState | None) -> None:
         )
     elif job.status == "failed":
         st.error(f"{what} failed: {md(job.error or job.message)}", icon=":material/error:")
+
+
+def labelled_outcome(job: jobs.JobState, label: str, *, after_stop: str = "") -> None:
+    """How a finished job of a page ended, under the job kind's ``label`` (``after_stop`` follows the
+    stop message)."""
+    if job.status == "done":
+        st.success(f"{label}: done \u2014 {md(job.message)}", icon=":material/check_circle:")
+    elif job.status == "cancelled":
+        st.warning(f"{label} stopped: {md(job.message)}{after_stop}", icon=":material/pause_circle:")
+    elif job.status == "interrupted":
+        st.warning(f"{label} was interrupted (the app stopped); start it again.", icon=":material/restart_alt:")
+    elif job.status == "failed":
+        st.error(f"{label} failed: {md(job.error or job.message)}", icon=":material/error:")
 
 
 def start_job(state: AppState, kind: jobs.Kind, params: dict) -> jobs.JobState | None:

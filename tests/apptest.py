@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from studio.widgets import PAGE_SYNTH as SYNTH
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
+from treesynth_core.tree.model import Tree
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -28,6 +29,18 @@ def run(at: AppTest) -> AppTest:
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+def tree_of(folder: Path) -> Tree:
+    """The stored tree of the project at ``folder``."""
+    with Project.open(folder) as project:
+        return project.tree()
+
+
+def select(at: AppTest, node_id: str) -> AppTest:
+    """Pick ``node_id`` in the Tree page's node search and rerun."""
+    at.selectbox(key="tree.search").set_value(node_id)
+    return run(at)
 
 
 def texts(at: AppTest) -> str:
@@ -60,6 +73,15 @@ def start_and_wait(at: AppTest, folder: Path) -> AppTest:
     at.button(key="synth.start").click()
     run(at)
     assert wait_for_job(folder).status == "done"
+    return run(at)
+
+
+def start_synthesis(at: AppTest, per_leaf: int = 2) -> AppTest:
+    """Open the Synthesize page, set the samples per leaf and click Start synthesis (no wait)."""
+    at.switch_page(SYNTH)
+    run(at)
+    at.number_input(key="synth.per_leaf").set_value(per_leaf)
+    at.button(key="synth.start").click()
     return run(at)
 
 

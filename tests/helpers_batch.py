@@ -18,6 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from treesynth_core.store import Project
+from treesynth_core.tree import model as T
+
 #: Words samples are drawn from: random draws of 9 share few words, so no two look like duplicates.
 WORDS = tuple(
     "apple river stone cloud number train garden window copper violin ladder candle harbor meadow pencil "
@@ -236,3 +239,21 @@ def _batch_json(batch: _Batch) -> dict[str, Any]:
         "error_file_id": batch.error_file_id,
         "request_counts": {"total": 0, "completed": 0, "failed": 0},
     }
+
+
+def make_project(folder: Path) -> Path:
+    """A project at ``folder`` with two approved leaves (Percentages, Fractions) under the root."""
+    with Project.create(folder, task="Grade-school math word problems", style="GSM8K-style") as p:
+
+        def build(tree: T.Tree) -> T.Tree:
+            tree = T.attach_split(
+                tree,
+                tree.root_id,
+                criterion="Math topic",
+                values=["Percentages", "Fractions"],
+                provenance=T.Provenance("llm", model="m"),
+            )
+            return T.approve(tree, [k.id for k in tree.children(tree.root_id)])
+
+        p.apply("grow", build, actor="llm")
+    return folder

@@ -23,22 +23,24 @@ from studio.widgets import PAGE_EXPORT as EXPORT
 from studio.widgets import PAGE_PROJECT as PROJECT
 from studio.widgets import PAGE_SYNTH as SYNTH
 from studio.widgets import PAGE_TREE as TREE
-from tests.apptest import create_project, new_app, open_example, run, start_and_wait, synthesize, texts, wait_for_job
+from tests.apptest import (
+    create_project,
+    new_app,
+    open_example,
+    run,
+    select,
+    start_and_wait,
+    start_synthesis,
+    synthesize,
+    texts,
+    tree_of,
+    wait_for_job,
+)
 from tests.fakes import GatedLLM, ScriptedLLM
 from treesynth_core.generate.synth import PER_CALL
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
 from treesynth_core.store.samples import NewSample
-
-
-def tree_of(folder: Path):
-    with Project.open(folder) as project:
-        return project.tree()
-
-
-def select(at: AppTest, node_id: str) -> AppTest:
-    at.selectbox(key="tree.search").set_value(node_id)
-    return run(at)
 
 
 def node(tree, value):
@@ -449,12 +451,7 @@ def test_synthesis_progress_counts_calls_and_samples_from_the_first_call(project
     folder = projects / "example-gsm8k_math"
     gate = threading.Event()
     jobs.set_llm_factory(lambda settings: FirstCallsLLM(gate))
-    at = open_example(new_app())
-    at.switch_page(SYNTH)
-    run(at)
-    at.number_input(key="synth.per_leaf").set_value(2)
-    at.button(key="synth.start").click()
-    run(at)
+    at = start_synthesis(open_example(new_app()))
     try:
         with Project.open(folder) as project:
             deadline = time.monotonic() + 30
@@ -512,12 +509,7 @@ def test_synthesize_picked_leaves_with_responses(projects):
 def test_an_interrupted_synthesis_resumes(projects):
     folder = projects / "example-gsm8k_math"
     jobs.set_llm_factory(lambda settings: ScriptedLLM(delay=0.3))
-    at = open_example(new_app())
-    at.switch_page(SYNTH)
-    run(at)
-    at.number_input(key="synth.per_leaf").set_value(2)
-    at.button(key="synth.start").click()
-    run(at)
+    at = start_synthesis(open_example(new_app()))
     at.button(key="synth.job.stop").click()
     run(at)
     assert wait_for_job(folder).status in ("cancelled", "done")

@@ -5,44 +5,25 @@ an app restart; the key is never shown; read-only mode hides the actions."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 from studio.widgets import PAGE_SYNTH, md
 from tests.apptest import new_app, run, texts, wait_for_job
-from tests.helpers_batch import FakeBatchServer
+from tests.helpers_batch import FakeBatchServer, make_project
 from tests.helpers_http import FakeOpenAIServer
 from treesynth_core.jobs import background as jobs
 from treesynth_core.llm.openai_compat import OpenAICompatLLM
 from treesynth_core.store import Project
-from treesynth_core.tree import model as T
 
 SECRET = "sk-test-secret-0123456789"
-
-
-def two_leaves(folder: Path) -> None:
-    with Project.create(folder, task="Grade-school math word problems", style="GSM8K-style") as p:
-
-        def build(tree: T.Tree) -> T.Tree:
-            tree = T.attach_split(
-                tree,
-                tree.root_id,
-                criterion="Math topic",
-                values=["Percentages", "Fractions"],
-                provenance=T.Provenance("llm", model="m"),
-            )
-            return T.approve(tree, [k.id for k in tree.children(tree.root_id)])
-
-        p.apply("grow", build, actor="llm")
 
 
 @pytest.fixture
 def server(projects, monkeypatch):
     """The project ``p`` on the openai backend, pointed (by the environment) at a fake batch server;
     jobs use the real openai backend (the fake answers no chat completion: an online call fails)."""
-    two_leaves(projects / "p")
+    make_project(projects / "p")
     with FakeBatchServer() as fake:
         monkeypatch.setenv("TREESYNTH_LLM", "openai")
         monkeypatch.setenv("TREESYNTH_MODEL", "gpt-4o-mini")
@@ -120,14 +101,14 @@ def test_read_only_shows_the_batches_without_actions(server, monkeypatch):
 
 
 def test_the_embedded_backend_says_batches_need_an_openai_model(projects):
-    two_leaves(projects / "p")
+    make_project(projects / "p")
     at = synth_page()
     assert "choose the openai backend and a model" in texts(at)
     assert not {b.key for b in at.button} & {"batch.prepare"}
 
 
 def test_a_server_without_batch_endpoints_is_one_error_line(projects, monkeypatch):
-    two_leaves(projects / "p")
+    make_project(projects / "p")
     with FakeOpenAIServer() as plain:
         monkeypatch.setenv("TREESYNTH_LLM", "openai")
         monkeypatch.setenv("TREESYNTH_MODEL", "gpt-4o-mini")

@@ -45,6 +45,15 @@ def concepts_page(projects: Path):
     return run(at), projects / "docs"
 
 
+def add_folder(at, folder: Path):
+    """Add the documents of ``folder`` on the Concepts page."""
+    at.radio(key="concepts.source").set_value("folder")
+    run(at)
+    at.text_input(key="concepts.folder").input(str(folder))
+    at.button(key="concepts.add").click()
+    return run(at)
+
+
 def click_and_wait(at, key: str, project_dir: Path):
     at.button(key=key).click()
     run(at)
@@ -56,11 +65,7 @@ def click_and_wait(at, key: str, project_dir: Path):
 def test_documents_extraction_graph_search_walks_and_generation(projects, folder):
     at, project_dir = concepts_page(projects)
     assert "No documents yet" in texts(at)
-    at.radio(key="concepts.source").set_value("folder")
-    run(at)
-    at.text_input(key="concepts.folder").input(str(folder))
-    at.button(key="concepts.add").click()
-    run(at)
+    add_folder(at, folder)
     with Project.open(project_dir) as project:
         assert sorted(d.doc_id for d in load_documents(project)) == sorted(DOCS)
     assert "Documents to extract" in [m.label for m in at.metric]
@@ -120,11 +125,7 @@ def test_documents_extraction_graph_search_walks_and_generation(projects, folder
 
 def test_a_rerun_never_starts_a_second_job(projects, folder):
     at, project_dir = concepts_page(projects)
-    at.radio(key="concepts.source").set_value("folder")
-    run(at)
-    at.text_input(key="concepts.folder").input(str(folder))
-    at.button(key="concepts.add").click()
-    run(at)
+    add_folder(at, folder)
     at.button(key="concepts.extract").click()
     run(at)
     run(at)  # a rerun while (or after) it runs
@@ -140,11 +141,7 @@ def test_extraction_shows_progress_and_stops(projects, tmp_path):
         (many / f"doc{i:02}.txt").write_text(f"Document number {i} about generators, iterators and closures.")
     jobs.set_llm_factory(lambda settings: ScriptedLLM(delay=0.4))
     at, project_dir = concepts_page(projects)
-    at.radio(key="concepts.source").set_value("folder")
-    run(at)
-    at.text_input(key="concepts.folder").input(str(many))
-    at.button(key="concepts.add").click()
-    run(at)
+    add_folder(at, many)
     at.button(key="concepts.extract").click()
     run(at)
     assert at.button(key="concepts.extract").disabled  # while it runs, no second start
@@ -252,11 +249,7 @@ def test_bad_documents_are_one_clear_error_and_long_ones_are_reported_split(proj
     (docs / "empty.txt").write_text("  \n", encoding="utf-8")
     chunks = split_documents([Document("big.md", big)], SMALL_CHUNK_CHARS).chunked["big.md"]
     at, project_dir = concepts_page(projects)
-    at.radio(key="concepts.source").set_value("folder")
-    run(at)
-    at.text_input(key="concepts.folder").input(str(docs))
-    at.button(key="concepts.add").click()
-    run(at)
+    add_folder(at, docs)
     errors = " ".join(e.value for e in at.error).replace("\\", "")
     assert "latin.txt is not valid utf-8: byte 0xe9" in errors
     with Project.open(project_dir) as project:
@@ -272,3 +265,8 @@ def test_bad_documents_are_one_clear_error_and_long_ones_are_reported_split(proj
     assert stored["latin.txt"].startswith("Café crème") and len(stored) == chunks + 1
     parts = [stored[f"big.md#{i}"] for i in range(1, chunks + 1)]
     assert "".join("".join(p.split()) for p in parts) == "".join(big.split())  # nothing cut off
+
+
+def test_the_concept_legend_draws_topics_square_and_concepts_round():
+    """The shared ``legendElement`` (studio.vis_component) draws a round swatch for items marked ``dot``."""
+    assert {item["key"]: item["dot"] for item in CG.legend()} == {"topic": False, "concept": True, "match": True}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from studio.widgets import PAGE_CONCEPTS, PAGE_TREE
-from tests.apptest import create_project, new_app, run, texts, wait_for_job
+from tests.apptest import create_project, new_app, run, texts, tree_of, wait_for_job
 from tests.concepts_data import add_concepts_questions, write_concepts
 from tests.fakes import HashEmbedder
 from tests.trees import split_root
@@ -28,11 +28,6 @@ def folder(projects: Path, tmp_path: Path):
         split_root(project, "Construct", ["Loops", "Functions"])
         save_concepts(project, read_jsonl(write_concepts(tmp_path / "c.jsonl")))
     return at, path
-
-
-def tree_of(path: Path):
-    with Project.open(path) as project:
-        return project.tree()
 
 
 def test_the_node_editor_adds_values_from_the_concept_graph_as_proposed(folder):

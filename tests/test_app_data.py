@@ -4,13 +4,14 @@ and a hashed-words fake embedder; the SynthLLM fit runs on the paper's example p
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
 from studio.widgets import PAGE_DATA
-from tests.apptest import create_project, new_app, open_example, run, texts, wait_for_job
-from tests.fakes import HashEmbedder
+from tests.apptest import create_project, new_app, open_example, run, start_synthesis, texts, wait_for_job
+from tests.fakes import GatedLLM, HashEmbedder
 from treesynth_core.data.examples import EXAMPLES
 from treesynth_core.data.ingest import ColumnMap, import_file
 from treesynth_core.jobs import background as jobs
@@ -347,3 +348,19 @@ def test_decontaminate_tab_checks_a_set_and_export_leaves_the_contaminated_out(d
     selectbox(at, "Sample set").set_value("he")
     at = run(at)
     assert "Decontamination: he was not checked against any eval set" in texts(at).replace("\\", "")
+
+
+def test_another_pages_job_shows_a_notice_while_it_runs(projects):
+    """The Data page's job status (``studio.widgets.job_status_fragment``) while a synthesis runs."""
+    folder = projects / "example-gsm8k_math"
+    gate = threading.Event()
+    jobs.set_llm_factory(lambda settings: GatedLLM(gate))
+    at = start_synthesis(open_example(new_app()))
+    try:
+        at.switch_page(PAGE_DATA)
+        run(at)
+        notice = "Another job is running on this project; data jobs can start when it ends."
+        assert any(notice in str(i.value) for i in at.info)
+    finally:
+        gate.set()
+        assert wait_for_job(folder).status == "done"

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from studio.growth_result import SPLIT_CRITERION, SPLIT_VALUES
 from studio.widgets import PAGE_PROJECT as PROJECT
-from tests.apptest import create_project, new_app, run, texts, wait_for_job
+from tests.apptest import create_project, new_app, run, texts, tree_of, wait_for_job
 from tests.fakes import ScriptedLLM
 from tests.helpers_http import FakeOpenAIServer
 from treesynth_core.errors import AuthError
@@ -43,11 +43,6 @@ def plain(text: str) -> str:
 
 def warnings(at: AppTest) -> str:
     return plain("\n".join(w.value for w in at.warning))
-
-
-def tree_of(folder: Path):
-    with Project.open(folder) as project:
-        return project.tree()
 
 
 def test_empty_growth_shows_why_and_three_ways_forward(projects: Path) -> None:

@@ -13,20 +13,20 @@ from streamlit.testing.v1 import AppTest
 from studio.tree_panel import wkey
 from studio.widgets import PAGE_SYNTH as SYNTH
 from studio.widgets import md
-from tests.apptest import new_app, open_example, run, synthesize, wait_for_job
+from tests.apptest import new_app, open_example, run, select, synthesize, tree_of, wait_for_job
 from tests.fakes import GatedLLM
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
+from treesynth_core.tree.model import Node
 
 
-def tree_of(folder: Path):
-    with Project.open(folder) as project:
-        return project.tree()
-
-
-def select(at: AppTest, node_id: str) -> AppTest:
-    at.selectbox(key="tree.search").set_value(node_id)
-    return run(at)
+def example_on_first_child(projects: Path) -> tuple[AppTest, Path, Node]:
+    """The GSM8K example open on the Tree page with the root's first child selected."""
+    at = open_example(new_app())
+    folder = projects / "example-gsm8k_math"
+    tree = tree_of(folder)
+    first = next(iter(tree.children(tree.root_id)))
+    return select(at, first.id), folder, first
 
 
 def toasts(at: AppTest) -> list[str]:
@@ -53,11 +53,7 @@ def test_undo_after_opening_an_example_stops_at_it_and_names_what_it_undid(proje
 
 
 def test_deleting_the_open_project_folder_is_said_and_closes_it(projects: Path) -> None:
-    at = open_example(new_app())
-    folder = projects / "example-gsm8k_math"
-    tree = tree_of(folder)
-    first = next(iter(tree.children(tree.root_id)))
-    at = select(at, first.id)
+    at, folder, first = example_on_first_child(projects)
     shutil.rmtree(folder)
     at.text_input(key=wkey("value", first.id)).input("sums")
     at.button(key="edit.rename").click()
@@ -168,11 +164,7 @@ def test_tree_editor_minors(projects: Path) -> None:
 
 
 def test_reopening_an_example_says_it_is_your_copy_and_offers_a_fresh_one(projects: Path) -> None:
-    at = open_example(new_app())
-    folder = projects / "example-gsm8k_math"
-    tree = tree_of(folder)
-    first = next(iter(tree.children(tree.root_id)))
-    at = select(at, first.id)
+    at, folder, first = example_on_first_child(projects)
     at.text_input(key=wkey("value", first.id)).input("sums")
     at.button(key="edit.rename").click()
     run(at)

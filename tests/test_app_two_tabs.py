@@ -14,15 +14,10 @@ from studio.tabs import others_notice
 from studio.tree_panel import wkey
 from studio.widgets import PAGE_SYNTH as SYNTH
 from studio.widgets import PAGE_TREE, other_tab_refusal
-from tests.apptest import new_app, open_example, run, texts, wait_for_job
+from tests.apptest import new_app, open_example, run, select, texts, tree_of, wait_for_job
 from tests.fakes import GatedLLM
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store import EditRecord, Project
-
-
-def tree_of(folder: Path):
-    with Project.open(folder) as project:
-        return project.tree()
 
 
 def plain(at: AppTest) -> str:
@@ -34,11 +29,6 @@ def two_tabs() -> tuple[AppTest, AppTest]:
     second = new_app(project="example-gsm8k_math")
     second.switch_page(PAGE_TREE)
     return first, run(second)
-
-
-def select(at: AppTest, node_id: str) -> AppTest:
-    at.selectbox(key="tree.search").set_value(node_id)
-    return run(at)
 
 
 def rename(at: AppTest, node_id: str, new: str) -> AppTest:

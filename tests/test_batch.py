@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers_batch import FakeBatchServer, reply_for, run_batch
+from tests.helpers_batch import FakeBatchServer, make_project, reply_for, run_batch
 from tests.helpers_http import FakeOpenAIServer, RecordedRequest, Reply
 from treesynth_core.batch.collect import read_outcomes
 from treesynth_core.batch.files import read_calls, read_jsonl, write_shards
@@ -33,24 +33,6 @@ def invoke(*args: object, code: int = 0) -> str:
     result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == code, result.output
     return result.stdout
-
-
-def make_project(folder: Path) -> Path:
-    """Two approved leaves under the root."""
-    with Project.create(folder, task="Grade-school math word problems", style="GSM8K-style") as p:
-
-        def build(tree: T.Tree) -> T.Tree:
-            tree = T.attach_split(
-                tree,
-                tree.root_id,
-                criterion="Math topic",
-                values=["Percentages", "Fractions"],
-                provenance=T.Provenance("llm", model="m"),
-            )
-            return T.approve(tree, [k.id for k in tree.children(tree.root_id)])
-
-        p.apply("grow", build, actor="llm")
-    return folder
 
 
 def samples_of(folder: Path) -> list[tuple[str, str, str | None]]:

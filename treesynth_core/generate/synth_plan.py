@@ -65,9 +65,7 @@ class SynthOptions:
     answer: str = "last-number"
 
     def __post_init__(self) -> None:
-        check_verify(self.verify, self.answer)
-        if self.verify and not self.responses:
-            raise ValueError("verify checks responses: add responses (--responses)")
+        check_verify(self.verify, self.answer, responses=self.responses)
         if self.per_leaf < 1 or self.per_call < 1:
             raise ValueError("per_leaf and per_call must be at least 1")
         if self.per_call > 20:
