@@ -182,3 +182,30 @@ def test_a_job_whose_project_folder_is_deleted_ends_quietly(path, monkeypatch):
         assert not thread.is_alive() and crashes == []
     finally:
         jobs.set_llm_factory(None)
+
+
+def test_stop_sends_no_further_call_not_even_a_reask(path):
+    """The walk found Stop waiting on the embedded model for a re-ask (minutes a call): once the
+    cancel flag is set, the run's next call raises Cancelled before it reaches the backend."""
+    import threading
+
+    from treesynth_core.errors import Cancelled
+    from treesynth_core.jobs.runs import run_llm_work
+    from treesynth_core.llm.base import ChatRequest
+    from treesynth_core.llm.settings import BackendSettings
+
+    backend = ScriptedLLM()
+    cancel = threading.Event()
+
+    async def work(llm, stop):
+        await llm.complete(ChatRequest.chat(None, "first question"))
+        stop.set()  # the user presses Stop while this call is in flight
+        await llm.complete(ChatRequest.chat(None, "the re-ask"))
+
+    with Project.open(path) as project:
+        with pytest.raises(Cancelled, match="no further LLM call was sent"):
+            run_llm_work(
+                project, "synth", {}, BackendSettings(), work, cancel=cancel, llm_factory=lambda settings: backend
+            )
+        assert backend.calls() == 1
+        assert [r.status for r in project.stats().runs] == ["cancelled"]

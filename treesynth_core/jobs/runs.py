@@ -65,7 +65,7 @@ def run_llm_work(
             from ..batch.replay import BatchReplayLLM
 
             backend = BatchReplayLLM(backend, lookup)
-        llm = recording(backend, store, run_id, max_calls=max_calls)
+        llm = recording(backend, store, run_id, max_calls=max_calls, cancel=cancel)
         try:
             return await work(llm, cancel)
         finally:

@@ -12,12 +12,13 @@ were checked) is evicted and asked again.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
-from ..errors import BudgetError, EndpointError, TreeSynthError
+from ..errors import BudgetError, Cancelled, EndpointError, TreeSynthError
 from .base import CURRENT_ATTEMPTS, LLM, Attempts, ChatRequest, ChatResult, cache_key, reply_problem
 
 #: How the call log's ``error`` marks a reply that arrived but was unusable.
@@ -69,13 +70,18 @@ def request_dict(request: ChatRequest) -> dict:
 
 
 class CallBudget:
-    """A cap on the calls a run may send to the backend (cached replies are free)."""
+    """A cap on the calls a run may send to the backend (cached replies are free), and its Stop:
+    once ``cancel`` is set no further call is sent (a re-ask or a larger-budget retry included, which
+    on a slow backend can each take minutes), so a stopped run ends after the call in flight."""
 
-    def __init__(self, max_calls: int | None = None) -> None:
+    def __init__(self, max_calls: int | None = None, cancel: threading.Event | None = None) -> None:
         self.max_calls = max_calls
+        self.cancel = cancel
         self.used = 0
 
     def take(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("stopped: no further LLM call was sent")
         if self.max_calls is not None and self.used >= self.max_calls:
             raise BudgetError(
                 f"stopped at the cap of {self.max_calls} LLM calls; what was done is saved — "
@@ -211,6 +217,14 @@ class CachedLLM:
         await self.inner.aclose()
 
 
-def recording(inner: LLM, store: CallStore, run_id: str | None, *, max_calls: int | None = None) -> CachedLLM:
-    """The standard stack: cache in front of the call log in front of the backend."""
-    return CachedLLM(LoggedLLM(inner, store, run_id, CallBudget(max_calls)))
+def recording(
+    inner: LLM,
+    store: CallStore,
+    run_id: str | None,
+    *,
+    max_calls: int | None = None,
+    cancel: threading.Event | None = None,
+) -> CachedLLM:
+    """The standard stack: cache in front of the call log in front of the backend. Once ``cancel`` is
+    set, no further call reaches the backend (see :class:`CallBudget`)."""
+    return CachedLLM(LoggedLLM(inner, store, run_id, CallBudget(max_calls, cancel)))
