@@ -356,3 +356,20 @@ def test_status_lists_each_shard_with_what_collect_took(tmp_path):
     assert len(lines) == 2
     assert "collected" in lines[0] and "1 replies, 1 missing" in lines[0]
     assert "prepared" in lines[1] and "2 requests" in lines[1]
+
+
+def test_batch_replies_take_nothing_from_the_call_cap(tmp_path):
+    folder = make_project(tmp_path / "p")
+    round_ = prepare(folder)  # the 4 samples calls; their 8 responses follow online
+    run_batch(Path(round_["files"][0]), tmp_path / "out.jsonl")
+    invoke("batch", folder, "collect", "--from", tmp_path / "out.jsonl", *MODEL)
+    synth = ("synth", folder, *SYNTH, *MODEL, "--json")
+    with FakeOpenAIServer(respond=online) as server:
+        url = ("--base-url", server.base_url)
+        capped = runner.invoke(app, [str(a) for a in (*synth, *url, "--max-calls", "7")])
+        assert capped.exit_code == 1 and "about 8 LLM calls, above your cap of 7" in capped.output
+        data = json.loads(invoke(*synth, *url, "--max-calls", "8"))  # the 4 batch replies are not counted
+        assert len([r for r in server.requests if r.method == "POST"]) == 8
+    assert data["total_samples"] == 8 and all(response for *_, response in samples_of(folder))
+    llm = data["llm"]
+    assert (llm["calls"], llm["requests"]) == (12, 8)  # the batch replies are logged as calls, none sent

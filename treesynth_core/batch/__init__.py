@@ -6,6 +6,6 @@ that writes each request down instead of sending it (:mod:`.replay`), so the fil
 the online run would send, each line's ``custom_id`` being the request's cache key; :mod:`.files`
 shards them (50,000 lines and 200 MB a file); :mod:`.client` sends shards through the Files and
 Batches endpoints and downloads what comes back; :mod:`.collect` keeps the replies in the project.
-A later run finds them by cache key (:class:`.replay.BatchReplayLLM`, in every run's model stack),
+A later run finds them by cache key (:class:`.replay.BatchFirstLLM`, in every run's model stack),
 so it completes without sending them again.
 """

@@ -22,9 +22,9 @@ from typing import Any
 from ..generate.synth import SynthOptions, plan_synthesis, synthesize
 from ..llm.base import LLM, ChatResult
 from ..llm.pricing import batch_price, cost
-from ..llm.recording import CallRecord, recording
+from ..llm.recording import CallRecord
 from ..llm.settings import BackendSettings
-from .replay import BatchReplayLLM, BatchRequest, DeferringLLM
+from .replay import BatchRequest, DeferringLLM, batch_first
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class _Unlogged:
 
 
 def _dry_llm(scratch: Any, deferring: DeferringLLM) -> LLM:
-    return recording(BatchReplayLLM(deferring, scratch.batch_reply), _Unlogged(scratch), None)
+    return batch_first(deferring, scratch.batch_reply, _Unlogged(scratch), None)
 
 
 def synth_requests(project: Any, settings: BackendSettings, options: SynthOptions) -> PreparedCalls:

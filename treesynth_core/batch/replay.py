@@ -2,19 +2,22 @@
 
 :class:`DeferringLLM` writes each request down, as the body the ``openai`` backend would send, and
 raises :class:`~treesynth_core.errors.Deferred` instead of answering: ``batch prepare`` runs the
-normal work with it. :class:`BatchReplayLLM` answers a request a collected batch has a reply for
-with that reply, and passes any other to the model it wraps: the normal run's replies come from the
-batch, logged, checked and cached exactly as if the server had sent them.
+normal work with it. :class:`BatchFirstLLM` answers a request a collected batch has a reply for
+with that reply (:class:`BatchReplayLLM`), and sends any other to the backend: the normal run's
+replies come from the batch, logged, checked and cached exactly as if the server had sent them, but
+only the calls sent online count toward the run's call cap.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import ConfigError, Deferred, EndpointError
 from ..llm.base import LLM, ChatRequest, ChatResult, cache_key
+from ..llm.recording import CachedLLM, CallStore, recording
 from ..llm.settings import BackendSettings
 
 #: The endpoint every batch line calls.
@@ -71,22 +74,23 @@ ReplyLookup = Callable[[str], Mapping[str, Any] | None]
 
 
 class BatchReplayLLM:
-    """Answers a request from the replies collected batches brought back (``lookup(cache_key)`` gives
-    the chat completion), else asks ``inner``. It takes ``inner``'s name, model and limits, so cache
-    keys and logs do not change; a batch reply sends nothing, so the call log counts no attempt, and
-    its tokens were counted when ``collect`` logged it, so they come back as 0 here."""
+    """Answers a request with the reply a collected batch brought back for it (``lookup(cache_key)``
+    gives the chat completion). It takes the names and limits of ``like``, the run's backend, so
+    cache keys and logs do not change; a batch reply sends nothing, so the call log counts no
+    attempt, and its tokens were counted when ``collect`` logged it, so they come back as 0 here.
+    :class:`BatchFirstLLM` sends it only the requests a batch answered."""
 
-    def __init__(self, inner: LLM, lookup: ReplyLookup) -> None:
-        self.inner, self.lookup = inner, lookup
-        self.backend, self.model = inner.backend, inner.model
-        self.max_parallel: int | None = getattr(inner, "max_parallel", None)
-        self.prompt_profile: str = getattr(inner, "prompt_profile", "paper")
-        self.counts_attempts: bool = getattr(inner, "counts_attempts", False)
+    def __init__(self, like: LLM, lookup: ReplyLookup) -> None:
+        self.lookup = lookup
+        self.backend, self.model = like.backend, like.model
+        self.max_parallel: int | None = getattr(like, "max_parallel", None)
+        self.prompt_profile: str = getattr(like, "prompt_profile", "paper")
+        self.counts_attempts: bool = getattr(like, "counts_attempts", False)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         body = self.lookup(cache_key(self.backend, self.model, request))
         if body is None:
-            return await self.inner.complete(request)
+            raise EndpointError("no collected batch reply for this request")
         from ..llm.openai_compat import chat_result  # here: runs on other backends need not import openai
 
         try:
@@ -97,4 +101,43 @@ class BatchReplayLLM:
         return replace(result, prompt_tokens=0, completion_tokens=0)
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        return None  # the backend it stands for is closed by the online stack
+
+
+class BatchFirstLLM:
+    """A run's model when collected batches brought replies back: a request a batch answered goes
+    through ``from_batch`` (cache and call log over :class:`BatchReplayLLM`), any other through
+    ``online`` (cache and call log over the backend). A batch reply was paid for in the batch: it
+    is logged as a call (with no request sent) but takes nothing from the run's call cap
+    (``--max-calls``, the app's call budget), which counts the calls sent online. See
+    :func:`batch_first`."""
+
+    def __init__(self, online: CachedLLM, from_batch: CachedLLM, lookup: ReplyLookup) -> None:
+        self.online, self.from_batch, self.lookup = online, from_batch, lookup
+        self.backend, self.model = online.backend, online.model
+        self.max_parallel = online.max_parallel
+        self.prompt_profile = online.prompt_profile
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        answered = self.lookup(cache_key(self.backend, self.model, request)) is not None
+        return await (self.from_batch if answered else self.online).complete(request)
+
+    async def aclose(self) -> None:
+        await self.online.aclose()
+
+
+def batch_first(
+    backend: LLM,
+    lookup: ReplyLookup,
+    store: CallStore,
+    run_id: str | None,
+    *,
+    max_calls: int | None = None,
+    cancel: threading.Event | None = None,
+) -> BatchFirstLLM:
+    """The standard recording stack (:func:`~treesynth_core.llm.recording.recording`) over
+    ``backend``, beside one over the replies ``lookup`` finds: requests a batch answered are served
+    and logged from there, free of the ``max_calls`` cap; Stop (``cancel``) holds for both."""
+    online = recording(backend, store, run_id, max_calls=max_calls, cancel=cancel)
+    from_batch = recording(BatchReplayLLM(backend, lookup), store, run_id, cancel=cancel)
+    return BatchFirstLLM(online, from_batch, lookup)

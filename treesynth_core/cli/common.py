@@ -132,7 +132,10 @@ AnswerOpt = Annotated[
     ),
 ]
 MaxCallsOpt = Annotated[
-    int | None, typer.Option("--max-calls", help="Stop after this many LLM calls (cached replies are free).")
+    int | None,
+    typer.Option(
+        "--max-calls", help="Stop after this many LLM calls (cached replies and collected batch replies are free)."
+    ),
 ]
 
 WaitOpt = Annotated[

@@ -73,7 +73,11 @@ def synth(
         ),
     ] = 0,
     max_calls: Annotated[
-        int | None, typer.Option("--max-calls", help="Refuse to start (and stop) above this many LLM calls.")
+        int | None,
+        typer.Option(
+            "--max-calls",
+            help="Refuse to start (and stop) above this many LLM calls sent (cached and collected batch replies are free).",
+        ),
     ] = None,
     max_cost: Annotated[
         float | None, typer.Option("--max-cost", help="Refuse to start above this estimated cost in USD.")
@@ -143,7 +147,7 @@ def synth(
                 f"Estimate: {plan.summary()}; time {took.text()}",
             )
             return
-        check_budget(plan, options)
+        check_budget(plan, options, answered=project.unused_batch_replies())
         if not as_json:
             err.print("Plan: " + plan.summary(), highlight=False)
         params = {

@@ -235,10 +235,15 @@ def plan_synthesis(
     return SynthPlan(leaves, calls, prompt_tokens, completion_tokens, cost, model, calls_max, options.sampled_scale)
 
 
-def check_budget(plan: SynthPlan, options: SynthOptions) -> None:
-    if options.max_calls is not None and plan.calls > options.max_calls:
+def check_budget(plan: SynthPlan, options: SynthOptions, *, answered: int = 0) -> None:
+    """Refuse a run the plan says goes over ``options``' caps. ``answered``: replies collected
+    batches brought back that no run has used yet; they were paid for, so the call cap, which counts
+    the calls sent online, leaves them out (the run itself counts exactly: see
+    :func:`~treesynth_core.batch.replay.batch_first`)."""
+    online = max(0, plan.calls - answered)
+    if options.max_calls is not None and online > options.max_calls:
         raise BudgetError(
-            f"this run needs about {plan.calls} LLM calls, above your cap of {options.max_calls}; "
+            f"this run needs about {online} LLM calls, above your cap of {options.max_calls}; "
             "raise --max-calls or make fewer samples"
         )
     if options.max_cost is not None and plan.cost_usd is not None and plan.cost_usd > options.max_cost:

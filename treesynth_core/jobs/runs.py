@@ -46,7 +46,9 @@ def run_llm_work(
     job_id: str | None = None,
 ) -> tuple[R, RunStats]:
     """Run ``work(llm, cancel)`` on a fresh event loop with ``CachedLLM(LoggedLLM(backend))``,
-    recorded as one run of ``command`` under the run lease ``job_id`` holds (see :mod:`.lease`).
+    recorded as one run of ``command`` under the run lease ``job_id`` holds (see :mod:`.lease`);
+    ``max_calls`` caps the calls sent to the backend (replies collected batches brought back are
+    served beside it and not counted: :func:`~treesynth_core.batch.replay.batch_first`).
     Returns the work's result and the run's call stats; the run's status says how it ended (ok,
     partial, failed, cancelled, interrupted; ``killed`` when its process died and the lease went
     stale). A run that made nothing it was asked for because every reply was unusable (its report's
@@ -61,11 +63,13 @@ def run_llm_work(
         backend = factory(settings)
         lookup = getattr(store, "batch_reply", None)  # replies collected batches brought back
         any_replies = getattr(store, "has_batch_replies", None)
+        llm: LLM
         if lookup is not None and any_replies is not None and any_replies():
-            from ..batch.replay import BatchReplayLLM
+            from ..batch.replay import batch_first  # they were paid for: not counted in max_calls
 
-            backend = BatchReplayLLM(backend, lookup)
-        llm = recording(backend, store, run_id, max_calls=max_calls, cancel=cancel)
+            llm = batch_first(backend, lookup, store, run_id, max_calls=max_calls, cancel=cancel)
+        else:
+            llm = recording(backend, store, run_id, max_calls=max_calls, cancel=cancel)
         try:
             return await work(llm, cancel)
         finally:

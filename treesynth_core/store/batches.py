@@ -111,6 +111,13 @@ def any_replies(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM batch_replies LIMIT 1").fetchone() is not None
 
 
+def unused_replies(conn: sqlite3.Connection) -> int:
+    """How many batch replies no run has used yet: not in the reply cache, where a run keeps each
+    usable reply it takes (a cut-off one, which a run asks again bigger, stays counted)."""
+    sql = "SELECT COUNT(*) FROM batch_replies b WHERE NOT EXISTS (SELECT 1 FROM llm_cache c WHERE c.key = b.key)"
+    return int(conn.execute(sql).fetchone()[0])
+
+
 def has_replies(conn: sqlite3.Connection, keys: Iterable[str]) -> set[str]:
     """Which of ``keys`` have a batch reply."""
     wanted = list(dict.fromkeys(keys))

@@ -352,6 +352,11 @@ class Project(SampleStore):
         with self._db.read() as conn:
             return batches.any_replies(conn)
 
+    def unused_batch_replies(self) -> int:
+        """How many replies collected batches brought back that no run has used yet."""
+        with self._db.read() as conn:
+            return batches.unused_replies(conn)
+
     def batch_reply_keys(self, keys: Iterable[str]) -> set[str]:
         """Which of ``keys`` a collected batch brought a reply for."""
         with self._db.read() as conn:
