@@ -1,10 +1,12 @@
 """``batch prepare``: the requests a run would send next, found by running it without sending.
 
-The run (synthesis here) goes against a throwaway copy of the project, through the normal model
-stack (cache, call log, collected batch replies) with :class:`~.replay.DeferringLLM` as its backend:
-every request the cache and the collected batches cannot answer is written down and deferred, and
-the work stops where the online run would wait for those replies. So the files hold exactly the
-requests the online run would send, with the same messages, seeds, sampling and schema.
+The run (synthesis, or LLM routing) goes against the project through a
+:class:`~.dry_run.DryRunStore`, which reads the project and keeps every write in memory (so nothing
+is written to the project, and nothing copied: preparing costs what the run reads), and through the
+normal model stack (cache, call log, collected batch replies) with :class:`~.replay.DeferringLLM` as
+its backend: every request the cache and the collected batches cannot answer is written down and
+deferred, and the work stops where the online run would wait for those replies. So the files hold
+exactly the requests the online run would send, with the same messages, seeds, sampling and schema.
 
 Synthesis is sequential in places (a leaf's responses follow its samples; a short leaf asks more;
 a cut-off reply is asked again with a larger budget): one round holds the calls that can go now,
@@ -14,16 +16,14 @@ and after ``collect``, ``prepare`` again writes the next round's, until none rem
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..generate.synth import SynthOptions, plan_synthesis, synthesize
-from ..llm.base import LLM, ChatResult
+from ..llm.base import LLM
 from ..llm.pricing import batch_price, cost
-from ..llm.recording import CallRecord
 from ..llm.settings import BackendSettings
+from .dry_run import DryRunStore
 from .replay import BatchRequest, DeferringLLM, batch_first
 
 
@@ -40,30 +40,8 @@ class PreparedCalls:
     run_cost_usd: float | None = None
 
 
-class _Unlogged:
-    """The dry run's call store: the copy's cache, and no call log (a deferred call is no call;
-    writing a log row per request would be most of the dry run's time)."""
-
-    def __init__(self, project: Any) -> None:
-        self.project = project
-        self.calls = 0
-
-    def cache_get(self, key: str) -> ChatResult | None:
-        return self.project.cache_get(key)  # type: ignore[no-any-return]
-
-    def cache_put(self, key: str, result: ChatResult) -> None:
-        self.project.cache_put(key, result)
-
-    def cache_evict(self, key: str) -> None:
-        self.project.cache_evict(key)
-
-    def log_call(self, record: CallRecord) -> str:
-        self.calls += 1
-        return f"dry-{self.calls}"
-
-
-def _dry_llm(scratch: Any, deferring: DeferringLLM) -> LLM:
-    return batch_first(deferring, scratch.batch_reply, _Unlogged(scratch), None)
+def _dry_llm(store: DryRunStore, deferring: DeferringLLM) -> LLM:
+    return batch_first(deferring, store.batch_reply, store, None)
 
 
 def synth_requests(project: Any, settings: BackendSettings, options: SynthOptions) -> PreparedCalls:
@@ -72,12 +50,8 @@ def synth_requests(project: Any, settings: BackendSettings, options: SynthOption
     plan = plan_synthesis(project.tree(), counts, options, model=settings.model or "", settings=settings, batch=True)
     todo = [leaf for leaf in plan.leaves if leaf.need]
     deferring = DeferringLLM(settings)
-    with tempfile.TemporaryDirectory(prefix="treesynth-batch-") as scratch_dir:
-        scratch = project.copy_to(Path(scratch_dir) / "project")
-        try:
-            asyncio.run(synthesize(scratch, _dry_llm(scratch, deferring), options, plan=plan))
-        finally:
-            scratch.close()
+    store = DryRunStore(project)
+    asyncio.run(synthesize(store, _dry_llm(store, deferring), options, plan=plan))
     requests = list(deferring.requests.values())
     return PreparedCalls(requests, len(todo), plan.samples, estimate_cost(requests, settings), plan.cost_usd)
 
@@ -88,13 +62,9 @@ def route_requests(project: Any, settings: BackendSettings, *, sample_set: str, 
     from ..data.routing import route_with_llm
 
     deferring = DeferringLLM(settings)
-    samples = len(project.samples(sample_set=sample_set))
-    with tempfile.TemporaryDirectory(prefix="treesynth-batch-") as scratch_dir:
-        scratch = project.copy_to(Path(scratch_dir) / "project")
-        try:
-            asyncio.run(route_with_llm(scratch, _dry_llm(scratch, deferring), sample_set=sample_set, seed=seed))
-        finally:
-            scratch.close()
+    samples = sum(project.sample_counts(sample_set=sample_set).values())
+    store = DryRunStore(project)
+    asyncio.run(route_with_llm(store, _dry_llm(store, deferring), sample_set=sample_set, seed=seed))
     requests = list(deferring.requests.values())
     return PreparedCalls(requests, 0, samples, estimate_cost(requests, settings))
 

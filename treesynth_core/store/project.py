@@ -367,18 +367,6 @@ class Project(SampleStore):
         with self._db.read() as conn:
             return batches.tokens_by_model(conn, command)
 
-    def copy_to(self, folder: Path) -> Project:
-        """A copy of this project's database in the empty folder ``folder``, opened (``batch
-        prepare`` runs its dry run on one, so nothing it does reaches this project)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        target = sqlite3.connect(folder / DB_NAME)
-        try:
-            with self._db.read() as conn:
-                conn.backup(target)
-        finally:
-            target.close()
-        return Project.open(folder, owner=self.owner)
-
     def batch_reply(self, key: str) -> dict[str, Any] | None:
         """The chat completion a batch brought back for the request with cache key ``key``, if any."""
         with self._db.read() as conn:
