@@ -32,7 +32,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from helpers_http import FakeOpenAIServer, FakeServerProcess  # noqa: E402
 
 from treesynth_core.llm.base import ChatRequest  # noqa: E402
-from treesynth_core.llm.openai_compat import HttpStack, OpenAICompatLLM  # noqa: E402
+from treesynth_core.llm.http_post import HttpStack  # noqa: E402
+from treesynth_core.llm.openai_compat import OpenAICompatLLM  # noqa: E402
 from treesynth_core.llm.recording import recording  # noqa: E402
 from treesynth_core.llm.settings import BackendSettings  # noqa: E402
 from treesynth_core.store import Project  # noqa: E402

@@ -35,7 +35,7 @@ from tests.helpers_http import FakeOpenAIServer, RecordedRequest, Reply, openai_
 from tests.trees import split_root
 from treesynth_core.cli.app import app
 from treesynth_core.errors import EndpointError
-from treesynth_core.llm import openai_compat
+from treesynth_core.llm import openai_retry
 from treesynth_core.llm.base import ChatRequest, in_completion_order
 from treesynth_core.llm.openai_compat import OpenAICompatLLM
 from treesynth_core.llm.recording import recording
@@ -118,7 +118,7 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
     monkeypatch.setenv("TREESYNTH_MAX_RETRIES", str(RETRIES))
     monkeypatch.setenv("TREESYNTH_TIMEOUT", str(TIMEOUT_S))
-    monkeypatch.setattr(openai_compat, "BACKOFF_BASE_S", 0.001)
+    monkeypatch.setattr(openai_retry, "BACKOFF_BASE_S", 0.001)
 
 
 def make_project(tmp_path: Path, server: FakeOpenAIServer) -> Path:

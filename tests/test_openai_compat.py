@@ -20,7 +20,8 @@ from tests.helpers_llama import llama_server
 from treesynth_core.errors import AuthError, ConfigError, EndpointError
 from treesynth_core.llm.base import CURRENT_ATTEMPTS, LLM, Attempts, ChatRequest, ChatResult
 from treesynth_core.llm.http_post import HttpReply, env_proxy
-from treesynth_core.llm.openai_compat import OpenAICompatLLM, reply_message
+from treesynth_core.llm.openai_compat import OpenAICompatLLM
+from treesynth_core.llm.openai_reply import reply_message
 from treesynth_core.llm.settings import BackendSettings
 
 KEY_ENV = "TREESYNTH_TEST_OPENAI_KEY"

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from ..errors import EndpointError
+from ..llm.openai_retry import raise_if_refused
 from ..llm.settings import DEFAULT_BASE_URL, BackendSettings
 from .replay import CHAT_URL
 
@@ -121,8 +122,6 @@ class BatchClient:
             return
         if read:
             response.read()
-        from ..llm.openai_compat import raise_if_refused
-
         message = self._redact(" ".join(response.text.split())[:300])
         where = f"{self.base_url}{response.request.url.path[len(httpx.URL(self.base_url).path) :]}"
         raise_if_refused(response.status_code, message, self.base_url, self.key_env)

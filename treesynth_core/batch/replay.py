@@ -17,6 +17,8 @@ from typing import Any
 
 from ..errors import ConfigError, Deferred, EndpointError
 from ..llm.base import LLM, ChatRequest, ChatResult, cache_key
+from ..llm.openai_reply import chat_result
+from ..llm.openai_request import FORMAT_LADDERS, request_body
 from ..llm.recording import CachedLLM, CallStore, recording
 from ..llm.settings import BackendSettings
 
@@ -48,8 +50,6 @@ class DeferringLLM:
     backend = "openai"
 
     def __init__(self, settings: BackendSettings) -> None:
-        from ..llm.openai_compat import FORMAT_LADDERS
-
         if not settings.model:
             raise ConfigError("batch generation needs a model name: set --model or TREESYNTH_MODEL")
         self.model: str = settings.model
@@ -60,8 +60,6 @@ class DeferringLLM:
     async def complete(self, request: ChatRequest) -> ChatResult:
         key = cache_key(self.backend, self.model, request)
         if key not in self.requests:
-            from ..llm.openai_compat import request_body
-
             body = request_body(self.model, request, self._format if request.schema is not None else "none")
             self.requests[key] = BatchRequest(key, body, request.purpose(), request.meta.get("node_id"))
         raise Deferred("the reply is out in a batch")
@@ -91,8 +89,6 @@ class BatchReplayLLM:
         body = self.lookup(cache_key(self.backend, self.model, request))
         if body is None:
             raise EndpointError("no collected batch reply for this request")
-        from ..llm.openai_compat import chat_result  # here: runs on other backends need not import openai
-
         try:
             result = chat_result(body, self.model)
         except ValueError as exc:  # collect keeps only completions with content; a hand-edited row

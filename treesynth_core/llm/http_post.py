@@ -6,7 +6,7 @@ client's CPU per request: about 1 ms under load, enough to keep a 2-core machine
 slots of a batch-sized run. :class:`AiohttpPoster` sends straight through one ``aiohttp`` session;
 :class:`HttpxPoster` through an ``httpx.AsyncClient`` (the fallback without aiohttp, and the form
 tests inject with a ``MockTransport``). Retries, status errors and reply checks stay in
-:mod:`.openai_compat`, the same for both.
+:mod:`.openai_compat` (with :mod:`.openai_retry` and :mod:`.openai_reply`), the same for both.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class HttpReply:
 
 class PostFailed(Exception):
     """No HTTP reply came: the connection was refused, dropped or timed out. Its ``__cause__`` is
-    the HTTP client's own error (read by :func:`~.openai_compat.connection_reason`)."""
+    the HTTP client's own error (read by :func:`~.openai_retry.connection_reason`)."""
 
 
 class Poster(Protocol):

@@ -248,7 +248,8 @@ class OpenAIEmbeddingsEmbedder(TextEmbedder):
     ) -> None:
         from urllib.parse import urlsplit
 
-        from ...llm.openai_compat import DEFAULT_BASE_URL, read_api_key
+        from ...llm.openai_compat import read_api_key
+        from ...llm.settings import DEFAULT_BASE_URL
 
         if not model:
             raise ConfigError("the embeddings endpoint needs a model name")
@@ -322,7 +323,7 @@ class OpenAIEmbeddingsEmbedder(TextEmbedder):
     def _post_with_retries(self, body: dict[str, Any]) -> Any:
         import openai
 
-        from ...llm.openai_compat import BACKOFF_BASE_S, BACKOFF_CAP_S, connection_reason, retry_after
+        from ...llm.openai_retry import backoff, connection_reason, retry_after
 
         attempts = self.settings.max_retries + 1
         for attempt in range(attempts):
@@ -340,12 +341,13 @@ class OpenAIEmbeddingsEmbedder(TextEmbedder):
                     ) from None
                 delay = None
             if delay is None:
-                delay = self._rng.uniform(0.0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+                delay = backoff(attempt, self._rng)
             self._sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _raise_if_final(self, exc: Any, attempt: int, attempts: int) -> None:
-        from ...llm.openai_compat import raise_if_refused, raise_unless_retryable, server_message
+        from ...llm.openai_reply import server_message
+        from ...llm.openai_retry import raise_if_refused, raise_unless_retryable
 
         status, message = exc.status_code, server_message(exc, self._redact)
         raise_if_refused(status, message, self.base_url, self.settings.api_key_env)
