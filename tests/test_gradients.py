@@ -3,12 +3,18 @@
 The hooks' factorized projection must equal the same projection applied to the exact per-sample
 gradient from plain autograd (to float error), for tied and untied Llama models and for GPT-2
 (Conv1D, LayerNorm with biases, learned positions); cosines must track the exact ones; the same
-seed must give bitwise-identical features, and batching and padding must not change them.
+seed must give bitwise-identical features, and batching and padding must not change them. Batches
+are formed by length and the features come back in the caller's order; a bf16 forward and backward
+(CPU autocast here) must track the fp32 features, and its features never share a kind with fp32 ones.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,14 +25,25 @@ transformers = pytest.importorskip("transformers")
 import torch.nn.functional as F  # noqa: E402
 
 from tests.tiny_models import tiny_gpt2, tiny_llama, tiny_tokenizer  # noqa: E402
+from treesynth_core.coverage.distributed import GradientRecipe  # noqa: E402
+from treesynth_core.coverage.features import gradients as gradients_module  # noqa: E402
+from treesynth_core.coverage.features.embeddings import ensure_features  # noqa: E402
 from treesynth_core.coverage.features.gradients import (  # noqa: E402
     GradientFeaturizer,
     _per_sample_mean_ce,
     factor_dims,
     gradient_features_for_texts,
+    length_batches,
     load_featurizer,
 )
-from treesynth_core.coverage.features.proxy_model import check_proxy, proxy_label  # noqa: E402
+from treesynth_core.coverage.features.proxy import GradientSettings, gradient_kind  # noqa: E402
+from treesynth_core.coverage.features.proxy_model import (  # noqa: E402
+    check_proxy,
+    feature_kind,
+    kind_dtype,
+    proxy_label,
+    resolve_dtype,
+)
 from treesynth_core.coverage.features.tokens import encode  # noqa: E402
 from treesynth_core.errors import ConfigError  # noqa: E402
 from treesynth_core.store.samples import Sample  # noqa: E402
@@ -166,6 +183,26 @@ def test_batching_and_padding_do_not_change_features(featurizer):
     np.testing.assert_allclose(together, alone, atol=2e-5)
 
 
+def test_length_batches_longest_first_ties_in_index_order_every_index_once():
+    lengths = [5, 9, 5, 2, 9, 7, 5]
+    assert length_batches(lengths, 3) == [[1, 4, 5], [0, 2, 6], [3]]
+    assert length_batches(lengths, 0) == [[i] for i in (1, 4, 5, 0, 2, 6, 3)]  # at least one a batch
+    assert length_batches([], 4) == []
+    batches = length_batches(lengths * 5, 4)
+    assert sorted(i for b in batches for i in b) == list(range(35)) and batches == length_batches(lengths * 5, 4)
+
+
+def test_length_batching_restores_the_order_and_equals_unsorted_batches(featurizer):
+    by_length = featurizer.features_for_texts(PAIRS, batch_size=2)
+    # the same pairs in batches of two in the given order (each call is one batch): other batches, other padding
+    unsorted = np.concatenate([featurizer.features_for_texts(PAIRS[i : i + 2], batch_size=2) for i in (0, 2, 4)])
+    assert length_batches([len(encode(featurizer.tokenizer, *p, 48)[0]) for p in PAIRS], 2) != [[0, 1], [2, 3], [4, 5]]
+    np.testing.assert_allclose(by_length, unsorted, atol=1e-5)
+    perm = [4, 0, 5, 2, 1, 3]
+    shuffled = featurizer.features_for_texts([PAIRS[i] for i in perm], batch_size=2)
+    np.testing.assert_allclose(shuffled, by_length[perm], atol=1e-5)
+
+
 def test_features_of_samples_and_progress(featurizer):
     samples = [
         Sample(leaf_id="l", key=str(i), instruction=text, response=response, path=[], id=i + 1)
@@ -183,6 +220,83 @@ def test_a_sample_with_nothing_to_predict_gets_a_zero_row(featurizer):
     X = featurizer.features_for_texts([("x", None), ("two tokens", None), ("", None)])
     assert not X[0].any() and not X[2].any() and np.isfinite(X).all()
     assert np.linalg.norm(X[1]) == pytest.approx(1.0, abs=1e-5)
+
+
+# -- precision ------------------------------------------------------------------------------------
+
+PROSE = [
+    (f"Question {i}: how many {w} are left if you have {i + 3} and give away {i}?", f"Three {w} are left.")
+    for i, w in enumerate(["apples", "coins", "lamps", "books"])
+] + [(f"Write a word that rhymes with {w}.", f"{w.capitalize()} rhymes with b{w[1:]}.") for w in ["cat", "sun", "moon"]]
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_bf16_features_track_the_fp32_features(tokenizer, kind):
+    def build(dtype):
+        model = tiny_gpt2(len(tokenizer), seed=2) if kind == "gpt2" else tiny_llama(len(tokenizer), seed=2)
+        return GradientFeaturizer.from_model(model, tokenizer, label="t", dim=256, max_tokens=48, dtype=dtype)
+
+    fp32, bf16 = build("fp32"), build("bf16")
+    pairs = PAIRS + PROSE
+    X, Y = fp32.features_for_texts(pairs, batch_size=4), bf16.features_for_texts(pairs, batch_size=4)
+    assert bf16.dtype == "bf16" and Y.dtype == np.float32 and np.isfinite(Y).all()
+    assert not np.array_equal(X, Y)  # bf16 did run
+    assert next(bf16.model.parameters()).dtype == torch.float32  # weights stay float32
+    np.testing.assert_allclose(np.linalg.norm(Y, axis=1), 1.0, atol=1e-5)
+    assert np.min(np.sum(X * Y, axis=1)) >= 0.95  # each sample: nearly the same direction
+    iu = np.triu_indices(len(pairs), 1)
+    assert np.corrcoef((X @ X.T)[iu], (Y @ Y.T)[iu])[0, 1] >= 0.95
+
+
+def test_dtype_auto_fp32_on_the_cpu_bf16_on_a_cuda_gpu(monkeypatch, tokenizer):
+    model = tiny_llama(len(tokenizer))
+    auto = GradientFeaturizer.from_model(model, tokenizer, label="m", dim=64, max_tokens=128, device="cpu")
+    assert auto.dtype == "fp32" and auto.name == "grad:m:64:0"
+    assert resolve_dtype("auto", "cpu") == "fp32" and resolve_dtype("bf16", "cpu") == "bf16"
+    cpu_kind = gradient_kind(GradientSettings())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_dtype("auto") == "bf16" and resolve_dtype("auto", "cuda:0") == "bf16"
+    assert resolve_dtype("auto", "cpu") == "fp32" and resolve_dtype("fp32", "cuda") == "fp32"
+    assert gradient_kind(GradientSettings()) == cpu_kind + ":bf16"  # what a GPU featurizer is named
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_dtype("auto") == "fp32"
+    with pytest.raises(ValueError, match="dtype must be one of auto, fp32, bf16, not 'fp16'"):
+        GradientFeaturizer.from_model(model, tokenizer, label="m", dtype="fp16")
+    with pytest.raises(ValueError, match="resolved dtype"):
+        feature_kind("m", dtype="auto")
+
+
+class DictStore:
+    """A feature store in a dict (``ensure_features``' seam)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, int], bytes] = {}
+
+    def get_features(self, kind, sample_ids):
+        return {i: self.rows[kind, i] for i in sample_ids if (kind, i) in self.rows}
+
+    def put_features(self, kind, vectors):
+        self.rows.update({(kind, i): v for i, v in vectors.items()})
+
+
+def test_bf16_features_are_never_served_for_an_fp32_request(tokenizer):
+    def build(dtype):
+        return GradientFeaturizer.from_model(
+            tiny_llama(len(tokenizer)), tokenizer, label="t", dim=64, max_tokens=128, dtype=dtype
+        )
+
+    fp32, bf16 = build("fp32"), build("bf16")
+    samples = [
+        Sample(leaf_id="l", key=str(i), instruction=t, response=r, path=[], id=i + 1) for i, (t, r) in enumerate(PAIRS)
+    ]
+    store = DictStore()
+    low = ensure_features(store, samples, bf16)
+    assert bf16.name == "grad:t:64:0:bf16" and kind_dtype(bf16.name) == "bf16" and kind_dtype(fp32.name) == "fp32"
+    full = ensure_features(store, samples, fp32)
+    np.testing.assert_array_equal(full, fp32.features(samples))
+    assert not np.array_equal(full, low)
+    np.testing.assert_array_equal(ensure_features(store, samples, bf16), low)  # each kind served its own
 
 
 def test_name_says_model_dim_seed_and_length(tokenizer):
@@ -259,11 +373,33 @@ def test_load_featurizer_keeps_recent_ones_loaded(tmp_path, tokenizer):
     tokenizer.save_pretrained(folder)
     first = load_featurizer(str(folder), 64)
     assert load_featurizer(str(folder) + "/", 64) is first and first.max_tokens == 64
+    assert load_featurizer(str(folder), 64, "auto") is first  # auto is fp32 on the CPU
+    low = load_featurizer(str(folder), 64, "bf16")
+    assert low is not first and low.dtype == "bf16" and low.name == first.name + ":bf16"
     other = load_featurizer(str(folder), 32)
     assert other is not first and other.name != first.name and other.label == first.label
     for cut in (40, 50):  # two more: the first one is let go
         load_featurizer(str(folder), cut)
     assert load_featurizer(str(folder), 64) is not first
+
+
+def test_gradients_import_without_the_apps_dependencies():
+    """benchmarks/gradients.py runs on a GPU machine with torch, transformers and numpy alone."""
+    code = (
+        "import sys, treesynth_core.coverage.features.gradients\n"
+        "print([m for m in ('pydantic', 'treesynth_core.store', 'treesynth_core.llm') if m in sys.modules])"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_ray_recipe_builds_the_featurizer_in_its_precision(monkeypatch):
+    calls = []
+    monkeypatch.setattr(gradients_module, "load_featurizer", lambda *args: calls.append(args))
+    GradientRecipe("proxy", 64, "bf16")()
+    GradientRecipe()()
+    assert calls == [("proxy", 64, "bf16"), (None, 512, "auto")]
 
 
 # -- the real proxy ---------------------------------------------------------------------------------

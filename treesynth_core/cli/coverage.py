@@ -237,9 +237,11 @@ def _features_on_ray(
     jobs: list[tuple[Any, str]] = [(EmbedderRecipe(features.embedder), embed.name)]
     if grads is not None:
         from ..coverage.features.proxy import gradient_settings
+        from ..coverage.features.proxy_model import kind_dtype
 
         settings = gradient_settings(project, proxy=features.proxy, max_tokens=features.grad_max_tokens)
-        jobs.append((GradientRecipe(settings.proxy, settings.max_tokens), grads.name))
+        dtype = kind_dtype(grads.name)  # the workers compute in the driver's precision: the same kind
+        jobs.append((GradientRecipe(settings.proxy, settings.max_tokens, dtype), grads.name))
     return [
         {
             "kind": s.kind,

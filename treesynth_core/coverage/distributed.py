@@ -68,16 +68,20 @@ class EmbedderRecipe:
 
 @dataclass(frozen=True)
 class GradientRecipe:
-    """Rebuilds the gradient featurizer of a proxy setting (loaded once per worker process)."""
+    """Rebuilds the gradient featurizer of a proxy setting (loaded once per worker process).
+    ``dtype``: ``auto`` lets each worker pick (bf16 on a CUDA GPU), so give the driver's resolved
+    one (``fp32`` or ``bf16``) when the kind is fixed beforehand: the workers check it."""
 
     proxy: str | None = None
     max_tokens: int | None = None
+    dtype: str = "auto"
 
     def __call__(self) -> Any:  # a GradientFeaturizer (a Featurizer; its name is a read-only property)
         from .features.gradients import load_featurizer
         from .features.proxy_model import DEFAULT_MAX_TOKENS
 
-        return load_featurizer(self.proxy, DEFAULT_MAX_TOKENS if self.max_tokens is None else self.max_tokens)
+        cut = DEFAULT_MAX_TOKENS if self.max_tokens is None else self.max_tokens
+        return load_featurizer(self.proxy, cut, self.dtype)
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,21 @@ Pearson 0.989 with the exact full-gradient cosines (64 samples, 2016 pairs). On 
 factored projection (0.981) was as faithful as a count sketch of the whole flat gradient (0.985)
 and a TensorSketch of the same blocks (0.980), and 25x cheaper to apply than the TensorSketch.
 
+Batches and precision
+---------------------
+Samples are batched by length (:func:`length_batches`: longest first, so a batch pads little) and
+the features come back in the caller's order; batching and padding do not change them (to float
+error). ``dtype="bf16"`` runs the proxy's forward under ``torch.autocast`` in bfloat16 (the backward
+follows it); the weights stay float32, and so does whatever is numerically fragile: the loss (cross-
+entropy of float32 logits), the exact per-sample gradients of norms and biases, and every sum of the
+projection. The skinny projections of activations and output gradients run in bf16 (their factors
+cast once), each product converted to float32 before it is summed over tokens. ``auto`` (the default)
+is bf16 on a CUDA GPU that supports it and fp32 elsewhere; ``benchmarks/gradients.py --dtype both``
+measures the speed and how far bf16 features are from fp32 ones.
+
 Same seed, same machine, same batch: bitwise-identical features. Vectors made with a different
-model, ``dim``, ``seed`` or ``max_tokens`` never mix: :attr:`GradientFeaturizer.name` says which.
+model, ``dim``, ``seed``, ``max_tokens`` or precision never mix: :attr:`GradientFeaturizer.name`
+says which.
 """
 
 from __future__ import annotations
@@ -49,19 +62,21 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ...seeding import stable_seed
-from ...store.samples import Sample
-from .proxy_model import DEFAULT_DIM, DEFAULT_MAX_TOKENS, feature_kind, load_proxy
+from .proxy_model import DEFAULT_DIM, DEFAULT_MAX_TOKENS, feature_kind, load_proxy, resolve_dtype
 from .tokens import encode
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+    from ...store.samples import Sample  # not at run time: the store needs the app's dependencies
 
 Progress = Callable[[int, int], None]
 
@@ -121,8 +136,9 @@ class GradientFeaturizer:
 
     ``model`` None: SmolLM2-135M-Instruct from the embedded LLM's GGUF. Otherwise a local Hugging
     Face model folder, a ``.gguf`` file, or a model name already in the local Hugging Face cache
-    (nothing is downloaded). Runs in float32, on the GPU when there is one. ``features`` calls on
-    one featurizer run one at a time (a lock).
+    (nothing is downloaded). Runs on the GPU when there is one; ``dtype`` ``auto`` runs the proxy in
+    bf16 there and in float32 on the CPU (``fp32`` or ``bf16`` choose; see the module's notes).
+    ``features`` calls on one featurizer run one at a time (a lock).
     """
 
     def __init__(
@@ -133,9 +149,11 @@ class GradientFeaturizer:
         seed: int = 0,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         device: str | None = None,
+        dtype: str = "auto",
     ) -> None:
+        resolve_dtype(dtype, device)  # a bad dtype fails before the model loads
         lm, tokenizer, label = load_proxy(model)
-        self._setup(lm, tokenizer, label, dim=dim, seed=seed, max_tokens=max_tokens, device=device)
+        self._setup(lm, tokenizer, label, dim=dim, seed=seed, max_tokens=max_tokens, device=device, dtype=dtype)
 
     @classmethod
     def from_model(
@@ -148,15 +166,25 @@ class GradientFeaturizer:
         seed: int = 0,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         device: str | None = None,
+        dtype: str = "auto",
     ) -> GradientFeaturizer:
         """Wrap a causal LM already in memory. The featurizer takes it over (eval mode, float32,
         parameters frozen, hooks added); ``label`` names it in :attr:`name`."""
         self = cls.__new__(cls)
-        self._setup(model, tokenizer, label, dim=dim, seed=seed, max_tokens=max_tokens, device=device)
+        self._setup(model, tokenizer, label, dim=dim, seed=seed, max_tokens=max_tokens, device=device, dtype=dtype)
         return self
 
     def _setup(
-        self, model: nn.Module, tokenizer: Any, label: str, *, dim: int, seed: int, max_tokens: int, device: str | None
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        label: str,
+        *,
+        dim: int,
+        seed: int,
+        max_tokens: int,
+        device: str | None,
+        dtype: str,
     ) -> None:
         import torch
 
@@ -166,6 +194,10 @@ class GradientFeaturizer:
             raise ValueError("max_tokens must be 0 (no cut) or at least 2")
         self.dim, self.seed, self.max_tokens, self.label = dim, seed, max_tokens, label
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        #: ``fp32`` or ``bf16``: the precision of the proxy's forward and backward.
+        self.dtype = resolve_dtype(dtype, str(self.device))
+        self._low = torch.bfloat16 if self.dtype == "bf16" else None  # the autocast dtype, None: float32
+        self._low_factors: dict[int, torch.Tensor] = {}  # id(fp32 factor) -> its bf16 copy
         self.model = model.to(device=self.device, dtype=torch.float32).eval()
         self.tokenizer = tokenizer
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -188,7 +220,7 @@ class GradientFeaturizer:
     @property
     def name(self) -> str:
         """The feature store kind: vectors of different models or settings never mix."""
-        return feature_kind(self.label, self.dim, self.seed, self.max_tokens)
+        return feature_kind(self.label, self.dim, self.seed, self.max_tokens, self.dtype)
 
     @property
     def cut(self) -> int:
@@ -200,7 +232,7 @@ class GradientFeaturizer:
         return int(context) if context else 1 << 20
 
     def __repr__(self) -> str:
-        return f"GradientFeaturizer({self.name!r}, device={self.device.type!r})"
+        return f"GradientFeaturizer({self.name!r}, device={self.device.type!r}, dtype={self.dtype!r})"
 
     # -- the seeded projection ------------------------------------------------------------------
     def matrix_factors(self, param: str, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -273,6 +305,16 @@ class GradientFeaturizer:
             return projected
         return projected.where(mask.unsqueeze(-1), 0.0)
 
+    def _project(self, t: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+        """``t @ factor`` (a skinny projection) as float32: in bf16 mode computed in bf16, with a
+        bf16 copy of the factor made once."""
+        if self._low is None:
+            return t @ factor
+        low = self._low_factors.get(id(factor))
+        if low is None:
+            low = self._low_factors[id(factor)] = factor.to(self._low)
+        return (t.to(self._low) @ low).float()
+
     def _add_block(self, rows: torch.Tensor, cols: torch.Tensor) -> None:
         """acc[b] += Σ_t rows[b, t] ⊗ cols[b, t] for projected (B, T, k_r) and (B, T, k_c)."""
         assert self._acc_m is not None
@@ -280,7 +322,7 @@ class GradientFeaturizer:
 
     def _add_flat(self, name: str, grads: torch.Tensor) -> None:
         """Add the count sketch of per-sample gradients (B, ...) of parameter ``name``."""
-        flat = grads.reshape(grads.shape[0], -1)
+        flat = grads.reshape(grads.shape[0], -1).float()
         assert self._acc_v is not None
         self._acc_v += self.flat_sketch(name, flat.shape[1])(flat)
 
@@ -295,14 +337,14 @@ class GradientFeaturizer:
             if not self._active or not output.requires_grad:
                 return
             x = self._tokens(args[0].detach())
-            x_in = x @ b_in  # projected now, so the hook keeps (B, N, k) alive, not the activation
+            x_in = self._project(x, b_in)  # projected now: the hook keeps (B, N, k) alive, not the activation
 
             def on_grad(delta: torch.Tensor) -> None:
                 d = self._tokens(delta)
-                d_out = d @ a_out
+                d_out = self._project(d, a_out)
                 self._add_block(x_in if transposed else d_out, d_out if transposed else x_in)
                 if bias is not None:
-                    self._add_flat(self._names[id(bias)], self._masked(d).sum(1))
+                    self._add_flat(self._names[id(bias)], self._masked(d.float()).sum(1))
 
             output.register_hook(on_grad)
 
@@ -321,7 +363,7 @@ class GradientFeaturizer:
             rows = a_rows[g_ids]  # Aᵀ e_x = A[x]
 
             def on_grad(delta: torch.Tensor) -> None:
-                self._add_block(rows, self._tokens(delta) @ b_cols)
+                self._add_block(rows, self._project(self._tokens(delta), b_cols))
 
             output.register_hook(on_grad)
             return output
@@ -331,6 +373,7 @@ class GradientFeaturizer:
     def _generic_hook(self, module: nn.Module) -> Callable[..., None]:
         """Any other leaf module with parameters (norms, ...): exact per-sample gradients through
         ``torch.func``, then a count sketch. Expects one batch-first tensor input."""
+        import torch
         from torch.func import functional_call, grad, vmap
 
         names = {k: self._names[id(p)] for k, p in module.named_parameters(recurse=False)}
@@ -345,10 +388,11 @@ class GradientFeaturizer:
                 return
             if len(args) != 1:
                 raise NotImplementedError(f"gradient features: {type(module).__name__} takes {len(args)} inputs")
-            x = args[0].detach()
+            x = args[0].detach().float()
 
             def on_grad(delta: torch.Tensor) -> None:
                 nonlocal x
+                delta = delta.float()
                 mask = self._mask
                 if mask is not None and delta.shape[:2] == mask.shape == x.shape[:2]:
                     m = mask.view(*mask.shape, *([1] * (delta.dim() - 2)))
@@ -356,7 +400,8 @@ class GradientFeaturizer:
                 params = {k: p.detach() for k, p in module.named_parameters(recurse=False)}
                 self._active = False  # the module's own forward hook must not fire inside vmap
                 try:
-                    grads = per_sample(params, x, delta)
+                    with torch.autocast(self.device.type, enabled=False):  # exact, in float32
+                        grads = per_sample(params, x, delta)
                 finally:
                     self._active = True
                 for key, g in grads.items():
@@ -381,15 +426,14 @@ class GradientFeaturizer:
         """Like :meth:`features`, for (instruction, response or None) pairs."""
         cut = self.cut
         encoded = [encode(self.tokenizer, text, response, cut) for text, response in pairs]
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))  # similar lengths: less padding
         out = np.zeros((len(encoded), self.dim), dtype=np.float32)
-        step = max(1, batch_size)
+        done = 0
         with self._lock:  # one process-wide featurizer may serve several jobs' threads
-            for start in range(0, len(order), step):
-                chunk = order[start : start + step]
-                out[chunk] = self._batch([encoded[i] for i in chunk])
+            for chunk in length_batches([len(ids) for ids, _ in encoded], batch_size):
+                out[chunk] = self._batch([encoded[i] for i in chunk])  # back in the caller's order
+                done += len(chunk)
                 if progress:
-                    progress(min(start + step, len(order)), len(order))
+                    progress(done, len(encoded))
         return out
 
     def _batch(self, encoded: Sequence[tuple[list[int], list[bool]]]) -> np.ndarray:
@@ -415,11 +459,12 @@ class GradientFeaturizer:
         self._active = True
         try:
             with torch.enable_grad():
-                logits = self.model(**kwargs).logits
-                loss = _per_sample_mean_ce(F, logits, ids, target).sum()
+                with self.precision():
+                    logits = self.model(**kwargs).logits
+                    loss = _per_sample_mean_ce(F, logits, ids, target).sum()  # float32 (logits cast)
                 del logits
                 if loss.requires_grad:
-                    loss.backward()
+                    loss.backward()  # outside autocast: each op's backward runs in its forward's dtype
             vectors = self._acc_m.reshape(n, -1) + self._acc_v
         finally:
             self._active = False
@@ -428,11 +473,26 @@ class GradientFeaturizer:
         vectors = torch.where(norms > 0, vectors / norms.clamp_min(1e-30), torch.zeros_like(vectors))
         return vectors.detach().cpu().numpy().astype(np.float32)
 
+    def precision(self) -> AbstractContextManager[Any]:
+        """The context the proxy's forward runs in: bf16 autocast in bf16 mode, else none (float32)."""
+        import torch
+
+        return torch.autocast(self.device.type, dtype=self._low) if self._low is not None else nullcontext()
+
     def close(self) -> None:
         """Remove the hooks (the model stays usable as a plain model)."""
         for hook in self._hooks:
             hook.remove()
         self._hooks.clear()
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Batches of indices into ``lengths`` (token counts) by length: longest first, ties in index
+    order, ``batch_size`` a batch (at least 1), so a batch's samples are of similar length and pad
+    little. Deterministic; every index once."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])  # a stable sort: ties keep index order
+    step = max(1, batch_size)
+    return [order[start : start + step] for start in range(0, len(order), step)]
 
 
 def _is_conv1d(module: Any) -> bool:
@@ -462,24 +522,28 @@ def _forward_params(model: Any) -> set[str]:
 # -- one featurizer per proxy setting ---------------------------------------------------------------
 
 
-_loaded: dict[tuple[str | None, int], GradientFeaturizer] = {}
+_loaded: dict[tuple[str | None, int, str], GradientFeaturizer] = {}
 _loaded_lock = threading.Lock()
 #: Featurizers kept loaded per process (each holds its own copy of the proxy's weights).
 KEEP_LOADED = 2
 
 
-def load_featurizer(proxy: str | None = None, max_tokens: int = DEFAULT_MAX_TOKENS) -> GradientFeaturizer:
-    """The featurizer of a proxy setting (None: the embedded SmolLM2-135M) at a token cut, loaded
-    once per process; the :data:`KEEP_LOADED` most recently used stay in memory."""
+def load_featurizer(
+    proxy: str | None = None, max_tokens: int = DEFAULT_MAX_TOKENS, dtype: str = "auto"
+) -> GradientFeaturizer:
+    """The featurizer of a proxy setting (None: the embedded SmolLM2-135M) at a token cut and
+    precision (``auto``: bf16 on a CUDA GPU, else fp32), loaded once per process; the
+    :data:`KEEP_LOADED` most recently used stay in memory."""
     key = (
         str(Path(proxy).expanduser().resolve()) if proxy and Path(proxy).expanduser().exists() else proxy,
         max_tokens,
+        resolve_dtype(dtype),
     )
     with _loaded_lock:
         if key in _loaded:
             _loaded[key] = _loaded.pop(key)  # most recent last
             return _loaded[key]
-        featurizer = GradientFeaturizer(proxy, max_tokens=max_tokens)
+        featurizer = GradientFeaturizer(proxy, max_tokens=max_tokens, dtype=key[2])
         _loaded[key] = featurizer
         while len(_loaded) > KEEP_LOADED:
             _loaded.pop(next(iter(_loaded)))

@@ -27,7 +27,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ...errors import ConfigError
 from ...llm.pricing import duration
 from ...store.samples import Sample
-from .proxy_model import DEFAULT_DIM, DEFAULT_MAX_TOKENS, DEFAULT_MODEL_NAME, check_proxy, feature_kind, proxy_label
+from .proxy_model import (
+    DEFAULT_DIM,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_MODEL_NAME,
+    check_proxy,
+    feature_kind,
+    proxy_label,
+    resolve_dtype,
+)
 
 #: Project blob holding the saved :class:`GradientSettings`.
 SETTINGS_KEY = "settings.gradients"
@@ -92,8 +100,9 @@ def save_gradient_settings(project: BlobStore, settings: GradientSettings) -> No
 
 
 def gradient_kind(settings: GradientSettings) -> str:
-    """The feature kind these settings give (dimension and seed at their defaults)."""
-    return feature_kind(proxy_label(settings.proxy), DEFAULT_DIM, 0, settings.max_tokens)
+    """The feature kind these settings give on this machine (dimension and seed at their defaults;
+    the precision the featurizer picks here: bf16 on a CUDA GPU, else fp32)."""
+    return feature_kind(proxy_label(settings.proxy), DEFAULT_DIM, 0, settings.max_tokens, resolve_dtype("auto"))
 
 
 def load_gradients(settings: GradientSettings) -> Any:

@@ -23,16 +23,48 @@ DEFAULT_DIM = 1024
 DEFAULT_MAX_TOKENS = 512
 #: The cut that feature kinds without a ``:t`` suffix were made with (the first default).
 UNSUFFIXED_MAX_TOKENS = 128
+#: The precisions of the proxy's forward and backward: ``auto`` is bf16 on a CUDA GPU that supports
+#: it, else fp32 (see :func:`resolve_dtype`).
+DTYPES = ("auto", "fp32", "bf16")
 
 
-def feature_kind(label: str, dim: int = DEFAULT_DIM, seed: int = 0, max_tokens: int = DEFAULT_MAX_TOKENS) -> str:
+def feature_kind(
+    label: str, dim: int = DEFAULT_DIM, seed: int = 0, max_tokens: int = DEFAULT_MAX_TOKENS, dtype: str = "fp32"
+) -> str:
     """The store kind of gradient features: ``grad:LABEL:DIM:SEED`` plus ``:tN`` for a cut of N
     tokens (none for 128, the first default, so older features keep their kind) or ``:tall`` for
-    no cut."""
+    no cut, plus ``:bf16`` for features of a bf16 forward and backward (fp32 ones keep their kind,
+    and the two never mix). ``dtype`` is a resolved one: ``fp32`` or ``bf16``."""
+    if dtype not in ("fp32", "bf16"):
+        raise ValueError(f"feature kinds take a resolved dtype, fp32 or bf16, not {dtype!r}")
     name = f"grad:{label}:{dim}:{seed}"
-    if max_tokens == UNSUFFIXED_MAX_TOKENS:
-        return name
-    return f"{name}:t{max_tokens}" if max_tokens else f"{name}:tall"
+    if max_tokens != UNSUFFIXED_MAX_TOKENS:
+        name = f"{name}:t{max_tokens}" if max_tokens else f"{name}:tall"
+    return f"{name}:bf16" if dtype == "bf16" else name
+
+
+def kind_dtype(kind: str) -> str:
+    """The precision (``fp32`` or ``bf16``) gradient features of ``kind`` were made in."""
+    return "bf16" if kind.endswith(":bf16") else "fp32"
+
+
+def resolve_dtype(dtype: str = "auto", device: str | None = None) -> str:
+    """``fp32`` or ``bf16``: ``dtype`` itself unless it is ``auto``, which is bf16 when the featurizer
+    runs on a CUDA GPU with bf16 support (``device`` None: the GPU when torch sees one, as the
+    featurizer chooses) and fp32 otherwise. Imports torch only for ``auto``."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    if dtype != "auto":
+        return dtype
+    return "bf16" if _cuda_bf16(device) else "fp32"
+
+
+def _cuda_bf16(device: str | None) -> bool:
+    import torch
+
+    if device is not None and torch.device(device).type != "cuda":
+        return False
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
 def proxy_label(model: str | None) -> str:
