@@ -11,8 +11,9 @@ import streamlit as st
 
 from studio import concept_route_panel
 from studio import concepts_panel as CP
+from studio.job_view import job_status_fragment
 from studio.state import get_state
-from studio.widgets import PAGE_COVERAGE, PAGE_DATA, job_status_fragment, require_project
+from studio.widgets import PAGE_CONCEPTS, PAGE_COVERAGE, PAGE_DATA, require_project
 from treesynth_core.concepts.store import load_documents
 from treesynth_core.jobs import background as jobs
 
@@ -31,10 +32,9 @@ job_status_fragment(
     state,
     project,
     busy,
-    mine=CP.is_concepts_job,
+    page=PAGE_CONCEPTS,
     progress=CP.job_progress,
     outcome=CP.job_outcome,
-    what="concepts jobs",
 )
 documents = load_documents(project)
 stored = CP.stored_concepts(project)  # read once: the graph caches are keyed by these bytes

@@ -15,8 +15,9 @@ from studio import coverage_panel as C
 from studio import gaps_panel as G
 from studio import security
 from studio import set_scores_panel as S
+from studio.job_view import job_status, start_job
 from studio.state import get_state
-from studio.widgets import PAGE_SYNTH, PAGE_TREE, POLL_S, job_status, md, require_project, show_notices, start_job
+from studio.widgets import PAGE_COVERAGE, PAGE_SYNTH, PAGE_TREE, POLL_S, md, require_project, show_notices
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store.samples import BASELINE_SET
 
@@ -29,7 +30,7 @@ st.caption("Diversity of the samples, their map, and the tree against a flat bas
 
 
 def _start(kind: jobs.Kind, params: dict) -> None:
-    if start_job(state, kind, params):
+    if start_job(state, kind, params, page=PAGE_COVERAGE):
         st.rerun()
 
 
@@ -90,14 +91,7 @@ def _no_samples_yet() -> None:
 
 def _job_status(live: jobs.JobState | None) -> None:
     """A coverage job's progress, another job's notice, or the last job's outcome."""
-    job_status(
-        project,
-        live,
-        mine=lambda job: job.kind in C.JOB_LABELS,
-        progress=C.job_progress,
-        outcome=C.job_outcome,
-        what="coverage work",
-    )
+    job_status(project, live, page=PAGE_COVERAGE, progress=C.job_progress, outcome=C.job_outcome)
 
 
 def _feature_buttons(rep: dict[str, Any] | None, grad_kind: str | None, busy: bool) -> Any:

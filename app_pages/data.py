@@ -13,8 +13,9 @@ import hashlib
 import streamlit as st
 
 from studio import balance_panel, data_panel, route_panel, scaling_panel, security
+from studio.job_view import job_status_fragment, start_job
 from studio.state import get_state
-from studio.widgets import PAGE_EXPORT, PAGE_TREE, job_status_fragment, md, require_project, start_job
+from studio.widgets import PAGE_DATA, PAGE_EXPORT, PAGE_TREE, md, require_project
 from treesynth_core.data import pipeline as data_steps
 from treesynth_core.data.decontam_options import MIN_WORDS, DecontamOptions
 from treesynth_core.data.ingest import FORMATS
@@ -35,7 +36,7 @@ st.caption(
 
 
 def _start(kind: jobs.Kind, params: dict) -> None:
-    if start_job(state, kind, params):
+    if start_job(state, kind, params, page=PAGE_DATA):
         st.rerun()
 
 
@@ -47,10 +48,9 @@ job_status_fragment(
     state,
     project,
     busy,
-    mine=data_panel.is_data_job,
+    page=PAGE_DATA,
     progress=data_panel.job_progress,
     outcome=data_panel.job_outcome,
-    what="data jobs",
 )
 sets = project.sample_sets()
 datasets = data_panel.dataset_names(sets, balanced=data_panel.balanced_sets(project))
@@ -150,11 +150,11 @@ with tab_import:
                         path, cmap, sample_set=name, encoding=encoding, skip_empty=skip_empty, fmt=fmt
                     ),
                 )
-            data_panel.job_outcome(jobs.latest_job(project), imports=True)  # first, before the form's warnings
+            data_panel.job_outcome(project, jobs.latest_job(project), imports=True)  # first, before the form's warnings
             if problem:
                 st.caption(f":orange[:material/warning: {md(problem)}]")
     else:
-        data_panel.job_outcome(jobs.latest_job(project), imports=True)
+        data_panel.job_outcome(project, jobs.latest_job(project), imports=True)
 
     st.subheader("Sample sets")
     if not sets:

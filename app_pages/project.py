@@ -203,7 +203,7 @@ with new_tab:
     style = st.text_input(
         "Task style (optional)", key="new.style", placeholder="GSM8K-style: 2-8 steps, one numeric answer"
     )
-    new_settings = backend_form(BackendSettings(), key="new")
+    new_settings = backend_form(st.session_state.get(models_panel.NEW_PRESET) or BackendSettings(), key="new")
     if st.button("Create project", key="new.create", type="primary", icon=":material/add:"):
         try:
             if new_settings is None:

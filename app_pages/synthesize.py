@@ -11,18 +11,9 @@ from __future__ import annotations
 import streamlit as st
 
 from studio import batch_panel, synth_panel
+from studio.job_view import elsewhere_line, job_outcome, job_progress, page_of, start_job
 from studio.state import get_state
-from studio.widgets import (
-    PAGE_EXPORT,
-    PAGE_TREE,
-    POLL_S,
-    job_outcome,
-    job_progress,
-    md,
-    require_project,
-    show_notices,
-    start_job,
-)
+from studio.widgets import PAGE_EXPORT, PAGE_SYNTH, PAGE_TREE, POLL_S, md, require_project, show_notices
 from treesynth_core.generate.synth import target_leaves
 from treesynth_core.jobs import background as jobs
 
@@ -49,7 +40,8 @@ def body() -> None:
 
     with st.container(border=True):
         st.markdown("##### :material/checklist: What to make")
-        choice = synth_panel.choose(tree, running=live.params if live is not None and live.kind == "synth" else None)
+        mine = live is not None and page_of(live) == PAGE_SYNTH
+        choice = synth_panel.choose(tree, running=live.params if live is not None and mine else None)
     plan = synth_panel.estimate(project, tree, choice, settings)
     with st.container(border=True):
         st.markdown("##### :material/calculate: Estimate")
@@ -61,19 +53,19 @@ def body() -> None:
             synth_panel.show_estimate(plan, project, settings, responses=choice.responses)
 
     last = jobs.latest_job(project, "synth")
-    if live is not None and live.kind == "synth":
-        left = synth_panel.run_time(plan, project, settings, responses=choice.responses)  # the calls still to make
-        job_progress(project, live, key="synth.job", left=left)
+    if live is not None and mine:
+        left = synth_panel.calls_left(plan, responses=choice.responses)  # the calls still to make
+        job_progress(project, live, key="synth.job", calls_left=left)
         leaves = [leaf.id for leaf in target_leaves(tree, live.params.get("leaf_ids") or ())]
         synth_panel.leaf_counts(
             project, tree, leaves, int(live.params.get("per_leaf") or 1), live.params.get("sampled_scale")
         )
     elif live is not None:
-        st.info("The tree is growing; synthesis can start when growth ends.", icon=":material/hourglass_top:")
+        elsewhere_line(live)
     else:
         resumable = last is not None and last.status in ("interrupted", "cancelled", "failed")
         if last is not None:
-            job_outcome(last)
+            job_outcome(project, last)
         left, right, _ = st.columns([1, 1, 2])
         if left.button(
             "Start synthesis",
@@ -86,7 +78,7 @@ def body() -> None:
             else (None if plan.samples else "Every chosen leaf already has enough samples."),
             width="stretch",
         ):
-            if start_job(state, "synth", choice.params()):
+            if start_job(state, "synth", choice.params(), page=PAGE_SYNTH):
                 st.rerun()
         if resumable and last is not None:
             if right.button(
@@ -96,7 +88,7 @@ def body() -> None:
                 help="Start the interrupted run again with its settings; finished samples are kept.",
                 width="stretch",
             ):
-                if start_job(state, "synth", dict(last.params)):
+                if start_job(state, "synth", dict(last.params), page=PAGE_SYNTH):
                     st.rerun()
         if last is not None and last.status == "done":
             st.page_link(PAGE_EXPORT, label="Export the dataset", icon=":material/download:")

@@ -14,8 +14,9 @@ from studio import grow_panel, node_editor, overview_panel, tabs
 from studio import growth_result as growth
 from studio import tree_panel as panel
 from studio.graph_component import tree_graph
+from studio.job_view import elsewhere_line, job_progress, page_of
 from studio.state import get_state
-from studio.widgets import POLL_S, job_progress, md, require_project, show_notices
+from studio.widgets import PAGE_TREE, POLL_S, md, require_project, show_notices
 from treesynth_core.jobs import background as jobs
 from treesynth_core.progress import plural
 
@@ -43,9 +44,11 @@ def body() -> None:
     panel.metrics(project, tree, panel.resolve_count_set(state, project.sample_sets()))
     panel.toolbar(project, tree, state)
     grow_panel.grow_controls(state, tree, live)
-    if live is not None and live.kind == "grow":
+    if live is not None and page_of(live) == PAGE_TREE:
         job_progress(project, live, key="tree.job")
-    elif live is None:
+    elif live is not None:
+        elsewhere_line(live)
+    else:
         growth.after_growth(project, tree)
     if state.full_screen:
         left, right = st.container(), None
@@ -85,3 +88,5 @@ def body() -> None:
 
 
 body()
+if not running_at_start:
+    tabs.watch(state, project)  # another tab's edit shows without a click (a running job's poll shows it too)

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from studio import data_panel, route_panel, widgets
+from studio import data_panel, job_view, route_panel
 from studio.state import AppState
+from studio.widgets import PAGE_CONCEPTS
 from treesynth_core.data.pipeline import default_router
 from treesynth_core.store import Project
 
@@ -47,7 +48,7 @@ def route_section(state: AppState, project: Project, sets: Sequence[str], *, bus
         width="stretch",
     ):
         params = {"sample_set": name, "router": router, "agreement_n": 0, "seed": 0}
-        if widgets.start_job(state, "route", params):
+        if job_view.start_job(state, "route", params, page=PAGE_CONCEPTS):
             st.rerun()
     report = route_panel.route_view(project, name)
     if report is None:

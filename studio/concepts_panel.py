@@ -19,12 +19,12 @@ import networkx as nx
 import streamlit as st
 
 from studio import concept_graph as CG
-from studio import data_panel, security, widgets
+from studio import data_panel, job_view, security
 from studio.concept_graph_component import concept_graph
 from studio.gaps_panel import verify_selectors
 from studio.state import AppState
 from studio.synth_panel import compact, time_help
-from studio.widgets import md, model_name
+from studio.widgets import PAGE_CONCEPTS, md, model_name
 from treesynth_core.concepts.documents import (
     PYTHON_DOCS,
     Document,
@@ -71,22 +71,18 @@ LIST_MAX = 30  # documents and questions listed for a selected node
 # -- jobs -----------------------------------------------------------------------------------------
 
 
-def is_concepts_job(job: jobs.JobState) -> bool:
-    return job.kind in JOB_LABELS
-
-
 def job_progress(project: Project, job: jobs.JobState) -> None:
     unit = JOB_UNITS[job.kind]
     done = f"{job.done:,} of {job.total:,} {unit}" if job.total else f"{job.done:,} {unit}"
     status = f"{done} \u2014 {job.message}" if job.message else done
-    widgets.job_progress(project, job, key="concepts", label=JOB_LABELS[job.kind], status=status)
+    job_view.job_progress(project, job, key="concepts", label=JOB_LABELS[job.kind], status=status)
 
 
-def job_outcome(job: jobs.JobState | None) -> None:
+def job_outcome(project: Project, job: jobs.JobState | None) -> None:
     """How this page's latest job ended (nothing while it runs, or for other pages' jobs)."""
-    if job is None or job.active or not is_concepts_job(job):
+    if job is None or job_view.page_of(job) != PAGE_CONCEPTS or job.kind not in JOB_LABELS:
         return
-    widgets.labelled_outcome(job, JOB_LABELS[job.kind], after_stop=". Start it again to go on.")
+    job_view.ended(project, job, JOB_LABELS[job.kind], after_stop=" Start it again to go on.")
 
 
 def spend_cards(
@@ -107,7 +103,7 @@ def spend_cards(
     usd = "unknown" if spend.cost_usd is None else f"${spend.cost_usd:.2f}"
     cols[3].metric("Cost (about)", "free" if settings.backend == "embedded" else usd, border=True)
     took = timing.estimate_time(project, settings, purposes, spend.calls)
-    cols[4].metric("Time", took.span(), border=True, help=time_help(took))
+    cols[4].metric("Time", took.short(), border=True, help=time_help(took))  # short: a long range is cut off
     st.caption(md(f"Time {took.text()}."))
 
 
@@ -176,7 +172,7 @@ def extraction(state: AppState, project: Project, docs: Sequence[Document], *, b
     spend_cards(plan.spend, project, state, ("Documents to extract", plan.todo), timing.CONCEPT_PURPOSES)
     seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="concepts.extract_seed", help="Another asks anew.")
     if st.button("Extract concepts", key="concepts.extract", type="primary", icon=":material/hub:", disabled=busy):
-        if widgets.start_job(state, "concepts-extract", {"seed": int(seed)}):
+        if job_view.start_job(state, "concepts-extract", {"seed": int(seed)}, page=PAGE_CONCEPTS):
             st.rerun()
 
 
@@ -359,7 +355,7 @@ def generation(state: AppState, project: Project, *, busy: bool) -> None:
         icon=":material/auto_awesome:",
         disabled=busy or not plan.need,
     ):
-        if widgets.start_job(state, "concepts-synth", params):
+        if job_view.start_job(state, "concepts-synth", params, page=PAGE_CONCEPTS):
             st.rerun()
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from studio import widgets
-from studio.widgets import md
+from studio import job_view
+from studio.widgets import PAGE_COVERAGE, md
 from treesynth_core.coverage import SCORES
 from treesynth_core.coverage.features.embeddings import ensure_features
 from treesynth_core.coverage.maps import MapPoint, figure, latest_map_points, map_bytes, map_cache_key, map_points
@@ -226,7 +226,7 @@ def progress_line(kind: str, done: int, total: int, message: str, params: dict[s
 def job_progress(project: Project, job: jobs.JobState) -> None:
     """A running coverage job: progress bar, its count and note, and a Stop button."""
     label, note = progress_line(job.kind, job.done, job.total or 0, job.message, dict(job.params))
-    widgets.job_progress(project, job, key="coverage", label=label, status=note)
+    job_view.job_progress(project, job, key="coverage", label=label, status=note)
 
 
 #: The sections' widgets whose choices outlive a visit to another section (Streamlit drops the state
@@ -265,16 +265,11 @@ def section_picker() -> str:
     return str(st.session_state[SECTION_KEY])
 
 
-def job_outcome(job: jobs.JobState | None) -> None:
-    if job is None or job.active or job.kind not in JOB_LABELS:
+def job_outcome(project: Project, job: jobs.JobState | None) -> None:
+    """How this page's latest job ended (nothing while it runs, or for other pages' jobs)."""
+    if job is None or job_view.page_of(job) != PAGE_COVERAGE or job.kind not in JOB_LABELS:
         return
-    label = JOB_LABELS[job.kind]
-    if job.status == "done":
-        st.success(f"{label}: done \u2014 {md(job.message)}", icon=":material/check_circle:")
-    elif job.status in ("cancelled", "interrupted"):
-        st.warning(f"{label} stopped ({job.status}); what finished is saved.", icon=":material/pause_circle:")
-    elif job.status == "failed":
-        st.error(f"{label} failed: {md(job.error or job.message)}", icon=":material/error:")
+    job_view.ended(project, job, JOB_LABELS[job.kind])
 
 
 def _fmt(value: Any, digits: int = 2) -> str:

@@ -22,8 +22,8 @@ from typing import Any
 
 import streamlit as st
 
-from studio import security, widgets
-from studio.widgets import labelled_outcome, md
+from studio import job_view, security
+from studio.widgets import PAGE_DATA, md
 from treesynth_core.data.examples import EXAMPLES, PREFIX, ExampleDataset, resolve
 from treesynth_core.data.ingest import ColumnMap, Preview, preview
 from treesynth_core.data.routing import path_label, tree_digest
@@ -113,16 +113,11 @@ def contamination_view(project: Project, sample_set: str) -> None:
     st.dataframe(shown[:200], key="data.decon.hits", hide_index=True, width="stretch")
 
 
-def is_data_job(job: jobs.JobState) -> bool:
-    """A job this page started: import, route, balance, or growth with pivots from a dataset."""
-    return job.kind in jobs.DATA_KINDS or (job.kind == "grow" and bool(job.params.get("pivots_from")))
-
-
 def job_progress(project: Project, job: jobs.JobState) -> None:
     """A running job: progress bar, its note and a Stop button."""
     unit = JOB_UNITS.get(job.kind, "")
     done = f"{job.done:,} of {job.total:,} {unit}" if job.total else f"{job.done:,} {unit}"
-    widgets.job_progress(
+    job_view.job_progress(
         project,
         job,
         key="data",
@@ -131,13 +126,14 @@ def job_progress(project: Project, job: jobs.JobState) -> None:
     )
 
 
-def job_outcome(job: jobs.JobState | None, *, imports: bool = False) -> None:
+def job_outcome(project: Project, job: jobs.JobState | None, *, imports: bool = False) -> None:
     """How this page's latest job ended (nothing while it runs, or for other pages' jobs): imports
     alone with ``imports`` (their outcome shows at the Import button, where the person looks), the
     other kinds without."""
-    if job is None or job.active or not is_data_job(job) or (job.kind == "import") != imports:
+    if job is None or job_view.page_of(job) != PAGE_DATA or job.kind not in JOB_LABELS:
         return
-    labelled_outcome(job, JOB_LABELS[job.kind])
+    if (job.kind == "import") == imports:
+        job_view.ended(project, job, JOB_LABELS[job.kind])
 
 
 def last_job(project: Project, kind: str, sample_set: str) -> jobs.JobState | None:

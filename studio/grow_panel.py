@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from studio.job_view import start_job
 from studio.state import AppState
-from studio.widgets import button_row, start_job
+from studio.widgets import PAGE_TREE, button_row
 from treesynth_core.generate.grow import GrowOptions, paper_options
 from treesynth_core.generate.grow_result import EMBEDDED_NOTE
 from treesynth_core.jobs import background as jobs
@@ -122,7 +123,7 @@ def grow_controls(state: AppState, tree: T.Tree, live: jobs.JobState | None) -> 
             disabled=live is not None,
             width="stretch",
         ):
-            if start_job(state, "grow", grow_params()):
+            if start_job(state, "grow", grow_params(), page=PAGE_TREE):
                 st.rerun()
         st.caption(
             "Only approved nodes grow unless auto-approve is on; new values arrive as *proposed* for review. "
@@ -157,7 +158,7 @@ def node_grow_buttons(state: AppState, tree: T.Tree, node: T.Node, live: jobs.Jo
         help=one_help,
         width="stretch",
     ):
-        if start_job(state, "grow", grow_params(only=(nid,), max_depth=node.depth + 1)):
+        if start_job(state, "grow", grow_params(only=(nid,), max_depth=node.depth + 1), page=PAGE_TREE):
             st.rerun()
     depth = max(grow_depth(), node.depth + 1)
     if row.button(
@@ -168,5 +169,5 @@ def node_grow_buttons(state: AppState, tree: T.Tree, node: T.Node, live: jobs.Jo
         help=why or f"Grow every approved node under this one, down to level {depth}",
         width="stretch",
     ):
-        if start_job(state, "grow", grow_params(only=(nid,), max_depth=depth)):
+        if start_job(state, "grow", grow_params(only=(nid,), max_depth=depth), page=PAGE_TREE):
             st.rerun()

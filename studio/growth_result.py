@@ -8,7 +8,8 @@ from __future__ import annotations
 import streamlit as st
 
 from studio import actions as A
-from studio.widgets import PAGE_PROJECT, job_outcome, md
+from studio.job_view import job_outcome
+from studio.widgets import PAGE_PROJECT, md
 from treesynth_core.generate.grow_result import GrowthResult, latest_growth
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
@@ -23,14 +24,14 @@ def after_growth(project: Project, tree: T.Tree) -> None:
     if last is None:
         return
     if last.status != "done" and last.status != "failed":  # stopped or interrupted: the job's own word
-        job_outcome(last)
+        job_outcome(project, last)
         return
     records = [jobs.JobState.from_record(job) for job in project.jobs(kind="grow", limit=20)]
     result = latest_growth(records, project.history(limit=500), tree)
     if result is None:  # the tree changed since: what the growth left is no longer news
         return
     if result.status == "failed":  # one message: its error
-        job_outcome(last)
+        job_outcome(project, last)
     else:
         banner(result, tree)
 

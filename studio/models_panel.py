@@ -27,6 +27,8 @@ from treesynth_core.llm.discovery import (
 from treesynth_core.llm.settings import BackendSettings
 
 FOUND_KEY = "models.found"
+#: The settings a Use button chose for the new-project form (its inputs show them as their defaults).
+NEW_PRESET = "models.new_preset"
 #: The widget keys of the Project page's backend forms (an open project's, a new project's).
 FORM_FIELDS = ("backend", "base_url", "model", "key_env", "conc", "prompts")
 
@@ -49,14 +51,9 @@ def _apply(settings: BackendSettings, form: str) -> None:
             st.session_state.pop(f"{form}.{field}", None)
         state.notify("success", f"Now using {settings.describe()}.")
         return
-    st.session_state.update(
-        {
-            "new.backend": settings.backend,
-            "new.base_url": settings.base_url or "",
-            "new.model": settings.model or "",
-            "new.key_env": settings.api_key_env,
-        }
-    )
+    for field in FORM_FIELDS:  # not set through the session state: the inputs take the preset as default
+        st.session_state.pop(f"new.{field}", None)
+    st.session_state[NEW_PRESET] = settings
     state.notify("success", f"The new project will use {settings.describe()}.")
 
 

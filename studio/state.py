@@ -18,6 +18,7 @@ from typing import Literal
 
 import streamlit as st
 
+from studio import browser_tab
 from studio import graph as G
 from treesynth_core.data.export import ExportResult
 from treesynth_core.errors import ProjectError, ProjectGone, TreeSynthError
@@ -78,10 +79,10 @@ class AppState:
     full_screen: bool = False  # the Tree page's graph fills the window (the editor column hidden)
     url_checked: bool = False
     trusted_endpoints: frozenset[str] = frozenset()  # project-named endpoints confirmed in this session
+    tab: str = ""  # this browser tab's token, kept in the URL across reloads (see studio.browser_tab)
     owner: str = field(default_factory=new_session_owner)  # whose edits this session's are (undo acts on them)
     seen_tree: Tree | None = None  # the tree the Tree page showed last: its edits carry it (see studio.tabs)
     seen_head: int | None = None  # the edit log's head when the Tree page looked last
-    jobs_started: frozenset[str] = frozenset()  # ids of the jobs this session started (others' are refused)
     _project: Project | None = field(default=None, repr=False)
 
     # -- the project ------------------------------------------------------------------------------
@@ -200,13 +201,18 @@ def get_state() -> AppState:
 
 
 def sync_url(state: AppState) -> None:
-    """Keep ``?project=NAME`` in the URL, so a browser reload reopens the project.
+    """Keep ``?project=NAME`` and ``?tab=TOKEN`` in the URL, so a browser reload reopens the project
+    and is the same tab again (its edits and jobs stay its own: see :mod:`studio.browser_tab`).
 
     Only folders under :func:`projects_dir` are reopened from the URL, by name.
     """
     params = st.query_params
     if not state.url_checked:
         state.url_checked = True
+        state.tab = browser_tab.claim(
+            params.get(browser_tab.TAB_PARAM), browser_tab.current_session(), browser_tab.session_alive
+        )
+        state.owner = browser_tab.owner_of(state.tab)
         name = params.get(URL_PARAM)
         if state.project_path is None and name and "/" not in name and "\\" not in name and name not in (".", ".."):
             candidate = projects_dir() / name
@@ -215,6 +221,8 @@ def sync_url(state: AppState) -> None:
                     state.open(candidate)
                 except TreeSynthError as exc:
                     state.notify("error", str(exc))
+    if state.tab and params.get(browser_tab.TAB_PARAM) != state.tab:
+        params[browser_tab.TAB_PARAM] = state.tab
     ref = _url_ref(state.project_path)
     if ref and params.get(URL_PARAM) != ref:
         params[URL_PARAM] = ref

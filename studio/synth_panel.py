@@ -33,6 +33,9 @@ PER_LEAF, PER_CALL_KEY, KIND, SEED = "synth.per_leaf", "synth.per_call", "synth.
 SCALE = "synth.sampled_scale"
 SCOPES = {"all": "All approved leaves", "subtree": "Leaves under one node", "picked": "Leaves I pick"}
 KINDS = {"instruction": "Instructions only", "pair": "Instruction + response"}
+#: The form's first values. They are set through the session state, never as a widget's default too:
+#: a running job's choices are set there (see :func:`choose`), and a widget given both warns.
+FORM_DEFAULTS = {PER_LEAF: 10, PER_CALL_KEY: PER_CALL, SEED: 0, SCALE: SAMPLED_SCALE}
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ def choose(tree: T.Tree, running: Mapping[str, Any] | None = None) -> Choice:
     locked = running is not None
     if running is not None:
         st.session_state.update(form_values(tree, running))
+    for key, value in FORM_DEFAULTS.items():
+        st.session_state.setdefault(key, value)
     scope = st.radio("Leaves", list(SCOPES), format_func=SCOPES.get, key=SCOPE, horizontal=True, disabled=locked)
     leaf_ids: tuple[str, ...] = ()
     empty = False
@@ -93,12 +98,11 @@ def choose(tree: T.Tree, running: Mapping[str, Any] | None = None) -> Choice:
         leaf_ids = tuple(picked)
         empty = not picked
     left, mid, seed_col, right = st.columns([1, 1, 1, 2])
-    per_leaf = left.number_input("Samples per leaf", 1, 10_000, value=10, key=PER_LEAF, disabled=locked)
+    per_leaf = left.number_input("Samples per leaf", 1, 10_000, key=PER_LEAF, disabled=locked)
     per_call = mid.number_input(
         "Samples per call",
         1,
         20,
-        value=PER_CALL,
         key=PER_CALL_KEY,
         disabled=locked,
         help="How many samples one LLM call is asked for (the paper's 10).",
@@ -107,7 +111,6 @@ def choose(tree: T.Tree, running: Mapping[str, Any] | None = None) -> Choice:
         "Seed",
         0,
         1_000_000,
-        value=0,
         key=SEED,
         disabled=locked,
         help="The same seed asks the same questions again (served from the cache). Another seed asks new "
@@ -120,7 +123,6 @@ def choose(tree: T.Tree, running: Mapping[str, Any] | None = None) -> Choice:
             "Samples x per sampled node",
             1,
             100,
-            value=SAMPLED_SCALE,
             key=SCALE,
             disabled=locked,
             help="A leaf under k sampled nodes gets samples per leaf times this to the power k, each sample with "
@@ -159,6 +161,11 @@ def estimate(project: Project, tree: T.Tree, choice: Choice, settings: BackendSe
     return plan_synthesis(tree, project.sample_counts(), options, model=model_name(settings), settings=settings)
 
 
+def calls_left(plan: SynthPlan, *, responses: bool) -> timing.CallsLeft:
+    """The calls the plan still makes, for the time left of a running synthesis."""
+    return timing.CallsLeft(timing.synth_purposes(responses), plan.calls)
+
+
 def run_time(plan: SynthPlan, project: Project, settings: BackendSettings, *, responses: bool) -> timing.TimeRange:
     """How long the plan's calls take, from this project's call log (see :mod:`treesynth_core.llm.timing`)."""
     return timing.estimate_time(project, settings, timing.synth_purposes(responses), plan.calls)
@@ -183,7 +190,7 @@ def show_estimate(plan: SynthPlan, project: Project, settings: BackendSettings, 
         else ("From the model's price per million tokens (set `prices` in the settings for other models).")
     )
     cols[4].metric("Cost (about)", cost, border=True, help=cost_help)
-    cols[5].metric("Time", took.span(), border=True, help=time_help(took))
+    cols[5].metric("Time", took.short(), border=True, help=time_help(took))  # short: a long range is cut off
     note = plan.scaling_note()
     st.caption(
         f"On {md(plan.model)}. Time {md(took.text())}. Leaves that already have enough samples are skipped; "
@@ -192,11 +199,13 @@ def show_estimate(plan: SynthPlan, project: Project, settings: BackendSettings, 
 
 
 def time_help(took: timing.TimeRange) -> str:
-    """The help of a time card: what the range rests on."""
+    """The help of a time card: the range in full and what it rests on."""
     if took.guess:
-        return "No calls yet: a guess for this backend. Later estimates use this project's own call times."
+        return (
+            f"{took.span()}. No calls yet: a guess for this backend. Later estimates use this project's own call times."
+        )
     return (
-        f"The middle half of this project's recent call times ({took.basis}), "
+        f"{took.span()}: the middle half of this project's recent call times ({took.basis}), "
         "times the calls, over the calls that run at once."
     )
 

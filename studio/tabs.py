@@ -1,11 +1,14 @@
 """Two tabs (or two people) on one project: what this session sees of the others' edits.
 
-Each app session is an owner of edits (:attr:`AppState.owner`) and of the jobs it started
-(:attr:`AppState.jobs_started`): a start button pressed while another tab's job runs says so
-(:func:`studio.widgets.other_tab_refusal`) instead of taking that job as its own. On each run the Tree page calls
-:func:`look`: it names the edits other owners made since this session last looked (an info line)
-and keeps the tree it shows as :attr:`AppState.seen_tree`, which the session's edits carry, so an
-edit of a node another tab changed meanwhile is refused (``ConflictError``) instead of overwriting it.
+Each browser tab is an owner of edits (:attr:`AppState.owner`) and the starter of the jobs it started
+(:attr:`AppState.tab`, kept across reloads: see :mod:`studio.browser_tab`): a start button pressed while
+another tab's job runs says so (:func:`studio.job_view.other_tab_refusal`) instead of taking that job as
+its own. On each run the Tree page calls :func:`look`: it names the edits other owners made since this
+session last looked (an info line) and keeps the tree it shows as :attr:`AppState.seen_tree`, which the
+session's edits carry, so an edit of a node another tab changed meanwhile is refused (``ConflictError``)
+instead of overwriting it. While the page sits idle, :func:`watch` polls for the others' edits (one
+count query every :data:`WATCH_S` seconds) and redraws the page when one arrives, so the notice and the
+graph show it without a click.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from treesynth_core.tree.model import Tree
 
 #: The others' edits named one by one in the notice; more are counted by kind.
 NAMED = 3
+#: Seconds between the idle Tree page's looks for the others' edits.
+WATCH_S = 3.0
 
 
 def look(state: AppState, project: Project, tree: Tree) -> None:
@@ -42,6 +47,23 @@ def look(state: AppState, project: Project, tree: Tree) -> None:
             if picked in changed:  # set again, so the search box shows the node's new name
                 st.session_state[A.PICKER_KEY] = picked
     state.seen_head, state.seen_tree = head, tree
+
+
+def others_arrived(state: AppState, project: Project) -> bool:
+    """Whether other owners edited since this session's last :func:`look` (one count query)."""
+    return state.seen_head is not None and project.others_edits_after(state.seen_head, state.owner) > 0
+
+
+def watch(state: AppState, project: Project) -> None:
+    """Poll for the others' edits every :data:`WATCH_S` seconds (while no job runs: the page polls
+    then anyway) and redraw the page when one arrived, so :func:`look` shows it."""
+
+    @st.fragment(run_every=WATCH_S)
+    def poll() -> None:
+        if others_arrived(state, project):
+            st.rerun(scope="app")
+
+    poll()
 
 
 def others_notice(edits: list[EditRecord], owner: str) -> str | None:

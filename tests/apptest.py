@@ -1,12 +1,18 @@
-"""AppTest helpers shared by the app's test modules: start the app, rerun it, read its messages,
-create or open a project, and wait for the background job a button started."""
+"""AppTest helpers shared by the app's test modules: start the app, rerun it, reload it, read its
+messages and the warnings Streamlit logs, create or open a project, and wait for the background job a
+button started."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from studio.browser_tab import TAB_PARAM
+from studio.state import SESSION_KEY, AppState
 from studio.widgets import PAGE_SYNTH as SYNTH
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
@@ -29,6 +35,48 @@ def run(at: AppTest) -> AppTest:
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+def state_of(at: AppTest) -> AppState:
+    """The app state of ``at``'s session."""
+    state = at.session_state[SESSION_KEY]
+    assert isinstance(state, AppState)
+    return state
+
+
+def reload(at: AppTest, page: str | None = None) -> AppTest:
+    """What a browser reload of ``at``'s tab gives: a new session on the same address (its query
+    parameters, the open project and the tab's token), on ``page``."""
+    state = state_of(at)
+    query = {TAB_PARAM: state.tab} | ({"project": state.project_path.name} if state.project_path else {})
+    again = new_app(**query)
+    if page is not None:
+        again.switch_page(page)
+        run(again)
+    return again
+
+
+@contextmanager
+def widget_state_warnings() -> Iterator[list[str]]:
+    """The warnings Streamlit logs in the block about a widget given a default value whose key the
+    session state set too ("... was created with a default value but also had its value set via the
+    Session State API."). Streamlit logs it once per process, so its flag is reset first."""
+    from streamlit.elements.lib import policies
+
+    caught: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            caught.append(record.getMessage())
+
+    log = logging.getLogger(policies.__name__)
+    handler = Collect(logging.WARNING)
+    policies._shown_default_value_warning = False
+    log.addHandler(handler)
+    try:
+        yield caught
+    finally:
+        log.removeHandler(handler)
 
 
 def tree_of(folder: Path) -> Tree:

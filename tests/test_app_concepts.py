@@ -17,6 +17,8 @@ from treesynth_core.concepts.graph import build_graph, node_id
 from treesynth_core.concepts.model import DocConcepts, Topic
 from treesynth_core.concepts.store import load_concepts, load_documents, save_concepts
 from treesynth_core.jobs import background as jobs
+from treesynth_core.llm.recording import CallRecord
+from treesynth_core.llm.timing import logged_model
 from treesynth_core.store import Project
 from treesynth_core.store.samples import Sample
 
@@ -76,7 +78,7 @@ def test_documents_extraction_graph_search_walks_and_generation(projects, folder
         extracted = load_concepts(project)
     assert len(extracted) == 3
     body = texts(at)
-    assert "Extracting concepts: done" in body and "3 documents:" in body
+    assert "Extracting concepts finished in " in body and "3 documents:" in body
     graph = build_graph(extracted)
 
     # search selects the best match; its documents are listed
@@ -270,3 +272,16 @@ def test_bad_documents_are_one_clear_error_and_long_ones_are_reported_split(proj
 def test_the_concept_legend_draws_topics_square_and_concepts_round():
     """The shared ``legendElement`` (studio.vis_component) draws a round swatch for items marked ``dot``."""
     assert {item["key"]: item["dot"] for item in CG.legend()} == {"topic": False, "concept": True, "match": True}
+
+
+def test_the_time_card_fits_its_range_and_its_help_has_it_in_full(projects, folder):
+    at, project_dir = concepts_page(projects)
+    with Project.open(project_dir) as project:  # extraction calls of 20-40 s: three take 72 s to 2 min
+        model = logged_model(project.settings())
+        for seconds in (20.0, 30.0, 40.0):
+            project.log_call(CallRecord(latency_s=seconds, backend="embedded", model=model, purpose="concepts"))
+    at = add_folder(at, folder)
+    card = next(m for m in at.metric if m.label == "Time")
+    assert card.value == "1\u20132 min"  # not "72 s–2 min", which a narrow card cuts off
+    assert card.proto.help.startswith("72 s\u20132 min: the middle half of this project's recent call times")
+    assert "Time 72 s\u20132 min, from 3 earlier concepts calls." in texts(at)

@@ -78,7 +78,7 @@ def test_the_concepts_page_routes_a_concepts_set_into_the_tree(folder):
     finally:
         jobs.set_featurizer_factory(None)
     body = texts(at)
-    assert "Routing into the tree: done" in body and "Placed by the embedding router" in body
+    assert "Routing into the tree finished in " in body and "Placed by the embedding router" in body
     assert {m.label for m in at.metric} >= {"In a leaf", "None fits", "Routed"}
     with Project.open(path) as project:
         assert all(s.leaf_id != "" for s in project.samples(sample_set="concepts-l2"))

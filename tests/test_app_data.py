@@ -255,7 +255,7 @@ def test_a_tree_grows_from_the_data_when_it_has_no_leaves(projects):
         at.number_input(key="data.grow.depth").set_value(1)
         at, job = click_and_wait(run(at), "data.grow.run", folder)
         assert job.kind == "grow" and job.params["pivots_from"] == "he"
-        assert "Growing a tree from the data: done" in texts(at)
+        assert "Growing a tree from the data finished in " in texts(at)
         with Project.open(folder) as project:
             tree = project.tree()
             samples = {s.instruction[:400] for s in project.samples(sample_set="he")}
@@ -351,7 +351,7 @@ def test_decontaminate_tab_checks_a_set_and_export_leaves_the_contaminated_out(d
 
 
 def test_another_pages_job_shows_a_notice_while_it_runs(projects):
-    """The Data page's job status (``studio.widgets.job_status_fragment``) while a synthesis runs."""
+    """The Data page's job status (``studio.job_view.job_status_fragment``) while a synthesis runs."""
     folder = projects / "example-gsm8k_math"
     gate = threading.Event()
     jobs.set_llm_factory(lambda settings: GatedLLM(gate))
@@ -359,8 +359,8 @@ def test_another_pages_job_shows_a_notice_while_it_runs(projects):
     try:
         at.switch_page(PAGE_DATA)
         run(at)
-        notice = "Another job is running on this project; data jobs can start when it ends."
-        assert any(notice in str(i.value) for i in at.info)
+        assert "A synthesis job is running \u2014 open Synthesize" in [link.label for link in at.get("page_link")]
+        assert not at.get("progress")  # one line with a link, not the Synthesize page's banner
     finally:
         gate.set()
         assert wait_for_job(folder).status == "done"

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from studio.growth_result import SPLIT_CRITERION, SPLIT_VALUES
 from studio.widgets import PAGE_PROJECT as PROJECT
-from tests.apptest import create_project, new_app, run, texts, tree_of, wait_for_job
+from tests.apptest import create_project, new_app, run, texts, tree_of, wait_for_job, widget_state_warnings
 from tests.fakes import ScriptedLLM
 from tests.helpers_http import FakeOpenAIServer
 from treesynth_core.errors import AuthError
@@ -149,8 +149,10 @@ def test_without_a_project_use_fills_the_new_project_form(projects: Path, local)
     server, _ = local
     at = new_app()
     assert at.button(key="models.gguf.0").disabled  # a GGUF file needs a project to run in
-    at.button(key=f"models.server.{server.port}.qwen2.5:7b").click()
-    run(at)
+    with widget_state_warnings() as warned:
+        at.button(key=f"models.server.{server.port}.qwen2.5:7b").click()
+        run(at)
+    assert warned == []  # the form's inputs take the server's settings as defaults, not also by key
     assert at.radio(key="new.backend").value == "openai"
     assert at.text_input(key="new.base_url").value == server.base_url
     assert at.text_input(key="new.model").value == "qwen2.5:7b"

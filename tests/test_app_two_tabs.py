@@ -10,11 +10,12 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from studio.tabs import others_notice
+from studio.job_view import other_tab_refusal
+from studio.tabs import others_arrived, others_notice
 from studio.tree_panel import wkey
 from studio.widgets import PAGE_SYNTH as SYNTH
-from studio.widgets import PAGE_TREE, other_tab_refusal
-from tests.apptest import new_app, open_example, run, select, texts, tree_of, wait_for_job
+from studio.widgets import PAGE_TREE
+from tests.apptest import new_app, open_example, run, select, state_of, texts, tree_of, wait_for_job
 from tests.fakes import GatedLLM
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store import EditRecord, Project
@@ -61,6 +62,23 @@ def test_another_tabs_rename_is_shown_and_a_stale_edit_of_it_refused(projects: P
     first = run(first)
     assert 'made 1 edit since you last looked: rename "Ratios and rates" → "Proportions"' in plain(first)
     assert "another tab or person made 1 edit since, which it keeps" in plain(first)
+
+
+def test_the_idle_tree_pages_poll_finds_another_tabs_edit(projects: Path) -> None:
+    """What the Tree page's poll (``studio.tabs.watch``, every few seconds) asks: whether other owners
+    edited since this tab looked; when they did, it redraws the page, and the notice shows."""
+    first, second = two_tabs()
+    folder = projects / "example-gsm8k_math"
+    tree = tree_of(folder)
+    node = tree.children(tree.root_id)[0]
+    with Project.open(folder) as project:
+        assert not others_arrived(state_of(second), project)
+        rename(select(first, node.id), node.id, "Ratios and rates")
+        assert others_arrived(state_of(second), project)  # the second tab's poll redraws it now
+        assert not others_arrived(state_of(first), project)  # its own edit is no news to the first
+        said = plain(run(second))  # the redraw
+        assert "Another tab or person made 1 edit since you last looked" in said
+        assert not others_arrived(state_of(second), project)  # seen: no more redraws
 
 
 def test_a_start_while_another_tabs_job_runs_is_refused(projects: Path) -> None:

@@ -172,6 +172,9 @@ def test_route_defaults_to_the_embedding_router_on_the_embedded_model(proj, fake
     report = as_json("route", proj, "--set", "he")
     assert report["router"] == "embedding" and report["routed"] == 6 and report["llm"] is None
     assert not fakes  # no LLM was even created
+    with Project.open(proj) as project:  # the job's outcome is the summary, not its last progress line
+        job = project.jobs(limit=1)[0]
+    assert job.kind == "route" and (job.result or "").startswith("routed 6 of 6: "), job.result
     report = as_json(
         "route",
         proj,

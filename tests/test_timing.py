@@ -103,3 +103,44 @@ def test_time_left_follows_the_runs_own_pace(project: Project) -> None:
     assert time_left(project, EMBEDDED, "route", calls=0, done=0, total=40) is None  # no pace yet
     assert time_left(project, EMBEDDED, "route", calls=30, done=40, total=40) is None  # nothing left
     assert time_left(project, EMBEDDED, "import", calls=30, done=10, total=40) is None  # no LLM calls
+
+
+def test_while_the_first_reply_is_out_the_estimate_counts_down_from_the_wait() -> None:
+    from treesynth_core.llm.timing import waiting_first_reply
+
+    guess = TimeRange(6.0, 15.0, "no calls yet: a guess")
+
+    def left(waited: float) -> tuple[float, float]:
+        took = waiting_first_reply(guess, 10, 1, waited)
+        return took.low_s, took.high_s
+
+    assert left(0) == pytest.approx((60.0, 150.0))  # ten calls one at a time: the plain estimate
+    assert left(4) == pytest.approx((56.0, 146.0))  # counted down by the wait
+    assert left(10) == pytest.approx((54.0, 140.0))  # the low end stops at the nine calls still to come
+    assert left(40) == pytest.approx((54.0, 360.0))  # a wait past one call's upper end: calls are slower
+    assert waiting_first_reply(guess, 10, 1, 40).basis == "first reply pending 40 s"
+    assert waiting_first_reply(guess, 16, 8, 0).high_s == pytest.approx(30.0)  # two rounds of 8 at once
+    assert waiting_first_reply(guess, 0, 1, 5).high_s == 0
+
+
+def test_once_a_run_has_replies_its_own_call_times_set_the_pace(project: Project) -> None:
+    from treesynth_core.llm.timing import run_left
+
+    log(project, [2.0] * 20)  # earlier runs: fast
+    run_id = project.start_run("synth", {})
+    assert run_left(project, EMBEDDED, ("synth",), 10, run_id=run_id).basis == "from 20 earlier synth calls"
+    log(project, [30.0], run_id=run_id)  # this run's first reply took 30 s
+    took = run_left(project, EMBEDDED, ("synth",), 10, run_id=run_id)
+    assert took.basis == "from this run's 1 call" and (took.low_s, took.high_s) == pytest.approx((240.0, 375.0))
+    waiting = run_left(project, EMBEDDED, ("synth",), 10, run_id=run_id, waited_s=1.0)
+    assert waiting.basis == "first reply pending 1 s"
+
+
+def test_a_metric_card_gets_the_range_in_one_short_unit() -> None:
+    assert TimeRange(360, 840, "x").short() == "6\u201314 min"
+    assert TimeRange(72, 180, "x").short() == "1\u20133 min"  # "72 s–3 min" does not fit a card
+    assert TimeRange(20, 100, "x").short() == "<2 min"
+    assert TimeRange(40, 40.2, "x").short() == "~40 s"
+    assert TimeRange(50 * 60, 2 * 3600, "x").short() == "0.8\u20132.0 h"
+    assert TimeRange(12, 45, "x").short() == "12\u201345 s"
+    assert TimeRange(88 * 60, 5400, "x").short() == "~1.5 h"

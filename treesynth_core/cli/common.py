@@ -502,7 +502,8 @@ def run_job(
     (none with --quiet or --json; see :class:`CallbackBar`): as one logged LLM run, after saying so when
     the weak embedded model is in use, or without an LLM where ``settings`` is None (no call stats then: None).
     The run holds the project's run lease (:mod:`~treesynth_core.jobs.lease`): it refuses while another run
-    works on the project, or waits for it with ``--wait``."""
+    works on the project, or waits for it with ``--wait``; its job records the kind's summary line as its
+    outcome (what the app shows of it)."""
     from ..jobs.runs import run_llm_work
     from ..jobs.specs import JobContext, job_spec
 
@@ -517,12 +518,22 @@ def run_job(
             return await run(ctx, llm, options, **run_args)
 
         if settings is None:
-            return asyncio.run(work(None, beat.cancel)), None
-        if settings.backend == "embedded" and not as_json:
-            err.print(EMBEDDED_NOTE, style="yellow", highlight=False)
-        return run_llm_work(
-            project, kind, params, settings, work, cancel=beat.cancel, max_calls=llm_run.max_calls, job_id=beat.job_id
-        )
+            report, stats = asyncio.run(work(None, beat.cancel)), None
+        else:
+            if settings.backend == "embedded" and not as_json:
+                err.print(EMBEDDED_NOTE, style="yellow", highlight=False)
+            report, stats = run_llm_work(
+                project,
+                kind,
+                params,
+                settings,
+                work,
+                cancel=beat.cancel,
+                max_calls=llm_run.max_calls,
+                job_id=beat.job_id,
+            )
+        beat.result = job_spec(kind).summary(report, stats)  # the job's outcome, as the app shows it
+        return report, stats
 
 
 def lease(project: Any, kind: str, params: dict[str, Any], wait: bool) -> Any:

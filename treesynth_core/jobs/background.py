@@ -107,13 +107,16 @@ def start_job(
     *,
     settings: BackendSettings | None = None,
     owner: str | None = None,
+    starter: str = "",
+    origin: str = "",
 ) -> JobState:
     """Start a job of ``kind`` in the background, or return the job already running. The tree
-    edits it makes (growth) are ``owner``'s (an app session's; default: this process's)."""
+    edits it makes (growth) are ``owner``'s (an app session's; default: this process's); the job
+    records who started it where (``starter``: a browser tab's token, ``origin``: an app page)."""
     spec = job_spec(kind)
     options = spec.parse(params)  # fail fast on bad options, before any thread starts
     with Project.open(project_path) as project:
-        record, created = project.claim_job(kind, params)
+        record, created = project.claim_job(kind, params, starter=starter, origin=origin)
         state = JobState.from_record(record)
         resolved = merge_settings(project.settings(), settings.model_dump() if settings else {})
     if created:
@@ -145,20 +148,20 @@ def _run(path: Path, launch: _Launch) -> None:
     """The job's thread: run the spec with a heartbeat, then record how it ended."""
     project = Project.open(path, owner=launch.owner)
     job_id = launch.job_id
-    status, error, message = "done", None, ""
+    status, error = "done", None
     beat = Heartbeat(project, job_id)
     try:
         with beat:
-            message = _execute(project, launch, beat)
+            beat.result = _execute(project, launch, beat)
     except Cancelled as exc:
-        status, message = "cancelled", str(exc)
+        status, beat.result = "cancelled", str(exc)
     except TreeSynthError as exc:
         status, error = "failed", str(exc)
     except Exception as exc:  # a bug: keep the job record honest rather than silently dead
         status, error = "failed", f"unexpected error: {exc!r}"
     finally:  # the heartbeat has stopped: this is the last write
         try:
-            release(project, job_id, status, error, message or beat.progress["message"])
+            release(project, job_id, status, error, beat.progress["message"], beat.result)
         except ProjectGone:
             pass  # the project folder was deleted under the job: no record is left to write
         finally:

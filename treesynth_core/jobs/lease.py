@@ -59,12 +59,14 @@ def refusal(holder: JobRecord) -> str:
 
 class Heartbeat:
     """A job's progress and cancel flag, written to the store on every report and once a beat (so
-    the lease stays live), reading the store's cancel request back."""
+    the lease stays live), reading the store's cancel request back. ``result`` is the summary line of
+    the finished work, set by whoever runs it: the job's outcome (the progress line never is)."""
 
     def __init__(self, project: Project, job_id: str) -> None:
         self.project, self.job_id = project, job_id
         self.cancel = threading.Event()
         self.progress: dict[str, Any] = {"done": 0, "total": None, "message": ""}
+        self.result: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"treesynth-beat-{job_id}", daemon=True)
 
@@ -93,9 +95,13 @@ class Heartbeat:
         self._write()
 
 
-def release(project: Project, job_id: str, status: str, error: str | None, message: str) -> None:
-    """Record how the job ended, which frees the lease (the heartbeat must have stopped)."""
-    project.update_job(job_id, status=status, error=error, message=message, finished=now())
+def release(
+    project: Project, job_id: str, status: str, error: str | None, message: str, result: str | None = None
+) -> None:
+    """Record how the job ended, which frees the lease (the heartbeat must have stopped): ``result`` is
+    its outcome (the summary of a finished run, what a stopped one kept), ``message`` its last line
+    (the outcome when there is one, else the last progress line)."""
+    project.update_job(job_id, status=status, error=error, message=result or message, result=result, finished=now())
 
 
 def claim(
@@ -132,15 +138,16 @@ def run_lease(
     on_wait: Callable[[JobRecord], None] | None = None,
 ) -> Iterator[Heartbeat]:
     """Hold the run lease (see :func:`claim`) with a beating heartbeat while the block runs, then
-    record how it ended: ``done``, ``cancelled``, ``interrupted`` (Ctrl-C) or ``failed``."""
+    record how it ended: ``done``, ``cancelled``, ``interrupted`` (Ctrl-C) or ``failed``, with the
+    outcome the block set as the heartbeat's ``result``."""
     record = claim(project, kind, params, wait=wait, on_wait=on_wait)
     beat = Heartbeat(project, record.id)
-    status, error, message = "done", None, ""
+    status, error = "done", None
     try:
         with beat:
             yield beat
     except Cancelled as exc:
-        status, message = "cancelled", str(exc)
+        status, beat.result = "cancelled", str(exc)
         raise
     except KeyboardInterrupt:
         status, error = "interrupted", "Ctrl-C"
@@ -152,4 +159,6 @@ def run_lease(
         status, error = "failed", repr(exc)
         raise
     finally:
-        release(project, record.id, status, error, message or beat.progress["message"])
+        release(
+            project, record.id, status, error, beat.progress["message"], beat.result if status != "failed" else None
+        )

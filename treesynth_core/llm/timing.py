@@ -51,6 +51,14 @@ JOB_PURPOSES: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class CallsLeft:
+    """The calls a running run still has to make, and their purposes (what its page knows of them)."""
+
+    purposes: tuple[str, ...]
+    calls: int
+
+
 def synth_purposes(responses: bool) -> tuple[str, ...]:
     """The call purposes a synthesis makes: instructions, and responses when it writes pairs."""
     return SYNTH_PURPOSES + (RESPONSE_PURPOSES if responses else ())
@@ -60,7 +68,12 @@ class CallLog(Protocol):
     """What the estimate reads from a store (the project implements it)."""
 
     def call_latencies(
-        self, backend: str, model: str, purposes: Sequence[str] | None = None, limit: int = RECENT_CALLS
+        self,
+        backend: str,
+        model: str,
+        purposes: Sequence[str] | None = None,
+        limit: int = RECENT_CALLS,
+        run_id: str | None = None,
     ) -> list[float]: ...
 
 
@@ -91,6 +104,23 @@ class TimeRange:
         low_value, low_unit = low.split(" ")
         high_value, high_unit = high.split(" ")
         return f"{low_value}\u2013{high_value} {high_unit}" if low_unit == high_unit else f"{low}\u2013{high}"
+
+    def short(self) -> str:
+        """The range short enough for a metric card, in one unit: ``6–14 min``; ``1–3 min`` for 72 s to
+        3 min; ``<2 min`` when the low end rounds to nothing in the high end's unit; ``~40 s``."""
+        low, high = duration(self.low_s), duration(self.high_s)
+        if low == high:
+            return f"~{low}"
+        low_value, low_unit = low.split(" ")
+        high_value, high_unit = high.split(" ")
+        if low_unit != high_unit:
+            scaled = self.low_s / (3600 if high_unit == "h" else 60)
+            low_value = f"{scaled:.1f}" if high_unit == "h" else f"{round(scaled)}"
+            if float(low_value) == 0:
+                return f"<{high}"
+            if low_value == high_value:
+                return f"~{high}"
+        return f"{low_value}\u2013{high_value} {high_unit}"
 
     def text(self) -> str:
         """``3–5 min, from 12 earlier calls``."""
@@ -143,10 +173,20 @@ def logged_model(settings: BackendSettings) -> str:
     return settings.model or "unknown model"
 
 
-def per_call(log: CallLog, settings: BackendSettings, purposes: Sequence[str]) -> TimeRange:
-    """The time of one call of ``purposes`` on ``settings``' backend and model: from its recent
-    calls of those purposes, else of any purpose on the same backend and model, else the prior."""
+def per_call(
+    log: CallLog, settings: BackendSettings, purposes: Sequence[str], *, run_id: str | None = None
+) -> TimeRange:
+    """The time of one call of ``purposes`` on ``settings``' backend and model: from the calls of the
+    running run ``run_id`` when it has made some (its own pace, from its first reply on), else from
+    the recent calls of those purposes, else of any purpose on the same backend and model, else the
+    prior."""
     model = logged_model(settings)
+    if run_id is not None:
+        own = log.call_latencies(settings.backend, model, purposes, RECENT_CALLS, run_id)
+        if own:
+            found = call_time(own, settings.backend)
+            noun = "call" if found.calls == 1 else "calls"
+            return TimeRange(found.low_s, found.high_s, f"from this run's {found.calls} {noun}", found.calls)
     same = log.call_latencies(settings.backend, model, purposes)
     if same:
         return call_time(same, settings.backend, what="/".join(purposes))
@@ -166,16 +206,61 @@ def calls_text(calls: int, took: TimeRange, *, at_most: bool = False) -> str:
 def estimate_time(log: CallLog, settings: BackendSettings, purposes: Sequence[str], calls: int) -> TimeRange:
     """About how long ``calls`` calls of ``purposes`` take on ``settings``: the per-call range
     (:func:`per_call`) times the rounds of calls that usefully run at once."""
-    return per_call(log, settings, purposes).times(math.ceil(max(0, calls) / useful_parallel(settings)))
+    return per_call(log, settings, purposes).times(rounds(settings, calls))
+
+
+def rounds(settings: BackendSettings, calls: int) -> int:
+    """The rounds ``calls`` calls take, :func:`useful_parallel` at once."""
+    return math.ceil(max(0, calls) / useful_parallel(settings))
+
+
+def waiting_first_reply(per: TimeRange, calls: int, parallel: int, waited_s: float) -> TimeRange:
+    """How long a run of ``calls`` calls (``parallel`` at once, ``per`` each) still takes while its
+    first reply is out after ``waited_s`` seconds: the estimate counted down by the wait, the low end
+    down to the calls still to come. A wait past the upper end of one call says calls take longer
+    than that: the upper end then grows with the wait instead of reaching zero."""
+    steps = math.ceil(max(0, calls) / max(1, parallel))
+    waited = max(0.0, waited_s)
+    basis = f"first reply pending {duration(waited)}"
+    if steps == 0:
+        return TimeRange(0.0, 0.0, basis, per.calls)
+    high = max(per.high_s, waited)
+    low_s = (steps - 1) * per.low_s + max(0.0, per.low_s - waited)
+    return TimeRange(low_s, (steps - 1) * high + high - waited, basis, per.calls)
+
+
+def run_left(
+    log: CallLog,
+    settings: BackendSettings,
+    purposes: Sequence[str],
+    calls: int,
+    *,
+    run_id: str | None = None,
+    waited_s: float | None = None,
+) -> TimeRange:
+    """About how long a running run's ``calls`` calls still to make take: while its first reply is
+    out (``waited_s`` since it started), the estimate counted down by the wait
+    (:func:`waiting_first_reply`); from its first reply on, at the run's own call times."""
+    if waited_s is not None:
+        return waiting_first_reply(per_call(log, settings, purposes), calls, useful_parallel(settings), waited_s)
+    return per_call(log, settings, purposes, run_id=run_id).times(rounds(settings, calls))
 
 
 def time_left(
-    log: CallLog, settings: BackendSettings, kind: str, *, calls: int, done: int, total: int
+    log: CallLog,
+    settings: BackendSettings,
+    kind: str,
+    *,
+    calls: int,
+    done: int,
+    total: int,
+    run_id: str | None = None,
 ) -> TimeRange | None:
     """About how long a running job of ``kind`` still takes: its calls so far per unit done (leaf,
-    sample, document) times the units left, at this project's call times. None until a unit is
-    done, when nothing is left, or for a kind whose calls :data:`JOB_PURPOSES` does not name."""
+    sample, document) times the units left, at its run's (``run_id``) own call times, else this
+    project's. None until a unit is done, when nothing is left, or for a kind whose calls
+    :data:`JOB_PURPOSES` does not name."""
     purposes = JOB_PURPOSES.get(kind)
     if purposes is None or done <= 0 or total <= done or calls <= 0:
         return None
-    return estimate_time(log, settings, purposes, math.ceil(calls / done * (total - done)))
+    return run_left(log, settings, purposes, math.ceil(calls / done * (total - done)), run_id=run_id)

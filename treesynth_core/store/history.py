@@ -282,6 +282,11 @@ def log_head(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM edits").fetchone()[0])
 
 
+def others_after(conn: sqlite3.Connection, edit_id: int, owner: str) -> int:
+    """How many edits of owners other than ``owner`` came after ``edit_id``."""
+    return int(conn.execute("SELECT COUNT(*) FROM edits WHERE id > ? AND owner != ?", (edit_id, owner)).fetchone()[0])
+
+
 def edits_after(conn: sqlite3.Connection, edit_id: int) -> list[EditRecord]:
     """The edits recorded after ``edit_id``, oldest first, with a few words on each (``what``)."""
     records = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM edits WHERE id > ? ORDER BY id", (edit_id,)).fetchall()

@@ -259,6 +259,12 @@ class Project(SampleStore):
         with self._db.read() as conn:
             return history.log_head(conn)
 
+    def others_edits_after(self, edit_id: int, owner: str) -> int:
+        """How many edits owners other than ``owner`` recorded after ``edit_id``: one cheap count, for
+        a page that polls for another tab's edits."""
+        with self._db.read() as conn:
+            return history.others_after(conn, edit_id, owner)
+
     def edits_after(self, edit_id: int) -> list[EditRecord]:
         """The edits recorded after ``edit_id``, oldest first, each with its ``what``."""
         with self._db.read() as conn:
@@ -315,12 +321,18 @@ class Project(SampleStore):
             return runs.stats(conn, run_id)
 
     def call_latencies(
-        self, backend: str, model: str, purposes: Sequence[str] | None = None, limit: int = 50
+        self,
+        backend: str,
+        model: str,
+        purposes: Sequence[str] | None = None,
+        limit: int = 50,
+        run_id: str | None = None,
     ) -> list[float]:
-        """Seconds of the latest real calls on ``backend`` and ``model`` (of ``purposes``; None:
-        any), newest first: what time estimates rest on (:mod:`treesynth_core.llm.timing`)."""
+        """Seconds of the latest real calls on ``backend`` and ``model`` (of ``purposes``, of run
+        ``run_id``; None: any), newest first: what time estimates rest on
+        (:mod:`treesynth_core.llm.timing`)."""
         with self._db.read() as conn:
-            return runs.call_latencies(conn, backend, model, purposes, limit)
+            return runs.call_latencies(conn, backend, model, purposes, limit, run_id)
 
     def run_counts(self, run_id: str) -> RunCounts:
         """The calls answered and samples written by run ``run_id`` so far."""
@@ -374,13 +386,22 @@ class Project(SampleStore):
 
     # -- background jobs --------------------------------------------------------------------------
     def claim_job(
-        self, kind: str, params: dict[str, Any], *, stale_after_s: float | None = None
+        self,
+        kind: str,
+        params: dict[str, Any],
+        *,
+        stale_after_s: float | None = None,
+        starter: str = "",
+        origin: str = "",
     ) -> tuple[JobRecord, bool]:
         """Take the project's run lease for a job, unless a live job holds it: ``(job, created)``, in
-        one transaction (see :func:`.runs.claim_job`). Taking it also deletes the hidden staging rows
-        an import killed half way left behind (no import can be running then)."""
+        one transaction (see :func:`.runs.claim_job`; ``starter`` and ``origin`` say who started it
+        where). Taking it also deletes the hidden staging rows an import killed half way left behind
+        (no import can be running then)."""
         with self._db.tx() as conn:
-            record, created = runs.claim_job(conn, kind, params, stale_after_s=stale_after_s)
+            record, created = runs.claim_job(
+                conn, kind, params, stale_after_s=stale_after_s, starter=starter, origin=origin
+            )
             if created:
                 staged = conn.execute(
                     "SELECT DISTINCT sample_set FROM samples WHERE substr(sample_set, 1, ?) = ?",
@@ -391,7 +412,7 @@ class Project(SampleStore):
             return record, created
 
     def update_job(self, job_id: str, **fields: Any) -> None:
-        """Set some of: done, total, message, status, error, finished, run_id (and the heartbeat)."""
+        """Set some of: done, total, message, status, error, finished, run_id, result (and the heartbeat)."""
         with self._db.tx() as conn:
             runs.update_job(conn, job_id, fields)
 

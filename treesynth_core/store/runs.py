@@ -24,7 +24,7 @@ from .schema import dumps, now
 
 _CALL_FIELDS = tuple(f.name for f in dataclasses.fields(CallRecord))
 _RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(ChatResult))
-_JOB_FIELDS = frozenset({"done", "total", "message", "status", "error", "finished", "run_id"})
+_JOB_FIELDS = frozenset({"done", "total", "message", "status", "error", "finished", "run_id", "result"})
 
 # -- LLM reply cache and call log -----------------------------------------------------------------
 
@@ -211,12 +211,20 @@ def stats(conn: sqlite3.Connection, run_id: str | None = None) -> RunStats:
 
 
 def call_latencies(
-    conn: sqlite3.Connection, backend: str, model: str, purposes: Sequence[str] | None, limit: int
+    conn: sqlite3.Connection,
+    backend: str,
+    model: str,
+    purposes: Sequence[str] | None,
+    limit: int,
+    run_id: str | None = None,
 ) -> list[float]:
     """Seconds of the latest ``limit`` real calls (not cached, not failed) on ``backend`` and
-    ``model``, of ``purposes`` (None: any), newest first."""
+    ``model``, of ``purposes`` (None: any), of run ``run_id`` (None: any), newest first."""
     where = "c.cached = 0 AND c.error IS NULL AND c.latency_s > 0 AND c.backend = ? AND c.model = ?"
     params: list[Any] = [backend, model]
+    if run_id is not None:
+        where += " AND c.run_id = ?"
+        params.append(run_id)
     if purposes is not None:
         where += f" AND c.purpose IN ({marks(len(purposes))})"
         params.extend(purposes)
@@ -263,6 +271,9 @@ class JobRecord:
     cancel_requested: bool = False
     pid: int = 0
     host: str = ""
+    result: str | None = None  # the outcome: a finished run's summary, what a stopped one kept (never progress)
+    starter: str = ""  # the token of the browser tab that started it ("" for a command)
+    origin: str = ""  # the app page that started it ("" for a command)
 
 
 _JOB_NAMES = tuple(f.name for f in dataclasses.fields(JobRecord))
@@ -314,14 +325,20 @@ def running_jobs(conn: sqlite3.Connection) -> list[JobRecord]:
 
 
 def claim_job(
-    conn: sqlite3.Connection, kind: str, params: dict[str, Any], *, stale_after_s: float | None = None
+    conn: sqlite3.Connection,
+    kind: str,
+    params: dict[str, Any],
+    *,
+    stale_after_s: float | None = None,
+    starter: str = "",
+    origin: str = "",
 ) -> tuple[JobRecord, bool]:
     """Take the project's run lease for a job of ``kind`` unless a live job holds it: ``(job, created)``.
 
     Running jobs that no longer hold the lease (:func:`holder_alive`: no beat for ``stale_after_s``,
     or their process is gone) become ``interrupted`` first, and the runs they left ``running``
     become ``killed``; if a live one remains it is returned uncreated. The new job records this
-    process's pid and host.
+    process's pid and host, and who started it where (``starter``, ``origin``).
     """
     stamp = time.time()
     running = running_jobs(conn)
@@ -337,9 +354,9 @@ def claim_job(
     )
     job_id = new_ulid()
     conn.execute(
-        "INSERT INTO jobs (id, kind, params, status, started, heartbeat, pid, host) "
-        "VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
-        (job_id, kind, dumps(redact_secrets(params)), finished, stamp, os.getpid(), HOST),
+        "INSERT INTO jobs (id, kind, params, status, started, heartbeat, pid, host, starter, origin) "
+        "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+        (job_id, kind, dumps(redact_secrets(params)), finished, stamp, os.getpid(), HOST, starter, origin),
     )
     created = job(conn, job_id)
     assert created is not None
@@ -347,7 +364,7 @@ def claim_job(
 
 
 def update_job(conn: sqlite3.Connection, job_id: str, fields: Mapping[str, Any]) -> None:
-    """Set some of: done, total, message, status, error, finished, run_id (and the heartbeat)."""
+    """Set some of: done, total, message, status, error, finished, run_id, result (and the heartbeat)."""
     unknown = set(fields) - _JOB_FIELDS
     if unknown:
         raise ValueError(f"unknown job fields: {sorted(unknown)}")

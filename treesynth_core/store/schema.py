@@ -374,6 +374,16 @@ def m021_batches(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m022_job_outcome(conn: sqlite3.Connection) -> None:
+    """A job's outcome apart from its progress line (``result``: the summary of a finished run, or what a
+    stopped one kept; older jobs have none), and who started it where: ``starter``, the token of the
+    app's browser tab, and ``origin``, the app page; both empty for commands."""
+    conn.execute("ALTER TABLE jobs ADD COLUMN result TEXT")
+    conn.execute("ALTER TABLE jobs ADD COLUMN starter TEXT NOT NULL DEFAULT ''")
+    conn.execute("ALTER TABLE jobs ADD COLUMN origin TEXT NOT NULL DEFAULT ''")
+
+
 # -- applying -------------------------------------------------------------------------------------
 
 
