@@ -9,6 +9,11 @@ floor this machine allows in the same minute; on a shared, busy machine compare 
     .venv/bin/python benchmarks/llm_throughput.py              # 64 and 512, 10,000 requests, 1 s (~6 min)
     .venv/bin/python benchmarks/llm_throughput.py --quick      # 3,000 requests, 0.3 s (~40 s)
     .venv/bin/python benchmarks/llm_throughput.py --n 2000 --delay 0.1 --concurrency 64 [--json]
+    .venv/bin/python benchmarks/llm_throughput.py --recorded   # through a run's cache and call log
+
+``--recorded`` sends the same requests through ``CachedLLM(LoggedLLM(client))`` into a throwaway
+project, as a run does: call-log and cache rows are written behind the event loop
+(``treesynth_core/store/write_behind.py``), and the wall time includes committing the last of them.
 
 The fake server runs in a child process by default (as a real server would, it then has a core of
 its own); ``--server thread`` runs it in this process instead, sharing the interpreter lock.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -123,10 +129,11 @@ def measure(
             tempfile.TemporaryDirectory(prefix="bench-") as folder,
             Project.create(Path(folder) / "p", task="b") as project,
         ):
-            if recorded:
+            if recorded:  # as a run goes (jobs.runs.run_llm_work): rows written behind, all committed at the end
                 llm = recording(llm, project, project.start_run("bench"))
             started, cpu_started = time.perf_counter(), time.process_time()
-            asyncio.run(fire(llm, n))
+            with project.write_behind() if recorded else contextlib.nullcontext():
+                asyncio.run(fire(llm, n))
             wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     if isinstance(fake, FakeOpenAIServer):
         max_in_flight, server_cpu_ms = fake.max_in_flight, -1.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 from ..errors import Cancelled, ParseError, TreeSynthError
@@ -25,6 +26,8 @@ class RunStore(CallStore, Protocol):
     def finish_run(self, run_id: str, status: str = "ok", error: str | None = None) -> None: ...
 
     def stats(self, run_id: str | None = None) -> RunStats: ...
+
+    def write_behind(self) -> AbstractContextManager[object]: ...
 
 
 def default_factory(settings: BackendSettings) -> LLM:
@@ -54,7 +57,8 @@ def run_llm_work(
     stale). A run that made nothing it was asked for because every reply was unusable (its report's
     ``shortfall()``, see :mod:`~treesynth_core.generate.shortfall`) failed: it raises
     :class:`ParseError` saying why; one that made part of it is ``partial``, with the shortfall as its
-    error."""
+    error. The run's call-log and cache rows are written behind it (see
+    :mod:`~treesynth_core.store.write_behind`), all of them committed before its status is."""
     run_id = store.start_run(command, params, job_id=job_id)
     cancel = cancel or threading.Event()
     factory = llm_factory or default_factory
@@ -76,7 +80,8 @@ def run_llm_work(
             await llm.aclose()
 
     try:
-        result = asyncio.run(main())
+        with store.write_behind():  # leaving it commits every queued row, however the run ended
+            result = asyncio.run(main())
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted", "Ctrl-C")
         raise

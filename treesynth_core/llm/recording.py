@@ -60,10 +60,14 @@ class CallStore(Protocol):
     def log_call(self, record: CallRecord) -> str: ...
 
 
+#: A request's loggable fields: all but ``validate``.
+_REQUEST_FIELDS = tuple(f.name for f in fields(ChatRequest) if f.name != "validate")
+
+
 def request_dict(request: ChatRequest) -> dict:
     """The loggable form of a request (its fields but ``validate``; built by hand: ``asdict``'s deep
     copy was half the call log's time on the event loop, and the log only serializes it)."""
-    data = {f.name: getattr(request, f.name) for f in fields(request) if f.name != "validate"}
+    data = {name: getattr(request, name) for name in _REQUEST_FIELDS}
     data["messages"] = request.message_dicts()
     data["meta"] = dict(request.meta)
     return data
@@ -124,10 +128,13 @@ class LoggedLLM:
         )
 
     async def complete(self, request: ChatRequest) -> ChatResult:
+        return await self.complete_keyed(request, cache_key(self.backend, self.model, request))
+
+    async def complete_keyed(self, request: ChatRequest, key: str) -> ChatResult:
+        """:meth:`complete`, given the request's cache key (the cache in front of this has it)."""
         if self.gave_up is not None:
             raise EndpointError(f"not sent, an earlier call failed: {self.gave_up}")
         self.budget.take()
-        key = cache_key(self.backend, self.model, request)
         started = time.perf_counter()
         attempts = Attempts()
         token = CURRENT_ATTEMPTS.set(attempts)
@@ -208,7 +215,7 @@ class CachedLLM:
                 )
             )
             return replace(hit, cached=True, call_id=hit.call_id or call_id)
-        result = await self.inner.complete(request)
+        result = await self.inner.complete_keyed(request, key)
         if result.invalid is None:
             self.store.cache_put(key, result)
         return result

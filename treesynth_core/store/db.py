@@ -3,8 +3,9 @@
 :class:`Database` owns the one SQLite connection of an open project. The connection is shared by
 the app's background threads (``check_same_thread=False``); a re-entrant lock serializes its use.
 Every write is one short transaction committed at once (:meth:`Database.tx`), so a crash or Ctrl-C
-loses nothing already committed, and SQLite failures reach the user as a :class:`ProjectError` that
-says what to do (:meth:`Database.errors`). A project whose folder or database file this process
+loses nothing already committed (a run's call-log and cache rows are committed in batches behind it:
+see :mod:`.write_behind`), and SQLite failures reach the user as a :class:`ProjectError` that says
+what to do (:meth:`Database.errors`). A project whose folder or database file this process
 cannot write is opened read-only: reads work, a write says the folder is read-only.
 """
 
@@ -13,13 +14,16 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ProjectError, ProjectGone
 from . import schema
+
+if TYPE_CHECKING:
+    from .write_behind import WriteBehind
 
 DB_NAME = "treesynth.db"
 #: Written to ``meta.format_version``; the schema itself is versioned by its migrations.
@@ -38,6 +42,8 @@ class Database:
         self.read_only = read_only
         self.lock = threading.RLock()
         self.closed = False
+        #: The queue of call-log and cache rows while a run writes behind (see :meth:`write_behind`).
+        self.behind: WriteBehind | None = None
         #: The database file's (device, inode) when opened: a file gone or replaced since is refused
         #: (checked at its absolute path, so a change of working directory is no false alarm).
         self._watched = self.file.absolute()
@@ -71,10 +77,49 @@ class Database:
         return db
 
     def close(self) -> None:
+        """Commit what a run queued (see :meth:`write_behind`), then close the connection."""
+        if (behind := self.behind) is not None:
+            behind.close(raise_errors=False)
+            self.behind = None
         with self.lock:
             if not self.closed:
                 self.closed = True
                 self.conn.close()
+
+    @contextmanager
+    def write_behind(self, **options: Any) -> Iterator[WriteBehind | None]:
+        """Queue call-log and cache rows while inside, committed in batches by a writer thread (see
+        :mod:`.write_behind`); on the way out, whether the block ended or raised, everything queued
+        is committed. Inside another such block it only joins that one; a read-only project writes
+        nothing behind (None: its writes are refused at once, as before)."""
+        if self.behind is not None or self.read_only:
+            yield self.behind
+            return
+        from .write_behind import WriteBehind  # it builds rows with .runs, which imports this module
+
+        behind = self.behind = WriteBehind(self._commit_queued, self.check_writable, **options)
+        failed = True
+        try:
+            yield behind
+            failed = False
+        finally:
+            try:
+                behind.close(raise_errors=not failed)
+            finally:
+                self.behind = None
+
+    def _commit_queued(self) -> None:
+        with self.tx():
+            pass  # tx() takes in what is queued
+
+    def check_writable(self) -> None:
+        """Raise what a write transaction would raise before it starts: the project is closed,
+        read-only, or its folder is gone."""
+        if self.closed:
+            raise ProjectError(f"the project {self.folder} is closed")
+        if self.read_only:
+            raise ProjectError(read_only_error(self.folder))
+        self.check_present(writing=True)
 
     def check(self) -> None:
         """Refuse a database that is damaged, not ours, or lacks its tables or its task."""
@@ -129,18 +174,30 @@ class Database:
             raise ProjectError(damaged(self.file, str(exc))) from exc
 
     @contextmanager
-    def tx(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
-        """One transaction: committed on exit, rolled back on any exception (Ctrl-C included)."""
+    def tx(self, mode: str = "IMMEDIATE", *, queued: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed on exit, rolled back on any exception (Ctrl-C included).
+
+        While a run writes behind (:meth:`write_behind`), a write transaction first takes in the
+        call-log and cache rows queued so far (put back in the queue if it rolls back), and a read
+        commits them first, so every write is ordered after the calls before it and every read sees
+        them; ``queued=False``: a read that leaves them queued (the cache lookup, which reads the
+        queue itself)."""
         with self.lock, self.errors():
             if self.closed:
                 raise ProjectError(f"the project {self.folder} is closed")
             if self.read_only and mode != "DEFERRED":
                 raise ProjectError(read_only_error(self.folder))
             writing = mode != "DEFERRED"
+            behind = self.behind if queued else None
+            if behind is not None and not writing and behind.pending():
+                self._commit_queued()
             self.check_present(writing=writing)
             conn = self.conn
             conn.execute(f"BEGIN {mode}")
+            requeue: Callable[[], None] | None = None
             try:
+                if behind is not None and writing:
+                    requeue = behind.drain(conn)
                 yield conn
                 if writing:
                     self.check_present(writing=True)  # gone while this transaction ran: roll back
@@ -148,11 +205,24 @@ class Database:
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                if requeue is not None:
+                    requeue()
                 raise
 
-    def read(self) -> AbstractContextManager[sqlite3.Connection]:
-        """A read transaction: one consistent snapshot for several queries."""
-        return self.tx("DEFERRED")
+    def query_one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The first row of one query, outside a transaction (one statement needs no snapshot, and
+        this is the cache lookup before every LLM call); what is queued behind a run stays queued."""
+        with self.lock, self.errors():
+            if self.closed:
+                raise ProjectError(f"the project {self.folder} is closed")
+            self.check_present()
+            row: tuple[Any, ...] | None = self.conn.execute(sql, params).fetchone()
+            return row
+
+    def read(self, *, queued: bool = True) -> AbstractContextManager[sqlite3.Connection]:
+        """A read transaction: one consistent snapshot for several queries (see :meth:`tx` for
+        ``queued``)."""
+        return self.tx("DEFERRED", queued=queued)
 
 
 def file_identity(file: Path) -> tuple[int, int] | None:

@@ -15,6 +15,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -284,23 +285,44 @@ class Project(SampleStore):
 
     # -- LLM reply cache, call log and runs (see :mod:`.runs`) -------------------------------------
     def cache_get(self, key: str) -> ChatResult | None:
-        """The reply cached under ``key`` (see ``llm.base.cache_key``), marked ``cached=True``."""
-        with self._db.read() as conn:
-            return runs.cache_get(conn, key)
+        """The reply cached under ``key`` (see ``llm.base.cache_key``), marked ``cached=True``; while
+        a run writes behind, one it put or evicted moments ago is seen from the queue."""
+        if (behind := self._db.behind) is not None:
+            queued, result = behind.cached(key)
+            if queued:
+                return result
+        row = self._db.query_one(runs.CACHE_GET, (key,))
+        if row is None and behind is not None:  # a commit that failed meanwhile put it back in the queue
+            return behind.cached(key)[1]
+        return None if row is None else runs.cache_result(row[0])
 
     def cache_put(self, key: str, result: ChatResult) -> None:
+        if (behind := self._db.behind) is not None and behind.cache_put(key, result):
+            return
         with self._db.tx() as conn:
             runs.cache_put(conn, key, result)
 
     def cache_evict(self, key: str) -> None:
         """Drop the reply cached under ``key`` (one its request's validator rejects)."""
+        if (behind := self._db.behind) is not None and behind.cache_evict(key):
+            return
         with self._db.tx() as conn:
             runs.cache_evict(conn, key)
 
     def log_call(self, record: CallRecord) -> str:
-        """Append one LLM call to the log, secrets redacted; return its id."""
+        """Append one LLM call to the log, secrets redacted; return its id. While a run writes
+        behind, the row is queued (see :meth:`write_behind`)."""
+        if (behind := self._db.behind) is not None and (call_id := behind.log_call(record)) is not None:
+            return call_id
         with self._db.tx() as conn:
             return runs.log_call(conn, record)
+
+    def write_behind(self, **options: Any) -> AbstractContextManager[object]:
+        """While inside, call-log and cache rows are queued and committed in batches by a writer
+        thread, off the run's event loop; leaving commits everything queued, however the block
+        ended. Order, read-your-writes and what a crash can lose: see :mod:`.write_behind`
+        (``options``: its ``max_delay_s`` and ``max_rows``)."""
+        return self._db.write_behind(**options)
 
     def start_run(self, command: str, params: dict[str, Any] | None = None, *, job_id: str | None = None) -> str:
         """Record that a command (grow, synth, ...) started, under the run lease ``job_id`` holds;

@@ -22,30 +22,52 @@ from ..llm.recording import CallRecord
 from .db import marks
 from .schema import dumps, now
 
-_CALL_FIELDS = tuple(f.name for f in dataclasses.fields(CallRecord))
 _RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(ChatResult))
+_CACHED_FIELDS = frozenset(_RESULT_FIELDS) - {"cached"}
+#: The call log's columns written as the record has them; the others are made by :func:`insert_calls`.
+_CALL_COLUMNS = tuple(
+    f.name
+    for f in dataclasses.fields(CallRecord)
+    if f.name not in {"request", "response", "error", "cached", "attempt_errors"}
+)
+_INSERT_CALL = (
+    f"INSERT INTO llm_calls ({', '.join(_CALL_COLUMNS)}, id, ts, request, response, error, cached, attempt_errors) "
+    f"VALUES ({marks(len(_CALL_COLUMNS) + 7)})"
+)
 _JOB_FIELDS = frozenset({"done", "total", "message", "status", "error", "finished", "run_id", "result"})
 
 # -- LLM reply cache and call log -----------------------------------------------------------------
 
 
+CACHE_GET = "SELECT result FROM llm_cache WHERE key = ?"
+
+
 def cache_get(conn: sqlite3.Connection, key: str) -> ChatResult | None:
     """The reply cached under ``key`` (see ``llm.base.cache_key``), marked ``cached=True``."""
-    row = conn.execute("SELECT result FROM llm_cache WHERE key = ?", (key,)).fetchone()
-    if row is None:
-        return None
+    row = conn.execute(CACHE_GET, (key,)).fetchone()
+    return None if row is None else cache_result(row[0])
+
+
+def cache_result(text: str) -> ChatResult | None:
+    """A cache row's reply, marked ``cached=True``; None when it is unreadable (it counts as a miss,
+    and the next put replaces it)."""
     try:
-        data = json.loads(row[0])
-        known = {f.name for f in dataclasses.fields(ChatResult)} - {"cached"}
-        return ChatResult(**{k: v for k, v in data.items() if k in known}, cached=True)
+        data = json.loads(text)
+        return ChatResult(**{k: v for k, v in data.items() if k in _CACHED_FIELDS}, cached=True)
     except (ValueError, TypeError, AttributeError):
-        return None  # an unreadable entry counts as a miss; the next put replaces it
+        return None
+
+
+def cache_text(result: ChatResult) -> str:
+    """A reply as its cache row holds it."""
+    # field by field: a reply's fields are plain values, and ``asdict``'s deep copy cost more than the write
+    return dumps({name: getattr(result, name) for name in _RESULT_FIELDS} | {"cached": False})
 
 
 def cache_put(conn: sqlite3.Connection, key: str, result: ChatResult) -> None:
-    # field by field: a reply's fields are plain values, and ``asdict``'s deep copy cost more than the write
-    data = {name: getattr(result, name) for name in _RESULT_FIELDS} | {"cached": False}
-    conn.execute("INSERT OR REPLACE INTO llm_cache (key, result, created) VALUES (?, ?, ?)", (key, dumps(data), now()))
+    conn.execute(
+        "INSERT OR REPLACE INTO llm_cache (key, result, created) VALUES (?, ?, ?)", (key, cache_text(result), now())
+    )
 
 
 def cache_evict(conn: sqlite3.Connection, key: str) -> None:
@@ -56,18 +78,26 @@ def cache_evict(conn: sqlite3.Connection, key: str) -> None:
 def log_call(conn: sqlite3.Connection, record: CallRecord) -> str:
     """Append one LLM call to the log, secrets redacted; return its id."""
     call_id = new_ulid()
-    values = {
-        **{name: getattr(record, name) for name in _CALL_FIELDS},
-        "id": call_id,
-        "ts": now(),
-        "request": dumps(redact_secrets(dict(record.request))),
-        "response": redact_secrets(record.response),
-        "error": redact_secrets(record.error),
-        "cached": int(record.cached),
-        "attempt_errors": dumps(redact_secrets(list(record.attempt_errors))),
-    }
-    conn.execute(f"INSERT INTO llm_calls ({', '.join(values)}) VALUES ({marks(len(values))})", list(values.values()))
+    insert_calls(conn, [(call_id, now(), record)])
     return call_id
+
+
+def insert_calls(conn: sqlite3.Connection, calls: Sequence[tuple[str, str, CallRecord]]) -> None:
+    """Append ``(id, time, record)`` calls to the log in this order, secrets redacted."""
+    rows = [
+        (
+            *(getattr(record, name) for name in _CALL_COLUMNS),
+            call_id,
+            ts,
+            redacted_json(record.request),
+            redact_secrets(record.response),
+            redact_secrets(record.error),
+            int(record.cached),
+            dumps(redact_secrets(list(record.attempt_errors))),
+        )
+        for call_id, ts, record in calls
+    ]
+    conn.executemany(_INSERT_CALL, rows)
 
 
 # -- runs and statistics --------------------------------------------------------------------------
@@ -403,6 +433,18 @@ def _job_record(row: Sequence[Any]) -> JobRecord:
 _SECRET = re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}|\bBearer\s+[A-Za-z0-9_\-.~+/=]{8,}")
 _SECRET_KEYS = frozenset({"api_key", "apikey", "api-key", "x-api-key", "authorization", "password"})
 REDACTED = "[REDACTED]"
+#: In lower case, what anything :func:`redact_secrets` changes contains.
+_MARKERS = ("sk-", "bearer", *_SECRET_KEYS)
+
+
+def redacted_json(value: Any) -> str:
+    """``dumps(redact_secrets(value))``, without walking ``value`` when its JSON holds nothing that
+    could be a secret (no ``sk-``, ``bearer`` or secret key name in any case): most requests."""
+    text = dumps(value)
+    lowered = text.lower()
+    if any(marker in lowered for marker in _MARKERS):
+        return dumps(redact_secrets(value))
+    return text
 
 
 def redact_secrets(value: Any) -> Any:
@@ -417,6 +459,8 @@ def redact_secrets(value: Any) -> Any:
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+#: Two Crockford digits for each 10-bit value: a ULID is 13 of them.
+_CROCKFORD_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 _ulid_lock = threading.Lock()
 _ulid_last = [0]
 
@@ -427,4 +471,4 @@ def new_ulid() -> str:
     value = (int(datetime.now(UTC).timestamp() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
     with _ulid_lock:
         value = _ulid_last[0] = max(value, _ulid_last[0] + 1)
-    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+    return "".join([_CROCKFORD_PAIRS[(value >> shift) & 1023] for shift in range(120, -1, -10)])
