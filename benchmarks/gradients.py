@@ -27,6 +27,11 @@ It prints:
 
 On a GPU: ``--random-weights --dtype both --batch 8,32,64 --samples 512 --speed-only --exact-samples 32``
 (``.gpubench/run.sh`` runs it).
+
+``--profile``: no timing table; instead torch.profiler over ``--profile-batches`` batches (after a
+warm-up) at each ``--batch`` and ``--dtype``: the top 20 ops by self CUDA time (on a GPU) and by
+self CPU time, ops and kernels a batch, and the share of the wall time the GPU was busy (the rest it
+waited for the host: launches, Python, syncs), for ours and for the floor on the same batches.
 """
 
 from __future__ import annotations
@@ -390,6 +395,81 @@ def speed(featurizer, pairs, batch_size: int, floor_batches: int) -> dict:
     }
 
 
+def profile(featurizer, pairs, batch_size: int, batches: int, rows: int = 20) -> None:
+    """torch.profiler over ``batches`` batches of ours (after a warm-up), then over the floor on the
+    same batches: the top ``rows`` ops by self CUDA time (on a GPU) and by self CPU time, ops a
+    batch, and how much of the wall time the GPU was busy (the rest it waited for the host: launches,
+    Python, syncs). The wall time without the profiler is printed too: the profiler slows the host."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    cuda = featurizer.device.type == "cuda"
+    chunks = [c for c in (pairs[i * batch_size : (i + 1) * batch_size] for i in range(batches)) if c]
+    floor_in = _batches(featurizer, [p for c in chunks for p in c], batch_size)
+    for _ in range(2):  # warm-up: allocator, kernel choices, the featurizer's first-batch checks
+        featurizer.features_for_texts(chunks[0], batch_size=batch_size)
+        floor_time(featurizer, floor_in[:1])
+    _sync(featurizer)
+    start = time.perf_counter()
+    for chunk in chunks:
+        featurizer.features_for_texts(chunk, batch_size=batch_size)
+    _sync(featurizer)
+    plain = {
+        "ours": (time.perf_counter() - start) / len(chunks),
+        "floor": floor_time(featurizer, floor_in) / len(chunks),
+    }
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    title = f"{featurizer.dtype} batch {batch_size}, {len(chunks)} batches"
+    lines = []
+    for what, run in (
+        ("ours", lambda: [featurizer.features_for_texts(c, batch_size=batch_size) for c in chunks]),
+        ("floor", lambda: floor_time(featurizer, floor_in)),
+    ):
+        with torch_profile(activities=activities) as prof:
+            start = time.perf_counter()
+            run()
+            _sync(featurizer)
+            wall = (time.perf_counter() - start) / len(chunks)
+        events = prof.events()
+        if what == "ours":
+            table = prof.key_averages()
+            for key, label in (("self_device_time_total", "CUDA"), ("self_cpu_time_total", "CPU")):
+                if label == "CUDA" and not cuda:
+                    continue
+                print(f"\n-- ours, top {rows} ops by self {label} time ({title}) --")
+                try:
+                    print(table.table(sort_by=key, row_limit=rows, max_name_column_width=70))
+                except Exception as error:  # a profiler of another version: keep going
+                    print(f"(no table: {type(error).__name__}: {error})")
+        ops = sum(1 for e in events if e.device_type.name == "CPU" and e.name.startswith("aten::"))
+        line = (
+            f"{what:<5} {title}: {1000 * wall:.1f} ms a batch profiled, {1000 * plain[what]:.1f} without the "
+            f"profiler; {ops / len(chunks):.0f} aten ops a batch (nested ones too)"
+        )
+        if cuda:
+            device = [e for e in events if e.device_type.name == "CUDA"]
+            busy = _busy_seconds([(e.time_range.start, e.time_range.end) for e in device]) / 1e6 / len(chunks)
+            line += (
+                f"; {len(device) / len(chunks):.0f} GPU ops a batch (kernels, copies), GPU busy {1000 * busy:.1f} ms "
+                f"a batch: {busy / wall:.0%} of the profiled wall time, {min(1.0, busy / plain[what]):.0%} of the "
+                "unprofiled (the rest: the GPU waits for the host)"
+            )
+        lines.append(line)
+    print()
+    for line in lines:
+        print(line, flush=True)
+
+
+def _busy_seconds(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of (start, end) intervals (the GPU's busy time, in the intervals' unit)."""
+    busy, end = 0.0, -math.inf
+    for lo, hi in sorted(intervals):
+        if hi > end:
+            busy += hi - max(lo, end)
+            end = hi
+    return busy
+
+
 def cosine_pearson(X: np.ndarray, Y: np.ndarray) -> tuple[float, float]:
     """(Pearson, mean |difference|) between the pairwise cosines of the rows of X and of Y."""
     X, Y = X.astype(np.float64), Y.astype(np.float64)
@@ -449,6 +529,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="features/s and the floor (and --exact-samples fidelity), no naive method",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of timing: torch.profiler over --profile-batches batches at each --batch and --dtype "
+        "(top ops by self CUDA and CPU time, GPU busy vs wall), ours and the floor",
+    )
+    parser.add_argument("--profile-batches", type=int, default=3, help="batches profiled (after a warm-up)")
     args = parser.parse_args(argv)
     batch_sizes = [int(b) for b in args.batch.split(",")]
 
@@ -484,9 +571,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"loaded {label} ({n_params / 1e6:.1f}M parameters) on {featurizer.device} in {took:.1f} s")
     if featurizer.device.type == "cuda":
         print(f"GPU: {torch.cuda.get_device_name()}, bf16 supported: {torch.cuda.is_bf16_supported()}")
-    pairs = bench_pairs(args.samples, seed=args.seed)
+    pairs = bench_pairs(max(args.samples, max(batch_sizes) * args.profile_batches if args.profile else 0), args.seed)
     lengths = [len(featurizer_encode(featurizer, p, r)[0]) for p, r in pairs]
     print(f"samples: {len(pairs)} prompt+response pairs of {min(lengths)}-{max(lengths)} tokens, d={args.dim}")
+
+    if args.profile:
+        for dtype in dtypes:
+            if featurizer.dtype != dtype:
+                featurizer.close()
+                featurizer = featurizer_in(dtype)
+            for b in batch_sizes:
+                profile(featurizer, pairs, b, args.profile_batches)
+        print(f"\ntotal {time.perf_counter() - began:.0f} s")
+        return 0
 
     # 1. speed: ours on every batch, the floor (a plain forward+backward in the same precision) on the first few
     print(

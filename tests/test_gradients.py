@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +32,11 @@ from treesynth_core.coverage.features.embeddings import ensure_features  # noqa:
 from treesynth_core.coverage.features.gradients import (  # noqa: E402
     GradientFeaturizer,
     _per_sample_mean_ce,
-    factor_dims,
     gradient_features_for_texts,
     length_batches,
     load_featurizer,
 )
+from treesynth_core.coverage.features.per_sample import LeafGradients, norm_form  # noqa: E402
 from treesynth_core.coverage.features.proxy import GradientSettings, gradient_kind  # noqa: E402
 from treesynth_core.coverage.features.proxy_model import (  # noqa: E402
     check_proxy,
@@ -44,6 +45,7 @@ from treesynth_core.coverage.features.proxy_model import (  # noqa: E402
     proxy_label,
     resolve_dtype,
 )
+from treesynth_core.coverage.features.sketches import CountSketch, factor_dims  # noqa: E402
 from treesynth_core.coverage.features.tokens import encode  # noqa: E402
 from treesynth_core.errors import ConfigError  # noqa: E402
 from treesynth_core.store.samples import Sample  # noqa: E402
@@ -98,6 +100,29 @@ def unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+class LogScaleRMSNorm(torch.nn.Module):
+    """An RMSNorm keeping log-scales, y = exp(w) ⊙ x̂: named like a Llama RMSNorm, but the gradient of
+    w is not Σ_t δ_t ⊙ x̂_t."""
+
+    def __init__(self, size: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(size) * 0.1)
+        self.variance_epsilon = eps
+
+    def forward(self, x):
+        return self.weight.exp() * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+
+
+def with_log_scale_norms(model):
+    """``model`` with each of its RMSNorms replaced by a :class:`LogScaleRMSNorm` of the same size."""
+    norms = [(name, m) for name, m in model.named_modules() if type(m).__name__ == "LlamaRMSNorm"]
+    assert norms
+    for name, norm in norms:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, LogScaleRMSNorm(norm.weight.shape[0]))
+    return model
+
+
 # -- tokens ---------------------------------------------------------------------------------------
 
 
@@ -131,18 +156,71 @@ def test_factor_dims():
     assert factor_dims(13) == (1, 13)
 
 
+def test_summed_count_sketches_equal_the_sum_of_their_sketches():
+    sizes = [5, 64, 40, 150]  # below, at and above d = 64 (folded twice and thrice)
+    sketches = [CountSketch(n, 64, seed, torch.device("cpu")) for seed, n in enumerate(sizes)]
+    parts = [torch.randn(3, n, dtype=torch.float64) for n in sizes]
+    expected = sum(sketch(part.float()).double() for sketch, part in zip(sketches, parts, strict=True))
+    summed = CountSketch.summed(sketches)
+    assert (summed.n, summed.m) == (sum(sizes), 1 + 1 + 1 + 3)
+    got = summed(torch.cat(parts, dim=1).float()).double()
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
+    flat = torch.cat(parts, dim=1)[0].numpy()  # the bucket and sign arrays the reference projection uses
+    reference = np.bincount(summed.bucket, weights=summed.sign * flat, minlength=64)
+    np.testing.assert_allclose(reference, expected[0].numpy(), atol=1e-5)
+
+
 # -- the projection -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["llama-tied", "llama-untied", "gpt2"])
+@pytest.mark.parametrize("kind", ["llama-tied", "llama-untied", "gpt2", "llama-log-scale-norms"])
 def test_hooks_equal_the_projection_of_the_exact_gradient(tokenizer, kind):
-    model = tiny_gpt2(len(tokenizer)) if kind == "gpt2" else tiny_llama(len(tokenizer), tie=kind == "llama-tied")
+    model = tiny_gpt2(len(tokenizer)) if kind == "gpt2" else tiny_llama(len(tokenizer), tie=kind != "llama-untied")
+    if kind == "llama-log-scale-norms":  # its norms' gradients are not those of the closed form: torch.func's are used
+        model = with_log_scale_norms(model)
     featurizer = GradientFeaturizer.from_model(model, tokenizer, label=kind, dim=128, seed=3, max_tokens=40)
     features = featurizer.features_for_texts(PAIRS, batch_size=4)  # padded batches
     expected = np.array([unit(featurizer.project(g)) for g in exact_gradients(featurizer, PAIRS)])
     assert features.dtype == np.float32 and features.shape == (len(PAIRS), 128)
     np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(features, expected, atol=2e-5)
+
+
+def test_norm_forms_give_the_norms_outputs():
+    x = torch.randn(3, 5, 16)
+    llama = transformers.models.llama.modeling_llama.LlamaRMSNorm(16, eps=1e-5)
+    norms = [torch.nn.LayerNorm(16), torch.nn.RMSNorm(16, eps=1e-6), llama]
+    for norm in norms:
+        with torch.no_grad():
+            norm.weight.normal_()
+            bias = getattr(norm, "bias", None)
+            if bias is not None:
+                bias.normal_()
+            form = norm_form(norm)
+            assert form is not None
+            expected = norm.weight * form(x) + (bias if bias is not None else 0)
+            np.testing.assert_allclose(norm(x).numpy(), expected.numpy(), atol=1e-5)
+    assert norm_form(torch.nn.Linear(16, 16)) is None and norm_form(torch.nn.Embedding(9, 16)) is None
+    assert norm_form(torch.nn.LayerNorm((4, 4))) is None  # over two axes
+
+
+@pytest.mark.parametrize("log_scale", [False, True])
+def test_leaf_gradients_use_the_closed_form_only_where_it_is_exact(log_scale):
+    llama = transformers.models.llama.modeling_llama.LlamaRMSNorm(16)
+    norm = LogScaleRMSNorm(16) if log_scale else llama
+    leaf = LeafGradients(norm, nullcontext)
+    x, delta = torch.randn(3, 5, 16), torch.randn(3, 5, 16)
+    with torch.no_grad():
+        norm.weight.normal_()
+    expected = leaf.exact(x, delta)["weight"]
+    assert leaf.closed_form is None
+    first, again = leaf(x, delta)["weight"], leaf(x, delta)["weight"]
+    assert leaf.closed_form is (not log_scale)
+    assert torch.equal(first, again)  # the first call computes as the later ones
+    np.testing.assert_allclose(first.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+    manual = torch.stack([torch.autograd.grad((norm(x[i]) * delta[i]).sum(), norm.weight)[0] for i in range(3)])
+    np.testing.assert_allclose(first.numpy(), manual.detach().numpy(), rtol=1e-4, atol=1e-5)
+    assert LeafGradients(torch.nn.Linear(16, 4), nullcontext).closed_form is False  # no closed form to try
 
 
 def test_cosines_track_the_exact_gradient_cosines(tokenizer):

@@ -1,7 +1,8 @@
 """Per-sample feature vectors: sentence embeddings (:mod:`.embeddings`) and projected gradients
 (:mod:`.gradients`; the proxy model named, checked and loaded in :mod:`.proxy_model`, a sample's
-tokens in :mod:`.tokens`, the project's proxy setting and time estimates in :mod:`.proxy`), stored in
-the project by featurizer name. Heavy models load on first use.
+tokens in :mod:`.tokens`, the projection's seeded factors and count sketches in :mod:`.sketches`,
+exact per-sample gradients of norms in :mod:`.per_sample`, the project's proxy setting and time
+estimates in :mod:`.proxy`), stored in the project by featurizer name. Heavy models load on first use.
 
 The names below come from :mod:`.embeddings` on first use, so importing :mod:`.gradients` needs only
 torch, transformers and numpy (``benchmarks/gradients.py`` runs on a bare GPU machine)."""

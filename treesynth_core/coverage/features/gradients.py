@@ -26,11 +26,20 @@ block-structured, one block per parameter, each with its own seeded factors:
   G to vec(Aᵀ G B), with Gaussian factors A (rows x k_r) and B (cols x k_c), k_r·k_c = d (32 x 32
   for d = 1024): the Kronecker-factored projection of LoGra (Choe et al. 2024). A linear layer's
   per-sample gradient is G = Σ_t δ_t a_tᵀ (output gradients δ, inputs a, summed over tokens t),
-  so Aᵀ G B = Σ_t (Aᵀ δ_t)(Bᵀ a_t)ᵀ: two skinny matmuls and a (k_r x k_c) batched product per
-  layer, fed by a forward hook (a) and a tensor hook on the layer's output (δ) during one batched
-  backward pass that computes no weight gradient at all. Embedding rows are one-hot: Aᵀ e_x = A[x].
-* every other parameter (norm weights, biases) gets its exact per-sample gradient (``torch.func``
-  for norms) and a seeded count sketch.
+  so Aᵀ G B = Σ_t (Aᵀ δ_t)(Bᵀ a_t)ᵀ: two skinny matmuls per layer, fed by a forward hook (a) and
+  a tensor hook on the layer's output (δ) during one batched backward pass that computes no weight
+  gradient at all. The projected (Bᵀ a_t, Aᵀ δ_t) of all layers are kept and summed at the end of
+  the batch in one batched (k_r x k_c) product over all layers' tokens. Embedding rows are one-hot:
+  Aᵀ e_x = A[x].
+* every other parameter (norm weights, biases) gets its exact per-sample gradient (a norm's in
+  closed form, checked once against ``torch.func``: :mod:`.per_sample`) and a seeded count sketch
+  (:mod:`.sketches`), all of them applied at the end of the batch by one gather and one sum.
+
+A batch adds to the model's own forward and backward two small matmuls per linear layer and a few
+operations per norm, and nothing in it waits for the device until its features are copied back.
+That matters on a GPU, where a 135M-parameter proxy is bound by launching kernels up to a batch of
+about 32 (its time per batch barely grows with the batch): every operation on the host costs wall
+time there (``benchmarks/gradients.py --profile`` shows where it goes).
 
 The blocks are summed, so R is one random linear map with E[RᵀR] = I over the concatenated
 gradient: inner products, hence cosines, are preserved in expectation. On SmolLM2-135M at 128
@@ -48,7 +57,8 @@ error). ``dtype="bf16"`` runs the proxy's forward under ``torch.autocast`` in bf
 follows it); the weights stay float32, and so does whatever is numerically fragile: the loss (cross-
 entropy of float32 logits), the exact per-sample gradients of norms and biases, and every sum of the
 projection. The skinny projections of activations and output gradients run in bf16 (their factors
-cast once), each product converted to float32 before it is summed over tokens. ``auto`` (the default)
+cast once, an input shared by several layers cast once), their products converted to float32
+before they are summed over tokens. ``auto`` (the default)
 is bf16 on a CUDA GPU that supports it and fp32 elsewhere; ``benchmarks/gradients.py --dtype both``
 measures the speed and how far bf16 features are from fp32 ones.
 
@@ -59,17 +69,18 @@ says which.
 
 from __future__ import annotations
 
-import math
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ...seeding import stable_seed
+from .per_sample import LeafGradients
 from .proxy_model import DEFAULT_DIM, DEFAULT_MAX_TOKENS, feature_kind, load_proxy, resolve_dtype
+from .sketches import CountSketch, factor_dims, gaussian
 from .tokens import encode
 
 if TYPE_CHECKING:
@@ -79,53 +90,6 @@ if TYPE_CHECKING:
     from ...store.samples import Sample  # not at run time: the store needs the app's dependencies
 
 Progress = Callable[[int, int], None]
-
-
-# -- the projection -------------------------------------------------------------------------------
-
-
-def factor_dims(d: int) -> tuple[int, int]:
-    """(k_r, k_c) with k_r·k_c = d and k_r the largest divisor of d up to sqrt(d): 1024 -> (32, 32).
-    Square-ish factors project best; a prime ``dim`` degenerates to (1, d)."""
-    k = math.isqrt(d)
-    while d % k:
-        k -= 1
-    return k, d // k
-
-
-def gaussian(shape: tuple[int, int], seed: int, scale: float) -> torch.Tensor:
-    """A seeded N(0, scale²) matrix, drawn on the CPU (the same numbers whatever the device)."""
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=gen).mul_(scale)
-
-
-class CountSketch:
-    """A seeded count sketch of the last axis, length ``n`` -> ``d``: coordinate i goes to bucket
-    ``bucket[i]`` with sign ``sign[i]``. Buckets are balanced (a random permutation of ``m·d`` slots
-    folded ``m`` times, m = ceil(n/d)), so for n <= d no two coordinates collide. Applied by a
-    gather and a sum: deterministic on CPU and GPU."""
-
-    def __init__(self, n: int, d: int, seed: int, device: torch.device) -> None:
-        import torch
-
-        gen = torch.Generator().manual_seed(seed)
-        self.n, self.d, self.m = n, d, max(1, math.ceil(n / d))
-        slots = torch.randperm(self.m * d, generator=gen)[:n]
-        sign = torch.randint(0, 2, (n,), generator=gen).float() * 2 - 1
-        self.bucket = (slots % d).numpy().astype(np.int64)
-        self.sign = sign.numpy().astype(np.float64)
-        source = torch.zeros(self.m * d, dtype=torch.long)
-        slot_sign = torch.zeros(self.m * d)
-        source[slots] = torch.arange(n)
-        slot_sign[slots] = sign
-        self._source, self._slot_sign = source.to(device), slot_sign.to(device)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """(..., n) -> (..., d)."""
-        y = x.index_select(-1, self._source).mul_(self._slot_sign)
-        return y.view(*x.shape[:-1], self.m, self.d).sum(-2) if self.m > 1 else y
 
 
 # -- the featurizer -------------------------------------------------------------------------------
@@ -198,6 +162,7 @@ class GradientFeaturizer:
         self.dtype = resolve_dtype(dtype, str(self.device))
         self._low = torch.bfloat16 if self.dtype == "bf16" else None  # the autocast dtype, None: float32
         self._low_factors: dict[int, torch.Tensor] = {}  # id(fp32 factor) -> its bf16 copy
+        self._low_input: tuple[torch.Tensor, torch.Tensor] | None = None  # the last input cast to bf16, its copy
         self.model = model.to(device=self.device, dtype=torch.float32).eval()
         self.tokenizer = tokenizer
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -213,8 +178,12 @@ class GradientFeaturizer:
         self._active = False
         self._lock = threading.Lock()
         self._mask: torch.Tensor | None = None  # (B, T) bool, None when the batch has no padding
-        self._acc_m: torch.Tensor | None = None  # (B, k_r, k_c): Σ of the matrix blocks
-        self._acc_v: torch.Tensor | None = None  # (B, d): Σ of the count-sketched parameters
+        self._n = 0  # the batch's size while a batch runs, else 0
+        # The batch's projected factors, summed at its end (one matmul): (B, N, k_r) and (B, N, k_c)
+        # pairs by dtype, and the per-sample gradients (B, n) of the count-sketched parameters.
+        self._blocks: dict[torch.dtype, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        self._flat_grads: list[tuple[str, torch.Tensor]] = []
+        self._summed_sketches: dict[tuple[str, ...], CountSketch] = {}
         self._plan_hooks()
 
     @property
@@ -293,38 +262,69 @@ class GradientFeaturizer:
 
     def _tokens(self, t: torch.Tensor) -> torch.Tensor:
         """A batch-first activation as (B, N, features), N = tokens (and heads, if any)."""
-        if self._acc_v is None or t.shape[0] != self._acc_v.shape[0]:
+        if not self._n or t.shape[0] != self._n:
             raise NotImplementedError("gradient features need batch-first activations")
         return t.reshape(t.shape[0], -1, t.shape[-1])
 
-    def _masked(self, projected: torch.Tensor) -> torch.Tensor:
-        """Zero the padded token positions of a projected (B, T, k) tensor (a no-op without padding;
-        pads get no gradient anyway, this only keeps odd activations there out of the sum)."""
-        mask = self._mask
-        if mask is None or projected.shape[1] != mask.shape[1]:
-            return projected
-        return projected.where(mask.unsqueeze(-1), 0.0)
-
     def _project(self, t: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-        """``t @ factor`` (a skinny projection) as float32: in bf16 mode computed in bf16, with a
-        bf16 copy of the factor made once."""
+        """``t @ factor`` (a skinny projection): in bf16 mode computed in bf16 and left in bf16 (the
+        batch's sum is float32), with a bf16 copy of the factor made once."""
         if self._low is None:
             return t @ factor
         low = self._low_factors.get(id(factor))
         if low is None:
             low = self._low_factors[id(factor)] = factor.to(self._low)
-        return (t.to(self._low) @ low).float()
+        return t.to(self._low) @ low
+
+    def _layer_input(self, x: torch.Tensor) -> torch.Tensor:
+        """A layer's input, detached, in the projection's dtype: in bf16 mode one bf16 copy of an
+        input that several layers share (q, k and v; gate and up)."""
+        if self._low is None or x.dtype == self._low:
+            return x.detach()
+        if self._low_input is None or self._low_input[0] is not x:
+            self._low_input = (x, x.detach().to(self._low))
+        return self._low_input[1]
 
     def _add_block(self, rows: torch.Tensor, cols: torch.Tensor) -> None:
-        """acc[b] += Σ_t rows[b, t] ⊗ cols[b, t] for projected (B, T, k_r) and (B, T, k_c)."""
-        assert self._acc_m is not None
-        self._acc_m.baddbmm_(self._masked(rows).transpose(1, 2), self._masked(cols))
+        """Keep projected (B, N, k_r) and (B, N, k_c) for the batch's sum Σ_t rows[b, t] ⊗ cols[b, t]
+        (:meth:`_blocks_sum`)."""
+        if rows.dtype != cols.dtype:
+            rows, cols = rows.float(), cols.float()
+        kept = self._blocks.setdefault(rows.dtype, ([], []))
+        kept[0].append(rows)
+        kept[1].append(cols)
+
+    def _blocks_sum(self, acc: torch.Tensor) -> None:
+        """acc[b] += Σ over the kept blocks and their tokens of rows[b, t] ⊗ cols[b, t]: one batched
+        float32 matmul over all of them (padded positions zeroed)."""
+        import torch
+
+        mask = self._mask
+        for rows, cols in self._blocks.values():
+            r, c = torch.cat(rows, dim=1), torch.cat(cols, dim=1)
+            if mask is not None:  # pads get no gradient anyway: this keeps odd activations there out
+                keep = [mask if p.shape[1] == mask.shape[1] else mask.new_ones(p.shape[:2]) for p in rows]
+                m = torch.cat(keep, dim=1).unsqueeze(-1)
+                r, c = r.where(m, 0.0), c.where(m, 0.0)
+            acc.baddbmm_(r.float().transpose(1, 2), c.float())
 
     def _add_flat(self, name: str, grads: torch.Tensor) -> None:
-        """Add the count sketch of per-sample gradients (B, ...) of parameter ``name``."""
-        flat = grads.reshape(grads.shape[0], -1).float()
-        assert self._acc_v is not None
-        self._acc_v += self.flat_sketch(name, flat.shape[1])(flat)
+        """Keep per-sample gradients (B, ...) of parameter ``name`` for the batch's count sketch."""
+        self._flat_grads.append((name, grads.reshape(grads.shape[0], -1).float()))
+
+    def _flat_sum(self, acc: torch.Tensor) -> None:
+        """acc += the count sketches of the kept per-sample gradients: one gather and one sum (their
+        sketches side by side, :meth:`CountSketch.summed`)."""
+        import torch
+
+        if not self._flat_grads:
+            return
+        names = tuple(name for name, _ in self._flat_grads)
+        sketch = self._summed_sketches.get(names)
+        if sketch is None:
+            parts = [self.flat_sketch(name, g.shape[1]) for name, g in self._flat_grads]
+            sketch = self._summed_sketches[names] = CountSketch.summed(parts)
+        acc += sketch(torch.cat([g for _, g in self._flat_grads], dim=1))
 
     def _linear_hook(self, module: nn.Module, *, transposed: bool) -> Callable[..., None]:
         weight: Any = module.weight
@@ -336,15 +336,14 @@ class GradientFeaturizer:
         def forward_hook(_module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
             if not self._active or not output.requires_grad:
                 return
-            x = self._tokens(args[0].detach())
-            x_in = self._project(x, b_in)  # projected now: the hook keeps (B, N, k) alive, not the activation
+            x_in = self._project(self._tokens(self._layer_input(args[0])), b_in)  # kept: (B, N, k), not x
 
             def on_grad(delta: torch.Tensor) -> None:
                 d = self._tokens(delta)
                 d_out = self._project(d, a_out)
                 self._add_block(x_in if transposed else d_out, d_out if transposed else x_in)
                 if bias is not None:
-                    self._add_flat(self._names[id(bias)], self._masked(d.float()).sum(1))
+                    self._add_flat(self._names[id(bias)], self._masked_sum(d))
 
             output.register_hook(on_grad)
 
@@ -370,40 +369,43 @@ class GradientFeaturizer:
 
         return forward_hook
 
+    def _masked_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, F) float32: Σ over tokens of a batch-first (B, T, ..., F) tensor, padded positions
+        zeroed (a bias's per-sample gradient from its output gradient)."""
+        return self._tokens(self._pads_zeroed(t.float())).sum(1)
+
+    def _pads_zeroed(self, t: torch.Tensor) -> torch.Tensor:
+        """A batch-first (B, T, ...) tensor with its padded positions zeroed (itself without padding)."""
+        mask = self._mask
+        if mask is None or t.shape[:2] != mask.shape:
+            return t
+        return t.where(mask.view(*mask.shape, *([1] * (t.dim() - 2))), 0.0)
+
+    @contextmanager
+    def _hooks_off(self) -> Iterator[None]:
+        """Our forward hooks do nothing inside (``torch.func`` calling a module again)."""
+        self._active = False
+        try:
+            yield
+        finally:
+            self._active = True
+
     def _generic_hook(self, module: nn.Module) -> Callable[..., None]:
-        """Any other leaf module with parameters (norms, ...): exact per-sample gradients through
-        ``torch.func``, then a count sketch. Expects one batch-first tensor input."""
-        import torch
-        from torch.func import functional_call, grad, vmap
-
+        """Any other leaf module with parameters (norms, ...): exact per-sample gradients
+        (:class:`~.per_sample.LeafGradients`: a norm's in closed form), then a count sketch.
+        Expects one batch-first tensor input."""
         names = {k: self._names[id(p)] for k, p in module.named_parameters(recurse=False)}
-
-        def inner(params: dict[str, Any], x: Any, delta: Any) -> Any:
-            return (functional_call(module, params, (x.unsqueeze(0),)) * delta.unsqueeze(0)).sum()
-
-        per_sample = vmap(grad(inner), in_dims=(None, 0, 0))
+        leaf = LeafGradients(module, self._hooks_off)
 
         def forward_hook(_module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
             if not self._active or not output.requires_grad:
                 return
             if len(args) != 1:
                 raise NotImplementedError(f"gradient features: {type(module).__name__} takes {len(args)} inputs")
-            x = args[0].detach().float()
+            x = args[0].detach()
 
             def on_grad(delta: torch.Tensor) -> None:
-                nonlocal x
-                delta = delta.float()
-                mask = self._mask
-                if mask is not None and delta.shape[:2] == mask.shape == x.shape[:2]:
-                    m = mask.view(*mask.shape, *([1] * (delta.dim() - 2)))
-                    delta, x = delta.where(m, 0.0), x.where(m, 0.0)
-                params = {k: p.detach() for k, p in module.named_parameters(recurse=False)}
-                self._active = False  # the module's own forward hook must not fire inside vmap
-                try:
-                    with torch.autocast(self.device.type, enabled=False):  # exact, in float32
-                        grads = per_sample(params, x, delta)
-                finally:
-                    self._active = True
+                grads = leaf(self._pads_zeroed(x.float()), self._pads_zeroed(delta.float()))
                 for key, g in grads.items():
                     self._add_flat(names[key], g)
 
@@ -441,22 +443,18 @@ class GradientFeaturizer:
         import torch.nn.functional as F  # noqa: N812
 
         n, width = len(encoded), max(1, max(len(ids) for ids, _ in encoded))
-        ids = torch.full((n, width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.bool)
-        target = torch.zeros((n, width), dtype=torch.bool)
+        ids_np = np.full((n, width), self._pad_id, dtype=np.int64)
+        mask_np = np.zeros((n, width), dtype=bool)
+        target_np = np.zeros((n, width), dtype=bool)
         for i, (row, targets) in enumerate(encoded):
-            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-            mask[i, : len(row)] = True
-            target[i, : len(row)] = torch.tensor(targets, dtype=torch.bool)
-        ids, mask, target = ids.to(self.device), mask.to(self.device), target.to(self.device)
-        kr, kc = self._factors
-        self._mask = None if bool(mask.all()) else mask
-        self._acc_m = torch.zeros((n, kr, kc), device=self.device)
-        self._acc_v = torch.zeros((n, self.dim), device=self.device)
+            ids_np[i, : len(row)], mask_np[i, : len(row)], target_np[i, : len(row)] = row, True, targets
+        ids, mask, target = (torch.from_numpy(a).to(self.device) for a in (ids_np, mask_np, target_np))
+        self._mask = None if mask_np.all() else mask  # decided on the host: no wait for the device
+        vectors = torch.zeros((n, self.dim), device=self.device)
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask.long(), "use_cache": False}
         if self._accepts_positions:
             kwargs["position_ids"] = torch.arange(width, device=self.device).expand(n, width)
-        self._active = True
+        self._active, self._n = True, n
         try:
             with torch.enable_grad():
                 with self.precision():
@@ -465,10 +463,11 @@ class GradientFeaturizer:
                 del logits
                 if loss.requires_grad:
                     loss.backward()  # outside autocast: each op's backward runs in its forward's dtype
-            vectors = self._acc_m.reshape(n, -1) + self._acc_v
+            self._blocks_sum(vectors.view(n, *self._factors))
+            self._flat_sum(vectors)
         finally:
-            self._active = False
-            self._mask = self._acc_m = self._acc_v = None
+            self._active, self._n, self._mask, self._low_input = False, 0, None, None
+            self._blocks, self._flat_grads = {}, []
         norms = vectors.norm(dim=1, keepdim=True)
         vectors = torch.where(norms > 0, vectors / norms.clamp_min(1e-30), torch.zeros_like(vectors))
         return vectors.detach().cpu().numpy().astype(np.float32)
