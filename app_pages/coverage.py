@@ -144,8 +144,7 @@ def _map_tab(emb_kind: str | None, grad_kind: str | None) -> None:
         from treesynth_core.coverage.maps import color_options
 
         color_by = c2.selectbox("Colour by", color_options(pts), key="coverage.color")
-        labels = dict.fromkeys((p.leaf_id, p.leaf_label) for p in pts if p.sample_set == "tree")
-        leaf_ids = {leaf: label for leaf, label in labels}
+        leaf_ids = C.tree_leaves(pts)
         leaf = c3.selectbox(
             "Highlight a leaf",
             [None, *leaf_ids],
@@ -167,7 +166,7 @@ def _map_tab(emb_kind: str | None, grad_kind: str | None) -> None:
         _map_selection(C.selected(event, shown))
 
 
-def _map_selection(chosen: list[Any]) -> None:
+def _map_selection(chosen: Any) -> None:
     """The samples box- or lasso-selected on the map, with their leaves highlighted for the Tree page."""
     if chosen:
         C.selection_list(chosen)

@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from treesynth_core.coverage import maps as M  # noqa: E402
+from treesynth_core.coverage.map_points import MapPoints, Origin  # noqa: E402
+from treesynth_core.store.samples import TREE_SET  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 PAGE = """<html><head><script src="plotly.js"></script></head><body><div id="d" style="width:1000px;height:700px"></div>
@@ -33,28 +35,27 @@ ZOOM = """async()=>{const t=performance.now();
 await Plotly.relayout('d',{'xaxis.range':[-5,5],'yaxis.range':[-5,5]});return performance.now()-t;}"""
 
 
-def every_point(points: list[M.MapPoint]) -> Any:
+def every_point(points: MapPoints) -> Any:
     import plotly.graph_objects as go
 
     return go.Figure(
         go.Scattergl(
-            x=[p.x for p in points],
-            y=[p.y for p in points],
+            x=points.x,
+            y=points.y,
             mode="markers",
             marker={"size": 3},
-            customdata=[[p.sample_id, p.leaf_id] for p in points],
+            customdata=np.column_stack([points.sample_id.astype(object), points.column("leaf_id")]),
         )
     )
 
 
-def clustered(n: int, seed: int = 0) -> list[M.MapPoint]:
+def clustered(n: int, seed: int = 0) -> MapPoints:
+    """``n`` points in 20 clusters, one leaf each, as the map's columns (no object per point)."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 20, n)
     xy = rng.normal(size=(20, 2))[labels] * 10 + rng.normal(size=(n, 2))
-    return [
-        M.MapPoint(i, float(x), float(y), f"l{c}", f"leaf {c}", "")
-        for i, ((x, y), c) in enumerate(zip(xy, labels, strict=True))
-    ]
+    origins = tuple(Origin(f"l{c}", f"leaf {c}", "", {}, TREE_SET) for c in range(20))
+    return MapPoints(np.arange(n), xy[:, 0], xy[:, 1], labels, origins, lambda ids: [""] * len(ids))
 
 
 def measure(browser: Any, folder: Path, name: str, fig: Any) -> dict[str, float]:

@@ -9,11 +9,18 @@ then a random 1024-d unit feature vector per sample with ``Project.put_features`
 - per-leaf counts: ``Project.sample_counts`` (SQL ``GROUP BY``) against the same query on the bare file;
 - Vendi from partials: one Gram partial per shard of ``--shard`` rows, summed, eigenvalues
   (``coverage.gram``), against numpy's own ``X.T @ X`` of the whole matrix (target <= 1.5x);
-- the map: ``umap_2d`` of ``--map-n`` points fitted on a sample of ``--max-fit``, against a plain UMAP
-  of that sample alone (the ratio is what placing the rest adds);
+- the map: ``coverage.maps.lay_out`` of ``--map-n`` points (default: all of them), the product's
+  path: UMAP fitted on a seeded sample of ``--max-fit``, every other point placed by its nearest
+  fitted points (a cell index: ``coverage.map_transform``), the layout cached in the project. Against
+  two floors from the same run: a plain UMAP of that sample alone (the ratio is what placing the rest
+  adds), and numpy's one brute-force matmul pass of the placed rows with the fitted ones, timed on
+  ``--exact-rows`` of them and scaled to all (no exact search can beat it). The exact search the map
+  used before (matmul + argpartition) is timed on the same rows and scaled, for the before/after;
+- the map page's data: ``latest_map_points`` (the map's columns read from the store) and the plotly
+  ``figure`` (a density image of every point under a seeded sample of 20,000), with its JSON size;
 - the tree page: ``sample_counts`` plus ``studio.graph.build_graph`` with the counts (target < 1 s).
 
-    .venv/bin/python benchmarks/scale_1m.py [--n 1000000] [--map-n 100000] [--max-fit 20000] [--repeat 2] [--json]
+    .venv/bin/python benchmarks/scale_1m.py [--n 1000000] [--map-n N] [--max-fit 20000] [--repeat 2] [--json]
 
 At n = 1M the features alone take 4 GB of memory and of disk; ``--n 200000`` runs in a few minutes.
 """
@@ -39,7 +46,8 @@ sys.path.insert(0, str(ROOT))
 from studio import graph as G  # noqa: E402
 from tests.trees import wide_tree  # noqa: E402
 from treesynth_core.coverage.gram import gram_partial, sum_partials, vendi_from_gram  # noqa: E402
-from treesynth_core.coverage.maps import umap_2d  # noqa: E402
+from treesynth_core.coverage.map_transform import fit_indices, nearest_fitted  # noqa: E402
+from treesynth_core.coverage.maps import figure, latest_map_points, lay_out, umap_2d  # noqa: E402
 from treesynth_core.store import schema  # noqa: E402
 from treesynth_core.store.project import Project  # noqa: E402
 from treesynth_core.store.samples import NewSample  # noqa: E402
@@ -100,11 +108,46 @@ def unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:
     return X
 
 
+def matmul_pass(X: np.ndarray, rows: np.ndarray, fitted: np.ndarray, block: int = 2_048) -> None:
+    """numpy's product of ``X[rows]`` with every fitted row, a block of rows at a time (as an exact search reads it)."""
+    for start in range(0, rows.size, block):
+        X[rows[start : start + block]] @ fitted.T
+
+
+def map_step(project: Project, X: np.ndarray, max_fit: int, exact_rows: int) -> dict[str, Any]:
+    """The map of the first ``len(X)`` samples (ids 1..n) as the product lays it out, its floors, the
+    exact search it replaced, and the map page's data."""
+    n = X.shape[0]
+    ids = np.arange(1, n + 1)
+    fit = fit_indices(n, max_fit, seed=0)
+    rest = np.setdiff1d(np.arange(n), fit, assume_unique=True)
+    umap_2d(X[:200], seed=0)  # numba compiles UMAP on first use: not part of either time
+    map_floor_s = timed(lambda: umap_2d(X[fit], seed=0, max_fit=None))[0]
+    map_s = timed(lambda: lay_out(project, ids, X, "emb:bench", seed=0, max_fit=max_fit))[0]
+    out: dict[str, Any] = {"map_n": n, "max_fit": fit.size, "map_s": map_s, "map_floor_s": map_floor_s}
+    out.update(map_ratio=map_s / map_floor_s, placed=rest.size, place_s=max(map_s - map_floor_s, 0.0))
+    if rest.size:
+        probe = rest[:exact_rows]
+        scale = rest.size / probe.size
+        fitted = X[fit]
+        out["exact_rows"] = probe.size
+        out["matmul_floor_s"] = timed(lambda: matmul_pass(X, probe, fitted))[0] * scale
+        out["exact_place_s"] = timed(lambda: nearest_fitted(fitted, X, 15, rows=probe, cells=0))[0] * scale
+    points_s, points = timed(lambda: latest_map_points(project, "emb:bench", seed=0, sample_sets=("tree",)))
+    assert points is not None and len(points) == n, (None if points is None else len(points), n)
+    figure_s, fig = timed(lambda: figure(points, title="a million points"))
+    out.update(map_points_s=points_s, figure_s=figure_s, figure_mb=len(fig.to_json()) / 1e6)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--map-n", type=int, default=100_000, help="points on the map (0 skips the map)")
+    parser.add_argument("--map-n", type=int, default=None, help="points on the map (default: all; 0 skips it)")
     parser.add_argument("--max-fit", type=int, default=20_000, help="UMAP is fitted on this many of them")
+    parser.add_argument(
+        "--exact-rows", type=int, default=20_000, help="rows the matmul floor and the exact search are timed on"
+    )
     parser.add_argument("--shard", type=int, default=100_000, help="rows per Gram partial")
     parser.add_argument("--repeat", type=int, default=2, help="Vendi and its floor: best of this many")
     parser.add_argument("--json", action="store_true")
@@ -158,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         result.update(tree_data_s=tree_s, tree_target_s=TREE_TARGET_S)
         bare.close()
 
+        map_n = args.n if args.map_n is None else min(args.map_n, args.n)
+        if map_n:
+            result.update(map_step(project, X[:map_n], args.max_fit, args.exact_rows))
+
     shards = range(0, args.n, args.shard)
     gram_floor_s = vendi_s = float("inf")
     score = 0.0
@@ -168,16 +215,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         vendi_s = min(vendi_s, seconds)
     result.update(vendi_s=vendi_s, vendi_floor_s=gram_floor_s, vendi_ratio=vendi_s / gram_floor_s, vendi=score)
-
-    if args.map_n:
-        points = X[: args.map_n]
-        fit = min(args.max_fit, args.map_n)
-        umap_2d(points[:200], seed=0)  # numba compiles UMAP on first use: not part of either time
-        map_floor_s = timed(lambda: umap_2d(points[:fit], seed=0, max_fit=None))[0]
-        map_s = timed(lambda: umap_2d(points, seed=0, max_fit=args.max_fit))[0]
-        result.update(
-            map_n=args.map_n, max_fit=fit, map_s=map_s, map_floor_s=map_floor_s, map_ratio=map_s / map_floor_s
-        )
 
     if args.json:
         print(json.dumps(result, indent=2))
@@ -208,16 +245,29 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("Vendi from Gram partials", result["vendi_s"], result["vendi_floor_s"], VENDI_TARGET, "numpy X.T @ X"),
     ]
-    if args.map_n:
+    if "map_s" in result:
+        fitted = f"{result['map_n']:,} points fitted on {result['max_fit']:,}"
         rows.append(
-            (
-                f"map of {args.map_n:,} fitted on {result['max_fit']:,}",
-                result["map_s"],
-                result["map_floor_s"],
-                None,
-                "UMAP of the sample alone",
-            )
+            (f"map of {fitted} (lay_out)", result["map_s"], result["map_floor_s"], None, "UMAP of the sample alone")
         )
+    if "exact_place_s" in result:
+        scaled = f"scaled from {result['exact_rows']:,} rows"
+        rows += [
+            (
+                f"  placing the other {result['placed']:,} (map - UMAP)",
+                result["place_s"],
+                result["matmul_floor_s"],
+                None,
+                f"one brute-force matmul pass ({scaled})",
+            ),
+            (
+                "  the exact search placing used before",
+                result["exact_place_s"],
+                result["place_s"],
+                None,
+                f"today's ({scaled})",
+            ),
+        ]
     ok = True
     for label, seconds, floor, target, what in rows:
         ratio = seconds / floor
@@ -225,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         ok = ok and (target is None or ratio <= target)
         bound = "" if target is None else f" (target <= {target:g}x)"
         print(f"  {label}: {seconds:.2f} s = {ratio:.2f}x {what} ({floor:.2f} s){bound}{verdict}")
+    if "map_s" in result:
+        print(f"  map page data (latest_map_points, {result['map_n']:,} points): {result['map_points_s']:.2f} s")
+        print(
+            f"  map figure (density + drawn sample): {result['figure_s']:.2f} s, {result['figure_mb']:.1f} MB of JSON"
+        )
     tree_ok = result["tree_data_s"] < TREE_TARGET_S
     ok = ok and tree_ok
     print(

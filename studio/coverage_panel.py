@@ -18,8 +18,9 @@ import streamlit as st
 from studio import job_view
 from studio.widgets import PAGE_COVERAGE, md
 from treesynth_core.coverage import SCORES
-from treesynth_core.coverage.features.embeddings import ensure_features
-from treesynth_core.coverage.maps import MapPoint, figure, latest_map_points, map_bytes, map_cache_key, map_points
+from treesynth_core.coverage.map_density import drawn_indices
+from treesynth_core.coverage.map_points import MapPoints
+from treesynth_core.coverage.maps import DENSITY_ABOVE, DRAWN_POINTS, WEBGL_ABOVE, figure, latest_map_points, map_bytes
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.generate.baseline import BaselineOptions
 from treesynth_core.generate.gap_options import GapOptions
@@ -27,7 +28,7 @@ from treesynth_core.jobs import background as jobs
 from treesynth_core.llm import timing
 from treesynth_core.llm.settings import BackendSettings
 from treesynth_core.store import Project
-from treesynth_core.store.samples import BASELINE_SET, Sample
+from treesynth_core.store.samples import BASELINE_SET, TREE_SET, Sample
 
 SPACE_LABELS = {"embeddings": "Embedding space", "gradients": "Gradient space"}
 #: The Fill gaps choice: gradient space first (the paper's), embeddings the fast one.
@@ -43,6 +44,8 @@ MAP_KEY = "coverage.map"
 #: The page's sections: a keyed control, so the open one stays when a job ends (st.tabs resets).
 SECTIONS = {"map": "Map", "leaves": "Per leaf", "baseline": "Tree vs flat baseline", "gaps": "Fill gaps"}
 SECTION_KEY = "coverage.section"
+#: The sample sets on the Coverage map (what a features job lays out).
+MAP_SETS = (TREE_SET, BASELINE_SET)
 
 
 class FeaturesMissing(TreeSynthError):
@@ -145,10 +148,6 @@ def stored_kind(project: Project, space: str) -> str | None:
     return blob.decode() if blob else None
 
 
-def all_samples(project: Project) -> list[Sample]:
-    return project.samples() + project.samples(sample_set=BASELINE_SET)
-
-
 def report(project: Project, embedding_kind: str, gradient_kind: str | None) -> dict[str, Any] | None:
     """The coverage report from stored features: ``None`` when the tree's embeddings are missing.
     When only gradient features are missing it comes without G-Vendi (``report["gradients_stale"]``);
@@ -184,25 +183,15 @@ def next_baseline_seed(last: jobs.JobState | None, flat_n: int, tree_n: int) -> 
     return seed + 1 if 0 < flat_n < tree_n and not (last is not None and last.active) else seed
 
 
-def points(project: Project, kind: str, seed: int = 0) -> tuple[list[MapPoint], int] | None:
-    """The map of the tree's and the baseline's samples and how many of them it lacks: the cached
-    map of exactly these samples, else the last one laid out (samples added since are not on it);
-    ``None`` when no map was laid out yet."""
-    samples = all_samples(project)
-    try:
-        X = ensure_features(project, samples, StoredFeatures(kind))
-        key = map_cache_key(
-            kind,
-            [s.id for s in samples],
-            np.asarray(X, dtype=np.float32),
-            {"seed": seed, "n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"},
-        )
-        if project.get_blob(key) is not None:
-            return map_points(project, samples, X, kind, seed=seed), 0
-    except FeaturesMissing:
-        pass
-    older = latest_map_points(project, samples, kind, seed=seed)
-    return None if older is None else (older, len(samples) - len(older))
+def points(project: Project, kind: str, seed: int = 0) -> tuple[MapPoints, int] | None:
+    """The last map laid out for ``kind`` on the tree's and the baseline's samples, and how many of
+    them it lacks (samples added since); ``None`` when no map was laid out yet. Reads the map's
+    columns, not the features: a page of a million points stays quick."""
+    laid_out = latest_map_points(project, kind, seed=seed, sample_sets=MAP_SETS)
+    if laid_out is None:
+        return None
+    stored = project.sample_sets()
+    return laid_out, sum(stored.get(name, 0) for name in MAP_SETS) - len(laid_out)
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -359,17 +348,20 @@ def comparison(rep: dict[str, Any]) -> None:
     st.plotly_chart(fig, key="coverage.curve")
 
 
-def scatter(pts: list[MapPoint], color_by: str, highlight: set[str], title: str) -> Any:
-    """The map figure with the points of the ``highlight`` leaves ringed."""
+def scatter(pts: MapPoints, color_by: str, highlight: set[str], title: str) -> Any:
+    """The map figure with the points of the ``highlight`` leaves ringed (on a big map, those of
+    the sample it draws as points)."""
     import plotly.graph_objects as go
 
     fig = figure(pts, color_by=color_by, title=title)
-    marked = [p for p in pts if p.leaf_id in highlight]
-    if marked:
+    drawn = pts.take(drawn_indices(len(pts), above=DENSITY_ABOVE, limit=DRAWN_POINTS))
+    marked = drawn.take(drawn.where(lambda o: o.leaf_id in highlight))
+    if highlight and len(marked):
+        ring = go.Scattergl if len(marked) > WEBGL_ABOVE else go.Scatter
         fig.add_trace(
-            go.Scatter(
-                x=[p.x for p in marked],
-                y=[p.y for p in marked],
+            ring(
+                x=marked.x,
+                y=marked.y,
                 mode="markers",
                 name="chosen leaf",
                 hoverinfo="skip",
@@ -379,45 +371,52 @@ def scatter(pts: list[MapPoint], color_by: str, highlight: set[str], title: str)
     return fig
 
 
-def selected(event: Any, pts: list[MapPoint]) -> list[MapPoint]:
-    """The points a box or lasso selection picked (by sample id, from the traces' customdata)."""
+def selected(event: Any, pts: MapPoints) -> MapPoints:
+    """The points a box or lasso selection picked (by sample id, from the traces' customdata), in
+    the selection's order."""
     try:
         chosen = event.selection.points if event is not None else []
     except AttributeError:
         chosen = []
-    by_id = {p.sample_id: p for p in pts}
-    out: list[MapPoint] = []
+    ids = []
     for item in chosen or []:
         data = item.get("customdata") if isinstance(item, dict) else None
-        if data and data[0] in by_id:
-            out.append(by_id[data[0]])
+        if data:
+            ids.append(int(data[0]))
+    return pts.take(pts.rows_of(ids))
+
+
+def has_baseline(pts: MapPoints) -> bool:
+    return bool(pts.where(lambda o: o.sample_set == BASELINE_SET).any())
+
+
+def shown_points(pts: MapPoints, show_baseline: bool) -> MapPoints:
+    """The points the map draws: every one, or without the flat baseline's."""
+    return pts if show_baseline else pts.take(pts.where(lambda o: o.sample_set != BASELINE_SET))
+
+
+def tree_leaves(pts: MapPoints) -> dict[str, str]:
+    """The tree's leaves on the map, with their labels, in order of first appearance."""
+    return {o.leaf_id: o.leaf_label for o in pts.present() if o.sample_set == TREE_SET}
+
+
+def selected_leaves(chosen: MapPoints) -> dict[str, int]:
+    """The tree leaves of the selected points, with how many of them each has (flat-baseline points
+    have no leaf), in order of first appearance."""
+    tree = chosen.take(chosen.where(lambda o: o.sample_set != BASELINE_SET))
+    codes, first, counts = np.unique(tree.origin, return_index=True, return_counts=True)
+    out: dict[str, int] = {}
+    for at in np.argsort(first, kind="stable"):
+        leaf = tree.origins[int(codes[at])].leaf_id
+        out[leaf] = out.get(leaf, 0) + int(counts[at])
     return out
 
 
-def has_baseline(pts: list[MapPoint]) -> bool:
-    return any(p.sample_set == BASELINE_SET for p in pts)
-
-
-def shown_points(pts: list[MapPoint], show_baseline: bool) -> list[MapPoint]:
-    """The points the map draws: every one, or without the flat baseline's."""
-    return list(pts) if show_baseline else [p for p in pts if p.sample_set != BASELINE_SET]
-
-
-def selected_leaves(chosen: list[MapPoint]) -> dict[str, int]:
-    """The tree leaves of the selected points, with how many of them each has (flat-baseline points
-    have no leaf), in order of first appearance."""
-    counts: dict[str, int] = {}
-    for p in chosen:
-        if p.sample_set != BASELINE_SET:
-            counts[p.leaf_id] = counts.get(p.leaf_id, 0) + 1
-    return counts
-
-
-def selection_list(chosen: list[MapPoint]) -> None:
+def selection_list(chosen: MapPoints) -> None:
     """The selected points: their leaves (in path order, siblings together) with how many selected
     samples each, then the samples."""
     leaves = selected_leaves(chosen)
-    labels = {p.leaf_id: p.leaf_label for p in chosen}
+    labels = {o.leaf_id: o.leaf_label for o in chosen.present()}
     flat = len(chosen) - sum(leaves.values())
     st.markdown(
         f"**{len(chosen)} samples selected** in {len(leaves)} leaves"
@@ -427,14 +426,14 @@ def selection_list(chosen: list[MapPoint]) -> None:
     for leaf_id, count in sorted(leaves.items(), key=lambda item: labels[item[0]]):
         st.markdown(f"- {md(labels[leaf_id])} :gray-badge[{count} sample{'s' if count != 1 else ''}]")
     st.dataframe(
-        {"path": [p.path for p in chosen], "sample": [p.text for p in chosen]},
+        {"path": list(chosen.column("path")), "sample": chosen.text()},
         key="coverage.selection",
         hide_index=True,
         width="stretch",
     )
 
 
-def downloads(pts: list[MapPoint], color_by: str, title: str) -> None:
+def downloads(pts: MapPoints, color_by: str, title: str) -> None:
     """Download the map as an interactive HTML page or a PNG (made only when clicked)."""
     left, right, _ = st.columns([1, 1, 2])
     for col, fmt, mime, icon in (
@@ -453,7 +452,7 @@ def downloads(pts: list[MapPoint], color_by: str, title: str) -> None:
         )
 
 
-def _deferred(pts: list[MapPoint], fmt: str, color_by: str, title: str) -> Any:
+def _deferred(pts: MapPoints, fmt: str, color_by: str, title: str) -> Any:
     def make() -> bytes:
         return map_bytes(pts, fmt, color_by=color_by, title=title)
 

@@ -4,6 +4,7 @@ fake LLM."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -16,6 +17,7 @@ from tests.apptest import new_app, open_example, run, synthesize, texts, wait_fo
 from tests.fakes import ScriptedLLM
 from treesynth_core.coverage import maps as M
 from treesynth_core.coverage.features.embeddings import sample_text
+from treesynth_core.coverage.map_points import MapPoint, MapPoints
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
 
@@ -73,9 +75,15 @@ def coverage(at):
 
 
 def map_traces(at) -> dict[str, int]:
-    """The map's traces: name -> number of points."""
+    """The map's traces: name -> number of points (numpy columns arrive as plotly's typed arrays)."""
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    return {t.get("name"): len(t.get("x", [])) for t in spec["data"]}
+    return {t.get("name"): _length(t.get("x", [])) for t in spec["data"]}
+
+
+def _length(values) -> int:
+    if isinstance(values, dict):  # {"dtype": "f8", "bdata": base64}
+        return len(base64.b64decode(values["bdata"])) // np.dtype(values["dtype"]).itemsize
+    return len(values)
 
 
 def show(at, section):
@@ -207,12 +215,22 @@ def test_selection_maps_customdata_to_points():
 
     from studio import coverage_panel as C
 
-    pts = [M.MapPoint(i, float(i), 0.0, f"leaf{i % 2}", f"L{i % 2}", f"path {i}", text=f"s{i}") for i in range(4)]
-    event = SimpleNamespace(
-        selection=SimpleNamespace(points=[{"customdata": [1, "leaf1"]}, {"customdata": [3, "x"]}, {"point_index": 0}])
+    pts = MapPoints.from_points(
+        [MapPoint(i, float(i), 0.0, f"leaf{i % 2}", f"L{i % 2}", f"path {i}", text=f"s{i}") for i in range(4)]
     )
-    assert [p.sample_id for p in C.selected(event, pts)] == [1, 3]
-    assert C.selected(None, pts) == []
+    event = SimpleNamespace(
+        selection=SimpleNamespace(
+            points=[
+                {"customdata": [3, "leaf1"]},
+                {"customdata": [1, "x"]},
+                {"customdata": [7, "y"]},
+                {"point_index": 0},
+            ]
+        )
+    )
+    chosen = C.selected(event, pts)
+    assert [p.sample_id for p in chosen.records()] == [3, 1] and chosen.text() == ["s3", "s1"]
+    assert len(C.selected(None, pts)) == 0
     fig = C.scatter(pts, "leaf", {"leaf0"}, "t")
     assert fig.data[-1].name == "chosen leaf" and len(fig.data[-1].x) == 2
 
@@ -231,8 +249,8 @@ def test_map_selection_highlights_its_leaves_on_the_tree_page(fakes, monkeypatch
     picked: list[str] = []
 
     def select(event, pts):
-        picked[:] = list(dict.fromkeys(p.leaf_id for p in pts))[:2]
-        return [p for p in pts if p.leaf_id in picked]
+        picked[:] = list(C.tree_leaves(pts))[:2]
+        return pts.take(pts.where(lambda origin: origin.leaf_id in picked))
 
     monkeypatch.setattr(C, "selected", select)
     at = run(at)
@@ -256,11 +274,14 @@ def test_map_selection_highlights_its_leaves_on_the_tree_page(fakes, monkeypatch
 def test_selected_leaves_count_tree_points_only():
     from studio import coverage_panel as C
 
-    pts = [M.MapPoint(i, 0.0, 0.0, f"leaf{i % 2}", f"L{i % 2}", "p") for i in range(5)]
-    pts.append(M.MapPoint(9, 0.0, 0.0, "root", M.BASELINE_LABEL, "", sample_set="baseline"))
-    assert C.selected_leaves(pts) == {"leaf0": 3, "leaf1": 2}
-    assert C.has_baseline(pts) and not C.has_baseline(pts[:5])
-    assert C.shown_points(pts, show_baseline=False) == pts[:5] and C.shown_points(pts, show_baseline=True) == pts
+    rows = [MapPoint(i, 0.0, 0.0, f"leaf{i % 2}", f"L{i % 2}", f"p{i % 3}") for i in range(5)]
+    rows.append(MapPoint(9, 0.0, 0.0, "root", M.BASELINE_LABEL, "", sample_set="baseline"))
+    pts = MapPoints.from_points(rows)
+    assert C.selected_leaves(pts) == {"leaf0": 3, "leaf1": 2}  # leaf0 over two paths (origins)
+    assert C.has_baseline(pts) and not C.has_baseline(pts.take(np.arange(5)))
+    assert C.shown_points(pts, show_baseline=False).records() == rows[:5]
+    assert C.shown_points(pts, show_baseline=True).records() == rows
+    assert C.tree_leaves(pts) == {"leaf0": "L0", "leaf1": "L1"}
 
 
 def plain(text: str) -> str:

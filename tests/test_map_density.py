@@ -7,6 +7,7 @@ import pytest
 
 from treesynth_core.coverage import map_density as D
 from treesynth_core.coverage import maps as M
+from treesynth_core.coverage.map_points import MapPoint, MapPoints
 from treesynth_core.errors import TreeSynthError
 
 
@@ -26,12 +27,16 @@ def test_density_grid_counts_every_point_and_leaves_empty_cells_blank():
     assert np.isnan(z[0, 1]) and np.isnan(z[1, 0])
 
 
-def _points(n: int) -> list[M.MapPoint]:
+def _points(n: int) -> MapPoints:
     rng = np.random.default_rng(0)
-    return [
-        M.MapPoint(i, float(rng.normal()), float(rng.normal()), f"leaf{i % 3}", f"leaf {i % 3}", "", {"c": str(i % 3)})
-        for i in range(n)
-    ]
+    return MapPoints.from_points(
+        [
+            MapPoint(
+                i, float(rng.normal()), float(rng.normal()), f"leaf{i % 3}", f"leaf {i % 3}", "", {"c": str(i % 3)}
+            )
+            for i in range(n)
+        ]
+    )
 
 
 def test_a_big_figure_draws_a_density_image_under_a_sample_with_customdata(monkeypatch):
@@ -43,8 +48,23 @@ def test_a_big_figure_draws_a_density_image_under_a_sample_with_customdata(monke
     scatters = fig.data[1:]
     assert sum(len(t.x) for t in scatters) == 30
     rows = [row for t in scatters for row in t.customdata]
-    assert len({row[0] for row in rows}) == 30 and all(points[row[0]].leaf_id == row[1] for row in rows)
-    small = M.figure(points[:100])
+    assert len({row[0] for row in rows}) == 30 and all(f"leaf{row[0] % 3}" == row[1] for row in rows)
+    small = M.figure(points.take(np.arange(100)))
     assert all(t.type != "heatmap" for t in small.data) and sum(len(t.x) for t in small.data) == 100
     with pytest.raises(TreeSynthError, match="cannot colour"):
         M.figure(points, color_by="nothing")
+
+
+def test_a_big_figure_reads_the_texts_of_the_drawn_points_only(monkeypatch):
+    monkeypatch.setattr(M, "DENSITY_ABOVE", 100)
+    monkeypatch.setattr(M, "DRAWN_POINTS", 30)
+    asked: list[int] = []
+    points = _points(400)
+
+    def texts(ids):
+        asked.extend(int(i) for i in ids)
+        return [f"text {i}" for i in ids]
+
+    fig = M.figure(MapPoints(points.sample_id, points.x, points.y, points.origin, points.origins, texts))
+    assert len(asked) == 30 and set(asked) == {row[0] for t in fig.data[1:] for row in t.customdata}
+    assert any("text " in hover for t in fig.data[1:] for hover in t.text)

@@ -8,7 +8,9 @@ import pytest
 
 from tests.helpers_png import png_size
 from tests.trees import split_root
+from treesynth_core.coverage import map_layout as L
 from treesynth_core.coverage import maps as M
+from treesynth_core.coverage.map_points import MapPoint, MapPoints
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.store.samples import NewSample
 
@@ -26,7 +28,7 @@ def blobs(n: int = 300, d: int = 24, k: int = 5, seed: int = SEED) -> tuple[np.n
 def test_exact_knn_matches_brute_force(metric):
     X, _ = blobs(90, 6)
     X[5] = X[4]  # a duplicate: each row must still come first in its own list
-    idx, dist = M.exact_knn(X, 7, metric, block=16)
+    idx, dist = L.exact_knn(X, 7, metric, block=16)
     if metric == "cosine":
         U = X / np.linalg.norm(X, axis=1, keepdims=True)
         full = 1.0 - U @ U.T
@@ -121,15 +123,17 @@ def samples_and_features(project):
 def test_map_points_carry_leaf_path_criteria_and_are_cached(project, fake_layout):
     samples, X = samples_and_features(project)
     points = M.map_points(project, samples, X, "emb:fake", seed=3)
-    assert len(points) == 9 and fake_layout == [9]
-    first = points[0]
+    assert isinstance(points, MapPoints) and len(points) == 9 and fake_layout == [9]
+    first, *_, last = points.records()
     assert first.sample_id == samples[0].id and first.leaf_id == samples[0].leaf_id
     assert first.path == "addition" and first.leaf_label == "addition"
     assert first.criteria == {"Operation": "addition"} and first.sample_set == "tree"
     assert first.text.startswith("<b>addition</b>") and (first.x, first.y) == (0.0, 3.0)
-    assert points[-1].sample_set == "baseline" and points[-1].leaf_label == M.BASELINE_LABEL
+    assert last.sample_set == "baseline" and last.leaf_label == M.BASELINE_LABEL
+    assert len(points.origins) == 3  # one per (leaf, path, set): the columns hold codes, not objects
+    assert points.sample_id.tolist() == [s.id for s in samples] and points.x.tolist() == list(range(9))
     again = M.map_points(project, samples, X, "emb:fake", seed=3)
-    assert fake_layout == [9] and again == points  # served from the cache
+    assert fake_layout == [9] and again.records() == points.records()  # served from the cache
     M.map_points(project, samples, X, "emb:fake", seed=4)
     M.map_points(project, samples, X + 1, "emb:fake", seed=3)
     M.map_points(project, samples[:-1], X[:-1], "emb:fake", seed=3)
@@ -138,16 +142,38 @@ def test_map_points_carry_leaf_path_criteria_and_are_cached(project, fake_layout
 
 def test_the_last_map_stays_usable_after_samples_come_and_go(project, fake_layout):
     samples, X = samples_and_features(project)
-    assert M.latest_map_points(project, samples, "emb:fake") is None  # nothing laid out yet
+    assert M.latest_map_points(project, "emb:fake") is None  # nothing laid out yet
     laid_out = M.map_points(project, samples, X, "emb:fake")
     new = NewSample(leaf_id=samples[0].leaf_id, key="9:9", instruction="a newer sample", path=samples[0].path)
     project.add_samples([new])
     project.delete_samples([samples[1].id])
-    now = project.samples() + project.samples(sample_set="baseline")
-    older = M.latest_map_points(project, now, "emb:fake")
-    assert [p.sample_id for p in older] == [s.id for s in samples if s.id != samples[1].id]  # no new, no deleted
-    assert {p.sample_id: (p.x, p.y) for p in older}.items() <= {p.sample_id: (p.x, p.y) for p in laid_out}.items()
-    assert M.latest_map_points(project, now, "emb:other") is None and fake_layout == [9]
+    older = M.latest_map_points(project, "emb:fake")
+    assert older.sample_id.tolist() == [s.id for s in samples if s.id != samples[1].id]  # no new, no deleted
+    before = {p.sample_id: (p.x, p.y) for p in laid_out.records()}
+    assert {p.sample_id: (p.x, p.y) for p in older.records()}.items() <= before.items()
+    assert M.latest_map_points(project, "emb:other") is None and fake_layout == [9]
+    assert len(M.latest_map_points(project, "emb:fake", sample_sets=["tree"])) == 7  # the baseline left out
+
+
+def test_the_latest_map_is_the_one_served_last(project, fake_layout):
+    """A map served from the cache becomes the latest again (the page shows what the job last made)."""
+    samples, X = samples_and_features(project)
+    M.map_points(project, samples, X, "emb:fake")
+    M.map_points(project, samples[:-1], X[:-1], "emb:fake")
+    assert len(M.latest_map_points(project, "emb:fake")) == 8
+    M.map_points(project, samples, X, "emb:fake")
+    assert len(M.latest_map_points(project, "emb:fake")) == 9 and fake_layout == [9, 8]
+
+
+def test_a_latest_map_written_before_the_ids_blob_still_reads(project, fake_layout):
+    import json
+
+    samples, X = samples_and_features(project)
+    M.map_points(project, samples, X, "emb:fake")
+    latest = json.loads(project.get_blob(M._latest_key("emb:fake", 0)))
+    old = {"key": latest["key"], "ids": [s.id for s in samples]}  # the format of map-v1 before this one
+    project.put_blob(M._latest_key("emb:fake", 0), json.dumps(old).encode())
+    assert M.latest_map_points(project, "emb:fake").sample_id.tolist() == old["ids"]
 
 
 def test_figure_groups_escapes_hover_and_refuses_unknown_colours(project, fake_layout):
@@ -189,7 +215,7 @@ def test_write_map_png_without_a_browser(project, fake_layout, tmp_path):
     width, height = png_size(out.read_bytes())
     assert width >= 800 and height >= 600 and out.stat().st_size > 10_000
     assert M.map_bytes(points, "png") == M.map_bytes(points, "png")  # deterministic
-    assert png_size(M.map_bytes([], "png"))[0] >= 800  # an empty map still draws
+    assert png_size(M.map_bytes(MapPoints.from_points([]), "png"))[0] >= 800  # an empty map still draws
     with pytest.raises(TreeSynthError, match="choose one of"):
         M.map_bytes(points, "png", color_by="Colour")
     with pytest.raises(TreeSynthError, match="points"):
@@ -222,12 +248,14 @@ def test_png_groups_colours_and_legend(project, fake_layout, monkeypatch):
     rgb = [tuple(round(int(h[i : i + 2], 16) / 255, 3) for i in (1, 3, 5)) for h in (*M.COLORWAY[:2], M.BASELINE_COLOR)]
     assert colours == rgb
 
-    many = [M.MapPoint(i, float(i), float(i % 7), f"l{i}", f"_leaf {i} $x$", f"leaf {i}") for i in range(30)]
+    many = MapPoints.from_points(
+        [MapPoint(i, float(i), float(i % 7), f"l{i}", f"_leaf {i} $x$", f"leaf {i}") for i in range(30)]
+    )
     M.png(many)
     ax = drawn[-1].axes[0]
     assert ax.get_legend() is None and len(ax.collections) == 30
     assert ax.collections[0].get_label() == " _leaf 0 \\$x\\$"  # no mathtext, not hidden from a legend
-    M.png(many[:20])
+    M.png(many.take(np.arange(20)))
     assert len(drawn[-1].axes[0].get_legend().get_texts()) == 20
 
 
@@ -244,3 +272,24 @@ def test_matplotlib_is_imported_only_for_a_png():
 def test_leaf_labels_name_sampled_nodes(project):
     labels = M.leaf_labels(project.tree())
     assert sorted(labels.values()) == ["addition", "division", "root"]
+
+
+def test_the_cache_key_is_the_one_maps_were_cached_under():
+    """Maps cached before the features were hashed in place stay cached (the key is pinned)."""
+    X = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
+    assert M.map_cache_key("emb:x", [3, 1, 2], X, {"seed": 0}) == "map-v1:5d968f504a8d0e2d945e15f897ccbf79e940b417"
+
+
+def test_hover_lines_wrap_as_textwrap_does_for_ordinary_text():
+    import random
+    import textwrap
+
+    rng = random.Random(0)
+    for _ in range(300):
+        words = [
+            "".join(rng.choice("abcdefg") for _ in range(rng.choice([1, 3, 8, 20]))) for _ in range(rng.randint(0, 60))
+        ]
+        text = " ".join(words).replace(" ", "\n", rng.randint(0, 2))
+        assert M.wrap(text, 80) == (textwrap.wrap(text, 80) or [""])
+    long = M.wrap("a " + "x" * 170 + " b", 80)
+    assert long == ["a", "x" * 80, "x" * 80, "x" * 10 + " b"] and M.wrap("", 80) == [""]

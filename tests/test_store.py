@@ -484,6 +484,48 @@ def test_samples_by_many_leaves_and_delete(project: Project) -> None:
     assert len(project.samples()) == 600
 
 
+def test_sample_columns_match_the_samples_row_by_row(project: Project) -> None:
+    """The columnar read (SQL groups, one string of ids each) agrees with the per-row one."""
+    tree = grown(project)
+    leaves = [n.id for n in tree.leaves()]
+    rows = [
+        NewSample(
+            leaf_id=leaves[i % 3], key=str(i), instruction=f"q{i}", path=[{"criterion": "c", "value": str(i % 2)}]
+        )
+        for i in range(12)
+    ]
+    rows.append(NewSample(leaf_id=tree.root_id, key="b", instruction="flat", path=[], sample_set="baseline"))
+    rows.append(NewSample(leaf_id="x", key="i", instruction="imported", path=[], sample_set="other"))
+    project.add_samples(rows)
+    project.delete_samples([project.samples()[4].id])
+    columns = project.sample_columns(["tree", "baseline"])
+    expected = project.samples() + project.samples(sample_set="baseline")
+    assert columns.ids.tolist() == sorted(s.id for s in expected) and len(columns) == 12
+    by_id = {s.id: s for s in expected}
+    for sample_id, code in zip(columns.ids.tolist(), columns.origin.tolist(), strict=True):
+        origin = columns.origins[code]
+        sample = by_id[sample_id]
+        assert (origin.sample_set, origin.leaf_id, origin.path) == (sample.sample_set, sample.leaf_id, sample.path)
+    assert len(columns.origins) == 7  # 3 leaves x 2 paths, and the baseline's
+    assert columns.rows_of([expected[1].id, 999, expected[0].id]).tolist() == [1, -1, 0]
+    assert len(project.sample_columns([])) == 0 and len(project.sample_columns(["nothing"])) == 0
+    assert project.instructions([expected[2].id, 999, expected[0].id]) == {expected[2].id: "q2", expected[0].id: "q0"}
+
+
+def test_sample_columns_are_read_again_only_after_the_database_changed(project: Project, folder: Path) -> None:
+    tree = grown(project)
+    leaf = tree.leaves()[0].id
+    project.add_samples([NewSample(leaf_id=leaf, key="a", instruction="a", path=[])])
+    assert project.sample_columns(["tree", "baseline"]) is not project.sample_columns()
+    first = project.sample_columns()
+    assert project.sample_columns() is first and not first.ids.flags.writeable  # shared: nobody may change it
+    project.add_samples([NewSample(leaf_id=leaf, key="b", instruction="b", path=[])])  # this connection
+    assert len(project.sample_columns()) == 2
+    with Project.open(folder) as other:  # another connection
+        other.delete_samples([int(first.ids[0])])
+    assert len(project.sample_columns()) == 1
+
+
 def test_a_delete_of_samples_can_be_undone(project: Project) -> None:
     """Issue 13 item 5: the samples come back with their ids and their deletion marks lifted; a
     batch restores once; a set deleted as a whole forgets what was kept of it."""

@@ -1,9 +1,10 @@
 """2-D maps of the samples: UMAP of their embeddings or gradient features, cached in the project.
 
-:func:`umap_2d` is a pure function over arrays (seeded: same input and seed, same coordinates).
-:func:`map_points` lays out a set of samples, caches the coordinates in the project (keyed by a hash
-of the feature kind, the sample ids, the parameters and the features themselves) and returns one
-:class:`MapPoint` per sample, carrying its leaf, path and criterion values. :func:`figure` draws the
+:func:`~.map_layout.umap_2d` is a pure function over arrays (seeded: same input and seed, same
+coordinates). :func:`map_points` lays out a set of samples, caches the coordinates in the project (keyed by a hash
+of the feature kind, the sample ids, the parameters and the features themselves) and returns them as
+:class:`~.map_points.MapPoints`: columns of sample ids, coordinates and each point's leaf, path and
+criterion values, read from the store without an object per sample. :func:`figure` draws the
 points with plotly (hover shows the text and the path), :func:`png` as a static matplotlib image;
 :func:`write_map` writes a self-contained HTML file (plotly.js inline, so it opens offline) or a PNG.
 
@@ -19,8 +20,7 @@ import io
 import json
 import textwrap
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,9 +28,12 @@ import numpy as np
 
 from ..errors import TreeSynthError
 from ..progress import Progress
-from ..store.samples import TREE_SET, Sample
+from ..store.columns import SampleColumns
+from ..store.samples import BASELINE_SET, TREE_SET, Sample
 from .map_density import DENSITY_ABOVE, DRAWN_POINTS, density_trace, drawn_indices
-from .map_transform import MAP_MAX_FIT, PLACE_METRICS, fit_indices, place_by_neighbours
+from .map_layout import umap_2d
+from .map_points import BASELINE_LABEL, MapPoints, Origin, origins_of
+from .map_transform import MAP_MAX_FIT, PLACE_METRICS
 
 if TYPE_CHECKING:
     from ..tree.model import Tree
@@ -38,12 +41,11 @@ if TYPE_CHECKING:
 
 #: Bump when the layout changes meaning, so old cached maps stop matching.
 MAP_CACHE_VERSION = "map-v1"
-#: Up to this many points the neighbour graph is computed exactly with numpy (no NN-descent).
-EXACT_KNN_MAX = 20_000
 #: Points shown with WebGL (Scattergl) above this many.
 WEBGL_ABOVE = 2_000
 HOVER_CHARS = 400
-BASELINE_LABEL = "flat baseline"
+#: Hover labels wrap at this many characters.
+HOVER_WIDTH = 80
 BASELINE_COLOR = "#9e9e9e"
 #: plotly's default colours, in its order: a group has the same colour in the HTML and the PNG map.
 COLORWAY = (
@@ -66,167 +68,6 @@ MAP_FORMATS = ("html", "png")
 MAP_SUFFIXES = {".html": "html", ".htm": "html", ".png": "png"}
 
 
-@dataclass(frozen=True)
-class MapPoint:
-    """One sample on a map: where it lies and what it is."""
-
-    sample_id: int
-    x: float
-    y: float
-    leaf_id: str
-    #: The leaf's place in the tree, e.g. "addition > fruit" (the flat baseline's is its own label).
-    leaf_label: str
-    #: The path written into this sample's prompt (a sampled node shows the value drawn).
-    path: str
-    criteria: dict[str, str] = field(default_factory=dict)
-    sample_set: str = TREE_SET
-    text: str = ""
-
-
-# -- layout ---------------------------------------------------------------------------------------
-
-
-def _unit(X: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
-
-
-def _pca_2d(X: np.ndarray) -> np.ndarray:
-    """The first two principal coordinates (zeros where the rank runs out), signs fixed."""
-    centered = X - X.mean(axis=0)
-    u, s, _ = np.linalg.svd(centered, full_matrices=False)
-    coords = np.zeros((X.shape[0], 2))
-    k = min(2, s.size)
-    coords[:, :k] = u[:, :k] * s[:k]
-    for j in range(2):
-        column = coords[:, j]
-        if column.size and column[np.argmax(np.abs(column))] < 0:
-            coords[:, j] = -column
-    return coords
-
-
-def exact_knn(X: np.ndarray, k: int, metric: str = "cosine", block: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest neighbours of every row (itself first), blockwise in numpy.
-
-    Parameters
-    ----------
-    X : array of shape (n, d)
-    k : int
-        Neighbours per row, the row itself included (1 <= k <= n).
-    metric : {"cosine", "euclidean"}
-
-    Returns
-    -------
-    indices : array of shape (n, k), int64
-    distances : array of shape (n, k), float32
-        Cosine distance (1 - cos) or Euclidean distance, ascending; 0 for the row itself.
-    """
-    if metric not in ("cosine", "euclidean"):
-        raise ValueError(f"exact_knn supports cosine and euclidean, not {metric!r}")
-    data = np.asarray(X, dtype=np.float32)
-    if metric == "cosine":
-        data = _unit(data)
-    n = data.shape[0]
-    squares = np.einsum("ij,ij->i", data, data)
-    indices = np.empty((n, k), dtype=np.int64)
-    distances = np.empty((n, k), dtype=np.float32)
-    for start in range(0, n, block):
-        rows = np.arange(start, min(start + block, n))
-        dots = data[rows] @ data.T
-        if metric == "cosine":
-            dist = 1.0 - dots
-        else:
-            dist = np.sqrt(np.maximum(squares[rows, None] + squares[None, :] - 2.0 * dots, 0.0))
-        np.maximum(dist, 0.0, out=dist)
-        dist[np.arange(rows.size), rows] = -1.0  # the row itself comes first, even among duplicates
-        part = np.argpartition(dist, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (rows.size, 1))
-        part_dist = np.take_along_axis(dist, part, axis=1)
-        order = np.argsort(part_dist, axis=1, kind="stable")
-        indices[rows] = np.take_along_axis(part, order, axis=1)
-        distances[rows] = np.maximum(np.take_along_axis(part_dist, order, axis=1), 0.0)
-    return indices, distances
-
-
-def umap_2d(
-    X: np.ndarray | Sequence[Sequence[float]],
-    *,
-    seed: int = 0,
-    n_neighbors: int = 15,
-    min_dist: float = 0.1,
-    metric: str = "cosine",
-    n_epochs: int | None = None,
-    max_fit: int | None = MAP_MAX_FIT,
-) -> np.ndarray:
-    """A seeded 2-D UMAP layout of the rows of ``X``.
-
-    Parameters
-    ----------
-    X : array of shape (n, d)
-    seed : int
-        UMAP's ``random_state``: the same seed gives the same coordinates (UMAP then runs single-threaded).
-    n_neighbors : int
-        Neighbourhood size; clipped to n - 1.
-    min_dist : float
-    metric : str
-        Any UMAP metric; for cosine and euclidean with n <= ``EXACT_KNN_MAX`` the neighbour graph
-        is computed exactly here (faster than NN-descent and its compilation at these sizes).
-    n_epochs : int, optional
-        UMAP's default when None.
-    max_fit : int, optional
-        Above this many rows UMAP is fitted on a seeded sample of ``max_fit`` of them (their
-        coordinates are those of a plain layout of the sample) and every other row is placed by its
-        nearest fitted rows (:func:`~treesynth_core.coverage.map_transform.place_by_neighbours`).
-        None fits all rows, as do metrics other than cosine and euclidean.
-
-    Returns
-    -------
-    array of shape (n, 2), float64
-        For n < 4 (too few points for a neighbour graph) the first two principal coordinates of
-        the (cosine-normalized) rows instead; zeros for one point.
-    """
-    data = np.asarray(X, dtype=np.float32)
-    if data.ndim != 2:
-        raise ValueError(f"expected a 2-D array of shape (n, d), got shape {data.shape}")
-    n = data.shape[0]
-    if n == 0:
-        return np.zeros((0, 2))
-    if not np.isfinite(data).all():
-        raise ValueError("features contain NaN or infinite values")
-    if n < 4:
-        return _pca_2d(_unit(data).astype(np.float64) if metric == "cosine" else data.astype(np.float64))
-    fit = fit_indices(n, max_fit if metric in PLACE_METRICS else None, seed)
-    if fit.size < n:
-        coords = umap_2d(
-            data[fit], seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, n_epochs=n_epochs
-        )
-        rest = np.setdiff1d(np.arange(n), fit, assume_unique=True)
-        out = np.empty((n, 2))
-        out[fit] = coords
-        out[rest] = place_by_neighbours(data[fit], coords, data[rest], n_neighbors=n_neighbors, metric=metric)
-        return out
-    k = max(2, min(n_neighbors, n - 1))
-    import umap
-
-    knn: tuple[Any, Any, Any] = (None, None, None)
-    if metric in ("cosine", "euclidean") and n <= EXACT_KNN_MAX:
-        indices, distances = exact_knn(data, k, metric)
-        knn = (indices, distances, None)
-    reducer = umap.UMAP(
-        n_components=2,
-        n_neighbors=k,
-        min_dist=min_dist,
-        metric=metric,
-        random_state=seed,
-        n_epochs=n_epochs,
-        precomputed_knn=knn,
-        low_memory=True,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # n_jobs overridden by the seed, precomputed kNN on small data, ...
-        coords = reducer.fit_transform(data)
-    return np.asarray(coords, dtype=np.float64)
-
-
 # -- points ---------------------------------------------------------------------------------------
 
 
@@ -237,13 +78,17 @@ class MapStore(Protocol):
 
     def put_blob(self, key: str, data: bytes) -> None: ...
 
+    def sample_columns(self, sample_sets: Iterable[str] = ...) -> SampleColumns: ...
+
+    def instructions(self, sample_ids: Iterable[int]) -> dict[int, str]: ...
+
 
 def map_cache_key(kind: str, sample_ids: Sequence[int], X: np.ndarray, params: dict[str, Any]) -> str:
     """Content key of a layout: feature kind, sample ids, UMAP parameters and the features' bytes."""
     digest = hashlib.blake2b(digest_size=20)
     header = {"kind": kind, "ids": [int(i) for i in sample_ids], "params": params, "shape": list(X.shape)}
     digest.update(json.dumps(header, sort_keys=True).encode())
-    digest.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
+    digest.update(np.ascontiguousarray(X, dtype=np.float32).data)  # in place: no copy of the features
     return f"{MAP_CACHE_VERSION}:{digest.hexdigest()}"
 
 
@@ -254,6 +99,47 @@ def leaf_labels(tree: Tree) -> dict[str, str]:
         steps = [n.label for n in tree.ancestors(node_id) if not n.is_root] + [tree.node(node_id).label]
         labels[node_id] = " > ".join(s for s in steps if s and s != "root") or "root"
     return labels
+
+
+def lay_out(
+    store: MapStore,
+    sample_ids: np.ndarray,
+    X: np.ndarray,
+    kind: str,
+    *,
+    seed: int = 0,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "cosine",
+    max_fit: int | None = MAP_MAX_FIT,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """The coordinates (array of shape (n, 2)) of the samples ``sample_ids`` (features ``X``, one row
+    each, of feature kind ``kind``) by :func:`umap_2d`, fitted on a sample of ``max_fit`` when there
+    are more. They are cached in the store, so the same map is computed once, and become the map
+    :func:`latest_map_points` reads."""
+    ids = np.asarray(sample_ids, dtype=np.int64)
+    features = np.asarray(X, dtype=np.float32)
+    if features.shape[0] != ids.size:
+        raise ValueError(f"{features.shape[0]} feature rows for {ids.size} samples")
+    params: dict[str, Any] = {"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric}
+    if max_fit is not None and ids.size > max_fit and metric in PLACE_METRICS:
+        params["max_fit"] = max_fit  # below it the key (and the layout) is what it always was
+    key = map_cache_key(kind, ids.tolist(), features, params)
+    cached = store.get_blob(key)
+    if cached is not None and len(cached) == 16 * ids.size:
+        coords = np.frombuffer(cached, dtype=np.float64).reshape(-1, 2)
+    else:
+        if progress:
+            progress(0, 1, f"UMAP of {ids.size} points")
+        coords = umap_2d(
+            features, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, max_fit=max_fit
+        )
+        store.put_blob(key, np.ascontiguousarray(coords, dtype=np.float64).tobytes())
+    _remember_latest(store, kind, seed, key, ids)
+    if progress:
+        progress(1, 1, "map ready")
+    return coords
 
 
 def map_points(
@@ -268,138 +154,171 @@ def map_points(
     metric: str = "cosine",
     max_fit: int | None = MAP_MAX_FIT,
     progress: Progress | None = None,
-) -> list[MapPoint]:
-    """Lay out ``samples`` (features ``X``, one row each, of feature kind ``kind``) with :func:`umap_2d`
-    (fitted on a sample of ``max_fit`` when there are more); the coordinates are cached in the store, so
-    the same map is computed once."""
-    features = np.asarray(X, dtype=np.float32)
-    if features.shape[0] != len(samples):
-        raise ValueError(f"{features.shape[0]} feature rows for {len(samples)} samples")
-    params: dict[str, Any] = {"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric}
-    if max_fit is not None and len(samples) > max_fit and metric in PLACE_METRICS:
-        params["max_fit"] = max_fit  # below it the key (and the layout) is what it always was
-    key = map_cache_key(kind, [s.id for s in samples], features, params)
-    cached = store.get_blob(key)
-    if cached is not None and len(cached) == 16 * len(samples):
-        coords = np.frombuffer(cached, dtype=np.float64).reshape(-1, 2)
-    else:
-        if progress:
-            progress(0, 1, f"UMAP of {len(samples)} points")
-        coords = umap_2d(
-            features, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, max_fit=max_fit
-        )
-        store.put_blob(key, np.ascontiguousarray(coords, dtype=np.float64).tobytes())
-        latest = {"key": key, "ids": [int(s.id) for s in samples]}
-        store.put_blob(_latest_key(kind, seed), json.dumps(latest).encode())
-    if progress:
-        progress(1, 1, "map ready")
-    return _points(store, samples, coords)
+) -> MapPoints:
+    """Lay out ``samples`` (features ``X``, one row each) with :func:`lay_out` (cached) and return
+    them as the map's columns."""
+    ids = np.fromiter((s.id for s in samples), dtype=np.int64, count=len(samples))
+    coords = lay_out(
+        store,
+        ids,
+        X,
+        kind,
+        seed=seed,
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        metric=metric,
+        max_fit=max_fit,
+        progress=progress,
+    )
+    sets = dict.fromkeys(s.sample_set for s in samples)
+    return _points(store, store.sample_columns(sets), ids, coords)
 
 
 def _latest_key(kind: str, seed: int) -> str:
     return f"{MAP_CACHE_VERSION}:latest:{kind}:{seed}"
 
 
-def latest_map_points(store: MapStore, samples: Sequence[Sample], kind: str, *, seed: int = 0) -> list[MapPoint] | None:
-    """The last map laid out for ``kind``, on those of ``samples`` it holds (samples added since are
-    left off, deleted ones are gone); ``None`` when no map of ``kind`` was laid out yet."""
+def _remember_latest(store: MapStore, kind: str, seed: int, key: str, ids: np.ndarray) -> None:
+    """Make ``key`` the latest map of ``kind``: its sample ids (int64) beside its coordinates."""
+    blob = store.get_blob(_latest_key(kind, seed))
+    if blob is not None and json.loads(blob).get("key") == key and store.get_blob(f"{key}:ids") is not None:
+        return
+    store.put_blob(f"{key}:ids", np.ascontiguousarray(ids, dtype=np.int64).tobytes())
+    store.put_blob(_latest_key(kind, seed), json.dumps({"key": key, "n": int(ids.size)}).encode())
+
+
+def latest_map_points(
+    store: MapStore, kind: str, *, seed: int = 0, sample_sets: Iterable[str] = (TREE_SET, BASELINE_SET)
+) -> MapPoints | None:
+    """The last map laid out for ``kind``, on those of its samples still in ``sample_sets`` (samples
+    added since are not on it, deleted ones are gone); ``None`` when no map of ``kind`` was laid out
+    yet. Reads no features and makes no object per point."""
     blob = store.get_blob(_latest_key(kind, seed))
     if blob is None:
         return None
     latest = json.loads(blob)
+    if "ids" in latest:  # written before the ids had a blob of their own
+        ids = np.asarray(latest["ids"], dtype=np.int64)
+    else:
+        ids_blob = store.get_blob(f"{latest['key']}:ids")
+        ids = np.frombuffer(ids_blob or b"", dtype=np.int64)
     coords_blob = store.get_blob(latest["key"])
-    if coords_blob is None or len(coords_blob) != 16 * len(latest["ids"]):
+    if coords_blob is None or len(coords_blob) != 16 * ids.size:
         return None
     coords = np.frombuffer(coords_blob, dtype=np.float64).reshape(-1, 2)
-    where = {int(sample_id): row for row, sample_id in enumerate(latest["ids"])}
-    kept = [s for s in samples if s.id in where]
-    return _points(store, kept, coords[[where[s.id] for s in kept]])
+    return _points(store, store.sample_columns(sample_sets), ids, coords)
 
 
-def _points(store: MapStore, samples: Sequence[Sample], coords: np.ndarray) -> list[MapPoint]:
-    labels = leaf_labels(store.tree())
-    points = []
-    for sample, (x, y) in zip(samples, coords, strict=True):
-        steps = [(str(p.get("criterion", "")), str(p.get("value", ""))) for p in sample.path]
-        flat = sample.sample_set != TREE_SET and not steps
-        points.append(
-            MapPoint(
-                sample_id=sample.id,
-                x=float(x),
-                y=float(y),
-                leaf_id=sample.leaf_id,
-                leaf_label=BASELINE_LABEL if flat else labels.get(sample.leaf_id, sample.leaf_id),
-                path=" > ".join(v for _, v in steps),
-                criteria=dict(steps),
-                sample_set=sample.sample_set,
-                text=sample.instruction,
-            )
-        )
-    return points
+def _points(store: MapStore, columns: SampleColumns, ids: np.ndarray, coords: np.ndarray) -> MapPoints:
+    """The map's points of those ``ids`` still among ``columns``, at ``coords`` (one row per id)."""
+    rows = columns.rows_of(ids)
+    kept = rows >= 0
+    return MapPoints(
+        sample_id=ids[kept],
+        x=np.ascontiguousarray(coords[kept, 0]),
+        y=np.ascontiguousarray(coords[kept, 1]),
+        origin=columns.origin[rows[kept]],
+        origins=origins_of(columns, leaf_labels(store.tree())),
+        texts=lambda wanted: _texts(store, wanted),
+    )
+
+
+def _texts(store: MapStore, sample_ids: np.ndarray) -> list[str]:
+    found = store.instructions(sample_ids.tolist())
+    return [found.get(int(i), "") for i in sample_ids]
 
 
 # -- drawing --------------------------------------------------------------------------------------
 
 
-def hover_text(point: MapPoint) -> str:
-    """The hover label: path, text (wrapped, shortened) and provenance; ``<``, ``>`` and ``&`` escaped,
-    because plotly reads tags (``<b>``, ``<br>``) in hover text."""
-    body = point.text if len(point.text) <= HOVER_CHARS else point.text[: HOVER_CHARS - 1] + "…"
-    lines = textwrap.wrap(body, 80) or [""]
-    where = point.path or point.leaf_label
-    return (
-        f"<b>{html.escape(where, quote=False)}</b><br>"
-        + "<br>".join(html.escape(line, quote=False) for line in lines)
-        + f"<br><i>{html.escape(point.sample_set, quote=False)} · sample {point.sample_id}</i>"
-    )
+def wrap(text: str, width: int) -> list[str]:
+    """``text``'s words in lines of at most ``width`` characters (a longer word is cut), at least one
+    line: :func:`textwrap.wrap` without its options, several times faster for hover labels."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        while len(word) > width:
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(word[:width])
+            word = word[width:]
+        if not word:
+            continue
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return [*lines, line] if line or not lines else lines
 
 
-def color_options(points: Sequence[MapPoint]) -> list[str]:
+def hover_texts(points: MapPoints) -> list[str]:
+    """The hover labels of the points: path, text (wrapped, shortened) and provenance; ``<``, ``>``
+    and ``&`` escaped, because plotly reads tags (``<b>``, ``<br>``) in hover text."""
+    out = []
+    for sample_id, code, text in zip(points.sample_id.tolist(), points.origin.tolist(), points.text(), strict=True):
+        origin = points.origins[code]
+        body = text if len(text) <= HOVER_CHARS else text[: HOVER_CHARS - 1] + "…"
+        lines = wrap(body, HOVER_WIDTH)
+        out.append(
+            f"<b>{html.escape(origin.path or origin.leaf_label, quote=False)}</b><br>"
+            + "<br>".join(html.escape(line, quote=False) for line in lines)
+            + f"<br><i>{html.escape(origin.sample_set, quote=False)} · sample {sample_id}</i>"
+        )
+    return out
+
+
+def color_options(points: MapPoints) -> list[str]:
     """What :func:`figure` can colour by: leaf, subtree, sample_set and each criterion present."""
-    criteria = dict.fromkeys(c for p in points for c in p.criteria)
+    criteria = dict.fromkeys(c for o in points.present() for c in o.criteria)
     return ["leaf", "subtree", "sample_set", *criteria]
 
 
-def _group(point: MapPoint, color_by: str) -> str:
+def _group(origin: Origin, color_by: str) -> str:
     if color_by == "sample_set":
-        return point.sample_set
-    if point.sample_set != TREE_SET and not point.criteria:
-        return BASELINE_LABEL if point.leaf_label == BASELINE_LABEL else point.sample_set
+        return origin.sample_set
+    if origin.flat:
+        return BASELINE_LABEL if origin.leaf_label == BASELINE_LABEL else origin.sample_set
     if color_by == "leaf":
-        return point.leaf_label
+        return origin.leaf_label
     if color_by == "subtree":
-        return point.leaf_label.split(" > ", 1)[0]
-    return point.criteria.get(color_by, f"(no {color_by})")
+        return origin.leaf_label.split(" > ", 1)[0]
+    return origin.criteria.get(color_by, f"(no {color_by})")
 
 
-def groups(points: Sequence[MapPoint], color_by: str = "leaf") -> dict[str, list[MapPoint]]:
-    """The points by colour group, in order of first appearance (one legend entry each).
+def groups(points: MapPoints, color_by: str = "leaf") -> dict[str, np.ndarray]:
+    """The points' rows by colour group, in order of first appearance (one legend entry each).
 
     Raises a :class:`~treesynth_core.errors.TreeSynthError` when ``color_by`` is not one of
     :func:`color_options`.
     """
     options = color_options(points)
-    if points and color_by not in options:
+    if len(points) and color_by not in options:
         raise TreeSynthError(f"cannot colour the map by {color_by!r}: choose one of {', '.join(options)}")
-    out: dict[str, list[MapPoint]] = {}
-    for point in points:
-        out.setdefault(_group(point, color_by), []).append(point)
-    return out
+    names: dict[str, int] = {}
+    of_origin = np.array([names.setdefault(_group(o, color_by), len(names)) for o in points.origins], dtype=np.int64)
+    code = of_origin[points.origin] if len(points) else np.zeros(0, dtype=np.int64)
+    order = np.argsort(code, kind="stable")
+    bounds = np.searchsorted(code[order], np.arange(len(names) + 1))
+    by_name = {name: order[bounds[i] : bounds[i + 1]] for name, i in names.items() if bounds[i + 1] > bounds[i]}
+    return dict(sorted(by_name.items(), key=lambda item: int(item[1][0])))
 
 
-def figure(points: Sequence[MapPoint], *, color_by: str = "leaf", title: str = "") -> Any:
+def figure(points: MapPoints, *, color_by: str = "leaf", title: str = "") -> Any:
     """A plotly scatter of the points, one trace (legend entry) per group.
 
     Parameters
     ----------
-    points : sequence of MapPoint
+    points : MapPoints
     color_by : str
         ``leaf``, ``subtree`` (the first split's value), ``sample_set`` or a criterion name.
         Flat-baseline points form their own grey group unless colouring by sample_set.
     title : str
 
     Above :data:`~treesynth_core.coverage.map_density.DENSITY_ABOVE` points, a density image of all
-    of them lies under a seeded sample of them (the only ones hover and selection see).
+    of them lies under a seeded sample of them (the only ones hover and selection see, and the only
+    ones whose texts are read).
 
     Returns
     -------
@@ -409,27 +328,33 @@ def figure(points: Sequence[MapPoint], *, color_by: str = "leaf", title: str = "
 
     fig = go.Figure()
     if len(points) > DENSITY_ABOVE:  # every point as a density image, a seeded sample as points
-        xs = np.fromiter((p.x for p in points), float, len(points))
-        ys = np.fromiter((p.y for p in points), float, len(points))
         groups(points, color_by)  # a colour choice is checked against every point, not the sample
-        fig.add_trace(density_trace(xs, ys, name=f"all {len(points):,} points"))
-        points = [points[i] for i in drawn_indices(len(points), above=DENSITY_ABOVE, limit=DRAWN_POINTS)]
-    grouped = groups(points, color_by)
-    scatter = go.Scattergl if len(points) > WEBGL_ABOVE else go.Scatter
-    for name, members in grouped.items():
-        flat = name == BASELINE_LABEL
-        fig.add_trace(
-            scatter(
-                x=[p.x for p in members],
-                y=[p.y for p in members],
-                mode="markers",
-                name=html.escape(name[:60], quote=False),
-                text=[hover_text(p) for p in members],
-                hovertemplate="%{text}<extra></extra>",
-                customdata=[[p.sample_id, p.leaf_id] for p in members],
-                marker={"size": 6, "opacity": 0.8, **({"color": BASELINE_COLOR, "symbol": "x"} if flat else {})},
-            )
-        )
+        fig.add_trace(density_trace(points.x, points.y, name=f"all {len(points):,} points"))
+        points = points.take(drawn_indices(len(points), above=DENSITY_ABOVE, limit=DRAWN_POINTS))
+    scatter = "scattergl" if len(points) > WEBGL_ABOVE else "scatter"
+    hover = np.array(hover_texts(points), dtype=object)
+    leaf_ids = points.column("leaf_id")
+    traces = [
+        {
+            "type": scatter,
+            "x": points.x[rows],
+            "y": points.y[rows],
+            "mode": "markers",
+            "name": html.escape(name[:60], quote=False),
+            "text": hover[rows],
+            "hovertemplate": "%{text}<extra></extra>",
+            "customdata": np.column_stack([points.sample_id[rows].astype(object), leaf_ids[rows]]),
+            "marker": {
+                "size": 6,
+                "opacity": 0.8,
+                **({"color": BASELINE_COLOR, "symbol": "x"} if name == BASELINE_LABEL else {}),
+            },
+        }
+        for name, rows in groups(points, color_by).items()
+    ]
+    # All at once, as dicts: a trace object built and added one by one costs ~5 ms, and a tree has
+    # thousands of leaves.
+    fig.add_traces(traces)
     fig.update_layout(
         title=title,
         template="plotly_white",
@@ -450,7 +375,7 @@ def _plain(text: str, limit: int) -> str:
     return " " + text if text.startswith("_") else text
 
 
-def png(points: Sequence[MapPoint], *, color_by: str = "leaf", title: str = "") -> bytes:
+def png(points: MapPoints, *, color_by: str = "leaf", title: str = "") -> bytes:
     """A static PNG of the map (matplotlib, Agg; no browser): the groups of :func:`figure` in the
     same colours, the flat baseline as grey crosses, a legend up to :data:`PNG_LEGEND_MAX` groups.
 
@@ -467,11 +392,11 @@ def png(points: Sequence[MapPoint], *, color_by: str = "leaf", title: str = "") 
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     size = 14 if len(points) <= WEBGL_ABOVE else 5
-    for index, (name, members) in enumerate(grouped.items()):
+    for index, (name, rows) in enumerate(grouped.items()):
         flat = name == BASELINE_LABEL
         ax.scatter(
-            [p.x for p in members],
-            [p.y for p in members],
+            points.x[rows],
+            points.y[rows],
             s=size * (1.6 if flat else 1.0),
             marker="x" if flat else "o",
             c=BASELINE_COLOR if flat else COLORWAY[index % len(COLORWAY)],
@@ -522,7 +447,7 @@ def html_page(fig: Any) -> bytes:
 
 def map_bytes(points: Any, fmt: str, *, color_by: str = "leaf", title: str = "") -> bytes:
     """The map as a file's bytes: ``fmt`` ``html`` (interactive, from :func:`figure`) or ``png``
-    (static, from :func:`png`). ``points`` is a sequence of :class:`MapPoint`, or, for HTML only,
+    (static, from :func:`png`). ``points`` is a :class:`~.map_points.MapPoints`, or, for HTML only,
     a plotly figure already drawn."""
     if fmt not in MAP_FORMATS:
         raise TreeSynthError(f"cannot write a map as {fmt!r}: use html or png")

@@ -5,13 +5,14 @@ samples per leaf, the imported and rebalanced sets, and the dataset card an expo
 from __future__ import annotations
 
 import datetime as dt
-import random
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from ..coverage.features.embeddings import Featurizer
-from ..coverage.maps import BASELINE_LABEL, MapPoint, latest_map_points
+from ..coverage.map_density import drawn_indices
+from ..coverage.map_points import BASELINE_LABEL, MapPoints
+from ..coverage.maps import latest_map_points
 from ..data.export import dataset_card, live_samples
 from ..errors import TreeSynthError
 from ..progress import Progress
@@ -69,7 +70,7 @@ def collect_report(
         dots: tuple[MapDot, ...] = ()
         map_note = "No map: the report was made without embeddings."
     else:
-        dots, map_note = _map(project, samples + baseline, embedder.name, seed)
+        dots, map_note = _map(project, embedder.name, seed)
     return Report(
         name=name or project.path.name,
         task=tree.task,
@@ -151,22 +152,29 @@ def scores_of(rep: dict[str, Any]) -> Scores:
     )
 
 
-def _map(project: Project, samples: Sequence[Sample], kind: str, seed: int) -> tuple[tuple[MapDot, ...], str]:
-    points = latest_map_points(project, samples, kind, seed=seed)
+def _map(project: Project, kind: str, seed: int) -> tuple[tuple[MapDot, ...], str]:
+    points = latest_map_points(project, kind, seed=seed, sample_sets=(TREE_SET, BASELINE_SET))
     if not points:
         return (), "No map yet: lay one out with treesynth map DIR (or on the Coverage page)."
     shown = points
     note = f"{len(points):,} samples, UMAP of {kind}."
     if len(points) > MAP_MAX:
-        shown = random.Random(seed).sample(list(points), MAP_MAX)
+        shown = points.take(drawn_indices(len(points), seed, limit=MAP_MAX, above=MAP_MAX))
         note = f"{MAP_MAX:,} of {len(points):,} samples (seeded subsample), UMAP of {kind}."
-    return tuple(map_dot(p) for p in shown), note
+    return map_dots(shown), note
 
 
-def map_dot(point: MapPoint) -> MapDot:
-    group = point.leaf_label if point.leaf_label == BASELINE_LABEL else point.leaf_label.split(" > ")[0]
-    where = point.path or point.leaf_label
-    return MapDot(x=point.x, y=point.y, group=group, text=f"{where}: {_cut(point.text, 200)}")
+def map_dots(points: MapPoints) -> tuple[MapDot, ...]:
+    """One report dot per point: coloured by its subtree (the flat baseline apart), its path and text."""
+    dots = []
+    for x, y, code, text in zip(
+        points.x.tolist(), points.y.tolist(), points.origin.tolist(), points.text(), strict=True
+    ):
+        origin = points.origins[code]
+        label = origin.leaf_label
+        group = label if label == BASELINE_LABEL else label.split(" > ")[0]
+        dots.append(MapDot(x=x, y=y, group=group, text=f"{origin.path or label}: {_cut(text, 200)}"))
+    return tuple(dots)
 
 
 def leaf_samples(tree: Tree, samples: Sequence[Sample], k: int) -> tuple[LeafSamples, ...]:

@@ -9,7 +9,7 @@ import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ProjectError
 from ..tree.model import Tree
@@ -19,11 +19,16 @@ from .samples import STAGING_PREFIX, TREE_SET, NewSample, Route, Sample, Samples
 from .schema import dumps, now
 from .trash import Deletion
 
+if TYPE_CHECKING:
+    from .columns import SampleColumns
+
 
 class SampleStore:
     """The samples' methods of :class:`~.project.Project`."""
 
     _db: Database
+    #: The last :meth:`sample_columns` answer, with the database version and the sets it was for.
+    _columns_memo: tuple[tuple[int, int, tuple[str, ...]], SampleColumns] | None = None
 
     def _tree_in(self, conn: sqlite3.Connection) -> Tree:
         """The tree as the transaction on ``conn`` sees it (:class:`~.project.Project` has it)."""
@@ -79,6 +84,37 @@ class SampleStore:
         sql = "SELECT leaf_id, COUNT(*) FROM samples WHERE sample_set = ? GROUP BY leaf_id"
         with self._db.read() as conn:
             return dict(conn.execute(sql, (sample_set,)).fetchall())
+
+    def sample_columns(self, sample_sets: Iterable[str] = (TREE_SET,)) -> SampleColumns:
+        """The samples of ``sample_sets`` as columns (ids, and each one's sample set, leaf and path
+        as a row of a small table): SQL groups them, so a million samples make no million objects.
+        The last answer is kept until a connection changes the database (a page drawn again reads
+        nothing)."""
+        sets = tuple(dict.fromkeys(sample_sets))
+        sql = (
+            "SELECT sample_set, leaf_id, path, group_concat(id) FROM samples "
+            f"WHERE sample_set IN ({marks(len(sets))}) GROUP BY sample_set, leaf_id, path"
+        )
+        with self._db.read() as conn:
+            version = (int(conn.execute("PRAGMA data_version").fetchone()[0]), conn.total_changes, sets)
+            memo = self._columns_memo
+            if memo is not None and memo[0] == version:
+                return memo[1]
+            groups = conn.execute(sql, sets).fetchall() if sets else []
+        from .columns import SampleColumns  # numpy: only for those who read columns
+
+        columns = SampleColumns.from_groups(groups)
+        self._columns_memo = (version, columns)
+        return columns
+
+    def instructions(self, sample_ids: Iterable[int]) -> dict[int, str]:
+        """The instruction of each of ``sample_ids`` still stored."""
+        found: dict[int, str] = {}
+        with self._db.read() as conn:
+            for chunk in chunks(list(dict.fromkeys(int(i) for i in sample_ids))):
+                rows = conn.execute(f"SELECT id, instruction FROM samples WHERE id IN ({marks(len(chunk))})", chunk)
+                found.update(rows)
+        return found
 
     def sample_keys(self, leaf_id: str, *, sample_set: str = TREE_SET) -> set[str]:
         """The keys stored for one leaf, and those of deleted samples: what a rerun must skip."""
