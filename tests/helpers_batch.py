@@ -121,11 +121,18 @@ class FakeBatchServer:
     A batch goes ``validating`` -> ``in_progress`` -> ``finalizing`` -> ``final`` (``completed``,
     ``failed``, ``expired``), one step per GET of it. When it ends, its output file answers the
     first ``finish_lines`` requests (all when None); with ``fail_every`` k, every k-th of those goes
-    to the error file as a 500 instead.
+    to the error file as a 500 instead. ``model`` writes each reply (:func:`reply_for` by default).
     """
 
-    def __init__(self, *, final: str = "completed", finish_lines: int | None = None, fail_every: int = 0) -> None:
-        self.final, self.finish_lines, self.fail_every = final, finish_lines, fail_every
+    def __init__(
+        self,
+        *,
+        final: str = "completed",
+        finish_lines: int | None = None,
+        fail_every: int = 0,
+        model: Model = reply_for,
+    ) -> None:
+        self.final, self.finish_lines, self.fail_every, self.model = final, finish_lines, fail_every, model
         self.state = FakeBatchState()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -164,7 +171,7 @@ class FakeBatchServer:
                     }
                 )
             else:
-                out.append(output_line(line["custom_id"], line["body"], i))
+                out.append(output_line(line["custom_id"], line["body"], i, self.model))
         random.Random(0).shuffle(out)  # OpenAI does not keep input order
         for kind, rows in (("output", out), ("error", errors)):
             if rows:
