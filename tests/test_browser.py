@@ -158,7 +158,7 @@ def _create_grow_click_prune(page, url: str, projects: Path, fake: FakeOpenAISer
     other = nodes[1]["id"]
     click_node(page, other)
     value_box = page.get_by_label("Value", exact=True)
-    value_box.wait_for()
+    value_box.first.wait_for()  # a stale box may stand beside it for a moment (strict mode would fail)
     # while Streamlit redraws, the previous node's (stale) input can briefly stand beside the new one:
     # read every "Value" box in one go (counting, then reading, races with the redraw)
     wait_until(
