@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -137,11 +137,26 @@ def write_floor(files: list[Path], scratch: Path) -> float:
     return seconds
 
 
-def collect_floor(outputs: list[Path], scratch: Path) -> float:
-    """A bare collect of the same output files: parse each line, one ``executemany`` of (custom_id, body)."""
+def scratch_db(scratch: Path) -> sqlite3.Connection:
+    """A throwaway SQLite database for a floor, with the project's write settings (WAL, synchronous NORMAL)."""
     conn = sqlite3.connect(scratch / "floor.db", isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def timed_on_scratch(conn: sqlite3.Connection, run: Callable[[], None], scratch: Path) -> float:
+    """:func:`timed_floor` of ``run``, then the scratch database closed and deleted."""
+    seconds = timed_floor(run)
+    conn.close()
+    for path in scratch.glob("floor.db*"):
+        path.unlink()
+    return seconds
+
+
+def collect_floor(outputs: list[Path], scratch: Path) -> float:
+    """A bare collect of the same output files: parse each line, one ``executemany`` of (custom_id, body)."""
+    conn = scratch_db(scratch)
     conn.execute("CREATE TABLE replies (key TEXT PRIMARY KEY, body TEXT NOT NULL)")
 
     def run() -> None:
@@ -150,11 +165,7 @@ def collect_floor(outputs: list[Path], scratch: Path) -> float:
         conn.executemany("INSERT OR IGNORE INTO replies VALUES (?, ?)", rows)
         conn.execute("COMMIT")
 
-    seconds = timed_floor(run)
-    conn.close()
-    for path in scratch.glob("floor.db*"):
-        path.unlink()
-    return seconds
+    return timed_on_scratch(conn, run, scratch)
 
 
 def synth_floor(project: Path, scratch: Path) -> float:
@@ -162,9 +173,7 @@ def synth_floor(project: Path, scratch: Path) -> float:
     src = sqlite3.connect(project / DB_NAME)
     rows = src.execute(f"SELECT {', '.join(schema.SAMPLE_COLUMNS)} FROM samples").fetchall()
     src.close()
-    conn = sqlite3.connect(scratch / "floor.db", isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    conn = scratch_db(scratch)
     schema.m004_samples(conn)
     columns = schema.SAMPLE_COLUMNS
     sql = f"INSERT INTO samples ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
@@ -174,11 +183,7 @@ def synth_floor(project: Path, scratch: Path) -> float:
         conn.executemany(sql, rows)
         conn.execute("COMMIT")
 
-    seconds = timed_floor(run)
-    conn.close()
-    for path in scratch.glob("floor.db*"):
-        path.unlink()
-    return seconds
+    return timed_on_scratch(conn, run, scratch)
 
 
 def run_engine(
