@@ -247,7 +247,7 @@ function draw(state, vis) {
       state.userMoved = false;
       fit(state, true);
     });
-    // For end-to-end tests and debugging: the network and a way to find a node on screen.
+    // For end-to-end tests and debugging: the network, where a node is on screen and which node is where.
     window.treesynthGraph = {
       network: state.network,
       nodes: state.nodes,
@@ -257,6 +257,11 @@ function draw(state, vis) {
         const dom = state.network.canvasToDOM(pos);
         const rect = canvas.getBoundingClientRect();
         return { x: rect.left + dom.x, y: rect.top + dom.y };
+      },
+      nodeAt: (x, y) => {
+        const rect = canvas.getBoundingClientRect();
+        const id = state.network.getNodeAt({ x: x - rect.left, y: y - rect.top });
+        return id === undefined ? null : String(id);
       },
     };
   }

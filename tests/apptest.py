@@ -5,6 +5,7 @@ button started."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,6 +115,19 @@ def wait_for_job(folder: Path) -> jobs.JobState:
         job = jobs.latest_job(project)
     assert job is not None
     return jobs.wait_job(folder, job.id, timeout=60)
+
+
+def wait_for_run(folder: Path, timeout: float = 30.0) -> jobs.JobState:
+    """The latest job once its run of LLM calls has started (a background thread starts it a moment
+    after the click; under load, after the page's next run)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with Project.open(folder) as project:
+            job = jobs.latest_job(project)
+        if job is not None and job.run_id:
+            return job
+        assert time.monotonic() < deadline, f"no run started in {timeout:g} s"
+        time.sleep(0.05)
 
 
 def start_and_wait(at: AppTest, folder: Path) -> AppTest:

@@ -20,6 +20,7 @@ from tests.apptest import (
     start_synthesis,
     texts,
     wait_for_job,
+    wait_for_run,
     widget_state_warnings,
 )
 from tests.fakes import GatedLLM, HashEmbedder
@@ -67,6 +68,8 @@ def test_a_reload_keeps_this_tabs_synthesis_its_own_and_the_wait_counts_down(pro
     with widget_state_warnings() as warned:
         at = start_synthesis(open_example(new_app()), per_leaf=2)
         try:
+            wait_for_run(folder)  # its run has started: the first reply is out
+            run(at)
             bar = next(text for text in bars(at) if "Synthesizing" in text)
             assert "first reply pending" in bar and " left" in bar, bar  # no reply yet: the wait counts
             again = reload(at, PAGE_SYNTH)

@@ -54,9 +54,22 @@ def graph_nodes(page) -> list[dict]:
 
 
 def click_node(page, node_id: str, *, double: bool = False) -> None:
-    page.evaluate("(id) => window.treesynthGraph.network.focus(id, {scale: 1.0})", node_id)
-    time.sleep(0.3)
-    center = page.evaluate("(id) => window.treesynthGraph.nodeCenter(id)", node_id)
+    """Click (or double-click) a node once the view holds still with the node under the pointer: the
+    graph refits itself while the page settles (a late resize), which would move it under a click."""
+
+    def steady_center() -> dict | None:
+        page.evaluate("(id) => window.treesynthGraph.network.focus(id, {scale: 1.0})", node_id)
+        time.sleep(0.3)
+        first = page.evaluate("(id) => window.treesynthGraph.nodeCenter(id)", node_id)
+        time.sleep(0.3)
+        center = page.evaluate("(id) => window.treesynthGraph.nodeCenter(id)", node_id)
+        still = (
+            center == first
+            and page.evaluate("([x, y]) => window.treesynthGraph.nodeAt(x, y)", [center["x"], center["y"]]) == node_id
+        )
+        return center if still else None
+
+    center = wait_until(steady_center, 15, f"node {node_id} to hold still on screen", poll=0.2)
     if double:
         page.mouse.dblclick(center["x"], center["y"])
     else:
@@ -220,7 +233,7 @@ def test_example_tree_screenshot(browser, server):
     page.get_by_role("heading", name="Tree", exact=True).wait_for(timeout=30_000)
     nodes = wait_until(lambda: [n for n in graph_nodes(page) if n["level"] == 1], 30, "the example's graph")
     click_node(page, nodes[0]["id"], double=True)
-    wait_until(lambda: any(n["level"] == 2 for n in graph_nodes(page)), 20, "an unfolded branch")
+    wait_until(lambda: any(n["level"] == 2 for n in graph_nodes(page)), 30, "an unfolded branch")
     page.locator(".ts-fit").click()
     time.sleep(0.8)
     level2 = [n for n in graph_nodes(page) if n["level"] == 2]

@@ -144,6 +144,13 @@ def test_plan_estimates_and_budget_cap(project):
     assert plan.cost_usd is not None and plan.cost_usd > 0
     with pytest.raises(BudgetError, match="cap of 3"):
         check_budget(plan, SynthOptions(max_calls=3))
+    below = plan.cost_usd * 0.9  # the cost cap counts only the calls no collected batch reply answers
+    with pytest.raises(BudgetError, match=r"above your cap of \$"):
+        check_budget(plan, SynthOptions(max_cost=below))
+    with pytest.raises(BudgetError, match="for the 3 calls sent online"):
+        check_budget(plan, SynthOptions(max_cost=plan.cost_usd * 0.7), answered=1)
+    check_budget(plan, SynthOptions(max_cost=below), answered=1)  # 3 of 4 calls online: 0.75 of the cost
+    check_budget(plan, SynthOptions(max_cost=0.0), answered=4)  # every call answered: nothing to pay
     embedded = plan_synthesis(tree, {}, SynthOptions(), model="x", settings=BackendSettings())
     assert embedded.cost_usd == 0
     unknown = plan_synthesis(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import BudgetError
-from ..llm.pricing import batch_price, price_for
+from ..llm.pricing import batch_price, price_for, usd
 from ..llm.pricing import cost as pricing_cost
 from ..llm.settings import BackendSettings
 from ..prompts import templates as P
@@ -237,14 +237,24 @@ def plan_synthesis(
 
 def check_budget(plan: SynthPlan, options: SynthOptions, *, answered: int = 0) -> None:
     """Refuse a run the plan says goes over ``options``' caps. ``answered``: replies collected
-    batches brought back that no run has used yet; they were paid for, so the call cap, which counts
-    the calls sent online, leaves them out (the run itself counts exactly: see
-    :func:`~treesynth_core.batch.replay.batch_first`)."""
+    batches brought back that no run has used yet; they were paid for, so neither cap counts them:
+    the call cap counts the calls sent online (the run itself counts exactly: see
+    :func:`~treesynth_core.batch.replay.batch_first`), the cost cap their share of the plan's cost."""
     online = max(0, plan.calls - answered)
     if options.max_calls is not None and online > options.max_calls:
         raise BudgetError(
             f"this run needs about {online} LLM calls, above your cap of {options.max_calls}; "
             "raise --max-calls or make fewer samples"
         )
-    if options.max_cost is not None and plan.cost_usd is not None and plan.cost_usd > options.max_cost:
-        raise BudgetError(f"this run is estimated at ${plan.cost_usd:.2f}, above your cap of ${options.max_cost:.2f}")
+    cost = online_cost(plan, answered)
+    if options.max_cost is not None and cost is not None and cost > options.max_cost:
+        sent = f" for the {online} calls sent online" if answered else ""
+        raise BudgetError(f"this run is estimated at {usd(cost)}{sent}, above your cap of {usd(options.max_cost)}")
+
+
+def online_cost(plan: SynthPlan, answered: int = 0) -> float | None:
+    """The plan's cost less the share of its calls that ``answered`` collected batch replies serve
+    (paid for when their batch ran); None when the price is unknown."""
+    if plan.cost_usd is None or not plan.calls:
+        return plan.cost_usd
+    return plan.cost_usd * max(0, plan.calls - answered) / plan.calls
