@@ -6,7 +6,10 @@ seeded sample drawn as points), and loads each in headless chromium (Playwright;
 software WebGL). Prints the figure JSON's size, the time to the first draw and the time of a zoom, and
 the ratio of (a) to (b) in the same run.
 
-    .venv/bin/python benchmarks/map_browser.py [--n 100000 1000000]
+With ``--leaves K``: ``n`` points (below the density image) in K leaves, drawn (a) one trace per leaf
+and (b) as ``coverage.maps.figure`` draws them (``LEGEND_GROUPS`` traces at most, the rest sharing one).
+
+    .venv/bin/python benchmarks/map_browser.py [--n 100000 1000000] [--leaves 2000 --n 20000]
 """
 
 from __future__ import annotations
@@ -49,12 +52,12 @@ def every_point(points: MapPoints) -> Any:
     )
 
 
-def clustered(n: int, seed: int = 0) -> MapPoints:
-    """``n`` points in 20 clusters, one leaf each, as the map's columns (no object per point)."""
+def clustered(n: int, seed: int = 0, leaves: int = 20) -> MapPoints:
+    """``n`` points in ``leaves`` clusters, one leaf each, as the map's columns (no object per point)."""
     rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 20, n)
-    xy = rng.normal(size=(20, 2))[labels] * 10 + rng.normal(size=(n, 2))
-    origins = tuple(Origin(f"l{c}", f"leaf {c}", "", {}, TREE_SET) for c in range(20))
+    labels = rng.integers(0, leaves, n)
+    xy = rng.normal(size=(leaves, 2))[labels] * 10 + rng.normal(size=(n, 2))
+    origins = tuple(Origin(f"l{c}", f"leaf {c}", "", {}, TREE_SET) for c in range(leaves))
     return MapPoints(np.arange(n), xy[:, 0], xy[:, 1], labels, origins, lambda ids: [""] * len(ids))
 
 
@@ -77,6 +80,7 @@ def measure(browser: Any, folder: Path, name: str, fig: Any) -> dict[str, float]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--leaves", type=int, default=0, help="compare one trace per leaf with the capped legend")
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
     from plotly.offline import get_plotlyjs
@@ -88,19 +92,43 @@ def main(argv: list[str] | None = None) -> int:
             executable_path=CHROMIUM, args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
         )
         for n in args.n:
+            if args.leaves:
+                points = clustered(n, leaves=args.leaves)
+                per_leaf, build_a = built(points, legend_groups=args.leaves)
+                drawn, build_s = built(points, legend_groups=M.LEGEND_GROUPS)
+                a = measure(browser, folder, f"per_leaf_{n}", per_leaf)
+                b = measure(browser, folder, f"capped_{n}", drawn)
+                print(f"{n:,} points in {args.leaves:,} leaves: figure built in {build_a:.1f} s (a trace per leaf)")
+                print(f"  and {build_s:.1f} s ({len(drawn.data)} traces)")
+                compare("a trace per leaf", a, b)
+                continue
             points = clustered(n)
-            start = time.perf_counter()
-            drawn = M.figure(points)
-            build_s = time.perf_counter() - start
+            drawn, build_s = built(points)
             a = measure(browser, folder, f"all_{n}", every_point(points))
             b = measure(browser, folder, f"maps_{n}", drawn)
             print(f"{n:,} points (maps.figure built in {build_s:.1f} s):")
-            for label, key in (("figure JSON", "json_mb"), ("first draw", "draw_s"), ("zoom", "zoom_s")):
-                unit = "MB" if key == "json_mb" else "s"
-                every, ours = a[key], b[key]
-                print(f"  {label}: every point {every:.2f} {unit}, ours {ours:.2f} {unit} = {every / ours:.1f}x less")
+            compare("every point", a, b)
         browser.close()
     return 0
+
+
+def built(points: MapPoints, legend_groups: int | None = None) -> tuple[Any, float]:
+    """``maps.figure`` of the points (with that many legend groups at most) and the seconds it took."""
+    saved = M.LEGEND_GROUPS
+    M.LEGEND_GROUPS = legend_groups or saved
+    try:
+        start = time.perf_counter()
+        fig = M.figure(points)
+        return fig, time.perf_counter() - start
+    finally:
+        M.LEGEND_GROUPS = saved
+
+
+def compare(other: str, a: dict[str, float], b: dict[str, float]) -> None:
+    for label, key in (("figure JSON", "json_mb"), ("first draw", "draw_s"), ("zoom", "zoom_s")):
+        unit = "MB" if key == "json_mb" else "s"
+        theirs, ours = a[key], b[key]
+        print(f"  {label}: {other} {theirs:.2f} {unit}, ours {ours:.2f} {unit} = {theirs / ours:.1f}x less")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ from tests.helpers_png import png_size
 from tests.trees import split_root
 from treesynth_core.coverage import map_layout as L
 from treesynth_core.coverage import maps as M
-from treesynth_core.coverage.map_points import MapPoint, MapPoints
+from treesynth_core.coverage.map_points import MapPoint, MapPoints, Origin
 from treesynth_core.errors import TreeSynthError
-from treesynth_core.store.samples import NewSample
+from treesynth_core.store.samples import BASELINE_SET, TREE_SET, NewSample
 
 SEED = 7
 
@@ -293,3 +293,30 @@ def test_hover_lines_wrap_as_textwrap_does_for_ordinary_text():
         assert M.wrap(text, 80) == (textwrap.wrap(text, 80) or [""])
     long = M.wrap("a " + "x" * 170 + " b", 80)
     assert long == ["a", "x" * 80, "x" * 80, "x" * 10 + " b"] and M.wrap("", 80) == [""]
+
+
+def test_a_map_of_many_leaves_keeps_a_short_legend_and_every_point(monkeypatch):
+    """Past LEGEND_GROUPS groups the largest keep a trace (legend entry) of their own, the flat
+    baseline always, and the rest share one trace coloured point by point: every point is drawn
+    once, each group in the colour the PNG gives it."""
+    monkeypatch.setattr(M, "LEGEND_GROUPS", 4)
+    sizes = [1, 5, 2, 6, 3, 4]  # leaves l0..l5, then 2 baseline points
+    leaf = np.repeat(np.arange(6), sizes)
+    origin = np.concatenate([leaf, [6, 6]])
+    origins = tuple(Origin(f"l{i}", f"leaf {i}", "", {}, TREE_SET) for i in range(6))
+    origins += (Origin("", M.BASELINE_LABEL, "", {}, BASELINE_SET),)
+    n = origin.size
+    points = MapPoints(
+        np.arange(n), np.arange(n, dtype=float), np.zeros(n), origin, origins, lambda ids: [""] * len(ids)
+    )
+    fig = M.figure(points)
+    names = [t.name for t in fig.data]
+    assert names == ["leaf 1", "leaf 3", M.BASELINE_LABEL, "4 more leaves"]  # the 2 largest, then the rest
+    assert sorted(x for t in fig.data for x in t.x) == list(range(n))  # each point once
+    palette = {f"leaf {i}": M.COLORWAY[i] for i in range(6)}
+    assert [fig.data[0].marker.color, fig.data[1].marker.color] == [palette["leaf 1"], palette["leaf 3"]]
+    assert fig.data[2].marker.color == M.BASELINE_COLOR and fig.data[2].marker.symbol == "x"
+    shared = fig.data[3]
+    by_x = dict(zip(shared.x, shared.marker.color, strict=True))
+    assert by_x[0.0] == palette["leaf 0"] and by_x[float(n - 3)] == palette["leaf 5"]
+    assert M.legend_groups({"a": np.arange(2), "b": np.arange(1)}, limit=2) == (["a", "b"], [])

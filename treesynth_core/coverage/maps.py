@@ -20,7 +20,7 @@ import io
 import json
 import textwrap
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -64,6 +64,10 @@ PNG_SIZE = (10.0, 7.5)  # inches
 PNG_DPI = 150
 #: A PNG map lists its groups in a legend up to this many (more would cover the plot).
 PNG_LEGEND_MAX = 20
+#: The HTML map draws each group as a trace of its own (a legend entry) up to this many groups; past
+#: it the largest keep theirs and the rest share one trace, coloured point by point: a legend of
+#: thousands of leaves reads as nothing, and each trace is one more draw for the browser.
+LEGEND_GROUPS = 30
 MAP_FORMATS = ("html", "png")
 MAP_SUFFIXES = {".html": "html", ".htm": "html", ".png": "png"}
 
@@ -305,8 +309,26 @@ def groups(points: MapPoints, color_by: str = "leaf") -> dict[str, np.ndarray]:
     return dict(sorted(by_name.items(), key=lambda item: int(item[1][0])))
 
 
+def legend_groups(grouped: Mapping[str, np.ndarray], limit: int = LEGEND_GROUPS) -> tuple[list[str], list[str]]:
+    """Which groups the HTML map draws as traces of their own (legend entries), and which share one:
+    all of them up to ``limit``; past it the ``limit - 1`` largest (and the flat baseline, always its
+    own) keep theirs, in the order of ``grouped``, and the rest share the last."""
+    names = list(grouped)
+    if len(names) <= limit:
+        return names, []
+    flat = [name for name in names if name == BASELINE_LABEL]
+    by_size = sorted((n for n in names if n != BASELINE_LABEL), key=lambda n: -grouped[n].size)
+    keep = set(by_size[: max(0, limit - 1 - len(flat))]) | set(flat)
+    return [n for n in names if n in keep], [n for n in names if n not in keep]
+
+
+def _plural_group(color_by: str) -> str:
+    return {"leaf": "leaves", "subtree": "subtrees", "sample_set": "sample sets"}.get(color_by, "values")
+
+
 def figure(points: MapPoints, *, color_by: str = "leaf", title: str = "") -> Any:
-    """A plotly scatter of the points, one trace (legend entry) per group.
+    """A plotly scatter of the points, one trace (legend entry) per group, coloured as :func:`png`
+    colours it (up to :data:`LEGEND_GROUPS` groups; see :func:`legend_groups`).
 
     Parameters
     ----------
@@ -334,8 +356,13 @@ def figure(points: MapPoints, *, color_by: str = "leaf", title: str = "") -> Any
     scatter = "scattergl" if len(points) > WEBGL_ABOVE else "scatter"
     hover = np.array(hover_texts(points), dtype=object)
     leaf_ids = points.column("leaf_id")
-    traces = [
-        {
+    grouped = groups(points, color_by)
+    colour = {name: COLORWAY[i % len(COLORWAY)] for i, name in enumerate(grouped)}  # as the PNG's
+    own, shared = legend_groups(grouped, LEGEND_GROUPS)
+
+    def trace(name: str, rows: np.ndarray, color: Any) -> dict[str, Any]:
+        flat = name == BASELINE_LABEL
+        return {
             "type": scatter,
             "x": points.x[rows],
             "y": points.y[rows],
@@ -344,16 +371,16 @@ def figure(points: MapPoints, *, color_by: str = "leaf", title: str = "") -> Any
             "text": hover[rows],
             "hovertemplate": "%{text}<extra></extra>",
             "customdata": np.column_stack([points.sample_id[rows].astype(object), leaf_ids[rows]]),
-            "marker": {
-                "size": 6,
-                "opacity": 0.8,
-                **({"color": BASELINE_COLOR, "symbol": "x"} if name == BASELINE_LABEL else {}),
-            },
+            "marker": {"size": 6, "opacity": 0.8, "color": BASELINE_COLOR if flat else color}
+            | ({"symbol": "x"} if flat else {}),
         }
-        for name, rows in groups(points, color_by).items()
-    ]
-    # All at once, as dicts: a trace object built and added one by one costs ~5 ms, and a tree has
-    # thousands of leaves.
+
+    traces = [trace(name, grouped[name], colour[name]) for name in own]
+    if shared:
+        rows = np.concatenate([grouped[name] for name in shared])
+        colours = np.concatenate([np.full(grouped[name].size, colour[name], dtype=object) for name in shared])
+        traces.append(trace(f"{len(shared):,} more {_plural_group(color_by)}", rows, colours))
+    # All at once, as dicts: a trace object built and added one by one costs ~5 ms.
     fig.add_traces(traces)
     fig.update_layout(
         title=title,
