@@ -47,7 +47,7 @@ from studio import graph as G  # noqa: E402
 from tests.trees import wide_tree  # noqa: E402
 from treesynth_core.coverage.gram import gram_partial, sum_partials, vendi_from_gram  # noqa: E402
 from treesynth_core.coverage.map_transform import fit_indices, nearest_fitted  # noqa: E402
-from treesynth_core.coverage.maps import figure, latest_map_points, lay_out, umap_2d  # noqa: E402
+from treesynth_core.coverage.maps import MapOptions, figure, latest_map_points, lay_out, umap_2d  # noqa: E402
 from treesynth_core.store import schema  # noqa: E402
 from treesynth_core.store.project import Project  # noqa: E402
 from treesynth_core.store.samples import NewSample  # noqa: E402
@@ -123,7 +123,7 @@ def map_step(project: Project, X: np.ndarray, max_fit: int, exact_rows: int) -> 
     rest = np.setdiff1d(np.arange(n), fit, assume_unique=True)
     umap_2d(X[:200], seed=0)  # numba compiles UMAP on first use: not part of either time
     map_floor_s = timed(lambda: umap_2d(X[fit], seed=0, max_fit=None))[0]
-    map_s = timed(lambda: lay_out(project, ids, X, "emb:bench", seed=0, max_fit=max_fit))[0]
+    map_s = timed(lambda: lay_out(project, ids, X, "emb:bench", MapOptions(max_fit=max_fit)))[0]
     out: dict[str, Any] = {"map_n": n, "max_fit": fit.size, "map_s": map_s, "map_floor_s": map_floor_s}
     out.update(map_ratio=map_s / map_floor_s, placed=rest.size, place_s=max(map_s - map_floor_s, 0.0))
     if rest.size:

@@ -10,6 +10,7 @@ from tests.helpers_png import png_size
 from tests.trees import split_root
 from treesynth_core.coverage import map_layout as L
 from treesynth_core.coverage import maps as M
+from treesynth_core.coverage.map_layout import MapOptions
 from treesynth_core.coverage.map_points import MapPoint, MapPoints, Origin
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.store.samples import BASELINE_SET, TREE_SET, NewSample
@@ -122,7 +123,7 @@ def samples_and_features(project):
 
 def test_map_points_carry_leaf_path_criteria_and_are_cached(project, fake_layout):
     samples, X = samples_and_features(project)
-    points = M.map_points(project, samples, X, "emb:fake", seed=3)
+    points = M.map_points(project, samples, X, "emb:fake", MapOptions(seed=3))
     assert isinstance(points, MapPoints) and len(points) == 9 and fake_layout == [9]
     first, *_, last = points.records()
     assert first.sample_id == samples[0].id and first.leaf_id == samples[0].leaf_id
@@ -132,11 +133,11 @@ def test_map_points_carry_leaf_path_criteria_and_are_cached(project, fake_layout
     assert last.sample_set == "baseline" and last.leaf_label == M.BASELINE_LABEL
     assert len(points.origins) == 3  # one per (leaf, path, set): the columns hold codes, not objects
     assert points.sample_id.tolist() == [s.id for s in samples] and points.x.tolist() == list(range(9))
-    again = M.map_points(project, samples, X, "emb:fake", seed=3)
+    again = M.map_points(project, samples, X, "emb:fake", MapOptions(seed=3))
     assert fake_layout == [9] and again.records() == points.records()  # served from the cache
-    M.map_points(project, samples, X, "emb:fake", seed=4)
-    M.map_points(project, samples, X + 1, "emb:fake", seed=3)
-    M.map_points(project, samples[:-1], X[:-1], "emb:fake", seed=3)
+    M.map_points(project, samples, X, "emb:fake", MapOptions(seed=4))
+    M.map_points(project, samples, X + 1, "emb:fake", MapOptions(seed=3))
+    M.map_points(project, samples[:-1], X[:-1], "emb:fake", MapOptions(seed=3))
     assert fake_layout == [9, 9, 9, 8]
 
 
@@ -297,8 +298,8 @@ def test_hover_lines_wrap_as_textwrap_does_for_ordinary_text():
 
 def test_a_map_of_many_leaves_keeps_a_short_legend_and_every_point(monkeypatch):
     """Past LEGEND_GROUPS groups the largest keep a trace (legend entry) of their own, the flat
-    baseline always, and the rest share one trace coloured point by point: every point is drawn
-    once, each group in the colour the PNG gives it."""
+    baseline always (showing it changes no other entry), and the rest share one trace coloured point
+    by point: every point is drawn once, each group in the colour the PNG gives it."""
     monkeypatch.setattr(M, "LEGEND_GROUPS", 4)
     sizes = [1, 5, 2, 6, 3, 4]  # leaves l0..l5, then 2 baseline points
     leaf = np.repeat(np.arange(6), sizes)
@@ -311,12 +312,14 @@ def test_a_map_of_many_leaves_keeps_a_short_legend_and_every_point(monkeypatch):
     )
     fig = M.figure(points)
     names = [t.name for t in fig.data]
-    assert names == ["leaf 1", "leaf 3", M.BASELINE_LABEL, "4 more leaves"]  # the 2 largest, then the rest
+    assert names == ["leaf 1", "leaf 3", "leaf 5", M.BASELINE_LABEL, "3 more leaves"]  # the 3 largest, the rest
     assert sorted(x for t in fig.data for x in t.x) == list(range(n))  # each point once
     palette = {f"leaf {i}": M.COLORWAY[i] for i in range(6)}
-    assert [fig.data[0].marker.color, fig.data[1].marker.color] == [palette["leaf 1"], palette["leaf 3"]]
-    assert fig.data[2].marker.color == M.BASELINE_COLOR and fig.data[2].marker.symbol == "x"
-    shared = fig.data[3]
+    assert [t.marker.color for t in fig.data[:3]] == [palette["leaf 1"], palette["leaf 3"], palette["leaf 5"]]
+    assert fig.data[3].marker.color == M.BASELINE_COLOR and fig.data[3].marker.symbol == "x"
+    shared = fig.data[4]
     by_x = dict(zip(shared.x, shared.marker.color, strict=True))
-    assert by_x[0.0] == palette["leaf 0"] and by_x[float(n - 3)] == palette["leaf 5"]
+    assert by_x[0.0] == palette["leaf 0"] and by_x[float(n - 8)] == palette["leaf 4"]
+    without = M.figure(points.take(np.flatnonzero(origin < 6)))
+    assert [t.name for t in without.data] == ["leaf 1", "leaf 3", "leaf 5", "3 more leaves"]  # the same leaves
     assert M.legend_groups({"a": np.arange(2), "b": np.arange(1)}, limit=2) == (["a", "b"], [])

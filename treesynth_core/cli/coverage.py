@@ -276,7 +276,7 @@ def map_(
     """A 2-D UMAP map of the samples' embeddings (or, with --gradients, gradient features); hover shows
     each sample with its path (a .png is a static image of the same map). The layout is cached in the project."""
     from ..coverage.features.embeddings import ensure_features
-    from ..coverage.maps import map_points, write_map
+    from ..coverage.maps import MapOptions, map_points, write_map
     from ..store.samples import BASELINE_SET
 
     features.check(gradients)
@@ -290,16 +290,8 @@ def map_(
         with progress_bar(quiet or as_json) as bar:
             progress = CallbackBar(bar, "Map")
             X = ensure_features(project, samples, featurizer, progress=progress)
-            points = map_points(
-                project,
-                samples,
-                X,
-                featurizer.name,
-                seed=seed,
-                n_neighbors=n_neighbors,
-                min_dist=min_dist,
-                progress=progress,
-            )
+            options = MapOptions(seed=seed, n_neighbors=n_neighbors, min_dist=min_dist)
+            points = map_points(project, samples, X, featurizer.name, options, progress=progress)
         space = "gradient features" if gradients else "embeddings"
         title = f"{project.task[:80]}: UMAP of {space} ({featurizer.name}), {len(points)} samples"
         path = write_map(points, out_file, color_by=color_by, title=title)

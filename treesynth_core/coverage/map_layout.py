@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,32 @@ from .map_transform import MAP_MAX_FIT, PLACE_METRICS, fit_indices, place_by_nei
 FINITE_BLOCK = 65_536
 #: Up to this many points the neighbour graph is computed exactly with numpy (no NN-descent).
 EXACT_KNN_MAX = 20_000
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    """How a map is laid out: :func:`umap_2d`'s parameters (see there), one definition for the
+    command line, the app's jobs and the cache key of a layout."""
+
+    seed: int = 0
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    metric: str = "cosine"
+    max_fit: int | None = MAP_MAX_FIT
+
+    def umap_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`umap_2d`."""
+        return {
+            "seed": self.seed,
+            "n_neighbors": self.n_neighbors,
+            "min_dist": self.min_dist,
+            "metric": self.metric,
+            "max_fit": self.max_fit,
+        }
+
+
+#: The layout a map gets unless asked otherwise.
+DEFAULT_MAP = MapOptions()
 
 
 def _unit(X: np.ndarray) -> np.ndarray:

@@ -31,9 +31,9 @@ from ..progress import Progress
 from ..store.columns import SampleColumns
 from ..store.samples import BASELINE_SET, TREE_SET, Sample
 from .map_density import DENSITY_ABOVE, DRAWN_POINTS, density_trace, drawn_indices
-from .map_layout import umap_2d
+from .map_layout import DEFAULT_MAP, MapOptions, umap_2d
 from .map_points import BASELINE_LABEL, MapPoints, Origin, origins_of
-from .map_transform import MAP_MAX_FIT, PLACE_METRICS
+from .map_transform import PLACE_METRICS
 
 if TYPE_CHECKING:
     from ..tree.model import Tree
@@ -64,10 +64,11 @@ PNG_SIZE = (10.0, 7.5)  # inches
 PNG_DPI = 150
 #: A PNG map lists its groups in a legend up to this many (more would cover the plot).
 PNG_LEGEND_MAX = 20
-#: The HTML map draws each group as a trace of its own (a legend entry) up to this many groups; past
-#: it the largest keep theirs and the rest share one trace, coloured point by point: a legend of
-#: thousands of leaves reads as nothing, and each trace is one more draw for the browser.
-LEGEND_GROUPS = 30
+#: The HTML map draws each group as a trace of its own (a legend entry) up to this many groups (the
+#: examples' 55 leaves each keep theirs); past it the largest keep theirs and the rest share one trace,
+#: coloured point by point: a legend of thousands of leaves reads as nothing, and each trace is one
+#: more draw for the browser.
+LEGEND_GROUPS = 60
 MAP_FORMATS = ("html", "png")
 MAP_SUFFIXES = {".html": "html", ".htm": "html", ".png": "png"}
 
@@ -110,25 +111,22 @@ def lay_out(
     sample_ids: np.ndarray,
     X: np.ndarray,
     kind: str,
+    options: MapOptions = DEFAULT_MAP,
     *,
-    seed: int = 0,
-    n_neighbors: int = 15,
-    min_dist: float = 0.1,
-    metric: str = "cosine",
-    max_fit: int | None = MAP_MAX_FIT,
     progress: Progress | None = None,
 ) -> np.ndarray:
     """The coordinates (array of shape (n, 2)) of the samples ``sample_ids`` (features ``X``, one row
-    each, of feature kind ``kind``) by :func:`umap_2d`, fitted on a sample of ``max_fit`` when there
-    are more. They are cached in the store, so the same map is computed once, and become the map
-    :func:`latest_map_points` reads."""
+    each, of feature kind ``kind``) by :func:`umap_2d` with ``options``, fitted on a sample of
+    ``options.max_fit`` when there are more. They are cached in the store, so the same map is
+    computed once, and become the map :func:`latest_map_points` reads."""
     ids = np.asarray(sample_ids, dtype=np.int64)
     features = np.asarray(X, dtype=np.float32)
     if features.shape[0] != ids.size:
         raise ValueError(f"{features.shape[0]} feature rows for {ids.size} samples")
-    params: dict[str, Any] = {"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric}
-    if max_fit is not None and ids.size > max_fit and metric in PLACE_METRICS:
-        params["max_fit"] = max_fit  # below it the key (and the layout) is what it always was
+    params = options.umap_kwargs()
+    del params["max_fit"]
+    if options.max_fit is not None and ids.size > options.max_fit and options.metric in PLACE_METRICS:
+        params["max_fit"] = options.max_fit  # below it the key (and the layout) is what it always was
     key = map_cache_key(kind, ids.tolist(), features, params)
     cached = store.get_blob(key)
     if cached is not None and len(cached) == 16 * ids.size:
@@ -136,11 +134,9 @@ def lay_out(
     else:
         if progress:
             progress(0, 1, f"UMAP of {ids.size} points")
-        coords = umap_2d(
-            features, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, max_fit=max_fit
-        )
+        coords = umap_2d(features, **options.umap_kwargs())
         store.put_blob(key, np.ascontiguousarray(coords, dtype=np.float64).tobytes())
-    _remember_latest(store, kind, seed, key, ids)
+    _remember_latest(store, kind, options.seed, key, ids)
     if progress:
         progress(1, 1, "map ready")
     return coords
@@ -151,29 +147,14 @@ def map_points(
     samples: Sequence[Sample],
     X: np.ndarray,
     kind: str,
+    options: MapOptions = DEFAULT_MAP,
     *,
-    seed: int = 0,
-    n_neighbors: int = 15,
-    min_dist: float = 0.1,
-    metric: str = "cosine",
-    max_fit: int | None = MAP_MAX_FIT,
     progress: Progress | None = None,
 ) -> MapPoints:
     """Lay out ``samples`` (features ``X``, one row each) with :func:`lay_out` (cached) and return
     them as the map's columns."""
     ids = np.fromiter((s.id for s in samples), dtype=np.int64, count=len(samples))
-    coords = lay_out(
-        store,
-        ids,
-        X,
-        kind,
-        seed=seed,
-        n_neighbors=n_neighbors,
-        min_dist=min_dist,
-        metric=metric,
-        max_fit=max_fit,
-        progress=progress,
-    )
+    coords = lay_out(store, ids, X, kind, options, progress=progress)
     sets = dict.fromkeys(s.sample_set for s in samples)
     return _points(store, store.sample_columns(sets), ids, coords)
 
@@ -311,15 +292,15 @@ def groups(points: MapPoints, color_by: str = "leaf") -> dict[str, np.ndarray]:
 
 def legend_groups(grouped: Mapping[str, np.ndarray], limit: int = LEGEND_GROUPS) -> tuple[list[str], list[str]]:
     """Which groups the HTML map draws as traces of their own (legend entries), and which share one:
-    all of them up to ``limit``; past it the ``limit - 1`` largest (and the flat baseline, always its
-    own) keep theirs, in the order of ``grouped``, and the rest share the last."""
+    all of them when at most ``limit`` are not the flat baseline; past it the ``limit - 1`` largest
+    keep theirs (the flat baseline always does, so showing it moves no other group), in the order of
+    ``grouped``, and the rest share the last."""
     names = list(grouped)
-    if len(names) <= limit:
+    others = [name for name in names if name != BASELINE_LABEL]
+    if len(others) <= limit:
         return names, []
-    flat = [name for name in names if name == BASELINE_LABEL]
-    by_size = sorted((n for n in names if n != BASELINE_LABEL), key=lambda n: -grouped[n].size)
-    keep = set(by_size[: max(0, limit - 1 - len(flat))]) | set(flat)
-    return [n for n in names if n in keep], [n for n in names if n not in keep]
+    keep = set(sorted(others, key=lambda n: -grouped[n].size)[: max(0, limit - 1)])
+    return [n for n in names if n in keep or n == BASELINE_LABEL], [n for n in others if n not in keep]
 
 
 def _plural_group(color_by: str) -> str:

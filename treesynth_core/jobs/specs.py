@@ -163,7 +163,7 @@ def compute_features(ctx: JobContext, space: str, seed: int = 0, feats: Any = No
     """Compute (and store) the features of the tree's and the baseline's samples, then their map
     (with ``feats`` when the caller has the space's featurizer loaded already)."""
     from ..coverage.features.embeddings import ensure_features
-    from ..coverage.maps import map_points
+    from ..coverage.maps import MapOptions, map_points
     from ..store.samples import BASELINE_SET
 
     project, progress = ctx.project, ctx.progress
@@ -181,7 +181,7 @@ def compute_features(ctx: JobContext, space: str, seed: int = 0, feats: Any = No
     if ctx.cancel.is_set():
         raise Cancelled("stopped before the map")
     progress(len(samples), len(samples), "samples; laying out the map (UMAP)")
-    map_points(project, samples, X, feats.name, seed=seed)
+    map_points(project, samples, X, feats.name, MapOptions(seed=seed))
     project.put_blob(space_key(space), feats.name.encode())
     return FeaturesReport(space=space, samples=len(samples), featurizer=feats.name)
 
