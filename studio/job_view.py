@@ -140,32 +140,45 @@ def run_counts_line(counts: RunCounts | None) -> str:
     return plural(counts.calls, "call") + (f", {plural(counts.samples, 'sample')}" if counts.samples else "")
 
 
-def waited_s(job: jobs.JobState, now: float | None = None) -> float:
-    """Seconds since the job started."""
+def waited_s(job: jobs.JobState, made: RunCounts | None = None, now: float | None = None) -> float:
+    """Seconds the job has waited for its next reply: since its run's last reply (``made``), else
+    since the job started."""
+    since = made.last_reply if made is not None and made.last_reply else job.started
     try:
-        return max(0.0, (time.time() if now is None else now) - datetime.fromisoformat(job.started).timestamp())
+        return max(0.0, (time.time() if now is None else now) - datetime.fromisoformat(since).timestamp())
     except ValueError:
         return 0.0
 
 
 def time_line(project: Project, job: jobs.JobState, made: RunCounts | None, calls_left: timing.CallsLeft | None) -> str:
-    """``about 2–5 min left``; while the first reply is out, counted down from the time waited:
-    ``about 2–5 min left, first reply pending 40 s`` ("" where nothing says)."""
+    """``about 2–5 min left``, counted down by the wait for the next reply, and what it waits on when
+    that is worth saying: ``about 2–5 min left, first reply pending 40 s`` while the first reply is out,
+    ``…, next reply pending 4 min`` once a reply is later than one call takes ("" where nothing says)."""
     settings = get_state().settings()
-    pending = made is not None and not made.calls
-    waited = waited_s(job) if pending else None
+    first = made is not None and not made.calls
+    waited = waited_s(job, made) if made is not None else None
     left: timing.TimeRange | None = None
     if calls_left is not None and calls_left.calls > 0:
         left = timing.run_left(
-            project, settings, calls_left.purposes, calls_left.calls, run_id=job.run_id, waited_s=waited
+            project, settings, calls_left.purposes, calls_left.calls, run_id=job.run_id, waited_s=waited, first=first
         )
     elif made is not None and job.total:  # from the run's own pace: calls per unit done
         left = timing.time_left(
-            project, settings, job.kind, calls=made.calls, done=job.done, total=job.total, run_id=job.run_id
+            project,
+            settings,
+            job.kind,
+            calls=made.calls,
+            done=job.done,
+            total=job.total,
+            run_id=job.run_id,
+            waited_s=waited,
         )
     span = left.span() if left is not None and left.high_s > 0 else ""
     remaining = (span if span.startswith("about") else f"about {span}") + " left" if span else ""
-    waiting = f"first reply pending {duration(waited)}" if waited is not None else ""
+    if first and waited is not None:
+        waiting = f"first reply pending {duration(waited)}"
+    else:
+        waiting = left.pending if left is not None else ""
     return ", ".join(part for part in (remaining, waiting) if part)
 
 

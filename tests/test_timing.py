@@ -106,21 +106,21 @@ def test_time_left_follows_the_runs_own_pace(project: Project) -> None:
 
 
 def test_while_the_first_reply_is_out_the_estimate_counts_down_from_the_wait() -> None:
-    from treesynth_core.llm.timing import waiting_first_reply
+    from treesynth_core.llm.timing import waiting_reply
 
     guess = TimeRange(6.0, 15.0, "no calls yet: a guess")
 
     def left(waited: float) -> tuple[float, float]:
-        took = waiting_first_reply(guess, 10, 1, waited)
+        took = waiting_reply(guess, 10, 1, waited)
         return took.low_s, took.high_s
 
     assert left(0) == pytest.approx((60.0, 150.0))  # ten calls one at a time: the plain estimate
     assert left(4) == pytest.approx((56.0, 146.0))  # counted down by the wait
     assert left(10) == pytest.approx((54.0, 140.0))  # the low end stops at the nine calls still to come
     assert left(40) == pytest.approx((54.0, 360.0))  # a wait past one call's upper end: calls are slower
-    assert waiting_first_reply(guess, 10, 1, 40).basis == "first reply pending 40 s"
-    assert waiting_first_reply(guess, 16, 8, 0).high_s == pytest.approx(30.0)  # two rounds of 8 at once
-    assert waiting_first_reply(guess, 0, 1, 5).high_s == 0
+    assert waiting_reply(guess, 10, 1, 40).basis == "first reply pending 40 s"
+    assert waiting_reply(guess, 16, 8, 0).high_s == pytest.approx(30.0)  # two rounds of 8 at once
+    assert waiting_reply(guess, 0, 1, 5).high_s == 0
 
 
 def test_once_a_run_has_replies_its_own_call_times_set_the_pace(project: Project) -> None:
@@ -134,6 +134,21 @@ def test_once_a_run_has_replies_its_own_call_times_set_the_pace(project: Project
     assert took.basis == "from this run's 1 call" and (took.low_s, took.high_s) == pytest.approx((240.0, 375.0))
     waiting = run_left(project, EMBEDDED, ("synth",), 10, run_id=run_id, waited_s=1.0)
     assert waiting.basis == "first reply pending 1 s"
+
+
+def test_a_late_reply_stretches_the_estimate_and_says_so() -> None:
+    """Between replies the estimate counts down by the wait since the last one; a reply later than
+    one call's upper end says so and stretches the upper end, so "13–41 s left" cannot stand still
+    for four minutes while a call runs long."""
+    from treesynth_core.llm.timing import waiting_reply
+
+    pace = TimeRange(6.0, 15.0, "from this run's 8 calls", calls=8)
+    soon = waiting_reply(pace, 4, 1, 5.0, first=False)
+    assert (soon.low_s, soon.high_s) == pytest.approx((19.0, 55.0)) and soon.pending == ""
+    assert soon.basis == "from this run's 8 calls"  # not late: the run's own pace, nothing to add
+    late = waiting_reply(pace, 4, 1, 240.0, first=False)
+    assert late.pending == "next reply pending 4 min" and late.high_s == pytest.approx(3 * 240.0)
+    assert waiting_reply(pace, 4, 1, 1.0).pending == "first reply pending 1 s"  # the first always says
 
 
 def test_a_metric_card_gets_the_range_in_one_short_unit() -> None:

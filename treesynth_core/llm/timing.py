@@ -87,6 +87,9 @@ class TimeRange:
     high_s: float
     basis: str
     calls: int = 0
+    #: What a running estimate waits on, when it is worth saying: ``first reply pending 40 s``, or
+    #: ``next reply pending 4 min`` once a reply is later than one call takes ("" otherwise).
+    pending: str = ""
 
     @property
     def guess(self) -> bool:
@@ -94,7 +97,7 @@ class TimeRange:
 
     def times(self, factor: float) -> TimeRange:
         """This range scaled by ``factor`` (calls of a run over the calls that run at once)."""
-        return TimeRange(self.low_s * factor, self.high_s * factor, self.basis, self.calls)
+        return TimeRange(self.low_s * factor, self.high_s * factor, self.basis, self.calls, self.pending)
 
     def span(self) -> str:
         """The range in words: ``3–5 min``, ``50 s–2 min``, ``about 40 s`` when both ends read alike."""
@@ -214,19 +217,23 @@ def rounds(settings: BackendSettings, calls: int) -> int:
     return math.ceil(max(0, calls) / useful_parallel(settings))
 
 
-def waiting_first_reply(per: TimeRange, calls: int, parallel: int, waited_s: float) -> TimeRange:
+def waiting_reply(per: TimeRange, calls: int, parallel: int, waited_s: float, *, first: bool = True) -> TimeRange:
     """How long a run of ``calls`` calls (``parallel`` at once, ``per`` each) still takes while its
-    first reply is out after ``waited_s`` seconds: the estimate counted down by the wait, the low end
-    down to the calls still to come. A wait past the upper end of one call says calls take longer
-    than that: the upper end then grows with the wait instead of reaching zero."""
+    next reply is out after ``waited_s`` seconds (since the run started when it is the ``first``,
+    else since its last reply): the estimate counted down by the wait, the low end down to the calls
+    still to come. A wait past the upper end of one call says calls take longer than that: the upper
+    end then grows with the wait instead of reaching zero, and :attr:`TimeRange.pending` says so
+    (for the first reply it always does)."""
     steps = math.ceil(max(0, calls) / max(1, parallel))
     waited = max(0.0, waited_s)
-    basis = f"first reply pending {duration(waited)}"
+    late = first or waited > per.high_s
+    pending = f"{'first' if first else 'next'} reply pending {duration(waited)}" if late else ""
+    basis = pending if first else per.basis
     if steps == 0:
-        return TimeRange(0.0, 0.0, basis, per.calls)
+        return TimeRange(0.0, 0.0, basis, per.calls, pending)
     high = max(per.high_s, waited)
     low_s = (steps - 1) * per.low_s + max(0.0, per.low_s - waited)
-    return TimeRange(low_s, (steps - 1) * high + high - waited, basis, per.calls)
+    return TimeRange(low_s, (steps - 1) * high + high - waited, basis, per.calls, pending)
 
 
 def run_left(
@@ -237,13 +244,18 @@ def run_left(
     *,
     run_id: str | None = None,
     waited_s: float | None = None,
+    first: bool = True,
 ) -> TimeRange:
-    """About how long a running run's ``calls`` calls still to make take: while its first reply is
-    out (``waited_s`` since it started), the estimate counted down by the wait
-    (:func:`waiting_first_reply`); from its first reply on, at the run's own call times."""
-    if waited_s is not None:
-        return waiting_first_reply(per_call(log, settings, purposes), calls, useful_parallel(settings), waited_s)
-    return per_call(log, settings, purposes, run_id=run_id).times(rounds(settings, calls))
+    """About how long a running run's ``calls`` calls still to make take, at the run's own call
+    times once it has some (else this project's). ``waited_s``: how long its next reply has been
+    out (since the run started while its ``first`` reply is out, else since its last reply): the
+    estimate then counts down by the wait (:func:`waiting_reply`)."""
+    if waited_s is not None and first:
+        return waiting_reply(per_call(log, settings, purposes), calls, useful_parallel(settings), waited_s)
+    per = per_call(log, settings, purposes, run_id=run_id)
+    if waited_s is None:
+        return per.times(rounds(settings, calls))
+    return waiting_reply(per, calls, useful_parallel(settings), waited_s, first=False)
 
 
 def time_left(
@@ -255,12 +267,15 @@ def time_left(
     done: int,
     total: int,
     run_id: str | None = None,
+    waited_s: float | None = None,
 ) -> TimeRange | None:
     """About how long a running job of ``kind`` still takes: its calls so far per unit done (leaf,
     sample, document) times the units left, at its run's (``run_id``) own call times, else this
-    project's. None until a unit is done, when nothing is left, or for a kind whose calls
-    :data:`JOB_PURPOSES` does not name."""
+    project's, counted down by ``waited_s`` since its last reply (see :func:`run_left`). None until
+    a unit is done, when nothing is left, or for a kind whose calls :data:`JOB_PURPOSES` does not
+    name."""
     purposes = JOB_PURPOSES.get(kind)
     if purposes is None or done <= 0 or total <= done or calls <= 0:
         return None
-    return run_left(log, settings, purposes, math.ceil(calls / done * (total - done)), run_id=run_id)
+    left = math.ceil(calls / done * (total - done))
+    return run_left(log, settings, purposes, left, run_id=run_id, waited_s=waited_s, first=False)

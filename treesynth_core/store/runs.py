@@ -268,15 +268,19 @@ class RunCounts:
 
     calls: int
     samples: int
+    #: When its latest answered call was logged (ISO 8601, UTC); None before the first.
+    last_reply: str | None = None
 
 
 def run_counts(conn: sqlite3.Connection, run_id: str) -> RunCounts:
-    """The calls answered and samples written by run ``run_id`` so far."""
-    calls = conn.execute("SELECT COUNT(*) FROM llm_calls WHERE run_id = ? AND error IS NULL", (run_id,)).fetchone()[0]
+    """The calls answered and samples written by run ``run_id`` so far, and when the last was answered."""
+    calls, last = conn.execute(
+        "SELECT COUNT(*), MAX(ts) FROM llm_calls WHERE run_id = ? AND error IS NULL", (run_id,)
+    ).fetchone()
     samples = conn.execute(
         "SELECT COUNT(*) FROM samples s JOIN llm_calls c ON c.id = s.call_id WHERE c.run_id = ?", (run_id,)
     ).fetchone()[0]
-    return RunCounts(int(calls), int(samples))
+    return RunCounts(int(calls), int(samples), last)
 
 
 # -- background jobs and the run lease ------------------------------------------------------------------------------
