@@ -42,14 +42,26 @@ def test_median_and_interquartile_range_of_recent_calls(project: Project) -> Non
     assert took.calls == 9 and took.basis == "from 9 earlier synth calls"
 
 
-def test_cached_failed_other_model_and_other_backend_calls_are_left_out(project: Project) -> None:
+def test_cached_other_model_and_other_backend_calls_are_left_out(project: Project) -> None:
     log(project, [10.0, 10.0, 10.0, 10.0])
     log(project, [0.0, 0.0], cached=True)
-    log(project, [99.0], error="invalid reply: no JSON")
+    log(project, [99.0], error="invalid reply: no JSON")  # the newest: no usable reply after it yet
     log(project, [99.0], model="another-model")
     log(project, [99.0], backend="openai")
     took = per_call(project, EMBEDDED, ("synth",))
     assert took.calls == 4 and took.low_s == pytest.approx(8.0) and took.high_s == pytest.approx(12.5)
+
+
+def test_failed_calls_count_toward_the_next_usable_reply(project: Project) -> None:
+    """A call cut off at its token limit (or refused) took time the run spends before it has a reply
+    it keeps: the estimate counts it, so a model that fails half its calls is not estimated at its
+    good calls' pace (walking the app: 2-9 s calls between 30-50 s cut-off ones)."""
+    log(project, [3.0])
+    log(project, [35.0, 40.0], error="reply cut off at the token limit")
+    log(project, [5.0])
+    log(project, [20.0], error="cancelled")  # stopped by a person: not the model's time
+    log(project, [4.0])
+    assert project.call_latencies("embedded", MODEL, ("synth",)) == [4.0, 80.0, 3.0]  # newest first
 
 
 def test_calls_of_other_purposes_stand_in_when_none_match(project: Project) -> None:

@@ -240,6 +240,10 @@ def stats(conn: sqlite3.Connection, run_id: str | None = None) -> RunStats:
     return RunStats(**dataclasses.asdict(totals), by_command=by_command, by_model=by_model, runs=runs)
 
 
+#: How many calls :func:`call_latencies` reads per usable reply it wants (failed ones among them).
+FAILED_CALLS_SCANNED = 4
+
+
 def call_latencies(
     conn: sqlite3.Connection,
     backend: str,
@@ -248,9 +252,16 @@ def call_latencies(
     limit: int,
     run_id: str | None = None,
 ) -> list[float]:
-    """Seconds of the latest ``limit`` real calls (not cached, not failed) on ``backend`` and
-    ``model``, of ``purposes`` (None: any), of run ``run_id`` (None: any), newest first."""
-    where = "c.cached = 0 AND c.error IS NULL AND c.latency_s > 0 AND c.backend = ? AND c.model = ?"
+    """Seconds each of the latest ``limit`` usable replies took on ``backend`` and ``model``, of
+    ``purposes`` (None: any), of run ``run_id`` (None: any), newest first: a real call's time (not
+    cached), with the time of the failed calls just before it (unusable or cut-off replies, errors;
+    not those stopped by a person) added, since a run spends that too before it has the reply. A
+    small model that runs to its token limit on half its calls takes several times its good calls'
+    time for each reply it keeps."""
+    where = (
+        "c.cached = 0 AND c.latency_s > 0 AND (c.error IS NULL OR c.error != 'cancelled') "
+        "AND c.backend = ? AND c.model = ?"
+    )
     params: list[Any] = [backend, model]
     if run_id is not None:
         where += " AND c.run_id = ?"
@@ -258,8 +269,15 @@ def call_latencies(
     if purposes is not None:
         where += f" AND c.purpose IN ({marks(len(purposes))})"
         params.extend(purposes)
-    sql = f"SELECT c.latency_s FROM llm_calls c WHERE {where} ORDER BY c.ts DESC, c.id DESC LIMIT ?"
-    return [float(row[0]) for row in conn.execute(sql, (*params, limit))]
+    sql = f"SELECT c.latency_s, c.error IS NULL FROM llm_calls c WHERE {where} ORDER BY c.ts DESC, c.id DESC LIMIT ?"
+    rows = conn.execute(sql, (*params, limit * FAILED_CALLS_SCANNED)).fetchall()
+    replies, spent = [], 0.0
+    for seconds, usable in reversed(rows):  # oldest first: failures count toward the next usable reply
+        spent += float(seconds)
+        if usable:
+            replies.append(spent)
+            spent = 0.0
+    return replies[::-1][:limit]
 
 
 @dataclass(frozen=True)
