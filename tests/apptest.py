@@ -153,3 +153,25 @@ def synthesize(at: AppTest, folder: Path, per_leaf: int = 2) -> AppTest:
     at.number_input(key="synth.per_leaf").set_value(per_leaf)
     run(at)
     return start_and_wait(at, folder)
+
+
+def shown(at: AppTest, key: str) -> str:
+    """The option text the selectbox ``key`` shows."""
+    box = at.selectbox(key=key)
+    assert box.index is not None, f"{key} shows no option"
+    return str(box.options[box.index])
+
+
+def run_as_browser(at: AppTest, held: dict[str, str]) -> AppTest:
+    """Rerun ``at`` as a browser does whose selectboxes (by key) still hold these option texts. A
+    browser keeps the text it showed while a run relabels the options (Streamlit sends no new value for
+    a choice it did not reset) and sends that text back on the next rerun; AppTest would send the new
+    label, so a changed label would go unnoticed."""
+    states = at._tree.get_widget_states()
+    ids = {at.selectbox(key=key).id: text for key, text in held.items()}
+    for state in states.widgets:
+        if state.id in ids:
+            state.string_value = ids[state.id]
+    at._run(states)
+    assert not at.exception, at.exception
+    return at
