@@ -46,7 +46,6 @@ def _use_example() -> None:
 
 job_status_fragment(
     state,
-    project,
     busy,
     page=PAGE_DATA,
     progress=data_panel.job_progress,

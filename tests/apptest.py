@@ -4,13 +4,15 @@ button started."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
-from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1 import AppTest, local_script_runner
 
 from studio.browser_tab import TAB_PARAM
 from studio.state import SESSION_KEY, AppState
@@ -173,5 +175,19 @@ def run_as_browser(at: AppTest, held: dict[str, str]) -> AppTest:
         if state.id in ids:
             state.string_value = ids[state.id]
     at._run(states)
+    assert not at.exception, at.exception
+    return at
+
+
+def run_fragments(at: AppTest) -> AppTest:
+    """A run of only the page's fragments, as a fragment's ``run_every`` timer asks for between the
+    page's runs (AppTest has no such run: its run request is given the fragments' ids)."""
+    ids = list(at._fragment_storage._fragments)
+    assert ids, "the page has no fragment"
+    fragments_only = functools.partial(
+        local_script_runner.RerunData, fragment_id_queue=ids, is_fragment_scoped_rerun=True
+    )
+    with mock.patch.object(local_script_runner, "RerunData", fragments_only):
+        at.run()
     assert not at.exception, at.exception
     return at
