@@ -157,11 +157,11 @@ def _map_tab(emb_kind: str | None, grad_kind: str | None) -> None:
         leaf_ids = C.tree_leaves(pts)
         leaf = c3.selectbox(
             "Highlight a leaf",
-            [None, *leaf_ids],
+            [C.NO_LEAF, *leaf_ids],  # "(none)" a real option: a None value shows as "Choose an option"
             key="coverage.leaf",
-            format_func=lambda i: "(none)" if i is None else leaf_ids[i],
+            format_func=lambda i: leaf_ids.get(i, i),
         )
-        if leaf is not None and state.selected != leaf:
+        if leaf != C.NO_LEAF and state.selected != leaf:
             state.select(leaf)  # the Tree page opens on it
         baseline = C.has_baseline(pts) and st.checkbox(
             "Show the flat baseline",
