@@ -30,7 +30,6 @@ st.caption(
 
 job_status_fragment(
     state,
-    project,
     busy,
     page=PAGE_CONCEPTS,
     progress=CP.job_progress,

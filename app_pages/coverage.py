@@ -17,7 +17,16 @@ from studio import security
 from studio import set_scores_panel as S
 from studio.job_view import job_status, start_job
 from studio.state import get_state
-from studio.widgets import PAGE_COVERAGE, PAGE_SYNTH, PAGE_TREE, POLL_S, md, require_project, show_notices
+from studio.widgets import (
+    PAGE_COVERAGE,
+    PAGE_SYNTH,
+    PAGE_TREE,
+    POLL_S,
+    md,
+    require_project,
+    show_notices,
+    still_open,
+)
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store.samples import BASELINE_SET
 
@@ -36,6 +45,7 @@ def _start(kind: jobs.Kind, params: dict) -> None:
 
 @st.fragment(run_every=POLL_S if running_at_start else None)
 def body() -> None:
+    project = still_open(state)
     live = jobs.active_job(project)
     if (live is not None) != running_at_start:
         st.rerun()
@@ -147,11 +157,11 @@ def _map_tab(emb_kind: str | None, grad_kind: str | None) -> None:
         leaf_ids = C.tree_leaves(pts)
         leaf = c3.selectbox(
             "Highlight a leaf",
-            [None, *leaf_ids],
+            [C.NO_LEAF, *leaf_ids],  # "(none)" a real option: a None value shows as "Choose an option"
             key="coverage.leaf",
-            format_func=lambda i: "(none)" if i is None else leaf_ids[i],
+            format_func=lambda i: leaf_ids.get(i, i),
         )
-        if leaf is not None and state.selected != leaf:
+        if leaf != C.NO_LEAF and state.selected != leaf:
             state.select(leaf)  # the Tree page opens on it
         baseline = C.has_baseline(pts) and st.checkbox(
             "Show the flat baseline",

@@ -46,7 +46,6 @@ def _use_example() -> None:
 
 job_status_fragment(
     state,
-    project,
     busy,
     page=PAGE_DATA,
     progress=data_panel.job_progress,
@@ -101,12 +100,12 @@ with tab_import:
 
     if path is not None:
         c1, c2, c3 = st.columns(3, vertical_alignment="bottom")
-        fmt = c1.selectbox(
+        picked = c1.selectbox(
             "Format",
-            [None, *FORMATS],
-            format_func=lambda f: "from the file name" if f is None else f,
+            [data_panel.FORMAT_FROM_NAME, *FORMATS],  # a real option, never None (see NO_COLUMN)
             key="data.format",
         )
+        fmt = None if picked == data_panel.FORMAT_FROM_NAME else picked
         encoding = c2.text_input("Encoding", "utf-8", key="data.encoding")
         skip_empty = c3.checkbox(
             "Skip rows with an empty instruction",

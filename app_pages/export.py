@@ -37,7 +37,7 @@ if len(sets) > 1 or (sets and "tree" not in sets):
         names,
         index=names.index("tree") if "tree" in names else 0,
         key="export.set",
-        format_func=lambda n: exports.set_label(n, sets[n]),
+        format_func=exports.set_label,
         help="tree: leaf synthesis; baseline: the flat baseline; others: imported or rebalanced datasets "
         "(each row's provenance column says original or synthesized).",
     )

@@ -13,7 +13,7 @@ import streamlit as st
 from studio import batch_panel, synth_panel
 from studio.job_view import elsewhere_line, job_outcome, job_progress, page_of, start_job
 from studio.state import get_state
-from studio.widgets import PAGE_EXPORT, PAGE_SYNTH, PAGE_TREE, POLL_S, md, require_project, show_notices
+from studio.widgets import PAGE_EXPORT, PAGE_SYNTH, PAGE_TREE, POLL_S, md, require_project, show_notices, still_open
 from treesynth_core.generate.synth import target_leaves
 from treesynth_core.jobs import background as jobs
 
@@ -27,6 +27,7 @@ st.caption("Samples are written per leaf, each conditioned on the leaf's full ro
 
 @st.fragment(run_every=POLL_S if running_at_start else None)
 def body() -> None:
+    project = still_open(state)
     live = jobs.active_job(project)
     if (live is not None) != running_at_start:
         st.rerun()

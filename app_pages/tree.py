@@ -16,7 +16,7 @@ from studio import tree_panel as panel
 from studio.graph_component import tree_graph
 from studio.job_view import elsewhere_line, job_progress, page_of
 from studio.state import get_state
-from studio.widgets import PAGE_TREE, POLL_S, md, require_project, show_notices
+from studio.widgets import PAGE_TREE, POLL_S, md, require_project, show_notices, still_open
 from treesynth_core.jobs import background as jobs
 from treesynth_core.progress import plural
 
@@ -33,6 +33,7 @@ st.caption(md(project.tree().task))
 
 @st.fragment(run_every=POLL_S if running_at_start else None)
 def body() -> None:
+    project = still_open(state)
     live = jobs.active_job(project)
     if (live is not None) != running_at_start:
         st.rerun()  # a job started or ended: redraw the page, polling only while one runs
@@ -89,4 +90,4 @@ def body() -> None:
 
 body()
 if not running_at_start:
-    tabs.watch(state, project)  # another tab's edit shows without a click (a running job's poll shows it too)
+    tabs.watch(state)  # another tab's edit shows without a click (a running job's poll shows it too)

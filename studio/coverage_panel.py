@@ -395,6 +395,11 @@ def shown_points(pts: MapPoints, show_baseline: bool) -> MapPoints:
     return pts if show_baseline else pts.take(pts.where(lambda o: o.sample_set != BASELINE_SET))
 
 
+#: The "Highlight a leaf" picker's "no leaf" option: a real option, never None (a None value shows as
+#: Streamlit's "Choose an option" placeholder after a rerun, as ``data_panel.NO_COLUMN`` says).
+NO_LEAF = "(none)"
+
+
 def tree_leaves(pts: MapPoints) -> dict[str, str]:
     """The tree's leaves on the map, with their labels, in order of first appearance."""
     return {o.leaf_id: o.leaf_label for o in pts.present() if o.sample_set == TREE_SET}

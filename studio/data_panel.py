@@ -235,6 +235,8 @@ def initial_map(seen: Preview, example: ExampleDataset | None) -> ColumnMap:
 #: The column pickers' "no column" option: a real option, never None (Streamlit shows a None value
 #: as its "Choose an option" placeholder after a rerun, so the picker would flip between the two).
 NO_COLUMN = "(none)"
+#: The import's Format picker's "guess it" option, a real option for the same reason.
+FORMAT_FROM_NAME = "from the file name"
 
 
 def mapping_widgets(seen: Preview, initial: ColumnMap, token: str, *, disabled: bool = False) -> ColumnMap:

@@ -46,10 +46,11 @@ def run_export(
     return export_set(project, sample_set, fmt, out, exclude_contaminated=exclude_contaminated)
 
 
-def set_label(name: str, count: int) -> str:
-    """How a sample set is named in the set picker."""
+def set_label(name: str) -> str:
+    """How a sample set is named in the set picker. Not its count (the page's Samples metric shows it):
+    a browser sends the choice back as its text, so a choice whose count changed would be reset."""
     kinds = {TREE_SET: "the tree's synthesized samples", "baseline": "the flat baseline"}
-    return f"{name} ({count:,} samples{', ' + kinds[name] if name in kinds else ''})"
+    return f"{name} ({kinds[name]})" if name in kinds else name
 
 
 def decontamination_report(project: Project, sample_set: str) -> str:

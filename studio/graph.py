@@ -417,11 +417,24 @@ def node_options(tree: T.Tree) -> list[str]:
 
 
 def option_label(tree: T.Tree, node_id: str) -> str:
-    """How a node reads in a search box: its path, with its status."""
+    """How a node reads in a search box: its path. Not its status: a browser sends a choice back as its
+    text, so a choice whose text changed (the node approved) would be reset; :func:`status_label` goes
+    beside the box."""
     node = tree.nodes.get(node_id)
     if node is None:
         return node_id
     if node.is_root:
         return f"(root) {shorten(tree.task, 60)}"
-    mark = {"approved": "\u2713", "proposed": "?", "pruned": "\u2717"}[node.status]
-    return f"{mark} {shorten(path_text(tree, node_id), 90)}"
+    return shorten(path_text(tree, node_id), 90)
+
+
+STATUS_MARKS = {"approved": "\u2713 approved", "proposed": "? awaiting review", "pruned": "\u2717 pruned"}
+
+
+def status_label(tree: T.Tree, node_id: str | None) -> str:
+    """A node's status with its mark ("\u2713 approved"), shown beside a node picker; "" for the root or
+    no node."""
+    node = tree.nodes.get(node_id or "")
+    if node is None or node.is_root:
+        return ""
+    return STATUS_MARKS[node.status]

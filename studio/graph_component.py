@@ -240,6 +240,14 @@ function draw(state, vis) {
       canvas.style.cursor = "default";
       hideTips(root);  // leave no tooltip over the neighbours
     });
+    // vis fires no blurNode when the pointer leaves the canvas straight from a node (one at its edge):
+    // the tooltip would stay. Leaving the graph hides it too (the tooltip is inside it: no leave onto it).
+    for (const type of ["pointerleave", "mouseleave"]) {
+      canvas.addEventListener(type, () => {
+        canvas.style.cursor = "default";
+        hideTips(root);
+      });
+    }
     window.addEventListener("resize", () => { if (state.data.full_screen) resize(state); });
     // The page above the graph may still be settling (fonts, widgets): measure again shortly.
     setTimeout(() => resize(state), 600);

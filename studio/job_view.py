@@ -33,6 +33,7 @@ from studio.widgets import (
     POLL_S,
     md,
     show_notices,
+    still_open,
 )
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.jobs import background as jobs
@@ -280,7 +281,6 @@ def job_status(
 
 def job_status_fragment(
     state: AppState,
-    project: Project,
     busy: bool,
     *,
     page: str,
@@ -292,11 +292,12 @@ def job_status_fragment(
 
     @st.fragment(run_every=POLL_S if busy else None)
     def status() -> None:
-        live = jobs.active_job(project)
+        current = still_open(state)  # the page's project, unless its folder went since the page ran
+        live = jobs.active_job(current)
         if (live is not None) != busy:
             st.rerun()
         show_notices(state)
-        job_status(project, live, page=page, progress=progress, outcome=outcome)
+        job_status(current, live, page=page, progress=progress, outcome=outcome)
 
     status()
 

@@ -208,14 +208,16 @@ def leaf_examples(project: Project, sample_set: str, report: dict[str, Any]) -> 
     """An expander with the first samples routed into a chosen leaf (fullest leaf first), or in no leaf."""
     filled = sorted((row for row in report["leaves"] if row["count"]), key=lambda row: -row["count"])
     unplaced = report["total"] - report["leaf"]
-    leaf_of = {f"{row['path']} ({row['count']})": row["leaf_id"] for row in filled}
+    # leaf id -> its path: the counts are in the caption below, not the options (a browser sends the
+    # choice back as its text, so a choice whose count changed on a new routing would be reset)
+    path_of = {row["leaf_id"]: row["path"] for row in filled}
     if unplaced:
-        leaf_of[f"(in no leaf: none fits, errors, not routed) ({unplaced})"] = UNROUTED
-    if not leaf_of:
+        path_of[UNROUTED] = "(in no leaf: none fits, errors, not routed)"
+    if not path_of:
         return
     with st.expander("Examples per leaf: what was routed where", icon=":material/list_alt:"):
-        chosen = st.selectbox("Leaf", list(leaf_of), key="data.route.examples")
-        samples = project.samples(sample_set=sample_set, leaf_id=leaf_of[chosen])
+        chosen = st.selectbox("Leaf", list(path_of), key="data.route.examples", format_func=path_of.__getitem__)
+        samples = project.samples(sample_set=sample_set, leaf_id=chosen)
         st.caption(f"The first {min(EXAMPLES_PER_LEAF, len(samples))} of {len(samples)} samples there.")
         for sample in samples[:EXAMPLES_PER_LEAF]:
             text = sample.instruction

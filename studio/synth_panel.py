@@ -263,14 +263,13 @@ def browser(project: Project, tree: T.Tree) -> None:
         "Leaf",
         options,
         key="samples.leaf",
-        format_func=lambda i: (
-            f"{G.shorten(G.path_text(tree, i), 90)} ({counts.get(i, 0)})"
-            if i in tree.nodes
-            else f"(removed leaf {i}) ({counts.get(i, 0)})"
-        ),
+        format_func=lambda i: G.shorten(G.path_text(tree, i), 90) if i in tree.nodes else f"(removed leaf {i})",
     )
     if leaf_id is None:
         return
+    # the count beside the picker, not in its options: a browser sends the choice back as its text, so
+    # a choice whose count changed (samples deleted) would jump back to the first leaf
+    st.caption(f"{plural(counts.get(leaf_id, 0), 'sample')} in this leaf")
     samples = project.samples(leaf_id=leaf_id)
     columns = {
         "id": st.column_config.NumberColumn("#", width="small"),

@@ -20,6 +20,7 @@ import streamlit as st
 from studio import actions as A
 from studio import node_editor
 from studio.state import AppState
+from studio.widgets import still_open
 from treesynth_core.progress import plural
 from treesynth_core.store import EditRecord, Project
 from treesynth_core.text import escape_markdown
@@ -54,13 +55,13 @@ def others_arrived(state: AppState, project: Project) -> bool:
     return state.seen_head is not None and project.others_edits_after(state.seen_head, state.owner) > 0
 
 
-def watch(state: AppState, project: Project) -> None:
+def watch(state: AppState) -> None:
     """Poll for the others' edits every :data:`WATCH_S` seconds (while no job runs: the page polls
     then anyway) and redraw the page when one arrived, so :func:`look` shows it."""
 
     @st.fragment(run_every=WATCH_S)
     def poll() -> None:
-        if others_arrived(state, project):
+        if others_arrived(state, still_open(state)):
             st.rerun(scope="app")
 
     poll()

@@ -64,8 +64,9 @@ def toolbar(project: Project, tree: T.Tree, state: AppState) -> None:
     options = G.node_options(tree)
     if st.session_state.get(A.PICKER_KEY) not in (None, *tree.nodes):
         st.session_state[A.PICKER_KEY] = None
+    status = G.status_label(tree, st.session_state.get(A.PICKER_KEY))
     search.selectbox(
-        "Find a node",
+        f"Find a node ({status})" if status else "Find a node",  # the label, not the options: see option_label
         options,
         index=None,
         key=A.PICKER_KEY,
@@ -165,8 +166,9 @@ def count_set_picker(project: Project, state: AppState) -> str:
         names,
         index=names.index(state.count_set),
         key="tree.count_set",
-        format_func=lambda name: f"{name} ({plural(sets.get(name, 0), 'sample')})",
         on_change=chosen,
         help="Per-node sample counts of this set: compare an imported dataset (before) with its balanced set (after).",
     )
+    # the counts beside the picker, not in its options: a choice whose text changed would be reset
+    st.caption(md(", ".join(f"{name}: {plural(sets.get(name, 0), 'sample')}" for name in names)))
     return state.count_set

@@ -72,6 +72,17 @@ def require_project(state: AppState) -> Project:
     return project
 
 
+def still_open(state: AppState) -> Project:
+    """For a fragment that polls (``run_every``), first thing on each of its runs: the open project,
+    checked again. A fragment's own runs skip the page's :func:`require_project`, so a project folder
+    deleted or moved since the page ran would raise inside it; instead :meth:`AppState.project` closes
+    the project and leaves its notice, and the whole page reruns to say so (as :func:`require_project`)."""
+    project = state.project()
+    if project is None:
+        st.rerun(scope="app")
+    return project
+
+
 def model_name(settings: BackendSettings) -> str:
     """The model name samples and estimates are recorded under (as the CLI names it)."""
     return logged_model(settings)

@@ -4,13 +4,15 @@ button started."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
-from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1 import AppTest, local_script_runner
 
 from studio.browser_tab import TAB_PARAM
 from studio.state import SESSION_KEY, AppState
@@ -153,3 +155,39 @@ def synthesize(at: AppTest, folder: Path, per_leaf: int = 2) -> AppTest:
     at.number_input(key="synth.per_leaf").set_value(per_leaf)
     run(at)
     return start_and_wait(at, folder)
+
+
+def shown(at: AppTest, key: str) -> str:
+    """The option text the selectbox ``key`` shows."""
+    box = at.selectbox(key=key)
+    assert box.index is not None, f"{key} shows no option"
+    return str(box.options[box.index])
+
+
+def run_as_browser(at: AppTest, held: dict[str, str]) -> AppTest:
+    """Rerun ``at`` as a browser does whose selectboxes (by key) still hold these option texts. A
+    browser keeps the text it showed while a run relabels the options (Streamlit sends no new value for
+    a choice it did not reset) and sends that text back on the next rerun; AppTest would send the new
+    label, so a changed label would go unnoticed."""
+    states = at._tree.get_widget_states()
+    ids = {at.selectbox(key=key).id: text for key, text in held.items()}
+    for state in states.widgets:
+        if state.id in ids:
+            state.string_value = ids[state.id]
+    at._run(states)
+    assert not at.exception, at.exception
+    return at
+
+
+def run_fragments(at: AppTest) -> AppTest:
+    """A run of only the page's fragments, as a fragment's ``run_every`` timer asks for between the
+    page's runs (AppTest has no such run: its run request is given the fragments' ids)."""
+    ids = list(at._fragment_storage._fragments)
+    assert ids, "the page has no fragment"
+    fragments_only = functools.partial(
+        local_script_runner.RerunData, fragment_id_queue=ids, is_fragment_scoped_rerun=True
+    )
+    with mock.patch.object(local_script_runner, "RerunData", fragments_only):
+        at.run()
+    assert not at.exception, at.exception
+    return at

@@ -8,13 +8,14 @@ import base64
 import hashlib
 import json
 import re
+import threading
 
 import numpy as np
 import pytest
 
 from studio.widgets import PAGE_TREE as TREE
-from tests.apptest import new_app, open_example, run, synthesize, texts, wait_for_job
-from tests.fakes import ScriptedLLM
+from tests.apptest import new_app, open_example, run, run_fragments, synthesize, texts, tree_of, wait_for_job
+from tests.fakes import GatedLLM, ScriptedLLM
 from treesynth_core.coverage import maps as M
 from treesynth_core.coverage.features.embeddings import sample_text
 from treesynth_core.coverage.map_points import MapPoint, MapPoints
@@ -130,11 +131,11 @@ def test_features_scores_map_baseline_and_gaps(fakes):
     assert "treesynth baseline" not in texts(at)  # no command-line hint beside the button that does it
     assert "About 12 LLM calls" in texts(at) and "a guess" in texts(at)  # 112 samples, 10 a call; fake calls only
     at = show(at, "map")
-    leaf = at.selectbox(key="coverage.leaf").options[1]
-    at.selectbox(key="coverage.leaf").set_value(at.selectbox(key="coverage.leaf").options[1])
+    assert at.selectbox(key="coverage.leaf").value == "(none)"
+    leaf = tree_of(folder).leaves(approved_only=True)[3].id
+    at.selectbox(key="coverage.leaf").set_value(leaf)
     at = run(at)
-    assert at.session_state["treesynth"].selected is not None  # the Tree page opens on the chosen leaf
-    assert leaf
+    assert at.session_state["treesynth"].selected == leaf  # the Tree page opens on the chosen leaf
 
     # gradient space: optional, then a second map space and G-Vendi
     at, _ = click_and_wait(at, "coverage.gradients", folder)
@@ -163,7 +164,7 @@ def test_features_scores_map_baseline_and_gaps(fakes):
     assert "112 newer samples are" in texts(at) and map_traces(at)["tree"] == 112
     at.radio(key="coverage.space").set_value("embeddings")
     at.selectbox(key="coverage.color").set_value("leaf")
-    at.selectbox(key="coverage.leaf").set_value(None)
+    at.selectbox(key="coverage.leaf").set_value("(none)")
     at = run(at)
     assert len(at.get("plotly_chart")) == 1  # the map
     both = map_traces(at)  # coloured by leaf: the baseline is one grey group
@@ -440,3 +441,35 @@ def test_progress_line_counts_what_the_job_makes():
     label, note = C.progress_line("features", 40, 224, "samples; embeddings: embedding", {})
     assert label == "Computing features and the map: 40/224 samples" and note == "embeddings: embedding"
     assert C.progress_line("fill-gaps", 2, 8, "round 1 of 2", {}) == ("Filling gaps: 2/8", "round 1 of 2")
+
+
+def test_the_pickers_keep_none_and_the_section_through_a_job_and_its_polls(fakes):
+    """Issue 13: "(none)" stays "(none)" (a None option showed as "Choose an option" after a rerun),
+    and the section chosen stays open while a job polls (the fragment's own runs) and after it ends."""
+    folder = fakes / "example-gsm8k_math"
+    at = coverage(synthesize(open_example(new_app()), folder, per_leaf=2))
+    at, _ = click_and_wait(at, "coverage.features", folder)
+    picker = at.selectbox(key="coverage.leaf")
+    assert (picker.value, picker.index, picker.options[0]) == ("(none)", 0, "(none)")
+    picker.set_value(tree_of(folder).leaves(approved_only=True)[2].id)
+    run(at)
+    at.selectbox(key="coverage.leaf").set_value("(none)")
+    run(run(at))
+    picker = at.selectbox(key="coverage.leaf")
+    assert (picker.value, picker.index) == ("(none)", 0)  # shown, not the placeholder
+
+    gate = threading.Event()
+    jobs.set_llm_factory(lambda settings: GatedLLM(gate))
+    at = show(at, "baseline")
+    at.button(key="coverage.baseline").click()
+    run(at)
+    for _ in range(3):  # the page polls while the job runs
+        run_fragments(at)
+        assert at.button_group(key="coverage.section.control").value == "baseline"
+    gate.set()
+    assert wait_for_job(folder).status == "done"
+    run_fragments(at)  # the poll that sees the job end reruns the page
+    run(at)
+    assert at.button_group(key="coverage.section.control").value == "baseline"
+    at = show(at, "map")
+    assert at.selectbox(key="coverage.leaf").value == "(none)"

@@ -157,3 +157,27 @@ def test_without_a_project_use_fills_the_new_project_form(projects: Path, local)
     assert at.text_input(key="new.base_url").value == server.base_url
     assert at.text_input(key="new.model").value == "qwen2.5:7b"
     assert at.text_input(key="new.key_env").value == LOCAL_KEY_ENV
+
+
+def test_the_sidebar_says_a_local_server_needs_no_key(projects: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13: with $OPENAI_API_KEY unset, a server on 127.0.0.1 gets no key of it (a placeholder goes
+    instead), so the sidebar does not say the key comes from it; once it is set, it says so."""
+    from studio.widgets import md
+    from treesynth_core.llm.settings import BackendSettings
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    settings = BackendSettings(backend="openai", base_url="http://127.0.0.1:8080/v1", model="local-model")
+    Project.create(projects / "local", task="Grade-school math word problems", settings=settings).close()
+    at = new_app()
+    at.selectbox(key="open.choice").set_value(projects / "local")
+    at.button(key="open.button").click()
+    run(at)
+    sidebar = [str(c.value) for c in at.sidebar.caption]
+    local = "Sending requests to http://127.0.0.1:8080/v1; no key needed for a local server ($OPENAI_API_KEY is unset)"
+    assert any(md(local) in c for c in sidebar), sidebar
+    assert not any("with the key in" in c for c in sidebar), sidebar
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local-123")
+    run(at)
+    sidebar = [str(c.value) for c in at.sidebar.caption]
+    assert any(md("with the key in $OPENAI_API_KEY") in c for c in sidebar), sidebar
+    assert not any("sk-local-123" in c for c in sidebar)

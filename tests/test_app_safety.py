@@ -8,12 +8,27 @@ import shutil
 import threading
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from studio.tree_panel import wkey
+from studio.widgets import PAGE_CONCEPTS as CONCEPTS
+from studio.widgets import PAGE_COVERAGE as COVERAGE
+from studio.widgets import PAGE_DATA as DATA
 from studio.widgets import PAGE_SYNTH as SYNTH
+from studio.widgets import PAGE_TREE as TREE
 from studio.widgets import md
-from tests.apptest import new_app, open_example, run, select, synthesize, tree_of, wait_for_job
+from tests.apptest import (
+    new_app,
+    open_example,
+    run,
+    run_fragments,
+    select,
+    synthesize,
+    texts,
+    tree_of,
+    wait_for_job,
+)
 from tests.fakes import GatedLLM
 from treesynth_core.jobs import background as jobs
 from treesynth_core.store import Project
@@ -175,3 +190,20 @@ def test_reopening_an_example_says_it_is_your_copy_and_offers_a_fresh_one(projec
     fresh = tree_of(projects / "example-gsm8k_math-2")
     assert first.value in {n.value for n in fresh.children(fresh.root_id)}
     assert tree_of(folder).nodes[first.id].value == "sums"  # the edited copy is kept
+
+
+@pytest.mark.parametrize("page", [TREE, SYNTH, COVERAGE, DATA, CONCEPTS])
+def test_a_page_that_polls_says_its_project_folder_was_deleted(projects: Path, page: str) -> None:
+    """Issue 13: a polling fragment (``run_every``) runs without the page's project check; it checks
+    again and the page says the folder is gone, with no traceback."""
+    at = open_example(new_app())
+    at.switch_page(page)
+    run(at)
+    folder = projects / "example-gsm8k_math"
+    shutil.rmtree(folder)
+    run_fragments(at)  # what the fragment's timer runs: no exception (it asserts so)
+    errors = [str(e.value) for e in at.error]
+    assert any("was deleted or moved while it was open" in e for e in errors), errors
+    assert "No project is open yet" in texts(at)
+    run(at)  # and the page's next run
+    assert "No project is open yet" in texts(at)

@@ -267,6 +267,49 @@ def test_example_tree_screenshot(browser, server):
         shutil.copy(ARTIFACTS / "06-example-tree.png", target)
 
 
+def test_a_tooltip_hides_when_the_pointer_leaves_the_graph_from_an_edge_node(browser, server):
+    """Issue 13: vis fires no blurNode when the pointer leaves the canvas straight from a node at its
+    edge, so the node's tooltip stayed over the page; leaving the graph hides it."""
+    from tests.trees import wide_tree
+
+    url, projects = server
+    small = wide_tree(fanout=4, depth=2)
+    with Project.create(projects / "small", task=small.task) as project:
+        project.replace_tree(small, kind="import")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+    try:
+        page.goto(f"{url}/tree?project=small")
+        page.get_by_role("heading", name="Tree", exact=True).wait_for(timeout=30_000)
+        wait_until(lambda: len(graph_nodes(page)) >= 5, 30, "the root and its children")
+        box = page.locator(".ts-canvas").bounding_box()
+        assert box is not None
+        right = box["x"] + box["width"]
+
+        def edge_node() -> tuple[str, dict] | None:
+            """The node nearest the graph's right edge, once the view holds still."""
+            centers = {
+                n["id"]: page.evaluate("(id) => window.treesynthGraph.nodeCenter(id)", n["id"])
+                for n in graph_nodes(page)
+            }
+            time.sleep(0.4)
+            node_id = max(centers, key=lambda i: centers[i]["x"])
+            again = page.evaluate("(id) => window.treesynthGraph.nodeCenter(id)", node_id)
+            at = page.evaluate("([x, y]) => window.treesynthGraph.nodeAt(x, y)", [again["x"], again["y"]])
+            return (node_id, again) if again == centers[node_id] and at == node_id else None
+
+        node_id, center = wait_until(edge_node, 15, "the graph to hold still", poll=0.2)
+        page.mouse.move(5, 5)
+        page.mouse.move(center["x"], center["y"], steps=5)
+        tip = page.locator("div.vis-tooltip")
+        tip.wait_for(state="visible")
+        assert page.evaluate("([x, y]) => window.treesynthGraph.nodeAt(x, y)", [center["x"], center["y"]]) == node_id
+        page.mouse.move(right + 40, center["y"])  # one step: straight off the canvas, no move over it
+        tip.wait_for(state="hidden", timeout=5_000)
+        shot(page, "tooltip-left-the-graph")
+    finally:
+        page.close()
+
+
 def test_a_big_tree_overview_focus_full_screen_and_readable_labels(browser, server):
     """A 2,380-node tree at 1400x1000: the graph opens on one level with every label at least
     10 px, fully above the fold; a click on the overview's icicle focuses the graph on that subtree;

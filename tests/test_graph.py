@@ -185,8 +185,9 @@ def test_node_options_and_labels():
     options = G.node_options(tree)
     assert options[0] == tree.root_id and set(options) == set(tree.nodes)
     fruit = by_value(tree, "fruit")
-    assert G.option_label(tree, fruit.id) == "\u2713 addition \u203a fruit"
+    assert G.option_label(tree, fruit.id) == "addition \u203a fruit"  # no status: it changes
     assert G.option_label(tree, tree.root_id).startswith("(root)")
+    assert G.status_label(tree, fruit.id) == "\u2713 approved" and G.status_label(tree, tree.root_id) == ""
 
 
 def test_graph_version_changes_only_with_content():

@@ -125,6 +125,18 @@ def test_the_notice_names_the_endpoint_and_the_variable_never_the_key(monkeypatc
     assert notice == "Sending requests to https://api.openai.com/v1 with the key in $OPENAI_API_KEY"
 
 
+def test_the_notice_of_a_local_server_without_a_key_says_none_is_needed() -> None:
+    """Issue 13: a local server gets no key of an unset variable (a placeholder goes instead)."""
+    local = Endpoint.of(None, openai(base_url="http://127.0.0.1:8080/v1"), chosen=())
+    assert local.notice(environ={}) == (
+        "Sending requests to http://127.0.0.1:8080/v1; no key needed for a local server ($OPENAI_API_KEY is unset)"
+    )
+    with_key = local.notice(environ={"OPENAI_API_KEY": "sk-local"})
+    assert with_key == "Sending requests to http://127.0.0.1:8080/v1 with the key in $OPENAI_API_KEY"
+    remote = Endpoint.of(None, openai(), chosen=()).notice(environ={})
+    assert remote.endswith("with the key in $OPENAI_API_KEY")  # a remote server needs it: said as before
+
+
 # -- the CLI --------------------------------------------------------------------------------------
 def test_a_project_naming_path_as_its_key_never_sends_it(tmp_path, monkeypatch):
     """``treesynth settings P --api-key-env PATH`` used to send ``Bearer /usr/bin:...``."""
@@ -161,6 +173,7 @@ def test_a_foreign_endpoint_saved_in_the_project_is_refused_until_trusted(tmp_pa
 
 def test_an_endpoint_from_the_environment_is_announced_once(tmp_path, monkeypatch):
     monkeypatch.setenv("TREESYNTH_MAX_RETRIES", "0")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-mine-123")
     proj = tmp_path / "p"
     assert invoke("new", proj, "--task", "t", *openai_flags(FOREIGN, "m")).exit_code == 0
     with FakeOpenAIServer() as server:

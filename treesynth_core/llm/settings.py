@@ -167,8 +167,14 @@ class Endpoint:
     def host(self) -> str:
         return urlsplit(self.url).hostname or self.url
 
-    def notice(self) -> str:
-        """One line: where the requests go and which variable holds the key (never the key)."""
+    def notice(self, environ: Mapping[str, str] | None = None) -> str:
+        """One line: where the requests go and which variable holds the key (never the key). A server
+        on this machine with that variable unset (in ``environ``, default ``os.environ``) gets no key of
+        it (:func:`~treesynth_core.llm.openai_compat.read_api_key` sends a placeholder): the line says
+        that none is needed."""
+        env = os.environ if environ is None else environ
+        if is_loopback(self.url) and not env.get(self.key_env, "").strip():
+            return f"Sending requests to {self.url}; no key needed for a local server (${self.key_env} is unset)"
         return f"Sending requests to {self.url} with the key in ${self.key_env}"
 
     def needs_key_confirmation(self, allowed: Collection[str] = ()) -> bool:

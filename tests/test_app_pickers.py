@@ -1,0 +1,90 @@
+"""Pickers keep the user's choice when what they show beside it changes (issue 13): a browser sends a
+selectbox's choice back as its option text, so a choice whose text changed (a count, a status mark) is
+reset to the first option; counts and status live beside the pickers, not in their labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from studio.widgets import PAGE_EXPORT as EXPORT
+from tests.apptest import new_app, open_example, run, run_as_browser, select, shown, synthesize, texts, tree_of
+from treesynth_core.store import Project
+from treesynth_core.store.samples import NewSample
+
+
+def test_the_sample_browser_keeps_its_leaf_when_its_samples_are_deleted(projects: Path) -> None:
+    folder = projects / "example-gsm8k_math"
+    at = synthesize(open_example(new_app()), folder)
+    with Project.open(folder) as project:
+        counts = project.sample_counts()
+    leaf = [leaf.id for leaf in tree_of(folder).leaves() if counts.get(leaf.id)][2]  # not the first
+    at.selectbox(key="samples.leaf").set_value(leaf)
+    run(at)
+    held = shown(at, "samples.leaf")
+    assert "2 samples in this leaf" in texts(at)
+    with Project.open(folder) as project:
+        doomed = project.samples(leaf_id=leaf)[0].id
+    at.multiselect(key=f"samples.delete.{leaf}").set_value([doomed])
+    run(at)
+    at.button(key="samples.delete").click()
+    run(at)
+    with Project.open(folder) as project:
+        assert len(project.samples(leaf_id=leaf)) == 1  # the delete happened
+    run_as_browser(at, {"samples.leaf": held})
+    assert at.selectbox(key="samples.leaf").value == leaf
+    assert "1 sample in this leaf" in texts(at)
+
+
+def test_the_node_search_keeps_its_node_when_the_node_is_unapproved(projects: Path) -> None:
+    folder = projects / "example-gsm8k_math"
+    at = open_example(new_app())
+    tree = tree_of(folder)
+    node = tree.children(tree.children(tree.root_id)[1].id)[1]  # not the first option
+    at = select(at, node.id)
+    held = shown(at, "tree.search")
+    assert at.selectbox(key="tree.search").label == "Find a node (\u2713 approved)"  # the status beside
+    at.button(key="edit.unapprove").click()
+    run(at)
+    assert tree_of(folder).nodes[node.id].status == "proposed"
+    run_as_browser(at, {"tree.search": held})
+    assert at.selectbox(key="tree.search").value == node.id
+    assert at.selectbox(key="tree.search").label == "Find a node (? awaiting review)"
+
+
+def imported(folder: Path, name: str, n: int) -> None:
+    """``n`` more samples of a set ``name``, each in the tree's first leaf."""
+    with Project.open(folder) as project:
+        leaf = project.tree().leaves()[0].id
+        start = sum(project.sample_counts(sample_set=name).values())
+        project.add_samples(
+            [
+                NewSample(leaf_id=leaf, key=f"{start + i}", instruction=f"{name} {start + i}", path=[], sample_set=name)
+                for i in range(n)
+            ]
+        )
+
+
+def test_the_count_set_and_export_set_pickers_keep_their_set_when_its_count_changes(projects: Path) -> None:
+    folder = projects / "example-gsm8k_math"
+    at = open_example(new_app())
+    for name in ("a", "b", "c"):
+        imported(folder, name, 2)
+    imported(folder, "tree", 1)
+    run(at)
+    at.selectbox(key="tree.count_set").set_value("b")
+    run(at)
+    held = shown(at, "tree.count_set")
+    imported(folder, "b", 3)  # another tab or the CLI adds to the chosen set
+    run_as_browser(at, {"tree.count_set": held})
+    assert at.selectbox(key="tree.count_set").value == "b"
+    assert "b: 5 samples" in texts(at)
+
+    at.switch_page(EXPORT)
+    run(at)
+    at.selectbox(key="export.set").set_value("c")
+    run(at)
+    held = shown(at, "export.set")
+    imported(folder, "c", 4)
+    run_as_browser(at, {"export.set": held})
+    assert at.selectbox(key="export.set").value == "c"
+    assert {m.label: m.value for m in at.metric}["Samples"] == "6"
