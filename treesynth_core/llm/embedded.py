@@ -8,9 +8,10 @@ Without a ``gguf_path`` setting it runs SmolLM2-135M-Instruct, the GGUF shipped 
   :class:`EmbeddedLLM` using it. llama.cpp is not thread-safe per model, so generation runs in a worker
   thread (:func:`asyncio.to_thread`) under that model's lock: concurrent ``complete`` calls queue up.
 * Stop reaches the call in flight: generation checks the run's stop event (:mod:`.stop`) after every
-  token, and so does a call waiting for the lock; a call whose awaiting task is cancelled (Ctrl-C
-  cancels ``asyncio.run``'s main task) tells its thread to stop too, so the loop closes at once
-  instead of waiting for the reply. A stopped call raises
+  token (the prompt is read to its end first: llama.cpp's decode cannot be cut short from Python
+  without a GIL round trip per graph node), and so does a call waiting for the lock. A call whose
+  awaiting task is cancelled (Ctrl-C cancels ``asyncio.run``'s main task) tells its thread to stop
+  too, so the loop closes at once instead of waiting for the reply. A stopped call raises
   :class:`~treesynth_core.errors.Cancelled`; its cut-off text is thrown away (see
   :mod:`.embedded_llama`).
 * A request with a ``schema`` is decoded under a GBNF grammar built from the JSON schema (cached per
