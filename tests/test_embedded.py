@@ -143,7 +143,9 @@ class RecordingLlama:
     def reset(self) -> None:
         self.calls.append(("reset", self.lock.locked()))
 
-    def create_chat_completion(self, **kwargs: Any) -> dict[str, Any]:
+    stopped = False
+
+    def chat_until(self, should_stop: Any, **kwargs: Any) -> dict[str, Any]:
         self.calls.append(("complete", self.lock.locked()))
         message = {"role": "assistant", "content": "ok"}
         return {"choices": [{"message": message, "finish_reason": "stop"}], "usage": {"completion_tokens": 1}}

@@ -224,7 +224,8 @@ def run_counts(project: Project, job: JobRecord) -> RunCounts | None:
 
 
 def cancel_job(project: Project, job_id: str) -> None:
-    """Ask a job to stop; it stops between nodes (grow) or leaves (synth) and reads ``cancelled``."""
+    """Ask a job to stop: its heartbeat reads the request within a beat, its LLM calls in flight are
+    abandoned (see :mod:`~treesynth_core.llm.stop`) and it sends no more; it reads ``cancelled``."""
     project.request_cancel(job_id)
 
 

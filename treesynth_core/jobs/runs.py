@@ -14,6 +14,7 @@ from ..generate.shortfall import shortfall_of
 from ..llm.base import LLM
 from ..llm.recording import CallStore, recording
 from ..llm.settings import BackendSettings
+from ..llm.stop import stopping
 from ..store import RunStats
 
 R = TypeVar("R")
@@ -51,7 +52,9 @@ def run_llm_work(
     """Run ``work(llm, cancel)`` on a fresh event loop with ``CachedLLM(LoggedLLM(backend))``,
     recorded as one run of ``command`` under the run lease ``job_id`` holds (see :mod:`.lease`);
     ``max_calls`` caps the calls sent to the backend (replies collected batches brought back are
-    served beside it and not counted: :func:`~treesynth_core.batch.replay.batch_first`).
+    served beside it and not counted: :func:`~treesynth_core.batch.replay.batch_first`). ``cancel`` is
+    the run's Stop: no call is sent after it is set, and the calls in flight are abandoned (the
+    event is the stop event of the run's loop: :mod:`~treesynth_core.llm.stop`).
     Returns the work's result and the run's call stats; the run's status says how it ended (ok,
     partial, failed, cancelled, interrupted; ``killed`` when its process died and the lease went
     stale). A run that made nothing it was asked for because every reply was unusable (its report's
@@ -75,7 +78,8 @@ def run_llm_work(
         else:
             llm = recording(backend, store, run_id, max_calls=max_calls, cancel=cancel)
         try:
-            return await work(llm, cancel)
+            with stopping(cancel):  # the backends stop the call in flight when it is set (see llm.stop)
+                return await work(llm, cancel)
         finally:
             await llm.aclose()
 

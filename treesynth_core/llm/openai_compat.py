@@ -4,10 +4,10 @@
 as a plain JSON ``POST`` (:mod:`.http_post`: aiohttp, or httpx; the ``openai`` SDK's request and
 response objects cost more CPU than the rest of the client together): retries (429, 5xx, timeouts,
 connection errors; exponential backoff with full jitter, ``Retry-After`` honoured), the concurrency
-limit and the structured-output fallbacks are ours, so they behave the same on every server. The
-pieces: the request body (:mod:`.openai_request`), reading replies and error messages
-(:mod:`.openai_reply`), what a failure means and when to retry (:mod:`.openai_retry`); this module
-holds the backend that drives them.
+limit and the structured-output fallbacks are ours, so they behave the same on every server; the
+run's Stop aborts a call in flight (:mod:`.stop`). The pieces: the request body
+(:mod:`.openai_request`), reading replies and error messages (:mod:`.openai_reply`), what a failure
+means and when to retry (:mod:`.openai_retry`); this module holds the backend that drives them.
 
 The API key is read once, from the environment variable *named* by ``settings.api_key_env``. It is
 never put into an error message, a log line, ``repr()`` or :meth:`OpenAICompatLLM.describe`.
@@ -34,6 +34,7 @@ from .openai_reply import BadReply, completion, decode, rejects_format, reply_me
 from .openai_request import FORMAT_LADDERS, Format, request_body
 from .openai_retry import backoff, connection_reason, raise_if_refused, raise_unless_retryable, retry_after
 from .settings import DEFAULT_BASE_URL, BackendSettings, is_loopback
+from .stop import unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,12 @@ class OpenAICompatLLM:
         return self._ladder[self._format_level]
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        """Send ``request``; retry transient failures; fall back to simpler structured formats."""
+        """Send ``request``; retry transient failures; fall back to simpler structured formats. When the
+        run's Stop comes (:mod:`.stop`) the request out is aborted, or the backoff sleep cut short, and
+        the call raises :class:`~treesynth_core.errors.Cancelled`."""
+        return await unless_stopped(self._complete(request))
+
+    async def _complete(self, request: ChatRequest) -> ChatResult:
         while True:
             level = self._format_level
             fmt = self._ladder[level] if request.schema is not None else "none"

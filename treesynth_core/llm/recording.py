@@ -7,7 +7,9 @@ from the project's cache, so rerunning a build costs zero calls.
 A reply its request's ``validate`` rejects (it does not parse, fails the caller's check, or was cut
 off at the token limit) is logged as a failed call, with its text and the problem, and never cached:
 a rerun asks again. A cached reply that the validator rejects (a project cached it before replies
-were checked) is evicted and asked again.
+were checked) is evicted and asked again. A call the run's Stop reached while it was out (the
+backend raised :class:`~treesynth_core.errors.Cancelled`, see :mod:`.stop`) is logged as
+``cancelled`` and not cached.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def request_dict(request: ChatRequest) -> dict:
 class CallBudget:
     """A cap on the calls a run may send to the backend (cached replies are free), and its Stop:
     once ``cancel`` is set no further call is sent (a re-ask or a larger-budget retry included, which
-    on a slow backend can each take minutes), so a stopped run ends after the call in flight."""
+    on a slow backend can each take minutes). The call in flight is stopped by the backend itself,
+    which finds the same event through :func:`~treesynth_core.llm.stop.stop_event`."""
 
     def __init__(self, max_calls: int | None = None, cancel: threading.Event | None = None) -> None:
         self.max_calls = max_calls
@@ -140,6 +143,10 @@ class LoggedLLM:
         token = CURRENT_ATTEMPTS.set(attempts)
         try:
             result = await self.inner.complete(request)
+        except Cancelled:  # the run's Stop reached the call while it was out
+            if attempts.sent or not self.counts_attempts:
+                self._log_cancelled(request, key, started, attempts)
+            raise
         except TreeSynthError as exc:
             self.gave_up = str(exc) if self.counts_attempts else None
             elapsed = time.perf_counter() - started
@@ -148,9 +155,7 @@ class LoggedLLM:
             raise
         except BaseException:  # cancelled (another call failed, Ctrl-C) while requests were out
             if self.counts_attempts and attempts.sent:
-                elapsed = time.perf_counter() - started
-                counts = self._attempt_counts(attempts, "cancelled")
-                self.store.log_call(self._record(request, key, latency_s=elapsed, error="cancelled", **counts))
+                self._log_cancelled(request, key, started, attempts)
             raise
         finally:
             CURRENT_ATTEMPTS.reset(token)
@@ -168,6 +173,12 @@ class LoggedLLM:
             )
         )
         return replace(result, call_id=call_id, invalid=problem)
+
+    def _log_cancelled(self, request: ChatRequest, key: str, started: float, attempts: Attempts) -> None:
+        """Log a call that was abandoned while it was out: error ``cancelled``, no reply."""
+        elapsed = time.perf_counter() - started
+        counts = self._attempt_counts(attempts, "cancelled")
+        self.store.log_call(self._record(request, key, latency_s=elapsed, error="cancelled", **counts))
 
     def _attempt_counts(self, attempts: Attempts, failure: str | None = None) -> dict[str, object]:
         """The ``attempts`` (requests that reached the server) and ``attempt_errors`` (why each failed
@@ -233,5 +244,6 @@ def recording(
     cancel: threading.Event | None = None,
 ) -> CachedLLM:
     """The standard stack: cache in front of the call log in front of the backend. Once ``cancel`` is
-    set, no further call reaches the backend (see :class:`CallBudget`)."""
+    set, no further call reaches the backend (see :class:`CallBudget`); stopping the call in flight
+    takes the run's stop event (:func:`~treesynth_core.llm.stop.stopping`)."""
     return CachedLLM(LoggedLLM(inner, store, run_id, CallBudget(max_calls, cancel)))
