@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
-from ..errors import BudgetError, Cancelled, EndpointError, TreeSynthError
+from ..errors import BudgetError, Cancelled, Deferred, EndpointError, TreeSynthError
 from .base import CURRENT_ATTEMPTS, LLM, Attempts, ChatRequest, ChatResult, cache_key, reply_problem
 
 #: How the call log's ``error`` marks a reply that arrived but was unusable.
@@ -140,6 +140,8 @@ class LoggedLLM:
         token = CURRENT_ATTEMPTS.set(attempts)
         try:
             result = await self.inner.complete(request)
+        except Deferred:  # waiting for a batch's reply: no call was made, nothing to log
+            raise
         except TreeSynthError as exc:
             self.gave_up = str(exc) if self.counts_attempts else None
             elapsed = time.perf_counter() - started
