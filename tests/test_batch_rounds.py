@@ -105,6 +105,8 @@ def test_each_round_replays_only_its_own_replies_and_synth_sends_nothing(tmp_pat
         invoke("synth", batch_dir, *SYNTH, *MODEL, "--base-url", server.base_url, "-q")
         assert [r for r in server.requests if r.method == "POST"] == []
     assert lookups.keys == []  # nothing left to fill: synth replays nothing either
+    with Project.open(batch_dir) as p:
+        assert p.stats().by_command["synth"].requests == 0  # collect's runs from the replies sent nothing
     prepared_bodies = sorted(
         json.dumps(line["body"], sort_keys=True)
         for f in sorted((batch_dir / "batches").rglob("shard-*.jsonl"))
