@@ -15,6 +15,7 @@ from studio import security
 from studio.state import AppState
 from studio.widgets import md
 from treesynth_core.batch.client import client_for, settings_problem
+from treesynth_core.batch.fill import SYNTH_ROUND, fill_from_replies, round_params
 from treesynth_core.batch.prepare import synth_requests
 from treesynth_core.batch.rounds import collect_remote, progress_text, refresh, submit, write_round
 from treesynth_core.errors import TreeSynthError
@@ -37,9 +38,9 @@ def panel(state: AppState, project: Project, params: dict[str, Any], *, ready: b
     with st.expander("Run as a batch job", icon=":material/inventory_2:", expanded=bool(records)):
         st.caption(
             "Send this synthesis through a Batch API (about half the online price, done within 24 hours): "
-            "prepare writes its calls as files, submit sends them, collect brings the replies back. Synthesis "
-            "runs in rounds (responses follow their samples): after collect, prepare again until nothing is "
-            "left; then Start synthesis completes from the collected replies without sending them again."
+            "prepare writes its calls as files, submit sends them, collect brings the replies back and makes "
+            "their samples. Synthesis runs in rounds (responses follow their samples): after collect, prepare "
+            "again until nothing is left; then Start synthesis finds nothing left to send."
         )
         settings = state.settings()
         problem = settings_problem(settings)
@@ -128,7 +129,7 @@ def _prepare(state: AppState, project: Project, params: dict[str, Any]) -> str:
     settings = state.settings()
     options = job_spec("synth").parse(params)
     calls = synth_requests(project, settings, options)
-    written = write_round(project, calls.requests)
+    written = write_round(project, calls.requests, kind=SYNTH_ROUND, params=round_params(options))
     cost = "price unknown" if calls.cost_usd is None else f"at most ~{usd(calls.cost_usd)} at the batch price"
     if calls.cost_usd is not None and calls.run_cost_usd is not None:
         cost += f", replies at their token limit; the plan expects ~{usd(calls.run_cost_usd)} for the whole run"
@@ -164,11 +165,17 @@ def _collect(state: AppState, project: Project) -> str:
     settings = state.settings()
     with client_for(settings) as client:
         report = collect_remote(project, client, settings.model or "")
+    filled = fill_from_replies(project, settings, report.rounds) if report.rounds else None
     got = report.collected
     text = (
         f"Collected {plural(got.replies, 'reply', 'replies')} ({got.known} already in the project), "
         f"{plural(got.failed, 'failed request')}."
     )
+    if filled is not None:
+        text += (
+            f" Made {plural(filled.added, 'sample')} from them; {plural(filled.waiting, 'leaf', 'leaves')} "
+            "wait for the next round."
+        )
     if report.waiting:
         text += f" {plural(len(report.waiting), 'batch', 'batches')} still running: collect again later."
     else:

@@ -48,6 +48,8 @@ class DeferringLLM:
     request's cache key and body are those the online run would have."""
 
     backend = "openai"
+    #: It sends nothing, and counts so: the call log records 0 requests for what it stands behind.
+    counts_attempts = True
 
     def __init__(self, settings: BackendSettings) -> None:
         if not settings.model:

@@ -8,7 +8,7 @@ stands. A request whose batch failed, expired or was cancelled before it ran has
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,8 +52,12 @@ def write_round(
     max_lines: int = MAX_LINES,
     max_bytes: int = MAX_BYTES,
     round_id: str | None = None,
+    kind: str | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> Round:
-    """Shard ``requests`` into ``DIR/batches/<round>/`` and record each shard as a prepared batch.
+    """Shard ``requests`` into ``DIR/batches/<round>/`` and record each shard as a prepared batch,
+    and the round's ``kind`` (``synth``) with the options it was prepared with (``params``), which
+    ``collect`` uses to turn its replies into samples (:mod:`.fill`).
     Requests that a batch not yet collected holds (prepared, sent, running or done) are left out, so
     preparing twice before collecting never pays for a call twice."""
     round_id = round_id or new_round_id()
@@ -61,6 +65,8 @@ def write_round(
     out = out_in_batches(project)
     fresh = [r for r in requests if r.custom_id not in out]
     shards = write_shards(fresh, folder, max_lines=max_lines, max_bytes=max_bytes) if fresh else []
+    if shards and kind is not None:
+        project.add_batch_round(round_id, kind, params or {})
     for shard in shards:
         project.add_batch(batch_id(round_id, shard.path), round_id, str(shard.path), shard.requests)
     return Round(round_id, folder, shards, len(requests) - len(fresh))
@@ -124,6 +130,8 @@ class CollectReport:
     waiting: list[str]
     #: Batches that ended ``failed`` at the provider: id -> the provider's errors (the whole file was refused).
     failed_batches: dict[str, str] = field(default_factory=dict)
+    #: The rounds whose batches this collect brought in.
+    rounds: list[str] = field(default_factory=list)
 
 
 def collect_remote(project: Any, client: BatchClient, model: str) -> CollectReport:
@@ -160,7 +168,8 @@ def collect_remote(project: Any, client: BatchClient, model: str) -> CollectRepo
         project.finish_run(run_id, "failed", str(exc))
         raise
     project.finish_run(run_id, "ok")
-    return CollectReport(total, done, waiting, failed)
+    rounds = [r.round for r in project.batches() if r.id in set(done)]
+    return CollectReport(total, done, waiting, failed, list(dict.fromkeys(rounds)))
 
 
 def collect_files(project: Any, paths: Sequence[Path], model: str) -> CollectReport:
@@ -180,6 +189,7 @@ def collect_files(project: Any, paths: Sequence[Path], model: str) -> CollectRep
         project.finish_run(run_id, "failed", str(exc))
         raise
     project.finish_run(run_id, "ok")
+    rounds = []
     for record in project.batches():  # shards these files answered: ran elsewhere, now collected
         if record.status == "prepared" and Path(record.shard).exists():
             ids = set(shard_ids(Path(record.shard)))
@@ -187,7 +197,8 @@ def collect_files(project: Any, paths: Sequence[Path], model: str) -> CollectRep
             if answered:
                 counts = {"replies": len(answered), "missing": len(ids) - len(answered)}
                 project.update_batch(record.id, status="collected", counts=counts)
-    return CollectReport(total, [str(p) for p in paths], [])
+                rounds.append(record.round)
+    return CollectReport(total, [str(p) for p in paths], [], rounds=list(dict.fromkeys(rounds)))
 
 
 def progress_text(record: BatchRecord) -> str:

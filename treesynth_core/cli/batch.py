@@ -34,11 +34,11 @@ batch_app = typer.Typer(
     help=(
         "Batch generation: treesynth batch DIR COMMAND ... Write the calls a synth run would make as OpenAI "
         "Batch JSONL files (prepare --synth), send them to the Batch API of the configured base URL (submit), "
-        "follow them (status) and bring the replies into the project (collect); or run the files with "
-        "`vllm run-batch -i FILE -o OUT --model M` and `collect --from OUT`. Then `treesynth synth` with the "
-        "same options completes from the replies without sending them again. Synthesis runs in rounds (responses "
+        "follow them (status) and bring the replies into the project (collect: a synth round's replies become "
+        "samples there and then, with the options it was prepared with); or run the files with "
+        "`vllm run-batch -i FILE -o OUT --model M` and `collect --from OUT`. Synthesis runs in rounds (responses "
         "follow their samples; short leaves and cut-off replies ask again): after collect, prepare again writes "
-        "the next round's calls, until it finds none."
+        "the next round's calls, until it finds none; then `treesynth synth` with the same options sends nothing."
     ),
     no_args_is_help=True,
 )
@@ -127,6 +127,7 @@ def prepare(
     Each line's custom_id is the call's cache key, its body exactly what the online run would send.
     Run synth afterwards with the same options (and --llm openai --model M) to use the replies.
     """
+    from ..batch.fill import SYNTH_ROUND, round_params
     from ..batch.prepare import route_requests, synth_requests
     from ..batch.rounds import write_round
 
@@ -154,7 +155,9 @@ def prepare(
         except ValueError as exc:
             raise TreeSynthError(str(exc)) from None
         prepared = synth_requests(project, settings, options)
-        written = write_round(project, prepared.requests, max_lines=max_lines)
+        written = write_round(
+            project, prepared.requests, max_lines=max_lines, kind=SYNTH_ROUND, params=round_params(options)
+        )
     _print_round(as_json, ctx, written, prepared, settings.model)
 
 
@@ -249,7 +252,9 @@ def collect(
     as_json: JsonOpt = False,
 ) -> None:
     """Bring finished batches' replies into the project (idempotent); a failed or expired batch's
-    finished requests are kept, the rest are prepared again by the next `prepare`."""
+    finished requests are kept, the rest are prepared again by the next `prepare`. The replies of a
+    synth round then become samples, with the options the round was prepared with (nothing is sent)."""
+    from ..batch.fill import fill_from_replies
     from ..batch.rounds import collect_files, collect_remote
 
     with open_project(_dir(ctx)) as project:
@@ -259,8 +264,16 @@ def collect(
         else:
             with _client(settings) as client:
                 report = collect_remote(project, client, settings.model)
+        filled = fill_from_replies(project, settings, report.rounds) if report.rounds else None
     got = report.collected
     waiting = f"; {len(report.waiting)} batches still running (collect again later)" if report.waiting else ""
+    made = ""
+    if filled is not None:
+        made = (
+            f"\nMade {filled.added} samples from the replies; {filled.waiting} leaves wait for the next round"
+            + (f"; {filled.unusable} replies were unusable (the next round asks again)" if filled.unusable else "")
+            + "."
+        )
     emit(
         as_json,
         {
@@ -271,10 +284,14 @@ def collect(
             "read": report.batches,
             "waiting": report.waiting,
             "failed_batches": report.failed_batches,
+            "samples_added": None if filled is None else filled.added,
+            "leaves_waiting": None if filled is None else filled.waiting,
+            "unusable_replies": None if filled is None else filled.unusable,
+            "unused_replies": None if filled is None else filled.unused,
         },
         f"Collected {got.replies} replies ({got.known} already in the project), {got.failed} failed requests "
-        f"from {len(report.batches)} {'files' if from_files else 'batches'}{waiting}. Next: prepare again for the next round, or run synth "
-        "with the same options."
+        f"from {len(report.batches)} {'files' if from_files else 'batches'}{waiting}.{made}\nNext: prepare "
+        "again for the next round; when it finds nothing, run synth with the same options (it sends nothing)."
         + "".join(f"\nBatch {bid} failed: {why}" for bid, why in report.failed_batches.items()),
     )
     if (got.failed or report.failed_batches) and not got.replies:

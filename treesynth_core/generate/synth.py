@@ -113,6 +113,10 @@ class SynthReport:
     #: Leaves left short with calls that got no usable reply, and the last problem of those replies.
     failed_leaves: list[str] = field(default_factory=list)
     last_problem: str = ""
+    #: Leaves that stopped at a wave waiting for replies out in a batch (:class:`Deferred`), and the
+    #: call-log ids of the samples replies those waves took (stored nothing: they wait too).
+    waiting_leaves: list[str] = field(default_factory=list)
+    waiting_calls: list[str] = field(default_factory=list)
     #: With ``verify``: per leaf, the samples whose draws agreed on a final answer and those rejected.
     verification: dict[str, VerifyCounts] = field(default_factory=dict)
 
@@ -253,12 +257,14 @@ class LeafSynthesizer:
         by another, within :meth:`call_numbers`. Every call of a wave lists the leaf's most recent
         :data:`HELD_SAMPLES` samples as stored when the wave starts. A call answered without a
         sample kept is marked (:func:`spent_key`), so a rerun does not ask it again with another
-        list. Each call's samples are stored as soon as they are taken; ``on_call(have)``
-        runs after each call (it may raise :class:`Cancelled`).
+        list. A wave's samples are stored, call by call, when the wave ends (or when it stops on an
+        error or :class:`Cancelled`, which ``on_call(have)``, run after each call, may raise).
 
-        A reply that is :class:`Deferred` (its request is out in a batch: ``batch prepare`` runs
-        this with a model that writes requests down instead of sending them) ends the leaf after
-        its wave, the wave's other requests made; samples waiting on deferred responses are not stored.
+        A reply that is :class:`Deferred` (its request is out in a batch, or waits for one:
+        ``batch prepare`` runs this with a model that writes requests down instead of sending them,
+        ``batch collect`` with one that answers from collected replies only) ends the leaf after its
+        wave, the wave's other requests made, and stores nothing of that wave: the next run starts the
+        wave again from the same stored samples, so it asks exactly the same requests.
         """
         sample_set, per_call = self.options.sample_set, self.options.per_call
         target = leaf.target or self.options.per_leaf
@@ -305,6 +311,8 @@ class LeafSynthesizer:
             wave, pending = pending[:size], pending[size:]
             held = [s.instruction for s in store.samples(sample_set=sample_set, leaf_id=leaf.leaf_id)][-HELD_SAMPLES:]
             tasks = [asyncio.ensure_future(generate(call_no, held)) for call_no in wave]
+            taken: list[tuple[int, list[NewSample]]] = []  # the wave's samples, call by call, stored when it ends
+            wave_calls: list[str] = []
             try:
                 for call_no, task in zip(wave, tasks, strict=True):  # replies taken in call order
                     outcome = await task
@@ -315,6 +323,8 @@ class LeafSynthesizer:
                         failed += 1
                     else:
                         reply, result, paths = outcome
+                        if result.call_id:
+                            wave_calls.append(result.call_id)
                         room = target - have
                         admitted = _admit(reply.samples, paths, f"{prefix}{call_no}:", room, sampled, dupes, report)
                         answers = [Answer(None, None)] * len(admitted)
@@ -328,28 +338,49 @@ class LeafSynthesizer:
                             deferred = True
                             have += len(admitted)  # counted as the online run would, for the room of later calls
                         else:
-                            inserted = store.add_samples(self._rows(leaf.leaf_id, admitted, answers, result))
-                            if dropped := getattr(inserted, "dropped", 0):  # the leaf was pruned meanwhile
-                                report.dropped_pruned += dropped
-                                pending = []
-                                break
-                            if not inserted:
-                                store.skip_keys(leaf.leaf_id, [spent_key(prefix, call_no)], sample_set=sample_set)
-                            have += inserted
-                            added += inserted
+                            taken.append((call_no, self._rows(leaf.leaf_id, admitted, answers, result)))
+                            have += len(admitted)
                     if on_call is not None:
                         on_call(have)
                     if have >= target:
                         break
+            except BaseException:  # stopped, the endpoint failed: what the calls before brought is kept
+                if not deferred:
+                    self._keep(store, leaf.leaf_id, taken, report)
+                raise
             finally:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-            if deferred:
+            if deferred:  # the wave waits whole: its next run asks the same requests, held list included
+                report.waiting_calls += wave_calls
+                break
+            inserted, pruned = self._keep(store, leaf.leaf_id, taken, report)
+            added += inserted
+            have = len(existing) + added
+            if pruned:
                 break
         if failed and have < target:
             report.failed_leaves.append(leaf.leaf_id)
+        if deferred:
+            report.waiting_leaves.append(leaf.leaf_id)
         return added
+
+    def _keep(
+        self, store: SampleStore, leaf_id: str, taken: Sequence[tuple[int, list[NewSample]]], report: SynthReport
+    ) -> tuple[int, bool]:
+        """Store a wave's samples, call by call (a call that brought none is marked spent); returns
+        how many were stored and whether the leaf was pruned meanwhile (its samples are dropped)."""
+        prefix, sample_set, added = key_prefix(self.options.seed), self.options.sample_set, 0
+        for call_no, rows in taken:
+            inserted = store.add_samples(rows)
+            if dropped := getattr(inserted, "dropped", 0):
+                report.dropped_pruned += dropped
+                return added, True
+            if not inserted:
+                store.skip_keys(leaf_id, [spent_key(prefix, call_no)], sample_set=sample_set)
+            added += inserted
+        return added, False
 
     async def _vote(
         self, leaf_id: str, admitted: Sequence[_Admitted], report: SynthReport, gate: asyncio.Semaphore | None

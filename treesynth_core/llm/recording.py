@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
-from ..errors import BudgetError, Cancelled, EndpointError, TreeSynthError
+from ..errors import BudgetError, Cancelled, Deferred, EndpointError, TreeSynthError
 from .base import CURRENT_ATTEMPTS, LLM, Attempts, ChatRequest, ChatResult, cache_key, reply_problem
 
 #: How the call log's ``error`` marks a reply that arrived but was unusable.
@@ -143,6 +143,8 @@ class LoggedLLM:
         token = CURRENT_ATTEMPTS.set(attempts)
         try:
             result = await self.inner.complete(request)
+        except Deferred:  # waiting for a batch's reply: no call was made, nothing to log
+            raise
         except Cancelled:  # the run's Stop reached the call while it was out
             if attempts.sent or not self.counts_attempts:
                 self._log_cancelled(request, key, started, attempts)

@@ -86,6 +86,25 @@ def batches(conn: sqlite3.Connection, round_id: str | None = None) -> list[Batch
     return found
 
 
+def add_round(conn: sqlite3.Connection, round_id: str, kind: str, params: Mapping[str, Any]) -> None:
+    """Record what a prepared round is for and the options it was prepared with."""
+    conn.execute(
+        "INSERT OR REPLACE INTO batch_rounds (id, kind, params, created) VALUES (?, ?, ?, ?)",
+        (round_id, kind, dumps(dict(params)), now()),
+    )
+
+
+def rounds(conn: sqlite3.Connection, round_ids: Iterable[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """round id -> (kind, params) of the recorded rounds among ``round_ids`` (rounds prepared before
+    rounds were recorded have none)."""
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for round_id in dict.fromkeys(round_ids):
+        row = conn.execute("SELECT kind, params FROM batch_rounds WHERE id = ?", (round_id,)).fetchone()
+        if row is not None:
+            found[round_id] = (row[0], json.loads(row[1]))
+    return found
+
+
 def put_replies(
     conn: sqlite3.Connection, replies: Iterable[tuple[str, Mapping[str, Any]]], batch_id: str | None
 ) -> int:
@@ -116,6 +135,24 @@ def unused_replies(conn: sqlite3.Connection) -> int:
     usable reply it takes (a cut-off one, which a run asks again bigger, stays counted)."""
     sql = "SELECT COUNT(*) FROM batch_replies b WHERE NOT EXISTS (SELECT 1 FROM llm_cache c WHERE c.key = b.key)"
     return int(conn.execute(sql).fetchone()[0])
+
+
+def release_replies(conn: sqlite3.Connection, call_ids: Iterable[str]) -> int:
+    """Forget the cached replies of the logged calls ``call_ids`` that came from collected batches
+    (replies a wave took that stored nothing, as it waits for others still out): they count as
+    unused again, and the next run takes them from the batch again. Returns how many."""
+    ids = list(dict.fromkeys(call_ids))
+    released = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        cursor = conn.execute(
+            f"DELETE FROM llm_cache WHERE key IN (SELECT cache_key FROM llm_calls WHERE id IN ({marks})) "
+            "AND key IN (SELECT key FROM batch_replies)",
+            chunk,
+        )
+        released += cursor.rowcount
+    return released
 
 
 def has_replies(conn: sqlite3.Connection, keys: Iterable[str]) -> set[str]:

@@ -376,6 +376,16 @@ class Project(SampleStore):
         with self._db.read() as conn:
             return batches.batches(conn, round_id)
 
+    def add_batch_round(self, round_id: str, kind: str, params: Mapping[str, Any]) -> None:
+        """Record what a prepared round is for (``synth``, ``route``) and its options (JSON)."""
+        with self._db.tx() as conn:
+            batches.add_round(conn, round_id, kind, params)
+
+    def batch_rounds(self, round_ids: Iterable[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """round id -> (kind, params) of the recorded rounds among ``round_ids``."""
+        with self._db.read() as conn:
+            return batches.rounds(conn, round_ids)
+
     def put_batch_replies(self, replies: Iterable[tuple[str, Mapping[str, Any]]], batch_id: str | None) -> int:
         """Keep the replies a batch brought back, by request cache key; returns how many were new."""
         with self._db.tx() as conn:
@@ -390,6 +400,12 @@ class Project(SampleStore):
         """How many replies collected batches brought back that no run has used yet."""
         with self._db.read() as conn:
             return batches.unused_replies(conn)
+
+    def release_batch_replies(self, call_ids: Iterable[str]) -> int:
+        """The batch replies of the logged calls ``call_ids`` count as unused again (see
+        :func:`.batches.release_replies`); returns how many."""
+        with self._db.tx() as conn:
+            return batches.release_replies(conn, call_ids)
 
     def batch_reply_keys(self, keys: Iterable[str]) -> set[str]:
         """Which of ``keys`` a collected batch brought a reply for."""

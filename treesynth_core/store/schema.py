@@ -384,6 +384,21 @@ def m022_job_outcome(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE jobs ADD COLUMN origin TEXT NOT NULL DEFAULT ''")
 
 
+@migration
+def m023_batch_rounds(conn: sqlite3.Connection) -> None:
+    """What each prepared batch round is for (``kind``: ``synth`` or ``route``) and the options it was
+    prepared with (``params``, JSON), so ``batch collect`` can turn its replies into samples with the
+    same options."""
+    conn.execute(
+        """CREATE TABLE batch_rounds (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}',
+            created TEXT NOT NULL
+        )"""
+    )
+
+
 # -- applying -------------------------------------------------------------------------------------
 
 
