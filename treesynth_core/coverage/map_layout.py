@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -35,14 +35,8 @@ class MapOptions:
     max_fit: int | None = MAP_MAX_FIT
 
     def umap_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`umap_2d`."""
-        return {
-            "seed": self.seed,
-            "n_neighbors": self.n_neighbors,
-            "min_dist": self.min_dist,
-            "metric": self.metric,
-            "max_fit": self.max_fit,
-        }
+        """The keyword arguments of :func:`umap_2d` (its names are the fields')."""
+        return asdict(self)
 
 
 #: The layout a map gets unless asked otherwise.
