@@ -83,8 +83,12 @@ def local_models(state: AppState, *, form: str = "settings") -> None:
     """The local models section; ``form``: the key prefix of the open project's backend form."""
     has_project = state.project() is not None
     locked = has_project and security.read_only()
-    with st.expander("Local models on this machine", icon=":material/computer:", expanded=True):
-        found = _found(refresh=st.button("Look again", key="models.refresh", icon=":material/refresh:"))
+    found = _found()
+    # Open when it found something; closed (one line) when not, so a newcomer's first sight is the
+    # examples, not an empty box.
+    with st.expander("Local models on this machine", icon=":material/computer:", expanded=found.any):
+        if st.button("Look again", key="models.refresh", icon=":material/refresh:"):
+            found = _found(refresh=True)
         ports = ", ".join(str(port) for port in found.ports)
         st.caption(
             f"OpenAI-compatible servers answering on 127.0.0.1 (ports {ports}; nothing else is probed), and GGUF "

@@ -4,6 +4,7 @@ fake server on 127.0.0.1, GGUF files in a fixture cache), whose Use buttons set 
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,19 @@ def test_the_sidebar_says_a_local_server_needs_no_key(projects: Path, monkeypatc
     sidebar = [str(c.value) for c in at.sidebar.caption]
     assert any(md("with the key in $OPENAI_API_KEY") in c for c in sidebar), sidebar
     assert not any("sk-local-123" in c for c in sidebar)
+
+
+def test_the_local_models_box_is_open_only_when_it_found_something(
+    projects: Path, local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newcomer with no local model sees one closed line above the examples, not an empty box."""
+    found = new_app()
+    assert found.expander[0].label == "Local models on this machine" and found.expander[0].proto.expanded
+    _, gguf = local
+    with socket.socket() as unused:  # a port of 127.0.0.1 nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    monkeypatch.setenv(PORTS_ENV, str(port))
+    gguf.unlink()
+    nothing = new_app()
+    assert "No server answered" in texts(nothing) and not nothing.expander[0].proto.expanded

@@ -108,6 +108,11 @@ class Discovery:
     #: The ports of 127.0.0.1 that were probed.
     ports: tuple[int, ...] = tuple(DEFAULT_PORTS)
 
+    @property
+    def any(self) -> bool:
+        """Whether it found a server or a GGUF file."""
+        return bool(self.servers or self.ggufs)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "ports": list(self.ports),
