@@ -244,6 +244,8 @@ def ended(project: Project, job: jobs.JobState | None, label: str, *, after_stop
     text = f"{label} {md(end.text)}"
     if end.status == "done":
         st.success(text, icon=":material/check_circle:")
+    elif end.status == "partial":  # finished, but part of what it was asked for is missing: say so in amber
+        st.warning(text, icon=":material/rule:")
     elif end.status == "cancelled":
         st.warning(text + after_stop, icon=":material/pause_circle:")
     elif end.status == "interrupted":

@@ -38,6 +38,11 @@ def test_a_finished_job_says_its_result_and_time_never_its_progress_line() -> No
     end = job_end(record("done", result="added 120 samples, 0 duplicates dropped (130 LLM calls, 0 cached)"))
     assert end is not None and end.status == "done"
     assert end.text == "finished in 3 min 10 s: added 120 samples, 0 duplicates dropped (130 LLM calls, 0 cached)"
+    partial = job_end(
+        record("done", result="added 12 samples; partly failed: 12 of 16"), RunCounts(19, 12, None, "partial")
+    )
+    assert partial is not None and partial.status == "partial"  # done, but shown as a warning, not a success
+    assert job_end(record("done"), RunCounts(19, 16, None, "ok")).status == "done"  # type: ignore[union-attr]
     older = job_end(record("done"))  # a job from before outcomes were stored: no progress text instead
     assert older is not None and older.text == "finished in 3 min 10 s." and "embedding" not in older.text
 

@@ -18,7 +18,8 @@ from ..store.runs import JobRecord, RunCounts
 
 @dataclass(frozen=True)
 class JobEnd:
-    """How a job ended: its ``status`` (done, cancelled, interrupted, failed) and the line that says so."""
+    """How a job ended: its ``status`` (done; partial: done, but its run made only part of what it was
+    asked for; cancelled, interrupted, failed) and the line that says so."""
 
     status: str
     text: str
@@ -77,7 +78,8 @@ def job_end(job: JobRecord, counts: RunCounts | None = None) -> JobEnd | None:
     made = made_text(counts)
     if job.status == "done":
         after = f" in {took(seconds)}" if seconds is not None else ""
-        return JobEnd("done", f"finished{after}: {job.result}" if job.result else f"finished{after}.")
+        status = "partial" if counts is not None and counts.status == "partial" else "done"
+        return JobEnd(status, f"finished{after}: {job.result}" if job.result else f"finished{after}.")
     if counts is not None and not counts.calls:
         where = f" before its first reply{spent}"
     elif made:

@@ -288,17 +288,21 @@ class RunCounts:
     samples: int
     #: When its latest answered call was logged (ISO 8601, UTC); None before the first.
     last_reply: str | None = None
+    #: How the run stands: running, ok, partial (some of what it was asked for is missing), failed, ...
+    status: str = "running"
 
 
 def run_counts(conn: sqlite3.Connection, run_id: str) -> RunCounts:
-    """The calls answered and samples written by run ``run_id`` so far, and when the last was answered."""
+    """The calls answered and samples written by run ``run_id`` so far, when the last was answered,
+    and how the run stands."""
     calls, last = conn.execute(
         "SELECT COUNT(*), MAX(ts) FROM llm_calls WHERE run_id = ? AND error IS NULL", (run_id,)
     ).fetchone()
     samples = conn.execute(
         "SELECT COUNT(*) FROM samples s JOIN llm_calls c ON c.id = s.call_id WHERE c.run_id = ?", (run_id,)
     ).fetchone()[0]
-    return RunCounts(int(calls), int(samples), last)
+    row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return RunCounts(int(calls), int(samples), last, row[0] if row else "running")
 
 
 # -- background jobs and the run lease ------------------------------------------------------------------------------
