@@ -15,11 +15,11 @@ from studio import security
 from studio.state import AppState
 from studio.widgets import md
 from treesynth_core.batch.client import client_for, settings_problem
-from treesynth_core.batch.fill import SYNTH_ROUND, fill_from_replies, round_params
 from treesynth_core.batch.prepare import synth_requests
 from treesynth_core.batch.rounds import collect_remote, progress_text, refresh, submit, write_round
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.generate.synth import plan_synthesis
+from treesynth_core.jobs.batch_fill import SYNTH_ROUND, fill_from_replies, round_params
 from treesynth_core.jobs.specs import job_spec
 from treesynth_core.llm.pricing import usd
 from treesynth_core.llm.settings import BackendSettings

@@ -50,6 +50,9 @@ class DeferringLLM:
     backend = "openai"
     #: It sends nothing, and counts so: the call log records 0 requests for what it stands behind.
     counts_attempts = True
+    #: It may answer :class:`Deferred`: synthesis then stores a wave's samples only once the whole
+    #: wave is answered (see :meth:`~treesynth_core.generate.synth.LeafSynthesizer.fill`).
+    defers = True
 
     def __init__(self, settings: BackendSettings) -> None:
         if not settings.model:
@@ -115,6 +118,7 @@ class BatchFirstLLM:
         self.backend, self.model = online.backend, online.model
         self.max_parallel = online.max_parallel
         self.prompt_profile = online.prompt_profile
+        self.defers = online.defers
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         answered = self.lookup(cache_key(self.backend, self.model, request)) is not None

@@ -127,9 +127,9 @@ def prepare(
     Each line's custom_id is the call's cache key, its body exactly what the online run would send.
     Run synth afterwards with the same options (and --llm openai --model M) to use the replies.
     """
-    from ..batch.fill import SYNTH_ROUND, round_params
     from ..batch.prepare import route_requests, synth_requests
     from ..batch.rounds import write_round
+    from ..jobs.batch_fill import SYNTH_ROUND, round_params
 
     if synth == route:
         raise TreeSynthError("say which run's calls to prepare: --synth or --route")
@@ -254,8 +254,8 @@ def collect(
     """Bring finished batches' replies into the project (idempotent); a failed or expired batch's
     finished requests are kept, the rest are prepared again by the next `prepare`. The replies of a
     synth round then become samples, with the options the round was prepared with (nothing is sent)."""
-    from ..batch.fill import fill_from_replies
     from ..batch.rounds import collect_files, collect_remote
+    from ..jobs.batch_fill import fill_from_replies
 
     with open_project(_dir(ctx)) as project:
         settings = _settings(project, backend)

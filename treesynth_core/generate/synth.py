@@ -257,8 +257,10 @@ class LeafSynthesizer:
         by another, within :meth:`call_numbers`. Every call of a wave lists the leaf's most recent
         :data:`HELD_SAMPLES` samples as stored when the wave starts. A call answered without a
         sample kept is marked (:func:`spent_key`), so a rerun does not ask it again with another
-        list. A wave's samples are stored, call by call, when the wave ends (or when it stops on an
-        error or :class:`Cancelled`, which ``on_call(have)``, run after each call, may raise).
+        list. Each call's samples are stored as soon as they are taken, except on a model that may
+        defer (``defers``, batch generation): there a wave's samples are stored, call by call, when
+        the wave ends (or when it stops on an error or :class:`Cancelled`, which ``on_call(have)``,
+        run after each call, may raise).
 
         A reply that is :class:`Deferred` (its request is out in a batch, or waits for one:
         ``batch prepare`` runs this with a model that writes requests down instead of sending them,
@@ -280,6 +282,10 @@ class LeafSynthesizer:
 
         failed = 0
         deferred = False  # a reply is out in a batch (``batch prepare``'s dry run): stop after this wave
+        # A model that may defer (batch generation) stores a wave's samples when the whole wave is
+        # answered; any other stores each call's samples as soon as they are taken (a killed run
+        # loses none of them).
+        whole_waves = bool(getattr(self.llm, "defers", False))
 
         async def generate(
             call_no: int, held: list[str]
@@ -340,6 +346,14 @@ class LeafSynthesizer:
                         else:
                             taken.append((call_no, self._rows(leaf.leaf_id, admitted, answers, result)))
                             have += len(admitted)
+                            if not whole_waves:  # online: a call's samples are stored as soon as taken
+                                inserted, pruned = self._keep(store, leaf.leaf_id, taken, report)
+                                taken.clear()
+                                added += inserted
+                                have = len(existing) + added
+                                if pruned:
+                                    pending = []
+                                    break
                     if on_call is not None:
                         on_call(have)
                     if have >= target:

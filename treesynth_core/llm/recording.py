@@ -114,6 +114,7 @@ class LoggedLLM:
         self.backend, self.model = inner.backend, inner.model
         self.max_parallel: int | None = getattr(inner, "max_parallel", None)
         self.prompt_profile: str = getattr(inner, "prompt_profile", "paper")
+        self.defers: bool = getattr(inner, "defers", False)  # may answer Deferred (batch generation)
         self.budget = budget or CallBudget()
         self.counts_attempts: bool = getattr(inner, "counts_attempts", False)
         self.gave_up: str | None = None
@@ -208,6 +209,7 @@ class CachedLLM:
         self.backend, self.model = inner.backend, inner.model
         self.max_parallel = inner.max_parallel
         self.prompt_profile = inner.prompt_profile
+        self.defers = inner.defers
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         key = cache_key(self.backend, self.model, request)

@@ -2,8 +2,8 @@
 once.
 
 The normal synthesis run (the ``synth`` job's own run function, options as the round was prepared
-with them) goes against the project with :class:`~.replay.DeferringLLM` as its backend behind the
-usual model stack (:func:`~treesynth_core.jobs.runs.run_llm_work`): a request a collected batch
+with them) goes against the project with :class:`~treesynth_core.batch.replay.DeferringLLM` as its backend behind the
+usual model stack (:func:`~.runs.run_llm_work`): a request a collected batch
 answered is served from its reply, logged and cached (so it counts as used:
 ``Project.unused_batch_replies``); any other sends nothing, it waits for a batch
 (:class:`~treesynth_core.errors.Deferred`: not an error, not logged, not cached, not a failed call),
@@ -19,9 +19,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..batch.replay import DeferringLLM
 from ..generate.synth import SynthOptions, SynthReport
 from ..llm.settings import BackendSettings
-from .replay import DeferringLLM
 
 #: The kind of round whose replies ``collect`` turns into samples.
 SYNTH_ROUND = "synth"
@@ -51,9 +51,9 @@ def fill_from_replies(project: Any, settings: BackendSettings, round_ids: list[s
     """Run the synthesis of each ``synth`` round among ``round_ids`` (once per distinct options) from
     the collected replies only; None when none of them is a recorded ``synth`` round (rounds prepared
     before rounds were recorded, routing rounds: the next run uses their replies as before)."""
-    from ..jobs.lease import run_lease
-    from ..jobs.runs import run_llm_work
-    from ..jobs.specs import JobContext, job_spec
+    from .lease import run_lease
+    from .runs import run_llm_work
+    from .specs import JobContext, job_spec
 
     recorded = project.batch_rounds(round_ids)
     distinct = {repr(sorted(params.items())): params for kind, params in recorded.values() if kind == SYNTH_ROUND}
