@@ -132,6 +132,17 @@ def wait_for_run(folder: Path, timeout: float = 30.0) -> jobs.JobState:
         time.sleep(0.05)
 
 
+def delete_first_sample(at: AppTest, folder: Path, leaf_id: str) -> int:
+    """Pick the first sample of ``leaf_id`` in the sample browser and delete it; returns its id."""
+    with Project.open(folder) as project:
+        doomed = project.samples(leaf_id=leaf_id)[0].id
+    at.multiselect(key=f"samples.delete.{leaf_id}").set_value([doomed])
+    run(at)
+    at.button(key="samples.delete").click()
+    run(at)
+    return doomed
+
+
 def start_and_wait(at: AppTest, folder: Path) -> AppTest:
     """Click Start synthesis, wait for the job to finish, and show the page after it."""
     at.button(key="synth.start").click()

@@ -25,6 +25,7 @@ from studio.widgets import PAGE_SYNTH as SYNTH
 from studio.widgets import PAGE_TREE as TREE
 from tests.apptest import (
     create_project,
+    delete_first_sample,
     new_app,
     open_example,
     run,
@@ -375,12 +376,7 @@ def test_synthesize_estimate_run_browse_and_delete(projects):
     assert at.button(key="synth.start").disabled  # every leaf already has its samples
 
     leaf = at.selectbox(key="samples.leaf").value
-    with Project.open(folder) as project:
-        doomed = project.samples(leaf_id=leaf)[0].id
-    at.multiselect(key=f"samples.delete.{leaf}").set_value([doomed])
-    run(at)
-    at.button(key="samples.delete").click()
-    run(at)
+    doomed = delete_first_sample(at, folder, leaf)
     with Project.open(folder) as project:
         assert doomed not in {s.id for s in project.samples(leaf_id=leaf)}
 

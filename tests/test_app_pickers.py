@@ -7,7 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from studio.widgets import PAGE_EXPORT as EXPORT
-from tests.apptest import new_app, open_example, run, run_as_browser, select, shown, synthesize, texts, tree_of
+from tests.apptest import (
+    delete_first_sample,
+    new_app,
+    open_example,
+    run,
+    run_as_browser,
+    select,
+    shown,
+    synthesize,
+    texts,
+    tree_of,
+)
 from treesynth_core.store import Project
 from treesynth_core.store.samples import NewSample
 
@@ -22,12 +33,7 @@ def test_the_sample_browser_keeps_its_leaf_when_its_samples_are_deleted(projects
     run(at)
     held = shown(at, "samples.leaf")
     assert "2 samples in this leaf" in texts(at)
-    with Project.open(folder) as project:
-        doomed = project.samples(leaf_id=leaf)[0].id
-    at.multiselect(key=f"samples.delete.{leaf}").set_value([doomed])
-    run(at)
-    at.button(key="samples.delete").click()
-    run(at)
+    delete_first_sample(at, folder, leaf)
     with Project.open(folder) as project:
         assert len(project.samples(leaf_id=leaf)) == 1  # the delete happened
     run_as_browser(at, {"samples.leaf": held})
