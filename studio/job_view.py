@@ -127,9 +127,10 @@ def started_here(state: AppState, job: jobs.JobState) -> bool:
 
 
 def job_status_line(job: jobs.JobState, *, message: bool = True) -> str:
-    """``3 of 24 leaves filled — 37 samples`` (the job's message only with ``message``)."""
+    """``3 of 24 leaves done — 37 samples`` (the job's message only with ``message``; a leaf is done when
+    its filling ended, with or without the samples it wanted)."""
     done = f"{job.done} of {job.total}" if job.total else f"{job.done}"
-    what = "nodes expanded" if job.kind == "grow" else "leaves filled"
+    what = "nodes expanded" if job.kind == "grow" else "leaves done"
     return f"{done} {what}" + (f" \u2014 {job.message}" if job.message and message else "")
 
 

@@ -39,7 +39,7 @@ class Shortfall:
             )
         return (
             f"{self.made} of {self.wanted} {unit}; {self.failed} {counted(self.failed, self.parts)} got no usable "
-            f"reply ({problem}); nothing unusable was cached, {self.retry} to retry them"
+            f"reply: {problem}. Nothing unusable was cached, {self.retry} to retry them"
         )
 
 
