@@ -22,7 +22,7 @@ from treesynth_core.coverage.map_density import drawn_indices
 from treesynth_core.coverage.map_points import MapPoints
 from treesynth_core.coverage.maps import DENSITY_ABOVE, DRAWN_POINTS, WEBGL_ABOVE, figure, latest_map_points, map_bytes
 from treesynth_core.errors import TreeSynthError
-from treesynth_core.generate.baseline import BaselineOptions
+from treesynth_core.generate.baseline import BaselineOptions, default_extra_calls
 from treesynth_core.generate.gap_options import GapOptions
 from treesynth_core.jobs import background as jobs
 from treesynth_core.llm import timing
@@ -112,7 +112,9 @@ def gradient_settings_form(project: Project, *, disabled: bool) -> Any:
 def baseline_time(project: Project, settings: BackendSettings, missing: int) -> str:
     """The calls and time of making ``missing`` flat-baseline samples (one line)."""
     calls = math.ceil(max(0, missing) / BaselineOptions.per_call)
-    return timing.calls_text(calls, timing.estimate_time(project, settings, timing.SYNTH_PURPOSES, calls))
+    line = timing.calls_text(calls, timing.estimate_time(project, settings, timing.SYNTH_PURPOSES, calls))
+    extra = default_extra_calls(max(0, missing), BaselineOptions.per_call)
+    return f"{line} Up to {extra} more when the model repeats itself (a flat prompt repeats more than a leaf)."
 
 
 def gaps_time(project: Project, settings: BackendSettings, rounds: int, per_round: int) -> str:
@@ -215,7 +217,12 @@ def progress_line(kind: str, done: int, total: int, message: str, params: dict[s
 def job_progress(project: Project, job: jobs.JobState) -> None:
     """A running coverage job: progress bar, its count and note, and a Stop button."""
     label, note = progress_line(job.kind, job.done, job.total or 0, job.message, dict(job.params))
-    job_view.job_progress(project, job, key="coverage", label=label, status=note)
+    left = None
+    total = job.total or int(job.params.get("n", 0) or 0)
+    if job.kind == "baseline" and total:  # its samples left, a call's worth each (at least the one out)
+        calls = max(1, math.ceil((total - job.done) / BaselineOptions.per_call))
+        left = timing.CallsLeft(timing.SYNTH_PURPOSES, calls)
+    job_view.job_progress(project, job, key="coverage", label=label, status=note, calls_left=left)
 
 
 #: The sections' widgets whose choices outlive a visit to another section (Streamlit drops the state

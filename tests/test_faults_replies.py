@@ -420,3 +420,16 @@ def test_leaves_short_for_unusable_replies_are_told_to_rerun_not_to_change_seed(
     assert "added 1 sample, 1 duplicate dropped" in text
     report.short_leaves = ["b", "c"]
     assert "another seed" not in synth_summary(report, None)
+
+
+def test_a_run_that_made_less_than_asked_for_is_partial_whatever_the_reason():
+    """Walking the app: a flat baseline that made 0 of 4 samples (every usable reply repeated one
+    already made) finished in a green success box."""
+    from treesynth_core.generate.baseline import BaselineReport
+    from treesynth_core.generate.shortfall import left_short
+    from treesynth_core.generate.synth import SynthReport
+
+    assert left_short(BaselineReport(requested=4, wanted=4, calls=4))  # 0 of 4, no failed call
+    assert not left_short(BaselineReport(requested=4, wanted=4, added=4, total=4))
+    assert left_short(SynthReport(short_leaves=["a"]))
+    assert not left_short(SynthReport(leaves=2, added=4))
