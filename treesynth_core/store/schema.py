@@ -399,6 +399,13 @@ def m023_batch_rounds(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m024_failed_call_keys(conn: sqlite3.Connection) -> None:
+    """The cache keys of failed calls (a partial index: failures are few), so ``batch collect`` finds
+    a failure it logged before in one lookup and a rerun logs it once."""
+    conn.execute("CREATE INDEX llm_calls_failed_key ON llm_calls (cache_key) WHERE error IS NOT NULL")
+
+
 # -- applying -------------------------------------------------------------------------------------
 
 
