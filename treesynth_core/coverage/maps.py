@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import TreeSynthError
 from ..progress import Progress
-from ..store.columns import SampleColumns
+from ..store.columns import SampleColumns, SampleOrigin
 from ..store.samples import BASELINE_SET, TREE_SET, Sample
 from .map_density import DENSITY_ABOVE, DRAWN_POINTS, density_trace, drawn_indices
 from .map_layout import DEFAULT_MAP, MapOptions, umap_2d
@@ -83,7 +83,19 @@ class MapStore(Protocol):
 
     def put_blob(self, key: str, data: bytes) -> None: ...
 
+    def blob_keys(self, prefix: str) -> list[str]: ...
+
     def sample_columns(self, sample_sets: Iterable[str] = ...) -> SampleColumns: ...
+
+    def sample_sets(self) -> dict[str, int]: ...
+
+    def sample_moves_seq(self) -> int: ...
+
+    def sample_moves(self, since: int) -> list[int]: ...
+
+    def forget_sample_moves(self, through: int) -> None: ...
+
+    def sample_origins(self, sample_ids: Iterable[int]) -> dict[int, tuple[str, str, str]]: ...
 
     def instructions(self, sample_ids: Iterable[int]) -> dict[int, str]: ...
 
@@ -119,6 +131,13 @@ def lay_out(
     each, of feature kind ``kind``) by :func:`umap_2d` with ``options``, fitted on a sample of
     ``options.max_fit`` when there are more. They are cached in the store, so the same map is
     computed once, and become the map :func:`latest_map_points` reads."""
+    return _lay_out(store, sample_ids, X, kind, options, progress)[0]
+
+
+def _lay_out(
+    store: MapStore, sample_ids: np.ndarray, X: np.ndarray, kind: str, options: MapOptions, progress: Progress | None
+) -> tuple[np.ndarray, str]:
+    """:func:`lay_out`'s coordinates and the layout's cache key."""
     ids = np.asarray(sample_ids, dtype=np.int64)
     features = np.asarray(X, dtype=np.float32)
     if features.shape[0] != ids.size:
@@ -139,7 +158,7 @@ def lay_out(
     _remember_latest(store, kind, options.seed, key, ids)
     if progress:
         progress(1, 1, "map ready")
-    return coords
+    return coords, key
 
 
 def map_points(
@@ -152,11 +171,15 @@ def map_points(
     progress: Progress | None = None,
 ) -> MapPoints:
     """Lay out ``samples`` (features ``X``, one row each) with :func:`lay_out` (cached) and return
-    them as the map's columns."""
+    them as the map's columns (read back as :func:`latest_map_points` reads them)."""
     ids = np.fromiter((s.id for s in samples), dtype=np.int64, count=len(samples))
-    coords = lay_out(store, ids, X, kind, options, progress=progress)
-    sets = dict.fromkeys(s.sample_set for s in samples)
-    return _points(store, store.sample_columns(sets), ids, coords)
+    coords, key = _lay_out(store, ids, X, kind, options, progress)
+    sets = tuple(dict.fromkeys(s.sample_set for s in samples))
+    latest = json.loads(store.get_blob(_latest_key(kind, options.seed)) or b"{}")
+    stored = _stored_origins(store, latest, ids.size) if latest.get("key") == key else None
+    if stored is None:  # another map of this kind became the latest meanwhile: read the samples' columns
+        return _points(store, store.sample_columns(sets), ids, coords)
+    return _stored_points(store, latest, ids, coords, *stored, sets)
 
 
 def _latest_key(kind: str, seed: int) -> str:
@@ -164,20 +187,75 @@ def _latest_key(kind: str, seed: int) -> str:
 
 
 def _remember_latest(store: MapStore, kind: str, seed: int, key: str, ids: np.ndarray) -> None:
-    """Make ``key`` the latest map of ``kind``: its sample ids (int64) beside its coordinates."""
+    """Make ``key`` the latest map of ``kind``: its sample ids (int64) beside its coordinates, and
+    each point's origin (sample set, leaf, path) as a code (int32) into a table of the origins on
+    the map, with the sample journal's seq they were read at (migration m025): a later read looks up
+    only the samples deleted or moved since. Reading the origins is the one ``GROUP BY`` over every
+    sample, paid here, by the map's job, instead of by the page's first read."""
     blob = store.get_blob(_latest_key(kind, seed))
-    if blob is not None and json.loads(blob).get("key") == key and store.get_blob(f"{key}:ids") is not None:
+    previous = json.loads(blob) if blob is not None else {}
+    if (
+        previous.get("key") == key
+        and store.get_blob(f"{key}:ids") is not None
+        and _stored_origins(store, previous, ids.size) is not None
+        and not store.sample_moves(previous["moves"])
+    ):
         return
+    seq = store.sample_moves_seq()  # before the read: a change made meanwhile is looked up again
+    columns = store.sample_columns(store.sample_sets())
+    rows = columns.rows_of(ids)
+    codes = np.where(rows >= 0, columns.origin[np.maximum(rows, 0)], -1)
+    used = np.unique(codes[codes >= 0])  # the origins on the map, in the columns' order
+    remap = np.full(len(columns.origins), -1, dtype=np.int64)
+    remap[used] = np.arange(used.size)
+    packed = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1).astype(np.int32).tobytes()
+    table = [_origin_row(*columns.origins[int(i)]) for i in used]
     store.put_blob(f"{key}:ids", np.ascontiguousarray(ids, dtype=np.int64).tobytes())
-    store.put_blob(_latest_key(kind, seed), json.dumps({"key": key, "n": int(ids.size)}).encode())
+    store.put_blob(f"{key}:codes", packed)
+    latest = {"key": key, "n": int(ids.size), "moves": seq, "origins": table, "codes": _digest(packed)}
+    store.put_blob(_latest_key(kind, seed), json.dumps(latest).encode())
+    _forget_moves(store)
+
+
+def _origin_row(sample_set: str, leaf_id: str, path: Any) -> list[str]:
+    """An origin as a map keeps it: sample set, leaf, path as canonical JSON."""
+    return [sample_set, leaf_id, json.dumps(path, ensure_ascii=False, separators=(",", ":"))]
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _forget_moves(store: MapStore) -> None:
+    """Drop the sample journal's rows that every latest map has read past."""
+    seqs = []
+    for name in store.blob_keys(f"{MAP_CACHE_VERSION}:latest:"):
+        data = store.get_blob(name)
+        if data is not None and "moves" in (latest := json.loads(data)):
+            seqs.append(int(latest["moves"]))
+    if seqs:
+        store.forget_sample_moves(min(seqs))
+
+
+def _stored_origins(store: MapStore, latest: Mapping[str, Any], n: int) -> tuple[np.ndarray, list[list[str]]] | None:
+    """The codes (int64, writable) and origin table kept with the latest map ``latest`` of ``n``
+    points; None for a map written before they were kept (or whose codes do not match)."""
+    if "origins" not in latest or "moves" not in latest:
+        return None
+    packed = store.get_blob(f"{latest['key']}:codes")
+    if packed is None or len(packed) != 4 * n or _digest(packed) != latest.get("codes"):
+        return None
+    return np.frombuffer(packed, dtype=np.int32).astype(np.int64), [list(row) for row in latest["origins"]]
 
 
 def latest_map_points(
     store: MapStore, kind: str, *, seed: int = 0, sample_sets: Iterable[str] = (TREE_SET, BASELINE_SET)
 ) -> MapPoints | None:
     """The last map laid out for ``kind``, on those of its samples still in ``sample_sets`` (samples
-    added since are not on it, deleted ones are gone); ``None`` when no map of ``kind`` was laid out
-    yet. Reads no features and makes no object per point."""
+    added since are not on it, deleted ones are gone, moved ones show their new leaf and path);
+    ``None`` when no map of ``kind`` was laid out yet. Reads the map's own rows (ids, coordinates,
+    an origin code per point) and looks up only the samples deleted or moved since it was written;
+    reads no features and makes no object per point."""
     blob = store.get_blob(_latest_key(kind, seed))
     if blob is None:
         return None
@@ -191,7 +269,53 @@ def latest_map_points(
     if coords_blob is None or len(coords_blob) != 16 * ids.size:
         return None
     coords = np.frombuffer(coords_blob, dtype=np.float64).reshape(-1, 2)
-    return _points(store, store.sample_columns(sample_sets), ids, coords)
+    stored = _stored_origins(store, latest, ids.size)
+    if stored is None:  # a map written before its origins were kept: the samples' GROUP BY
+        return _points(store, store.sample_columns(sample_sets), ids, coords)
+    return _stored_points(store, latest, ids, coords, *stored, sample_sets)
+
+
+def _stored_points(
+    store: MapStore,
+    latest: Mapping[str, Any],
+    ids: np.ndarray,
+    coords: np.ndarray,
+    codes: np.ndarray,
+    table: list[list[str]],
+    sample_sets: Iterable[str],
+) -> MapPoints:
+    """The map's points from its kept origin ``codes`` into ``table``, the samples deleted or moved
+    since looked up again, of those in ``sample_sets``: what :func:`_points` makes from the samples'
+    columns, without reading them all."""
+    moved = store.sample_moves(int(latest["moves"]))
+    if moved:
+        rows = np.flatnonzero(np.isin(ids, np.asarray(moved, dtype=np.int64)))
+        now = store.sample_origins(ids[rows].tolist())
+        index = {tuple(row): code for code, row in enumerate(table)}
+        for row in rows.tolist():
+            found = now.get(int(ids[row]))
+            if found is None:  # deleted
+                codes[row] = -1
+                continue
+            origin = _origin_row(found[0], found[1], json.loads(found[2]))
+            codes[row] = index.setdefault(tuple(origin), len(table))
+            if codes[row] == len(table):
+                table.append(origin)
+    wanted = set(sample_sets)
+    in_sets = np.array([row[0] in wanted for row in table] + [False], dtype=bool)  # the last: code -1
+    keep = in_sets[codes]
+    used = sorted({int(c) for c in np.unique(codes[keep])}, key=lambda c: table[c])  # by set, leaf, path
+    remap = np.full(len(table), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    origins = [SampleOrigin(table[c][0], table[c][1], json.loads(table[c][2])) for c in used]
+    return MapPoints(
+        sample_id=ids[keep],
+        x=np.ascontiguousarray(coords[keep, 0]),
+        y=np.ascontiguousarray(coords[keep, 1]),
+        origin=remap[codes[keep]],
+        origins=origins_of(origins, leaf_labels(store.tree())),
+        texts=lambda wanted: _texts(store, wanted),
+    )
 
 
 def _points(store: MapStore, columns: SampleColumns, ids: np.ndarray, coords: np.ndarray) -> MapPoints:
@@ -203,7 +327,7 @@ def _points(store: MapStore, columns: SampleColumns, ids: np.ndarray, coords: np
         x=np.ascontiguousarray(coords[kept, 0]),
         y=np.ascontiguousarray(coords[kept, 1]),
         origin=columns.origin[rows[kept]],
-        origins=origins_of(columns, leaf_labels(store.tree())),
+        origins=origins_of(columns.origins, leaf_labels(store.tree())),
         texts=lambda wanted: _texts(store, wanted),
     )
 
