@@ -4,7 +4,8 @@
 coordinates). :func:`map_points` lays out a set of samples, caches the coordinates in the project (keyed by a hash
 of the feature kind, the sample ids, the parameters and the features themselves) and returns them as
 :class:`~.map_points.MapPoints`: columns of sample ids, coordinates and each point's leaf, path and
-criterion values, read from the store without an object per sample. :func:`figure` draws the
+criterion values, read from the store without an object per sample (each point's origin is kept
+with the map: :mod:`.map_origins`; :func:`latest_map_points` reads the map's own rows). :func:`figure` draws the
 points with plotly (hover shows the text and the path), :func:`png` as a static matplotlib image;
 :func:`write_map` writes a self-contained HTML file (plotly.js inline, so it opens offline) or a PNG.
 
@@ -28,10 +29,19 @@ import numpy as np
 
 from ..errors import TreeSynthError
 from ..progress import Progress
-from ..store.columns import SampleColumns, SampleOrigin
+from ..store.columns import SampleColumns
 from ..store.samples import BASELINE_SET, TREE_SET, Sample
 from .map_density import DENSITY_ABOVE, DRAWN_POINTS, density_trace, drawn_indices
 from .map_layout import DEFAULT_MAP, MapOptions, umap_2d
+from .map_origins import (
+    KeptOrigins,
+    OriginStore,
+    current_origins,
+    forget_moves,
+    keep_origins,
+    kept_origins,
+    moved_since,
+)
 from .map_points import BASELINE_LABEL, MapPoints, Origin, origins_of
 from .map_transform import PLACE_METRICS
 
@@ -76,26 +86,8 @@ MAP_SUFFIXES = {".html": "html", ".htm": "html", ".png": "png"}
 # -- points ---------------------------------------------------------------------------------------
 
 
-class MapStore(Protocol):
+class MapStore(OriginStore, Protocol):
     def tree(self) -> Tree: ...
-
-    def get_blob(self, key: str) -> bytes | None: ...
-
-    def put_blob(self, key: str, data: bytes) -> None: ...
-
-    def blob_keys(self, prefix: str) -> list[str]: ...
-
-    def sample_columns(self, sample_sets: Iterable[str] = ...) -> SampleColumns: ...
-
-    def sample_sets(self) -> dict[str, int]: ...
-
-    def sample_moves_seq(self) -> int: ...
-
-    def sample_moves(self, since: int) -> list[int]: ...
-
-    def forget_sample_moves(self, through: int) -> None: ...
-
-    def sample_origins(self, sample_ids: Iterable[int]) -> dict[int, tuple[str, str, str]]: ...
 
     def instructions(self, sample_ids: Iterable[int]) -> dict[int, str]: ...
 
@@ -176,10 +168,10 @@ def map_points(
     coords, key = _lay_out(store, ids, X, kind, options, progress)
     sets = tuple(dict.fromkeys(s.sample_set for s in samples))
     latest = json.loads(store.get_blob(_latest_key(kind, options.seed)) or b"{}")
-    stored = _stored_origins(store, latest, ids.size) if latest.get("key") == key else None
-    if stored is None:  # another map of this kind became the latest meanwhile: read the samples' columns
+    kept = kept_origins(store, latest, ids.size) if latest.get("key") == key else None
+    if kept is None:  # another map of this kind became the latest meanwhile: read the samples' columns
         return _points(store, store.sample_columns(sets), ids, coords)
-    return _stored_points(store, latest, ids, coords, *stored, sets)
+    return _kept_points(store, ids, coords, kept, sets)
 
 
 def _latest_key(kind: str, seed: int) -> str:
@@ -188,64 +180,17 @@ def _latest_key(kind: str, seed: int) -> str:
 
 def _remember_latest(store: MapStore, kind: str, seed: int, key: str, ids: np.ndarray) -> None:
     """Make ``key`` the latest map of ``kind``: its sample ids (int64) beside its coordinates, and
-    each point's origin (sample set, leaf, path) as a code (int32) into a table of the origins on
-    the map, with the sample journal's seq they were read at (migration m025): a later read looks up
-    only the samples deleted or moved since. Reading the origins is the one ``GROUP BY`` over every
-    sample, paid here, by the map's job, instead of by the page's first read."""
+    its points' origins (:mod:`.map_origins`), unless they are kept already and no sample moved since."""
     blob = store.get_blob(_latest_key(kind, seed))
     previous = json.loads(blob) if blob is not None else {}
-    if (
-        previous.get("key") == key
-        and store.get_blob(f"{key}:ids") is not None
-        and _stored_origins(store, previous, ids.size) is not None
-        and not store.sample_moves(previous["moves"])
-    ):
-        return
-    seq = store.sample_moves_seq()  # before the read: a change made meanwhile is looked up again
-    columns = store.sample_columns(store.sample_sets())
-    rows = columns.rows_of(ids)
-    codes = np.where(rows >= 0, columns.origin[np.maximum(rows, 0)], -1)
-    used = np.unique(codes[codes >= 0])  # the origins on the map, in the columns' order
-    remap = np.full(len(columns.origins), -1, dtype=np.int64)
-    remap[used] = np.arange(used.size)
-    packed = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1).astype(np.int32).tobytes()
-    table = [_origin_row(*columns.origins[int(i)]) for i in used]
+    if previous.get("key") == key and store.get_blob(f"{key}:ids") is not None:
+        kept = kept_origins(store, previous, ids.size)
+        if kept is not None and not moved_since(store, kept):
+            return
     store.put_blob(f"{key}:ids", np.ascontiguousarray(ids, dtype=np.int64).tobytes())
-    store.put_blob(f"{key}:codes", packed)
-    latest = {"key": key, "n": int(ids.size), "moves": seq, "origins": table, "codes": _digest(packed)}
+    latest = {"key": key, "n": int(ids.size), **keep_origins(store, key, ids)}
     store.put_blob(_latest_key(kind, seed), json.dumps(latest).encode())
-    _forget_moves(store)
-
-
-def _origin_row(sample_set: str, leaf_id: str, path: Any) -> list[str]:
-    """An origin as a map keeps it: sample set, leaf, path as canonical JSON."""
-    return [sample_set, leaf_id, json.dumps(path, ensure_ascii=False, separators=(",", ":"))]
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def _forget_moves(store: MapStore) -> None:
-    """Drop the sample journal's rows that every latest map has read past."""
-    seqs = []
-    for name in store.blob_keys(f"{MAP_CACHE_VERSION}:latest:"):
-        data = store.get_blob(name)
-        if data is not None and "moves" in (latest := json.loads(data)):
-            seqs.append(int(latest["moves"]))
-    if seqs:
-        store.forget_sample_moves(min(seqs))
-
-
-def _stored_origins(store: MapStore, latest: Mapping[str, Any], n: int) -> tuple[np.ndarray, list[list[str]]] | None:
-    """The codes (int64, writable) and origin table kept with the latest map ``latest`` of ``n``
-    points; None for a map written before they were kept (or whose codes do not match)."""
-    if "origins" not in latest or "moves" not in latest:
-        return None
-    packed = store.get_blob(f"{latest['key']}:codes")
-    if packed is None or len(packed) != 4 * n or _digest(packed) != latest.get("codes"):
-        return None
-    return np.frombuffer(packed, dtype=np.int32).astype(np.int64), [list(row) for row in latest["origins"]]
+    forget_moves(store, f"{MAP_CACHE_VERSION}:latest:")
 
 
 def latest_map_points(
@@ -269,50 +214,23 @@ def latest_map_points(
     if coords_blob is None or len(coords_blob) != 16 * ids.size:
         return None
     coords = np.frombuffer(coords_blob, dtype=np.float64).reshape(-1, 2)
-    stored = _stored_origins(store, latest, ids.size)
-    if stored is None:  # a map written before its origins were kept: the samples' GROUP BY
+    kept = kept_origins(store, latest, ids.size)
+    if kept is None:  # a map written before its origins were kept: the samples' GROUP BY
         return _points(store, store.sample_columns(sample_sets), ids, coords)
-    return _stored_points(store, latest, ids, coords, *stored, sample_sets)
+    return _kept_points(store, ids, coords, kept, sample_sets)
 
 
-def _stored_points(
-    store: MapStore,
-    latest: Mapping[str, Any],
-    ids: np.ndarray,
-    coords: np.ndarray,
-    codes: np.ndarray,
-    table: list[list[str]],
-    sample_sets: Iterable[str],
+def _kept_points(
+    store: MapStore, ids: np.ndarray, coords: np.ndarray, kept: KeptOrigins, sample_sets: Iterable[str]
 ) -> MapPoints:
-    """The map's points from its kept origin ``codes`` into ``table``, the samples deleted or moved
-    since looked up again, of those in ``sample_sets``: what :func:`_points` makes from the samples'
+    """The map's points from the origins kept with it: what :func:`_points` makes from the samples'
     columns, without reading them all."""
-    moved = store.sample_moves(int(latest["moves"]))
-    if moved:
-        rows = np.flatnonzero(np.isin(ids, np.asarray(moved, dtype=np.int64)))
-        now = store.sample_origins(ids[rows].tolist())
-        index = {tuple(row): code for code, row in enumerate(table)}
-        for row in rows.tolist():
-            found = now.get(int(ids[row]))
-            if found is None:  # deleted
-                codes[row] = -1
-                continue
-            origin = _origin_row(found[0], found[1], json.loads(found[2]))
-            codes[row] = index.setdefault(tuple(origin), len(table))
-            if codes[row] == len(table):
-                table.append(origin)
-    wanted = set(sample_sets)
-    in_sets = np.array([row[0] in wanted for row in table] + [False], dtype=bool)  # the last: code -1
-    keep = in_sets[codes]
-    used = sorted({int(c) for c in np.unique(codes[keep])}, key=lambda c: table[c])  # by set, leaf, path
-    remap = np.full(len(table), -1, dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    origins = [SampleOrigin(table[c][0], table[c][1], json.loads(table[c][2])) for c in used]
+    keep, codes, origins = current_origins(store, ids, kept, sample_sets)
     return MapPoints(
         sample_id=ids[keep],
         x=np.ascontiguousarray(coords[keep, 0]),
         y=np.ascontiguousarray(coords[keep, 1]),
-        origin=remap[codes[keep]],
+        origin=codes,
         origins=origins_of(origins, leaf_labels(store.tree())),
         texts=lambda wanted: _texts(store, wanted),
     )
