@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from studio.widgets import PAGE_EXPORT as EXPORT
+from studio.widgets import PAGE_SYNTH as SYNTH
+from studio.widgets import PAGE_TREE as TREE
 from tests.apptest import (
     delete_first_sample,
     held_by_browser,
@@ -85,6 +87,22 @@ def test_the_node_search_keeps_its_node_when_the_node_is_renamed(projects: Path)
     at.button(key="edit.lock").click()
     run_as_browser(at, {"tree.search": held})
     assert at.selectbox(key="tree.search").value == node.id
+
+
+def test_the_node_search_shows_the_node_being_edited_after_another_page(projects: Path) -> None:
+    """Walking the app: back on the Tree page the editor showed the node, the search box was empty
+    (Streamlit forgets a widget's value while its page is not drawn)."""
+    folder = projects / "example-gsm8k_math"
+    at = open_example(new_app())
+    tree = tree_of(folder)
+    node = tree.children(tree.children(tree.root_id)[1].id)[1]
+    at = select(at, node.id)
+    at.switch_page(SYNTH)
+    run(at)
+    at.switch_page(TREE)
+    run(at)
+    assert at.selectbox(key="tree.search").value == node.id
+    assert at.selectbox(key="tree.search").label == "Find a node (\u2713 approved)"
 
 
 def imported(folder: Path, name: str, n: int) -> None:
