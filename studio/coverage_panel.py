@@ -179,10 +179,11 @@ def report(project: Project, embedding_kind: str, gradient_kind: str | None) -> 
 
 def next_baseline_seed(last: jobs.JobState | None, flat_n: int, tree_n: int) -> int:
     """The seed for the next baseline run: the last app run's (0 when the baseline came from the
-    command line), or the one after it when the baseline is still short (the same seed would ask
-    the same questions and get the same, cached, replies)."""
+    command line), or the one after it when a run left the baseline short, even empty (the same seed
+    would ask the same questions and get the same, cached, replies: a second try made 0 calls)."""
     seed = int((last.params if last else {}).get("seed", 0))
-    return seed + 1 if 0 < flat_n < tree_n and not (last is not None and last.active) else seed
+    tried = last is not None or flat_n > 0  # a run made it short (the command line's leaves no job)
+    return seed + 1 if tried and flat_n < tree_n and not (last is not None and last.active) else seed
 
 
 def points(project: Project, kind: str, seed: int = 0) -> tuple[MapPoints, int] | None:
