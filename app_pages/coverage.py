@@ -15,7 +15,7 @@ from studio import coverage_panel as C
 from studio import gaps_panel as G
 from studio import security
 from studio import set_scores_panel as S
-from studio.job_view import job_status, start_job
+from studio.job_view import job_status, live_job, start_job
 from studio.state import get_state
 from studio.widgets import (
     PAGE_COVERAGE,
@@ -46,9 +46,7 @@ def _start(kind: jobs.Kind, params: dict) -> None:
 @st.fragment(run_every=POLL_S if running_at_start else None)
 def body() -> None:
     project = still_open(state)
-    live = jobs.active_job(project)
-    if (live is not None) != running_at_start:
-        st.rerun()
+    live = live_job(state, project, busy=running_at_start, page=PAGE_COVERAGE)
     show_notices(state)
     tree_n = sum(project.sample_counts().values())
     if tree_n == 0:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from studio import batch_panel, synth_panel
-from studio.job_view import elsewhere_line, job_outcome, job_progress, page_of, start_job
+from studio.job_view import elsewhere_line, job_outcome, job_progress, live_job, page_of, start_job
 from studio.state import get_state
 from studio.widgets import PAGE_EXPORT, PAGE_SYNTH, PAGE_TREE, POLL_S, md, require_project, show_notices, still_open
 from treesynth_core.generate.synth import target_leaves
@@ -28,9 +28,7 @@ st.caption("Samples are written per leaf, each conditioned on the leaf's full ro
 @st.fragment(run_every=POLL_S if running_at_start else None)
 def body() -> None:
     project = still_open(state)
-    live = jobs.active_job(project)
-    if (live is not None) != running_at_start:
-        st.rerun()
+    live = live_job(state, project, busy=running_at_start, page=PAGE_SYNTH)
     tree = project.tree()
     settings = state.settings()
     show_notices(state)

@@ -14,7 +14,7 @@ from studio import grow_panel, node_editor, overview_panel, tabs
 from studio import growth_result as growth
 from studio import tree_panel as panel
 from studio.graph_component import tree_graph
-from studio.job_view import elsewhere_line, job_progress, page_of
+from studio.job_view import elsewhere_line, job_progress, live_job, page_of
 from studio.state import get_state
 from studio.widgets import PAGE_TREE, POLL_S, md, require_project, show_notices, still_open
 from treesynth_core.jobs import background as jobs
@@ -34,9 +34,7 @@ st.caption(md(project.tree().task))
 @st.fragment(run_every=POLL_S if running_at_start else None)
 def body() -> None:
     project = still_open(state)
-    live = jobs.active_job(project)
-    if (live is not None) != running_at_start:
-        st.rerun()  # a job started or ended: redraw the page, polling only while one runs
+    live = live_job(state, project, busy=running_at_start, page=PAGE_TREE)
     tree = project.tree()
     state.valid_selection(tree)
     show_notices(state)

@@ -16,8 +16,10 @@ then a random 1024-d unit feature vector per sample with ``Project.put_features`
   adds), and numpy's one brute-force matmul pass of the placed rows with the fitted ones, timed on
   ``--exact-rows`` of them and scaled to all (no exact search can beat it). The exact search the map
   used before (matmul + argpartition) is timed on the same rows and scaled, for the before/after;
-- the map page's data: ``latest_map_points`` (the map's columns read from the store) and the plotly
-  ``figure`` (a density image of every point under a seeded sample of 20,000), with its JSON size;
+- the map page's data: ``latest_map_points`` (the map's columns read from the store: ids, coordinates
+  and the origin codes kept with the map) against reading the map's ids and coordinates alone, beside
+  the samples' ``GROUP BY`` it read before; again after deleting 1% of the map's samples; and the
+  plotly ``figure`` (a density image of every point under a seeded sample of 20,000), with its JSON size;
 - the tree page: ``sample_counts`` plus ``studio.graph.build_graph`` with the counts (target < 1 s).
 
     .venv/bin/python benchmarks/scale_1m.py [--n 1000000] [--map-n N] [--max-fit 20000] [--repeat 2] [--json]
@@ -135,9 +137,25 @@ def map_step(project: Project, X: np.ndarray, max_fit: int, exact_rows: int) -> 
         out["exact_place_s"] = timed(lambda: nearest_fitted(fitted, X, 15, rows=probe, cells=0))[0] * scale
     points_s, points = timed(lambda: latest_map_points(project, "emb:bench", seed=0, sample_sets=("tree",)))
     assert points is not None and len(points) == n, (None if points is None else len(points), n)
+    out["map_points_floor_s"] = timed(lambda: map_blobs(project, "emb:bench"))[0]
+    out["map_points_group_by_s"] = timed(lambda: project.sample_columns(("tree",)))[0]  # how it read before
     figure_s, fig = timed(lambda: figure(points, title="a million points"))
     out.update(map_points_s=points_s, figure_s=figure_s, figure_mb=len(fig.to_json()) / 1e6)
+    gone = ids[::100]
+    out["map_deleted"] = gone.size
+    out["map_delete_s"] = timed(lambda: project.delete_samples(gone.tolist()))[0]
+    after_s, after = timed(lambda: latest_map_points(project, "emb:bench", seed=0, sample_sets=("tree",)))
+    assert after is not None and len(after) == n - gone.size, (None if after is None else len(after), n - gone.size)
+    out["map_points_after_delete_s"] = after_s
     return out
+
+
+def map_blobs(project: Project, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """The floor of reading a map: its own rows alone (the latest map's ids and coordinates, as arrays)."""
+    latest = json.loads(project.get_blob(f"map-v1:latest:{kind}:0") or b"{}")
+    ids = np.frombuffer(project.get_blob(f"{latest['key']}:ids") or b"", dtype=np.int64)
+    coords = np.frombuffer(project.get_blob(latest["key"]) or b"", dtype=np.float64).reshape(-1, 2)
+    return ids, coords
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,7 +294,17 @@ def main(argv: list[str] | None = None) -> int:
         bound = "" if target is None else f" (target <= {target:g}x)"
         print(f"  {label}: {seconds:.2f} s = {ratio:.2f}x {what} ({floor:.2f} s){bound}{verdict}")
     if "map_s" in result:
-        print(f"  map page data (latest_map_points, {result['map_n']:,} points): {result['map_points_s']:.2f} s")
+        points_ratio = result["map_points_s"] / result["map_points_floor_s"]
+        print(
+            f"  map page data (latest_map_points, {result['map_n']:,} points, the first read): "
+            f"{result['map_points_s']:.2f} s = {points_ratio:.1f}x reading the map's ids and coordinates alone "
+            f"({result['map_points_floor_s']:.2f} s); the samples' GROUP BY it read before: "
+            f"{result['map_points_group_by_s']:.2f} s"
+        )
+        print(
+            f"  ... after deleting {result['map_deleted']:,} of its samples ({result['map_delete_s']:.2f} s): "
+            f"{result['map_points_after_delete_s']:.2f} s"
+        )
         print(
             f"  map figure (density + drawn sample): {result['figure_s']:.2f} s, {result['figure_mb']:.1f} MB of JSON"
         )

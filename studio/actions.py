@@ -47,7 +47,18 @@ def edit(
         return
     for key in clear:
         st.session_state[key] = ""
+    relabel_pickers()
     state.notify("success", done)
+
+
+def relabel_pickers() -> None:
+    """After an edit: set the node pickers again to the nodes they hold. Their option text is the
+    node's path, which a rename (of the node or an ancestor) changes; a browser shows the text it
+    had until the value is set again, and sends that old text back on the next run, which matches no
+    option and resets the picker (the editor jumped to the root after a rename)."""
+    for key in (PICKER_KEY, FOCUS_PICKER_KEY):
+        if st.session_state.get(key) is not None:
+            st.session_state[key] = st.session_state[key]
 
 
 def undo() -> None:
@@ -72,6 +83,7 @@ def _replay(*, undo: bool) -> None:
         state.notify("error", str(exc))
         return
     if done is not None:
+        relabel_pickers()
         state.notify("success", f"{'Undid' if undo else 'Redid'}: {done.what}")
     else:
         state.notify("info", nothing_message(project, undo=undo, all_owners=all_owners))

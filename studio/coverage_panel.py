@@ -22,7 +22,7 @@ from treesynth_core.coverage.map_density import drawn_indices
 from treesynth_core.coverage.map_points import MapPoints
 from treesynth_core.coverage.maps import DENSITY_ABOVE, DRAWN_POINTS, WEBGL_ABOVE, figure, latest_map_points, map_bytes
 from treesynth_core.errors import TreeSynthError
-from treesynth_core.generate.baseline import BaselineOptions
+from treesynth_core.generate.baseline import BaselineOptions, default_extra_calls
 from treesynth_core.generate.gap_options import GapOptions
 from treesynth_core.jobs import background as jobs
 from treesynth_core.llm import timing
@@ -112,7 +112,9 @@ def gradient_settings_form(project: Project, *, disabled: bool) -> Any:
 def baseline_time(project: Project, settings: BackendSettings, missing: int) -> str:
     """The calls and time of making ``missing`` flat-baseline samples (one line)."""
     calls = math.ceil(max(0, missing) / BaselineOptions.per_call)
-    return timing.calls_text(calls, timing.estimate_time(project, settings, timing.SYNTH_PURPOSES, calls))
+    line = timing.calls_text(calls, timing.estimate_time(project, settings, timing.SYNTH_PURPOSES, calls))
+    extra = default_extra_calls(max(0, missing), BaselineOptions.per_call)
+    return f"{line} Up to {extra} more when the model repeats itself (a flat prompt repeats more than a leaf)."
 
 
 def gaps_time(project: Project, settings: BackendSettings, rounds: int, per_round: int) -> str:
@@ -177,10 +179,11 @@ def report(project: Project, embedding_kind: str, gradient_kind: str | None) -> 
 
 def next_baseline_seed(last: jobs.JobState | None, flat_n: int, tree_n: int) -> int:
     """The seed for the next baseline run: the last app run's (0 when the baseline came from the
-    command line), or the one after it when the baseline is still short (the same seed would ask
-    the same questions and get the same, cached, replies)."""
+    command line), or the one after it when a run left the baseline short, even empty (the same seed
+    would ask the same questions and get the same, cached, replies: a second try made 0 calls)."""
     seed = int((last.params if last else {}).get("seed", 0))
-    return seed + 1 if 0 < flat_n < tree_n and not (last is not None and last.active) else seed
+    tried = last is not None or flat_n > 0  # a run made it short (the command line's leaves no job)
+    return seed + 1 if tried and flat_n < tree_n and not (last is not None and last.active) else seed
 
 
 def points(project: Project, kind: str, seed: int = 0) -> tuple[MapPoints, int] | None:
@@ -215,7 +218,12 @@ def progress_line(kind: str, done: int, total: int, message: str, params: dict[s
 def job_progress(project: Project, job: jobs.JobState) -> None:
     """A running coverage job: progress bar, its count and note, and a Stop button."""
     label, note = progress_line(job.kind, job.done, job.total or 0, job.message, dict(job.params))
-    job_view.job_progress(project, job, key="coverage", label=label, status=note)
+    left = None
+    total = job.total or int(job.params.get("n", 0) or 0)
+    if job.kind == "baseline" and total:  # its samples left, a call's worth each (at least the one out)
+        calls = max(1, math.ceil((total - job.done) / BaselineOptions.per_call))
+        left = timing.CallsLeft(timing.SYNTH_PURPOSES, calls)
+    job_view.job_progress(project, job, key="coverage", label=label, status=note, calls_left=left)
 
 
 #: The sections' widgets whose choices outlive a visit to another section (Streamlit drops the state

@@ -22,7 +22,7 @@ from pathlib import Path
 import streamlit as st
 
 from studio import security
-from studio.state import AppState, get_state
+from studio.state import AppState, NoticeKind, get_state
 from studio.widgets import (
     PAGE_CONCEPTS,
     PAGE_COVERAGE,
@@ -127,9 +127,10 @@ def started_here(state: AppState, job: jobs.JobState) -> bool:
 
 
 def job_status_line(job: jobs.JobState, *, message: bool = True) -> str:
-    """``3 of 24 leaves filled — 37 samples`` (the job's message only with ``message``)."""
+    """``3 of 24 leaves done — 37 samples`` (the job's message only with ``message``; a leaf is done when
+    its filling ended, with or without the samples it wanted)."""
     done = f"{job.done} of {job.total}" if job.total else f"{job.done}"
-    what = "nodes expanded" if job.kind == "grow" else "leaves filled"
+    what = "nodes expanded" if job.kind == "grow" else "leaves done"
     return f"{done} {what}" + (f" \u2014 {job.message}" if job.message and message else "")
 
 
@@ -260,6 +261,34 @@ def job_outcome(project: Project, job: jobs.JobState | None) -> None:
         ended(project, job, "Growth" if job.kind == "grow" else "Synthesis")
 
 
+#: The notice kind a job's ending toasts as, by :class:`~treesynth_core.jobs.outcome.JobEnd` status.
+END_KINDS: dict[str, NoticeKind] = {"done": "success", "failed": "error"}
+
+
+def toast_end(state: AppState, project: Project, page: str) -> None:
+    """How the ``page``'s job this tab started just ended, as a toast for the page's next run: the
+    outcome's banner sits where the job's progress was, often out of view (under a form's button)."""
+    job = jobs.latest_job(project)
+    if job is None or page_of(job) != page or not started_here(state, job):
+        return
+    end = job_end(job, jobs.run_counts(project, job))
+    if end is not None:
+        word = job_word(job.kind)
+        state.notify(END_KINDS.get(end.status, "warning"), f"{word[0].upper()}{word[1:]} {end.text}", toast=True)
+
+
+def live_job(state: AppState, project: Project, *, busy: bool, page: str) -> jobs.JobState | None:
+    """For a page's polling fragment, first thing after :func:`still_open`: the running job. When a
+    job started or ended since the page ran (``busy``: whether one ran then), the whole page reruns,
+    with a toast of how the ``page``'s job this tab started ended."""
+    live = jobs.active_job(project)
+    if (live is not None) != busy:
+        if live is None:
+            toast_end(state, project, page)
+        st.rerun()
+    return live
+
+
 # -- a page's job status ----------------------------------------------------------------------------
 
 
@@ -295,9 +324,7 @@ def job_status_fragment(
     @st.fragment(run_every=POLL_S if busy else None)
     def status() -> None:
         current = still_open(state)  # the page's project, unless its folder went since the page ran
-        live = jobs.active_job(current)
-        if (live is not None) != busy:
-            st.rerun()
+        live = live_job(state, current, busy=busy, page=page)
         show_notices(state)
         job_status(current, live, page=page, progress=progress, outcome=outcome)
 

@@ -60,6 +60,8 @@ def list_projects() -> list[Path]:
 class Notice:
     kind: NoticeKind
     text: str
+    #: Only as a toast, in view wherever the page is scrolled (for what the page also shows in place).
+    toast: bool = False
 
 
 @dataclass
@@ -183,8 +185,8 @@ class AppState:
         return self.selected
 
     # -- notices ----------------------------------------------------------------------------------
-    def notify(self, kind: NoticeKind, text: str) -> None:
-        self.notices.append(Notice(kind, text))
+    def notify(self, kind: NoticeKind, text: str, *, toast: bool = False) -> None:
+        self.notices.append(Notice(kind, text, toast))
 
     def pop_notices(self) -> list[Notice]:
         out, self.notices = self.notices, []

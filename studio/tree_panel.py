@@ -64,6 +64,8 @@ def toolbar(project: Project, tree: T.Tree, state: AppState) -> None:
     options = G.node_options(tree)
     if st.session_state.get(A.PICKER_KEY) not in (None, *tree.nodes):
         st.session_state[A.PICKER_KEY] = None
+    if A.PICKER_KEY not in st.session_state and state.selected in tree.nodes:
+        st.session_state[A.PICKER_KEY] = state.selected  # back from another page: the node being edited
     status = G.status_label(tree, st.session_state.get(A.PICKER_KEY))
     search.selectbox(
         f"Find a node ({status})" if status else "Find a node",  # the label, not the options: see option_label

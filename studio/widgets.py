@@ -44,11 +44,21 @@ def form_error(text: str) -> None:
     st.toast(md(text), icon=":material/error:")
 
 
+NOTICE_ICONS = {
+    "success": ":material/check_circle:",
+    "info": ":material/info:",
+    "warning": ":material/warning:",
+    "error": ":material/error:",
+}
+
+
 def show_notices(state: AppState) -> None:
     """Show and forget the notices callbacks left for this rerun (their text is shown literally)."""
     for notice in state.pop_notices():
         text = md(notice.text)
-        if notice.kind == "error":
+        if notice.toast:
+            st.toast(text, icon=NOTICE_ICONS[notice.kind])
+        elif notice.kind == "error":
             st.error(text, icon=":material/error:")
         elif notice.kind == "warning":
             st.warning(text, icon=":material/warning:")

@@ -175,6 +175,12 @@ def shown(at: AppTest, key: str) -> str:
     return str(box.options[box.index])
 
 
+def held_by_browser(at: AppTest, key: str, before: str) -> str:
+    """The option text a browser shows in the selectbox ``key`` after the last run, when it showed
+    ``before``: the new option text if the run set the box's value, else still ``before``."""
+    return shown(at, key) if at.selectbox(key=key).proto.set_value else before
+
+
 def run_as_browser(at: AppTest, held: dict[str, str]) -> AppTest:
     """Rerun ``at`` as a browser does whose selectboxes (by key) still hold these option texts. A
     browser keeps the text it showed while a run relabels the options (Streamlit sends no new value for

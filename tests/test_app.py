@@ -396,7 +396,7 @@ def test_a_leaf_left_short_is_reported_and_another_seed_tops_it_up(projects):
     at.number_input(key="synth.per_leaf").set_value(2)
     at.number_input(key="synth.per_call").set_value(2)
     at = start_and_wait(run(at), folder)
-    assert any("1 leaves stayed below the target" in s.value and "another seed" in s.value for s in at.success)
+    assert any("1 leaf stayed below the target" in s.value and "another seed" in s.value for s in at.warning)
     with Project.open(folder) as project:
         assert project.sample_counts() == {leaf: 1}
     at.number_input(key="synth.seed").set_value(1)
@@ -455,7 +455,7 @@ def test_synthesis_progress_counts_calls_and_samples_from_the_first_call(project
                 time.sleep(0.05)
         run(at)
         bar = next(p.proto.text for p in at.get("progress") if "Synthesizing" in p.proto.text)
-        assert "1 call, 2 samples" in bar and "of 56 leaves filled" in bar and "min left" in bar
+        assert "1 call, 2 samples" in bar and "of 56 leaves done" in bar and "min left" in bar
         assert bar.count("2 samples") == 1  # the job's own "2 samples" message is not repeated
     finally:
         gate.set()

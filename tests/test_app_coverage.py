@@ -466,6 +466,8 @@ def test_the_pickers_keep_none_and_the_section_through_a_job_and_its_polls(fakes
     for _ in range(3):  # the page polls while the job runs
         run_fragments(at)
         assert at.button_group(key="coverage.section.control").value == "baseline"
+    bar = next(str(p.proto.text) for p in at.get("progress") if "flat baseline" in str(p.proto.text))
+    assert " left" in bar and "reply pending" in bar, bar  # walking the app: 5 min with no time said
     gate.set()
     assert wait_for_job(folder).status == "done"
     run_fragments(at)  # the poll that sees the job end reruns the page

@@ -17,6 +17,7 @@ from tests.apptest import (
     open_example,
     reload,
     run,
+    run_fragments,
     start_synthesis,
     texts,
     wait_for_job,
@@ -86,6 +87,36 @@ def test_a_reload_keeps_this_tabs_synthesis_its_own_and_the_wait_counts_down(pro
     assert warned == []  # the form's running values are set through the session state alone
     outcome = next(s.value for s in done.success if "Synthesis" in s.value)
     assert outcome.startswith("Synthesis finished in ") and "added " in outcome
+
+
+def toasts(at: AppTest, word: str) -> list[str]:
+    return [str(t.value) for t in at.toast if word in str(t.value)]
+
+
+def test_a_job_that_ends_while_its_page_polls_says_how_in_a_toast_in_its_own_tab(projects: Path) -> None:
+    """Walking the app: a job's outcome shows where its progress was, under its form's button, often
+    out of view when it ends; a toast says it wherever the page is scrolled (once, in the tab that
+    started it)."""
+    folder = projects / "example-gsm8k_math"
+    gate = threading.Event()
+    jobs.set_llm_factory(lambda settings: GatedLLM(gate))
+    at = start_synthesis(open_example(new_app()), per_leaf=2)
+    other = new_app(project=folder.name)
+    other.switch_page(PAGE_SYNTH)
+    try:
+        wait_for_run(folder)
+        run(at)
+        run(other)  # both pages poll the running job
+    finally:
+        gate.set()
+        assert wait_for_job(folder).status == "done"
+    assert not toasts(at, "Synthesis finished")
+    run_fragments(at)  # the poll that finds the job ended reruns the page
+    assert toasts(at, "Synthesis finished") and "added " in toasts(at, "Synthesis finished")[0]
+    run(at)
+    assert not toasts(at, "Synthesis finished")  # once
+    run_fragments(other)
+    assert not toasts(other, "Synthesis finished")  # not the other tab's job
 
 
 def test_a_data_pages_job_is_one_line_on_the_concepts_page(coding: Path) -> None:

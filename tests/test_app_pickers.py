@@ -7,8 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from studio.widgets import PAGE_EXPORT as EXPORT
+from studio.widgets import PAGE_SYNTH as SYNTH
+from studio.widgets import PAGE_TREE as TREE
 from tests.apptest import (
     delete_first_sample,
+    held_by_browser,
     new_app,
     open_example,
     run,
@@ -55,6 +58,51 @@ def test_the_node_search_keeps_its_node_when_the_node_is_unapproved(projects: Pa
     run_as_browser(at, {"tree.search": held})
     assert at.selectbox(key="tree.search").value == node.id
     assert at.selectbox(key="tree.search").label == "Find a node (? awaiting review)"
+
+
+def test_the_node_search_keeps_its_node_when_the_node_is_renamed(projects: Path) -> None:
+    """Walking the app: after renaming the picked node, the next click (Lock) jumped the editor to
+    the root, as the browser sent the box's old text (the old path) back."""
+    folder = projects / "example-gsm8k_math"
+    at = open_example(new_app())
+    tree = tree_of(folder)
+    node = tree.children(tree.children(tree.root_id)[1].id)[1]
+    at = select(at, node.id)
+    held = shown(at, "tree.search")
+    at.text_input(key=f"edit.value.{node.id}").set_value("a brand-new name")
+    at.button(key="edit.rename").click()
+    run(at)
+    assert tree_of(folder).nodes[node.id].value == "a brand-new name"
+    held = held_by_browser(at, "tree.search", held)
+    assert "a brand-new name" in held  # the browser was sent the new path
+    at.button(key="edit.lock").click()
+    run_as_browser(at, {"tree.search": held})
+    assert at.selectbox(key="tree.search").value == node.id
+    assert tree_of(folder).nodes[node.id].locked
+    for _ in range(2):  # undo the lock, then the rename: the old name is back
+        at.button(key="tree.undo").click()
+        run_as_browser(at, {"tree.search": held})
+        held = held_by_browser(at, "tree.search", held)
+    assert "a brand-new name" not in held and tree_of(folder).nodes[node.id].value == node.value
+    at.button(key="edit.lock").click()
+    run_as_browser(at, {"tree.search": held})
+    assert at.selectbox(key="tree.search").value == node.id
+
+
+def test_the_node_search_shows_the_node_being_edited_after_another_page(projects: Path) -> None:
+    """Walking the app: back on the Tree page the editor showed the node, the search box was empty
+    (Streamlit forgets a widget's value while its page is not drawn)."""
+    folder = projects / "example-gsm8k_math"
+    at = open_example(new_app())
+    tree = tree_of(folder)
+    node = tree.children(tree.children(tree.root_id)[1].id)[1]
+    at = select(at, node.id)
+    at.switch_page(SYNTH)
+    run(at)
+    at.switch_page(TREE)
+    run(at)
+    assert at.selectbox(key="tree.search").value == node.id
+    assert at.selectbox(key="tree.search").label == "Find a node (\u2713 approved)"
 
 
 def imported(folder: Path, name: str, n: int) -> None:

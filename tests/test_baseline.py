@@ -175,6 +175,7 @@ def test_the_app_tops_up_a_short_baseline_with_the_next_seed():
     assert next_baseline_seed(last, 88, 88) == 2
     assert next_baseline_seed(None, 29, 88) == 1  # made short by `treesynth baseline` (seed 0): no job on record
     assert next_baseline_seed(SimpleNamespace(params={"seed": 2}, active=True), 29, 88) == 2
+    assert next_baseline_seed(last, 0, 88) == 3  # a run that made none (walking the app: the retry made 0 calls)
 
 
 def test_progress_and_job_summary_say_what_a_short_baseline_lacks(project):

@@ -398,6 +398,38 @@ def test_a_shortfall_counts_one_in_the_singular():
     one = Shortfall("nodes expanded", 0, 1, "nodes", 1, "", "run grow again").message()
     assert one.startswith("0 of 1 node expanded: the model gave no usable reply")
     some = Shortfall("samples made", 3, 4, "leaves", 1, "bad JSON", "rerun").message()
-    assert some.startswith("3 of 4 samples made; 1 leaf got no usable reply (bad JSON)")
+    assert some.startswith("3 of 4 samples made; 1 leaf got no usable reply: bad JSON.")
     many = Shortfall("baseline samples made", 1, 9, "calls", 2, "bad JSON", "rerun").message()
     assert many.startswith("1 of 9 baseline samples made; 2 calls got no usable reply")
+
+
+def test_leaves_short_for_unusable_replies_are_told_to_rerun_not_to_change_seed():
+    """Walking the app: two leaves that got no usable reply were also counted among the leaves that
+    "stayed below the target: run again with another seed" (a seed does not fix an unusable reply)."""
+    from treesynth_core.generate.synth import SynthReport
+    from treesynth_core.jobs.specs import synth_summary
+
+    report = SynthReport(
+        leaves=3, added=1, wanted=6, duplicates=1, short_leaves=["a", "b", "c"], failed_leaves=["b", "c"]
+    )
+    report.last_problem = "bad JSON"
+    assert report.repeated_leaves == ["a"]
+    text = synth_summary(report, None)
+    assert "1 leaf stayed below the target (the model repeated itself)" in text
+    assert "2 leaves got no usable reply: bad JSON." in text
+    assert "added 1 sample, 1 duplicate dropped" in text
+    report.short_leaves = ["b", "c"]
+    assert "another seed" not in synth_summary(report, None)
+
+
+def test_a_run_that_made_less_than_asked_for_is_partial_whatever_the_reason():
+    """Walking the app: a flat baseline that made 0 of 4 samples (every usable reply repeated one
+    already made) finished in a green success box."""
+    from treesynth_core.generate.baseline import BaselineReport
+    from treesynth_core.generate.shortfall import left_short
+    from treesynth_core.generate.synth import SynthReport
+
+    assert left_short(BaselineReport(requested=4, wanted=4, calls=4))  # 0 of 4, no failed call
+    assert not left_short(BaselineReport(requested=4, wanted=4, added=4, total=4))
+    assert left_short(SynthReport(short_leaves=["a"]))
+    assert not left_short(SynthReport(leaves=2, added=4))

@@ -156,6 +156,69 @@ def test_the_last_map_stays_usable_after_samples_come_and_go(project, fake_layou
     assert len(M.latest_map_points(project, "emb:fake", sample_sets=["tree"])) == 7  # the baseline left out
 
 
+def read_by_group_by(project, kind, sample_sets=(TREE_SET, BASELINE_SET)):
+    """The latest map read the way maps written before their origins were kept are read: its
+    coordinates with every sample's columns (one GROUP BY): the reference for the kept origins."""
+    import json
+
+    latest = json.loads(project.get_blob(M._latest_key(kind, 0)))
+    ids = np.frombuffer(project.get_blob(f"{latest['key']}:ids"), dtype=np.int64)
+    coords = np.frombuffer(project.get_blob(latest["key"]), dtype=np.float64).reshape(-1, 2)
+    return M._points(project, project.sample_columns(sample_sets), ids, coords)
+
+
+def test_a_map_read_after_samples_are_deleted_moved_and_restored_answers_as_the_samples_say(
+    project, fake_layout, monkeypatch
+):
+    samples, X = samples_and_features(project)
+    M.map_points(project, samples, X, "emb:fake")
+    div = samples[4].leaf_id
+    deletion = project.trash_samples([samples[1].id, samples[4].id])  # 4: division's "0:0", which 0 takes
+    project.assign_leaves({samples[0].id: (div, [{"criterion": "Operation", "value": "division"}])})
+    project.assign_leaves({samples[2].id: (samples[2].leaf_id, [{"criterion": "Operation", "value": "sum"}])})
+    project.import_samples([NewSample(leaf_id=div, key="i", instruction="imported", path=[])], sample_set="other")
+    expected = {sets: read_by_group_by(project, "emb:fake", sets) for sets in ((TREE_SET, BASELINE_SET), (TREE_SET,))}
+    reads = []
+    monkeypatch.setattr(type(project), "sample_columns", lambda *a, **k: reads.append(a) or pytest.fail("GROUP BY"))
+    for sets, reference in expected.items():
+        points = M.latest_map_points(project, "emb:fake", sample_sets=sets)
+        assert points.records() == reference.records()  # every point's id, place, leaf, path, set and text
+        assert [o.path for o in points.present()] == [o.path for o in reference.present()]
+    moved = {p.sample_id: p for p in points.records()}
+    assert samples[1].id not in moved and moved[samples[0].id].path == "division"
+    assert moved[samples[2].id].criteria == {"Operation": "sum"}  # a new path in the same leaf
+    monkeypatch.undo()
+    project.restore_samples(deletion.batch)
+    back = M.latest_map_points(project, "emb:fake")
+    assert back.records() == read_by_group_by(project, "emb:fake").records()
+    assert len(back) == 8  # 1 is back; 4 stays deleted (0 holds its key now)
+
+
+def test_writing_a_map_forgets_the_sample_moves_every_latest_map_has_read_past(project, fake_layout):
+    samples, X = samples_and_features(project)
+    M.map_points(project, samples, X, "emb:fake")
+    M.map_points(project, samples, X, "emb:other")
+    project.delete_samples([samples[3].id])
+    assert project.sample_moves(0) == [samples[3].id]
+    rest = [s for s in samples if s.id != samples[3].id]
+    keep = np.array([s.id != samples[3].id for s in samples])
+    M.map_points(project, rest, X[keep], "emb:fake")
+    assert project.sample_moves(0) == [samples[3].id]  # emb:other was written before: it still needs it
+    M.map_points(project, rest, X[keep], "emb:other")
+    assert project.sample_moves(0) == [] and project.sample_moves_seq() == 1
+    assert len(M.latest_map_points(project, "emb:other")) == 8
+
+
+def test_an_import_leaves_the_sample_journal_alone(project):
+    before = project.sample_moves_seq()
+    project.import_samples(
+        [NewSample(leaf_id="x", key=str(i), instruction="q", path=[]) for i in range(3)], sample_set="d"
+    )
+    assert project.sample_moves_seq() == before
+    project.delete_sample_set("d")
+    assert project.sample_moves_seq() == before + 3
+
+
 def test_the_latest_map_is_the_one_served_last(project, fake_layout):
     """A map served from the cache becomes the latest again (the page shows what the job last made)."""
     samples, X = samples_and_features(project)

@@ -1,18 +1,25 @@
 """Reading what batches bring back (OpenAI's output and error files, ``vllm run-batch`` output) into
 the project: each reply is kept by its request's cache key (the line's ``custom_id``) for later runs
 (:class:`~.replay.BatchReplayLLM`), and logged as a call, with its tokens; each failed request is
-logged with its error. Collecting the same file twice changes nothing: a key keeps its first reply.
+logged with its error. Collecting the same file twice changes nothing: a key keeps its first reply,
+and a failure is logged once.
+
+Files are streamed in chunks of :data:`CHUNK` lines; each chunk is one transaction (one lookup of
+the keys the project holds, one insert of the new replies, one of their call-log rows), so a collect
+that stops half way (a malformed or truncated line, a crash) keeps whole chunks, and the rerun takes
+in the rest.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..llm.recording import CallRecord
+from ..store.batches import KeptOutcomes
 from .files import CallInfo, read_jsonl
 
 #: Replies kept per transaction while collecting.
@@ -27,6 +34,9 @@ class Outcome:
     custom_id: str
     body: Mapping[str, Any] | None = None
     error: str | None = None
+    #: The line's own ``id`` (the provider's request id: tells a failure apart from the same
+    #: request's failure in another batch; None where the line has none).
+    line_id: str | None = None
 
 
 def _error_text(error: Any) -> str:
@@ -46,18 +56,19 @@ def outcome_of(row: Mapping[str, Any]) -> Outcome | None:
     custom_id = row.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id:
         return None
+    line_id = row["id"] if isinstance(row.get("id"), str) else None
     if row.get("error"):
-        return Outcome(custom_id, error=_error_text(row["error"]))
+        return Outcome(custom_id, error=_error_text(row["error"]), line_id=line_id)
     response = row.get("response")
     if not isinstance(response, Mapping):
-        return Outcome(custom_id, error="no response")
+        return Outcome(custom_id, error="no response", line_id=line_id)
     body = response.get("body") if "body" in response else response
     status = response.get("status_code", 200)
     if status != 200:
         detail = body.get("error", body) if isinstance(body, Mapping) else body
-        return Outcome(custom_id, error=f"HTTP {status}: {_error_text(detail)}")
+        return Outcome(custom_id, error=f"HTTP {status}: {_error_text(detail)}", line_id=line_id)
     if not isinstance(body, Mapping) or not _has_content(body):
-        return Outcome(custom_id, error="not a chat completion with content")
+        return Outcome(custom_id, error="not a chat completion with content", line_id=line_id)
     return Outcome(custom_id, body=body)
 
 
@@ -80,11 +91,9 @@ def read_outcomes(path: Path) -> Iterator[Outcome]:
 class ReplyStore(Protocol):
     """What collecting needs from a project."""
 
-    def put_batch_replies(self, replies: Iterable[tuple[str, Mapping[str, Any]]], batch_id: str | None) -> int: ...
-
-    def batch_reply(self, key: str) -> dict[str, Any] | None: ...
-
-    def log_call(self, record: CallRecord) -> str: ...
+    def keep_batch_outcomes(
+        self, outcomes: Sequence[tuple[str, Mapping[str, Any] | None, CallRecord]], batch_id: str | None
+    ) -> KeptOutcomes: ...
 
 
 @dataclass
@@ -113,30 +122,31 @@ def collect(
     run_id: str | None,
 ) -> Collected:
     """Keep the replies of ``outcomes`` and log each new one as a call of ``model`` under ``run_id``
-    (``calls`` says what each is for); log each failure, unless the key has a reply already."""
+    (``calls`` says what each is for); log each failure, unless the key has a reply already or the
+    same failure was logged before. One transaction per :data:`CHUNK` outcomes: an error raised
+    while reading ``outcomes`` (a malformed line) keeps the chunks before it whole."""
     done = Collected()
-    pending: list[Outcome] = []
-
-    def flush() -> None:
-        fresh = [o for o in pending if store.batch_reply(o.custom_id) is None]
-        added = store.put_batch_replies(((o.custom_id, o.body or {}) for o in fresh), batch_id)
-        done.replies += added
-        done.known += len(pending) - added
-        for outcome in fresh:
-            store.log_call(_record(outcome, model, calls.get(outcome.custom_id), batch_id, run_id))
-        pending.clear()
-
-    for outcome in outcomes:
-        if outcome.body is not None:
-            pending.append(outcome)
-            if len(pending) >= CHUNK:
-                flush()
-        elif store.batch_reply(outcome.custom_id) is None:
-            done.failed += 1
-            done.errors[outcome.custom_id] = outcome.error or "failed"
-            store.log_call(_record(outcome, model, calls.get(outcome.custom_id), batch_id, run_id))
-    flush()
+    for chunk in _chunks(outcomes, CHUNK):
+        kept = store.keep_batch_outcomes(
+            [(o.custom_id, o.body, _record(o, model, calls.get(o.custom_id), batch_id, run_id)) for o in chunk],
+            batch_id,
+        )
+        done.replies += kept.replies
+        done.known += kept.known
+        done.failed += len(kept.failed)
+        done.errors.update(kept.failed)
     return done
+
+
+def _chunks(outcomes: Iterable[Outcome], size: int) -> Iterator[list[Outcome]]:
+    chunk: list[Outcome] = []
+    for outcome in outcomes:
+        chunk.append(outcome)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _record(
@@ -154,7 +164,8 @@ def _record(
         purpose=info.purpose,
         node_id=info.node_id,
         cache_key=outcome.custom_id,
-        request={"batch": batch_id, "custom_id": outcome.custom_id},
+        request={"batch": batch_id, "custom_id": outcome.custom_id}
+        | ({"line": outcome.line_id} if outcome.line_id else {}),
         response=text,
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),

@@ -332,7 +332,11 @@ def baseline_cmd(
             project, "baseline", options, params, settings, llm_run, as_json, description="Flat baseline"
         )
     data = {**dataclasses.asdict(report), "short": report.short, "llm": llm_json(stats)}
-    short = f" ({report.short} short: duplicates dropped or replies unusable)" if report.short else ""
+    short = (
+        f" ({report.short} short: duplicates dropped or replies unusable; --seed {seed + 1} asks new questions)"
+        if report.short
+        else ""
+    )
     emit(
         as_json,
         data,

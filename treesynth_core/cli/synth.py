@@ -13,6 +13,7 @@ import typer
 from ..errors import TreeSynthError
 from ..generate.synth import SynthOptions, SynthReport
 from ..llm.timing import estimate_time, logged_model, synth_purposes
+from ..progress import plural
 from ..tree.edits import resolve_node
 from .common import (
     NO_BACKEND_OPTIONS,
@@ -191,9 +192,9 @@ def synth(
             "llm": llm_json(stats),
         }
         short = (
-            f"\n{len(report.short_leaves)} leaves have fewer samples than their target (duplicates dropped or "
-            f"replies unusable); --seed {seed + 1} asks new questions to top them up."
-            if report.short_leaves
+            f"\n{plural(len(report.repeated_leaves), 'leaf has', 'leaves have')} fewer samples than their target "
+            f"(the model repeated itself); --seed {seed + 1} asks new questions to top them up."
+            if report.repeated_leaves
             else ""
         )
         if report.dropped_pruned:
@@ -209,7 +210,7 @@ def synth(
         emit(
             as_json,
             data,
-            f"Added {report.added} samples ({report.duplicates} duplicates dropped); "
+            f"Added {plural(report.added, 'sample')} ({plural(report.duplicates, 'duplicate')} dropped); "
             f"{total} samples in the project.{short}{_verification_line(report, verify)}\n{call_line(stats)}",
         )
         exit_if_short(report)

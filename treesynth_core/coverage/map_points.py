@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..store.columns import SampleColumns
+from ..store.columns import SampleOrigin
 from ..store.samples import TREE_SET
 
 #: The leaf label of a flat-baseline point (a sample made without the tree).
@@ -56,10 +56,11 @@ class MapPoint:
     text: str = ""
 
 
-def origins_of(columns: SampleColumns, labels: Mapping[str, str]) -> tuple[Origin, ...]:
-    """The map origins of the store's ``columns``; ``labels`` gives each leaf's label."""
+def origins_of(origins: Sequence[SampleOrigin], labels: Mapping[str, str]) -> tuple[Origin, ...]:
+    """The map origins of the store's sample ``origins`` (:attr:`SampleColumns.origins
+    <treesynth_core.store.columns.SampleColumns.origins>`); ``labels`` gives each leaf's label."""
     out = []
-    for sample_set, leaf_id, path in columns.origins:
+    for sample_set, leaf_id, path in origins:
         steps = [(str(p.get("criterion", "")), str(p.get("value", ""))) for p in path]
         flat = sample_set != TREE_SET and not steps
         out.append(

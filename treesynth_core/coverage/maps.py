@@ -4,7 +4,8 @@
 coordinates). :func:`map_points` lays out a set of samples, caches the coordinates in the project (keyed by a hash
 of the feature kind, the sample ids, the parameters and the features themselves) and returns them as
 :class:`~.map_points.MapPoints`: columns of sample ids, coordinates and each point's leaf, path and
-criterion values, read from the store without an object per sample. :func:`figure` draws the
+criterion values, read from the store without an object per sample (each point's origin is kept
+with the map: :mod:`.map_origins`; :func:`latest_map_points` reads the map's own rows). :func:`figure` draws the
 points with plotly (hover shows the text and the path), :func:`png` as a static matplotlib image;
 :func:`write_map` writes a self-contained HTML file (plotly.js inline, so it opens offline) or a PNG.
 
@@ -32,6 +33,15 @@ from ..store.columns import SampleColumns
 from ..store.samples import BASELINE_SET, TREE_SET, Sample
 from .map_density import DENSITY_ABOVE, DRAWN_POINTS, density_trace, drawn_indices
 from .map_layout import DEFAULT_MAP, MapOptions, umap_2d
+from .map_origins import (
+    KeptOrigins,
+    OriginStore,
+    current_origins,
+    forget_moves,
+    keep_origins,
+    kept_origins,
+    moved_since,
+)
 from .map_points import BASELINE_LABEL, MapPoints, Origin, origins_of
 from .map_transform import PLACE_METRICS
 
@@ -76,14 +86,8 @@ MAP_SUFFIXES = {".html": "html", ".htm": "html", ".png": "png"}
 # -- points ---------------------------------------------------------------------------------------
 
 
-class MapStore(Protocol):
+class MapStore(OriginStore, Protocol):
     def tree(self) -> Tree: ...
-
-    def get_blob(self, key: str) -> bytes | None: ...
-
-    def put_blob(self, key: str, data: bytes) -> None: ...
-
-    def sample_columns(self, sample_sets: Iterable[str] = ...) -> SampleColumns: ...
 
     def instructions(self, sample_ids: Iterable[int]) -> dict[int, str]: ...
 
@@ -119,6 +123,13 @@ def lay_out(
     each, of feature kind ``kind``) by :func:`umap_2d` with ``options``, fitted on a sample of
     ``options.max_fit`` when there are more. They are cached in the store, so the same map is
     computed once, and become the map :func:`latest_map_points` reads."""
+    return _lay_out(store, sample_ids, X, kind, options, progress)[0]
+
+
+def _lay_out(
+    store: MapStore, sample_ids: np.ndarray, X: np.ndarray, kind: str, options: MapOptions, progress: Progress | None
+) -> tuple[np.ndarray, str]:
+    """:func:`lay_out`'s coordinates and the layout's cache key."""
     ids = np.asarray(sample_ids, dtype=np.int64)
     features = np.asarray(X, dtype=np.float32)
     if features.shape[0] != ids.size:
@@ -139,7 +150,7 @@ def lay_out(
     _remember_latest(store, kind, options.seed, key, ids)
     if progress:
         progress(1, 1, "map ready")
-    return coords
+    return coords, key
 
 
 def map_points(
@@ -152,11 +163,15 @@ def map_points(
     progress: Progress | None = None,
 ) -> MapPoints:
     """Lay out ``samples`` (features ``X``, one row each) with :func:`lay_out` (cached) and return
-    them as the map's columns."""
+    them as the map's columns (read back as :func:`latest_map_points` reads them)."""
     ids = np.fromiter((s.id for s in samples), dtype=np.int64, count=len(samples))
-    coords = lay_out(store, ids, X, kind, options, progress=progress)
-    sets = dict.fromkeys(s.sample_set for s in samples)
-    return _points(store, store.sample_columns(sets), ids, coords)
+    coords, key = _lay_out(store, ids, X, kind, options, progress)
+    sets = tuple(dict.fromkeys(s.sample_set for s in samples))
+    latest = json.loads(store.get_blob(_latest_key(kind, options.seed)) or b"{}")
+    kept = kept_origins(store, latest, ids.size) if latest.get("key") == key else None
+    if kept is None:  # another map of this kind became the latest meanwhile: read the samples' columns
+        return _points(store, store.sample_columns(sets), ids, coords)
+    return _kept_points(store, ids, coords, kept, sets)
 
 
 def _latest_key(kind: str, seed: int) -> str:
@@ -164,20 +179,28 @@ def _latest_key(kind: str, seed: int) -> str:
 
 
 def _remember_latest(store: MapStore, kind: str, seed: int, key: str, ids: np.ndarray) -> None:
-    """Make ``key`` the latest map of ``kind``: its sample ids (int64) beside its coordinates."""
+    """Make ``key`` the latest map of ``kind``: its sample ids (int64) beside its coordinates, and
+    its points' origins (:mod:`.map_origins`), unless they are kept already and no sample moved since."""
     blob = store.get_blob(_latest_key(kind, seed))
-    if blob is not None and json.loads(blob).get("key") == key and store.get_blob(f"{key}:ids") is not None:
-        return
+    previous = json.loads(blob) if blob is not None else {}
+    if previous.get("key") == key and store.get_blob(f"{key}:ids") is not None:
+        kept = kept_origins(store, previous, ids.size)
+        if kept is not None and not moved_since(store, kept):
+            return
     store.put_blob(f"{key}:ids", np.ascontiguousarray(ids, dtype=np.int64).tobytes())
-    store.put_blob(_latest_key(kind, seed), json.dumps({"key": key, "n": int(ids.size)}).encode())
+    latest = {"key": key, "n": int(ids.size), **keep_origins(store, key, ids)}
+    store.put_blob(_latest_key(kind, seed), json.dumps(latest).encode())
+    forget_moves(store, f"{MAP_CACHE_VERSION}:latest:")
 
 
 def latest_map_points(
     store: MapStore, kind: str, *, seed: int = 0, sample_sets: Iterable[str] = (TREE_SET, BASELINE_SET)
 ) -> MapPoints | None:
     """The last map laid out for ``kind``, on those of its samples still in ``sample_sets`` (samples
-    added since are not on it, deleted ones are gone); ``None`` when no map of ``kind`` was laid out
-    yet. Reads no features and makes no object per point."""
+    added since are not on it, deleted ones are gone, moved ones show their new leaf and path);
+    ``None`` when no map of ``kind`` was laid out yet. Reads the map's own rows (ids, coordinates,
+    an origin code per point) and looks up only the samples deleted or moved since it was written;
+    reads no features and makes no object per point."""
     blob = store.get_blob(_latest_key(kind, seed))
     if blob is None:
         return None
@@ -191,7 +214,26 @@ def latest_map_points(
     if coords_blob is None or len(coords_blob) != 16 * ids.size:
         return None
     coords = np.frombuffer(coords_blob, dtype=np.float64).reshape(-1, 2)
-    return _points(store, store.sample_columns(sample_sets), ids, coords)
+    kept = kept_origins(store, latest, ids.size)
+    if kept is None:  # a map written before its origins were kept: the samples' GROUP BY
+        return _points(store, store.sample_columns(sample_sets), ids, coords)
+    return _kept_points(store, ids, coords, kept, sample_sets)
+
+
+def _kept_points(
+    store: MapStore, ids: np.ndarray, coords: np.ndarray, kept: KeptOrigins, sample_sets: Iterable[str]
+) -> MapPoints:
+    """The map's points from the origins kept with it: what :func:`_points` makes from the samples'
+    columns, without reading them all."""
+    keep, codes, origins = current_origins(store, ids, kept, sample_sets)
+    return MapPoints(
+        sample_id=ids[keep],
+        x=np.ascontiguousarray(coords[keep, 0]),
+        y=np.ascontiguousarray(coords[keep, 1]),
+        origin=codes,
+        origins=origins_of(origins, leaf_labels(store.tree())),
+        texts=lambda wanted: _texts(store, wanted),
+    )
 
 
 def _points(store: MapStore, columns: SampleColumns, ids: np.ndarray, coords: np.ndarray) -> MapPoints:
@@ -203,7 +245,7 @@ def _points(store: MapStore, columns: SampleColumns, ids: np.ndarray, coords: np
         x=np.ascontiguousarray(coords[kept, 0]),
         y=np.ascontiguousarray(coords[kept, 1]),
         origin=columns.origin[rows[kept]],
-        origins=origins_of(columns, leaf_labels(store.tree())),
+        origins=origins_of(columns.origins, leaf_labels(store.tree())),
         texts=lambda wanted: _texts(store, wanted),
     )
 

@@ -39,7 +39,7 @@ class Shortfall:
             )
         return (
             f"{self.made} of {self.wanted} {unit}; {self.failed} {counted(self.failed, self.parts)} got no usable "
-            f"reply ({problem}); nothing unusable was cached, {self.retry} to retry them"
+            f"reply: {problem}. Nothing unusable was cached, {self.retry} to retry them"
         )
 
 
@@ -67,3 +67,13 @@ def shortfall_of(report: object) -> Shortfall | None:
     method = getattr(report, "shortfall", None)
     found = method() if callable(method) else None
     return found if isinstance(found, Shortfall) else None
+
+
+def left_short(report: object) -> bool:
+    """Whether a run made less than it was asked for, for any reason: a :class:`Shortfall` (unusable
+    replies), or samples the model kept repeating (a report's ``short`` count or ``short_leaves``).
+    Its job then ends as partial: finished, with part of what it was asked for missing."""
+    if shortfall_of(report) is not None:
+        return True
+    short = getattr(report, "short", 0)
+    return (isinstance(short, int) and short > 0) or bool(getattr(report, "short_leaves", ()))

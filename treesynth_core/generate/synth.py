@@ -128,6 +128,14 @@ class SynthReport:
     def rejected(self) -> int:
         return sum(c.rejected for c in self.verification.values())
 
+    @property
+    def repeated_leaves(self) -> list[str]:
+        """Leaves left short though none of their calls failed: the model repeated itself, and another
+        seed asks new questions (leaves short for unusable replies are the :meth:`shortfall`'s: a rerun
+        retries them)."""
+        failed = set(self.failed_leaves)
+        return [leaf for leaf in self.short_leaves if leaf not in failed]
+
     def shortfall(self) -> Shortfall | None:
         """What the unusable replies cost this run (None when every call got a usable reply, or
         the leaves they hit were filled anyway)."""

@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 from ..errors import Cancelled, ParseError, TreeSynthError
-from ..generate.shortfall import shortfall_of
+from ..generate.shortfall import left_short, shortfall_of
 from ..llm.base import LLM
 from ..llm.recording import CallStore, recording
 from ..llm.settings import BackendSettings
@@ -102,5 +102,5 @@ def run_llm_work(
     if short is not None and short.total:
         store.finish_run(run_id, "failed", short.message())
         raise ParseError(short.message())
-    store.finish_run(run_id, "ok" if short is None else "partial", None if short is None else short.message())
+    store.finish_run(run_id, "partial" if left_short(result) else "ok", None if short is None else short.message())
     return result, store.stats(run_id)

@@ -374,14 +374,16 @@ def verify_note(result: Any) -> str:
 
 
 def synth_summary(result: Any, stats: Stats) -> str:
+    repeated = len(result.repeated_leaves)
     short = (
-        f"; {len(result.short_leaves)} leaves stayed below the target (duplicates or unusable replies): "
+        f"; {plural(repeated, 'leaf', 'leaves')} stayed below the target (the model repeated itself): "
         "run again with another seed to ask new questions"
-        if result.short_leaves
+        if repeated
         else ""
     )
     return (
-        f"added {result.added} samples, {result.duplicates} duplicates dropped{verify_note(result)}{short}"
+        f"added {plural(result.added, 'sample')}, {plural(result.duplicates, 'duplicate')} dropped"
+        f"{verify_note(result)}{short}"
         f"{cut_note(result)}{short_note(result)} "
         f"({_calls(stats)})"
     )

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..llm.recording import CallRecord
+from .runs import insert_calls, new_ulid, redacted_json
 from .schema import dumps, now
+
+#: ``IN`` over the keys of one JSON array parameter: one query for a chunk of any size.
+_JSON_KEYS = "(SELECT value FROM json_each(?))"
 
 #: The columns a caller may change with :func:`update_batch`.
 _UPDATABLE = frozenset(
@@ -105,19 +110,58 @@ def rounds(conn: sqlite3.Connection, round_ids: Iterable[str]) -> dict[str, tupl
     return found
 
 
-def put_replies(
-    conn: sqlite3.Connection, replies: Iterable[tuple[str, Mapping[str, Any]]], batch_id: str | None
-) -> int:
-    """Keep each ``(key, chat completion body)`` a batch brought back; a key kept before keeps its
-    first reply (collecting twice changes nothing). Returns how many were new."""
-    stamp, added = now(), 0
-    for key, body in replies:
-        cursor = conn.execute(
-            "INSERT OR IGNORE INTO batch_replies (key, batch_id, body, collected) VALUES (?, ?, ?, ?)",
-            (key, batch_id, dumps(body), stamp),
-        )
-        added += cursor.rowcount
-    return added
+@dataclass(frozen=True)
+class KeptOutcomes:
+    """What :func:`keep_outcomes` did with one chunk of a batch's outcomes."""
+
+    #: Replies new to the project (kept, and logged as calls).
+    replies: int = 0
+    #: Replies whose key the project held already (before this chunk, or earlier in it): not kept again.
+    known: int = 0
+    #: The failures logged now, as ``(key, error)``, in the chunk's order.
+    failed: tuple[tuple[str, str], ...] = ()
+
+
+def keep_outcomes(
+    conn: sqlite3.Connection,
+    outcomes: Sequence[tuple[str, Mapping[str, Any] | None, CallRecord]],
+    batch_id: str | None,
+) -> KeptOutcomes:
+    """Keep one chunk of a batch's outcomes, ``(key, chat completion body or None for a failure, the
+    call's log record)`` in file order: each reply whose key has none yet is kept and its call logged;
+    each failure whose key has no reply is logged, unless the same failure (its key and request) was
+    logged before. A few queries and one ``executemany`` per table, whatever the chunk's size, so
+    a chunk is collected whole or not at all by the caller's transaction, and collecting it again
+    changes nothing."""
+    keys = list(dict.fromkeys(key for key, _, _ in outcomes))
+    held = {k for (k,) in conn.execute(f"SELECT key FROM batch_replies WHERE key IN {_JSON_KEYS}", (dumps(keys),))}
+    failures = [key for key, body, _ in outcomes if body is None and key not in held]
+    logged: set[tuple[str, str]] = set()
+    if failures:  # failed calls are few: the partial index on their keys finds the ones logged before
+        sql = f"SELECT cache_key, request FROM llm_calls WHERE error IS NOT NULL AND cache_key IN {_JSON_KEYS}"
+        logged = set(conn.execute(sql, (dumps(list(dict.fromkeys(failures))),)))
+    stamp = now()
+    replies: list[tuple[str, str | None, str, str]] = []
+    calls: list[tuple[str, str, CallRecord]] = []
+    failed: list[tuple[str, str]] = []
+    known = 0
+    for key, body, record in outcomes:
+        if body is not None:
+            if key in held:
+                known += 1
+                continue
+            held.add(key)
+            replies.append((key, batch_id, dumps(body), stamp))
+        else:
+            request = redacted_json(record.request)
+            if key in held or (key, request) in logged:
+                continue
+            logged.add((key, request))
+            failed.append((key, record.error or "failed"))
+        calls.append((new_ulid(), stamp, record))
+    conn.executemany("INSERT INTO batch_replies (key, batch_id, body, collected) VALUES (?, ?, ?, ?)", replies)
+    insert_calls(conn, calls)
+    return KeptOutcomes(len(replies), known, tuple(failed))
 
 
 def reply(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ from ..llm.recording import CallRecord
 from ..llm.settings import BackendSettings, merge_settings
 from ..tree.model import Tree, new_tree, validate
 from . import batches, history, runs
-from .batches import BatchRecord
+from .batches import BatchRecord, KeptOutcomes
 from .db import DB_NAME, FORMAT_VERSION, Database, set_meta
 from .history import HUMAN, EditRecord, Replayed, UndoState
 from .runs import JobRecord, RunCounts, RunStats
@@ -386,10 +386,14 @@ class Project(SampleStore):
         with self._db.read() as conn:
             return batches.rounds(conn, round_ids)
 
-    def put_batch_replies(self, replies: Iterable[tuple[str, Mapping[str, Any]]], batch_id: str | None) -> int:
-        """Keep the replies a batch brought back, by request cache key; returns how many were new."""
+    def keep_batch_outcomes(
+        self, outcomes: Sequence[tuple[str, Mapping[str, Any] | None, CallRecord]], batch_id: str | None
+    ) -> KeptOutcomes:
+        """Keep one chunk of what a batch brought back, in one transaction: the replies new to the
+        project (by request cache key) with their calls logged, and the failures not logged before
+        (see :func:`.batches.keep_outcomes`)."""
         with self._db.tx() as conn:
-            return batches.put_replies(conn, replies, batch_id)
+            return batches.keep_outcomes(conn, outcomes, batch_id)
 
     def has_batch_replies(self) -> bool:
         """Whether any batch brought replies back (runs then look there before sending)."""

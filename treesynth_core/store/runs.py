@@ -476,6 +476,8 @@ def redacted_json(value: Any) -> str:
 def redact_secrets(value: Any) -> Any:
     """A copy of ``value`` with anything that looks like an API key or a bearer token redacted."""
     if isinstance(value, str):
+        if "sk-" not in value and "Bearer" not in value:  # what every match holds: skip the regex (most text)
+            return value
         return _SECRET.sub(lambda m: ("sk-" if m.group(0).startswith("sk-") else "Bearer ") + REDACTED, value)
     if isinstance(value, Mapping):
         return {k: REDACTED if v and str(k).lower() in _SECRET_KEYS else redact_secrets(v) for k, v in value.items()}

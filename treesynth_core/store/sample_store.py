@@ -107,6 +107,31 @@ class SampleStore:
         self._columns_memo = (version, columns)
         return columns
 
+    def sample_moves_seq(self) -> int:
+        """The last seq of the journal of samples deleted or moved (migration m025; 0 before any)."""
+        with self._db.read() as conn:
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'sample_moves'").fetchone()
+        return int(row[0]) if row else 0
+
+    def sample_moves(self, since: int) -> list[int]:
+        """The ids of the samples deleted or moved (another set, leaf or path) after journal seq
+        ``since``: what a map written at ``since`` looks up again."""
+        with self._db.read() as conn:
+            rows = conn.execute("SELECT DISTINCT sample_id FROM sample_moves WHERE seq > ?", (since,)).fetchall()
+        return [i for (i,) in rows]
+
+    def forget_sample_moves(self, through: int) -> None:
+        """Drop the journal's rows up to seq ``through`` (no map needs them any more)."""
+        with self._db.tx() as conn:
+            conn.execute("DELETE FROM sample_moves WHERE seq <= ?", (through,))
+
+    def sample_origins(self, sample_ids: Iterable[int]) -> dict[int, tuple[str, str, str]]:
+        """``id -> (sample set, leaf id, path JSON)`` of those of ``sample_ids`` still stored (one query)."""
+        wanted = dumps(list(dict.fromkeys(int(i) for i in sample_ids)))
+        sql = "SELECT id, sample_set, leaf_id, path FROM samples WHERE id IN (SELECT value FROM json_each(?))"
+        with self._db.read() as conn:
+            return {sid: (sample_set, leaf, path) for sid, sample_set, leaf, path in conn.execute(sql, (wanted,))}
+
     def instructions(self, sample_ids: Iterable[int]) -> dict[int, str]:
         """The instruction of each of ``sample_ids`` still stored."""
         found: dict[int, str] = {}
@@ -312,6 +337,12 @@ class SampleStore:
         """Cache derived data (a map's coordinates, ...) under a content key."""
         with self._db.tx() as conn:
             conn.execute("INSERT OR REPLACE INTO blobs (key, created, data) VALUES (?, ?, ?)", (key, now(), data))
+
+    def blob_keys(self, prefix: str) -> list[str]:
+        """The keys of the cached blobs that start with ``prefix``, sorted."""
+        with self._db.read() as conn:
+            rows = conn.execute("SELECT key FROM blobs WHERE substr(key, 1, ?) = ? ORDER BY key", (len(prefix), prefix))
+            return [key for (key,) in rows]
 
     def get_blob(self, key: str) -> bytes | None:
         with self._db.read() as conn:

@@ -399,6 +399,34 @@ def m023_batch_rounds(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m024_failed_call_keys(conn: sqlite3.Connection) -> None:
+    """The cache keys of failed calls (a partial index: failures are few), so ``batch collect`` finds
+    a failure it logged before in one lookup and a rerun logs it once."""
+    conn.execute("CREATE INDEX llm_calls_failed_key ON llm_calls (cache_key) WHERE error IS NOT NULL")
+
+
+@migration
+def m025_sample_moves(conn: sqlite3.Connection) -> None:
+    """A journal of the samples deleted or moved (another sample set, leaf or path), by id, so a map
+    knows which of its points changed since it was written without reading every sample (see
+    :func:`treesynth_core.coverage.maps.latest_map_points`). Triggers write it, whatever deletes or
+    moves the rows; an import's hidden staging rows are left out. ``seq`` only grows
+    (``AUTOINCREMENT``): a map keeps the last one it saw; rows no map needs any more are deleted
+    when a map is written."""
+    staging = "substr(OLD.sample_set, 1, 11) != '~importing:'"  # samples.STAGING_PREFIX, as it was then
+    conn.execute("CREATE TABLE sample_moves (seq INTEGER PRIMARY KEY AUTOINCREMENT, sample_id INTEGER NOT NULL)")
+    conn.execute(
+        f"CREATE TRIGGER samples_deleted AFTER DELETE ON samples WHEN {staging} "
+        "BEGIN INSERT INTO sample_moves (sample_id) VALUES (OLD.id); END"
+    )
+    conn.execute(
+        "CREATE TRIGGER samples_moved AFTER UPDATE OF sample_set, leaf_id, path ON samples "
+        "WHEN (OLD.sample_set IS NOT NEW.sample_set OR OLD.leaf_id IS NOT NEW.leaf_id OR OLD.path IS NOT NEW.path) "
+        f"AND {staging} BEGIN INSERT INTO sample_moves (sample_id) VALUES (OLD.id); END"
+    )
+
+
 # -- applying -------------------------------------------------------------------------------------
 
 
