@@ -310,7 +310,11 @@ function draw(state, vis) {
   else state.network.unselectAll();
   const focusAsked = data.focus_key && data.focus_key !== state.focusKey && data.focus && state.nodes.get(data.focus);
   if (focusAsked && !fresh && !refit) {
-    state.network.focus(data.focus, { scale: Math.max(state.network.getScale(), 0.9), animation: { duration: 400 } });
+    // The node with its parent and its shown children, as large as they fit (no closer than now,
+    // no farther than readable labels): centring the node alone left half the canvas empty.
+    const near = [data.focus, ...state.network.getConnectedNodes(data.focus)];
+    const closest = Math.max(state.network.getScale(), MIN_SCALE);
+    state.network.fit({ nodes: near, minZoomLevel: MIN_SCALE, maxZoomLevel: closest, animation: { duration: 400 } });
     state.userMoved = true;
   }
   state.focusKey = data.focus_key;

@@ -169,8 +169,17 @@ def count_set_picker(project: Project, state: AppState) -> str:
         index=names.index(state.count_set),
         key="tree.count_set",
         on_change=chosen,
-        help="Per-node sample counts of this set: compare an imported dataset (before) with its balanced set (after).",
+        # the sets' sizes in its help, not in its options (a choice whose text changed would be reset)
+        # nor in a line under it (it pushed the graph down, below the fold)
+        help=count_set_help(names, sets),
     )
-    # the counts beside the picker, not in its options: a choice whose text changed would be reset
-    st.caption(md(", ".join(f"{name}: {plural(sets.get(name, 0), 'sample')}" for name in names)))
     return state.count_set
+
+
+def count_set_help(names: list[str], sets: dict[str, int]) -> str:
+    """The count-set picker's help: what it does, and each set's size (``tree: 220 samples, ...``)."""
+    sizes = ", ".join(f"{name}: {plural(sets.get(name, 0), 'sample')}" for name in names)
+    return (
+        "Per-node sample counts of this set: compare an imported dataset (before) with its balanced set "
+        f"(after). The sets: {md(sizes)}."
+    )

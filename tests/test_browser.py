@@ -362,3 +362,45 @@ def test_a_big_tree_overview_focus_full_screen_and_readable_labels(browser, serv
     assert box is not None and box["height"] >= 1000 - 200 and box["width"] >= 900, box  # was 420+ x 600
     shot(page, "bigtree-4-full-screen")
     page.close()
+
+
+def test_a_node_found_by_search_shows_beside_its_parent(browser, server):
+    """Walking the app: picking a node in "Find a node" centred that node alone, so the first child
+    of a wide fan sat mid-canvas with its parent (and half the canvas) out of view; the view now
+    fits the node with its parent and shown children."""
+    from tests.trees import wide_tree
+
+    url, projects = server
+    fan = wide_tree(fanout=16, depth=1)
+    with Project.create(projects / "fan", task=fan.task) as project:
+        project.replace_tree(fan, kind="import")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+    try:
+        page.goto(f"{url}/tree?project=fan")
+        page.get_by_role("heading", name="Tree", exact=True).wait_for(timeout=30_000)
+        wait_until(lambda: len(graph_nodes(page)) >= 17, 30, "the root and its 16 children")
+        search = page.get_by_test_id("stSelectbox").first.locator("input")
+        search.click()
+        page.keyboard.type("v1-0")
+        page.get_by_role("option", name="v1-0", exact=True).click()
+        page.get_by_text("path: v1-0").wait_for(timeout=15_000)
+        box = page.locator(".ts-canvas").bounding_box()
+        assert box is not None
+
+        def centers() -> list[dict]:
+            return [page.evaluate("(id) => window.treesynthGraph.nodeCenter(id)", i) for i in ("r.0", "r")]
+
+        def settled() -> list[dict] | None:
+            """The two centres once the view holds still after the pick's animation."""
+            first = centers()
+            time.sleep(0.5)
+            return first if centers() == first else None
+
+        time.sleep(1.0)  # the pick's view change starts after the page's rerun
+        shown = wait_until(settled, 15, "the view to hold still", poll=0.2)
+        shot(page, "search-focus-with-parent")
+        for c in shown:
+            assert box["x"] <= c["x"] <= box["x"] + box["width"], (c, box)
+            assert box["y"] <= c["y"] <= box["y"] + box["height"], (c, box)
+    finally:
+        page.close()
