@@ -8,12 +8,15 @@ Jaccard similarity at or above a threshold (``SynthOptions.near_duplicate``, 0.8
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
 import math
 import re
 from array import array
 from collections.abc import Iterable
-
-import numpy as np
 
 _WS = re.compile(r"\s+")
 _NONWORD = re.compile(r"[^\w\s]")
@@ -52,6 +55,8 @@ EXTRA = 4
 
 def _room(values: np.ndarray, size: int) -> np.ndarray:
     """``values`` with room for at least ``size`` items (doubling, so appends are amortized O(1))."""
+    import numpy as np  # lazily: the CLI starts without numpy
+
     if len(values) >= size:
         return values
     grown = np.zeros(max(size, 2 * len(values)), values.dtype)
@@ -83,6 +88,8 @@ class DuplicateFilter:
     """
 
     def __init__(self, threshold: float, seen: Iterable[str] = ()) -> None:
+        import numpy as np  # lazily: the CLI starts without numpy
+
         self.threshold = threshold
         self.keys: set[str] = set()
         self.comparisons = 0
@@ -117,12 +124,16 @@ class DuplicateFilter:
 
     def _prefixes(self, sizes: np.ndarray) -> np.ndarray:
         """:meth:`_prefix` of each size (the same float arithmetic, in numpy)."""
+        import numpy as np  # lazily: the CLI starts without numpy
+
         prefix = sizes - np.ceil(self.threshold * sizes - 1e-9).astype(np.int64) + 1
         return np.where(prefix > 0, np.clip(prefix + EXTRA, 0, sizes), 0)
 
     def _token_ids(self, key: str) -> np.ndarray:
         """The shingles of a text (of this :func:`text_key`) as token ids, in the global order (new
         shingles get ids and places)."""
+        import numpy as np  # lazily: the CLI starts without numpy
+
         ids = self._ids
         known = len(ids)
         add = ids.setdefault
@@ -136,6 +147,7 @@ class DuplicateFilter:
         return tokens[np.argsort(self._order[tokens])]
 
     def _add(self, key: str, tokens: np.ndarray) -> None:
+
         self.keys.add(key)
         number, size = self._count, len(tokens)
         self._tokens = _room(self._tokens, self._used + size)
@@ -157,6 +169,8 @@ class DuplicateFilter:
     def _rerank(self) -> None:
         """Rank every shingle by how many texts hold it (rarest first), re-sort every text's tokens
         in that order and index every text again."""
+        import numpy as np  # lazily: the CLI starts without numpy
+
         n, used, vocab = self._count, self._used, len(self._ids)
         tokens = self._tokens[:used]
         held = np.bincount(tokens, minlength=vocab)
@@ -183,6 +197,8 @@ class DuplicateFilter:
 
     def _near(self, tokens: np.ndarray) -> bool:
         """Whether a text of these tokens (in the global order) has Jaccard >= threshold with a text seen."""
+        import numpy as np  # lazily: the CLI starts without numpy
+
         t, size = self.threshold, len(tokens)
         here = self._prefix(size)
         postings = self._postings
