@@ -267,20 +267,26 @@ def test_example_tree_screenshot(browser, server):
         shutil.copy(ARTIFACTS / "06-example-tree.png", target)
 
 
+def tree_page(browser, server, name: str, tree, *, shown: int):
+    """A new page on the Tree page of a project ``name`` made from ``tree``, once its graph draws
+    ``shown`` nodes."""
+    url, projects = server
+    with Project.create(projects / name, task=tree.task) as project:
+        project.replace_tree(tree, kind="import")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+    page.goto(f"{url}/tree?project={name}")
+    page.get_by_role("heading", name="Tree", exact=True).wait_for(timeout=30_000)
+    wait_until(lambda: len(graph_nodes(page)) >= shown, 30, f"{shown} nodes drawn")
+    return page
+
+
 def test_a_tooltip_hides_when_the_pointer_leaves_the_graph_from_an_edge_node(browser, server):
     """Issue 13: vis fires no blurNode when the pointer leaves the canvas straight from a node at its
     edge, so the node's tooltip stayed over the page; leaving the graph hides it."""
     from tests.trees import wide_tree
 
-    url, projects = server
-    small = wide_tree(fanout=4, depth=2)
-    with Project.create(projects / "small", task=small.task) as project:
-        project.replace_tree(small, kind="import")
-    page = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+    page = tree_page(browser, server, "small", wide_tree(fanout=4, depth=2), shown=5)
     try:
-        page.goto(f"{url}/tree?project=small")
-        page.get_by_role("heading", name="Tree", exact=True).wait_for(timeout=30_000)
-        wait_until(lambda: len(graph_nodes(page)) >= 5, 30, "the root and its children")
         box = page.locator(".ts-canvas").bounding_box()
         assert box is not None
         right = box["x"] + box["width"]
@@ -370,15 +376,8 @@ def test_a_node_found_by_search_shows_beside_its_parent(browser, server):
     fits the node with its parent and shown children."""
     from tests.trees import wide_tree
 
-    url, projects = server
-    fan = wide_tree(fanout=16, depth=1)
-    with Project.create(projects / "fan", task=fan.task) as project:
-        project.replace_tree(fan, kind="import")
-    page = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+    page = tree_page(browser, server, "fan", wide_tree(fanout=16, depth=1), shown=17)
     try:
-        page.goto(f"{url}/tree?project=fan")
-        page.get_by_role("heading", name="Tree", exact=True).wait_for(timeout=30_000)
-        wait_until(lambda: len(graph_nodes(page)) >= 17, 30, "the root and its 16 children")
         search = page.get_by_test_id("stSelectbox").first.locator("input")
         search.click()
         page.keyboard.type("v1-0")
